@@ -1,0 +1,31 @@
+//! api-gateway settings, from the environment with local defaults.
+
+use std::net::SocketAddr;
+
+use shared::config::{ConfigError, Env, ServiceConfig};
+
+/// Everything the gateway reads at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database, broker and Redis connections.
+    pub service: ServiceConfig,
+    /// `GATEWAY_ADDR`: where the HTTP API (and its `/healthz`, `/readyz`) is served.
+    pub addr: SocketAddr,
+    /// `PUBLIC_URL`: how carriers and clients reach the gateway (for status links and callbacks).
+    pub public_url: String,
+    /// `MAX_BODY_BYTES`: the largest request body; sized for 100,000 contacts with metadata.
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Reads the settings; a malformed value names its variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let addr = env.addr("GATEWAY_ADDR", "127.0.0.1:8080")?;
+        Ok(Self {
+            service: ServiceConfig::from_env(env)?,
+            addr,
+            public_url: env.url("PUBLIC_URL", &format!("http://{addr}"), &["http", "https"])?,
+            max_body_bytes: env.parse("MAX_BODY_BYTES", 64 * 1024 * 1024)?,
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Every API error maps from this one enum, in this one place, to one JSON body shape:
+//! `{"error": {"code", "message", "details": [{"field", "message"}]}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+/// The most field errors one response lists.
+pub const MAX_DETAILS: usize = 100;
+
+/// One offending field and what is wrong with it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's path in the request, e.g. `rows[41].inputs.age`.
+    pub field: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON, or a value has the wrong type.
+    #[error("invalid input: {message}")]
+    BadRequest {
+        message: String,
+        details: Vec<FieldError>,
+    },
+    /// 422: well-formed but not acceptable.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 401: no key, or a wrong or revoked one.
+    #[error("a valid API key is required (Authorization: Bearer <key> or api_key: <key>)")]
+    Unauthorized,
+    /// 404: no such thing in this workspace.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: not allowed in the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is too large.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 503: a dependency failed; the request changed nothing and may be retried.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure; logged with its context, not shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 about one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Internal(anyhow::Error::new(e).context("database query failed"))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Unavailable(format!("database unavailable: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let details: Vec<FieldError> = match &self {
+            Self::BadRequest { details, .. } | Self::Validation(details) => {
+                details.iter().take(MAX_DETAILS).cloned().collect()
+            }
+            _ => Vec::new(),
+        };
+        let message = match &self {
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed");
+                "internal error".to_owned()
+            }
+            Self::Validation(details) if details.len() == 1 => {
+                format!("{}: {}", details[0].field, details[0].message)
+            }
+            Self::Validation(details) => format!("{} fields are invalid", details.len()),
+            other => other.to_string(),
+        };
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": message, "details": details}})),
+        )
+            .into_response()
+    }
+}

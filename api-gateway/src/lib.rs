@@ -1,0 +1,10 @@
+//! The HTTP edge of dialfleet: the Vogent Batch Dial Jobs and Dialgen Call Batch APIs over one
+//! domain model, plus agents, phone numbers and workspace administration.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+
+pub use app::{AppState, run, spawn};

@@ -1,0 +1,114 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+use api_gateway::{admin, config::Config};
+use shared::config::Env;
+
+/// dialfleet's HTTP API (Vogent Batch Dial Jobs and Dialgen Call Batches) and its administration.
+#[derive(Parser)]
+#[command(name = "api-gateway", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Create the database if needed and apply pending migrations.
+    Migrate,
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
+    /// Manage API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace and print its id and first API key as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        max_concurrent_dials: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Issue another key for a workspace.
+    Create {
+        #[arg(long)]
+        workspace: Uuid,
+    },
+    /// Revoke the key that starts with KEY_PREFIX.
+    Revoke { key_prefix: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    shared::role::main("api-gateway", async move {
+        let config = Config::from_env(&Env::from_process())?;
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let shutdown = shared::shutdown::on_signal();
+                api_gateway::run(config, shutdown)
+                    .await
+                    .context("api-gateway stopped")
+            }
+            Command::Migrate => {
+                shared::db::ensure_database(&config.service.database_url)
+                    .await
+                    .context("cannot create the database")?;
+                let applied = shared::db::migrate::run(&config.service.database_url)
+                    .await
+                    .context("migration failed")?;
+                println!("{}", serde_json::json!({ "applied": applied }));
+                Ok(())
+            }
+            Command::Workspace {
+                command:
+                    WorkspaceCommand::Create {
+                        name,
+                        max_concurrent_dials,
+                    },
+            } => {
+                let db = shared::db::connect(&config.service).await?;
+                let created = admin::create_workspace(&db, &name, max_concurrent_dials).await?;
+                println!("{}", serde_json::to_string(&created)?);
+                Ok(())
+            }
+            Command::ApiKey {
+                command: ApiKeyCommand::Create { workspace },
+            } => {
+                let db = shared::db::connect(&config.service).await?;
+                let created = admin::create_api_key(&db, workspace).await?;
+                println!("{}", serde_json::to_string(&created)?);
+                Ok(())
+            }
+            Command::ApiKey {
+                command: ApiKeyCommand::Revoke { key_prefix },
+            } => {
+                let db = shared::db::connect(&config.service).await?;
+                anyhow::ensure!(
+                    admin::revoke_api_key(&db, &key_prefix).await?,
+                    "no active key with prefix {key_prefix}"
+                );
+                println!("{}", serde_json::json!({ "revoked": key_prefix }));
+                Ok(())
+            }
+        }
+    })
+    .await
+}

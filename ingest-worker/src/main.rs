@@ -1,0 +1,15 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shared::role::main("ingest-worker", async {
+        let config = ingest_worker::config::Config::from_env(&shared::config::Env::from_process())?;
+        let shutdown = shared::shutdown::on_signal();
+        ingest_worker::run(config, shutdown)
+            .await
+            .context("ingest-worker stopped")
+    })
+    .await
+}

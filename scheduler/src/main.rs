@@ -1,0 +1,15 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shared::role::main("scheduler", async {
+        let config = scheduler::config::Config::from_env(&shared::config::Env::from_process())?;
+        let shutdown = shared::shutdown::on_signal();
+        scheduler::run(config, shutdown)
+            .await
+            .context("scheduler stopped")
+    })
+    .await
+}

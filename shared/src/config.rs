@@ -1,0 +1,220 @@
+//! Typed configuration from environment variables, with defaults that work on a developer's
+//! machine.
+//!
+//! Every role reads its settings through [`Env`], so a missing or malformed value always fails at
+//! start with one line that names the variable, never deep inside a request.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that could not be read; its message names the variable and what was wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable's name.
+    pub name: String,
+    /// The value that was found.
+    pub value: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// Reads environment variables through a lookup function, so tests can pass a map instead of
+/// mutating the process environment (which is shared by every test thread).
+pub struct Env {
+    lookup: Lookup,
+}
+
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::from_process()
+    }
+}
+
+impl Env {
+    /// Reads the real process environment.
+    pub fn from_process() -> Self {
+        Self {
+            lookup: Box::new(|name| std::env::var(name).ok()),
+        }
+    }
+
+    /// Reads from a fixed list of pairs (for tests).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let map: std::collections::HashMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Self {
+            lookup: Box::new(move |name| map.get(name).cloned()),
+        }
+    }
+
+    /// The raw value, if set and not empty.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A string with a default.
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Any `FromStr` value with a default; a malformed value is an error naming the variable.
+    pub fn parse<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError {
+                name: name.to_owned(),
+                reason: e.to_string(),
+                value,
+            }),
+        }
+    }
+
+    /// A listen address such as `127.0.0.1:8080`.
+    pub fn addr(&self, name: &str, default: &str) -> Result<SocketAddr, ConfigError> {
+        let default = default.parse().expect("default listen addresses are valid");
+        self.parse(name, default)
+    }
+
+    /// A duration given in whole seconds.
+    pub fn secs(&self, name: &str, default_secs: u64) -> Result<Duration, ConfigError> {
+        self.parse::<u64>(name, default_secs)
+            .map(Duration::from_secs)
+    }
+
+    /// A duration given in milliseconds.
+    pub fn millis(&self, name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+        self.parse::<u64>(name, default_ms)
+            .map(Duration::from_millis)
+    }
+
+    /// A URL that must start with one of `schemes`.
+    pub fn url(&self, name: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+        let value = self.string(name, default);
+        if schemes
+            .iter()
+            .any(|s| value.starts_with(&format!("{s}://")))
+        {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                name: name.to_owned(),
+                reason: format!("expected a {} URL", schemes.join(" or ")),
+                value,
+            })
+        }
+    }
+}
+
+/// The connections every role needs; each role embeds this in its own config.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `DATABASE_URL`: PostgreSQL, the system of record.
+    pub database_url: String,
+    /// `DATABASE_POOL_SIZE`: connections this process may hold.
+    pub database_pool_size: usize,
+    /// `AMQP_URL`: RabbitMQ, which carries work between roles.
+    pub amqp_url: String,
+    /// `QUEUE_PREFIX`: prepended to every exchange and queue name, so several deployments (or
+    /// parallel tests) can share one broker without seeing each other's messages.
+    pub queue_prefix: String,
+    /// `REDIS_URL`: Redis, which holds only what may be lost and rebuilt (slots, rate buckets).
+    pub redis_url: String,
+    /// `REDIS_PREFIX`: prepended to every Redis key, for the same reason as `QUEUE_PREFIX`.
+    pub redis_prefix: String,
+    /// `CONNECT_TIMEOUT_SECS`: how long start-up keeps retrying an unreachable service.
+    pub connect_timeout: Duration,
+    /// `SHUTDOWN_GRACE_SECS`: how long in-flight work may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// The local database URL used when `DATABASE_URL` is unset.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dialfleet";
+/// The local RabbitMQ URL used when `AMQP_URL` is unset.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The local Redis URL used when `REDIS_URL` is unset.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+impl ServiceConfig {
+    /// Reads the shared connection settings.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: env.url(
+                "DATABASE_URL",
+                DEFAULT_DATABASE_URL,
+                &["postgres", "postgresql"],
+            )?,
+            database_pool_size: env.parse("DATABASE_POOL_SIZE", 16)?,
+            amqp_url: env.url("AMQP_URL", DEFAULT_AMQP_URL, &["amqp", "amqps"])?,
+            queue_prefix: env.string("QUEUE_PREFIX", ""),
+            redis_url: env.url("REDIS_URL", DEFAULT_REDIS_URL, &["redis", "rediss"])?,
+            redis_prefix: env.string("REDIS_PREFIX", "dialfleet:"),
+            connect_timeout: env.secs("CONNECT_TIMEOUT_SECS", 30)?,
+            shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", 25)?,
+        })
+    }
+}
+
+/// Strips the password from a URL before it is logged or shown in an error.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme_end + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let cfg = ServiceConfig::from_env(&Env::from_pairs::<_, String, String>([])).unwrap();
+        assert_eq!(cfg.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(cfg.connect_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn malformed_value_names_the_variable() {
+        let env = Env::from_pairs([("CONNECT_TIMEOUT_SECS", "soon")]);
+        let err = ServiceConfig::from_env(&env).unwrap_err();
+        assert_eq!(err.name, "CONNECT_TIMEOUT_SECS");
+        assert!(err.to_string().contains("CONNECT_TIMEOUT_SECS=\"soon\""));
+    }
+
+    #[test]
+    fn wrong_scheme_is_rejected() {
+        let env = Env::from_pairs([("AMQP_URL", "http://x")]);
+        assert_eq!(ServiceConfig::from_env(&env).unwrap_err().name, "AMQP_URL");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest@host:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! When a busy or unanswered contact is tried again.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::CallOutcome;
+
+/// Dialgen's `retryStrategy` (delays in milliseconds). Vogent jobs, which name none, get the
+/// workspace's defaults (3 attempts, busy 300000 ms, no-answer 3600000 ms unless changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStrategy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Wait after a no-answer, in ms.
+    pub no_answer_delay: u64,
+    /// Wait after a busy signal, in ms.
+    pub busy_delay: u64,
+}
+
+impl Default for RetryStrategy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            no_answer_delay: 3_600_000,
+            busy_delay: 300_000,
+        }
+    }
+}
+
+impl RetryStrategy {
+    /// After attempt number `attempts_made` (1-based) ended with `outcome`, how long until the
+    /// next one, or `None` if the contact is final.
+    pub fn next_delay(&self, outcome: CallOutcome, attempts_made: u32) -> Option<Duration> {
+        if attempts_made >= self.max_attempts {
+            return None;
+        }
+        match outcome {
+            CallOutcome::Busy => Some(Duration::from_millis(self.busy_delay)),
+            CallOutcome::NoAnswer => Some(Duration::from_millis(self.no_answer_delay)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn never_exceeds_max_attempts(max in 1u32..6, made in 1u32..10, busy in 0u64..10_000_000, na in 0u64..10_000_000) {
+            let s = RetryStrategy { max_attempts: max, busy_delay: busy, no_answer_delay: na };
+            for outcome in CallOutcome::ALL {
+                let next = s.next_delay(outcome, made);
+                if made >= max || !outcome.is_retryable() {
+                    prop_assert!(next.is_none());
+                } else if outcome == CallOutcome::Busy {
+                    prop_assert_eq!(next, Some(Duration::from_millis(busy)));
+                } else {
+                    prop_assert_eq!(next, Some(Duration::from_millis(na)));
+                }
+            }
+        }
+    }
+}
