@@ -13,5 +13,6 @@ pub mod health;
 pub mod queue;
 pub mod redis_conn;
 pub mod role;
+pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;

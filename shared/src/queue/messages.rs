@@ -42,3 +42,66 @@ pub struct RawRow {
     #[serde(default)]
     pub inputs: serde_json::Value,
 }
+
+/// A contact released for dialing, published by the scheduler, consumed by a dial worker.
+///
+/// `attempt_no` is the attempt this release is for (the contact's `attempts + 1` at release);
+/// `dial_attempts` is unique on `(contact_id, attempt_no)`, so a redelivered message can never
+/// create a second attempt: the worker finds the existing one and reconciles it instead.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DialV1 {
+    /// The job.
+    pub batch_id: Uuid,
+    /// The job's workspace.
+    pub workspace_id: Uuid,
+    /// The contact to call.
+    pub contact_id: Uuid,
+    /// Which attempt this is, 1-based.
+    pub attempt_no: u32,
+}
+
+/// A call's status as the carrier reported it (Twilio's `CallStatus` values).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CarrierCallStatus {
+    /// Accepted by the carrier, not yet ringing.
+    Queued,
+    /// Being placed.
+    Initiated,
+    /// Ringing.
+    Ringing,
+    /// Answered, talking.
+    InProgress,
+    /// Ended after being answered.
+    Completed,
+    /// Busy signal.
+    Busy,
+    /// Rang out.
+    NoAnswer,
+    /// Could not be placed.
+    Failed,
+    /// Cancelled before it connected.
+    Canceled,
+}
+
+/// A status callback from the carrier, verified and forwarded by the gateway to the dial
+/// workers. Consumers must treat it as idempotent: carriers repeat callbacks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallEventV1 {
+    /// The attempt the call belongs to (carried in the StatusCallback URL).
+    pub attempt_id: Uuid,
+    /// The carrier's call id.
+    pub call_sid: String,
+    /// The new status.
+    pub status: CarrierCallStatus,
+    /// Twilio's `AnsweredBy` when machine detection ran (`machine_start`, `human`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// Call length in seconds, on the final callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u32>,
+    /// When the gateway received the callback.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
