@@ -16,3 +16,4 @@ pub mod role;
 pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;
+pub mod twilio;

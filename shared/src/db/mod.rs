@@ -1,5 +1,6 @@
 //! PostgreSQL, the system of record: the connection pool and the embedded migrations.
 
+pub mod ingest;
 pub mod migrate;
 
 use std::str::FromStr;
