@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -23,9 +24,18 @@ pub struct AppState {
 
 /// The whole HTTP API.
 pub fn router(state: AppState, readiness: shared::health::Readiness) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    let api = crate::routes::router()
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(state);
     Router::new()
-        .with_state(state)
+        .merge(api)
         .merge(shared::health::router(readiness))
+        .fallback(|| async { crate::error::ApiError::NotFound("route") })
+        // A bug must never take a connection down without an answer: a panic becomes a 500.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
 }
 
 /// Connects to the services, binds `config.addr`, and returns the bound address and the server

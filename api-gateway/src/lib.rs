@@ -4,7 +4,12 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod batches;
 pub mod config;
 pub mod error;
+pub mod extract;
+pub mod pagination;
+pub mod routes;
+pub mod validate;
 
 pub use app::{AppState, run, spawn};

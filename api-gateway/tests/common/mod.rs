@@ -74,3 +74,87 @@ impl TestApp {
             .api_key
     }
 }
+
+use serde_json::{Value, json};
+
+impl TestApp {
+    pub async fn create_agent(&self) -> String {
+        let r = self
+            .post("/api/agents")
+            .json(&json!({"name": "Sales bot", "answerUrl": "https://agent.example.com/answer"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn create_number(&self, number: &str) -> String {
+        let r = self
+            .post("/api/phone_numbers")
+            .json(&json!({"number": number}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A Vogent job with `rows` rows; returns the job JSON.
+    pub async fn create_job(&self, agent: &str, rows: usize) -> Value {
+        let rows: Vec<Value> = (0..rows).map(|i| json!({"toNumber": format!("+1201555{:04}", i), "inputs": {"n": i.to_string()}})).collect();
+        let r = self
+            .post("/api/batch_dial_jobs")
+            .json(&json!({"name": "job", "callAgentId": agent, "maxConcurrentDials": 5, "rows": rows}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// How many messages wait on this test's ingest queue.
+    pub async fn ingest_queue_depth(&self) -> u32 {
+        let channel = self.env.broker.channel().await.unwrap();
+        let queue = self
+            .env
+            .broker
+            .topology()
+            .queue(shared::queue::Stream::Ingest);
+        let q = channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        q.message_count()
+    }
+}
+
+/// Asserts the one error shape and returns the fields named in `details`.
+pub async fn error_fields(r: reqwest::Response, status: u16) -> Vec<String> {
+    assert_eq!(r.status().as_u16(), status);
+    let body: Value = r.json().await.unwrap();
+    let err = &body["error"];
+    assert!(
+        err["code"].is_string() && err["message"].is_string(),
+        "{body}"
+    );
+    err["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap().to_owned())
+        .collect()
+}

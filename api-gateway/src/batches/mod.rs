@@ -1,0 +1,8 @@
+//! The one batch model both API surfaces view: parsing create bodies, checking settings,
+//! submitting rows to the ingest queue, loading and counting.
+
+pub mod body;
+pub mod model;
+pub mod settings;
+pub mod stats;
+pub mod submit;

@@ -1,0 +1,149 @@
+//! A batch as stored, and how each surface shows it.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use shared::domain::status::{dialgen_status, vogent_status};
+use shared::domain::{
+    DialgenStatus, IngestState, JobState, RetryStrategy, Schedule, Surface, VogentStatus,
+};
+use shared::schedule::Window;
+
+use crate::error::ApiError;
+
+/// The columns [`Batch::from_row`] reads, in order.
+pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, state, ingest_state, \
+    max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time, \
+    from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, \
+    tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
+    started_at, completed_at";
+
+/// A batch (Vogent: job) as stored.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub surface: Surface,
+    pub name: String,
+    pub agent_id: Uuid,
+    pub user_id: Option<String>,
+    pub state: JobState,
+    pub ingest_state: IngestState,
+    pub max_concurrent_dials: i32,
+    pub max_calls_per_second: i32,
+    pub priority: i16,
+    pub schedule: Option<Schedule>,
+    pub timezone: String,
+    pub scheduled_start_time: Option<DateTime<Utc>>,
+    pub from_phone_number_ids: Vec<Uuid>,
+    pub retry: RetryStrategy,
+    pub webhooks: Value,
+    pub tags: Vec<String>,
+    pub pending_settings: Option<Value>,
+    pub total_rows: i32,
+    pub accepted_rows: i32,
+    pub rejected_rows: i32,
+    pub error: Option<String>,
+    pub error_code: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Batch {
+    /// Reads a row selected with [`COLUMNS`].
+    pub fn from_row(row: &Row) -> Result<Self, ApiError> {
+        let corrupt =
+            |what: &str| ApiError::Internal(anyhow::anyhow!("batch row has an invalid {what}"));
+        let surface = match row.get::<_, &str>(2) {
+            "vogent" => Surface::Vogent,
+            "dialgen" => Surface::Dialgen,
+            _ => return Err(corrupt("surface")),
+        };
+        let schedule: Option<Value> = row.get(11);
+        Ok(Self {
+            id: row.get(0),
+            workspace_id: row.get(1),
+            surface,
+            name: row.get(3),
+            agent_id: row.get(4),
+            user_id: row.get(5),
+            state: JobState::parse(row.get(6)).ok_or_else(|| corrupt("state"))?,
+            ingest_state: IngestState::parse(row.get(7)).ok_or_else(|| corrupt("ingest state"))?,
+            max_concurrent_dials: row.get(8),
+            max_calls_per_second: row.get(9),
+            priority: row.get(10),
+            schedule: schedule
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|_| corrupt("schedule"))?,
+            timezone: row.get(12),
+            scheduled_start_time: row.get(13),
+            from_phone_number_ids: row.get(14),
+            retry: RetryStrategy {
+                max_attempts: row.get::<_, i32>(15) as u32,
+                busy_delay: row.get::<_, i64>(16) as u64,
+                no_answer_delay: row.get::<_, i64>(17) as u64,
+            },
+            webhooks: row.get(18),
+            tags: row.get(19),
+            pending_settings: row.get(20),
+            total_rows: row.get(21),
+            accepted_rows: row.get(22),
+            rejected_rows: row.get(23),
+            error: row.get(24),
+            error_code: row.get(25),
+            created_at: row.get(26),
+            started_at: row.get(27),
+            completed_at: row.get(28),
+        })
+    }
+
+    /// Loads one batch of `workspace`; another workspace's id is "not found".
+    pub async fn load(
+        client: &impl deadpool_postgres::GenericClient,
+        workspace: Uuid,
+        id: Uuid,
+    ) -> Result<Self, ApiError> {
+        let sql = format!("SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2");
+        let row = client
+            .query_opt(&sql, &[&id, &workspace])
+            .await?
+            .ok_or(ApiError::NotFound("batch"))?;
+        Self::from_row(&row)
+    }
+
+    /// The job's calling window.
+    pub fn window(&self) -> Window {
+        Window::new(self.schedule.clone(), self.scheduled_start_time)
+    }
+
+    /// Vogent's status.
+    pub fn vogent_status(&self) -> VogentStatus {
+        vogent_status(self.state, self.ingest_state)
+    }
+
+    /// Dialgen's status at `now`.
+    pub fn dialgen_status(&self, now: DateTime<Utc>) -> DialgenStatus {
+        dialgen_status(self.state, self.ingest_state, self.window().is_open(now))
+    }
+
+    /// Vogent's job shape (seeds 000–003), plus `pending`: settings changed while ACTIVE that
+    /// apply at the next pause (seed 001), or null.
+    pub fn vogent_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "maxConcurrentDials": self.max_concurrent_dials,
+            "name": self.name,
+            "status": self.vogent_status(),
+            "callAgentId": self.agent_id,
+            "createdAt": self.created_at,
+            "fromPhoneNumberIds": self.from_phone_number_ids,
+            "schedule": self.schedule,
+            "userId": self.user_id,
+            "pending": self.pending_settings,
+        })
+    }
+}

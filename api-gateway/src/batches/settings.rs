@@ -1,0 +1,503 @@
+//! A batch's settings as the two surfaces spell them, checked into one [`NewBatch`].
+//!
+//! Every field is optional at the type level so that a missing required field is reported as a
+//! 422 naming it, together with every other problem, rather than as the first serde error.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use shared::domain::{
+    DaySchedule, LocalTime, RetryStrategy, Schedule, Surface, TimeSlot, Timezone, Weekday,
+};
+
+use crate::auth::Workspace;
+use crate::error::{ApiError, FieldError};
+use crate::validate::{Violations, is_http_url};
+
+/// Dialgen's documented defaults (API-REFERENCE.md).
+pub const DEFAULT_PRIORITY: i16 = 5;
+/// Default calls per second.
+pub const DEFAULT_CPS: i32 = 10;
+
+/// Vogent's `schedule` object as sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleIn {
+    pub days: Option<Vec<DayIn>>,
+    pub timezone: Option<String>,
+    pub disable_schedule: Option<bool>,
+}
+
+/// One day of a schedule as sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DayIn {
+    pub day_of_week: Option<i64>,
+    pub time_slots: Option<Vec<SlotIn>>,
+}
+
+/// One slot as sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotIn {
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+}
+
+/// The Vogent create body, rows aside (seed 000).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VogentCreate {
+    pub call_agent_id: Option<String>,
+    pub max_concurrent_dials: Option<i64>,
+    pub name: Option<String>,
+    pub from_phone_number_ids: Option<Vec<String>>,
+    pub schedule: Option<ScheduleIn>,
+    /// Extension: the region for numbers written without a country code.
+    pub default_region: Option<String>,
+}
+
+/// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VogentUpdate {
+    pub name: Option<String>,
+    pub max_concurrent_dials: Option<i64>,
+    pub from_phone_number_ids: Option<Vec<String>>,
+    pub schedule: Option<ScheduleIn>,
+}
+
+/// The Dialgen create body, contacts aside (seed 004).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DialgenCreate {
+    pub agent_id: Option<String>,
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub options: DialgenOptions,
+}
+
+/// Dialgen's `options`, plus extensions (`maxConcurrentDials`, `fromPhoneNumberIds`,
+/// `schedule`, `name`, `defaultRegion`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DialgenOptions {
+    pub priority: Option<i64>,
+    pub scheduled_start_time: Option<String>,
+    pub timezone: Option<String>,
+    pub max_calls_per_second: Option<i64>,
+    pub retry_strategy: Option<RetryIn>,
+    pub webhooks: Option<WebhooksIn>,
+    pub tags: Option<Vec<String>>,
+    pub max_concurrent_dials: Option<i64>,
+    pub from_phone_number_ids: Option<Vec<String>>,
+    pub schedule: Option<ScheduleIn>,
+    pub name: Option<String>,
+    pub default_region: Option<String>,
+}
+
+/// `retryStrategy` as sent (milliseconds).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryIn {
+    pub max_attempts: Option<i64>,
+    pub no_answer_delay: Option<i64>,
+    pub busy_delay: Option<i64>,
+}
+
+/// `webhooks` as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhooksIn {
+    pub on_call_complete: Option<String>,
+    pub on_batch_complete: Option<String>,
+    pub on_batch_failed: Option<String>,
+}
+
+/// A checked batch, ready to insert.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub surface: Surface,
+    pub name: String,
+    pub agent_id: Uuid,
+    pub user_id: Option<String>,
+    pub max_concurrent_dials: i32,
+    pub max_calls_per_second: i32,
+    pub priority: i16,
+    pub schedule: Option<Schedule>,
+    pub timezone: Timezone,
+    pub scheduled_start_time: Option<DateTime<Utc>>,
+    pub from_phone_number_ids: Vec<Uuid>,
+    pub retry: RetryStrategy,
+    pub webhooks: Value,
+    pub tags: Vec<String>,
+    pub default_region: String,
+}
+
+/// Converts the header map into `T`, a type error being a 400 naming the field.
+pub fn typed<T: serde::de::DeserializeOwned>(header: Map<String, Value>) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(Value::Object(header)).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ApiError::BadRequest {
+            message: message.clone(),
+            details: vec![FieldError::new(field, message)],
+        }
+    })
+}
+
+/// Checks a schedule into the domain type.
+pub fn check_schedule(input: &ScheduleIn, path: &str, v: &mut Violations) -> Option<Schedule> {
+    let timezone = match input.timezone.as_deref() {
+        None => {
+            v.add(format!("{path}.timezone"), "is required");
+            None
+        }
+        Some(tz) => tz
+            .parse::<Timezone>()
+            .map_err(|e| v.add(format!("{path}.timezone"), e))
+            .ok(),
+    };
+    let mut days = Vec::new();
+    match &input.days {
+        None if input.disable_schedule == Some(true) => {}
+        None => v.add(format!("{path}.days"), "is required"),
+        Some(list) => {
+            for (i, day) in list.iter().enumerate() {
+                let dpath = format!("{path}.days[{i}]");
+                let weekday = match day.day_of_week {
+                    None => {
+                        v.add(format!("{dpath}.dayOfWeek"), "is required");
+                        None
+                    }
+                    Some(n) => Weekday::new(n)
+                        .map_err(|e| v.add(format!("{dpath}.dayOfWeek"), e))
+                        .ok(),
+                };
+                let mut slots = Vec::new();
+                match &day.time_slots {
+                    None => v.add(format!("{dpath}.timeSlots"), "is required"),
+                    Some(list) => {
+                        for (j, slot) in list.iter().enumerate() {
+                            let spath = format!("{dpath}.timeSlots[{j}]");
+                            let start = check_time(
+                                slot.start_time.as_deref(),
+                                &format!("{spath}.startTime"),
+                                v,
+                            );
+                            let end = check_time(
+                                slot.end_time.as_deref(),
+                                &format!("{spath}.endTime"),
+                                v,
+                            );
+                            if let (Some(start), Some(end)) = (start, end) {
+                                if start >= end {
+                                    v.add(
+                                        format!("{spath}.endTime"),
+                                        format!("must be after startTime ({start})"),
+                                    );
+                                } else {
+                                    slots.push(TimeSlot {
+                                        start_time: start,
+                                        end_time: end,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(day_of_week) = weekday {
+                    days.push(DaySchedule {
+                        day_of_week,
+                        time_slots: slots,
+                    });
+                }
+            }
+        }
+    }
+    Some(Schedule {
+        days,
+        timezone: timezone?,
+        disable_schedule: input.disable_schedule,
+    })
+}
+
+fn check_time(value: Option<&str>, path: &str, v: &mut Violations) -> Option<LocalTime> {
+    match value {
+        None => {
+            v.add(path, "is required");
+            None
+        }
+        Some(s) => s.parse::<LocalTime>().map_err(|e| v.add(path, e)).ok(),
+    }
+}
+
+/// Checks `maxConcurrentDials` against the workspace's limit (seed 001).
+pub fn check_concurrency(
+    value: Option<i64>,
+    field: &str,
+    ws: &Workspace,
+    v: &mut Violations,
+) -> Option<i32> {
+    match value {
+        None => None,
+        Some(n) if n < 1 => {
+            v.add(field, "must be at least 1");
+            None
+        }
+        Some(n) if n > i64::from(ws.max_concurrent_dials) => {
+            v.add(
+                field,
+                format!(
+                    "must not exceed the workspace's concurrent dial limit ({})",
+                    ws.max_concurrent_dials
+                ),
+            );
+            None
+        }
+        Some(n) => Some(n as i32),
+    }
+}
+
+/// Parses id strings (the existence check against the database comes later).
+pub fn check_ids(ids: &[String], field: &str, v: &mut Violations) -> Vec<Uuid> {
+    ids.iter()
+        .enumerate()
+        .filter_map(|(i, id)| match Uuid::parse_str(id) {
+            Ok(u) => Some(u),
+            Err(_) => {
+                v.add(
+                    format!("{field}[{i}]"),
+                    format!("no phone number with id {id:?} in this workspace"),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn check_region(region: Option<&str>, ws: &Workspace, v: &mut Violations) -> String {
+    match region {
+        None => ws.default_region.clone(),
+        Some(r) if r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()) => r.to_owned(),
+        Some(r) => {
+            v.add(
+                "defaultRegion",
+                format!("{r:?} is not a two-letter region code such as \"US\""),
+            );
+            ws.default_region.clone()
+        }
+    }
+}
+
+fn required_text(value: Option<&str>, field: &str, v: &mut Violations) -> String {
+    match value.map(str::trim) {
+        None | Some("") => {
+            v.add(field, "is required");
+            String::new()
+        }
+        Some(s) if s.len() > 500 => {
+            v.add(field, "must be at most 500 characters");
+            String::new()
+        }
+        Some(s) => s.to_owned(),
+    }
+}
+
+fn agent_id(value: Option<&str>, field: &str, v: &mut Violations) -> Uuid {
+    match value {
+        None => {
+            v.add(field, "is required");
+            Uuid::nil()
+        }
+        Some(s) => match Uuid::parse_str(s) {
+            Ok(id) if !id.is_nil() => id,
+            _ => {
+                v.add(field, format!("no agent with id {s:?} in this workspace"));
+                Uuid::nil()
+            }
+        },
+    }
+}
+
+/// Checks a Vogent create body.
+pub fn check_vogent(input: VogentCreate, ws: &Workspace, v: &mut Violations) -> NewBatch {
+    let name = required_text(input.name.as_deref(), "name", v);
+    let agent_id = agent_id(input.call_agent_id.as_deref(), "callAgentId", v);
+    if input.max_concurrent_dials.is_none() {
+        v.add("maxConcurrentDials", "is required");
+    }
+    let max_concurrent_dials =
+        check_concurrency(input.max_concurrent_dials, "maxConcurrentDials", ws, v).unwrap_or(1);
+    let schedule = input
+        .schedule
+        .as_ref()
+        .and_then(|s| check_schedule(s, "schedule", v));
+    let from_phone_number_ids = check_ids(
+        input.from_phone_number_ids.as_deref().unwrap_or_default(),
+        "fromPhoneNumberIds",
+        v,
+    );
+    NewBatch {
+        surface: Surface::Vogent,
+        name,
+        agent_id,
+        user_id: None,
+        max_concurrent_dials,
+        max_calls_per_second: DEFAULT_CPS.min(ws.cps_ceiling),
+        priority: DEFAULT_PRIORITY,
+        timezone: schedule.as_ref().map(|s| s.timezone).unwrap_or_default(),
+        schedule,
+        scheduled_start_time: None,
+        from_phone_number_ids,
+        retry: ws.default_retry,
+        webhooks: json!({}),
+        tags: Vec::new(),
+        default_region: check_region(input.default_region.as_deref(), ws, v),
+    }
+}
+
+/// Checks a Dialgen create body at `now` (`scheduledStartTime` must be in the future).
+pub fn check_dialgen(
+    input: DialgenCreate,
+    ws: &Workspace,
+    now: DateTime<Utc>,
+    v: &mut Violations,
+) -> NewBatch {
+    let agent_id = agent_id(input.agent_id.as_deref(), "agentId", v);
+    let user_id = required_text(input.user_id.as_deref(), "userId", v);
+    let o = input.options;
+    let priority = match o.priority {
+        None => DEFAULT_PRIORITY,
+        Some(p) if (1..=10).contains(&p) => p as i16,
+        Some(_) => {
+            v.add("options.priority", "must be between 1 and 10");
+            DEFAULT_PRIORITY
+        }
+    };
+    let scheduled_start_time =
+        o.scheduled_start_time
+            .as_deref()
+            .and_then(|s| match DateTime::parse_from_rfc3339(s) {
+                Ok(t) if t.with_timezone(&Utc) > now => Some(t.with_timezone(&Utc)),
+                Ok(_) => {
+                    v.add("options.scheduledStartTime", "must be in the future");
+                    None
+                }
+                Err(_) => {
+                    v.add(
+                        "options.scheduledStartTime",
+                        format!("{s:?} is not an RFC 3339 date-time such as 2025-11-16T09:00:00Z"),
+                    );
+                    None
+                }
+            });
+    let timezone = match o.timezone.as_deref() {
+        None => Timezone::UTC,
+        Some(tz) => tz.parse().unwrap_or_else(|e| {
+            v.add("options.timezone", e);
+            Timezone::UTC
+        }),
+    };
+    let max_calls_per_second = match o.max_calls_per_second {
+        None => DEFAULT_CPS.min(ws.cps_ceiling),
+        Some(n) if n >= 1 && n <= i64::from(ws.cps_ceiling) => n as i32,
+        Some(_) => {
+            v.add(
+                "options.maxCallsPerSecond",
+                format!("must be between 1 and {}", ws.cps_ceiling),
+            );
+            DEFAULT_CPS
+        }
+    };
+    let retry_in = o.retry_strategy.unwrap_or_default();
+    let mut retry = RetryStrategy::default();
+    match retry_in.max_attempts {
+        None => {}
+        Some(n) if n >= 1 && n <= i64::from(ws.max_attempts_ceiling) => {
+            retry.max_attempts = n as u32
+        }
+        Some(_) => v.add(
+            "options.retryStrategy.maxAttempts",
+            format!("must be between 1 and {}", ws.max_attempts_ceiling),
+        ),
+    }
+    for (value, field, slot) in [
+        (
+            retry_in.no_answer_delay,
+            "options.retryStrategy.noAnswerDelay",
+            &mut retry.no_answer_delay,
+        ),
+        (
+            retry_in.busy_delay,
+            "options.retryStrategy.busyDelay",
+            &mut retry.busy_delay,
+        ),
+    ] {
+        match value {
+            None => {}
+            Some(ms) if (0..=30 * 24 * 3_600_000).contains(&ms) => *slot = ms as u64,
+            Some(_) => v.add(
+                field,
+                "must be between 0 and 2592000000 milliseconds (30 days)",
+            ),
+        }
+    }
+    let mut webhooks = Map::new();
+    if let Some(hooks) = o.webhooks {
+        for (value, key) in [
+            (hooks.on_call_complete, "onCallComplete"),
+            (hooks.on_batch_complete, "onBatchComplete"),
+            (hooks.on_batch_failed, "onBatchFailed"),
+        ] {
+            if let Some(url) = value {
+                if is_http_url(&url) {
+                    webhooks.insert(key.to_owned(), Value::String(url));
+                } else {
+                    v.add(format!("options.webhooks.{key}"), "must be an http(s) URL");
+                }
+            }
+        }
+    }
+    let tags = o.tags.unwrap_or_default();
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.is_empty() || tag.len() > 100 {
+            v.add(format!("options.tags[{i}]"), "must be 1 to 100 characters");
+        }
+    }
+    let max_concurrent_dials =
+        check_concurrency(o.max_concurrent_dials, "options.maxConcurrentDials", ws, v)
+            .unwrap_or(ws.max_concurrent_dials);
+    let schedule = o
+        .schedule
+        .as_ref()
+        .and_then(|s| check_schedule(s, "options.schedule", v));
+    let from_phone_number_ids = check_ids(
+        o.from_phone_number_ids.as_deref().unwrap_or_default(),
+        "options.fromPhoneNumberIds",
+        v,
+    );
+    let name = o
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| format!("Dialgen batch {}", now.format("%Y-%m-%d %H:%M")));
+    NewBatch {
+        surface: Surface::Dialgen,
+        name,
+        agent_id,
+        user_id: Some(user_id),
+        max_concurrent_dials,
+        max_calls_per_second,
+        priority,
+        timezone: schedule.as_ref().map(|s| s.timezone).unwrap_or(timezone),
+        schedule,
+        scheduled_start_time,
+        from_phone_number_ids,
+        retry,
+        webhooks: Value::Object(webhooks),
+        tags,
+        default_region: check_region(o.default_region.as_deref(), ws, v),
+    }
+}

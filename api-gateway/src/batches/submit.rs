@@ -1,0 +1,211 @@
+//! Creating a batch: reference checks, the idempotency key, the batch row, and every chunk
+//! published and confirmed before the client hears "accepted".
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use shared::domain::Surface;
+use shared::queue::Stream;
+use shared::queue::publisher::Outgoing;
+
+use super::body::Parsed;
+use super::model::{Batch, COLUMNS};
+use super::settings::NewBatch;
+use crate::app::AppState;
+use crate::auth::Workspace;
+use crate::error::ApiError;
+use crate::validate::Violations;
+
+/// The result of a create request.
+pub struct Submitted {
+    /// The batch (the earlier one when the idempotency key was seen before).
+    pub batch: Batch,
+    /// False when an earlier request with the same `Idempotency-Key` created it.
+    pub created: bool,
+}
+
+/// Checks what the batch refers to, then creates it and publishes its rows.
+pub async fn submit(
+    state: &AppState,
+    ws: &Workspace,
+    batch_id: Uuid,
+    mut new: NewBatch,
+    parsed: Parsed,
+    idempotency_key: Option<String>,
+    mut violations: Violations,
+) -> Result<Submitted, ApiError> {
+    let client = state.db.get().await?;
+
+    if let Some(key) = &idempotency_key
+        && let Some(batch) = by_idempotency_key(&client, ws.id, key).await?
+    {
+        return Ok(Submitted {
+            batch,
+            created: false,
+        });
+    }
+
+    let (agent_field, numbers_field) = match new.surface {
+        Surface::Vogent => ("callAgentId", "fromPhoneNumberIds"),
+        Surface::Dialgen => ("agentId", "options.fromPhoneNumberIds"),
+    };
+    if !new.agent_id.is_nil() {
+        let found = client
+            .query_opt(
+                "SELECT 1 FROM agents WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+                &[&new.agent_id, &ws.id],
+            )
+            .await?;
+        if found.is_none() {
+            violations.add(
+                agent_field,
+                format!("no agent with id {} in this workspace", new.agent_id),
+            );
+        }
+    }
+    let owned: Vec<Uuid> = client
+        .query("SELECT id FROM phone_numbers WHERE workspace_id = $1 AND deleted_at IS NULL ORDER BY created_at, id", &[&ws.id])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if new.from_phone_number_ids.is_empty() {
+        // A job that names no caller IDs uses every number the workspace owns.
+        new.from_phone_number_ids = owned.clone();
+        if owned.is_empty() {
+            violations.add(numbers_field, "the workspace has no phone numbers to call from; add one with POST /api/phone_numbers");
+        }
+    }
+    for (i, id) in new.from_phone_number_ids.iter().enumerate() {
+        if !owned.contains(id) {
+            violations.add(
+                format!("{numbers_field}[{i}]"),
+                format!("no phone number with id {id} in this workspace"),
+            );
+        }
+    }
+    violations.into_result(())?;
+
+    let inserted = client
+        .query_opt(
+            &format!(
+                "INSERT INTO batches (id, workspace_id, surface, name, agent_id, user_id, state, ingest_state,
+                     max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time,
+                     from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms,
+                     webhooks, tags, default_region, idempotency_key, total_rows)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'created', 'ingesting', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                     $17, $18, $19, $20, $21)
+                 ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &batch_id,
+                &ws.id,
+                &surface_name(new.surface),
+                &new.name,
+                &new.agent_id,
+                &new.user_id,
+                &new.max_concurrent_dials,
+                &new.max_calls_per_second,
+                &new.priority,
+                &new.schedule.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
+                &new.timezone.name(),
+                &new.scheduled_start_time,
+                &new.from_phone_number_ids,
+                &(new.retry.max_attempts as i32),
+                &(new.retry.busy_delay as i64),
+                &(new.retry.no_answer_delay as i64),
+                &new.webhooks,
+                &new.tags,
+                &new.default_region,
+                &idempotency_key,
+                &(parsed.rows as i32),
+            ],
+        )
+        .await?;
+    let Some(row) = inserted else {
+        // A concurrent request with the same key won the race: answer with its batch.
+        let key = idempotency_key.unwrap_or_default();
+        let batch = by_idempotency_key(&client, ws.id, &key)
+            .await?
+            .ok_or(ApiError::NotFound("batch"))?;
+        return Ok(Submitted {
+            batch,
+            created: false,
+        });
+    };
+    let batch = Batch::from_row(&row)?;
+    drop(client);
+
+    let expected = parsed.chunks.len() as i32;
+    let messages = parsed
+        .chunks
+        .into_iter()
+        .enumerate()
+        .map(|(seq, body)| Outgoing {
+            body,
+            message_id: Some(format!("{batch_id}:{seq}")),
+            headers: Vec::new(),
+        });
+    if let Err(e) = state.publisher.publish_all(Stream::Ingest, messages).await {
+        tracing::error!(batch_id = %batch_id, error = %e, "publishing rows failed; marking the batch failed");
+        let client = state.db.get().await?;
+        client
+            .execute(
+                "UPDATE batches SET state = 'failed', ingest_state = 'failed', error = $2, error_code = 'publish_failed', updated_at = now() WHERE id = $1",
+                &[&batch_id, &format!("the rows could not be queued: {e}")],
+            )
+            .await?;
+        return Err(ApiError::Unavailable(format!(
+            "the rows could not be queued for ingestion ({e}); the batch {batch_id} was marked failed, please retry"
+        )));
+    }
+
+    let client = state.db.get().await?;
+    client
+        .execute(
+            "UPDATE batches SET expected_chunks = $2 WHERE id = $1",
+            &[&batch_id, &expected],
+        )
+        .await?;
+    shared::db::ingest::finish_if_complete(&**client, batch_id).await?;
+    Ok(Submitted {
+        batch,
+        created: true,
+    })
+}
+
+async fn by_idempotency_key(
+    client: &impl deadpool_postgres::GenericClient,
+    workspace: Uuid,
+    key: &str,
+) -> Result<Option<Batch>, ApiError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM batches WHERE workspace_id = $1 AND idempotency_key = $2");
+    client
+        .query_opt(&sql, &[&workspace, &key])
+        .await?
+        .map(|r| Batch::from_row(&r))
+        .transpose()
+}
+
+fn surface_name(surface: Surface) -> &'static str {
+    match surface {
+        Surface::Vogent => "vogent",
+        Surface::Dialgen => "dialgen",
+    }
+}
+
+/// The `Idempotency-Key` header, if present and sensible.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.trim().is_empty() && s.len() <= 255 => Ok(Some(s.trim().to_owned())),
+            _ => Err(ApiError::field(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )),
+        },
+    }
+}

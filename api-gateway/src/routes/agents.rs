@@ -1,0 +1,135 @@
+//! Agents: what a connected call is handed to (a name and the answer URL the carrier fetches
+//! when the callee picks up). Referenced by `callAgentId` (Vogent) and `agentId` (Dialgen).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Workspace;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, Query, path_id};
+use crate::pagination::{Cursor, limit, split_page};
+use crate::validate::{Violations, is_http_url};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/agents", get(list).post(create))
+        .route("/api/agents/{id}", get(fetch).delete(remove))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateAgent {
+    name: Option<String>,
+    answer_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn agent_json(row: &tokio_postgres::Row) -> Value {
+    json!({
+        "id": row.get::<_, Uuid>(0),
+        "name": row.get::<_, String>(1),
+        "answerUrl": row.get::<_, String>(2),
+        "createdAt": row.get::<_, DateTime<Utc>>(3),
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ws: Workspace,
+    JsonBody(body): JsonBody<CreateAgent>,
+) -> Result<Json<Value>, ApiError> {
+    let mut v = Violations::default();
+    let name = body.name.as_deref().map(str::trim).unwrap_or_default();
+    if name.is_empty() || name.len() > 200 {
+        v.add("name", "is required (1 to 200 characters)");
+    }
+    match body.answer_url.as_deref() {
+        None => v.add("answerUrl", "is required"),
+        Some(url) if !is_http_url(url) => v.add("answerUrl", "must be an http(s) URL"),
+        Some(_) => {}
+    }
+    v.into_result(())?;
+    let client = state.db.get().await?;
+    let row = client
+        .query_one(
+            "INSERT INTO agents (id, workspace_id, name, answer_url) VALUES ($1, $2, $3, $4) RETURNING id, name, answer_url, created_at",
+            &[&Uuid::now_v7(), &ws.id, &name, &body.answer_url],
+        )
+        .await?;
+    Ok(Json(agent_json(&row)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = limit(q.limit)?;
+    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let client = state.db.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, name, answer_url, created_at FROM agents
+             WHERE workspace_id = $1 AND deleted_at IS NULL
+               AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+             ORDER BY created_at, id LIMIT $4",
+            &[
+                &ws.id,
+                &after.map(|c| c.at),
+                &after.map(|c| c.id).unwrap_or_default(),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let (page, cursor) = split_page(rows, limit, |r| Cursor {
+        at: r.get(3),
+        id: r.get(0),
+    });
+    Ok(Json(
+        json!({"data": page.iter().map(agent_json).collect::<Vec<_>>(), "cursor": cursor}),
+    ))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "agent")?;
+    let client = state.db.get().await?;
+    let row = client
+        .query_opt("SELECT id, name, answer_url, created_at FROM agents WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL", &[&id, &ws.id])
+        .await?
+        .ok_or(ApiError::NotFound("agent"))?;
+    Ok(Json(agent_json(&row)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(&id, "agent")?;
+    let client = state.db.get().await?;
+    // Soft delete: batches that already refer to the agent keep working.
+    let n = client
+        .execute("UPDATE agents SET deleted_at = now() WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL", &[&id, &ws.id])
+        .await?;
+    if n == 0 {
+        Err(ApiError::NotFound("agent"))
+    } else {
+        Ok(StatusCode::NO_CONTENT)
+    }
+}

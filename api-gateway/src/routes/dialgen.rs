@@ -1,0 +1,192 @@
+//! The Dialgen Call Batch surface (seed 004 and API-REFERENCE.md).
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Workspace;
+use crate::batches::body::{self, DialgenContact};
+use crate::batches::model::{Batch, COLUMNS};
+use crate::batches::settings::{self, DialgenCreate};
+use crate::batches::stats::{self, Counts, call_status};
+use crate::batches::submit::{idempotency_key, submit};
+use crate::error::ApiError;
+use crate::extract::{Query, path_id, read_body};
+use crate::validate::Violations;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/batch", post(create))
+        .route("/api/v1/batch/list", get(list))
+        .route("/api/v1/batch/check-status", get(check_status))
+        .route("/api/v1/batch/{id}/status", get(status_link))
+        .route("/api/v1/status/batch", get(calls))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ws: Workspace,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = idempotency_key(&headers)?;
+    let bytes = read_body(req, &state).await?;
+    let batch_id = Uuid::now_v7();
+    let mut violations = Violations::default();
+    let parsed = body::parse::<DialgenContact>(&bytes, batch_id, ws.id, &mut violations)?;
+    drop(bytes);
+    let header: DialgenCreate = settings::typed(parsed.header.clone())?;
+    let new = settings::check_dialgen(header, &ws, Utc::now(), &mut violations);
+    let submitted = submit(&state, &ws, batch_id, new, parsed, key, violations).await?;
+    let id = submitted.batch.id;
+    let base = state.config.public_url.trim_end_matches('/');
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "success": true,
+            "batchId": id,
+            "status": "ingesting",
+            "message": "Batch accepted and is being processed. Monitor the status link for updates.",
+            "links": {
+                "status": format!("{base}/api/v1/batch/{id}/status"),
+                "dashboard": format!("{base}/batch/monitor/{id}"),
+            },
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusQuery {
+    batch_id: Option<String>,
+    limit: Option<String>,
+}
+
+fn batch_id_param(raw: Option<&str>) -> Result<Uuid, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::field("batchId", "is required"))?;
+    path_id(raw, "batch")
+}
+
+/// `limit`: a count of recent calls, or `all` / `-1` for every call.
+fn recent_limit(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some("all") | Some("-1") => Ok(Some(-1)),
+        Some(n) => match n.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Some(n)),
+            _ => Err(ApiError::field(
+                "limit",
+                "must be a non-negative number, \"all\" or -1",
+            )),
+        },
+    }
+}
+
+async fn check_status(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = batch_id_param(q.batch_id.as_deref())?;
+    let limit = recent_limit(q.limit.as_deref())?;
+    let client = state.db.get().await?;
+    let batch = Batch::load(&client, ws.id, id).await?;
+    Ok(Json(
+        stats::check_status(&client, &batch, limit, Utc::now()).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    limit: Option<String>,
+}
+
+/// The seed's `links.status`, in the check-status shape.
+async fn status_link(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    Query(q): Query<LinkQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "batch")?;
+    let limit = recent_limit(q.limit.as_deref())?;
+    let client = state.db.get().await?;
+    let batch = Batch::load(&client, ws.id, id).await?;
+    Ok(Json(
+        stats::check_status(&client, &batch, limit, Utc::now()).await?,
+    ))
+}
+
+/// Every batch of the workspace, newest first.
+async fn list(State(state): State<AppState>, ws: Workspace) -> Result<Json<Value>, ApiError> {
+    let client = state.db.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM batches WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
+    );
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for row in client.query(&sql, &[&ws.id]).await? {
+        let b = Batch::from_row(&row)?;
+        let counts = Counts::load(&client, b.id).await?;
+        let s = stats::statistics(&counts);
+        out.push(json!({
+            "batchId": b.id,
+            "status": b.dialgen_status(now),
+            "total": s["total"],
+            "processed": s["processed"],
+            "succeeded": s["succeeded"],
+            "failed": s["failed"],
+            "percentComplete": s["percentComplete"],
+            "createdAt": b.created_at,
+            "agentId": b.agent_id,
+            "priority": b.priority,
+            "name": b.name,
+        }));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+/// Every call of a batch with its status: one entry per contact, with its latest attempt.
+async fn calls(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = batch_id_param(q.batch_id.as_deref())?;
+    let client = state.db.get().await?;
+    Batch::load(&client, ws.id, id).await?;
+    let rows = client
+        .query(
+            "SELECT c.id, c.state, c.last_outcome, c.phone_number, a.started_at, a.answered_at, a.ended_at, a.error, a.id
+             FROM contacts c
+             LEFT JOIN LATERAL (SELECT * FROM dial_attempts d WHERE d.contact_id = c.id ORDER BY d.attempt_no DESC LIMIT 1) a ON TRUE
+             WHERE c.batch_id = $1 ORDER BY c.row_index",
+            &[&id],
+        )
+        .await?;
+    let calls: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let answered: Option<DateTime<Utc>> = r.get(5);
+            let ended: Option<DateTime<Utc>> = r.get(6);
+            let outcome: Option<&str> = r.get(2);
+            json!({
+                "callId": r.get::<_, Uuid>(0),
+                "status": call_status(r.get(1), outcome),
+                "startTime": r.get::<_, Option<DateTime<Utc>>>(4),
+                "phoneNumber": r.get::<_, String>(3),
+                "error": r.get::<_, Option<String>>(7).or_else(|| outcome.filter(|o| *o != "completed").map(str::to_owned)),
+                "duration": answered.zip(ended).map(|(a, e)| (e - a).num_seconds().max(0)),
+                "recordingUrl": Value::Null,
+                "dialId": r.get::<_, Option<Uuid>>(8),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"batchId": id, "calls": calls})))
+}

@@ -1,0 +1,19 @@
+//! Every HTTP route, one module per resource.
+
+pub mod agents;
+pub mod dialgen;
+pub mod phone_numbers;
+pub mod vogent;
+
+use axum::Router;
+
+use crate::app::AppState;
+
+/// The API routes (health, metrics and OpenAPI are added by `app`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(agents::router())
+        .merge(phone_numbers::router())
+        .merge(vogent::router())
+        .merge(dialgen::router())
+}

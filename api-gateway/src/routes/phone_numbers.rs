@@ -1,0 +1,134 @@
+//! Phone numbers: the caller IDs a workspace owns, in E.164. Referenced by
+//! `fromPhoneNumberIds`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use shared::domain::E164;
+
+use crate::app::AppState;
+use crate::auth::Workspace;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, Query, path_id};
+use crate::pagination::{Cursor, limit, split_page};
+use crate::validate::Violations;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/phone_numbers", get(list).post(create))
+        .route("/api/phone_numbers/{id}", delete(remove))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateNumber {
+    number: Option<String>,
+    label: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn number_json(row: &tokio_postgres::Row) -> Value {
+    json!({
+        "id": row.get::<_, Uuid>(0),
+        "number": row.get::<_, String>(1),
+        "label": row.get::<_, Option<String>>(2),
+        "createdAt": row.get::<_, DateTime<Utc>>(3),
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ws: Workspace,
+    JsonBody(body): JsonBody<CreateNumber>,
+) -> Result<Json<Value>, ApiError> {
+    let mut v = Violations::default();
+    let number = match body.number.as_deref() {
+        None => {
+            v.add("number", "is required");
+            None
+        }
+        Some(n) => E164::parse(n)
+            .map_err(|e| v.add("number", e.to_string()))
+            .ok(),
+    };
+    if body.label.as_deref().is_some_and(|l| l.len() > 200) {
+        v.add("label", "must be at most 200 characters");
+    }
+    let number = v
+        .into_result(number)?
+        .ok_or(ApiError::field("number", "is required"))?;
+    let client = state.db.get().await?;
+    let row = client
+        .query_opt(
+            "INSERT INTO phone_numbers (id, workspace_id, number, label) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (workspace_id, number) WHERE deleted_at IS NULL DO NOTHING
+             RETURNING id, number, label, created_at",
+            &[&Uuid::now_v7(), &ws.id, &number.as_str(), &body.label],
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "{number} is already one of this workspace's phone numbers"
+            ))
+        })?;
+    Ok(Json(number_json(&row)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = limit(q.limit)?;
+    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let client = state.db.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, number, label, created_at FROM phone_numbers
+             WHERE workspace_id = $1 AND deleted_at IS NULL
+               AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+             ORDER BY created_at, id LIMIT $4",
+            &[
+                &ws.id,
+                &after.map(|c| c.at),
+                &after.map(|c| c.id).unwrap_or_default(),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let (page, cursor) = split_page(rows, limit, |r| Cursor {
+        at: r.get(3),
+        id: r.get(0),
+    });
+    Ok(Json(
+        json!({"data": page.iter().map(number_json).collect::<Vec<_>>(), "cursor": cursor}),
+    ))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(&id, "phone number")?;
+    let client = state.db.get().await?;
+    let n = client
+        .execute("UPDATE phone_numbers SET deleted_at = now() WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL", &[&id, &ws.id])
+        .await?;
+    if n == 0 {
+        Err(ApiError::NotFound("phone number"))
+    } else {
+        Ok(StatusCode::NO_CONTENT)
+    }
+}

@@ -1,0 +1,478 @@
+//! The Vogent Batch Dial Jobs surface (seeds 000–003 and API-REFERENCE.md).
+
+use axum::extract::{Path, Request, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use shared::domain::{JobState, VogentStatus};
+
+use crate::app::AppState;
+use crate::auth::Workspace;
+use crate::batches::body::{self, VogentRow};
+use crate::batches::model::{Batch, COLUMNS};
+use crate::batches::settings::{self, VogentCreate, VogentUpdate};
+use crate::batches::submit::{idempotency_key, submit};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, Query, path_id, read_body};
+use crate::pagination::{Cursor, limit, split_page};
+use crate::validate::Violations;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/batch_dial_jobs", get(list).post(create))
+        .route("/api/batch_dial_jobs/{id}", get(fetch).put(update))
+        .route("/api/batch_dial_jobs/{id}/paused", post(set_paused))
+        .route("/api/batch_dial_jobs/{id}/cancel", post(cancel))
+        .route("/api/batch_dial_jobs/{id}/queue", get(queue))
+        .route("/api/batch_dial_jobs/{id}/dials", get(dials))
+        .route("/api/dials/{id}", get(dial))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ws: Workspace,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let bytes = read_body(req, &state).await?;
+    let batch_id = Uuid::now_v7();
+    let mut violations = Violations::default();
+    let parsed = body::parse::<VogentRow>(&bytes, batch_id, ws.id, &mut violations)?;
+    drop(bytes);
+    let header: VogentCreate = settings::typed(parsed.header.clone())?;
+    let new = settings::check_vogent(header, &ws, &mut violations);
+    let submitted = submit(&state, &ws, batch_id, new, parsed, key, violations).await?;
+    Ok(Json(submitted.batch.vogent_json()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    status: Option<String>,
+    call_agent_id: Option<String>,
+    user_id: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = limit(q.limit)?;
+    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let states: Option<Vec<&str>> = match q.status.as_deref() {
+        None => None,
+        Some(s) => {
+            let status: VogentStatus = serde_json::from_value(Value::String(s.to_owned()))
+                .map_err(|_| {
+                    ApiError::field(
+                        "status",
+                        "must be one of INIT, ACTIVE, PAUSED, COMPLETE, CANCELLED",
+                    )
+                })?;
+            Some(status.job_states().iter().map(|st| st.as_str()).collect())
+        }
+    };
+    // An id that is not a UUID matches no job.
+    let agent = q
+        .call_agent_id
+        .as_deref()
+        .map(|a| Uuid::parse_str(a).unwrap_or(Uuid::nil()));
+    let client = state.db.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM batches
+         WHERE workspace_id = $1
+           AND ($2::text[] IS NULL OR state = ANY($2))
+           AND ($3::uuid IS NULL OR agent_id = $3)
+           AND ($4::text IS NULL OR user_id = $4)
+           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
+         ORDER BY created_at DESC, id DESC LIMIT $7"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &ws.id,
+                &states,
+                &agent,
+                &q.user_id,
+                &after.map(|c| c.at),
+                &after.map(|c| c.id).unwrap_or_default(),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let batches = rows
+        .iter()
+        .map(Batch::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (page, cursor) = split_page(batches, limit, |b| Cursor {
+        at: b.created_at,
+        id: b.id,
+    });
+    Ok(Json(
+        json!({"data": page.iter().map(Batch::vogent_json).collect::<Vec<_>>(), "cursor": cursor}),
+    ))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "batch dial job")?;
+    let client = state.db.get().await?;
+    Ok(Json(Batch::load(&client, ws.id, id).await?.vogent_json()))
+}
+
+/// `PUT`: on an ACTIVE job the change is kept in `pending` and applied at the next pause
+/// (seed 001); otherwise it applies at once. Final jobs refuse with 409.
+async fn update(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<VogentUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "batch dial job")?;
+    let mut v = Violations::default();
+    let mut change = Map::new();
+    if let Some(name) = body.name.as_deref() {
+        if name.trim().is_empty() || name.len() > 500 {
+            v.add("name", "must be 1 to 500 characters");
+        }
+        change.insert("name".into(), json!(name.trim()));
+    }
+    if let Some(n) =
+        settings::check_concurrency(body.max_concurrent_dials, "maxConcurrentDials", &ws, &mut v)
+    {
+        change.insert("maxConcurrentDials".into(), json!(n));
+    }
+    if let Some(schedule) = body
+        .schedule
+        .as_ref()
+        .and_then(|s| settings::check_schedule(s, "schedule", &mut v))
+    {
+        change.insert("schedule".into(), json!(schedule));
+    }
+    let mut client = state.db.get().await?;
+    if let Some(ids) = body.from_phone_number_ids.as_deref() {
+        let parsed = settings::check_ids(ids, "fromPhoneNumberIds", &mut v);
+        let owned: Vec<Uuid> = client
+            .query("SELECT id FROM phone_numbers WHERE workspace_id = $1 AND deleted_at IS NULL AND id = ANY($2)", &[&ws.id, &parsed])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (i, pid) in parsed.iter().enumerate() {
+            if !owned.contains(pid) {
+                v.add(
+                    format!("fromPhoneNumberIds[{i}]"),
+                    format!("no phone number with id {pid} in this workspace"),
+                );
+            }
+        }
+        change.insert("fromPhoneNumberIds".into(), json!(parsed));
+    }
+    v.into_result(())?;
+
+    let txn = client.transaction().await?;
+    let batch = lock(&txn, ws.id, id).await?;
+    if batch.state.is_final() {
+        return Err(ApiError::Conflict(format!(
+            "a {} job cannot be changed",
+            batch.vogent_status()
+        )));
+    }
+    if batch.state == JobState::Active {
+        let mut pending = batch
+            .pending_settings
+            .clone()
+            .and_then(|p| p.as_object().cloned())
+            .unwrap_or_default();
+        pending.extend(change);
+        txn.execute(
+            "UPDATE batches SET pending_settings = $2, updated_at = now() WHERE id = $1",
+            &[&id, &Value::Object(pending)],
+        )
+        .await?;
+    } else {
+        apply_settings(&txn, id, &change).await?;
+    }
+    let batch = Batch::load(&txn, ws.id, id).await?;
+    txn.commit().await?;
+    Ok(Json(batch.vogent_json()))
+}
+
+/// Writes a settings change (as `PUT` spells it) into the batch's columns.
+async fn apply_settings(
+    client: &impl GenericClient,
+    id: Uuid,
+    change: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let schedule = change.get("schedule");
+    let timezone = schedule
+        .and_then(|s| s.get("timezone"))
+        .and_then(Value::as_str);
+    let ids: Option<Vec<Uuid>> = change
+        .get("fromPhoneNumberIds")
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    client
+        .execute(
+            "UPDATE batches SET
+                 name = COALESCE($2, name),
+                 max_concurrent_dials = COALESCE($3, max_concurrent_dials),
+                 schedule = COALESCE($4, schedule),
+                 timezone = COALESCE($5, timezone),
+                 from_phone_number_ids = COALESCE($6, from_phone_number_ids),
+                 pending_settings = NULL,
+                 updated_at = now()
+             WHERE id = $1",
+            &[
+                &id,
+                &change.get("name").and_then(Value::as_str),
+                &change
+                    .get("maxConcurrentDials")
+                    .and_then(Value::as_i64)
+                    .map(|n| n as i32),
+                &schedule,
+                &timezone,
+                &ids,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn lock(client: &impl GenericClient, workspace: Uuid, id: Uuid) -> Result<Batch, ApiError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 FOR UPDATE");
+    let row = client
+        .query_opt(&sql, &[&id, &workspace])
+        .await?
+        .ok_or(ApiError::NotFound("batch dial job"))?;
+    Batch::from_row(&row)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PausedBody {
+    paused: Option<bool>,
+}
+
+/// `/paused`: INIT→ACTIVE, ACTIVE→PAUSED, PAUSED→ACTIVE; final jobs answer 409. Pausing applies
+/// settings kept by `PUT` while the job was active.
+async fn set_paused(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PausedBody>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "batch dial job")?;
+    let paused = body
+        .paused
+        .ok_or_else(|| ApiError::field("paused", "is required (true or false)"))?;
+    let mut client = state.db.get().await?;
+    let txn = client.transaction().await?;
+    let batch = lock(&txn, ws.id, id).await?;
+    let next = batch
+        .state
+        .set_paused(paused)
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    if next != batch.state {
+        txn.execute(
+            "UPDATE batches SET state = $2, started_at = COALESCE(started_at, CASE WHEN $2 = 'active' THEN now() END), updated_at = now() WHERE id = $1",
+            &[&id, &next.as_str()],
+        )
+        .await?;
+        if next == JobState::Paused
+            && let Some(pending) = batch.pending_settings.as_ref().and_then(Value::as_object)
+        {
+            apply_settings(&txn, id, pending).await?;
+        }
+    }
+    let batch = Batch::load(&txn, ws.id, id).await?;
+    txn.commit().await?;
+    Ok(Json(batch.vogent_json()))
+}
+
+/// `/cancel`: CANCELLED ("manually stopped", seed 001); queued contacts are cancelled at once,
+/// calls already connected finish.
+async fn cancel(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "batch dial job")?;
+    let mut client = state.db.get().await?;
+    let txn = client.transaction().await?;
+    let batch = lock(&txn, ws.id, id).await?;
+    let next = batch
+        .state
+        .cancel()
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    txn.execute(
+        "UPDATE batches SET state = $2, completed_at = now(), updated_at = now() WHERE id = $1",
+        &[&id, &next.as_str()],
+    )
+    .await?;
+    txn.execute("UPDATE contacts SET state = 'cancelled', updated_at = now() WHERE batch_id = $1 AND state = 'queued'", &[&id]).await?;
+    let batch = Batch::load(&txn, ws.id, id).await?;
+    txn.commit().await?;
+    Ok(Json(batch.vogent_json()))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    status: Option<String>,
+}
+
+/// The rows still queued: not in progress, not completed (seed 001), in dialing order.
+async fn queue(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "batch dial job")?;
+    let limit = limit(q.limit)?;
+    // The cursor's time part carries the row index, so pages follow dialing order.
+    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let client = state.db.get().await?;
+    Batch::load(&client, ws.id, id).await?;
+    let rows = client
+        .query(
+            "SELECT id, phone_number, inputs, row_index, attempts, NULLIF(next_attempt_at, '-infinity'), name FROM contacts
+             WHERE batch_id = $1 AND state = 'queued' AND ($2::int IS NULL OR row_index > $2)
+             ORDER BY row_index LIMIT $3",
+            &[&id, &after.map(|c| c.at.timestamp_micros() as i32), &(limit + 1)],
+        )
+        .await?;
+    let (page, cursor) = split_page(rows, limit, |r| Cursor {
+        at: DateTime::from_timestamp_micros(i64::from(r.get::<_, i32>(3))).unwrap_or_default(),
+        id: r.get(0),
+    });
+    let data: Vec<Value> = page
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.get::<_, Uuid>(0),
+                "toNumber": r.get::<_, String>(1),
+                "inputs": r.get::<_, Value>(2),
+                "attempts": r.get::<_, i32>(4),
+                "nextAttemptAt": r.get::<_, Option<DateTime<Utc>>>(5),
+                "name": r.get::<_, Option<String>>(6),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"data": data, "cursor": cursor})))
+}
+
+const DIAL_COLUMNS: &str = "a.id, a.to_number, c.inputs, a.state, a.outcome, a.from_number_id, a.answered_at, a.started_at, a.ended_at, \
+    a.created_at, a.updated_at, a.contact_id, a.attempt_no, a.carrier_call_sid, a.from_number, a.batch_id";
+
+/// Vogent's Dial shape (API-REFERENCE.md), plus `attemptNumber`, `outcome`, `callSid`,
+/// `fromNumber` and `batchId`.
+fn dial_json(r: &tokio_postgres::Row) -> Value {
+    let outcome: Option<String> = r.get(4);
+    let answered: Option<DateTime<Utc>> = r.get(6);
+    let ended: Option<DateTime<Utc>> = r.get(8);
+    json!({
+        "id": r.get::<_, Uuid>(0),
+        "toNumber": r.get::<_, String>(1),
+        "inputs": r.get::<_, Value>(2),
+        "status": if outcome.is_some() { "completed".to_owned() } else { r.get::<_, String>(3) },
+        "systemResultType": outcome.as_deref().map(|o| o.to_uppercase().replace('-', "_")),
+        "fromNumberId": r.get::<_, Option<Uuid>>(5),
+        "durationSeconds": answered.zip(ended).map(|(a, e)| (e - a).num_milliseconds() as f64 / 1000.0),
+        "startedAt": r.get::<_, Option<DateTime<Utc>>>(7),
+        "endedAt": ended,
+        "createdAt": r.get::<_, DateTime<Utc>>(9),
+        "updatedAt": r.get::<_, DateTime<Utc>>(10),
+        "dialTaskId": r.get::<_, Uuid>(11),
+        "attemptNumber": r.get::<_, i32>(12),
+        "outcome": outcome,
+        "callSid": r.get::<_, Option<String>>(13),
+        "fromNumber": r.get::<_, Option<String>>(14),
+        "batchId": r.get::<_, Uuid>(15),
+    })
+}
+
+/// The job's dials: completed ones by default (as Vogent lists them); `status=in-progress` or
+/// `status=all` (an extension) shows the others.
+async fn dials(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "batch dial job")?;
+    let limit = limit(q.limit)?;
+    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let filter = match q.status.as_deref().unwrap_or("completed") {
+        "completed" => "a.outcome IS NOT NULL",
+        "in-progress" => "a.outcome IS NULL",
+        "all" => "TRUE",
+        _ => {
+            return Err(ApiError::field(
+                "status",
+                "must be completed, in-progress or all",
+            ));
+        }
+    };
+    let client = state.db.get().await?;
+    Batch::load(&client, ws.id, id).await?;
+    let sql = format!(
+        "SELECT {DIAL_COLUMNS} FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
+         WHERE a.batch_id = $1 AND {filter} AND ($2::timestamptz IS NULL OR (a.created_at, a.id) > ($2, $3))
+         ORDER BY a.created_at, a.id LIMIT $4"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &id,
+                &after.map(|c| c.at),
+                &after.map(|c| c.id).unwrap_or_default(),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let (page, cursor) = split_page(rows, limit, |r| Cursor {
+        at: r.get(9),
+        id: r.get(0),
+    });
+    Ok(Json(
+        json!({"data": page.iter().map(dial_json).collect::<Vec<_>>(), "cursor": cursor}),
+    ))
+}
+
+/// One dial. Agents fetch a call's inputs here with the `dialId` carried in their answer URL.
+async fn dial(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "dial")?;
+    let client = state.db.get().await?;
+    let sql = format!(
+        "SELECT {DIAL_COLUMNS} FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = $1 AND a.workspace_id = $2"
+    );
+    let row = client
+        .query_opt(&sql, &[&id, &ws.id])
+        .await?
+        .ok_or(ApiError::NotFound("dial"))?;
+    Ok(Json(dial_json(&row)))
+}

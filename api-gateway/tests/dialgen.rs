@@ -1,0 +1,240 @@
+//! The Dialgen Call Batch surface.
+
+mod common;
+
+use common::{error_fields, spawn_app};
+use serde_json::{Value, json};
+
+fn contacts(n: usize) -> Vec<Value> {
+    (0..n).map(|i| json!({"phoneNumber": format!("+1555123{:04}", i), "name": "Jane", "metadata": {"lead_score": i}})).collect()
+}
+
+#[tokio::test]
+async fn create_answers_202_with_links_and_is_visible_through_both_surfaces() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    app.create_number("+12015550100").await;
+    let body = json!({
+        "agentId": agent, "userId": "user_1", "contacts": contacts(3),
+        "options": {"priority": 7, "timezone": "America/New_York", "maxCallsPerSecond": 5,
+                    "retryStrategy": {"maxAttempts": 2, "noAnswerDelay": 1000, "busyDelay": 500},
+                    "webhooks": {"onCallComplete": "https://crm.example.com/hook"}, "tags": ["q4"]}
+    });
+    let r = app.post("/api/v1/batch").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["success"], true);
+    assert_eq!(created["status"], "ingesting");
+    let id = created["batchId"].as_str().unwrap();
+    assert!(
+        created["links"]["status"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/api/v1/batch/{id}/status"))
+    );
+    assert!(
+        created["links"]["dashboard"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/batch/monitor/{id}"))
+    );
+
+    let status: Value = app
+        .get(&format!("/api/v1/batch/{id}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "ingesting");
+    assert_eq!(status["priority"], 7);
+    assert_eq!(
+        status["webhooks"]["onCallComplete"],
+        "https://crm.example.com/hook"
+    );
+    let check: Value = app
+        .get(&format!(
+            "/api/v1/batch/check-status?batchId={id}&limit=all"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(check["batchId"], id);
+    assert!(check["statistics"]["percentComplete"].is_number());
+
+    let list: Value = app
+        .get("/api/v1/batch/list")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["batchId"], id);
+    let job: Value = app
+        .get(&format!("/api/batch_dial_jobs/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "INIT");
+    assert_eq!(job["callAgentId"], agent.as_str());
+}
+
+#[tokio::test]
+async fn documented_rules_are_enforced() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    app.create_number("+12015550100").await;
+    let mut c = contacts(2);
+    c[1]["email"] = json!("not-an-email");
+    let body = json!({
+        "agentId": agent, "contacts": c,
+        "options": {"priority": 11, "scheduledStartTime": "2020-01-01T00:00:00Z", "timezone": "Nowhere/City",
+                    "maxCallsPerSecond": 31, "retryStrategy": {"maxAttempts": 6},
+                    "webhooks": {"onCallComplete": "mailto:x"}}
+    });
+    let fields = error_fields(
+        app.post("/api/v1/batch").json(&body).send().await.unwrap(),
+        422,
+    )
+    .await;
+    for f in [
+        "contacts[1].email",
+        "userId",
+        "options.priority",
+        "options.scheduledStartTime",
+        "options.timezone",
+        "options.maxCallsPerSecond",
+        "options.retryStrategy.maxAttempts",
+        "options.webhooks.onCallComplete",
+    ] {
+        assert!(
+            fields.contains(&f.to_owned()),
+            "{f} missing from {fields:?}"
+        );
+    }
+    let r = app.post("/api/v1/batch").json(&json!({"agentId": agent, "userId": "u", "contacts": contacts(1), "options": {"scheduledStartTime": "tomorrow"}})).send().await.unwrap();
+    assert_eq!(
+        error_fields(r, 422).await,
+        vec!["options.scheduledStartTime"]
+    );
+    // A badly formed number is not the batch's fault: it is rejected as a row at ingest.
+    let r = app
+        .post("/api/v1/batch")
+        .json(&json!({"agentId": agent, "userId": "u", "contacts": [{"phoneNumber": "12"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(app.ingest_queue_depth().await, 1);
+}
+
+#[tokio::test]
+async fn more_than_100k_contacts_is_413() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    app.create_number("+12015550100").await;
+    let row = r#"{"phoneNumber":"+15551230000"}"#;
+    let body = format!(
+        r#"{{"agentId":"{agent}","userId":"u","contacts":[{}]}}"#,
+        vec![row; 100_001].join(",")
+    );
+    let r = app
+        .post("/api/v1/batch")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    error_fields(r, 413).await;
+    assert_eq!(app.ingest_queue_depth().await, 0);
+}
+
+#[tokio::test]
+async fn idempotency_and_unknown_ids() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    app.create_number("+12015550100").await;
+    let body = json!({"agentId": agent, "userId": "u", "contacts": contacts(1)});
+    let a: Value = app
+        .post("/api/v1/batch")
+        .header("Idempotency-Key", "same")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b: Value = app
+        .post("/api/v1/batch")
+        .header("Idempotency-Key", "same")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["batchId"], b["batchId"]);
+    let list: Value = app
+        .get("/api/v1/batch/list")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    error_fields(
+        app.get("/api/v1/batch/check-status").send().await.unwrap(),
+        422,
+    )
+    .await;
+    error_fields(
+        app.get("/api/v1/batch/check-status?batchId=nope")
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let other = app.other_workspace_key().await;
+    let id = a["batchId"].as_str().unwrap();
+    error_fields(
+        app.http
+            .get(app.url(&format!("/api/v1/status/batch?batchId={id}")))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    // Another workspace's agent is an unknown agent here.
+    let theirs = reqwest::Client::new()
+        .post(app.url("/api/agents"))
+        .bearer_auth(&other)
+        .json(&json!({"name": "theirs", "answerUrl": "https://a.b/c"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let r = app
+        .post("/api/v1/batch")
+        .json(&json!({"agentId": theirs["id"], "userId": "u", "contacts": contacts(1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_fields(r, 422).await, vec!["agentId"]);
+}
