@@ -31,6 +31,7 @@ pub fn router(state: AppState, readiness: shared::health::Readiness) -> Router {
     Router::new()
         .merge(api)
         .merge(shared::health::router(readiness))
+        .route("/openapi.json", axum::routing::get(crate::openapi::serve))
         .fallback(|| async { crate::error::ApiError::NotFound("route") })
         // A bug must never take a connection down without an answer: a panic becomes a 500.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {

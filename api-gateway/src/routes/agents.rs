@@ -25,13 +25,13 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateAgent {
+pub(crate) struct CreateAgent {
     name: Option<String>,
     answer_url: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -45,7 +45,8 @@ fn agent_json(row: &tokio_postgres::Row) -> Value {
     })
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = crate::openapi::AgentIn, responses((status = 200, body = crate::openapi::Agent), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     JsonBody(body): JsonBody<CreateAgent>,
@@ -71,7 +72,8 @@ async fn create(
     Ok(Json(agent_json(&row)))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/agents", tag = "agents", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::openapi::AgentPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
@@ -102,7 +104,8 @@ async fn list(
     ))
 }
 
-async fn fetch(
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Agent), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn fetch(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -116,7 +119,8 @@ async fn fetch(
     Ok(Json(agent_json(&row)))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "id")), responses((status = 204, description = "deleted"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,

@@ -29,7 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/status/batch", get(calls))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", request_body = crate::openapi::DialgenCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 202, body = crate::openapi::DialgenCreated), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     headers: HeaderMap,
@@ -63,7 +64,7 @@ async fn create(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StatusQuery {
+pub(crate) struct StatusQuery {
     batch_id: Option<String>,
     limit: Option<String>,
 }
@@ -88,7 +89,8 @@ fn recent_limit(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-async fn check_status(
+#[utoipa::path(get, path = "/api/v1/batch/check-status", tag = "dialgen", params(("batchId" = String, Query), ("limit" = Option<String>, Query, description = "recent calls: a number, all or -1")), responses((status = 200, body = crate::openapi::CheckStatus), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn check_status(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<StatusQuery>,
@@ -103,12 +105,13 @@ async fn check_status(
 }
 
 #[derive(Deserialize)]
-struct LinkQuery {
+pub(crate) struct LinkQuery {
     limit: Option<String>,
 }
 
 /// The seed's `links.status`, in the check-status shape.
-async fn status_link(
+#[utoipa::path(get, path = "/api/v1/batch/{id}/status", tag = "dialgen", params(("id" = String, Path), ("limit" = Option<String>, Query)), responses((status = 200, body = crate::openapi::CheckStatus), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn status_link(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -124,7 +127,11 @@ async fn status_link(
 }
 
 /// Every batch of the workspace, newest first.
-async fn list(State(state): State<AppState>, ws: Workspace) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/batch/list", tag = "dialgen", responses((status = 200, body = Vec<crate::openapi::BatchListItem>), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ws: Workspace,
+) -> Result<Json<Value>, ApiError> {
     let client = state.db.get().await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM batches WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
@@ -153,7 +160,8 @@ async fn list(State(state): State<AppState>, ws: Workspace) -> Result<Json<Value
 }
 
 /// Every call of a batch with its status: one entry per contact, with its latest attempt.
-async fn calls(
+#[utoipa::path(get, path = "/api/v1/status/batch", tag = "dialgen", params(("batchId" = String, Query)), responses((status = 200, body = crate::openapi::BatchCalls), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn calls(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<StatusQuery>,

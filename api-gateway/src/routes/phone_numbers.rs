@@ -27,13 +27,13 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateNumber {
+pub(crate) struct CreateNumber {
     number: Option<String>,
     label: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -47,7 +47,8 @@ fn number_json(row: &tokio_postgres::Row) -> Value {
     })
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/phone_numbers", tag = "phone numbers", request_body = crate::openapi::PhoneNumberIn, responses((status = 200, body = crate::openapi::PhoneNumber), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 409, description = "not allowed in the job's status", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     JsonBody(body): JsonBody<CreateNumber>,
@@ -85,7 +86,8 @@ async fn create(
     Ok(Json(number_json(&row)))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/phone_numbers", tag = "phone numbers", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::openapi::PhoneNumberPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
@@ -116,7 +118,8 @@ async fn list(
     ))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/api/phone_numbers/{id}", tag = "phone numbers", params(("id" = String, Path, description = "id")), responses((status = 204, description = "deleted"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,

@@ -34,7 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/dials/{id}", get(dial))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", request_body = crate::openapi::VogentCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     headers: HeaderMap,
@@ -54,7 +55,7 @@ async fn create(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<i64>,
     cursor: Option<String>,
     status: Option<String>,
@@ -62,7 +63,8 @@ struct ListQuery {
     user_id: Option<String>,
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/batch_dial_jobs", tag = "vogent", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("status" = Option<String>, Query), ("callAgentId" = Option<String>, Query), ("userId" = Option<String>, Query)), responses((status = 200, body = crate::openapi::JobPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
@@ -124,7 +126,8 @@ async fn list(
     ))
 }
 
-async fn fetch(
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}", tag = "vogent", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn fetch(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -136,7 +139,8 @@ async fn fetch(
 
 /// `PUT`: on an ACTIVE job the change is kept in `pending` and applied at the next pause
 /// (seed 001); otherwise it applies at once. Final jobs refuse with 409.
-async fn update(
+#[utoipa::path(put, path = "/api/batch_dial_jobs/{id}", tag = "vogent", request_body = crate::openapi::VogentUpdateDoc, params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "not allowed in the job's status", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn update(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -266,13 +270,14 @@ async fn lock(client: &impl GenericClient, workspace: Uuid, id: Uuid) -> Result<
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PausedBody {
+pub(crate) struct PausedBody {
     paused: Option<bool>,
 }
 
 /// `/paused`: INIT→ACTIVE, ACTIVE→PAUSED, PAUSED→ACTIVE; final jobs answer 409. Pausing applies
 /// settings kept by `PUT` while the job was active.
-async fn set_paused(
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/paused", tag = "vogent", request_body = crate::openapi::PausedDoc, params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "not allowed in the job's status", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn set_paused(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -308,7 +313,8 @@ async fn set_paused(
 
 /// `/cancel`: CANCELLED ("manually stopped", seed 001); queued contacts are cancelled at once,
 /// calls already connected finish.
-async fn cancel(
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/cancel", tag = "vogent", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "not allowed in the job's status", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -333,14 +339,15 @@ async fn cancel(
 }
 
 #[derive(Deserialize)]
-struct PageQuery {
+pub(crate) struct PageQuery {
     limit: Option<i64>,
     cursor: Option<String>,
     status: Option<String>,
 }
 
 /// The rows still queued: not in progress, not completed (seed 001), in dialing order.
-async fn queue(
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/queue", tag = "vogent", params(("id" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::openapi::QueuePage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn queue(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -412,7 +419,8 @@ fn dial_json(r: &tokio_postgres::Row) -> Value {
 
 /// The job's dials: completed ones by default (as Vogent lists them); `status=in-progress` or
 /// `status=all` (an extension) shows the others.
-async fn dials(
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/dials", tag = "vogent", params(("id" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("status" = Option<String>, Query, description = "completed (default), in-progress or all")), responses((status = 200, body = crate::openapi::DialPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dials(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -460,7 +468,8 @@ async fn dials(
 }
 
 /// One dial. Agents fetch a call's inputs here with the `dialId` carried in their answer URL.
-async fn dial(
+#[utoipa::path(get, path = "/api/dials/{id}", tag = "vogent", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Dial), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dial(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,

@@ -1,0 +1,405 @@
+//! The OpenAPI 3.1 document, served at `/openapi.json`: the paths come from the
+//! `#[utoipa::path]` annotations on the handlers themselves; the schemas below describe the
+//! bodies the handlers read and write.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::routes::{agents, dialgen, phone_numbers, vogent};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dialfleet", description = "Vogent Batch Dial Jobs and Dialgen Call Batches on one self-hosted dialer."),
+    paths(
+        agents::create, agents::list, agents::fetch, agents::remove,
+        phone_numbers::create, phone_numbers::list, phone_numbers::remove,
+        vogent::create, vogent::list, vogent::fetch, vogent::update, vogent::set_paused, vogent::cancel,
+        vogent::queue, vogent::dials, vogent::dial,
+        dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, FieldErrorDoc, AgentIn, Agent, AgentPage, PhoneNumberIn, PhoneNumber, PhoneNumberPage,
+        ScheduleDoc, DayDoc, SlotDoc, VogentRowDoc, VogentCreateDoc, VogentUpdateDoc, PausedDoc, Job, JobPage,
+        QueueRow, QueuePage, Dial, DialPage, DialgenContactDoc, DialgenOptionsDoc, RetryDoc, WebhooksDoc,
+        DialgenCreateDoc, DialgenCreated, Links, CheckStatus, Statistics, BatchListItem, BatchCalls, BatchCall,
+    )),
+    modifiers(&Security),
+    security(("bearer" = []), ("api_key" = [])),
+    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen")),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("api_key"))),
+        );
+    }
+}
+
+/// Every error: 400, 401, 404, 409, 413, 422, 503.
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    /// invalid_input, validation_failed, unauthorized, not_found, conflict, payload_too_large, unavailable, internal
+    code: String,
+    message: String,
+    /// Each offending field (at most 100).
+    details: Vec<FieldErrorDoc>,
+}
+
+#[derive(ToSchema)]
+pub struct FieldErrorDoc {
+    /// e.g. `rows[41].inputs.age`
+    field: String,
+    message: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct AgentIn {
+    name: String,
+    answer_url: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Agent {
+    id: String,
+    name: String,
+    answer_url: String,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct AgentPage {
+    data: Vec<Agent>,
+    cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct PhoneNumberIn {
+    /// E.164, e.g. +12015550100
+    number: String,
+    label: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct PhoneNumber {
+    id: String,
+    number: String,
+    label: Option<String>,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct PhoneNumberPage {
+    data: Vec<PhoneNumber>,
+    cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ScheduleDoc {
+    days: Vec<DayDoc>,
+    /// IANA name
+    timezone: String,
+    disable_schedule: Option<bool>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DayDoc {
+    /// 0 = Sunday … 6 = Saturday
+    day_of_week: u8,
+    time_slots: Vec<SlotDoc>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct SlotDoc {
+    /// HH:MM
+    start_time: String,
+    /// HH:MM, after startTime (24:00 allowed)
+    end_time: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct VogentRowDoc {
+    to_number: String,
+    /// string => string
+    inputs: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct VogentCreateDoc {
+    call_agent_id: String,
+    /// 1 … the workspace's limit
+    max_concurrent_dials: u32,
+    name: String,
+    /// 1 … 100,000
+    rows: Vec<VogentRowDoc>,
+    from_phone_number_ids: Option<Vec<String>>,
+    schedule: Option<ScheduleDoc>,
+    /// Extension: region for numbers without a country code (default: the workspace's).
+    default_region: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct VogentUpdateDoc {
+    name: Option<String>,
+    max_concurrent_dials: Option<u32>,
+    from_phone_number_ids: Option<Vec<String>>,
+    schedule: Option<ScheduleDoc>,
+}
+
+#[derive(ToSchema)]
+pub struct PausedDoc {
+    paused: bool,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Job {
+    id: String,
+    max_concurrent_dials: u32,
+    name: String,
+    /// INIT, ACTIVE, PAUSED, COMPLETE, CANCELLED
+    status: String,
+    call_agent_id: String,
+    created_at: String,
+    from_phone_number_ids: Vec<String>,
+    schedule: Option<ScheduleDoc>,
+    user_id: Option<String>,
+    /// Settings changed while ACTIVE, applied at the next pause.
+    #[schema(value_type = Object)]
+    pending: Option<Value>,
+}
+
+#[derive(ToSchema)]
+pub struct JobPage {
+    data: Vec<Job>,
+    cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct QueueRow {
+    id: String,
+    to_number: String,
+    #[schema(value_type = Object)]
+    inputs: Value,
+    attempts: u32,
+    next_attempt_at: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct QueuePage {
+    data: Vec<QueueRow>,
+    cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Dial {
+    id: String,
+    to_number: String,
+    #[schema(value_type = Object)]
+    inputs: Value,
+    status: String,
+    /// COMPLETED, BUSY, NO_ANSWER, FAILED, VOICEMAIL, CANCELED, UNKNOWN
+    system_result_type: Option<String>,
+    from_number_id: Option<String>,
+    duration_seconds: Option<f64>,
+    started_at: Option<String>,
+    ended_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    dial_task_id: String,
+    attempt_number: u32,
+    outcome: Option<String>,
+    call_sid: Option<String>,
+    from_number: Option<String>,
+    batch_id: String,
+}
+
+#[derive(ToSchema)]
+pub struct DialPage {
+    data: Vec<Dial>,
+    cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DialgenContactDoc {
+    id: Option<String>,
+    phone_number: String,
+    /// default "Unknown"
+    name: Option<String>,
+    email: Option<String>,
+    company: Option<String>,
+    #[schema(value_type = Object)]
+    metadata: Option<Value>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct RetryDoc {
+    /// 1–5, default 3
+    max_attempts: Option<u32>,
+    /// ms, default 3600000
+    no_answer_delay: Option<u64>,
+    /// ms, default 300000
+    busy_delay: Option<u64>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct WebhooksDoc {
+    on_call_complete: Option<String>,
+    on_batch_complete: Option<String>,
+    on_batch_failed: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DialgenOptionsDoc {
+    /// 1–10, default 5, higher first
+    priority: Option<u8>,
+    /// RFC 3339, in the future
+    scheduled_start_time: Option<String>,
+    /// IANA, default UTC
+    timezone: Option<String>,
+    /// 1–30, default 10
+    max_calls_per_second: Option<u32>,
+    retry_strategy: Option<RetryDoc>,
+    webhooks: Option<WebhooksDoc>,
+    tags: Option<Vec<String>>,
+    /// Extensions
+    max_concurrent_dials: Option<u32>,
+    from_phone_number_ids: Option<Vec<String>>,
+    schedule: Option<ScheduleDoc>,
+    name: Option<String>,
+    default_region: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DialgenCreateDoc {
+    agent_id: String,
+    user_id: String,
+    /// 1 … 100,000
+    contacts: Vec<DialgenContactDoc>,
+    options: Option<DialgenOptionsDoc>,
+}
+
+#[derive(ToSchema)]
+pub struct Links {
+    status: String,
+    dashboard: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DialgenCreated {
+    success: bool,
+    batch_id: String,
+    /// ingesting
+    status: String,
+    message: String,
+    links: Links,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Statistics {
+    total: u64,
+    processed: u64,
+    succeeded: u64,
+    failed: u64,
+    pending: u64,
+    percent_complete: f64,
+    success_rate: f64,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct CheckStatus {
+    batch_id: String,
+    /// ingesting, scheduled, pending, processing, paused, completed, cancelled, failed
+    status: String,
+    priority: u8,
+    statistics: Statistics,
+    #[schema(value_type = Object)]
+    performance: Value,
+    #[schema(value_type = Object)]
+    timestamps: Value,
+    #[schema(value_type = Vec<Object>)]
+    recent_calls: Vec<Value>,
+    #[schema(value_type = Object)]
+    webhooks: Value,
+    agent_id: String,
+    user_id: Option<String>,
+    /// Extension: rejected rows counted by reason.
+    #[schema(value_type = Object)]
+    rejected: Value,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct BatchListItem {
+    batch_id: String,
+    status: String,
+    total: u64,
+    processed: u64,
+    succeeded: u64,
+    failed: u64,
+    percent_complete: f64,
+    created_at: String,
+    agent_id: String,
+    priority: u8,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct BatchCall {
+    call_id: String,
+    /// SCHEDULED, ONGOING, COMPLETED, MISSED, FAILED, CANCELLED
+    status: String,
+    start_time: Option<String>,
+    phone_number: String,
+    error: Option<String>,
+    duration: Option<u64>,
+    recording_url: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct BatchCalls {
+    batch_id: String,
+    calls: Vec<BatchCall>,
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
