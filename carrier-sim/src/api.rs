@@ -2,6 +2,8 @@
 //! shapes, error bodies and HTTP Basic auth.
 //!
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Calls.json`: place a call (201).
+//! - `GET  /2010-04-01/Accounts/{AccountSid}/Calls.json?To=&From=&Status=&PageSize=`: known
+//!   calls, newest first (one page).
 //! - `GET  /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`: the call now.
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`: `Status=canceled|completed`.
 
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,7 +28,10 @@ use crate::sim::Sim;
 /// The routes, with `/healthz` and `/readyz` (always ready: the simulator depends on nothing).
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
-        .route("/2010-04-01/Accounts/{account}/Calls.json", post(create))
+        .route(
+            "/2010-04-01/Accounts/{account}/Calls.json",
+            post(create).get(list),
+        )
         .route(
             "/2010-04-01/Accounts/{account}/Calls/{call}",
             get(fetch).post(modify),
@@ -305,6 +310,47 @@ async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+#[tracing::instrument(skip_all)]
+async fn list(
+    State(sim): State<Arc<Sim>>,
+    Path(account): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authenticate(&sim, &headers, &account)?;
+    let form = Form::parse(query.unwrap_or_default().as_bytes())?;
+    let page_size = match form.first("PageSize") {
+        None => 50,
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(20001, format!("PageSize must be 1 to 1000: {n}"))
+            })?,
+    };
+    let (to, from, status) = (form.first("To"), form.first("From"), form.first("Status"));
+    let calls = sim.registry.list(|c| {
+        c.account_sid == account
+            && to.is_none_or(|t| t == c.to)
+            && from.is_none_or(|f| f == c.from)
+            && status.is_none_or(|s| s == c.state().status.as_str())
+    });
+    let page: Vec<Value> = calls.iter().take(page_size).map(|c| resource(c)).collect();
+    let uri = format!("/2010-04-01/Accounts/{account}/Calls.json?PageSize={page_size}&Page=0");
+    Ok(Json(json!({
+        "calls": page,
+        "page": 0,
+        "page_size": page_size,
+        "start": 0,
+        "end": page.len().saturating_sub(1),
+        "uri": uri,
+        "first_page_uri": uri,
+        "next_page_uri": null,
+        "previous_page_uri": null,
+    })))
 }
 
 fn find_call(sim: &Sim, account: &str, file: &str) -> Result<Arc<Call>, ApiError> {

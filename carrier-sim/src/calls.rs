@@ -267,6 +267,19 @@ impl Registry {
         gone.len()
     }
 
+    /// Known calls matching `keep`, newest first.
+    pub fn list(&self, keep: impl Fn(&Call) -> bool) -> Vec<Arc<Call>> {
+        let mut calls: Vec<Arc<Call>> = self
+            .lock()
+            .calls
+            .values()
+            .filter(|c| keep(c))
+            .cloned()
+            .collect();
+        calls.sort_by_key(|c| std::cmp::Reverse(c.requested_at));
+        calls
+    }
+
     /// How many calls are not over.
     pub fn in_flight(&self) -> usize {
         self.lock()

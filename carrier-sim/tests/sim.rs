@@ -284,6 +284,23 @@ async fn each_last_digit_gives_its_outcome() {
         );
         assert!(fetched["duration"].is_string());
     }
+    // Twilio's list, filtered: how a dialer finds a call whose create response it lost.
+    let list: Value = sim
+        .http
+        .get(sim.calls_url())
+        .basic_auth("ACsim", Some(TOKEN))
+        .query(&[("To", "+12015550106"), ("Status", "busy")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = list["calls"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{list}");
+    assert_eq!(listed[0]["to"], "+12015550106");
+    assert_eq!(listed[0]["status"], "busy");
+
     let raw = std::fs::read_to_string(sim.record_path()).unwrap();
     let first: Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
     let keys: Vec<&str> = first
