@@ -154,6 +154,7 @@ struct CreateCall {
     to: E164,
     from: E164,
     callback: Option<CallbackSpec>,
+    answer_url: Option<String>,
     machine_detection: Option<String>,
 }
 
@@ -253,6 +254,7 @@ impl CreateCall {
             to,
             from,
             callback,
+            answer_url: form.first("Url").map(str::to_owned),
             machine_detection,
         })
     }
@@ -288,6 +290,7 @@ async fn create(
                 request.from.as_str().to_owned(),
                 requested_at,
                 sim.planner.plan(&to, occurrence),
+                request.answer_url.clone(),
                 request.machine_detection.clone(),
                 request.callback.clone(),
                 sim.force_end.child_token(),

@@ -133,6 +133,40 @@ impl Notifier {
         }
     }
 
+    /// Requests the call's `Url` once, as Twilio does when a call is answered (a voice request,
+    /// signed like a callback), so an agent behind it sees the call arrive. The answer is
+    /// ignored: a simulated call runs no TwiML.
+    pub fn answer(&self, tracker: &TaskTracker, url: &str, call: &Call, state: &CallState) {
+        let params: Vec<(String, String)> = params(call, state, 0, Utc::now())
+            .into_iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "CallbackSource" | "Timestamp" | "SequenceNumber"
+                )
+            })
+            .collect();
+        let request = self
+            .client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "X-Twilio-Signature",
+                shared::twilio::sign(&self.auth_token, url, &params),
+            )
+            .body(serde_urlencoded::to_string(&params).unwrap_or_default());
+        let sid = call.sid.clone();
+        tracker.spawn(async move {
+            match request.send().await {
+                Ok(resp) if resp.status().is_success() => {}
+                Ok(resp) => {
+                    tracing::warn!(call_sid = %sid, code = %resp.status(), "answer Url refused")
+                }
+                Err(e) => tracing::warn!(call_sid = %sid, error = %e, "answer Url unreachable"),
+            }
+        });
+    }
+
     #[tracing::instrument(skip_all, fields(call_sid = %sid, status))]
     async fn deliver(&self, sid: &str, url: &str, method: Method, params: Vec<(String, String)>) {
         let status = params

@@ -111,6 +111,8 @@ pub struct Call {
     pub requested_at: DateTime<Utc>,
     /// Its fate, decided on arrival.
     pub plan: Plan,
+    /// `Url`: where Twilio would fetch the call's instructions once answered.
+    pub answer_url: Option<String>,
     /// Twilio's `MachineDetection` (`Enable`, `DetectMessageEnd`), if asked for.
     pub machine_detection: Option<String>,
     /// Where and what to call back.
@@ -131,6 +133,7 @@ impl Call {
         from: String,
         requested_at: DateTime<Utc>,
         plan: Plan,
+        answer_url: Option<String>,
         machine_detection: Option<String>,
         callback: Option<CallbackSpec>,
         interrupt: CancellationToken,
@@ -142,6 +145,7 @@ impl Call {
             from,
             requested_at,
             plan,
+            answer_url,
             machine_detection,
             callback,
             interrupt,
@@ -306,6 +310,7 @@ mod tests {
                     ending: Ending::Answered,
                     talk: Duration::ZERO,
                 },
+                None,
                 None,
                 None,
                 CancellationToken::new(),

@@ -38,6 +38,10 @@ pub struct Config {
     pub callback_retries: u32,
     /// `CARRIER_SIM_CALLBACK_BACKOFF_MS`: the first retry's delay, doubled for each next one.
     pub callback_backoff: Duration,
+    /// `CARRIER_SIM_FETCH_URL`: request each answered call's `Url` (a signed voice request, as
+    /// Twilio does), so an agent sees calls arrive. Off by default: answer URLs in tests and
+    /// demos usually point nowhere.
+    pub fetch_answer_url: bool,
     /// `CARRIER_SIM_RETAIN_SECS`: how long an ended call stays visible through the API (and
     /// its idempotency key remembered).
     pub retain: Duration,
@@ -77,6 +81,7 @@ impl Config {
             callback_timeout: env.millis("CARRIER_SIM_CALLBACK_TIMEOUT_MS", 5000)?,
             callback_retries: env.parse("CARRIER_SIM_CALLBACK_RETRIES", 3)?,
             callback_backoff: env.millis("CARRIER_SIM_CALLBACK_BACKOFF_MS", 250)?,
+            fetch_answer_url: env.parse("CARRIER_SIM_FETCH_URL", false)?,
             retain: env.secs("CARRIER_SIM_RETAIN_SECS", 3600)?,
             shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", 25)?,
         })

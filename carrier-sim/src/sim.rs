@@ -75,6 +75,13 @@ impl Sim {
                 s.updated_at = now;
                 s.answered_by = answered_by(call.plan.ending, call.machine_detection.as_deref());
                 send(Event::Answered, &s);
+                if let Some(url) = call
+                    .answer_url
+                    .as_deref()
+                    .filter(|_| self.config.fetch_answer_url)
+                {
+                    self.notifier.answer(&self.tracker, url, &call, &s);
+                }
                 Some(())
             } else {
                 Some(())

@@ -745,3 +745,22 @@ async fn shutdown_ends_calls_in_progress_and_flushes_the_record() {
     // The final callback was delivered before the server task ended.
     assert_eq!(receiver.next().await.params["CallStatus"], "completed");
 }
+
+#[tokio::test]
+async fn answered_calls_request_their_url_when_asked_to() {
+    let sim = Sim::start(|c| c.fetch_answer_url = true).await;
+    let mut agent = Receiver::start(0).await;
+    let call = sim
+        .create_ok(&[
+            ("To", "+12015550103"),
+            ("From", "+12015550199"),
+            ("Url", &agent.url),
+        ])
+        .await;
+    let request = agent.next().await;
+    assert!(request.signature_ok);
+    assert_eq!(request.params["CallSid"], call["sid"].as_str().unwrap());
+    assert_eq!(request.params["CallStatus"], "in-progress");
+    assert!(!request.params.contains_key("SequenceNumber"));
+    sim.stop().await;
+}
