@@ -278,6 +278,31 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_never_tear_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.jsonl");
+        // Two recorders on one file stand for two processes appending to the same record.
+        let recorders = [
+            Recorder::open(&path).unwrap(),
+            Recorder::open(&path).unwrap(),
+        ];
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let recorder = &recorders[t % 2];
+                scope.spawn(move || {
+                    for i in 0..500 {
+                        recorder.append(&call(t as i64 * 1000 + i, i)).unwrap();
+                    }
+                });
+            }
+        });
+        let records = try_read(&path).unwrap();
+        assert_eq!(records.len(), 4000);
+        let sids: std::collections::HashSet<_> = records.iter().map(|r| &r.call_sid).collect();
+        assert_eq!(sids.len(), 4000);
+    }
+
+    #[test]
     fn a_corrupt_line_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("calls.jsonl");
