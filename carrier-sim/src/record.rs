@@ -7,7 +7,7 @@
 //! its line.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -135,11 +135,12 @@ impl Recorder {
     }
 }
 
-/// Every record in the file at `path`, in the order written; a missing file has none.
+/// Every record in the file at `path`, in the order written; a missing file has none. A last
+/// line without its newline is a line still being written, and is left for the next read.
 pub fn try_read(path: impl AsRef<Path>) -> Result<Vec<CallRecord>, RecordError> {
     let path = path.as_ref();
-    let file = match File::open(path) {
-        Ok(file) => file,
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
             return Err(RecordError::Io {
@@ -148,17 +149,14 @@ pub fn try_read(path: impl AsRef<Path>) -> Result<Vec<CallRecord>, RecordError> 
             });
         }
     };
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
     let mut records = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| RecordError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+    for (i, line) in complete.split('\n').enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         records.push(
-            serde_json::from_str(&line).map_err(|source| RecordError::Malformed {
+            serde_json::from_str(line).map_err(|source| RecordError::Malformed {
                 path: path.to_owned(),
                 line: i + 1,
                 source,
@@ -311,6 +309,9 @@ mod tests {
             try_read(&path),
             Err(RecordError::Malformed { line: 1, .. })
         ));
+        // Without its newline the same text is a line still being written.
+        std::fs::write(&path, "{\"callSid\":").unwrap();
+        assert!(try_read(&path).unwrap().is_empty());
     }
 
     #[test]
