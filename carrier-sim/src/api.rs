@@ -149,6 +149,21 @@ impl Form {
     }
 }
 
+/// A hint for the commonest mistake by hand: `curl -d To=+1…` sends the `+` unencoded, and a
+/// form body decodes it as a space.
+fn plus_hint(form: &Form, name: &str) -> &'static str {
+    let raw = form
+        .0
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    if raw.is_some_and(|v| v.starts_with(' ')) {
+        " (a '+' in a form body must be encoded as %2B; use curl --data-urlencode)"
+    } else {
+        ""
+    }
+}
+
 /// What a valid create request asks for.
 struct CreateCall {
     to: E164,
@@ -171,13 +186,22 @@ impl CreateCall {
             .first("To")
             .ok_or_else(|| ApiError::bad_request(21201, "No 'To' number is specified"))?;
         let to = E164::parse(to).map_err(|_| {
-            ApiError::bad_request(21211, format!("Invalid 'To' Phone Number: {to}"))
+            ApiError::bad_request(
+                21211,
+                format!("Invalid 'To' Phone Number: {to}{}", plus_hint(form, "To")),
+            )
         })?;
         let from = form
             .first("From")
             .ok_or_else(|| ApiError::bad_request(21213, "No 'From' number is specified"))?;
         let from = E164::parse(from).map_err(|_| {
-            ApiError::bad_request(21212, format!("Invalid 'From' Phone Number: {from}"))
+            ApiError::bad_request(
+                21212,
+                format!(
+                    "Invalid 'From' Phone Number: {from}{}",
+                    plus_hint(form, "From")
+                ),
+            )
         })?;
         match form.first("Url") {
             Some(url) if !http_url(url) => {

@@ -63,12 +63,11 @@ impl Sim {
         }
 
         let interrupted = sleep_unless(self.config.ring, &call.interrupt).await;
-        let connected = {
+        let canceled = {
             let mut s = call.state();
             // Checked under the lock: a hang-up that raced the end of ringing still wins.
-            if interrupted || s.hang_up.is_some() || call.interrupt.is_cancelled() {
-                None
-            } else if call.plan.ending.connects() {
+            let canceled = interrupted || s.hang_up.is_some() || call.interrupt.is_cancelled();
+            if !canceled && call.plan.ending.connects() {
                 let now = Utc::now();
                 s.status = CallStatus::InProgress;
                 s.answered_at = Some(now);
@@ -82,29 +81,24 @@ impl Sim {
                 {
                     self.notifier.answer(&self.tracker, url, &call, &s);
                 }
-                Some(())
-            } else {
-                Some(())
             }
+            canceled
         };
 
-        let (status, outcome) = match connected {
-            None => (CallStatus::Canceled, CallOutcome::Canceled),
-            Some(()) if call.plan.ending.connects() => {
-                // Interrupted or not, a connected call ends as completed (hung up early or not).
+        // A connected call ends `completed` whether it talks its full time or is hung up early.
+        let (status, outcome) = match call.plan.ending {
+            _ if canceled => (CallStatus::Canceled, CallOutcome::Canceled),
+            Ending::Answered => {
                 sleep_unless(call.plan.talk, &call.interrupt).await;
-                let outcome = if call.plan.ending == Ending::Voicemail {
-                    CallOutcome::Voicemail
-                } else {
-                    CallOutcome::Completed
-                };
-                (CallStatus::Completed, outcome)
+                (CallStatus::Completed, CallOutcome::Completed)
             }
-            Some(()) => match call.plan.ending {
-                Ending::Busy => (CallStatus::Busy, CallOutcome::Busy),
-                Ending::NoAnswer => (CallStatus::NoAnswer, CallOutcome::NoAnswer),
-                _ => (CallStatus::Failed, CallOutcome::Failed),
-            },
+            Ending::Voicemail => {
+                sleep_unless(call.plan.talk, &call.interrupt).await;
+                (CallStatus::Completed, CallOutcome::Voicemail)
+            }
+            Ending::Busy => (CallStatus::Busy, CallOutcome::Busy),
+            Ending::NoAnswer => (CallStatus::NoAnswer, CallOutcome::NoAnswer),
+            Ending::Failed => (CallStatus::Failed, CallOutcome::Failed),
         };
 
         let s = {
