@@ -1,7 +1,25 @@
-//! Persists submitted rows: consumes ingest chunks, normalises numbers to E.164, rejects and de-duplicates rows, and COPYs each chunk into PostgreSQL in one idempotent transaction.
+//! Persists submitted rows: consumes ingest chunks, normalises numbers to E.164, rejects and
+//! de-duplicates rows, and COPYs each chunk into PostgreSQL in one idempotent transaction.
+//!
+//! - [`normalize`] and [`plan`]: pure rules (number to E.164, per-row checks, duplicates inside a
+//!   chunk), tested without services;
+//! - [`chunk`]: the one transaction per chunk ([`chunk::handle_chunk`], the step tests drive);
+//! - [`consume`]: message to disposition (ack, retry, dead-letter);
+//! - [`timeout`] and [`fail`]: failing batches whose chunks stopped arriving.
 
+pub mod chunk;
 pub mod config;
+pub mod consume;
+pub mod fail;
+pub mod normalize;
+pub mod plan;
+pub mod reject;
+pub mod timeout;
 
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use shared::queue::consumer::{self, ConsumerOptions};
+use shared::queue::{Broker, Stream};
 use tokio_util::sync::CancellationToken;
 
 use config::Config;
@@ -10,7 +28,7 @@ use config::Config;
 /// until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = shared::db::connect(&config.service).await?;
-    let broker = shared::queue::Broker::connect(&config.service, "ingest-worker").await?;
+    let broker = Broker::connect(&config.service, "ingest-worker").await?;
     let readiness = shared::health::Readiness {
         db: Some(db.clone()),
         broker: Some(broker.clone()),
@@ -22,10 +40,50 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     )
     .await?;
-    tracing::info!(%addr, "ingest-worker ready");
+    tracing::info!(%addr, concurrency = config.concurrency, prefetch = config.prefetch, "ingest-worker ready");
 
-    shutdown.cancelled().await;
+    let sweeper = tokio::spawn(sweep_loop(db.clone(), config.clone(), shutdown.clone()));
+    consume(db, broker.clone(), &config, shutdown).await;
+    let _ = sweeper.await;
     broker.close().await;
     health.await??;
     Ok(())
+}
+
+/// Consumes the ingest queue until `shutdown`; running chunks finish first.
+pub async fn consume(db: Pool, broker: Broker, config: &Config, shutdown: CancellationToken) {
+    let handler = consume::Handler {
+        db,
+        check: config.number_check,
+    };
+    let options = ConsumerOptions {
+        stream: Stream::Ingest,
+        prefetch: config.prefetch,
+        concurrency: config.concurrency,
+        tag: format!("ingest-worker-{}", std::process::id()),
+    };
+    consumer::run(broker, options, shutdown, move |incoming| {
+        let handler = handler.clone();
+        async move { handler.on_message(incoming).await }
+    })
+    .await;
+}
+
+async fn sweep_loop(db: Pool, config: Config, shutdown: CancellationToken) {
+    let mut tick =
+        tokio::time::interval(config.sweep_interval.max(std::time::Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match timeout::sweep_once(&db, Utc::now(), config.ingest_timeout).await {
+            Ok(failed) if !failed.is_empty() => {
+                tracing::warn!(count = failed.len(), "batches failed by the ingest timeout")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "ingest timeout sweep failed; next tick retries"),
+        }
+    }
 }

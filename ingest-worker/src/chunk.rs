@@ -1,0 +1,469 @@
+//! One chunk, one transaction: the `ingest_chunks` row that makes a redelivery harmless, the
+//! accepted rows (COPY), the rejected rows, the batch's counters and, when it is the last chunk,
+//! the end of ingestion — all committed together or not at all.
+//!
+//! Duplicates across chunks: chunks may commit in any order, yet the earliest row of a number
+//! must win. When a chunk finds its number already stored by a *later* row of another chunk, and
+//! that contact is still `queued` (never released for dialing), it takes the number over: the
+//! later contact is deleted and recorded as the duplicate instead. If the contact has already been
+//! released (a Vogent job may start while rows arrive), it stays, and the earlier row is the one
+//! rejected. Two chunks racing for one number collide on the `(batch_id, phone_number)` unique
+//! index; the loser's transaction is retried and then sees the winner's row.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Pool;
+use futures_util::pin_mut;
+use shared::queue::messages::IngestChunkV1;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{GenericClient, Transaction};
+use uuid::Uuid;
+
+use crate::normalize::{NumberCheck, Region};
+use crate::plan::{self, Accepted, Plan, PlanError, Rejected};
+
+/// How often a chunk's transaction is retried after colliding with another chunk's (a shared
+/// number, a deadlock) before the message goes back to the queue.
+const MAX_TRIES: u32 = 5;
+
+/// What handling a chunk did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// Its rows are stored.
+    Committed(Committed),
+    /// It had been committed before (a redelivery): nothing changed.
+    AlreadyDone,
+    /// The batch is no longer ingesting (it failed, for example timed out): nothing stored.
+    BatchClosed {
+        /// The batch's `ingest_state`.
+        ingest_state: String,
+    },
+}
+
+/// The figures of a committed chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Committed {
+    /// Rows of this chunk stored as contacts.
+    pub accepted: u32,
+    /// Rows of this chunk rejected (including duplicates of earlier rows).
+    pub rejected: u32,
+    /// Contacts of other chunks that this chunk's earlier rows displaced as duplicates.
+    pub displaced: u32,
+    /// Whether this chunk completed the batch's ingestion.
+    pub finished: bool,
+}
+
+/// Why a chunk was not handled.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// The batch does not exist (deleted, or the message is foreign): can never succeed.
+    #[error("batch {0} does not exist")]
+    UnknownBatch(Uuid),
+    /// The chunk names a workspace that does not own the batch: can never succeed.
+    #[error("chunk names workspace {claimed} but batch {batch_id} belongs to another")]
+    WorkspaceMismatch {
+        /// The batch.
+        batch_id: Uuid,
+        /// The workspace the chunk named.
+        claimed: Uuid,
+    },
+    /// The chunk's numbering is out of range: can never succeed.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Its row indexes are already held by another chunk's rows (a producer bug).
+    #[error("rows from {first_row} overlap rows stored by another chunk of batch {batch_id}")]
+    Overlap {
+        /// The batch.
+        batch_id: Uuid,
+        /// The chunk's first row.
+        first_row: u32,
+    },
+    /// The database failed or refused; worth retrying.
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No connection could be had; worth retrying.
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// Normalisation could not run (a bug); retrying will not help.
+    #[error("normalisation task failed: {0}")]
+    Task(String),
+}
+
+impl ChunkError {
+    /// Whether the chunk can never succeed (dead-letter it) rather than failed this time.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, ChunkError::Db(_) | ChunkError::Pool(_))
+    }
+}
+
+/// Persists one chunk (the single step the consumer runs per message and tests drive).
+/// Idempotent: a chunk already committed changes nothing and returns
+/// [`ChunkOutcome::AlreadyDone`].
+#[tracing::instrument(skip_all, fields(batch_id = %chunk.batch_id, seq = chunk.seq, rows = chunk.rows.len()))]
+pub async fn handle_chunk(
+    db: &Pool,
+    check: NumberCheck,
+    chunk: IngestChunkV1,
+) -> Result<ChunkOutcome, ChunkError> {
+    let seq = plan::seq(&chunk)?;
+    let client = db.get().await?;
+    let Some(batch) = load_batch(&**client, chunk.batch_id, seq).await? else {
+        return Err(ChunkError::UnknownBatch(chunk.batch_id));
+    };
+    if batch.workspace_id != chunk.workspace_id {
+        return Err(ChunkError::WorkspaceMismatch {
+            batch_id: chunk.batch_id,
+            claimed: chunk.workspace_id,
+        });
+    }
+    if batch.chunk_done {
+        return Ok(ChunkOutcome::AlreadyDone);
+    }
+    if batch.ingest_state != "ingesting" {
+        return Ok(ChunkOutcome::BatchClosed {
+            ingest_state: batch.ingest_state,
+        });
+    }
+
+    let key = ChunkKey {
+        batch_id: chunk.batch_id,
+        workspace_id: chunk.workspace_id,
+        seq,
+        first_row: chunk.first_row,
+        rows: i32::try_from(chunk.rows.len()).unwrap_or(i32::MAX),
+    };
+    let region = Region::parse(&batch.default_region);
+    let (first_row, rows) = (chunk.first_row, chunk.rows);
+    // Parsing numbers is CPU work (regular expressions): keep it off the async threads.
+    let plan = tokio::task::spawn_blocking(move || plan::plan(first_row, rows, region, check))
+        .await
+        .map_err(|e| ChunkError::Task(e.to_string()))??;
+
+    let mut client = client;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let txn = client.transaction().await?;
+        match stage_chunk(&txn, &key, &plan).await {
+            Ok(ChunkOutcome::Committed(done)) => {
+                txn.commit().await?;
+                tracing::info!(
+                    accepted = done.accepted,
+                    rejected = done.rejected,
+                    displaced = done.displaced,
+                    finished = done.finished,
+                    "chunk committed"
+                );
+                return Ok(ChunkOutcome::Committed(done));
+            }
+            // Nothing to keep: dropping the transaction rolls it back.
+            Ok(other) => return Ok(other),
+            Err(ChunkError::Db(e)) if is_collision(&e) && tries < MAX_TRIES => {
+                tracing::debug!(error = %e, tries, "chunk collided with another, retrying");
+                drop(txn);
+            }
+            Err(ChunkError::Db(e)) if is_row_overlap(&e) => {
+                return Err(ChunkError::Overlap {
+                    batch_id: key.batch_id,
+                    first_row: key.first_row,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Where a chunk goes.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkKey {
+    /// The batch.
+    pub batch_id: Uuid,
+    /// Its workspace.
+    pub workspace_id: Uuid,
+    /// The chunk's sequence number.
+    pub seq: i32,
+    /// The chunk's first row index.
+    pub first_row: u32,
+    /// Rows in the chunk.
+    pub rows: i32,
+}
+
+struct BatchRow {
+    workspace_id: Uuid,
+    default_region: String,
+    ingest_state: String,
+    chunk_done: bool,
+}
+
+async fn load_batch(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+    seq: i32,
+) -> Result<Option<BatchRow>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT b.workspace_id, b.default_region, b.ingest_state,
+                    EXISTS (SELECT 1 FROM ingest_chunks c WHERE c.batch_id = b.id AND c.seq = $2)
+             FROM batches b WHERE b.id = $1",
+            &[&batch_id, &seq],
+        )
+        .await?;
+    Ok(row.map(|r| BatchRow {
+        workspace_id: r.get(0),
+        default_region: r.get(1),
+        ingest_state: r.get(2),
+        chunk_done: r.get(3),
+    }))
+}
+
+/// Everything [`handle_chunk`] writes, inside the caller's transaction, without committing.
+/// Public so tests can stop a worker between the work and the commit.
+pub async fn stage_chunk(
+    txn: &Transaction<'_>,
+    key: &ChunkKey,
+    plan: &Plan,
+) -> Result<ChunkOutcome, ChunkError> {
+    // The gate: a second delivery of this chunk finds the row (or waits for the transaction
+    // that is inserting it, and proceeds only if that one rolls back).
+    let claimed = txn
+        .execute(
+            "INSERT INTO ingest_chunks (batch_id, seq, rows, accepted, rejected)
+             VALUES ($1, $2, $3, 0, 0) ON CONFLICT DO NOTHING",
+            &[&key.batch_id, &key.seq, &key.rows],
+        )
+        .await?;
+    if claimed == 0 {
+        return Ok(ChunkOutcome::AlreadyDone);
+    }
+
+    let resolved = resolve_across_chunks(txn, key.batch_id, plan).await?;
+    copy_contacts(txn, key, &resolved.accepted).await?;
+    let all_rejected: Vec<&Rejected> = plan
+        .rejected
+        .iter()
+        .chain(&resolved.rejected)
+        .chain(&resolved.displaced)
+        .collect();
+    insert_rejected(txn, key.batch_id, &all_rejected).await?;
+
+    let accepted = resolved.accepted.len() as i32;
+    let rejected = (plan.rejected.len() + resolved.rejected.len()) as i32;
+    let displaced = resolved.displaced.len() as i32;
+    txn.execute(
+        "UPDATE ingest_chunks SET accepted = $3, rejected = $4 WHERE batch_id = $1 AND seq = $2",
+        &[&key.batch_id, &key.seq, &accepted, &rejected],
+    )
+    .await?;
+    // Locks the batch row until commit. This also orders the last chunks: a chunk that waits
+    // here counts, in `finish_if_complete` below, the chunks committed while it waited.
+    let open = txn
+        .query_opt(
+            "UPDATE batches SET
+                 total_rows = total_rows + $2,
+                 accepted_rows = accepted_rows + $3 - $5,
+                 rejected_rows = rejected_rows + $4 + $5,
+                 updated_at = now()
+             WHERE id = $1 AND ingest_state = 'ingesting'
+             RETURNING ingest_state",
+            &[&key.batch_id, &key.rows, &accepted, &rejected, &displaced],
+        )
+        .await?;
+    if open.is_none() {
+        let state: String = txn
+            .query_one(
+                "SELECT ingest_state FROM batches WHERE id = $1",
+                &[&key.batch_id],
+            )
+            .await?
+            .get(0);
+        return Ok(ChunkOutcome::BatchClosed {
+            ingest_state: state,
+        });
+    }
+    let finished = shared::db::ingest::finish_if_complete(txn, key.batch_id).await?;
+    Ok(ChunkOutcome::Committed(Committed {
+        accepted: accepted as u32,
+        rejected: rejected as u32,
+        displaced: displaced as u32,
+        finished,
+    }))
+}
+
+/// This chunk's rows after comparing with what other chunks stored.
+struct Resolved<'p> {
+    /// Rows to COPY.
+    accepted: Vec<&'p Accepted>,
+    /// This chunk's rows that lost to an earlier row of another chunk.
+    rejected: Vec<Rejected>,
+    /// Other chunks' contacts this chunk displaced (already deleted).
+    displaced: Vec<Rejected>,
+}
+
+async fn resolve_across_chunks<'p>(
+    txn: &Transaction<'_>,
+    batch_id: Uuid,
+    plan: &'p Plan,
+) -> Result<Resolved<'p>, tokio_postgres::Error> {
+    let mut out = Resolved {
+        accepted: Vec::with_capacity(plan.accepted.len()),
+        rejected: Vec::new(),
+        displaced: Vec::new(),
+    };
+    if plan.accepted.is_empty() {
+        return Ok(out);
+    }
+    let numbers: Vec<&str> = plan.accepted.iter().map(|a| a.number.as_str()).collect();
+    let existing = txn
+        .query(
+            "SELECT phone_number, row_index, state = 'queued'
+             FROM contacts WHERE batch_id = $1 AND phone_number = ANY($2)",
+            &[&batch_id, &numbers],
+        )
+        .await?;
+    if existing.is_empty() {
+        out.accepted.extend(&plan.accepted);
+        return Ok(out);
+    }
+    let existing: HashMap<String, (i32, bool)> = existing
+        .into_iter()
+        .map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2))))
+        .collect();
+    let mut to_displace: Vec<i32> = Vec::new();
+    let mut winner_of: HashMap<String, i32> = HashMap::new();
+    for a in &plan.accepted {
+        match existing.get(a.number.as_str()) {
+            None => out.accepted.push(a),
+            Some(&(their_row, queued)) if their_row > a.row_index && queued => {
+                to_displace.push(their_row);
+                winner_of.insert(a.number.as_str().to_owned(), a.row_index);
+                out.accepted.push(a);
+            }
+            Some(&(their_row, queued)) => {
+                let mut rejection = plan::duplicate_of(their_row);
+                if !queued && their_row > a.row_index {
+                    rejection.detail.push_str(" (already released for dialing)");
+                }
+                out.rejected.push(Rejected {
+                    row_index: a.row_index,
+                    raw_number: Some(a.row.phone_number.clone()),
+                    rejection,
+                });
+            }
+        }
+    }
+    if !to_displace.is_empty() {
+        // Only what this statement actually deletes is recorded: a contact another chunk
+        // displaced (or released) meanwhile makes the COPY collide, and the retry sorts it out.
+        let gone = txn
+            .query(
+                "DELETE FROM contacts
+                 WHERE batch_id = $1 AND row_index = ANY($2) AND state = 'queued'
+                 RETURNING row_index, phone_number",
+                &[&batch_id, &to_displace],
+            )
+            .await?;
+        for r in gone {
+            let number: String = r.get(1);
+            let winner = winner_of.get(&number).copied().unwrap_or_default();
+            out.displaced.push(Rejected {
+                row_index: r.get(0),
+                raw_number: Some(number),
+                rejection: plan::duplicate_of(winner),
+            });
+        }
+    }
+    Ok(out)
+}
+
+const CONTACT_COLUMNS: [Type; 10] = [
+    Type::UUID,
+    Type::UUID,
+    Type::UUID,
+    Type::INT4,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+];
+
+async fn copy_contacts(
+    txn: &Transaction<'_>,
+    key: &ChunkKey,
+    rows: &[&Accepted],
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sink = txn
+        .copy_in(
+            "COPY contacts (id, batch_id, workspace_id, row_index, external_id, phone_number,
+                            name, email, company, inputs) FROM STDIN BINARY",
+        )
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &CONTACT_COLUMNS);
+    pin_mut!(writer);
+    for a in rows {
+        let id = Uuid::now_v7();
+        let values: [&(dyn ToSql + Sync); 10] = [
+            &id,
+            &key.batch_id,
+            &key.workspace_id,
+            &a.row_index,
+            &a.row.external_id,
+            &a.number.as_str(),
+            &a.row.name,
+            &a.row.email,
+            &a.row.company,
+            &a.row.inputs,
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+async fn insert_rejected(
+    txn: &Transaction<'_>,
+    batch_id: Uuid,
+    rows: &[&Rejected],
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let indexes: Vec<i32> = rows.iter().map(|r| r.row_index).collect();
+    let raws: Vec<Option<&str>> = rows.iter().map(|r| r.raw_number.as_deref()).collect();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.rejection.reason.as_str()).collect();
+    let details: Vec<&str> = rows.iter().map(|r| r.rejection.detail.as_str()).collect();
+    txn.execute(
+        "INSERT INTO rejected_rows (batch_id, row_index, raw_number, reason, detail)
+         SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[])
+         ON CONFLICT DO NOTHING",
+        &[&batch_id, &indexes, &raws, &reasons, &details],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Another chunk's transaction got in the way; a fresh transaction will see its result.
+fn is_collision(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            (db.code() == &SqlState::UNIQUE_VIOLATION
+                && db.constraint() == Some("contacts_batch_id_phone_number_key"))
+                || db.code() == &SqlState::T_R_DEADLOCK_DETECTED
+                || db.code() == &SqlState::T_R_SERIALIZATION_FAILURE
+        }
+        None => false,
+    }
+}
+
+fn is_row_overlap(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some("contacts_batch_id_row_index_key")
+    })
+}

@@ -1,0 +1,71 @@
+//! The sweep that fails batches whose chunks stopped arriving. Every worker runs it; `FOR UPDATE
+//! SKIP LOCKED` lets several run at once without blocking each other or failing a batch twice,
+//! and skips batches a chunk transaction is writing to right now (they are making progress).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use crate::fail::{code, fail_batch};
+
+/// Batches failed per sweep at most (the rest wait for the next sweep).
+const SWEEP_LIMIT: i64 = 100;
+
+/// Why a sweep did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No connection could be had.
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// Fails every batch still ingesting with no progress (creation or a chunk commit, which bump
+/// `updated_at`) for `timeout` as of `now` (injected so tests need not wait). Returns the batches
+/// it failed.
+#[tracing::instrument(skip_all)]
+pub async fn sweep_once(
+    db: &Pool,
+    now: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<Vec<Uuid>, SweepError> {
+    let cutoff = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let mut client = db.get().await?;
+    let txn = client.transaction().await?;
+    let due = txn
+        .query(
+            "SELECT b.id, b.expected_chunks,
+                    (SELECT count(*) FROM ingest_chunks c WHERE c.batch_id = b.id)
+             FROM batches b
+             WHERE b.ingest_state = 'ingesting' AND b.updated_at < $1
+             ORDER BY b.updated_at
+             LIMIT $2
+             FOR UPDATE OF b SKIP LOCKED",
+            &[&cutoff, &SWEEP_LIMIT],
+        )
+        .await?;
+    let mut failed = Vec::with_capacity(due.len());
+    for row in due {
+        let id: Uuid = row.get(0);
+        let expected: i32 = row.get(1);
+        let committed: i64 = row.get(2);
+        let of = if expected > 0 {
+            format!("{committed} of {expected} chunks")
+        } else {
+            format!("{committed} chunks (the total was never announced)")
+        };
+        let error = format!(
+            "ingestion timed out: {of} stored, none for {} s",
+            timeout.as_secs()
+        );
+        if fail_batch(&*txn, id, None, code::INGEST_TIMEOUT, &error, now).await? {
+            failed.push(id);
+        }
+    }
+    txn.commit().await?;
+    Ok(failed)
+}

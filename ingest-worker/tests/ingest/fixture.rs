@@ -1,0 +1,211 @@
+//! Rows the gateway would have written, inserted with SQL, and readers for what the worker wrote.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use serde_json::{Value, json};
+use shared::config::Env;
+use shared::queue::messages::{IngestChunkV1, RawRow};
+use testkit::TestEnv;
+use uuid::Uuid;
+
+/// A batch as the gateway leaves it before its chunks are persisted.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub agent_id: Uuid,
+}
+
+/// How the batch is created.
+pub struct BatchOpts {
+    pub surface: &'static str,
+    pub region: &'static str,
+    pub webhooks: Value,
+}
+
+impl Default for BatchOpts {
+    fn default() -> Self {
+        Self {
+            surface: "dialgen",
+            region: "US",
+            webhooks: json!({}),
+        }
+    }
+}
+
+pub async fn batch(db: &Pool, opts: BatchOpts) -> Batch {
+    let client = db.get().await.unwrap();
+    let workspace_id = Uuid::now_v7();
+    let agent_id = Uuid::now_v7();
+    let id = Uuid::now_v7();
+    client
+        .execute(
+            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret)
+             VALUES ($1, 'test', 10, 'whsec_dGVzdA==')",
+            &[&workspace_id],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO agents (id, workspace_id, name, answer_url)
+             VALUES ($1, $2, 'agent', 'https://example.com/answer')",
+            &[&agent_id, &workspace_id],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO batches (id, workspace_id, surface, name, agent_id, state, ingest_state,
+                 max_concurrent_dials, max_calls_per_second, retry_max_attempts,
+                 retry_busy_delay_ms, retry_no_answer_delay_ms, default_region, webhooks)
+             VALUES ($1, $2, $3, 'batch', $4, 'created', 'ingesting', 5, 10, 3, 300000, 3600000, $5, $6)",
+            &[&id, &workspace_id, &opts.surface, &agent_id, &opts.region, &opts.webhooks],
+        )
+        .await
+        .unwrap();
+    Batch {
+        id,
+        workspace_id,
+        agent_id,
+    }
+}
+
+/// A valid US number, distinct for each `i` below 8,000,000.
+pub fn number(i: u32) -> String {
+    format!("+1201{:07}", 2_000_000 + i)
+}
+
+pub fn row(number: &str) -> RawRow {
+    RawRow {
+        phone_number: number.to_owned(),
+        ..Default::default()
+    }
+}
+
+pub fn chunk(batch: &Batch, seq: u32, first_row: u32, rows: Vec<RawRow>) -> IngestChunkV1 {
+    IngestChunkV1 {
+        batch_id: batch.id,
+        workspace_id: batch.workspace_id,
+        seq,
+        first_row,
+        rows,
+    }
+}
+
+/// `n` chunks of `size` distinct valid numbers.
+pub fn chunks(batch: &Batch, n: u32, size: u32) -> Vec<IngestChunkV1> {
+    (0..n)
+        .map(|seq| {
+            let first = seq * size;
+            chunk(
+                batch,
+                seq,
+                first,
+                (first..first + size).map(|i| row(&number(i))).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The gateway's last step: announce how many chunks to expect, then try to finish.
+pub async fn announce(db: &Pool, batch: &Batch, expected: i32) -> bool {
+    let client = db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE batches SET expected_chunks = $2, updated_at = now() WHERE id = $1",
+            &[&batch.id, &expected],
+        )
+        .await
+        .unwrap();
+    shared::db::ingest::finish_if_complete(&**client, batch.id)
+        .await
+        .unwrap()
+}
+
+/// `(row_index, phone_number)` of every contact, by row.
+pub async fn contacts(db: &Pool, batch: &Batch) -> Vec<(i32, String)> {
+    let client = db.get().await.unwrap();
+    client
+        .query(
+            "SELECT row_index, phone_number FROM contacts WHERE batch_id = $1 ORDER BY row_index",
+            &[&batch.id],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// `(row_index, reason, detail)` of every rejected row, by row.
+pub async fn rejected(db: &Pool, batch: &Batch) -> Vec<(i32, String, String)> {
+    let client = db.get().await.unwrap();
+    client
+        .query(
+            "SELECT row_index, reason, coalesce(detail, '') FROM rejected_rows
+             WHERE batch_id = $1 ORDER BY row_index",
+            &[&batch.id],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchState {
+    pub state: String,
+    pub ingest_state: String,
+    pub total: i32,
+    pub accepted: i32,
+    pub rejected: i32,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}
+
+pub async fn state(db: &Pool, batch: &Batch) -> BatchState {
+    let client = db.get().await.unwrap();
+    let r = client
+        .query_one(
+            "SELECT state, ingest_state, total_rows, accepted_rows, rejected_rows, error_code, error
+             FROM batches WHERE id = $1",
+            &[&batch.id],
+        )
+        .await
+        .unwrap();
+    BatchState {
+        state: r.get(0),
+        ingest_state: r.get(1),
+        total: r.get(2),
+        accepted: r.get(3),
+        rejected: r.get(4),
+        error_code: r.get(5),
+        error: r.get(6),
+    }
+}
+
+/// Waits (polling) until the batch leaves `ingesting`, up to `limit`.
+pub async fn wait_until_ingested(db: &Pool, batch: &Batch, limit: Duration) -> BatchState {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let s = state(db, batch).await;
+        if s.ingest_state != "ingesting" || tokio::time::Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A worker config on this test's services, health on a free port.
+pub fn worker_config(env: &TestEnv, extra: &[(&str, &str)]) -> ingest_worker::config::Config {
+    let mut pairs = env.env_vars();
+    pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
+    pairs.push(("CONNECT_TIMEOUT_SECS".into(), "10".into()));
+    for (k, v) in extra {
+        pairs.push(((*k).into(), (*v).into()));
+    }
+    ingest_worker::config::Config::from_env(&Env::from_pairs(pairs)).unwrap()
+}

@@ -1,0 +1,129 @@
+//! Batches whose chunks stop arriving fail after the ingest timeout, once, with a webhook.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use ingest_worker::chunk::{ChunkOutcome, handle_chunk};
+use ingest_worker::normalize::NumberCheck;
+use ingest_worker::timeout::sweep_once;
+use serde_json::json;
+use testkit::TestEnv;
+
+use crate::fixture::{self, BatchOpts};
+
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+#[tokio::test]
+async fn a_stalled_batch_fails_after_the_timeout_and_says_why() {
+    let env = TestEnv::new().await;
+    let batch = fixture::batch(
+        &env.db,
+        BatchOpts {
+            webhooks: json!({"onCallComplete": "https://x/call", "onBatchFailed": "https://x/failed"}),
+            ..Default::default()
+        },
+    )
+    .await;
+    let quiet = fixture::batch(&env.db, BatchOpts::default()).await;
+    let chunks = fixture::chunks(&batch, 3, 5);
+    handle_chunk(&env.db, NumberCheck::Strict, chunks[0].clone())
+        .await
+        .unwrap();
+    fixture::announce(&env.db, &batch, 3).await;
+
+    // Not yet: progress is recent.
+    assert!(
+        sweep_once(&env.db, Utc::now(), TIMEOUT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Ten minutes and a second later (the clock is injected).
+    let later = Utc::now() + chrono::Duration::seconds(601);
+    let failed = sweep_once(&env.db, later, TIMEOUT).await.unwrap();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.contains(&batch.id) && failed.contains(&quiet.id));
+    let s = fixture::state(&env.db, &batch).await;
+    assert_eq!(
+        (s.state.as_str(), s.ingest_state.as_str()),
+        ("failed", "failed")
+    );
+    assert_eq!(s.error_code.as_deref(), Some("ingest_timeout"));
+    assert_eq!(
+        s.error.as_deref(),
+        Some("ingestion timed out: 1 of 3 chunks stored, none for 600 s")
+    );
+    let q = fixture::state(&env.db, &quiet).await;
+    assert!(q.error.unwrap().contains("never announced"));
+
+    // Exactly one webhook, for the batch that asked for it, with Dialgen's payload.
+    let rows = env
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query(
+            "SELECT batch_id, url, payload, state FROM webhook_deliveries WHERE event = 'batch.failed'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, uuid::Uuid>(0), batch.id);
+    assert_eq!(rows[0].get::<_, String>(1), "https://x/failed");
+    assert_eq!(rows[0].get::<_, String>(3), "pending");
+    let payload: serde_json::Value = rows[0].get(2);
+    assert_eq!(payload["event"], "batch.failed");
+    assert_eq!(payload["code"], "ingest_timeout");
+    assert_eq!(payload["agentId"], batch.agent_id.to_string());
+    assert!(payload["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    // Swept once only; a late chunk stores nothing.
+    assert!(
+        sweep_once(&env.db, later, TIMEOUT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let late = handle_chunk(&env.db, NumberCheck::Strict, chunks[1].clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        late,
+        ChunkOutcome::BatchClosed {
+            ingest_state: "failed".into()
+        }
+    );
+    assert_eq!(fixture::contacts(&env.db, &batch).await.len(), 5);
+}
+
+#[tokio::test]
+async fn concurrent_sweeps_fail_each_batch_once() {
+    let env = TestEnv::new().await;
+    let opts = || BatchOpts {
+        webhooks: json!({"onBatchFailed": "https://x/failed"}),
+        ..Default::default()
+    };
+    for _ in 0..5 {
+        fixture::batch(&env.db, opts()).await;
+    }
+    let later = Utc::now() + chrono::Duration::seconds(601);
+    let (a, b, c) = tokio::join!(
+        sweep_once(&env.db, later, TIMEOUT),
+        sweep_once(&env.db, later, TIMEOUT),
+        sweep_once(&env.db, later, TIMEOUT),
+    );
+    let total = a.unwrap().len() + b.unwrap().len() + c.unwrap().len();
+    assert_eq!(total, 5);
+    let hooks: i64 = env
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM webhook_deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hooks, 5);
+}
