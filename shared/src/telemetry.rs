@@ -122,6 +122,9 @@ pub fn init(service_name: &'static str) -> TelemetryGuard {
     }
 }
 
+/// A tracing layer for subscriber `S`, boxed so its exporter type does not leak.
+pub type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
+
 /// Whether the environment asks for an OTLP export.
 pub fn otlp_enabled() -> bool {
     [OTLP_ENDPOINT_VAR, OTLP_TRACES_ENDPOINT_VAR]
@@ -132,7 +135,7 @@ pub fn otlp_enabled() -> bool {
 /// The OpenTelemetry layer and its provider when [`otlp_enabled`], else `None`.
 pub fn otel_layer_from_env<S>(
     service_name: &'static str,
-) -> Result<Option<(Box<dyn Layer<S> + Send + Sync>, SdkTracerProvider)>, TelemetryError>
+) -> Result<Option<(BoxedLayer<S>, SdkTracerProvider)>, TelemetryError>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
@@ -153,7 +156,7 @@ where
 pub fn otel_layer<S, E>(
     service_name: &'static str,
     exporter: E,
-) -> (Box<dyn Layer<S> + Send + Sync>, SdkTracerProvider)
+) -> (BoxedLayer<S>, SdkTracerProvider)
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     E: opentelemetry_sdk::trace::SpanExporter + 'static,
