@@ -43,6 +43,31 @@ pub fn extract(message: &Incoming) -> Context {
     TraceContextPropagator::new().extract(&HeaderView(message))
 }
 
+/// The current span's `traceparent`, to store beside work that crosses PostgreSQL rather than a
+/// queue (a batch row the scheduler picks up later, a webhook outbox row), so the later span
+/// can continue the same trace. `None` when no trace is being recorded.
+pub fn current_traceparent() -> Option<String> {
+    let mut fields = Fields::default();
+    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut fields);
+    fields
+        .0
+        .into_iter()
+        .find(|(name, _)| name == TRACEPARENT)
+        .map(|(_, value)| value)
+}
+
+/// The context a stored `traceparent` names (empty when malformed), for
+/// `span.set_parent(...)` (tracing_opentelemetry::OpenTelemetrySpanExt).
+pub fn context_from_traceparent(traceparent: &str) -> Context {
+    let message = Incoming {
+        body: Vec::new(),
+        headers: [(TRACEPARENT.to_owned(), traceparent.to_owned())].into(),
+        redelivered: false,
+        message_id: None,
+    };
+    extract(&message)
+}
+
 #[derive(Default)]
 struct Fields(Vec<(String, String)>);
 
@@ -123,6 +148,17 @@ mod tests {
         let mut out = Outgoing::default();
         inject_context(&Context::new(), &mut out);
         assert!(out.headers.is_empty());
+    }
+
+    #[test]
+    fn a_stored_traceparent_names_its_context() {
+        let cx =
+            context_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            cx.span().span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(current_traceparent().is_none(), "no span, no trace");
     }
 
     #[test]
