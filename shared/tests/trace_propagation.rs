@@ -9,80 +9,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use prost::Message;
 use shared::queue::consumer::{self, ConsumerOptions, Disposition, Incoming};
 use shared::queue::messages::{DialV1, IngestChunkV1};
 use shared::queue::publisher::Outgoing;
 use shared::queue::{Publisher, Stream};
+use testkit::otlp::{OtlpReceiver, ReceivedSpan as Received};
 use tokio_util::sync::CancellationToken;
 use tracing::Dispatch;
 use tracing::instrument::WithSubscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
-
-/// A received span: (service.name, span name, trace id, span id, parent span id).
-#[derive(Debug, Clone)]
-struct Received {
-    service: String,
-    name: String,
-    trace_id: String,
-    span_id: String,
-    parent_span_id: String,
-}
-
-type Store = Arc<Mutex<Vec<Received>>>;
-
-async fn receive(State(store): State<Store>, body: Bytes) -> &'static [u8] {
-    if let Ok(request) = ExportTraceServiceRequest::decode(body) {
-        let mut store = store.lock().unwrap();
-        for resource_spans in request.resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| r.attributes.iter())
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-                .map(|v| match v {
-                    any_value::Value::StringValue(s) => s.clone(),
-                    other => format!("{other:?}"),
-                })
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    store.push(Received {
-                        service: service.clone(),
-                        name: span.name,
-                        trace_id: hex::encode(&span.trace_id),
-                        span_id: hex::encode(&span.span_id),
-                        parent_span_id: hex::encode(&span.parent_span_id),
-                    });
-                }
-            }
-        }
-    }
-    // An empty ExportTraceServiceResponse encodes to zero bytes.
-    b""
-}
-
-async fn otlp_receiver(store: Store) -> SocketAddr {
-    let app = Router::new()
-        .route("/v1/traces", post(receive))
-        .with_state(store);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 /// A role's own subscriber: an OpenTelemetry layer exporting as `service`.
 fn role(service: &'static str, receiver: SocketAddr) -> (Dispatch, SdkTracerProvider) {
@@ -108,11 +48,10 @@ fn options(stream: Stream) -> ConsumerOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_batch_is_one_trace_across_three_roles() {
     let env = testkit::TestEnv::new().await;
-    let store: Store = Arc::default();
-    let receiver = otlp_receiver(store.clone()).await;
-    let (gateway, gateway_provider) = role("api-gateway", receiver);
-    let (ingest, ingest_provider) = role("ingest-worker", receiver);
-    let (dial, dial_provider) = role("dial-worker", receiver);
+    let receiver = OtlpReceiver::start().await;
+    let (gateway, gateway_provider) = role("api-gateway", receiver.addr);
+    let (ingest, ingest_provider) = role("ingest-worker", receiver.addr);
+    let (dial, dial_provider) = role("dial-worker", receiver.addr);
 
     let batch_id = Uuid::new_v4();
     let workspace_id = Uuid::new_v4();
@@ -216,7 +155,7 @@ async fn one_batch_is_one_trace_across_three_roles() {
     .await
     .unwrap();
 
-    let spans = store.lock().unwrap().clone();
+    let spans = receiver.spans();
     let trace_id = trace_id.to_string();
     let in_trace: Vec<&Received> = spans.iter().filter(|s| s.trace_id == trace_id).collect();
     let services: BTreeSet<&str> = in_trace.iter().map(|s| s.service.as_str()).collect();
