@@ -52,7 +52,7 @@ for overlay in "$here"/overlays/*/; do
     status=1
   fi
   for version in $K8S_VERSIONS; do
-    if kubernetes-validate --strict --quiet --no-warn -k "$version" "$work/$name.core.yaml"; then
+    if python3 -m kubernetes_validate --strict --quiet --no-warn -k "$version" "$work/$name.core.yaml"; then
       echo "    schemas: all core objects valid for Kubernetes $version"
     else
       echo "error: $name fails schema validation for Kubernetes $version" >&2
