@@ -1,5 +1,6 @@
 //! `/healthz` (the process is alive) and `/readyz` (its services are reachable), served by every
 //! role: Kubernetes restarts a role that is not alive and stops routing to one that is not ready.
+//! The same router serves `/metrics` (Prometheus exposition, see [`crate::metrics`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,9 +67,12 @@ impl Readiness {
     }
 }
 
-/// The two health routes, to merge into a role's router (the gateway) or serve alone.
+/// The two health routes and `/metrics`, to merge into a role's router (the gateway) or serve
+/// alone.
 pub fn router(readiness: Readiness) -> Router {
+    crate::metrics::install();
     Router::new()
+        .route("/metrics", get(crate::metrics::exposition))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(readiness))

@@ -3,13 +3,14 @@
 //! Everything here is needed by at least two roles: the domain types (parsed once at the edge, so
 //! the rest of the code never sees an invalid phone number or timezone), configuration from the
 //! environment, the PostgreSQL pool and migrations, the RabbitMQ topology with its confirmed
-//! publisher and acking consumer, Redis connection handling, telemetry and the health endpoints.
+//! publisher and acking consumer, Redis connection handling, telemetry (traces, metrics) and the health endpoints.
 
 pub mod config;
 pub mod connect;
 pub mod db;
 pub mod domain;
 pub mod health;
+pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
 pub mod role;

@@ -10,12 +10,15 @@ pub async fn main<F>(service_name: &'static str, run: F) -> ExitCode
 where
     F: Future<Output = anyhow::Result<()>>,
 {
-    crate::telemetry::init(service_name);
-    match run.await {
+    let telemetry = crate::telemetry::init(service_name);
+    let code = match run.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Flush the spans of the drain itself before the process exits.
+    telemetry.shutdown();
+    code
 }

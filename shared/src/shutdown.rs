@@ -11,7 +11,11 @@ pub fn on_signal() -> CancellationToken {
     let trigger = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown signal received, draining");
+        // A span of its own, so the moment the drain began is in the role's traces too (and a
+        // test can see the export flushed at exit).
+        tracing::info_span!("shutdown").in_scope(|| {
+            tracing::info!("shutdown signal received, draining");
+        });
         trigger.cancel();
     });
     token

@@ -8,6 +8,9 @@
 //! Everything is removed when the [`TestEnv`] is dropped, so tests run in parallel under
 //! cargo-nextest and leave nothing behind.
 
+pub mod otlp;
+pub mod process;
+
 use std::time::Duration;
 
 use shared::config::{Env, ServiceConfig};

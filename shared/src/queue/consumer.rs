@@ -13,8 +13,10 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::publisher::Outgoing;
+use super::publisher::{Outgoing, PUBLISHED_AT_HEADER};
 use super::{Broker, Publisher, QueueError, Stream};
 use crate::connect::backoff_delay;
 
@@ -126,7 +128,9 @@ where
             let dlx = dlx.as_str();
             async move {
                 match delivery {
-                    Ok(delivery) => handle(delivery, handler, dead_letters, dlx).await,
+                    Ok(delivery) => {
+                        handle(delivery, options.stream, handler, dead_letters, dlx).await
+                    }
                     Err(e) => *stream_error.lock().await = Some(e),
                 }
             }
@@ -148,8 +152,13 @@ where
     }
 }
 
-async fn handle<H, Fut>(delivery: Delivery, handler: &H, dead_letters: &Publisher, dlx: &str)
-where
+async fn handle<H, Fut>(
+    delivery: Delivery,
+    stream: Stream,
+    handler: &H,
+    dead_letters: &Publisher,
+    dlx: &str,
+) where
     H: Fn(Incoming) -> Fut,
     Fut: Future<Output = Disposition>,
 {
@@ -163,7 +172,54 @@ where
         redelivered: delivery.redelivered,
         body: delivery.data.clone(),
     };
-    let disposition = handler(incoming.clone()).await;
+    // The handler (and the ack, and a dead-letter publish) run in a span that continues the
+    // publisher's trace.
+    let queue = crate::metrics::queue_label(stream);
+    let span = tracing::info_span!(
+        "consume",
+        otel.kind = "consumer",
+        messaging.destination = queue,
+        messaging.message_id = incoming.message_id.as_deref().unwrap_or_default(),
+        redelivered = incoming.redelivered,
+    );
+    let _ = span.set_parent(crate::telemetry::propagation::extract(&incoming));
+    if let Some(lag) = publish_lag(&incoming) {
+        crate::metrics::consumer_lag(stream, lag);
+    }
+    let started = std::time::Instant::now();
+    async move {
+        let disposition = handler(incoming.clone()).await;
+        let outcome = match &disposition {
+            Disposition::Ack => "ack",
+            Disposition::Retry => "retry",
+            Disposition::DeadLetter(_) => "dead_letter",
+        };
+        crate::metrics::message_handled(stream, outcome, started.elapsed());
+        settle(delivery, disposition, incoming, dead_letters, dlx).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// How long ago the message was published, from its [`PUBLISHED_AT_HEADER`] (clocks of
+/// different hosts may disagree: a negative lag is dropped).
+fn publish_lag(incoming: &Incoming) -> Option<std::time::Duration> {
+    let published_ms: i64 = incoming.headers.get(PUBLISHED_AT_HEADER)?.parse().ok()?;
+    let lag_ms = chrono::Utc::now()
+        .timestamp_millis()
+        .checked_sub(published_ms)?;
+    u64::try_from(lag_ms)
+        .ok()
+        .map(std::time::Duration::from_millis)
+}
+
+async fn settle(
+    delivery: Delivery,
+    disposition: Disposition,
+    incoming: Incoming,
+    dead_letters: &Publisher,
+    dlx: &str,
+) {
     let acked = match disposition {
         Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
         Disposition::Retry => {

@@ -2,6 +2,9 @@
 //!
 //! "Nothing acknowledged is lost": a producer tells its client "done" only after every message it
 //! published was confirmed by the broker (written to the quorum queue's majority).
+//!
+//! Every message carries the publishing span's W3C trace context (`traceparent`) and its publish
+//! time ([`PUBLISHED_AT_HEADER`]), so consumers continue the trace and measure their lag.
 
 use lapin::PublisherConfirm;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -9,11 +12,16 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use serde::Serialize;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use super::{Broker, QueueError, Stream};
+use crate::metrics;
 
 /// Delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
+
+/// The header that carries when a message was published (Unix milliseconds), for consumer lag.
+pub const PUBLISHED_AT_HEADER: &str = "x-dialfleet-published-at";
 
 /// A message to publish: its body and optional string headers (for example `traceparent`).
 #[derive(Debug, Clone, Default)]
@@ -79,13 +87,24 @@ impl Publisher {
         stream: Stream,
         messages: impl IntoIterator<Item = Outgoing>,
     ) -> Result<(), QueueError> {
-        let mut guard = self.channel.lock().await;
-        let result = self.publish_on(&mut guard, stream, messages).await;
-        if result.is_err() {
-            // Drop the channel so the next publish opens a fresh one (reconnecting if needed).
-            *guard = None;
+        let queue = metrics::queue_label(stream);
+        let span = tracing::info_span!(
+            "publish",
+            otel.kind = "producer",
+            messaging.destination = queue
+        );
+        async {
+            let mut guard = self.channel.lock().await;
+            let result = self.publish_on(&mut guard, stream, messages).await;
+            if result.is_err() {
+                // Drop the channel so the next publish opens a fresh one (reconnecting if needed).
+                *guard = None;
+                metrics::publish_failed(queue);
+            }
+            result
         }
-        result
+        .instrument(span)
+        .await
     }
 
     /// Publishes to an explicit exchange and routing key (the dead-letter path uses it).
@@ -97,6 +116,7 @@ impl Publisher {
     ) -> Result<(), QueueError> {
         let mut guard = self.channel.lock().await;
         let channel = self.ensure_channel(&mut guard).await?;
+        let started = std::time::Instant::now();
         let confirm = send(&channel, exchange, routing_key, message).await;
         let result = match confirm {
             Ok(confirm) => check(confirm).await,
@@ -104,6 +124,9 @@ impl Publisher {
         };
         if result.is_err() {
             *guard = None;
+            metrics::publish_failed("dead-letter");
+        } else {
+            metrics::published("dead-letter", 1, started.elapsed());
         }
         result
     }
@@ -118,13 +141,16 @@ impl Publisher {
         let topology = self.broker.topology();
         let exchange = topology.exchange(stream);
         let routing_key = topology.queue(stream);
+        let started = std::time::Instant::now();
         let mut pending = Vec::new();
         for message in messages {
             pending.push(send(&channel, &exchange, &routing_key, message).await?);
         }
+        let count = pending.len() as u64;
         for confirm in pending {
             check(confirm).await?;
         }
+        metrics::published(metrics::queue_label(stream), count, started.elapsed());
         Ok(())
     }
 
@@ -145,8 +171,16 @@ async fn send(
     channel: &Channel,
     exchange: &str,
     routing_key: &str,
-    message: Outgoing,
+    mut message: Outgoing,
 ) -> Result<PublisherConfirm, QueueError> {
+    crate::telemetry::propagation::inject(&mut message);
+    message
+        .headers
+        .retain(|(name, _)| name != PUBLISHED_AT_HEADER);
+    message.headers.push((
+        PUBLISHED_AT_HEADER.to_owned(),
+        chrono::Utc::now().timestamp_millis().to_string(),
+    ));
     let mut headers = FieldTable::default();
     for (name, value) in message.headers {
         headers.insert(ShortString::from(name), AMQPValue::LongString(value.into()));

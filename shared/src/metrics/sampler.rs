@@ -1,0 +1,115 @@
+//! Gauges that no single event keeps right, read periodically from their source of truth:
+//! queue depth and consumers (RabbitMQ), batches by state and the webhook retry backlog
+//! (PostgreSQL).
+//!
+//! One role runs it (the scheduler): every replica reports the same values, so dashboards
+//! aggregate these with `max`, not `sum`.
+
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Pool;
+use crate::queue::{Broker, Stream};
+
+/// How often the sampler reads, by default (about a Prometheus scrape interval).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Samples every `interval` until `shutdown` is cancelled; a failed read is logged and retried
+/// at the next tick (stale gauges expire, see [`super::GAUGE_IDLE_TIMEOUT`]).
+pub async fn run(db: Pool, broker: Broker, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = sample_queues(&broker).await {
+            tracing::debug!(error = %e, "queue depth sample failed");
+        }
+        if let Err(e) = sample_database(&db).await {
+            tracing::debug!(error = %e, "database gauge sample failed");
+        }
+    }
+}
+
+/// Reads each work queue's ready messages and consumers with a passive declare (which creates
+/// nothing).
+pub async fn sample_queues(broker: &Broker) -> Result<(), crate::queue::QueueError> {
+    let channel = broker.channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let mut result = Ok(());
+    for stream in Stream::ALL {
+        let name = broker.topology().queue(stream);
+        match channel
+            .queue_declare(name.as_str().into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(queue) => {
+                super::set_queue_depth(stream, queue.message_count(), queue.consumer_count())
+            }
+            // A failed passive declare closes the channel: stop this round.
+            Err(e) => {
+                result = Err(e.into());
+                break;
+            }
+        }
+    }
+    let _ = channel.close(200, "sampled".into()).await;
+    result
+}
+
+/// Reads batches by state and the webhook retry backlog.
+pub async fn sample_database(db: &Pool) -> Result<(), SampleError> {
+    let client = db.get().await?;
+    // Every state is reported, zero included, so a state that empties drops to 0 on the graph
+    // rather than freezing at its last value.
+    let rows = client
+        .query(
+            "SELECT s.state, count(b.id) FROM unnest($1::text[]) AS s(state) \
+             LEFT JOIN batches b ON b.state = s.state GROUP BY s.state",
+            &[&BATCH_STATES.as_slice()],
+        )
+        .await?;
+    for row in rows {
+        let state: String = row.get(0);
+        let count: i64 = row.get(1);
+        super::set_batches(&state, u64::try_from(count).unwrap_or(0));
+    }
+    let backlog: i64 = client
+        .query_one(
+            "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending' AND attempts > 0",
+            &[],
+        )
+        .await?
+        .get(0);
+    super::set_webhook_backlog(u64::try_from(backlog).unwrap_or(0));
+    Ok(())
+}
+
+/// The job states `batches.state` holds (see the schema); the `status` label's values.
+pub const BATCH_STATES: [&str; 6] = [
+    "created",
+    "active",
+    "paused",
+    "completed",
+    "cancelled",
+    "failed",
+];
+
+/// A database sample that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    /// No connection from the pool.
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The query failed.
+    #[error("sample query failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+}
