@@ -77,6 +77,10 @@ pub enum RecordError {
 /// Each line goes out in a single `write` on a file opened with `O_APPEND`, under a lock, with
 /// no user-space buffer: lines never interleave, even with another process appending to the
 /// same file, and each is in the file (page cache) when [`Recorder::append`] returns.
+///
+/// Someone may delete or replace the record while the simulator runs (to start a fresh witness
+/// without restarting it): before each line the path is checked to still be the open file, and
+/// reopened (recreated) if not, so no line goes to an unlinked file.
 pub struct Recorder {
     path: PathBuf,
     file: Mutex<File>,
@@ -85,21 +89,9 @@ pub struct Recorder {
 impl Recorder {
     /// Opens (creating it and its directory if needed) the record at `path`.
     pub fn open(path: &Path) -> Result<Self, RecordError> {
-        let io = |source| RecordError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
         Ok(Self {
             path: path.to_owned(),
-            file: Mutex::new(file),
+            file: Mutex::new(open_append(path)?),
         })
     }
 
@@ -110,19 +102,20 @@ impl Recorder {
 
     /// Appends one record as one line.
     pub fn append(&self, record: &CallRecord) -> Result<(), RecordError> {
-        let mut line = serde_json::to_vec(record).map_err(|e| RecordError::Io {
+        let io = |source| RecordError::Io {
             path: self.path.clone(),
-            source: e.into(),
-        })?;
+            source,
+        };
+        let mut line = serde_json::to_vec(record).map_err(|e| io(e.into()))?;
         line.push(b'\n');
         // A poisoned lock only means another append panicked; the file itself is still fine.
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if !still_at_path(&file, &self.path) {
+            *file = open_append(&self.path)?;
+        }
         file.write_all(&line)
             .and_then(|()| file.flush())
-            .map_err(|source| RecordError::Io {
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(io)
     }
 
     /// Forces the record to disk (at shutdown).
@@ -133,6 +126,36 @@ impl Recorder {
             source,
         })
     }
+}
+
+fn open_append(path: &Path) -> Result<File, RecordError> {
+    let io = |source| RecordError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)
+}
+
+/// Whether `path` still names the open `file` (same device and inode).
+#[cfg(unix)]
+fn still_at_path(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still_at_path(_file: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Every record in the file at `path`, in the order written; a missing file has none. A last
@@ -298,6 +321,21 @@ mod tests {
         assert_eq!(records.len(), 4000);
         let sids: std::collections::HashSet<_> = records.iter().map(|r| &r.call_sid).collect();
         assert_eq!(sids.len(), 4000);
+    }
+
+    #[test]
+    fn a_deleted_record_is_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.jsonl");
+        let recorder = Recorder::open(&path).unwrap();
+        recorder.append(&call(0, 1)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        recorder.append(&call(2, 3)).unwrap();
+        assert_eq!(read(&path), vec![call(2, 3)]);
+        // Truncated in place: appends continue at the new end.
+        std::fs::write(&path, "").unwrap();
+        recorder.append(&call(4, 5)).unwrap();
+        assert_eq!(read(&path), vec![call(4, 5)]);
     }
 
     #[test]
