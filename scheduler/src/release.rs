@@ -52,6 +52,10 @@ pub struct ReleaseSettings {
     /// lost with a broker's disk) goes back to `queued` and is released again with the same
     /// attempt number, which the dial worker's unique `(contact_id, attempt_no)` makes safe.
     pub release_timeout: Duration,
+    /// At most this many contacts per workspace per tick. Keeps each transaction (and so the
+    /// time a pause may wait for the job's row lock) short when a big job starts; calls start
+    /// at most at their CPS limit anyway, so this is far above what dialing consumes.
+    pub max_per_workspace_tick: u32,
 }
 
 impl Default for ReleaseSettings {
@@ -60,6 +64,7 @@ impl Default for ReleaseSettings {
             in_flight_multiplier: 2,
             publish_timeout: Duration::from_secs(5),
             release_timeout: Duration::from_secs(15 * 60),
+            max_per_workspace_tick: 500,
         }
     }
 }
@@ -248,7 +253,9 @@ async fn release_workspace(
         settings.in_flight_multiplier,
     ))
     .saturating_sub(u64::try_from(workspace_in_flight).unwrap_or(0));
-    let workspace_room = u32::try_from(workspace_room).unwrap_or(u32::MAX);
+    let workspace_room = u32::try_from(workspace_room)
+        .unwrap_or(u32::MAX)
+        .min(settings.max_per_workspace_tick);
 
     let mut demands = Vec::new();
     for job in workspace

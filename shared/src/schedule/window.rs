@@ -471,6 +471,35 @@ mod tests {
             })
     }
 
+    /// `cargo test -p dialfleet-shared --lib bench_window -- --ignored --nocapture`
+    #[test]
+    #[ignore = "benchmark: prints figures"]
+    fn bench_window() {
+        let weekdays: Vec<(i64, &[(&str, &str)])> = (1..=5)
+            .map(|d| (d, &[("09:00", "12:00"), ("13:00", "17:00")][..]))
+            .collect();
+        let w = Window::new(Some(schedule("America/New_York", &weekdays)), None);
+        // Friday evening: the next opening is Monday, the scan's worst ordinary case.
+        let t = utc("2025-03-07T22:30:00Z");
+        let n = 2_000;
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            std::hint::black_box(w.next_open(t + Duration::seconds(i)));
+        }
+        let engine = started.elapsed() / n as u32;
+        let started = std::time::Instant::now();
+        for i in 0..20 {
+            std::hint::black_box(oracle_next_open(&w, t + Duration::seconds(i)));
+        }
+        let oracle = started.elapsed() / 20;
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            std::hint::black_box(w.is_open(t + Duration::seconds(i)));
+        }
+        let is_open = started.elapsed() / n as u32;
+        println!("next_open: slot walk {engine:?}, minute scan {oracle:?}; is_open {is_open:?}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1000))]
 
