@@ -125,6 +125,7 @@ struct WorkspaceJobs {
 /// One step of the scheduler at instant `now`: cancels the queued contacts of cancelled jobs,
 /// requeues releases that never reached a dial worker, releases due contacts of open jobs, and
 /// completes jobs whose contacts are all final.
+#[tracing::instrument(skip_all, fields(%now))]
 pub async fn release_once(
     db: &Pool,
     publisher: &Publisher,
@@ -136,14 +137,27 @@ pub async fn release_once(
         requeued_stale: lifecycle::requeue_stale(db, now, settings.release_timeout).await?,
         ..Default::default()
     };
-    for workspace in open_jobs(db, now, &mut report).await? {
+    let released = release_open_jobs(db, publisher, settings, now, &mut report).await;
+    // Completion needs only the database: it goes on while the broker is away.
+    report.completed_jobs = lifecycle::complete_finished(db, now).await?;
+    released?;
+    Ok(report)
+}
+
+async fn release_open_jobs(
+    db: &Pool,
+    publisher: &Publisher,
+    settings: &ReleaseSettings,
+    now: DateTime<Utc>,
+    report: &mut ReleaseReport,
+) -> Result<(), ReleaseError> {
+    for workspace in open_jobs(db, now, report).await? {
         match release_workspace(db, publisher, settings, &workspace, now).await? {
             Some(n) => report.released += n,
             None => report.skipped_workspaces += 1,
         }
     }
-    report.completed_jobs = lifecycle::complete_finished(db, now).await?;
-    Ok(report)
+    Ok(())
 }
 
 /// Active jobs whose window is open at `now`, grouped by workspace (workspaces in the order of

@@ -650,3 +650,38 @@ async fn a_release_never_picked_up_is_released_again_with_the_same_attempt() {
     );
     assert_eq!(count(&env.db, job, "dialing").await, 1);
 }
+
+/// The gateway pausing a job holds its row; a release meanwhile skips the job, and once the
+/// pause commits nothing more is released.
+#[tokio::test]
+async fn a_job_being_paused_is_skipped_and_stays_paused() {
+    let env = TestEnv::new().await;
+    let publisher = publisher(&env);
+    let ws = workspace(&env.db, 10).await;
+    let job = job(&env.db, ws, Job::default(), 5, at("2025-01-01T00:00:00Z")).await;
+    let now = at("2025-06-09T15:00:00Z");
+
+    let mut gateway = env.db.get().await.unwrap();
+    let pause = gateway.transaction().await.unwrap();
+    pause
+        .execute("UPDATE batches SET state = 'paused' WHERE id = $1", &[&job])
+        .await
+        .unwrap();
+    // The pause has not committed: the scheduler does not wait for it, and does not release.
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        release_once(&env.db, &publisher, &settings(), now),
+    )
+    .await
+    .expect("release does not wait for the gateway")
+    .unwrap();
+    assert_eq!((r.open_jobs, r.released), (1, 0));
+    pause.commit().await.unwrap();
+
+    let r = release_once(&env.db, &publisher, &settings(), now + ms(200))
+        .await
+        .unwrap();
+    assert_eq!((r.open_jobs, r.released), (0, 0));
+    assert_eq!(count(&env.db, job, "queued").await, 5);
+    assert!(drain_dial(&env).await.is_empty());
+}
