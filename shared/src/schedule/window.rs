@@ -414,6 +414,8 @@ mod tests {
         "America/Santiago",
         "Pacific/Chatham",
         "America/Sao_Paulo",
+        "Europe/Dublin",
+        "America/St_Johns",
     ];
 
     /// Instants near DST changes (2024–2027) in the zones above, and ordinary days.
