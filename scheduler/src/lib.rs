@@ -11,8 +11,6 @@ pub mod lifecycle;
 pub mod plan;
 pub mod release;
 
-use std::sync::Arc;
-
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +37,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
     tracing::info!(%addr, tick_ms = config.tick.as_millis() as u64, "scheduler ready");
 
-    let publisher = Arc::new(Publisher::new(broker.clone()));
+    let publisher = Publisher::new(broker.clone());
     let mut ticker = tokio::time::interval(config.tick);
     // After a slow tick, wait a full tick rather than bursting to catch up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
