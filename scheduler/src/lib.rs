@@ -1,13 +1,26 @@
-//! Releases due contacts for dialing, only while their job is started and its schedule window is open.
+//! Releases due contacts for dialing, only while their job is started and its schedule window
+//! is open; cancels the queued contacts of cancelled jobs; completes finished jobs.
+//!
+//! - [`release`] is one step ([`release::release_once`]), driven by [`run`] every tick and by
+//!   tests with an injected clock;
+//! - [`plan`] splits a workspace's room among its jobs (pure);
+//! - [`lifecycle`] settles cancelled jobs and completes finished ones.
 
 pub mod config;
+pub mod lifecycle;
+pub mod plan;
+pub mod release;
 
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use config::Config;
+use shared::queue::Publisher;
 
-/// Connects to its services (retrying with backoff), serves its health endpoints, and works
-/// until `shutdown` is cancelled.
+pub use release::{ReleaseError, ReleaseReport, ReleaseSettings, release_once};
+
+/// Connects to its services (retrying with backoff), serves its health endpoints, and runs
+/// the release loop until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = shared::db::connect(&config.service).await?;
     let broker = shared::queue::Broker::connect(&config.service, "scheduler").await?;
@@ -22,9 +35,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     )
     .await?;
-    tracing::info!(%addr, "scheduler ready");
+    tracing::info!(%addr, tick_ms = config.tick.as_millis() as u64, "scheduler ready");
 
-    shutdown.cancelled().await;
+    let publisher = Publisher::new(broker.clone());
+    let mut ticker = tokio::time::interval(config.tick);
+    // After a slow tick, wait a full tick rather than bursting to catch up.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        // A tick in progress finishes (it is bounded by the publish timeout), so a claim is
+        // never left half done at shutdown.
+        match release_once(&db, &publisher, &config.release, chrono::Utc::now()).await {
+            Ok(report) => {
+                if report.released > 0 || !report.completed_jobs.is_empty() {
+                    tracing::debug!(?report, "tick");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "release step failed; retrying next tick"),
+        }
+    }
+
     broker.close().await;
     health.await??;
     Ok(())

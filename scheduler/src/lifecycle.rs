@@ -1,0 +1,175 @@
+//! The job-life duties of the scheduler besides releasing: settling cancelled jobs' contacts
+//! and completing jobs whose contacts are all final (with their `batch.completed` webhook).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use deadpool_postgres::Pool;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::release::ReleaseError;
+
+/// Moves the still-queued contacts of cancelled jobs to `cancelled`. A cancelled job is
+/// revisited each tick until none of its contacts is queued, released or dialing (a call in
+/// flight at the cancel may still schedule a retry), then marked settled and left alone.
+pub async fn sweep_cancelled(db: &Pool, now: DateTime<Utc>) -> Result<u64, ReleaseError> {
+    let client = db.get().await?;
+    let cancelled = client
+        .execute(
+            "UPDATE contacts c SET state = 'cancelled', updated_at = $1
+             FROM batches b
+             WHERE b.state = 'cancelled' AND b.settled_at IS NULL
+               AND c.batch_id = b.id AND c.state = 'queued'",
+            &[&now],
+        )
+        .await?;
+    client
+        .execute(
+            "UPDATE batches b SET settled_at = $1
+             WHERE b.state = 'cancelled' AND b.settled_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id AND c.state = 'queued')
+               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id
+                                 AND c.state IN ('released', 'dialing'))",
+            &[&now],
+        )
+        .await?;
+    if cancelled > 0 {
+        tracing::info!(cancelled, "queued contacts of cancelled jobs cancelled");
+    }
+    Ok(cancelled)
+}
+
+/// Moves contacts released more than `timeout` before `now` back to `queued` (see
+/// `ReleaseSettings::release_timeout`).
+pub async fn requeue_stale(
+    db: &Pool,
+    now: DateTime<Utc>,
+    timeout: std::time::Duration,
+) -> Result<u64, ReleaseError> {
+    let Ok(timeout) = chrono::Duration::from_std(timeout) else {
+        return Ok(0);
+    };
+    let client = db.get().await?;
+    // The IN list repeats contacts_in_flight's predicate so the planner walks that small
+    // partial index instead of the whole table.
+    let n = client
+        .execute(
+            "UPDATE contacts SET state = 'queued', updated_at = $1
+             WHERE state IN ('released', 'dialing') AND state = 'released' AND released_at < $2",
+            &[&now, &(now - timeout)],
+        )
+        .await?;
+    if n > 0 {
+        tracing::warn!(requeued = n, "released contacts never picked up; requeued");
+    }
+    Ok(n)
+}
+
+/// Completes every active, fully ingested job with no contact queued, released or dialing, and
+/// queues its `onBatchComplete` webhook in the same transaction. Returns the completed jobs.
+///
+/// Safe with several schedulers: the `state = 'active'` guard is re-checked under the row lock,
+/// so each job completes (and gets its webhook row) once; the delivery row is also unique on
+/// `(event, subject_id, url)`.
+pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid>, ReleaseError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let done = tx
+        .query(
+            "UPDATE batches b SET state = 'completed', completed_at = $1, updated_at = $1
+             WHERE b.state = 'active' AND b.ingest_state = 'ready'
+               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id AND c.state = 'queued')
+               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id
+                                 AND c.state IN ('released', 'dialing'))
+             RETURNING b.id, b.workspace_id, b.agent_id, b.user_id,
+                       b.webhooks->>'onBatchComplete', b.created_at, b.started_at",
+            &[&now],
+        )
+        .await?;
+    let mut completed = Vec::with_capacity(done.len());
+    for row in done {
+        let batch_id: Uuid = row.get(0);
+        completed.push(batch_id);
+        tracing::info!(%batch_id, "job completed");
+        let Some(url) = row.get::<_, Option<String>>(4) else {
+            continue;
+        };
+        let counts = tx
+            .query_one(
+                "SELECT count(*),
+                        count(*) FILTER (WHERE state IN ('completed', 'failed', 'cancelled')),
+                        count(*) FILTER (WHERE last_outcome = 'completed')
+                 FROM contacts WHERE batch_id = $1",
+                &[&batch_id],
+            )
+            .await?;
+        let payload = json!({
+            "event": "batch.completed",
+            "batchId": batch_id,
+            "agentId": row.get::<_, Uuid>(2),
+            "userId": row.get::<_, Option<String>>(3),
+            "statistics": statistics(counts.get(0), counts.get(1), counts.get(2)),
+            "timestamps": {
+                "createdAt": rfc3339(row.get(5)),
+                "startedAt": row.get::<_, Option<DateTime<Utc>>>(6).map(rfc3339),
+                "completedAt": rfc3339(now),
+            },
+        });
+        tx.execute(
+            "INSERT INTO webhook_deliveries
+                 (id, workspace_id, batch_id, event, subject_id, url, payload, next_attempt_at)
+             VALUES ($1, $2, $3, 'batch.completed', $3, $4, $5, $6)
+             ON CONFLICT (event, subject_id, url) DO NOTHING",
+            &[
+                &Uuid::now_v7(),
+                &row.get::<_, Uuid>(1),
+                &batch_id,
+                &url,
+                &payload,
+                &now,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(completed)
+}
+
+/// Dialgen's batch statistics (API-REFERENCE.md): `processed` counts final contacts,
+/// `succeeded` those whose last call was answered; percentages to two decimals.
+pub fn statistics(total: i64, processed: i64, succeeded: i64) -> Value {
+    let pct = |part: i64, whole: i64| {
+        if whole == 0 {
+            0.0
+        } else {
+            (part as f64 * 10000.0 / whole as f64).round() / 100.0
+        }
+    };
+    json!({
+        "total": total,
+        "processed": processed,
+        "succeeded": succeeded,
+        "failed": processed - succeeded,
+        "pending": total - processed,
+        "percentComplete": if total == 0 { 100.0 } else { pct(processed, total) },
+        "successRate": pct(succeeded, processed),
+    })
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_shape() {
+        let s = statistics(3, 3, 2);
+        assert_eq!(s["failed"], 1);
+        assert_eq!(s["pending"], 0);
+        assert_eq!(s["percentComplete"], 100.0);
+        assert_eq!(s["successRate"], 66.67);
+        assert_eq!(statistics(0, 0, 0)["percentComplete"], 100.0);
+    }
+}

@@ -1,0 +1,364 @@
+//! One release step: for every started job whose window is open, claim its due contacts,
+//! publish their dial messages (publisher-confirmed), and only then commit the claim.
+//!
+//! # Several schedulers at once
+//!
+//! Each workspace is released in one transaction that first locks the workspace's row
+//! (`FOR NO KEY UPDATE SKIP LOCKED`): while one scheduler releases a workspace, another skips
+//! it this tick and works on other workspaces, so replicas share the work and the in-flight
+//! counts a transaction reads cannot be raced by another scheduler. Within it, each job's row is
+//! locked the same way and its state re-read, and contacts are claimed with
+//! `FOR UPDATE SKIP LOCKED` and moved `queued → released` in the same statement. A contact is
+//! released only by a committed transaction that saw it `queued`, so it is never released
+//! twice; the claim commits only after the broker confirmed every message, so none is lost.
+//!
+//! # Pause and cancel
+//!
+//! The job's row lock makes pause and cancel atomic with release: the gateway's `UPDATE` of the
+//! job waits for a release in progress (at most one publish, bounded by `publish_timeout`), and
+//! once it commits no later transaction sees the job `active`. Messages already released for a
+//! paused or cancelled job are handed back by the dial worker.
+//!
+//! If a publish fails the transaction rolls back; some messages of the failed batch may still
+//! have reached the queue. The dial worker must therefore drop a `DialV1` whose contact is not
+//! `released` with `attempts + 1 = attempt_no` (and `dial_attempts` is unique on
+//! `(contact_id, attempt_no)`), so a stray message never dials.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use shared::domain::Schedule;
+use shared::queue::messages::DialV1;
+use shared::queue::publisher::Outgoing;
+use shared::queue::{Publisher, QueueError, Stream};
+use shared::schedule::Window;
+use uuid::Uuid;
+
+use crate::lifecycle;
+use crate::plan::{self, JobDemand};
+
+/// How much a tick may release.
+#[derive(Debug, Clone)]
+pub struct ReleaseSettings {
+    /// A job may have at most `multiplier × maxConcurrentDials` contacts released or dialing
+    /// (and a workspace `multiplier ×` its limit): enough that dial workers never wait for the
+    /// scheduler, few enough that a pause strands little in the queue.
+    pub in_flight_multiplier: u32,
+    /// How long a publish may wait for the broker's confirms before the claim is rolled back.
+    pub publish_timeout: Duration,
+    /// A contact still `released` this long after its release (its message dead-lettered, or
+    /// lost with a broker's disk) goes back to `queued` and is released again with the same
+    /// attempt number, which the dial worker's unique `(contact_id, attempt_no)` makes safe.
+    pub release_timeout: Duration,
+    /// At most this many contacts per workspace per tick. Keeps each transaction (and so the
+    /// time a pause may wait for the job's row lock) short when a big job starts; calls start
+    /// at most at their CPS limit anyway, so this is far above what dialing consumes.
+    pub max_per_workspace_tick: u32,
+}
+
+impl Default for ReleaseSettings {
+    fn default() -> Self {
+        Self {
+            in_flight_multiplier: 2,
+            publish_timeout: Duration::from_secs(5),
+            release_timeout: Duration::from_secs(15 * 60),
+            max_per_workspace_tick: 500,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseReport {
+    /// Contacts moved `queued → released` and published.
+    pub released: u64,
+    /// Active jobs whose window was open.
+    pub open_jobs: usize,
+    /// Active jobs whose window was closed (or whose schedule could not be read).
+    pub closed_jobs: usize,
+    /// Workspaces left to another scheduler this tick (their row was locked).
+    pub skipped_workspaces: usize,
+    /// Queued contacts of cancelled jobs moved to `cancelled`.
+    pub cancelled_contacts: u64,
+    /// Contacts released longer than the release timeout, moved back to `queued`.
+    pub requeued_stale: u64,
+    /// Jobs that became `completed`.
+    pub completed_jobs: Vec<Uuid>,
+}
+
+/// A step that failed; every variant is worth retrying on the next tick, and nothing of the
+/// failed workspace's release was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// No database connection.
+    #[error("PostgreSQL pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement failed.
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// The broker refused or lost the dial messages.
+    #[error("publishing dial messages: {0}")]
+    Publish(#[from] QueueError),
+    /// The broker did not confirm in time.
+    #[error("publishing dial messages: no confirm within {0:?}")]
+    PublishTimeout(Duration),
+}
+
+/// An active job as the release step sees it.
+#[derive(Debug, Clone)]
+struct OpenJob {
+    id: Uuid,
+    priority: i16,
+    max_concurrent_dials: i32,
+}
+
+/// The open jobs of one workspace, highest priority first.
+#[derive(Debug, Clone)]
+struct WorkspaceJobs {
+    id: Uuid,
+    max_concurrent_dials: i32,
+    jobs: Vec<OpenJob>,
+}
+
+/// One step of the scheduler at instant `now`: cancels the queued contacts of cancelled jobs,
+/// requeues releases that never reached a dial worker, releases due contacts of open jobs, and
+/// completes jobs whose contacts are all final.
+#[tracing::instrument(skip_all, fields(%now))]
+pub async fn release_once(
+    db: &Pool,
+    publisher: &Publisher,
+    settings: &ReleaseSettings,
+    now: DateTime<Utc>,
+) -> Result<ReleaseReport, ReleaseError> {
+    let mut report = ReleaseReport {
+        cancelled_contacts: lifecycle::sweep_cancelled(db, now).await?,
+        requeued_stale: lifecycle::requeue_stale(db, now, settings.release_timeout).await?,
+        ..Default::default()
+    };
+    let released = release_open_jobs(db, publisher, settings, now, &mut report).await;
+    // Completion needs only the database: it goes on while the broker is away.
+    report.completed_jobs = lifecycle::complete_finished(db, now).await?;
+    released?;
+    Ok(report)
+}
+
+async fn release_open_jobs(
+    db: &Pool,
+    publisher: &Publisher,
+    settings: &ReleaseSettings,
+    now: DateTime<Utc>,
+    report: &mut ReleaseReport,
+) -> Result<(), ReleaseError> {
+    for workspace in open_jobs(db, now, report).await? {
+        match release_workspace(db, publisher, settings, &workspace, now).await? {
+            Some(n) => report.released += n,
+            None => report.skipped_workspaces += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Active jobs whose window is open at `now`, grouped by workspace (workspaces in the order of
+/// their highest-priority job).
+async fn open_jobs(
+    db: &Pool,
+    now: DateTime<Utc>,
+    report: &mut ReleaseReport,
+) -> Result<Vec<WorkspaceJobs>, ReleaseError> {
+    let client = db.get().await?;
+    let rows = client
+        .query(
+            "SELECT b.id, b.workspace_id, b.priority, b.schedule, b.scheduled_start_time,
+                    b.max_concurrent_dials, w.max_concurrent_dials
+             FROM batches b JOIN workspaces w ON w.id = b.workspace_id
+             WHERE b.state = 'active'
+             ORDER BY b.priority DESC, b.created_at, b.id",
+            &[],
+        )
+        .await?;
+    let mut workspaces: Vec<WorkspaceJobs> = Vec::new();
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    for row in rows {
+        let id: Uuid = row.get(0);
+        let schedule: Option<serde_json::Value> = row.get(3);
+        let schedule = match schedule.map(serde_json::from_value::<Schedule>).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                // The gateway validates schedules, so this is a bug or a hand edit: keep the
+                // job closed rather than dial outside the hours its owner meant.
+                tracing::warn!(batch_id = %id, error = %e, "unreadable schedule; job kept closed");
+                report.closed_jobs += 1;
+                continue;
+            }
+        };
+        if !Window::new(schedule, row.get(4)).is_open(now) {
+            report.closed_jobs += 1;
+            continue;
+        }
+        report.open_jobs += 1;
+        let workspace_id: Uuid = row.get(1);
+        let slot = *index.entry(workspace_id).or_insert_with(|| {
+            workspaces.push(WorkspaceJobs {
+                id: workspace_id,
+                max_concurrent_dials: row.get(6),
+                jobs: Vec::new(),
+            });
+            workspaces.len() - 1
+        });
+        workspaces[slot].jobs.push(OpenJob {
+            id,
+            priority: row.get(2),
+            max_concurrent_dials: row.get(5),
+        });
+    }
+    Ok(workspaces)
+}
+
+/// Releases one workspace's due contacts in one transaction. `None` when another scheduler
+/// holds the workspace.
+#[tracing::instrument(skip_all, fields(workspace_id = %workspace.id))]
+async fn release_workspace(
+    db: &Pool,
+    publisher: &Publisher,
+    settings: &ReleaseSettings,
+    workspace: &WorkspaceJobs,
+    now: DateTime<Utc>,
+) -> Result<Option<u64>, ReleaseError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let mine = tx
+        .query_opt(
+            "SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
+            &[&workspace.id],
+        )
+        .await?;
+    if mine.is_none() {
+        return Ok(None);
+    }
+    // Re-read under lock: a job paused or cancelled since the scan is left out, and one whose
+    // row the gateway is changing right now is skipped this tick.
+    let ids: Vec<Uuid> = workspace.jobs.iter().map(|j| j.id).collect();
+    let still_active: Vec<Uuid> = tx
+        .query(
+            "SELECT id FROM batches WHERE id = ANY($1) AND state = 'active'
+             FOR NO KEY UPDATE SKIP LOCKED",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let in_flight: HashMap<Uuid, i64> = tx
+        .query(
+            "SELECT batch_id, count(*) FROM contacts
+             WHERE workspace_id = $1 AND state IN ('released', 'dialing')
+             GROUP BY batch_id",
+            &[&workspace.id],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let workspace_in_flight: i64 = in_flight.values().sum();
+    let workspace_room = u64::from(plan::in_flight_bound(
+        workspace.max_concurrent_dials,
+        settings.in_flight_multiplier,
+    ))
+    .saturating_sub(u64::try_from(workspace_in_flight).unwrap_or(0));
+    let workspace_room = u32::try_from(workspace_room)
+        .unwrap_or(u32::MAX)
+        .min(settings.max_per_workspace_tick);
+
+    let mut demands = Vec::new();
+    for job in workspace
+        .jobs
+        .iter()
+        .filter(|j| still_active.contains(&j.id))
+    {
+        let bound = plan::in_flight_bound(job.max_concurrent_dials, settings.in_flight_multiplier);
+        let used = u32::try_from(in_flight.get(&job.id).copied().unwrap_or(0)).unwrap_or(u32::MAX);
+        let room = bound.saturating_sub(used);
+        let due = if room == 0 || workspace_room == 0 {
+            0
+        } else {
+            let n: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM (
+                         SELECT 1 FROM contacts
+                         WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
+                         LIMIT $3) due",
+                    &[&job.id, &now, &i64::from(room)],
+                )
+                .await?
+                .get(0);
+            u32::try_from(n).unwrap_or(0)
+        };
+        demands.push(JobDemand {
+            id: job.id,
+            priority: job.priority,
+            room,
+            due,
+        });
+    }
+    let grants = plan::allocate(&demands, workspace_room);
+
+    let mut messages = Vec::new();
+    for (demand, grant) in demands.iter().zip(grants) {
+        if grant == 0 {
+            continue;
+        }
+        let claimed = tx
+            .query(
+                "WITH due AS (
+                     SELECT id FROM contacts
+                     WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
+                     ORDER BY next_attempt_at, row_index
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE contacts c SET state = 'released', released_at = $2, updated_at = $2
+                 FROM due WHERE c.id = due.id
+                 RETURNING c.id, c.attempts",
+                &[&demand.id, &now, &i64::from(grant)],
+            )
+            .await?;
+        tracing::debug!(batch_id = %demand.id, released = claimed.len(), "claimed");
+        for row in claimed {
+            let contact_id: Uuid = row.get(0);
+            let attempts: i32 = row.get(1);
+            let attempt_no = u32::try_from(attempts).unwrap_or(0) + 1;
+            let message = DialV1 {
+                batch_id: demand.id,
+                workspace_id: workspace.id,
+                contact_id,
+                attempt_no,
+            };
+            messages.push(Outgoing::json(&message)?.with_id(format!("{contact_id}:{attempt_no}")));
+        }
+    }
+    if messages.is_empty() {
+        tx.rollback().await?;
+        return Ok(Some(0));
+    }
+    let released = messages.len() as u64;
+    let publish = tokio::time::timeout(
+        settings.publish_timeout,
+        publisher.publish_all(Stream::Dial, messages),
+    )
+    .await;
+    match publish {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tx.rollback().await?;
+            return Err(e.into());
+        }
+        Err(_) => {
+            tx.rollback().await?;
+            return Err(ReleaseError::PublishTimeout(settings.publish_timeout));
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(released, "released");
+    Ok(Some(released))
+}

@@ -1,0 +1,49 @@
+//! The scheduler as its binary runs it: `run` ticks on the real clock until shutdown.
+
+mod fixtures;
+
+use std::time::Duration;
+
+use fixtures::*;
+use shared::config::Env;
+use testkit::TestEnv;
+
+#[tokio::test]
+async fn run_releases_on_its_own_and_stops_on_shutdown() {
+    let env = TestEnv::new().await;
+    let ws = workspace(&env.db, 10).await;
+    let job = job(&env.db, ws, Job::default(), 3, chrono::Utc::now()).await;
+
+    let mut vars = env.env_vars();
+    vars.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
+    let config = scheduler::config::Config::from_env(&Env::from_pairs(vars)).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(scheduler::run(config, shutdown.clone()));
+
+    // Liveness, not timing: wait (generously) until the loop has released the three contacts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count(&env.db, job, "released").await < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(drain_dial(&env).await.len(), 3);
+
+    // Every contact final: the loop completes the job.
+    sql(
+        &env.db,
+        "UPDATE contacts SET state = 'completed', last_outcome = 'completed' WHERE batch_id = $1",
+        &[&job],
+    )
+    .await;
+    while job_state(&env.db, job).await != "completed" {
+        assert!(tokio::time::Instant::now() < deadline, "job not completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
