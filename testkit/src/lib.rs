@@ -187,10 +187,15 @@ async fn ensure_template() -> String {
         .expect("query")
         .is_some();
     if !exists {
-        // Templates of older migration sets are of no further use.
+        // Templates of older migration sets are of no further use once nobody can still be
+        // running them: other checkouts (worktrees, a CI run) may be testing older migrations
+        // right now, so only templates created more than six hours ago are dropped.
         let stale = client
             .query(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'dialfleet_tpl_%'",
+                "SELECT d.datname FROM pg_database d
+                 LEFT JOIN pg_shdescription s ON s.objoid = d.oid
+                 WHERE d.datname LIKE 'dialfleet_tpl_%'
+                   AND COALESCE(s.description, '0')::bigint < extract(epoch FROM now())::bigint - 6 * 3600",
                 &[],
             )
             .await
@@ -208,6 +213,17 @@ async fn ensure_template() -> String {
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
             .await
             .expect("create template");
+        client
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {} IS '{}'",
+                quote_ident(&name),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            ))
+            .await
+            .expect("stamp template");
         db::migrate::run(&replace_dbname(&admin_url(), &name))
             .await
             .expect("migrate template");
