@@ -33,6 +33,7 @@ pub fn router(state: AppState, readiness: shared::health::Readiness) -> Router {
         .merge(shared::health::router(readiness))
         .route("/openapi.json", axum::routing::get(crate::openapi::serve))
         .fallback(|| async { crate::error::ApiError::NotFound("route") })
+        .layer(axum::middleware::from_fn(shared::metrics::http::track))
         // A bug must never take a connection down without an answer: a panic becomes a 500.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()

@@ -104,7 +104,7 @@ fn every_dashboard_series_is_exposed_once_recorded() {
     let took = Duration::from_millis(12);
     metrics::record_build_info("test");
     metrics::set_batches("active", 2);
-    metrics::batch_created(metrics::Surface::Dialgen);
+    metrics::batch_created(shared::domain::Surface::Dialgen);
     metrics::contacts_ingested(10);
     metrics::contacts_rejected(metrics::RejectReason::InvalidNumber, 1);
     metrics::contacts_released(3);

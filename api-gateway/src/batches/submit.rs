@@ -25,6 +25,7 @@ pub struct Submitted {
 }
 
 /// Checks what the batch refers to, then creates it and publishes its rows.
+#[tracing::instrument(name = "create_batch", skip_all, fields(batch_id = %batch_id, workspace_id = %ws.id, rows = parsed.rows))]
 pub async fn submit(
     state: &AppState,
     ws: &Workspace,
@@ -136,6 +137,7 @@ pub async fn submit(
     };
     let batch = Batch::from_row(&row)?;
     drop(client);
+    shared::metrics::batch_created(new.surface);
 
     let expected = parsed.chunks.len() as i32;
     let messages = parsed

@@ -423,20 +423,11 @@ pub fn set_batches(status: &str, count: u64) {
     gauge!(BATCHES, "status" => status.to_owned()).set(count as f64);
 }
 
-/// Which API created a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
-    /// `/api/batch_dial_jobs`.
-    Vogent,
-    /// `/api/v1/batch`.
-    Dialgen,
-}
-
 /// Counts a batch the gateway accepted.
-pub fn batch_created(surface: Surface) {
+pub fn batch_created(surface: crate::domain::Surface) {
     let surface = match surface {
-        Surface::Vogent => "vogent",
-        Surface::Dialgen => "dialgen",
+        crate::domain::Surface::Vogent => "vogent",
+        crate::domain::Surface::Dialgen => "dialgen",
     };
     counter!(BATCHES_CREATED_TOTAL, "surface" => surface).increment(1);
 }
