@@ -24,6 +24,7 @@ pub struct AppState {
 /// The whole HTTP API.
 pub fn router(state: AppState, readiness: shared::health::Readiness) -> Router {
     Router::new()
+        .merge(crate::routes::carrier::router())
         .with_state(state)
         .merge(shared::health::router(readiness))
 }

@@ -6,5 +6,6 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod routes;
 
 pub use app::{AppState, run, spawn};

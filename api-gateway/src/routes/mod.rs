@@ -1,0 +1,3 @@
+//! Route groups, one file each, merged into the app's router.
+
+pub mod carrier;
