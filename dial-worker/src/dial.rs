@@ -258,12 +258,28 @@ pub async fn dial_one(ctx: &Ctx, msg: &DialV1) -> Result<DialResult, StepError> 
         timeout_secs: ctx.config.call_timeout_secs,
         machine_detection: ctx.config.machine_detection,
     };
+    // The start token is taken last, right before the request it paces.
+    let token = ctx
+        .limits
+        .start_token(
+            job.workspace_id,
+            msg.batch_id,
+            u32::try_from(job.job_cps).unwrap_or(1),
+            job.workspace_cps.and_then(|r| u32::try_from(r).ok()),
+        )
+        .await;
+    if let Err(e) = token {
+        // Leave the attempt to reconciliation: it is written but no call was placed, so the
+        // reconciler closes it; the slot's lease is renewed meanwhile and released then.
+        tracing::warn!(%attempt_id, error = %e, "no start token; attempt left open");
+        return Err(e.into());
+    }
     match place_with_retry(ctx, &request).await {
         Ok(call_sid) => {
             let client = ctx.db.get().await?;
             client
                 .execute(
-                    "UPDATE dial_attempts SET carrier_call_sid = $2,
+                    "UPDATE dial_attempts SET carrier_call_sid = $2, started_at = now(),
                          state = CASE WHEN state = 'dialing' THEN 'ringing' ELSE state END,
                          updated_at = now()
                      WHERE id = $1 AND carrier_call_sid IS NULL",
@@ -332,8 +348,6 @@ async fn acquire(
             attempt_id,
             workspace_limit: u32::try_from(job.workspace_limit).unwrap_or(1),
             job_limit: u32::try_from(job.job_limit).unwrap_or(1),
-            job_cps: u32::try_from(job.job_cps).unwrap_or(1),
-            workspace_cps: job.workspace_cps.and_then(|r| u32::try_from(r).ok()),
             caller_pool: u32::try_from(job.callers.len()).unwrap_or(0),
         };
         // Register for the wake-up before trying, so a release between the try and the wait
@@ -343,9 +357,6 @@ async fn acquire(
         notified.as_mut().enable();
         match ctx.limits.try_acquire(&req).await? {
             TryAcquire::Acquired { caller_index } => return Ok(Ok(caller_index)),
-            TryAcquire::RateLimited(wait) => {
-                tokio::time::sleep(wait.min(RECHECK_EVERY)).await;
-            }
             TryAcquire::JobFull | TryAcquire::WorkspaceFull => {
                 tokio::select! {
                     _ = &mut notified => backoff = Duration::from_millis(5),

@@ -6,7 +6,7 @@ use shared::queue::Disposition;
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// PostgreSQL failed: worth retrying.
-    #[error("database: {0}")]
+    #[error("database: {}", db_message(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No database connection: worth retrying.
     #[error("database pool: {0}")]
@@ -26,5 +26,13 @@ impl StepError {
             StepError::Invalid(reason) => Disposition::DeadLetter(reason.clone()),
             _ => Disposition::Retry,
         }
+    }
+}
+
+/// The server's own message when there is one (tokio-postgres shows only "db error").
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
     }
 }

@@ -178,9 +178,9 @@ pub async fn record_end(
             "UPDATE dial_attempts SET
                  outcome = $2,
                  state = 'ended',
-                 ended_at = $3,
+                 ended_at = $3::timestamptz,
                  answered_at = CASE WHEN $2 IN ('completed', 'voicemail')
-                     THEN COALESCE(answered_at, $3 - make_interval(secs => COALESCE($4, 0)::float8))
+                     THEN COALESCE(answered_at, $3::timestamptz - make_interval(secs => COALESCE($4, 0)::float8))
                      ELSE answered_at END,
                  answered_by = COALESCE($5, answered_by),
                  duration_secs = $4,

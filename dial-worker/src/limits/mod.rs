@@ -6,8 +6,9 @@
 //! - rate: a GCRA limiter per job and, optionally, per workspace;
 //! - caller IDs: a round-robin counter per job over its phone-number pool.
 //!
-//! All three are taken in one script call, all or nothing, so a worker never holds a slot while
-//! it waits for a rate token, nor burns a token it cannot use.
+//! Slots and caller ID are taken in one script call, all or nothing; the start token is taken in
+//! a second one right before the carrier request, so the jitter of the work in between (writing
+//! the attempt) cannot bunch starts together.
 //!
 //! Redis holds only what may be lost: after a flush the counts start from zero and the holders
 //! put their calls back at their next renewal. The database, not Redis, guards against double
@@ -38,10 +39,6 @@ pub struct SlotRequest {
     pub workspace_limit: u32,
     /// The job's `max_concurrent_dials`.
     pub job_limit: u32,
-    /// The job's `max_calls_per_second`.
-    pub job_cps: u32,
-    /// `workspaces.max_calls_per_second`, if set.
-    pub workspace_cps: Option<u32>,
     /// How many caller IDs the job's pool holds (0: pick none).
     pub caller_pool: u32,
 }
@@ -49,13 +46,11 @@ pub struct SlotRequest {
 /// The answer to one try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TryAcquire {
-    /// Both slots and a start token are ours; the caller ID to use is `caller_index` of the pool.
+    /// Both slots are ours; the caller ID to use is `caller_index` of the pool.
     Acquired {
         /// Index into the job's caller-ID pool (`None` when the pool is empty).
         caller_index: Option<u32>,
     },
-    /// The slots are free but the rate allows the next start only after this long.
-    RateLimited(Duration),
     /// The job has `max_concurrent_dials` calls in flight.
     JobFull,
     /// The workspace has its limit of calls in flight.
@@ -110,21 +105,14 @@ impl Limits {
     /// One atomic try at slots, token and caller ID.
     pub async fn try_acquire(&self, req: &SlotRequest) -> Result<TryAcquire, redis::RedisError> {
         let mut conn = self.redis.conn.clone();
-        let (code, wait_ms, idx): (i64, i64, i64) = scripts::ACQUIRE
+        let (code, idx): (i64, i64) = scripts::ACQUIRE
             .key(self.ws_slots(req.workspace_id))
             .key(self.job_slots(req.batch_id))
-            .key(self.redis.key(&format!("rate:job:{}", req.batch_id)))
-            .key(self.redis.key(&format!("rate:ws:{}", req.workspace_id)))
             .key(self.redis.key(&format!("callerid:{}", req.batch_id)))
             .arg(req.attempt_id.to_string())
             .arg(micros(self.lease))
             .arg(req.workspace_limit)
             .arg(req.job_limit)
-            .arg(interval_micros(req.job_cps, self.rate_margin))
-            .arg(
-                req.workspace_cps
-                    .map_or(0, |r| interval_micros(r, self.rate_margin)),
-            )
             .arg(req.caller_pool)
             .invoke_async(&mut conn)
             .await?;
@@ -132,10 +120,45 @@ impl Limits {
             1 => TryAcquire::Acquired {
                 caller_index: u32::try_from(idx).ok(),
             },
-            0 => TryAcquire::RateLimited(Duration::from_millis(wait_ms.max(1) as u64)),
             -1 => TryAcquire::JobFull,
             _ => TryAcquire::WorkspaceFull,
         })
+    }
+
+    /// One try at a start token: `None` when taken, else how long until the next one.
+    pub async fn try_start(
+        &self,
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        job_cps: u32,
+        workspace_cps: Option<u32>,
+    ) -> Result<Option<Duration>, redis::RedisError> {
+        let mut conn = self.redis.conn.clone();
+        let wait_ms: u64 = scripts::RATE
+            .key(self.redis.key(&format!("rate:job:{batch_id}")))
+            .key(self.redis.key(&format!("rate:ws:{workspace_id}")))
+            .arg(interval_micros(job_cps, self.rate_margin))
+            .arg(workspace_cps.map_or(0, |r| interval_micros(r, self.rate_margin)))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    /// Waits for a start token, sleeping exactly as long as the limiter says.
+    pub async fn start_token(
+        &self,
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        job_cps: u32,
+        workspace_cps: Option<u32>,
+    ) -> Result<(), redis::RedisError> {
+        while let Some(wait) = self
+            .try_start(workspace_id, batch_id, job_cps, workspace_cps)
+            .await?
+        {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
     }
 
     /// Extends the leases of calls still in flight, in one pipeline.
