@@ -43,6 +43,8 @@ pub struct Ctx {
     pub carrier: Carrier,
     /// Settings.
     pub config: Arc<Config>,
+    /// Recently read jobs.
+    pub jobs: dial::JobCache,
 }
 
 impl Ctx {
@@ -54,6 +56,7 @@ impl Ctx {
             held: HeldLeases::default(),
             carrier,
             config: Arc::new(config),
+            jobs: dial::JobCache::default(),
         }
     }
 }
