@@ -94,7 +94,11 @@ pub struct JobCache {
 pub const JOB_CACHE_TTL: Duration = Duration::from_millis(250);
 
 impl JobCache {
-    async fn get(&self, client: &deadpool_postgres::Client, batch_id: Uuid) -> Result<Job, StepError> {
+    async fn get(
+        &self,
+        client: &deadpool_postgres::Client,
+        batch_id: Uuid,
+    ) -> Result<Job, StepError> {
         if let Some((at, job)) = self.lock().get(&batch_id)
             && at.elapsed() < JOB_CACHE_TTL
         {
@@ -340,6 +344,17 @@ async fn acquire(
 ) -> Result<Result<Option<u32>, Gate>, StepError> {
     let wakeups = ctx.limits.wakeups().clone();
     let gate_lock = wakeups.gate(msg.batch_id);
+    // Fast path: when nobody here is waiting for this job, try at once, in parallel with other
+    // such tries; only when that fails does the task line up behind the gate.
+    let line_empty = gate_lock.try_lock().is_ok();
+    if line_empty
+        && let TryAcquire::Acquired { caller_index } = ctx
+            .limits
+            .try_acquire(&slot_request(msg, attempt_id, job))
+            .await?
+    {
+        return Ok(Ok(caller_index));
+    }
     let _turn = gate_lock.lock().await;
     let notify = wakeups.workspace(job.workspace_id);
     let mut checked_at = Instant::now();
@@ -354,14 +369,7 @@ async fn acquire(
                 return Ok(Err(gate));
             }
         }
-        let req = SlotRequest {
-            workspace_id: job.workspace_id,
-            batch_id: msg.batch_id,
-            attempt_id,
-            workspace_limit: u32::try_from(job.workspace_limit).unwrap_or(1),
-            job_limit: u32::try_from(job.job_limit).unwrap_or(1),
-            caller_pool: u32::try_from(job.callers.len()).unwrap_or(0),
-        };
+        let req = slot_request(msg, attempt_id, job);
         // Register for the wake-up before trying, so a release between the try and the wait
         // is not missed.
         let notified = notify.notified();
@@ -371,6 +379,7 @@ async fn acquire(
             TryAcquire::Acquired { caller_index } => return Ok(Ok(caller_index)),
             TryAcquire::JobFull | TryAcquire::WorkspaceFull => {
                 tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Err(StepError::ShuttingDown),
                     _ = &mut notified => backoff = Duration::from_millis(5),
                     _ = tokio::time::sleep(backoff.min(RECHECK_EVERY)) => {
                         backoff = (backoff * 2).min(POLL_CAP);
@@ -378,6 +387,17 @@ async fn acquire(
                 }
             }
         }
+    }
+}
+
+fn slot_request(msg: &DialV1, attempt_id: Uuid, job: &Job) -> SlotRequest {
+    SlotRequest {
+        workspace_id: job.workspace_id,
+        batch_id: msg.batch_id,
+        attempt_id,
+        workspace_limit: u32::try_from(job.workspace_limit).unwrap_or(1),
+        job_limit: u32::try_from(job.job_limit).unwrap_or(1),
+        caller_pool: u32::try_from(job.callers.len()).unwrap_or(0),
     }
 }
 

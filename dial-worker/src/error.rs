@@ -14,6 +14,9 @@ pub enum StepError {
     /// Redis failed: worth retrying (the limits live there).
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The worker is stopping: the message goes back to the queue for another worker.
+    #[error("shutting down")]
+    ShuttingDown,
     /// The message can never be handled (undecodable, refers to nothing).
     #[error("{0}")]
     Invalid(String),

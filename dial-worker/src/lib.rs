@@ -45,6 +45,8 @@ pub struct Ctx {
     pub config: Arc<Config>,
     /// Recently read jobs.
     pub jobs: dial::JobCache,
+    /// Cancelled at shutdown: dials still waiting for a slot give their message back.
+    pub shutdown: CancellationToken,
 }
 
 impl Ctx {
@@ -57,6 +59,7 @@ impl Ctx {
             carrier,
             config: Arc::new(config),
             jobs: dial::JobCache::default(),
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -111,18 +114,20 @@ pub async fn spawn(
             Carrier::Sim(sim)
         }
     };
-    let ctx = Ctx::new(db.clone(), redis.clone(), carrier, config.clone());
+    let mut ctx = Ctx::new(db.clone(), redis.clone(), carrier, config.clone());
+    ctx.shutdown = shutdown.clone();
 
     tasks.spawn(ctx.limits.wakeups().clone().listen(
         config.service.redis_url.clone(),
         ctx.limits.channel(),
         shutdown.clone(),
     ));
-    tasks.spawn(
-        ctx.held
-            .clone()
-            .renew_loop(ctx.limits.clone(), db.clone(), shutdown.clone()),
-    );
+    tasks.spawn(ctx.held.clone().renew_loop(
+        ctx.limits.clone(),
+        db.clone(),
+        shutdown.clone(),
+        config.service.shutdown_grace,
+    ));
     tasks.spawn(reconcile_loop(ctx.clone(), shutdown.clone()));
     tasks.spawn(webhooks::delivery::run(
         db.clone(),

@@ -175,7 +175,7 @@ pub async fn record_end(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "UPDATE dial_attempts SET
+            "WITH a AS (UPDATE dial_attempts SET
                  outcome = $2,
                  state = 'ended',
                  ended_at = $3::timestamptz,
@@ -189,7 +189,13 @@ pub async fn record_end(
                  updated_at = now()
              WHERE id = $1 AND outcome IS NULL
              RETURNING contact_id, batch_id, workspace_id, attempt_no, from_number,
-                       started_at, answered_at, carrier_call_sid",
+                       started_at, answered_at, carrier_call_sid)
+             SELECT a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
+                    a.started_at, a.answered_at, a.carrier_call_sid,
+                    c.state, c.attempts, b.state, b.retry_max_attempts, b.retry_busy_delay_ms,
+                    b.retry_no_answer_delay_ms, b.webhooks->>'onCallComplete', b.agent_id,
+                    b.tags, c.phone_number, c.name, c.inputs, c.external_id
+             FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id",
             &[
                 &attempt_id,
                 &outcome.as_str(),
@@ -228,24 +234,17 @@ pub async fn record_end(
     let answered_at: Option<DateTime<Utc>> = row.get(6);
     let call_sid: Option<String> = row.get(7);
 
-    let c = tx
-        .query_one(
-            "SELECT c.state, c.attempts, b.state, b.retry_max_attempts, b.retry_busy_delay_ms,
-                    b.retry_no_answer_delay_ms, b.webhooks->>'onCallComplete', b.agent_id,
-                    b.tags, c.phone_number, c.name, c.inputs, c.external_id
-             FROM contacts c JOIN batches b ON b.id = c.batch_id
-             WHERE c.id = $1
-             FOR UPDATE OF c",
-            &[&contact_id],
-        )
-        .await?;
-    let contact_state: String = c.get(0);
-    let contact_attempts: i32 = c.get(1);
-    let batch_state: String = c.get(2);
+    // The contact is changed only if it is still `dialing` this very attempt; no other writer
+    // touches a dialing contact, and a second report of this attempt is stopped above by the
+    // attempt's row lock and `outcome IS NULL`.
+    let c = &row;
+    let contact_state: String = c.get(8);
+    let contact_attempts: i32 = c.get(9);
+    let batch_state: String = c.get(10);
     let strategy = RetryStrategy {
-        max_attempts: u32::try_from(c.get::<_, i32>(3)).unwrap_or(1),
-        busy_delay: u64::try_from(c.get::<_, i64>(4)).unwrap_or(0),
-        no_answer_delay: u64::try_from(c.get::<_, i64>(5)).unwrap_or(0),
+        max_attempts: u32::try_from(c.get::<_, i32>(11)).unwrap_or(1),
+        busy_delay: u64::try_from(c.get::<_, i64>(12)).unwrap_or(0),
+        no_answer_delay: u64::try_from(c.get::<_, i64>(13)).unwrap_or(0),
     };
     let next = decide(
         outcome,
@@ -261,19 +260,19 @@ pub async fn record_end(
                 "UPDATE contacts SET state = 'queued', last_outcome = $2, released_at = NULL,
                      next_attempt_at = now() + make_interval(secs => $3::float8 / 1000.0),
                      updated_at = now()
-                 WHERE id = $1",
-                &[&contact_id, &outcome.as_str(), &(ms as f64)],
+                 WHERE id = $1 AND state = 'dialing' AND attempts = $4",
+                &[&contact_id, &outcome.as_str(), &(ms as f64), &attempt_no],
             )
             .await?;
         }
         ContactNext::Final(state) => {
             tx.execute(
                 "UPDATE contacts SET state = $2, last_outcome = $3, updated_at = now()
-                 WHERE id = $1",
-                &[&contact_id, &state, &outcome.as_str()],
+                 WHERE id = $1 AND state = 'dialing' AND attempts = $4",
+                &[&contact_id, &state, &outcome.as_str(), &attempt_no],
             )
             .await?;
-            let url: Option<String> = c.get(6);
+            let url: Option<String> = c.get(14);
             if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
                 let ended_at = report.at;
                 let payload = json!({
@@ -281,8 +280,8 @@ pub async fn record_end(
                     "success": true,
                     "callData": {
                         "id": attempt_id,
-                        "contactId": c.get::<_, Option<String>>(12).unwrap_or_else(|| contact_id.to_string()),
-                        "agentId": c.get::<_, Uuid>(7),
+                        "contactId": c.get::<_, Option<String>>(20).unwrap_or_else(|| contact_id.to_string()),
+                        "agentId": c.get::<_, Uuid>(15),
                         "batchId": batch_id,
                         "status": dialgen_call_status(outcome),
                         "outcome": outcome.as_str(),
@@ -290,13 +289,13 @@ pub async fn record_end(
                         "answerTime": answered_at,
                         "endTime": ended_at,
                         "duration": report.duration_secs.unwrap_or(0),
-                        "phoneNumber": c.get::<_, String>(9),
-                        "contactName": c.get::<_, Option<String>>(10),
+                        "phoneNumber": c.get::<_, String>(17),
+                        "contactName": c.get::<_, Option<String>>(18),
                         "attempts": attempt_no,
                         "callerId": from_number,
                         "callSid": call_sid,
-                        "metadata": c.get::<_, serde_json::Value>(11),
-                        "tags": c.get::<_, Vec<String>>(8),
+                        "metadata": c.get::<_, serde_json::Value>(19),
+                        "tags": c.get::<_, Vec<String>>(16),
                     }
                 });
                 crate::webhooks::outbox::enqueue(

@@ -89,7 +89,16 @@ async fn slots_come_back_after_a_worker_dies() {
     };
     let sim = sim(&env, hang, stop.clone());
     let lease = [("SLOT_LEASE_SECS", "2")];
-    let first = worker(config(&env, &lease), &sim).await;
+    // No shutdown grace: the worker stops renewing at once, as a killed process would (a clean
+    // stop otherwise keeps its calls counted until they end).
+    let first = worker(
+        config(
+            &env,
+            &[("SLOT_LEASE_SECS", "2"), ("SHUTDOWN_GRACE_SECS", "0")],
+        ),
+        &sim,
+    )
+    .await;
     let publisher = Publisher::new(env.broker.clone());
     release_due(&env, &publisher).await;
     // The first call hangs forever and holds the only slot.

@@ -120,8 +120,11 @@ impl Scratch {
                 .await;
             broker.close().await;
         }
-        if let Ok((client, conn)) =
-            tokio_postgres::connect(&replace_dbname(&self.base_url, "postgres"), tokio_postgres::NoTls).await
+        if let Ok((client, conn)) = tokio_postgres::connect(
+            &replace_dbname(&self.base_url, "postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await
         {
             tokio::spawn(conn);
             let _ = client
@@ -170,12 +173,7 @@ fn replace_dbname(url: &str, db: &str) -> String {
 
 /// Inserts a workspace, agent, phone number, an active batch and `n` contacts already marked
 /// released; returns the dial messages to publish.
-async fn fixture(
-    scratch: &Scratch,
-    n: i32,
-    limit: i32,
-    cps: i32,
-) -> anyhow::Result<Vec<DialV1>> {
+async fn fixture(scratch: &Scratch, n: i32, limit: i32, cps: i32) -> anyhow::Result<Vec<DialV1>> {
     let pool = shared::db::connect(&scratch.service).await?;
     let client = pool.get().await?;
     let (ws, agent, batch) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
@@ -231,10 +229,7 @@ async fn fixture(
 async fn publish(broker: &Broker, dials: &[DialV1]) -> anyhow::Result<()> {
     let publisher = Publisher::new(broker.clone());
     for chunk in dials.chunks(1000) {
-        let messages: Vec<Outgoing> = chunk
-            .iter()
-            .map(Outgoing::json)
-            .collect::<Result<_, _>>()?;
+        let messages: Vec<Outgoing> = chunk.iter().map(Outgoing::json).collect::<Result<_, _>>()?;
         publisher.publish_all(Stream::Dial, messages).await?;
     }
     Ok(())
@@ -285,7 +280,10 @@ async fn raw_consume_rate(scratch: &Scratch, n: usize, prefetch: u16) -> anyhow:
     let channel = broker.channel().await?;
     let queue = format!("{}raw", scratch.service.queue_prefix);
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), lapin::types::AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
     channel
         .queue_declare(
             queue.as_str().into(),
@@ -323,7 +321,9 @@ async fn raw_consume_rate(scratch: &Scratch, n: usize, prefetch: u16) -> anyhow:
     for c in confirms {
         c.await?;
     }
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
     let mut consumer = channel
         .basic_consume(
             queue.as_str().into(),
@@ -348,7 +348,10 @@ async fn raw_consume_rate(scratch: &Scratch, n: usize, prefetch: u16) -> anyhow:
 
 async fn throughput(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
     let n = args.contacts;
-    println!("== throughput: {n} contacts, zero-length calls, {} workers, prefetch {}", args.workers, args.prefetch);
+    println!(
+        "== throughput: {n} contacts, zero-length calls, {} workers, prefetch {}",
+        args.workers, args.prefetch
+    );
     let raw = raw_consume_rate(scratch, n as usize, args.prefetch).await?;
     let dials = fixture(scratch, n, 1_000_000, 1_000_000).await?;
     let broker = Broker::connect(&scratch.service, "bench").await?;
@@ -427,8 +430,16 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
     let calls = sim.calls();
     let total_ms: u64 = calls.iter().map(|c| c.planned_ms).sum();
     let ideal = total_ms as f64 / 1000.0 / f64::from(limit);
-    let first = calls.iter().map(|c| c.requested_at).min().context("no calls")?;
-    let last = calls.iter().filter_map(|c| c.ended_at).max().context("no ends")?;
+    let first = calls
+        .iter()
+        .map(|c| c.requested_at)
+        .min()
+        .context("no calls")?;
+    let last = calls
+        .iter()
+        .filter_map(|c| c.ended_at)
+        .max()
+        .context("no ends")?;
     let actual = (last - first).to_std().unwrap_or_default().as_secs_f64();
     let max_overlap = overlap(&calls);
     // Slot-free → next start: once the first `limit` calls are started, every later start
@@ -444,11 +455,22 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
         .map(|(s, e)| (*s - *e).num_microseconds().unwrap_or(0) as f64 / 1000.0)
         .collect();
     gaps.sort_by(f64::total_cmp);
-    let pct = |p: f64| gaps.get(((gaps.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0.0);
-    println!("calls: {}, Σ duration {:.1} s, max overlap {max_overlap} (limit {limit})", calls.len(), total_ms as f64 / 1000.0);
+    let pct = |p: f64| {
+        gaps.get(((gaps.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "calls: {}, Σ duration {:.1} s, max overlap {max_overlap} (limit {limit})",
+        calls.len(),
+        total_ms as f64 / 1000.0
+    );
     println!("ideal time (Σ duration ÷ {limit}):  {ideal:>7.2} s");
     println!("actual time (first start → last end): {actual:>7.2} s");
-    println!("utilization (ideal ÷ actual):       {:>7.3}", ideal / actual);
+    println!(
+        "utilization (ideal ÷ actual):       {:>7.3}",
+        ideal / actual
+    );
     println!(
         "slot free → next call start: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         pct(0.5),

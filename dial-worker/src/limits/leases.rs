@@ -51,13 +51,33 @@ impl HeldLeases {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Renews every lease a third of a lease period, until `shutdown`.
-    pub async fn renew_loop(self, limits: Limits, db: Pool, shutdown: CancellationToken) {
-        let period = limits.lease() / 3;
+    /// Renews every lease a third of a lease period. After `shutdown` it goes on while calls
+    /// this worker placed are still in flight, up to `grace`: a worker stopping cleanly keeps
+    /// counting its calls rather than let others exceed the limits.
+    pub async fn renew_loop(
+        self,
+        limits: Limits,
+        db: Pool,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) {
+        let period = (limits.lease() / 3).max(Duration::from_millis(50));
+        let mut stopping_since: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(period.max(Duration::from_millis(50))) => {}
+            match stopping_since {
+                None => tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        stopping_since = Some(tokio::time::Instant::now());
+                        continue;
+                    }
+                    _ = tokio::time::sleep(period) => {}
+                },
+                Some(since) => {
+                    if self.is_empty() || since.elapsed() >= grace {
+                        return;
+                    }
+                    tokio::time::sleep(period.min(Duration::from_millis(500))).await;
+                }
             }
             if let Err(e) = self.renew_once(&limits, &db).await {
                 tracing::warn!(error = %e, "lease renewal failed; retrying next period");
