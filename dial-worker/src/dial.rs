@@ -115,6 +115,11 @@ impl JobCache {
         Ok(job)
     }
 
+    /// Drops a job so the next read goes to the database.
+    fn forget(&self, batch_id: Uuid) {
+        self.lock().remove(&batch_id);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, (Instant, Job)>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -129,6 +134,28 @@ impl Job {
         }
     }
 }
+
+const CONTACT_SQL: &str = "
+    SELECT c.state, c.attempts, c.phone_number,
+           a.id, a.carrier_call_sid, a.outcome IS NOT NULL, a.created_at
+    FROM contacts c
+    LEFT JOIN dial_attempts a ON a.contact_id = c.id AND a.attempt_no = $3
+    WHERE c.id = $1 AND c.batch_id = $2";
+
+/// Moves the contact to `dialing` and writes the attempt, in one statement, only if the job is
+/// still active and the contact still released for this attempt.
+const INSERT_SQL: &str = "WITH c AS (
+                 UPDATE contacts c SET state = 'dialing', attempts = $3, updated_at = now()
+                 FROM batches b
+                 WHERE c.id = $2 AND b.id = c.batch_id AND b.state = 'active'
+                   AND c.state = 'released' AND c.attempts = $3 - 1
+                 RETURNING c.id, c.batch_id, c.workspace_id, c.phone_number)
+             INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
+                                        to_number, from_number_id, from_number, state, started_at)
+             SELECT $1, c.id, c.batch_id, c.workspace_id, $3, c.phone_number, $4, $5, 'dialing', now()
+             FROM c
+             ON CONFLICT (contact_id, attempt_no) DO NOTHING
+             RETURNING id";
 
 const JOB_SQL: &str = "
     SELECT b.state, b.workspace_id, b.max_concurrent_dials, b.max_calls_per_second,
@@ -200,15 +227,10 @@ pub async fn dial_one(ctx: &Ctx, msg: &DialV1) -> Result<DialResult, StepError> 
     let attempt_no = i32::try_from(msg.attempt_no)
         .map_err(|_| StepError::Invalid("attempt number out of range".into()))?;
     let client = ctx.db.get().await?;
+    // Prepared once per connection: a statement given as text costs a second round trip.
+    let read = client.prepare_cached(CONTACT_SQL).await?;
     let row = client
-        .query_opt(
-            "SELECT c.state, c.attempts, c.phone_number,
-                    a.id, a.carrier_call_sid, a.outcome IS NOT NULL, a.created_at
-             FROM contacts c
-             LEFT JOIN dial_attempts a ON a.contact_id = c.id AND a.attempt_no = $3
-             WHERE c.id = $1 AND c.batch_id = $2",
-            &[&msg.contact_id, &msg.batch_id, &attempt_no],
-        )
+        .query_opt(&read, &[&msg.contact_id, &msg.batch_id, &attempt_no])
         .await?
         .ok_or_else(|| StepError::Invalid("no such contact in this batch".into()))?;
     if let Some(existing) = row.get::<_, Option<Uuid>>(3) {
@@ -240,20 +262,10 @@ pub async fn dial_one(ctx: &Ctx, msg: &DialV1) -> Result<DialResult, StepError> 
 
     // The attempt is written before the call.
     let client = ctx.db.get().await?;
+    let insert = client.prepare_cached(INSERT_SQL).await?;
     let inserted = client
         .query_opt(
-            "WITH c AS (
-                 UPDATE contacts c SET state = 'dialing', attempts = $3, updated_at = now()
-                 FROM batches b
-                 WHERE c.id = $2 AND b.id = c.batch_id AND b.state = 'active'
-                   AND c.state = 'released' AND c.attempts = $3 - 1
-                 RETURNING c.id, c.batch_id, c.workspace_id, c.phone_number)
-             INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
-                                        to_number, from_number_id, from_number, state, started_at)
-             SELECT $1, c.id, c.batch_id, c.workspace_id, $3, c.phone_number, $4, $5, 'dialing', now()
-             FROM c
-             ON CONFLICT (contact_id, attempt_no) DO NOTHING
-             RETURNING id",
+            &insert,
             &[&attempt_id, &msg.contact_id, &attempt_no, &from_id, &from],
         )
         .await;
@@ -268,7 +280,9 @@ pub async fn dial_one(ctx: &Ctx, msg: &DialV1) -> Result<DialResult, StepError> 
         }
     };
     if !inserted {
-        // Paused or cancelled in the meantime, or another delivery won the race.
+        // Paused or cancelled in the meantime, or another delivery won the race: look again
+        // with fresh data.
+        ctx.jobs.forget(msg.batch_id);
         ctx.limits
             .release(job.workspace_id, msg.batch_id, attempt_id)
             .await?;

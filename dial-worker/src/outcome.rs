@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use shared::domain::{CallOutcome, RetryStrategy};
 use shared::queue::messages::{CallEventV1, CarrierCallStatus};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::Ctx;
@@ -120,8 +121,8 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
     };
     let answered_at = (event.status == CarrierCallStatus::InProgress).then_some(event.received_at);
     let client = ctx.db.get().await?;
-    client
-        .execute(
+    let update = client
+        .prepare_cached(
             "UPDATE dial_attempts SET
                  state = CASE WHEN state = 'in-progress' THEN state ELSE $2 END,
                  answered_at = COALESCE(answered_at, $3),
@@ -129,6 +130,11 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
                  carrier_call_sid = COALESCE(carrier_call_sid, $5),
                  updated_at = now()
              WHERE id = $1 AND outcome IS NULL",
+        )
+        .await?;
+    client
+        .execute(
+            &update,
             &[
                 &event.attempt_id,
                 &state,
@@ -171,59 +177,148 @@ pub async fn record_end(
     let duration = report
         .duration_secs
         .map(|d| i32::try_from(d).unwrap_or(i32::MAX));
-    let mut client = ctx.db.get().await?;
-    let tx = client.transaction().await?;
-    let row = tx
-        .query_opt(
-            "WITH a AS (UPDATE dial_attempts SET
-                 outcome = $2,
-                 state = 'ended',
-                 ended_at = $3::timestamptz,
-                 answered_at = CASE WHEN $2 IN ('completed', 'voicemail')
-                     THEN COALESCE(answered_at, $3::timestamptz - make_interval(secs => COALESCE($4, 0)::float8))
-                     ELSE answered_at END,
-                 answered_by = COALESCE($5, answered_by),
-                 duration_secs = $4,
-                 carrier_call_sid = COALESCE(carrier_call_sid, $6),
-                 error = $7,
-                 updated_at = now()
-             WHERE id = $1 AND outcome IS NULL
-             RETURNING contact_id, batch_id, workspace_id, attempt_no, from_number,
-                       started_at, answered_at, carrier_call_sid)
-             SELECT a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
-                    a.started_at, a.answered_at, a.carrier_call_sid,
-                    c.state, c.attempts, b.state, b.retry_max_attempts, b.retry_busy_delay_ms,
-                    b.retry_no_answer_delay_ms, b.webhooks->>'onCallComplete', b.agent_id,
-                    b.tags, c.phone_number, c.name, c.inputs, c.external_id
-             FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id",
-            &[
-                &attempt_id,
-                &outcome.as_str(),
-                &report.at,
-                &duration,
-                &report.answered_by,
-                &report.call_sid,
-                &error,
-            ],
-        )
-        .await?;
-    let Some(row) = row else {
-        let existing = tx
+    let client = ctx.db.get().await?;
+    let ended = match end_in_transaction(
+        &client,
+        attempt_id,
+        outcome,
+        error.as_deref(),
+        duration,
+        &report,
+    )
+    .await
+    {
+        Ok(ended) => ended,
+        Err(e) => {
+            // Never hand a connection back to the pool inside a transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+    drop(client);
+    match ended {
+        Ended::Now {
+            workspace_id,
+            batch_id,
+            next,
+        } => {
+            ctx.limits
+                .release(workspace_id, batch_id, attempt_id)
+                .await?;
+            ctx.held.forget(attempt_id);
+            tracing::debug!(outcome = outcome.as_str(), ?next, "attempt ended");
+            Ok(Recorded::Now(outcome))
+        }
+        Ended::Already {
+            workspace_id,
+            batch_id,
+        } => {
+            // Repeated report: the slot may still be held if the first release was lost.
+            ctx.limits
+                .release(workspace_id, batch_id, attempt_id)
+                .await?;
+            ctx.held.forget(attempt_id);
+            Ok(Recorded::Already)
+        }
+        Ended::NoAttempt => Ok(Recorded::NoAttempt),
+    }
+}
+
+enum Ended {
+    Now {
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        next: ContactNext,
+    },
+    Already {
+        workspace_id: Uuid,
+        batch_id: Uuid,
+    },
+    NoAttempt,
+}
+
+/// Writes the outcome, reads what the decision needs, in one statement.
+const END_SQL: &str = "
+    WITH a AS (UPDATE dial_attempts SET
+         outcome = $2,
+         state = 'ended',
+         ended_at = $3::timestamptz,
+         answered_at = CASE WHEN $2 IN ('completed', 'voicemail')
+             THEN COALESCE(answered_at, $3::timestamptz - make_interval(secs => COALESCE($4, 0)::float8))
+             ELSE answered_at END,
+         answered_by = COALESCE($5, answered_by),
+         duration_secs = $4,
+         carrier_call_sid = COALESCE(carrier_call_sid, $6),
+         error = $7,
+         updated_at = now()
+     WHERE id = $1 AND outcome IS NULL
+     RETURNING contact_id, batch_id, workspace_id, attempt_no, from_number,
+               started_at, answered_at, carrier_call_sid)
+    SELECT a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
+           a.started_at, a.answered_at, a.carrier_call_sid,
+           c.state, c.attempts, b.state, b.retry_max_attempts, b.retry_busy_delay_ms,
+           b.retry_no_answer_delay_ms, b.webhooks->>'onCallComplete', b.agent_id,
+           b.tags, c.phone_number, c.name, c.inputs, c.external_id
+    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id";
+
+// The contact is changed only if it is still `dialing` this very attempt; no other writer
+// touches a dialing contact, and a second report of this attempt is stopped by the attempt's
+// row lock and `outcome IS NULL`.
+const RETRY_SQL: &str = "
+    UPDATE contacts SET state = 'queued', last_outcome = $2, released_at = NULL,
+        next_attempt_at = now() + make_interval(secs => $3::float8 / 1000.0),
+        updated_at = now()
+    WHERE id = $1 AND state = 'dialing' AND attempts = $4";
+
+const FINAL_SQL: &str = "
+    UPDATE contacts SET state = $2, last_outcome = $3, updated_at = now()
+    WHERE id = $1 AND state = 'dialing' AND attempts = $4";
+
+/// The outcome's transaction in two round trips: `BEGIN` travels with the first statement,
+/// `COMMIT` with the last ones (tokio-postgres pipelines requests polled together), and the
+/// statements are prepared once per connection. Short transactions keep the attempt's and the
+/// contact's row locks brief. On error the caller rolls back.
+async fn end_in_transaction(
+    client: &deadpool_postgres::Client,
+    attempt_id: Uuid,
+    outcome: CallOutcome,
+    error: Option<&str>,
+    duration: Option<i32>,
+    report: &EndReport,
+) -> Result<Ended, StepError> {
+    let end = client.prepare_cached(END_SQL).await?;
+    let retry = client.prepare_cached(RETRY_SQL).await?;
+    let fin = client.prepare_cached(FINAL_SQL).await?;
+    let outcome_name = outcome.as_str();
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &attempt_id,
+        &outcome_name,
+        &report.at,
+        &duration,
+        &report.answered_by,
+        &report.call_sid,
+        &error,
+    ];
+    let (begin, row) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query_opt(&end, &params)
+    );
+    begin?;
+    let Some(row) = row? else {
+        let existing = client
             .query_opt(
                 "SELECT workspace_id, batch_id FROM dial_attempts WHERE id = $1",
                 &[&attempt_id],
             )
             .await?;
-        drop(tx);
-        return match existing {
-            Some(r) => {
-                // Repeated report: the slot may still be ours if the first release was lost.
-                ctx.limits.release(r.get(0), r.get(1), attempt_id).await?;
-                ctx.held.forget(attempt_id);
-                Ok(Recorded::Already)
-            }
-            None => Ok(Recorded::NoAttempt),
-        };
+        client.batch_execute("COMMIT").await?;
+        return Ok(match existing {
+            Some(r) => Ended::Already {
+                workspace_id: r.get(0),
+                batch_id: r.get(1),
+            },
+            None => Ended::NoAttempt,
+        });
     };
     let contact_id: Uuid = row.get(0);
     let batch_id: Uuid = row.get(1);
@@ -233,14 +328,7 @@ pub async fn record_end(
     let started_at: Option<DateTime<Utc>> = row.get(5);
     let answered_at: Option<DateTime<Utc>> = row.get(6);
     let call_sid: Option<String> = row.get(7);
-
-    // The contact is changed only if it is still `dialing` this very attempt; no other writer
-    // touches a dialing contact, and a second report of this attempt is stopped above by the
-    // attempt's row lock and `outcome IS NULL`.
     let c = &row;
-    let contact_state: String = c.get(8);
-    let contact_attempts: i32 = c.get(9);
-    let batch_state: String = c.get(10);
     let strategy = RetryStrategy {
         max_attempts: u32::try_from(c.get::<_, i32>(11)).unwrap_or(1),
         busy_delay: u64::try_from(c.get::<_, i64>(12)).unwrap_or(0),
@@ -249,32 +337,26 @@ pub async fn record_end(
     let next = decide(
         outcome,
         attempt_no,
-        &contact_state,
-        contact_attempts,
-        &batch_state,
+        c.get(8),
+        c.get(9),
+        c.get(10),
         &strategy,
     );
     match next {
         ContactNext::Retry(ms) => {
-            tx.execute(
-                "UPDATE contacts SET state = 'queued', last_outcome = $2, released_at = NULL,
-                     next_attempt_at = now() + make_interval(secs => $3::float8 / 1000.0),
-                     updated_at = now()
-                 WHERE id = $1 AND state = 'dialing' AND attempts = $4",
-                &[&contact_id, &outcome.as_str(), &(ms as f64), &attempt_no],
-            )
-            .await?;
+            let delay_ms = ms as f64;
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&contact_id, &outcome_name, &delay_ms, &attempt_no];
+            let (updated, commit) = tokio::join!(
+                client.execute(&retry, &params),
+                client.batch_execute("COMMIT")
+            );
+            updated?;
+            commit?;
         }
         ContactNext::Final(state) => {
-            tx.execute(
-                "UPDATE contacts SET state = $2, last_outcome = $3, updated_at = now()
-                 WHERE id = $1 AND state = 'dialing' AND attempts = $4",
-                &[&contact_id, &state, &outcome.as_str(), &attempt_no],
-            )
-            .await?;
             let url: Option<String> = c.get(14);
-            if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
-                let ended_at = report.at;
+            let payload = url.filter(|u| !u.trim().is_empty()).map(|url| {
                 let payload = json!({
                     "event": "call.completed",
                     "success": true,
@@ -287,7 +369,7 @@ pub async fn record_end(
                         "outcome": outcome.as_str(),
                         "startTime": started_at,
                         "answerTime": answered_at,
-                        "endTime": ended_at,
+                        "endTime": report.at,
                         "duration": report.duration_secs.unwrap_or(0),
                         "phoneNumber": c.get::<_, String>(17),
                         "contactName": c.get::<_, Option<String>>(18),
@@ -298,27 +380,43 @@ pub async fn record_end(
                         "tags": c.get::<_, Vec<String>>(16),
                     }
                 });
-                crate::webhooks::outbox::enqueue(
-                    &*tx,
-                    workspace_id,
-                    Some(batch_id),
-                    "call.completed",
-                    contact_id,
-                    &url,
-                    &payload,
-                )
-                .await?;
-            }
+                (url, payload)
+            });
+            let webhook = async {
+                match &payload {
+                    Some((url, payload)) => {
+                        crate::webhooks::outbox::enqueue(
+                            &***client,
+                            workspace_id,
+                            Some(batch_id),
+                            "call.completed",
+                            contact_id,
+                            url,
+                            payload,
+                        )
+                        .await
+                    }
+                    None => Ok(false),
+                }
+            };
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&contact_id, &state, &outcome_name, &attempt_no];
+            let (updated, queued, commit) = tokio::join!(
+                client.execute(&fin, &params),
+                webhook,
+                client.batch_execute("COMMIT")
+            );
+            updated?;
+            queued?;
+            commit?;
         }
-        ContactNext::Leave => {}
+        ContactNext::Leave => client.batch_execute("COMMIT").await?,
     }
-    tx.commit().await?;
-    ctx.limits
-        .release(workspace_id, batch_id, attempt_id)
-        .await?;
-    ctx.held.forget(attempt_id);
-    tracing::debug!(outcome = outcome.as_str(), ?next, "attempt ended");
-    Ok(Recorded::Now(outcome))
+    Ok(Ended::Now {
+        workspace_id,
+        batch_id,
+        next,
+    })
 }
 
 #[cfg(test)]
