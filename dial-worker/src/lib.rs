@@ -192,7 +192,7 @@ pub async fn handle_dial(ctx: &Ctx, incoming: &Incoming) -> Disposition {
         Ok(m) => m,
         Err(e) => return Disposition::DeadLetter(format!("undecodable DialV1: {e}")),
     };
-    match dial::dial_one(ctx, &msg).await {
+    match dial::dial(ctx, &msg, incoming.redelivered).await {
         Ok(_) => Disposition::Ack,
         Err(e) => {
             tracing::warn!(error = %e, contact_id = %msg.contact_id, "dial failed");

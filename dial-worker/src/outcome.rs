@@ -100,6 +100,14 @@ pub fn dialgen_call_status(outcome: CallOutcome) -> &'static str {
 #[tracing::instrument(skip_all, fields(attempt_id = %event.attempt_id, status = ?event.status))]
 pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepError> {
     if is_final(event.status) {
+        // The call is over, so it no longer counts against the limits: when this process holds
+        // its slot, give it back before the (slower) outcome transaction, so the next call can
+        // start meanwhile. Otherwise `record_end` releases it after reading its keys.
+        if let Some((workspace_id, batch_id)) = ctx.held.get(event.attempt_id) {
+            ctx.limits
+                .release(workspace_id, batch_id, event.attempt_id)
+                .await?;
+        }
         record_end(
             ctx,
             event.attempt_id,

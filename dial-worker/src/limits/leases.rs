@@ -28,6 +28,11 @@ impl HeldLeases {
         self.lock().insert(attempt_id, (workspace_id, batch_id));
     }
 
+    /// The workspace and job of a slot this process holds.
+    pub fn get(&self, attempt_id: Uuid) -> Option<(Uuid, Uuid)> {
+        self.lock().get(&attempt_id).copied()
+    }
+
     /// Forgets a slot (its call ended).
     pub fn forget(&self, attempt_id: Uuid) {
         self.lock().remove(&attempt_id);
