@@ -1,5 +1,6 @@
-// The migrations are embedded at compile time (refinery::embed_migrations!): rebuild when one
-// is added or changed, or the binaries and the test template would miss it.
+//! Rebuilds the crate when a migration is added or changed: `embed_migrations!` reads the
+//! directory at compile time, and cargo does not know to watch it otherwise.
+
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
 }

@@ -13,6 +13,9 @@ pub struct Config {
     pub addr: SocketAddr,
     /// `PUBLIC_URL`: how carriers and clients reach the gateway (for status links and callbacks).
     pub public_url: String,
+    /// `CARRIER_AUTH_TOKEN`: the carrier account's auth token, which signs its status callbacks
+    /// (`X-Twilio-Signature`). The default matches the carrier-sim.
+    pub carrier_auth_token: String,
     /// `MAX_BODY_BYTES`: the largest request body; sized for 100,000 contacts with metadata.
     pub max_body_bytes: usize,
 }
@@ -25,6 +28,7 @@ impl Config {
             service: ServiceConfig::from_env(env)?,
             addr,
             public_url: env.url("PUBLIC_URL", &format!("http://{addr}"), &["http", "https"])?,
+            carrier_auth_token: env.string("CARRIER_AUTH_TOKEN", "sim-token"),
             max_body_bytes: env.parse("MAX_BODY_BYTES", 64 * 1024 * 1024)?,
         })
     }

@@ -1,24 +1,128 @@
 //! dial-worker settings, from the environment with local defaults.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use shared::config::{ConfigError, Env, ServiceConfig};
+
+/// Which carrier places the calls (`CARRIER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarrierKind {
+    /// A Twilio-compatible REST API at `CARRIER_URL` (the carrier-sim by default).
+    Twilio,
+    /// The in-process simulator (digit rule, carrier-sim timings).
+    Sim,
+}
 
 /// Everything the dial-worker reads at start.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Database, broker and Redis connections.
     pub service: ServiceConfig,
-    /// Where `/healthz`, `/readyz` (and later `/metrics`) are served.
+    /// `HEALTH_ADDR`: where `/healthz` and `/readyz` are served.
     pub health_addr: SocketAddr,
+    /// `CARRIER`: `twilio` (default) or `sim`.
+    pub carrier: CarrierKind,
+    /// `CARRIER_URL`: the Twilio-compatible API's base URL.
+    pub carrier_url: String,
+    /// `CARRIER_ACCOUNT_SID`: the account (Basic auth user).
+    pub carrier_account_sid: String,
+    /// `CARRIER_AUTH_TOKEN`: the auth token (Basic auth password).
+    pub carrier_auth_token: String,
+    /// `PUBLIC_URL`: how the carrier reaches the gateway (status callbacks go to
+    /// `{PUBLIC_URL}/carrier/status/{attempt_id}`).
+    pub public_url: String,
+    /// `CALL_TIMEOUT_SECS`: how long a call may ring (Twilio `Timeout`).
+    pub call_timeout_secs: u32,
+    /// `MACHINE_DETECTION`: ask the carrier to detect answering machines (voicemail outcome).
+    pub machine_detection: bool,
+    /// `DEFAULT_CALLER_ID`: the caller ID when neither the job nor the workspace has numbers.
+    pub default_caller_id: String,
+    /// `DIAL_PREFETCH`: dial messages a worker holds at once (in flight + waiting for a slot).
+    pub dial_prefetch: u16,
+    /// `EVENTS_PREFETCH`: call events a worker handles at once.
+    pub events_prefetch: u16,
+    /// `SLOT_LEASE_SECS`: how long a slot outlives a worker that stopped renewing it.
+    pub slot_lease: Duration,
+    /// `RATE_MARGIN_MS`: widens every rate limiter's second, absorbing jitter between taking a
+    /// start token and the carrier receiving the call.
+    pub rate_margin: Duration,
+    /// `RECONCILE_AFTER_SECS`: an attempt silent this long is checked with the carrier.
+    pub reconcile_after: Duration,
+    /// `UNKNOWN_AFTER_SECS`: an attempt whose outcome cannot be learned is closed as `unknown`
+    /// after this long.
+    pub unknown_after: Duration,
+    /// `WEBHOOK_CONCURRENCY`: deliveries in flight at once.
+    pub webhook_concurrency: usize,
+    /// `WEBHOOK_TIMEOUT_MS`: how long a receiver may take to answer.
+    pub webhook_timeout: Duration,
+    /// `WEBHOOK_RETRY_BASE_MS`: the first retry's delay; each next one doubles (capped at 1 h).
+    pub webhook_retry_base: Duration,
+    /// `WEBHOOK_RETRY_FOR_SECS`: how long a delivery is retried before it is marked failed.
+    pub webhook_retry_for: Duration,
+    /// `WEBHOOK_POLL_MS`: how often due deliveries are looked for.
+    pub webhook_poll: Duration,
 }
 
 impl Config {
     /// Reads the settings; a malformed value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let carrier = match env.string("CARRIER", "twilio").as_str() {
+            "twilio" => CarrierKind::Twilio,
+            "sim" => CarrierKind::Sim,
+            other => {
+                return Err(ConfigError {
+                    name: "CARRIER".into(),
+                    value: other.into(),
+                    reason: "expected twilio or sim".into(),
+                });
+            }
+        };
         Ok(Self {
             service: ServiceConfig::from_env(env)?,
             health_addr: env.addr("HEALTH_ADDR", "127.0.0.1:8083")?,
+            carrier,
+            carrier_url: env.url("CARRIER_URL", "http://127.0.0.1:8090", &["http", "https"])?,
+            carrier_account_sid: env.string("CARRIER_ACCOUNT_SID", "ACsim"),
+            carrier_auth_token: env.string("CARRIER_AUTH_TOKEN", "sim-token"),
+            public_url: env
+                .url("PUBLIC_URL", "http://127.0.0.1:8080", &["http", "https"])?
+                .trim_end_matches('/')
+                .to_owned(),
+            call_timeout_secs: env.parse("CALL_TIMEOUT_SECS", 30)?,
+            machine_detection: env.parse("MACHINE_DETECTION", false)?,
+            default_caller_id: env.string("DEFAULT_CALLER_ID", "+15005550006"),
+            dial_prefetch: env.parse("DIAL_PREFETCH", 256)?,
+            events_prefetch: env.parse("EVENTS_PREFETCH", 256)?,
+            slot_lease: env.secs("SLOT_LEASE_SECS", 30)?,
+            rate_margin: env.millis("RATE_MARGIN_MS", 20)?,
+            reconcile_after: env.secs("RECONCILE_AFTER_SECS", 300)?,
+            unknown_after: env.secs("UNKNOWN_AFTER_SECS", 3600)?,
+            webhook_concurrency: env.parse("WEBHOOK_CONCURRENCY", 16)?,
+            webhook_timeout: env.millis("WEBHOOK_TIMEOUT_MS", 5000)?,
+            webhook_retry_base: env.millis("WEBHOOK_RETRY_BASE_MS", 5000)?,
+            webhook_retry_for: env.secs("WEBHOOK_RETRY_FOR_SECS", 86_400)?,
+            webhook_poll: env.millis("WEBHOOK_POLL_MS", 500)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_carrier_sim() {
+        let cfg = Config::from_env(&Env::from_pairs::<_, String, String>([])).unwrap();
+        assert_eq!(cfg.carrier, CarrierKind::Twilio);
+        assert_eq!(cfg.carrier_url, "http://127.0.0.1:8090");
+        assert_eq!(cfg.carrier_account_sid, "ACsim");
+        assert_eq!(cfg.carrier_auth_token, "sim-token");
+    }
+
+    #[test]
+    fn unknown_carrier_is_named() {
+        let err = Config::from_env(&Env::from_pairs([("CARRIER", "pigeon")])).unwrap_err();
+        assert_eq!(err.name, "CARRIER");
     }
 }

@@ -1,17 +1,88 @@
-//! Dials released contacts through the carrier within the workspace's and job's concurrency and rate limits, records outcomes and schedules retries.
+//! Dials released contacts through the carrier within the workspace's and job's concurrency and
+//! rate limits, records outcomes, schedules retries and delivers webhooks.
+//!
+//! - [`dial`]: one `DialV1` message → one placed call (or a hand-back, or a reconciliation);
+//! - [`outcome`]: one carrier status event → the attempt's outcome, the contact's next state;
+//! - [`limits`]: the Redis semaphores, rate limiters and caller-ID counters;
+//! - [`carrier`]: Twilio-compatible REST, or the in-process simulator;
+//! - [`webhooks`]: the outbox and its signed, retried delivery.
 
+pub mod carrier;
 pub mod config;
+pub mod dial;
+pub mod error;
+pub mod limits;
+pub mod outcome;
+pub mod webhooks;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shared::db::Pool;
+use shared::queue::consumer::{ConsumerOptions, Disposition, Incoming};
+use shared::queue::messages::{CallEventV1, DialV1};
+use shared::queue::{Broker, Publisher, Stream};
+use shared::redis_conn::Redis;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use config::Config;
+use carrier::Carrier;
+use config::{CarrierKind, Config};
+use limits::{HeldLeases, Limits};
+
+/// What every step needs.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The system of record.
+    pub db: Pool,
+    /// The Redis limits.
+    pub limits: Limits,
+    /// The slots this process renews.
+    pub held: HeldLeases,
+    /// Where calls are placed.
+    pub carrier: Carrier,
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Recently read jobs.
+    pub jobs: dial::JobCache,
+    /// Cancelled at shutdown: dials still waiting for a slot give their message back.
+    pub shutdown: CancellationToken,
+}
+
+impl Ctx {
+    /// A context over already-open connections.
+    pub fn new(db: Pool, redis: Redis, carrier: Carrier, config: Config) -> Self {
+        Self {
+            db,
+            limits: Limits::new(redis, config.slot_lease, config.rate_margin),
+            held: HeldLeases::default(),
+            carrier,
+            config: Arc::new(config),
+            jobs: dial::JobCache::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
 
 /// Connects to its services (retrying with backoff), serves its health endpoints, and works
-/// until `shutdown` is cancelled.
+/// until `shutdown` is cancelled. The carrier is built from the configuration.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (addr, done) = spawn(config, None, shutdown).await?;
+    tracing::info!(%addr, "dial-worker ready");
+    done.await?;
+    Ok(())
+}
+
+/// Starts a worker and returns its health address and a handle that finishes after shutdown.
+/// `carrier` overrides the configured one (tests share one simulator between several workers).
+pub async fn spawn(
+    config: Config,
+    carrier: Option<Carrier>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let db = shared::db::connect(&config.service).await?;
-    let broker = shared::queue::Broker::connect(&config.service, "dial-worker").await?;
-    let redis = shared::redis_conn::Redis::connect(&config.service).await?;
+    let broker = Broker::connect(&config.service, "dial-worker").await?;
+    let redis = Redis::connect(&config.service).await?;
     let readiness = shared::health::Readiness {
         db: Some(db.clone()),
         broker: Some(broker.clone()),
@@ -23,10 +94,140 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     )
     .await?;
-    tracing::info!(%addr, "dial-worker ready");
 
-    shutdown.cancelled().await;
-    broker.close().await;
-    health.await??;
-    Ok(())
+    let tasks = TaskTracker::new();
+    let carrier = match (carrier, config.carrier) {
+        (Some(c), _) => c,
+        (None, CarrierKind::Twilio) => Carrier::Twilio(carrier::twilio::TwilioCarrier::new(
+            &config.carrier_url,
+            &config.carrier_account_sid,
+            &config.carrier_auth_token,
+        )),
+        (None, CarrierKind::Sim) => {
+            let (sim, events) = carrier::sim::SimCarrier::new(Default::default());
+            let publisher = Arc::new(Publisher::new(broker.clone()));
+            tasks.spawn(carrier::sim::forward_events(
+                events,
+                publisher,
+                shutdown.clone(),
+            ));
+            Carrier::Sim(sim)
+        }
+    };
+    let mut ctx = Ctx::new(db.clone(), redis.clone(), carrier, config.clone());
+    ctx.shutdown = shutdown.clone();
+
+    tasks.spawn(ctx.limits.wakeups().clone().listen(
+        config.service.redis_url.clone(),
+        ctx.limits.channel(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(ctx.held.clone().renew_loop(
+        ctx.limits.clone(),
+        db.clone(),
+        shutdown.clone(),
+        config.service.shutdown_grace,
+    ));
+    tasks.spawn(reconcile_loop(ctx.clone(), shutdown.clone()));
+    tasks.spawn(webhooks::delivery::run(
+        db.clone(),
+        webhooks::delivery::DeliverySettings {
+            concurrency: config.webhook_concurrency,
+            timeout: config.webhook_timeout,
+            retry_base: config.webhook_retry_base,
+            retry_for: config.webhook_retry_for,
+            poll: config.webhook_poll,
+        },
+        shutdown.clone(),
+    ));
+
+    let dial_ctx = ctx.clone();
+    tasks.spawn(shared::queue::consumer::run(
+        broker.clone(),
+        ConsumerOptions {
+            stream: Stream::Dial,
+            // Every message held is either a call being placed or one waiting for a slot, so
+            // the prefetch bounds both; waiting ones are returned to the queue at shutdown.
+            prefetch: config.dial_prefetch,
+            concurrency: usize::from(config.dial_prefetch),
+            tag: format!("dial-worker-{}", uuid::Uuid::new_v4()),
+        },
+        shutdown.clone(),
+        move |incoming: Incoming| {
+            let ctx = dial_ctx.clone();
+            async move { handle_dial(&ctx, &incoming).await }
+        },
+    ));
+    let event_ctx = ctx.clone();
+    tasks.spawn(shared::queue::consumer::run(
+        broker.clone(),
+        ConsumerOptions {
+            stream: Stream::CallEvents,
+            prefetch: config.events_prefetch,
+            concurrency: usize::from(config.events_prefetch),
+            tag: format!("dial-worker-events-{}", uuid::Uuid::new_v4()),
+        },
+        shutdown.clone(),
+        move |incoming: Incoming| {
+            let ctx = event_ctx.clone();
+            async move { handle_call_event(&ctx, &incoming).await }
+        },
+    ));
+    tasks.close();
+
+    let done = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        tasks.wait().await;
+        broker.close().await;
+        if let Ok(Err(e)) = health.await {
+            tracing::warn!(error = %e, "health server failed");
+        }
+    });
+    Ok((addr, done))
+}
+
+/// The dial queue's handler.
+pub async fn handle_dial(ctx: &Ctx, incoming: &Incoming) -> Disposition {
+    let msg: DialV1 = match serde_json::from_slice(&incoming.body) {
+        Ok(m) => m,
+        Err(e) => return Disposition::DeadLetter(format!("undecodable DialV1: {e}")),
+    };
+    match dial::dial(ctx, &msg, incoming.redelivered).await {
+        Ok(_) => Disposition::Ack,
+        Err(e) => {
+            tracing::warn!(error = %e, contact_id = %msg.contact_id, "dial failed");
+            e.disposition()
+        }
+    }
+}
+
+/// The call-events queue's handler.
+pub async fn handle_call_event(ctx: &Ctx, incoming: &Incoming) -> Disposition {
+    let event: CallEventV1 = match serde_json::from_slice(&incoming.body) {
+        Ok(m) => m,
+        Err(e) => return Disposition::DeadLetter(format!("undecodable CallEventV1: {e}")),
+    };
+    match outcome::handle_event(ctx, &event).await {
+        Ok(()) => Disposition::Ack,
+        Err(e) => {
+            tracing::warn!(error = %e, attempt_id = %event.attempt_id, "call event failed");
+            e.disposition()
+        }
+    }
+}
+
+async fn reconcile_loop(ctx: Ctx, shutdown: CancellationToken) {
+    let period = (ctx.config.reconcile_after / 4).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(30),
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        if let Err(e) = dial::reconcile_once(&ctx).await {
+            tracing::warn!(error = %e, "reconcile pass failed");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Every HTTP route, one module per resource.
 
 pub mod agents;
+pub mod carrier;
 pub mod dialgen;
 pub mod phone_numbers;
 pub mod vogent;
@@ -16,4 +17,5 @@ pub fn router() -> Router<AppState> {
         .merge(phone_numbers::router())
         .merge(vogent::router())
         .merge(dialgen::router())
+        .merge(carrier::router())
 }

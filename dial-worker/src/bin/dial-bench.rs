@@ -1,0 +1,503 @@
+//! dial-bench: prints dial-worker figures measured against the real PostgreSQL, RabbitMQ and
+//! Redis (a scratch database, queue prefix and Redis prefix, removed afterwards), with the
+//! in-process simulated carrier.
+//!
+//! - `throughput`: zero-length calls, limits out of the way: dials per second end to end, next
+//!   to the raw RabbitMQ consume rate measured in the same run on a scratch queue.
+//! - `utilization`: workspace and job limit 200, calls uniform 50–500 ms: ideal time
+//!   (Σ durations ÷ 200) divided by the actual time, and the p99 time from a call ending to the
+//!   next call starting in its place.
+//!
+//! `cargo run --release -p dial-worker --bin dial-bench -- all`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, ValueEnum};
+use dial_worker::carrier::Carrier;
+use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimCarrier, SimOutcome};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use shared::config::{Env, ServiceConfig};
+use shared::queue::messages::DialV1;
+use shared::queue::publisher::Outgoing;
+use shared::queue::{Broker, Publisher, Stream};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    Throughput,
+    Utilization,
+    All,
+}
+
+/// dial-worker benchmarks.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Which benchmark.
+    #[arg(value_enum, default_value = "all")]
+    mode: Mode,
+    /// Contacts per run.
+    #[arg(long, default_value_t = 20_000)]
+    contacts: i32,
+    /// Dial-worker instances (in this process, sharing the simulator).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Concurrency limit of the utilization run.
+    #[arg(long, default_value_t = 200)]
+    limit: i32,
+    /// Dial prefetch per worker.
+    #[arg(long, default_value_t = 400)]
+    prefetch: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    if matches!(args.mode, Mode::Throughput | Mode::All) {
+        let scratch = Scratch::new().await?;
+        let r = throughput(&scratch, &args).await;
+        scratch.drop_all().await;
+        r?;
+    }
+    if matches!(args.mode, Mode::Utilization | Mode::All) {
+        let scratch = Scratch::new().await?;
+        let r = utilization(&scratch, &args).await;
+        scratch.drop_all().await;
+        r?;
+    }
+    Ok(())
+}
+
+/// A scratch database, queue prefix and Redis prefix.
+struct Scratch {
+    service: ServiceConfig,
+    db_name: String,
+    base_url: String,
+}
+
+impl Scratch {
+    async fn new() -> anyhow::Result<Self> {
+        let env = Env::from_process();
+        let base = ServiceConfig::from_env(&env)?;
+        let short = Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let db_name = format!("dialfleet_bench_{short}");
+        let base_url = base.database_url.clone();
+        let url = replace_dbname(&base_url, &db_name);
+        shared::db::ensure_database(&url).await?;
+        shared::db::migrate::run(&url).await.context("migrate")?;
+        let mut service = base;
+        service.database_url = url;
+        service.database_pool_size = 48;
+        service.queue_prefix = format!("bench-{short}.");
+        service.redis_prefix = format!("bench-{short}:");
+        Ok(Self {
+            service,
+            db_name,
+            base_url,
+        })
+    }
+
+    async fn drop_all(&self) {
+        if let Ok(broker) = Broker::connect(&self.service, "bench-cleanup").await
+            && let Ok(channel) = broker.channel().await
+        {
+            let _ = broker.topology().delete(&channel).await;
+            let _ = channel
+                .queue_delete(
+                    format!("{}raw", self.service.queue_prefix).as_str().into(),
+                    Default::default(),
+                )
+                .await;
+            broker.close().await;
+        }
+        if let Ok((client, conn)) = tokio_postgres::connect(
+            &replace_dbname(&self.base_url, "postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    shared::db::quote_ident(&self.db_name)
+                ))
+                .await;
+        }
+        if let Ok(client) = redis::Client::open(self.service.redis_url.as_str())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.service.redis_prefix))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+    }
+
+    fn worker_config(&self, prefetch: u16) -> anyhow::Result<dial_worker::config::Config> {
+        let s = &self.service;
+        let env = Env::from_pairs([
+            ("DATABASE_URL", s.database_url.clone()),
+            ("DATABASE_POOL_SIZE", "24".to_owned()),
+            ("AMQP_URL", s.amqp_url.clone()),
+            ("QUEUE_PREFIX", s.queue_prefix.clone()),
+            ("REDIS_URL", s.redis_url.clone()),
+            ("REDIS_PREFIX", s.redis_prefix.clone()),
+            ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+            ("DIAL_PREFETCH", prefetch.to_string()),
+            ("EVENTS_PREFETCH", "256".to_owned()),
+        ]);
+        Ok(dial_worker::config::Config::from_env(&env)?)
+    }
+}
+
+fn replace_dbname(url: &str, db: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    let head = base.rsplit_once('/').map(|(h, _)| h).unwrap_or(base);
+    format!("{head}/{db}")
+}
+
+/// Inserts a workspace, agent, phone number, an active batch and `n` contacts already marked
+/// released; returns the dial messages to publish.
+async fn fixture(scratch: &Scratch, n: i32, limit: i32, cps: i32) -> anyhow::Result<Vec<DialV1>> {
+    let pool = shared::db::connect(&scratch.service).await?;
+    let client = pool.get().await?;
+    let (ws, agent, batch) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    client
+        .execute(
+            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret)
+             VALUES ($1, 'bench', $2, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')",
+            &[&ws, &limit],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO agents (id, workspace_id, name, answer_url)
+             VALUES ($1, $2, 'a', 'https://agent.example/answer')",
+            &[&agent, &ws],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO phone_numbers (id, workspace_id, number) VALUES ($1, $2, '+12015550100')",
+            &[&Uuid::new_v4(), &ws],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO batches (id, workspace_id, surface, name, agent_id, state, ingest_state,
+                 max_concurrent_dials, max_calls_per_second, retry_max_attempts,
+                 retry_busy_delay_ms, retry_no_answer_delay_ms)
+             VALUES ($1, $2, 'dialgen', 'bench', $3, 'active', 'ready', $4, $5, 1, 0, 0)",
+            &[&batch, &ws, &agent, &limit, &cps],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "INSERT INTO contacts (id, batch_id, workspace_id, row_index, phone_number, state)
+             SELECT gen_random_uuid(), $1, $2, i, '+1201' || lpad(i::text, 7, '0'), 'released'
+             FROM generate_series(0, $3 - 1) i
+             RETURNING id",
+            &[&batch, &ws, &n],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DialV1 {
+            batch_id: batch,
+            workspace_id: ws,
+            contact_id: r.get(0),
+            attempt_no: 1,
+        })
+        .collect())
+}
+
+async fn publish(broker: &Broker, dials: &[DialV1]) -> anyhow::Result<()> {
+    let publisher = Publisher::new(broker.clone());
+    for chunk in dials.chunks(1000) {
+        let messages: Vec<Outgoing> = chunk.iter().map(Outgoing::json).collect::<Result<_, _>>()?;
+        publisher.publish_all(Stream::Dial, messages).await?;
+    }
+    Ok(())
+}
+
+/// Starts `count` workers sharing `sim`; returns their stop token.
+async fn start_workers(
+    scratch: &Scratch,
+    sim: &SimCarrier,
+    count: usize,
+    prefetch: u16,
+) -> anyhow::Result<(CancellationToken, Vec<tokio::task::JoinHandle<()>>)> {
+    let stop = CancellationToken::new();
+    let mut handles = Vec::new();
+    for _ in 0..count {
+        let (_, done) = dial_worker::spawn(
+            scratch.worker_config(prefetch)?,
+            Some(Carrier::Sim(sim.clone())),
+            stop.clone(),
+        )
+        .await?;
+        handles.push(done);
+    }
+    Ok((stop, handles))
+}
+
+/// Waits until every contact is final; returns when that happened.
+async fn wait_final(scratch: &Scratch, n: i64) -> anyhow::Result<Instant> {
+    let pool = shared::db::connect(&scratch.service).await?;
+    loop {
+        let client = pool.get().await?;
+        let done: i64 = client
+            .query_one(
+                "SELECT count(*) FROM contacts WHERE state IN ('completed', 'failed', 'cancelled')",
+                &[],
+            )
+            .await?
+            .get(0);
+        if done >= n {
+            return Ok(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn raw_consume_rate(scratch: &Scratch, n: usize, prefetch: u16) -> anyhow::Result<f64> {
+    let broker = Broker::connect(&scratch.service, "bench-raw").await?;
+    let channel = broker.channel().await?;
+    let queue = format!("{}raw", scratch.service.queue_prefix);
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await?;
+    let body = serde_json::to_vec(&DialV1 {
+        batch_id: Uuid::new_v4(),
+        workspace_id: Uuid::new_v4(),
+        contact_id: Uuid::new_v4(),
+        attempt_no: 1,
+    })?;
+    let publish_channel = broker.channel().await?;
+    publish_channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await?;
+    let mut confirms = Vec::with_capacity(n);
+    for _ in 0..n {
+        confirms.push(
+            publish_channel
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    &body,
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await?,
+        );
+    }
+    for c in confirms {
+        c.await?;
+    }
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "raw".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let start = Instant::now();
+    let mut got = 0;
+    while got < n {
+        let Some(delivery) = consumer.next().await else {
+            break;
+        };
+        delivery?.acker.ack(BasicAckOptions::default()).await?;
+        got += 1;
+    }
+    let rate = got as f64 / start.elapsed().as_secs_f64();
+    broker.close().await;
+    Ok(rate)
+}
+
+async fn throughput(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
+    let n = args.contacts;
+    println!(
+        "== throughput: {n} contacts, zero-length calls, {} workers, prefetch {}",
+        args.workers, args.prefetch
+    );
+    let raw = raw_consume_rate(scratch, n as usize, args.prefetch).await?;
+    let dials = fixture(scratch, n, 1_000_000, 1_000_000).await?;
+    let broker = Broker::connect(&scratch.service, "bench").await?;
+    publish(&broker, &dials).await?;
+    let behavior = SimBehavior {
+        ring_ms: (0, 0),
+        talk_ms: (0, 0),
+        rule: OutcomeRule::Always(SimOutcome::Answered),
+        report_answered: false,
+        seed: 1,
+    };
+    let (sim, events) = SimCarrier::new(behavior);
+    let stop_events = CancellationToken::new();
+    tokio::spawn(dial_worker::carrier::sim::forward_events(
+        events,
+        Arc::new(Publisher::new(broker.clone())),
+        stop_events.clone(),
+    ));
+    let start = Instant::now();
+    let (stop, handles) = start_workers(scratch, &sim, args.workers, args.prefetch).await?;
+    let finished = wait_final(scratch, i64::from(n)).await?;
+    let calls = sim.calls();
+    let first = calls.iter().map(|c| c.requested_at).min();
+    let last = calls.iter().map(|c| c.requested_at).max();
+    let dial_span = match (first, last) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    println!("raw RabbitMQ consume+ack rate (quorum queue):  {raw:>8.0} msg/s");
+    println!(
+        "dials placed (first to last call):             {:>8.0} dials/s  ({} calls in {:.2} s)",
+        calls.len() as f64 / dial_span.as_secs_f64().max(1e-9),
+        calls.len(),
+        dial_span.as_secs_f64()
+    );
+    println!(
+        "end to end (workers start → every outcome in): {:>8.0} contacts/s ({:.2} s)",
+        f64::from(n) / (finished - start).as_secs_f64(),
+        (finished - start).as_secs_f64()
+    );
+    stop.cancel();
+    stop_events.cancel();
+    for h in handles {
+        let _ = h.await;
+    }
+    broker.close().await;
+    Ok(())
+}
+
+async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
+    let n = args.contacts;
+    let limit = args.limit;
+    println!(
+        "== utilization: {n} contacts, limit {limit}, calls uniform 50–500 ms, {} workers, prefetch {}",
+        args.workers, args.prefetch
+    );
+    let dials = fixture(scratch, n, limit, 1_000_000).await?;
+    let broker = Broker::connect(&scratch.service, "bench").await?;
+    publish(&broker, &dials).await?;
+    let behavior = SimBehavior {
+        ring_ms: (0, 0),
+        talk_ms: (50, 500),
+        rule: OutcomeRule::Always(SimOutcome::Answered),
+        report_answered: false,
+        seed: 42,
+    };
+    let (sim, events) = SimCarrier::new(behavior);
+    let stop_events = CancellationToken::new();
+    tokio::spawn(dial_worker::carrier::sim::forward_events(
+        events,
+        Arc::new(Publisher::new(broker.clone())),
+        stop_events.clone(),
+    ));
+    let (stop, handles) = start_workers(scratch, &sim, args.workers, args.prefetch).await?;
+    wait_final(scratch, i64::from(n)).await?;
+    let calls = sim.calls();
+    let total_ms: u64 = calls.iter().map(|c| c.planned_ms).sum();
+    let ideal = total_ms as f64 / 1000.0 / f64::from(limit);
+    let first = calls
+        .iter()
+        .map(|c| c.requested_at)
+        .min()
+        .context("no calls")?;
+    let last = calls
+        .iter()
+        .filter_map(|c| c.ended_at)
+        .max()
+        .context("no ends")?;
+    let actual = (last - first).to_std().unwrap_or_default().as_secs_f64();
+    let max_overlap = overlap(&calls);
+    // Slot-free → next start: once the first `limit` calls are started, every later start
+    // takes the place of an earlier end; match them in order.
+    let mut starts: Vec<DateTime<Utc>> = calls.iter().map(|c| c.requested_at).collect();
+    let mut ends: Vec<DateTime<Utc>> = calls.iter().filter_map(|c| c.ended_at).collect();
+    starts.sort();
+    ends.sort();
+    let mut gaps: Vec<f64> = starts
+        .iter()
+        .skip(limit as usize)
+        .zip(ends.iter())
+        .map(|(s, e)| (*s - *e).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        gaps.get(((gaps.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "calls: {}, Σ duration {:.1} s, max overlap {max_overlap} (limit {limit})",
+        calls.len(),
+        total_ms as f64 / 1000.0
+    );
+    println!("ideal time (Σ duration ÷ {limit}):  {ideal:>7.2} s");
+    println!("actual time (first start → last end): {actual:>7.2} s");
+    println!(
+        "utilization (ideal ÷ actual):       {:>7.3}",
+        ideal / actual
+    );
+    println!(
+        "slot free → next call start: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
+    stop.cancel();
+    stop_events.cancel();
+    for h in handles {
+        let _ = h.await;
+    }
+    broker.close().await;
+    Ok(())
+}
+
+fn overlap(calls: &[dial_worker::carrier::sim::SimCall]) -> usize {
+    let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
+    for c in calls {
+        edges.push((c.requested_at, 1));
+        edges.push((c.ended_at.unwrap_or(DateTime::<Utc>::MAX_UTC), -1));
+    }
+    edges.sort_by_key(|e| (e.0, e.1));
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}

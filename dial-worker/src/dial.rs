@@ -1,0 +1,643 @@
+//! One dial: from a `DialV1` message to a placed call.
+//!
+//! **The no-double-dial rule.** The attempt row (`UNIQUE (contact_id, attempt_no)`) is committed
+//! *before* the carrier is asked for the call, and the carrier receives the attempt id as its
+//! idempotency key. So:
+//!
+//! - a message whose attempt row already exists is never dialed again, whatever the reason it
+//!   came back (a worker died after dialing, an ack was lost, the scheduler published twice): the
+//!   worker *reconciles* it instead (`reconcile`): nothing to do if the outcome is known; if the
+//!   carrier's call id is known, it asks the carrier for the call's status and records a final
+//!   one; otherwise it waits for the status callback (whose URL carries the attempt id), and the
+//!   periodic reconciler closes the attempt as `unknown` after `UNKNOWN_AFTER_SECS`;
+//! - a message for a contact that is no longer `released` with `attempts = attempt_no - 1` is a
+//!   stale duplicate and is dropped;
+//! - a carrier request is retried only when it provably never left (connection refused); after
+//!   an ambiguous failure (timeout, 5xx) the attempt is left for reconciliation, never re-sent.
+//!
+//! Redis losing its data cannot break this: the limits live there, the guard does not.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use shared::domain::{CallOutcome, Schedule};
+use shared::queue::messages::{CarrierCallStatus, DialV1};
+use shared::schedule::Window;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::Ctx;
+use crate::carrier::{CallRequest, CarrierError, is_final};
+use crate::error::StepError;
+use crate::limits::{SlotRequest, TryAcquire};
+use crate::outcome::{EndReport, Recorded, record_end};
+
+/// How often a waiting dial re-reads its job, so pause and cancel act within a second.
+const RECHECK_EVERY: Duration = Duration::from_millis(400);
+/// The longest a waiter sleeps without a wake-up (a lost pub/sub message costs at most this).
+const POLL_CAP: Duration = Duration::from_millis(250);
+
+/// What [`dial_one`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialResult {
+    /// The call was placed.
+    Dialed {
+        /// The attempt.
+        attempt_id: Uuid,
+        /// The carrier's call id.
+        call_sid: String,
+    },
+    /// The attempt was written but the carrier refused or failed: recorded as this outcome, or
+    /// left open for reconciliation (`None`).
+    NotPlaced(Option<CallOutcome>),
+    /// Not dialed: the contact went back (`queued` or `cancelled`).
+    HandedBack(&'static str),
+    /// The attempt already existed: reconciled, not dialed.
+    Reconciled,
+    /// A stale duplicate: nothing done.
+    Stale,
+}
+
+/// Whether the job lets a call start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Go,
+    /// Back to `queued` (paused, not started, or the window is closed).
+    Requeue,
+    /// `cancelled` (the job is cancelled or over).
+    Cancel,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    state: String,
+    workspace_id: Uuid,
+    job_limit: i32,
+    job_cps: i32,
+    workspace_limit: i32,
+    workspace_cps: Option<i32>,
+    window: Window,
+    answer_url: String,
+    callers: Vec<(Uuid, String)>,
+}
+
+/// A short-lived per-process cache of jobs: a busy job's row is read a few times a second
+/// rather than once per call. Pause and cancel still act at once for new calls, because the
+/// attempt insert itself re-checks `batches.state = 'active'`; only limits and schedules may be
+/// up to [`JOB_CACHE_TTL`] old.
+#[derive(Debug, Clone, Default)]
+pub struct JobCache {
+    inner: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Uuid, (Instant, Job)>>>,
+}
+
+/// How long a cached job is used.
+pub const JOB_CACHE_TTL: Duration = Duration::from_millis(250);
+
+impl JobCache {
+    async fn get(
+        &self,
+        client: &deadpool_postgres::Client,
+        batch_id: Uuid,
+    ) -> Result<Job, StepError> {
+        if let Some((at, job)) = self.lock().get(&batch_id)
+            && at.elapsed() < JOB_CACHE_TTL
+        {
+            return Ok(job.clone());
+        }
+        let job = load_job(client, batch_id)
+            .await?
+            .ok_or_else(|| StepError::Invalid("no such batch".into()))?;
+        let mut map = self.lock();
+        if map.len() > 10_000 {
+            map.retain(|_, (at, _)| at.elapsed() < JOB_CACHE_TTL);
+        }
+        map.insert(batch_id, (Instant::now(), job.clone()));
+        Ok(job)
+    }
+
+    /// Drops a job so the next read goes to the database.
+    fn forget(&self, batch_id: Uuid) {
+        self.lock().remove(&batch_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, (Instant, Job)>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Job {
+    fn gate(&self, now: DateTime<Utc>) -> Gate {
+        match self.state.as_str() {
+            "active" if self.window.is_open(now) => Gate::Go,
+            "active" | "paused" | "created" => Gate::Requeue,
+            _ => Gate::Cancel,
+        }
+    }
+}
+
+const CONTACT_SQL: &str = "
+    SELECT c.state, c.attempts, c.phone_number,
+           a.id, a.carrier_call_sid, a.outcome IS NOT NULL, a.created_at
+    FROM contacts c
+    LEFT JOIN dial_attempts a ON a.contact_id = c.id AND a.attempt_no = $3
+    WHERE c.id = $1 AND c.batch_id = $2";
+
+/// Moves the contact to `dialing` and writes the attempt, in one statement, only if the job is
+/// still active and the contact still released for this attempt.
+const INSERT_SQL: &str = "WITH c AS (
+                 UPDATE contacts c SET state = 'dialing', attempts = $3, updated_at = now()
+                 FROM batches b
+                 WHERE c.id = $2 AND b.id = c.batch_id AND b.state = 'active'
+                   AND c.state = 'released' AND c.attempts = $3 - 1
+                 RETURNING c.id, c.batch_id, c.workspace_id, c.phone_number)
+             INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
+                                        to_number, from_number_id, from_number, state, started_at)
+             SELECT $1, c.id, c.batch_id, c.workspace_id, $3, c.phone_number, $4, $5, 'dialing', now()
+             FROM c
+             ON CONFLICT (contact_id, attempt_no) DO NOTHING
+             RETURNING id, to_number";
+
+const JOB_SQL: &str = "
+    SELECT b.state, b.workspace_id, b.max_concurrent_dials, b.max_calls_per_second,
+           w.max_concurrent_dials, w.max_calls_per_second, b.schedule, b.timezone,
+           b.scheduled_start_time, a.answer_url,
+           COALESCE(
+               (SELECT array_agg(p.id ORDER BY u.ord) FROM unnest(b.from_phone_number_ids)
+                    WITH ORDINALITY u(id, ord)
+                JOIN phone_numbers p ON p.id = u.id AND p.deleted_at IS NULL),
+               (SELECT array_agg(p.id ORDER BY p.created_at, p.id) FROM phone_numbers p
+                WHERE p.workspace_id = b.workspace_id AND p.deleted_at IS NULL),
+               '{}'),
+           COALESCE(
+               (SELECT array_agg(p.number ORDER BY u.ord) FROM unnest(b.from_phone_number_ids)
+                    WITH ORDINALITY u(id, ord)
+                JOIN phone_numbers p ON p.id = u.id AND p.deleted_at IS NULL),
+               (SELECT array_agg(p.number ORDER BY p.created_at, p.id) FROM phone_numbers p
+                WHERE p.workspace_id = b.workspace_id AND p.deleted_at IS NULL),
+               '{}')
+    FROM batches b
+    JOIN workspaces w ON w.id = b.workspace_id
+    JOIN agents a ON a.id = b.agent_id
+    WHERE b.id = $1";
+
+async fn load_job(
+    client: &deadpool_postgres::Client,
+    batch_id: Uuid,
+) -> Result<Option<Job>, StepError> {
+    let Some(r) = client.query_opt(JOB_SQL, &[&batch_id]).await? else {
+        return Ok(None);
+    };
+    let schedule_json: Option<serde_json::Value> = r.get(6);
+    let timezone: String = r.get(7);
+    let ids: Vec<Uuid> = r.get(10);
+    let numbers: Vec<String> = r.get(11);
+    Ok(Some(Job {
+        state: r.get(0),
+        workspace_id: r.get(1),
+        job_limit: r.get(2),
+        job_cps: r.get(3),
+        workspace_limit: r.get(4),
+        workspace_cps: r.get(5),
+        window: Window::new(parse_schedule(schedule_json, &timezone), r.get(8)),
+        answer_url: r.get(9),
+        callers: ids.into_iter().zip(numbers).collect(),
+    }))
+}
+
+/// The stored schedule, taking the job's timezone when the schedule names none.
+fn parse_schedule(json: Option<serde_json::Value>, timezone: &str) -> Option<Schedule> {
+    let mut json = json.filter(|v| !v.is_null())?;
+    if let Some(obj) = json.as_object_mut() {
+        obj.entry("timezone")
+            .or_insert_with(|| serde_json::Value::String(timezone.to_owned()));
+    }
+    match serde_json::from_value(json) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            // The gateway validated it; if it still cannot be read, dial rather than stall.
+            tracing::warn!(error = %e, "stored schedule unreadable; treating the job as unscheduled");
+            None
+        }
+    }
+}
+
+/// Dials the contact of one `DialV1` message (or hands it back, or reconciles it), reading
+/// the contact and any existing attempt first.
+pub async fn dial_one(ctx: &Ctx, msg: &DialV1) -> Result<DialResult, StepError> {
+    dial(ctx, msg, true).await
+}
+
+/// Like [`dial_one`], but when `check_first` is false (a first delivery) it skips the up-front
+/// read: the attempt insert itself checks the contact, and only when it refuses does the worker
+/// read why (existing attempt → reconcile; moved on → stale; job stopped → hand back). That
+/// saves a round trip on every normal dial; redelivered messages take the careful path.
+#[tracing::instrument(skip_all, fields(batch_id = %msg.batch_id, contact_id = %msg.contact_id, attempt_no = msg.attempt_no))]
+pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResult, StepError> {
+    let attempt_no = i32::try_from(msg.attempt_no)
+        .map_err(|_| StepError::Invalid("attempt number out of range".into()))?;
+    let client = ctx.db.get().await?;
+    if check_first {
+        // Prepared once per connection: a statement given as text costs a second round trip.
+        let read = client.prepare_cached(CONTACT_SQL).await?;
+        let row = client
+            .query_opt(&read, &[&msg.contact_id, &msg.batch_id, &attempt_no])
+            .await?
+            .ok_or_else(|| StepError::Invalid("no such contact in this batch".into()))?;
+        if let Some(existing) = row.get::<_, Option<Uuid>>(3) {
+            drop(client);
+            reconcile(ctx, existing, row.get(4), row.get(5), row.get(6)).await?;
+            return Ok(DialResult::Reconciled);
+        }
+        let (state, attempts): (String, i32) = (row.get(0), row.get(1));
+        if state != "released" || attempts != attempt_no - 1 {
+            return Ok(DialResult::Stale);
+        }
+    }
+    let mut job = ctx.jobs.get(&client, msg.batch_id).await?;
+    drop(client);
+    let gate = job.gate(Utc::now());
+    if gate != Gate::Go {
+        return hand_back(ctx, msg.contact_id, gate).await;
+    }
+
+    // Wait for slots and a start token.
+    let attempt_id = Uuid::now_v7();
+    let caller_index = match acquire(ctx, msg, attempt_id, &mut job).await? {
+        Ok(idx) => idx,
+        Err(gate) => return hand_back(ctx, msg.contact_id, gate).await,
+    };
+    let (from_id, from) = match caller_index.and_then(|i| job.callers.get(i as usize)) {
+        Some((id, number)) => (Some(*id), number.clone()),
+        None => (None, ctx.config.default_caller_id.clone()),
+    };
+
+    // The attempt is written before the call.
+    let client = ctx.db.get().await?;
+    let insert = client.prepare_cached(INSERT_SQL).await?;
+    let inserted = client
+        .query_opt(
+            &insert,
+            &[&attempt_id, &msg.contact_id, &attempt_no, &from_id, &from],
+        )
+        .await;
+    drop(client);
+    let to: Option<String> = match inserted {
+        Ok(row) => row.map(|r| r.get(1)),
+        Err(e) => {
+            ctx.limits
+                .release(job.workspace_id, msg.batch_id, attempt_id)
+                .await?;
+            return Err(e.into());
+        }
+    };
+    let Some(to) = to else {
+        // Paused or cancelled in the meantime, a duplicate, or another delivery won the race:
+        // look again, carefully, with fresh data.
+        ctx.jobs.forget(msg.batch_id);
+        ctx.limits
+            .release(job.workspace_id, msg.batch_id, attempt_id)
+            .await?;
+        return Box::pin(dial(ctx, msg, true)).await;
+    };
+    ctx.held.hold(attempt_id, job.workspace_id, msg.batch_id);
+
+    let request = CallRequest {
+        attempt_id,
+        to,
+        from,
+        answer_url: with_dial_id(&job.answer_url, attempt_id),
+        status_callback: format!("{}/carrier/status/{attempt_id}", ctx.config.public_url),
+        timeout_secs: ctx.config.call_timeout_secs,
+        machine_detection: ctx.config.machine_detection,
+    };
+    // The start token is taken last, right before the request it paces.
+    let token = ctx
+        .limits
+        .start_token(
+            job.workspace_id,
+            msg.batch_id,
+            u32::try_from(job.job_cps).unwrap_or(1),
+            job.workspace_cps.and_then(|r| u32::try_from(r).ok()),
+        )
+        .await;
+    if let Err(e) = token {
+        // Leave the attempt to reconciliation: it is written but no call was placed, so the
+        // reconciler closes it; the slot's lease is renewed meanwhile and released then.
+        tracing::warn!(%attempt_id, error = %e, "no start token; attempt left open");
+        return Err(e.into());
+    }
+    match place_with_retry(ctx, &request).await {
+        Ok(call_sid) => {
+            store_call_sid(ctx, attempt_id, &call_sid).await?;
+            tracing::debug!(%attempt_id, "dialed");
+            Ok(DialResult::Dialed {
+                attempt_id,
+                call_sid,
+            })
+        }
+        Err(CarrierError::Rejected { status, body }) => {
+            let reason = format!("carrier refused: HTTP {status}: {body}");
+            close(ctx, attempt_id, CallOutcome::Failed, &reason).await?;
+            Ok(DialResult::NotPlaced(Some(CallOutcome::Failed)))
+        }
+        Err(CarrierError::Unreachable(e)) => {
+            let reason = format!("carrier unreachable: {e}");
+            close(ctx, attempt_id, CallOutcome::Failed, &reason).await?;
+            Ok(DialResult::NotPlaced(Some(CallOutcome::Failed)))
+        }
+        Err(e) => {
+            // It may have been placed: never re-send; the callback or the reconciler decides.
+            tracing::warn!(%attempt_id, error = %e, "call state unknown; left for reconciliation");
+            let client = ctx.db.get().await?;
+            client
+                .execute(
+                    "UPDATE dial_attempts SET error = $2, updated_at = now() WHERE id = $1",
+                    &[&attempt_id, &e.to_string()],
+                )
+                .await?;
+            Ok(DialResult::NotPlaced(None))
+        }
+    }
+}
+
+/// Waits for slots and a rate token. `Err(gate)` when the job stopped wanting the call.
+async fn acquire(
+    ctx: &Ctx,
+    msg: &DialV1,
+    attempt_id: Uuid,
+    job: &mut Job,
+) -> Result<Result<Option<u32>, Gate>, StepError> {
+    let wakeups = ctx.limits.wakeups().clone();
+    let gate_lock = wakeups.gate(msg.batch_id);
+    // Fast path: when nobody here is waiting for this job, try at once, in parallel with other
+    // such tries; only when that fails does the task line up behind the gate.
+    let line_empty = gate_lock.try_lock().is_ok();
+    if line_empty
+        && let TryAcquire::Acquired { caller_index } = ctx
+            .limits
+            .try_acquire(&slot_request(msg, attempt_id, job))
+            .await?
+    {
+        return Ok(Ok(caller_index));
+    }
+    let _turn = gate_lock.lock().await;
+    let notify = wakeups.workspace(job.workspace_id);
+    let mut checked_at = Instant::now();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        if checked_at.elapsed() >= RECHECK_EVERY {
+            let client = ctx.db.get().await?;
+            *job = ctx.jobs.get(&client, msg.batch_id).await?;
+            checked_at = Instant::now();
+            let gate = job.gate(Utc::now());
+            if gate != Gate::Go {
+                return Ok(Err(gate));
+            }
+        }
+        let req = slot_request(msg, attempt_id, job);
+        // Register for the wake-up before trying, so a release between the try and the wait
+        // is not missed.
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match ctx.limits.try_acquire(&req).await? {
+            TryAcquire::Acquired { caller_index } => return Ok(Ok(caller_index)),
+            TryAcquire::JobFull | TryAcquire::WorkspaceFull => {
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Err(StepError::ShuttingDown),
+                    _ = &mut notified => backoff = Duration::from_millis(5),
+                    _ = tokio::time::sleep(backoff.min(RECHECK_EVERY)) => {
+                        backoff = (backoff * 2).min(POLL_CAP);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn slot_request(msg: &DialV1, attempt_id: Uuid, job: &Job) -> SlotRequest {
+    SlotRequest {
+        workspace_id: job.workspace_id,
+        batch_id: msg.batch_id,
+        attempt_id,
+        workspace_limit: u32::try_from(job.workspace_limit).unwrap_or(1),
+        job_limit: u32::try_from(job.job_limit).unwrap_or(1),
+        caller_pool: u32::try_from(job.callers.len()).unwrap_or(0),
+    }
+}
+
+/// Stores the carrier's call id. Committed asynchronously (`synchronous_commit = off`, in this
+/// one statement's implicit transaction): if PostgreSQL crashed before flushing it, nothing
+/// breaks — the attempt row itself was committed durably before the call, and the call id
+/// comes back with the status callback — so the dial path saves a disk flush per call.
+async fn store_call_sid(ctx: &Ctx, attempt_id: Uuid, call_sid: &str) -> Result<(), StepError> {
+    let client = ctx.db.get().await?;
+    let plain = !call_sid.is_empty()
+        && call_sid.len() <= 64
+        && call_sid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if plain {
+        // A simple query (no parameters) is what lets SET LOCAL share the statement's
+        // transaction; the values are a UUID and a checked identifier.
+        client
+            .batch_execute(&format!(
+                "SET LOCAL synchronous_commit = off;
+                 UPDATE dial_attempts SET carrier_call_sid = '{call_sid}', started_at = now(),
+                     state = CASE WHEN state = 'dialing' THEN 'ringing' ELSE state END,
+                     updated_at = now()
+                 WHERE id = '{attempt_id}' AND carrier_call_sid IS NULL"
+            ))
+            .await?;
+    } else {
+        client
+            .execute(
+                "UPDATE dial_attempts SET carrier_call_sid = $2, started_at = now(),
+                     state = CASE WHEN state = 'dialing' THEN 'ringing' ELSE state END,
+                     updated_at = now()
+                 WHERE id = $1 AND carrier_call_sid IS NULL",
+                &[&attempt_id, &call_sid],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn hand_back(ctx: &Ctx, contact_id: Uuid, gate: Gate) -> Result<DialResult, StepError> {
+    let state = if gate == Gate::Cancel {
+        "cancelled"
+    } else {
+        "queued"
+    };
+    let client = ctx.db.get().await?;
+    client
+        .execute(
+            "UPDATE contacts SET state = $2, released_at = NULL, updated_at = now()
+             WHERE id = $1 AND state = 'released'",
+            &[&contact_id, &state],
+        )
+        .await?;
+    Ok(DialResult::HandedBack(state))
+}
+
+async fn place_with_retry(ctx: &Ctx, req: &CallRequest) -> Result<String, CarrierError> {
+    let mut tries = 0;
+    loop {
+        match ctx.carrier.place_call(req).await {
+            Err(CarrierError::Unreachable(e)) if tries < 3 => {
+                tries += 1;
+                tracing::warn!(error = %e, "carrier unreachable, retrying");
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn close(
+    ctx: &Ctx,
+    attempt_id: Uuid,
+    outcome: CallOutcome,
+    reason: &str,
+) -> Result<(), StepError> {
+    record_end(
+        ctx,
+        attempt_id,
+        EndReport {
+            status: CarrierCallStatus::Failed,
+            answered_by: None,
+            duration_secs: None,
+            call_sid: None,
+            at: Utc::now(),
+        },
+        Some((outcome, reason)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Brings an existing attempt to its outcome without dialing: asks the carrier when the call id
+/// is known; closes it as `unknown` when it is older than `UNKNOWN_AFTER_SECS` and nobody can
+/// tell; otherwise leaves it for the callback.
+pub async fn reconcile(
+    ctx: &Ctx,
+    attempt_id: Uuid,
+    call_sid: Option<String>,
+    ended: bool,
+    created_at: DateTime<Utc>,
+) -> Result<(), StepError> {
+    if ended {
+        return Ok(());
+    }
+    if let Some(sid) = call_sid {
+        match ctx.carrier.fetch_status(&sid).await {
+            Ok(report) if is_final(report.status) => {
+                let r = record_end(
+                    ctx,
+                    attempt_id,
+                    EndReport {
+                        status: report.status,
+                        answered_by: report.answered_by,
+                        duration_secs: report.duration_secs,
+                        call_sid: Some(sid),
+                        at: Utc::now(),
+                    },
+                    None,
+                )
+                .await?;
+                tracing::info!(%attempt_id, ?r, "reconciled from the carrier");
+                return Ok(());
+            }
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(%attempt_id, error = %e, "carrier cannot tell the call's status")
+            }
+        }
+    }
+    let age = Utc::now() - created_at;
+    if age.to_std().unwrap_or_default() >= ctx.config.unknown_after {
+        let r = record_end(
+            ctx,
+            attempt_id,
+            EndReport {
+                status: CarrierCallStatus::Failed,
+                answered_by: None,
+                duration_secs: None,
+                call_sid: None,
+                at: Utc::now(),
+            },
+            Some((
+                CallOutcome::Unknown,
+                "no outcome learned before the reconcile timeout",
+            )),
+        )
+        .await?;
+        if r != Recorded::Already {
+            tracing::warn!(%attempt_id, "attempt closed as unknown");
+        }
+    }
+    Ok(())
+}
+
+/// One pass of the reconciler: attempts silent for `RECONCILE_AFTER_SECS` (their callback may be
+/// lost) are claimed by touching them, then reconciled. Returns how many it looked at.
+pub async fn reconcile_once(ctx: &Ctx) -> Result<usize, StepError> {
+    let after = chrono::Duration::from_std(ctx.config.reconcile_after).unwrap_or_default();
+    let client = ctx.db.get().await?;
+    let rows = client
+        .query(
+            "UPDATE dial_attempts SET updated_at = now()
+             WHERE id IN (SELECT id FROM dial_attempts
+                          WHERE outcome IS NULL AND updated_at < $1
+                          ORDER BY updated_at LIMIT 100 FOR UPDATE SKIP LOCKED)
+             RETURNING id, carrier_call_sid, created_at",
+            &[&(Utc::now() - after)],
+        )
+        .await?;
+    drop(client);
+    for r in &rows {
+        reconcile(ctx, r.get(0), r.get(1), false, r.get(2)).await?;
+    }
+    Ok(rows.len())
+}
+
+/// The agent's answer URL with `dialId=<attempt id>` added to its query.
+pub fn with_dial_id(answer_url: &str, attempt_id: Uuid) -> String {
+    let (base, fragment) = match answer_url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (answer_url, None),
+    };
+    let sep = if base.contains('?') {
+        if base.ends_with('?') || base.ends_with('&') {
+            ""
+        } else {
+            "&"
+        }
+    } else {
+        "?"
+    };
+    let mut url = format!("{base}{sep}dialId={attempt_id}");
+    if let Some(f) = fragment {
+        url.push('#');
+        url.push_str(f);
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_id_is_appended() {
+        let id = Uuid::nil();
+        assert_eq!(
+            with_dial_id("https://a.example/answer", id),
+            format!("https://a.example/answer?dialId={id}")
+        );
+        assert_eq!(
+            with_dial_id("https://a.example/answer?x=1#top", id),
+            format!("https://a.example/answer?x=1&dialId={id}#top")
+        );
+    }
+}

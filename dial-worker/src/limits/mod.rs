@@ -1,0 +1,255 @@
+//! The fleet-wide limits, kept in Redis so every dial worker sees the same counts:
+//!
+//! - concurrency: a counting semaphore per workspace and per job, whose slots are leases
+//!   ([`scripts::ACQUIRE`]); a slot is held for the call's whole life, renewed by its holder
+//!   ([`leases`]) and reclaimed when its lease runs out (a dead worker's slots come back);
+//! - rate: a GCRA limiter per job and, optionally, per workspace;
+//! - caller IDs: a round-robin counter per job over its phone-number pool.
+//!
+//! Slots and caller ID are taken in one script call, all or nothing; the start token is taken in
+//! a second one right before the carrier request, so the jitter of the work in between (writing
+//! the attempt) cannot bunch starts together.
+//!
+//! Redis holds only what may be lost: after a flush the counts start from zero and the holders
+//! put their calls back at their next renewal. The database, not Redis, guards against double
+//! dials (see `crate::dial`).
+
+pub mod leases;
+pub mod scripts;
+pub mod wakeups;
+
+use std::time::Duration;
+
+use shared::redis_conn::Redis;
+use uuid::Uuid;
+
+pub use leases::HeldLeases;
+pub use wakeups::Wakeups;
+
+/// What one call needs from the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotRequest {
+    /// The workspace (its `max_concurrent_dials` and optional rate).
+    pub workspace_id: Uuid,
+    /// The job.
+    pub batch_id: Uuid,
+    /// The attempt the slot is for (the semaphore member).
+    pub attempt_id: Uuid,
+    /// `workspaces.max_concurrent_dials`.
+    pub workspace_limit: u32,
+    /// The job's `max_concurrent_dials`.
+    pub job_limit: u32,
+    /// How many caller IDs the job's pool holds (0: pick none).
+    pub caller_pool: u32,
+}
+
+/// The answer to one try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryAcquire {
+    /// Both slots are ours; the caller ID to use is `caller_index` of the pool.
+    Acquired {
+        /// Index into the job's caller-ID pool (`None` when the pool is empty).
+        caller_index: Option<u32>,
+    },
+    /// The job has `max_concurrent_dials` calls in flight.
+    JobFull,
+    /// The workspace has its limit of calls in flight.
+    WorkspaceFull,
+}
+
+/// Access to the Redis limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    redis: Redis,
+    lease: Duration,
+    rate_margin: Duration,
+    wakeups: Wakeups,
+}
+
+impl Limits {
+    /// Limits on `redis` with leases of `lease`; `rate_margin` widens each rate interval (a
+    /// second becomes `1 s + rate_margin`) so the jitter between taking a token and the carrier
+    /// receiving the request cannot squeeze `rate + 1` starts into one second.
+    pub fn new(redis: Redis, lease: Duration, rate_margin: Duration) -> Self {
+        Self {
+            redis,
+            lease,
+            rate_margin,
+            wakeups: Wakeups::default(),
+        }
+    }
+
+    /// How long a slot lasts without renewal.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// The local wake-up registry (release notifications).
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
+    }
+
+    /// The pub/sub channel on which releases are announced.
+    pub fn channel(&self) -> String {
+        self.redis.key("slots:freed")
+    }
+
+    fn ws_slots(&self, ws: Uuid) -> String {
+        self.redis.key(&format!("slots:ws:{ws}"))
+    }
+
+    fn job_slots(&self, job: Uuid) -> String {
+        self.redis.key(&format!("slots:job:{job}"))
+    }
+
+    /// One atomic try at slots, token and caller ID.
+    pub async fn try_acquire(&self, req: &SlotRequest) -> Result<TryAcquire, redis::RedisError> {
+        let mut conn = self.redis.conn.clone();
+        let (code, idx): (i64, i64) = scripts::ACQUIRE
+            .key(self.ws_slots(req.workspace_id))
+            .key(self.job_slots(req.batch_id))
+            .key(self.redis.key(&format!("callerid:{}", req.batch_id)))
+            .arg(req.attempt_id.to_string())
+            .arg(micros(self.lease))
+            .arg(req.workspace_limit)
+            .arg(req.job_limit)
+            .arg(req.caller_pool)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match code {
+            1 => TryAcquire::Acquired {
+                caller_index: u32::try_from(idx).ok(),
+            },
+            -1 => TryAcquire::JobFull,
+            _ => TryAcquire::WorkspaceFull,
+        })
+    }
+
+    /// One try at a start token: `None` when taken, else how long until the next one.
+    pub async fn try_start(
+        &self,
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        job_cps: u32,
+        workspace_cps: Option<u32>,
+    ) -> Result<Option<Duration>, redis::RedisError> {
+        let mut conn = self.redis.conn.clone();
+        let wait_ms: u64 = scripts::RATE
+            .key(self.redis.key(&format!("rate:job:{batch_id}")))
+            .key(self.redis.key(&format!("rate:ws:{workspace_id}")))
+            .arg(interval_micros(job_cps, self.rate_margin))
+            .arg(workspace_cps.map_or(0, |r| interval_micros(r, self.rate_margin)))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    /// Waits for a start token, sleeping exactly as long as the limiter says.
+    pub async fn start_token(
+        &self,
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        job_cps: u32,
+        workspace_cps: Option<u32>,
+    ) -> Result<(), redis::RedisError> {
+        while let Some(wait) = self
+            .try_start(workspace_id, batch_id, job_cps, workspace_cps)
+            .await?
+        {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    /// Extends the leases of calls still in flight, in one pipeline.
+    pub async fn renew(&self, held: &[(Uuid, Uuid, Uuid)]) -> Result<(), redis::RedisError> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.redis.conn.clone();
+        let mut pipe = redis::pipe();
+        for (attempt, ws, job) in held {
+            pipe.cmd("EVAL")
+                .arg(scripts::RENEW)
+                .arg(2)
+                .arg(self.ws_slots(*ws))
+                .arg(self.job_slots(*job))
+                .arg(attempt.to_string())
+                .arg(micros(self.lease))
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await
+    }
+
+    /// Gives the slot of `attempt_id` back (idempotent) and wakes the workers waiting on the
+    /// workspace.
+    pub async fn release(
+        &self,
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        attempt_id: Uuid,
+    ) -> Result<(), redis::RedisError> {
+        let mut conn = self.redis.conn.clone();
+        let _: i64 = scripts::RELEASE
+            .key(self.ws_slots(workspace_id))
+            .key(self.job_slots(batch_id))
+            .arg(attempt_id.to_string())
+            .arg(self.channel())
+            .arg(workspace_id.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        // Waiters in this process need not wait for the pub/sub round trip.
+        self.wakeups.notify(workspace_id);
+        Ok(())
+    }
+
+    /// How many slots are taken now (expired leases not counted), for tests and metrics.
+    pub async fn in_use(
+        &self,
+        workspace_id: Uuid,
+        batch_id: Uuid,
+    ) -> Result<(u32, u32), redis::RedisError> {
+        let mut conn = self.redis.conn.clone();
+        let now: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let now_us = now.0 * 1_000_000 + now.1;
+        let ws: u32 = redis::cmd("ZCOUNT")
+            .arg(self.ws_slots(workspace_id))
+            .arg(format!("({now_us}"))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await?;
+        let job: u32 = redis::cmd("ZCOUNT")
+            .arg(self.job_slots(batch_id))
+            .arg(format!("({now_us}"))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await?;
+        Ok((ws, job))
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The GCRA emission interval for `rate` starts per second, widened by `margin`.
+pub fn interval_micros(rate: u32, margin: Duration) -> u64 {
+    let second = 1_000_000 + micros(margin);
+    second.div_ceil(u64::from(rate.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Starts spaced one interval apart never put more than `rate` into any second.
+        #[test]
+        fn spaced_starts_fit_the_rate(rate in 1u32..5000, margin_ms in 0u64..50) {
+            let i = interval_micros(rate, Duration::from_millis(margin_ms));
+            // rate + 1 starts span rate intervals; that must reach a full second.
+            prop_assert!(i * u64::from(rate) >= 1_000_000);
+        }
+    }
+}

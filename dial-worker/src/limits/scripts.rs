@@ -1,0 +1,113 @@
+//! The Lua scripts behind the limits. Each runs atomically inside Redis, so every worker of the
+//! fleet sees one consistent count, and each reads the clock with `TIME` so the workers' own
+//! clocks (which may drift apart) never matter.
+//!
+//! All times inside the scripts are microseconds since the epoch (a Lua double holds them
+//! exactly until the year 2255).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Takes a concurrency slot in the workspace's and the job's semaphores and the next caller-ID
+/// index, all or nothing.
+///
+/// Semaphores are sorted sets: member = attempt id, score = lease expiry (µs). Expired leases are
+/// reclaimed on every call, which is how a dead worker's slots come back.
+///
+/// KEYS: 1 workspace slots, 2 job slots, 3 caller-ID counter.
+/// ARGV: 1 member, 2 lease µs, 3 workspace limit, 4 job limit, 5 caller-ID pool size (0 = none).
+/// Returns `{code, caller_index}`: code 1 acquired, -1 job full, -2 workspace full;
+/// `caller_index` is -1 when there is no pool.
+pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local member = ARGV[1]
+local lease = tonumber(ARGV[2])
+local ttl_ms = math.ceil(lease / 1000) * 2
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZSCORE', KEYS[2], member) then
+  -- Already ours (the caller retried after a lost reply): renew and succeed.
+  redis.call('ZADD', KEYS[1], now + lease, member)
+  redis.call('ZADD', KEYS[2], now + lease, member)
+  return {1, -1}
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {-2, -1} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return {-1, -1} end
+redis.call('ZADD', KEYS[1], now + lease, member)
+redis.call('ZADD', KEYS[2], now + lease, member)
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
+redis.call('PEXPIRE', KEYS[2], ttl_ms)
+local idx = -1
+local pool = tonumber(ARGV[5])
+if pool > 0 then
+  idx = (redis.call('INCR', KEYS[3]) - 1) % pool
+  redis.call('PEXPIRE', KEYS[3], 86400000)
+end
+return {1, idx}
+"#,
+    )
+});
+
+/// Takes a start token from the job's and (optionally) the workspace's rate limiters, both or
+/// neither.
+///
+/// GCRA with no burst: each key holds the "theoretical arrival time" of the next allowed start;
+/// a start is allowed when that time has come, and pushes it one emission interval further.
+/// Starts are therefore at least one interval apart, so any one-second window holds at most
+/// `rate` of them. Taken immediately before the carrier request, so nothing slow sits between
+/// the token and the call it paces.
+///
+/// KEYS: 1 job rate, 2 workspace rate. ARGV: 1 job interval µs (0 = none), 2 workspace
+/// interval µs (0 = none). Returns 0 when taken, else the ms to wait.
+pub static RATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ji = tonumber(ARGV[1])
+local wi = tonumber(ARGV[2])
+local jtat = now
+local wtat = now
+if ji > 0 then jtat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now) end
+if wi > 0 then wtat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now) end
+local wait = math.max(jtat, wtat) - now
+if wait > 0 then return math.max(1, math.ceil(wait / 1000)) end
+if ji > 0 then redis.call('SET', KEYS[1], string.format('%.0f', jtat + ji), 'PX', math.ceil(ji / 1000) + 1000) end
+if wi > 0 then redis.call('SET', KEYS[2], string.format('%.0f', wtat + wi), 'PX', math.ceil(wi / 1000) + 1000) end
+return 0
+"#,
+    )
+});
+
+/// Sent with `EVAL` in a pipeline (one round trip renews every lease a worker holds); it is
+/// short enough that sending its body each time costs nothing and never fails with `NOSCRIPT`.
+///
+/// KEYS: 1 workspace slots, 2 job slots. ARGV: 1 member, 2 lease µs.
+pub const RENEW: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local lease = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('ZADD', KEYS[2], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(lease / 1000) * 2)
+redis.call('PEXPIRE', KEYS[2], math.ceil(lease / 1000) * 2)
+return 1
+"#;
+
+/// Gives a slot back and tells every worker that the workspace has room.
+///
+/// KEYS: 1 workspace slots, 2 job slots. ARGV: 1 member, 2 channel, 3 workspace id.
+/// Returns how many of the two sets held the member.
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = redis.call('ZREM', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return n
+"#,
+    )
+});

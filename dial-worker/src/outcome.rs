@@ -1,0 +1,487 @@
+//! Outcomes: turning the carrier's status reports into one recorded outcome per attempt, the
+//! contact's next state (retry after a delay, or final), the `call.completed` webhook, and the
+//! slot given back.
+//!
+//! Exactly once: the attempt's outcome is written with `WHERE outcome IS NULL`, so a repeated
+//! callback, a redelivered event or a reconciliation racing a callback changes nothing the
+//! second time (it only gives back the slot again, which is idempotent).
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use shared::domain::{CallOutcome, RetryStrategy};
+use shared::queue::messages::{CallEventV1, CarrierCallStatus};
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::Ctx;
+use crate::carrier::is_final;
+use crate::error::StepError;
+
+/// What the carrier said about a call's end.
+#[derive(Debug, Clone)]
+pub struct EndReport {
+    /// The carrier's final status.
+    pub status: CarrierCallStatus,
+    /// Twilio's `AnsweredBy`.
+    pub answered_by: Option<String>,
+    /// Talk time in seconds.
+    pub duration_secs: Option<u32>,
+    /// The carrier's call id, when known.
+    pub call_sid: Option<String>,
+    /// When the call ended.
+    pub at: DateTime<Utc>,
+}
+
+/// The outcome for a final carrier status: an answering machine makes a completed call a
+/// voicemail.
+pub fn outcome_of(status: CarrierCallStatus, answered_by: Option<&str>) -> CallOutcome {
+    match status {
+        CarrierCallStatus::Completed
+            if answered_by.is_some_and(|a| a.starts_with("machine") || a == "fax") =>
+        {
+            CallOutcome::Voicemail
+        }
+        CarrierCallStatus::Busy => CallOutcome::Busy,
+        CarrierCallStatus::NoAnswer => CallOutcome::NoAnswer,
+        CarrierCallStatus::Failed => CallOutcome::Failed,
+        CarrierCallStatus::Canceled => CallOutcome::Canceled,
+        _ => CallOutcome::Completed,
+    }
+}
+
+/// What becomes of the contact after an attempt's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactNext {
+    /// Back to `queued`, due after this many milliseconds.
+    Retry(u64),
+    /// Final: `completed`, `failed` or `cancelled`.
+    Final(&'static str),
+    /// The contact has moved on (a stale attempt): leave it alone.
+    Leave,
+}
+
+/// The contact's next state. `attempt_no` is the attempt that ended; the contact is touched only
+/// if it is still `dialing` that very attempt.
+pub fn decide(
+    outcome: CallOutcome,
+    attempt_no: i32,
+    contact_state: &str,
+    contact_attempts: i32,
+    batch_state: &str,
+    strategy: &RetryStrategy,
+) -> ContactNext {
+    if contact_state != "dialing" || contact_attempts != attempt_no {
+        return ContactNext::Leave;
+    }
+    let answered = matches!(outcome, CallOutcome::Completed | CallOutcome::Voicemail);
+    if answered {
+        return ContactNext::Final("completed");
+    }
+    if batch_state == "cancelled" {
+        return ContactNext::Final("cancelled");
+    }
+    let made = u32::try_from(attempt_no).unwrap_or(u32::MAX);
+    match strategy.next_delay(outcome, made) {
+        Some(delay) => ContactNext::Retry(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+        None => ContactNext::Final("failed"),
+    }
+}
+
+/// The status Dialgen shows for a call (`COMPLETED`, `MISSED`, `FAILED`).
+pub fn dialgen_call_status(outcome: CallOutcome) -> &'static str {
+    match outcome {
+        CallOutcome::Completed | CallOutcome::Voicemail => "COMPLETED",
+        CallOutcome::Busy | CallOutcome::NoAnswer => "MISSED",
+        _ => "FAILED",
+    }
+}
+
+/// Handles one call event from the queue.
+#[tracing::instrument(skip_all, fields(attempt_id = %event.attempt_id, status = ?event.status))]
+pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepError> {
+    if is_final(event.status) {
+        // The call is over, so it no longer counts against the limits: when this process holds
+        // its slot, give it back before the (slower) outcome transaction, so the next call can
+        // start meanwhile. Otherwise `record_end` releases it after reading its keys.
+        if let Some((workspace_id, batch_id)) = ctx.held.get(event.attempt_id) {
+            ctx.limits
+                .release(workspace_id, batch_id, event.attempt_id)
+                .await?;
+        }
+        record_end(
+            ctx,
+            event.attempt_id,
+            EndReport {
+                status: event.status,
+                answered_by: event.answered_by.clone(),
+                duration_secs: event.duration_secs,
+                call_sid: Some(event.call_sid.clone()),
+                at: event.received_at,
+            },
+            None,
+        )
+        .await?;
+        return Ok(());
+    }
+    let state = match event.status {
+        CarrierCallStatus::InProgress => "in-progress",
+        _ => "ringing",
+    };
+    let answered_at = (event.status == CarrierCallStatus::InProgress).then_some(event.received_at);
+    let client = ctx.db.get().await?;
+    let update = client
+        .prepare_cached(
+            "UPDATE dial_attempts SET
+                 state = CASE WHEN state = 'in-progress' THEN state ELSE $2 END,
+                 answered_at = COALESCE(answered_at, $3),
+                 answered_by = COALESCE($4, answered_by),
+                 carrier_call_sid = COALESCE(carrier_call_sid, $5),
+                 updated_at = now()
+             WHERE id = $1 AND outcome IS NULL",
+        )
+        .await?;
+    client
+        .execute(
+            &update,
+            &[
+                &event.attempt_id,
+                &state,
+                &answered_at,
+                &event.answered_by,
+                &event.call_sid,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether [`record_end`] wrote the outcome or found it already written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// This call recorded it.
+    Now(CallOutcome),
+    /// It was recorded before (a repeated report).
+    Already,
+    /// No such attempt.
+    NoAttempt,
+}
+
+/// Records an attempt's end exactly once, moves the contact on, queues the webhook, and gives
+/// the slot back. `forced` overrides the outcome (`unknown` when the carrier cannot tell us).
+#[tracing::instrument(skip_all, fields(attempt_id = %attempt_id))]
+pub async fn record_end(
+    ctx: &Ctx,
+    attempt_id: Uuid,
+    report: EndReport,
+    forced: Option<(CallOutcome, &str)>,
+) -> Result<Recorded, StepError> {
+    let (outcome, error) = match forced {
+        Some((o, e)) => (o, Some(e.to_owned())),
+        None => (
+            outcome_of(report.status, report.answered_by.as_deref()),
+            None,
+        ),
+    };
+    let duration = report
+        .duration_secs
+        .map(|d| i32::try_from(d).unwrap_or(i32::MAX));
+    let client = ctx.db.get().await?;
+    let ended = match end_in_transaction(
+        &client,
+        attempt_id,
+        outcome,
+        error.as_deref(),
+        duration,
+        &report,
+    )
+    .await
+    {
+        Ok(ended) => ended,
+        Err(e) => {
+            // Never hand a connection back to the pool inside a transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+    drop(client);
+    match ended {
+        Ended::Now {
+            workspace_id,
+            batch_id,
+            next,
+        } => {
+            ctx.limits
+                .release(workspace_id, batch_id, attempt_id)
+                .await?;
+            ctx.held.forget(attempt_id);
+            tracing::debug!(outcome = outcome.as_str(), ?next, "attempt ended");
+            Ok(Recorded::Now(outcome))
+        }
+        Ended::Already {
+            workspace_id,
+            batch_id,
+        } => {
+            // Repeated report: the slot may still be held if the first release was lost.
+            ctx.limits
+                .release(workspace_id, batch_id, attempt_id)
+                .await?;
+            ctx.held.forget(attempt_id);
+            Ok(Recorded::Already)
+        }
+        Ended::NoAttempt => Ok(Recorded::NoAttempt),
+    }
+}
+
+enum Ended {
+    Now {
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        next: ContactNext,
+    },
+    Already {
+        workspace_id: Uuid,
+        batch_id: Uuid,
+    },
+    NoAttempt,
+}
+
+/// Writes the outcome, reads what the decision needs, in one statement.
+const END_SQL: &str = "
+    WITH a AS (UPDATE dial_attempts SET
+         outcome = $2,
+         state = 'ended',
+         ended_at = $3::timestamptz,
+         answered_at = CASE WHEN $2 IN ('completed', 'voicemail')
+             THEN COALESCE(answered_at, $3::timestamptz - make_interval(secs => COALESCE($4, 0)::float8))
+             ELSE answered_at END,
+         answered_by = COALESCE($5, answered_by),
+         duration_secs = $4,
+         carrier_call_sid = COALESCE(carrier_call_sid, $6),
+         error = $7,
+         updated_at = now()
+     WHERE id = $1 AND outcome IS NULL
+     RETURNING contact_id, batch_id, workspace_id, attempt_no, from_number,
+               started_at, answered_at, carrier_call_sid)
+    SELECT a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
+           a.started_at, a.answered_at, a.carrier_call_sid,
+           c.state, c.attempts, b.state, b.retry_max_attempts, b.retry_busy_delay_ms,
+           b.retry_no_answer_delay_ms, b.webhooks->>'onCallComplete', b.agent_id,
+           b.tags, c.phone_number, c.name, c.inputs, c.external_id
+    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id";
+
+// The contact is changed only if it is still `dialing` this very attempt; no other writer
+// touches a dialing contact, and a second report of this attempt is stopped by the attempt's
+// row lock and `outcome IS NULL`.
+const RETRY_SQL: &str = "
+    UPDATE contacts SET state = 'queued', last_outcome = $2, released_at = NULL,
+        next_attempt_at = now() + make_interval(secs => $3::float8 / 1000.0),
+        updated_at = now()
+    WHERE id = $1 AND state = 'dialing' AND attempts = $4";
+
+const FINAL_SQL: &str = "
+    UPDATE contacts SET state = $2, last_outcome = $3, updated_at = now()
+    WHERE id = $1 AND state = 'dialing' AND attempts = $4";
+
+/// The outcome's transaction in two round trips: `BEGIN` travels with the first statement,
+/// `COMMIT` with the last ones (tokio-postgres pipelines requests polled together), and the
+/// statements are prepared once per connection. Short transactions keep the attempt's and the
+/// contact's row locks brief. On error the caller rolls back.
+async fn end_in_transaction(
+    client: &deadpool_postgres::Client,
+    attempt_id: Uuid,
+    outcome: CallOutcome,
+    error: Option<&str>,
+    duration: Option<i32>,
+    report: &EndReport,
+) -> Result<Ended, StepError> {
+    let end = client.prepare_cached(END_SQL).await?;
+    let retry = client.prepare_cached(RETRY_SQL).await?;
+    let fin = client.prepare_cached(FINAL_SQL).await?;
+    let outcome_name = outcome.as_str();
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &attempt_id,
+        &outcome_name,
+        &report.at,
+        &duration,
+        &report.answered_by,
+        &report.call_sid,
+        &error,
+    ];
+    let (begin, row) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query_opt(&end, &params)
+    );
+    begin?;
+    let Some(row) = row? else {
+        let existing = client
+            .query_opt(
+                "SELECT workspace_id, batch_id FROM dial_attempts WHERE id = $1",
+                &[&attempt_id],
+            )
+            .await?;
+        client.batch_execute("COMMIT").await?;
+        return Ok(match existing {
+            Some(r) => Ended::Already {
+                workspace_id: r.get(0),
+                batch_id: r.get(1),
+            },
+            None => Ended::NoAttempt,
+        });
+    };
+    let contact_id: Uuid = row.get(0);
+    let batch_id: Uuid = row.get(1);
+    let workspace_id: Uuid = row.get(2);
+    let attempt_no: i32 = row.get(3);
+    let from_number: Option<String> = row.get(4);
+    let started_at: Option<DateTime<Utc>> = row.get(5);
+    let answered_at: Option<DateTime<Utc>> = row.get(6);
+    let call_sid: Option<String> = row.get(7);
+    let c = &row;
+    let strategy = RetryStrategy {
+        max_attempts: u32::try_from(c.get::<_, i32>(11)).unwrap_or(1),
+        busy_delay: u64::try_from(c.get::<_, i64>(12)).unwrap_or(0),
+        no_answer_delay: u64::try_from(c.get::<_, i64>(13)).unwrap_or(0),
+    };
+    let next = decide(
+        outcome,
+        attempt_no,
+        c.get(8),
+        c.get(9),
+        c.get(10),
+        &strategy,
+    );
+    match next {
+        ContactNext::Retry(ms) => {
+            let delay_ms = ms as f64;
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&contact_id, &outcome_name, &delay_ms, &attempt_no];
+            let (updated, commit) = tokio::join!(
+                client.execute(&retry, &params),
+                client.batch_execute("COMMIT")
+            );
+            updated?;
+            commit?;
+        }
+        ContactNext::Final(state) => {
+            let url: Option<String> = c.get(14);
+            let payload = url.filter(|u| !u.trim().is_empty()).map(|url| {
+                let payload = json!({
+                    "event": "call.completed",
+                    "success": true,
+                    "callData": {
+                        "id": attempt_id,
+                        "contactId": c.get::<_, Option<String>>(20).unwrap_or_else(|| contact_id.to_string()),
+                        "agentId": c.get::<_, Uuid>(15),
+                        "batchId": batch_id,
+                        "status": dialgen_call_status(outcome),
+                        "outcome": outcome.as_str(),
+                        "startTime": started_at,
+                        "answerTime": answered_at,
+                        "endTime": report.at,
+                        "duration": report.duration_secs.unwrap_or(0),
+                        "phoneNumber": c.get::<_, String>(17),
+                        "contactName": c.get::<_, Option<String>>(18),
+                        "attempts": attempt_no,
+                        "callerId": from_number,
+                        "callSid": call_sid,
+                        "metadata": c.get::<_, serde_json::Value>(19),
+                        "tags": c.get::<_, Vec<String>>(16),
+                    }
+                });
+                (url, payload)
+            });
+            let webhook = async {
+                match &payload {
+                    Some((url, payload)) => {
+                        crate::webhooks::outbox::enqueue(
+                            &***client,
+                            workspace_id,
+                            Some(batch_id),
+                            "call.completed",
+                            contact_id,
+                            url,
+                            payload,
+                        )
+                        .await
+                    }
+                    None => Ok(false),
+                }
+            };
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&contact_id, &state, &outcome_name, &attempt_no];
+            let (updated, queued, commit) = tokio::join!(
+                client.execute(&fin, &params),
+                webhook,
+                client.batch_execute("COMMIT")
+            );
+            updated?;
+            queued?;
+            commit?;
+        }
+        ContactNext::Leave => client.batch_execute("COMMIT").await?,
+    }
+    Ok(Ended::Now {
+        workspace_id,
+        batch_id,
+        next,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn machines_make_voicemail() {
+        assert_eq!(
+            outcome_of(CarrierCallStatus::Completed, Some("machine_end_beep")),
+            CallOutcome::Voicemail
+        );
+        assert_eq!(
+            outcome_of(CarrierCallStatus::Completed, Some("human")),
+            CallOutcome::Completed
+        );
+        assert_eq!(outcome_of(CarrierCallStatus::Busy, None), CallOutcome::Busy);
+    }
+
+    proptest! {
+        #[test]
+        fn retries_stop_at_max_attempts(max in 1u32..6, attempt in 1i32..8, oi in 0usize..7) {
+            let outcome = CallOutcome::ALL[oi];
+            let s = RetryStrategy { max_attempts: max, busy_delay: 300_000, no_answer_delay: 3_600_000 };
+            let next = decide(outcome, attempt, "dialing", attempt, "active", &s);
+            match next {
+                ContactNext::Retry(ms) => {
+                    prop_assert!(outcome.is_retryable());
+                    prop_assert!((attempt as u32) < max);
+                    prop_assert_eq!(ms, if outcome == CallOutcome::Busy { 300_000 } else { 3_600_000 });
+                }
+                ContactNext::Final(state) => {
+                    let answered = matches!(outcome, CallOutcome::Completed | CallOutcome::Voicemail);
+                    prop_assert_eq!(state, if answered { "completed" } else { "failed" });
+                    prop_assert!(answered || !outcome.is_retryable() || attempt as u32 >= max);
+                }
+                ContactNext::Leave => prop_assert!(false),
+            }
+        }
+
+        #[test]
+        fn stale_attempts_leave_the_contact(attempt in 1i32..5, other in 0i32..5, state in "(queued|released|completed|failed|cancelled)") {
+            let s = RetryStrategy::default();
+            prop_assert_eq!(decide(CallOutcome::Busy, attempt, &state, other, "active", &s), ContactNext::Leave);
+            if other != attempt {
+                prop_assert_eq!(decide(CallOutcome::Completed, attempt, "dialing", other, "active", &s), ContactNext::Leave);
+            }
+        }
+    }
+
+    #[test]
+    fn cancelled_jobs_do_not_retry() {
+        let s = RetryStrategy::default();
+        assert_eq!(
+            decide(CallOutcome::Busy, 1, "dialing", 1, "cancelled", &s),
+            ContactNext::Final("cancelled")
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! Posting due webhook deliveries.
+//!
+//! A delivery is claimed by pushing its `next_attempt_at` past the request timeout (`FOR UPDATE
+//! SKIP LOCKED` on the due rows), so several workers share the work without holding a
+//! transaction open across an HTTP request; a worker that dies mid-request leaves the row to be
+//! picked up again when the claim runs out. Every attempt is recorded on the row.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use shared::db::Pool;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::signature;
+use crate::error::StepError;
+
+/// How deliveries are made.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// How long a receiver may take.
+    pub timeout: Duration,
+    /// The first retry's delay; doubling after each failure, capped at [`MAX_DELAY`].
+    pub retry_base: Duration,
+    /// How long after its creation a delivery is still retried.
+    pub retry_for: Duration,
+    /// How often due rows are looked for.
+    pub poll: Duration,
+}
+
+/// The longest wait between two tries.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+/// The wait after the `attempts`-th failed try (1-based): `base · 2^(attempts-1)`, capped.
+pub fn retry_delay(base: Duration, attempts: u32) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(20);
+    base.saturating_mul(factor).min(MAX_DELAY)
+}
+
+/// Delivers until `shutdown`.
+pub async fn run(db: Pool, settings: DeliverySettings, shutdown: CancellationToken) {
+    let http = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .build()
+        .unwrap_or_default();
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let tasks = tokio_util::task::TaskTracker::new();
+    while !shutdown.is_cancelled() {
+        let free = permits.available_permits();
+        let claimed = if free > 0 {
+            claim(&db, free, settings.timeout).await
+        } else {
+            Ok(Vec::new())
+        };
+        match claimed {
+            Ok(rows) => {
+                let full = !rows.is_empty() && rows.len() == free;
+                for row in rows {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (db, http, settings) = (db.clone(), http.clone(), settings.clone());
+                    tasks.spawn(async move {
+                        if let Err(e) = send(&db, &http, &settings, row).await {
+                            tracing::warn!(error = %e, "cannot record a webhook attempt");
+                        }
+                        drop(permit);
+                    });
+                }
+                if full {
+                    // More may be due right now.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot claim webhook deliveries"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(settings.poll) => {}
+        }
+    }
+    tasks.close();
+    let _ = tokio::time::timeout(settings.timeout, tasks.wait()).await;
+}
+
+/// A claimed delivery.
+#[derive(Debug)]
+pub struct Claimed {
+    id: Uuid,
+    url: String,
+    payload: serde_json::Value,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+    secret: String,
+}
+
+async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed>, StepError> {
+    let client = db.get().await?;
+    let hold = (timeout.as_secs_f64() + 30.0).to_string();
+    let rows = client
+        .query(
+            "UPDATE webhook_deliveries d
+                SET next_attempt_at = now() + make_interval(secs => $2::text::float8)
+             FROM workspaces w
+             WHERE w.id = d.workspace_id AND d.id IN (
+                 SELECT id FROM webhook_deliveries
+                 WHERE state = 'pending' AND next_attempt_at <= now()
+                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING d.id, d.url, d.payload, d.attempts, d.created_at, w.webhook_secret",
+            &[&(limit as i64), &hold],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get(0),
+            url: r.get(1),
+            payload: r.get(2),
+            attempts: r.get(3),
+            created_at: r.get(4),
+            secret: r.get(5),
+        })
+        .collect())
+}
+
+/// One try of one delivery, recorded on its row.
+#[tracing::instrument(skip_all, fields(delivery_id = %row.id, attempt = row.attempts + 1))]
+async fn send(
+    db: &Pool,
+    http: &reqwest::Client,
+    settings: &DeliverySettings,
+    row: Claimed,
+) -> Result<(), StepError> {
+    let body = serde_json::to_vec(&row.payload).unwrap_or_default();
+    let timestamp = Utc::now().timestamp();
+    let msg_id = row.id.to_string();
+    let result = match signature::secret_key(&row.secret) {
+        Err(e) => Err((None, e.to_string())),
+        Ok(key) => {
+            let sig = signature::sign(&key, &msg_id, timestamp, &body);
+            let response = http
+                .post(&row.url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &msg_id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", sig)
+                .body(body)
+                .send()
+                .await;
+            match response {
+                Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
+                Ok(r) => Err((Some(r.status().as_u16()), format!("HTTP {}", r.status()))),
+                Err(e) => Err((None, e.to_string())),
+            }
+        }
+    };
+    let attempts = row.attempts + 1;
+    let client = db.get().await?;
+    match result {
+        Ok(code) => {
+            client
+                .execute(
+                    "UPDATE webhook_deliveries SET state = 'delivered', attempts = $2,
+                         last_status_code = $3, last_error = NULL, delivered_at = now()
+                     WHERE id = $1",
+                    &[&row.id, &attempts, &i32::from(code)],
+                )
+                .await?;
+        }
+        Err((code, error)) => {
+            let delay = retry_delay(settings.retry_base, u32::try_from(attempts).unwrap_or(1));
+            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let give_up = next
+                > row.created_at
+                    + chrono::Duration::from_std(settings.retry_for).unwrap_or_default();
+            tracing::info!(%error, give_up, "webhook delivery failed");
+            client
+                .execute(
+                    "UPDATE webhook_deliveries SET attempts = $2, last_status_code = $3,
+                         last_error = $4, next_attempt_at = $5,
+                         state = CASE WHEN $6 THEN 'failed' ELSE 'pending' END
+                     WHERE id = $1",
+                    &[
+                        &row.id,
+                        &attempts,
+                        &code.map(i32::from),
+                        &error.chars().take(500).collect::<String>(),
+                        &next,
+                        &give_up,
+                    ],
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn delays_double_then_cap(base_ms in 1u64..10_000, attempts in 1u32..40) {
+            let base = Duration::from_millis(base_ms);
+            let d = retry_delay(base, attempts);
+            prop_assert!(d <= MAX_DELAY);
+            prop_assert!(d >= base.min(MAX_DELAY));
+            if attempts > 1 {
+                prop_assert!(d >= retry_delay(base, attempts - 1));
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Fixtures for the dial-worker tests: SQL rows for a workspace, agent, batch and contacts; a
+//! stand-in for the scheduler that releases due contacts; workers sharing one simulated carrier.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dial_worker::carrier::Carrier;
+use dial_worker::carrier::sim::{SimBehavior, SimCall, SimCarrier};
+use dial_worker::config::Config;
+use shared::config::Env;
+use shared::queue::messages::DialV1;
+use shared::queue::publisher::Outgoing;
+use shared::queue::{Publisher, Stream};
+use testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+pub struct Workspace {
+    pub id: Uuid,
+    pub agent_id: Uuid,
+}
+
+pub async fn workspace(env: &TestEnv, limit: i32) -> Workspace {
+    let id = Uuid::new_v4();
+    let agent_id = Uuid::new_v4();
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret)
+             VALUES ($1, 'test', $2, $3)",
+            &[&id, &limit, &SECRET],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO agents (id, workspace_id, name, answer_url)
+             VALUES ($1, $2, 'agent', 'https://agent.example/answer')",
+            &[&agent_id, &id],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO phone_numbers (id, workspace_id, number)
+             VALUES ($1, $2, '+12015550100'), ($3, $2, '+12015550101')",
+            &[&Uuid::new_v4(), &id, &Uuid::new_v4()],
+        )
+        .await
+        .unwrap();
+    Workspace { id, agent_id }
+}
+
+pub struct BatchSpec {
+    pub job_limit: i32,
+    pub cps: i32,
+    pub max_attempts: i32,
+    pub busy_ms: i64,
+    pub no_answer_ms: i64,
+    pub webhook: Option<String>,
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        Self {
+            job_limit: 10,
+            cps: 1000,
+            max_attempts: 3,
+            busy_ms: 300_000,
+            no_answer_ms: 3_600_000,
+            webhook: None,
+        }
+    }
+}
+
+/// An active batch with `numbers` as its contacts (state queued).
+pub async fn batch(env: &TestEnv, ws: &Workspace, spec: &BatchSpec, numbers: &[String]) -> Uuid {
+    let id = Uuid::new_v4();
+    let webhooks = match &spec.webhook {
+        Some(url) => serde_json::json!({ "onCallComplete": url }),
+        None => serde_json::json!({}),
+    };
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO batches (id, workspace_id, surface, name, agent_id, state, ingest_state,
+                 max_concurrent_dials, max_calls_per_second, retry_max_attempts,
+                 retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, tags, started_at)
+             VALUES ($1, $2, 'dialgen', 'b', $3, 'active', 'ready', $4, $5, $6, $7, $8, $9,
+                     '{t1}', now())",
+            &[
+                &id,
+                &ws.id,
+                &ws.agent_id,
+                &spec.job_limit,
+                &spec.cps,
+                &spec.max_attempts,
+                &spec.busy_ms,
+                &spec.no_answer_ms,
+                &webhooks,
+            ],
+        )
+        .await
+        .unwrap();
+    for (i, n) in numbers.iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO contacts (id, batch_id, workspace_id, row_index, phone_number, name, inputs)
+                 VALUES ($1, $2, $3, $4, $5, 'Ada', '{\"k\": \"v\"}')",
+                &[&Uuid::new_v4(), &id, &ws.id, &(i as i32), n],
+            )
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// Numbers `{prefix}` + 3 digits + `last_digit` (prefix such as `+1201555`).
+pub fn numbers(prefix: &str, count: usize, last_digit: u32) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("{prefix}{:03}{}", i % 1000, last_digit))
+        .collect()
+}
+
+/// The scheduler's part, reduced: mark due queued contacts released and publish their dials.
+pub async fn release_due(env: &TestEnv, publisher: &Publisher) -> usize {
+    ReleaseEnv { db: env.db.clone() }.release(publisher).await
+}
+
+/// Keeps releasing due contacts until `stop`.
+pub fn scheduler(env: &TestEnv, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let publisher = Publisher::new(env.broker.clone());
+    let env_db = env.db.clone();
+    let fake = ReleaseEnv { db: env_db };
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let _ = fake.release(&publisher).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+struct ReleaseEnv {
+    db: shared::db::Pool,
+}
+
+impl ReleaseEnv {
+    async fn release(&self, publisher: &Publisher) -> usize {
+        let Ok(client) = self.db.get().await else {
+            return 0;
+        };
+        let Ok(rows) = client
+            .query(
+                "UPDATE contacts SET state = 'released', released_at = now()
+                 WHERE state = 'queued' AND next_attempt_at <= now()
+                 RETURNING id, batch_id, workspace_id, attempts",
+                &[],
+            )
+            .await
+        else {
+            return 0;
+        };
+        let messages: Vec<Outgoing> = rows
+            .iter()
+            .map(|r| {
+                Outgoing::json(&DialV1 {
+                    contact_id: r.get(0),
+                    batch_id: r.get(1),
+                    workspace_id: r.get(2),
+                    attempt_no: (r.get::<_, i32>(3) + 1) as u32,
+                })
+                .unwrap()
+            })
+            .collect();
+        let n = messages.len();
+        let _ = publisher.publish_all(Stream::Dial, messages).await;
+        n
+    }
+}
+
+pub fn config(env: &TestEnv, extra: &[(&str, &str)]) -> Config {
+    let mut pairs = env.env_vars();
+    pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
+    pairs.push(("DATABASE_POOL_SIZE".into(), "8".into()));
+    pairs.push(("DIAL_PREFETCH".into(), "32".into()));
+    pairs.push(("EVENTS_PREFETCH".into(), "32".into()));
+    for (k, v) in extra {
+        pairs.push(((*k).into(), (*v).into()));
+    }
+    Config::from_env(&Env::from_pairs(pairs)).expect("config")
+}
+
+/// A simulator whose events go to this test's call-events queue.
+pub fn sim(env: &TestEnv, behavior: SimBehavior, stop: CancellationToken) -> SimCarrier {
+    let (sim, events) = SimCarrier::new(behavior);
+    let publisher = std::sync::Arc::new(Publisher::new(env.broker.clone()));
+    tokio::spawn(dial_worker::carrier::sim::forward_events(
+        events, publisher, stop,
+    ));
+    sim
+}
+
+pub struct Worker {
+    pub stop: CancellationToken,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+pub async fn worker(config: Config, sim: &SimCarrier) -> Worker {
+    let stop = CancellationToken::new();
+    let (_addr, done) = dial_worker::spawn(config, Some(Carrier::Sim(sim.clone())), stop.clone())
+        .await
+        .expect("worker starts");
+    Worker { stop, done }
+}
+
+/// Waits until no contact of the database is `queued`, `released` or `dialing` (or panics after
+/// `timeout`).
+pub async fn wait_all_final(env: &TestEnv, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let client = env.db.get().await.unwrap();
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM contacts WHERE state IN ('queued', 'released', 'dialing')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} contacts still open after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The most calls in flight at once among `calls` (those matching `filter`).
+pub fn max_overlap(calls: &[SimCall], filter: impl Fn(&SimCall) -> bool) -> usize {
+    let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
+    for c in calls.iter().filter(|c| filter(c)) {
+        edges.push((c.requested_at, 1));
+        edges.push((c.ended_at.unwrap_or(DateTime::<Utc>::MAX_UTC), -1));
+    }
+    // Ends before starts at the same instant.
+    edges.sort_by_key(|e| (e.0, e.1));
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}
+
+/// The most starts in any one-second window (half-open) among `calls`.
+pub fn max_starts_per_second(calls: &[SimCall], filter: impl Fn(&SimCall) -> bool) -> usize {
+    let mut starts: Vec<DateTime<Utc>> = calls
+        .iter()
+        .filter(|c| filter(c))
+        .map(|c| c.requested_at)
+        .collect();
+    starts.sort();
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..starts.len() {
+        while starts[hi] - starts[lo] >= chrono::Duration::seconds(1) {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}

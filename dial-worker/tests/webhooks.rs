@@ -1,0 +1,193 @@
+//! Webhooks: signed per Standard Webhooks, retried while the receiver fails, every attempt
+//! recorded.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use common::*;
+use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimOutcome};
+use dial_worker::webhooks::signature;
+use testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+/// A receiver that fails its first `fail_first` requests with 500.
+async fn receiver(fail_first: usize) -> (String, Received) {
+    let received: Received = Arc::default();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(
+                move |State(r): State<Received>, headers: HeaderMap, body: Bytes| async move {
+                    let mut r = r.lock().unwrap();
+                    r.push((headers, body));
+                    if r.len() <= fail_first {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn call_completed_arrives_signed_and_is_retried_when_the_receiver_fails() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let (url, received) = receiver(2).await;
+    let ws = workspace(&env, 10).await;
+    let spec = BatchSpec {
+        webhook: Some(url.clone()),
+        ..Default::default()
+    };
+    let batch_id = batch(&env, &ws, &spec, &numbers("+1201555", 1, 0)).await;
+    let behavior = SimBehavior {
+        ring_ms: (10, 10),
+        talk_ms: (10, 10),
+        rule: OutcomeRule::Always(SimOutcome::Answered),
+        report_answered: true,
+        seed: 1,
+    };
+    let sim = sim(&env, behavior, stop.clone());
+    let _w = worker(
+        config(
+            &env,
+            &[("WEBHOOK_RETRY_BASE_MS", "100"), ("WEBHOOK_POLL_MS", "50")],
+        ),
+        &sim,
+    )
+    .await;
+    let publisher = shared::queue::Publisher::new(env.broker.clone());
+    release_due(&env, &publisher).await;
+
+    let client = env.db.get().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let row = client
+            .query_opt(
+                "SELECT id, state, attempts, last_status_code, last_error, event, batch_id
+                 FROM webhook_deliveries WHERE state <> 'pending'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let id: uuid::Uuid = row.get(0);
+    assert_eq!(row.get::<_, String>(1), "delivered");
+    assert_eq!(row.get::<_, i32>(2), 3, "two failures, then success");
+    assert_eq!(row.get::<_, Option<i32>>(3), Some(200));
+    assert_eq!(row.get::<_, String>(5), "call.completed");
+    assert_eq!(row.get::<_, Option<uuid::Uuid>>(6), Some(batch_id));
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 3);
+    let key = signature::secret_key(SECRET).unwrap();
+    for (headers, body) in &received {
+        let h = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(h("webhook-id"), id.to_string(), "one id across retries");
+        let ts: i64 = h("webhook-timestamp").parse().unwrap();
+        assert!(signature::verify(
+            &key,
+            &h("webhook-id"),
+            ts,
+            body,
+            &h("webhook-signature")
+        ));
+        let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let data = &payload["callData"];
+        assert_eq!(payload["success"], true);
+        assert_eq!(data["batchId"], batch_id.to_string());
+        assert_eq!(data["status"], "COMPLETED");
+        assert_eq!(data["outcome"], "completed");
+        assert_eq!(data["attempts"], 1);
+        assert_eq!(data["phoneNumber"], "+12015550000");
+        assert_eq!(data["metadata"]["k"], "v");
+        assert_eq!(data["tags"][0], "t1");
+        assert!(
+            data["callerId"]
+                .as_str()
+                .unwrap()
+                .starts_with("+1201555010")
+        );
+    }
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_that_never_answers_well_is_given_up_on() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let (url, received) = receiver(usize::MAX).await;
+    let ws = workspace(&env, 10).await;
+    let spec = BatchSpec {
+        webhook: Some(url),
+        ..Default::default()
+    };
+    batch(&env, &ws, &spec, &numbers("+1201555", 1, 0)).await;
+    let sim = sim(
+        &env,
+        SimBehavior {
+            ring_ms: (0, 0),
+            talk_ms: (0, 0),
+            ..Default::default()
+        },
+        stop.clone(),
+    );
+    let _w = worker(
+        config(
+            &env,
+            &[
+                ("WEBHOOK_RETRY_BASE_MS", "50"),
+                ("WEBHOOK_POLL_MS", "20"),
+                ("WEBHOOK_RETRY_FOR_SECS", "1"),
+            ],
+        ),
+        &sim,
+    )
+    .await;
+    let publisher = shared::queue::Publisher::new(env.broker.clone());
+    release_due(&env, &publisher).await;
+    let client = env.db.get().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = client
+            .query_opt(
+                "SELECT attempts, last_status_code FROM webhook_deliveries WHERE state = 'failed'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            let attempts: i32 = row.get(0);
+            assert!(
+                attempts >= 3,
+                "retried with backoff before giving up: {attempts}"
+            );
+            assert_eq!(row.get::<_, Option<i32>>(1), Some(500));
+            assert_eq!(received.lock().unwrap().len(), attempts as usize);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never gave up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+}
