@@ -311,6 +311,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         machine_detection: ctx.config.machine_detection,
     };
     // The start token is taken last, right before the request it paces.
+    let token_wait = Instant::now();
     let token = ctx
         .limits
         .start_token(
@@ -320,6 +321,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
             job.workspace_cps.and_then(|r| u32::try_from(r).ok()),
         )
         .await;
+    shared::metrics::slot_wait(shared::metrics::Limit::Rate, token_wait.elapsed());
     if let Err(e) = token {
         // Leave the attempt to reconciliation: it is written but no call was placed, so the
         // reconciler closes it; the slot's lease is renewed meanwhile and released then.
@@ -328,6 +330,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     }
     match place_with_retry(ctx, &request).await {
         Ok(call_sid) => {
+            shared::metrics::call_started();
             store_call_sid(ctx, attempt_id, &call_sid).await?;
             tracing::debug!(%attempt_id, "dialed");
             Ok(DialResult::Dialed {
@@ -367,6 +370,7 @@ async fn acquire(
     attempt_id: Uuid,
     job: &mut Job,
 ) -> Result<Result<Option<u32>, Gate>, StepError> {
+    let started = Instant::now();
     let wakeups = ctx.limits.wakeups().clone();
     let gate_lock = wakeups.gate(msg.batch_id);
     // Fast path: when nobody here is waiting for this job, try at once, in parallel with other
@@ -378,12 +382,14 @@ async fn acquire(
             .try_acquire(&slot_request(msg, attempt_id, job))
             .await?
     {
+        shared::metrics::slot_wait(shared::metrics::Limit::Job, started.elapsed());
         return Ok(Ok(caller_index));
     }
     let _turn = gate_lock.lock().await;
     let notify = wakeups.workspace(job.workspace_id);
     let mut checked_at = Instant::now();
     let mut backoff = Duration::from_millis(5);
+    let mut blocked_by = shared::metrics::Limit::Job;
     loop {
         if checked_at.elapsed() >= RECHECK_EVERY {
             let client = ctx.db.get().await?;
@@ -401,8 +407,16 @@ async fn acquire(
         tokio::pin!(notified);
         notified.as_mut().enable();
         match ctx.limits.try_acquire(&req).await? {
-            TryAcquire::Acquired { caller_index } => return Ok(Ok(caller_index)),
-            TryAcquire::JobFull | TryAcquire::WorkspaceFull => {
+            TryAcquire::Acquired { caller_index } => {
+                shared::metrics::slot_wait(blocked_by, started.elapsed());
+                return Ok(Ok(caller_index));
+            }
+            full @ (TryAcquire::JobFull | TryAcquire::WorkspaceFull) => {
+                blocked_by = if matches!(full, TryAcquire::WorkspaceFull) {
+                    shared::metrics::Limit::Workspace
+                } else {
+                    shared::metrics::Limit::Job
+                };
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => return Err(StepError::ShuttingDown),
                     _ = &mut notified => backoff = Duration::from_millis(5),

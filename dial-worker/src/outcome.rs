@@ -214,6 +214,10 @@ pub async fn record_end(
                 .release(workspace_id, batch_id, attempt_id)
                 .await?;
             ctx.held.forget(attempt_id);
+            shared::metrics::call_outcome(outcome.as_str());
+            if matches!(next, ContactNext::Retry(_)) {
+                shared::metrics::retry_scheduled(outcome.as_str());
+            }
             tracing::debug!(outcome = outcome.as_str(), ?next, "attempt ended");
             Ok(Recorded::Now(outcome))
         }

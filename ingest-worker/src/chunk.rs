@@ -156,6 +156,7 @@ pub async fn handle_chunk(
                     finished = done.finished,
                     "chunk committed"
                 );
+                record_metrics(&plan, done);
                 return Ok(ChunkOutcome::Committed(done));
             }
             // Nothing to keep: dropping the transaction rolls it back.
@@ -172,6 +173,29 @@ pub async fn handle_chunk(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Counts a committed chunk's rows: rejections by reason from the plan, and the rows that lost
+/// to (or displaced) another chunk's row as duplicates. A displaced contact had been counted as
+/// ingested by its own chunk; counters only go up, so it is counted again as a duplicate.
+fn record_metrics(plan: &Plan, done: Committed) {
+    shared::metrics::contacts_ingested(u64::from(done.accepted));
+    let mut by_reason: HashMap<shared::metrics::RejectReason, u64> = HashMap::new();
+    for rejected in &plan.rejected {
+        *by_reason
+            .entry(rejected.rejection.reason.metric())
+            .or_default() += 1;
+    }
+    let cross_chunk = u64::from(done.rejected).saturating_sub(plan.rejected.len() as u64)
+        + u64::from(done.displaced);
+    if cross_chunk > 0 {
+        *by_reason
+            .entry(shared::metrics::RejectReason::Duplicate)
+            .or_default() += cross_chunk;
+    }
+    for (reason, count) in by_reason {
+        shared::metrics::contacts_rejected(reason, count);
     }
 }
 

@@ -36,6 +36,18 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// The bounded `reason` label of `dialfleet_contacts_rejected_total`.
+    pub fn metric(self) -> shared::metrics::RejectReason {
+        use shared::metrics::RejectReason as M;
+        match self {
+            Reason::MissingNumber | Reason::InvalidNumber => M::InvalidNumber,
+            Reason::Duplicate => M::Duplicate,
+            Reason::InvalidText => M::InvalidField,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

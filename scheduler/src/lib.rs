@@ -37,6 +37,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
     tracing::info!(%addr, tick_ms = config.tick.as_millis() as u64, "scheduler ready");
 
+    // The sampled gauges (queue depth, batches by state, webhook backlog) come from one role.
+    let sampler = tokio::spawn(shared::metrics::sampler::run(
+        db.clone(),
+        broker.clone(),
+        shared::metrics::sampler::DEFAULT_INTERVAL,
+        shutdown.clone(),
+    ));
     let publisher = Publisher::new(broker.clone());
     let mut ticker = tokio::time::interval(config.tick);
     // After a slow tick, wait a full tick rather than bursting to catch up.
@@ -58,6 +65,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
 
+    let _ = sampler.await;
     broker.close().await;
     health.await??;
     Ok(())

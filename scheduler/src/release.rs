@@ -34,6 +34,7 @@ use shared::queue::messages::DialV1;
 use shared::queue::publisher::Outgoing;
 use shared::queue::{Publisher, QueueError, Stream};
 use shared::schedule::Window;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::lifecycle;
@@ -112,6 +113,8 @@ struct OpenJob {
     id: Uuid,
     priority: i16,
     max_concurrent_dials: i32,
+    /// The `traceparent` stored by the create request: the job's releases continue its trace.
+    trace_context: Option<String>,
 }
 
 /// The open jobs of one workspace, highest priority first.
@@ -171,7 +174,7 @@ async fn open_jobs(
     let rows = client
         .query(
             "SELECT b.id, b.workspace_id, b.priority, b.schedule, b.scheduled_start_time,
-                    b.max_concurrent_dials, w.max_concurrent_dials
+                    b.max_concurrent_dials, w.max_concurrent_dials, b.trace_context
              FROM batches b JOIN workspaces w ON w.id = b.workspace_id
              WHERE b.state = 'active'
              ORDER BY b.priority DESC, b.created_at, b.id",
@@ -211,6 +214,7 @@ async fn open_jobs(
             id,
             priority: row.get(2),
             max_concurrent_dials: row.get(5),
+            trace_context: row.get(7),
         });
     }
     Ok(workspaces)
@@ -304,7 +308,9 @@ async fn release_workspace(
     }
     let grants = plan::allocate(&demands, workspace_room);
 
-    let mut messages = Vec::new();
+    // One list per job: each job's messages are published inside that job's own span, which
+    // continues the batch's trace.
+    let mut per_job: Vec<(Uuid, Vec<Outgoing>)> = Vec::new();
     for (demand, grant) in demands.iter().zip(grants) {
         if grant == 0 {
             continue;
@@ -324,6 +330,7 @@ async fn release_workspace(
             )
             .await?;
         tracing::debug!(batch_id = %demand.id, released = claimed.len(), "claimed");
+        let mut messages = Vec::with_capacity(claimed.len());
         for row in claimed {
             let contact_id: Uuid = row.get(0);
             let attempts: i32 = row.get(1);
@@ -336,15 +343,18 @@ async fn release_workspace(
             };
             messages.push(Outgoing::json(&message)?.with_id(format!("{contact_id}:{attempt_no}")));
         }
+        if !messages.is_empty() {
+            per_job.push((demand.id, messages));
+        }
     }
-    if messages.is_empty() {
+    if per_job.is_empty() {
         tx.rollback().await?;
         return Ok(Some(0));
     }
-    let released = messages.len() as u64;
+    let released = per_job.iter().map(|(_, m)| m.len() as u64).sum::<u64>();
     let publish = tokio::time::timeout(
         settings.publish_timeout,
-        publisher.publish_all(Stream::Dial, messages),
+        publish_jobs(publisher, workspace, per_job),
     )
     .await;
     match publish {
@@ -359,6 +369,37 @@ async fn release_workspace(
         }
     }
     tx.commit().await?;
+    shared::metrics::contacts_released(released);
     tracing::info!(released, "released");
     Ok(Some(released))
+}
+
+/// Publishes each job's dial messages inside a `release_job` span whose parent is the context
+/// the job's create request stored, so the dial attempts join the batch's trace.
+async fn publish_jobs(
+    publisher: &Publisher,
+    workspace: &WorkspaceJobs,
+    per_job: Vec<(Uuid, Vec<Outgoing>)>,
+) -> Result<(), QueueError> {
+    for (job_id, messages) in per_job {
+        let span = tracing::info_span!(
+            "release_job",
+            batch_id = %job_id,
+            workspace_id = %workspace.id,
+            released = messages.len()
+        );
+        let stored = workspace
+            .jobs
+            .iter()
+            .find(|j| j.id == job_id)
+            .and_then(|j| j.trace_context.as_deref());
+        if let Some(traceparent) = stored {
+            shared::telemetry::propagation::continue_trace(&span, traceparent);
+        }
+        publisher
+            .publish_all(Stream::Dial, messages)
+            .instrument(span)
+            .await?;
+    }
+    Ok(())
 }

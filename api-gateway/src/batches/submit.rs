@@ -93,9 +93,9 @@ pub async fn submit(
                 "INSERT INTO batches (id, workspace_id, surface, name, agent_id, user_id, state, ingest_state,
                      max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time,
                      from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms,
-                     webhooks, tags, default_region, idempotency_key, total_rows)
+                     webhooks, tags, default_region, idempotency_key, total_rows, trace_context)
                  VALUES ($1, $2, $3, $4, $5, $6, 'created', 'ingesting', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17, $18, $19, $20, $21)
+                     $17, $18, $19, $20, $21, $22)
                  ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                  RETURNING {COLUMNS}"
             ),
@@ -121,6 +121,8 @@ pub async fn submit(
                 &new.default_region,
                 &idempotency_key,
                 &(parsed.rows as i32),
+                // The scheduler's releases continue this trace (one batch, one trace).
+                &shared::telemetry::propagation::current_traceparent(),
             ],
         )
         .await?;

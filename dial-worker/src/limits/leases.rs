@@ -68,6 +68,7 @@ impl HeldLeases {
     ) {
         let period = (limits.lease() / 3).max(Duration::from_millis(50));
         let mut stopping_since: Option<tokio::time::Instant> = None;
+        let mut gauges = super::gauges::InFlightGauges::default();
         loop {
             match stopping_since {
                 None => tokio::select! {
@@ -86,6 +87,9 @@ impl HeldLeases {
             }
             if let Err(e) = self.renew_once(&limits, &db).await {
                 tracing::warn!(error = %e, "lease renewal failed; retrying next period");
+            }
+            if let Err(e) = gauges.report(&limits, &db, &self.snapshot()).await {
+                tracing::debug!(error = %e, "in-flight gauges not updated");
             }
         }
     }

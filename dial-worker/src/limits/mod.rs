@@ -14,6 +14,7 @@
 //! put their calls back at their next renewal. The database, not Redis, guards against double
 //! dials (see `crate::dial`).
 
+pub mod gauges;
 pub mod leases;
 pub mod scripts;
 pub mod wakeups;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::signature;
 use crate::error::StepError;
+use shared::metrics::WebhookFailure;
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]
@@ -139,6 +140,7 @@ async fn send(
     let body = serde_json::to_vec(&row.payload).unwrap_or_default();
     let timestamp = Utc::now().timestamp();
     let msg_id = row.id.to_string();
+    let started = std::time::Instant::now();
     let result = match signature::secret_key(&row.secret) {
         Err(e) => Err((None, e.to_string())),
         Ok(key) => {
@@ -152,11 +154,27 @@ async fn send(
                 .body(body)
                 .send()
                 .await;
-            match response {
-                Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
-                Ok(r) => Err((Some(r.status().as_u16()), format!("HTTP {}", r.status()))),
-                Err(e) => Err((None, e.to_string())),
-            }
+            let (result, attempt) = match response {
+                Ok(r) if r.status().is_success() => (Ok(r.status().as_u16()), Ok(())),
+                Ok(r) => (
+                    Err((Some(r.status().as_u16()), format!("HTTP {}", r.status()))),
+                    Err(if r.status().is_client_error() {
+                        WebhookFailure::Http4xx
+                    } else {
+                        WebhookFailure::Http5xx
+                    }),
+                ),
+                Err(e) => (
+                    Err((None, e.to_string())),
+                    Err(if e.is_timeout() {
+                        WebhookFailure::Timeout
+                    } else {
+                        WebhookFailure::Connect
+                    }),
+                ),
+            };
+            shared::metrics::webhook_attempt(attempt, started.elapsed());
+            result
         }
     };
     let attempts = row.attempts + 1;

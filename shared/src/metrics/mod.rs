@@ -438,7 +438,7 @@ pub fn contacts_ingested(count: u64) {
 }
 
 /// Why a row was rejected: a fixed list, so the label stays bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
     /// Not a valid phone number for its region.
     InvalidNumber,

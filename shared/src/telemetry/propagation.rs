@@ -68,6 +68,13 @@ pub fn context_from_traceparent(traceparent: &str) -> Context {
     extract(&message)
 }
 
+/// Makes the context a stored `traceparent` names the parent of `span` (before it is entered),
+/// so work picked up from a row continues the trace that stored it. A malformed value, or no
+/// OpenTelemetry layer, leaves `span` as it was.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    let _ = span.set_parent(context_from_traceparent(traceparent));
+}
+
 #[derive(Default)]
 struct Fields(Vec<(String, String)>);
 
