@@ -96,6 +96,10 @@ async fn sigterm_mid_work_loses_nothing_and_stores_nothing_twice() {
     let status = first.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
     let by_first = chunks_done(&env, &batch).await;
+    assert!(
+        by_first < i64::from(CHUNKS),
+        "the signal came mid-work, leaving chunks for the second worker"
+    );
 
     let mut second = RoleProcess::spawn(env!("CARGO_BIN_EXE_ingest-worker"), &env, &[]);
     second.wait_ready(Duration::from_secs(30)).await;
