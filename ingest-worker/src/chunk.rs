@@ -25,8 +25,10 @@ use crate::normalize::{NumberCheck, Region};
 use crate::plan::{self, Accepted, Plan, PlanError, Rejected};
 
 /// How often a chunk's transaction is retried after colliding with another chunk's (a shared
-/// number, a deadlock) before the message goes back to the queue.
-const MAX_TRIES: u32 = 5;
+/// number, a deadlock) before the message goes back to the queue. Collisions need duplicates
+/// across chunks committing at the same moment: rare, but they can repeat when many chunks
+/// share many numbers, so the retries back off with jitter.
+const MAX_TRIES: u32 = 20;
 
 /// What handling a chunk did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +165,8 @@ pub async fn handle_chunk(
             Err(ChunkError::Db(e)) if is_collision(&e) && tries < MAX_TRIES => {
                 tracing::debug!(error = %e, tries, "chunk collided with another, retrying");
                 drop(txn);
+                let jitter = rand::random_range(0..10 * u64::from(tries));
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
             Err(ChunkError::Db(e)) if is_row_overlap(&e) => {
                 return Err(ChunkError::Overlap {
