@@ -88,15 +88,21 @@ pub enum ChunkError {
     /// No connection could be had; worth retrying.
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    /// Normalisation could not run (a bug); retrying will not help.
+    /// Normalisation panicked (a bug); retrying will not help.
     #[error("normalisation task failed: {0}")]
     Task(String),
+    /// Normalisation was cancelled (the runtime is shutting down); worth retrying.
+    #[error("normalisation task cancelled")]
+    Cancelled,
 }
 
 impl ChunkError {
     /// Whether the chunk can never succeed (dead-letter it) rather than failed this time.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, ChunkError::Db(_) | ChunkError::Pool(_))
+        !matches!(
+            self,
+            ChunkError::Db(_) | ChunkError::Pool(_) | ChunkError::Cancelled
+        )
     }
 }
 
@@ -141,7 +147,13 @@ pub async fn handle_chunk(
     // Parsing numbers is CPU work (regular expressions): keep it off the async threads.
     let plan = tokio::task::spawn_blocking(move || plan::plan(first_row, rows, region, check))
         .await
-        .map_err(|e| ChunkError::Task(e.to_string()))??;
+        .map_err(|e| {
+            if e.is_cancelled() {
+                ChunkError::Cancelled
+            } else {
+                ChunkError::Task(e.to_string())
+            }
+        })??;
 
     let mut client = client;
     let mut tries = 0;
