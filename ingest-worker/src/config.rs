@@ -14,7 +14,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// `HEALTH_ADDR`: where `/healthz`, `/readyz` (and later `/metrics`) are served.
     pub health_addr: SocketAddr,
-    /// `INGEST_CONCURRENCY`: chunks this process persists at once.
+    /// `INGEST_CONCURRENCY`: chunks this process persists at once. A chunk spends most of its
+    /// time waiting on PostgreSQL, so a few per core keep the cores busy.
     pub concurrency: usize,
     /// `INGEST_PREFETCH`: chunks the broker may push ahead of the acks. Twice the concurrency
     /// keeps the next chunk at hand without hoarding work other workers could take.
@@ -30,7 +31,7 @@ pub struct Config {
 impl Config {
     /// Reads the settings; a malformed value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let concurrency: usize = env.parse("INGEST_CONCURRENCY", 2)?;
+        let concurrency: usize = env.parse("INGEST_CONCURRENCY", 4)?;
         let concurrency = concurrency.max(1);
         let default_prefetch = u16::try_from(concurrency * 2).unwrap_or(u16::MAX);
         Ok(Self {
@@ -52,7 +53,7 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let c = Config::from_env(&Env::from_pairs::<_, String, String>([])).unwrap();
-        assert_eq!((c.concurrency, c.prefetch), (2, 4));
+        assert_eq!((c.concurrency, c.prefetch), (4, 8));
         assert_eq!(c.ingest_timeout, Duration::from_secs(600));
         assert_eq!(c.number_check, NumberCheck::Strict);
         let c = Config::from_env(&Env::from_pairs([
