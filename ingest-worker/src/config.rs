@@ -41,7 +41,7 @@ impl Config {
             prefetch: env.parse("INGEST_PREFETCH", default_prefetch)?.max(1),
             ingest_timeout: env.secs("INGEST_TIMEOUT_SECS", 600)?,
             sweep_interval: env.secs("INGEST_SWEEP_INTERVAL_SECS", 30)?,
-            number_check: env.parse("INGEST_NUMBER_CHECK", NumberCheck::Strict)?,
+            number_check: env.parse("INGEST_NUMBER_CHECK", NumberCheck::Possible)?,
         })
     }
 }
@@ -55,14 +55,14 @@ mod tests {
         let c = Config::from_env(&Env::from_pairs::<_, String, String>([])).unwrap();
         assert_eq!((c.concurrency, c.prefetch), (4, 8));
         assert_eq!(c.ingest_timeout, Duration::from_secs(600));
-        assert_eq!(c.number_check, NumberCheck::Strict);
+        assert_eq!(c.number_check, NumberCheck::Possible);
         let c = Config::from_env(&Env::from_pairs([
             ("INGEST_CONCURRENCY", "3"),
-            ("INGEST_NUMBER_CHECK", "possible"),
+            ("INGEST_NUMBER_CHECK", "strict"),
         ]))
         .unwrap();
         assert_eq!((c.concurrency, c.prefetch), (3, 6));
-        assert_eq!(c.number_check, NumberCheck::Possible);
+        assert_eq!(c.number_check, NumberCheck::Strict);
         let err = Config::from_env(&Env::from_pairs([("INGEST_NUMBER_CHECK", "loose")]));
         assert_eq!(err.unwrap_err().name, "INGEST_NUMBER_CHECK");
     }
