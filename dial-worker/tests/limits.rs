@@ -63,7 +63,7 @@ async fn unrenewed_leases_expire_and_renewal_rebuilds_after_a_flush() {
     let env = TestEnv::new().await;
     let limits = Limits::new(
         env.redis.clone(),
-        Duration::from_millis(300),
+        Duration::from_millis(1500),
         Duration::ZERO,
     );
     let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
