@@ -100,10 +100,25 @@ pub fn dialgen_call_status(outcome: CallOutcome) -> &'static str {
 #[tracing::instrument(skip_all, fields(attempt_id = %event.attempt_id, status = ?event.status))]
 pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepError> {
     if is_final(event.status) {
-        // The call is over, so it no longer counts against the limits: when this process holds
-        // its slot, give it back before the (slower) outcome transaction, so the next call can
-        // start meanwhile. Otherwise `record_end` releases it after reading its keys.
-        if let Some((workspace_id, batch_id)) = ctx.held.get(event.attempt_id) {
+        // The call is over, so it no longer counts against the limits: give its slot back
+        // before the (slower, disk-flushing) outcome transaction, so the next call can start
+        // meanwhile. `record_end` releases again after its commit (idempotent).
+        let keys = match ctx.held.get(event.attempt_id) {
+            Some(keys) => Some(keys),
+            None => {
+                let client = ctx.db.get().await?;
+                let read = client
+                    .prepare_cached(
+                        "SELECT workspace_id, batch_id FROM dial_attempts WHERE id = $1",
+                    )
+                    .await?;
+                client
+                    .query_opt(&read, &[&event.attempt_id])
+                    .await?
+                    .map(|r| (r.get(0), r.get(1)))
+            }
+        };
+        if let Some((workspace_id, batch_id)) = keys {
             ctx.limits
                 .release(workspace_id, batch_id, event.attempt_id)
                 .await?;

@@ -25,8 +25,10 @@ use crate::normalize::{NumberCheck, Region};
 use crate::plan::{self, Accepted, Plan, PlanError, Rejected};
 
 /// How often a chunk's transaction is retried after colliding with another chunk's (a shared
-/// number, a deadlock) before the message goes back to the queue.
-const MAX_TRIES: u32 = 5;
+/// number, a deadlock) before the message goes back to the queue. Collisions need duplicates
+/// across chunks committing at the same moment: rare, but they can repeat when many chunks
+/// share many numbers, so the retries back off with jitter.
+const MAX_TRIES: u32 = 20;
 
 /// What handling a chunk did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,15 +88,21 @@ pub enum ChunkError {
     /// No connection could be had; worth retrying.
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    /// Normalisation could not run (a bug); retrying will not help.
+    /// Normalisation panicked (a bug); retrying will not help.
     #[error("normalisation task failed: {0}")]
     Task(String),
+    /// Normalisation was cancelled (the runtime is shutting down); worth retrying.
+    #[error("normalisation task cancelled")]
+    Cancelled,
 }
 
 impl ChunkError {
     /// Whether the chunk can never succeed (dead-letter it) rather than failed this time.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, ChunkError::Db(_) | ChunkError::Pool(_))
+        !matches!(
+            self,
+            ChunkError::Db(_) | ChunkError::Pool(_) | ChunkError::Cancelled
+        )
     }
 }
 
@@ -139,7 +147,13 @@ pub async fn handle_chunk(
     // Parsing numbers is CPU work (regular expressions): keep it off the async threads.
     let plan = tokio::task::spawn_blocking(move || plan::plan(first_row, rows, region, check))
         .await
-        .map_err(|e| ChunkError::Task(e.to_string()))??;
+        .map_err(|e| {
+            if e.is_cancelled() {
+                ChunkError::Cancelled
+            } else {
+                ChunkError::Task(e.to_string())
+            }
+        })??;
 
     let mut client = client;
     let mut tries = 0;
@@ -164,6 +178,8 @@ pub async fn handle_chunk(
             Err(ChunkError::Db(e)) if is_collision(&e) && tries < MAX_TRIES => {
                 tracing::debug!(error = %e, tries, "chunk collided with another, retrying");
                 drop(txn);
+                let jitter = rand::random_range(0..10 * u64::from(tries));
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
             Err(ChunkError::Db(e)) if is_row_overlap(&e) => {
                 return Err(ChunkError::Overlap {

@@ -14,7 +14,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// `HEALTH_ADDR`: where `/healthz`, `/readyz` (and later `/metrics`) are served.
     pub health_addr: SocketAddr,
-    /// `INGEST_CONCURRENCY`: chunks this process persists at once.
+    /// `INGEST_CONCURRENCY`: chunks this process persists at once. A chunk spends most of its
+    /// time waiting on PostgreSQL, so a few per core keep the cores busy.
     pub concurrency: usize,
     /// `INGEST_PREFETCH`: chunks the broker may push ahead of the acks. Twice the concurrency
     /// keeps the next chunk at hand without hoarding work other workers could take.
@@ -30,7 +31,7 @@ pub struct Config {
 impl Config {
     /// Reads the settings; a malformed value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let concurrency: usize = env.parse("INGEST_CONCURRENCY", 2)?;
+        let concurrency: usize = env.parse("INGEST_CONCURRENCY", 4)?;
         let concurrency = concurrency.max(1);
         let default_prefetch = u16::try_from(concurrency * 2).unwrap_or(u16::MAX);
         Ok(Self {
@@ -40,7 +41,7 @@ impl Config {
             prefetch: env.parse("INGEST_PREFETCH", default_prefetch)?.max(1),
             ingest_timeout: env.secs("INGEST_TIMEOUT_SECS", 600)?,
             sweep_interval: env.secs("INGEST_SWEEP_INTERVAL_SECS", 30)?,
-            number_check: env.parse("INGEST_NUMBER_CHECK", NumberCheck::Strict)?,
+            number_check: env.parse("INGEST_NUMBER_CHECK", NumberCheck::Possible)?,
         })
     }
 }
@@ -52,16 +53,16 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let c = Config::from_env(&Env::from_pairs::<_, String, String>([])).unwrap();
-        assert_eq!((c.concurrency, c.prefetch), (2, 4));
+        assert_eq!((c.concurrency, c.prefetch), (4, 8));
         assert_eq!(c.ingest_timeout, Duration::from_secs(600));
-        assert_eq!(c.number_check, NumberCheck::Strict);
+        assert_eq!(c.number_check, NumberCheck::Possible);
         let c = Config::from_env(&Env::from_pairs([
             ("INGEST_CONCURRENCY", "3"),
-            ("INGEST_NUMBER_CHECK", "possible"),
+            ("INGEST_NUMBER_CHECK", "strict"),
         ]))
         .unwrap();
         assert_eq!((c.concurrency, c.prefetch), (3, 6));
-        assert_eq!(c.number_check, NumberCheck::Possible);
+        assert_eq!(c.number_check, NumberCheck::Strict);
         let err = Config::from_env(&Env::from_pairs([("INGEST_NUMBER_CHECK", "loose")]));
         assert_eq!(err.unwrap_err().name, "INGEST_NUMBER_CHECK");
     }

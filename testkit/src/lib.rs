@@ -194,7 +194,7 @@ async fn ensure_template() -> String {
             .query(
                 "SELECT d.datname FROM pg_database d
                  LEFT JOIN pg_shdescription s ON s.objoid = d.oid
-                 WHERE d.datname LIKE 'dialfleet_tpl_%'
+                 WHERE d.datname LIKE 'dialfleet_tpl_%' AND d.datname NOT LIKE '%_building'
                    AND COALESCE(s.description, '0')::bigint < extract(epoch FROM now())::bigint - 6 * 3600",
                 &[],
             )
@@ -209,24 +209,39 @@ async fn ensure_template() -> String {
                 ))
                 .await;
         }
-        client
-            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
-            .await
-            .expect("create template");
+        // Built under a temporary name and renamed once migrated, so a run killed half-way
+        // never leaves a template without tables behind.
+        let building = format!("{name}_building");
         client
             .batch_execute(&format!(
-                "COMMENT ON DATABASE {} IS '{}'",
-                quote_ident(&name),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&building)
             ))
             .await
-            .expect("stamp template");
-        db::migrate::run(&replace_dbname(&admin_url(), &name))
+            .expect("drop a half-built template");
+        client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&building)))
+            .await
+            .expect("create template");
+        db::migrate::run(&replace_dbname(&admin_url(), &building))
             .await
             .expect("migrate template");
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let publish = format!(
+            "COMMENT ON DATABASE {b} IS '{stamp}'; ALTER DATABASE {b} RENAME TO {n}",
+            b = quote_ident(&building),
+            n = quote_ident(&name)
+        );
+        // The migration's connection may take a moment to close; a rename needs none open.
+        let mut tries = 0;
+        while let Err(e) = client.batch_execute(&publish).await {
+            tries += 1;
+            assert!(tries < 50, "cannot publish the template: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     client
         .execute("SELECT pg_advisory_unlock(746173)", &[])

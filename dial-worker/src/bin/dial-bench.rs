@@ -152,7 +152,7 @@ impl Scratch {
         let s = &self.service;
         let env = Env::from_pairs([
             ("DATABASE_URL", s.database_url.clone()),
-            ("DATABASE_POOL_SIZE", "24".to_owned()),
+            ("DATABASE_POOL_SIZE", "32".to_owned()),
             ("AMQP_URL", s.amqp_url.clone()),
             ("QUEUE_PREFIX", s.queue_prefix.clone()),
             ("REDIS_URL", s.redis_url.clone()),

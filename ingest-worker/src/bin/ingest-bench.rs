@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use futures_util::pin_mut;
+use ingest_worker::normalize::{NumberCheck, Region};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
@@ -63,7 +64,7 @@ enum Mode {
         #[arg(long, default_value_t = 1)]
         workers: u32,
         /// `INGEST_CONCURRENCY` of each.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 4)]
         concurrency: u32,
         /// The ingest-worker binary (default: next to this one).
         #[arg(long)]
@@ -352,6 +353,16 @@ async fn direct_in(
             expected.push(seq as i32);
         }
 
+        // What normalisation alone costs, on one thread of this process.
+        let rows: Vec<RawRow> = (0..args.rows).map(contact).collect();
+        let t = Instant::now();
+        let planned = ingest_worker::plan::plan(0, rows, Region::parse("US"), NumberCheck::Strict)?;
+        println!(
+            "normalisation alone (one thread): {:.3} s for {} rows",
+            t.elapsed().as_secs_f64(),
+            planned.accepted.len()
+        );
+
         let publisher = Publisher::new(broker.clone());
         let started = Instant::now();
         for group in messages.chunks(20) {
@@ -407,7 +418,16 @@ async fn direct_in(
                 }
             }
         }
-        compare_with_copy(&client, args.rows, pipeline / args.batches.max(1)).await
+        compare_with_copy(&client, args.rows, pipeline / args.batches.max(1)).await?;
+        // The same COPY into `contacts` itself, in one transaction: the floor for any pipeline
+        // writing that table.
+        let (batch_id, workspace_id) = create_batches(&client, 1).await?[0];
+        let into_contacts = raw_copy(&client, "contacts", args.rows, batch_id, workspace_id).await?;
+        println!(
+            "raw COPY into contacts itself (one transaction): {:.3} s",
+            into_contacts.as_secs_f64()
+        );
+        Ok(())
     }
     .await;
     for mut child in children {
@@ -495,7 +515,7 @@ async fn compare_with_copy(client: &Client, rows: u32, pipeline: Duration) -> an
             "CREATE TABLE {table} (LIKE contacts INCLUDING DEFAULTS INCLUDING INDEXES)"
         ))
         .await?;
-    let result = raw_copy(client, &table, rows).await;
+    let result = raw_copy(client, &table, rows, Uuid::now_v7(), Uuid::now_v7()).await;
     client
         .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
         .await?;
@@ -512,9 +532,13 @@ async fn compare_with_copy(client: &Client, rows: u32, pipeline: Duration) -> an
     Ok(())
 }
 
-async fn raw_copy(client: &Client, table: &str, rows: u32) -> anyhow::Result<Duration> {
-    let batch_id = Uuid::now_v7();
-    let workspace_id = Uuid::now_v7();
+async fn raw_copy(
+    client: &Client,
+    table: &str,
+    rows: u32,
+    batch_id: Uuid,
+    workspace_id: Uuid,
+) -> anyhow::Result<Duration> {
     let contacts: Vec<RawRow> = (0..rows).map(contact).collect();
     let started = Instant::now();
     client.batch_execute("BEGIN").await?;

@@ -365,3 +365,32 @@ async fn a_chunk_for_a_closed_batch_stores_nothing() {
     );
     assert!(fixture::contacts(&env.db, &batch).await.is_empty());
 }
+
+#[tokio::test]
+async fn deleting_a_batch_or_its_workspace_deletes_its_contacts() {
+    let env = TestEnv::new().await;
+    let a = fixture::batch(&env.db, BatchOpts::default()).await;
+    let b = fixture::batch(&env.db, BatchOpts::default()).await;
+    for batch in [&a, &b] {
+        handle_chunk(&env.db, STRICT, fixture::chunks(batch, 1, 5).remove(0))
+            .await
+            .unwrap();
+    }
+    let client = env.db.get().await.unwrap();
+    client
+        .execute("DELETE FROM batches WHERE id = $1", &[&a.id])
+        .await
+        .unwrap();
+    assert!(fixture::contacts(&env.db, &a).await.is_empty());
+    assert_eq!(fixture::contacts(&env.db, &b).await.len(), 5);
+    client
+        .execute("DELETE FROM workspaces WHERE id = $1", &[&b.workspace_id])
+        .await
+        .unwrap();
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM contacts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}

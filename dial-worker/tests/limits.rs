@@ -1,0 +1,147 @@
+//! The Redis limits on their own, against the real Redis.
+
+use std::time::Duration;
+
+use dial_worker::limits::{Limits, SlotRequest, TryAcquire};
+use testkit::TestEnv;
+use uuid::Uuid;
+
+fn request(ws: Uuid, job: Uuid, ws_limit: u32, job_limit: u32, pool: u32) -> SlotRequest {
+    SlotRequest {
+        workspace_id: ws,
+        batch_id: job,
+        attempt_id: Uuid::new_v4(),
+        workspace_limit: ws_limit,
+        job_limit,
+        caller_pool: pool,
+    }
+}
+
+#[tokio::test]
+async fn both_semaphores_are_taken_together_and_released() {
+    let env = TestEnv::new().await;
+    let limits = Limits::new(env.redis.clone(), Duration::from_secs(30), Duration::ZERO);
+    let (ws, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let first = request(ws, a, 3, 2, 3);
+    let mut indexes = Vec::new();
+    for r in [first, request(ws, a, 3, 2, 3)] {
+        match limits.try_acquire(&r).await.unwrap() {
+            TryAcquire::Acquired { caller_index } => indexes.push(caller_index),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(indexes, vec![Some(0), Some(1)], "round robin over the pool");
+    assert_eq!(
+        limits.try_acquire(&request(ws, a, 3, 2, 3)).await.unwrap(),
+        TryAcquire::JobFull
+    );
+    assert!(matches!(
+        limits.try_acquire(&request(ws, b, 3, 2, 0)).await.unwrap(),
+        TryAcquire::Acquired { caller_index: None }
+    ));
+    assert_eq!(
+        limits.try_acquire(&request(ws, b, 3, 2, 0)).await.unwrap(),
+        TryAcquire::WorkspaceFull,
+        "a refused try takes nothing from the job"
+    );
+    assert_eq!(limits.in_use(ws, b).await.unwrap(), (3, 1));
+    limits.release(ws, a, first.attempt_id).await.unwrap();
+    limits.release(ws, a, first.attempt_id).await.unwrap();
+    assert_eq!(
+        limits.in_use(ws, a).await.unwrap(),
+        (2, 1),
+        "release is idempotent"
+    );
+    assert!(matches!(
+        limits.try_acquire(&request(ws, b, 3, 2, 0)).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+}
+
+#[tokio::test]
+async fn unrenewed_leases_expire_and_renewal_rebuilds_after_a_flush() {
+    let env = TestEnv::new().await;
+    let limits = Limits::new(
+        env.redis.clone(),
+        Duration::from_millis(1500),
+        Duration::ZERO,
+    );
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    let held = request(ws, job, 1, 1, 0);
+    assert!(matches!(
+        limits.try_acquire(&held).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    assert_eq!(
+        limits
+            .try_acquire(&request(ws, job, 1, 1, 0))
+            .await
+            .unwrap(),
+        TryAcquire::WorkspaceFull
+    );
+    // Renewed: still held after the first lease would have run out.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    limits.renew(&[(held.attempt_id, ws, job)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(limits.in_use(ws, job).await.unwrap(), (1, 1));
+    // "Flush": the keys vanish; the holder's next renewal counts its call again.
+    let mut conn = env.redis.conn.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}slots:*", env.redis.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(limits.in_use(ws, job).await.unwrap(), (0, 0));
+    limits.renew(&[(held.attempt_id, ws, job)]).await.unwrap();
+    assert_eq!(
+        limits
+            .try_acquire(&request(ws, job, 1, 1, 0))
+            .await
+            .unwrap(),
+        TryAcquire::WorkspaceFull
+    );
+    // Not renewed any more (the worker died): the slot comes back.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert!(matches!(
+        limits
+            .try_acquire(&request(ws, job, 1, 1, 0))
+            .await
+            .unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+}
+
+#[tokio::test]
+async fn start_tokens_are_spaced_by_the_rate() {
+    let env = TestEnv::new().await;
+    let limits = Limits::new(env.redis.clone(), Duration::from_secs(30), Duration::ZERO);
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(limits.try_start(ws, job, 5, None).await.unwrap(), None);
+    let wait = limits
+        .try_start(ws, job, 5, None)
+        .await
+        .unwrap()
+        .expect("must wait");
+    assert!(
+        wait > Duration::from_millis(150) && wait <= Duration::from_millis(200),
+        "{wait:?}"
+    );
+    // The workspace rate binds another job of the workspace too.
+    let other = Uuid::new_v4();
+    assert_eq!(
+        limits.try_start(ws, other, 100, Some(2)).await.unwrap(),
+        None
+    );
+    assert!(
+        limits
+            .try_start(ws, Uuid::new_v4(), 100, Some(2))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -1,0 +1,421 @@
+//! Every role together: batches submitted over HTTP are ingested, released inside their window,
+//! dialed through the carrier simulator within the limits, retried, completed and reported by
+//! signed webhooks. The simulator's call record is the independent witness.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use shared::config::Env;
+use testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+struct Stack {
+    env: TestEnv,
+    gateway: String,
+    record: PathBuf,
+    key: String,
+    workspace: uuid::Uuid,
+    http: reqwest::Client,
+    agent: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(dir) = self.record.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the carrier simulator, the gateway, one ingest worker, one scheduler and
+/// `dial_workers` dial workers, with a workspace limited to `workspace_limit` calls.
+async fn start(dial_workers: usize, workspace_limit: i32, talk_ms: u64) -> Stack {
+    let env = TestEnv::new().await;
+    let shutdown = CancellationToken::new();
+    let dir = std::env::temp_dir().join(format!("dialfleet-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("calls.jsonl");
+
+    let talk = talk_ms.to_string();
+    let sim_config = carrier_sim::config::Config::from_env(&Env::from_pairs([
+        ("CARRIER_SIM_ADDR", "127.0.0.1:0"),
+        ("CARRIER_SIM_RING_MS", "50"),
+        ("CARRIER_SIM_TALK_MS", talk.as_str()),
+        ("CARRIER_SIM_SEED", "7"),
+        ("CARRIER_SIM_RECORD", record.to_str().unwrap()),
+    ]))
+    .unwrap();
+    let (sim, _) = carrier_sim::spawn(sim_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    let port = free_port();
+    let gateway = format!("http://127.0.0.1:{port}");
+    let with = |extra: &[(&str, String)]| {
+        let mut pairs = env.env_vars();
+        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
+        pairs.push(("PUBLIC_URL".into(), gateway.clone()));
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Env::from_pairs(pairs)
+    };
+    let gw = api_gateway::config::Config::from_env(&with(&[(
+        "GATEWAY_ADDR",
+        format!("127.0.0.1:{port}"),
+    )]))
+    .unwrap();
+    api_gateway::spawn(gw, shutdown.clone()).await.unwrap();
+    let ingest = ingest_worker::config::Config::from_env(&with(&[])).unwrap();
+    tokio::spawn(ingest_worker::run(ingest, shutdown.clone()));
+    let sched =
+        scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100".into())])).unwrap();
+    tokio::spawn(scheduler::run(sched, shutdown.clone()));
+    for _ in 0..dial_workers {
+        let dial = dial_worker::config::Config::from_env(&with(&[
+            ("CARRIER_URL", format!("http://{sim}")),
+            ("DIAL_PREFETCH", "16".into()),
+        ]))
+        .unwrap();
+        tokio::spawn(dial_worker::run(dial, shutdown.clone()));
+    }
+
+    let created = api_gateway::admin::create_workspace(&env.db, "e2e", workspace_limit)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{gateway}{path}"))
+            .bearer_auth(&created.api_key)
+            .json(&body)
+            .send()
+    };
+    let r = post("/api/phone_numbers", json!({"number": "+12015550100"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post("/api/phone_numbers", json!({"number": "+12015550199"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let agent: Value = post(
+        "/api/agents",
+        json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    Stack {
+        env,
+        gateway,
+        record,
+        key: created.api_key,
+        workspace: created.workspace_id,
+        http,
+        agent: agent["id"].as_str().unwrap().to_owned(),
+        shutdown,
+    }
+}
+
+impl Stack {
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.gateway))
+            .bearer_auth(&self.key)
+    }
+
+    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.gateway))
+            .bearer_auth(&self.key)
+            .json(&body)
+    }
+
+    fn calls(&self) -> Vec<carrier_sim::record::CallRecord> {
+        carrier_sim::record::read(&self.record)
+    }
+
+    async fn wait_for(&self, what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+/// A webhook receiver that records every delivery.
+async fn receiver() -> (SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, received)
+}
+
+/// Checks a Standard Webhooks signature the way a receiver would, from the spec alone.
+fn signature_ok(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let id = headers["webhook-id"].to_str().unwrap();
+    let ts = headers["webhook-timestamp"].to_str().unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .split(' ')
+        .any(|s| s == format!("v1,{expected}"))
+}
+
+#[tokio::test]
+async fn dialgen_batch_runs_to_completion_within_every_limit() {
+    let stack = start(2, 3, 150).await;
+    let (hooks, received) = receiver().await;
+    // Last digits pick the simulator's outcome: 0–5 answered, 6 busy, 7 no-answer, 8 failed,
+    // 9 voicemail. One unreadable number and one duplicate are rejected at ingest.
+    let mut contacts: Vec<Value> = (0..20)
+        .map(
+            |i| json!({"phoneNumber": format!("+1201555{:04}", 1000 + i), "name": format!("c{i}")}),
+        )
+        .collect();
+    contacts.push(json!({"phoneNumber": "12"}));
+    contacts.push(json!({"phoneNumber": "+12015551000"}));
+    let body = json!({
+        "agentId": stack.agent, "userId": "u1", "contacts": contacts,
+        "options": {"maxCallsPerSecond": 4, "retryStrategy": {"maxAttempts": 2, "busyDelay": 300, "noAnswerDelay": 300},
+                    "webhooks": {"onCallComplete": format!("http://{hooks}/call"), "onBatchComplete": format!("http://{hooks}/batch")}}
+    });
+    let created: Value = stack
+        .post("/api/v1/batch", body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["batchId"].as_str().unwrap().to_owned();
+
+    let mut status = Value::Null;
+    stack
+        .wait_for(
+            "the batch to complete",
+            Duration::from_secs(120),
+            async || {
+                status = stack
+                    .get(&format!("/api/v1/batch/{id}/status"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                status["status"] == "completed"
+            },
+        )
+        .await;
+    assert_eq!(status["statistics"]["total"], 20);
+    assert_eq!(status["statistics"]["processed"], 20);
+    assert_eq!(status["rejected"]["invalid_number"], 1, "{status}");
+    assert_eq!(status["rejected"]["duplicate"], 1, "{status}");
+
+    // The witness: limits held at every instant, and every number was called as often as its
+    // outcome allows — never twice for a final outcome.
+    let calls = stack.calls();
+    assert!(
+        carrier_sim::record::max_overlap(&calls) <= 3,
+        "overlap {}",
+        carrier_sim::record::max_overlap(&calls)
+    );
+    assert!(
+        carrier_sim::record::max_starts_per_second(&calls) <= 4,
+        "rate {}",
+        carrier_sim::record::max_starts_per_second(&calls)
+    );
+    let mut per_number: HashMap<&str, usize> = HashMap::new();
+    for c in &calls {
+        *per_number.entry(c.to.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_number.len(), 20);
+    for (number, n) in &per_number {
+        let expected = if number.ends_with('6') || number.ends_with('7') {
+            2
+        } else {
+            1
+        };
+        assert_eq!(*n, expected, "{number} called {n} times");
+    }
+    let client = stack.env.db.get().await.unwrap();
+    let attempts: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dial_attempts WHERE outcome IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts as usize, calls.len());
+    let callers: Vec<String> = calls.iter().map(|c| c.from.clone()).collect();
+    assert!(
+        callers.contains(&"+12015550100".to_owned())
+            && callers.contains(&"+12015550199".to_owned()),
+        "caller IDs are spread"
+    );
+
+    // One signed call.completed per contact, then batch.completed.
+    stack
+        .wait_for("the webhooks", Duration::from_secs(30), async || {
+            received.lock().unwrap().len() >= 21
+        })
+        .await;
+    let secret: String = client
+        .query_one(
+            "SELECT webhook_secret FROM workspaces WHERE id = $1",
+            &[&stack.workspace],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let got = received.lock().unwrap().clone();
+    let mut call_events = 0;
+    for (headers, body) in &got {
+        assert!(signature_ok(&secret, headers, body), "bad signature");
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        if payload["callData"].is_object() {
+            call_events += 1;
+            assert_eq!(payload["callData"]["batchId"], id.as_str());
+        } else {
+            assert_eq!(payload["event"], "batch.completed");
+            assert_eq!(payload["statistics"]["total"], 20);
+        }
+    }
+    assert_eq!(call_events, 20);
+}
+
+#[tokio::test]
+async fn vogent_pause_and_cancel_stop_new_calls_within_a_second() {
+    let stack = start(1, 2, 400).await;
+    let rows: Vec<Value> = (0..40).map(|i| json!({"toNumber": format!("+1201555{:04}", 2000 + i * 10), "inputs": {"i": i.to_string()}})).collect();
+    let job: Value = stack
+        .post(
+            "/api/batch_dial_jobs",
+            json!({"name": "pausable", "callAgentId": stack.agent, "maxConcurrentDials": 2,
+            "schedule": {"days": [], "timezone": "UTC", "disableSchedule": true}, "rows": rows}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(job["status"], "INIT");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(stack.calls().is_empty(), "an INIT job dials nothing");
+
+    let paused = |p: bool| {
+        stack
+            .post(
+                &format!("/api/batch_dial_jobs/{id}/paused"),
+                json!({"paused": p}),
+            )
+            .send()
+    };
+    assert_eq!(
+        paused(false).await.unwrap().json::<Value>().await.unwrap()["status"],
+        "ACTIVE"
+    );
+    stack
+        .wait_for("calls to start", Duration::from_secs(30), async || {
+            stack.calls().len() >= 3
+        })
+        .await;
+
+    let paused_at: DateTime<Utc> = Utc::now();
+    assert_eq!(
+        paused(true).await.unwrap().json::<Value>().await.unwrap()["status"],
+        "PAUSED"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late: Vec<_> = stack
+        .calls()
+        .into_iter()
+        .filter(|c| c.requested_at > paused_at + chrono::Duration::seconds(1))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} calls started more than 1 s after the pause",
+        late.len()
+    );
+    let before = stack.calls().len();
+
+    paused(false).await.unwrap();
+    stack
+        .wait_for("calls to resume", Duration::from_secs(30), async || {
+            stack.calls().len() >= before + 2
+        })
+        .await;
+    let cancelled_at: DateTime<Utc> = Utc::now();
+    let r: Value = stack
+        .post(&format!("/api/batch_dial_jobs/{id}/cancel"), json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "CANCELLED");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late = stack
+        .calls()
+        .into_iter()
+        .filter(|c| c.requested_at > cancelled_at + chrono::Duration::seconds(1))
+        .count();
+    assert_eq!(late, 0, "calls started more than 1 s after the cancel");
+    assert!(stack.calls().len() < 40);
+    let calls = stack.calls();
+    assert!(carrier_sim::record::max_overlap(&calls) <= 2);
+    let mut numbers: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
+    numbers.sort();
+    let total = numbers.len();
+    numbers.dedup();
+    assert_eq!(numbers.len(), total, "a number was dialed twice");
+}
