@@ -42,20 +42,23 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
 /// Parses JSON, reporting where a syntax or type error is.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("the body is not valid JSON: {inner}")
-        } else {
-            inner.to_string()
-        };
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::BadRequest {
-            message: message.clone(),
-            details: vec![FieldError::new(field, message)],
-        }
-    })
+    serde_path_to_error::deserialize(de).map_err(bad_json)
+}
+
+/// The 400 for a JSON syntax or type error, naming the field it is at.
+pub fn bad_json(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let message = if inner.is_syntax() || inner.is_eof() {
+        format!("the body is not valid JSON: {inner}")
+    } else {
+        inner.to_string()
+    };
+    let field = if path == "." { "body".to_owned() } else { path };
+    ApiError::BadRequest {
+        message: message.clone(),
+        details: vec![FieldError::new(field, message)],
+    }
 }
 
 /// A UUID from the path; anything else is a 404 for `what`.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use shared::queue::messages::{IngestChunkV1, RawRow};
 
-use crate::error::{ApiError, FieldError};
+use crate::error::ApiError;
 use crate::validate::{Violations, is_email};
 
 /// The most contacts one batch may hold.
@@ -152,20 +152,7 @@ pub fn parse<R: RowShape>(
             R::KEY
         )));
     }
-    let header = result.map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("the body is not valid JSON: {inner}")
-        } else {
-            inner.to_string()
-        };
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::BadRequest {
-            message: message.clone(),
-            details: vec![FieldError::new(field, message)],
-        }
-    })?;
+    let header = result.map_err(crate::extract::bad_json)?;
     let Some(header) = header else {
         return Err(ApiError::field(R::KEY, "is required"));
     };

@@ -13,7 +13,7 @@ use shared::domain::{
 };
 
 use crate::auth::Workspace;
-use crate::error::{ApiError, FieldError};
+use crate::error::ApiError;
 use crate::validate::{Violations, is_http_url};
 
 /// Dialgen's documented defaults (API-REFERENCE.md).
@@ -138,14 +138,7 @@ pub struct NewBatch {
 
 /// Converts the header map into `T`, a type error being a 400 naming the field.
 pub fn typed<T: serde::de::DeserializeOwned>(header: Map<String, Value>) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(Value::Object(header)).map_err(|e| {
-        let field = e.path().to_string();
-        let message = e.into_inner().to_string();
-        ApiError::BadRequest {
-            message: message.clone(),
-            details: vec![FieldError::new(field, message)],
-        }
-    })
+    serde_path_to_error::deserialize(Value::Object(header)).map_err(crate::extract::bad_json)
 }
 
 /// Checks a schedule into the domain type.
