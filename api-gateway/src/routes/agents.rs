@@ -10,11 +10,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::owned::Owned;
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id};
-use crate::pagination::{Cursor, limit, split_page};
 use crate::validate::{Violations, is_http_url};
 
 pub fn router() -> Router<AppState> {
@@ -22,6 +22,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/agents", get(list).post(create))
         .route("/api/agents/{id}", get(fetch).delete(remove))
 }
+
+const RESOURCE: Owned = Owned {
+    table: "agents",
+    columns: "id, name, answer_url, created_at",
+    what: "agent",
+};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -78,27 +84,10 @@ pub(crate) async fn list(
     ws: Workspace,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = limit(q.limit)?;
-    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query(
-            "SELECT id, name, answer_url, created_at FROM agents
-             WHERE workspace_id = $1 AND deleted_at IS NULL
-               AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
-             ORDER BY created_at, id LIMIT $4",
-            &[
-                &ws.id,
-                &after.map(|c| c.at),
-                &after.map(|c| c.id).unwrap_or_default(),
-                &(limit + 1),
-            ],
-        )
+    let (page, cursor) = RESOURCE
+        .page(&client, ws.id, q.limit, q.cursor.as_deref())
         .await?;
-    let (page, cursor) = split_page(rows, limit, |r| Cursor {
-        at: r.get(3),
-        id: r.get(0),
-    });
     Ok(Json(
         json!({"data": page.iter().map(agent_json).collect::<Vec<_>>(), "cursor": cursor}),
     ))
@@ -127,13 +116,6 @@ pub(crate) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, "agent")?;
     let client = state.db.get().await?;
-    // Soft delete: batches that already refer to the agent keep working.
-    let n = client
-        .execute("UPDATE agents SET deleted_at = now() WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL", &[&id, &ws.id])
-        .await?;
-    if n == 0 {
-        Err(ApiError::NotFound("agent"))
-    } else {
-        Ok(StatusCode::NO_CONTENT)
-    }
+    RESOURCE.remove(&client, ws.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod carrier;
 pub mod dialgen;
+pub mod owned;
 pub mod phone_numbers;
 pub mod vogent;
 

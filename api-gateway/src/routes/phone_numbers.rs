@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use shared::domain::E164;
 
+use super::owned::Owned;
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id};
-use crate::pagination::{Cursor, limit, split_page};
 use crate::validate::Violations;
 
 pub fn router() -> Router<AppState> {
@@ -24,6 +24,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/phone_numbers", get(list).post(create))
         .route("/api/phone_numbers/{id}", delete(remove))
 }
+
+const RESOURCE: Owned = Owned {
+    table: "phone_numbers",
+    columns: "id, number, label, created_at",
+    what: "phone number",
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,27 +98,10 @@ pub(crate) async fn list(
     ws: Workspace,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = limit(q.limit)?;
-    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query(
-            "SELECT id, number, label, created_at FROM phone_numbers
-             WHERE workspace_id = $1 AND deleted_at IS NULL
-               AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
-             ORDER BY created_at, id LIMIT $4",
-            &[
-                &ws.id,
-                &after.map(|c| c.at),
-                &after.map(|c| c.id).unwrap_or_default(),
-                &(limit + 1),
-            ],
-        )
+    let (page, cursor) = RESOURCE
+        .page(&client, ws.id, q.limit, q.cursor.as_deref())
         .await?;
-    let (page, cursor) = split_page(rows, limit, |r| Cursor {
-        at: r.get(3),
-        id: r.get(0),
-    });
     Ok(Json(
         json!({"data": page.iter().map(number_json).collect::<Vec<_>>(), "cursor": cursor}),
     ))
@@ -126,12 +115,6 @@ pub(crate) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, "phone number")?;
     let client = state.db.get().await?;
-    let n = client
-        .execute("UPDATE phone_numbers SET deleted_at = now() WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL", &[&id, &ws.id])
-        .await?;
-    if n == 0 {
-        Err(ApiError::NotFound("phone number"))
-    } else {
-        Ok(StatusCode::NO_CONTENT)
-    }
+    RESOURCE.remove(&client, ws.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
