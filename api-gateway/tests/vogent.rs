@@ -452,3 +452,12 @@ async fn queue_and_dials_show_rows_and_attempts() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_workspace_without_numbers_can_still_create_jobs() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    let job = app.create_job(&agent, 1).await;
+    assert_eq!(job["status"], "INIT");
+    assert_eq!(job["fromPhoneNumberIds"], json!([]));
+}

@@ -71,11 +71,9 @@ pub async fn submit(
         .map(|r| r.get(0))
         .collect();
     if new.from_phone_number_ids.is_empty() {
-        // A job that names no caller IDs uses every number the workspace owns.
+        // A job that names no caller IDs uses every number the workspace owns (and, while it
+        // owns none, the dial workers' DEFAULT_CALLER_ID).
         new.from_phone_number_ids = owned.clone();
-        if owned.is_empty() {
-            violations.add(numbers_field, "the workspace has no phone numbers to call from; add one with POST /api/phone_numbers");
-        }
     }
     for (i, id) in new.from_phone_number_ids.iter().enumerate() {
         if !owned.contains(id) {
