@@ -30,7 +30,7 @@ pub trait RowShape: DeserializeOwned {
 
 /// A Vogent row (seed 000): `inputs` must be a string => string map.
 #[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct VogentRow {
     to_number: String,
     #[serde(default)]

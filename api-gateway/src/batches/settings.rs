@@ -61,7 +61,7 @@ pub struct VogentCreate {
 
 /// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct VogentUpdate {
     pub name: Option<String>,
     pub max_concurrent_dials: Option<i64>,

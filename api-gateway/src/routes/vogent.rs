@@ -269,7 +269,6 @@ async fn lock(client: &impl GenericClient, workspace: Uuid, id: Uuid) -> Result<
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct PausedBody {
     paused: Option<bool>,
 }
