@@ -17,37 +17,11 @@ use std::time::Duration;
 use common::*;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimOutcome};
 use dial_worker::limits::Limits;
-use testkit::process::RoleProcess;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero() {
-    let env = testkit::TestEnv::new().await;
-    let otlp = testkit::otlp::OtlpReceiver::start().await;
-    let endpoint = otlp.endpoint();
-    let mut role = RoleProcess::spawn(
-        env!("CARGO_BIN_EXE_dial-worker"),
-        &env,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
-    );
-    role.wait_ready(Duration::from_secs(30)).await;
-    let metrics = role.get("/metrics").await;
-    assert!(
-        metrics.contains("dialfleet_build_info{role=\"dial-worker\""),
-        "{metrics}"
-    );
-
-    role.sigterm();
-    // SHUTDOWN_GRACE_SECS is 5 for the process; allow start-up noise on a loaded machine.
-    let status = role.wait_exit(Duration::from_secs(15)).await;
-    assert!(status.success(), "exit status {status}");
-    let spans = otlp.spans();
-    assert!(
-        spans
-            .iter()
-            .any(|s| s.name == "shutdown" && s.service == "dial-worker"),
-        "the drain's span was exported before exit: {spans:?}"
-    );
+    testkit::process::assert_idle_drain(env!("CARGO_BIN_EXE_dial-worker"), "dial-worker").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -127,3 +127,35 @@ async fn http_get(url: &str) -> std::io::Result<String> {
     stream.read_to_string(&mut response).await?;
     Ok(response)
 }
+
+/// The idle drain every worker must pass: started with an OTLP receiver, it becomes ready,
+/// names itself in `/metrics`, exits 0 within the grace period after SIGTERM, and its `shutdown`
+/// span reaches the collector before it exits.
+pub async fn assert_idle_drain(binary: &str, role: &str) {
+    let env = TestEnv::new().await;
+    let otlp = crate::otlp::OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let mut process = RoleProcess::spawn(
+        binary,
+        &env,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+    );
+    process.wait_ready(Duration::from_secs(30)).await;
+    let metrics = process.get("/metrics").await;
+    assert!(
+        metrics.contains(&format!("dialfleet_build_info{{role=\"{role}\"")),
+        "{metrics}"
+    );
+
+    process.sigterm();
+    // SHUTDOWN_GRACE_SECS is 5 for the process; allow start-up noise on a loaded machine.
+    let status = process.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}");
+    let spans = otlp.spans();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "shutdown" && s.service == role),
+        "the drain's span was exported before exit: {spans:?}"
+    );
+}
