@@ -1,5 +1,7 @@
 //! Progress of a batch as Dialgen reports it: statistics, performance, recent calls.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
@@ -24,25 +26,12 @@ impl Counts {
         self.completed + self.failed + self.cancelled
     }
 
-    /// Reads the counts of one batch.
+    /// Reads the counts of one batch, with its dial attempts.
     pub async fn load(client: &impl GenericClient, batch_id: Uuid) -> Result<Self, ApiError> {
-        let mut counts = Counts::default();
-        for row in client
-            .query(
-                "SELECT state, count(*) FROM contacts WHERE batch_id = $1 GROUP BY state",
-                &[&batch_id],
-            )
+        let mut counts = Self::load_many(client, &[batch_id])
             .await?
-        {
-            let n: i64 = row.get(1);
-            counts.total += n;
-            match row.get::<_, &str>(0) {
-                "completed" => counts.completed = n,
-                "failed" => counts.failed = n,
-                "cancelled" => counts.cancelled = n,
-                _ => {}
-            }
-        }
+            .remove(&batch_id)
+            .unwrap_or_default();
         counts.attempts = client
             .query_one(
                 "SELECT count(*) FROM dial_attempts WHERE batch_id = $1",
@@ -51,6 +40,33 @@ impl Counts {
             .await?
             .get(0);
         Ok(counts)
+    }
+
+    /// Reads the contact counts of several batches in one query (`attempts` left at 0); a batch
+    /// with no contacts yet is absent from the map.
+    pub async fn load_many(
+        client: &impl GenericClient,
+        batch_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Self>, ApiError> {
+        let mut all: HashMap<Uuid, Self> = HashMap::new();
+        let rows = client
+            .query(
+                "SELECT batch_id, state, count(*) FROM contacts WHERE batch_id = ANY($1) GROUP BY batch_id, state",
+                &[&batch_ids],
+            )
+            .await?;
+        for row in rows {
+            let counts = all.entry(row.get(0)).or_default();
+            let n: i64 = row.get(2);
+            counts.total += n;
+            match row.get::<_, &str>(1) {
+                "completed" => counts.completed = n,
+                "failed" => counts.failed = n,
+                "cancelled" => counts.cancelled = n,
+                _ => {}
+            }
+        }
+        Ok(all)
     }
 }
 

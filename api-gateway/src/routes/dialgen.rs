@@ -137,10 +137,17 @@ pub(crate) async fn list(
         "SELECT {COLUMNS} FROM batches WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
     );
     let now = Utc::now();
-    let mut out = Vec::new();
-    for row in client.query(&sql, &[&ws.id]).await? {
-        let b = Batch::from_row(&row)?;
-        let counts = Counts::load(&client, b.id).await?;
+    let batches = client
+        .query(&sql, &[&ws.id])
+        .await?
+        .iter()
+        .map(Batch::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
+    let mut counts = Counts::load_many(&client, &ids).await?;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let counts = counts.remove(&b.id).unwrap_or_default();
         let s = stats::statistics(&counts);
         out.push(json!({
             "batchId": b.id,
