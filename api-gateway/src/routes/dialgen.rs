@@ -40,9 +40,9 @@ pub(crate) async fn create(
     let bytes = read_body(req, &state).await?;
     let batch_id = Uuid::now_v7();
     let mut violations = Violations::default();
-    let parsed = body::parse::<DialgenContact>(&bytes, batch_id, ws.id, &mut violations)?;
+    let mut parsed = body::parse::<DialgenContact>(&bytes, batch_id, ws.id, &mut violations)?;
     drop(bytes);
-    let header: DialgenCreate = settings::typed(parsed.header.clone())?;
+    let header: DialgenCreate = settings::typed(std::mem::take(&mut parsed.header))?;
     let new = settings::check_dialgen(header, &ws, Utc::now(), &mut violations);
     let submitted = submit(&state, &ws, batch_id, new, parsed, key, violations).await?;
     let id = submitted.batch.id;

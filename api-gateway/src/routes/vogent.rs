@@ -45,9 +45,9 @@ pub(crate) async fn create(
     let bytes = read_body(req, &state).await?;
     let batch_id = Uuid::now_v7();
     let mut violations = Violations::default();
-    let parsed = body::parse::<VogentRow>(&bytes, batch_id, ws.id, &mut violations)?;
+    let mut parsed = body::parse::<VogentRow>(&bytes, batch_id, ws.id, &mut violations)?;
     drop(bytes);
-    let header: VogentCreate = settings::typed(parsed.header.clone())?;
+    let header: VogentCreate = settings::typed(std::mem::take(&mut parsed.header))?;
     let new = settings::check_vogent(header, &ws, &mut violations);
     let submitted = submit(&state, &ws, batch_id, new, parsed, key, violations).await?;
     Ok(Json(submitted.batch.vogent_json()))
