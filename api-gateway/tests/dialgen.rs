@@ -238,3 +238,39 @@ async fn idempotency_and_unknown_ids() {
         .unwrap();
     assert_eq!(error_fields(r, 422).await, vec!["agentId"]);
 }
+
+#[tokio::test]
+async fn a_publish_failure_answers_503_and_marks_the_batch_failed() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    // Without its exchange the broker refuses every ingest chunk.
+    let channel = app.env.broker.channel().await.unwrap();
+    let exchange = app
+        .env
+        .broker
+        .topology()
+        .exchange(shared::queue::Stream::Ingest);
+    channel
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await
+        .unwrap();
+
+    let r = app
+        .post("/api/v1/batch")
+        .json(&json!({"agentId": agent, "userId": "u", "contacts": contacts(3)}))
+        .send()
+        .await
+        .unwrap();
+    error_fields(r, 503).await;
+    let list: Value = app
+        .get("/api/v1/batch/list")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["status"], "failed", "never left half-ingesting");
+    assert_eq!(app.ingest_queue_depth().await, 0);
+}
