@@ -116,6 +116,31 @@ async fn unrenewed_leases_expire_and_renewal_rebuilds_after_a_flush() {
     ));
 }
 
+/// The renewer reads "still in flight" from the database, then another worker records the
+/// outcome and releases the slot, then the renewal arrives: it must not bring the slot back.
+#[tokio::test]
+async fn a_renewal_racing_a_release_does_not_revive_the_slot() {
+    let env = TestEnv::new().await;
+    let limits = Limits::new(env.redis.clone(), Duration::from_secs(30), Duration::ZERO);
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    let held = request(ws, job, 1, 1, 0);
+    assert!(matches!(
+        limits.try_acquire(&held).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    let other = request(ws, job, 1, 1, 0);
+    limits.release(ws, job, held.attempt_id).await.unwrap();
+    let released = limits
+        .renew(&[(held.attempt_id, ws, job), (other.attempt_id, ws, job)])
+        .await
+        .unwrap();
+    assert_eq!(released, vec![held.attempt_id]);
+    // `other` was never released, so its renewal counts it (as after a Redis flush).
+    assert_eq!(limits.in_use(ws, job).await.unwrap(), (1, 1));
+    limits.release(ws, job, other.attempt_id).await.unwrap();
+    assert_eq!(limits.in_use(ws, job).await.unwrap(), (0, 0));
+}
+
 #[tokio::test]
 async fn start_tokens_are_spaced_by_the_rate() {
     let env = TestEnv::new().await;

@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    shared::metrics::install();
     if matches!(args.mode, Mode::Throughput | Mode::All) {
         let scratch = Scratch::new().await?;
         let r = throughput(&scratch, &args).await;
@@ -478,6 +479,7 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
         pct(0.99),
         pct(1.0)
     );
+    print_breakdown();
     stop.cancel();
     stop_events.cancel();
     for h in handles {
@@ -485,6 +487,50 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
     }
     broker.close().await;
     Ok(())
+}
+
+/// Where a slot's turnover goes: the mean of each stage's histogram, read from this process's
+/// own metrics (the workers run in it).
+fn print_breakdown() {
+    let text = shared::metrics::render().unwrap_or_default();
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let mean_ms = |name: &str, labels: &str| -> Option<f64> {
+        let sum = value(&format!("{name}_sum{{{labels}}}"))?;
+        let count = value(&format!("{name}_count{{{labels}}}"))?;
+        (count > 0.0).then(|| sum / count * 1000.0)
+    };
+    let stages = [
+        (
+            "call event publish (confirmed)",
+            "dialfleet_queue_publish_confirm_seconds",
+            "queue=\"dialfleet.call-events\"",
+        ),
+        (
+            "call event publish → consume",
+            "dialfleet_queue_consumer_lag_seconds",
+            "queue=\"dialfleet.call-events\"",
+        ),
+        (
+            "call event handling",
+            "dialfleet_queue_handle_seconds",
+            "queue=\"dialfleet.call-events\"",
+        ),
+        (
+            "start token wait",
+            "dialfleet_slot_wait_seconds",
+            "limit=\"rate\"",
+        ),
+    ];
+    for (what, name, labels) in stages {
+        if let Some(ms) = mean_ms(name, labels) {
+            println!("  mean {what:<32} {ms:>7.2} ms");
+        }
+    }
 }
 
 fn overlap(calls: &[dial_worker::carrier::sim::SimCall]) -> usize {

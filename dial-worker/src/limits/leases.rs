@@ -4,7 +4,8 @@
 //! worker (whichever consumes the carrier's callback). So the renewer asks the database, the
 //! system of record, which of its calls have ended: those it releases and forgets; the others it
 //! renews. A renewal re-adds a missing member, so after a Redis flush the count is rebuilt
-//! within one period; the database check keeps that from resurrecting a slot someone released.
+//! within one period; the database check and the release's tombstone (see
+//! [`super::scripts::RENEW`]) keep that from resurrecting a slot someone released.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -112,26 +113,17 @@ impl HeldLeases {
             .map(|r| r.get(0))
             .collect();
         drop(client);
-        let mut live = Vec::with_capacity(held.len());
-        for (attempt, ws, job) in held {
-            if ended.contains(&attempt) {
-                limits.release(ws, job, attempt).await?;
-                self.forget(attempt);
-            } else {
-                live.push((attempt, ws, job));
-            }
+        let (ended, live): (Vec<_>, Vec<_>) = held
+            .into_iter()
+            .partition(|(attempt, _, _)| ended.contains(attempt));
+        limits.release_all(&ended).await?;
+        for (attempt, _, _) in &ended {
+            self.forget(*attempt);
         }
-        limits.renew(&live).await?;
-        // A call that ended while we renewed was released before our renewal re-added it:
-        // release it again rather than let it hold a slot for a whole lease.
-        let gone: Vec<_> = {
-            let map = self.lock();
-            live.into_iter()
-                .filter(|(a, _, _)| !map.contains_key(a))
-                .collect()
-        };
-        for (attempt, ws, job) in gone {
-            limits.release(ws, job, attempt).await?;
+        // Slots released since the database was read (here or by another worker) are not
+        // renewed: their tombstones stop it. Forget them too.
+        for attempt in limits.renew(&live).await? {
+            self.forget(attempt);
         }
         Ok(())
     }

@@ -103,6 +103,10 @@ impl Limits {
         self.redis.key(&format!("slots:job:{job}"))
     }
 
+    fn job_tombstones(&self, job: Uuid) -> String {
+        self.redis.key(&format!("slots:gone:{job}"))
+    }
+
     /// One atomic try at slots, token and caller ID.
     pub async fn try_acquire(&self, req: &SlotRequest) -> Result<TryAcquire, redis::RedisError> {
         let mut conn = self.redis.conn.clone();
@@ -162,24 +166,32 @@ impl Limits {
         Ok(())
     }
 
-    /// Extends the leases of calls still in flight, in one pipeline.
-    pub async fn renew(&self, held: &[(Uuid, Uuid, Uuid)]) -> Result<(), redis::RedisError> {
+    /// Extends the leases of calls still in flight, in one pipeline. Returns the attempts whose
+    /// slot had been released meanwhile (by whichever worker recorded their outcome): those were
+    /// not renewed, and their holder should forget them.
+    pub async fn renew(&self, held: &[(Uuid, Uuid, Uuid)]) -> Result<Vec<Uuid>, redis::RedisError> {
         if held.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut conn = self.redis.conn.clone();
         let mut pipe = redis::pipe();
         for (attempt, ws, job) in held {
             pipe.cmd("EVAL")
                 .arg(scripts::RENEW)
-                .arg(2)
+                .arg(3)
                 .arg(self.ws_slots(*ws))
                 .arg(self.job_slots(*job))
+                .arg(self.job_tombstones(*job))
                 .arg(attempt.to_string())
-                .arg(micros(self.lease))
-                .ignore();
+                .arg(micros(self.lease));
         }
-        pipe.query_async::<()>(&mut conn).await
+        let renewed: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(held
+            .iter()
+            .zip(renewed)
+            .filter(|(_, r)| *r == 0)
+            .map(|(h, _)| h.0)
+            .collect())
     }
 
     /// Gives the slot of `attempt_id` back (idempotent) and wakes the workers waiting on the
@@ -194,13 +206,42 @@ impl Limits {
         let _: i64 = scripts::RELEASE
             .key(self.ws_slots(workspace_id))
             .key(self.job_slots(batch_id))
+            .key(self.job_tombstones(batch_id))
             .arg(attempt_id.to_string())
             .arg(self.channel())
             .arg(workspace_id.to_string())
+            .arg(micros(self.lease))
             .invoke_async(&mut conn)
             .await?;
         // Waiters in this process need not wait for the pub/sub round trip.
         self.wakeups.notify(workspace_id);
+        Ok(())
+    }
+
+    /// Gives many slots back in one round trip (`(attempt, workspace, job)`).
+    pub async fn release_all(&self, slots: &[(Uuid, Uuid, Uuid)]) -> Result<(), redis::RedisError> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.redis.conn.clone();
+        let mut pipe = redis::pipe();
+        for (attempt, ws, job) in slots {
+            pipe.cmd("EVAL")
+                .arg(scripts::RELEASE_LUA)
+                .arg(3)
+                .arg(self.ws_slots(*ws))
+                .arg(self.job_slots(*job))
+                .arg(self.job_tombstones(*job))
+                .arg(attempt.to_string())
+                .arg(self.channel())
+                .arg(ws.to_string())
+                .arg(micros(self.lease))
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        for (_, ws, _) in slots {
+            self.wakeups.notify(*ws);
+        }
         Ok(())
     }
 

@@ -86,8 +86,15 @@ return 0
 /// Sent with `EVAL` in a pipeline (one round trip renews every lease a worker holds); it is
 /// short enough that sending its body each time costs nothing and never fails with `NOSCRIPT`.
 ///
-/// KEYS: 1 workspace slots, 2 job slots. ARGV: 1 member, 2 lease µs.
+/// A renewal re-adds a missing member (that is how the counts come back after a Redis flush),
+/// *unless* the member was released: a released slot leaves a tombstone for one lease period,
+/// so a renewal racing the release (the renewer read "still in flight" just before another
+/// worker recorded the outcome) can never bring the slot back to life.
+///
+/// KEYS: 1 workspace slots, 2 job slots, 3 job tombstones. ARGV: 1 member, 2 lease µs.
+/// Returns 1 when renewed, 0 when the slot was released.
 pub const RENEW: &str = r#"
+if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local lease = tonumber(ARGV[2])
@@ -98,16 +105,23 @@ redis.call('PEXPIRE', KEYS[2], math.ceil(lease / 1000) * 2)
 return 1
 "#;
 
-/// Gives a slot back and tells every worker that the workspace has room.
+/// Gives a slot back, leaves its tombstone (see [`RENEW`]) and tells every worker that the
+/// workspace has room. Used through [`RELEASE`] for one slot and with `EVAL` in a pipeline for
+/// many.
 ///
-/// KEYS: 1 workspace slots, 2 job slots. ARGV: 1 member, 2 channel, 3 workspace id.
-/// Returns how many of the two sets held the member.
-pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+/// KEYS: 1 workspace slots, 2 job slots, 3 job tombstones. ARGV: 1 member, 2 channel,
+/// 3 workspace id, 4 lease µs. Returns how many of the two sets held the member.
+pub const RELEASE_LUA: &str = r#"
 local n = redis.call('ZREM', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local lease = tonumber(ARGV[4])
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - lease)
+redis.call('PEXPIRE', KEYS[3], math.ceil(lease / 1000) * 2)
 if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return n
-"#,
-    )
-});
+"#;
+
+/// [`RELEASE_LUA`], loaded once and called by its hash.
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
