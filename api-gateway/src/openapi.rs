@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{agents, dialgen, phone_numbers, vogent};
+use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,16 +18,18 @@ use crate::routes::{agents, dialgen, phone_numbers, vogent};
         vogent::create, vogent::list, vogent::fetch, vogent::update, vogent::set_paused, vogent::cancel,
         vogent::queue, vogent::dials, vogent::dial,
         dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
+        webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldErrorDoc, AgentIn, Agent, AgentPage, PhoneNumberIn, PhoneNumber, PhoneNumberPage,
         ScheduleDoc, DayDoc, SlotDoc, VogentRowDoc, VogentCreateDoc, VogentUpdateDoc, PausedDoc, Job, JobPage,
         QueueRow, QueuePage, Dial, DialPage, DialgenContactDoc, DialgenOptionsDoc, RetryDoc, WebhooksDoc,
         DialgenCreateDoc, DialgenCreated, Links, CheckStatus, Statistics, BatchListItem, BatchCalls, BatchCall,
+        WebhookDelivery, WebhookDeliveryPage,
     )),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
-    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen")),
+    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks")),
 )]
 pub struct ApiDoc;
 
@@ -105,6 +107,38 @@ pub struct PhoneNumber {
     number: String,
     label: Option<String>,
     created_at: String,
+}
+
+/// One webhook delivery and where it stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct WebhookDelivery {
+    /// Also the `webhook-id` header of every send.
+    id: String,
+    /// call.completed, batch.completed or batch.failed
+    event: String,
+    batch_id: Option<String>,
+    /// The contact (call.completed) or batch the event is about.
+    subject_id: String,
+    url: String,
+    /// pending, delivered or failed
+    state: String,
+    attempts: i32,
+    last_status_code: Option<i32>,
+    last_error: Option<String>,
+    /// Set while pending.
+    next_attempt_at: Option<String>,
+    delivered_at: Option<String>,
+    /// The body sent.
+    #[schema(value_type = Object)]
+    payload: Value,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct WebhookDeliveryPage {
+    data: Vec<WebhookDelivery>,
+    cursor: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -36,6 +36,9 @@ async fn openapi_lists_every_route() {
         ("/api/v1/batch/check-status", "get"),
         ("/api/v1/batch/{id}/status", "get"),
         ("/api/v1/status/batch", "get"),
+        ("/api/webhook_deliveries", "get"),
+        ("/api/webhook_deliveries/{id}", "get"),
+        ("/api/webhook_deliveries/{id}/retry", "post"),
     ] {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} missing");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dial_worker::limits::{Limits, SlotRequest, TryAcquire};
+use dial_worker::limits::{HeldLeases, Limits, SlotRequest, TryAcquire};
 use testkit::TestEnv;
 use uuid::Uuid;
 
@@ -139,6 +139,30 @@ async fn a_renewal_racing_a_release_does_not_revive_the_slot() {
     assert_eq!(limits.in_use(ws, job).await.unwrap(), (1, 1));
     limits.release(ws, job, other.attempt_id).await.unwrap();
     assert_eq!(limits.in_use(ws, job).await.unwrap(), (0, 0));
+}
+
+/// The same race one level up: worker A holds a call whose outcome worker B has just consumed
+/// and released, but not yet committed (so A's database read says "in flight"). A's renewal
+/// pass must neither count the slot again nor keep renewing it.
+#[tokio::test]
+async fn the_holder_forgets_a_slot_another_worker_released() {
+    let env = TestEnv::new().await;
+    let lease = Duration::from_secs(30);
+    let worker_a = Limits::new(env.redis.clone(), lease, Duration::ZERO);
+    let worker_b = Limits::new(env.redis.clone(), lease, Duration::ZERO);
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    let call = request(ws, job, 2, 2, 0);
+    assert!(matches!(
+        worker_a.try_acquire(&call).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    let held = HeldLeases::default();
+    held.hold(call.attempt_id, ws, job);
+    worker_b.release(ws, job, call.attempt_id).await.unwrap();
+    // No attempt row: the database cannot say the call ended, as before B's commit.
+    held.renew_once(&worker_a, &env.db).await.unwrap();
+    assert_eq!(worker_a.in_use(ws, job).await.unwrap(), (0, 0));
+    assert!(held.is_empty(), "A stops renewing what B released");
 }
 
 #[tokio::test]

@@ -189,5 +189,41 @@ async fn a_receiver_that_never_answers_well_is_given_up_on() {
         assert!(tokio::time::Instant::now() < deadline, "never gave up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // A manual retry (what `POST /api/webhook_deliveries/{id}/retry` writes) gets a whole retry
+    // period again: several more tries, not one.
+    let before = received.lock().unwrap().len();
+    client
+        .execute(
+            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = now(),
+                 retry_from = now(), attempts_before_retry = attempts",
+            &[],
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let failed_again = client
+            .query_opt(
+                "SELECT 1 FROM webhook_deliveries WHERE state = 'failed'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_some();
+        if failed_again {
+            let after = received.lock().unwrap().len();
+            assert!(
+                after >= before + 3,
+                "retried again with backoff: {before} → {after}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never gave up again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.cancel();
 }

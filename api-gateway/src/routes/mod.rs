@@ -6,6 +6,7 @@ pub mod dialgen;
 pub mod owned;
 pub mod phone_numbers;
 pub mod vogent;
+pub mod webhook_deliveries;
 
 use axum::Router;
 
@@ -19,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(vogent::router())
         .merge(dialgen::router())
         .merge(carrier::router())
+        .merge(webhook_deliveries::router())
 }

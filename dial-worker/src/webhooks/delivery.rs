@@ -96,7 +96,10 @@ pub struct Claimed {
     url: String,
     payload: serde_json::Value,
     attempts: i32,
-    created_at: DateTime<Utc>,
+    /// `attempts` when the current retry period began.
+    attempts_before_retry: i32,
+    /// When the current retry period began (creation or the last manual retry).
+    retry_from: DateTime<Utc>,
     secret: String,
 }
 
@@ -112,7 +115,8 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
                  SELECT id FROM webhook_deliveries
                  WHERE state = 'pending' AND next_attempt_at <= now()
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING d.id, d.url, d.payload, d.attempts, d.created_at, w.webhook_secret",
+             RETURNING d.id, d.url, d.payload, d.attempts, COALESCE(d.retry_from, d.created_at),
+                       w.webhook_secret, d.attempts_before_retry",
             &[&(limit as i64), &hold],
         )
         .await?;
@@ -123,7 +127,8 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
             url: r.get(1),
             payload: r.get(2),
             attempts: r.get(3),
-            created_at: r.get(4),
+            attempts_before_retry: r.get(6),
+            retry_from: r.get(4),
             secret: r.get(5),
         })
         .collect())
@@ -191,10 +196,11 @@ async fn send(
                 .await?;
         }
         Err((code, error)) => {
-            let delay = retry_delay(settings.retry_base, u32::try_from(attempts).unwrap_or(1));
+            let in_period = attempts - row.attempts_before_retry;
+            let delay = retry_delay(settings.retry_base, u32::try_from(in_period).unwrap_or(1));
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             let give_up = next
-                > row.created_at
+                > row.retry_from
                     + chrono::Duration::from_std(settings.retry_for).unwrap_or_default();
             tracing::info!(%error, give_up, "webhook delivery failed");
             client

@@ -1,0 +1,182 @@
+//! Webhook deliveries: every `call.completed`, `batch.completed` and `batch.failed` delivery the
+//! dial workers made or are still trying, with its attempts, last answer and payload — so a
+//! team can see why its endpoint missed an event and send it again. An extension: neither
+//! vendor documents such an endpoint.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Workspace;
+use crate::error::ApiError;
+use crate::extract::{Query, path_id};
+use crate::pagination::{Cursor, limit, split_page};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/webhook_deliveries", get(list))
+        .route("/api/webhook_deliveries/{id}", get(fetch))
+        .route("/api/webhook_deliveries/{id}/retry", post(retry))
+}
+
+const WHAT: &str = "webhook delivery";
+
+const COLUMNS: &str = "id, event, batch_id, subject_id, url, state, attempts, last_status_code,
+    last_error, next_attempt_at, delivered_at, payload, created_at";
+
+/// The states a delivery can be in (the filter accepts nothing else).
+const STATES: [&str; 3] = ["pending", "delivered", "failed"];
+/// The events deliveries are made for.
+const EVENTS: [&str; 3] = ["call.completed", "batch.completed", "batch.failed"];
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    #[serde(rename = "batchId")]
+    batch_id: Option<String>,
+    state: Option<String>,
+    event: Option<String>,
+}
+
+fn delivery_json(row: &tokio_postgres::Row) -> Value {
+    let state: String = row.get(5);
+    json!({
+        "id": row.get::<_, Uuid>(0),
+        "event": row.get::<_, String>(1),
+        "batchId": row.get::<_, Option<Uuid>>(2),
+        "subjectId": row.get::<_, Uuid>(3),
+        "url": row.get::<_, String>(4),
+        "attempts": row.get::<_, i32>(6),
+        "lastStatusCode": row.get::<_, Option<i32>>(7),
+        "lastError": row.get::<_, Option<String>>(8),
+        // Only a pending delivery has a next attempt.
+        "nextAttemptAt": (state == "pending").then(|| row.get::<_, DateTime<Utc>>(9)),
+        "state": state,
+        "deliveredAt": row.get::<_, Option<DateTime<Utc>>>(10),
+        "payload": row.get::<_, Value>(11),
+        "createdAt": row.get::<_, DateTime<Utc>>(12),
+    })
+}
+
+/// Checks an optional filter against the values it may take; an unknown value is a 422 naming
+/// the parameter, not an empty page.
+fn one_of<'a>(
+    field: &'static str,
+    value: Option<&'a str>,
+    allowed: &[&str],
+) -> Result<Option<&'a str>, ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(ApiError::field(
+            field,
+            format!("must be one of {}", allowed.join(", ")),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The workspace's deliveries, oldest first, optionally of one batch, state or event.
+#[utoipa::path(get, path = "/api/webhook_deliveries", tag = "webhooks", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("batchId" = Option<String>, Query), ("state" = Option<String>, Query, description = "pending, delivered or failed"), ("event" = Option<String>, Query, description = "call.completed, batch.completed or batch.failed")), responses((status = 200, body = crate::openapi::WebhookDeliveryPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = limit(q.limit)?;
+    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let wanted_state = one_of("state", q.state.as_deref(), &STATES)?;
+    let event = one_of("event", q.event.as_deref(), &EVENTS)?;
+    // Another workspace's batch id simply matches nothing, as an unknown one does.
+    let batch_id = q
+        .batch_id
+        .as_deref()
+        .map(|b| Uuid::parse_str(b).map_err(|_| ApiError::field("batchId", "must be a UUID")))
+        .transpose()?;
+    let client = state.db.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhook_deliveries
+         WHERE workspace_id = $1
+           AND ($2::uuid IS NULL OR batch_id = $2)
+           AND ($3::text IS NULL OR state = $3)
+           AND ($4::text IS NULL OR event = $4)
+           AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6))
+         ORDER BY created_at, id LIMIT $7"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &ws.id,
+                &batch_id,
+                &wanted_state,
+                &event,
+                &after.map(|c| c.at),
+                &after.map(|c| c.id).unwrap_or_default(),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let (page, cursor) = split_page(rows, limit, |r| Cursor {
+        at: r.get(12),
+        id: r.get(0),
+    });
+    Ok(Json(
+        json!({"data": page.iter().map(delivery_json).collect::<Vec<_>>(), "cursor": cursor}),
+    ))
+}
+
+/// One delivery.
+#[utoipa::path(get, path = "/api/webhook_deliveries/{id}", tag = "webhooks", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::WebhookDelivery), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn fetch(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, WHAT)?;
+    let client = state.db.get().await?;
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM webhook_deliveries WHERE id = $1 AND workspace_id = $2"
+            ),
+            &[&id, &ws.id],
+        )
+        .await?
+        .ok_or(ApiError::NotFound(WHAT))?;
+    Ok(Json(delivery_json(&row)))
+}
+
+/// Sends a delivery again now, with the same `webhook-id` (receivers de-duplicate on it): a
+/// failed one gets a fresh retry period counted from now; a delivered one is sent once more; a
+/// pending one is brought forward.
+#[utoipa::path(post, path = "/api/webhook_deliveries/{id}/retry", tag = "webhooks", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::WebhookDelivery), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, WHAT)?;
+    let client = state.db.get().await?;
+    // The delivery loop gives up `WEBHOOK_RETRY_FOR_SECS` after `retry_from` and grows its
+    // backoff with the tries since then, so a manual retry restarts both rather than failing
+    // again after one try.
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE webhook_deliveries
+                 SET state = 'pending', next_attempt_at = now(), retry_from = now(),
+                     attempts_before_retry = attempts
+                 WHERE id = $1 AND workspace_id = $2
+                 RETURNING {COLUMNS}"
+            ),
+            &[&id, &ws.id],
+        )
+        .await?
+        .ok_or(ApiError::NotFound(WHAT))?;
+    Ok(Json(delivery_json(&row)))
+}
