@@ -115,6 +115,18 @@ impl JobCache {
         Ok(job)
     }
 
+    /// The job as of at most [`JOB_CACHE_TTL`] ago, taking a connection only when the cached
+    /// copy is too old.
+    async fn current(&self, db: &shared::db::Pool, batch_id: Uuid) -> Result<Job, StepError> {
+        if let Some((at, job)) = self.lock().get(&batch_id)
+            && at.elapsed() < JOB_CACHE_TTL
+        {
+            return Ok(job.clone());
+        }
+        let client = db.get().await?;
+        self.get(&client, batch_id).await
+    }
+
     /// Drops a job so the next read goes to the database.
     fn forget(&self, batch_id: Uuid) {
         self.lock().remove(&batch_id);
@@ -272,34 +284,38 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     };
 
     // The attempt is written before the call.
-    let client = ctx.db.get().await?;
-    let insert = client.prepare_cached(INSERT_SQL).await?;
-    let inserted = client
-        .query_opt(
-            &insert,
-            &[&attempt_id, &msg.contact_id, &attempt_no, &from_id, &from],
-        )
-        .await;
-    drop(client);
-    let to: Option<String> = match inserted {
-        Ok(row) => row.map(|r| r.get(1)),
-        Err(e) => {
+    let inserted = insert_attempt(ctx, attempt_id, msg, attempt_no, from_id, &from).await;
+    let to = match inserted {
+        Ok(Some(to)) => to,
+        Ok(None) => {
+            // Paused or cancelled in the meantime, a duplicate, or another delivery won the
+            // race: look again, carefully, with fresh data.
+            ctx.jobs.forget(msg.batch_id);
             ctx.limits
                 .release(job.workspace_id, msg.batch_id, attempt_id)
                 .await?;
-            return Err(e.into());
+            return Box::pin(dial(ctx, msg, true)).await;
+        }
+        Err(e) => {
+            // Nothing was written: give the slot back now rather than after its lease.
+            if let Err(r) = ctx
+                .limits
+                .release(job.workspace_id, msg.batch_id, attempt_id)
+                .await
+            {
+                tracing::warn!(error = %r, "slot not released; its lease will lapse");
+            }
+            return Err(e);
         }
     };
-    let Some(to) = to else {
-        // Paused or cancelled in the meantime, a duplicate, or another delivery won the race:
-        // look again, carefully, with fresh data.
-        ctx.jobs.forget(msg.batch_id);
-        ctx.limits
-            .release(job.workspace_id, msg.batch_id, attempt_id)
-            .await?;
-        return Box::pin(dial(ctx, msg, true)).await;
-    };
     ctx.held.hold(attempt_id, job.workspace_id, msg.batch_id);
+    let placed = Placed {
+        attempt_id,
+        contact_id: msg.contact_id,
+        attempt_no,
+        workspace_id: job.workspace_id,
+        batch_id: msg.batch_id,
+    };
 
     let request = CallRequest {
         attempt_id,
@@ -310,25 +326,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         timeout_secs: ctx.config.call_timeout_secs,
         machine_detection: ctx.config.machine_detection,
     };
-    // The start token is taken last, right before the request it paces.
-    let token_wait = Instant::now();
-    let token = ctx
-        .limits
-        .start_token(
-            job.workspace_id,
-            msg.batch_id,
-            u32::try_from(job.job_cps).unwrap_or(1),
-            job.workspace_cps.and_then(|r| u32::try_from(r).ok()),
-        )
-        .await;
-    shared::metrics::slot_wait(shared::metrics::Limit::Rate, token_wait.elapsed());
-    if let Err(e) = token {
-        // Leave the attempt to reconciliation: it is written but no call was placed, so the
-        // reconciler closes it; the slot's lease is renewed meanwhile and released then.
-        tracing::warn!(%attempt_id, error = %e, "no start token; attempt left open");
-        return Err(e.into());
-    }
-    match place_with_retry(ctx, &request).await {
+    match place_with_retry(ctx, &request, msg.batch_id, &job).await {
         Ok(call_sid) => {
             shared::metrics::call_started();
             store_call_sid(ctx, attempt_id, &call_sid).await?;
@@ -338,17 +336,34 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
                 call_sid,
             })
         }
-        Err(CarrierError::Rejected { status, body }) => {
+        Err(PlaceError::Stopped(gate)) => {
+            // Paused, cancelled or out of its window while waiting for the start token.
+            unplace(ctx, &placed, gate, Duration::ZERO).await
+        }
+        Err(PlaceError::NoToken(e)) => {
+            // Redis failed before the request left: the call was provably not placed.
+            tracing::warn!(%attempt_id, error = %e, "no start token; contact handed back");
+            unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
+        }
+        Err(PlaceError::Carrier(CarrierError::Rejected { status, body }))
+            if carrier_side(status) =>
+        {
+            // Throttled (429) or our credentials refused (401/403): the carrier's or our
+            // problem, not the contact's, so it is not charged an attempt.
+            tracing::error!(%attempt_id, status, %body, "carrier refused the request; contact handed back");
+            unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
+        }
+        Err(PlaceError::Carrier(CarrierError::Rejected { status, body })) => {
             let reason = format!("carrier refused: HTTP {status}: {body}");
             close(ctx, attempt_id, CallOutcome::Failed, &reason).await?;
             Ok(DialResult::NotPlaced(Some(CallOutcome::Failed)))
         }
-        Err(CarrierError::Unreachable(e)) => {
-            let reason = format!("carrier unreachable: {e}");
-            close(ctx, attempt_id, CallOutcome::Failed, &reason).await?;
-            Ok(DialResult::NotPlaced(Some(CallOutcome::Failed)))
+        Err(PlaceError::Carrier(CarrierError::Unreachable(e))) => {
+            // Never reached the carrier, even after retries: not the contact's fault either.
+            tracing::warn!(%attempt_id, error = %e, "carrier unreachable; contact handed back");
+            unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
         }
-        Err(e) => {
+        Err(PlaceError::Carrier(e)) => {
             // It may have been placed: never re-send; the callback or the reconciler decides.
             tracing::warn!(%attempt_id, error = %e, "call state unknown; left for reconciliation");
             let client = ctx.db.get().await?;
@@ -363,6 +378,88 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     }
 }
 
+/// How long a contact waits before it is released again when the carrier could not take its
+/// call (unreachable, throttling, credentials): long enough not to hammer a carrier that is down.
+const CARRIER_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Carrier refusals that say nothing about the number: throttling and authentication.
+fn carrier_side(status: u16) -> bool {
+    matches!(status, 401 | 403 | 429)
+}
+
+/// An attempt written but not yet sent to the carrier.
+struct Placed {
+    attempt_id: Uuid,
+    contact_id: Uuid,
+    attempt_no: i32,
+    workspace_id: Uuid,
+    batch_id: Uuid,
+}
+
+/// Writes the attempt and moves the contact to `dialing`; `None` when the insert refused (job
+/// not active, contact moved on, attempt already there).
+async fn insert_attempt(
+    ctx: &Ctx,
+    attempt_id: Uuid,
+    msg: &DialV1,
+    attempt_no: i32,
+    from_id: Option<Uuid>,
+    from: &str,
+) -> Result<Option<String>, StepError> {
+    let client = ctx.db.get().await?;
+    let insert = client.prepare_cached(INSERT_SQL).await?;
+    let row = client
+        .query_opt(
+            &insert,
+            &[&attempt_id, &msg.contact_id, &attempt_no, &from_id, &from],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(1)))
+}
+
+/// Takes back an attempt that provably never reached the carrier: the attempt row goes (no call
+/// was made, so there is nothing to record), the contact returns to `queued` due after `delay`
+/// (or to `cancelled`) with its attempt count as before, and the slot is given back. If the
+/// database refuses, the attempt stays for the reconciler, as any unplaced attempt would.
+async fn unplace(
+    ctx: &Ctx,
+    placed: &Placed,
+    gate: Gate,
+    delay: Duration,
+) -> Result<DialResult, StepError> {
+    let state = if gate == Gate::Cancel {
+        "cancelled"
+    } else {
+        "queued"
+    };
+    let delay_secs = delay.as_secs_f64();
+    let client = ctx.db.get().await?;
+    client
+        .execute(
+            "WITH a AS (DELETE FROM dial_attempts
+                        WHERE id = $1 AND carrier_call_sid IS NULL AND outcome IS NULL
+                        RETURNING contact_id)
+             UPDATE contacts c SET state = $3, attempts = c.attempts - 1, released_at = NULL,
+                 next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+             FROM a
+             WHERE c.id = a.contact_id AND c.id = $2 AND c.state = 'dialing' AND c.attempts = $5",
+            &[
+                &placed.attempt_id,
+                &placed.contact_id,
+                &state,
+                &delay_secs,
+                &placed.attempt_no,
+            ],
+        )
+        .await?;
+    drop(client);
+    ctx.held.forget(placed.attempt_id);
+    ctx.limits
+        .release(placed.workspace_id, placed.batch_id, placed.attempt_id)
+        .await?;
+    Ok(DialResult::HandedBack(state))
+}
+
 /// Waits for slots and a rate token. `Err(gate)` when the job stopped wanting the call.
 async fn acquire(
     ctx: &Ctx,
@@ -370,6 +467,10 @@ async fn acquire(
     attempt_id: Uuid,
     job: &mut Job,
 ) -> Result<Result<Option<u32>, Gate>, StepError> {
+    if ctx.shutdown.is_cancelled() {
+        // A stopping worker takes no new slot: the message goes back for another worker.
+        return Err(StepError::ShuttingDown);
+    }
     let started = Instant::now();
     let wakeups = ctx.limits.wakeups().clone();
     let gate_lock = wakeups.gate(msg.batch_id);
@@ -387,14 +488,18 @@ async fn acquire(
     }
     let _turn = gate_lock.lock().await;
     let notify = wakeups.workspace(job.workspace_id);
-    let mut checked_at = Instant::now();
+    // The job was read when the message arrived, perhaps minutes ago: read it again before the
+    // first try in line, so a pause or a closed window stops the call.
+    let mut checked_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(5);
     let mut blocked_by = shared::metrics::Limit::Job;
     loop {
-        if checked_at.elapsed() >= RECHECK_EVERY {
-            let client = ctx.db.get().await?;
-            *job = ctx.jobs.get(&client, msg.batch_id).await?;
-            checked_at = Instant::now();
+        if ctx.shutdown.is_cancelled() {
+            return Err(StepError::ShuttingDown);
+        }
+        if checked_at.is_none_or(|at| at.elapsed() >= RECHECK_EVERY) {
+            *job = ctx.jobs.current(&ctx.db, msg.batch_id).await?;
+            checked_at = Some(Instant::now());
             let gate = job.gate(Utc::now());
             if gate != Gate::Go {
                 return Ok(Err(gate));
@@ -494,16 +599,58 @@ async fn hand_back(ctx: &Ctx, contact_id: Uuid, gate: Gate) -> Result<DialResult
     Ok(DialResult::HandedBack(state))
 }
 
-async fn place_with_retry(ctx: &Ctx, req: &CallRequest) -> Result<String, CarrierError> {
+/// Why a call was not handed to the carrier.
+enum PlaceError {
+    /// The job stopped wanting the call while it waited for its start token.
+    Stopped(Gate),
+    /// The rate limiter could not be asked.
+    NoToken(redis::RedisError),
+    /// The carrier's answer.
+    Carrier(CarrierError),
+}
+
+/// Takes a start token and sends the request; retried only when the request provably never
+/// left (connection refused), each retry with a token of its own so the rate holds. The job is
+/// looked at again after every token wait: a long wait (a low rate) must not carry a call past
+/// a pause, a cancel or the window's end.
+async fn place_with_retry(
+    ctx: &Ctx,
+    req: &CallRequest,
+    batch_id: Uuid,
+    job: &Job,
+) -> Result<String, PlaceError> {
     let mut tries = 0;
     loop {
+        // The start token is taken last, right before the request it paces.
+        let token_wait = Instant::now();
+        ctx.limits
+            .start_token(
+                job.workspace_id,
+                batch_id,
+                u32::try_from(job.job_cps).unwrap_or(1),
+                job.workspace_cps.and_then(|r| u32::try_from(r).ok()),
+            )
+            .await
+            .map_err(PlaceError::NoToken)?;
+        shared::metrics::slot_wait(shared::metrics::Limit::Rate, token_wait.elapsed());
+        let gate = match ctx.jobs.current(&ctx.db, batch_id).await {
+            Ok(fresh) => fresh.gate(Utc::now()),
+            Err(e) => {
+                // The attempt insert checked the job a moment ago; go with that.
+                tracing::warn!(error = %e, "job not re-read before dialing");
+                job.gate(Utc::now())
+            }
+        };
+        if gate != Gate::Go {
+            return Err(PlaceError::Stopped(gate));
+        }
         match ctx.carrier.place_call(req).await {
             Err(CarrierError::Unreachable(e)) if tries < 3 => {
                 tries += 1;
                 tracing::warn!(error = %e, "carrier unreachable, retrying");
                 tokio::time::sleep(Duration::from_millis(200 * tries)).await;
             }
-            other => return other,
+            other => return other.map_err(PlaceError::Carrier),
         }
     }
 }
@@ -610,7 +757,12 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<usize, StepError> {
         .await?;
     drop(client);
     for r in &rows {
-        reconcile(ctx, r.get(0), r.get(1), false, r.get(2)).await?;
+        let attempt_id: Uuid = r.get(0);
+        // One attempt the carrier cannot tell about must not hold up the others (they were
+        // claimed for a whole period by the touch above).
+        if let Err(e) = reconcile(ctx, attempt_id, r.get(1), false, r.get(2)).await {
+            tracing::warn!(%attempt_id, error = %e, "attempt not reconciled; next pass");
+        }
     }
     Ok(rows.len())
 }

@@ -119,9 +119,7 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
             }
         };
         if let Some((workspace_id, batch_id)) = keys {
-            ctx.limits
-                .release(workspace_id, batch_id, event.attempt_id)
-                .await?;
+            release(ctx, workspace_id, batch_id, event.attempt_id).await;
         }
         record_end(
             ctx,
@@ -225,9 +223,7 @@ pub async fn record_end(
             batch_id,
             next,
         } => {
-            ctx.limits
-                .release(workspace_id, batch_id, attempt_id)
-                .await?;
+            release(ctx, workspace_id, batch_id, attempt_id).await;
             ctx.held.forget(attempt_id);
             shared::metrics::call_outcome(outcome.as_str());
             if matches!(next, ContactNext::Retry(_)) {
@@ -241,13 +237,21 @@ pub async fn record_end(
             batch_id,
         } => {
             // Repeated report: the slot may still be held if the first release was lost.
-            ctx.limits
-                .release(workspace_id, batch_id, attempt_id)
-                .await?;
+            release(ctx, workspace_id, batch_id, attempt_id).await;
             ctx.held.forget(attempt_id);
             Ok(Recorded::Already)
         }
         Ended::NoAttempt => Ok(Recorded::NoAttempt),
+    }
+}
+
+/// Gives a slot back, best effort: the outcome is the system of record's business and must
+/// not wait for Redis. A release that fails here is made by the call's holder, whose renewal
+/// pass releases every call the database shows ended (or, if the holder is gone, by the
+/// lease running out).
+async fn release(ctx: &Ctx, workspace_id: Uuid, batch_id: Uuid, attempt_id: Uuid) {
+    if let Err(e) = ctx.limits.release(workspace_id, batch_id, attempt_id).await {
+        tracing::warn!(%attempt_id, error = %e, "slot not released now; the holder will");
     }
 }
 
@@ -316,6 +320,9 @@ async fn end_in_transaction(
     let end = client.prepare_cached(END_SQL).await?;
     let retry = client.prepare_cached(RETRY_SQL).await?;
     let fin = client.prepare_cached(FINAL_SQL).await?;
+    let outbox = client
+        .prepare_cached(crate::webhooks::outbox::INSERT_SQL)
+        .await?;
     let outcome_name = outcome.as_str();
     let params: [&(dyn ToSql + Sync); 7] = [
         &attempt_id,
@@ -412,22 +419,23 @@ async fn end_in_transaction(
             let webhook = async {
                 match &payload {
                     Some((url, payload)) => {
-                        crate::webhooks::outbox::enqueue(
-                            &***client,
+                        let delivery = crate::webhooks::outbox::Delivery {
                             workspace_id,
-                            Some(batch_id),
-                            "call.completed",
-                            contact_id,
+                            batch_id: Some(batch_id),
+                            event: "call.completed",
+                            subject_id: contact_id,
                             url,
                             payload,
-                        )
-                        .await
+                        };
+                        crate::webhooks::outbox::enqueue(client, &outbox, delivery).await
                     }
                     None => Ok(false),
                 }
             };
             let params: [&(dyn ToSql + Sync); 4] =
                 [&contact_id, &state, &outcome_name, &attempt_no];
+            // Polled in this order, the three are sent in this order: the webhook row (its
+            // statement already prepared) commits with the contact's final state or not at all.
             let (updated, queued, commit) = tokio::join!(
                 client.execute(&fin, &params),
                 webhook,
