@@ -75,30 +75,50 @@ impl TestApp {
     }
 }
 
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+/// Sends a request and reads its JSON body, whatever the status (tests that care about the
+/// status use `send` and look at it first).
+pub trait SendJson {
+    fn send_json<T: DeserializeOwned>(self) -> impl Future<Output = T>;
+}
+
+impl SendJson for reqwest::RequestBuilder {
+    async fn send_json<T: DeserializeOwned>(self) -> T {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
 
 impl TestApp {
     pub async fn create_agent(&self) -> String {
-        let r = self
-            .post("/api/agents")
-            .json(&json!({"name": "Sales bot", "answerUrl": "https://agent.example.com/answer"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.create(
+            "/api/agents",
+            json!({"name": "Sales bot", "answerUrl": "https://agent.example.com/answer"}),
+        )
+        .await
     }
 
     pub async fn create_number(&self, number: &str) -> String {
-        let r = self
-            .post("/api/phone_numbers")
-            .json(&json!({"number": number}))
-            .send()
+        self.create("/api/phone_numbers", json!({"number": number}))
             .await
-            .unwrap();
+    }
+
+    /// Posts `body` to `path` twice under one `Idempotency-Key`; returns both answers.
+    pub async fn post_twice(&self, path: &str, key: &str, body: &Value) -> (Value, Value) {
+        let post = || {
+            self.post(path)
+                .header("Idempotency-Key", key)
+                .json(body)
+                .send_json()
+        };
+        let first = post().await;
+        (first, post().await)
+    }
+
+    /// Posts `body` to `path`, expects 200 and returns the created resource's id.
+    async fn create(&self, path: &str, body: Value) -> String {
+        let r = self.post(path).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
         r.json::<Value>().await.unwrap()["id"]
             .as_str()
