@@ -154,6 +154,11 @@ impl Batch {
         }
     }
 
+    /// The workspace the batch belongs to.
+    pub fn workspace(&self) -> WorkspaceIds {
+        self.workspace
+    }
+
     /// Which API created it: `dialgen` or `vogent`.
     pub fn surface(mut self, surface: &'static str) -> Self {
         self.surface = surface;
