@@ -3,6 +3,7 @@
 mod common;
 
 use common::{SendJson, error_fields, spawn_app};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 fn contacts(n: usize) -> Vec<Value> {
@@ -165,19 +166,20 @@ async fn idempotency_and_unknown_ids() {
     let other = app.other_workspace_key().await;
     let id = a["batchId"].as_str().unwrap();
     error_fields(
-        app.http
-            .get(app.url(&format!("/api/v1/status/batch?batchId={id}")))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .unwrap(),
+        app.request_as(
+            &other,
+            Method::GET,
+            &format!("/api/v1/status/batch?batchId={id}"),
+        )
+        .send()
+        .await
+        .unwrap(),
         404,
     )
     .await;
     // Another workspace's agent is an unknown agent here.
-    let theirs = reqwest::Client::new()
-        .post(app.url("/api/agents"))
-        .bearer_auth(&other)
+    let theirs = app
+        .request_as(&other, Method::POST, "/api/agents")
         .json(&json!({"name": "theirs", "answerUrl": "https://a.b/c"}))
         .send_json::<Value>()
         .await;

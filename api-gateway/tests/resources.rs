@@ -3,6 +3,7 @@
 mod common;
 
 use common::{SendJson, error_fields, spawn_app};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -15,9 +16,7 @@ async fn agents_crud_and_tenancy() {
 
     let other = app.other_workspace_key().await;
     let r = app
-        .http
-        .get(app.url(&format!("/api/agents/{id}")))
-        .bearer_auth(&other)
+        .request_as(&other, Method::GET, &format!("/api/agents/{id}"))
         .send()
         .await
         .unwrap();
@@ -87,9 +86,7 @@ async fn phone_numbers_crud_validation_and_conflict() {
     assert_eq!(list["data"][0]["number"], "+12015550100");
     let other = app.other_workspace_key().await;
     let r = app
-        .http
-        .delete(app.url(&format!("/api/phone_numbers/{id}")))
-        .bearer_auth(&other)
+        .request_as(&other, Method::DELETE, &format!("/api/phone_numbers/{id}"))
         .send()
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{SendJson, error_fields, spawn_app};
+use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::fixtures::Contacts;
 
@@ -243,16 +244,16 @@ async fn list_paginates_stably_and_filters() {
 
     let other = app.other_workspace_key().await;
     let theirs: Value = app
-        .http
-        .get(app.url("/api/batch_dial_jobs"))
-        .bearer_auth(&other)
+        .request_as(&other, Method::GET, "/api/batch_dial_jobs")
         .send_json()
         .await;
     assert_eq!(theirs["data"].as_array().unwrap().len(), 0);
     let r = app
-        .http
-        .get(app.url(&format!("/api/batch_dial_jobs/{}", ids[0])))
-        .bearer_auth(&other)
+        .request_as(
+            &other,
+            Method::GET,
+            &format!("/api/batch_dial_jobs/{}", ids[0]),
+        )
         .send()
         .await
         .unwrap();
@@ -340,9 +341,7 @@ async fn queue_and_dials_show_rows_and_attempts() {
     assert_eq!(calls["calls"].as_array().unwrap().len(), 2);
     let other = app.other_workspace_key().await;
     error_fields(
-        app.http
-            .get(app.url(&format!("/api/dials/{attempt}")))
-            .bearer_auth(&other)
+        app.request_as(&other, Method::GET, &format!("/api/dials/{attempt}"))
             .send()
             .await
             .unwrap(),

@@ -43,8 +43,7 @@ async fn several_workers_never_exceed_the_limits() {
     for _ in 0..3 {
         workers.push(worker(config(&env, &[]), &sim).await);
     }
-    let publisher = Publisher::new(env.broker.clone());
-    assert_eq!(release_due(&env, &publisher).await, 48);
+    assert_eq!(release_due(&env).await, 48);
     wait_all_final(&env, Duration::from_secs(60)).await;
 
     let calls = sim.calls();
@@ -99,8 +98,7 @@ async fn slots_come_back_after_a_worker_dies() {
         &sim,
     )
     .await;
-    let publisher = Publisher::new(env.broker.clone());
-    release_due(&env, &publisher).await;
+    release_due(&env).await;
     // The first call hangs forever and holds the only slot.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while sim.calls().is_empty() {

@@ -71,8 +71,7 @@ async fn call_completed_arrives_signed_and_is_retried_when_the_receiver_fails() 
         &sim,
     )
     .await;
-    let publisher = shared::queue::Publisher::new(env.broker.clone());
-    release_due(&env, &publisher).await;
+    release_due(&env).await;
 
     let client = env.db.get().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -164,8 +163,7 @@ async fn a_receiver_that_never_answers_well_is_given_up_on() {
         &sim,
     )
     .await;
-    let publisher = shared::queue::Publisher::new(env.broker.clone());
-    release_due(&env, &publisher).await;
+    release_due(&env).await;
     let client = env.db.get().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

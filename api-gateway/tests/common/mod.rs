@@ -51,19 +51,29 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(self.url(path)).bearer_auth(&self.key)
+        self.request_as(&self.key, reqwest::Method::GET, path)
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.post(self.url(path)).bearer_auth(&self.key)
+        self.request_as(&self.key, reqwest::Method::POST, path)
     }
 
     pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.put(self.url(path)).bearer_auth(&self.key)
+        self.request_as(&self.key, reqwest::Method::PUT, path)
     }
 
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.delete(self.url(path)).bearer_auth(&self.key)
+        self.request_as(&self.key, reqwest::Method::DELETE, path)
+    }
+
+    /// A request under another workspace's `key` (see [`TestApp::other_workspace_key`]).
+    pub fn request_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(key)
     }
 
     /// A second workspace's key, for cross-tenant checks.

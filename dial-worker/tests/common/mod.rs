@@ -84,9 +84,11 @@ pub fn numbers(prefix: &str, count: usize, last_digit: u32) -> Vec<String> {
         .collect()
 }
 
-/// The scheduler's part, reduced: mark due queued contacts released and publish their dials.
-pub async fn release_due(env: &TestEnv, publisher: &Publisher) -> usize {
-    ReleaseEnv { db: env.db.clone() }.release(publisher).await
+/// The scheduler's part, reduced: mark due queued contacts released and publish their dials
+/// (confirmed before this returns).
+pub async fn release_due(env: &TestEnv) -> usize {
+    let publisher = Publisher::new(env.broker.clone());
+    ReleaseEnv { db: env.db.clone() }.release(&publisher).await
 }
 
 /// Keeps releasing due contacts until `stop`.
