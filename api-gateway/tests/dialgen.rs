@@ -2,9 +2,10 @@
 
 mod common;
 
-use common::{SendJson, error_fields, spawn_app};
+use common::{error_fields, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
+use testkit::http::SendJson;
 
 fn contacts(n: usize) -> Vec<Value> {
     (0..n).map(|i| json!({"phoneNumber": format!("+1555123{:04}", i), "name": "Jane", "metadata": {"lead_score": i}})).collect()

@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::SendJson;
 use serde_json::Value;
+use testkit::http::SendJson;
 
 #[tokio::test]
 async fn openapi_lists_every_route() {

@@ -2,9 +2,10 @@
 
 mod common;
 
-use common::{SendJson, error_fields, spawn_app};
+use common::{error_fields, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
+use testkit::http::SendJson;
 
 #[tokio::test]
 async fn agents_crud_and_tenancy() {

@@ -2,10 +2,11 @@
 
 mod common;
 
-use common::{SendJson, error_fields, spawn_app};
+use common::{error_fields, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::fixtures::Contacts;
+use testkit::http::SendJson;
 
 #[tokio::test]
 async fn create_publishes_chunks_and_starts_in_init() {

@@ -9,6 +9,7 @@
 //! cargo-nextest and leave nothing behind.
 
 pub mod fixtures;
+pub mod http;
 pub mod otlp;
 pub mod process;
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use api_gateway::config::Config;
 use shared::config::Env;
 use testkit::TestEnv;
+use testkit::http::SendJson;
 use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
@@ -85,20 +86,7 @@ impl TestApp {
     }
 }
 
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-
-/// Sends a request and reads its JSON body, whatever the status (tests that care about the
-/// status use `send` and look at it first).
-pub trait SendJson {
-    fn send_json<T: DeserializeOwned>(self) -> impl Future<Output = T>;
-}
-
-impl SendJson for reqwest::RequestBuilder {
-    async fn send_json<T: DeserializeOwned>(self) -> T {
-        self.send().await.unwrap().json().await.unwrap()
-    }
-}
 
 impl TestApp {
     pub async fn create_agent(&self) -> String {
