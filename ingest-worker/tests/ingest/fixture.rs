@@ -6,6 +6,8 @@ use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 use shared::config::Env;
 use shared::queue::messages::{IngestChunkV1, RawRow};
+use shared::queue::publisher::Outgoing;
+use shared::queue::{Publisher, Stream};
 use testkit::{TestEnv, fixtures};
 use uuid::Uuid;
 
@@ -88,6 +90,17 @@ pub fn chunks(batch: &Batch, n: u32, size: u32) -> Vec<IngestChunkV1> {
             )
         })
         .collect()
+}
+
+/// Publishes `chunks` to the ingest queue as the gateway does, confirmed before this returns.
+pub async fn publish(publisher: &Publisher, chunks: &[IngestChunkV1]) {
+    publisher
+        .publish_all(
+            Stream::Ingest,
+            chunks.iter().map(|c| Outgoing::json(c).unwrap()),
+        )
+        .await
+        .unwrap();
 }
 
 /// The gateway's last step: announce how many chunks to expect, then try to finish.
