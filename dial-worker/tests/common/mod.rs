@@ -31,50 +31,31 @@ pub async fn workspace(env: &TestEnv, limit: i32) -> WorkspaceIds {
         .await
 }
 
-pub struct BatchSpec {
-    pub job_limit: i32,
-    pub cps: i32,
-    pub max_attempts: i32,
-    pub busy_ms: i64,
-    pub no_answer_ms: i64,
-    pub webhook: Option<String>,
-}
-
-impl Default for BatchSpec {
-    fn default() -> Self {
-        Self {
-            job_limit: 10,
-            cps: 1000,
-            max_attempts: 3,
-            busy_ms: 300_000,
-            no_answer_ms: 3_600_000,
-            webhook: None,
-        }
-    }
-}
-
-/// An active batch with `numbers` as its contacts (state queued).
-pub async fn batch(env: &TestEnv, ws: &WorkspaceIds, spec: &BatchSpec, numbers: &[String]) -> Uuid {
-    let webhooks = match &spec.webhook {
-        Some(url) => serde_json::json!({ "onCallComplete": url }),
-        None => serde_json::json!({}),
-    };
-    let client = env.db.get().await.unwrap();
-    let id = fixtures::Batch::new(*ws)
+/// A batch of `ws` as most tests want it: active, 10 calls in flight, 1000 starts a second
+/// (so the workspace's limit is what binds), tagged `t1`.
+pub fn new_batch(ws: WorkspaceIds) -> fixtures::Batch {
+    fixtures::Batch::new(ws)
         .name("b")
-        .max_concurrent_dials(spec.job_limit)
-        .max_calls_per_second(spec.cps)
-        .retry(spec.max_attempts, spec.busy_ms, spec.no_answer_ms)
-        .webhooks(webhooks)
+        .max_concurrent_dials(10)
+        .max_calls_per_second(1000)
         .tags(&["t1"])
-        .insert(&client)
-        .await;
+}
+
+/// Inserts `spec` with `numbers` as its contacts (state queued).
+pub async fn batch(env: &TestEnv, spec: &fixtures::Batch, numbers: &[String]) -> Uuid {
+    let client = env.db.get().await.unwrap();
+    let id = spec.insert(&client).await;
     fixtures::Contacts::new(numbers.iter().cloned())
         .name("Ada")
         .inputs(serde_json::json!({"k": "v"}))
-        .insert(&client, id, ws.id)
+        .insert(&client, id, spec.workspace().id)
         .await;
     id
+}
+
+/// Where the batch's `onCallComplete` webhooks go.
+pub fn on_call_complete(url: &str) -> serde_json::Value {
+    serde_json::json!({ "onCallComplete": url })
 }
 
 /// Numbers `{prefix}` + 3 digits + `last_digit` (prefix such as `+1201555`).
