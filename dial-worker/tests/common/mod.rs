@@ -31,8 +31,8 @@ pub async fn workspace(env: &TestEnv, limit: i32) -> WorkspaceIds {
         .await
 }
 
-/// A batch of `ws` as most tests want it: active, 10 calls in flight, 1000 starts a second
-/// (so the workspace's limit is what binds), tagged `t1`.
+/// A batch of `ws` as most tests want it: active, 10 calls in flight, 1000 starts a second (so
+/// no test waits on the rate unless it sets one), tagged `t1` (webhooks carry tags back).
 pub fn new_batch(ws: WorkspaceIds) -> fixtures::Batch {
     fixtures::Batch::new(ws)
         .name("b")
