@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::http::SendJson;
 use testkit::otlp::{OtlpReceiver, ReceivedSpan};
 use testkit::process::RoleProcess;
 
@@ -83,18 +84,15 @@ async fn one_batch_is_one_trace_across_the_real_roles() {
         http.post(format!("{base}{path}"))
             .bearer_auth(&created.api_key)
             .json(&body)
-            .send()
     };
     let agent: Value = post(
         "/api/agents",
         json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}),
     )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .send_json()
+    .await;
     let r = post("/api/phone_numbers", json!({"number": "+12015550100"}))
+        .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -105,6 +103,7 @@ async fn one_batch_is_one_trace_across_the_real_roles() {
         "/api/batch_dial_jobs",
         json!({"name": "traced", "callAgentId": agent["id"], "maxConcurrentDials": 3, "rows": rows}),
     )
+    .send()
     .await
     .unwrap();
     assert_eq!(r.status(), 200);
@@ -114,6 +113,7 @@ async fn one_batch_is_one_trace_across_the_real_roles() {
         &format!("/api/batch_dial_jobs/{id}/paused"),
         json!({"paused": false}),
     )
+    .send()
     .await
     .unwrap();
     assert_eq!(r.status(), 200);

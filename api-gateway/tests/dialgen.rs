@@ -3,7 +3,9 @@
 mod common;
 
 use common::{error_fields, spawn_app};
+use reqwest::Method;
 use serde_json::{Value, json};
+use testkit::http::SendJson;
 
 fn contacts(n: usize) -> Vec<Value> {
     (0..n).map(|i| json!({"phoneNumber": format!("+1555123{:04}", i), "name": "Jane", "metadata": {"lead_score": i}})).collect()
@@ -41,12 +43,8 @@ async fn create_answers_202_with_links_and_is_visible_through_both_surfaces() {
 
     let status: Value = app
         .get(&format!("/api/v1/batch/{id}/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(status["status"], "ingesting");
     assert_eq!(status["priority"], 7);
     assert_eq!(
@@ -57,32 +55,17 @@ async fn create_answers_202_with_links_and_is_visible_through_both_surfaces() {
         .get(&format!(
             "/api/v1/batch/check-status?batchId={id}&limit=all"
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(check["batchId"], id);
     assert!(check["statistics"]["percentComplete"].is_number());
 
-    let list: Value = app
-        .get("/api/v1/batch/list")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/v1/batch/list").send_json().await;
     assert_eq!(list[0]["batchId"], id);
     let job: Value = app
         .get(&format!("/api/batch_dial_jobs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(job["status"], "INIT");
     assert_eq!(job["callAgentId"], agent.as_str());
 }
@@ -163,35 +146,9 @@ async fn idempotency_and_unknown_ids() {
     let agent = app.create_agent().await;
     app.create_number("+12015550100").await;
     let body = json!({"agentId": agent, "userId": "u", "contacts": contacts(1)});
-    let a: Value = app
-        .post("/api/v1/batch")
-        .header("Idempotency-Key", "same")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let b: Value = app
-        .post("/api/v1/batch")
-        .header("Idempotency-Key", "same")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (a, b) = app.post_twice("/api/v1/batch", "same", &body).await;
     assert_eq!(a["batchId"], b["batchId"]);
-    let list: Value = app
-        .get("/api/v1/batch/list")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/v1/batch/list").send_json().await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     error_fields(
@@ -210,26 +167,23 @@ async fn idempotency_and_unknown_ids() {
     let other = app.other_workspace_key().await;
     let id = a["batchId"].as_str().unwrap();
     error_fields(
-        app.http
-            .get(app.url(&format!("/api/v1/status/batch?batchId={id}")))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .unwrap(),
+        app.request_as(
+            &other,
+            Method::GET,
+            &format!("/api/v1/status/batch?batchId={id}"),
+        )
+        .send()
+        .await
+        .unwrap(),
         404,
     )
     .await;
     // Another workspace's agent is an unknown agent here.
-    let theirs = reqwest::Client::new()
-        .post(app.url("/api/agents"))
-        .bearer_auth(&other)
+    let theirs = app
+        .request_as(&other, Method::POST, "/api/agents")
         .json(&json!({"name": "theirs", "answerUrl": "https://a.b/c"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+        .send_json::<Value>()
+        .await;
     let r = app
         .post("/api/v1/batch")
         .json(&json!({"agentId": theirs["id"], "userId": "u", "contacts": contacts(1)}))
@@ -262,14 +216,7 @@ async fn a_publish_failure_answers_503_and_marks_the_batch_failed() {
         .await
         .unwrap();
     error_fields(r, 503).await;
-    let list: Value = app
-        .get("/api/v1/batch/list")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/v1/batch/list").send_json().await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["status"], "failed", "never left half-ingesting");
     assert_eq!(app.ingest_queue_depth().await, 0);

@@ -3,19 +3,12 @@
 mod common;
 
 use serde_json::Value;
+use testkit::http::SendJson;
 
 #[tokio::test]
 async fn openapi_lists_every_route() {
     let app = common::spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.http.get(app.url("/openapi.json")).send_json().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [

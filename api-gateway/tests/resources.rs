@@ -3,28 +3,21 @@
 mod common;
 
 use common::{error_fields, spawn_app};
+use reqwest::Method;
 use serde_json::{Value, json};
+use testkit::http::SendJson;
 
 #[tokio::test]
 async fn agents_crud_and_tenancy() {
     let app = spawn_app().await;
     let id = app.create_agent().await;
-    let got: Value = app
-        .get(&format!("/api/agents/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get(&format!("/api/agents/{id}")).send_json().await;
     assert_eq!(got["answerUrl"], "https://agent.example.com/answer");
     assert!(got["createdAt"].is_string());
 
     let other = app.other_workspace_key().await;
     let r = app
-        .http
-        .get(app.url(&format!("/api/agents/{id}")))
-        .bearer_auth(&other)
+        .request_as(&other, Method::GET, &format!("/api/agents/{id}"))
         .send()
         .await
         .unwrap();
@@ -33,24 +26,13 @@ async fn agents_crud_and_tenancy() {
     for _ in 0..3 {
         app.create_agent().await;
     }
-    let page: Value = app
-        .get("/api/agents?limit=3")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get("/api/agents?limit=3").send_json().await;
     assert_eq!(page["data"].as_array().unwrap().len(), 3);
     let cursor = page["cursor"].as_str().unwrap();
     let rest: Value = app
         .get(&format!("/api/agents?limit=3&cursor={cursor}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(rest["data"].as_array().unwrap().len(), 1);
     assert!(rest["cursor"].is_null());
 
@@ -101,20 +83,11 @@ async fn phone_numbers_crud_validation_and_conflict() {
         .await
         .unwrap();
     assert_eq!(error_fields(r, 422).await, vec!["number"]);
-    let list: Value = app
-        .get("/api/phone_numbers")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/phone_numbers").send_json().await;
     assert_eq!(list["data"][0]["number"], "+12015550100");
     let other = app.other_workspace_key().await;
     let r = app
-        .http
-        .delete(app.url(&format!("/api/phone_numbers/{id}")))
-        .bearer_auth(&other)
+        .request_as(&other, Method::DELETE, &format!("/api/phone_numbers/{id}"))
         .send()
         .await
         .unwrap();

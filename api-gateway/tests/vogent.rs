@@ -3,7 +3,10 @@
 mod common;
 
 use common::{error_fields, spawn_app};
+use reqwest::Method;
 use serde_json::{Value, json};
+use testkit::fixtures::Contacts;
+use testkit::http::SendJson;
 
 #[tokio::test]
 async fn create_publishes_chunks_and_starts_in_init() {
@@ -20,12 +23,8 @@ async fn create_publishes_chunks_and_starts_in_init() {
     let id = job["id"].as_str().unwrap();
     let got: Value = app
         .get(&format!("/api/batch_dial_jobs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(got["id"], job["id"]);
 }
 
@@ -65,14 +64,7 @@ async fn validation_names_every_bad_field_and_changes_nothing() {
         );
     }
     assert_eq!(app.ingest_queue_depth().await, 0);
-    let list: Value = app
-        .get("/api/batch_dial_jobs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("/api/batch_dial_jobs").send_json().await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
 
     let r = app
@@ -105,12 +97,8 @@ async fn pause_walk_put_pending_and_cancel() {
     let r: Value = app
         .put(&path)
         .json(&json!({"maxConcurrentDials": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(r["maxConcurrentDials"], 3);
     assert!(r["pending"].is_null());
 
@@ -126,12 +114,8 @@ async fn pause_walk_put_pending_and_cancel() {
     let r: Value = app
         .put(&path)
         .json(&json!({"maxConcurrentDials": 4, "name": "renamed"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(r["maxConcurrentDials"], 3);
     assert_eq!(r["pending"]["maxConcurrentDials"], 4);
     let r: Value = paused(true).await.unwrap().json().await.unwrap();
@@ -155,14 +139,7 @@ async fn pause_walk_put_pending_and_cancel() {
         .unwrap();
     assert_eq!(error_fields(r, 422).await, vec!["maxConcurrentDials"]);
 
-    let r: Value = app
-        .post(&format!("{path}/cancel"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = app.post(&format!("{path}/cancel")).send_json().await;
     assert_eq!(r["status"], "CANCELLED");
     error_fields(paused(false).await.unwrap(), 409).await;
     error_fields(
@@ -188,6 +165,16 @@ async fn pause_walk_put_pending_and_cancel() {
     assert_eq!(error_fields(r, 422).await, vec!["paused"]);
 }
 
+/// The ids of a list page's jobs, in order.
+fn job_ids(page: &Value) -> Vec<&str> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn list_paginates_stably_and_filters() {
     let app = spawn_app().await;
@@ -202,39 +189,16 @@ async fn list_paginates_stably_and_filters() {
                 .to_owned(),
         );
     }
-    let first: Value = app
-        .get("/api/batch_dial_jobs?limit=2")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let page1: Vec<&str> = first["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(page1, vec![ids[4].as_str(), ids[3].as_str()]);
+    let first: Value = app.get("/api/batch_dial_jobs?limit=2").send_json().await;
+    assert_eq!(job_ids(&first), vec![ids[4].as_str(), ids[3].as_str()]);
     // A job created between pages does not shift the next page.
     app.create_job(&agent, 1).await;
     let cursor = first["cursor"].as_str().unwrap();
     let second: Value = app
         .get(&format!("/api/batch_dial_jobs?limit=2&cursor={cursor}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let page2: Vec<&str> = second["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(page2, vec![ids[2].as_str(), ids[1].as_str()]);
+        .send_json()
+        .await;
+    assert_eq!(job_ids(&second), vec![ids[2].as_str(), ids[1].as_str()]);
 
     app.post(&format!("/api/batch_dial_jobs/{}/paused", ids[0]))
         .json(&json!({"paused": false}))
@@ -243,23 +207,15 @@ async fn list_paginates_stably_and_filters() {
         .unwrap();
     let active: Value = app
         .get("/api/batch_dial_jobs?status=ACTIVE")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(active["data"].as_array().unwrap().len(), 1);
     let by_agent: Value = app
         .get(&format!(
             "/api/batch_dial_jobs?callAgentId={agent}&limit=100"
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(by_agent["data"].as_array().unwrap().len(), 6);
     assert!(by_agent["cursor"].is_null());
     error_fields(
@@ -289,20 +245,16 @@ async fn list_paginates_stably_and_filters() {
 
     let other = app.other_workspace_key().await;
     let theirs: Value = app
-        .http
-        .get(app.url("/api/batch_dial_jobs"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .request_as(&other, Method::GET, "/api/batch_dial_jobs")
+        .send_json()
+        .await;
     assert_eq!(theirs["data"].as_array().unwrap().len(), 0);
     let r = app
-        .http
-        .get(app.url(&format!("/api/batch_dial_jobs/{}", ids[0])))
-        .bearer_auth(&other)
+        .request_as(
+            &other,
+            Method::GET,
+            &format!("/api/batch_dial_jobs/{}", ids[0]),
+        )
         .send()
         .await
         .unwrap();
@@ -315,26 +267,7 @@ async fn idempotency_key_returns_the_first_job() {
     let agent = app.create_agent().await;
     app.create_number("+12015550100").await;
     let body = json!({"name": "once", "callAgentId": agent, "maxConcurrentDials": 1, "rows": [{"toNumber": "+12015550101"}]});
-    let a: Value = app
-        .post("/api/batch_dial_jobs")
-        .header("Idempotency-Key", "k-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let b: Value = app
-        .post("/api/batch_dial_jobs")
-        .header("Idempotency-Key", "k-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (a, b) = app.post_twice("/api/batch_dial_jobs", "k-1", &body).await;
     assert_eq!(a["id"], b["id"]);
     assert_eq!(app.ingest_queue_depth().await, 1);
 }
@@ -348,17 +281,11 @@ async fn queue_and_dials_show_rows_and_attempts() {
     let id: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
     // Stand in for the ingest worker and a dial worker.
     let client = app.env.db.get().await.unwrap();
-    let c1 = uuid::Uuid::now_v7();
-    let c2 = uuid::Uuid::now_v7();
-    for (c, i, n) in [(c1, 0, "+12015550101"), (c2, 1, "+12015550102")] {
-        client
-            .execute(
-                "INSERT INTO contacts (id, batch_id, workspace_id, row_index, phone_number, inputs) VALUES ($1, $2, $3, $4, $5, '{\"k\":\"v\"}')",
-                &[&c, &id, &app.workspace_id, &i, &n],
-            )
-            .await
-            .unwrap();
-    }
+    let contacts = Contacts::new(["+12015550101", "+12015550102"])
+        .inputs(json!({"k": "v"}))
+        .insert(&client, id, app.workspace_id)
+        .await;
+    let c1 = contacts[0];
     let attempt = uuid::Uuid::now_v7();
     client
         .execute(
@@ -378,73 +305,44 @@ async fn queue_and_dials_show_rows_and_attempts() {
 
     let queue: Value = app
         .get(&format!("/api/batch_dial_jobs/{id}/queue"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(queue["data"].as_array().unwrap().len(), 1);
     assert_eq!(queue["data"][0]["toNumber"], "+12015550102");
     assert_eq!(queue["data"][0]["inputs"]["k"], "v");
 
     let dials: Value = app
         .get(&format!("/api/batch_dial_jobs/{id}/dials"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(dials["data"][0]["systemResultType"], "BUSY");
     assert_eq!(dials["data"][0]["dialTaskId"], c1.to_string());
-    let one: Value = app
-        .get(&format!("/api/dials/{attempt}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = app.get(&format!("/api/dials/{attempt}")).send_json().await;
     assert_eq!(one["toNumber"], "+12015550101");
     let none: Value = app
         .get(&format!(
             "/api/batch_dial_jobs/{id}/dials?status=in-progress"
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(none["data"].as_array().unwrap().len(), 0);
 
     // The same batch through the Dialgen surface.
     let status: Value = app
         .get(&format!("/api/v1/batch/{id}/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(status["statistics"]["total"], 2);
     assert_eq!(status["statistics"]["processed"], 1);
     assert_eq!(status["recentCalls"][0]["status"], "MISSED");
     let calls: Value = app
         .get(&format!("/api/v1/status/batch?batchId={id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(calls["calls"].as_array().unwrap().len(), 2);
     let other = app.other_workspace_key().await;
     error_fields(
-        app.http
-            .get(app.url(&format!("/api/dials/{attempt}")))
-            .bearer_auth(&other)
+        app.request_as(&other, Method::GET, &format!("/api/dials/{attempt}"))
             .send()
             .await
             .unwrap(),

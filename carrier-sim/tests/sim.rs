@@ -73,6 +73,22 @@ impl Sim {
             .unwrap()
     }
 
+    /// Creates the same call each time, under an idempotency key sent as `header`.
+    async fn create_keyed(&self, header: &str, key: &str) -> reqwest::Response {
+        self.http
+            .post(self.calls_url())
+            .basic_auth("ACsim", Some(TOKEN))
+            .header(header, key)
+            .form(&[
+                ("To", "+12015550102"),
+                ("From", "+12015550199"),
+                ("Url", URL),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn create_ok(&self, params: &[(&str, &str)]) -> Value {
         let resp = self.create(params).await;
         assert_eq!(resp.status(), 201);
@@ -416,19 +432,7 @@ async fn an_idempotency_key_places_one_call() {
     for _ in 0..8 {
         let sim = sim.clone();
         handles.push(tokio::spawn(async move {
-            let resp = sim
-                .http
-                .post(sim.calls_url())
-                .basic_auth("ACsim", Some(TOKEN))
-                .header("Idempotency-Key", "attempt-42")
-                .form(&[
-                    ("To", "+12015550102"),
-                    ("From", "+12015550199"),
-                    ("Url", URL),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let resp = sim.create_keyed("Idempotency-Key", "attempt-42").await;
             assert_eq!(resp.status(), 201);
             let body: Value = resp.json().await.unwrap();
             body["sid"].as_str().unwrap().to_owned()
@@ -442,34 +446,12 @@ async fn an_idempotency_key_places_one_call() {
 
     // Twilio's header works too, and a different key is a different call.
     let again = sim
-        .http
-        .post(sim.calls_url())
-        .basic_auth("ACsim", Some(TOKEN))
-        .header("I-Twilio-Idempotency-Token", "attempt-42")
-        .form(&[
-            ("To", "+12015550102"),
-            ("From", "+12015550199"),
-            ("Url", URL),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .create_keyed("I-Twilio-Idempotency-Token", "attempt-42")
+        .await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["sid"], sids[0].as_str());
-    let other = sim
-        .http
-        .post(sim.calls_url())
-        .basic_auth("ACsim", Some(TOKEN))
-        .header("Idempotency-Key", "attempt-43")
-        .form(&[
-            ("To", "+12015550102"),
-            ("From", "+12015550199"),
-            ("Url", URL),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let other = sim.create_keyed("Idempotency-Key", "attempt-43").await;
     let other: Value = other.json().await.unwrap();
     assert_ne!(other["sid"], sids[0].as_str());
 

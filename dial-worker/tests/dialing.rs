@@ -29,22 +29,19 @@ async fn several_workers_never_exceed_the_limits() {
     let env = TestEnv::new().await;
     let stop = CancellationToken::new();
     let ws = workspace(&env, 4).await;
-    let spec = BatchSpec {
-        job_limit: 3,
-        cps: 8,
-        ..Default::default()
-    };
+    let spec = new_batch(ws)
+        .max_concurrent_dials(3)
+        .max_calls_per_second(8);
     let a = numbers("+1201555", 24, 0);
     let b = numbers("+1301555", 24, 0);
-    batch(&env, &ws, &spec, &a).await;
-    batch(&env, &ws, &spec, &b).await;
+    batch(&env, &spec, &a).await;
+    batch(&env, &spec, &b).await;
     let sim = sim(&env, talking(50, 400), stop.clone());
     let mut workers = Vec::new();
     for _ in 0..3 {
         workers.push(worker(config(&env, &[]), &sim).await);
     }
-    let publisher = Publisher::new(env.broker.clone());
-    assert_eq!(release_due(&env, &publisher).await, 48);
+    assert_eq!(release_due(&env).await, 48);
     wait_all_final(&env, Duration::from_secs(60)).await;
 
     let calls = sim.calls();
@@ -78,11 +75,8 @@ async fn slots_come_back_after_a_worker_dies() {
     let env = TestEnv::new().await;
     let stop = CancellationToken::new();
     let ws = workspace(&env, 10).await;
-    let spec = BatchSpec {
-        job_limit: 1,
-        ..Default::default()
-    };
-    batch(&env, &ws, &spec, &numbers("+1201555", 2, 0)).await;
+    let spec = new_batch(ws).max_concurrent_dials(1);
+    batch(&env, &spec, &numbers("+1201555", 2, 0)).await;
     let hang = SimBehavior {
         rule: OutcomeRule::Always(SimOutcome::Hang),
         ..talking(0, 0)
@@ -99,8 +93,7 @@ async fn slots_come_back_after_a_worker_dies() {
         &sim,
     )
     .await;
-    let publisher = Publisher::new(env.broker.clone());
-    release_due(&env, &publisher).await;
+    release_due(&env).await;
     // The first call hangs forever and holds the only slot.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while sim.calls().is_empty() {
@@ -135,16 +128,11 @@ async fn busy_and_no_answer_retry_after_their_delays_and_stop_at_max_attempts() 
     let env = TestEnv::new().await;
     let stop = CancellationToken::new();
     let ws = workspace(&env, 10).await;
-    let spec = BatchSpec {
-        max_attempts: 3,
-        busy_ms: 300,
-        no_answer_ms: 700,
-        ..Default::default()
-    };
+    let spec = new_batch(ws).retry(3, 300, 700);
     let mut contacts = numbers("+1201555", 2, 6); // busy
     contacts.extend(numbers("+1301555", 2, 7)); // no-answer
     contacts.extend(numbers("+1401555", 1, 0)); // answered
-    let batch_id = batch(&env, &ws, &spec, &contacts).await;
+    let batch_id = batch(&env, &spec, &contacts).await;
     let behavior = SimBehavior {
         ring_ms: (10, 10),
         talk_ms: (10, 10),
@@ -211,7 +199,7 @@ async fn a_message_delivered_twice_dials_once() {
     let env = TestEnv::new().await;
     let stop = CancellationToken::new();
     let ws = workspace(&env, 10).await;
-    let batch_id = batch(&env, &ws, &BatchSpec::default(), &numbers("+1201555", 2, 0)).await;
+    let batch_id = batch(&env, &new_batch(ws), &numbers("+1201555", 2, 0)).await;
     let sim = sim(&env, talking(200, 200), stop.clone());
 
     // Driven step by step: the second delivery finds the attempt and reconciles it.
@@ -290,8 +278,8 @@ async fn paused_and_cancelled_jobs_hand_their_contacts_back() {
     let env = TestEnv::new().await;
     let stop = CancellationToken::new();
     let ws = workspace(&env, 10).await;
-    let paused = batch(&env, &ws, &BatchSpec::default(), &numbers("+1201555", 1, 0)).await;
-    let cancelled = batch(&env, &ws, &BatchSpec::default(), &numbers("+1301555", 1, 0)).await;
+    let paused = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let cancelled = batch(&env, &new_batch(ws), &numbers("+1301555", 1, 0)).await;
     let client = env.db.get().await.unwrap();
     client
         .execute(

@@ -29,13 +29,11 @@ async fn shutdown_mid_work_loses_nothing_and_dials_nothing_twice() {
     let env = testkit::TestEnv::new().await;
     let stop = CancellationToken::new();
     let ws = workspace(&env, 4).await;
-    let spec = BatchSpec {
-        job_limit: 4,
-        cps: 20,
-        ..Default::default()
-    };
+    let spec = new_batch(ws)
+        .max_concurrent_dials(4)
+        .max_calls_per_second(20);
     let contacts = numbers("+1201555", 24, 0);
-    let batch_id = batch(&env, &ws, &spec, &contacts).await;
+    let batch_id = batch(&env, &spec, &contacts).await;
     // Calls long enough that some are in flight when the signal comes, short enough to end
     // within the grace.
     let behavior = SimBehavior {

@@ -50,11 +50,8 @@ async fn call_completed_arrives_signed_and_is_retried_when_the_receiver_fails() 
     let stop = CancellationToken::new();
     let (url, received) = receiver(2).await;
     let ws = workspace(&env, 10).await;
-    let spec = BatchSpec {
-        webhook: Some(url.clone()),
-        ..Default::default()
-    };
-    let batch_id = batch(&env, &ws, &spec, &numbers("+1201555", 1, 0)).await;
+    let spec = new_batch(ws).webhooks(on_call_complete(&url));
+    let batch_id = batch(&env, &spec, &numbers("+1201555", 1, 0)).await;
     let behavior = SimBehavior {
         ring_ms: (10, 10),
         talk_ms: (10, 10),
@@ -71,8 +68,7 @@ async fn call_completed_arrives_signed_and_is_retried_when_the_receiver_fails() 
         &sim,
     )
     .await;
-    let publisher = shared::queue::Publisher::new(env.broker.clone());
-    release_due(&env, &publisher).await;
+    release_due(&env).await;
 
     let client = env.db.get().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -138,11 +134,8 @@ async fn a_receiver_that_never_answers_well_is_given_up_on() {
     let stop = CancellationToken::new();
     let (url, received) = receiver(usize::MAX).await;
     let ws = workspace(&env, 10).await;
-    let spec = BatchSpec {
-        webhook: Some(url),
-        ..Default::default()
-    };
-    batch(&env, &ws, &spec, &numbers("+1201555", 1, 0)).await;
+    let spec = new_batch(ws).webhooks(on_call_complete(&url));
+    batch(&env, &spec, &numbers("+1201555", 1, 0)).await;
     let sim = sim(
         &env,
         SimBehavior {
@@ -164,8 +157,7 @@ async fn a_receiver_that_never_answers_well_is_given_up_on() {
         &sim,
     )
     .await;
-    let publisher = shared::queue::Publisher::new(env.broker.clone());
-    release_due(&env, &publisher).await;
+    release_due(&env).await;
     let client = env.db.get().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

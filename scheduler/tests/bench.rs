@@ -33,11 +33,7 @@ async fn release_throughput() {
         for _ in 0..jobs_per {
             job(
                 &env.db,
-                ws,
-                Job {
-                    max_concurrent_dials: 500,
-                    ..Job::default()
-                },
+                new_job(ws).max_concurrent_dials(500),
                 contacts,
                 now,
             )

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fixtures::*;
-use scheduler::release_once;
+use scheduler::{ReleaseReport, release_once};
 use serde_json::json;
+use shared::db::Pool;
+use shared::queue::Publisher;
 use testkit::TestEnv;
 use uuid::Uuid;
 
@@ -18,6 +20,11 @@ fn business_hours() -> serde_json::Value {
         "days": (1..=5).map(|d| json!({"dayOfWeek": d, "timeSlots": [{"startTime": "09:00", "endTime": "17:00"}]})).collect::<Vec<_>>(),
         "timezone": "America/New_York"
     })
+}
+
+/// One release step at `now`, with the default settings.
+async fn release_at(db: &Pool, publisher: &Publisher, now: DateTime<Utc>) -> ReleaseReport {
+    release_once(db, publisher, &settings(), now).await.unwrap()
 }
 
 fn ms(n: i64) -> chrono::Duration {
@@ -31,42 +38,32 @@ async fn releases_only_inside_the_window_and_within_the_bound() {
     let ws = workspace(&env.db, 100).await;
     let job = job(
         &env.db,
-        ws,
-        Job {
-            schedule: Some(business_hours()),
-            ..Job::default()
-        },
+        new_job(ws).schedule(Some(business_hours())),
         30,
         at("2025-01-01T00:00:00Z"),
     )
     .await;
 
     // Sunday: closed.
-    let r = release_once(&env.db, &publisher, &settings(), at("2025-06-08T15:00:00Z"))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, at("2025-06-08T15:00:00Z")).await;
     assert_eq!((r.released, r.closed_jobs), (0, 1));
 
     // Monday 09:00 EDT: opens; 2 × maxConcurrentDials (5) = 10 released.
     let monday = at("2025-06-09T13:00:00Z");
-    let r = release_once(&env.db, &publisher, &settings(), monday)
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, monday).await;
     assert_eq!(r.released, 10);
     let messages = drain_dial(&env).await;
     assert_eq!(messages.len(), 10);
     assert!(
         messages
             .iter()
-            .all(|m| m.attempt_no == 1 && m.batch_id == job && m.workspace_id == ws.0)
+            .all(|m| m.attempt_no == 1 && m.batch_id == job && m.workspace_id == ws.id)
     );
     let ids: HashSet<Uuid> = messages.iter().map(|m| m.contact_id).collect();
     assert_eq!(ids.len(), 10);
 
     // Nothing finished: the bound holds.
-    let r = release_once(&env.db, &publisher, &settings(), monday + ms(200))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, monday + ms(200)).await;
     assert_eq!(r.released, 0);
 
     // Four finish; four more go.
@@ -77,9 +74,7 @@ async fn releases_only_inside_the_window_and_within_the_bound() {
         &[&job],
     )
     .await;
-    let r = release_once(&env.db, &publisher, &settings(), monday + ms(400))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, monday + ms(400)).await;
     assert_eq!(r.released, 4);
     assert_eq!(count(&env.db, job, "released").await, 10);
 
@@ -90,9 +85,7 @@ async fn releases_only_inside_the_window_and_within_the_bound() {
         &[&job],
     )
     .await;
-    let r = release_once(&env.db, &publisher, &settings(), at("2025-06-09T21:00:00Z"))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, at("2025-06-09T21:00:00Z")).await;
     assert_eq!((r.released, r.closed_jobs), (0, 1));
     assert_eq!(count(&env.db, job, "queued").await, 16);
 }
@@ -105,11 +98,7 @@ async fn retries_wait_for_due_time_and_next_opening() {
     // A busy retry that falls due Friday 17:30 EDT, after the window closed.
     let job = job(
         &env.db,
-        ws,
-        Job {
-            schedule: Some(business_hours()),
-            ..Job::default()
-        },
+        new_job(ws).schedule(Some(business_hours())),
         1,
         at("2025-06-06T21:30:00Z"),
     )
@@ -126,20 +115,11 @@ async fn retries_wait_for_due_time_and_next_opening() {
         "2025-06-07T15:00:00Z",
         "2025-06-09T12:59:59.800Z",
     ] {
-        let r = release_once(&env.db, &publisher, &settings(), at(t))
-            .await
-            .unwrap();
+        let r = release_at(&env.db, &publisher, at(t)).await;
         assert_eq!(r.released, 0, "released at {t}");
     }
     // Monday 09:00 EDT: the first tick after the opening releases it as attempt 2.
-    let r = release_once(
-        &env.db,
-        &publisher,
-        &settings(),
-        at("2025-06-09T13:00:00.100Z"),
-    )
-    .await
-    .unwrap();
+    let r = release_at(&env.db, &publisher, at("2025-06-09T13:00:00.100Z")).await;
     assert_eq!(r.released, 1);
     let messages = drain_dial(&env).await;
     assert_eq!(messages.len(), 1);
@@ -153,13 +133,9 @@ async fn retries_wait_for_due_time_and_next_opening() {
         &[&job, &due],
     )
     .await;
-    let r = release_once(&env.db, &publisher, &settings(), due - ms(100))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, due - ms(100)).await;
     assert_eq!(r.released, 0);
-    let r = release_once(&env.db, &publisher, &settings(), due + ms(150))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, due + ms(150)).await;
     assert_eq!(r.released, 1);
     assert_eq!(drain_dial(&env).await[0].attempt_no, 3);
 }
@@ -172,22 +148,14 @@ async fn scheduled_start_time_holds_the_job_back() {
     let start = at("2025-06-09T15:00:00Z");
     let job = job(
         &env.db,
-        ws,
-        Job {
-            scheduled_start_time: Some(start),
-            ..Job::default()
-        },
+        new_job(ws).scheduled_start_time(Some(start)),
         3,
         at("2025-01-01T00:00:00Z"),
     )
     .await;
-    let r = release_once(&env.db, &publisher, &settings(), start - ms(1))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, start - ms(1)).await;
     assert_eq!(r.released, 0);
-    let r = release_once(&env.db, &publisher, &settings(), start)
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, start).await;
     assert_eq!(r.released, 3);
     assert_eq!(count(&env.db, job, "released").await, 3);
 }
@@ -199,11 +167,7 @@ async fn pause_resume_and_cancel_act_on_the_next_tick() {
     let ws = workspace(&env.db, 10).await;
     let job = job(
         &env.db,
-        ws,
-        Job {
-            max_concurrent_dials: 2,
-            ..Job::default()
-        },
+        new_job(ws).max_concurrent_dials(2),
         10,
         at("2025-01-01T00:00:00Z"),
     )
@@ -212,50 +176,23 @@ async fn pause_resume_and_cancel_act_on_the_next_tick() {
     let finish = "UPDATE contacts SET state = 'completed', last_outcome = 'completed'
                   WHERE batch_id = $1 AND state = 'released'";
 
-    assert_eq!(
-        release_once(&env.db, &publisher, &settings(), t0)
-            .await
-            .unwrap()
-            .released,
-        4
-    );
+    assert_eq!(release_at(&env.db, &publisher, t0).await.released, 4);
     sql(&env.db, finish, &[&job]).await;
 
     // Paused: the next tick (≤ 250 ms later) releases nothing.
-    sql(
-        &env.db,
-        "UPDATE batches SET state = 'paused' WHERE id = $1",
-        &[&job],
-    )
-    .await;
-    let r = release_once(&env.db, &publisher, &settings(), t0 + ms(250))
-        .await
-        .unwrap();
+    set_job_state(&env.db, job, "paused").await;
+    let r = release_at(&env.db, &publisher, t0 + ms(250)).await;
     assert_eq!(r.released, 0);
 
     // Resumed: the next tick releases again.
-    sql(
-        &env.db,
-        "UPDATE batches SET state = 'active' WHERE id = $1",
-        &[&job],
-    )
-    .await;
-    let r = release_once(&env.db, &publisher, &settings(), t0 + ms(500))
-        .await
-        .unwrap();
+    set_job_state(&env.db, job, "active").await;
+    let r = release_at(&env.db, &publisher, t0 + ms(500)).await;
     assert_eq!(r.released, 4);
 
     // Cancelled: the next tick cancels the queued contacts; released ones are the dial
     // worker's to hand back.
-    sql(
-        &env.db,
-        "UPDATE batches SET state = 'cancelled' WHERE id = $1",
-        &[&job],
-    )
-    .await;
-    let r = release_once(&env.db, &publisher, &settings(), t0 + ms(750))
-        .await
-        .unwrap();
+    set_job_state(&env.db, job, "cancelled").await;
+    let r = release_at(&env.db, &publisher, t0 + ms(750)).await;
     assert_eq!((r.released, r.cancelled_contacts), (0, 2));
     assert_eq!(count(&env.db, job, "queued").await, 0);
     assert_eq!(count(&env.db, job, "released").await, 4);
@@ -273,9 +210,7 @@ async fn pause_resume_and_cancel_act_on_the_next_tick() {
         &[&job],
     )
     .await;
-    let r = release_once(&env.db, &publisher, &settings(), t0 + ms(1000))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, t0 + ms(1000)).await;
     assert_eq!(r.cancelled_contacts, 1);
     let settled: Option<DateTime<Utc>> = env
         .db
@@ -301,37 +236,25 @@ async fn priority_first_then_fair_within_a_workspace() {
     let ws = workspace(&env.db, 2).await;
     let low = job(
         &env.db,
-        ws,
-        Job {
-            priority: 1,
-            max_concurrent_dials: 2,
-            created_at: at("2025-01-01T00:00:00Z"),
-            ..Job::default()
-        },
+        new_job(ws)
+            .priority(1)
+            .max_concurrent_dials(2)
+            .created_at(at("2025-01-01T00:00:00Z")),
         10,
         now,
     )
     .await;
     let high = job(
         &env.db,
-        ws,
-        Job {
-            priority: 9,
-            max_concurrent_dials: 2,
-            created_at: at("2025-02-01T00:00:00Z"),
-            ..Job::default()
-        },
+        new_job(ws)
+            .priority(9)
+            .max_concurrent_dials(2)
+            .created_at(at("2025-02-01T00:00:00Z")),
         10,
         now,
     )
     .await;
-    assert_eq!(
-        release_once(&env.db, &publisher, &settings(), now)
-            .await
-            .unwrap()
-            .released,
-        4
-    );
+    assert_eq!(release_at(&env.db, &publisher, now).await.released, 4);
     assert_eq!(count(&env.db, high, "released").await, 4);
     assert_eq!(count(&env.db, low, "released").await, 0);
 
@@ -340,23 +263,9 @@ async fn priority_first_then_fair_within_a_workspace() {
     let mut equal = Vec::new();
     for month in 1..=3 {
         let created = at(&format!("2025-0{month}-01T00:00:00Z"));
-        equal.push(
-            job(
-                &env.db,
-                ws,
-                Job {
-                    created_at: created,
-                    ..Job::default()
-                },
-                20,
-                now,
-            )
-            .await,
-        );
+        equal.push(job(&env.db, new_job(ws).created_at(created), 20, now).await);
     }
-    release_once(&env.db, &publisher, &settings(), now)
-        .await
-        .unwrap();
+    release_at(&env.db, &publisher, now).await;
     for j in equal {
         assert_eq!(count(&env.db, j, "released").await, 2);
     }
@@ -369,53 +278,21 @@ async fn completion_queues_the_batch_webhook_once() {
     let ws = workspace(&env.db, 10).await;
     let now = at("2025-06-09T15:00:00Z");
     let hooks = json!({"onBatchComplete": "https://example.test/done"});
-    let done = job(
-        &env.db,
-        ws,
-        Job {
-            webhooks: hooks.clone(),
-            ..Job::default()
-        },
-        3,
-        now,
-    )
-    .await;
+    let done = job(&env.db, new_job(ws).webhooks(hooks.clone()), 3, now).await;
     sql(&env.db, "UPDATE contacts SET state = 'completed', last_outcome = 'completed', attempts = 1 WHERE batch_id = $1 AND row_index < 2", &[&done]).await;
     sql(&env.db, "UPDATE contacts SET state = 'failed', last_outcome = 'busy', attempts = 3 WHERE batch_id = $1 AND row_index = 2", &[&done]).await;
-    let ingesting = job(
-        &env.db,
-        ws,
-        Job {
-            ingest_state: "ingesting",
-            ..Job::default()
-        },
-        0,
-        now,
-    )
-    .await;
-    let dialing = job(&env.db, ws, Job::default(), 1, now).await;
+    let ingesting = job(&env.db, new_job(ws).ingest_state("ingesting"), 0, now).await;
+    let dialing = job(&env.db, new_job(ws), 1, now).await;
     sql(
         &env.db,
         "UPDATE contacts SET state = 'dialing' WHERE batch_id = $1",
         &[&dialing],
     )
     .await;
-    let paused = job(
-        &env.db,
-        ws,
-        Job {
-            state: "paused",
-            ..Job::default()
-        },
-        0,
-        now,
-    )
-    .await;
-    let empty = job(&env.db, ws, Job::default(), 0, now).await;
+    let paused = job(&env.db, new_job(ws).state("paused"), 0, now).await;
+    let empty = job(&env.db, new_job(ws), 0, now).await;
 
-    let r = release_once(&env.db, &publisher, &settings(), now)
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, now).await;
     let completed: HashSet<Uuid> = r.completed_jobs.into_iter().collect();
     assert_eq!(completed, HashSet::from([done, empty]));
     for (j, state) in [
@@ -449,7 +326,7 @@ async fn completion_queues_the_batch_webhook_once() {
     let payload: serde_json::Value = row.get(3);
     assert_eq!(payload["event"], "batch.completed");
     assert_eq!(payload["batchId"], done.to_string());
-    assert_eq!(payload["agentId"], ws.1.to_string());
+    assert_eq!(payload["agentId"], ws.agent_id.to_string());
     assert_eq!(payload["statistics"]["total"], 3);
     assert_eq!(payload["statistics"]["succeeded"], 2);
     assert_eq!(payload["statistics"]["failed"], 1);
@@ -465,9 +342,7 @@ async fn completion_queues_the_batch_webhook_once() {
     assert_eq!(completed_at, Some(now));
 
     // Again: nothing new.
-    let r = release_once(&env.db, &publisher, &settings(), now + ms(200))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, now + ms(200)).await;
     assert!(r.completed_jobs.is_empty());
     let n: i64 = client
         .query_one("SELECT count(*) FROM webhook_deliveries", &[])
@@ -490,15 +365,10 @@ async fn two_schedulers_never_release_a_contact_twice() {
         for j in 0..2 {
             let created = at(&format!("2025-01-0{}T00:00:00Z", w * 2 + j + 1));
             jobs.push((
-                ws.0,
+                ws.id,
                 job(
                     &env.db,
-                    ws,
-                    Job {
-                        max_concurrent_dials: 10,
-                        created_at: created,
-                        ..Job::default()
-                    },
+                    new_job(ws).max_concurrent_dials(10).created_at(created),
                     150,
                     now,
                 )
@@ -518,9 +388,7 @@ async fn two_schedulers_never_release_a_contact_twice() {
             let mut tick = 0i64;
             while !stop.is_cancelled() {
                 tick += 1;
-                let r = release_once(&db, &publisher, &settings(), now + ms(tick))
-                    .await
-                    .unwrap();
+                let r = release_at(&db, &publisher, now + ms(tick)).await;
                 released += r.released;
                 tokio::task::yield_now().await;
             }
@@ -598,15 +466,9 @@ async fn a_release_never_picked_up_is_released_again_with_the_same_attempt() {
     let env = TestEnv::new().await;
     let publisher = publisher(&env);
     let ws = workspace(&env.db, 10).await;
-    let job = job(&env.db, ws, Job::default(), 3, at("2025-01-01T00:00:00Z")).await;
+    let job = job(&env.db, new_job(ws), 3, at("2025-01-01T00:00:00Z")).await;
     let t0 = at("2025-06-09T15:00:00Z");
-    assert_eq!(
-        release_once(&env.db, &publisher, &settings(), t0)
-            .await
-            .unwrap()
-            .released,
-        3
-    );
+    assert_eq!(release_at(&env.db, &publisher, t0).await.released, 3);
     let first: HashSet<(Uuid, u32)> = drain_dial(&env)
         .await
         .iter()
@@ -620,23 +482,9 @@ async fn a_release_never_picked_up_is_released_again_with_the_same_attempt() {
     )
     .await;
 
-    let r = release_once(
-        &env.db,
-        &publisher,
-        &settings(),
-        t0 + chrono::Duration::minutes(14),
-    )
-    .await
-    .unwrap();
+    let r = release_at(&env.db, &publisher, t0 + chrono::Duration::minutes(14)).await;
     assert_eq!((r.requeued_stale, r.released), (0, 0));
-    let r = release_once(
-        &env.db,
-        &publisher,
-        &settings(),
-        t0 + chrono::Duration::minutes(16),
-    )
-    .await
-    .unwrap();
+    let r = release_at(&env.db, &publisher, t0 + chrono::Duration::minutes(16)).await;
     assert_eq!((r.requeued_stale, r.released), (2, 2));
     let again: HashSet<(Uuid, u32)> = drain_dial(&env)
         .await
@@ -658,7 +506,7 @@ async fn a_job_being_paused_is_skipped_and_stays_paused() {
     let env = TestEnv::new().await;
     let publisher = publisher(&env);
     let ws = workspace(&env.db, 10).await;
-    let job = job(&env.db, ws, Job::default(), 5, at("2025-01-01T00:00:00Z")).await;
+    let job = job(&env.db, new_job(ws), 5, at("2025-01-01T00:00:00Z")).await;
     let now = at("2025-06-09T15:00:00Z");
 
     let mut gateway = env.db.get().await.unwrap();
@@ -678,9 +526,7 @@ async fn a_job_being_paused_is_skipped_and_stays_paused() {
     assert_eq!((r.open_jobs, r.released), (1, 0));
     pause.commit().await.unwrap();
 
-    let r = release_once(&env.db, &publisher, &settings(), now + ms(200))
-        .await
-        .unwrap();
+    let r = release_at(&env.db, &publisher, now + ms(200)).await;
     assert_eq!((r.open_jobs, r.released), (0, 0));
     assert_eq!(count(&env.db, job, "queued").await, 5);
     assert!(drain_dial(&env).await.is_empty());

@@ -12,7 +12,7 @@ use testkit::TestEnv;
 async fn run_releases_on_its_own_and_stops_on_shutdown() {
     let env = TestEnv::new().await;
     let ws = workspace(&env.db, 10).await;
-    let job = job(&env.db, ws, Job::default(), 3, chrono::Utc::now()).await;
+    let job = job(&env.db, new_job(ws), 3, chrono::Utc::now()).await;
 
     let mut vars = env.env_vars();
     vars.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));

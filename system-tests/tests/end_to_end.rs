@@ -16,6 +16,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use shared::config::Env;
 use testkit::TestEnv;
+use testkit::http::SendJson;
 use tokio_util::sync::CancellationToken;
 
 struct Stack {
@@ -105,25 +106,20 @@ async fn start(dial_workers: usize, workspace_limit: i32, talk_ms: u64) -> Stack
         http.post(format!("{gateway}{path}"))
             .bearer_auth(&created.api_key)
             .json(&body)
-            .send()
     };
-    let r = post("/api/phone_numbers", json!({"number": "+12015550100"}))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = post("/api/phone_numbers", json!({"number": "+12015550199"}))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    for number in ["+12015550100", "+12015550199"] {
+        let r = post("/api/phone_numbers", json!({"number": number}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
     let agent: Value = post(
         "/api/agents",
         json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}),
     )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .send_json()
+    .await;
     Stack {
         env,
         gateway,
@@ -224,14 +220,7 @@ async fn dialgen_batch_runs_to_completion_within_every_limit() {
         "options": {"maxCallsPerSecond": 4, "retryStrategy": {"maxAttempts": 2, "busyDelay": 300, "noAnswerDelay": 300},
                     "webhooks": {"onCallComplete": format!("http://{hooks}/call"), "onBatchComplete": format!("http://{hooks}/batch")}}
     });
-    let created: Value = stack
-        .post("/api/v1/batch", body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = stack.post("/api/v1/batch", body).send_json().await;
     let id = created["batchId"].as_str().unwrap().to_owned();
 
     let mut status = Value::Null;
@@ -242,12 +231,8 @@ async fn dialgen_batch_runs_to_completion_within_every_limit() {
             async || {
                 status = stack
                     .get(&format!("/api/v1/batch/{id}/status"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                    .send_json()
+                    .await;
                 status["status"] == "completed"
             },
         )
@@ -340,12 +325,8 @@ async fn vogent_pause_and_cancel_stop_new_calls_within_a_second() {
             json!({"name": "pausable", "callAgentId": stack.agent, "maxConcurrentDials": 2,
             "schedule": {"days": [], "timezone": "UTC", "disableSchedule": true}, "rows": rows}),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     let id = job["id"].as_str().unwrap().to_owned();
     assert_eq!(job["status"], "INIT");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -396,12 +377,8 @@ async fn vogent_pause_and_cancel_stop_new_calls_within_a_second() {
     let cancelled_at: DateTime<Utc> = Utc::now();
     let r: Value = stack
         .post(&format!("/api/batch_dial_jobs/{id}/cancel"), json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .send_json()
+        .await;
     assert_eq!(r["status"], "CANCELLED");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let late = stack

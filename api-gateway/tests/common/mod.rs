@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use api_gateway::config::Config;
 use shared::config::Env;
 use testkit::TestEnv;
+use testkit::http::SendJson;
 use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
@@ -51,19 +52,29 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(self.url(path)).bearer_auth(&self.key)
+        self.request_as(&self.key, reqwest::Method::GET, path)
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.post(self.url(path)).bearer_auth(&self.key)
+        self.request_as(&self.key, reqwest::Method::POST, path)
     }
 
     pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.put(self.url(path)).bearer_auth(&self.key)
+        self.request_as(&self.key, reqwest::Method::PUT, path)
     }
 
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.delete(self.url(path)).bearer_auth(&self.key)
+        self.request_as(&self.key, reqwest::Method::DELETE, path)
+    }
+
+    /// A request under another workspace's `key` (see [`TestApp::other_workspace_key`]).
+    pub fn request_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(key)
     }
 
     /// A second workspace's key, for cross-tenant checks.
@@ -79,26 +90,33 @@ use serde_json::{Value, json};
 
 impl TestApp {
     pub async fn create_agent(&self) -> String {
-        let r = self
-            .post("/api/agents")
-            .json(&json!({"name": "Sales bot", "answerUrl": "https://agent.example.com/answer"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.create(
+            "/api/agents",
+            json!({"name": "Sales bot", "answerUrl": "https://agent.example.com/answer"}),
+        )
+        .await
     }
 
     pub async fn create_number(&self, number: &str) -> String {
-        let r = self
-            .post("/api/phone_numbers")
-            .json(&json!({"number": number}))
-            .send()
+        self.create("/api/phone_numbers", json!({"number": number}))
             .await
-            .unwrap();
+    }
+
+    /// Posts `body` to `path` twice under one `Idempotency-Key`; returns both answers.
+    pub async fn post_twice(&self, path: &str, key: &str, body: &Value) -> (Value, Value) {
+        let post = || {
+            self.post(path)
+                .header("Idempotency-Key", key)
+                .json(body)
+                .send_json()
+        };
+        let first = post().await;
+        (first, post().await)
+    }
+
+    /// Posts `body` to `path`, expects 200 and returns the created resource's id.
+    async fn create(&self, path: &str, body: Value) -> String {
+        let r = self.post(path).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
         r.json::<Value>().await.unwrap()["id"]
             .as_str()

@@ -13,109 +13,49 @@ use shared::queue::messages::DialV1;
 use shared::queue::publisher::Outgoing;
 use shared::queue::{Publisher, Stream};
 use testkit::TestEnv;
+use testkit::fixtures::{self, WorkspaceIds};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-pub struct Workspace {
-    pub id: Uuid,
-    pub agent_id: Uuid,
-}
-
-pub async fn workspace(env: &TestEnv, limit: i32) -> Workspace {
-    let id = Uuid::new_v4();
-    let agent_id = Uuid::new_v4();
+/// A workspace limited to `limit` calls in flight, signing webhooks with [`SECRET`], with two
+/// numbers to call from.
+pub async fn workspace(env: &TestEnv, limit: i32) -> WorkspaceIds {
     let client = env.db.get().await.unwrap();
-    client
-        .execute(
-            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret)
-             VALUES ($1, 'test', $2, $3)",
-            &[&id, &limit, &SECRET],
-        )
+    fixtures::Workspace::new()
+        .max_concurrent_dials(limit)
+        .webhook_secret(SECRET)
+        .numbers(&["+12015550100", "+12015550101"])
+        .insert(&client)
         .await
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO agents (id, workspace_id, name, answer_url)
-             VALUES ($1, $2, 'agent', 'https://agent.example/answer')",
-            &[&agent_id, &id],
-        )
-        .await
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO phone_numbers (id, workspace_id, number)
-             VALUES ($1, $2, '+12015550100'), ($3, $2, '+12015550101')",
-            &[&Uuid::new_v4(), &id, &Uuid::new_v4()],
-        )
-        .await
-        .unwrap();
-    Workspace { id, agent_id }
 }
 
-pub struct BatchSpec {
-    pub job_limit: i32,
-    pub cps: i32,
-    pub max_attempts: i32,
-    pub busy_ms: i64,
-    pub no_answer_ms: i64,
-    pub webhook: Option<String>,
+/// A batch of `ws` as most tests want it: active, 10 calls in flight, 1000 starts a second (so
+/// no test waits on the rate unless it sets one), tagged `t1` (webhooks carry tags back).
+pub fn new_batch(ws: WorkspaceIds) -> fixtures::Batch {
+    fixtures::Batch::new(ws)
+        .name("b")
+        .max_concurrent_dials(10)
+        .max_calls_per_second(1000)
+        .tags(&["t1"])
 }
 
-impl Default for BatchSpec {
-    fn default() -> Self {
-        Self {
-            job_limit: 10,
-            cps: 1000,
-            max_attempts: 3,
-            busy_ms: 300_000,
-            no_answer_ms: 3_600_000,
-            webhook: None,
-        }
-    }
-}
-
-/// An active batch with `numbers` as its contacts (state queued).
-pub async fn batch(env: &TestEnv, ws: &Workspace, spec: &BatchSpec, numbers: &[String]) -> Uuid {
-    let id = Uuid::new_v4();
-    let webhooks = match &spec.webhook {
-        Some(url) => serde_json::json!({ "onCallComplete": url }),
-        None => serde_json::json!({}),
-    };
+/// Inserts `spec` with `numbers` as its contacts (state queued).
+pub async fn batch(env: &TestEnv, spec: &fixtures::Batch, numbers: &[String]) -> Uuid {
     let client = env.db.get().await.unwrap();
-    client
-        .execute(
-            "INSERT INTO batches (id, workspace_id, surface, name, agent_id, state, ingest_state,
-                 max_concurrent_dials, max_calls_per_second, retry_max_attempts,
-                 retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, tags, started_at)
-             VALUES ($1, $2, 'dialgen', 'b', $3, 'active', 'ready', $4, $5, $6, $7, $8, $9,
-                     '{t1}', now())",
-            &[
-                &id,
-                &ws.id,
-                &ws.agent_id,
-                &spec.job_limit,
-                &spec.cps,
-                &spec.max_attempts,
-                &spec.busy_ms,
-                &spec.no_answer_ms,
-                &webhooks,
-            ],
-        )
-        .await
-        .unwrap();
-    for (i, n) in numbers.iter().enumerate() {
-        client
-            .execute(
-                "INSERT INTO contacts (id, batch_id, workspace_id, row_index, phone_number, name, inputs)
-                 VALUES ($1, $2, $3, $4, $5, 'Ada', '{\"k\": \"v\"}')",
-                &[&Uuid::new_v4(), &id, &ws.id, &(i as i32), n],
-            )
-            .await
-            .unwrap();
-    }
+    let id = spec.insert(&client).await;
+    fixtures::Contacts::new(numbers.iter().cloned())
+        .name("Ada")
+        .inputs(serde_json::json!({"k": "v"}))
+        .insert(&client, id, spec.workspace().id)
+        .await;
     id
+}
+
+/// Where the batch's `onCallComplete` webhooks go.
+pub fn on_call_complete(url: &str) -> serde_json::Value {
+    serde_json::json!({ "onCallComplete": url })
 }
 
 /// Numbers `{prefix}` + 3 digits + `last_digit` (prefix such as `+1201555`).
@@ -125,9 +65,11 @@ pub fn numbers(prefix: &str, count: usize, last_digit: u32) -> Vec<String> {
         .collect()
 }
 
-/// The scheduler's part, reduced: mark due queued contacts released and publish their dials.
-pub async fn release_due(env: &TestEnv, publisher: &Publisher) -> usize {
-    ReleaseEnv { db: env.db.clone() }.release(publisher).await
+/// The scheduler's part, reduced: mark due queued contacts released and publish their dials
+/// (confirmed before this returns).
+pub async fn release_due(env: &TestEnv) -> usize {
+    let publisher = Publisher::new(env.broker.clone());
+    ReleaseEnv { db: env.db.clone() }.release(&publisher).await
 }
 
 /// Keeps releasing due contacts until `stop`.

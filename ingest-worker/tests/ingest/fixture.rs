@@ -6,7 +6,9 @@ use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 use shared::config::Env;
 use shared::queue::messages::{IngestChunkV1, RawRow};
-use testkit::TestEnv;
+use shared::queue::publisher::Outgoing;
+use shared::queue::{Publisher, Stream};
+use testkit::{TestEnv, fixtures};
 use uuid::Uuid;
 
 /// A batch as the gateway leaves it before its chunks are persisted.
@@ -36,39 +38,20 @@ impl Default for BatchOpts {
 
 pub async fn batch(db: &Pool, opts: BatchOpts) -> Batch {
     let client = db.get().await.unwrap();
-    let workspace_id = Uuid::now_v7();
-    let agent_id = Uuid::now_v7();
-    let id = Uuid::now_v7();
-    client
-        .execute(
-            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret)
-             VALUES ($1, 'test', 10, 'whsec_dGVzdA==')",
-            &[&workspace_id],
-        )
-        .await
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO agents (id, workspace_id, name, answer_url)
-             VALUES ($1, $2, 'agent', 'https://example.com/answer')",
-            &[&agent_id, &workspace_id],
-        )
-        .await
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO batches (id, workspace_id, surface, name, agent_id, state, ingest_state,
-                 max_concurrent_dials, max_calls_per_second, retry_max_attempts,
-                 retry_busy_delay_ms, retry_no_answer_delay_ms, default_region, webhooks)
-             VALUES ($1, $2, $3, 'batch', $4, 'created', 'ingesting', 5, 10, 3, 300000, 3600000, $5, $6)",
-            &[&id, &workspace_id, &opts.surface, &agent_id, &opts.region, &opts.webhooks],
-        )
-        .await
-        .unwrap();
+    let ws = fixtures::Workspace::new().insert(&client).await;
+    let id = fixtures::Batch::new(ws)
+        .surface(opts.surface)
+        .state("created")
+        .ingest_state("ingesting")
+        .unstarted()
+        .default_region(opts.region)
+        .webhooks(opts.webhooks)
+        .insert(&client)
+        .await;
     Batch {
         id,
-        workspace_id,
-        agent_id,
+        workspace_id: ws.id,
+        agent_id: ws.agent_id,
     }
 }
 
@@ -107,6 +90,17 @@ pub fn chunks(batch: &Batch, n: u32, size: u32) -> Vec<IngestChunkV1> {
             )
         })
         .collect()
+}
+
+/// Publishes `chunks` to the ingest queue as the gateway does, confirmed before this returns.
+pub async fn publish(publisher: &Publisher, chunks: &[IngestChunkV1]) {
+    publisher
+        .publish_all(
+            Stream::Ingest,
+            chunks.iter().map(|c| Outgoing::json(c).unwrap()),
+        )
+        .await
+        .unwrap();
 }
 
 /// The gateway's last step: announce how many chunks to expect, then try to finish.

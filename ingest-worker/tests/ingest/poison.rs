@@ -42,13 +42,7 @@ async fn poison_chunks_are_dead_lettered_and_the_worker_keeps_going() {
     ];
     publisher.publish_all(Stream::Ingest, bodies).await.unwrap();
     let good = fixture::chunks(&healthy, 2, 10);
-    publisher
-        .publish_all(
-            Stream::Ingest,
-            good.iter().map(|c| Outgoing::json(c).unwrap()),
-        )
-        .await
-        .unwrap();
+    fixture::publish(&publisher, &good).await;
     fixture::announce(&env.db, &healthy, 2).await;
 
     let stop = CancellationToken::new();

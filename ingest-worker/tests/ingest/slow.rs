@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use shared::queue::publisher::Outgoing;
-use shared::queue::{Publisher, Stream};
+use shared::queue::Publisher;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 
@@ -21,13 +20,7 @@ async fn slow_hundred_thousand_contacts_end_to_end() {
     let publisher = Publisher::new(env.broker.clone());
     let chunks = fixture::chunks(&batch, 100, 1000);
     for group in chunks.chunks(10) {
-        publisher
-            .publish_all(
-                Stream::Ingest,
-                group.iter().map(|c| Outgoing::json(c).unwrap()),
-            )
-            .await
-            .unwrap();
+        fixture::publish(&publisher, group).await;
     }
     fixture::announce(&env.db, &batch, 100).await;
     let s = fixture::wait_until_ingested(&env.db, &batch, Duration::from_secs(300)).await;

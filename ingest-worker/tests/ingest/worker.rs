@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use shared::queue::publisher::Outgoing;
-use shared::queue::{Publisher, Stream};
+use shared::queue::Publisher;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 
@@ -23,13 +22,7 @@ async fn several_workers_share_the_queue() {
             ))
         })
         .collect();
-    Publisher::new(env.broker.clone())
-        .publish_all(
-            Stream::Ingest,
-            chunks.iter().map(|c| Outgoing::json(c).unwrap()),
-        )
-        .await
-        .unwrap();
+    fixture::publish(&Publisher::new(env.broker.clone()), &chunks).await;
     fixture::announce(&env.db, &batch, 30).await;
     let s = fixture::wait_until_ingested(&env.db, &batch, Duration::from_secs(60)).await;
     assert_eq!(
