@@ -122,10 +122,14 @@ pub async fn spawn(
         ctx.limits.channel(),
         shutdown.clone(),
     ));
+    // Cancelled once the dial handlers have drained: until then one may still take a slot,
+    // so the renewer stays up even if it holds nothing at the signal.
+    let dialing_done = CancellationToken::new();
     tasks.spawn(ctx.held.clone().renew_loop(
         ctx.limits.clone(),
         db.clone(),
         shutdown.clone(),
+        dialing_done.clone(),
         config.service.shutdown_grace,
     ));
     tasks.spawn(reconcile_loop(ctx.clone(), shutdown.clone()));
@@ -142,7 +146,7 @@ pub async fn spawn(
     ));
 
     let dial_ctx = ctx.clone();
-    tasks.spawn(shared::queue::consumer::run(
+    let dial_consumer = shared::queue::consumer::run(
         broker.clone(),
         ConsumerOptions {
             stream: Stream::Dial,
@@ -157,7 +161,12 @@ pub async fn spawn(
             let ctx = dial_ctx.clone();
             async move { handle_dial(&ctx, &incoming).await }
         },
-    ));
+    );
+    tasks.spawn(async move {
+        // Also on a panic: the renewer must not wait for handlers that are gone.
+        let _done = dialing_done.drop_guard();
+        dial_consumer.await;
+    });
     let event_ctx = ctx.clone();
     tasks.spawn(shared::queue::consumer::run(
         broker.clone(),

@@ -83,16 +83,27 @@ async fn slots_come_back_after_a_worker_dies() {
     };
     let sim = sim(&env, hang, stop.clone());
     let lease = [("SLOT_LEASE_SECS", "2")];
-    // No shutdown grace: the worker stops renewing at once, as a killed process would (a clean
-    // stop otherwise keeps its calls counted until they end).
-    let first = worker(
-        config(
-            &env,
-            &[("SLOT_LEASE_SECS", "2"), ("SHUTDOWN_GRACE_SECS", "0")],
-        ),
-        &sim,
-    )
-    .await;
+    // The first worker runs on a runtime of its own, so that dropping the runtime kills it as a
+    // crash would: none of its tasks runs another step (a clean stop would keep its calls
+    // counted, and hand over those still connected at the end of its grace).
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (first_config, first_sim) = (config(&env, &lease), sim.clone());
+    first
+        .spawn(async move {
+            dial_worker::spawn(
+                first_config,
+                Some(Carrier::Sim(first_sim)),
+                CancellationToken::new(),
+            )
+            .await
+            .expect("worker starts")
+        })
+        .await
+        .unwrap();
     release_due(&env).await;
     // The first call hangs forever and holds the only slot.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -106,9 +117,8 @@ async fn slots_come_back_after_a_worker_dies() {
         1,
         "the limit holds while the lease lives"
     );
-    // The worker dies: it stops renewing.
-    first.stop.cancel();
-    first.done.abort();
+    // The worker dies: it stops renewing, and hands nothing over.
+    first.shutdown_background();
     let killed_at = tokio::time::Instant::now();
     let _second = worker(config(&env, &lease), &sim).await;
     while sim.calls().len() < 2 {

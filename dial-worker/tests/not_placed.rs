@@ -17,10 +17,11 @@ use dial_worker::carrier::twilio::TwilioCarrier;
 use dial_worker::dial::{DialResult, dial_one};
 use shared::queue::messages::DialV1;
 use testkit::TestEnv;
+use testkit::fixtures::WorkspaceIds;
 use uuid::Uuid;
 
 /// Marks every contact of `batch` released and returns their dial messages, in row order.
-async fn released(env: &TestEnv, ws: &Workspace, batch: Uuid) -> Vec<DialV1> {
+async fn released(env: &TestEnv, ws: &WorkspaceIds, batch: Uuid) -> Vec<DialV1> {
     let client = env.db.get().await.unwrap();
     client
         .query(
@@ -61,12 +62,7 @@ async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, f64, i64) {
 }
 
 fn ctx_with(env: &TestEnv, carrier: Carrier) -> dial_worker::Ctx {
-    dial_worker::Ctx::new(
-        env.db.clone(),
-        env.redis.clone(),
-        carrier,
-        config(env, &[]),
-    )
+    dial_worker::Ctx::new(env.db.clone(), env.redis.clone(), carrier, config(env, &[]))
 }
 
 fn long_calls() -> SimBehavior {
@@ -85,12 +81,10 @@ async fn a_pause_during_the_start_token_wait_hands_the_contact_back() {
     let ws = workspace(&env, 10).await;
     // One start per second: the second and third calls wait about 1 s and 2 s for a token,
     // holding their slot and their written attempt meanwhile.
-    let spec = BatchSpec {
-        job_limit: 5,
-        cps: 1,
-        ..Default::default()
-    };
-    let batch = batch(&env, &ws, &spec, &numbers("+1201555", 3, 0)).await;
+    let spec = new_batch(ws)
+        .max_concurrent_dials(5)
+        .max_calls_per_second(1);
+    let batch = batch(&env, &spec, &numbers("+1201555", 3, 0)).await;
     let dials = released(&env, &ws, batch).await;
     let (sim, _events) = SimCarrier::new(long_calls());
     let ctx = ctx_with(&env, Carrier::Sim(sim.clone()));
@@ -183,7 +177,7 @@ async fn throttling_bad_credentials_and_an_unreachable_carrier_do_not_burn_conta
         (refusing_carrier(StatusCode::UNAUTHORIZED).await, "401"),
         (closed, "unreachable"),
     ] {
-        let batch = batch(&env, &ws, &BatchSpec::default(), &numbers("+1201555", 1, 0)).await;
+        let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
         let dial = released(&env, &ws, batch).await.remove(0);
         let ctx = ctx_with(
             &env,
@@ -208,7 +202,7 @@ async fn throttling_bad_credentials_and_an_unreachable_carrier_do_not_burn_conta
     }
 
     // A refusal about the call itself (here 400) is the contact's outcome: failed.
-    let batch = batch(&env, &ws, &BatchSpec::default(), &numbers("+1201555", 1, 0)).await;
+    let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
     let dial = released(&env, &ws, batch).await.remove(0);
     let url = refusing_carrier(StatusCode::BAD_REQUEST).await;
     let ctx = ctx_with(
@@ -227,11 +221,8 @@ async fn throttling_bad_credentials_and_an_unreachable_carrier_do_not_burn_conta
 async fn the_webhook_row_commits_with_the_final_outcome() {
     let env = TestEnv::new().await;
     let ws = workspace(&env, 10).await;
-    let spec = BatchSpec {
-        webhook: Some("https://hooks.example/done".into()),
-        ..Default::default()
-    };
-    let batch = batch(&env, &ws, &spec, &numbers("+1201555", 1, 0)).await;
+    let spec = new_batch(ws).webhooks(on_call_complete("https://hooks.example/done"));
+    let batch = batch(&env, &spec, &numbers("+1201555", 1, 0)).await;
     let dial = released(&env, &ws, batch).await.remove(0);
     let quick = SimBehavior {
         talk_ms: (10, 10),

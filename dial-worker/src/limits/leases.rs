@@ -1,23 +1,32 @@
 //! The slots this process holds, and the task that keeps their leases alive.
 //!
 //! A slot is held from the dial until the call's outcome is recorded, which may happen in another
-//! worker (whichever consumes the carrier's callback). So the renewer asks the database, the
-//! system of record, which of its calls have ended: those it releases and forgets; the others it
-//! renews. A renewal re-adds a missing member, so after a Redis flush the count is rebuilt
-//! within one period; the database check and the release's tombstone (see
-//! [`super::scripts::RENEW`]) keep that from resurrecting a slot someone released.
+//! worker (whichever consumes the carrier's callback). So each pass the renewer first renews
+//! every lease it holds, then asks the database, the system of record, which of its calls have
+//! ended, and releases and forgets those. Renewing first keeps the counts right while the
+//! database is unreachable; renewing a call that has in fact ended is harmless, because its
+//! release's tombstone refuses the renewal (see [`super::scripts::RENEW`]). A renewal re-adds a
+//! missing member, so after a Redis flush the count is rebuilt within one period.
+//!
+//! A worker that stops cleanly hands the calls still connected at the end of its grace over to
+//! the fleet ([`Limits::hand_over`]); every renewal pass takes some up ([`Limits::adopt`]). A
+//! worker that crashes hands nothing over: its slots come back when their leases run out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shared::db::Pool;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Limits;
 
-/// The calls in flight that this process dialed: attempt id → (workspace, job).
+/// The most handed-over calls one pass takes up (one script call, one pipelined renewal).
+const ADOPT_PER_PASS: usize = 500;
+
+/// The calls in flight that this process dialed or took up: attempt id → (workspace, job).
 #[derive(Debug, Clone, Default)]
 pub struct HeldLeases {
     inner: Arc<Mutex<HashMap<Uuid, (Uuid, Uuid)>>>,
@@ -57,73 +66,154 @@ impl HeldLeases {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Renews every lease a third of a lease period. After `shutdown` it goes on while calls
-    /// this worker placed are still in flight, up to `grace`: a worker stopping cleanly keeps
-    /// counting its calls rather than let others exceed the limits.
+    /// Renews every lease a third of a lease period, and takes up calls stopping workers handed
+    /// over. After `shutdown` it goes on, up to `grace`, while this worker holds calls or may
+    /// still take slots (until `dialing_done`: the dial handlers drain after the signal, and one
+    /// may place a call then); when the grace runs out it hands the calls still in flight over
+    /// to the fleet rather than let their slots lapse while they are still connected.
     pub async fn renew_loop(
         self,
         limits: Limits,
         db: Pool,
         shutdown: CancellationToken,
+        dialing_done: CancellationToken,
         grace: Duration,
     ) {
         let period = (limits.lease() / 3).max(Duration::from_millis(50));
-        let mut stopping_since: Option<tokio::time::Instant> = None;
+        let mut stopping_since: Option<Instant> = None;
         let mut gauges = super::gauges::InFlightGauges::default();
+        // The first pass at once: calls handed over by a worker that stopped before this one
+        // started have less than a lease left.
+        let mut next_pass = Instant::now();
         loop {
             match stopping_since {
-                None => tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        stopping_since = Some(tokio::time::Instant::now());
-                        continue;
+                None => {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => {
+                            stopping_since = Some(Instant::now());
+                            continue;
+                        }
+                        _ = tokio::time::sleep_until(next_pass) => {}
                     }
-                    _ = tokio::time::sleep(period) => {}
-                },
+                    next_pass = Instant::now() + period;
+                }
                 Some(since) => {
-                    if self.is_empty() || since.elapsed() >= grace {
+                    // Checked in this order: once the handlers are done nothing new is held.
+                    if dialing_done.is_cancelled() && self.is_empty() {
                         return;
                     }
-                    tokio::time::sleep(period.min(Duration::from_millis(500))).await;
+                    let left = grace.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    tokio::time::sleep(period.min(Duration::from_millis(500)).min(left)).await;
                 }
             }
-            if let Err(e) = self.renew_once(&limits, &db).await {
-                tracing::warn!(error = %e, "lease renewal failed; retrying next period");
+            // A stopping worker takes no orphans: it would only hand them on again.
+            let adopt = stopping_since.is_none();
+            if let Err(e) = self.pass(&limits, &db, adopt).await {
+                tracing::warn!(error = %e, "lease renewal pass failed; retrying next period");
             }
-            if let Err(e) = gauges.report(&limits, &db, &self.snapshot()).await {
-                tracing::debug!(error = %e, "in-flight gauges not updated");
+            // Bounded: a starved pool must not hold up the next renewal.
+            match tokio::time::timeout(period, gauges.report(&limits, &db, &self.snapshot())).await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "in-flight gauges not updated"),
+                Err(_) => tracing::debug!("in-flight gauges not updated: timed out"),
             }
+        }
+        let calls = self.len();
+        match self.hand_over(&limits).await {
+            Ok(()) if calls > 0 => {
+                tracing::info!(
+                    calls,
+                    "calls still in flight at the end of the grace handed over"
+                );
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                calls,
+                "hand-over failed; these slots come back when their leases run out"
+            ),
         }
     }
 
-    /// One renewal pass (tests drive it directly).
+    /// Hands every call this worker holds over to the fleet (see [`Limits::hand_over`]) and
+    /// forgets them (tests drive it directly; [`Self::renew_loop`] does it at the end of the
+    /// grace).
+    pub async fn hand_over(&self, limits: &Limits) -> Result<(), redis::RedisError> {
+        let held = self.snapshot();
+        limits.hand_over(&held).await?;
+        for (attempt, _, _) in &held {
+            self.forget(*attempt);
+        }
+        Ok(())
+    }
+
+    /// One renewal pass, orphans adopted first (tests drive it directly).
     pub async fn renew_once(&self, limits: &Limits, db: &Pool) -> anyhow::Result<()> {
+        self.pass(limits, db, true).await
+    }
+
+    /// Renews first and asks the database second, so that a database down or a pool starved
+    /// for longer than a lease cannot let the leases lapse (and other tasks fill the slots that
+    /// the next renewal would then add back on top). Renewing a call that has in fact ended is
+    /// harmless: its release's tombstone refuses the renewal, or the check below releases it.
+    async fn pass(&self, limits: &Limits, db: &Pool, adopt: bool) -> anyhow::Result<()> {
+        if adopt {
+            match limits.adopt(ADOPT_PER_PASS).await {
+                Ok(adopted) => {
+                    if !adopted.is_empty() {
+                        tracing::info!(calls = adopted.len(), "took up calls handed over");
+                    }
+                    for (attempt, ws, job) in adopted {
+                        self.hold(attempt, ws, job);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "taking up handed-over calls failed"),
+            }
+        }
         let held = self.snapshot();
         if held.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Uuid> = held.iter().map(|h| h.0).collect();
-        let client = db.get().await?;
-        let ended: std::collections::HashSet<Uuid> = client
-            .query(
-                "SELECT id FROM dial_attempts WHERE id = ANY($1) AND outcome IS NOT NULL",
-                &[&ids],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        drop(client);
-        let (ended, live): (Vec<_>, Vec<_>) = held
+        let released: HashSet<Uuid> = limits.renew(&held).await?.into_iter().collect();
+        // Released by whoever recorded the outcome (here or elsewhere): forget them.
+        for attempt in &released {
+            self.forget(*attempt);
+        }
+        let live: Vec<(Uuid, Uuid, Uuid)> = held
             .into_iter()
-            .partition(|(attempt, _, _)| ended.contains(attempt));
+            .filter(|(attempt, _, _)| !released.contains(attempt))
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = live.iter().map(|h| h.0).collect();
+        let query = async {
+            let client = db.get().await?;
+            let rows = client
+                .query(
+                    "SELECT id FROM dial_attempts WHERE id = ANY($1) AND outcome IS NOT NULL",
+                    &[&ids],
+                )
+                .await?;
+            anyhow::Ok(rows.iter().map(|r| r.get(0)).collect::<HashSet<Uuid>>())
+        };
+        // The leases are renewed already; a slow database only delays the releases below.
+        let ended = tokio::time::timeout(limits.lease() / 3, query)
+            .await
+            .map_err(|_| anyhow::anyhow!("ended-call check timed out (leases renewed)"))?
+            .map_err(|e| e.context("ended-call check failed (leases renewed)"))?;
+        let ended: Vec<_> = live
+            .into_iter()
+            .filter(|(attempt, _, _)| ended.contains(attempt))
+            .collect();
         limits.release_all(&ended).await?;
         for (attempt, _, _) in &ended {
             self.forget(*attempt);
-        }
-        // Slots released since the database was read (here or by another worker) are not
-        // renewed: their tombstones stop it. Forget them too.
-        for attempt in limits.renew(&live).await? {
-            self.forget(attempt);
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //!
 //! - concurrency: a counting semaphore per workspace and per job, whose slots are leases
 //!   ([`scripts::ACQUIRE`]); a slot is held for the call's whole life, renewed by its holder
-//!   ([`leases`]) and reclaimed when its lease runs out (a dead worker's slots come back);
+//!   ([`leases`]), handed over to the fleet when its holder stops cleanly, and reclaimed when its
+//!   lease runs out (a dead worker's slots come back);
 //! - rate: a GCRA limiter per job and, optionally, per workspace;
 //! - caller IDs: a round-robin counter per job over its phone-number pool.
 //!
@@ -107,6 +108,10 @@ impl Limits {
         self.redis.key(&format!("slots:gone:{job}"))
     }
 
+    fn orphans(&self) -> String {
+        self.redis.key("slots:orphans")
+    }
+
     /// One atomic try at slots, token and caller ID.
     pub async fn try_acquire(&self, req: &SlotRequest) -> Result<TryAcquire, redis::RedisError> {
         let mut conn = self.redis.conn.clone();
@@ -191,6 +196,80 @@ impl Limits {
             .zip(renewed)
             .filter(|(_, r)| *r == 0)
             .map(|(h, _)| h.0)
+            .collect())
+    }
+
+    /// Hands calls still in flight over to the rest of the fleet (a worker stopping before they
+    /// ended): renews their leases, so an adopter has a whole lease period to take them up, and
+    /// lists them in the orphans hash. Slots released meanwhile are listed too, harmlessly:
+    /// [`Limits::adopt`] skips them.
+    pub async fn hand_over(&self, held: &[(Uuid, Uuid, Uuid)]) -> Result<(), redis::RedisError> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.redis.conn.clone();
+        let mut pipe = redis::pipe();
+        for (attempt, ws, job) in held {
+            pipe.cmd("EVAL")
+                .arg(scripts::RENEW)
+                .arg(3)
+                .arg(self.ws_slots(*ws))
+                .arg(self.job_slots(*job))
+                .arg(self.job_tombstones(*job))
+                .arg(attempt.to_string())
+                .arg(micros(self.lease))
+                .ignore();
+        }
+        let mut hset = redis::cmd("HSET");
+        hset.arg(self.orphans());
+        for (attempt, ws, job) in held {
+            hset.arg(attempt.to_string()).arg(format!("{ws}:{job}"));
+        }
+        pipe.add_command(hset).ignore();
+        // Entries older than a lease are dead anyway; the key goes once nobody hands over.
+        pipe.cmd("PEXPIRE")
+            .arg(self.orphans())
+            .arg(micros(self.lease).div_ceil(1000) * 2)
+            .ignore();
+        pipe.query_async::<()>(&mut conn).await
+    }
+
+    /// Takes up to `max` calls that stopping workers handed over and renews their leases; the
+    /// caller renews them from then on. Each orphan goes to exactly one worker, and one whose
+    /// lease lapsed before anyone took it up is dropped (its slot came back, as after a crash).
+    pub async fn adopt(&self, max: usize) -> Result<Vec<(Uuid, Uuid, Uuid)>, redis::RedisError> {
+        let mut conn = self.redis.conn.clone();
+        let picked: Vec<String> = scripts::TAKE_ORPHANS
+            .key(self.orphans())
+            .arg(max)
+            .invoke_async(&mut conn)
+            .await?;
+        let orphans: Vec<(Uuid, Uuid, Uuid)> = picked
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let (ws, job) = pair[1].split_once(':')?;
+                Some((pair[0].parse().ok()?, ws.parse().ok()?, job.parse().ok()?))
+            })
+            .collect();
+        if orphans.is_empty() {
+            return Ok(orphans);
+        }
+        let mut pipe = redis::pipe();
+        for (attempt, ws, job) in &orphans {
+            pipe.cmd("EVAL")
+                .arg(scripts::ADOPT)
+                .arg(2)
+                .arg(self.ws_slots(*ws))
+                .arg(self.job_slots(*job))
+                .arg(attempt.to_string())
+                .arg(micros(self.lease));
+        }
+        let adopted: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(orphans
+            .into_iter()
+            .zip(adopted)
+            .filter(|(_, a)| *a == 1)
+            .map(|(o, _)| o)
             .collect())
     }
 

@@ -125,3 +125,37 @@ return n
 
 /// [`RELEASE_LUA`], loaded once and called by its hash.
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+
+/// Takes up to `ARGV[1]` calls a stopping worker handed over (field = attempt id, value =
+/// `workspace:job`), deleting them so that exactly one worker adopts each. Random picks keep the
+/// pass bounded however many are waiting.
+///
+/// KEYS: 1 orphans hash. ARGV: 1 how many at most. Returns `[field, value, …]`.
+pub static TAKE_ORPHANS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local picked = redis.call('HRANDFIELD', KEYS[1], tonumber(ARGV[1]), 'WITHVALUES')
+for i = 1, #picked, 2 do redis.call('HDEL', KEYS[1], picked[i]) end
+return picked
+"#,
+    )
+});
+
+/// Sent with `EVAL` in a pipeline: renews an adopted slot only if its lease is still running.
+/// Unlike [`RENEW`] it never re-adds a lapsed member: a hand-over nobody took up in time is a
+/// crash (the slot came back, and someone else may hold it now), not a Redis flush.
+///
+/// KEYS: 1 workspace slots, 2 job slots. ARGV: 1 member, 2 lease µs.
+/// Returns 1 when adopted, 0 when the lease had lapsed or the slot was released.
+pub const ADOPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) <= now then return 0 end
+local lease = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('ZADD', KEYS[2], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(lease / 1000) * 2)
+redis.call('PEXPIRE', KEYS[2], math.ceil(lease / 1000) * 2)
+return 1
+"#;

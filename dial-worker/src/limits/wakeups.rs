@@ -23,25 +23,66 @@ pub struct Wakeups {
 
 #[derive(Debug, Default)]
 struct Inner {
-    workspaces: Mutex<HashMap<Uuid, Arc<Notify>>>,
-    gates: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    workspaces: Mutex<Pruned<Notify>>,
+    gates: Mutex<Pruned<tokio::sync::Mutex<()>>>,
+}
+
+/// The size below which a [`Pruned`] map is never pruned.
+const MIN_BOUND: usize = 1024;
+
+/// A map of shared entries that drops those nobody holds any more, once it has grown to twice
+/// its size after the previous pruning (at least [`MIN_BOUND`]): a worker sees jobs and
+/// workspaces come and go for months, and each pruning costs one pass over entries that at
+/// least doubled since, so the cost per insertion stays constant.
+///
+/// An entry only this map holds has no waiter (a waiting task holds its own `Arc`), so dropping
+/// it loses nothing: the next caller gets a fresh one.
+#[derive(Debug)]
+struct Pruned<T> {
+    map: HashMap<Uuid, Arc<T>>,
+    bound: usize,
+}
+
+impl<T> Default for Pruned<T> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            bound: MIN_BOUND,
+        }
+    }
+}
+
+impl<T: Default> Pruned<T> {
+    fn get_or_insert(&mut self, key: Uuid) -> Arc<T> {
+        if self.map.len() >= self.bound && !self.map.contains_key(&key) {
+            self.map.retain(|_, v| Arc::strong_count(v) > 1);
+            self.bound = (self.map.len() * 2).max(MIN_BOUND);
+        }
+        self.map.entry(key).or_default().clone()
+    }
+
+    fn get(&self, key: &Uuid) -> Option<Arc<T>> {
+        self.map.get(key).cloned()
+    }
 }
 
 impl Wakeups {
     /// The notifier for releases in `workspace_id`.
     pub fn workspace(&self, workspace_id: Uuid) -> Arc<Notify> {
-        let mut map = self
-            .inner
+        self.inner
             .workspaces
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        map.entry(workspace_id).or_default().clone()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(workspace_id)
     }
 
     /// The gate that lines up this process's waiters for `batch_id`.
     pub fn gate(&self, batch_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.inner.gates.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(batch_id).or_default().clone()
+        self.inner
+            .gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(batch_id)
     }
 
     /// Wakes the tasks waiting on `workspace_id`.
@@ -51,8 +92,7 @@ impl Wakeups {
             .workspaces
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&workspace_id)
-            .cloned();
+            .get(&workspace_id);
         if let Some(n) = notify {
             n.notify_waiters();
         }
@@ -103,5 +143,62 @@ impl Wakeups {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Wakeups {
+        /// How many workspace notifiers and job gates are kept.
+        fn len(&self) -> (usize, usize) {
+            (
+                self.inner.workspaces.lock().unwrap().map.len(),
+                self.inner.gates.lock().unwrap().map.len(),
+            )
+        }
+    }
+
+    #[test]
+    fn entries_nobody_holds_are_pruned_as_the_maps_grow() {
+        let wakeups = Wakeups::default();
+        let kept_gate = wakeups.gate(Uuid::new_v4());
+        let kept_ws = Uuid::new_v4();
+        let kept_notify = wakeups.workspace(kept_ws);
+        for _ in 0..10 * MIN_BOUND {
+            drop(wakeups.gate(Uuid::new_v4()));
+            drop(wakeups.workspace(Uuid::new_v4()));
+        }
+        let (workspaces, gates) = wakeups.len();
+        assert!(workspaces <= MIN_BOUND, "{workspaces}");
+        assert!(gates <= MIN_BOUND, "{gates}");
+        // Held entries survive every pruning: a waiter is still woken, a line still one line.
+        assert!(Arc::ptr_eq(&kept_notify, &wakeups.workspace(kept_ws)));
+        assert!(
+            wakeups
+                .inner
+                .gates
+                .lock()
+                .unwrap()
+                .map
+                .values()
+                .any(|g| Arc::ptr_eq(g, &kept_gate))
+        );
+    }
+
+    #[test]
+    fn the_bound_follows_the_entries_in_use() {
+        let wakeups = Wakeups::default();
+        let held: Vec<_> = (0..3 * MIN_BOUND)
+            .map(|_| wakeups.gate(Uuid::new_v4()))
+            .collect();
+        // All in use: nothing can go, and the map may exceed the minimum bound.
+        assert_eq!(wakeups.len().1, held.len());
+        drop(held);
+        for _ in 0..6 * MIN_BOUND {
+            drop(wakeups.gate(Uuid::new_v4()));
+        }
+        assert!(wakeups.len().1 <= 2 * MIN_BOUND);
     }
 }
