@@ -49,6 +49,50 @@ impl Cursor {
     }
 }
 
+/// One page's request, parsed once from the `limit` and `cursor` parameters. Lists ordered by
+/// `(time, id)` end their query with the three parameters of [`PageRequest::keyset`] and cut
+/// the rows with [`PageRequest::split`].
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    limit: i64,
+    after: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// Checks `limit` (400/422 on `limit`) and decodes `cursor` (400 on `cursor`).
+    pub fn parse(requested_limit: Option<i64>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        Ok(Self {
+            limit: limit(requested_limit)?,
+            after: cursor.map(Cursor::decode).transpose()?,
+        })
+    }
+
+    /// The position the page continues after, if any.
+    pub fn after(&self) -> Option<Cursor> {
+        self.after
+    }
+
+    /// The keyset query's last three parameters: the cursor's time (NULL on the first page),
+    /// its id, and how many rows to fetch (one more than the page, to tell whether another
+    /// page follows).
+    pub fn keyset(&self) -> (Option<DateTime<Utc>>, Uuid, i64) {
+        (
+            self.after.map(|c| c.at),
+            self.after.map(|c| c.id).unwrap_or_default(),
+            self.limit + 1,
+        )
+    }
+
+    /// The page and the cursor of the next one, from rows fetched with [`Self::keyset`].
+    pub fn split<T>(
+        &self,
+        rows: Vec<T>,
+        cursor_of: impl Fn(&T) -> Cursor,
+    ) -> (Vec<T>, Option<String>) {
+        split_page(rows, self.limit, cursor_of)
+    }
+}
+
 /// Checks a `limit` parameter.
 pub fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
     match requested {

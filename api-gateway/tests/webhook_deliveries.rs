@@ -31,6 +31,15 @@ async fn delivery(app: &TestApp, batch: Uuid, event: &str, state: &str) -> Uuid 
     id
 }
 
+/// A one-row Vogent job of `agent`.
+async fn job_id(app: &TestApp, agent: &str) -> Uuid {
+    app.create_job(agent, 1).await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 async fn page(app: &TestApp, query: &str) -> Value {
     let r = app
         .get(&format!("/api/webhook_deliveries{query}"))
@@ -54,16 +63,8 @@ fn ids(page: &Value) -> Vec<String> {
 async fn deliveries_are_listed_filtered_paged_and_fetched() {
     let app = spawn_app().await;
     let agent = app.create_agent().await;
-    let job: Uuid = app.create_job(&agent, 1).await["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let other_job: Uuid = app.create_job(&agent, 1).await["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let job = job_id(&app, &agent).await;
+    let other_job = job_id(&app, &agent).await;
     let failed = delivery(&app, job, "call.completed", "failed").await;
     let done = delivery(&app, job, "batch.completed", "delivered").await;
     let elsewhere = delivery(&app, other_job, "call.completed", "pending").await;
@@ -183,11 +184,7 @@ async fn bad_filters_name_their_parameter() {
 async fn a_failed_delivery_is_sent_again_on_request() {
     let app = spawn_app().await;
     let agent = app.create_agent().await;
-    let job: Uuid = app.create_job(&agent, 1).await["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let job = job_id(&app, &agent).await;
     let failed = delivery(&app, job, "call.completed", "failed").await;
     let r = app
         .post(&format!("/api/webhook_deliveries/{failed}/retry"))

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::pagination::{Cursor, limit, split_page};
+use crate::pagination::{Cursor, PageRequest};
 
 /// A table of workspace-owned rows with `id`, `workspace_id`, `created_at` and `deleted_at`.
 pub struct Owned {
@@ -27,8 +27,8 @@ impl Owned {
         requested_limit: Option<i64>,
         cursor: Option<&str>,
     ) -> Result<(Vec<Row>, Option<String>), ApiError> {
-        let limit = limit(requested_limit)?;
-        let after = cursor.map(Cursor::decode).transpose()?;
+        let page = PageRequest::parse(requested_limit, cursor)?;
+        let (after_at, after_id, fetch) = page.keyset();
         let sql = format!(
             "SELECT {columns} FROM {table}
              WHERE workspace_id = $1 AND deleted_at IS NULL
@@ -38,18 +38,10 @@ impl Owned {
             table = self.table
         );
         let rows = client
-            .query(
-                &sql,
-                &[
-                    &workspace,
-                    &after.map(|c| c.at),
-                    &after.map(|c| c.id).unwrap_or_default(),
-                    &(limit + 1),
-                ],
-            )
+            .query(&sql, &[&workspace, &after_at, &after_id, &fetch])
             .await?;
         let created_at = self.columns.split(',').count() - 1;
-        Ok(split_page(rows, limit, |r| Cursor {
+        Ok(page.split(rows, |r| Cursor {
             at: r.get(created_at),
             id: r.get(0),
         }))

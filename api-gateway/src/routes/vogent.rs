@@ -20,7 +20,7 @@ use crate::batches::settings::{self, VogentCreate, VogentUpdate};
 use crate::batches::submit::{idempotency_key, submit};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id, read_body};
-use crate::pagination::{Cursor, limit, split_page};
+use crate::pagination::{Cursor, PageRequest};
 use crate::validate::Violations;
 
 pub fn router() -> Router<AppState> {
@@ -69,8 +69,8 @@ pub(crate) async fn list(
     ws: Workspace,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = limit(q.limit)?;
-    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let (after_at, after_id, fetch) = page.keyset();
     let states: Option<Vec<&str>> = match q.status.as_deref() {
         None => None,
         Some(s) => {
@@ -103,13 +103,7 @@ pub(crate) async fn list(
         .query(
             &sql,
             &[
-                &ws.id,
-                &states,
-                &agent,
-                &q.user_id,
-                &after.map(|c| c.at),
-                &after.map(|c| c.id).unwrap_or_default(),
-                &(limit + 1),
+                &ws.id, &states, &agent, &q.user_id, &after_at, &after_id, &fetch,
             ],
         )
         .await?;
@@ -117,12 +111,12 @@ pub(crate) async fn list(
         .iter()
         .map(Batch::from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let (page, cursor) = split_page(batches, limit, |b| Cursor {
+    let (batches, cursor) = page.split(batches, |b| Cursor {
         at: b.created_at,
         id: b.id,
     });
     Ok(Json(
-        json!({"data": page.iter().map(Batch::vogent_json).collect::<Vec<_>>(), "cursor": cursor}),
+        json!({"data": batches.iter().map(Batch::vogent_json).collect::<Vec<_>>(), "cursor": cursor}),
     ))
 }
 
@@ -353,9 +347,10 @@ pub(crate) async fn queue(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
-    let limit = limit(q.limit)?;
     // The cursor's time part carries the row index, so pages follow dialing order.
-    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let after_row = page.after().map(|c| c.at.timestamp_micros() as i32);
+    let (_, _, fetch) = page.keyset();
     let client = state.db.get().await?;
     Batch::load(&client, ws.id, id).await?;
     let rows = client
@@ -363,14 +358,14 @@ pub(crate) async fn queue(
             "SELECT id, phone_number, inputs, row_index, attempts, NULLIF(next_attempt_at, '-infinity'), name FROM contacts
              WHERE batch_id = $1 AND state = 'queued' AND ($2::int IS NULL OR row_index > $2)
              ORDER BY row_index LIMIT $3",
-            &[&id, &after.map(|c| c.at.timestamp_micros() as i32), &(limit + 1)],
+            &[&id, &after_row, &fetch],
         )
         .await?;
-    let (page, cursor) = split_page(rows, limit, |r| Cursor {
+    let (rows, cursor) = page.split(rows, |r| Cursor {
         at: DateTime::from_timestamp_micros(i64::from(r.get::<_, i32>(3))).unwrap_or_default(),
         id: r.get(0),
     });
-    let data: Vec<Value> = page
+    let data: Vec<Value> = rows
         .iter()
         .map(|r| {
             json!({
@@ -426,8 +421,8 @@ pub(crate) async fn dials(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
-    let limit = limit(q.limit)?;
-    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let (after_at, after_id, fetch) = page.keyset();
     let filter = match q.status.as_deref().unwrap_or("completed") {
         "completed" => "a.outcome IS NOT NULL",
         "in-progress" => "a.outcome IS NULL",
@@ -447,22 +442,14 @@ pub(crate) async fn dials(
          ORDER BY a.created_at, a.id LIMIT $4"
     );
     let rows = client
-        .query(
-            &sql,
-            &[
-                &id,
-                &after.map(|c| c.at),
-                &after.map(|c| c.id).unwrap_or_default(),
-                &(limit + 1),
-            ],
-        )
+        .query(&sql, &[&id, &after_at, &after_id, &fetch])
         .await?;
-    let (page, cursor) = split_page(rows, limit, |r| Cursor {
+    let (rows, cursor) = page.split(rows, |r| Cursor {
         at: r.get(9),
         id: r.get(0),
     });
     Ok(Json(
-        json!({"data": page.iter().map(dial_json).collect::<Vec<_>>(), "cursor": cursor}),
+        json!({"data": rows.iter().map(dial_json).collect::<Vec<_>>(), "cursor": cursor}),
     ))
 }
 

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{Query, path_id};
-use crate::pagination::{Cursor, limit, split_page};
+use crate::pagination::{Cursor, PageRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -87,8 +87,8 @@ pub(crate) async fn list(
     ws: Workspace,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = limit(q.limit)?;
-    let after = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let (after_at, after_id, fetch) = page.keyset();
     let wanted_state = one_of("state", q.state.as_deref(), &STATES)?;
     let event = one_of("event", q.event.as_deref(), &EVENTS)?;
     // Another workspace's batch id simply matches nothing, as an unknown one does.
@@ -115,18 +115,18 @@ pub(crate) async fn list(
                 &batch_id,
                 &wanted_state,
                 &event,
-                &after.map(|c| c.at),
-                &after.map(|c| c.id).unwrap_or_default(),
-                &(limit + 1),
+                &after_at,
+                &after_id,
+                &fetch,
             ],
         )
         .await?;
-    let (page, cursor) = split_page(rows, limit, |r| Cursor {
+    let (rows, cursor) = page.split(rows, |r| Cursor {
         at: r.get(12),
         id: r.get(0),
     });
     Ok(Json(
-        json!({"data": page.iter().map(delivery_json).collect::<Vec<_>>(), "cursor": cursor}),
+        json!({"data": rows.iter().map(delivery_json).collect::<Vec<_>>(), "cursor": cursor}),
     ))
 }
 
