@@ -55,7 +55,9 @@ impl Ctx {
         Self {
             db,
             limits: Limits::new(redis, config.slot_lease, config.rate_margin),
-            held: HeldLeases::default(),
+            held: HeldLeases::new(std::time::Duration::from_secs(
+                u64::from(config.call_timeout_secs) + 60,
+            )),
             carrier,
             config: Arc::new(config),
             jobs: dial::JobCache::default(),

@@ -241,3 +241,54 @@ async fn the_renewer_hands_over_what_is_left_at_the_end_of_the_grace() {
     .await
     .expect("an idle renewer stops at once");
 }
+
+/// A carrier request that ended ambiguously (timeout, 5xx) leaves an attempt that may or may not
+/// be a call. A placed call reports its answer or its end within the ring timeout, so once it is
+/// silent well past that, its slot goes back (a carrier outage must not pin every slot of a job
+/// for the hour the reconciler waits); the attempt stays open, never dialed again.
+#[tokio::test]
+async fn a_silent_ambiguous_attempt_gives_its_slot_back() {
+    let env = TestEnv::new().await;
+    let limits = Limits::new(env.redis.clone(), Duration::from_secs(30), Duration::ZERO);
+    let held = HeldLeases::new(Duration::from_secs(60));
+    let client = env.db.get().await.unwrap();
+    let mut calls = Vec::new();
+    for started_secs_ago in [120.0, 10.0] {
+        let (ws, job, attempt) = call_in_flight(&env).await;
+        client
+            .execute(
+                "UPDATE dial_attempts SET error = 'carrier unreachable or answered unreadably',
+                     started_at = now() - make_interval(secs => $2)
+                 WHERE id = $1",
+                &[&attempt, &started_secs_ago],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            acquire(&limits, ws, job, attempt).await,
+            TryAcquire::Acquired { .. }
+        ));
+        held.hold(attempt, ws, job);
+        calls.push((ws, job, attempt));
+    }
+    held.renew_once(&limits, &env.db).await.unwrap();
+    let (old_ws, old_job, old_attempt) = calls[0];
+    let (new_ws, new_job, new_attempt) = calls[1];
+    assert_eq!(limits.in_use(old_ws, old_job).await.unwrap(), (0, 0));
+    assert_eq!(held.get(old_attempt), None);
+    assert_eq!(
+        limits.in_use(new_ws, new_job).await.unwrap(),
+        (1, 1),
+        "a recent one may still call back: it keeps its slot"
+    );
+    assert!(held.get(new_attempt).is_some());
+    let open: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dial_attempts WHERE outcome IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 2, "both attempts stay open for the reconciler");
+}

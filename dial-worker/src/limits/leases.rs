@@ -26,13 +26,38 @@ use super::Limits;
 /// The most handed-over calls one pass takes up (one script call, one pipelined renewal).
 const ADOPT_PER_PASS: usize = 500;
 
+/// How long an attempt whose carrier request ended ambiguously keeps its slot by default (see
+/// [`HeldLeases::new`]): the default ring timeout of 30 s and a minute of slack.
+pub const UNPLACED_AFTER: Duration = Duration::from_secs(90);
+
 /// The calls in flight that this process dialed or took up: attempt id → (workspace, job).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HeldLeases {
     inner: Arc<Mutex<HashMap<Uuid, (Uuid, Uuid)>>>,
+    unplaced_after: Duration,
+}
+
+impl Default for HeldLeases {
+    fn default() -> Self {
+        Self::new(UNPLACED_AFTER)
+    }
 }
 
 impl HeldLeases {
+    /// Leases of calls this process places. An attempt whose carrier request ended ambiguously
+    /// (a timeout or a 5xx: the call may or may not exist) and that is still silent
+    /// `unplaced_after` its start — no call id, no outcome, although a placed call reports its
+    /// answer or its end within the ring timeout — gives its slot back: it was almost surely
+    /// never placed, and holding the slot until the reconciler closes the attempt (an hour)
+    /// would let a carrier outage stall the job. The attempt itself stays open for the
+    /// reconciler; it is never dialed again.
+    pub fn new(unplaced_after: Duration) -> Self {
+        Self {
+            inner: Arc::default(),
+            unplaced_after,
+        }
+    }
+
     /// Remembers a slot to renew.
     pub fn hold(&self, attempt_id: Uuid, workspace_id: Uuid, batch_id: Uuid) {
         self.lock().insert(attempt_id, (workspace_id, batch_id));
@@ -196,8 +221,11 @@ impl HeldLeases {
             let client = db.get().await?;
             let rows = client
                 .query(
-                    "SELECT id FROM dial_attempts WHERE id = ANY($1) AND outcome IS NOT NULL",
-                    &[&ids],
+                    "SELECT id FROM dial_attempts WHERE id = ANY($1)
+                       AND (outcome IS NOT NULL
+                            OR (carrier_call_sid IS NULL AND error IS NOT NULL
+                                AND started_at < now() - make_interval(secs => $2)))",
+                    &[&ids, &self.unplaced_after.as_secs_f64()],
                 )
                 .await?;
             anyhow::Ok(rows.iter().map(|r| r.get(0)).collect::<HashSet<Uuid>>())
