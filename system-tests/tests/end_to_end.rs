@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 struct Stack {
     env: TestEnv,
     gateway: String,
+    /// The carrier simulator's address.
+    sim: SocketAddr,
     record: PathBuf,
     key: String,
     workspace: uuid::Uuid,
@@ -89,14 +91,6 @@ async fn start(dial_workers: usize, workspace_limit: i32, talk_ms: u64) -> Stack
     let sched =
         scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100".into())])).unwrap();
     tokio::spawn(scheduler::run(sched, shutdown.clone()));
-    for _ in 0..dial_workers {
-        let dial = dial_worker::config::Config::from_env(&with(&[
-            ("CARRIER_URL", format!("http://{sim}")),
-            ("DIAL_PREFETCH", "16".into()),
-        ]))
-        .unwrap();
-        tokio::spawn(dial_worker::run(dial, shutdown.clone()));
-    }
 
     let created = api_gateway::admin::create_workspace(&env.db, "e2e", workspace_limit)
         .await
@@ -120,19 +114,39 @@ async fn start(dial_workers: usize, workspace_limit: i32, talk_ms: u64) -> Stack
     )
     .send_json()
     .await;
-    Stack {
+    let stack = Stack {
         env,
         gateway,
+        sim,
         record,
         key: created.api_key,
         workspace: created.workspace_id,
         http,
         agent: agent["id"].as_str().unwrap().to_owned(),
         shutdown,
+    };
+    for _ in 0..dial_workers {
+        stack.dial_worker(&[]);
     }
+    stack
 }
 
 impl Stack {
+    /// Starts one more dial worker (settings in `extra` on top of the stack's); cancel the token
+    /// to stop it as SIGTERM does.
+    fn dial_worker(&self, extra: &[(&str, &str)]) -> CancellationToken {
+        let mut pairs = self.env.env_vars();
+        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
+        pairs.push(("PUBLIC_URL".into(), self.gateway.clone()));
+        pairs.push(("CARRIER_URL".into(), format!("http://{}", self.sim)));
+        pairs.push(("DIAL_PREFETCH".into(), "16".into()));
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = dial_worker::config::Config::from_env(&Env::from_pairs(pairs)).unwrap();
+        let stop = self.shutdown.child_token();
+        tokio::spawn(dial_worker::run(config, stop.clone()));
+        stop
+    }
+
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .get(format!("{}{path}", self.gateway))
@@ -221,7 +235,10 @@ async fn dialgen_batch_runs_to_completion_within_every_limit() {
                     "webhooks": {"onCallComplete": format!("http://{hooks}/call"), "onBatchComplete": format!("http://{hooks}/batch")}}
     });
     let created: Value = stack.post("/api/v1/batch", body).send_json().await;
-    let id = created["batchId"].as_str().unwrap().to_owned();
+    let id = created["batchId"]
+        .as_str()
+        .expect(&created.to_string())
+        .to_owned();
 
     let mut status = Value::Null;
     stack
@@ -395,4 +412,60 @@ async fn vogent_pause_and_cancel_stop_new_calls_within_a_second() {
     let total = numbers.len();
     numbers.dedup();
     assert_eq!(numbers.len(), total, "a number was dialed twice");
+}
+
+/// A rolling deploy in the middle of a campaign: the dial worker placing the calls is stopped as
+/// SIGTERM stops it while its calls are still talking, and a new one takes over. The stopping
+/// worker hands its live calls over rather than let their slots lapse (they outlive its grace
+/// and a whole lease), so the new worker never starts more calls than the limit allows; nothing
+/// is lost and nobody is called twice.
+#[tokio::test]
+async fn a_rolling_deploy_keeps_the_limit_and_loses_nothing() {
+    let stack = start(0, 3, 4000).await;
+    let short = [("SHUTDOWN_GRACE_SECS", "1"), ("SLOT_LEASE_SECS", "2")];
+    let old = stack.dial_worker(&short);
+    let contacts: Vec<Value> = (0..6)
+        .map(|i| json!({"phoneNumber": format!("+1201555{:04}", 2000 + i)}))
+        .collect();
+    let body = json!({"agentId": stack.agent, "userId": "u1", "contacts": contacts, "options": {"maxCallsPerSecond": 10}});
+    let created: Value = stack.post("/api/v1/batch", body).send_json().await;
+    let id = created["batchId"]
+        .as_str()
+        .expect(&created.to_string())
+        .to_owned();
+    stack
+        .wait_for(
+            "three calls in progress",
+            Duration::from_secs(60),
+            async || stack.calls().len() >= 3,
+        )
+        .await;
+    // The new worker comes up, the old one is told to stop while its three calls talk on for
+    // seconds: past its one-second grace and its two-second lease.
+    let _new = stack.dial_worker(&short);
+    old.cancel();
+    stack
+        .wait_for(
+            "the batch to complete",
+            Duration::from_secs(90),
+            async || {
+                let status: Value = stack
+                    .get(&format!("/api/v1/batch/{id}/status"))
+                    .send_json()
+                    .await;
+                status["status"] == "completed"
+            },
+        )
+        .await;
+    let calls = stack.calls();
+    let overlap = carrier_sim::record::max_overlap(&calls);
+    assert!(overlap <= 3, "overlap {overlap} with a limit of 3");
+    let mut numbers: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(
+        (calls.len(), numbers.len()),
+        (6, 6),
+        "each contact called once"
+    );
 }
