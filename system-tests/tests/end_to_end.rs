@@ -237,7 +237,7 @@ async fn dialgen_batch_runs_to_completion_within_every_limit() {
     let created: Value = stack.post("/api/v1/batch", body).send_json().await;
     let id = created["batchId"]
         .as_str()
-        .expect(&created.to_string())
+        .unwrap_or_else(|| panic!("{created}"))
         .to_owned();
 
     let mut status = Value::Null;
@@ -431,7 +431,7 @@ async fn a_rolling_deploy_keeps_the_limit_and_loses_nothing() {
     let created: Value = stack.post("/api/v1/batch", body).send_json().await;
     let id = created["batchId"]
         .as_str()
-        .expect(&created.to_string())
+        .unwrap_or_else(|| panic!("{created}"))
         .to_owned();
     stack
         .wait_for(
