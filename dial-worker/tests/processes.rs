@@ -15,14 +15,6 @@ use shared::config::Env;
 use testkit::process::RoleProcess;
 use tokio_util::sync::CancellationToken;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The calls of one job (its numbers share a prefix).
 fn of_job(calls: &[CallRecord], prefix: &str) -> Vec<CallRecord> {
     calls
@@ -48,7 +40,7 @@ async fn worker_processes_keep_every_limit_and_survive_a_kill() {
     ]))
     .unwrap();
     let (sim, _) = carrier_sim::spawn(sim_config, stop.clone()).await.unwrap();
-    let gateway = format!("http://127.0.0.1:{}", free_port());
+    let gateway = format!("http://127.0.0.1:{}", testkit::process::free_addr().port());
     let mut pairs = env.env_vars();
     pairs.push((
         "GATEWAY_ADDR".into(),

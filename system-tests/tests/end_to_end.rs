@@ -41,14 +41,6 @@ impl Drop for Stack {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts the carrier simulator, the gateway, one ingest worker, one scheduler and
 /// `dial_workers` dial workers, with a workspace limited to `workspace_limit` calls.
 async fn start(dial_workers: usize, workspace_limit: i32, talk_ms: u64) -> Stack {
@@ -71,7 +63,7 @@ async fn start(dial_workers: usize, workspace_limit: i32, talk_ms: u64) -> Stack
         .await
         .unwrap();
 
-    let port = free_port();
+    let port = testkit::process::free_addr().port();
     let gateway = format!("http://127.0.0.1:{port}");
     let with = |extra: &[(&str, String)]| {
         let mut pairs = env.env_vars();

@@ -105,8 +105,9 @@ impl Drop for RoleProcess {
     }
 }
 
-/// A loopback address with a port free right now.
-fn free_addr() -> SocketAddr {
+/// A loopback address with a port free right now (for a server whose address must be known
+/// before it starts, such as a gateway whose `PUBLIC_URL` the callbacks are signed for).
+pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

@@ -179,18 +179,7 @@ impl Limits {
             return Ok(Vec::new());
         }
         let mut conn = self.redis.conn.clone();
-        let mut pipe = redis::pipe();
-        for (attempt, ws, job) in held {
-            pipe.cmd("EVAL")
-                .arg(scripts::RENEW)
-                .arg(3)
-                .arg(self.ws_slots(*ws))
-                .arg(self.job_slots(*job))
-                .arg(self.job_tombstones(*job))
-                .arg(attempt.to_string())
-                .arg(micros(self.lease));
-        }
-        let renewed: Vec<i64> = pipe.query_async(&mut conn).await?;
+        let renewed: Vec<i64> = self.renewals(held).query_async(&mut conn).await?;
         Ok(held
             .iter()
             .zip(renewed)
@@ -208,18 +197,7 @@ impl Limits {
             return Ok(());
         }
         let mut conn = self.redis.conn.clone();
-        let mut pipe = redis::pipe();
-        for (attempt, ws, job) in held {
-            pipe.cmd("EVAL")
-                .arg(scripts::RENEW)
-                .arg(3)
-                .arg(self.ws_slots(*ws))
-                .arg(self.job_slots(*job))
-                .arg(self.job_tombstones(*job))
-                .arg(attempt.to_string())
-                .arg(micros(self.lease))
-                .ignore();
-        }
+        let mut pipe = self.renewals(held);
         let mut hset = redis::cmd("HSET");
         hset.arg(self.orphans());
         for (attempt, ws, job) in held {
@@ -231,7 +209,26 @@ impl Limits {
             .arg(self.orphans())
             .arg(micros(self.lease).div_ceil(1000) * 2)
             .ignore();
-        pipe.query_async::<()>(&mut conn).await
+        // The renewals' answers (released or not) do not matter here: an adopter skips
+        // released ones.
+        let _: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// One `RENEW` per held lease, in one pipeline; each answers 1 (renewed) or 0 (released).
+    fn renewals(&self, held: &[(Uuid, Uuid, Uuid)]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        for (attempt, ws, job) in held {
+            pipe.cmd("EVAL")
+                .arg(scripts::RENEW)
+                .arg(3)
+                .arg(self.ws_slots(*ws))
+                .arg(self.job_slots(*job))
+                .arg(self.job_tombstones(*job))
+                .arg(attempt.to_string())
+                .arg(micros(self.lease));
+        }
+        pipe
     }
 
     /// Takes up to `max` calls that stopping workers handed over and renews their leases; the
