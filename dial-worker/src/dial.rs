@@ -137,6 +137,17 @@ impl JobCache {
     }
 }
 
+impl Gate {
+    /// What a contact handed back becomes.
+    fn contact_state(self) -> &'static str {
+        if self == Gate::Cancel {
+            "cancelled"
+        } else {
+            "queued"
+        }
+    }
+}
+
 impl Job {
     fn gate(&self, now: DateTime<Utc>) -> Gate {
         match self.state.as_str() {
@@ -369,7 +380,10 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
             let client = ctx.db.get().await?;
             client
                 .execute(
-                    "UPDATE dial_attempts SET error = $2, updated_at = now() WHERE id = $1",
+                    // The silence that frees its slot is counted from here (see
+                    // `HeldLeases::new`), not from before the token wait and the request.
+                    "UPDATE dial_attempts SET error = $2, started_at = now(), updated_at = now()
+                     WHERE id = $1",
                     &[&attempt_id, &e.to_string()],
                 )
                 .await?;
@@ -427,35 +441,39 @@ async fn unplace(
     gate: Gate,
     delay: Duration,
 ) -> Result<DialResult, StepError> {
-    let state = if gate == Gate::Cancel {
-        "cancelled"
-    } else {
-        "queued"
-    };
-    let delay_secs = delay.as_secs_f64();
+    let state = gate.contact_state();
+    // No call exists, so the slot goes back first, whatever the database says next.
+    ctx.held.forget(placed.attempt_id);
+    if let Err(e) = ctx
+        .limits
+        .release(placed.workspace_id, placed.batch_id, placed.attempt_id)
+        .await
+    {
+        tracing::warn!(error = %e, "slot not released; its lease will lapse");
+    }
+    // The contact goes back only with its attempt row, and the row goes only with the contact:
+    // never a `dialing` contact without its attempt.
     let client = ctx.db.get().await?;
     client
         .execute(
-            "WITH a AS (DELETE FROM dial_attempts
-                        WHERE id = $1 AND carrier_call_sid IS NULL AND outcome IS NULL
-                        RETURNING contact_id)
-             UPDATE contacts c SET state = $3, attempts = c.attempts - 1, released_at = NULL,
-                 next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
-             FROM a
-             WHERE c.id = a.contact_id AND c.id = $2 AND c.state = 'dialing' AND c.attempts = $5",
+            "WITH c AS (
+                 UPDATE contacts SET state = $3, attempts = attempts - 1, released_at = NULL,
+                     next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+                 WHERE id = $2 AND state = 'dialing' AND attempts = $5
+                   AND EXISTS (SELECT 1 FROM dial_attempts WHERE id = $1
+                               AND carrier_call_sid IS NULL AND outcome IS NULL)
+                 RETURNING id)
+             DELETE FROM dial_attempts a USING c
+             WHERE a.id = $1 AND a.contact_id = c.id
+               AND a.carrier_call_sid IS NULL AND a.outcome IS NULL",
             &[
                 &placed.attempt_id,
                 &placed.contact_id,
                 &state,
-                &delay_secs,
+                &delay.as_secs_f64(),
                 &placed.attempt_no,
             ],
         )
-        .await?;
-    drop(client);
-    ctx.held.forget(placed.attempt_id);
-    ctx.limits
-        .release(placed.workspace_id, placed.batch_id, placed.attempt_id)
         .await?;
     Ok(DialResult::HandedBack(state))
 }
@@ -583,11 +601,7 @@ async fn store_call_sid(ctx: &Ctx, attempt_id: Uuid, call_sid: &str) -> Result<(
 }
 
 async fn hand_back(ctx: &Ctx, contact_id: Uuid, gate: Gate) -> Result<DialResult, StepError> {
-    let state = if gate == Gate::Cancel {
-        "cancelled"
-    } else {
-        "queued"
-    };
+    let state = gate.contact_state();
     let client = ctx.db.get().await?;
     client
         .execute(
@@ -611,8 +625,8 @@ enum PlaceError {
 
 /// Takes a start token and sends the request; retried only when the request provably never
 /// left (connection refused), each retry with a token of its own so the rate holds. The job is
-/// looked at again after every token wait: a long wait (a low rate) must not carry a call past
-/// a pause, a cancel or the window's end.
+/// looked at again after every token wait (see [`take_start_token`]): a long wait (a low rate)
+/// must not carry a call past a pause, a cancel or the window's end.
 async fn place_with_retry(
     ctx: &Ctx,
     req: &CallRequest,
@@ -621,29 +635,8 @@ async fn place_with_retry(
 ) -> Result<String, PlaceError> {
     let mut tries = 0;
     loop {
-        // The start token is taken last, right before the request it paces.
-        let token_wait = Instant::now();
-        ctx.limits
-            .start_token(
-                job.workspace_id,
-                batch_id,
-                u32::try_from(job.job_cps).unwrap_or(1),
-                job.workspace_cps.and_then(|r| u32::try_from(r).ok()),
-            )
-            .await
-            .map_err(PlaceError::NoToken)?;
-        shared::metrics::slot_wait(shared::metrics::Limit::Rate, token_wait.elapsed());
-        let gate = match ctx.jobs.current(&ctx.db, batch_id).await {
-            Ok(fresh) => fresh.gate(Utc::now()),
-            Err(e) => {
-                // The attempt insert checked the job a moment ago; go with that.
-                tracing::warn!(error = %e, "job not re-read before dialing");
-                job.gate(Utc::now())
-            }
-        };
-        if gate != Gate::Go {
-            return Err(PlaceError::Stopped(gate));
-        }
+        take_start_token(ctx, batch_id, job).await?;
+        // Nothing between the token and the request it paces.
         match ctx.carrier.place_call(req).await {
             Err(CarrierError::Unreachable(e)) if tries < 3 => {
                 tries += 1;
@@ -651,6 +644,39 @@ async fn place_with_retry(
                 tokio::time::sleep(Duration::from_millis(200 * tries)).await;
             }
             other => return other.map_err(PlaceError::Carrier),
+        }
+    }
+}
+
+/// Waits for a start token. A token granted at once needs no second look at the job (the
+/// attempt insert just checked it is active, the slot wait that the window is open); after a
+/// wait the job is read again *before* the next try — never between a granted token and its
+/// request, which would bunch starts.
+async fn take_start_token(ctx: &Ctx, batch_id: Uuid, job: &Job) -> Result<(), PlaceError> {
+    let started = Instant::now();
+    let job_cps = u32::try_from(job.job_cps).unwrap_or(1);
+    let workspace_cps = job.workspace_cps.and_then(|r| u32::try_from(r).ok());
+    loop {
+        let wait = ctx
+            .limits
+            .try_start(job.workspace_id, batch_id, job_cps, workspace_cps)
+            .await
+            .map_err(PlaceError::NoToken)?;
+        let Some(wait) = wait else {
+            shared::metrics::slot_wait(shared::metrics::Limit::Rate, started.elapsed());
+            return Ok(());
+        };
+        tokio::time::sleep(wait).await;
+        let gate = match ctx.jobs.current(&ctx.db, batch_id).await {
+            Ok(fresh) => fresh.gate(Utc::now()),
+            Err(e) => {
+                // The attempt insert checked the job a moment ago; go with that.
+                tracing::warn!(error = %e, "job not re-read while waiting for a start token");
+                job.gate(Utc::now())
+            }
+        };
+        if gate != Gate::Go {
+            return Err(PlaceError::Stopped(gate));
         }
     }
 }

@@ -154,23 +154,6 @@ impl Limits {
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
     }
 
-    /// Waits for a start token, sleeping exactly as long as the limiter says.
-    pub async fn start_token(
-        &self,
-        workspace_id: Uuid,
-        batch_id: Uuid,
-        job_cps: u32,
-        workspace_cps: Option<u32>,
-    ) -> Result<(), redis::RedisError> {
-        while let Some(wait) = self
-            .try_start(workspace_id, batch_id, job_cps, workspace_cps)
-            .await?
-        {
-            tokio::time::sleep(wait).await;
-        }
-        Ok(())
-    }
-
     /// Extends the leases of calls still in flight, in one pipeline. Returns the attempts whose
     /// slot had been released meanwhile (by whichever worker recorded their outcome): those were
     /// not renewed, and their holder should forget them.
