@@ -696,6 +696,7 @@ async fn close(
             duration_secs: None,
             call_sid: None,
             at: Utc::now(),
+            slot_released: false,
         },
         Some((outcome, reason)),
     )
@@ -728,6 +729,7 @@ pub async fn reconcile(
                         duration_secs: report.duration_secs,
                         call_sid: Some(sid),
                         at: Utc::now(),
+                        slot_released: false,
                     },
                     None,
                 )
@@ -752,6 +754,7 @@ pub async fn reconcile(
                 duration_secs: None,
                 call_sid: None,
                 at: Utc::now(),
+                slot_released: false,
             },
             Some((
                 CallOutcome::Unknown,

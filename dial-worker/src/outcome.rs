@@ -30,6 +30,9 @@ pub struct EndReport {
     pub call_sid: Option<String>,
     /// When the call ended.
     pub at: DateTime<Utc>,
+    /// Whether the caller already gave the slot back (the event handler does, before the
+    /// outcome's transaction): then it is not released a second time.
+    pub slot_released: bool,
 }
 
 /// The outcome for a final carrier status: an answering machine makes a completed call a
@@ -102,7 +105,7 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
     if is_final(event.status) {
         // The call is over, so it no longer counts against the limits: give its slot back
         // before the (slower, disk-flushing) outcome transaction, so the next call can start
-        // meanwhile. `record_end` releases again after its commit (idempotent).
+        // meanwhile. Only if that failed does `record_end` try again after its commit.
         let keys = match ctx.held.get(event.attempt_id) {
             Some(keys) => Some(keys),
             None => {
@@ -118,9 +121,12 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
                     .map(|r| (r.get(0), r.get(1)))
             }
         };
-        if let Some((workspace_id, batch_id)) = keys {
-            release(ctx, workspace_id, batch_id, event.attempt_id).await;
-        }
+        let slot_released = match keys {
+            Some((workspace_id, batch_id)) => {
+                release(ctx, workspace_id, batch_id, event.attempt_id).await
+            }
+            None => false,
+        };
         record_end(
             ctx,
             event.attempt_id,
@@ -130,6 +136,7 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
                 duration_secs: event.duration_secs,
                 call_sid: Some(event.call_sid.clone()),
                 at: event.received_at,
+                slot_released,
             },
             None,
         )
@@ -223,7 +230,9 @@ pub async fn record_end(
             batch_id,
             next,
         } => {
-            release(ctx, workspace_id, batch_id, attempt_id).await;
+            if !report.slot_released {
+                release(ctx, workspace_id, batch_id, attempt_id).await;
+            }
             ctx.held.forget(attempt_id);
             shared::metrics::call_outcome(outcome.as_str());
             if matches!(next, ContactNext::Retry(_)) {
@@ -249,9 +258,13 @@ pub async fn record_end(
 /// not wait for Redis. A release that fails here is made by the call's holder, whose renewal
 /// pass releases every call the database shows ended (or, if the holder is gone, by the
 /// lease running out).
-async fn release(ctx: &Ctx, workspace_id: Uuid, batch_id: Uuid, attempt_id: Uuid) {
-    if let Err(e) = ctx.limits.release(workspace_id, batch_id, attempt_id).await {
-        tracing::warn!(%attempt_id, error = %e, "slot not released now; the holder will");
+async fn release(ctx: &Ctx, workspace_id: Uuid, batch_id: Uuid, attempt_id: Uuid) -> bool {
+    match ctx.limits.release(workspace_id, batch_id, attempt_id).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(%attempt_id, error = %e, "slot not released now; the holder will");
+            false
+        }
     }
 }
 
