@@ -94,7 +94,7 @@ impl PageRequest {
 }
 
 /// Checks a `limit` parameter.
-pub fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
+fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
     match requested {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
@@ -107,7 +107,7 @@ pub fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
 
 /// Cuts a query result fetched with `LIMIT limit + 1` into the page and the cursor of the next
 /// page (`None` on the last page).
-pub fn split_page<T>(
+fn split_page<T>(
     mut rows: Vec<T>,
     limit: i64,
     cursor_of: impl Fn(&T) -> Cursor,

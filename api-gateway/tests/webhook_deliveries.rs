@@ -173,6 +173,16 @@ async fn bad_filters_name_their_parameter() {
         assert_eq!(error_fields(r, status).await, [field], "{query}");
     }
     let r = app
+        .get("/api/webhook_deliveries?state=lost&event=x&batchId=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_fields(r, 422).await,
+        ["state", "event", "batchId"],
+        "every bad filter at once"
+    );
+    let r = app
         .get("/api/webhook_deliveries/not-a-uuid")
         .send()
         .await

@@ -16,6 +16,7 @@ use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{Query, path_id};
 use crate::pagination::{Cursor, PageRequest};
+use crate::validate::Violations;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -64,19 +65,20 @@ fn delivery_json(row: &tokio_postgres::Row) -> Value {
     })
 }
 
-/// Checks an optional filter against the values it may take; an unknown value is a 422 naming
-/// the parameter, not an empty page.
+/// Checks an optional filter against the values it may take; an unknown value is named in
+/// the 422, not answered with an empty page.
 fn one_of<'a>(
+    v: &mut Violations,
     field: &'static str,
     value: Option<&'a str>,
     allowed: &[&str],
-) -> Result<Option<&'a str>, ApiError> {
+) -> Option<&'a str> {
     match value {
-        Some(v) if !allowed.contains(&v) => Err(ApiError::field(
-            field,
-            format!("must be one of {}", allowed.join(", ")),
-        )),
-        other => Ok(other),
+        Some(x) if !allowed.contains(&x) => {
+            v.add(field, format!("must be one of {}", allowed.join(", ")));
+            None
+        }
+        other => other,
     }
 }
 
@@ -89,14 +91,17 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let (after_at, after_id, fetch) = page.keyset();
-    let wanted_state = one_of("state", q.state.as_deref(), &STATES)?;
-    let event = one_of("event", q.event.as_deref(), &EVENTS)?;
+    // Every bad filter is named at once.
+    let mut v = Violations::default();
+    let wanted_state = one_of(&mut v, "state", q.state.as_deref(), &STATES);
+    let event = one_of(&mut v, "event", q.event.as_deref(), &EVENTS);
     // Another workspace's batch id simply matches nothing, as an unknown one does.
-    let batch_id = q
-        .batch_id
-        .as_deref()
-        .map(|b| Uuid::parse_str(b).map_err(|_| ApiError::field("batchId", "must be a UUID")))
-        .transpose()?;
+    let batch_id = q.batch_id.as_deref().and_then(|b| {
+        Uuid::parse_str(b)
+            .map_err(|_| v.add("batchId", "must be a UUID"))
+            .ok()
+    });
+    v.into_result(())?;
     let client = state.db.get().await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM webhook_deliveries
