@@ -101,6 +101,9 @@ pub struct Claimed {
     /// When the current retry period began (creation or the last manual retry).
     retry_from: DateTime<Utc>,
     secret: String,
+    /// The `next_attempt_at` this claim set: still there when the send ends unless someone
+    /// (a manual retry) rescheduled the delivery meanwhile.
+    claimed_until: DateTime<Utc>,
 }
 
 async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed>, StepError> {
@@ -116,7 +119,7 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
                  WHERE state = 'pending' AND next_attempt_at <= now()
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING d.id, d.url, d.payload, d.attempts, COALESCE(d.retry_from, d.created_at),
-                       w.webhook_secret, d.attempts_before_retry",
+                       w.webhook_secret, d.attempts_before_retry, d.next_attempt_at",
             &[&(limit as i64), &hold],
         )
         .await?;
@@ -130,6 +133,7 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
             attempts_before_retry: r.get(6),
             retry_from: r.get(4),
             secret: r.get(5),
+            claimed_until: r.get(7),
         })
         .collect())
 }
@@ -188,10 +192,10 @@ async fn send(
         Ok(code) => {
             client
                 .execute(
-                    "UPDATE webhook_deliveries SET state = 'delivered', attempts = $2,
-                         last_status_code = $3, last_error = NULL, delivered_at = now()
+                    "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1,
+                         last_status_code = $2, last_error = NULL, delivered_at = now()
                      WHERE id = $1",
-                    &[&row.id, &attempts, &i32::from(code)],
+                    &[&row.id, &i32::from(code)],
                 )
                 .await?;
         }
@@ -205,17 +209,19 @@ async fn send(
             tracing::info!(%error, give_up, "webhook delivery failed");
             client
                 .execute(
-                    "UPDATE webhook_deliveries SET attempts = $2, last_status_code = $3,
-                         last_error = $4, next_attempt_at = $5,
-                         state = CASE WHEN $6 THEN 'failed' ELSE 'pending' END
-                     WHERE id = $1",
+                    // Only if still ours: a manual retry that rescheduled the delivery during
+                    // this send must not be undone by this send's failure.
+                    "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status_code = $2,
+                         last_error = $3, next_attempt_at = $4,
+                         state = CASE WHEN $5 THEN 'failed' ELSE 'pending' END
+                     WHERE id = $1 AND next_attempt_at = $6",
                     &[
                         &row.id,
-                        &attempts,
                         &code.map(i32::from),
                         &error.chars().take(500).collect::<String>(),
                         &next,
                         &give_up,
+                        &row.claimed_until,
                     ],
                 )
                 .await?;
