@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::domain::{CallOutcome, Schedule};
-use shared::queue::messages::{CarrierCallStatus, DialV1};
+use shared::queue::messages::DialV1;
 use shared::schedule::Window;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -690,14 +690,7 @@ async fn close(
     record_end(
         ctx,
         attempt_id,
-        EndReport {
-            status: CarrierCallStatus::Failed,
-            answered_by: None,
-            duration_secs: None,
-            call_sid: None,
-            at: Utc::now(),
-            slot_released: false,
-        },
+        EndReport::unreported(),
         Some((outcome, reason)),
     )
     .await?;
@@ -748,14 +741,7 @@ pub async fn reconcile(
         let r = record_end(
             ctx,
             attempt_id,
-            EndReport {
-                status: CarrierCallStatus::Failed,
-                answered_by: None,
-                duration_secs: None,
-                call_sid: None,
-                at: Utc::now(),
-                slot_released: false,
-            },
+            EndReport::unreported(),
             Some((
                 CallOutcome::Unknown,
                 "no outcome learned before the reconcile timeout",

@@ -35,6 +35,21 @@ pub struct EndReport {
     pub slot_released: bool,
 }
 
+impl EndReport {
+    /// An end the carrier never reported (the attempt is closed by us: refused, or unknown):
+    /// no call id, no answer, now.
+    pub fn unreported() -> Self {
+        Self {
+            status: CarrierCallStatus::Failed,
+            answered_by: None,
+            duration_secs: None,
+            call_sid: None,
+            at: Utc::now(),
+            slot_released: false,
+        }
+    }
+}
+
 /// The outcome for a final carrier status: an answering machine makes a completed call a
 /// voicemail.
 pub fn outcome_of(status: CarrierCallStatus, answered_by: Option<&str>) -> CallOutcome {

@@ -236,6 +236,29 @@ async fn publish(broker: &Broker, dials: &[DialV1]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A simulator whose calls are all answered, ring for no time and talk `talk_ms` (uniform),
+/// with its events forwarded to the call-events queue until the returned token is cancelled.
+fn answering_sim(
+    broker: &Broker,
+    talk_ms: (u64, u64),
+    seed: u64,
+) -> (SimCarrier, CancellationToken) {
+    let (sim, events) = SimCarrier::new(SimBehavior {
+        ring_ms: (0, 0),
+        talk_ms,
+        rule: OutcomeRule::Always(SimOutcome::Answered),
+        report_answered: false,
+        seed,
+    });
+    let stop_events = CancellationToken::new();
+    tokio::spawn(dial_worker::carrier::sim::forward_events(
+        events,
+        Arc::new(Publisher::new(broker.clone())),
+        stop_events.clone(),
+    ));
+    (sim, stop_events)
+}
+
 /// Starts `count` workers sharing `sim`; returns their stop token.
 async fn start_workers(
     scratch: &Scratch,
@@ -357,20 +380,7 @@ async fn throughput(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
     let dials = fixture(scratch, n, 1_000_000, 1_000_000).await?;
     let broker = Broker::connect(&scratch.service, "bench").await?;
     publish(&broker, &dials).await?;
-    let behavior = SimBehavior {
-        ring_ms: (0, 0),
-        talk_ms: (0, 0),
-        rule: OutcomeRule::Always(SimOutcome::Answered),
-        report_answered: false,
-        seed: 1,
-    };
-    let (sim, events) = SimCarrier::new(behavior);
-    let stop_events = CancellationToken::new();
-    tokio::spawn(dial_worker::carrier::sim::forward_events(
-        events,
-        Arc::new(Publisher::new(broker.clone())),
-        stop_events.clone(),
-    ));
+    let (sim, stop_events) = answering_sim(&broker, (0, 0), 1);
     let start = Instant::now();
     let (stop, handles) = start_workers(scratch, &sim, args.workers, args.prefetch).await?;
     let finished = wait_final(scratch, i64::from(n)).await?;
@@ -412,20 +422,7 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
     let dials = fixture(scratch, n, limit, 1_000_000).await?;
     let broker = Broker::connect(&scratch.service, "bench").await?;
     publish(&broker, &dials).await?;
-    let behavior = SimBehavior {
-        ring_ms: (0, 0),
-        talk_ms: (50, 500),
-        rule: OutcomeRule::Always(SimOutcome::Answered),
-        report_answered: false,
-        seed: 42,
-    };
-    let (sim, events) = SimCarrier::new(behavior);
-    let stop_events = CancellationToken::new();
-    tokio::spawn(dial_worker::carrier::sim::forward_events(
-        events,
-        Arc::new(Publisher::new(broker.clone())),
-        stop_events.clone(),
-    ));
+    let (sim, stop_events) = answering_sim(&broker, (50, 500), 42);
     let (stop, handles) = start_workers(scratch, &sim, args.workers, args.prefetch).await?;
     wait_final(scratch, i64::from(n)).await?;
     let calls = sim.calls();
