@@ -215,14 +215,21 @@ impl Limits {
     }
 
     /// Takes up to `max` calls that stopping workers handed over and renews their leases; the
-    /// caller renews them from then on. Each orphan goes to exactly one worker, and one whose
-    /// lease lapsed before anyone took it up is dropped (its slot came back, as after a crash).
+    /// caller renews them from then on. One whose lease lapsed before anyone took it up is
+    /// dropped (its slot came back, as after a crash).
+    ///
+    /// The picks leave the orphans hash only in the pipeline that adopts them, so an adopter
+    /// dying in between loses nothing. Two workers may pick the same call at once and both hold
+    /// it: harmless, since renewing and releasing are idempotent and a release's tombstone
+    /// stops the other's renewals.
     pub async fn adopt(&self, max: usize) -> Result<Vec<(Uuid, Uuid, Uuid)>, redis::RedisError> {
         let mut conn = self.redis.conn.clone();
-        let picked: Vec<String> = scripts::TAKE_ORPHANS
-            .key(self.orphans())
+        // Random picks keep the pass bounded however many are waiting.
+        let picked: Vec<String> = redis::cmd("HRANDFIELD")
+            .arg(self.orphans())
             .arg(max)
-            .invoke_async(&mut conn)
+            .arg("WITHVALUES")
+            .query_async(&mut conn)
             .await?;
         let orphans: Vec<(Uuid, Uuid, Uuid)> = picked
             .chunks_exact(2)
@@ -231,9 +238,6 @@ impl Limits {
                 Some((pair[0].parse().ok()?, ws.parse().ok()?, job.parse().ok()?))
             })
             .collect();
-        if orphans.is_empty() {
-            return Ok(orphans);
-        }
         let mut pipe = redis::pipe();
         for (attempt, ws, job) in &orphans {
             pipe.cmd("EVAL")
@@ -244,6 +248,12 @@ impl Limits {
                 .arg(attempt.to_string())
                 .arg(micros(self.lease));
         }
+        // Every pick leaves the hash, adopted or lapsed (an unreadable one too).
+        let fields: Vec<&String> = picked.iter().step_by(2).collect();
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        pipe.cmd("HDEL").arg(self.orphans()).arg(fields).ignore();
         let adopted: Vec<i64> = pipe.query_async(&mut conn).await?;
         Ok(orphans
             .into_iter()

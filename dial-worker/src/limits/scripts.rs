@@ -126,21 +126,6 @@ return n
 /// [`RELEASE_LUA`], loaded once and called by its hash.
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 
-/// Takes up to `ARGV[1]` calls a stopping worker handed over (field = attempt id, value =
-/// `workspace:job`), deleting them so that exactly one worker adopts each. Random picks keep the
-/// pass bounded however many are waiting.
-///
-/// KEYS: 1 orphans hash. ARGV: 1 how many at most. Returns `[field, value, …]`.
-pub static TAKE_ORPHANS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local picked = redis.call('HRANDFIELD', KEYS[1], tonumber(ARGV[1]), 'WITHVALUES')
-for i = 1, #picked, 2 do redis.call('HDEL', KEYS[1], picked[i]) end
-return picked
-"#,
-    )
-});
-
 /// Sent with `EVAL` in a pipeline: renews an adopted slot only if its lease is still running.
 /// Unlike [`RENEW`] it never re-adds a lapsed member: a hand-over nobody took up in time is a
 /// crash (the slot came back, and someone else may hold it now), not a Redis flush.
