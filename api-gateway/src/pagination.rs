@@ -1,9 +1,11 @@
 //! Opaque cursors for keyset pagination: a page continues strictly after the last item of the
 //! previous one, so pages stay stable while new items are being created.
 
+use axum::Json;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -83,6 +85,18 @@ impl PageRequest {
         )
     }
 
+    /// The response body of a page of `rows` fetched with [`Self::keyset`]: each item through
+    /// `item`, and the cursor of the next page.
+    pub fn respond<T>(
+        &self,
+        rows: Vec<T>,
+        cursor_of: impl Fn(&T) -> Cursor,
+        item: impl Fn(&T) -> Value,
+    ) -> Json<Value> {
+        let (rows, cursor) = self.split(rows, cursor_of);
+        page_body(rows.iter().map(item), cursor)
+    }
+
     /// The page and the cursor of the next one, from rows fetched with [`Self::keyset`].
     pub fn split<T>(
         &self,
@@ -91,6 +105,11 @@ impl PageRequest {
     ) -> (Vec<T>, Option<String>) {
         split_page(rows, self.limit, cursor_of)
     }
+}
+
+/// Every list's body: `{"data": [...], "cursor": "<next page>" | null}`.
+pub fn page_body(items: impl Iterator<Item = Value>, cursor: Option<String>) -> Json<Value> {
+    Json(json!({"data": items.collect::<Vec<_>>(), "cursor": cursor}))
 }
 
 /// Checks a `limit` parameter.

@@ -15,6 +15,7 @@ use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id};
+use crate::pagination::page_body;
 use crate::validate::{Violations, is_http_url};
 
 pub fn router() -> Router<AppState> {
@@ -88,9 +89,7 @@ pub(crate) async fn list(
     let (page, cursor) = RESOURCE
         .page(&client, ws.id, q.limit, q.cursor.as_deref())
         .await?;
-    Ok(Json(
-        json!({"data": page.iter().map(agent_json).collect::<Vec<_>>(), "cursor": cursor}),
-    ))
+    Ok(page_body(page.iter().map(agent_json), cursor))
 }
 
 #[utoipa::path(get, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Agent), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]

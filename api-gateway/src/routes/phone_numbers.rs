@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id};
+use crate::pagination::page_body;
 use crate::validate::Violations;
 
 pub fn router() -> Router<AppState> {
@@ -102,9 +103,7 @@ pub(crate) async fn list(
     let (page, cursor) = RESOURCE
         .page(&client, ws.id, q.limit, q.cursor.as_deref())
         .await?;
-    Ok(Json(
-        json!({"data": page.iter().map(number_json).collect::<Vec<_>>(), "cursor": cursor}),
-    ))
+    Ok(page_body(page.iter().map(number_json), cursor))
 }
 
 #[utoipa::path(delete, path = "/api/phone_numbers/{id}", tag = "phone numbers", params(("id" = String, Path, description = "id")), responses((status = 204, description = "deleted"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]

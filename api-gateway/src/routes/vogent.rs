@@ -111,13 +111,11 @@ pub(crate) async fn list(
         .iter()
         .map(Batch::from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let (batches, cursor) = page.split(batches, |b| Cursor {
+    let cursor_of = |b: &Batch| Cursor {
         at: b.created_at,
         id: b.id,
-    });
-    Ok(Json(
-        json!({"data": batches.iter().map(Batch::vogent_json).collect::<Vec<_>>(), "cursor": cursor}),
-    ))
+    };
+    Ok(page.respond(batches, cursor_of, Batch::vogent_json))
 }
 
 #[utoipa::path(get, path = "/api/batch_dial_jobs/{id}", tag = "vogent", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
@@ -361,24 +359,21 @@ pub(crate) async fn queue(
             &[&id, &after_row, &fetch],
         )
         .await?;
-    let (rows, cursor) = page.split(rows, |r| Cursor {
+    let cursor_of = |r: &tokio_postgres::Row| Cursor {
         at: DateTime::from_timestamp_micros(i64::from(r.get::<_, i32>(3))).unwrap_or_default(),
         id: r.get(0),
-    });
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<_, Uuid>(0),
-                "toNumber": r.get::<_, String>(1),
-                "inputs": r.get::<_, Value>(2),
-                "attempts": r.get::<_, i32>(4),
-                "nextAttemptAt": r.get::<_, Option<DateTime<Utc>>>(5),
-                "name": r.get::<_, Option<String>>(6),
-            })
+    };
+    let queued = |r: &tokio_postgres::Row| {
+        json!({
+            "id": r.get::<_, Uuid>(0),
+            "toNumber": r.get::<_, String>(1),
+            "inputs": r.get::<_, Value>(2),
+            "attempts": r.get::<_, i32>(4),
+            "nextAttemptAt": r.get::<_, Option<DateTime<Utc>>>(5),
+            "name": r.get::<_, Option<String>>(6),
         })
-        .collect();
-    Ok(Json(json!({"data": data, "cursor": cursor})))
+    };
+    Ok(page.respond(rows, cursor_of, queued))
 }
 
 const DIAL_COLUMNS: &str = "a.id, a.to_number, c.inputs, a.state, a.outcome, a.from_number_id, a.answered_at, a.started_at, a.ended_at, \
@@ -444,13 +439,11 @@ pub(crate) async fn dials(
     let rows = client
         .query(&sql, &[&id, &after_at, &after_id, &fetch])
         .await?;
-    let (rows, cursor) = page.split(rows, |r| Cursor {
+    let cursor_of = |r: &tokio_postgres::Row| Cursor {
         at: r.get(9),
         id: r.get(0),
-    });
-    Ok(Json(
-        json!({"data": rows.iter().map(dial_json).collect::<Vec<_>>(), "cursor": cursor}),
-    ))
+    };
+    Ok(page.respond(rows, cursor_of, dial_json))
 }
 
 /// One dial. Agents fetch a call's inputs here with the `dialId` carried in their answer URL.

@@ -126,13 +126,11 @@ pub(crate) async fn list(
             ],
         )
         .await?;
-    let (rows, cursor) = page.split(rows, |r| Cursor {
+    let cursor_of = |r: &tokio_postgres::Row| Cursor {
         at: r.get(12),
         id: r.get(0),
-    });
-    Ok(Json(
-        json!({"data": rows.iter().map(delivery_json).collect::<Vec<_>>(), "cursor": cursor}),
-    ))
+    };
+    Ok(page.respond(rows, cursor_of, delivery_json))
 }
 
 /// One delivery.
@@ -142,18 +140,13 @@ pub(crate) async fn fetch(
     ws: Workspace,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = path_id(&id, WHAT)?;
-    let client = state.db.get().await?;
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {COLUMNS} FROM webhook_deliveries WHERE id = $1 AND workspace_id = $2"
-            ),
-            &[&id, &ws.id],
-        )
-        .await?
-        .ok_or(ApiError::NotFound(WHAT))?;
-    Ok(Json(delivery_json(&row)))
+    one(
+        &state,
+        &ws,
+        &id,
+        &format!("SELECT {COLUMNS} FROM webhook_deliveries WHERE id = $1 AND workspace_id = $2"),
+    )
+    .await
 }
 
 /// Sends a delivery again now, with the same `webhook-id` (receivers de-duplicate on it): a
@@ -165,22 +158,31 @@ pub(crate) async fn retry(
     ws: Workspace,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = path_id(&id, WHAT)?;
-    let client = state.db.get().await?;
     // The delivery loop gives up `WEBHOOK_RETRY_FOR_SECS` after `retry_from` and grows its
     // backoff with the tries since then, so a manual retry restarts both rather than failing
     // again after one try.
+    let sql = format!(
+        "UPDATE webhook_deliveries
+         SET state = 'pending', next_attempt_at = now(), retry_from = now(),
+             attempts_before_retry = attempts
+         WHERE id = $1 AND workspace_id = $2
+         RETURNING {COLUMNS}"
+    );
+    one(&state, &ws, &id, &sql).await
+}
+
+/// Runs `sql` (which takes the delivery id and the workspace id and returns [`COLUMNS`]) for
+/// one delivery of this workspace: another workspace's id, or a malformed one, is a 404.
+async fn one(
+    state: &AppState,
+    ws: &Workspace,
+    id: &str,
+    sql: &str,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(id, WHAT)?;
+    let client = state.db.get().await?;
     let row = client
-        .query_opt(
-            &format!(
-                "UPDATE webhook_deliveries
-                 SET state = 'pending', next_attempt_at = now(), retry_from = now(),
-                     attempts_before_retry = attempts
-                 WHERE id = $1 AND workspace_id = $2
-                 RETURNING {COLUMNS}"
-            ),
-            &[&id, &ws.id],
-        )
+        .query_opt(sql, &[&id, &ws.id])
         .await?
         .ok_or(ApiError::NotFound(WHAT))?;
     Ok(Json(delivery_json(&row)))

@@ -118,7 +118,7 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
                  SELECT id FROM webhook_deliveries
                  WHERE state = 'pending' AND next_attempt_at <= now()
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING d.id, d.url, d.payload, d.attempts, COALESCE(d.retry_from, d.created_at),
+             RETURNING d.id, d.url, d.payload, d.attempts, d.retry_from,
                        w.webhook_secret, d.attempts_before_retry, d.next_attempt_at",
             &[&(limit as i64), &hold],
         )
