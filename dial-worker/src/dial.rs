@@ -17,6 +17,7 @@
 //!
 //! Redis losing its data cannot break this: the limits live there, the guard does not.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -87,26 +88,38 @@ pub(crate) struct Job {
 /// up to [`JOB_CACHE_TTL`] old.
 #[derive(Debug, Clone, Default)]
 pub struct JobCache {
-    inner: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Uuid, (Instant, Job)>>>,
+    inner: Arc<std::sync::Mutex<CachedJobs>>,
 }
+
+/// Job → when it was read, and the job.
+type CachedJobs = std::collections::HashMap<Uuid, (Instant, Arc<Job>)>;
 
 /// How long a cached job is used.
 pub const JOB_CACHE_TTL: Duration = Duration::from_millis(250);
 
 impl JobCache {
+    /// The cached copy, if younger than [`JOB_CACHE_TTL`]. Shared, not copied: the dial path
+    /// looks at the job several times per call.
+    fn fresh(&self, batch_id: Uuid) -> Option<Arc<Job>> {
+        self.lock()
+            .get(&batch_id)
+            .filter(|(at, _)| at.elapsed() < JOB_CACHE_TTL)
+            .map(|(_, job)| job.clone())
+    }
+
     async fn get(
         &self,
         client: &deadpool_postgres::Client,
         batch_id: Uuid,
-    ) -> Result<Job, StepError> {
-        if let Some((at, job)) = self.lock().get(&batch_id)
-            && at.elapsed() < JOB_CACHE_TTL
-        {
-            return Ok(job.clone());
+    ) -> Result<Arc<Job>, StepError> {
+        if let Some(job) = self.fresh(batch_id) {
+            return Ok(job);
         }
-        let job = load_job(client, batch_id)
-            .await?
-            .ok_or_else(|| StepError::Invalid("no such batch".into()))?;
+        let job = Arc::new(
+            load_job(client, batch_id)
+                .await?
+                .ok_or_else(|| StepError::Invalid("no such batch".into()))?,
+        );
         let mut map = self.lock();
         if map.len() > 10_000 {
             map.retain(|_, (at, _)| at.elapsed() < JOB_CACHE_TTL);
@@ -115,13 +128,10 @@ impl JobCache {
         Ok(job)
     }
 
-    /// The job as of at most [`JOB_CACHE_TTL`] ago, taking a connection only when the cached
-    /// copy is too old.
-    async fn current(&self, db: &shared::db::Pool, batch_id: Uuid) -> Result<Job, StepError> {
-        if let Some((at, job)) = self.lock().get(&batch_id)
-            && at.elapsed() < JOB_CACHE_TTL
-        {
-            return Ok(job.clone());
+    /// Like `get`, taking a connection only when the cached copy is too old.
+    async fn current(&self, db: &shared::db::Pool, batch_id: Uuid) -> Result<Arc<Job>, StepError> {
+        if let Some(job) = self.fresh(batch_id) {
+            return Ok(job);
         }
         let client = db.get().await?;
         self.get(&client, batch_id).await
@@ -132,7 +142,7 @@ impl JobCache {
         self.lock().remove(&batch_id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, (Instant, Job)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedJobs> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -483,7 +493,7 @@ async fn acquire(
     ctx: &Ctx,
     msg: &DialV1,
     attempt_id: Uuid,
-    job: &mut Job,
+    job: &mut Arc<Job>,
 ) -> Result<Result<Option<u32>, Gate>, StepError> {
     if ctx.shutdown.is_cancelled() {
         // A stopping worker takes no new slot: the message goes back for another worker.
