@@ -219,3 +219,90 @@ async fn a_receiver_that_never_answers_well_is_given_up_on() {
     }
     stop.cancel();
 }
+
+/// A manual retry while a send is still in flight: the retry's send succeeds first, then the
+/// old send fails. The old send's failure must not undo the delivery (it used to write its
+/// result unconditionally, turning a delivered row back into pending or failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_failing_after_a_manual_retry_does_not_undo_it() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let calls = Arc::new(Mutex::new(0usize));
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(move |State(calls): State<Arc<Mutex<usize>>>| async move {
+                let n = {
+                    let mut c = calls.lock().unwrap();
+                    *c += 1;
+                    *c
+                };
+                if n == 1 {
+                    // The first send is slow, then fails.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }),
+        )
+        .with_state(calls.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let ws = workspace(&env, 10).await;
+    let client = env.db.get().await.unwrap();
+    let id = uuid::Uuid::now_v7();
+    client
+        .execute(
+            "INSERT INTO webhook_deliveries (id, workspace_id, event, subject_id, url, payload)
+             VALUES ($1, $2, 'batch.completed', $1, $3, '{}')",
+            &[&id, &ws.id, &url],
+        )
+        .await
+        .unwrap();
+    tokio::spawn(dial_worker::webhooks::delivery::run(
+        env.db.clone(),
+        dial_worker::webhooks::delivery::DeliverySettings {
+            concurrency: 4,
+            timeout: Duration::from_secs(5),
+            retry_base: Duration::from_secs(60),
+            retry_for: Duration::from_secs(3600),
+            poll: Duration::from_millis(20),
+        },
+        stop.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while *calls.lock().unwrap() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // What `POST /api/webhook_deliveries/{id}/retry` writes, while the first send is in flight.
+    client
+        .execute(
+            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = now(),
+                 retry_from = now(), attempts_before_retry = attempts WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    // Both sends end (the retry's at once, the first after 1.5 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(*calls.lock().unwrap(), 2);
+    let row = client
+        .query_one(
+            "SELECT state, last_status_code FROM webhook_deliveries WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0).as_str(),
+            row.get::<_, Option<i32>>(1)
+        ),
+        ("delivered", Some(200))
+    );
+    stop.cancel();
+}
