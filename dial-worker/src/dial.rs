@@ -168,12 +168,19 @@ impl Job {
     }
 }
 
+/// The careful read. `FOR SHARE OF c` is the release hand-off: the scheduler publishes a
+/// contact's message inside the transaction that marks it `released` and holds the row's lock
+/// until it commits, so a message can arrive first. Waiting on that lock (never longer than
+/// the scheduler's publish timeout) returns the contact as the release left it: `released` once
+/// it commits, still `queued` only when it rolled back, which is the one case where the message
+/// truly is stale. See `docs/scheduler.md`, "The release hand-off".
 const CONTACT_SQL: &str = "
     SELECT c.state, c.attempts, c.phone_number,
            a.id, a.carrier_call_sid, a.outcome IS NOT NULL, a.created_at
     FROM contacts c
     LEFT JOIN dial_attempts a ON a.contact_id = c.id AND a.attempt_no = $3
-    WHERE c.id = $1 AND c.batch_id = $2";
+    WHERE c.id = $1 AND c.batch_id = $2
+    FOR SHARE OF c";
 
 /// Moves the contact to `dialing` and writes the attempt, in one statement, only if the job is
 /// still active and the contact still released for this attempt.

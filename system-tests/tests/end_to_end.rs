@@ -461,3 +461,111 @@ async fn a_rolling_deploy_keeps_the_limit_and_loses_nothing() {
         "each contact called once"
     );
 }
+
+/// Watches the database for contacts left `released` longer than `limit` (a committed release
+/// with no message acting on it) until `stop`; returns the longest such wait seen.
+fn watch_stranded(stack: &Stack, stop: CancellationToken) -> tokio::task::JoinHandle<f64> {
+    let db = stack.env.db.clone();
+    tokio::spawn(async move {
+        let mut worst = 0.0f64;
+        while !stop.is_cancelled() {
+            if let Ok(client) = db.get().await {
+                if let Ok(row) = client
+                    .query_one(
+                        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(released_at))::float8, 0)
+                         FROM contacts WHERE state = 'released'",
+                        &[],
+                    )
+                    .await
+                {
+                    worst = worst.max(row.get::<_, f64>(0));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        worst
+    })
+}
+
+/// The release hand-off between real roles: the scheduler publishes inside the transaction that
+/// releases, so dial workers receive messages before their release commits — constantly with a
+/// low `maxCallsPerSecond` (many released, few started) and in a big job's first tick. Every
+/// contact must be called exactly once and none may sit `released` without being acted on.
+#[tokio::test]
+async fn every_released_contact_is_dialed_within_seconds() {
+    let stack = start(2, 60, 100).await;
+    {
+        let client = stack.env.db.get().await.unwrap();
+        client
+            .execute(
+                "UPDATE workspaces SET cps_ceiling = 200, max_calls_per_second = NULL WHERE id = $1",
+                &[&stack.workspace],
+            )
+            .await
+            .unwrap();
+    }
+    let stop = CancellationToken::new();
+    let watcher = watch_stranded(&stack, stop.clone());
+    let mut ids = Vec::new();
+    let mut expected = 0;
+    // Three small batches at 4 calls a second, every call failing (last digit 8), one attempt.
+    for b in 0..3 {
+        let contacts: Vec<Value> = (0..40)
+            .map(|i| json!({"phoneNumber": format!("+1202555{b}{:02}8", i)}))
+            .collect();
+        expected += contacts.len();
+        let body = json!({"agentId": stack.agent, "userId": "u1", "contacts": contacts,
+                          "options": {"maxCallsPerSecond": 4, "maxConcurrentDials": 5,
+                                      "retryStrategy": {"maxAttempts": 1}}});
+        let created: Value = stack.post("/api/v1/batch", body).send_json().await;
+        ids.push(
+            created["batchId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{created}"))
+                .to_owned(),
+        );
+    }
+    // One 2,000-contact batch at 50 lines.
+    let contacts: Vec<Value> = (0..2000)
+        .map(|i| json!({"phoneNumber": format!("+1203{:06}0", 550000 + i)}))
+        .collect();
+    expected += contacts.len();
+    let body = json!({"agentId": stack.agent, "userId": "u1", "contacts": contacts,
+                      "options": {"maxCallsPerSecond": 150, "maxConcurrentDials": 50}});
+    let created: Value = stack.post("/api/v1/batch", body).send_json().await;
+    ids.push(
+        created["batchId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created}"))
+            .to_owned(),
+    );
+
+    for id in &ids {
+        stack
+            .wait_for(
+                "the batch to complete",
+                Duration::from_secs(120),
+                async || {
+                    let status: Value = stack
+                        .get(&format!("/api/v1/batch/{id}/status"))
+                        .send_json()
+                        .await;
+                    status["status"] == "completed"
+                },
+            )
+            .await;
+    }
+    stop.cancel();
+    let worst = watcher.await.unwrap();
+    let calls = stack.calls();
+    let mut numbers: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(
+        (calls.len(), numbers.len()),
+        (expected, expected),
+        "every contact called exactly once"
+    );
+    println!("longest wait in `released`: {worst:.2} s");
+    assert!(worst < 5.0, "a contact waited {worst:.1} s in `released`");
+}
