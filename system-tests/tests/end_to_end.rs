@@ -469,17 +469,18 @@ fn watch_stranded(stack: &Stack, stop: CancellationToken) -> tokio::task::JoinHa
     tokio::spawn(async move {
         let mut worst = 0.0f64;
         while !stop.is_cancelled() {
-            if let Ok(client) = db.get().await {
-                if let Ok(row) = client
-                    .query_one(
-                        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(released_at))::float8, 0)
-                         FROM contacts WHERE state = 'released'",
-                        &[],
-                    )
-                    .await
-                {
-                    worst = worst.max(row.get::<_, f64>(0));
-                }
+            let Ok(client) = db.get().await else {
+                continue;
+            };
+            if let Ok(row) = client
+                .query_one(
+                    "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(released_at))::float8, 0)
+                     FROM contacts WHERE state = 'released'",
+                    &[],
+                )
+                .await
+            {
+                worst = worst.max(row.get::<_, f64>(0));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
