@@ -469,6 +469,7 @@ fn watch_stranded(stack: &Stack, stop: CancellationToken) -> tokio::task::JoinHa
     tokio::spawn(async move {
         let mut worst = 0.0f64;
         while !stop.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
             let Ok(client) = db.get().await else {
                 continue;
             };
@@ -482,7 +483,6 @@ fn watch_stranded(stack: &Stack, stop: CancellationToken) -> tokio::task::JoinHa
             {
                 worst = worst.max(row.get::<_, f64>(0));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         worst
     })
