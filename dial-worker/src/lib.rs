@@ -157,6 +157,7 @@ pub async fn spawn(
             prefetch: config.dial_prefetch,
             concurrency: usize::from(config.dial_prefetch),
             tag: format!("dial-worker-{}", uuid::Uuid::new_v4()),
+            retry: Default::default(),
         },
         shutdown.clone(),
         move |incoming: Incoming| {
@@ -177,6 +178,7 @@ pub async fn spawn(
             prefetch: config.events_prefetch,
             concurrency: usize::from(config.events_prefetch),
             tag: format!("dial-worker-events-{}", uuid::Uuid::new_v4()),
+            retry: Default::default(),
         },
         shutdown.clone(),
         move |incoming: Incoming| {

@@ -61,6 +61,7 @@ pub async fn consume(db: Pool, broker: Broker, config: &Config, shutdown: Cancel
         prefetch: config.prefetch,
         concurrency: config.concurrency,
         tag: format!("ingest-worker-{}", std::process::id()),
+        retry: Default::default(),
     };
     consumer::run(broker, options, shutdown, move |incoming| {
         let handler = handler.clone();

@@ -20,6 +20,7 @@ fn options(tag: &str) -> ConsumerOptions {
         prefetch: 8,
         concurrency: 3,
         tag: tag.to_owned(),
+        retry: Default::default(),
     }
 }
 

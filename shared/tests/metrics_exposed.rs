@@ -219,6 +219,7 @@ async fn publisher_and_consumer_are_instrumented() {
             prefetch: 1,
             concurrency: 1,
             tag: "metrics-test".into(),
+            retry: Default::default(),
         },
         shutdown.clone(),
         move |_| {

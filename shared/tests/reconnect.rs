@@ -23,6 +23,7 @@ async fn a_dropped_connection_is_reopened_and_consuming_resumes() {
             prefetch: 4,
             concurrency: 2,
             tag: "reconnect-test".into(),
+            retry: Default::default(),
         },
         shutdown.clone(),
         move |_| {

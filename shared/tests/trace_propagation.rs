@@ -42,6 +42,7 @@ fn options(stream: Stream) -> ConsumerOptions {
         prefetch: 4,
         concurrency: 1,
         tag: format!("trace-test-{stream:?}"),
+        retry: Default::default(),
     }
 }
 

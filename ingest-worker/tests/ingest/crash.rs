@@ -90,6 +90,7 @@ async fn a_worker_killed_after_commit_before_ack_is_redelivered_harmlessly() {
         prefetch: 1,
         concurrency: 1,
         tag: tag.to_owned(),
+        retry: Default::default(),
     };
 
     // Worker A commits, then hangs before its ack; then the process dies.

@@ -3,6 +3,17 @@
 //! A role hands [`run`] an async handler; the handler decides what happens to each message by
 //! returning a [`Disposition`], and this module does the acking. Acks are sent only after the
 //! handler returns, so a handler that commits before returning never loses a message.
+//!
+//! # The retry rule
+//!
+//! Only a message that can never succeed goes to the dead-letter queue. A passing failure
+//! ([`Disposition::Retry`]: PostgreSQL restarting, Redis away, the worker stopping) is not a
+//! strike against the message: after a backoff that grows with the message's
+//! [`RETRIES_HEADER`] (0.5 s, 1 s, 2 s … capped at 30 s; none while the consumer stops) a fresh
+//! copy is published to the same queue, confirmed, and only then is the original acked. The copy
+//! starts with a clean delivery count, so an outage of any length dead-letters nothing. The
+//! queue's delivery limit ([`super::topology::DELIVERY_LIMIT`]) is left for what a handler
+//! never returns from: a message that crashes its worker every time it is handled.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,13 +34,45 @@ use crate::connect::backoff_delay;
 /// The header that carries why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-dialfleet-reason";
 
+/// The header that counts how often a message was handed back for a passing failure
+/// (absent: never). It sets the backoff before the next try; it never dead-letters.
+pub const RETRIES_HEADER: &str = "x-dialfleet-retries";
+
+/// How long a message handed back with [`Disposition::Retry`] waits before its copy is
+/// published again: `base × 2^retries`, at most `cap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBackoff {
+    /// The wait after the first passing failure.
+    pub base: std::time::Duration,
+    /// The longest wait, however often the message came back.
+    pub cap: std::time::Duration,
+}
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        Self {
+            base: std::time::Duration::from_millis(500),
+            cap: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryBackoff {
+    /// The wait before the try that follows `retries` earlier passing failures.
+    pub fn delay(&self, retries: u32) -> std::time::Duration {
+        self.base
+            .saturating_mul(1u32 << retries.min(16))
+            .min(self.cap)
+    }
+}
+
 /// What to do with a message once its handler has run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
     /// Done (committed, or a harmless duplicate): remove it from the queue.
     Ack,
-    /// A passing failure (a database blip): deliver it again later. The quorum queue's delivery
-    /// limit dead-letters it if it keeps failing.
+    /// A passing failure (a database blip, the worker stopping): deliver it again after a
+    /// backoff, for as long as it takes. Never dead-letters (see the module's retry rule).
     Retry,
     /// It can never succeed (undecodable, refers to nothing): park it in the dead-letter queue
     /// with this reason in the [`REASON_HEADER`] header.
@@ -61,6 +104,8 @@ pub struct ConsumerOptions {
     pub concurrency: usize,
     /// The consumer tag, for the broker's management view.
     pub tag: String,
+    /// The wait before a message handed back with [`Disposition::Retry`] is tried again.
+    pub retry: RetryBackoff,
 }
 
 /// Consumes `options.stream` until `shutdown` is cancelled, reconnecting with backoff whenever
@@ -75,6 +120,7 @@ pub async fn run<H, Fut>(
     H: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Disposition> + Send,
 {
+    // Dead-letters and retried copies go out on a channel of their own, with confirms.
     let dead_letters = Arc::new(Publisher::new(broker.clone()));
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
@@ -129,7 +175,14 @@ where
             async move {
                 match delivery {
                     Ok(delivery) => {
-                        handle(delivery, options.stream, handler, dead_letters, dlx).await
+                        let settler = Settler {
+                            stream: options.stream,
+                            side: dead_letters,
+                            dlx,
+                            retry: options.retry,
+                            shutdown,
+                        };
+                        handle(delivery, handler, settler).await
                     }
                     Err(e) => *stream_error.lock().await = Some(e),
                 }
@@ -152,13 +205,18 @@ where
     }
 }
 
-async fn handle<H, Fut>(
-    delivery: Delivery,
+/// Where a handled message goes next, and what that needs.
+struct Settler<'a> {
     stream: Stream,
-    handler: &H,
-    dead_letters: &Publisher,
-    dlx: &str,
-) where
+    /// Publishes dead-letters and retried copies.
+    side: &'a Publisher,
+    dlx: &'a str,
+    retry: RetryBackoff,
+    shutdown: &'a CancellationToken,
+}
+
+async fn handle<H, Fut>(delivery: Delivery, handler: &H, settler: Settler<'_>)
+where
     H: Fn(Incoming) -> Fut,
     Fut: Future<Output = Disposition>,
 {
@@ -174,6 +232,7 @@ async fn handle<H, Fut>(
     };
     // The handler (and the ack, and a dead-letter publish) run in a span that continues the
     // publisher's trace.
+    let stream = settler.stream;
     let queue = crate::metrics::queue_label(stream);
     let span = tracing::info_span!(
         "consume",
@@ -195,7 +254,7 @@ async fn handle<H, Fut>(
             Disposition::DeadLetter(_) => "dead_letter",
         };
         crate::metrics::message_handled(stream, outcome, started.elapsed());
-        settle(delivery, disposition, incoming, dead_letters, dlx).await;
+        settler.settle(delivery, disposition, incoming).await;
     }
     .instrument(span)
     .await
@@ -213,54 +272,79 @@ fn publish_lag(incoming: &Incoming) -> Option<std::time::Duration> {
         .map(std::time::Duration::from_millis)
 }
 
-async fn settle(
-    delivery: Delivery,
-    disposition: Disposition,
-    incoming: Incoming,
-    dead_letters: &Publisher,
-    dlx: &str,
-) {
-    let acked = match disposition {
-        Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
-        Disposition::Retry => {
-            // A short pause so a failing dependency is not hammered by an instant redelivery.
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-        }
-        Disposition::DeadLetter(reason) => {
-            tracing::warn!(reason = %reason, "dead-lettering message");
-            let mut parked = Outgoing {
-                body: incoming.body,
-                message_id: incoming.message_id,
-                headers: incoming.headers.into_iter().collect(),
-            };
-            parked.headers.push((REASON_HEADER.to_owned(), reason));
-            match dead_letters.publish_raw(dlx, "", parked).await {
-                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
-                // Not parked: leave it on its queue rather than lose it.
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot dead-letter, requeueing");
-                    delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await
+impl Settler<'_> {
+    async fn settle(&self, delivery: Delivery, disposition: Disposition, incoming: Incoming) {
+        let acked = match disposition {
+            Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+            Disposition::Retry => self.retry_later(&delivery, incoming).await,
+            Disposition::DeadLetter(reason) => {
+                tracing::warn!(reason = %reason, "dead-lettering message");
+                let mut parked = outgoing(incoming);
+                parked.headers.push((REASON_HEADER.to_owned(), reason));
+                match self.side.publish_raw(self.dlx, "", parked).await {
+                    Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+                    // Not parked: leave it on its queue rather than lose it.
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot dead-letter, requeueing");
+                        requeue(&delivery).await
+                    }
                 }
             }
+        };
+        if let Err(e) = acked {
+            // The channel died: the broker redelivers the message, and consumers are idempotent.
+            tracing::warn!(error = %e, "ack failed; the message will be redelivered");
         }
-    };
-    if let Err(e) = acked {
-        // The channel died: the broker redelivers the message, and consumers are idempotent.
-        tracing::warn!(error = %e, "ack failed; the message will be redelivered");
     }
+
+    /// Waits out the backoff (not while stopping), publishes a fresh copy with one more retry
+    /// counted, and acks the original once the copy is confirmed: the copy's delivery count
+    /// starts again, so a passing failure never dead-letters.
+    async fn retry_later(&self, delivery: &Delivery, incoming: Incoming) -> lapin::Result<bool> {
+        let retries: u32 = incoming
+            .headers
+            .get(RETRIES_HEADER)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let delay = self.retry.delay(retries);
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+        let mut copy = outgoing(incoming);
+        copy.headers.retain(|(name, _)| name != RETRIES_HEADER);
+        copy.headers.push((
+            RETRIES_HEADER.to_owned(),
+            retries.saturating_add(1).to_string(),
+        ));
+        match self.side.publish(self.stream, copy).await {
+            Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+            Err(e) => {
+                // The broker itself is failing: hand the original back (this one counts
+                // against the delivery limit; the broker is what is down).
+                tracing::warn!(error = %e, "cannot publish the retried copy, requeueing");
+                requeue(delivery).await
+            }
+        }
+    }
+}
+
+fn outgoing(incoming: Incoming) -> Outgoing {
+    Outgoing {
+        body: incoming.body,
+        message_id: incoming.message_id,
+        headers: incoming.headers.into_iter().collect(),
+    }
+}
+
+async fn requeue(delivery: &Delivery) -> lapin::Result<bool> {
+    delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
 }
 
 fn string_headers(table: Option<&FieldTable>) -> BTreeMap<String, String> {
@@ -278,4 +362,21 @@ fn string_headers(table: Option<&FieldTable>) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::RetryBackoff;
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap() {
+        let b = RetryBackoff::default();
+        assert_eq!(b.delay(0), Duration::from_millis(500));
+        assert_eq!(b.delay(1), Duration::from_secs(1));
+        assert_eq!(b.delay(5), Duration::from_secs(16));
+        assert_eq!(b.delay(6), Duration::from_secs(30));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(30));
+    }
 }
