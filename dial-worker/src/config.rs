@@ -38,7 +38,11 @@ pub struct Config {
     pub machine_detection: bool,
     /// `DEFAULT_CALLER_ID`: the caller ID when neither the job nor the workspace has numbers.
     pub default_caller_id: String,
-    /// `DIAL_PREFETCH`: dial messages a worker holds at once (in flight + waiting for a slot).
+    /// `DIAL_PREFETCH`: dial messages a worker holds at once (being placed + waiting for a slot
+    /// or a start token). Large on purpose: a message waiting for its workspace's capacity
+    /// costs a parked task, while one left in the queue blocks every workspace behind it. The
+    /// fleet's total should exceed what the scheduler keeps released (its in-flight multiplier
+    /// × the workspaces' limits), so the dial queue itself stays empty.
     pub dial_prefetch: u16,
     /// `EVENTS_PREFETCH`: call events a worker handles at once.
     pub events_prefetch: u16,
@@ -92,7 +96,7 @@ impl Config {
             call_timeout_secs: env.parse("CALL_TIMEOUT_SECS", 30)?,
             machine_detection: env.parse("MACHINE_DETECTION", false)?,
             default_caller_id: env.string("DEFAULT_CALLER_ID", "+15005550006"),
-            dial_prefetch: env.parse("DIAL_PREFETCH", 256)?,
+            dial_prefetch: env.parse("DIAL_PREFETCH", 2048)?,
             events_prefetch: env.parse("EVENTS_PREFETCH", 256)?,
             slot_lease: env.secs("SLOT_LEASE_SECS", 30)?,
             rate_margin: env.millis("RATE_MARGIN_MS", 20)?,
