@@ -359,3 +359,36 @@ async fn a_workspace_without_numbers_can_still_create_jobs() {
     assert_eq!(job["status"], "INIT");
     assert_eq!(job["fromPhoneNumberIds"], json!([]));
 }
+
+/// A stored schedule that cannot be read (a hand edit) is shown as stored and keeps the job
+/// closed, the one policy of every role; it never answers 500.
+#[tokio::test]
+async fn an_unreadable_stored_schedule_is_shown_and_keeps_the_job_closed() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    let job = app.create_job(&agent, 1).await;
+    let id = job["id"].as_str().unwrap();
+    let client = app.env.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE batches SET schedule = '{\"days\": \"weekdays\"}', state = 'active',
+                 ingest_state = 'ready'
+             WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let got = app
+        .get(&format!("/api/batch_dial_jobs/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    let got: Value = got.json().await.unwrap();
+    assert_eq!(got["schedule"], json!({"days": "weekdays"}));
+    let status: Value = app
+        .get(&format!("/api/v1/batch/{id}/status"))
+        .send_json()
+        .await;
+    assert_eq!(status["status"], "scheduled", "{status}");
+}

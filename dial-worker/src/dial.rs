@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use shared::domain::{CallOutcome, Schedule};
+use shared::domain::CallOutcome;
 use shared::queue::messages::DialV1;
-use shared::schedule::Window;
+use shared::schedule::{StoredSchedule, Window};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -238,27 +238,10 @@ async fn load_job(
         job_cps: r.get(3),
         workspace_limit: r.get(4),
         workspace_cps: r.get(5),
-        window: Window::new(parse_schedule(schedule_json, &timezone), r.get(8)),
+        window: StoredSchedule::load(schedule_json, &timezone).window(r.get(8)),
         answer_url: r.get(9),
         callers: ids.into_iter().zip(numbers).collect(),
     }))
-}
-
-/// The stored schedule, taking the job's timezone when the schedule names none.
-fn parse_schedule(json: Option<serde_json::Value>, timezone: &str) -> Option<Schedule> {
-    let mut json = json.filter(|v| !v.is_null())?;
-    if let Some(obj) = json.as_object_mut() {
-        obj.entry("timezone")
-            .or_insert_with(|| serde_json::Value::String(timezone.to_owned()));
-    }
-    match serde_json::from_value(json) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            // The gateway validated it; if it still cannot be read, dial rather than stall.
-            tracing::warn!(error = %e, "stored schedule unreadable; treating the job as unscheduled");
-            None
-        }
-    }
 }
 
 /// Dials the contact of one `DialV1` message (or hands it back, or reconciles it), reading

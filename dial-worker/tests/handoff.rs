@@ -94,3 +94,56 @@ async fn a_message_whose_release_rolled_back_is_dropped() {
     assert_eq!(result, DialResult::Stale);
     assert_eq!(calls, 0);
 }
+
+/// One policy for a schedule that cannot be read, in every role: the job is closed. A message
+/// already released for such a job is handed back, never dialed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreadable_schedule_keeps_the_job_closed() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let ws = workspace(&env, 10).await;
+    let batch_id = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let sim = sim(&env, answered(), stop.clone());
+    let ctx = dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        Carrier::Sim(sim.clone()),
+        config(&env, &[]),
+    );
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE batches SET schedule = '{\"days\": \"weekdays\"}' WHERE id = $1",
+            &[&batch_id],
+        )
+        .await
+        .unwrap();
+    let contact_id: uuid::Uuid = client
+        .query_one(
+            "UPDATE contacts SET state = 'released', released_at = now()
+             WHERE batch_id = $1 RETURNING id",
+            &[&batch_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let msg = DialV1 {
+        batch_id,
+        workspace_id: ws.id,
+        contact_id,
+        attempt_no: 1,
+    };
+    let result = dial(&ctx, &msg, false).await.unwrap();
+    assert!(
+        matches!(result, DialResult::HandedBack(_)),
+        "handed back, got {result:?}"
+    );
+    let state: String = client
+        .query_one("SELECT state FROM contacts WHERE id = $1", &[&contact_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "queued");
+    assert!(sim.calls().is_empty());
+    stop.cancel();
+}

@@ -29,11 +29,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use shared::domain::Schedule;
 use shared::queue::messages::DialV1;
 use shared::queue::publisher::Outgoing;
 use shared::queue::{Publisher, QueueError, Stream};
-use shared::schedule::Window;
+use shared::schedule::StoredSchedule;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -174,7 +173,7 @@ async fn open_jobs(
     let rows = client
         .query(
             "SELECT b.id, b.workspace_id, b.priority, b.schedule, b.scheduled_start_time,
-                    b.max_concurrent_dials, w.max_concurrent_dials, b.trace_context
+                    b.max_concurrent_dials, w.max_concurrent_dials, b.trace_context, b.timezone
              FROM batches b JOIN workspaces w ON w.id = b.workspace_id
              WHERE b.state = 'active'
              ORDER BY b.priority DESC, b.created_at, b.id",
@@ -185,18 +184,11 @@ async fn open_jobs(
     let mut index: HashMap<Uuid, usize> = HashMap::new();
     for row in rows {
         let id: Uuid = row.get(0);
-        let schedule: Option<serde_json::Value> = row.get(3);
-        let schedule = match schedule.map(serde_json::from_value::<Schedule>).transpose() {
-            Ok(s) => s,
-            Err(e) => {
-                // The gateway validates schedules, so this is a bug or a hand edit: keep the
-                // job closed rather than dial outside the hours its owner meant.
-                tracing::warn!(batch_id = %id, error = %e, "unreadable schedule; job kept closed");
-                report.closed_jobs += 1;
-                continue;
-            }
-        };
-        if !Window::new(schedule, row.get(4)).is_open(now) {
+        let schedule = StoredSchedule::load(row.get(3), row.get(8));
+        if let Some(error) = schedule.error() {
+            tracing::warn!(batch_id = %id, %error, "unreadable schedule; job kept closed");
+        }
+        if !schedule.window(row.get(4)).is_open(now) {
             report.closed_jobs += 1;
             continue;
         }

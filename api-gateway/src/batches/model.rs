@@ -6,10 +6,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use shared::domain::status::{dialgen_status, vogent_status};
-use shared::domain::{
-    DialgenStatus, IngestState, JobState, RetryStrategy, Schedule, Surface, VogentStatus,
-};
-use shared::schedule::Window;
+use shared::domain::{DialgenStatus, IngestState, JobState, RetryStrategy, Surface, VogentStatus};
+use shared::schedule::{StoredSchedule, Window};
 
 use crate::error::ApiError;
 
@@ -34,7 +32,8 @@ pub struct Batch {
     pub max_concurrent_dials: i32,
     pub max_calls_per_second: i32,
     pub priority: i16,
-    pub schedule: Option<Schedule>,
+    /// Unreadable ones keep the job closed, as in every role.
+    pub schedule: StoredSchedule,
     pub timezone: String,
     pub scheduled_start_time: Option<DateTime<Utc>>,
     pub from_phone_number_ids: Vec<Uuid>,
@@ -75,10 +74,7 @@ impl Batch {
             max_concurrent_dials: row.get(8),
             max_calls_per_second: row.get(9),
             priority: row.get(10),
-            schedule: schedule
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|_| corrupt("schedule"))?,
+            schedule: StoredSchedule::load(schedule, row.get(12)),
             timezone: row.get(12),
             scheduled_start_time: row.get(13),
             from_phone_number_ids: row.get(14),
@@ -117,7 +113,7 @@ impl Batch {
 
     /// The job's calling window.
     pub fn window(&self) -> Window {
-        Window::new(self.schedule.clone(), self.scheduled_start_time)
+        self.schedule.window(self.scheduled_start_time)
     }
 
     /// Vogent's status.
@@ -141,7 +137,7 @@ impl Batch {
             "callAgentId": self.agent_id,
             "createdAt": self.created_at,
             "fromPhoneNumberIds": self.from_phone_number_ids,
-            "schedule": self.schedule,
+            "schedule": self.schedule.to_json(),
             "userId": self.user_id,
             "pending": self.pending_settings,
         })
