@@ -11,6 +11,7 @@
 pub mod fixtures;
 pub mod http;
 pub mod otlp;
+pub mod private;
 pub mod process;
 
 use std::time::Duration;
@@ -21,10 +22,30 @@ use shared::queue::{Broker, Topology};
 use shared::redis_conn::Redis;
 use tokio_postgres::NoTls;
 
-/// The server the test databases live on (`TEST_DATABASE_URL`, a database on it to connect to).
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+/// Where a test's services run: by default the machine's shared ones, or private instances a
+/// test started itself (see [`private`]) so that it can restart them without disturbing others.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The server the test databases live on (a database on it to connect to).
+    pub database_admin_url: String,
+    /// The broker.
+    pub amqp_url: String,
+    /// The Redis server.
+    pub redis_url: String,
+}
+
+impl Default for Services {
+    /// `TEST_DATABASE_URL`, `TEST_AMQP_URL` and `TEST_REDIS_URL`, or the local defaults.
+    fn default() -> Self {
+        Self {
+            database_admin_url: std::env::var("TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            amqp_url: std::env::var("TEST_AMQP_URL")
+                .unwrap_or_else(|_| shared::config::DEFAULT_AMQP_URL.to_owned()),
+            redis_url: std::env::var("TEST_REDIS_URL")
+                .unwrap_or_else(|_| shared::config::DEFAULT_REDIS_URL.to_owned()),
+        }
+    }
 }
 
 /// One test's private slice of the real services.
@@ -39,33 +60,32 @@ pub struct TestEnv {
     /// This test's Redis connection and prefix.
     pub redis: Redis,
     db_name: String,
+    admin_url: String,
 }
 
 impl TestEnv {
-    /// Creates the database, queues and prefixes for one test.
+    /// Creates the database, queues and prefixes for one test on the shared services.
     pub async fn new() -> Self {
+        Self::on(Services::default()).await
+    }
+
+    /// The same on `services`.
+    pub async fn on(services: Services) -> Self {
         init_logging();
+        let admin_url = services.database_admin_url;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let short = &id[..12];
         let db_name = format!("dialfleet_test_{short}");
-        let template = ensure_template().await;
-        create_from_template(&db_name, &template).await;
+        let template = ensure_template(&admin_url).await;
+        create_from_template(&admin_url, &db_name, &template).await;
 
-        let database_url = replace_dbname(&admin_url(), &db_name);
+        let database_url = replace_dbname(&admin_url, &db_name);
         let env = Env::from_pairs([
             ("DATABASE_URL", database_url),
             ("DATABASE_POOL_SIZE", "8".to_owned()),
-            (
-                "AMQP_URL",
-                std::env::var("TEST_AMQP_URL")
-                    .unwrap_or_else(|_| shared::config::DEFAULT_AMQP_URL.to_owned()),
-            ),
+            ("AMQP_URL", services.amqp_url),
             ("QUEUE_PREFIX", format!("test-{short}.")),
-            (
-                "REDIS_URL",
-                std::env::var("TEST_REDIS_URL")
-                    .unwrap_or_else(|_| shared::config::DEFAULT_REDIS_URL.to_owned()),
-            ),
+            ("REDIS_URL", services.redis_url),
             ("REDIS_PREFIX", format!("test-{short}:")),
             ("CONNECT_TIMEOUT_SECS", "10".to_owned()),
             ("SHUTDOWN_GRACE_SECS", "5".to_owned()),
@@ -82,6 +102,7 @@ impl TestEnv {
             broker,
             redis,
             db_name,
+            admin_url,
         }
     }
 
@@ -108,6 +129,7 @@ impl Drop for TestEnv {
         // Drop cannot await, and the test's runtime may be shutting down: clean up on a thread
         // with a runtime of its own, and wait for it so nothing outlives the test.
         let db_name = self.db_name.clone();
+        let admin_url = self.admin_url.clone();
         let config = self.config.clone();
         let redis_prefix = self.redis.prefix.clone();
         let _ = std::thread::spawn(move || {
@@ -120,7 +142,7 @@ impl Drop for TestEnv {
             rt.block_on(async move {
                 let _ = tokio::time::timeout(
                     Duration::from_secs(20),
-                    cleanup(&db_name, &config, &redis_prefix),
+                    cleanup(&admin_url, &db_name, &config, &redis_prefix),
                 )
                 .await;
             });
@@ -129,8 +151,8 @@ impl Drop for TestEnv {
     }
 }
 
-async fn cleanup(db_name: &str, config: &ServiceConfig, redis_prefix: &str) {
-    if let Ok(client) = admin_client().await {
+async fn cleanup(admin_url: &str, db_name: &str, config: &ServiceConfig, redis_prefix: &str) {
+    if let Ok(client) = admin_client(admin_url).await {
         let _ = client
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -160,8 +182,8 @@ async fn cleanup(db_name: &str, config: &ServiceConfig, redis_prefix: &str) {
     }
 }
 
-async fn admin_client() -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls).await?;
+async fn admin_client(admin_url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(admin_url, NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -174,9 +196,9 @@ fn replace_dbname(url: &str, db_name: &str) -> String {
 
 /// Returns the name of a template database migrated with the current migrations, creating it
 /// once per migration fingerprint (under an advisory lock, as tests race to be first).
-async fn ensure_template() -> String {
+async fn ensure_template(admin_url: &str) -> String {
     let name = format!("dialfleet_tpl_{}", db::migrate::fingerprint());
-    let client = admin_client()
+    let client = admin_client(admin_url)
         .await
         .expect("PostgreSQL reachable at TEST_DATABASE_URL");
     client
@@ -225,7 +247,7 @@ async fn ensure_template() -> String {
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&building)))
             .await
             .expect("create template");
-        db::migrate::run(&replace_dbname(&admin_url(), &building))
+        db::migrate::run(&replace_dbname(admin_url, &building))
             .await
             .expect("migrate template");
         let stamp = std::time::SystemTime::now()
@@ -252,8 +274,8 @@ async fn ensure_template() -> String {
     name
 }
 
-async fn create_from_template(db_name: &str, template: &str) {
-    let client = admin_client().await.expect("PostgreSQL reachable");
+async fn create_from_template(admin_url: &str, db_name: &str, template: &str) {
+    let client = admin_client(admin_url).await.expect("PostgreSQL reachable");
     let sql = format!(
         "CREATE DATABASE {} TEMPLATE {}",
         quote_ident(db_name),
