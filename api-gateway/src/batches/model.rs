@@ -20,6 +20,9 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
     tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
     started_at, completed_at";
 
+/// How many columns [`COLUMNS`] names (a query may select more after them).
+pub const COLUMN_COUNT: usize = 29;
+
 /// A batch (Vogent: job) as stored.
 #[derive(Debug, Clone)]
 pub struct Batch {

@@ -9,13 +9,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use shared::domain::Surface;
+
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::{self, DialgenContact};
 use crate::batches::model::{Batch, COLUMNS};
 use crate::batches::settings::{self, DialgenCreate};
 use crate::batches::stats::{self, Counts, call_status};
-use crate::batches::submit::{idempotency_key, submit};
+use crate::batches::submit::{Idempotency, idempotency_key, submit};
 use crate::error::ApiError;
 use crate::extract::{Query, path_id, read_body};
 use crate::validate::Violations;
@@ -38,6 +40,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let key = idempotency_key(&headers)?;
     let bytes = read_body(req, &state).await?;
+    let key = key.map(|k| Idempotency::new(k, Surface::Dialgen, &bytes));
     let batch_id = Uuid::now_v7();
     let mut violations = Violations::default();
     let mut parsed = body::parse::<DialgenContact>(&bytes, batch_id, ws.id, &mut violations)?;
@@ -52,7 +55,8 @@ pub(crate) async fn create(
         Json(json!({
             "success": true,
             "batchId": id,
-            "status": "ingesting",
+            // A replay shows the batch as it is now, not as it was when first accepted.
+            "status": submitted.batch.dialgen_status(Utc::now()),
             "message": "Batch accepted and is being processed. Monitor the status link for updates.",
             "links": {
                 "status": format!("{base}/api/v1/batch/{id}/status"),

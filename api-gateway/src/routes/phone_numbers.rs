@@ -18,7 +18,7 @@ use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::page_body;
-use crate::validate::Violations;
+use crate::validate::{Text, Violations};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,7 +36,7 @@ const RESOURCE: Owned = Owned {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateNumber {
     number: Option<String>,
-    label: Option<String>,
+    label: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +82,12 @@ pub(crate) async fn create(
             "INSERT INTO phone_numbers (id, workspace_id, number, label) VALUES ($1, $2, $3, $4)
              ON CONFLICT (workspace_id, number) WHERE deleted_at IS NULL DO NOTHING
              RETURNING id, number, label, created_at",
-            &[&Uuid::now_v7(), &ws.id, &number.as_str(), &body.label],
+            &[
+                &Uuid::now_v7(),
+                &ws.id,
+                &number.as_str(),
+                &body.label.as_deref(),
+            ],
         )
         .await?
         .ok_or_else(|| {

@@ -10,18 +10,18 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use shared::domain::{JobState, VogentStatus};
+use shared::domain::{JobState, Surface, VogentStatus};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::{self, VogentRow};
 use crate::batches::model::{Batch, COLUMNS};
 use crate::batches::settings::{self, VogentCreate, VogentUpdate};
-use crate::batches::submit::{idempotency_key, submit};
+use crate::batches::submit::{Idempotency, idempotency_key, submit};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id, read_body};
 use crate::pagination::{Cursor, PageRequest};
-use crate::validate::Violations;
+use crate::validate::{Text, Violations};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -43,6 +43,7 @@ pub(crate) async fn create(
 ) -> Result<Json<Value>, ApiError> {
     let key = idempotency_key(&headers)?;
     let bytes = read_body(req, &state).await?;
+    let key = key.map(|k| Idempotency::new(k, Surface::Vogent, &bytes));
     let batch_id = Uuid::now_v7();
     let mut violations = Violations::default();
     let mut parsed = body::parse::<VogentRow>(&bytes, batch_id, ws.id, &mut violations)?;
@@ -60,7 +61,7 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
     status: Option<String>,
     call_agent_id: Option<String>,
-    user_id: Option<String>,
+    user_id: Option<Text>,
 }
 
 #[utoipa::path(get, path = "/api/batch_dial_jobs", tag = "vogent", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("status" = Option<String>, Query), ("callAgentId" = Option<String>, Query), ("userId" = Option<String>, Query)), responses((status = 200, body = crate::openapi::JobPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
@@ -103,7 +104,13 @@ pub(crate) async fn list(
         .query(
             &sql,
             &[
-                &ws.id, &states, &agent, &q.user_id, &after_at, &after_id, &fetch,
+                &ws.id,
+                &states,
+                &agent,
+                &q.user_id.as_deref(),
+                &after_at,
+                &after_id,
+                &fetch,
             ],
         )
         .await?;
