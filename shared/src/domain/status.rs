@@ -15,6 +15,23 @@ pub enum Surface {
     Dialgen,
 }
 
+impl Surface {
+    /// The database name (`batches.surface`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vogent => "vogent",
+            Self::Dialgen => "dialgen",
+        }
+    }
+
+    /// Parses the database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Vogent, Self::Dialgen]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
 /// The job's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
