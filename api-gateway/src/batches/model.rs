@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use shared::domain::status::{dialgen_status, vogent_status};
+use shared::domain::timing::api_time;
 use shared::domain::{
     DialgenStatus, IngestState, JobState, RetryStrategy, Schedule, Surface, VogentStatus,
 };
@@ -60,11 +61,7 @@ impl Batch {
     pub fn from_row(row: &Row) -> Result<Self, ApiError> {
         let corrupt =
             |what: &str| ApiError::Internal(anyhow::anyhow!("batch row has an invalid {what}"));
-        let surface = match row.get::<_, &str>(2) {
-            "vogent" => Surface::Vogent,
-            "dialgen" => Surface::Dialgen,
-            _ => return Err(corrupt("surface")),
-        };
+        let surface = Surface::parse(row.get(2)).ok_or_else(|| corrupt("surface"))?;
         let schedule: Option<Value> = row.get(11);
         Ok(Self {
             id: row.get(0),
@@ -142,7 +139,7 @@ impl Batch {
             "name": self.name,
             "status": self.vogent_status(),
             "callAgentId": self.agent_id,
-            "createdAt": self.created_at,
+            "createdAt": api_time(self.created_at),
             "fromPhoneNumberIds": self.from_phone_number_ids,
             "schedule": self.schedule,
             "userId": self.user_id,

@@ -30,7 +30,7 @@ impl Idempotency {
     /// Binds `key` to this request's surface and body.
     pub fn new(key: String, surface: Surface, body: &[u8]) -> Self {
         let mut hash = Sha256::new();
-        hash.update(surface_name(surface).as_bytes());
+        hash.update(surface.as_str().as_bytes());
         hash.update([0]);
         hash.update(body);
         Self {
@@ -125,7 +125,7 @@ pub async fn submit(
             &[
                 &batch_id,
                 &ws.id,
-                &surface_name(new.surface),
+                &new.surface.as_str(),
                 &new.name,
                 &new.agent_id,
                 &new.user_id,
@@ -227,13 +227,6 @@ async fn by_idempotency_key(
         return Err(ApiError::IdempotencyKeyReused);
     }
     Batch::from_row(&row).map(Some)
-}
-
-fn surface_name(surface: Surface) -> &'static str {
-    match surface {
-        Surface::Vogent => "vogent",
-        Surface::Dialgen => "dialgen",
-    }
 }
 
 /// The `Idempotency-Key` header, if present and sensible.

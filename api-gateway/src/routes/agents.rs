@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::domain::timing::api_time;
 use uuid::Uuid;
 
 use super::owned::Owned;
@@ -48,7 +48,7 @@ fn agent_json(row: &tokio_postgres::Row) -> Value {
         "id": row.get::<_, Uuid>(0),
         "name": row.get::<_, String>(1),
         "answerUrl": row.get::<_, String>(2),
-        "createdAt": row.get::<_, DateTime<Utc>>(3),
+        "createdAt": api_time(row.get(3)),
     })
 }
 

@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::domain::timing::api_time;
 use uuid::Uuid;
 
 use shared::domain::E164;
@@ -50,7 +50,7 @@ fn number_json(row: &tokio_postgres::Row) -> Value {
         "id": row.get::<_, Uuid>(0),
         "number": row.get::<_, String>(1),
         "label": row.get::<_, Option<String>>(2),
-        "createdAt": row.get::<_, DateTime<Utc>>(3),
+        "createdAt": api_time(row.get(3)),
     })
 }
 
