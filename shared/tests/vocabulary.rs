@@ -42,27 +42,12 @@ async fn state_and_outcome_columns_accept_exactly_the_enums_names() {
         (
             "batches",
             "state",
-            [
-                JobState::Created,
-                JobState::Active,
-                JobState::Paused,
-                JobState::Completed,
-                JobState::Cancelled,
-                JobState::Failed,
-            ]
-            .map(JobState::as_str)
-            .to_vec(),
+            JobState::ALL.map(JobState::as_str).to_vec(),
         ),
         (
             "batches",
             "ingest_state",
-            [
-                IngestState::Ingesting,
-                IngestState::Ready,
-                IngestState::Failed,
-            ]
-            .map(IngestState::as_str)
-            .to_vec(),
+            IngestState::ALL.map(IngestState::as_str).to_vec(),
         ),
         (
             "contacts",
