@@ -359,7 +359,7 @@ pub struct Links {
 pub struct DialgenCreated {
     success: bool,
     batch_id: String,
-    /// ingesting
+    /// `ingesting`; a replay (same `Idempotency-Key`, same body) shows the batch's current status
     status: String,
     message: String,
     links: Links,

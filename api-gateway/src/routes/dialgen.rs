@@ -33,7 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/status/batch", get(calls))
 }
 
-#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", request_body = crate::openapi::DialgenCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 202, body = crate::openapi::DialgenCreated), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", request_body = crate::openapi::DialgenCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 202, body = crate::openapi::DialgenCreated), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,

@@ -36,7 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/dials/{id}", get(dial))
 }
 
-#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", request_body = crate::openapi::VogentCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", request_body = crate::openapi::VogentCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
