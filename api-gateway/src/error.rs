@@ -41,9 +41,17 @@ pub enum ApiError {
     /// 422: well-formed but not acceptable.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// 422: the `Idempotency-Key` was first used with another request body.
+    #[error(
+        "this Idempotency-Key was already used with a different request body; use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
     /// 401: no key, or a wrong or revoked one.
     #[error("a valid API key is required (Authorization: Bearer <key> or api_key: <key>)")]
     Unauthorized,
+    /// 403: the request is authenticated by a signature that does not match.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such thing in this workspace.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -71,7 +79,11 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -83,6 +95,19 @@ impl ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        // A last line behind `validate::Text`: a character PostgreSQL cannot store (a NUL)
+        // is the client's input, not our failure. The field is named at the edge; this only
+        // keeps a field that escaped that check from being answered 500.
+        if e.code().is_some_and(|c| {
+            *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER
+        }) {
+            let message = "a text value contains a character that cannot be stored (NUL, \\u0000)";
+            return Self::BadRequest {
+                message: message.to_owned(),
+                details: vec![FieldError::new("body", message)],
+            };
+        }
         Self::Internal(anyhow::Error::new(e).context("database query failed"))
     }
 }

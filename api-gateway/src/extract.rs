@@ -66,31 +66,32 @@ pub fn path_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
 }
 
-/// Query parameters; a wrong type is a 400 naming the parameter.
+/// Query parameters; a wrong type (or a NUL in a [`crate::validate::Text`]) is a 400 naming
+/// the parameter.
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded_de(query);
-        match de {
-            Ok(value) => Ok(Query(value)),
-            Err(message) => Err(ApiError::BadRequest {
-                message: message.clone(),
-                details: vec![FieldError::new("query", message)],
-            }),
-        }
+        parse_query(parts.uri.query().unwrap_or_default()).map(Query)
     }
 }
 
-fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, String> {
-    axum::extract::Query::<T>::try_from_uri(
-        &format!("/?{query}")
-            .parse()
-            .map_err(|_| "malformed query string".to_owned())?,
-    )
-    .map(|q| q.0)
-    .map_err(|e| e.body_text())
+/// Parses a query string, reporting which parameter is wrong.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let field = if path == "." {
+            "query".to_owned()
+        } else {
+            path
+        };
+        ApiError::BadRequest {
+            message: format!("{field}: {message}"),
+            details: vec![FieldError::new(field, message)],
+        }
+    })
 }

@@ -259,11 +259,13 @@ pub struct Dial {
     to_number: String,
     #[schema(value_type = Object)]
     inputs: Value,
+    /// dialing, ringing, in-progress, or completed once the call has an outcome
     status: String,
-    /// COMPLETED, BUSY, NO_ANSWER, FAILED, VOICEMAIL, CANCELED, UNKNOWN
+    /// COMPLETED, BUSY, NO_ANSWER, FAILED, VOICEMAIL, CANCELLED, UNKNOWN
     system_result_type: Option<String>,
     from_number_id: Option<String>,
-    duration_seconds: Option<f64>,
+    /// Whole seconds from answer to end, rounded; 0 if never answered; null until it ends
+    duration_seconds: Option<u64>,
     started_at: Option<String>,
     ended_at: Option<String>,
     created_at: String,
@@ -357,7 +359,7 @@ pub struct Links {
 pub struct DialgenCreated {
     success: bool,
     batch_id: String,
-    /// ingesting
+    /// `ingesting`; a replay (same `Idempotency-Key`, same body) shows the batch's current status
     status: String,
     message: String,
     links: Links,
@@ -367,11 +369,17 @@ pub struct DialgenCreated {
 #[schema(rename_all = "camelCase")]
 pub struct Statistics {
     total: u64,
+    /// Final contacts, cancelled ones included
     processed: u64,
+    /// Answered, by a person or a machine (voicemail)
     succeeded: u64,
+    /// Out of attempts without an answer
     failed: u64,
+    /// Extension: cancelled with the batch; neither a success nor a failure
+    cancelled: u64,
     pending: u64,
     percent_complete: f64,
+    /// succeeded / (succeeded + failed), percent
     success_rate: f64,
 }
 
@@ -407,6 +415,8 @@ pub struct BatchListItem {
     processed: u64,
     succeeded: u64,
     failed: u64,
+    /// Extension
+    cancelled: u64,
     percent_complete: f64,
     created_at: String,
     agent_id: String,
@@ -416,14 +426,22 @@ pub struct BatchListItem {
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct BatchCall {
+    /// The contact's id
     call_id: String,
-    /// SCHEDULED, ONGOING, COMPLETED, MISSED, FAILED, CANCELLED
+    /// The contact's status: SCHEDULED (also while waiting for a retry), ONGOING, COMPLETED,
+    /// MISSED, FAILED, CANCELLED
     status: String,
     start_time: Option<String>,
     phone_number: String,
     error: Option<String>,
+    /// The latest call's whole seconds from answer to end, rounded; 0 if never answered
     duration: Option<u64>,
     recording_url: Option<String>,
+    /// Extension: the latest call (a Vogent dial id)
+    dial_id: Option<String>,
+    /// Extension: the latest call's own status, as recentCalls and the webhook show it
+    /// (ONGOING, COMPLETED, MISSED, FAILED, CANCELLED)
+    dial_status: Option<String>,
 }
 
 #[derive(ToSchema)]

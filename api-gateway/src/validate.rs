@@ -1,6 +1,50 @@
-//! Collects every semantic error of a request (up to a limit) so one 422 names them all.
+//! Collects every semantic error of a request (up to a limit) so one 422 names them all, and
+//! [`Text`], the string type of every request field that is stored as it is.
+
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{ApiError, FieldError, MAX_DETAILS};
+
+/// A request string that PostgreSQL can store as it is: it holds no NUL character (`\u0000`),
+/// which `text` and `jsonb` both refuse. Checked while the request is deserialized, so a NUL is
+/// a 400 that names the field (the body and query extractors report the path), never a 500 from
+/// the database. Every field stored verbatim (names, labels, user ids, tags, URLs) has this type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Text(String);
+
+/// Why a [`Text`] was refused.
+pub const NUL_MESSAGE: &str = "must not contain a NUL character (\\u0000)";
+
+impl Text {
+    /// The string, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> Self {
+        t.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.contains('\0') {
+            return Err(serde::de::Error::custom(NUL_MESSAGE));
+        }
+        Ok(Self(s))
+    }
+}
 
 /// Field errors found so far.
 #[derive(Debug, Default)]
@@ -56,6 +100,13 @@ pub fn is_email(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_refuses_nul() {
+        assert_eq!(&*serde_json::from_str::<Text>(r#""Jane""#).unwrap(), "Jane");
+        let err = serde_json::from_str::<Text>(r#""Ja\u0000ne""#).unwrap_err();
+        assert!(err.to_string().contains("NUL"), "{err}");
+    }
 
     #[test]
     fn urls_and_emails() {

@@ -34,7 +34,8 @@ pub struct CallRecord {
     /// When the call ended.
     #[serde(serialize_with = "millis")]
     pub ended_at: DateTime<Utc>,
-    /// `completed`, `busy`, `no-answer`, `failed`, `voicemail` or `canceled`.
+    /// `completed`, `busy`, `no-answer`, `failed`, `voicemail` or `cancelled` (our outcome
+    /// vocabulary, `shared::domain::CallOutcome`; the callbacks keep Twilio's `canceled`).
     pub outcome: CallOutcome,
 }
 

@@ -87,7 +87,7 @@ impl Sim {
 
         // A connected call ends `completed` whether it talks its full time or is hung up early.
         let (status, outcome) = match call.plan.ending {
-            _ if canceled => (CallStatus::Canceled, CallOutcome::Canceled),
+            _ if canceled => (CallStatus::Canceled, CallOutcome::Cancelled),
             Ending::Answered => {
                 sleep_unless(call.plan.talk, &call.interrupt).await;
                 (CallStatus::Completed, CallOutcome::Completed)

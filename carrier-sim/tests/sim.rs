@@ -704,7 +704,7 @@ async fn modify_call_hangs_up() {
     let records = sim.stop().await;
     let by_sid: HashMap<&str, &CallRecord> =
         records.iter().map(|r| (r.call_sid.as_str(), r)).collect();
-    assert_eq!(by_sid[ringing_sid.as_str()].outcome, CallOutcome::Canceled);
+    assert_eq!(by_sid[ringing_sid.as_str()].outcome, CallOutcome::Cancelled);
     assert!(by_sid[ringing_sid.as_str()].answered_at.is_none());
     assert_eq!(by_sid[talking_sid.as_str()].outcome, CallOutcome::Completed);
     assert!(by_sid[talking_sid.as_str()].answered_at.is_some());

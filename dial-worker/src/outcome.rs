@@ -8,7 +8,9 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared::domain::{CallOutcome, RetryStrategy};
+use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
+use shared::domain::views::dialgen_call_status;
+use shared::domain::{AttemptState, CallOutcome, ContactState, JobState, RetryStrategy};
 use shared::queue::messages::{CallEventV1, CarrierCallStatus};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -62,7 +64,7 @@ pub fn outcome_of(status: CarrierCallStatus, answered_by: Option<&str>) -> CallO
         CarrierCallStatus::Busy => CallOutcome::Busy,
         CarrierCallStatus::NoAnswer => CallOutcome::NoAnswer,
         CarrierCallStatus::Failed => CallOutcome::Failed,
-        CarrierCallStatus::Canceled => CallOutcome::Canceled,
+        CarrierCallStatus::Canceled => CallOutcome::Cancelled,
         _ => CallOutcome::Completed,
     }
 }
@@ -73,7 +75,7 @@ pub enum ContactNext {
     /// Back to `queued`, due after this many milliseconds.
     Retry(u64),
     /// Final: `completed`, `failed` or `cancelled`.
-    Final(&'static str),
+    Final(ContactState),
     /// The contact has moved on (a stale attempt): leave it alone.
     Leave,
 }
@@ -83,34 +85,24 @@ pub enum ContactNext {
 pub fn decide(
     outcome: CallOutcome,
     attempt_no: i32,
-    contact_state: &str,
+    contact_state: ContactState,
     contact_attempts: i32,
-    batch_state: &str,
+    batch_state: JobState,
     strategy: &RetryStrategy,
 ) -> ContactNext {
-    if contact_state != "dialing" || contact_attempts != attempt_no {
+    if contact_state != ContactState::Dialing || contact_attempts != attempt_no {
         return ContactNext::Leave;
     }
-    let answered = matches!(outcome, CallOutcome::Completed | CallOutcome::Voicemail);
-    if answered {
-        return ContactNext::Final("completed");
+    if outcome.is_answered() {
+        return ContactNext::Final(ContactState::Completed);
     }
-    if batch_state == "cancelled" {
-        return ContactNext::Final("cancelled");
+    if batch_state == JobState::Cancelled {
+        return ContactNext::Final(ContactState::Cancelled);
     }
     let made = u32::try_from(attempt_no).unwrap_or(u32::MAX);
     match strategy.next_delay(outcome, made) {
         Some(delay) => ContactNext::Retry(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
-        None => ContactNext::Final("failed"),
-    }
-}
-
-/// The status Dialgen shows for a call (`COMPLETED`, `MISSED`, `FAILED`).
-pub fn dialgen_call_status(outcome: CallOutcome) -> &'static str {
-    match outcome {
-        CallOutcome::Completed | CallOutcome::Voicemail => "COMPLETED",
-        CallOutcome::Busy | CallOutcome::NoAnswer => "MISSED",
-        _ => "FAILED",
+        None => ContactNext::Final(ContactState::Failed),
     }
 }
 
@@ -159,9 +151,10 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
         return Ok(());
     }
     let state = match event.status {
-        CarrierCallStatus::InProgress => "in-progress",
-        _ => "ringing",
-    };
+        CarrierCallStatus::InProgress => AttemptState::InProgress,
+        _ => AttemptState::Ringing,
+    }
+    .as_str();
     let answered_at = (event.status == CarrierCallStatus::InProgress).then_some(event.received_at);
     let client = ctx.db.get().await?;
     let update = client
@@ -396,12 +389,20 @@ async fn end_in_transaction(
         busy_delay: u64::try_from(c.get::<_, i64>(12)).unwrap_or(0),
         no_answer_delay: u64::try_from(c.get::<_, i64>(13)).unwrap_or(0),
     };
+    let corrupt = |what: &str, value: &str| {
+        StepError::Invalid(format!(
+            "attempt {attempt_id}: {what} {value:?} is not in the vocabulary"
+        ))
+    };
+    let contact_state =
+        ContactState::parse(c.get(8)).ok_or_else(|| corrupt("contact state", c.get(8)))?;
+    let batch_state = JobState::parse(c.get(10)).ok_or_else(|| corrupt("job state", c.get(10)))?;
     let next = decide(
         outcome,
         attempt_no,
-        c.get(8),
+        contact_state,
         c.get(9),
-        c.get(10),
+        batch_state,
         &strategy,
     );
     match next {
@@ -417,6 +418,7 @@ async fn end_in_transaction(
             commit?;
         }
         ContactNext::Final(state) => {
+            let state = state.as_str();
             let url: Option<String> = c.get(14);
             let payload = url.filter(|u| !u.trim().is_empty()).map(|url| {
                 let payload = json!({
@@ -427,12 +429,14 @@ async fn end_in_transaction(
                         "contactId": c.get::<_, Option<String>>(20).unwrap_or_else(|| contact_id.to_string()),
                         "agentId": c.get::<_, Uuid>(15),
                         "batchId": batch_id,
-                        "status": dialgen_call_status(outcome),
+                        // One status, duration and time format for a call on every surface
+                        // (shared::domain::views and ::timing).
+                        "status": dialgen_call_status(Some(outcome)),
                         "outcome": outcome.as_str(),
-                        "startTime": started_at,
-                        "answerTime": answered_at,
-                        "endTime": report.at,
-                        "duration": report.duration_secs.unwrap_or(0),
+                        "startTime": api_time_opt(started_at),
+                        "answerTime": api_time_opt(answered_at),
+                        "endTime": api_time(report.at),
+                        "duration": call_duration_secs(answered_at, Some(report.at)),
                         "phoneNumber": c.get::<_, String>(17),
                         "contactName": c.get::<_, Option<String>>(18),
                         "attempts": attempt_no,
@@ -505,7 +509,7 @@ mod tests {
         fn retries_stop_at_max_attempts(max in 1u32..6, attempt in 1i32..8, oi in 0usize..7) {
             let outcome = CallOutcome::ALL[oi];
             let s = RetryStrategy { max_attempts: max, busy_delay: 300_000, no_answer_delay: 3_600_000 };
-            let next = decide(outcome, attempt, "dialing", attempt, "active", &s);
+            let next = decide(outcome, attempt, ContactState::Dialing, attempt, JobState::Active, &s);
             match next {
                 ContactNext::Retry(ms) => {
                     prop_assert!(outcome.is_retryable());
@@ -514,7 +518,7 @@ mod tests {
                 }
                 ContactNext::Final(state) => {
                     let answered = matches!(outcome, CallOutcome::Completed | CallOutcome::Voicemail);
-                    prop_assert_eq!(state, if answered { "completed" } else { "failed" });
+                    prop_assert_eq!(state, if answered { ContactState::Completed } else { ContactState::Failed });
                     prop_assert!(answered || !outcome.is_retryable() || attempt as u32 >= max);
                 }
                 ContactNext::Leave => prop_assert!(false),
@@ -522,11 +526,14 @@ mod tests {
         }
 
         #[test]
-        fn stale_attempts_leave_the_contact(attempt in 1i32..5, other in 0i32..5, state in "(queued|released|completed|failed|cancelled)") {
+        fn stale_attempts_leave_the_contact(attempt in 1i32..5, other in 0i32..5, si in 0usize..6) {
             let s = RetryStrategy::default();
-            prop_assert_eq!(decide(CallOutcome::Busy, attempt, &state, other, "active", &s), ContactNext::Leave);
+            let state = ContactState::ALL[si];
+            if state != ContactState::Dialing {
+                prop_assert_eq!(decide(CallOutcome::Busy, attempt, state, other, JobState::Active, &s), ContactNext::Leave);
+            }
             if other != attempt {
-                prop_assert_eq!(decide(CallOutcome::Completed, attempt, "dialing", other, "active", &s), ContactNext::Leave);
+                prop_assert_eq!(decide(CallOutcome::Completed, attempt, ContactState::Dialing, other, JobState::Active, &s), ContactNext::Leave);
             }
         }
     }
@@ -535,8 +542,15 @@ mod tests {
     fn cancelled_jobs_do_not_retry() {
         let s = RetryStrategy::default();
         assert_eq!(
-            decide(CallOutcome::Busy, 1, "dialing", 1, "cancelled", &s),
-            ContactNext::Final("cancelled")
+            decide(
+                CallOutcome::Busy,
+                1,
+                ContactState::Dialing,
+                1,
+                JobState::Cancelled,
+                &s
+            ),
+            ContactNext::Final(ContactState::Cancelled)
         );
     }
 }

@@ -128,6 +128,70 @@ async fn call_completed_arrives_signed_and_is_retried_when_the_receiver_fails() 
     stop.cancel();
 }
 
+/// The webhook says of a call what every read surface says (shared::domain::views and
+/// ::timing): a voicemail is COMPLETED, the duration is the whole seconds from the recorded
+/// answer to the recorded end (not the carrier's own rounding), times have milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn call_completed_follows_the_one_status_duration_and_time_rule() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let (url, received) = receiver(0).await;
+    let ws = workspace(&env, 10).await;
+    let spec = new_batch(ws).webhooks(on_call_complete(&url));
+    let batch_id = batch(&env, &spec, &numbers("+1201555", 1, 9)).await;
+    let behavior = SimBehavior {
+        ring_ms: (10, 10),
+        talk_ms: (1300, 1300),
+        rule: OutcomeRule::Always(SimOutcome::Voicemail),
+        report_answered: true,
+        seed: 1,
+    };
+    let sim = sim(&env, behavior, stop.clone());
+    let _w = worker(config(&env, &[("WEBHOOK_POLL_MS", "50")]), &sim).await;
+    release_due(&env).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        if let Some((_, body)) = received.lock().unwrap().first() {
+            break body.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let data = &payload["callData"];
+    assert_eq!(data["status"], "COMPLETED", "{data}");
+    assert_eq!(data["outcome"], "voicemail");
+
+    let client = env.db.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT answered_at, ended_at, started_at FROM dial_attempts WHERE batch_id = $1",
+            &[&batch_id],
+        )
+        .await
+        .unwrap();
+    let (answered, ended) = (row.get(0), row.get(1));
+    assert_eq!(
+        data["duration"],
+        shared::domain::timing::call_duration_secs(answered, ended).unwrap()
+    );
+    assert_eq!(
+        data["endTime"],
+        shared::domain::timing::api_time(ended.unwrap())
+    );
+    assert_eq!(
+        data["startTime"],
+        shared::domain::timing::api_time(row.get::<_, chrono::DateTime<chrono::Utc>>(2))
+    );
+    assert_eq!(
+        data["endTime"].as_str().unwrap().len(),
+        24,
+        "millisecond precision"
+    );
+    stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_receiver_that_never_answers_well_is_given_up_on() {
     let env = TestEnv::new().await;

@@ -300,14 +300,15 @@ pub async fn stage_chunk(
     // here counts, in `finish_if_complete` below, the chunks committed while it waited.
     let open = txn
         .query_opt(
+            // `total_rows` is the gateway's: it wrote the submitted count with the batch. The
+            // chunks only sort those rows into accepted and rejected.
             "UPDATE batches SET
-                 total_rows = total_rows + $2,
-                 accepted_rows = accepted_rows + $3 - $5,
-                 rejected_rows = rejected_rows + $4 + $5,
+                 accepted_rows = accepted_rows + $2 - $4,
+                 rejected_rows = rejected_rows + $3 + $4,
                  updated_at = now()
              WHERE id = $1 AND ingest_state = 'ingesting'
              RETURNING ingest_state",
-            &[&key.batch_id, &key.rows, &accepted, &rejected, &displaced],
+            &[&key.batch_id, &accepted, &rejected, &displaced],
         )
         .await?;
     if open.is_none() {

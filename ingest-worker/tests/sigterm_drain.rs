@@ -88,7 +88,7 @@ async fn sigterm_mid_work_loses_nothing_and_stores_nothing_twice() {
     let total = (CHUNKS * SIZE) as i32;
     assert_eq!(state.ingest_state, "ready", "{state:?}");
     assert_eq!(
-        (state.total, state.accepted, state.rejected),
+        (state.sorted, state.accepted, state.rejected),
         (total, total, 0)
     );
     let contacts = fixture::contacts(&env.db, &batch).await;

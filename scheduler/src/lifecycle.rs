@@ -1,9 +1,11 @@
 //! The job-life duties of the scheduler besides releasing: settling cancelled jobs' contacts
 //! and completing jobs whose contacts are all final (with their `batch.completed` webhook).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use serde_json::{Value, json};
+use serde_json::json;
+use shared::domain::timing::{api_time, api_time_opt};
+use shared::domain::{ContactCounts, ContactState, Statistics};
 use uuid::Uuid;
 
 use crate::release::ReleaseError;
@@ -93,25 +95,30 @@ pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid
         let Some(url) = row.get::<_, Option<String>>(4) else {
             continue;
         };
-        let counts = tx
-            .query_one(
-                "SELECT count(*),
-                        count(*) FILTER (WHERE state IN ('completed', 'failed', 'cancelled')),
-                        count(*) FILTER (WHERE last_outcome = 'completed')
-                 FROM contacts WHERE batch_id = $1",
+        // Counted as check-status counts them (shared::domain::stats), so the webhook and
+        // the API agree.
+        let mut counts = ContactCounts::default();
+        for r in tx
+            .query(
+                "SELECT state, count(*) FROM contacts WHERE batch_id = $1 GROUP BY state",
                 &[&batch_id],
             )
-            .await?;
+            .await?
+        {
+            if let Some(state) = ContactState::parse(r.get(0)) {
+                counts.add(state, r.get(1));
+            }
+        }
         let payload = json!({
             "event": "batch.completed",
             "batchId": batch_id,
             "agentId": row.get::<_, Uuid>(2),
             "userId": row.get::<_, Option<String>>(3),
-            "statistics": statistics(counts.get(0), counts.get(1), counts.get(2)),
+            "statistics": Statistics::of(&counts, true),
             "timestamps": {
-                "createdAt": rfc3339(row.get(5)),
-                "startedAt": row.get::<_, Option<DateTime<Utc>>>(6).map(rfc3339),
-                "completedAt": rfc3339(now),
+                "createdAt": api_time(row.get(5)),
+                "startedAt": api_time_opt(row.get(6)),
+                "completedAt": api_time(now),
             },
         });
         tx.execute(
@@ -132,44 +139,4 @@ pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid
     }
     tx.commit().await?;
     Ok(completed)
-}
-
-/// Dialgen's batch statistics (API-REFERENCE.md): `processed` counts final contacts,
-/// `succeeded` those whose last call was answered; percentages to two decimals.
-pub fn statistics(total: i64, processed: i64, succeeded: i64) -> Value {
-    let pct = |part: i64, whole: i64| {
-        if whole == 0 {
-            0.0
-        } else {
-            (part as f64 * 10000.0 / whole as f64).round() / 100.0
-        }
-    };
-    json!({
-        "total": total,
-        "processed": processed,
-        "succeeded": succeeded,
-        "failed": processed - succeeded,
-        "pending": total - processed,
-        "percentComplete": if total == 0 { 100.0 } else { pct(processed, total) },
-        "successRate": pct(succeeded, processed),
-    })
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statistics_shape() {
-        let s = statistics(3, 3, 2);
-        assert_eq!(s["failed"], 1);
-        assert_eq!(s["pending"], 0);
-        assert_eq!(s["percentComplete"], 100.0);
-        assert_eq!(s["successRate"], 66.67);
-        assert_eq!(statistics(0, 0, 0)["percentComplete"], 100.0);
-    }
 }

@@ -867,3 +867,135 @@ async fn a_postgres_restart_and_a_redis_outage_lose_nothing() {
     drop(stack);
     drop(pg);
 }
+
+/// One vocabulary across real processes: the `call.completed` webhook (dial worker), the
+/// check-status `recentCalls` and `/status/batch` (gateway) and the Vogent dial say the same
+/// status, duration and end time of each call; a voicemail is COMPLETED everywhere and counted as
+/// succeeded. The carrier-sim's record is the witness of each call's outcome.
+#[tokio::test]
+async fn every_surface_says_the_same_of_each_call() {
+    // Talk 1.3 s: the carrier's own CallDuration rounds it up, ours to the nearest second.
+    let stack = start(0, 5, 1300).await;
+    stack.dial_worker(&[("MACHINE_DETECTION", "true")]);
+    let (hooks, received) = receiver().await;
+    // Last digits: 0 answered, 9 voicemail, 6 busy, 8 failed.
+    let numbers = [
+        "+12015553000",
+        "+12015553009",
+        "+12015553006",
+        "+12015553008",
+    ];
+    let contacts: Vec<Value> = numbers.iter().map(|n| json!({"phoneNumber": n})).collect();
+    let body = json!({
+        "agentId": stack.agent, "userId": "u1", "contacts": contacts,
+        "options": {"maxCallsPerSecond": 10, "retryStrategy": {"maxAttempts": 1},
+                    "webhooks": {"onCallComplete": format!("http://{hooks}/call")}}
+    });
+    let created: Value = stack.post("/api/v1/batch", body).send_json().await;
+    let id = created["batchId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    let mut status = Value::Null;
+    stack
+        .wait_for(
+            "the batch to complete",
+            Duration::from_secs(60),
+            async || {
+                status = stack
+                    .get(&format!(
+                        "/api/v1/batch/check-status?batchId={id}&limit=all"
+                    ))
+                    .send_json()
+                    .await;
+                status["status"] == "completed"
+            },
+        )
+        .await;
+    stack
+        .wait_for("the webhooks", Duration::from_secs(30), async || {
+            received.lock().unwrap().len() >= numbers.len()
+        })
+        .await;
+    let s = &status["statistics"];
+    assert_eq!(
+        (&s["succeeded"], &s["failed"], &s["cancelled"]),
+        (&json!(2), &json!(2), &json!(0)),
+        "{s}"
+    );
+    assert_eq!(s["successRate"], 50.0);
+
+    let calls: Value = stack
+        .get(&format!("/api/v1/status/batch?batchId={id}"))
+        .send_json()
+        .await;
+    let record = stack.calls();
+    let hooks: Vec<Value> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| serde_json::from_slice::<Value>(body).unwrap()["callData"].clone())
+        .collect();
+    let expected = [
+        ("+12015553000", "COMPLETED", "completed"),
+        ("+12015553009", "COMPLETED", "voicemail"),
+        ("+12015553006", "MISSED", "busy"),
+        ("+12015553008", "FAILED", "failed"),
+    ];
+    for (number, want_status, want_outcome) in expected {
+        let hook = hooks.iter().find(|h| h["phoneNumber"] == number).unwrap();
+        let attempt = hook["id"].as_str().unwrap();
+        let recent = status["recentCalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == attempt)
+            .unwrap();
+        let call = calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["dialId"] == attempt)
+            .unwrap();
+        let dial: Value = stack
+            .get(&format!("/api/dials/{attempt}"))
+            .send_json()
+            .await;
+        let witness = record.iter().find(|c| c.to == number).unwrap();
+        assert_eq!(
+            serde_json::to_value(witness.outcome).unwrap(),
+            want_outcome,
+            "{number}: the carrier's record"
+        );
+
+        assert_eq!(hook["outcome"], want_outcome, "{number}: {hook}");
+        for (surface, got) in [
+            ("webhook", &hook["status"]),
+            ("recentCalls", &recent["status"]),
+            ("status/batch dialStatus", &call["dialStatus"]),
+            // A final contact shows its last call's status.
+            ("status/batch status", &call["status"]),
+        ] {
+            assert_eq!(got, want_status, "{number}: {surface}");
+        }
+        for (surface, got) in [
+            ("recentCalls", &recent["duration"]),
+            ("status/batch", &call["duration"]),
+            ("dials", &dial["durationSeconds"]),
+        ] {
+            assert_eq!(got, &hook["duration"], "{number}: {surface} duration");
+        }
+        assert_eq!(hook["endTime"], dial["endedAt"], "{number}: end time");
+        assert_eq!(hook["startTime"], dial["startedAt"], "{number}: start time");
+        assert_eq!(
+            hook["endTime"].as_str().unwrap().len(),
+            "2026-12-01T10:00:00.000Z".len(),
+            "{number}: milliseconds"
+        );
+    }
+    let answered = hooks
+        .iter()
+        .find(|h| h["phoneNumber"] == "+12015553000")
+        .unwrap();
+    assert_eq!(answered["duration"], 1, "1.3 s of talk is 1 s");
+}

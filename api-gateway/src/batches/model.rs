@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use shared::domain::status::{dialgen_status, vogent_status};
+use shared::domain::timing::api_time;
 use shared::domain::{DialgenStatus, IngestState, JobState, RetryStrategy, Surface, VogentStatus};
 use shared::schedule::{StoredSchedule, Window};
 
@@ -17,6 +18,9 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
     from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, \
     tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
     started_at, completed_at";
+
+/// How many columns [`COLUMNS`] names (a query may select more after them).
+pub const COLUMN_COUNT: usize = 29;
 
 /// A batch (Vogent: job) as stored.
 #[derive(Debug, Clone)]
@@ -56,11 +60,7 @@ impl Batch {
     pub fn from_row(row: &Row) -> Result<Self, ApiError> {
         let corrupt =
             |what: &str| ApiError::Internal(anyhow::anyhow!("batch row has an invalid {what}"));
-        let surface = match row.get::<_, &str>(2) {
-            "vogent" => Surface::Vogent,
-            "dialgen" => Surface::Dialgen,
-            _ => return Err(corrupt("surface")),
-        };
+        let surface = Surface::parse(row.get(2)).ok_or_else(|| corrupt("surface"))?;
         let schedule: Option<Value> = row.get(11);
         Ok(Self {
             id: row.get(0),
@@ -135,7 +135,7 @@ impl Batch {
             "name": self.name,
             "status": self.vogent_status(),
             "callAgentId": self.agent_id,
-            "createdAt": self.created_at,
+            "createdAt": api_time(self.created_at),
             "fromPhoneNumberIds": self.from_phone_number_ids,
             "schedule": self.schedule.to_json(),
             "userId": self.user_id,

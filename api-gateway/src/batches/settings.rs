@@ -14,7 +14,7 @@ use shared::domain::{
 
 use crate::auth::Workspace;
 use crate::error::ApiError;
-use crate::validate::{Violations, is_http_url};
+use crate::validate::{Text, Violations, is_http_url};
 
 /// Dialgen's documented defaults (API-REFERENCE.md).
 pub const DEFAULT_PRIORITY: i16 = 5;
@@ -52,7 +52,7 @@ pub struct SlotIn {
 pub struct VogentCreate {
     pub call_agent_id: Option<String>,
     pub max_concurrent_dials: Option<i64>,
-    pub name: Option<String>,
+    pub name: Option<Text>,
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
     /// Extension: the region for numbers written without a country code.
@@ -63,7 +63,7 @@ pub struct VogentCreate {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VogentUpdate {
-    pub name: Option<String>,
+    pub name: Option<Text>,
     pub max_concurrent_dials: Option<i64>,
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
@@ -74,9 +74,10 @@ pub struct VogentUpdate {
 #[serde(rename_all = "camelCase")]
 pub struct DialgenCreate {
     pub agent_id: Option<String>,
-    pub user_id: Option<String>,
+    pub user_id: Option<Text>,
+    /// `null` is the same as absent (the OpenAPI document declares it nullable).
     #[serde(default)]
-    pub options: DialgenOptions,
+    pub options: Option<DialgenOptions>,
 }
 
 /// Dialgen's `options`, plus extensions (`maxConcurrentDials`, `fromPhoneNumberIds`,
@@ -90,11 +91,11 @@ pub struct DialgenOptions {
     pub max_calls_per_second: Option<i64>,
     pub retry_strategy: Option<RetryIn>,
     pub webhooks: Option<WebhooksIn>,
-    pub tags: Option<Vec<String>>,
+    pub tags: Option<Vec<Text>>,
     pub max_concurrent_dials: Option<i64>,
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
-    pub name: Option<String>,
+    pub name: Option<Text>,
     pub default_region: Option<String>,
 }
 
@@ -111,9 +112,9 @@ pub struct RetryIn {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhooksIn {
-    pub on_call_complete: Option<String>,
-    pub on_batch_complete: Option<String>,
-    pub on_batch_failed: Option<String>,
+    pub on_call_complete: Option<Text>,
+    pub on_batch_complete: Option<Text>,
+    pub on_batch_failed: Option<Text>,
 }
 
 /// A checked batch, ready to insert.
@@ -361,7 +362,7 @@ pub fn check_dialgen(
 ) -> NewBatch {
     let agent_id = agent_id(input.agent_id.as_deref(), "agentId", v);
     let user_id = required_text(input.user_id.as_deref(), "userId", v);
-    let o = input.options;
+    let o = input.options.unwrap_or_default();
     let priority = match o.priority {
         None => DEFAULT_PRIORITY,
         Some(p) if (1..=10).contains(&p) => p as i16,
@@ -447,14 +448,19 @@ pub fn check_dialgen(
         ] {
             if let Some(url) = value {
                 if is_http_url(&url) {
-                    webhooks.insert(key.to_owned(), Value::String(url));
+                    webhooks.insert(key.to_owned(), Value::String(url.into_string()));
                 } else {
                     v.add(format!("options.webhooks.{key}"), "must be an http(s) URL");
                 }
             }
         }
     }
-    let tags = o.tags.unwrap_or_default();
+    let tags: Vec<String> = o
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(Text::into_string)
+        .collect();
     for (i, tag) in tags.iter().enumerate() {
         if tag.is_empty() || tag.len() > 100 {
             v.add(format!("options.tags[{i}]"), "must be 1 to 100 characters");
@@ -474,6 +480,7 @@ pub fn check_dialgen(
     );
     let name = o
         .name
+        .map(Text::into_string)
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| format!("Dialgen batch {}", now.format("%Y-%m-%d %H:%M")));
     NewBatch {

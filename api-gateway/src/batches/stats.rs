@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
+use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
+use shared::domain::views::dialgen_call_status;
+use shared::domain::{CallOutcome, ContactCounts, ContactState, Statistics};
 use uuid::Uuid;
 
 use super::model::Batch;
@@ -13,42 +16,41 @@ use crate::error::ApiError;
 /// How many of a batch's contacts are in each state, and how many dials were placed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
-    pub total: i64,
-    pub completed: i64,
-    pub failed: i64,
-    pub cancelled: i64,
+    /// Contacts by final state (the one count every surface shows).
+    pub contacts: ContactCounts,
+    /// Dial attempts made.
     pub attempts: i64,
 }
 
 impl Counts {
     /// Contacts with a final result.
     pub fn processed(&self) -> i64 {
-        self.completed + self.failed + self.cancelled
+        self.contacts.processed()
     }
 
     /// Reads the counts of one batch, with its dial attempts.
     pub async fn load(client: &impl GenericClient, batch_id: Uuid) -> Result<Self, ApiError> {
-        let mut counts = Self::load_many(client, &[batch_id])
+        let contacts = Self::load_many(client, &[batch_id])
             .await?
             .remove(&batch_id)
             .unwrap_or_default();
-        counts.attempts = client
+        let attempts = client
             .query_one(
                 "SELECT count(*) FROM dial_attempts WHERE batch_id = $1",
                 &[&batch_id],
             )
             .await?
             .get(0);
-        Ok(counts)
+        Ok(Self { contacts, attempts })
     }
 
-    /// Reads the contact counts of several batches in one query (`attempts` left at 0); a batch
-    /// with no contacts yet is absent from the map.
+    /// Reads the contact counts of several batches in one query; a batch with no contacts yet
+    /// is absent from the map.
     pub async fn load_many(
         client: &impl GenericClient,
         batch_ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, Self>, ApiError> {
-        let mut all: HashMap<Uuid, Self> = HashMap::new();
+    ) -> Result<HashMap<Uuid, ContactCounts>, ApiError> {
+        let mut all: HashMap<Uuid, ContactCounts> = HashMap::new();
         let rows = client
             .query(
                 "SELECT batch_id, state, count(*) FROM contacts WHERE batch_id = ANY($1) GROUP BY batch_id, state",
@@ -56,76 +58,44 @@ impl Counts {
             )
             .await?;
         for row in rows {
-            let counts = all.entry(row.get(0)).or_default();
-            let n: i64 = row.get(2);
-            counts.total += n;
-            match row.get::<_, &str>(1) {
-                "completed" => counts.completed = n,
-                "failed" => counts.failed = n,
-                "cancelled" => counts.cancelled = n,
-                _ => {}
-            }
+            let state: &str = row.get(1);
+            let state = ContactState::parse(state).ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("a contact has an invalid state {state:?}"))
+            })?;
+            all.entry(row.get(0)).or_default().add(state, row.get(2));
         }
         Ok(all)
     }
 }
 
-/// Dialgen's `statistics` object.
-pub fn statistics(c: &Counts) -> Value {
-    let processed = c.processed();
-    let percent = if c.total > 0 {
-        processed as f64 * 100.0 / c.total as f64
-    } else {
-        0.0
-    };
-    let success = if processed > 0 {
-        c.completed as f64 * 100.0 / processed as f64
-    } else {
-        0.0
-    };
-    json!({
-        "total": c.total,
-        "processed": processed,
-        "succeeded": c.completed,
-        "failed": c.failed + c.cancelled,
-        "pending": c.total - processed,
-        "percentComplete": round2(percent),
-        "successRate": round2(success),
-    })
+/// Dialgen's `statistics` of a batch (shared::domain::stats: cancelled contacts have their own
+/// count and stay out of the success rate).
+pub fn statistics(b: &Batch, c: &ContactCounts) -> Statistics {
+    Statistics::of(c, b.state.is_final())
 }
 
 /// Dialgen's `timestamps` object.
 pub fn timestamps(b: &Batch) -> Value {
-    json!({"createdAt": b.created_at, "startedAt": b.started_at, "completedAt": b.completed_at})
+    json!({
+        "createdAt": api_time(b.created_at),
+        "startedAt": api_time_opt(b.started_at),
+        "completedAt": api_time_opt(b.completed_at),
+    })
 }
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Dialgen's call status for a contact (`SCHEDULED`, `ONGOING`, `COMPLETED`, `MISSED`,
-/// `FAILED`; `CANCELLED` as an extension).
-pub fn call_status(contact_state: &str, last_outcome: Option<&str>) -> &'static str {
-    match contact_state {
-        "queued" | "released" => "SCHEDULED",
-        "dialing" => "ONGOING",
-        "completed" => "COMPLETED",
-        "cancelled" => "CANCELLED",
-        _ => match last_outcome {
-            Some("busy" | "no-answer" | "voicemail") => "MISSED",
-            _ => "FAILED",
-        },
-    }
-}
-
-/// Dialgen's status of one dial attempt.
-pub fn attempt_status(outcome: Option<&str>) -> &'static str {
-    match outcome {
-        None => "ONGOING",
-        Some("completed") => "COMPLETED",
-        Some("busy" | "no-answer" | "voicemail") => "MISSED",
-        Some(_) => "FAILED",
-    }
+/// Reads an outcome column; a name outside the vocabulary is a corrupt row.
+pub fn outcome_column(value: Option<&str>) -> Result<Option<CallOutcome>, ApiError> {
+    value
+        .map(|o| {
+            CallOutcome::parse(o).ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("an attempt has an invalid outcome {o:?}"))
+            })
+        })
+        .transpose()
 }
 
 /// The check-status shape (also served at the seed's `links.status`), extended with the
@@ -147,7 +117,7 @@ pub async fn check_status(
         Some(secs) if secs > 0.0 => counts.attempts as f64 / secs,
         _ => 0.0,
     };
-    let pending = counts.total - counts.processed();
+    let pending = counts.contacts.total - counts.processed();
     let eta = (cps > 0.0 && pending > 0).then(|| (pending as f64 / cps).round());
     let limit = recent.unwrap_or(10);
     let recent_rows = client
@@ -158,26 +128,24 @@ pub async fn check_status(
             &[&b.id, &(if limit < 0 { i64::MAX } else { limit })],
         )
         .await?;
-    let recent_calls: Vec<Value> = recent_rows
+    // Each entry is one call: its own outcome's status (a busy call is MISSED even while its
+    // contact waits for a retry), the shared duration and time rule.
+    let recent_calls = recent_rows
         .iter()
         .map(|r| {
-            let outcome: Option<&str> = r.get(2);
-            let answered: Option<DateTime<Utc>> = r.get(3);
-            let ended: Option<DateTime<Utc>> = r.get(4);
-            let duration = answered
-                .zip(ended)
-                .map(|(a, e)| (e - a).num_seconds().max(0));
-            json!({
+            let outcome = outcome_column(r.get(2))?;
+            Ok(json!({
                 "id": r.get::<_, Uuid>(0),
                 "callSid": r.get::<_, Option<String>>(1),
-                "status": attempt_status(outcome),
-                "duration": duration,
-                "createdAt": r.get::<_, DateTime<Utc>>(5),
+                "status": dialgen_call_status(outcome),
+                "outcome": outcome,
+                "duration": call_duration_secs(r.get(3), r.get(4)),
+                "createdAt": api_time(r.get(5)),
                 "phoneNumber": r.get::<_, String>(6),
                 "contactName": r.get::<_, Option<String>>(7),
-            })
+            }))
         })
-        .collect();
+        .collect::<Result<Vec<Value>, ApiError>>()?;
     let mut rejected = serde_json::Map::new();
     for r in client.query("SELECT reason, count(*) FROM rejected_rows WHERE batch_id = $1 GROUP BY reason ORDER BY reason", &[&b.id]).await? {
         rejected.insert(r.get::<_, String>(0), json!(r.get::<_, i64>(1)));
@@ -186,7 +154,7 @@ pub async fn check_status(
         "batchId": b.id,
         "status": b.dialgen_status(now),
         "priority": b.priority,
-        "statistics": statistics(&counts),
+        "statistics": statistics(b, &counts.contacts),
         "performance": {"callsPerSecond": round2(cps), "estimatedTimeRemaining": eta, "elapsedTime": elapsed.map(|e| e.round())},
         "timestamps": timestamps(b),
         "recentCalls": recent_calls,

@@ -2,6 +2,7 @@
 //! published and confirmed before the client hears "accepted".
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use shared::domain::Surface;
@@ -9,16 +10,39 @@ use shared::queue::Stream;
 use shared::queue::publisher::Outgoing;
 
 use super::body::Parsed;
-use super::model::{Batch, COLUMNS};
+use super::model::{Batch, COLUMN_COUNT, COLUMNS};
 use super::settings::NewBatch;
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::validate::Violations;
 
+/// An `Idempotency-Key` with the fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The key as sent (trimmed).
+    pub key: String,
+    /// SHA-256 over the surface and the body bytes: the same key with another body is refused.
+    pub fingerprint: Vec<u8>,
+}
+
+impl Idempotency {
+    /// Binds `key` to this request's surface and body.
+    pub fn new(key: String, surface: Surface, body: &[u8]) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(surface.as_str().as_bytes());
+        hash.update([0]);
+        hash.update(body);
+        Self {
+            key,
+            fingerprint: hash.finalize().to_vec(),
+        }
+    }
+}
+
 /// The result of a create request.
 pub struct Submitted {
-    /// The batch (the earlier one when the idempotency key was seen before).
+    /// The batch (the earlier one, as it is now, when the idempotency key was seen before).
     pub batch: Batch,
     /// False when an earlier request with the same `Idempotency-Key` created it.
     pub created: bool,
@@ -32,12 +56,12 @@ pub async fn submit(
     batch_id: Uuid,
     mut new: NewBatch,
     parsed: Parsed,
-    idempotency_key: Option<String>,
+    idempotency: Option<Idempotency>,
     mut violations: Violations,
 ) -> Result<Submitted, ApiError> {
     let client = state.db.get().await?;
 
-    if let Some(key) = &idempotency_key
+    if let Some(key) = &idempotency
         && let Some(batch) = by_idempotency_key(&client, ws.id, key).await?
     {
         return Ok(Submitted {
@@ -91,16 +115,17 @@ pub async fn submit(
                 "INSERT INTO batches (id, workspace_id, surface, name, agent_id, user_id, state, ingest_state,
                      max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time,
                      from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms,
-                     webhooks, tags, default_region, idempotency_key, total_rows, trace_context)
+                     webhooks, tags, default_region, idempotency_key, total_rows, trace_context,
+                     idempotency_fingerprint)
                  VALUES ($1, $2, $3, $4, $5, $6, 'created', 'ingesting', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17, $18, $19, $20, $21, $22)
+                     $17, $18, $19, $20, $21, $22, $23)
                  ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                  RETURNING {COLUMNS}"
             ),
             &[
                 &batch_id,
                 &ws.id,
-                &surface_name(new.surface),
+                &new.surface.as_str(),
                 &new.name,
                 &new.agent_id,
                 &new.user_id,
@@ -117,16 +142,23 @@ pub async fn submit(
                 &new.webhooks,
                 &new.tags,
                 &new.default_region,
-                &idempotency_key,
+                &idempotency.as_ref().map(|i| i.key.as_str()),
+                // What the client sent: the ingest workers count accepted and rejected rows
+                // but never this (it was counted twice when they added to it too).
                 &(parsed.rows as i32),
                 // The scheduler's releases continue this trace (one batch, one trace).
                 &shared::telemetry::propagation::current_traceparent(),
+                &idempotency.as_ref().map(|i| i.fingerprint.as_slice()),
             ],
         )
         .await?;
     let Some(row) = inserted else {
         // A concurrent request with the same key won the race: answer with its batch.
-        let key = idempotency_key.unwrap_or_default();
+        let Some(key) = idempotency else {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "a batch insert without an idempotency key conflicted"
+            )));
+        };
         let batch = by_idempotency_key(&client, ws.id, &key)
             .await?
             .ok_or(ApiError::NotFound("batch"))?;
@@ -177,25 +209,24 @@ pub async fn submit(
     })
 }
 
+/// The batch an earlier request with this key created, as it is now; a 422 if that request
+/// had another body.
 async fn by_idempotency_key(
     client: &impl deadpool_postgres::GenericClient,
     workspace: Uuid,
-    key: &str,
+    key: &Idempotency,
 ) -> Result<Option<Batch>, ApiError> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM batches WHERE workspace_id = $1 AND idempotency_key = $2");
-    client
-        .query_opt(&sql, &[&workspace, &key])
-        .await?
-        .map(|r| Batch::from_row(&r))
-        .transpose()
-}
-
-fn surface_name(surface: Surface) -> &'static str {
-    match surface {
-        Surface::Vogent => "vogent",
-        Surface::Dialgen => "dialgen",
+    let sql = format!(
+        "SELECT {COLUMNS}, idempotency_fingerprint FROM batches WHERE workspace_id = $1 AND idempotency_key = $2"
+    );
+    let Some(row) = client.query_opt(&sql, &[&workspace, &key.key]).await? else {
+        return Ok(None);
+    };
+    let first: Option<&[u8]> = row.get(COLUMN_COUNT);
+    if first.is_some_and(|f| f != key.fingerprint.as_slice()) {
+        return Err(ApiError::IdempotencyKeyReused);
     }
+    Batch::from_row(&row).map(Some)
 }
 
 /// The `Idempotency-Key` header, if present and sensible.

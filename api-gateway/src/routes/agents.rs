@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::domain::timing::api_time;
 use uuid::Uuid;
 
 use super::owned::Owned;
@@ -16,7 +16,7 @@ use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::page_body;
-use crate::validate::{Violations, is_http_url};
+use crate::validate::{Text, Violations, is_http_url};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,8 +33,8 @@ const RESOURCE: Owned = Owned {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateAgent {
-    name: Option<String>,
-    answer_url: Option<String>,
+    name: Option<Text>,
+    answer_url: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +48,7 @@ fn agent_json(row: &tokio_postgres::Row) -> Value {
         "id": row.get::<_, Uuid>(0),
         "name": row.get::<_, String>(1),
         "answerUrl": row.get::<_, String>(2),
-        "createdAt": row.get::<_, DateTime<Utc>>(3),
+        "createdAt": api_time(row.get(3)),
     })
 }
 
@@ -73,7 +73,7 @@ pub(crate) async fn create(
     let row = client
         .query_one(
             "INSERT INTO agents (id, workspace_id, name, answer_url) VALUES ($1, $2, $3, $4) RETURNING id, name, answer_url, created_at",
-            &[&Uuid::now_v7(), &ws.id, &name, &body.answer_url],
+            &[&Uuid::now_v7(), &ws.id, &name, &body.answer_url.as_deref()],
         )
         .await?;
     Ok(Json(agent_json(&row)))

@@ -4,8 +4,12 @@
 //! auth token over `PUBLIC_URL` + path + sorted form parameters), then forwarded to the dial
 //! workers as a `CallEventV1` on the call-events queue, publisher-confirmed before the 204, so a
 //! callback the carrier sees acknowledged is never lost (the carrier retries the others).
+//!
+//! Refusals use the one JSON error shape, like every other route: an attempt id that is not a
+//! UUID is a 404, a bad signature a 403, a missing or unknown `CallStatus` a 400.
 
 use axum::Router;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
@@ -16,20 +20,28 @@ use shared::queue::publisher::Outgoing;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::error::{ApiError, FieldError};
+use crate::extract::path_id;
 
 /// The carrier callback routes.
 pub fn router() -> Router<AppState> {
     Router::new().route("/carrier/status/{attempt_id}", post(status_callback))
 }
 
-#[tracing::instrument(skip_all, fields(attempt_id = %attempt_id))]
+#[tracing::instrument(skip_all, fields(attempt_id = tracing::field::Empty))]
 async fn status_callback(
     State(state): State<AppState>,
-    Path(attempt_id): Path<Uuid>,
+    Path(attempt_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-    Form(params): Form<Vec<(String, String)>>,
-) -> StatusCode {
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<StatusCode, ApiError> {
+    let attempt_id: Uuid = path_id(&attempt_id, "dial attempt")?;
+    tracing::Span::current().record("attempt_id", tracing::field::display(attempt_id));
+    let Form(params) = form.map_err(|e| ApiError::BadRequest {
+        message: e.body_text(),
+        details: vec![FieldError::new("body", e.body_text())],
+    })?;
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let url = format!(
         "{}{}",
@@ -42,7 +54,9 @@ async fn status_callback(
         .unwrap_or_default();
     if !shared::twilio::verify(&state.config.carrier_auth_token, &url, &params, signature) {
         tracing::warn!("carrier callback with a bad signature");
-        return StatusCode::FORBIDDEN;
+        return Err(ApiError::Forbidden(
+            "the X-Twilio-Signature does not match this request".to_owned(),
+        ));
     }
     let param = |name: &str| {
         params
@@ -51,7 +65,13 @@ async fn status_callback(
             .map(|(_, v)| v.as_str())
     };
     let Some(status) = param("CallStatus").and_then(parse_status) else {
-        return StatusCode::BAD_REQUEST;
+        return Err(ApiError::BadRequest {
+            message: "CallStatus is missing or not a Twilio call status".to_owned(),
+            details: vec![FieldError::new(
+                "CallStatus",
+                "must be a Twilio call status (queued, ringing, in-progress, completed, busy, no-answer, failed, canceled)",
+            )],
+        });
     };
     let event = CallEventV1 {
         attempt_id,
@@ -66,14 +86,16 @@ async fn status_callback(
             "{attempt_id}:{}",
             param("CallStatus").unwrap_or_default()
         )),
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR,
+        Err(e) => return Err(ApiError::Internal(e.into())),
     };
     match state.publisher.publish(Stream::CallEvents, message).await {
-        Ok(()) => StatusCode::NO_CONTENT,
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(e) => {
             // The carrier retries a failed callback.
             tracing::error!(error = %e, "cannot forward a carrier callback");
-            StatusCode::SERVICE_UNAVAILABLE
+            Err(ApiError::Unavailable(format!(
+                "the callback could not be forwarded ({e}); retry it"
+            )))
         }
     }
 }

@@ -4,18 +4,22 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
+use shared::domain::views::{dialgen_call_status, dialgen_contact_status};
+use shared::domain::{ContactState, Surface};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::{self, DialgenContact};
 use crate::batches::model::{Batch, COLUMNS};
 use crate::batches::settings::{self, DialgenCreate};
-use crate::batches::stats::{self, Counts, call_status};
-use crate::batches::submit::{idempotency_key, submit};
+use crate::batches::stats::{self, Counts, outcome_column};
+use crate::batches::submit::{Idempotency, idempotency_key, submit};
 use crate::error::ApiError;
 use crate::extract::{Query, path_id, read_body};
 use crate::validate::Violations;
@@ -29,7 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/status/batch", get(calls))
 }
 
-#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", request_body = crate::openapi::DialgenCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 202, body = crate::openapi::DialgenCreated), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", request_body = crate::openapi::DialgenCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 202, body = crate::openapi::DialgenCreated), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
@@ -38,6 +42,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let key = idempotency_key(&headers)?;
     let bytes = read_body(req, &state).await?;
+    let key = key.map(|k| Idempotency::new(k, Surface::Dialgen, &bytes));
     let batch_id = Uuid::now_v7();
     let mut violations = Violations::default();
     let mut parsed = body::parse::<DialgenContact>(&bytes, batch_id, ws.id, &mut violations)?;
@@ -52,7 +57,8 @@ pub(crate) async fn create(
         Json(json!({
             "success": true,
             "batchId": id,
-            "status": "ingesting",
+            // A replay shows the batch as it is now, not as it was when first accepted.
+            "status": submitted.batch.dialgen_status(Utc::now()),
             "message": "Batch accepted and is being processed. Monitor the status link for updates.",
             "links": {
                 "status": format!("{base}/api/v1/batch/{id}/status"),
@@ -148,16 +154,17 @@ pub(crate) async fn list(
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
         let counts = counts.remove(&b.id).unwrap_or_default();
-        let s = stats::statistics(&counts);
+        let s = stats::statistics(&b, &counts);
         out.push(json!({
             "batchId": b.id,
             "status": b.dialgen_status(now),
-            "total": s["total"],
-            "processed": s["processed"],
-            "succeeded": s["succeeded"],
-            "failed": s["failed"],
-            "percentComplete": s["percentComplete"],
-            "createdAt": b.created_at,
+            "total": s.total,
+            "processed": s.processed,
+            "succeeded": s.succeeded,
+            "failed": s.failed,
+            "cancelled": s.cancelled,
+            "percentComplete": s.percent_complete,
+            "createdAt": api_time(b.created_at),
             "agentId": b.agent_id,
             "priority": b.priority,
             "name": b.name,
@@ -167,6 +174,10 @@ pub(crate) async fn list(
 }
 
 /// Every call of a batch with its status: one entry per contact, with its latest attempt.
+///
+/// `status` is the contact's (a contact waiting for its retry is `SCHEDULED`); `dialStatus` is
+/// its latest call's own status, the one `recentCalls` and the webhook show for that call
+/// (`MISSED` for a busy call). Both come from `shared::domain::views`.
 #[utoipa::path(get, path = "/api/v1/status/batch", tag = "dialgen", params(("batchId" = String, Query)), responses((status = 200, body = crate::openapi::BatchCalls), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn calls(
     State(state): State<AppState>,
@@ -178,30 +189,40 @@ pub(crate) async fn calls(
     Batch::load(&client, ws.id, id).await?;
     let rows = client
         .query(
-            "SELECT c.id, c.state, c.last_outcome, c.phone_number, a.started_at, a.answered_at, a.ended_at, a.error, a.id
+            "SELECT c.id, c.state, c.last_outcome, c.phone_number, a.started_at, a.answered_at, a.ended_at, a.error, a.id, a.outcome
              FROM contacts c
              LEFT JOIN LATERAL (SELECT * FROM dial_attempts d WHERE d.contact_id = c.id ORDER BY d.attempt_no DESC LIMIT 1) a ON TRUE
              WHERE c.batch_id = $1 ORDER BY c.row_index",
             &[&id],
         )
         .await?;
-    let calls: Vec<Value> = rows
+    let calls = rows
         .iter()
         .map(|r| {
-            let answered: Option<DateTime<Utc>> = r.get(5);
-            let ended: Option<DateTime<Utc>> = r.get(6);
-            let outcome: Option<&str> = r.get(2);
-            json!({
+            let state: &str = r.get(1);
+            let state = ContactState::parse(state).ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("a contact has an invalid state {state:?}"))
+            })?;
+            let last_outcome = outcome_column(r.get(2))?;
+            let dial_id: Option<Uuid> = r.get(8);
+            let dial_outcome = outcome_column(r.get(9))?;
+            let error = r.get::<_, Option<String>>(7).or_else(|| {
+                last_outcome
+                    .filter(|o| !o.is_answered())
+                    .map(|o| o.as_str().to_owned())
+            });
+            Ok(json!({
                 "callId": r.get::<_, Uuid>(0),
-                "status": call_status(r.get(1), outcome),
-                "startTime": r.get::<_, Option<DateTime<Utc>>>(4),
+                "status": dialgen_contact_status(state, last_outcome),
+                "startTime": api_time_opt(r.get(4)),
                 "phoneNumber": r.get::<_, String>(3),
-                "error": r.get::<_, Option<String>>(7).or_else(|| outcome.filter(|o| *o != "completed").map(str::to_owned)),
-                "duration": answered.zip(ended).map(|(a, e)| (e - a).num_seconds().max(0)),
+                "error": error,
+                "duration": call_duration_secs(r.get(5), r.get(6)),
                 "recordingUrl": Value::Null,
-                "dialId": r.get::<_, Option<Uuid>>(8),
-            })
+                "dialId": dial_id,
+                "dialStatus": dial_id.map(|_| dialgen_call_status(dial_outcome)),
+            }))
         })
-        .collect();
+        .collect::<Result<Vec<Value>, ApiError>>()?;
     Ok(Json(json!({"batchId": id, "calls": calls})))
 }

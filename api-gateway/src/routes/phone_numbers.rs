@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::domain::timing::api_time;
 use uuid::Uuid;
 
 use shared::domain::E164;
@@ -18,7 +18,7 @@ use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::page_body;
-use crate::validate::Violations;
+use crate::validate::{Text, Violations};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,7 +36,7 @@ const RESOURCE: Owned = Owned {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateNumber {
     number: Option<String>,
-    label: Option<String>,
+    label: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -50,7 +50,7 @@ fn number_json(row: &tokio_postgres::Row) -> Value {
         "id": row.get::<_, Uuid>(0),
         "number": row.get::<_, String>(1),
         "label": row.get::<_, Option<String>>(2),
-        "createdAt": row.get::<_, DateTime<Utc>>(3),
+        "createdAt": api_time(row.get(3)),
     })
 }
 
@@ -82,7 +82,12 @@ pub(crate) async fn create(
             "INSERT INTO phone_numbers (id, workspace_id, number, label) VALUES ($1, $2, $3, $4)
              ON CONFLICT (workspace_id, number) WHERE deleted_at IS NULL DO NOTHING
              RETURNING id, number, label, created_at",
-            &[&Uuid::now_v7(), &ws.id, &number.as_str(), &body.label],
+            &[
+                &Uuid::now_v7(),
+                &ws.id,
+                &number.as_str(),
+                &body.label.as_deref(),
+            ],
         )
         .await?
         .ok_or_else(|| {

@@ -10,18 +10,20 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use shared::domain::{JobState, VogentStatus};
+use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
+use shared::domain::views::{vogent_dial_status, vogent_system_result_type};
+use shared::domain::{AttemptState, JobState, Surface, VogentStatus};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::{self, VogentRow};
 use crate::batches::model::{Batch, COLUMNS};
 use crate::batches::settings::{self, VogentCreate, VogentUpdate};
-use crate::batches::submit::{idempotency_key, submit};
+use crate::batches::submit::{Idempotency, idempotency_key, submit};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Query, path_id, read_body};
-use crate::pagination::{Cursor, PageRequest};
-use crate::validate::Violations;
+use crate::pagination::{Cursor, PageRequest, page_body};
+use crate::validate::{Text, Violations};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,7 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/dials/{id}", get(dial))
 }
 
-#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", request_body = crate::openapi::VogentCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", request_body = crate::openapi::VogentCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
@@ -43,6 +45,7 @@ pub(crate) async fn create(
 ) -> Result<Json<Value>, ApiError> {
     let key = idempotency_key(&headers)?;
     let bytes = read_body(req, &state).await?;
+    let key = key.map(|k| Idempotency::new(k, Surface::Vogent, &bytes));
     let batch_id = Uuid::now_v7();
     let mut violations = Violations::default();
     let mut parsed = body::parse::<VogentRow>(&bytes, batch_id, ws.id, &mut violations)?;
@@ -60,7 +63,7 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
     status: Option<String>,
     call_agent_id: Option<String>,
-    user_id: Option<String>,
+    user_id: Option<Text>,
 }
 
 #[utoipa::path(get, path = "/api/batch_dial_jobs", tag = "vogent", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("status" = Option<String>, Query), ("callAgentId" = Option<String>, Query), ("userId" = Option<String>, Query)), responses((status = 200, body = crate::openapi::JobPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
@@ -103,7 +106,13 @@ pub(crate) async fn list(
         .query(
             &sql,
             &[
-                &ws.id, &states, &agent, &q.user_id, &after_at, &after_id, &fetch,
+                &ws.id,
+                &states,
+                &agent,
+                &q.user_id.as_deref(),
+                &after_at,
+                &after_id,
+                &fetch,
             ],
         )
         .await?;
@@ -369,7 +378,7 @@ pub(crate) async fn queue(
             "toNumber": r.get::<_, String>(1),
             "inputs": r.get::<_, Value>(2),
             "attempts": r.get::<_, i32>(4),
-            "nextAttemptAt": r.get::<_, Option<DateTime<Utc>>>(5),
+            "nextAttemptAt": api_time_opt(r.get(5)),
             "name": r.get::<_, Option<String>>(6),
         })
     };
@@ -380,30 +389,34 @@ const DIAL_COLUMNS: &str = "a.id, a.to_number, c.inputs, a.state, a.outcome, a.f
     a.created_at, a.updated_at, a.contact_id, a.attempt_no, a.carrier_call_sid, a.from_number, a.batch_id";
 
 /// Vogent's Dial shape (API-REFERENCE.md), plus `attemptNumber`, `outcome`, `callSid`,
-/// `fromNumber` and `batchId`.
-fn dial_json(r: &tokio_postgres::Row) -> Value {
-    let outcome: Option<String> = r.get(4);
-    let answered: Option<DateTime<Utc>> = r.get(6);
+/// `fromNumber` and `batchId`. Status, duration and times follow `shared::domain::views` and
+/// `::timing`, as every other surface showing this call.
+fn dial_json(r: &tokio_postgres::Row) -> Result<Value, ApiError> {
+    let outcome = crate::batches::stats::outcome_column(r.get(4))?;
+    let state: &str = r.get(3);
+    let state = AttemptState::parse(state).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("an attempt has an invalid state {state:?}"))
+    })?;
     let ended: Option<DateTime<Utc>> = r.get(8);
-    json!({
+    Ok(json!({
         "id": r.get::<_, Uuid>(0),
         "toNumber": r.get::<_, String>(1),
         "inputs": r.get::<_, Value>(2),
-        "status": if outcome.is_some() { "completed".to_owned() } else { r.get::<_, String>(3) },
-        "systemResultType": outcome.as_deref().map(|o| o.to_uppercase().replace('-', "_")),
+        "status": vogent_dial_status(state, outcome),
+        "systemResultType": vogent_system_result_type(outcome),
         "fromNumberId": r.get::<_, Option<Uuid>>(5),
-        "durationSeconds": answered.zip(ended).map(|(a, e)| (e - a).num_milliseconds() as f64 / 1000.0),
-        "startedAt": r.get::<_, Option<DateTime<Utc>>>(7),
-        "endedAt": ended,
-        "createdAt": r.get::<_, DateTime<Utc>>(9),
-        "updatedAt": r.get::<_, DateTime<Utc>>(10),
+        "durationSeconds": call_duration_secs(r.get(6), ended),
+        "startedAt": api_time_opt(r.get(7)),
+        "endedAt": api_time_opt(ended),
+        "createdAt": api_time(r.get(9)),
+        "updatedAt": api_time(r.get(10)),
         "dialTaskId": r.get::<_, Uuid>(11),
         "attemptNumber": r.get::<_, i32>(12),
         "outcome": outcome,
         "callSid": r.get::<_, Option<String>>(13),
         "fromNumber": r.get::<_, Option<String>>(14),
         "batchId": r.get::<_, Uuid>(15),
-    })
+    }))
 }
 
 /// The job's dials: completed ones by default (as Vogent lists them); `status=in-progress` or
@@ -443,7 +456,9 @@ pub(crate) async fn dials(
         at: r.get(9),
         id: r.get(0),
     };
-    Ok(page.respond(rows, cursor_of, dial_json))
+    let (rows, cursor) = page.split(rows, cursor_of);
+    let items = rows.iter().map(dial_json).collect::<Result<Vec<_>, _>>()?;
+    Ok(page_body(items.into_iter(), cursor))
 }
 
 /// One dial. Agents fetch a call's inputs here with the `dialId` carried in their answer URL.
@@ -462,5 +477,5 @@ pub(crate) async fn dial(
         .query_opt(&sql, &[&id, &ws.id])
         .await?
         .ok_or(ApiError::NotFound("dial"))?;
-    Ok(Json(dial_json(&row)))
+    Ok(Json(dial_json(&row)?))
 }

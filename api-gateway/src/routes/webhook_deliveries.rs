@@ -6,9 +6,9 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::domain::timing::{api_time, api_time_opt};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -57,11 +57,11 @@ fn delivery_json(row: &tokio_postgres::Row) -> Value {
         "lastStatusCode": row.get::<_, Option<i32>>(7),
         "lastError": row.get::<_, Option<String>>(8),
         // Only a pending delivery has a next attempt.
-        "nextAttemptAt": (state == "pending").then(|| row.get::<_, DateTime<Utc>>(9)),
+        "nextAttemptAt": (state == "pending").then(|| api_time(row.get(9))),
         "state": state,
-        "deliveredAt": row.get::<_, Option<DateTime<Utc>>>(10),
+        "deliveredAt": api_time_opt(row.get(10)),
         "payload": row.get::<_, Value>(11),
-        "createdAt": row.get::<_, DateTime<Utc>>(12),
+        "createdAt": api_time(row.get(12)),
     })
 }
 

@@ -93,7 +93,7 @@ async fn rows_are_normalized_and_rejections_kept() {
         ]
     );
     let s = fixture::state(&env.db, &batch).await;
-    assert_eq!((s.total, s.accepted, s.rejected), (7, 2, 5));
+    assert_eq!((s.sorted, s.accepted, s.rejected), (7, 2, 5));
     assert_eq!(s.ingest_state, "ingesting");
 }
 
@@ -172,7 +172,7 @@ async fn first_row_wins_across_chunks_whatever_the_commit_order() {
         ]
     );
     let s = fixture::state(&env.db, &batch).await;
-    assert_eq!((s.total, s.accepted, s.rejected), (9, 7, 2));
+    assert_eq!((s.sorted, s.accepted, s.rejected), (9, 7, 2));
 }
 
 #[tokio::test]
@@ -216,6 +216,38 @@ async fn a_released_contact_keeps_its_number() {
     assert!(rejected[0].2.contains("already released"), "{rejected:?}");
 }
 
+/// `rows.submitted` was twice the rows sent: the gateway wrote `total_rows` and every chunk
+/// added its rows to it again.
+#[tokio::test]
+async fn chunks_leave_the_submitted_count_as_the_gateway_wrote_it() {
+    let env = TestEnv::new().await;
+    let batch = fixture::batch(&env.db, BatchOpts::default()).await;
+    env.db
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE batches SET total_rows = 5 WHERE id = $1",
+            &[&batch.id],
+        )
+        .await
+        .unwrap();
+    let chunks = vec![
+        chunk(
+            &batch,
+            0,
+            0,
+            vec![row(&number(0)), row(&number(1)), row("nope")],
+        ),
+        chunk(&batch, 1, 3, vec![row(&number(3)), row(&number(4))]),
+    ];
+    for c in chunks {
+        committed(handle_chunk(&env.db, STRICT, c).await.unwrap());
+    }
+    let s = fixture::state(&env.db, &batch).await;
+    assert_eq!((s.submitted, s.accepted, s.rejected), (5, 4, 1));
+}
+
 #[tokio::test]
 async fn the_same_chunk_delivered_twice_changes_nothing() {
     let env = TestEnv::new().await;
@@ -250,7 +282,7 @@ async fn the_same_chunk_delivered_twice_changes_nothing() {
     );
     assert!(outcomes.contains(&ChunkOutcome::AlreadyDone));
     let after = fixture::state(&env.db, &batch).await;
-    assert_eq!((before.total, after.total), (50, 100));
+    assert_eq!((before.sorted, after.sorted), (50, 100));
     assert_eq!(fixture::contacts(&env.db, &batch).await.len(), 100);
     assert!(fixture::rejected(&env.db, &batch).await.is_empty());
 }
@@ -335,7 +367,7 @@ async fn concurrent_chunks_sharing_numbers_converge_on_the_first_rows() {
     assert!(rejected.iter().all(|(_, reason, _)| reason == "duplicate"));
     let s = fixture::state(&env.db, &batch).await;
     assert_eq!(
-        (s.ingest_state.as_str(), s.total, s.accepted, s.rejected),
+        (s.ingest_state.as_str(), s.sorted, s.accepted, s.rejected),
         ("ready", 200, 40, 160)
     );
 }

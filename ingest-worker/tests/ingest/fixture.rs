@@ -153,7 +153,10 @@ pub async fn rejected(db: &Pool, batch: &Batch) -> Vec<(i32, String, String)> {
 pub struct BatchState {
     pub state: String,
     pub ingest_state: String,
-    pub total: i32,
+    /// `total_rows`: what the gateway wrote with the batch; the worker never changes it.
+    pub submitted: i32,
+    /// Rows the worker has sorted so far (accepted + rejected).
+    pub sorted: i32,
     pub accepted: i32,
     pub rejected: i32,
     pub error_code: Option<String>,
@@ -164,7 +167,8 @@ pub async fn state(db: &Pool, batch: &Batch) -> BatchState {
     let client = db.get().await.unwrap();
     let r = client
         .query_one(
-            "SELECT state, ingest_state, total_rows, accepted_rows, rejected_rows, error_code, error
+            "SELECT state, ingest_state, total_rows, accepted_rows, rejected_rows, error_code, error,
+                    accepted_rows + rejected_rows
              FROM batches WHERE id = $1",
             &[&batch.id],
         )
@@ -173,7 +177,8 @@ pub async fn state(db: &Pool, batch: &Batch) -> BatchState {
     BatchState {
         state: r.get(0),
         ingest_state: r.get(1),
-        total: r.get(2),
+        submitted: r.get(2),
+        sorted: r.get(7),
         accepted: r.get(3),
         rejected: r.get(4),
         error_code: r.get(5),

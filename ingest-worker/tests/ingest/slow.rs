@@ -25,7 +25,7 @@ async fn slow_hundred_thousand_contacts_end_to_end() {
     fixture::announce(&env.db, &batch, 100).await;
     let s = fixture::wait_until_ingested(&env.db, &batch, Duration::from_secs(300)).await;
     assert_eq!(
-        (s.ingest_state.as_str(), s.total, s.accepted, s.rejected),
+        (s.ingest_state.as_str(), s.sorted, s.accepted, s.rejected),
         ("ready", 100_000, 100_000, 0)
     );
     let n: i64 = env

@@ -29,7 +29,7 @@ async fn several_workers_share_the_queue() {
         (
             s.ingest_state.as_str(),
             s.state.as_str(),
-            s.total,
+            s.sorted,
             s.accepted,
             s.rejected
         ),

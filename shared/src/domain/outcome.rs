@@ -1,6 +1,43 @@
-//! How a dial attempt ended.
+//! A dial attempt's life ([`AttemptState`], `dial_attempts.state`) and how it ended
+//! ([`CallOutcome`], `dial_attempts.outcome` and `contacts.last_outcome`). CHECK constraints
+//! hold the columns to these names (migration V8).
 
 use serde::{Deserialize, Serialize};
+
+/// Where a call is, as the carrier last told us (`dial_attempts.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptState {
+    /// Written before the carrier request; the call may not be placed yet.
+    Dialing,
+    /// The carrier accepted the call and it rings.
+    Ringing,
+    /// Answered: connected to the agent.
+    InProgress,
+    /// Over: the outcome is recorded.
+    Ended,
+}
+
+impl AttemptState {
+    /// Every state, in order.
+    pub const ALL: [AttemptState; 4] =
+        [Self::Dialing, Self::Ringing, Self::InProgress, Self::Ended];
+
+    /// The database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dialing => "dialing",
+            Self::Ringing => "ringing",
+            Self::InProgress => "in-progress",
+            Self::Ended => "ended",
+        }
+    }
+
+    /// Parses the database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
 
 /// The outcome of one attempt (ARCHITECTURE.md, "Outcomes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,8 +53,11 @@ pub enum CallOutcome {
     Failed,
     /// An answering machine picked up.
     Voicemail,
-    /// Cancelled before it connected (pause or cancel of the job).
-    Canceled,
+    /// Cancelled before it connected (pause or cancel of the job). Spelled `cancelled`, like
+    /// every other state of ours; the carrier's own status keeps Twilio's `canceled`. JSON
+    /// written before the rename (a carrier-sim record) still reads.
+    #[serde(alias = "canceled")]
+    Cancelled,
     /// The worker lost track of the call and the carrier could not tell us: closed without a
     /// retry so the contact is never dialed twice.
     Unknown,
@@ -31,13 +71,19 @@ impl CallOutcome {
         Self::NoAnswer,
         Self::Failed,
         Self::Voicemail,
-        Self::Canceled,
+        Self::Cancelled,
         Self::Unknown,
     ];
 
     /// Whether another attempt may follow (busy and no-answer only).
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::Busy | Self::NoAnswer)
+    }
+
+    /// Whether someone or something picked up: a person (`completed`) or a machine
+    /// (`voicemail`). Such an attempt is final and its contact `completed`.
+    pub fn is_answered(self) -> bool {
+        matches!(self, Self::Completed | Self::Voicemail)
     }
 
     /// The wire and database name.
@@ -48,7 +94,7 @@ impl CallOutcome {
             Self::NoAnswer => "no-answer",
             Self::Failed => "failed",
             Self::Voicemail => "voicemail",
-            Self::Canceled => "canceled",
+            Self::Cancelled => "cancelled",
             Self::Unknown => "unknown",
         }
     }
@@ -56,5 +102,28 @@ impl CallOutcome {
     /// Parses the database name.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for o in CallOutcome::ALL {
+            assert_eq!(CallOutcome::parse(o.as_str()), Some(o));
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        for s in AttemptState::ALL {
+            assert_eq!(AttemptState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(CallOutcome::parse("canceled"), None, "one spelling");
     }
 }

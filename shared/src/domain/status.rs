@@ -15,6 +15,23 @@ pub enum Surface {
     Dialgen,
 }
 
+impl Surface {
+    /// The database name (`batches.surface`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vogent => "vogent",
+            Self::Dialgen => "dialgen",
+        }
+    }
+
+    /// Parses the database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Vogent, Self::Dialgen]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
 /// The job's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +73,16 @@ pub struct TransitionError {
 }
 
 impl JobState {
+    /// Every state, in the order of a job's life.
+    pub const ALL: [JobState; 6] = [
+        Self::Created,
+        Self::Active,
+        Self::Paused,
+        Self::Completed,
+        Self::Cancelled,
+        Self::Failed,
+    ];
+
     /// The database name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,16 +97,7 @@ impl JobState {
 
     /// Parses the database name.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Created,
-            Self::Active,
-            Self::Paused,
-            Self::Completed,
-            Self::Cancelled,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// Whether no further change can happen.
@@ -115,6 +133,9 @@ impl JobState {
 }
 
 impl IngestState {
+    /// Every state, in order.
+    pub const ALL: [IngestState; 3] = [Self::Ingesting, Self::Ready, Self::Failed];
+
     /// The database name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -126,9 +147,7 @@ impl IngestState {
 
     /// Parses the database name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Ingesting, Self::Ready, Self::Failed]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
@@ -264,15 +283,11 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in [
-            JobState::Created,
-            JobState::Active,
-            JobState::Paused,
-            JobState::Completed,
-            JobState::Cancelled,
-            JobState::Failed,
-        ] {
+        for s in JobState::ALL {
             assert_eq!(JobState::parse(s.as_str()), Some(s));
+        }
+        for s in IngestState::ALL {
+            assert_eq!(IngestState::parse(s.as_str()), Some(s));
         }
         assert_eq!(
             serde_json::to_string(&VogentStatus::Complete).unwrap(),

@@ -74,7 +74,7 @@ pub async fn sample_database(db: &Pool) -> Result<(), SampleError> {
         .query(
             "SELECT s.state, count(b.id) FROM unnest($1::text[]) AS s(state) \
              LEFT JOIN batches b ON b.state = s.state GROUP BY s.state",
-            &[&BATCH_STATES.as_slice()],
+            &[&batch_states()],
         )
         .await?;
     for row in rows {
@@ -93,15 +93,14 @@ pub async fn sample_database(db: &Pool) -> Result<(), SampleError> {
     Ok(())
 }
 
-/// The job states `batches.state` holds (see the schema); the `status` label's values.
-pub const BATCH_STATES: [&str; 6] = [
-    "created",
-    "active",
-    "paused",
-    "completed",
-    "cancelled",
-    "failed",
-];
+/// The job states `batches.state` holds (`JobState`, held by a CHECK constraint); the
+/// `status` label's values.
+pub fn batch_states() -> Vec<&'static str> {
+    crate::domain::JobState::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect()
+}
 
 /// A database sample that failed.
 #[derive(Debug, thiserror::Error)]

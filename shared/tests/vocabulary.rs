@@ -1,0 +1,87 @@
+//! The database holds the one vocabulary: every state and outcome column accepts exactly the
+//! names its enum in `shared::domain` writes, and nothing else (not `canceled`).
+
+use shared::domain::{AttemptState, CallOutcome, ContactState, IngestState, JobState};
+use testkit::{TestEnv, fixtures};
+
+/// Sets `column` of the one row of `table` to `value`; whether the database accepted it.
+async fn accepts(client: &tokio_postgres::Client, table: &str, column: &str, value: &str) -> bool {
+    let sql = format!("UPDATE {table} SET {column} = $1");
+    match client.execute(&sql, &[&value]).await {
+        Ok(_) => true,
+        Err(e) => {
+            assert_eq!(
+                e.code(),
+                Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+                "{e}"
+            );
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn state_and_outcome_columns_accept_exactly_the_enums_names() {
+    let env = TestEnv::new().await;
+    let client = env.db.get().await.unwrap();
+    let ws = fixtures::Workspace::new().insert(&client).await;
+    let batch = fixtures::Batch::new(ws).insert(&client).await;
+    let contact = fixtures::Contacts::new(["+12015550100"])
+        .insert(&client, batch, ws.id)
+        .await[0];
+    client
+        .execute(
+            "INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no, to_number)
+             VALUES (gen_random_uuid(), $1, $2, $3, 1, '+12015550100')",
+            &[&contact, &batch, &ws.id],
+        )
+        .await
+        .unwrap();
+
+    let columns: [(&str, &str, Vec<&str>); 6] = [
+        (
+            "batches",
+            "state",
+            JobState::ALL.map(JobState::as_str).to_vec(),
+        ),
+        (
+            "batches",
+            "ingest_state",
+            IngestState::ALL.map(IngestState::as_str).to_vec(),
+        ),
+        (
+            "contacts",
+            "state",
+            ContactState::ALL.map(ContactState::as_str).to_vec(),
+        ),
+        (
+            "contacts",
+            "last_outcome",
+            CallOutcome::ALL.map(CallOutcome::as_str).to_vec(),
+        ),
+        (
+            "dial_attempts",
+            "state",
+            AttemptState::ALL.map(AttemptState::as_str).to_vec(),
+        ),
+        (
+            "dial_attempts",
+            "outcome",
+            CallOutcome::ALL.map(CallOutcome::as_str).to_vec(),
+        ),
+    ];
+    for (table, column, values) in columns {
+        for value in values {
+            assert!(
+                accepts(&client, table, column, value).await,
+                "{table}.{column} refuses {value}"
+            );
+        }
+        for wrong in ["canceled", "Completed", "no_answer", ""] {
+            assert!(
+                !accepts(&client, table, column, wrong).await,
+                "{table}.{column} accepts {wrong:?}"
+            );
+        }
+    }
+}
