@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use dial_worker::carrier::Carrier;
-use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimOutcome};
+use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimCarrier, SimOutcome};
 use dial_worker::dial::{DialResult, dial};
 use shared::queue::messages::DialV1;
 use testkit::TestEnv;
@@ -25,6 +25,15 @@ fn answered() -> SimBehavior {
     }
 }
 
+fn ctx(env: &TestEnv, sim: &SimCarrier) -> dial_worker::Ctx {
+    dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        Carrier::Sim(sim.clone()),
+        config(env, &[]),
+    )
+}
+
 /// Holds the contact's release open (as the scheduler does while the broker confirms), hands
 /// the first delivery of its message to `dial`, then commits or rolls back after `hold`.
 async fn race_release(commit: bool) -> (DialResult, usize) {
@@ -33,12 +42,7 @@ async fn race_release(commit: bool) -> (DialResult, usize) {
     let ws = workspace(&env, 10).await;
     let batch_id = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
     let sim = sim(&env, answered(), stop.clone());
-    let ctx = dial_worker::Ctx::new(
-        env.db.clone(),
-        env.redis.clone(),
-        Carrier::Sim(sim.clone()),
-        config(&env, &[]),
-    );
+    let ctx = ctx(&env, &sim);
 
     let mut scheduler = env.db.get().await.unwrap();
     let tx = scheduler.transaction().await.unwrap();
@@ -104,12 +108,7 @@ async fn an_unreadable_schedule_keeps_the_job_closed() {
     let ws = workspace(&env, 10).await;
     let batch_id = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
     let sim = sim(&env, answered(), stop.clone());
-    let ctx = dial_worker::Ctx::new(
-        env.db.clone(),
-        env.redis.clone(),
-        Carrier::Sim(sim.clone()),
-        config(&env, &[]),
-    );
+    let ctx = ctx(&env, &sim);
     let client = env.db.get().await.unwrap();
     client
         .execute(

@@ -178,6 +178,45 @@ impl Stack {
     }
 }
 
+/// Another workspace on the same stack, with its own key and agent.
+struct OtherWorkspace {
+    key: String,
+    agent: String,
+}
+
+impl OtherWorkspace {
+    fn post(&self, stack: &Stack, path: &str, body: Value) -> reqwest::RequestBuilder {
+        stack
+            .http
+            .post(format!("{}{path}", stack.gateway))
+            .bearer_auth(&self.key)
+            .json(&body)
+    }
+}
+
+impl Stack {
+    /// Creates another workspace (limit 5) with an agent of its own.
+    async fn other_workspace(&self, name: &str) -> OtherWorkspace {
+        let created = api_gateway::admin::create_workspace(&self.env.db, name, 5)
+            .await
+            .unwrap();
+        let mut other = OtherWorkspace {
+            key: created.api_key,
+            agent: String::new(),
+        };
+        let agent: Value = other
+            .post(
+                self,
+                "/api/agents",
+                json!({"name": name, "answerUrl": "https://agent.example.com/answer"}),
+            )
+            .send_json()
+            .await;
+        other.agent = agent["id"].as_str().unwrap().to_owned();
+        other
+    }
+}
+
 type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
 /// A webhook receiver that records every delivery.
@@ -604,29 +643,13 @@ async fn a_saturated_workspace_does_not_delay_another() {
         )
         .await;
 
-    // A second workspace, with its own key and agent.
-    let other = api_gateway::admin::create_workspace(&stack.env.db, "idle", 5)
-        .await
-        .unwrap();
-    let post = |path: &str, body: Value| {
-        stack
-            .http
-            .post(format!("{}{path}", stack.gateway))
-            .bearer_auth(&other.api_key)
-            .json(&body)
-    };
-    let agent: Value = post(
-        "/api/agents",
-        json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}),
-    )
-    .send_json()
-    .await;
+    let other = stack.other_workspace("idle").await;
     let probes: Vec<Value> = (0..5)
         .map(|i| json!({"phoneNumber": format!("+1205{:06}0", 550000 + i)}))
         .collect();
-    let body = json!({"agentId": agent["id"], "userId": "u2", "contacts": probes,
+    let body = json!({"agentId": other.agent, "userId": "u2", "contacts": probes,
                       "options": {"maxCallsPerSecond": 10, "maxConcurrentDials": 5}});
-    let created: Value = post("/api/v1/batch", body).send_json().await;
+    let created: Value = other.post(&stack, "/api/v1/batch", body).send_json().await;
     assert!(created["batchId"].is_string(), "{created}");
     let before = stack
         .calls()
@@ -700,28 +723,13 @@ async fn fairness_benchmark() {
         })
         .await;
 
-    let other = api_gateway::admin::create_workspace(&stack.env.db, "probe", 5)
-        .await
-        .unwrap();
-    let post = |path: &str, body: Value| {
-        stack
-            .http
-            .post(format!("{}{path}", stack.gateway))
-            .bearer_auth(&other.api_key)
-            .json(&body)
-    };
-    let agent: Value = post(
-        "/api/agents",
-        json!({"name": "probe", "answerUrl": "https://agent.example.com/answer"}),
-    )
-    .send_json()
-    .await;
+    let other = stack.other_workspace("probe").await;
     let mut waits = Vec::new();
     for i in 0..20 {
         let number = format!("+1207{:06}0", 550_000 + i);
-        let body = json!({"agentId": agent["id"], "userId": "probe",
+        let body = json!({"agentId": other.agent, "userId": "probe",
                           "contacts": [{"phoneNumber": number}]});
-        let created: Value = post("/api/v1/batch", body).send_json().await;
+        let created: Value = other.post(&stack, "/api/v1/batch", body).send_json().await;
         assert!(created["batchId"].is_string(), "{created}");
         stack
             .wait_for("the probe's call", Duration::from_secs(60), async || {
