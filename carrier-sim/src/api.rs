@@ -529,6 +529,9 @@ fn resource(call: &Call) -> Value {
         "end_time": rfc2822(s.ended_at),
         "duration": s.status.is_final().then(|| duration_secs(&s).to_string()),
         "answered_by": s.answered_by,
+        // An extension (Twilio shows no such field): lets a dialer that lost a create answer
+        // find its call in the list by the key it sent.
+        "idempotency_key": call.idempotency_key,
         "price": null,
         "price_unit": "USD",
         "parent_call_sid": null,

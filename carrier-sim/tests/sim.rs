@@ -451,6 +451,10 @@ async fn an_idempotency_key_places_one_call() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["sid"], sids[0].as_str());
+    assert_eq!(
+        again["idempotency_key"], "attempt-42",
+        "the resource shows its key (an extension)"
+    );
     let other = sim.create_keyed("Idempotency-Key", "attempt-43").await;
     let other: Value = other.json().await.unwrap();
     assert_ne!(other["sid"], sids[0].as_str());
@@ -515,6 +519,7 @@ async fn the_call_list_filters_by_number_and_start_time() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let one = vec![mine["sid"].as_str().unwrap().to_owned()];
+    assert!(mine["idempotency_key"].is_null(), "created without a key");
     assert_eq!(list(vec![to()]).await, (200, one.clone()));
     assert_eq!(
         list(vec![to(), ("StartTime>", day(today))]).await,
