@@ -12,6 +12,7 @@ pub mod fixtures;
 pub mod http;
 pub mod otlp;
 pub mod process;
+pub mod proxy;
 
 use std::time::Duration;
 
