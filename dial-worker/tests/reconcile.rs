@@ -389,3 +389,151 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The send window holds through a long start-token wait: at one call a second, the last of 18
+/// calls waits 17 s for its token with its attempt written — longer than the 16 s after which a
+/// silent attempt without a call id is looked up (ring timeout 1 s here). The waiting calls
+/// keep their rows touched, so the reconciler running meanwhile takes none of them back: every
+/// one is dialed by the task that wrote it, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_start_token_wait_keeps_its_attempt() {
+    let env = TestEnv::new().await;
+    let ws = workspace(&env, 20).await;
+    let spec = new_batch(ws)
+        .max_concurrent_dials(20)
+        .max_calls_per_second(1);
+    let batch = batch(&env, &spec, &numbers("+1201555", 18, 0)).await;
+    let client = env.db.get().await.unwrap();
+    let dials: Vec<DialV1> = client
+        .query(
+            "UPDATE contacts SET state = 'released', released_at = now()
+             WHERE batch_id = $1 RETURNING id",
+            &[&batch],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| DialV1 {
+            batch_id: batch,
+            workspace_id: ws.id,
+            contact_id: r.get(0),
+            attempt_no: 1,
+        })
+        .collect();
+    let (sim, _events) = SimCarrier::new(SimBehavior {
+        talk_ms: (60_000, 60_000),
+        ..quick_calls()
+    });
+    let settings = [("CALL_TIMEOUT_SECS", "1"), ("RECONCILE_AFTER_SECS", "1")];
+    let ctx = ctx_with(&env, Carrier::Sim(sim.clone()), &settings);
+    let stop = CancellationToken::new();
+    let reconciler = {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                reconcile_once(&ctx).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let tasks: Vec<_> = dials
+        .iter()
+        .map(|d| {
+            let (ctx, d) = (ctx.clone(), d.clone());
+            tokio::spawn(async move { dial_one(&ctx, &d).await.unwrap() })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    stop.cancel();
+    reconciler.await.unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, DialResult::Dialed { .. })),
+        "{results:?}"
+    );
+    let mut called: Vec<String> = sim.calls().into_iter().map(|c| c.to).collect();
+    called.sort();
+    called.dedup();
+    assert_eq!(called.len(), 18);
+    assert_eq!(sim.calls().len(), 18);
+}
+
+/// After a broker outage the reconciler runs at once: callbacks may have been lost meanwhile,
+/// so every placed call silent for 2 s is asked about, without waiting for
+/// `RECONCILE_AFTER_SECS` (60 here, so only the catch-up pass can settle the call in time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reconciler_catches_up_as_soon_as_the_broker_is_back() {
+    let env = TestEnv::new().await;
+    let broker = testkit::proxy::TcpProxy::start("127.0.0.1:5672").await;
+    let amqp = broker.url(&env.config.amqp_url);
+    let ws = workspace(&env, 10).await;
+    let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    // Its events go nowhere: the call's callbacks are "lost".
+    let (sim, _events) = SimCarrier::new(quick_calls());
+    let settings = [("AMQP_URL", amqp.as_str()), ("RECONCILE_AFTER_SECS", "60")];
+    let mut worker_config = config(&env, &settings);
+    worker_config.service.amqp_url = amqp.clone();
+    let stop = CancellationToken::new();
+    let (_addr, done) =
+        dial_worker::spawn(worker_config, Some(Carrier::Sim(sim.clone())), stop.clone())
+            .await
+            .unwrap();
+    let ctx = ctx_with(&env, Carrier::Sim(sim.clone()), &[]);
+    let (_, attempt) = written_not_sent(&env, &ctx, &ws, batch).await;
+    let sid = sim
+        .place_call(&CallRequest {
+            attempt_id: attempt,
+            to: "+12015550000".into(),
+            from: "+12015550100".into(),
+            answer_url: "https://agent.example/answer".into(),
+            status_callback: "http://127.0.0.1:9/nowhere".into(),
+            timeout_secs: 30,
+            machine_detection: false,
+        })
+        .unwrap();
+    env.db
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE dial_attempts SET carrier_call_sid = $2, state = 'ringing' WHERE id = $1",
+            &[&attempt, &sid],
+        )
+        .await
+        .unwrap();
+
+    broker.cut();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        attempt_row(&env, attempt).await,
+        Some((None, Some(sid.clone()))),
+        "nothing settles it during the outage"
+    );
+    let restored = std::time::Instant::now();
+    broker.restore();
+    let deadline = restored + Duration::from_secs(20);
+    loop {
+        if attempt_row(&env, attempt).await.and_then(|r| r.0).is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reconciled after the broker came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "reconciled {:?} after the broker came back",
+        restored.elapsed()
+    );
+    assert_eq!(
+        attempt_row(&env, attempt).await,
+        Some((Some("completed".to_owned()), Some(sid)))
+    );
+    stop.cancel();
+    let _ = done.await;
+}
