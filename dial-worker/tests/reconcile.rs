@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use common::*;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimCarrier, SimOutcome};
 use dial_worker::carrier::twilio::TwilioCarrier;
@@ -17,6 +18,7 @@ use dial_worker::carrier::{CallRequest, Carrier};
 use dial_worker::dial::{DialResult, dial_one};
 use dial_worker::limits::{SlotRequest, TryAcquire};
 use dial_worker::reconcile::reconcile_once;
+use serde_json::{Value, json};
 use shared::config::Env;
 use shared::queue::messages::DialV1;
 use testkit::TestEnv;
@@ -536,4 +538,155 @@ async fn the_reconciler_catches_up_as_soon_as_the_broker_is_back() {
     );
     stop.cancel();
     let _ = done.await;
+}
+
+/// Calls a fake Twilio lists (no `idempotency_key`, as the real one shows none), and the list
+/// queries it received.
+#[derive(Clone, Default)]
+struct FakeTwilio {
+    calls: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    queries: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeTwilio {
+    async fn start(&self) -> String {
+        use axum::extract::{Path, RawQuery};
+        use axum::routing::get;
+        let list = self.clone();
+        let one = self.clone();
+        let app = axum::Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account}/Calls.json",
+                get(move |RawQuery(q): RawQuery| {
+                    let list = list.clone();
+                    async move {
+                        list.queries.lock().unwrap().push(q.unwrap_or_default());
+                        axum::Json(json!({"calls": list.calls.lock().unwrap().clone()}))
+                    }
+                }),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/Calls/{file}",
+                get(move |Path((_, file)): Path<(String, String)>| {
+                    let one = one.clone();
+                    async move {
+                        let sid = file.trim_end_matches(".json").to_owned();
+                        let known = one.calls.lock().unwrap().iter().any(|c| c["sid"] == sid);
+                        if known {
+                            axum::Json(json!({"sid": sid, "status": "completed", "duration": "4"}))
+                                .into_response()
+                        } else {
+                            axum::http::StatusCode::NOT_FOUND.into_response()
+                        }
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn add(&self, sid: &str, created: chrono::DateTime<chrono::Utc>) {
+        self.calls.lock().unwrap().push(json!({
+            "sid": sid, "to": "+12015550000", "from": "+12015550100",
+            "date_created": created.to_rfc2822(), "status": "completed",
+        }));
+    }
+}
+
+/// Against a carrier that shows no idempotency keys (Twilio), the call list decides by number,
+/// caller ID and creation time: calls other attempts own, and calls made before the attempt,
+/// are not its; a lone free call is adopted; but while two open attempts without a call id
+/// call the same number, a lone call could be either's, and both wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_keys_the_call_list_is_matched_by_number_and_time() {
+    let env = TestEnv::new().await;
+    let twilio = FakeTwilio::default();
+    let url = twilio.start().await;
+    let ctx = ctx_with(
+        &env,
+        Carrier::Twilio(TwilioCarrier::new(&url, "AC1", "token")),
+        &[],
+    );
+    let ws = workspace(&env, 10).await;
+    let now = chrono::Utc::now();
+    let silent = |a: Uuid| {
+        let env = &env;
+        async move {
+            env.db
+                .get()
+                .await
+                .unwrap()
+                .execute(
+                    "UPDATE dial_attempts SET updated_at = now() - interval '60 seconds' WHERE id = $1",
+                    &[&a],
+                )
+                .await
+                .unwrap();
+        }
+    };
+
+    // An old call to the number (an earlier attempt's, long ago) and one another attempt owns.
+    twilio.add("CAold", now - chrono::Duration::hours(1));
+    twilio.add("CAowned", now + chrono::Duration::seconds(1));
+    let owner_job = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let (_, owner) = written_not_sent(&env, &ctx, &ws, owner_job).await;
+    env.db
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE dial_attempts SET carrier_call_sid = 'CAowned' WHERE id = $1",
+            &[&owner],
+        )
+        .await
+        .unwrap();
+    let job = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let (msg, unsent) = written_not_sent(&env, &ctx, &ws, job).await;
+    silent(unsent).await;
+    reconcile_once(&ctx).await.unwrap();
+    assert_eq!(
+        attempt_row(&env, unsent).await,
+        None,
+        "none of those is its call"
+    );
+    assert_eq!(contact(&env, msg.contact_id).await.0, "queued");
+    let query = twilio.queries.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        query.contains("To=%2B12015550000")
+            && query.contains("From=%2B12015550100")
+            && query.contains(&format!(
+                "StartTime%3E={}",
+                (now - chrono::Duration::seconds(10)).format("%Y-%m-%d")
+            )),
+        "{query}"
+    );
+
+    // Its call is there, free: adopted.
+    let job = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let (msg, placed) = written_not_sent(&env, &ctx, &ws, job).await;
+    twilio.add("CAmine", chrono::Utc::now() + chrono::Duration::seconds(1));
+    silent(placed).await;
+    reconcile_once(&ctx).await.unwrap();
+    assert_eq!(
+        attempt_row(&env, placed).await,
+        Some((Some("completed".to_owned()), Some("CAmine".to_owned())))
+    );
+    assert_eq!(contact(&env, msg.contact_id).await.0, "completed");
+
+    // Two open attempts without a call id to the same number, one free call: either's.
+    let a_job = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let b_job = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let (_, a) = written_not_sent(&env, &ctx, &ws, a_job).await;
+    let (_, b) = written_not_sent(&env, &ctx, &ws, b_job).await;
+    twilio.add(
+        "CAeither",
+        chrono::Utc::now() + chrono::Duration::seconds(1),
+    );
+    silent(a).await;
+    silent(b).await;
+    reconcile_once(&ctx).await.unwrap();
+    assert_eq!(attempt_row(&env, a).await, Some((None, None)), "left open");
+    assert_eq!(attempt_row(&env, b).await, Some((None, None)), "left open");
 }
