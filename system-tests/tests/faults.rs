@@ -58,6 +58,8 @@ struct Stack {
     key: String,
     agent: String,
     http: reqwest::Client,
+    /// Every role's way to RabbitMQ, when the test gives them an outage of their own.
+    broker: Option<testkit::proxy::TcpProxy>,
     shutdown: CancellationToken,
 }
 
@@ -72,7 +74,25 @@ impl Drop for Stack {
 
 impl Stack {
     async fn start(sim_settings: &[(&str, &str)], workspace_limit: i32) -> Self {
+        Self::start_with(sim_settings, workspace_limit, false).await
+    }
+
+    /// With `proxied_broker`, every role of the stack reaches RabbitMQ through a proxy the
+    /// test can cut: a broker outage for this stack alone.
+    async fn start_with(
+        sim_settings: &[(&str, &str)],
+        workspace_limit: i32,
+        proxied_broker: bool,
+    ) -> Self {
         let env = TestEnv::new().await;
+        let broker = if proxied_broker {
+            Some(testkit::proxy::TcpProxy::start("127.0.0.1:5672").await)
+        } else {
+            None
+        };
+        let amqp_url = broker
+            .as_ref()
+            .map_or(env.config.amqp_url.clone(), |p| p.url(&env.config.amqp_url));
         let shutdown = CancellationToken::new();
         let dir = std::env::temp_dir().join(format!("dialfleet-faults-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -95,6 +115,7 @@ impl Stack {
         let gateway = format!("http://{}", testkit::process::free_addr());
         let with = |extra: &[(&str, &str)]| {
             let mut pairs = env.env_vars();
+            pairs.push(("AMQP_URL".into(), amqp_url.clone()));
             pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
             pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             Env::from_pairs(pairs)
@@ -121,8 +142,25 @@ impl Stack {
             key: created.api_key,
             agent: String::new(),
             http: reqwest::Client::new(),
+            broker,
             shutdown,
         }
+    }
+
+    /// How the stack's roles reach RabbitMQ.
+    fn amqp_url(&self) -> String {
+        match &self.broker {
+            Some(proxy) => proxy.url(&self.env.config.amqp_url),
+            None => self.env.config.amqp_url.clone(),
+        }
+    }
+
+    /// The stack's environment for a role: the test's services, through the broker proxy if
+    /// there is one.
+    fn vars(&self) -> Vec<(String, String)> {
+        let mut pairs = self.env.env_vars();
+        pairs.push(("AMQP_URL".into(), self.amqp_url()));
+        pairs
     }
 
     /// The gateway's address (`host:port`).
@@ -152,7 +190,7 @@ impl Stack {
 
     /// A gateway in this process, on the stack's gateway port.
     async fn gateway_in_process(&self) -> CancellationToken {
-        let mut pairs = self.env.env_vars();
+        let mut pairs = self.vars();
         pairs.push(("GATEWAY_ADDR".into(), self.gateway_addr().into()));
         pairs.push(("PUBLIC_URL".into(), self.gateway.clone()));
         let config = api_gateway::config::Config::from_env(&Env::from_pairs(pairs)).unwrap();
@@ -164,12 +202,14 @@ impl Stack {
     /// The real gateway binary on the stack's gateway port; ready when this returns.
     async fn gateway_process(&self, bins: &Path) -> RoleProcess {
         let addr = self.gateway_addr().to_owned();
+        let amqp = self.amqp_url();
         let gateway = RoleProcess::spawn(
             bins.join("api-gateway").to_str().unwrap(),
             &self.env,
             &[
                 ("GATEWAY_ADDR", addr.as_str()),
                 ("PUBLIC_URL", self.gateway.as_str()),
+                ("AMQP_URL", amqp.as_str()),
             ],
         );
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -196,6 +236,8 @@ impl Stack {
             ("PUBLIC_URL", self.gateway.as_str()),
             ("DIAL_PREFETCH", "16"),
         ];
+        let amqp = self.amqp_url();
+        settings.push(("AMQP_URL", amqp.as_str()));
         settings.extend_from_slice(extra);
         let mut worker = RoleProcess::spawn(
             bins.join("dial-worker").to_str().unwrap(),
@@ -208,7 +250,7 @@ impl Stack {
 
     /// A dial worker in this process (defaults but for `extra`).
     fn dial_worker_in_process(&self, extra: &[(&str, &str)]) -> CancellationToken {
-        let mut pairs = self.env.env_vars();
+        let mut pairs = self.vars();
         pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
         pairs.push(("PUBLIC_URL".into(), self.gateway.clone()));
         pairs.push(("CARRIER_URL".into(), format!("http://{}", self.sim)));
@@ -515,6 +557,118 @@ async fn a_callback_dropped_while_the_gateway_is_down_costs_at_most_about_30_s_o
         worst <= 35.0,
         "a lost callback cost its slot {worst:.1} s (target: about 30 s)"
     );
+    let per_number = stack.calls_per_number();
+    assert_eq!(per_number.len(), numbers.len());
+    assert!(per_number.values().all(|n| *n == 1), "each called once");
+}
+
+/// A broker outage of 5 s while calls talk and end (RabbitMQ restarting, for this stack only:
+/// every role reaches it through a proxy the test cuts): the gateway cannot forward the final
+/// callbacks, so it stores them in PostgreSQL and answers 204 (the carrier does not give up on
+/// them), and relays them once the broker is back; the dial workers reconnect and run a
+/// catch-up reconcile pass. Every call's slot comes back within seconds of the outage's end,
+/// and every contact is called exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_outage_while_callbacks_flow_loses_no_callback() {
+    let mut stack = Stack::start_with(
+        &[
+            ("CARRIER_SIM_TALK_MS", "1500"),
+            ("CARRIER_SIM_CALLBACK_RETRIES", "2"),
+            ("CARRIER_SIM_CALLBACK_BACKOFF_MS", "100"),
+        ],
+        6,
+        true,
+    )
+    .await;
+    let _gateway = stack.gateway_in_process().await;
+    stack.furnish().await;
+    let _a = stack.dial_worker_in_process(&[]);
+    let _b = stack.dial_worker_in_process(&[]);
+    let numbers = answered_numbers("+1401555", 18);
+    let id = stack.batch(&numbers, 10).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = stack.env.db.get().await.unwrap();
+    loop {
+        let talking: i64 = client
+            .query_one(
+                "SELECT count(*) FROM dial_attempts WHERE outcome IS NULL AND state = 'in-progress'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if talking >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "calls never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let proxy = stack.broker.as_ref().unwrap();
+    proxy.cut();
+    let cut_at = Utc::now();
+    let mut stored_max = 0i64;
+    let outage_end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < outage_end {
+        let stored: i64 = client
+            .query_one("SELECT count(*) FROM carrier_callback_outbox", &[])
+            .await
+            .unwrap()
+            .get(0);
+        stored_max = stored_max.max(stored);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.restore();
+    let back_at = Utc::now();
+    stack.wait_completed(&id, Duration::from_secs(120)).await;
+
+    let recorded: HashMap<String, DateTime<Utc>> = client
+        .query(
+            "SELECT carrier_call_sid, updated_at FROM dial_attempts WHERE outcome IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let in_outage: Vec<f64> = stack
+        .calls()
+        .iter()
+        .filter(|c| c.ended_at >= cut_at && c.ended_at <= back_at)
+        .map(|c| {
+            let at = recorded
+                .get(&c.call_sid)
+                .unwrap_or_else(|| panic!("no outcome for {}", c.call_sid));
+            (*at - c.ended_at).num_milliseconds() as f64 / 1000.0
+        })
+        .collect();
+    let after_outage: Vec<f64> = stack
+        .calls()
+        .iter()
+        .filter(|c| c.ended_at >= cut_at && c.ended_at <= back_at)
+        .map(|c| (recorded[&c.call_sid] - back_at).num_milliseconds() as f64 / 1000.0)
+        .collect();
+    eprintln!(
+        "broker cut {:.1} s; {stored_max} callbacks stored by the gateway meanwhile; {} calls ended in the outage: slot cost {in_outage:?} s, recorded {after_outage:?} s after the broker came back",
+        (back_at - cut_at).num_milliseconds() as f64 / 1000.0,
+        in_outage.len()
+    );
+    assert!(
+        stored_max > 0,
+        "the gateway stored the callbacks it could not forward"
+    );
+    assert!(!in_outage.is_empty(), "some calls ended during the outage");
+    let worst = after_outage.iter().copied().fold(0.0, f64::max);
+    assert!(
+        worst <= 15.0,
+        "a call that ended in the outage was settled {worst:.1} s after it (its callback was lost?)"
+    );
+    let unrelayed: i64 = client
+        .query_one("SELECT count(*) FROM carrier_callback_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unrelayed, 0, "every stored callback was relayed");
     let per_number = stack.calls_per_number();
     assert_eq!(per_number.len(), numbers.len());
     assert!(per_number.values().all(|n| *n == 1), "each called once");
