@@ -53,9 +53,17 @@ pub async fn spawn(
         broker: Some(broker.clone()),
         ..Default::default()
     };
+    let publisher = Arc::new(Publisher::new(broker.clone()));
+    // Carrier callbacks stored while the broker was unavailable go out once it is back; its
+    // own publisher (channel), so a relay batch never queues behind live callbacks.
+    tokio::spawn(crate::callback_outbox::relay(
+        db.clone(),
+        Arc::new(Publisher::new(broker)),
+        shutdown.clone(),
+    ));
     let state = AppState {
         db,
-        publisher: Arc::new(Publisher::new(broker)),
+        publisher,
         config: Arc::new(config.clone()),
     };
     let app = router(state, readiness);

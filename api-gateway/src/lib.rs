@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod batches;
+pub mod callback_outbox;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -2,8 +2,8 @@
 //! shapes, error bodies and HTTP Basic auth.
 //!
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Calls.json`: place a call (201).
-//! - `GET  /2010-04-01/Accounts/{AccountSid}/Calls.json?To=&From=&Status=&PageSize=`: known
-//!   calls, newest first (one page).
+//! - `GET  /2010-04-01/Accounts/{AccountSid}/Calls.json?To=&From=&Status=&StartTime>=&PageSize=`:
+//!   known calls, newest first (one page); `StartTime` / `EndTime` filters as Twilio's.
 //! - `GET  /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`: the call now.
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`: `Status=canceled|completed`.
 
@@ -359,11 +359,19 @@ async fn list(
             })?,
     };
     let (to, from, status) = (form.first("To"), form.first("From"), form.first("Status"));
+    let started = TimeFilter::parse(&form, "StartTime")?;
+    let ended = TimeFilter::parse(&form, "EndTime")?;
     let calls = sim.registry.list(|c| {
-        c.account_sid == account
-            && to.is_none_or(|t| t == c.to)
-            && from.is_none_or(|f| f == c.from)
-            && status.is_none_or(|s| s == c.state().status.as_str())
+        if c.account_sid != account
+            || to.is_some_and(|t| t != c.to)
+            || from.is_some_and(|f| f != c.from)
+        {
+            return false;
+        }
+        let s = c.state();
+        status.is_none_or(|want| want == s.status.as_str())
+            && started.matches(s.started_at)
+            && ended.matches(s.ended_at)
     });
     let page: Vec<Value> = calls.iter().take(page_size).map(|c| resource(c)).collect();
     let uri = format!("/2010-04-01/Accounts/{account}/Calls.json?PageSize={page_size}&Page=0");
@@ -378,6 +386,73 @@ async fn list(
         "next_page_uri": null,
         "previous_page_uri": null,
     })))
+}
+
+/// Twilio's list filters on a call's `start_time` / `end_time`: `StartTime=D` (that day),
+/// `StartTime>=D` (that day or later; on the wire the parameter is named `StartTime>`) and
+/// `StartTime<=D` (that day or earlier), with `D` a UTC date `YYYY-MM-DD` as Twilio takes it,
+/// or (an extension) an RFC 3339 instant, compared exactly. A call that has not started (or
+/// ended) yet has no such time and matches no filter on it.
+#[derive(Debug, Default)]
+struct TimeFilter {
+    on: Option<Bound>,
+    from: Option<Bound>,
+    until: Option<Bound>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Day(chrono::NaiveDate),
+    Instant(chrono::DateTime<Utc>),
+}
+
+impl Bound {
+    fn parse(name: &str, value: &str) -> Result<Self, ApiError> {
+        if let Ok(day) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+            return Ok(Self::Day(day));
+        }
+        chrono::DateTime::parse_from_rfc3339(value)
+            .map(|t| Self::Instant(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    20001,
+                    format!("{name} must be a date YYYY-MM-DD (or an RFC 3339 time): {value}"),
+                )
+            })
+    }
+
+    /// How `t` compares with the bound (a day bound compares `t`'s UTC date).
+    fn cmp(self, t: chrono::DateTime<Utc>) -> std::cmp::Ordering {
+        match self {
+            Self::Day(d) => t.date_naive().cmp(&d),
+            Self::Instant(i) => t.cmp(&i),
+        }
+    }
+}
+
+impl TimeFilter {
+    fn parse(form: &Form, name: &str) -> Result<Self, ApiError> {
+        let bound = |suffix: &str| {
+            let key = format!("{name}{suffix}");
+            form.first(&key).map(|v| Bound::parse(&key, v)).transpose()
+        };
+        Ok(Self {
+            on: bound("")?,
+            from: bound(">")?,
+            until: bound("<")?,
+        })
+    }
+
+    fn matches(&self, t: Option<chrono::DateTime<Utc>>) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        if self.on.is_none() && self.from.is_none() && self.until.is_none() {
+            return true;
+        }
+        let Some(t) = t else { return false };
+        self.on.is_none_or(|b| b.cmp(t) == Equal)
+            && self.from.is_none_or(|b| b.cmp(t) != Less)
+            && self.until.is_none_or(|b| b.cmp(t) != Greater)
+    }
 }
 
 fn find_call(sim: &Sim, account: &str, file: &str) -> Result<Arc<Call>, ApiError> {
@@ -454,6 +529,9 @@ fn resource(call: &Call) -> Value {
         "end_time": rfc2822(s.ended_at),
         "duration": s.status.is_final().then(|| duration_secs(&s).to_string()),
         "answered_by": s.answered_by,
+        // An extension (Twilio shows no such field): lets a dialer that lost a create answer
+        // find its call in the list by the key it sent.
+        "idempotency_key": call.idempotency_key,
         "price": null,
         "price_unit": "USD",
         "parent_call_sid": null,

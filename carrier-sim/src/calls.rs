@@ -117,6 +117,9 @@ pub struct Call {
     pub machine_detection: Option<String>,
     /// Where and what to call back.
     pub callback: Option<CallbackSpec>,
+    /// The `Idempotency-Key` it was created with, if any (shown as `idempotency_key`, an
+    /// extension: Twilio's resource has no such field).
+    pub idempotency_key: Option<String>,
     /// Cancelled to make the call's task end the call now (a hang-up or a forced shutdown).
     pub interrupt: CancellationToken,
     /// Cancelled once the call has ended and its record line is written.
@@ -148,6 +151,7 @@ impl Call {
             answer_url,
             machine_detection,
             callback,
+            idempotency_key: None,
             interrupt,
             done: CancellationToken::new(),
             state: Mutex::new(CallState {
@@ -230,7 +234,9 @@ impl Registry {
             *n += 1;
             *n - 1
         };
-        let call = Arc::new(make(occurrence));
+        let mut call = make(occurrence);
+        call.idempotency_key = idempotency_key.map(str::to_owned);
+        let call = Arc::new(call);
         if let Some(key) = idempotency_key {
             inner
                 .keys

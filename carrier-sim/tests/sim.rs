@@ -451,6 +451,10 @@ async fn an_idempotency_key_places_one_call() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["sid"], sids[0].as_str());
+    assert_eq!(
+        again["idempotency_key"], "attempt-42",
+        "the resource shows its key (an extension)"
+    );
     let other = sim.create_keyed("Idempotency-Key", "attempt-43").await;
     let other: Value = other.json().await.unwrap();
     assert_ne!(other["sid"], sids[0].as_str());
@@ -458,6 +462,116 @@ async fn an_idempotency_key_places_one_call() {
     let sim = Arc::into_inner(sim).unwrap();
     let records = sim.stop().await;
     assert_eq!(records.len(), 2);
+}
+
+/// Twilio's call list filtered by `To` and `StartTime` (what a dialer that lost a create
+/// answer uses to find the call, or learn that none was placed).
+#[tokio::test]
+async fn the_call_list_filters_by_number_and_start_time() {
+    let sim = Sim::start(|_| {}).await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let mine = sim
+        .create_ok(&[
+            ("To", "+12015550102"),
+            ("From", "+12015550199"),
+            ("Url", URL),
+        ])
+        .await;
+    sim.create_ok(&[
+        ("To", "+12015550103"),
+        ("From", "+12015550199"),
+        ("Url", URL),
+    ])
+    .await;
+    let list = |query: Vec<(&'static str, String)>| {
+        let sim = &sim;
+        async move {
+            let resp = sim
+                .http
+                .get(sim.calls_url())
+                .basic_auth("ACsim", Some(TOKEN))
+                .query(&query)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            let sids: Vec<String> = body["calls"]
+                .as_array()
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .map(|c| c["sid"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (status, sids)
+        }
+    };
+    let today = chrono::Utc::now().date_naive();
+    let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+    let to = || ("To", "+12015550102".to_owned());
+    // Wait until the call has started (its start_time is set once it is dialed).
+    for _ in 0..100 {
+        if !sim.fetch(mine["sid"].as_str().unwrap()).await["start_time"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let one = vec![mine["sid"].as_str().unwrap().to_owned()];
+    assert!(mine["idempotency_key"].is_null(), "created without a key");
+    assert_eq!(list(vec![to()]).await, (200, one.clone()));
+    assert_eq!(
+        list(vec![to(), ("StartTime>", day(today))]).await,
+        (200, one.clone())
+    );
+    assert_eq!(
+        list(vec![to(), ("StartTime", day(today))]).await,
+        (200, one.clone())
+    );
+    assert_eq!(
+        list(vec![to(), ("StartTime>", before.to_rfc3339())]).await,
+        (200, one.clone()),
+        "an RFC 3339 instant is compared exactly"
+    );
+    let tomorrow = today.succ_opt().unwrap();
+    let yesterday = today.pred_opt().unwrap();
+    assert_eq!(
+        list(vec![to(), ("StartTime>", day(tomorrow))]).await,
+        (200, vec![])
+    );
+    assert_eq!(
+        list(vec![to(), ("StartTime<", day(yesterday))]).await,
+        (200, vec![])
+    );
+    assert_eq!(
+        list(vec![
+            ("To", "+12015550104".to_owned()),
+            ("StartTime>", day(today))
+        ])
+        .await,
+        (200, vec![]),
+        "nobody called that number"
+    );
+    assert_eq!(
+        list(vec![to(), ("StartTime>", "soon".to_owned())]).await.0,
+        400
+    );
+    // The raw form a URL written by hand uses: `StartTime>=2026-12-01`.
+    let raw = sim
+        .http
+        .get(format!(
+            "{}?To=%2B12015550102&StartTime>={}",
+            sim.calls_url(),
+            day(today)
+        ))
+        .basic_auth("ACsim", Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
+    let raw: Value = raw.json().await.unwrap();
+    assert_eq!(raw["calls"].as_array().unwrap().len(), 1);
+    sim.stop().await;
 }
 
 #[tokio::test]

@@ -51,7 +51,8 @@ pub struct Config {
     /// `RATE_MARGIN_MS`: widens every rate limiter's second, absorbing jitter between taking a
     /// start token and the carrier receiving the call.
     pub rate_margin: Duration,
-    /// `RECONCILE_AFTER_SECS`: an attempt silent this long is checked with the carrier.
+    /// `RECONCILE_AFTER_SECS`: a placed call silent this long is checked with the carrier (a
+    /// lost final callback costs its slot about this long plus a pass period).
     pub reconcile_after: Duration,
     /// `UNKNOWN_AFTER_SECS`: an attempt whose outcome cannot be learned is closed as `unknown`
     /// after this long.
@@ -66,6 +67,9 @@ pub struct Config {
     pub webhook_retry_for: Duration,
     /// `WEBHOOK_POLL_MS`: how often due deliveries are looked for.
     pub webhook_poll: Duration,
+    /// `DIAL_FAILPOINT=abort_after_insert:N`, for fault-injection tests only: abort the process
+    /// right after its N-th attempt insert, before that attempt's carrier request.
+    pub abort_after_insert: Option<u64>,
 }
 
 impl Config {
@@ -100,15 +104,34 @@ impl Config {
             events_prefetch: env.parse("EVENTS_PREFETCH", 256)?,
             slot_lease: env.secs("SLOT_LEASE_SECS", 30)?,
             rate_margin: env.millis("RATE_MARGIN_MS", 20)?,
-            reconcile_after: env.secs("RECONCILE_AFTER_SECS", 300)?,
+            reconcile_after: env.secs("RECONCILE_AFTER_SECS", 20)?,
             unknown_after: env.secs("UNKNOWN_AFTER_SECS", 3600)?,
             webhook_concurrency: env.parse("WEBHOOK_CONCURRENCY", 16)?,
             webhook_timeout: env.millis("WEBHOOK_TIMEOUT_MS", 5000)?,
             webhook_retry_base: env.millis("WEBHOOK_RETRY_BASE_MS", 5000)?,
             webhook_retry_for: env.secs("WEBHOOK_RETRY_FOR_SECS", 86_400)?,
             webhook_poll: env.millis("WEBHOOK_POLL_MS", 500)?,
+            abort_after_insert: failpoint(env)?,
         })
     }
+}
+
+/// `DIAL_FAILPOINT`: unset, or `abort_after_insert:N` (N ≥ 1).
+fn failpoint(env: &Env) -> Result<Option<u64>, ConfigError> {
+    let Some(value) = env.raw("DIAL_FAILPOINT").filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    value
+        .trim()
+        .strip_prefix("abort_after_insert:")
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| *n >= 1)
+        .map(Some)
+        .ok_or_else(|| ConfigError {
+            name: "DIAL_FAILPOINT".into(),
+            value: value.clone(),
+            reason: "expected abort_after_insert:N with N >= 1".into(),
+        })
 }
 
 #[cfg(test)]
@@ -122,6 +145,20 @@ mod tests {
         assert_eq!(cfg.carrier_url, "http://127.0.0.1:8090");
         assert_eq!(cfg.carrier_account_sid, "ACsim");
         assert_eq!(cfg.carrier_auth_token, "sim-token");
+    }
+
+    #[test]
+    fn the_failpoint_is_off_unless_named() {
+        let none = Config::from_env(&Env::from_pairs::<_, String, String>([])).unwrap();
+        assert_eq!(none.abort_after_insert, None);
+        let set = Config::from_env(&Env::from_pairs([(
+            "DIAL_FAILPOINT",
+            "abort_after_insert:3",
+        )]))
+        .unwrap();
+        assert_eq!(set.abort_after_insert, Some(3));
+        let bad = Config::from_env(&Env::from_pairs([("DIAL_FAILPOINT", "explode")])).unwrap_err();
+        assert_eq!(bad.name, "DIAL_FAILPOINT");
     }
 
     #[test]

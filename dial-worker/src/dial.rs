@@ -28,10 +28,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::Ctx;
-use crate::carrier::{CallRequest, CarrierError, is_final};
+use crate::carrier::{CallRequest, CarrierError};
 use crate::error::StepError;
 use crate::limits::{SlotRequest, TryAcquire};
-use crate::outcome::{EndReport, Recorded, record_end};
+use crate::outcome::{EndReport, record_end};
+pub use crate::reconcile::{reconcile, reconcile_once};
 
 /// How often a waiting dial re-reads its job, so pause and cancel act within a second.
 const RECHECK_EVERY: Duration = Duration::from_millis(400);
@@ -294,7 +295,9 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         None => (None, ctx.config.default_caller_id.clone()),
     };
 
-    // The attempt is written before the call.
+    // The attempt is written before the call, and sent only within the send window of its
+    // last write (see `crate::reconcile`), timed from before the write.
+    let mut clock = SendClock::new(attempt_id);
     let inserted = insert_attempt(ctx, attempt_id, msg, attempt_no, from_id, &from).await;
     let to = match inserted {
         Ok(Some(to)) => to,
@@ -320,6 +323,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         }
     };
     ctx.held.hold(attempt_id, job.workspace_id, msg.batch_id);
+    failpoint_after_insert(ctx);
     let placed = Placed {
         attempt_id,
         contact_id: msg.contact_id,
@@ -337,7 +341,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         timeout_secs: ctx.config.call_timeout_secs,
         machine_detection: ctx.config.machine_detection,
     };
-    match place_with_retry(ctx, &request, msg.batch_id, &job).await {
+    match place_with_retry(ctx, &request, msg.batch_id, &job, &mut clock).await {
         Ok(call_sid) => {
             shared::metrics::call_started();
             store_call_sid(ctx, attempt_id, &call_sid).await?;
@@ -355,6 +359,24 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
             // Redis failed before the request left: the call was provably not placed.
             tracing::warn!(%attempt_id, error = %e, "no start token; contact handed back");
             unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
+        }
+        Err(PlaceError::Unconfirmed(e)) => {
+            // Past its send window and the row could not be touched: not sent.
+            tracing::warn!(%attempt_id, error = %e, "attempt not confirmed before its request; contact handed back");
+            unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
+        }
+        Err(PlaceError::TakenBack) => {
+            // The reconciler took the attempt back while it waited (past its send window):
+            // the contact is queued again and someone else's now; only the slot is ours.
+            ctx.held.forget(attempt_id);
+            if let Err(e) = ctx
+                .limits
+                .release(job.workspace_id, msg.batch_id, attempt_id)
+                .await
+            {
+                tracing::warn!(error = %e, "slot not released; its lease will lapse");
+            }
+            Ok(DialResult::Stale)
         }
         Err(PlaceError::Carrier(CarrierError::Rejected { status, body }))
             if carrier_side(status) =>
@@ -388,6 +410,81 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
                 )
                 .await?;
             Ok(DialResult::NotPlaced(None))
+        }
+    }
+}
+
+/// The send window of one attempt (see `crate::reconcile`): when its row was last written,
+/// timed from before the write, so the window is never longer on the database's clock.
+struct SendClock {
+    attempt_id: Uuid,
+    written: Instant,
+}
+
+impl SendClock {
+    /// Started just before the attempt's insert.
+    fn new(attempt_id: Uuid) -> Self {
+        Self {
+            attempt_id,
+            written: Instant::now(),
+        }
+    }
+
+    /// Touches the row once half the window has passed, so that a long start-token wait never
+    /// lets it run out. A failure is only logged: [`Self::confirm`] decides before the request.
+    async fn keep_open(&mut self, ctx: &Ctx) -> Result<(), PlaceError> {
+        if self.written.elapsed() < crate::reconcile::SEND_WINDOW / 2 {
+            return Ok(());
+        }
+        match self.touch(ctx).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PlaceError::TakenBack),
+            Err(e) => {
+                tracing::warn!(attempt_id = %self.attempt_id, error = %e, "attempt not touched while waiting for its start token");
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes sure the request may be sent now: inside the window, or the row touched again.
+    async fn confirm(&mut self, ctx: &Ctx) -> Result<(), PlaceError> {
+        if self.written.elapsed() < crate::reconcile::SEND_WINDOW {
+            return Ok(());
+        }
+        match self.touch(ctx).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PlaceError::TakenBack),
+            Err(e) => Err(PlaceError::Unconfirmed(e)),
+        }
+    }
+
+    /// `false` when the attempt is gone (taken back) or no longer waiting to be sent.
+    async fn touch(&mut self, ctx: &Ctx) -> Result<bool, StepError> {
+        let started = Instant::now();
+        let client = ctx.db.get().await?;
+        let n = client
+            .execute(
+                "UPDATE dial_attempts SET updated_at = now()
+                 WHERE id = $1 AND carrier_call_sid IS NULL AND outcome IS NULL",
+                &[&self.attempt_id],
+            )
+            .await?;
+        if n == 1 {
+            self.written = started;
+        }
+        Ok(n == 1)
+    }
+}
+
+/// `DIAL_FAILPOINT=abort_after_insert:N` (tests only): the process aborts, as `kill -9` would
+/// stop it, right after its N-th attempt insert commits and before that attempt's request.
+fn failpoint_after_insert(ctx: &Ctx) {
+    static INSERTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if let Some(n) = ctx.config.abort_after_insert {
+        let seen = INSERTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if seen == n {
+            eprintln!("DIAL_FAILPOINT: aborting after attempt insert {seen}");
+            std::process::abort();
         }
     }
 }
@@ -619,6 +716,10 @@ enum PlaceError {
     Stopped(Gate),
     /// The rate limiter could not be asked.
     NoToken(redis::RedisError),
+    /// Past its send window, the attempt's row could not be touched (database trouble).
+    Unconfirmed(StepError),
+    /// Past its send window, the attempt's row was gone: the reconciler took it back.
+    TakenBack,
     /// The carrier's answer.
     Carrier(CarrierError),
 }
@@ -632,11 +733,15 @@ async fn place_with_retry(
     req: &CallRequest,
     batch_id: Uuid,
     job: &Job,
+    clock: &mut SendClock,
 ) -> Result<String, PlaceError> {
     let mut tries = 0;
     loop {
-        take_start_token(ctx, batch_id, job).await?;
-        // Nothing between the token and the request it paces.
+        take_start_token(ctx, batch_id, job, clock).await?;
+        // Nothing between the token and the request it paces — unless the token took so long
+        // that the send window ran out (the wait loop keeps it open, so only a stalled Redis
+        // call gets here): then the row is touched first, correctness before pacing.
+        clock.confirm(ctx).await?;
         match ctx.carrier.place_call(req).await {
             Err(CarrierError::Unreachable(e)) if tries < 3 => {
                 tries += 1;
@@ -652,11 +757,19 @@ async fn place_with_retry(
 /// attempt insert just checked it is active, the slot wait that the window is open); after a
 /// wait the job is read again *before* the next try — never between a granted token and its
 /// request, which would bunch starts.
-async fn take_start_token(ctx: &Ctx, batch_id: Uuid, job: &Job) -> Result<(), PlaceError> {
+async fn take_start_token(
+    ctx: &Ctx,
+    batch_id: Uuid,
+    job: &Job,
+    clock: &mut SendClock,
+) -> Result<(), PlaceError> {
     let started = Instant::now();
     let job_cps = u32::try_from(job.job_cps).unwrap_or(1);
     let workspace_cps = job.workspace_cps.and_then(|r| u32::try_from(r).ok());
     loop {
+        // A long wait (a low rate) keeps the send window open, so the reconciler leaves the
+        // attempt alone; before the try, never between a granted token and its request.
+        clock.keep_open(ctx).await?;
         let wait = ctx
             .limits
             .try_start(job.workspace_id, batch_id, job_cps, workspace_cps)
@@ -695,91 +808,6 @@ async fn close(
     )
     .await?;
     Ok(())
-}
-
-/// Brings an existing attempt to its outcome without dialing: asks the carrier when the call id
-/// is known; closes it as `unknown` when it is older than `UNKNOWN_AFTER_SECS` and nobody can
-/// tell; otherwise leaves it for the callback.
-pub async fn reconcile(
-    ctx: &Ctx,
-    attempt_id: Uuid,
-    call_sid: Option<String>,
-    ended: bool,
-    created_at: DateTime<Utc>,
-) -> Result<(), StepError> {
-    if ended {
-        return Ok(());
-    }
-    if let Some(sid) = call_sid {
-        match ctx.carrier.fetch_status(&sid).await {
-            Ok(report) if is_final(report.status) => {
-                let r = record_end(
-                    ctx,
-                    attempt_id,
-                    EndReport {
-                        status: report.status,
-                        answered_by: report.answered_by,
-                        duration_secs: report.duration_secs,
-                        call_sid: Some(sid),
-                        at: Utc::now(),
-                        slot_released: false,
-                    },
-                    None,
-                )
-                .await?;
-                tracing::info!(%attempt_id, ?r, "reconciled from the carrier");
-                return Ok(());
-            }
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(%attempt_id, error = %e, "carrier cannot tell the call's status")
-            }
-        }
-    }
-    let age = Utc::now() - created_at;
-    if age.to_std().unwrap_or_default() >= ctx.config.unknown_after {
-        let r = record_end(
-            ctx,
-            attempt_id,
-            EndReport::unreported(),
-            Some((
-                CallOutcome::Unknown,
-                "no outcome learned before the reconcile timeout",
-            )),
-        )
-        .await?;
-        if r != Recorded::Already {
-            tracing::warn!(%attempt_id, "attempt closed as unknown");
-        }
-    }
-    Ok(())
-}
-
-/// One pass of the reconciler: attempts silent for `RECONCILE_AFTER_SECS` (their callback may be
-/// lost) are claimed by touching them, then reconciled. Returns how many it looked at.
-pub async fn reconcile_once(ctx: &Ctx) -> Result<usize, StepError> {
-    let after = chrono::Duration::from_std(ctx.config.reconcile_after).unwrap_or_default();
-    let client = ctx.db.get().await?;
-    let rows = client
-        .query(
-            "UPDATE dial_attempts SET updated_at = now()
-             WHERE id IN (SELECT id FROM dial_attempts
-                          WHERE outcome IS NULL AND updated_at < $1
-                          ORDER BY updated_at LIMIT 100 FOR UPDATE SKIP LOCKED)
-             RETURNING id, carrier_call_sid, created_at",
-            &[&(Utc::now() - after)],
-        )
-        .await?;
-    drop(client);
-    for r in &rows {
-        let attempt_id: Uuid = r.get(0);
-        // One attempt the carrier cannot tell about must not hold up the others (they were
-        // claimed for a whole period by the touch above).
-        if let Err(e) = reconcile(ctx, attempt_id, r.get(1), false, r.get(2)).await {
-            tracing::warn!(%attempt_id, error = %e, "attempt not reconciled; next pass");
-        }
-    }
-    Ok(rows.len())
 }
 
 /// The agent's answer URL with `dialId=<attempt id>` added to its query.

@@ -13,6 +13,7 @@ pub mod dial;
 pub mod error;
 pub mod limits;
 pub mod outcome;
+pub mod reconcile;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -134,7 +135,11 @@ pub async fn spawn(
         dialing_done.clone(),
         config.service.shutdown_grace,
     ));
-    tasks.spawn(reconcile_loop(ctx.clone(), shutdown.clone()));
+    tasks.spawn(reconcile::run(
+        ctx.clone(),
+        broker.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(webhooks::delivery::run(
         db.clone(),
         webhooks::delivery::DeliverySettings {
@@ -225,22 +230,6 @@ pub async fn handle_call_event(ctx: &Ctx, incoming: &Incoming) -> Disposition {
         Err(e) => {
             tracing::warn!(error = %e, attempt_id = %event.attempt_id, "call event failed");
             e.disposition()
-        }
-    }
-}
-
-async fn reconcile_loop(ctx: Ctx, shutdown: CancellationToken) {
-    let period = (ctx.config.reconcile_after / 4).clamp(
-        std::time::Duration::from_millis(200),
-        std::time::Duration::from_secs(30),
-    );
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        if let Err(e) = dial::reconcile_once(&ctx).await {
-            tracing::warn!(error = %e, "reconcile pass failed");
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod otlp;
 pub mod private;
 pub mod process;
+pub mod proxy;
 
 use std::time::Duration;
 

@@ -3,7 +3,10 @@
 //! Each callback is checked against its `X-Twilio-Signature` (HMAC-SHA1 keyed by the carrier
 //! auth token over `PUBLIC_URL` + path + sorted form parameters), then forwarded to the dial
 //! workers as a `CallEventV1` on the call-events queue, publisher-confirmed before the 204, so a
-//! callback the carrier sees acknowledged is never lost (the carrier retries the others).
+//! callback the carrier sees acknowledged is never lost. When the broker cannot take it (down,
+//! restarting, no confirm within [`PUBLISH_TIMEOUT`]) the event is stored in PostgreSQL
+//! instead ([`crate::callback_outbox`]) and relayed later; only when neither can take it does
+//! the carrier get a 503 (and retry).
 //!
 //! Refusals use the one JSON error shape, like every other route: an attempt id that is not a
 //! UUID is a 404, a bad signature a 403, a missing or unknown `CallStatus` a 400.
@@ -20,6 +23,7 @@ use shared::queue::publisher::Outgoing;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::callback_outbox::{self, PUBLISH_TIMEOUT};
 use crate::error::{ApiError, FieldError};
 use crate::extract::path_id;
 
@@ -81,20 +85,33 @@ async fn status_callback(
         duration_secs: param("CallDuration").and_then(|d| d.parse().ok()),
         received_at: Utc::now(),
     };
+    let message_id = format!("{attempt_id}:{}", param("CallStatus").unwrap_or_default());
     let message = match Outgoing::json(&event) {
-        Ok(m) => m.with_id(format!(
-            "{attempt_id}:{}",
-            param("CallStatus").unwrap_or_default()
-        )),
+        Ok(m) => m.with_id(message_id.clone()),
         Err(e) => return Err(ApiError::Internal(e.into())),
     };
-    match state.publisher.publish(Stream::CallEvents, message).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
+    let published = tokio::time::timeout(
+        PUBLISH_TIMEOUT,
+        state.publisher.publish(Stream::CallEvents, message),
+    )
+    .await;
+    let why = match published {
+        Ok(Ok(())) => return Ok(StatusCode::NO_CONTENT),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no confirm in time".to_owned(),
+    };
+    // The broker cannot take it now: keep it in PostgreSQL for the relay.
+    let payload = serde_json::to_value(&event).map_err(|e| ApiError::Internal(e.into()))?;
+    match callback_outbox::store(&state.db, &message_id, &payload).await {
+        Ok(()) => {
+            tracing::warn!(broker = %why, "carrier callback stored for the relay");
+            Ok(StatusCode::NO_CONTENT)
+        }
         Err(e) => {
-            // The carrier retries a failed callback.
-            tracing::error!(error = %e, "cannot forward a carrier callback");
+            // Neither can take it: the carrier retries a failed callback.
+            tracing::error!(broker = %why, error = %e, "cannot forward a carrier callback");
             Err(ApiError::Unavailable(format!(
-                "the callback could not be forwarded ({e}); retry it"
+                "the callback could not be forwarded ({why}) nor stored ({e}); retry it"
             )))
         }
     }

@@ -5,6 +5,7 @@
 pub mod sim;
 pub mod twilio;
 
+use chrono::{DateTime, Utc};
 use shared::queue::messages::CarrierCallStatus;
 use uuid::Uuid;
 
@@ -36,6 +37,21 @@ pub struct CallStatusReport {
     pub answered_by: Option<String>,
     /// Length in seconds, once ended.
     pub duration_secs: Option<u32>,
+}
+
+/// What is known of an attempt whose call id was never stored, to find its call (if any) at
+/// the carrier: the attempt id was the create request's `Idempotency-Key`, and Twilio's call
+/// list filters by `To` and `StartTime`.
+#[derive(Debug, Clone)]
+pub struct CallLookup {
+    /// The attempt (the idempotency key).
+    pub attempt_id: Uuid,
+    /// The number it was to call.
+    pub to: String,
+    /// The caller ID it was to use, when recorded.
+    pub from: Option<String>,
+    /// When the attempt was written: its call, if any, was created after this.
+    pub since: DateTime<Utc>,
 }
 
 /// Why a carrier request failed, by what it means for the attempt.
@@ -84,6 +100,34 @@ impl Carrier {
         match self {
             Carrier::Twilio(c) => c.fetch_status(call_sid).await,
             Carrier::Sim(c) => c.fetch_status(call_sid),
+        }
+    }
+}
+
+/// What the carrier has for an attempt whose call id was never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The call created with the attempt's idempotency key.
+    Exact(String),
+    /// Calls that may be the attempt's (to its number, from its caller ID, created since it
+    /// was written) when the carrier does not show keys, as Twilio does not: the reconciler
+    /// sets aside those other attempts own. None at all means the attempt was never placed,
+    /// provided the ring timeout has passed since it could last have been sent.
+    Candidates(Vec<String>),
+}
+
+impl Carrier {
+    /// Looks for an attempt's call (see [`Found`]). The simulator knows its calls by
+    /// idempotency key; a Twilio-compatible carrier is asked for its calls to `to` (from
+    /// `from`) since the attempt's day, and only those created after the attempt count; when
+    /// the list shows each call's key (the carrier-sim's extension) the match is exact.
+    pub async fn find_calls(&self, lookup: &CallLookup) -> Result<Found, CarrierError> {
+        match self {
+            Carrier::Twilio(c) => c.find_calls(lookup).await,
+            Carrier::Sim(c) => Ok(match c.find_call(lookup.attempt_id) {
+                Some(sid) => Found::Exact(sid),
+                None => Found::Candidates(Vec::new()),
+            }),
         }
     }
 }

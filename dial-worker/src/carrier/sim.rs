@@ -268,6 +268,11 @@ impl SimCarrier {
         });
     }
 
+    /// The call placed with this idempotency key, if any.
+    pub fn find_call(&self, attempt_id: Uuid) -> Option<String> {
+        self.lock().by_key.get(&attempt_id).cloned()
+    }
+
     /// Where a call stands.
     pub fn fetch_status(&self, call_sid: &str) -> Result<CallStatusReport, CarrierError> {
         let state = self.lock();

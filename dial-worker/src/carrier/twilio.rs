@@ -11,7 +11,7 @@ use shared::queue::messages::CarrierCallStatus;
 use super::{CallRequest, CallStatusReport, CarrierError};
 
 /// Longest a carrier request may take before it is treated as a transport failure.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A Twilio-compatible account.
 #[derive(Clone)]
@@ -151,6 +151,104 @@ impl TwilioCarrier {
                 _ => None,
             }),
         })
+    }
+}
+
+/// How far the carrier's clock may be behind ours: a call created up to this long before the
+/// attempt's row (by the carrier's `date_created`) still counts as possibly the attempt's.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(10);
+
+#[derive(Deserialize)]
+struct CallPage {
+    #[serde(default)]
+    calls: Vec<ListedCall>,
+}
+
+#[derive(Deserialize)]
+struct ListedCall {
+    sid: String,
+    #[serde(default)]
+    from: Option<String>,
+    /// RFC 2822, as Twilio writes it.
+    #[serde(default)]
+    date_created: Option<String>,
+    /// The carrier-sim's extension: the key the call was created with.
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+impl TwilioCarrier {
+    /// The calls to `lookup.to` (from `lookup.from`) created since the attempt: Twilio's list,
+    /// `GET …/Calls.json?To=&From=&StartTime>=YYYY-MM-DD`, filtered by `date_created` here (the
+    /// list's day filter is coarse). Twilio ignores our `Idempotency-Key`, so the call's id
+    /// cannot be asked for directly; a contact has one attempt in flight at a time, so the
+    /// reconciler only has to set aside calls other attempts already own.
+    pub async fn find_calls(
+        &self,
+        lookup: &super::CallLookup,
+    ) -> Result<super::Found, CarrierError> {
+        let since = lookup.since - CLOCK_SKEW;
+        let mut query: Vec<(&str, String)> = vec![
+            ("To", lookup.to.clone()),
+            ("StartTime>", since.format("%Y-%m-%d").to_string()),
+            ("PageSize", "100".to_owned()),
+        ];
+        if let Some(from) = &lookup.from {
+            query.push(("From", from.clone()));
+        }
+        let response = self
+            .http
+            .get(format!("{}.json", self.calls_url()))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .query(&query)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    CarrierError::Unreachable(e.to_string())
+                } else {
+                    CarrierError::Transport(e.to_string())
+                }
+            })?;
+        if !response.status().is_success() {
+            return Err(CarrierError::Transport(format!(
+                "call list: HTTP {}",
+                response.status()
+            )));
+        }
+        let page: CallPage = response
+            .json()
+            .await
+            .map_err(|e| CarrierError::Transport(e.to_string()))?;
+        let key = lookup.attempt_id.to_string();
+        if let Some(call) = page
+            .calls
+            .iter()
+            .find(|c| c.idempotency_key.as_deref() == Some(key.as_str()))
+        {
+            return Ok(super::Found::Exact(call.sid.clone()));
+        }
+        Ok(super::Found::Candidates(
+            page.calls
+                .into_iter()
+                // A call made under another key is another attempt's.
+                .filter(|c| c.idempotency_key.is_none())
+                .filter(|c| {
+                    lookup
+                        .from
+                        .as_deref()
+                        .is_none_or(|f| c.from.as_deref().is_none_or(|cf| cf == f))
+                })
+                .filter(|c| {
+                    // Unreadable or missing: kept, so that a call is never overlooked.
+                    c.date_created
+                        .as_deref()
+                        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+                        .is_none_or(|d| d.with_timezone(&chrono::Utc) >= since)
+                })
+                .map(|c| c.sid)
+                .collect(),
+        ))
     }
 }
 

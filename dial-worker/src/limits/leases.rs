@@ -217,18 +217,26 @@ impl HeldLeases {
             return Ok(());
         }
         let ids: Vec<Uuid> = live.iter().map(|h| h.0).collect();
+        // The calls still holding their slot: an attempt that is gone (taken back by the
+        // reconciler: it never reached the carrier) holds nothing, like an ended one.
         let query = async {
             let client = db.get().await?;
             let rows = client
                 .query(
                     "SELECT id FROM dial_attempts WHERE id = ANY($1)
-                       AND (outcome IS NOT NULL
-                            OR (carrier_call_sid IS NULL AND error IS NOT NULL
-                                AND started_at < now() - make_interval(secs => $2)))",
+                       AND outcome IS NULL
+                       AND NOT (carrier_call_sid IS NULL AND error IS NOT NULL
+                                AND started_at < now() - make_interval(secs => $2))",
                     &[&ids, &self.unplaced_after.as_secs_f64()],
                 )
                 .await?;
-            anyhow::Ok(rows.iter().map(|r| r.get(0)).collect::<HashSet<Uuid>>())
+            let open: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+            anyhow::Ok(
+                ids.iter()
+                    .filter(|id| !open.contains(id))
+                    .copied()
+                    .collect::<HashSet<Uuid>>(),
+            )
         };
         // The leases are renewed already; a slow database only delays the releases below.
         let ended = tokio::time::timeout(limits.lease() / 3, query)
