@@ -207,36 +207,13 @@ pub fn read(path: impl AsRef<Path>) -> Vec<CallRecord> {
 /// The interval is half-open so a slot freed and reused within the same millisecond is not
 /// counted twice. Filter the records first to check one job's or one caller ID's limit.
 pub fn max_overlap(records: &[CallRecord]) -> usize {
-    let mut events: Vec<(DateTime<Utc>, i32)> = Vec::with_capacity(records.len() * 2);
-    for r in records {
-        events.push((r.requested_at, 1));
-        // A call that ends before it starts (impossible from the simulator) counts as instant.
-        events.push((r.ended_at.max(r.requested_at), -1));
-    }
-    // At equal times, ends (-1) sort before starts (+1).
-    events.sort();
-    let (mut now, mut peak) = (0i32, 0i32);
-    for (_, delta) in events {
-        now += delta;
-        peak = peak.max(now);
-    }
-    peak as usize
+    shared::witness::max_overlap(records.iter().map(|r| (r.requested_at, Some(r.ended_at))))
 }
 
 /// The most calls started (`requestedAt`) within any one-second window `[t, t + 1 s)`, sliding,
 /// not aligned to clock seconds: the strict reading of "starts in any second".
 pub fn max_starts_per_second(records: &[CallRecord]) -> usize {
-    let mut starts: Vec<DateTime<Utc>> = records.iter().map(|r| r.requested_at).collect();
-    starts.sort();
-    let second = chrono::Duration::seconds(1);
-    let (mut first, mut peak) = (0usize, 0usize);
-    for last in 0..starts.len() {
-        while starts[last] - starts[first] >= second {
-            first += 1;
-        }
-        peak = peak.max(last - first + 1);
-    }
-    peak
+    shared::witness::max_starts_per_second(records.iter().map(|r| r.requested_at))
 }
 
 /// The most calls started within one clock second (aligned to whole seconds): the looser

@@ -531,16 +531,5 @@ fn print_breakdown() {
 }
 
 fn overlap(calls: &[dial_worker::carrier::sim::SimCall]) -> usize {
-    let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
-    for c in calls {
-        edges.push((c.requested_at, 1));
-        edges.push((c.ended_at.unwrap_or(DateTime::<Utc>::MAX_UTC), -1));
-    }
-    edges.sort_by_key(|e| (e.0, e.1));
-    let (mut cur, mut max) = (0i32, 0i32);
-    for (_, d) in edges {
-        cur += d;
-        max = max.max(cur);
-    }
-    max as usize
+    shared::witness::max_overlap(calls.iter().map(|c| (c.requested_at, c.ended_at)))
 }

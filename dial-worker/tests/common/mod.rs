@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use dial_worker::carrier::Carrier;
 use dial_worker::carrier::sim::{SimBehavior, SimCall, SimCarrier};
 use dial_worker::config::Config;
@@ -185,36 +184,17 @@ pub async fn wait_all_final(env: &TestEnv, timeout: Duration) {
 
 /// The most calls in flight at once among `calls` (those matching `filter`).
 pub fn max_overlap(calls: &[SimCall], filter: impl Fn(&SimCall) -> bool) -> usize {
-    let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
-    for c in calls.iter().filter(|c| filter(c)) {
-        edges.push((c.requested_at, 1));
-        edges.push((c.ended_at.unwrap_or(DateTime::<Utc>::MAX_UTC), -1));
-    }
-    // Ends before starts at the same instant.
-    edges.sort_by_key(|e| (e.0, e.1));
-    let (mut cur, mut max) = (0i32, 0i32);
-    for (_, d) in edges {
-        cur += d;
-        max = max.max(cur);
-    }
-    max as usize
+    shared::witness::max_overlap(
+        calls
+            .iter()
+            .filter(|c| filter(c))
+            .map(|c| (c.requested_at, c.ended_at)),
+    )
 }
 
 /// The most starts in any one-second window (half-open) among `calls`.
 pub fn max_starts_per_second(calls: &[SimCall], filter: impl Fn(&SimCall) -> bool) -> usize {
-    let mut starts: Vec<DateTime<Utc>> = calls
-        .iter()
-        .filter(|c| filter(c))
-        .map(|c| c.requested_at)
-        .collect();
-    starts.sort();
-    let mut best = 0;
-    let mut lo = 0;
-    for hi in 0..starts.len() {
-        while starts[hi] - starts[lo] >= chrono::Duration::seconds(1) {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
+    shared::witness::max_starts_per_second(
+        calls.iter().filter(|c| filter(c)).map(|c| c.requested_at),
+    )
 }
