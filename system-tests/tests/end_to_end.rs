@@ -217,6 +217,29 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Waits until the batch `id` reports `completed` (panics after `timeout`).
+    async fn wait_completed(&self, id: &str, timeout: Duration) {
+        self.wait_for("the batch to complete", timeout, async || {
+            let status: Value = self
+                .get(&format!("/api/v1/batch/{id}/status"))
+                .send_json()
+                .await;
+            status["status"] == "completed"
+        })
+        .await;
+    }
+}
+
+/// How many different numbers `calls` went to.
+fn distinct_numbers(calls: &[carrier_sim::record::CallRecord]) -> usize {
+    calls
+        .iter()
+        .map(|c| c.to.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
 type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
 /// A webhook receiver that records every delivery.
@@ -485,27 +508,12 @@ async fn a_rolling_deploy_keeps_the_limit_and_loses_nothing() {
     // seconds: past its one-second grace and its two-second lease.
     let _new = stack.dial_worker(&short);
     old.cancel();
-    stack
-        .wait_for(
-            "the batch to complete",
-            Duration::from_secs(90),
-            async || {
-                let status: Value = stack
-                    .get(&format!("/api/v1/batch/{id}/status"))
-                    .send_json()
-                    .await;
-                status["status"] == "completed"
-            },
-        )
-        .await;
+    stack.wait_completed(&id, Duration::from_secs(90)).await;
     let calls = stack.calls();
     let overlap = carrier_sim::record::max_overlap(&calls);
     assert!(overlap <= 3, "overlap {overlap} with a limit of 3");
-    let mut numbers: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
-    numbers.sort();
-    numbers.dedup();
     assert_eq!(
-        (calls.len(), numbers.len()),
+        (calls.len(), distinct_numbers(&calls)),
         (6, 6),
         "each contact called once"
     );
@@ -591,28 +599,13 @@ async fn every_released_contact_is_dialed_within_seconds() {
     );
 
     for id in &ids {
-        stack
-            .wait_for(
-                "the batch to complete",
-                Duration::from_secs(120),
-                async || {
-                    let status: Value = stack
-                        .get(&format!("/api/v1/batch/{id}/status"))
-                        .send_json()
-                        .await;
-                    status["status"] == "completed"
-                },
-            )
-            .await;
+        stack.wait_completed(id, Duration::from_secs(120)).await;
     }
     stop.cancel();
     let worst = watcher.await.unwrap();
     let calls = stack.calls();
-    let mut numbers: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
-    numbers.sort();
-    numbers.dedup();
     assert_eq!(
-        (calls.len(), numbers.len()),
+        (calls.len(), distinct_numbers(&calls)),
         (expected, expected),
         "every contact called exactly once"
     );
@@ -859,11 +852,8 @@ async fn a_postgres_restart_and_a_redis_outage_lose_nothing() {
         .await;
 
     let calls = stack.calls();
-    let mut numbers: Vec<&str> = calls.iter().map(|c| c.to.as_str()).collect();
-    numbers.sort();
-    numbers.dedup();
     assert_eq!(
-        (calls.len(), numbers.len()),
+        (calls.len(), distinct_numbers(&calls)),
         (240, 240),
         "every contact called exactly once"
     );
