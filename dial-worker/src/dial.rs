@@ -284,7 +284,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         return hand_back(ctx, msg.contact_id, gate).await;
     }
 
-    // Wait for slots and a start token.
+    // Wait for both slots (the start token comes right before the request).
     let attempt_id = Uuid::now_v7();
     let caller_index = match acquire(ctx, msg, attempt_id, &mut job).await? {
         Ok(idx) => idx,
@@ -575,7 +575,9 @@ async fn unplace(
     Ok(DialResult::HandedBack(state))
 }
 
-/// Waits for slots and a rate token. `Err(gate)` when the job stopped wanting the call.
+/// Waits for the job's and the workspace's slots, and picks the caller ID with them; the start
+/// token is not taken here but right before the carrier request (`take_start_token`). `Err(gate)`
+/// when the job stopped wanting the call.
 async fn acquire(
     ctx: &Ctx,
     msg: &DialV1,

@@ -51,7 +51,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A context over already-open connections.
+    /// A context over already-open connections, with a shutdown token of its own (a test's
+    /// context that nothing stops); a worker gives it its own with [`Ctx::with_shutdown`].
     pub fn new(db: Pool, redis: Redis, carrier: Carrier, config: Config) -> Self {
         Self {
             db,
@@ -64,6 +65,12 @@ impl Ctx {
             jobs: dial::JobCache::default(),
             shutdown: CancellationToken::new(),
         }
+    }
+
+    /// The same context, stopped by `shutdown`.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 
@@ -117,8 +124,8 @@ pub async fn spawn(
             Carrier::Sim(sim)
         }
     };
-    let mut ctx = Ctx::new(db.clone(), redis.clone(), carrier, config.clone());
-    ctx.shutdown = shutdown.clone();
+    let ctx = Ctx::new(db.clone(), redis.clone(), carrier, config.clone())
+        .with_shutdown(shutdown.clone());
 
     tasks.spawn(ctx.limits.wakeups().clone().listen(
         config.service.redis_url.clone(),

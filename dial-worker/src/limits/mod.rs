@@ -112,7 +112,8 @@ impl Limits {
         self.redis.key("slots:orphans")
     }
 
-    /// One atomic try at slots, token and caller ID.
+    /// One atomic try at both slots (job and workspace) and a caller ID. No start token: that
+    /// is taken separately, right before the carrier request ([`Limits::try_start`]).
     pub async fn try_acquire(&self, req: &SlotRequest) -> Result<TryAcquire, redis::RedisError> {
         let mut conn = self.redis.conn.clone();
         let (code, idx): (i64, i64) = scripts::ACQUIRE
