@@ -14,58 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::callback::CallbackSpec;
 use crate::plan::Plan;
 
-/// Twilio's call statuses, as `GET …/Calls/{sid}.json` and callbacks spell them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallStatus {
-    /// Accepted, not yet dialing.
-    Queued,
-    /// Being dialed.
-    Initiated,
-    /// Ringing at the called party.
-    Ringing,
-    /// Picked up, talking.
-    InProgress,
-    /// Ended after being answered.
-    Completed,
-    /// Busy signal.
-    Busy,
-    /// Rang out.
-    NoAnswer,
-    /// Could not be placed.
-    Failed,
-    /// Hung up by the caller before it connected.
-    Canceled,
-}
-
-impl CallStatus {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Initiated => "initiated",
-            Self::Ringing => "ringing",
-            Self::InProgress => "in-progress",
-            Self::Completed => "completed",
-            Self::Busy => "busy",
-            Self::NoAnswer => "no-answer",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
-        }
-    }
-
-    /// Whether the call is over.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::Busy | Self::NoAnswer | Self::Failed | Self::Canceled
-        )
-    }
-
-    /// Whether nobody has picked up yet and the call is not over (Twilio's `canceled` applies).
-    pub fn is_before_answer(self) -> bool {
-        matches!(self, Self::Queued | Self::Initiated | Self::Ringing)
-    }
-}
+/// Twilio's call statuses, as `GET …/Calls/{sid}.json` and callbacks spell them: the same type
+/// the gateway forwards to the dial workers.
+pub use shared::queue::messages::CarrierCallStatus as CallStatus;
 
 /// A hang-up asked for through the modify-call API (`Status=canceled|completed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

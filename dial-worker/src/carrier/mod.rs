@@ -134,12 +134,5 @@ impl Carrier {
 
 /// Whether a status is the last one a call reports.
 pub fn is_final(status: CarrierCallStatus) -> bool {
-    matches!(
-        status,
-        CarrierCallStatus::Completed
-            | CarrierCallStatus::Busy
-            | CarrierCallStatus::NoAnswer
-            | CarrierCallStatus::Failed
-            | CarrierCallStatus::Canceled
-    )
+    status.is_final()
 }

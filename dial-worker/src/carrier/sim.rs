@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use shared::carrier_sim::Ending;
 use shared::queue::messages::{CallEventV1, CarrierCallStatus};
 use shared::queue::publisher::Outgoing;
 use shared::queue::{Publisher, Stream};
@@ -39,8 +40,8 @@ pub enum SimOutcome {
 /// How outcomes are chosen.
 #[derive(Debug, Clone)]
 pub enum OutcomeRule {
-    /// By the called number's last digit, as the carrier-sim does: 0–5 answered, 6 busy,
-    /// 7 no-answer, 8 failed, 9 voicemail.
+    /// By the called number's last digit, the carrier-sim's own rule (`shared::carrier_sim`):
+    /// 0–5 answered, 6 busy, 7 no-answer, 8 failed, 9 voicemail.
     LastDigit,
     /// Always the same.
     Always(SimOutcome),
@@ -299,13 +300,15 @@ fn draw(rng: &mut StdRng, (lo, hi): (u64, u64)) -> u64 {
     }
 }
 
+/// The carrier-sim's digit rule (`shared::carrier_sim`), so both simulators end the same
+/// number the same way.
 fn by_last_digit(to: &str) -> SimOutcome {
-    match to.chars().last().and_then(|c| c.to_digit(10)) {
-        Some(6) => SimOutcome::Busy,
-        Some(7) => SimOutcome::NoAnswer,
-        Some(8) => SimOutcome::Failed,
-        Some(9) => SimOutcome::Voicemail,
-        _ => SimOutcome::Answered,
+    match Ending::by_last_digit(to) {
+        Ending::Answered => SimOutcome::Answered,
+        Ending::Busy => SimOutcome::Busy,
+        Ending::NoAnswer => SimOutcome::NoAnswer,
+        Ending::Failed => SimOutcome::Failed,
+        Ending::Voicemail => SimOutcome::Voicemail,
     }
 }
 

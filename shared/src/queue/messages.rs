@@ -85,6 +85,36 @@ pub enum CarrierCallStatus {
     Canceled,
 }
 
+impl CarrierCallStatus {
+    /// The wire name (Twilio's spelling, `canceled` included).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Initiated => "initiated",
+            Self::Ringing => "ringing",
+            Self::InProgress => "in-progress",
+            Self::Completed => "completed",
+            Self::Busy => "busy",
+            Self::NoAnswer => "no-answer",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// Whether this is the last status a call reports.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Busy | Self::NoAnswer | Self::Failed | Self::Canceled
+        )
+    }
+
+    /// Whether nobody has picked up yet and the call is not over (Twilio's `canceled` applies).
+    pub fn is_before_answer(self) -> bool {
+        matches!(self, Self::Queued | Self::Initiated | Self::Ringing)
+    }
+}
+
 /// A status callback from the carrier, verified and forwarded by the gateway to the dial
 /// workers. Consumers must treat it as idempotent: carriers repeat callbacks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
