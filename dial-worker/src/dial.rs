@@ -281,6 +281,13 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     drop(client);
     let gate = job.gate(Utc::now());
     if gate != Gate::Go {
+        if !check_first {
+            // Nothing has read the contact yet: its release may not have committed, and a
+            // hand-back now would find it still `queued` and do nothing, leaving it
+            // `released` once the release lands. The careful path waits for the release.
+            ctx.jobs.forget(msg.batch_id);
+            return Box::pin(dial(ctx, msg, true)).await;
+        }
         return hand_back(ctx, msg.contact_id, gate).await;
     }
 
@@ -288,6 +295,11 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     let attempt_id = Uuid::now_v7();
     let caller_index = match acquire(ctx, msg, attempt_id, &mut job).await? {
         Ok(idx) => idx,
+        Err(_) if !check_first => {
+            // As above: settle the release before handing the contact back.
+            ctx.jobs.forget(msg.batch_id);
+            return Box::pin(dial(ctx, msg, true)).await;
+        }
         Err(gate) => return hand_back(ctx, msg.contact_id, gate).await,
     };
     let (from_id, from) = match caller_index.and_then(|i| job.callers.get(i as usize)) {

@@ -146,3 +146,59 @@ async fn an_unreadable_schedule_keeps_the_job_closed() {
     assert!(sim.calls().is_empty());
     stop.cancel();
 }
+
+/// A first delivery whose job says "not now" (paused, or a window that closed) while its
+/// release has not committed yet: handing the contact back at once would find it `queued` and
+/// change nothing, and the release would then leave it `released` with no message. The worker
+/// waits for the release and hands the contact back after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hand_back_waits_for_the_release_it_undoes() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let ws = workspace(&env, 10).await;
+    let batch_id = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let sim = sim(&env, answered(), stop.clone());
+    let ctx = ctx(&env, &sim);
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE batches SET state = 'paused' WHERE id = $1",
+            &[&batch_id],
+        )
+        .await
+        .unwrap();
+
+    let mut scheduler = env.db.get().await.unwrap();
+    let tx = scheduler.transaction().await.unwrap();
+    let contact_id: uuid::Uuid = tx
+        .query_one(
+            "UPDATE contacts SET state = 'released', released_at = now()
+             WHERE batch_id = $1 RETURNING id",
+            &[&batch_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let msg = DialV1 {
+        batch_id,
+        workspace_id: ws.id,
+        contact_id,
+        attempt_no: 1,
+    };
+    let handing = tokio::spawn(async move { dial(&ctx, &msg, false).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), handing)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(result, DialResult::HandedBack("queued"));
+    let state: String = client
+        .query_one("SELECT state FROM contacts WHERE id = $1", &[&contact_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "queued", "handed back after the release, not before");
+    assert!(sim.calls().is_empty());
+    stop.cancel();
+}

@@ -653,13 +653,12 @@ async fn without_keys_the_call_list_is_matched_by_number_and_time() {
     );
     assert_eq!(contact(&env, msg.contact_id).await.0, "queued");
     let query = twilio.queries.lock().unwrap().last().cloned().unwrap();
+    // By number only: a call still queued at the carrier has no start time, so a StartTime
+    // filter would hide it and its attempt would be taken back and dialed twice.
     assert!(
         query.contains("To=%2B12015550000")
             && query.contains("From=%2B12015550100")
-            && query.contains(&format!(
-                "StartTime%3E={}",
-                (now - chrono::Duration::seconds(10)).format("%Y-%m-%d")
-            )),
+            && !query.contains("StartTime"),
         "{query}"
     );
 

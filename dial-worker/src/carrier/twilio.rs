@@ -156,7 +156,9 @@ impl TwilioCarrier {
 
 /// How far the carrier's clock may be behind ours: a call created up to this long before the
 /// attempt's row (by the carrier's `date_created`) still counts as possibly the attempt's.
-const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(10);
+/// Wide on purpose: a call wrongly counted as a candidate only makes the reconciler wait (the
+/// attempt may end `unknown`), while a real call missed is taken back and dialed again.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(2);
 
 #[derive(Deserialize)]
 struct CallPage {
@@ -179,8 +181,10 @@ struct ListedCall {
 
 impl TwilioCarrier {
     /// The calls to `lookup.to` (from `lookup.from`) created since the attempt: Twilio's list,
-    /// `GET …/Calls.json?To=&From=&StartTime>=YYYY-MM-DD`, filtered by `date_created` here (the
-    /// list's day filter is coarse). Twilio ignores our `Idempotency-Key`, so the call's id
+    /// `GET …/Calls.json?To=&From=` (newest first), filtered by `date_created` here. No
+    /// `StartTime` filter: a call still queued at the carrier (over the account's rate, say)
+    /// has no start time yet and would not be listed, and the reconciler would take back a call
+    /// that is about to ring. Twilio ignores our `Idempotency-Key`, so the call's id
     /// cannot be asked for directly; a contact has one attempt in flight at a time, so the
     /// reconciler only has to set aside calls other attempts already own.
     pub async fn find_calls(
@@ -188,11 +192,8 @@ impl TwilioCarrier {
         lookup: &super::CallLookup,
     ) -> Result<super::Found, CarrierError> {
         let since = lookup.since - CLOCK_SKEW;
-        let mut query: Vec<(&str, String)> = vec![
-            ("To", lookup.to.clone()),
-            ("StartTime>", since.format("%Y-%m-%d").to_string()),
-            ("PageSize", "100".to_owned()),
-        ];
+        let mut query: Vec<(&str, String)> =
+            vec![("To", lookup.to.clone()), ("PageSize", "100".to_owned())];
         if let Some(from) = &lookup.from {
             query.push(("From", from.clone()));
         }

@@ -39,7 +39,8 @@ pub async fn connect(cfg: &ServiceConfig) -> Result<Pool, ConnectError> {
 /// Builds a pool without connecting: connections are opened lazily and re-opened after the server
 /// drops them, so a database restart costs failed requests, never a dead process.
 pub fn build_pool(url: &str, max_size: usize) -> anyhow::Result<Pool> {
-    let pg_config = tokio_postgres::Config::from_str(url)?;
+    let mut pg_config = tokio_postgres::Config::from_str(url)?;
+    bound_waits(&mut pg_config);
     // Fast recycling skips a round trip per checkout; a broken connection is detected by the
     // query that uses it and the pool discards it.
     let manager = Manager::from_config(
@@ -50,6 +51,36 @@ pub fn build_pool(url: &str, max_size: usize) -> anyhow::Result<Pool> {
         },
     );
     Ok(Pool::builder(manager).max_size(max_size).build()?)
+}
+
+/// How long a statement of a role may wait for a row lock. Roles hold row locks for short,
+/// bounded steps (a release holds its contacts at most the publish timeout), so a longer wait
+/// means the holder is gone: the statement fails, and its message is retried later, rather than
+/// hold a pooled connection for as long as the holder takes to die.
+pub const LOCK_TIMEOUT_MS: u32 = 10_000;
+
+/// How long a session may sit idle inside a transaction before the server ends it and lets its
+/// locks go (a role stopped with a transaction open, a partitioned host).
+pub const IDLE_IN_TRANSACTION_TIMEOUT_MS: u32 = 30_000;
+
+/// Bounds every wait a connection can cause or suffer: lock waits and idle transactions by
+/// session settings, and a peer that vanished without closing (a partition, a paused host) by
+/// TCP keepalives and an unacknowledged-data timeout of seconds, not the kernel's two hours.
+fn bound_waits(config: &mut tokio_postgres::Config) {
+    let ours = format!(
+        "-c lock_timeout={LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    );
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{ours} {given}"),
+        _ => ours,
+    };
+    config.options(&options);
+    config
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .keepalives_interval(std::time::Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(std::time::Duration::from_secs(30));
 }
 
 /// Creates the database named in `url` if it does not exist, by connecting to the server's
@@ -80,4 +111,23 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
 /// Quotes an SQL identifier (a database name chosen by configuration or a test).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_bounds_come_before_the_urls_own_options() {
+        let mut config =
+            tokio_postgres::Config::from_str("postgres://u@h/db?options=-c%20search_path%3Dx")
+                .unwrap();
+        bound_waits(&mut config);
+        let options = config.get_options().unwrap();
+        assert!(
+            options
+                .starts_with("-c lock_timeout=10000 -c idle_in_transaction_session_timeout=30000")
+        );
+        assert!(options.ends_with("-c search_path=x"), "{options}");
+    }
 }
