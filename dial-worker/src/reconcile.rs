@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::Ctx;
-use crate::carrier::{CallLookup, Found, is_final};
+use crate::carrier::{CallLookup, CarrierError, Found, is_final};
 use crate::error::StepError;
 use crate::outcome::{EndReport, Recorded, record_end};
 
@@ -127,8 +127,20 @@ async fn reconcile_placed(
             Ok(Reconciled::Ended)
         }
         Ok(_) => Ok(Reconciled::Waiting),
+        Err(CarrierError::NotFound) => {
+            tracing::warn!(%attempt_id, "carrier does not know the call");
+            close_if_too_old(ctx, attempt_id, created_at).await
+        }
         Err(e) => {
+            // A passing carrier error says nothing about the call, which may still be live (a
+            // long call past `UNKNOWN_AFTER_SECS`): closing it would free its slot while it
+            // talks. Only a carrier that stays unable to answer for four times that long gets
+            // the attempt closed.
             tracing::warn!(%attempt_id, error = %e, "carrier cannot tell the call's status");
+            let age = (Utc::now() - created_at).to_std().unwrap_or_default();
+            if age < ctx.config.unknown_after.saturating_mul(4) {
+                return Ok(Reconciled::Waiting);
+            }
             close_if_too_old(ctx, attempt_id, created_at).await
         }
     }
