@@ -12,5 +12,6 @@ pub mod openapi;
 pub mod pagination;
 pub mod routes;
 pub mod validate;
+pub mod workspace;
 
 pub use app::{AppState, run, spawn};

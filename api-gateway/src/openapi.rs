@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries};
+use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries};
         vogent::queue, vogent::dials, vogent::dial,
         dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
+        workspace::fetch, workspace::update, workspace::rotate_secret,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldErrorDoc, AgentIn, Agent, AgentPage, PhoneNumberIn, PhoneNumber, PhoneNumberPage,
@@ -29,7 +30,7 @@ use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries};
     )),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
-    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks")),
+    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks"), (name = "workspace")),
 )]
 pub struct ApiDoc;
 
