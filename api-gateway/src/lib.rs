@@ -8,6 +8,7 @@ pub mod batches;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod monitor;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;

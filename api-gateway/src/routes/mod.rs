@@ -23,4 +23,5 @@ pub fn router() -> Router<AppState> {
         .merge(carrier::router())
         .merge(webhook_deliveries::router())
         .merge(workspace::router())
+        .merge(crate::monitor::router())
 }
