@@ -48,7 +48,7 @@ impl View {
 }
 
 const COLORS: [&str; SERIES.len()] = [
-    "#2e7d32", "#81c784", "#f9a825", "#fb8c00", "#c62828", "#9e9e9e", "#1e88e5",
+    "#2e7d32", "#81c784", "#f9a825", "#8e24aa", "#c62828", "#9e9e9e", "#1e88e5",
 ];
 
 /// HTML-escapes text.
@@ -377,7 +377,7 @@ table{border-collapse:collapse;width:100%}td,th{padding:4px 6px;border-bottom:1p
 td.n{text-align:right;font-variant-numeric:tabular-nums;font-weight:600}.muted{color:var(--muted)}
 .kv div{display:flex;justify-content:space-between;gap:12px;padding:3px 0}.kv b{font-weight:600;text-align:right}
 .o{padding:0 8px;border-radius:99px;font-size:12px;background:#eee}.o-completed{background:#c8e6c9}.o-voicemail{background:#dcedc8}
-.o-busy{background:#fff3c4}.o-no-answer{background:#ffe0b2}.o-failed,.o-unknown{background:#ffcdd2}.o-in-progress{background:#bbdefb}
+.o-busy{background:#fff3c4}.o-no-answer{background:#e1bee7}.o-failed,.o-unknown{background:#ffcdd2}.o-in-progress{background:#bbdefb}
 .legend span{display:inline-block;margin-right:12px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
 footer{padding:0 24px 18px;color:var(--muted);font-size:12px}
 "#;
