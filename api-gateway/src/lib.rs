@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod batches;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;

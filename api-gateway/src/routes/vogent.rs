@@ -222,7 +222,7 @@ pub(crate) async fn update(
 }
 
 /// Writes a settings change (as `PUT` spells it) into the batch's columns.
-async fn apply_settings(
+pub(crate) async fn apply_settings(
     client: &impl GenericClient,
     id: Uuid,
     change: &Map<String, Value>,
