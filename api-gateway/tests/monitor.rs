@@ -212,3 +212,47 @@ async fn the_page_counts_what_the_api_counts_and_the_stream_follows_a_call_endin
     assert_eq!(update["t"]["in-flight"], "1");
     assert!(took < Duration::from_secs(1), "update after {took:?}");
 }
+
+/// Open event streams end when the gateway stops, so they never hold up its graceful shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_do_not_hold_up_a_shutdown() {
+    let env = testkit::TestEnv::new().await;
+    let mut pairs = env.env_vars();
+    pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
+    let config =
+        api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (addr, server) = api_gateway::spawn(config.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let client = env.db.get().await.unwrap();
+    let ws = testkit::fixtures::Workspace::new().insert(&client).await;
+    let batch = testkit::fixtures::Batch::new(ws).insert(&client).await;
+    let link = api_gateway::monitor::dashboard_link(&config, batch, Utc::now());
+    let events = format!(
+        "http://{addr}{}",
+        &link[link.find("/batch/monitor/").unwrap()..].replace('?', "/events?")
+    );
+    let http = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut r = http.get(&events).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.chunk().await.unwrap().expect("the first update");
+        streams.push(r);
+    }
+    let t = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("the server stopped with streams open")
+        .unwrap()
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3));
+    for mut r in streams {
+        assert!(
+            r.chunk().await.map_or(true, |c| c.is_none()),
+            "the stream ended"
+        );
+    }
+}

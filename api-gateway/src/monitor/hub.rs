@@ -113,7 +113,10 @@ impl Hub {
         tick.tick().await;
         loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => break,
+                _ = self.shutdown.cancelled() => {
+                    self.feeds.lock().expect("not poisoned").remove(&id);
+                    break;
+                }
                 _ = tick.tick() => {}
             }
             if tx.receiver_count() == 0 {
@@ -152,6 +155,12 @@ impl Hub {
                 Err(e) => tracing::warn!(batch_id = %id, error = %e, "monitor refresh failed"),
             }
         }
+    }
+
+    /// Cancelled when the gateway stops: event streams end then, so that open pages never hold
+    /// up the server's graceful shutdown (their browsers reconnect to another replica).
+    pub fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// How many batches are watched now.

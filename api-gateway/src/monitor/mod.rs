@@ -129,7 +129,7 @@ async fn events(
         Ok(rx) => rx,
         Err(e) => return e.into_response(),
     };
-    let mut response = Sse::new(updates(rx))
+    let mut response = Sse::new(updates(rx, state.monitor.shutdown()))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();
     response
@@ -138,15 +138,23 @@ async fn events(
     response
 }
 
-/// The current view at once (the page may be older than it), then each new one.
+/// The current view at once (the page may be older than it), then each new one, until the
+/// feed ends or the gateway stops.
 fn updates(
     rx: tokio::sync::watch::Receiver<std::sync::Arc<render::View>>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if !first {
-            rx.changed().await.ok()?;
+    futures_util::stream::unfold((rx, true), move |(mut rx, first)| {
+        let shutdown = shutdown.clone();
+        async move {
+            if !first {
+                tokio::select! {
+                    changed = rx.changed() => changed.ok()?,
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+            let data = rx.borrow_and_update().json.clone();
+            Some((Ok(Event::default().event("update").data(data)), (rx, false)))
         }
-        let data = rx.borrow_and_update().json.clone();
-        Some((Ok(Event::default().event("update").data(data)), (rx, false)))
     })
 }

@@ -509,3 +509,13 @@ pub fn denied(reason: &str) -> String {
         esc(reason)
     )
 }
+
+/// The page when the figures cannot be read now (the database is unavailable).
+pub fn unavailable() -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>Unavailable · dialfleet monitor</title><style>{STYLE}</style></head>
+<body><header><h1>Temporarily unavailable</h1><div class="meta">dialfleet batch monitor</div></header>
+<main><section class="card wide"><p>The batch's figures cannot be read right now. This page tries again in 5 seconds.</p></section></main></body></html>"#
+    )
+}
