@@ -26,7 +26,7 @@ use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries, 
         ScheduleDoc, DayDoc, SlotDoc, VogentRowDoc, VogentCreateDoc, VogentUpdateDoc, PausedDoc, Job, JobPage,
         QueueRow, QueuePage, Dial, DialPage, DialgenContactDoc, DialgenOptionsDoc, RetryDoc, WebhooksDoc,
         DialgenCreateDoc, DialgenCreated, Links, CheckStatus, Statistics, BatchListItem, BatchCalls, BatchCall,
-        WebhookDelivery, WebhookDeliveryPage,
+        WebhookDelivery, WebhookDeliveryPage, JobLinks,
     )),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
@@ -227,6 +227,15 @@ pub struct Job {
     /// Settings changed while ACTIVE, applied at the next pause.
     #[schema(value_type = Object)]
     pending: Option<Value>,
+    /// `GET /api/batch_dial_jobs/{id}` only (extension): the live monitor page.
+    links: Option<JobLinks>,
+}
+
+/// The job's links (extension).
+#[derive(ToSchema)]
+pub struct JobLinks {
+    /// The monitor page, with a token valid 7 days for this job only.
+    dashboard: String,
 }
 
 #[derive(ToSchema)]
