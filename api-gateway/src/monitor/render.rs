@@ -173,7 +173,9 @@ fn schedule_and_eta(s: &Snapshot) -> (String, String) {
                 time(t),
                 span(t - now)
             ),
-            None => format!("{prefix}unknown (the window does not open within 8 days)"),
+            None => format!(
+                "{prefix}unknown (the window does not open within 8 days, or the end is years away)"
+            ),
         }
     };
     (window_text, eta_text)
