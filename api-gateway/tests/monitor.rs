@@ -256,3 +256,76 @@ async fn open_streams_do_not_hold_up_a_shutdown() {
         );
     }
 }
+
+/// A finished batch whose contacts are all final cannot change: once its per-second figures
+/// have fallen to zero, its open pages cost no read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_batch_costs_no_reads() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let env = testkit::TestEnv::new().await;
+    let mut pairs = env.env_vars();
+    pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
+    pairs.push(("MONITOR_REFRESH_MS".into(), "100".into()));
+    let config =
+        api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let hub = Arc::new(api_gateway::monitor::hub::Hub::new(
+        env.db.clone(),
+        config.monitor_refresh,
+        stop.clone(),
+    ));
+    let state = api_gateway::AppState {
+        db: env.db.clone(),
+        publisher: Arc::new(shared::queue::Publisher::new(env.broker.clone())),
+        config: Arc::new(config.clone()),
+        monitor: hub.clone(),
+    };
+    let app = api_gateway::app::router(state, Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = env.db.get().await.unwrap();
+    let ws = testkit::fixtures::Workspace::new().insert(&client).await;
+    let running = testkit::fixtures::Batch::new(ws).insert(&client).await;
+    let done = testkit::fixtures::Batch::new(ws)
+        .state("completed")
+        .insert(&client)
+        .await;
+    for batch in [running, done] {
+        testkit::fixtures::Contacts::new(["+12015550001", "+12015550002"])
+            .insert(&client, batch, ws.id)
+            .await;
+    }
+    client
+        .execute(
+            "UPDATE contacts SET state = 'completed', last_outcome = 'completed' WHERE batch_id = $1",
+            &[&done],
+        )
+        .await
+        .unwrap();
+    let open = |batch| {
+        let link = api_gateway::monitor::dashboard_link(&config, batch, Utc::now());
+        let events = format!(
+            "http://{addr}{}",
+            &link[link.find("/batch/monitor/").unwrap()..].replace('?', "/events?")
+        );
+        async move { reqwest::get(events).await.unwrap() }
+    };
+    let _done_page = open(done).await;
+    tokio::time::sleep(api_gateway::monitor::hub::SETTLE_AFTER + Duration::from_secs(1)).await;
+    let before = hub.stats.reads.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        hub.stats.reads.load(Ordering::Relaxed),
+        before,
+        "no read for a settled batch"
+    );
+    // A running batch's page goes on reading every refresh.
+    let _running_page = open(running).await;
+    let before = hub.stats.reads.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(hub.stats.reads.load(Ordering::Relaxed) - before >= 5);
+}

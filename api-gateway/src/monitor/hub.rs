@@ -24,6 +24,10 @@ use shared::db::Pool;
 /// How long a feed outlives its last watcher.
 pub const IDLE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a settled batch's feed goes on reading: past the 10 s over which calls per second
+/// are counted, so that figure has fallen to zero.
+pub const SETTLE_AFTER: Duration = Duration::from_secs(11);
+
 /// What the feeds cost, for the benchmark and the logs.
 #[derive(Debug, Default)]
 pub struct HubStats {
@@ -108,6 +112,7 @@ impl Hub {
         mut since: Option<DateTime<Utc>>,
     ) {
         let mut unwatched_since: Option<Instant> = None;
+        let mut settled_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(self.refresh);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -133,6 +138,17 @@ impl Hub {
                 continue;
             }
             unwatched_since = None;
+            // A finished batch whose every contact is final cannot change any more (final
+            // contact states are terminal): once the last figures that move with time (calls
+            // in the last 10 s) have settled too, the feed keeps its view and reads nothing.
+            if tx.borrow().snapshot.is_settled() {
+                let since_when = *settled_since.get_or_insert_with(Instant::now);
+                if since_when.elapsed() >= SETTLE_AFTER {
+                    continue;
+                }
+            } else {
+                settled_since = None;
+            }
             match self.read(id, &mut chart, &mut since).await {
                 Ok(Some(next)) => {
                     let changed = tx.send_if_modified(|current| {

@@ -172,6 +172,12 @@ impl Snapshot {
             && self.recent == other.recent
     }
 
+    /// Whether nothing about the batch can change any more: it is final, every contact is final
+    /// and no call is in flight.
+    pub fn is_settled(&self) -> bool {
+        self.batch.state.is_final() && self.statistics.pending == 0 && self.in_flight == 0
+    }
+
     /// Calls per second over the last 10 s.
     pub fn calls_per_second(&self) -> f64 {
         self.starts_10s as f64 / 10.0
