@@ -1,7 +1,6 @@
 //! Workspace and API-key administration, used by the command line (`api-gateway workspace
 //! create`, `api-key create`, `api-key revoke`) and by tests.
 
-use base64::Engine;
 use rand::Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -49,10 +48,7 @@ pub async fn create_workspace(
     anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
     let client = db.get().await?;
     let id = Uuid::now_v7();
-    let secret = format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(rand::rng().random::<[u8; 24]>())
-    );
+    let secret = crate::workspace::new_webhook_secret();
     client
         .execute(
             "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret) VALUES ($1, $2, $3, $4)",

@@ -20,6 +20,8 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     /// Settings.
     pub config: Arc<Config>,
+    /// The monitor pages' shared feeds, one per watched batch.
+    pub monitor: Arc<crate::monitor::hub::Hub>,
 }
 
 /// The whole HTTP API.
@@ -61,7 +63,18 @@ pub async fn spawn(
         Arc::new(Publisher::new(broker)),
         shutdown.clone(),
     ));
+    if config.monitor_token_secret == crate::config::DEV_MONITOR_TOKEN_SECRET {
+        tracing::warn!(
+            "MONITOR_TOKEN_SECRET is not set: monitor links are signed with the development default, which anyone can forge"
+        );
+    }
+    let monitor = Arc::new(crate::monitor::hub::Hub::new(
+        db.clone(),
+        config.monitor_refresh,
+        shutdown.clone(),
+    ));
     let state = AppState {
+        monitor,
         db,
         publisher,
         config: Arc::new(config.clone()),

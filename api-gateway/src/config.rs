@@ -18,7 +18,17 @@ pub struct Config {
     pub carrier_auth_token: String,
     /// `MAX_BODY_BYTES`: the largest request body; sized for 100,000 contacts with metadata.
     pub max_body_bytes: usize,
+    /// `MONITOR_TOKEN_SECRET`: signs the tokens of the monitor pages' links (`links.dashboard`).
+    /// The default is for development only: with it anyone can forge a link, so production sets
+    /// its own (the gateway logs a warning when it runs with the default).
+    pub monitor_token_secret: String,
+    /// `MONITOR_REFRESH_MS`: how often an open monitor page's figures are recomputed (once per
+    /// batch, shared by every page open on it).
+    pub monitor_refresh: std::time::Duration,
 }
+
+/// The development default of `MONITOR_TOKEN_SECRET`.
+pub const DEV_MONITOR_TOKEN_SECRET: &str = "dialfleet-dev-monitor-secret-change-me";
 
 impl Config {
     /// Reads the settings; a malformed value names its variable.
@@ -30,6 +40,11 @@ impl Config {
             public_url: env.url("PUBLIC_URL", &format!("http://{addr}"), &["http", "https"])?,
             carrier_auth_token: env.string("CARRIER_AUTH_TOKEN", "sim-token"),
             max_body_bytes: env.parse("MAX_BODY_BYTES", 64 * 1024 * 1024)?,
+            monitor_token_secret: env.string("MONITOR_TOKEN_SECRET", DEV_MONITOR_TOKEN_SECRET),
+            monitor_refresh: std::time::Duration::from_millis(
+                env.parse::<u64>("MONITOR_REFRESH_MS", 500)?
+                    .clamp(50, 60_000),
+            ),
         })
     }
 }

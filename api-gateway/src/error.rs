@@ -52,6 +52,9 @@ pub enum ApiError {
     /// 403: the request is authenticated by a signature that does not match.
     #[error("{0}")]
     Forbidden(String),
+    /// 403: the request names fields its credentials may not change (each with why).
+    #[error("{} cannot be changed with an API key", .0.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", "))]
+    ForbiddenFields(Vec<FieldError>),
     /// 404: no such thing in this workspace.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -83,7 +86,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Forbidden(_) | Self::ForbiddenFields(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -122,9 +125,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         let details: Vec<FieldError> = match &self {
-            Self::BadRequest { details, .. } | Self::Validation(details) => {
-                details.iter().take(MAX_DETAILS).cloned().collect()
-            }
+            Self::BadRequest { details, .. }
+            | Self::Validation(details)
+            | Self::ForbiddenFields(details) => details.iter().take(MAX_DETAILS).cloned().collect(),
             _ => Vec::new(),
         };
         let message = match &self {

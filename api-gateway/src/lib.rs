@@ -6,12 +6,15 @@ pub mod app;
 pub mod auth;
 pub mod batches;
 pub mod callback_outbox;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod monitor;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
 pub mod validate;
+pub mod workspace;
 
 pub use app::{AppState, run, spawn};

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
+use api_gateway::cli::{self, BatchCommand, WebhookSecretCommand, WorkspaceUpdateArgs};
 use api_gateway::{admin, config::Config};
 use shared::config::Env;
 
@@ -13,6 +14,9 @@ use shared::config::Env;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Print one JSON document instead of text (the operator commands).
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -31,6 +35,16 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Batches of every workspace: list, show, pause, resume, cancel.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+    /// A workspace's webhook signing secret.
+    WebhookSecret {
+        #[command(subcommand)]
+        command: WebhookSecretCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -42,6 +56,12 @@ enum WorkspaceCommand {
         #[arg(long)]
         max_concurrent_dials: i32,
     },
+    /// Every workspace.
+    List,
+    /// One workspace's settings.
+    Show { id: Uuid },
+    /// Change any of a workspace's settings, the limits included.
+    Update(WorkspaceUpdateArgs),
 }
 
 #[derive(Subcommand)]
@@ -58,6 +78,7 @@ enum ApiKeyCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     shared::role::main("api-gateway", async move {
         let config = Config::from_env(&Env::from_process())?;
         match cli.command.unwrap_or(Command::Serve) {
@@ -88,6 +109,28 @@ async fn main() -> ExitCode {
                 let created = admin::create_workspace(&db, &name, max_concurrent_dials).await?;
                 println!("{}", serde_json::to_string(&created)?);
                 Ok(())
+            }
+            Command::Workspace {
+                command: WorkspaceCommand::List,
+            } => cli::workspace_list(&shared::db::connect(&config.service).await?, json).await,
+            Command::Workspace {
+                command: WorkspaceCommand::Show { id },
+            } => cli::workspace_show(&shared::db::connect(&config.service).await?, id, json).await,
+            Command::Workspace {
+                command: WorkspaceCommand::Update(args),
+            } => {
+                cli::workspace_update(&shared::db::connect(&config.service).await?, args, json)
+                    .await
+            }
+            Command::Batch { command } => {
+                let db = shared::db::connect(&config.service).await?;
+                cli::batch(&db, &config, command, json).await
+            }
+            Command::WebhookSecret {
+                command: WebhookSecretCommand::Show { id },
+            } => {
+                cli::webhook_secret_show(&shared::db::connect(&config.service).await?, id, json)
+                    .await
             }
             Command::ApiKey {
                 command: ApiKeyCommand::Create { workspace },

@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries};
+use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,17 +19,18 @@ use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries};
         vogent::queue, vogent::dials, vogent::dial,
         dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
+        workspace::fetch, workspace::update, workspace::rotate_secret,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldErrorDoc, AgentIn, Agent, AgentPage, PhoneNumberIn, PhoneNumber, PhoneNumberPage,
         ScheduleDoc, DayDoc, SlotDoc, VogentRowDoc, VogentCreateDoc, VogentUpdateDoc, PausedDoc, Job, JobPage,
         QueueRow, QueuePage, Dial, DialPage, DialgenContactDoc, DialgenOptionsDoc, RetryDoc, WebhooksDoc,
         DialgenCreateDoc, DialgenCreated, Links, CheckStatus, Statistics, BatchListItem, BatchCalls, BatchCall,
-        WebhookDelivery, WebhookDeliveryPage,
+        WebhookDelivery, WebhookDeliveryPage, JobLinks,
     )),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
-    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks")),
+    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks"), (name = "workspace")),
 )]
 pub struct ApiDoc;
 
@@ -226,6 +227,15 @@ pub struct Job {
     /// Settings changed while ACTIVE, applied at the next pause.
     #[schema(value_type = Object)]
     pending: Option<Value>,
+    /// `GET /api/batch_dial_jobs/{id}` only (extension): the live monitor page.
+    links: Option<JobLinks>,
+}
+
+/// The job's links (extension).
+#[derive(ToSchema)]
+pub struct JobLinks {
+    /// The monitor page, with a token valid 7 days for this job only.
+    dashboard: String,
 }
 
 #[derive(ToSchema)]

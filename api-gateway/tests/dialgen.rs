@@ -38,7 +38,7 @@ async fn create_answers_202_with_links_and_is_visible_through_both_surfaces() {
         created["links"]["dashboard"]
             .as_str()
             .unwrap()
-            .ends_with(&format!("/batch/monitor/{id}"))
+            .contains(&format!("/batch/monitor/{id}?token="))
     );
 
     let status: Value = app

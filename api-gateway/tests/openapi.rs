@@ -32,6 +32,9 @@ async fn openapi_lists_every_route() {
         ("/api/webhook_deliveries", "get"),
         ("/api/webhook_deliveries/{id}", "get"),
         ("/api/webhook_deliveries/{id}/retry", "post"),
+        ("/api/workspace", "get"),
+        ("/api/workspace", "patch"),
+        ("/api/workspace/webhook_secret", "post"),
     ] {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} missing");

@@ -370,3 +370,87 @@ async fn a_send_failing_after_a_manual_retry_does_not_undo_it() {
     );
     stop.cancel();
 }
+
+/// After a secret rotation (the gateway's `POST /api/workspace/webhook_secret` writes these
+/// columns) every delivery carries two signatures for 24 h: a receiver holding either secret
+/// verifies it. Once the window has passed, only the new secret signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn during_a_rotation_deliveries_are_signed_with_both_secrets() {
+    const NEW: &str = "whsec_bmV3LXNlY3JldC1hZnRlci1yb3RhdGlvbg==";
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let (url, received) = receiver(0).await;
+    let ws = workspace(&env, 10).await;
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE workspaces SET previous_webhook_secret = webhook_secret, webhook_secret = $2,
+                 previous_webhook_secret_until = now() + interval '24 hours',
+                 webhook_secret_rotated_at = now()
+             WHERE id = $1",
+            &[&ws.id, &NEW],
+        )
+        .await
+        .unwrap();
+    let spec = new_batch(ws).webhooks(on_call_complete(&url));
+    batch(&env, &spec, &numbers("+1201555", 1, 0)).await;
+    let behavior = SimBehavior {
+        ring_ms: (10, 10),
+        talk_ms: (10, 10),
+        rule: OutcomeRule::Always(SimOutcome::Answered),
+        report_answered: true,
+        seed: 1,
+    };
+    let sim = sim(&env, behavior, stop.clone());
+    let _w = worker(config(&env, &[("WEBHOOK_POLL_MS", "50")]), &sim).await;
+    release_due(&env).await;
+    let wait_for = |n: usize| {
+        let received = received.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(got) = received.lock().unwrap().get(n - 1).cloned() {
+                    return got;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "never delivered");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let verifies = |secret: &str, (headers, body): &(HeaderMap, Bytes)| {
+        let h = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+        signature::verify(
+            &signature::secret_key(secret).unwrap(),
+            &h("webhook-id"),
+            h("webhook-timestamp").parse().unwrap(),
+            body,
+            &h("webhook-signature"),
+        )
+    };
+
+    let during = wait_for(1).await;
+    let header = during.0["webhook-signature"].to_str().unwrap().to_owned();
+    assert_eq!(header.split(' ').count(), 2, "{header}");
+    assert!(verifies(NEW, &during), "the new secret verifies");
+    assert!(verifies(SECRET, &during), "the old secret verifies");
+
+    // The window has passed: the next delivery is signed with the new secret alone.
+    client
+        .execute(
+            "UPDATE workspaces SET previous_webhook_secret_until = now() - interval '1 second' WHERE id = $1",
+            &[&ws.id],
+        )
+        .await
+        .unwrap();
+    batch(&env, &spec, &numbers("+1201556", 1, 0)).await;
+    release_due(&env).await;
+    let after = wait_for(2).await;
+    let header = after.0["webhook-signature"].to_str().unwrap().to_owned();
+    assert_eq!(header.split(' ').count(), 1, "{header}");
+    assert!(verifies(NEW, &after));
+    assert!(
+        !verifies(SECRET, &after),
+        "the old secret no longer verifies"
+    );
+    stop.cancel();
+}

@@ -2,6 +2,7 @@
 //! submitting rows to the ingest queue, loading and counting.
 
 pub mod body;
+pub mod control;
 pub mod model;
 pub mod settings;
 pub mod stats;

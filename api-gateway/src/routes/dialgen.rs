@@ -62,7 +62,7 @@ pub(crate) async fn create(
             "message": "Batch accepted and is being processed. Monitor the status link for updates.",
             "links": {
                 "status": format!("{base}/api/v1/batch/{id}/status"),
-                "dashboard": format!("{base}/batch/monitor/{id}"),
+                "dashboard": crate::monitor::dashboard_link(&state.config, id, Utc::now()),
             },
         })),
     ))

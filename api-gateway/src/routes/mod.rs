@@ -7,6 +7,7 @@ pub mod owned;
 pub mod phone_numbers;
 pub mod vogent;
 pub mod webhook_deliveries;
+pub mod workspace;
 
 use axum::Router;
 
@@ -21,4 +22,6 @@ pub fn router() -> Router<AppState> {
         .merge(dialgen::router())
         .merge(carrier::router())
         .merge(webhook_deliveries::router())
+        .merge(workspace::router())
+        .merge(crate::monitor::router())
 }

@@ -135,7 +135,11 @@ pub(crate) async fn fetch(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let client = state.db.get().await?;
-    Ok(Json(Batch::load(&client, ws.id, id).await?.vogent_json()))
+    let mut job = Batch::load(&client, ws.id, id).await?.vogent_json();
+    // Extension: the live monitor page, as Dialgen batches have it.
+    job["links"] =
+        json!({"dashboard": crate::monitor::dashboard_link(&state.config, id, Utc::now())});
+    Ok(Json(job))
 }
 
 /// `PUT`: on an ACTIVE job the change is kept in `pending` and applied at the next pause
@@ -218,7 +222,7 @@ pub(crate) async fn update(
 }
 
 /// Writes a settings change (as `PUT` spells it) into the batch's columns.
-async fn apply_settings(
+pub(crate) async fn apply_settings(
     client: &impl GenericClient,
     id: Uuid,
     change: &Map<String, Value>,

@@ -1,6 +1,8 @@
 //! Spawns the gateway on port 0 against a fresh [`TestEnv`], with a workspace and its key.
 #![allow(dead_code)]
 
+pub mod running;
+
 use std::net::SocketAddr;
 
 use api_gateway::config::Config;

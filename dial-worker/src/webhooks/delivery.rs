@@ -101,6 +101,8 @@ pub struct Claimed {
     /// When the current retry period began (creation or the last manual retry).
     retry_from: DateTime<Utc>,
     secret: String,
+    /// The secret the last rotation replaced, while it still signs (24 h after the rotation).
+    previous_secret: Option<String>,
     /// The `next_attempt_at` this claim set: still there when the send ends unless someone
     /// (a manual retry) rescheduled the delivery meanwhile.
     claimed_until: DateTime<Utc>,
@@ -119,7 +121,9 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
                  WHERE state = 'pending' AND next_attempt_at <= now()
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING d.id, d.url, d.payload, d.attempts, d.retry_from,
-                       w.webhook_secret, d.attempts_before_retry, d.next_attempt_at",
+                       w.webhook_secret, d.attempts_before_retry, d.next_attempt_at,
+                       CASE WHEN w.previous_webhook_secret_until > now()
+                            THEN w.previous_webhook_secret END",
             &[&(limit as i64), &hold],
         )
         .await?;
@@ -133,6 +137,7 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
             attempts_before_retry: r.get(6),
             retry_from: r.get(4),
             secret: r.get(5),
+            previous_secret: r.get(8),
             claimed_until: r.get(7),
         })
         .collect())
@@ -153,7 +158,15 @@ async fn send(
     let result = match signature::secret_key(&row.secret) {
         Err(e) => Err((None, e.to_string())),
         Ok(key) => {
-            let sig = signature::sign(&key, &msg_id, timestamp, &body);
+            let mut keys = vec![key];
+            // The replaced secret signs too during the rotation window; an unreadable one (never
+            // written by the gateway) only costs its own signature, not the delivery.
+            match row.previous_secret.as_deref().map(signature::secret_key) {
+                Some(Ok(old)) => keys.push(old),
+                Some(Err(e)) => tracing::warn!(error = %e, "previous webhook secret ignored"),
+                None => {}
+            }
+            let sig = signature::sign_all(&keys, &msg_id, timestamp, &body);
             let response = http
                 .post(&row.url)
                 .header("content-type", "application/json")

@@ -29,6 +29,16 @@ pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// The `webhook-signature` header value signed with each of `keys`, space-separated, the
+/// first key first. After a secret rotation the delivery carries the new secret's signature and
+/// the replaced one's (for 24 h), so receivers holding either secret verify it.
+pub fn sign_all<K: AsRef<[u8]>>(keys: &[K], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    keys.iter()
+        .map(|k| sign(k.as_ref(), msg_id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Whether `header` (possibly several space-separated signatures) holds a valid one: what a
 /// receiver does, used by the tests and shown in the docs.
 pub fn verify(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
@@ -58,5 +68,16 @@ mod tests {
             &sig
         ));
         assert!(!verify(&key, "msg_other", 1614265330, body, &sig));
+    }
+
+    #[test]
+    fn a_header_signed_with_two_keys_verifies_with_either() {
+        let (new, old) = (b"new-key".to_vec(), b"old-key".to_vec());
+        let header = sign_all(&[&new, &old], "msg_1", 1614265330, b"{}");
+        assert_eq!(header.split(' ').count(), 2);
+        assert!(header.starts_with(&sign(&new, "msg_1", 1614265330, b"{}")));
+        assert!(verify(&new, "msg_1", 1614265330, b"{}", &header));
+        assert!(verify(&old, "msg_1", 1614265330, b"{}", &header));
+        assert!(!verify(b"other", "msg_1", 1614265330, b"{}", &header));
     }
 }

@@ -1,0 +1,383 @@
+//! The operator's commands beyond `migrate`, `workspace create` and `api-key`: workspaces'
+//! settings (every one, the limits included), batches across workspaces, and the whole webhook
+//! secret. Each prints text for a person, or one JSON document with `--json`; a failure is one
+//! `error: …` line and a non-zero exit (see `shared::role::main`). They read the same
+//! environment as the server.
+
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use shared::db::Pool;
+use shared::domain::JobState;
+use shared::domain::timing::{api_time, api_time_opt};
+
+use crate::batches::control;
+use crate::batches::model::{Batch, COLUMNS};
+use crate::batches::stats::{Counts, statistics};
+use crate::config::Config;
+use crate::workspace::{self, OperatorUpdate, Settings};
+
+/// `workspace update`'s flags: any setting, the limits included.
+#[derive(Debug, Args)]
+pub struct WorkspaceUpdateArgs {
+    /// The workspace's id.
+    pub id: Uuid,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Calls in flight across all the workspace's batches.
+    #[arg(long)]
+    pub max_concurrent_dials: Option<i32>,
+    /// Call starts per second across its batches, or `none` for no workspace-wide limit.
+    #[arg(long)]
+    pub max_calls_per_second: Option<String>,
+    /// The largest `maxCallsPerSecond` a batch may ask for.
+    #[arg(long)]
+    pub cps_ceiling: Option<i32>,
+    /// The largest `retryStrategy.maxAttempts` a batch may ask for.
+    #[arg(long)]
+    pub max_attempts_ceiling: Option<i32>,
+    /// Retry defaults for batches that name none.
+    #[arg(long)]
+    pub default_max_attempts: Option<i32>,
+    #[arg(long)]
+    pub default_busy_delay_ms: Option<i64>,
+    #[arg(long)]
+    pub default_no_answer_delay_ms: Option<i64>,
+    /// Region for numbers written without a country code (two letters, e.g. US).
+    #[arg(long)]
+    pub default_region: Option<String>,
+}
+
+/// `api-gateway batch …`.
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Batches of every workspace (or one), newest first.
+    List {
+        #[arg(long)]
+        workspace: Option<Uuid>,
+        /// created, active, paused, completed, cancelled or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// One batch, with its counts and its monitor link.
+    Show { id: Uuid },
+    /// Pause a batch (calls already connected finish).
+    Pause { id: Uuid },
+    /// Resume (or start) a batch.
+    Resume { id: Uuid },
+    /// Cancel a batch; its queued contacts are cancelled.
+    Cancel { id: Uuid },
+}
+
+/// `api-gateway webhook-secret …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookSecretCommand {
+    /// The workspace's whole webhook secret (and the replaced one while it still signs).
+    Show { id: Uuid },
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn settings_text(s: &Settings) -> String {
+    let cps = s
+        .max_calls_per_second
+        .map_or_else(|| "none".to_owned(), |n| n.to_string());
+    format!(
+        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
+        id = s.id,
+        name = s.name,
+        created = s.created_at,
+        dials = s.max_concurrent_dials,
+        cc = s.ceilings.max_calls_per_second,
+        ac = s.ceilings.max_attempts,
+        ma = s.retry_defaults.max_attempts,
+        busy = s.retry_defaults.busy_delay,
+        na = s.retry_defaults.no_answer_delay,
+        region = s.default_region,
+        prefix = s.webhook_secret.prefix,
+        rotated = s.webhook_secret.rotated_at.as_deref().unwrap_or("never"),
+        overlap = s
+            .webhook_secret
+            .previous_valid_until
+            .as_deref()
+            .map(|t| format!("; the previous secret signs too until {t}"))
+            .unwrap_or_default(),
+    )
+}
+
+/// `workspace list`.
+pub async fn workspace_list(db: &Pool, as_json: bool) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    let all = Settings::list(&client).await?;
+    if as_json {
+        return print_json(&all);
+    }
+    println!(
+        "{:<36}  {:>5}  {:>4}  {:<24}  NAME",
+        "ID", "DIALS", "CPS", "CREATED"
+    );
+    for s in &all {
+        let cps = s
+            .max_calls_per_second
+            .map_or_else(|| "-".to_owned(), |n| n.to_string());
+        println!(
+            "{:<36}  {:>5}  {:>4}  {:<24}  {}",
+            s.id, s.max_concurrent_dials, cps, s.created_at, s.name
+        );
+    }
+    Ok(())
+}
+
+/// `workspace show ID`.
+pub async fn workspace_show(db: &Pool, id: Uuid, as_json: bool) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    let s = Settings::load(&client, id)
+        .await
+        .map_err(|_| anyhow::anyhow!("no workspace with id {id}"))?;
+    if as_json {
+        return print_json(&s);
+    }
+    println!("{}", settings_text(&s));
+    Ok(())
+}
+
+/// `workspace update ID …`.
+pub async fn workspace_update(
+    db: &Pool,
+    args: WorkspaceUpdateArgs,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let max_calls_per_second = match args.max_calls_per_second.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(n) => Some(Some(n.parse::<i32>().map_err(|_| {
+            anyhow::anyhow!("--max-calls-per-second must be a number or \"none\", not {n:?}")
+        })?)),
+    };
+    let update = OperatorUpdate {
+        name: args.name,
+        max_concurrent_dials: args.max_concurrent_dials,
+        max_calls_per_second,
+        cps_ceiling: args.cps_ceiling,
+        max_attempts_ceiling: args.max_attempts_ceiling,
+        default_max_attempts: args.default_max_attempts,
+        default_busy_delay_ms: args.default_busy_delay_ms,
+        default_no_answer_delay_ms: args.default_no_answer_delay_ms,
+        default_region: args.default_region,
+    };
+    anyhow::ensure!(
+        update.name.is_some()
+            || update.max_concurrent_dials.is_some()
+            || update.max_calls_per_second.is_some()
+            || update.cps_ceiling.is_some()
+            || update.max_attempts_ceiling.is_some()
+            || update.default_max_attempts.is_some()
+            || update.default_busy_delay_ms.is_some()
+            || update.default_no_answer_delay_ms.is_some()
+            || update.default_region.is_some(),
+        "nothing to change: give at least one setting (see api-gateway workspace update --help)"
+    );
+    let client = db.get().await?;
+    let s = workspace::apply_operator_update(&client, args.id, &update).await?;
+    if as_json {
+        return print_json(&s);
+    }
+    println!("{}", settings_text(&s));
+    Ok(())
+}
+
+/// `webhook-secret show ID`.
+pub async fn webhook_secret_show(db: &Pool, id: Uuid, as_json: bool) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    let s = workspace::operator_secret(&client, id).await?;
+    if as_json {
+        return print_json(&s);
+    }
+    println!("{}", s.secret);
+    if let (Some(previous), Some(until)) = (&s.previous_secret, &s.previous_valid_until) {
+        println!("{previous} (replaced; still signs until {until})");
+    }
+    Ok(())
+}
+
+/// A batch as the CLI shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchSummary {
+    id: Uuid,
+    workspace_id: Uuid,
+    name: String,
+    surface: &'static str,
+    state: JobState,
+    vogent_status: shared::domain::VogentStatus,
+    dialgen_status: shared::domain::DialgenStatus,
+    statistics: shared::domain::Statistics,
+    created_at: String,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+}
+
+fn summary(b: &Batch, counts: &shared::domain::ContactCounts) -> BatchSummary {
+    BatchSummary {
+        id: b.id,
+        workspace_id: b.workspace_id,
+        name: b.name.clone(),
+        surface: b.surface.as_str(),
+        state: b.state,
+        vogent_status: b.vogent_status(),
+        dialgen_status: b.dialgen_status(Utc::now()),
+        statistics: statistics(b, counts),
+        created_at: api_time(b.created_at),
+        started_at: api_time_opt(b.started_at),
+        completed_at: api_time_opt(b.completed_at),
+    }
+}
+
+fn summary_line(s: &BatchSummary) -> String {
+    format!(
+        "{}  {:<9}  {:>7}/{:<7}  {}  {}",
+        s.id,
+        s.state.as_str(),
+        s.statistics.processed,
+        s.statistics.total,
+        s.workspace_id,
+        s.name
+    )
+}
+
+/// `batch …`.
+pub async fn batch(
+    db: &Pool,
+    config: &Config,
+    command: BatchCommand,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    match command {
+        BatchCommand::List {
+            workspace,
+            status,
+            limit,
+        } => {
+            let state = status
+                .as_deref()
+                .map(|s| {
+                    JobState::parse(s).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--status must be one of created, active, paused, completed, cancelled, failed, not {s:?}"
+                        )
+                    })
+                })
+                .transpose()?
+                .map(JobState::as_str);
+            anyhow::ensure!(limit >= 1, "--limit must be at least 1");
+            let client = db.get().await?;
+            let sql = format!(
+                "SELECT {COLUMNS} FROM batches
+                 WHERE ($1::uuid IS NULL OR workspace_id = $1) AND ($2::text IS NULL OR state = $2)
+                 ORDER BY created_at DESC, id DESC LIMIT $3"
+            );
+            let batches = client
+                .query(&sql, &[&workspace, &state, &limit])
+                .await?
+                .iter()
+                .map(Batch::from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
+            let counts = Counts::load_many(&client, &ids).await?;
+            let all: Vec<BatchSummary> = batches
+                .iter()
+                .map(|b| summary(b, &counts.get(&b.id).copied().unwrap_or_default()))
+                .collect();
+            if as_json {
+                return print_json(&all);
+            }
+            println!(
+                "{:<36}  {:<9}  {:>15}  {:<36}  NAME",
+                "ID", "STATE", "FINAL/TOTAL", "WORKSPACE"
+            );
+            for s in &all {
+                println!("{}", summary_line(s));
+            }
+            Ok(())
+        }
+        BatchCommand::Show { id } => {
+            let client = db.get().await?;
+            let b = control::load(&client, id)
+                .await
+                .map_err(|_| anyhow::anyhow!("no batch with id {id}"))?;
+            let counts = Counts::load(&client, id).await?;
+            let s = summary(&b, &counts.contacts);
+            let dashboard = crate::monitor::dashboard_link(config, id, Utc::now());
+            if as_json {
+                let mut v = serde_json::to_value(&s)?;
+                v["maxConcurrentDials"] = json!(b.max_concurrent_dials);
+                v["maxCallsPerSecond"] = json!(b.max_calls_per_second);
+                v["retryStrategy"] = json!(b.retry);
+                v["attempts"] = json!(counts.attempts);
+                v["rows"] = json!({"submitted": b.total_rows, "accepted": b.accepted_rows, "rejected": b.rejected_rows});
+                v["links"] = json!({"dashboard": dashboard});
+                return print_json(&v);
+            }
+            let st = &s.statistics;
+            println!(
+                "batch {id}\n  name: {}\n  workspace: {}\n  surface: {}\n  state: {} (Vogent {}, Dialgen {})\n  created: {}\n  started: {}\n  completed: {}\n  contacts: {} total, {} final ({}%), {} succeeded, {} failed, {} cancelled\n  attempts: {}\n  limits: {} in flight, {} calls/s\n  dashboard: {dashboard}",
+                s.name,
+                s.workspace_id,
+                s.surface,
+                s.state.as_str(),
+                s.vogent_status,
+                serde_json::to_value(s.dialgen_status)?
+                    .as_str()
+                    .unwrap_or_default(),
+                s.created_at,
+                s.started_at.as_deref().unwrap_or("—"),
+                s.completed_at.as_deref().unwrap_or("—"),
+                st.total,
+                st.processed,
+                st.percent_complete,
+                st.succeeded,
+                st.failed,
+                st.cancelled,
+                counts.attempts,
+                b.max_concurrent_dials,
+                b.max_calls_per_second,
+            );
+            Ok(())
+        }
+        BatchCommand::Pause { id } | BatchCommand::Resume { id } | BatchCommand::Cancel { id } => {
+            let (b, cancelled) = match command {
+                BatchCommand::Pause { .. } => (control::set_paused(db, id, true).await, None),
+                BatchCommand::Resume { .. } => (control::set_paused(db, id, false).await, None),
+                _ => match control::cancel(db, id).await {
+                    Ok((b, n)) => (Ok(b), Some(n)),
+                    Err(e) => (Err(e), None),
+                },
+            };
+            let b = b.map_err(|e| match e {
+                crate::error::ApiError::NotFound(_) => anyhow::anyhow!("no batch with id {id}"),
+                other => anyhow::anyhow!("batch {id}: {other}"),
+            })?;
+            if as_json {
+                let mut v =
+                    json!({"id": b.id, "state": b.state, "vogentStatus": b.vogent_status()});
+                if let Some(n) = cancelled {
+                    v["cancelledContacts"] = json!(n);
+                }
+                return print_json(&v);
+            }
+            match cancelled {
+                Some(n) => println!("batch {id} is cancelled ({n} queued contacts cancelled)"),
+                None => println!("batch {id} is {}", b.state.as_str()),
+            }
+            Ok(())
+        }
+    }
+}

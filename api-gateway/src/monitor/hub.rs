@@ -1,0 +1,186 @@
+//! One feed per watched batch, shared by every page open on it.
+//!
+//! The first page (or event stream) opened on a batch reads its snapshot and starts the
+//! batch's refresher task; later ones subscribe to the same `watch` channel. The refresher reads
+//! one snapshot per `MONITOR_REFRESH_MS` (one statement) and publishes it, rendered once into a
+//! [`View`], when the page would change, so 20 pages open on a batch cost the database what one does. A feed nobody has
+//! watched for [`IDLE_GRACE`] stops and is forgotten (a page reload within it finds it warm).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::render::View;
+use super::snapshot::{self, Chart, Snapshot};
+use crate::error::ApiError;
+use shared::db::Pool;
+
+/// How long a feed outlives its last watcher.
+pub const IDLE_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a settled batch's feed goes on reading: past the 10 s over which calls per second
+/// are counted, so that figure has fallen to zero.
+pub const SETTLE_AFTER: Duration = Duration::from_secs(11);
+
+/// What the feeds cost, for the benchmark and the logs.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    /// Snapshots read (first reads and refreshes).
+    pub reads: AtomicU64,
+    /// Time spent reading them, in microseconds.
+    pub read_micros: AtomicU64,
+    /// Snapshots published to watchers (a refresh that changes nothing publishes none).
+    pub published: AtomicU64,
+}
+
+/// The feeds of every watched batch.
+pub struct Hub {
+    db: Pool,
+    refresh: Duration,
+    feeds: Mutex<HashMap<Uuid, watch::Sender<Arc<View>>>>,
+    shutdown: CancellationToken,
+    /// Shared with the refreshers.
+    pub stats: Arc<HubStats>,
+}
+
+impl Hub {
+    /// A hub reading from `db` every `refresh`; its refreshers stop on `shutdown`.
+    pub fn new(db: Pool, refresh: Duration, shutdown: CancellationToken) -> Self {
+        Self {
+            db,
+            refresh,
+            feeds: Mutex::default(),
+            shutdown,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The live snapshots of batch `id`; the current one is ready at once. 404 if no such batch.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        id: Uuid,
+    ) -> Result<watch::Receiver<Arc<View>>, ApiError> {
+        if let Some(tx) = self.feeds.lock().expect("not poisoned").get(&id) {
+            return Ok(tx.subscribe());
+        }
+        let mut chart = Chart::default();
+        let mut since = None;
+        let first = self
+            .read(id, &mut chart, &mut since)
+            .await?
+            .ok_or(ApiError::NotFound("batch"))?;
+        let mut feeds = self.feeds.lock().expect("not poisoned");
+        // Another request may have started the feed while this one read.
+        if let Some(tx) = feeds.get(&id) {
+            return Ok(tx.subscribe());
+        }
+        let (tx, rx) = watch::channel(Arc::new(View::of(first)));
+        feeds.insert(id, tx.clone());
+        drop(feeds);
+        let hub = self.clone();
+        tokio::spawn(async move { hub.refresh_loop(id, tx, chart, since).await });
+        Ok(rx)
+    }
+
+    async fn read(
+        &self,
+        id: Uuid,
+        chart: &mut Chart,
+        since: &mut Option<DateTime<Utc>>,
+    ) -> Result<Option<Snapshot>, ApiError> {
+        let started = Instant::now();
+        let client = self.db.get().await?;
+        let snapshot = snapshot::read(&client, id, chart, since).await;
+        self.stats.reads.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .read_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        snapshot
+    }
+
+    async fn refresh_loop(
+        self: Arc<Self>,
+        id: Uuid,
+        tx: watch::Sender<Arc<View>>,
+        mut chart: Chart,
+        mut since: Option<DateTime<Utc>>,
+    ) {
+        let mut unwatched_since: Option<Instant> = None;
+        let mut settled_since: Option<Instant> = None;
+        let mut tick = tokio::time::interval(self.refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    self.feeds.lock().expect("not poisoned").remove(&id);
+                    break;
+                }
+                _ = tick.tick() => {}
+            }
+            if tx.receiver_count() == 0 {
+                let since_when = *unwatched_since.get_or_insert_with(Instant::now);
+                if since_when.elapsed() >= IDLE_GRACE {
+                    // Forget the feed under the map's lock, where subscribers take receivers:
+                    // none can have subscribed after this check.
+                    let mut feeds = self.feeds.lock().expect("not poisoned");
+                    if tx.receiver_count() == 0 {
+                        feeds.remove(&id);
+                        break;
+                    }
+                }
+                continue;
+            }
+            unwatched_since = None;
+            // A finished batch whose every contact is final cannot change any more (final
+            // contact states are terminal): once the last figures that move with time (calls
+            // in the last 10 s) have settled too, the feed keeps its view and reads nothing.
+            if tx.borrow().snapshot.is_settled() {
+                let since_when = *settled_since.get_or_insert_with(Instant::now);
+                if since_when.elapsed() >= SETTLE_AFTER {
+                    continue;
+                }
+            } else {
+                settled_since = None;
+            }
+            match self.read(id, &mut chart, &mut since).await {
+                Ok(Some(next)) => {
+                    let changed = tx.send_if_modified(|current| {
+                        if current.snapshot.same_view(&next) {
+                            false
+                        } else {
+                            *current = Arc::new(View::of(next));
+                            true
+                        }
+                    });
+                    if changed {
+                        self.stats.published.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(None) => {
+                    // The batch was deleted: its pages keep the last snapshot.
+                    self.feeds.lock().expect("not poisoned").remove(&id);
+                    break;
+                }
+                Err(e) => tracing::warn!(batch_id = %id, error = %e, "monitor refresh failed"),
+            }
+        }
+    }
+
+    /// Cancelled when the gateway stops: event streams end then, so that open pages never hold
+    /// up the server's graceful shutdown (their browsers reconnect to another replica).
+    pub fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// How many batches are watched now.
+    pub fn watched(&self) -> usize {
+        self.feeds.lock().expect("not poisoned").len()
+    }
+}

@@ -1,0 +1,160 @@
+//! The live monitor page behind `links.dashboard`: `GET /batch/monitor/{id}?token=…` serves one
+//! batch's page, rendered on the server, and `GET /batch/monitor/{id}/events?token=…` pushes its
+//! updates as Server-Sent Events.
+//!
+//! - **Access**: the signed, expiring token of [`token`], scoped to the batch; anything else
+//!   gets the 401 page. The token opens these two routes and nothing else.
+//! - **Cost**: figures come from one statement per refresh per *batch* ([`snapshot`]), shared by
+//!   every page and stream open on it ([`hub`]); a request costs a subscription, not a query.
+//! - **Offline**: the page loads nothing from elsewhere (a Content-Security-Policy of
+//!   `default-src 'none'` says so to the browser too); the chart is inline SVG ([`render`]).
+
+pub mod hub;
+pub mod render;
+pub mod snapshot;
+pub mod token;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/batch/monitor/{id}", get(page))
+        .route("/batch/monitor/{id}/events", get(events))
+}
+
+/// `links.dashboard` of batch `id`: the page's URL with a token valid for 7 days from `now`.
+pub fn dashboard_link(config: &Config, id: Uuid, now: DateTime<Utc>) -> String {
+    let base = config.public_url.trim_end_matches('/');
+    let token = token::issue(config.monitor_token_secret.as_bytes(), id, now);
+    format!("{base}/batch/monitor/{id}?token={token}")
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// What the page's responses say to the browser: never cached (the token is in the URL, the
+/// figures are live), never leaked as a referrer, and nothing loaded from anywhere else.
+fn page_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn html_status(status: StatusCode, body: String) -> Response {
+    page_headers((status, Html(body)).into_response())
+}
+
+/// The batch id, once the token opens it; otherwise the page to answer with.
+fn authorize(state: &AppState, raw_id: &str, token: Option<&str>) -> Result<Uuid, Box<Response>> {
+    let Ok(id) = Uuid::parse_str(raw_id) else {
+        return Err(Box::new(html_status(
+            StatusCode::NOT_FOUND,
+            render::denied("there is no such batch"),
+        )));
+    };
+    let secret = state.config.monitor_token_secret.as_bytes();
+    token::verify(secret, id, token, Utc::now()).map_err(|e| {
+        Box::new(html_status(
+            StatusCode::UNAUTHORIZED,
+            render::denied(&e.to_string()),
+        ))
+    })?;
+    Ok(id)
+}
+
+async fn page(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let id = match authorize(&state, &raw_id, q.token.as_deref()) {
+        Ok(id) => id,
+        Err(denied) => return *denied,
+    };
+    match state.monitor.subscribe(id).await {
+        Ok(rx) => {
+            let view = rx.borrow().clone();
+            html_status(StatusCode::OK, render::page(&view))
+        }
+        Err(ApiError::NotFound(_)) => html_status(
+            StatusCode::NOT_FOUND,
+            render::denied("this batch no longer exists"),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let id = match authorize(&state, &raw_id, q.token.as_deref()) {
+        Ok(id) => id,
+        Err(denied) => return *denied,
+    };
+    let rx = match state.monitor.subscribe(id).await {
+        Ok(rx) => rx,
+        Err(e) => return e.into_response(),
+    };
+    let mut response = Sse::new(updates(rx, state.monitor.shutdown()))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The current view at once (the page may be older than it), then each new one, until the
+/// feed ends or the gateway stops.
+fn updates(
+    rx: tokio::sync::watch::Receiver<std::sync::Arc<render::View>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((rx, true), move |(mut rx, first)| {
+        let shutdown = shutdown.clone();
+        async move {
+            if !first {
+                tokio::select! {
+                    changed = rx.changed() => changed.ok()?,
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+            let data = rx.borrow_and_update().json.clone();
+            Some((Ok(Event::default().event("update").data(data)), (rx, false)))
+        }
+    })
+}

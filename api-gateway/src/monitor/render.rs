@@ -1,0 +1,523 @@
+//! The monitor page's HTML, rendered on the server: the first paint is complete without
+//! JavaScript, and every live part is a *fragment* with an element id. An update over the event
+//! stream carries the same fragments (rendered once per change for every page open, see `hub`),
+//! which the page's few lines of inline script put in place. Nothing is loaded from elsewhere:
+//! styles, the chart (inline SVG) and the script are all in the page.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use shared::domain::timing::call_duration_secs;
+
+use super::snapshot::{SERIES, Snapshot, eta};
+
+/// One live part of the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fragments {
+    /// Element id → text.
+    pub t: BTreeMap<&'static str, String>,
+    /// Element id → inner HTML.
+    pub h: BTreeMap<&'static str, String>,
+    /// Element id → width in percent (the bars).
+    pub w: BTreeMap<&'static str, f64>,
+}
+
+/// A snapshot and its rendering, shared by every page open on the batch.
+#[derive(Debug)]
+pub struct View {
+    pub snapshot: Snapshot,
+    pub fragments: Fragments,
+    /// `fragments` as the event stream's `data:`.
+    pub json: String,
+}
+
+impl View {
+    /// Renders `snapshot`.
+    pub fn of(snapshot: Snapshot) -> Self {
+        let fragments = fragments(&snapshot);
+        let json = serde_json::to_string(&fragments).unwrap_or_default();
+        Self {
+            snapshot,
+            fragments,
+            json,
+        }
+    }
+}
+
+const COLORS: [&str; SERIES.len()] = [
+    "#2e7d32", "#81c784", "#f9a825", "#8e24aa", "#c62828", "#9e9e9e", "#1e88e5",
+];
+
+/// HTML-escapes text.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn time_opt(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "—".to_owned(), time)
+}
+
+/// `2h 05m`, `3m 10s`, `12s`.
+fn span(d: Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        s if s >= 86_400 => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+        s if s >= 3600 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m {:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn pct(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        0.0
+    } else {
+        ((part as f64 / whole as f64) * 1000.0)
+            .round()
+            .clamp(0.0, 1000.0)
+            / 10.0
+    }
+}
+
+/// Shows the last four digits only: the link can travel further than the API key.
+fn masked(number: &str) -> String {
+    let n = number.chars().count();
+    if n <= 4 {
+        return number.to_owned();
+    }
+    let tail: String = number.chars().skip(n - 4).collect();
+    let head: String = number.chars().take(2.min(n - 4)).collect();
+    format!("{head}•••{tail}")
+}
+
+fn in_local(t: DateTime<Utc>, tz: &str) -> String {
+    match tz.parse::<chrono_tz::Tz>() {
+        Ok(zone) if zone != chrono_tz::UTC => format!(
+            "{} ({})",
+            t.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z"),
+            time(t)
+        ),
+        _ => t.format("%a %Y-%m-%d %H:%M UTC").to_string(),
+    }
+}
+
+/// The window's state and the ETA, in words.
+fn schedule_and_eta(s: &Snapshot) -> (String, String) {
+    let b = &s.batch;
+    let window = b.window();
+    let now = s.at;
+    let open = window.is_open(now);
+    let window_text = if open {
+        match window.next_close(now) {
+            Some(close) => format!(
+                "open — closes {} (in {})",
+                in_local(close, &b.timezone),
+                span(close - now)
+            ),
+            None => "open".to_owned(),
+        }
+    } else {
+        match window.next_open(now) {
+            Some(next) => format!(
+                "closed — next opens {} (in {})",
+                in_local(next, &b.timezone),
+                span(next - now)
+            ),
+            None => "closed — the schedule does not open again".to_owned(),
+        }
+    };
+    let remaining = s.statistics.pending;
+    let eta_text = if b.state.is_final() {
+        match b.completed_at {
+            Some(t) => format!("ended {}", time(t)),
+            None => "ended".to_owned(),
+        }
+    } else if remaining == 0 {
+        "finishing".to_owned()
+    } else {
+        let measured = s.starts_60s as f64 / 60.0;
+        let (rate, how) = if measured > 0.0 {
+            (measured, "at the last minute's rate")
+        } else {
+            (
+                f64::from(b.max_calls_per_second),
+                "at the full maxCallsPerSecond, once calls flow",
+            )
+        };
+        let prefix = match b.state {
+            shared::domain::JobState::Paused => "paused; ",
+            shared::domain::JobState::Created => "not started; ",
+            _ => "",
+        };
+        match eta(&window, now, remaining as f64 / rate) {
+            Some(t) => format!(
+                "{prefix}≈ {} (in {}), {how}; first attempts only",
+                time(t),
+                span(t - now)
+            ),
+            None => format!(
+                "{prefix}unknown (the window does not open within 8 days, or the end is years away)"
+            ),
+        }
+    };
+    (window_text, eta_text)
+}
+
+/// Every live fragment of the page.
+pub fn fragments(s: &Snapshot) -> Fragments {
+    let b = &s.batch;
+    let st = &s.statistics;
+    let tl = &s.tally;
+    let mut t = BTreeMap::new();
+    let mut h = BTreeMap::new();
+    let mut w = BTreeMap::new();
+    t.insert(
+        "status",
+        format!(
+            "{} · {}",
+            serde_json::to_value(b.dialgen_status(s.at))
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            b.vogent_status()
+        ),
+    );
+    t.insert("started", time_opt(b.started_at));
+    t.insert("completed-at", time_opt(b.completed_at));
+    t.insert(
+        "progress-text",
+        format!(
+            "{} of {} contacts final ({:.1}%) · success rate {:.1}%",
+            st.processed, st.total, st.percent_complete, st.success_rate
+        ),
+    );
+    w.insert("progress-done", pct(tl.completed + tl.voicemail, st.total));
+    w.insert(
+        "progress-failed",
+        pct(tl.busy + tl.no_answer + tl.failed + tl.suppressed, st.total),
+    );
+    w.insert("progress-cancelled", pct(tl.cancelled, st.total));
+    for (id, n) in [
+        ("n-total", st.total),
+        ("n-succeeded", st.succeeded),
+        ("n-failed-all", st.failed),
+        ("n-cancelled-all", st.cancelled),
+        ("n-pending", st.pending),
+        ("n-queued", tl.queued),
+        ("n-retry", tl.retry_waiting),
+        ("n-in-progress", tl.in_progress),
+        ("n-completed", tl.completed),
+        ("n-voicemail", tl.voicemail),
+        ("n-busy", tl.busy),
+        ("n-no-answer", tl.no_answer),
+        ("n-failed", tl.failed),
+        ("n-suppressed", tl.suppressed),
+        ("n-cancelled", tl.cancelled),
+        ("n-rejected", i64::from(b.rejected_rows)),
+    ] {
+        t.insert(id, n.to_string());
+    }
+    t.insert("in-flight", s.in_flight.to_string());
+    t.insert("ws-in-flight", s.workspace_in_flight.to_string());
+    w.insert(
+        "bar-in-flight",
+        pct(s.in_flight, i64::from(b.max_concurrent_dials)),
+    );
+    w.insert(
+        "bar-ws-in-flight",
+        pct(
+            s.workspace_in_flight,
+            i64::from(s.workspace_max_concurrent_dials),
+        ),
+    );
+    let cps = s.calls_per_second();
+    t.insert("cps", format!("{cps:.1}"));
+    w.insert(
+        "bar-cps",
+        (cps / f64::from(b.max_calls_per_second) * 100.0).clamp(0.0, 100.0),
+    );
+    let (window_text, eta_text) = schedule_and_eta(s);
+    t.insert("window", window_text);
+    t.insert("eta", eta_text);
+    t.insert("updated", time(s.at));
+    h.insert("chart", chart_svg(s));
+    h.insert("recent", recent_rows(s));
+    Fragments { t, h, w }
+}
+
+fn chart_svg(s: &Snapshot) -> String {
+    const W: f64 = 960.0;
+    const H: f64 = 200.0;
+    const MAX_BARS: i64 = 120;
+    let minutes = &s.chart.minutes;
+    let (Some((&first, _)), Some((&last, _))) =
+        (minutes.first_key_value(), minutes.last_key_value())
+    else {
+        return format!(
+            r##"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="no calls yet"><text x="{x}" y="{y}" text-anchor="middle" fill="#777">no calls yet</text></svg>"##,
+            x = W / 2.0,
+            y = H / 2.0
+        );
+    };
+    // Minutes per bar, so that the batch's whole life fits in at most MAX_BARS bars.
+    let span_minutes = (last - first) / 60 + 1;
+    let per_bar = ((span_minutes + MAX_BARS - 1) / MAX_BARS).max(1);
+    let bars = (span_minutes + per_bar - 1) / per_bar;
+    let mut sums = vec![[0i64; SERIES.len()]; bars as usize];
+    for (minute, counts) in minutes {
+        let i = (((minute - first) / 60) / per_bar) as usize;
+        for (k, n) in counts.iter().enumerate() {
+            sums[i][k] += n;
+        }
+    }
+    let top = sums
+        .iter()
+        .map(|c| c.iter().sum::<i64>())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let (left, bottom, plot_h) = (44.0, H - 22.0, H - 34.0);
+    let bar_w = (W - left - 4.0) / bars as f64;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="calls per {per_bar} minute(s) by outcome" font-size="11" font-family="sans-serif">"##
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="{bottom}" x2="{W}" y2="{bottom}" stroke="#bbb"/><text x="{x}" y="16" text-anchor="end" fill="#555">{top}</text><text x="{x}" y="{bottom}" text-anchor="end" fill="#555">0</text>"##,
+        x = left - 6.0
+    );
+    for (i, counts) in sums.iter().enumerate() {
+        let mut y = bottom;
+        let x = left + i as f64 * bar_w;
+        for (k, n) in counts.iter().enumerate() {
+            if *n == 0 {
+                continue;
+            }
+            let bh = *n as f64 / top as f64 * plot_h;
+            y -= bh;
+            let _ = write!(
+                svg,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{bw:.1}" height="{bh:.1}" fill="{c}"><title>{n} {name}</title></rect>"##,
+                bw = (bar_w - 1.0).max(0.5),
+                c = COLORS[k],
+                name = SERIES[k]
+            );
+        }
+    }
+    let label = |ts: i64| {
+        DateTime::<Utc>::from_timestamp(ts, 0)
+            .map(|t| t.format("%H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let end = first + (bars * per_bar - 1) * 60;
+    let _ = write!(
+        svg,
+        r##"<text x="{left}" y="{ly}" fill="#555">{a}</text><text x="{W}" y="{ly}" text-anchor="end" fill="#555">{b} UTC</text></svg>"##,
+        ly = H - 6.0,
+        a = label(first),
+        b = label(end)
+    );
+    svg
+}
+
+fn recent_rows(s: &Snapshot) -> String {
+    if s.recent.is_empty() {
+        return r#"<tr><td colspan="6" class="muted">no calls yet</td></tr>"#.to_owned();
+    }
+    let mut out = String::new();
+    for c in &s.recent {
+        let outcome = c.outcome.as_deref().unwrap_or("in progress");
+        let class = outcome.replace(' ', "-");
+        let duration = call_duration_secs(c.answered_at, c.ended_at)
+            .map_or_else(|| "—".to_owned(), |d| format!("{d} s"));
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class="o o-{}">{}</span></td><td>{}</td></tr>"#,
+            c.created_at.format("%H:%M:%S"),
+            esc(c.contact_name.as_deref().unwrap_or("—")),
+            esc(&masked(&c.to_number)),
+            c.attempt_no,
+            esc(&class),
+            esc(outcome),
+            duration
+        );
+    }
+    out
+}
+
+const STYLE: &str = r#"
+:root{--fg:#1d2430;--muted:#6b7280;--line:#e5e7eb;--card:#fff;--bg:#f5f6f8}
+*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--fg);background:var(--bg)}
+header{padding:18px 24px;background:#111827;color:#f9fafb}header h1{margin:0;font-size:20px}
+header .meta{color:#cbd5e1;font-size:13px;margin-top:4px}.pill{display:inline-block;padding:1px 10px;border-radius:99px;background:#2563eb;color:#fff;font-size:12px;margin-left:8px;vertical-align:2px}
+main{padding:18px 24px;display:grid;gap:16px;grid-template-columns:repeat(auto-fit,minmax(300px,1fr))}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 16px}.wide{grid-column:1/-1}
+h2{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);margin:0 0 10px}
+.bar{height:12px;background:#e5e7eb;border-radius:6px;overflow:hidden;display:flex}.bar span{display:block;height:100%}
+.done{background:#2e7d32}.fail{background:#c62828}.canc{background:#9e9e9e}.use{background:#2563eb}
+table{border-collapse:collapse;width:100%}td,th{padding:4px 6px;border-bottom:1px solid var(--line);text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums;font-weight:600}.muted{color:var(--muted)}
+.kv div{display:flex;justify-content:space-between;gap:12px;padding:3px 0}.kv b{font-weight:600;text-align:right}
+.o{padding:0 8px;border-radius:99px;font-size:12px;background:#eee}.o-completed{background:#c8e6c9}.o-voicemail{background:#dcedc8}
+.o-busy{background:#fff3c4}.o-no-answer{background:#e1bee7}.o-failed,.o-unknown{background:#ffcdd2}.o-in-progress{background:#bbdefb}
+.legend span{display:inline-block;margin-right:12px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
+footer{padding:0 24px 18px;color:var(--muted);font-size:12px}
+"#;
+
+const SCRIPT: &str = r#"(function(){
+if(!window.EventSource)return;
+var live=document.getElementById('live');
+var es=new EventSource(location.pathname.replace(/\/$/,'')+'/events'+location.search);
+es.addEventListener('update',function(e){var d=JSON.parse(e.data),k,el;
+for(k in d.t){el=document.getElementById(k);if(el)el.textContent=d.t[k];}
+for(k in d.h){el=document.getElementById(k);if(el)el.innerHTML=d.h[k];}
+for(k in d.w){el=document.getElementById(k);if(el)el.style.width=d.w[k]+'%';}
+live.textContent='live';});
+es.onerror=function(){live.textContent='reconnecting…';};
+})();"#;
+
+/// The whole page of one batch.
+pub fn page(view: &View) -> String {
+    let s = &view.snapshot;
+    let b = &s.batch;
+    let f = &view.fragments;
+    let t = |id: &str| esc(f.t.get(id).map(String::as_str).unwrap_or(""));
+    let h = |id: &str| f.h.get(id).cloned().unwrap_or_default();
+    let w = |id: &str| f.w.get(id).copied().unwrap_or(0.0);
+    let counter = |label: &str, id: &str| {
+        format!(
+            r#"<tr><td>{label}</td><td class="n" id="{id}">{}</td></tr>"#,
+            t(id)
+        )
+    };
+    let legend: String = SERIES
+        .iter()
+        .zip(COLORS)
+        .map(|(name, c)| format!(r#"<span><i style="background:{c}"></i>{name}</span>"#))
+        .collect();
+    let ws_cps = s
+        .workspace_max_calls_per_second
+        .map_or_else(|| "none".to_owned(), |n| n.to_string());
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="referrer" content="no-referrer"><title>{name} · dialfleet monitor</title><style>{STYLE}</style></head>
+<body>
+<header><h1>{name}<span class="pill" id="status">{status}</span></h1>
+<div class="meta">batch <code>{id}</code> · {surface} · agent {agent} · created {created} · started <span id="started">{started}</span> · completed <span id="completed-at">{completed_at}</span></div></header>
+<main>
+<section class="card wide"><h2>Progress</h2>
+<div class="bar" aria-label="progress"><span class="done" id="progress-done" style="width:{pd}%"></span><span class="fail" id="progress-failed" style="width:{pf}%"></span><span class="canc" id="progress-cancelled" style="width:{pc}%"></span></div>
+<p id="progress-text">{progress_text}</p>
+<div class="kv"><div><span>contacts</span><b id="n-total">{total}</b></div><div><span>succeeded (answered)</span><b id="n-succeeded">{succeeded}</b></div><div><span>failed</span><b id="n-failed-all">{failed_all}</b></div><div><span>cancelled</span><b id="n-cancelled-all">{cancelled_all}</b></div><div><span>not final yet</span><b id="n-pending">{pending}</b></div></div>
+</section>
+<section class="card"><h2>Contacts by state and outcome</h2><table>
+{queued}{retry}{in_progress}{completed}{voicemail}{busy}{no_answer}{failed}{suppressed}{cancelled}{rejected}
+</table></section>
+<section class="card"><h2>Capacity</h2><div class="kv">
+<div><span>calls in flight (this batch)</span><b><span id="in-flight">{in_flight}</span> / {max_dials} maxConcurrentDials</b></div>
+<div class="bar"><span class="use" id="bar-in-flight" style="width:{bif}%"></span></div>
+<div><span>calls in flight (workspace)</span><b><span id="ws-in-flight">{ws_in_flight}</span> / {ws_max} workspace limit</b></div>
+<div class="bar"><span class="use" id="bar-ws-in-flight" style="width:{bwif}%"></span></div>
+<div><span>calls per second (last 10 s)</span><b><span id="cps">{cps}</span> / {max_cps} maxCallsPerSecond</b></div>
+<div class="bar"><span class="use" id="bar-cps" style="width:{bcps}%"></span></div>
+<div><span>workspace calls-per-second limit</span><b>{ws_cps}</b></div>
+</div></section>
+<section class="card"><h2>Schedule and ETA</h2><div class="kv">
+<div><span>timezone</span><b>{tz}</b></div>
+<div><span>window</span><b id="window">{window}</b></div>
+<div><span>ETA</span><b id="eta">{eta}</b></div>
+</div></section>
+<section class="card wide"><h2>Calls per minute by outcome</h2><div id="chart">{chart}</div><div class="legend">{legend}</div></section>
+<section class="card wide"><h2>20 most recent calls</h2><table><thead><tr><th>started (UTC)</th><th>contact</th><th>number</th><th>attempt</th><th>outcome</th><th>duration</th></tr></thead><tbody id="recent">{recent}</tbody></table></section>
+</main>
+<footer>updated <span id="updated">{updated}</span> · <span id="live">static</span> · figures are recomputed at most every refresh interval and pushed to this page as they change</footer>
+<script>{SCRIPT}</script>
+</body></html>"#,
+        name = esc(&b.name),
+        status = t("status"),
+        id = b.id,
+        surface = b.surface.as_str(),
+        agent = esc(s.agent_name.as_deref().unwrap_or("—")),
+        created = time(b.created_at),
+        started = t("started"),
+        completed_at = t("completed-at"),
+        pd = w("progress-done"),
+        pf = w("progress-failed"),
+        pc = w("progress-cancelled"),
+        progress_text = t("progress-text"),
+        total = t("n-total"),
+        succeeded = t("n-succeeded"),
+        failed_all = t("n-failed-all"),
+        cancelled_all = t("n-cancelled-all"),
+        pending = t("n-pending"),
+        queued = counter("queued", "n-queued"),
+        retry = counter("&nbsp;&nbsp;of which waiting for a retry", "n-retry"),
+        in_progress = counter("in progress", "n-in-progress"),
+        completed = counter("completed", "n-completed"),
+        voicemail = counter("voicemail", "n-voicemail"),
+        busy = counter("busy", "n-busy"),
+        no_answer = counter("no-answer", "n-no-answer"),
+        failed = counter("failed", "n-failed"),
+        suppressed = counter("suppressed", "n-suppressed"),
+        cancelled = counter("cancelled", "n-cancelled"),
+        rejected = counter("rejected at ingest", "n-rejected"),
+        in_flight = t("in-flight"),
+        max_dials = b.max_concurrent_dials,
+        bif = w("bar-in-flight"),
+        ws_in_flight = t("ws-in-flight"),
+        ws_max = s.workspace_max_concurrent_dials,
+        bwif = w("bar-ws-in-flight"),
+        cps = t("cps"),
+        max_cps = b.max_calls_per_second,
+        bcps = w("bar-cps"),
+        tz = esc(&b.timezone),
+        window = t("window"),
+        eta = t("eta"),
+        chart = h("chart"),
+        recent = h("recent"),
+        updated = t("updated"),
+    )
+}
+
+/// The 401 page: a missing, wrong or expired token.
+pub fn denied(reason: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Access denied · dialfleet monitor</title><style>{STYLE}</style></head>
+<body><header><h1>Access denied</h1><div class="meta">dialfleet batch monitor</div></header>
+<main><section class="card wide"><h2>401 Unauthorized</h2><p id="denied">{}.</p>
+<p class="muted">Open the monitor through the batch's <code>links.dashboard</code>: the link carries a token valid for 7 days for that batch only. A fresh link comes with every <code>GET /api/batch_dial_jobs/{{id}}</code> and every Dialgen batch created.</p></section></main></body></html>"#,
+        esc(reason)
+    )
+}
+
+/// The page when the figures cannot be read now (the database is unavailable).
+pub fn unavailable() -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>Unavailable · dialfleet monitor</title><style>{STYLE}</style></head>
+<body><header><h1>Temporarily unavailable</h1><div class="meta">dialfleet batch monitor</div></header>
+<main><section class="card wide"><p>The batch's figures cannot be read right now. This page tries again in 5 seconds.</p></section></main></body></html>"#
+    )
+}

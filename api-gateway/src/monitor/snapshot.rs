@@ -1,0 +1,378 @@
+//! What a monitor page shows of one batch at one instant, read in **one statement**.
+//!
+//! Cost per refresh, for a batch of N contacts and A attempts:
+//! - contacts by state and last outcome: one `GROUP BY` over the batch's contacts (an index range
+//!   on `batch_id`); the only part that grows with N, and it runs once per refresh interval per
+//!   *batch*, whatever the number of pages open on it (see `hub`);
+//! - calls in flight (batch and workspace): the partial index of open attempts, which holds only
+//!   the calls in flight;
+//! - starts in the last 10 s / 60 s, the 20 most recent calls, and the per-minute chart rows
+//!   since the last refresh: ranges of `dial_attempts_by_batch (batch_id, created_at, id)`; the
+//!   chart is kept incrementally ([`Chart`]), so only the minutes whose attempts may still
+//!   change (from the oldest call still in flight) are read again.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use shared::domain::{ContactCounts, ContactState, Statistics};
+use shared::schedule::Window;
+
+use crate::batches::model::{Batch, COLUMN_COUNT, COLUMNS};
+use crate::error::ApiError;
+
+/// The chart's series: what each attempt ended as, or that it is still in flight.
+pub const SERIES: [&str; 7] = [
+    "completed",
+    "voicemail",
+    "busy",
+    "no-answer",
+    "failed",
+    "other",
+    "in progress",
+];
+
+fn series_of(outcome: &str) -> usize {
+    match outcome {
+        "completed" => 0,
+        "voicemail" => 1,
+        "busy" => 2,
+        "no-answer" => 3,
+        "failed" => 4,
+        "" => 6,
+        _ => 5,
+    }
+}
+
+/// Attempts per minute (UTC minute start, in Unix seconds) and series, over the batch's life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chart {
+    pub minutes: BTreeMap<i64, [i64; SERIES.len()]>,
+}
+
+impl Chart {
+    /// Where the next refresh must read from: minutes before it hold only attempts that had
+    /// ended at this refresh (an outcome never changes once written). A minute of margin
+    /// covers an attempt whose row was committed late with an earlier `created_at`.
+    fn next_since(oldest_open: Option<DateTime<Utc>>, read_at: DateTime<Utc>) -> DateTime<Utc> {
+        let margin = read_at - Duration::minutes(1);
+        let t = oldest_open.map_or(margin, |o| o.min(margin));
+        t.duration_trunc(Duration::minutes(1)).unwrap_or(t)
+    }
+
+    fn replace_from(&mut self, since: DateTime<Utc>, rows: &[(i64, String, i64)]) {
+        let _ = self.minutes.split_off(&since.timestamp());
+        for (minute, outcome, n) in rows {
+            self.minutes.entry(*minute).or_default()[series_of(outcome)] += n;
+        }
+    }
+}
+
+/// Contacts by what the page shows of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// The API's counts (Dialgen `statistics`), from the same rows.
+    pub contacts: ContactCounts,
+    pub queued: i64,
+    /// Of `queued`: waiting for a retry (a busy or no-answer before).
+    pub retry_waiting: i64,
+    pub in_progress: i64,
+    pub completed: i64,
+    pub voicemail: i64,
+    pub busy: i64,
+    pub no_answer: i64,
+    /// Failed calls, unknown outcomes included.
+    pub failed: i64,
+    /// Never dialed by the compliance rules (do-not-call list, frequency cap).
+    pub suppressed: i64,
+    pub cancelled: i64,
+}
+
+impl Tally {
+    fn add(&mut self, state: ContactState, last_outcome: Option<&str>, n: i64) {
+        self.contacts.add(state, n);
+        if last_outcome == Some("suppressed") {
+            self.suppressed += n;
+            return;
+        }
+        match state {
+            ContactState::Queued => {
+                self.queued += n;
+                if last_outcome.is_some() {
+                    self.retry_waiting += n;
+                }
+            }
+            ContactState::Released | ContactState::Dialing => self.in_progress += n,
+            ContactState::Cancelled => self.cancelled += n,
+            ContactState::Completed => match last_outcome {
+                Some("voicemail") => self.voicemail += n,
+                _ => self.completed += n,
+            },
+            ContactState::Failed => match last_outcome {
+                Some("busy") => self.busy += n,
+                Some("no-answer") => self.no_answer += n,
+                Some("cancelled") => self.cancelled += n,
+                _ => self.failed += n,
+            },
+        }
+    }
+}
+
+/// One of the most recent calls.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecentCall {
+    pub id: Uuid,
+    pub to_number: String,
+    pub contact_name: Option<String>,
+    pub attempt_no: i32,
+    pub outcome: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Everything one page shows.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub batch: Batch,
+    pub agent_name: Option<String>,
+    pub workspace_max_concurrent_dials: i32,
+    pub workspace_max_calls_per_second: Option<i32>,
+    pub tally: Tally,
+    pub statistics: Statistics,
+    /// Attempts without an outcome: this batch's, and the workspace's across its batches.
+    pub in_flight: i64,
+    pub workspace_in_flight: i64,
+    /// Call starts in the last 10 s and the last 60 s.
+    pub starts_10s: i64,
+    pub starts_60s: i64,
+    pub chart: Chart,
+    pub recent: Vec<RecentCall>,
+    /// The database's clock when this was read.
+    pub at: DateTime<Utc>,
+}
+
+impl Snapshot {
+    /// Whether two snapshots would show the same page (the time of reading aside).
+    pub fn same_view(&self, other: &Snapshot) -> bool {
+        self.batch.state == other.batch.state
+            && self.batch.ingest_state == other.batch.ingest_state
+            && self.batch.rejected_rows == other.batch.rejected_rows
+            && self.batch.completed_at == other.batch.completed_at
+            && self.tally == other.tally
+            && self.in_flight == other.in_flight
+            && self.workspace_in_flight == other.workspace_in_flight
+            && self.starts_10s == other.starts_10s
+            && self.starts_60s == other.starts_60s
+            && self.chart == other.chart
+            && self.recent == other.recent
+    }
+
+    /// Whether nothing about the batch can change any more: it is final, every contact is final
+    /// and no call is in flight.
+    pub fn is_settled(&self) -> bool {
+        self.batch.state.is_final() && self.statistics.pending == 0 && self.in_flight == 0
+    }
+
+    /// Calls per second over the last 10 s.
+    pub fn calls_per_second(&self) -> f64 {
+        self.starts_10s as f64 / 10.0
+    }
+
+    /// Whether the window is open now.
+    pub fn window_open(&self) -> bool {
+        self.batch.window().is_open(self.at)
+    }
+}
+
+/// Reads a snapshot of batch `id`; `chart` is the previous refresh's chart (empty at first),
+/// extended in place. `Ok(None)`: no such batch.
+pub async fn read(
+    client: &impl GenericClient,
+    id: Uuid,
+    chart: &mut Chart,
+    since: &mut Option<DateTime<Utc>>,
+) -> Result<Option<Snapshot>, ApiError> {
+    let sql = format!(
+        "SELECT x.*, w.max_concurrent_dials, w.max_calls_per_second,
+            (SELECT name FROM agents WHERE id = x.agent_id),
+            (SELECT coalesce(jsonb_agg(jsonb_build_array(state, last_outcome, n)), '[]')
+               FROM (SELECT state, last_outcome, count(*) AS n FROM contacts
+                     WHERE batch_id = x.id GROUP BY 1, 2) s),
+            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND outcome IS NULL),
+            (SELECT count(*) FROM dial_attempts WHERE workspace_id = x.workspace_id AND outcome IS NULL),
+            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND created_at > now() - interval '10 seconds'),
+            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND created_at > now() - interval '60 seconds'),
+            (SELECT min(created_at) FROM dial_attempts WHERE batch_id = x.id AND outcome IS NULL),
+            (SELECT coalesce(jsonb_agg(jsonb_build_array(m, o, n)), '[]')
+               FROM (SELECT extract(epoch FROM date_trunc('minute', created_at))::bigint AS m,
+                            coalesce(outcome, '') AS o, count(*) AS n
+                     FROM dial_attempts
+                     WHERE batch_id = x.id AND created_at >= coalesce($2, '-infinity'::timestamptz)
+                     GROUP BY 1, 2) c),
+            (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at DESC, r.id DESC), '[]')
+               FROM (SELECT a.id, a.to_number, c.name AS contact_name, a.attempt_no, a.outcome,
+                            a.created_at, a.answered_at, a.ended_at
+                     FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
+                     WHERE a.batch_id = x.id ORDER BY a.created_at DESC, a.id DESC LIMIT 20) r),
+            now()
+         FROM (SELECT {COLUMNS} FROM batches WHERE id = $1) x
+         JOIN workspaces w ON w.id = x.workspace_id"
+    );
+    let Some(row) = client.query_opt(&sql, &[&id, &*since]).await? else {
+        return Ok(None);
+    };
+    let batch = Batch::from_row(&row)?;
+    let c = COLUMN_COUNT;
+    let corrupt = |what: &str| ApiError::Internal(anyhow::anyhow!("monitor: unreadable {what}"));
+    let mut tally = Tally::default();
+    let groups: Vec<(String, Option<String>, i64)> =
+        serde_json::from_value(row.get::<_, Value>(c + 3)).map_err(|_| corrupt("counts"))?;
+    for (state, outcome, n) in &groups {
+        let state = ContactState::parse(state).ok_or_else(|| corrupt("contact state"))?;
+        tally.add(state, outcome.as_deref(), *n);
+    }
+    let oldest_open: Option<DateTime<Utc>> = row.get(c + 8);
+    let minutes: Vec<(i64, String, i64)> =
+        serde_json::from_value(row.get::<_, Value>(c + 9)).map_err(|_| corrupt("chart"))?;
+    chart.replace_from(since.unwrap_or(DateTime::<Utc>::MIN_UTC), &minutes);
+    let recent: Vec<RecentCall> =
+        serde_json::from_value(row.get::<_, Value>(c + 10)).map_err(|_| corrupt("recent calls"))?;
+    let at: DateTime<Utc> = row.get(c + 11);
+    *since = Some(Chart::next_since(oldest_open, at));
+    let statistics = Statistics::of(&tally.contacts, batch.state.is_final());
+    Ok(Some(Snapshot {
+        agent_name: row.get(c + 2),
+        workspace_max_concurrent_dials: row.get(c),
+        workspace_max_calls_per_second: row.get(c + 1),
+        tally,
+        statistics,
+        in_flight: row.get(c + 4),
+        workspace_in_flight: row.get(c + 5),
+        starts_10s: row.get(c + 6),
+        starts_60s: row.get(c + 7),
+        chart: chart.clone(),
+        recent,
+        at,
+        batch,
+    }))
+}
+
+/// When the batch should be done, if calls go on at `rate` calls per second while its window
+/// is open: `seconds_of_work` is spent only inside the window's open spans, walked from `now`.
+/// `None`: the window does not open within its horizon, or the end is more than ten years away.
+///
+/// The walk is bounded: after the first week of spans, whole weeks of the same open time are
+/// skipped at once (a DST change makes that an approximation of an hour at most, which an ETA
+/// can carry), so months of work cost two weeks of spans, not months.
+pub fn eta(window: &Window, now: DateTime<Utc>, seconds_of_work: f64) -> Option<DateTime<Utc>> {
+    if !seconds_of_work.is_finite() || seconds_of_work < 0.0 {
+        return None;
+    }
+    // Beyond ten years the figure means nothing; it also keeps the arithmetic in range.
+    let mut left = Duration::milliseconds((seconds_of_work.min(3.2e8) * 1000.0) as i64);
+    let mut t = now;
+    let week_end = now + Duration::days(7);
+    let mut open_in_first_week = Duration::zero();
+    let mut skipped = false;
+    // A weekly schedule has a few dozen spans a week; two weeks of them bound the walk.
+    for _ in 0..1_000 {
+        if !skipped && t >= week_end && open_in_first_week > Duration::zero() {
+            skipped = true;
+            let weeks = (left.num_seconds() / open_in_first_week.num_seconds().max(1)).max(0);
+            if weeks > 520 {
+                return None;
+            }
+            t += Duration::days(7 * weeks);
+            left -= open_in_first_week * weeks as i32;
+            continue;
+        }
+        let open = window.next_open(t)?;
+        let Some(close) = window.next_close(open) else {
+            return Some(open + left);
+        };
+        let span = close - open;
+        if span >= left {
+            return Some(open + left);
+        }
+        left -= span;
+        if !skipped && open < week_end {
+            open_in_first_week += span.min(week_end - open);
+        }
+        t = close;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::schedule::StoredSchedule;
+
+    fn window(json: serde_json::Value) -> Window {
+        StoredSchedule::load(Some(json), "UTC").window(None)
+    }
+
+    #[test]
+    fn the_eta_spends_work_only_inside_the_window() {
+        // Open 09:00–10:00 UTC on every day.
+        let days: Vec<_> = (0..7)
+            .map(|d| serde_json::json!({"dayOfWeek": d, "timeSlots": [{"startTime": "09:00", "endTime": "10:00"}]}))
+            .collect();
+        let w = window(serde_json::json!({"days": days, "timezone": "UTC"}));
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // 30 minutes of work at 09:45: 15 today, 15 tomorrow from 09:00.
+        assert_eq!(
+            eta(&w, at("2026-03-02T09:45:00Z"), 1800.0),
+            Some(at("2026-03-03T09:15:00Z"))
+        );
+        // Closed now: the work starts when the window opens.
+        assert_eq!(
+            eta(&w, at("2026-03-02T11:00:00Z"), 600.0),
+            Some(at("2026-03-03T09:10:00Z"))
+        );
+        // Months of work at an hour a day: about 90 days later, found without walking them all.
+        let far = eta(&w, at("2026-03-02T11:00:00Z"), 90.0 * 3600.0).unwrap();
+        let days = (far - at("2026-03-02T11:00:00Z")).num_hours() as f64 / 24.0;
+        assert!((88.0..=91.0).contains(&days), "{days} days");
+        // No schedule: always open.
+        let always = Window::new(None, None);
+        assert_eq!(
+            eta(&always, at("2026-03-02T11:00:00Z"), 60.0),
+            Some(at("2026-03-02T11:01:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_chart_rereads_only_minutes_that_may_change() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let read = at("2026-03-02T09:45:30Z");
+        assert_eq!(Chart::next_since(None, read), at("2026-03-02T09:44:00Z"));
+        assert_eq!(
+            Chart::next_since(Some(at("2026-03-02T09:30:10Z")), read),
+            at("2026-03-02T09:30:00Z")
+        );
+        let mut chart = Chart::default();
+        let m = |s: &str| at(s).timestamp();
+        chart.replace_from(
+            DateTime::<Utc>::MIN_UTC,
+            &[
+                (m("2026-03-02T09:30:00Z"), "busy".into(), 2),
+                (m("2026-03-02T09:31:00Z"), "".into(), 1),
+            ],
+        );
+        chart.replace_from(
+            at("2026-03-02T09:31:00Z"),
+            &[(m("2026-03-02T09:31:00Z"), "completed".into(), 1)],
+        );
+        assert_eq!(chart.minutes[&m("2026-03-02T09:30:00Z")][2], 2);
+        assert_eq!(
+            chart.minutes[&m("2026-03-02T09:31:00Z")],
+            [1, 0, 0, 0, 0, 0, 0]
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! The key's own workspace: its settings (`GET`/`PATCH /api/workspace`) and the rotation of its
+//! webhook secret (`POST /api/workspace/webhook_secret`). The rules are in [`crate::workspace`].
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value};
+
+use crate::app::AppState;
+use crate::auth::Workspace;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::workspace::{self, RotatedSecret, Settings};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/workspace", get(fetch).patch(update))
+        .route("/api/workspace/webhook_secret", post(rotate_secret))
+}
+
+#[utoipa::path(get, path = "/api/workspace", tag = "workspace", responses((status = 200, body = Settings), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn fetch(
+    State(state): State<AppState>,
+    ws: Workspace,
+) -> Result<Json<Settings>, ApiError> {
+    let client = state.db.get().await?;
+    Ok(Json(Settings::load(&client, ws.id).await?))
+}
+
+/// Changes the tenant's own settings; the operator's limits answer 403 naming each field.
+#[utoipa::path(patch, path = "/api/workspace", tag = "workspace", request_body = workspace::TenantPatch, responses((status = 200, body = Settings), (status = 400, description = "malformed JSON, a wrong type or an unknown field", body = crate::openapi::ErrorBody), (status = 403, description = "a limit only the operator may change (maxConcurrentDials, maxCallsPerSecond, ceilings)", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    ws: Workspace,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<Json<Settings>, ApiError> {
+    let client = state.db.get().await?;
+    let current = Settings::load(&client, ws.id).await?;
+    let patch = workspace::parse_tenant_patch(body, &current)?;
+    Ok(Json(
+        workspace::apply_tenant_patch(&client, &current, patch).await?,
+    ))
+}
+
+/// A new webhook secret, shown once; the replaced one keeps signing deliveries for 24 h.
+#[utoipa::path(post, path = "/api/workspace/webhook_secret", tag = "workspace", responses((status = 200, body = RotatedSecret), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn rotate_secret(
+    State(state): State<AppState>,
+    ws: Workspace,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    let client = state.db.get().await?;
+    Ok(Json(
+        workspace::rotate_webhook_secret(&client, ws.id).await?,
+    ))
+}

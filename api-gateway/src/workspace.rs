@@ -1,0 +1,465 @@
+//! A workspace's settings, one typed shape for `GET /api/workspace`, `PATCH /api/workspace` and
+//! the operator's `api-gateway workspace show|update`.
+//!
+//! Two kinds of setting live on a workspace:
+//! - the **tenant's own** (retry defaults, default region, and the recipient calling hours and
+//!   frequency cap of the compliance issue): an API key of the workspace changes them;
+//! - the **operator's** (`maxConcurrentDials`, `maxCallsPerSecond`, the ceilings): they stand for
+//!   the carrier account and the operator's capacity, so only the operator changes them
+//!   ([`OperatorUpdate`], the CLI). A `PATCH` that tries is answered 403 naming each field.
+//!
+//! The webhook secret is never shown through the API, only its prefix; rotating it returns the
+//! new secret once, and for [`ROTATION_OVERLAP_HOURS`] the dial worker signs every delivery with
+//! both the new and the replaced secret (`shared/migrations/V11__webhook_secret_rotation.sql`).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use shared::domain::timing::{api_time, api_time_opt};
+
+use crate::error::{ApiError, FieldError};
+use crate::validate::Violations;
+
+/// How long the replaced webhook secret keeps signing deliveries after a rotation.
+pub const ROTATION_OVERLAP_HOURS: i64 = 24;
+
+/// How many characters of the secret identify it (`whsec_` and 4 more): enough to tell two
+/// secrets apart, far too few to guess the rest.
+pub const SECRET_PREFIX_LEN: usize = 10;
+
+/// The longest retry delay a workspace may default to (the one a batch may ask for).
+pub const MAX_RETRY_DELAY_MS: i64 = 30 * 24 * 3_600_000;
+
+/// The columns [`Settings::from_row`] reads, in order.
+const COLUMNS: &str = "id, name, created_at, max_concurrent_dials, max_calls_per_second, cps_ceiling, \
+    max_attempts_ceiling, default_max_attempts, default_busy_delay_ms, default_no_answer_delay_ms, \
+    default_region, webhook_secret, webhook_secret_rotated_at, \
+    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END";
+
+/// A workspace's settings as the API shows them.
+///
+/// Where the compliance issue (#12) plugs in: `recipientCallingHours` and `frequencyCap` are
+/// fields of this struct (read in [`COLUMNS`]/[`Settings::from_row`]) and of [`TenantPatch`]
+/// (written in [`apply_tenant_patch`]): they are the tenant's own, so `PATCH` changes them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    pub id: Uuid,
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Calls in flight across all the workspace's batches (operator's).
+    pub max_concurrent_dials: i32,
+    /// Call starts per second across all its batches, or none (operator's).
+    pub max_calls_per_second: Option<i32>,
+    /// What a batch may ask for (operator's).
+    pub ceilings: Ceilings,
+    /// For batches that name no retry strategy (every Vogent job); the tenant's.
+    pub retry_defaults: RetryDefaults,
+    /// Region for numbers written without a country code; the tenant's.
+    pub default_region: String,
+    /// The webhook secret, identified but not shown.
+    pub webhook_secret: SecretInfo,
+}
+
+/// The ceilings a batch's settings are checked against.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ceilings {
+    /// The largest `maxCallsPerSecond` a batch may ask for.
+    pub max_calls_per_second: i32,
+    /// The largest `retryStrategy.maxAttempts`.
+    pub max_attempts: i32,
+}
+
+/// Retry defaults, in Dialgen's `retryStrategy` shape (delays in milliseconds).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryDefaults {
+    pub max_attempts: i32,
+    pub busy_delay: i64,
+    pub no_answer_delay: i64,
+}
+
+/// The webhook secret, without the secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretInfo {
+    /// Its first characters (`whsec_` and 4 more).
+    pub prefix: String,
+    /// When it was last rotated through the API, or null.
+    pub rotated_at: Option<String>,
+    /// While the replaced secret still signs deliveries (24 h after a rotation), until when.
+    pub previous_valid_until: Option<String>,
+}
+
+impl Settings {
+    fn from_row(row: &Row) -> Self {
+        let secret: String = row.get(11);
+        Self {
+            id: row.get(0),
+            name: row.get(1),
+            created_at: api_time(row.get(2)),
+            max_concurrent_dials: row.get(3),
+            max_calls_per_second: row.get(4),
+            ceilings: Ceilings {
+                max_calls_per_second: row.get(5),
+                max_attempts: row.get(6),
+            },
+            retry_defaults: RetryDefaults {
+                max_attempts: row.get(7),
+                busy_delay: row.get(8),
+                no_answer_delay: row.get(9),
+            },
+            default_region: row.get(10),
+            webhook_secret: SecretInfo {
+                prefix: secret_prefix(&secret),
+                rotated_at: api_time_opt(row.get(12)),
+                previous_valid_until: api_time_opt(row.get(13)),
+            },
+        }
+    }
+
+    /// One workspace's settings.
+    pub async fn load(client: &impl GenericClient, id: Uuid) -> Result<Self, ApiError> {
+        let sql = format!("SELECT {COLUMNS} FROM workspaces WHERE id = $1");
+        let row = client
+            .query_opt(&sql, &[&id])
+            .await?
+            .ok_or(ApiError::NotFound("workspace"))?;
+        Ok(Self::from_row(&row))
+    }
+
+    /// Every workspace, oldest first (the operator's list).
+    pub async fn list(client: &impl GenericClient) -> Result<Vec<Self>, ApiError> {
+        let sql = format!("SELECT {COLUMNS} FROM workspaces ORDER BY created_at, id");
+        Ok(client
+            .query(&sql, &[])
+            .await?
+            .iter()
+            .map(Self::from_row)
+            .collect())
+    }
+}
+
+/// The first characters of a secret, safe to show.
+pub fn secret_prefix(secret: &str) -> String {
+    secret.chars().take(SECRET_PREFIX_LEN).collect()
+}
+
+/// A new Standard Webhooks secret: `whsec_` and 24 random bytes in base64.
+pub fn new_webhook_secret() -> String {
+    use base64::Engine;
+    use rand::Rng;
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(rand::rng().random::<[u8; 24]>())
+    )
+}
+
+/// The fields of `PATCH /api/workspace` that only the operator may change; a body naming one
+/// with a value other than the current one is refused with 403 naming it.
+pub const OPERATOR_FIELDS: [&str; 3] = ["maxConcurrentDials", "maxCallsPerSecond", "ceilings"];
+
+/// What a tenant may change with its API key. Every field is optional; absent ones stay.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantPatch {
+    /// Any of the three; the others stay.
+    pub retry_defaults: Option<RetryPatch>,
+    /// Two capital letters (ISO 3166-1), e.g. `US`.
+    pub default_region: Option<String>,
+    // The compliance issue (#12) adds `recipientCallingHours` and `frequencyCap` here.
+}
+
+/// A change to some of the retry defaults.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPatch {
+    pub max_attempts: Option<i64>,
+    pub busy_delay: Option<i64>,
+    pub no_answer_delay: Option<i64>,
+}
+
+/// Splits a `PATCH` body into the operator's fields (refused unless unchanged) and the tenant's
+/// patch. The read-only fields `GET` shows (`id`, `name`, `createdAt`, `webhookSecret`) are
+/// accepted and ignored when unchanged, so a client may send back what it read.
+pub fn parse_tenant_patch(
+    mut body: Map<String, Value>,
+    current: &Settings,
+) -> Result<TenantPatch, ApiError> {
+    let shown = serde_json::to_value(current).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut refused = Vec::new();
+    for field in OPERATOR_FIELDS {
+        if let Some(value) = body.remove(field)
+            && value != shown[field]
+        {
+            refused.push(FieldError::new(
+                field,
+                "is set by the operator (api-gateway workspace update) and cannot be changed with an API key",
+            ));
+        }
+    }
+    if !refused.is_empty() {
+        return Err(ApiError::ForbiddenFields(refused));
+    }
+    let mut changed_read_only = Violations::default();
+    for field in ["id", "name", "createdAt", "webhookSecret"] {
+        if let Some(value) = body.remove(field)
+            && value != shown[field]
+        {
+            changed_read_only.add(field, "is read-only");
+        }
+    }
+    changed_read_only.into_result(())?;
+    let de = serde_json::Value::Object(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::BadRequest {
+            message: format!("{field}: {message}"),
+            details: vec![FieldError::new(field, message)],
+        }
+    })
+}
+
+/// Checks a tenant's patch against the workspace's ceilings and writes it.
+pub async fn apply_tenant_patch(
+    client: &impl GenericClient,
+    current: &Settings,
+    patch: TenantPatch,
+) -> Result<Settings, ApiError> {
+    let mut v = Violations::default();
+    let retry = patch.retry_defaults.unwrap_or_default();
+    let max_attempts = retry.max_attempts.and_then(|n| {
+        if n >= 1 && n <= i64::from(current.ceilings.max_attempts) {
+            Some(n as i32)
+        } else {
+            v.add(
+                "retryDefaults.maxAttempts",
+                format!("must be between 1 and {}", current.ceilings.max_attempts),
+            );
+            None
+        }
+    });
+    let mut delay = |value: Option<i64>, field: &str| {
+        value.filter(|ms| {
+            let ok = (0..=MAX_RETRY_DELAY_MS).contains(ms);
+            if !ok {
+                v.add(
+                    field,
+                    format!("must be between 0 and {MAX_RETRY_DELAY_MS} milliseconds (30 days)"),
+                );
+            }
+            ok
+        })
+    };
+    let busy = delay(retry.busy_delay, "retryDefaults.busyDelay");
+    let no_answer = delay(retry.no_answer_delay, "retryDefaults.noAnswerDelay");
+    if let Some(r) = patch.default_region.as_deref()
+        && !is_region(r)
+    {
+        v.add(
+            "defaultRegion",
+            format!("{r:?} is not a two-letter region code such as \"US\""),
+        );
+    }
+    v.into_result(())?;
+    client
+        .execute(
+            "UPDATE workspaces SET
+                 default_max_attempts = COALESCE($2, default_max_attempts),
+                 default_busy_delay_ms = COALESCE($3, default_busy_delay_ms),
+                 default_no_answer_delay_ms = COALESCE($4, default_no_answer_delay_ms),
+                 default_region = COALESCE($5, default_region)
+             WHERE id = $1",
+            &[
+                &current.id,
+                &max_attempts,
+                &busy,
+                &no_answer,
+                &patch.default_region,
+            ],
+        )
+        .await?;
+    Settings::load(client, current.id).await
+}
+
+/// A region code as batches take it: two capital ASCII letters.
+pub fn is_region(r: &str) -> bool {
+    r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// A rotated secret, shown once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedSecret {
+    /// The new secret, in clear: this is the only time it is shown through the API.
+    pub secret: String,
+    /// Its prefix, as `GET /api/workspace` shows it.
+    pub prefix: String,
+    /// RFC 3339.
+    pub rotated_at: String,
+    /// Until when deliveries are also signed with the replaced secret.
+    pub previous_valid_until: String,
+}
+
+/// Replaces the workspace's webhook secret; the replaced one keeps signing deliveries for
+/// [`ROTATION_OVERLAP_HOURS`]. A second rotation within that window drops the first replaced
+/// secret at once (only the secret just replaced keeps signing).
+pub async fn rotate_webhook_secret(
+    client: &impl GenericClient,
+    workspace: Uuid,
+) -> Result<RotatedSecret, ApiError> {
+    let secret = new_webhook_secret();
+    let row = client
+        .query_opt(
+            "UPDATE workspaces SET previous_webhook_secret = webhook_secret,
+                 previous_webhook_secret_until = now() + make_interval(hours => $3),
+                 webhook_secret = $2, webhook_secret_rotated_at = now()
+             WHERE id = $1
+             RETURNING webhook_secret_rotated_at, previous_webhook_secret_until",
+            &[&workspace, &secret, &(ROTATION_OVERLAP_HOURS as i32)],
+        )
+        .await?
+        .ok_or(ApiError::NotFound("workspace"))?;
+    let (rotated_at, until): (DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1));
+    Ok(RotatedSecret {
+        prefix: secret_prefix(&secret),
+        secret,
+        rotated_at: api_time(rotated_at),
+        previous_valid_until: api_time(until),
+    })
+}
+
+/// The operator's change: any setting, the limits included (`api-gateway workspace update`).
+#[derive(Debug, Default, Clone)]
+pub struct OperatorUpdate {
+    pub name: Option<String>,
+    pub max_concurrent_dials: Option<i32>,
+    /// `Some(None)` removes the workspace-wide rate limit.
+    pub max_calls_per_second: Option<Option<i32>>,
+    pub cps_ceiling: Option<i32>,
+    pub max_attempts_ceiling: Option<i32>,
+    pub default_max_attempts: Option<i32>,
+    pub default_busy_delay_ms: Option<i64>,
+    pub default_no_answer_delay_ms: Option<i64>,
+    pub default_region: Option<String>,
+}
+
+/// Applies an operator's change; every bad value is named with its command-line flag.
+pub async fn apply_operator_update(
+    client: &impl GenericClient,
+    id: Uuid,
+    u: &OperatorUpdate,
+) -> anyhow::Result<Settings> {
+    let current = Settings::load(client, id)
+        .await
+        .map_err(|_| anyhow::anyhow!("no workspace with id {id}"))?;
+    let positive = |v: Option<i32>, flag: &str| -> anyhow::Result<()> {
+        anyhow::ensure!(v.is_none_or(|n| n >= 1), "{flag} must be at least 1");
+        Ok(())
+    };
+    positive(u.max_concurrent_dials, "--max-concurrent-dials")?;
+    positive(u.max_calls_per_second.flatten(), "--max-calls-per-second")?;
+    positive(u.cps_ceiling, "--cps-ceiling")?;
+    positive(u.max_attempts_ceiling, "--max-attempts-ceiling")?;
+    positive(u.default_max_attempts, "--default-max-attempts")?;
+    for (v, flag) in [
+        (u.default_busy_delay_ms, "--default-busy-delay-ms"),
+        (u.default_no_answer_delay_ms, "--default-no-answer-delay-ms"),
+    ] {
+        anyhow::ensure!(
+            v.is_none_or(|ms| (0..=MAX_RETRY_DELAY_MS).contains(&ms)),
+            "{flag} must be between 0 and {MAX_RETRY_DELAY_MS}"
+        );
+    }
+    let ceiling = u
+        .max_attempts_ceiling
+        .unwrap_or(current.ceilings.max_attempts);
+    let attempts = u
+        .default_max_attempts
+        .unwrap_or(current.retry_defaults.max_attempts);
+    anyhow::ensure!(
+        attempts <= ceiling,
+        "the default max attempts ({attempts}) would exceed the max-attempts ceiling ({ceiling})"
+    );
+    if let Some(name) = &u.name {
+        anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
+    }
+    if let Some(r) = &u.default_region {
+        anyhow::ensure!(
+            is_region(r),
+            "--default-region must be two capital letters, such as US"
+        );
+    }
+    client
+        .execute(
+            "UPDATE workspaces SET
+                 name = COALESCE($2, name),
+                 max_concurrent_dials = COALESCE($3, max_concurrent_dials),
+                 max_calls_per_second = CASE WHEN $4 THEN $5 ELSE max_calls_per_second END,
+                 cps_ceiling = COALESCE($6, cps_ceiling),
+                 max_attempts_ceiling = COALESCE($7, max_attempts_ceiling),
+                 default_max_attempts = COALESCE($8, default_max_attempts),
+                 default_busy_delay_ms = COALESCE($9, default_busy_delay_ms),
+                 default_no_answer_delay_ms = COALESCE($10, default_no_answer_delay_ms),
+                 default_region = COALESCE($11, default_region)
+             WHERE id = $1",
+            &[
+                &id,
+                &u.name.as_deref().map(str::trim),
+                &u.max_concurrent_dials,
+                &u.max_calls_per_second.is_some(),
+                &u.max_calls_per_second.flatten(),
+                &u.cps_ceiling,
+                &u.max_attempts_ceiling,
+                &u.default_max_attempts,
+                &u.default_busy_delay_ms,
+                &u.default_no_answer_delay_ms,
+                &u.default_region,
+            ],
+        )
+        .await?;
+    Ok(Settings::load(client, id).await?)
+}
+
+/// The whole secret, for the operator (`api-gateway webhook-secret show`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorSecret {
+    pub workspace_id: Uuid,
+    pub secret: String,
+    /// The replaced secret while it still signs, with its end.
+    pub previous_secret: Option<String>,
+    pub previous_valid_until: Option<String>,
+}
+
+/// The workspace's secret in clear.
+pub async fn operator_secret(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> anyhow::Result<OperatorSecret> {
+    let row = client
+        .query_opt(
+            "SELECT webhook_secret,
+                    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret END,
+                    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END
+             FROM workspaces WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no workspace with id {id}"))?;
+    Ok(OperatorSecret {
+        workspace_id: id,
+        secret: row.get(0),
+        previous_secret: row.get(1),
+        previous_valid_until: api_time_opt(row.get(2)),
+    })
+}

@@ -1,0 +1,331 @@
+//! The monitor page behind `links.dashboard`: its token, its figures, its event stream.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use testkit::http::SendJson;
+
+use api_gateway::config::DEV_MONITOR_TOKEN_SECRET;
+use api_gateway::monitor::token;
+use common::running::running_batch;
+use common::spawn_app;
+
+/// The text of the element with `id` in `html`.
+fn text_of(html: &str, id: &str) -> String {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let from = start + html[start..].find('>').unwrap() + 1;
+    let to = from + html[from..].find('<').unwrap();
+    html[from..to].to_owned()
+}
+
+#[tokio::test]
+async fn the_links_carry_a_token_that_opens_that_batchs_page_only() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    let created: Value = app
+        .post("/api/v1/batch")
+        .json(&json!({"agentId": agent, "userId": "u", "contacts": [{"phoneNumber": "+12015550123"}]}))
+        .send_json()
+        .await;
+    let dashboard = created["links"]["dashboard"].as_str().unwrap();
+    let id = created["batchId"].as_str().unwrap();
+    // The tests' PUBLIC_URL names port 0 (it is read before the port is bound): follow the path.
+    assert!(
+        dashboard.contains(&format!("/batch/monitor/{id}?token=")),
+        "{dashboard}"
+    );
+    let job = app.create_job(&agent, 2).await;
+    let job_id = job["id"].as_str().unwrap();
+    let fetched: Value = app
+        .get(&format!("/api/batch_dial_jobs/{job_id}"))
+        .send_json()
+        .await;
+    let job_link = fetched["links"]["dashboard"].as_str().unwrap();
+    let job_link = app.url(&job_link[job_link.find("/batch/monitor/").unwrap()..]);
+    assert!(job_link.contains(&format!("/batch/monitor/{job_id}?token=")));
+
+    // The Vogent job's page opens with its link, with no API key.
+    let r = app.http.get(&job_link).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<svg"), "the chart is inline SVG");
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains("src="),
+        "nothing is loaded from elsewhere"
+    );
+    // No ingest worker runs here: the rows wait on the queue, the page counts none yet.
+    assert_eq!(text_of(&html, "n-total"), "0");
+
+    let job_token = job_link.split("token=").nth(1).unwrap();
+    let bad = [
+        format!("/batch/monitor/{id}"),
+        format!("/batch/monitor/{id}?token="),
+        format!("/batch/monitor/{id}?token={job_token}"),
+        format!("/batch/monitor/{id}?token=1.AAAA"),
+        format!(
+            "/batch/monitor/{id}?token={}",
+            token::issue(
+                DEV_MONITOR_TOKEN_SECRET.as_bytes(),
+                id.parse().unwrap(),
+                Utc::now() - chrono::Duration::days(8)
+            )
+        ),
+        format!(
+            "/batch/monitor/{id}?token={}",
+            token::issue(b"another secret", id.parse().unwrap(), Utc::now())
+        ),
+        format!("/batch/monitor/{id}/events?token={job_token}"),
+    ];
+    for path in bad {
+        let r = app.http.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(r.text().await.unwrap().contains("Access denied"), "{path}");
+    }
+    // The token grants nothing in the API.
+    for (key, path) in [
+        (job_token, format!("/api/batch_dial_jobs/{job_id}")),
+        (job_token, "/api/workspace".to_owned()),
+    ] {
+        let r = app
+            .request_as(key, reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let r = app
+            .http
+            .get(app.url(&format!("{path}?token={key}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}?token=");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_counts_what_the_api_counts_and_the_stream_follows_a_call_ending() {
+    let app = spawn_app().await;
+    let run = running_batch(&app, 40).await;
+    let id = run.batch_id;
+    let link = api_gateway::monitor::dashboard_link(
+        &api_gateway::config::Config::from_env(&shared::config::Env::from_pairs([(
+            "PUBLIC_URL",
+            app.url(""),
+        )]))
+        .unwrap(),
+        id,
+        Utc::now(),
+    );
+    let html = app
+        .http
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let api: Value = app
+        .get(&format!("/api/v1/batch/check-status?batchId={id}"))
+        .send_json()
+        .await;
+    let st = &api["statistics"];
+    let n = |k: &str| text_of(&html, k).parse::<i64>().unwrap();
+    assert_eq!(n("n-total"), st["total"].as_i64().unwrap());
+    assert_eq!(n("n-succeeded"), st["succeeded"].as_i64().unwrap());
+    assert_eq!(n("n-failed-all"), st["failed"].as_i64().unwrap());
+    assert_eq!(n("n-pending"), st["pending"].as_i64().unwrap());
+    assert_eq!(
+        n("n-completed") + n("n-voicemail"),
+        st["succeeded"].as_i64().unwrap()
+    );
+    assert_eq!(
+        n("n-busy") + n("n-no-answer") + n("n-failed"),
+        st["failed"].as_i64().unwrap()
+    );
+    assert_eq!(
+        (
+            n("n-completed"),
+            n("n-voicemail"),
+            n("n-busy"),
+            n("n-failed")
+        ),
+        (6, 2, 2, 1)
+    );
+    assert_eq!(
+        (n("n-queued"), n("n-retry"), n("n-in-progress")),
+        (27, 1, 2)
+    );
+    assert_eq!(text_of(&html, "in-flight"), "2");
+    assert_eq!(
+        html.matches("<tr><td>").count() - 11,
+        14,
+        "14 recent calls (and the 11 counter rows)"
+    );
+
+    // The stream: the current figures at once, then a change within a second of a call ending.
+    let events = link.replace('?', "/events?");
+    let mut stream = app.http.get(&events).send().await.unwrap();
+    let mut buf = String::new();
+    let mut next_update = async || -> Value {
+        loop {
+            if let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    return serde_json::from_str(data).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+                .await
+                .expect("an event within 5 s")
+                .unwrap()
+                .expect("the stream stays open");
+            buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    };
+    let first = next_update().await;
+    assert_eq!(first["t"]["n-completed"], "6");
+    let ended = Instant::now();
+    run.end_call(&app, 12, "completed").await;
+    let update = next_update().await;
+    let took = ended.elapsed();
+    assert_eq!(update["t"]["n-completed"], "7");
+    assert_eq!(update["t"]["in-flight"], "1");
+    assert!(took < Duration::from_secs(1), "update after {took:?}");
+}
+
+/// Open event streams end when the gateway stops, so they never hold up its graceful shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_do_not_hold_up_a_shutdown() {
+    let env = testkit::TestEnv::new().await;
+    let mut pairs = env.env_vars();
+    pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
+    let config =
+        api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (addr, server) = api_gateway::spawn(config.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let client = env.db.get().await.unwrap();
+    let ws = testkit::fixtures::Workspace::new().insert(&client).await;
+    let batch = testkit::fixtures::Batch::new(ws).insert(&client).await;
+    let link = api_gateway::monitor::dashboard_link(&config, batch, Utc::now());
+    let events = format!(
+        "http://{addr}{}",
+        &link[link.find("/batch/monitor/").unwrap()..].replace('?', "/events?")
+    );
+    let http = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut r = http.get(&events).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.chunk().await.unwrap().expect("the first update");
+        streams.push(r);
+    }
+    let t = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("the server stopped with streams open")
+        .unwrap()
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3));
+    for mut r in streams {
+        assert!(
+            r.chunk().await.map_or(true, |c| c.is_none()),
+            "the stream ended"
+        );
+    }
+}
+
+/// A finished batch whose contacts are all final cannot change: once its per-second figures
+/// have fallen to zero, its open pages cost no read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_batch_costs_no_reads() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let env = testkit::TestEnv::new().await;
+    let mut pairs = env.env_vars();
+    pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
+    pairs.push(("MONITOR_REFRESH_MS".into(), "100".into()));
+    let config =
+        api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let hub = Arc::new(api_gateway::monitor::hub::Hub::new(
+        env.db.clone(),
+        config.monitor_refresh,
+        stop.clone(),
+    ));
+    let state = api_gateway::AppState {
+        db: env.db.clone(),
+        publisher: Arc::new(shared::queue::Publisher::new(env.broker.clone())),
+        config: Arc::new(config.clone()),
+        monitor: hub.clone(),
+    };
+    let app = api_gateway::app::router(state, Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = env.db.get().await.unwrap();
+    let ws = testkit::fixtures::Workspace::new().insert(&client).await;
+    let running = testkit::fixtures::Batch::new(ws).insert(&client).await;
+    let done = testkit::fixtures::Batch::new(ws)
+        .state("completed")
+        .insert(&client)
+        .await;
+    for batch in [running, done] {
+        testkit::fixtures::Contacts::new(["+12015550001", "+12015550002"])
+            .insert(&client, batch, ws.id)
+            .await;
+    }
+    client
+        .execute(
+            "UPDATE contacts SET state = 'completed', last_outcome = 'completed' WHERE batch_id = $1",
+            &[&done],
+        )
+        .await
+        .unwrap();
+    let open = |batch| {
+        let link = api_gateway::monitor::dashboard_link(&config, batch, Utc::now());
+        let events = format!(
+            "http://{addr}{}",
+            &link[link.find("/batch/monitor/").unwrap()..].replace('?', "/events?")
+        );
+        async move { reqwest::get(events).await.unwrap() }
+    };
+    let _done_page = open(done).await;
+    tokio::time::sleep(api_gateway::monitor::hub::SETTLE_AFTER + Duration::from_secs(1)).await;
+    let before = hub.stats.reads.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        hub.stats.reads.load(Ordering::Relaxed),
+        before,
+        "no read for a settled batch"
+    );
+    // A running batch's page goes on reading every refresh.
+    let _running_page = open(running).await;
+    let before = hub.stats.reads.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(hub.stats.reads.load(Ordering::Relaxed) - before >= 5);
+}

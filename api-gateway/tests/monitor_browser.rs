@@ -1,0 +1,303 @@
+//! The monitor page in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, which `.ci/run` installs when missing) driven over WebDriver.
+//!
+//! On a running batch it checks that the page's counters are the API's, that the event stream
+//! changes them within a second of a call ending, and that a bad token gets the 401 page; it
+//! saves a screenshot to `docs/monitor.png` (shown in the README).
+//!
+//! The WebDriver client is the few JSON requests this test needs, over `reqwest`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use chrono::Utc;
+use serde_json::{Value, json};
+use testkit::http::SendJson;
+
+use common::running::running_batch;
+use common::spawn_app;
+
+fn find(var: &str, candidates: &[&str]) -> String {
+    if let Ok(path) = std::env::var(var) {
+        return path;
+    }
+    candidates
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not found: install Debian's chromium and chromium-driver \
+                 (apt-get install -y chromium chromium-driver; .ci/run does it) or set {var}",
+                candidates[0]
+            )
+        })
+}
+
+/// A chromedriver and one headless Chromium session; both end when dropped.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A directory removed when dropped.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            let p = std::env::temp_dir().join(format!("df-chromium-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let chromium = find(
+            "CHROMIUM",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        );
+        let chromedriver = find("CHROMEDRIVER", &["/usr/bin/chromedriver"]);
+        let port = testkit::process::free_addr().port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e}"));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempdir::Dir::new();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,1500",
+                format!("--user-data-dir={}", profile.0.display()),
+            ]}
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send_json()
+            .await;
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
+            .to_owned();
+        Self {
+            driver,
+            base,
+            session,
+            http,
+            _profile: profile,
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method, url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let r: Value = req.send_json().await;
+        if r["value"]["error"].is_string() {
+            panic!("WebDriver {path}: {r}");
+        }
+        r["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    /// Runs `script` (a function body) in the page and returns its value.
+    async fn eval(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    async fn text(&self, id: &str) -> String {
+        self.eval(&format!(
+            "var e = document.getElementById('{id}'); return e ? e.textContent : null;"
+        ))
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    async fn number(&self, id: &str) -> i64 {
+        let t = self.text(id).await;
+        t.parse()
+            .unwrap_or_else(|_| panic!("#{id} is not a number: {t:?}"))
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_chromium_counts_as_the_api_and_follows_calls_live() {
+    let app = spawn_app().await;
+    let run = running_batch(&app, 400).await;
+    // An hour of history for the chart: contacts 20..320, one call each, outcomes by the last
+    // digit as the carrier-sim picks them.
+    let now = Utc::now();
+    for i in 20..320usize {
+        let (state, outcome) = match i % 10 {
+            0..=5 => ("completed", "completed"),
+            6 => ("failed", "busy"),
+            7 => ("failed", "no-answer"),
+            8 => ("failed", "failed"),
+            _ => ("completed", "voicemail"),
+        };
+        let at = now - chrono::Duration::seconds(((320 - i) * 11) as i64);
+        run.set_contact(&app, i, state, Some(outcome)).await;
+        run.insert_attempt(&app, i, at, Some(outcome)).await;
+    }
+    for i in 320..326 {
+        run.start_call(&app, i).await;
+    }
+    let config = api_gateway::config::Config::from_env(&shared::config::Env::from_pairs([(
+        "PUBLIC_URL",
+        app.url(""),
+    )]))
+    .unwrap();
+    let link = api_gateway::monitor::dashboard_link(&config, run.batch_id, Utc::now());
+
+    let browser = Browser::start().await;
+    browser.goto(&link).await;
+    assert!(
+        browser
+            .eval("return document.title")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("Spring renewals")
+    );
+    // Connected to the event stream.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while browser.text("live").await != "live" {
+        assert!(Instant::now() < deadline, "the page never went live");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // The counters are the API's.
+    let api: Value = app
+        .get(&format!(
+            "/api/v1/batch/check-status?batchId={}",
+            run.batch_id
+        ))
+        .send_json()
+        .await;
+    let st = &api["statistics"];
+    let api_n = |k: &str| st[k].as_i64().unwrap();
+    assert_eq!(browser.number("n-total").await, api_n("total"));
+    assert_eq!(browser.number("n-succeeded").await, api_n("succeeded"));
+    assert_eq!(browser.number("n-failed-all").await, api_n("failed"));
+    assert_eq!(browser.number("n-cancelled-all").await, api_n("cancelled"));
+    assert_eq!(browser.number("n-pending").await, api_n("pending"));
+    assert_eq!(
+        browser.number("n-completed").await + browser.number("n-voicemail").await,
+        api_n("succeeded")
+    );
+    assert_eq!(
+        browser.number("n-busy").await
+            + browser.number("n-no-answer").await
+            + browser.number("n-failed").await,
+        api_n("failed")
+    );
+    let dials: Value = app
+        .get(&format!(
+            "/api/batch_dial_jobs/{}/dials?status=in-progress&limit=100",
+            run.batch_id
+        ))
+        .send_json()
+        .await;
+    let in_flight = dials["data"].as_array().map_or(0, Vec::len) as i64;
+    assert_eq!(browser.number("in-flight").await, in_flight, "{dials}");
+    let recent_rows = browser
+        .eval("return document.querySelectorAll('#recent tr').length")
+        .await;
+    assert_eq!(recent_rows, 20);
+
+    // A call ends: the page shows it within a second, through the event stream.
+    let before = browser.number("n-completed").await;
+    let ended = Instant::now();
+    run.end_call(&app, 320, "completed").await;
+    loop {
+        if browser.number("n-completed").await == before + 1 {
+            break;
+        }
+        assert!(
+            ended.elapsed() < Duration::from_secs(1),
+            "the page did not follow the call's end within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = ended.elapsed();
+    assert_eq!(browser.number("in-flight").await, in_flight - 1);
+    println!("page updated {took:?} after the call ended");
+
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitor.png");
+    std::fs::write(&path, &png).unwrap();
+
+    // A bad token gets the 401 page (the browser cannot see the status; reqwest checks it).
+    let bad = link.replace("token=", "token=1");
+    browser.goto(&bad).await;
+    assert!(
+        browser
+            .eval("return document.title")
+            .await
+            .as_str()
+            .unwrap()
+            .starts_with("Access denied")
+    );
+    assert!(browser.text("denied").await.contains("not valid"));
+    let r = app.http.get(&bad).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    browser.goto(&link[..link.find('?').unwrap()]).await;
+    assert!(browser.text("denied").await.contains("no access token"));
+}
