@@ -3,7 +3,7 @@
 //!
 //! On a running batch it checks that the page's counters are the API's, that the event stream
 //! changes them within a second of a call ending, and that a bad token gets the 401 page; it
-//! saves a screenshot to `docs/monitor.png` (shown in the README).
+//! saves a screenshot (to `docs/monitor.png`, shown in the README, with `UPDATE_SCREENSHOTS=1`).
 //!
 //! The WebDriver client is the few JSON requests this test needs, over `reqwest`.
 
@@ -281,8 +281,15 @@ async fn the_page_in_chromium_counts_as_the_api_and_follows_calls_live() {
 
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitor.png");
+    // Saved beside the build, and over the README's copy only when asked
+    // (`UPDATE_SCREENSHOTS=1`), so a test run leaves the working tree as it was.
+    let path = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitor.png")
+    } else {
+        std::env::temp_dir().join("dialfleet-monitor.png")
+    };
     std::fs::write(&path, &png).unwrap();
+    println!("screenshot: {}", path.display());
 
     // A bad token gets the 401 page (the browser cannot see the status; reqwest checks it).
     let bad = link.replace("token=", "token=1");
