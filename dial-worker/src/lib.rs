@@ -22,8 +22,9 @@ use std::sync::Arc;
 use shared::db::Pool;
 use shared::queue::consumer::{ConsumerOptions, Disposition, Incoming};
 use shared::queue::messages::{CallEventV1, DialV1};
-use shared::queue::{Broker, Publisher, Stream};
+use shared::queue::{Publisher, Stream};
 use shared::redis_conn::Redis;
+use shared::startup::Startup;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -90,20 +91,19 @@ pub async fn spawn(
     carrier: Option<Carrier>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let db = shared::db::connect(&config.service).await?;
-    let broker = Broker::connect(&config.service, "dial-worker").await?;
-    let redis = Redis::connect(&config.service).await?;
-    let readiness = shared::health::Readiness {
-        db: Some(db.clone()),
-        broker: Some(broker.clone()),
-        redis: Some(redis.clone()),
-    };
-    let (addr, health) = shared::health::serve(
-        config.health_addr,
-        shared::health::router(readiness),
-        shutdown.clone(),
-    )
-    .await?;
+    let started = Startup::new(&config.service, "dial-worker", config.health_addr)
+        .with_redis()
+        .start(&shutdown)
+        .await?;
+    let (db, broker, addr) = (
+        started.db.clone(),
+        started.broker.clone(),
+        started.health_addr,
+    );
+    let redis = started
+        .redis
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("Redis was asked for"))?;
 
     let tasks = TaskTracker::new();
     let carrier = match (carrier, config.carrier) {
@@ -203,8 +203,7 @@ pub async fn spawn(
     let done = tokio::spawn(async move {
         shutdown.cancelled().await;
         tasks.wait().await;
-        broker.close().await;
-        if let Ok(Err(e)) = health.await {
+        if let Err(e) = started.finish().await {
             tracing::warn!(error = %e, "health server failed");
         }
     });

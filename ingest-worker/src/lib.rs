@@ -20,6 +20,7 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 use shared::queue::consumer::{self, ConsumerOptions};
 use shared::queue::{Broker, Stream};
+use shared::startup::Startup;
 use tokio_util::sync::CancellationToken;
 
 use config::Config;
@@ -27,27 +28,25 @@ use config::Config;
 /// Connects to its services (retrying with backoff), serves its health endpoints, and works
 /// until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let db = shared::db::connect(&config.service).await?;
-    let broker = Broker::connect(&config.service, "ingest-worker").await?;
-    let readiness = shared::health::Readiness {
-        db: Some(db.clone()),
-        broker: Some(broker.clone()),
-        ..Default::default()
-    };
-    let (addr, health) = shared::health::serve(
-        config.health_addr,
-        shared::health::router(readiness),
-        shutdown.clone(),
-    )
-    .await?;
-    tracing::info!(%addr, concurrency = config.concurrency, prefetch = config.prefetch, "ingest-worker ready");
+    let started = Startup::new(&config.service, "ingest-worker", config.health_addr)
+        .start(&shutdown)
+        .await?;
+    tracing::info!(addr = %started.health_addr, concurrency = config.concurrency, prefetch = config.prefetch, "ingest-worker ready");
 
-    let sweeper = tokio::spawn(sweep_loop(db.clone(), config.clone(), shutdown.clone()));
-    consume(db, broker.clone(), &config, shutdown).await;
+    let sweeper = tokio::spawn(sweep_loop(
+        started.db.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
+    consume(
+        started.db.clone(),
+        started.broker.clone(),
+        &config,
+        shutdown,
+    )
+    .await;
     let _ = sweeper.await;
-    broker.close().await;
-    health.await??;
-    Ok(())
+    started.finish().await
 }
 
 /// Consumes the ingest queue until `shutdown`; running chunks finish first.

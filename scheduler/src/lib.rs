@@ -16,26 +16,18 @@ use tokio_util::sync::CancellationToken;
 
 use config::Config;
 use shared::queue::Publisher;
+use shared::startup::Startup;
 
 pub use release::{ReleaseError, ReleaseReport, ReleaseSettings, release_once};
 
 /// Connects to its services (retrying with backoff), serves its health endpoints, and runs
 /// the release loop until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let db = shared::db::connect(&config.service).await?;
-    let broker = shared::queue::Broker::connect(&config.service, "scheduler").await?;
-    let readiness = shared::health::Readiness {
-        db: Some(db.clone()),
-        broker: Some(broker.clone()),
-        ..Default::default()
-    };
-    let (addr, health) = shared::health::serve(
-        config.health_addr,
-        shared::health::router(readiness),
-        shutdown.clone(),
-    )
-    .await?;
-    tracing::info!(%addr, tick_ms = config.tick.as_millis() as u64, "scheduler ready");
+    let started = Startup::new(&config.service, "scheduler", config.health_addr)
+        .start(&shutdown)
+        .await?;
+    tracing::info!(addr = %started.health_addr, tick_ms = config.tick.as_millis() as u64, "scheduler ready");
+    let (db, broker) = (started.db.clone(), started.broker.clone());
 
     // The sampled gauges (queue depth, batches by state, webhook backlog) come from one role.
     let sampler = tokio::spawn(shared::metrics::sampler::run(
@@ -66,7 +58,5 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let _ = sampler.await;
-    broker.close().await;
-    health.await??;
-    Ok(())
+    started.finish().await
 }

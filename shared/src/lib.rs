@@ -17,6 +17,7 @@ pub mod redis_conn;
 pub mod role;
 pub mod schedule;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 pub mod twilio;
 pub mod witness;
