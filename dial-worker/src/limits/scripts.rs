@@ -15,10 +15,21 @@ use redis::Script;
 /// Semaphores are sorted sets: member = attempt id, score = lease expiry (µs). Expired leases are
 /// reclaimed on every call, which is how a dead worker's slots come back.
 ///
-/// KEYS: 1 workspace slots, 2 job slots, 3 caller-ID counter.
-/// ARGV: 1 member, 2 lease µs, 3 workspace limit, 4 job limit, 5 caller-ID pool size (0 = none).
-/// Returns `{code, caller_index}`: code 1 acquired, -1 job full, -2 workspace full;
-/// `caller_index` is -1 when there is no pool.
+/// The semaphores carry a generation mark (KEYS 4). When it is missing, Redis lost the counts
+/// (a flush, a restart without persistence, the keys deleted): the sets are empty although
+/// calls are still in flight, and a slot taken now could overshoot the limit. So the fleet
+/// takes no new slot for one rebuild window (KEYS 5 holds its end), long enough for every
+/// holder's renewal pass to put its live leases back (see [`RENEW`]); the first try after the
+/// window sets the mark again. A process's very first try (ARGV 6 = 1) on a Redis that has no
+/// mark and no window running sets the mark at once: a fresh Redis, not a flushed one, or the
+/// whole fleet would pause once at every start.
+///
+/// KEYS: 1 workspace slots, 2 job slots, 3 caller-ID counter, 4 generation mark, 5 rebuild
+/// window end.
+/// ARGV: 1 member, 2 lease µs, 3 workspace limit, 4 job limit, 5 caller-ID pool size (0 = none),
+/// 6 first try of this process (1/0), 7 rebuild window µs.
+/// Returns `{code, caller_index}`: code 1 acquired, -1 job full, -2 workspace full, -3 counts
+/// being rebuilt after a flush; `caller_index` is -1 when there is no pool.
 pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -34,6 +45,20 @@ if redis.call('ZSCORE', KEYS[2], member) then
   redis.call('ZADD', KEYS[1], now + lease, member)
   redis.call('ZADD', KEYS[2], now + lease, member)
   return {1, -1}
+end
+if not redis.call('GET', KEYS[4]) then
+  local window_end = redis.call('GET', KEYS[5])
+  if window_end then
+    if now < tonumber(window_end) then return {-3, -1} end
+    redis.call('SET', KEYS[4], string.format('%.0f', now))
+    redis.call('DEL', KEYS[5])
+  elseif ARGV[6] == '1' then
+    redis.call('SET', KEYS[4], string.format('%.0f', now))
+  else
+    local window = tonumber(ARGV[7])
+    redis.call('SET', KEYS[5], string.format('%.0f', now + window), 'PX', math.ceil(window / 1000) + 60000)
+    return {-3, -1}
+  end
 end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {-2, -1} end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return {-1, -1} end
