@@ -343,3 +343,32 @@ async fn the_limit_holds_through_a_flush_with_the_renewer_running() {
     stop.cancel();
     renewer.await.unwrap();
 }
+
+/// A flush also loses the time of the last start: the first start token after it waits one
+/// interval, so no two starts come closer than the rate allows.
+#[tokio::test]
+async fn the_first_start_after_a_flush_waits_one_interval() {
+    let env = TestEnv::new().await;
+    let limits = Limits::new(env.redis.clone(), Duration::from_secs(30), Duration::ZERO);
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(matches!(
+        limits
+            .try_acquire(&request(ws, job, 5, 5, 0))
+            .await
+            .unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    assert_eq!(limits.try_start(ws, job, 5, None).await.unwrap(), None);
+    flush_prefix(&env).await;
+    let wait = limits
+        .try_start(ws, job, 5, None)
+        .await
+        .unwrap()
+        .expect("parked one interval");
+    assert!(
+        wait > Duration::from_millis(150) && wait <= Duration::from_millis(200),
+        "{wait:?}"
+    );
+    tokio::time::sleep(wait).await;
+    assert_eq!(limits.try_start(ws, job, 5, None).await.unwrap(), None);
+}

@@ -189,8 +189,10 @@ impl Limits {
         let wait_ms: u64 = scripts::RATE
             .key(self.redis.key(&format!("rate:job:{batch_id}")))
             .key(self.redis.key(&format!("rate:ws:{workspace_id}")))
+            .key(self.generation())
             .arg(interval_micros(job_cps, self.rate_margin))
             .arg(workspace_cps.map_or(0, |r| interval_micros(r, self.rate_margin)))
+            .arg(u8::from(self.seen_generation.load(Ordering::Relaxed)))
             .invoke_async(&mut conn)
             .await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))

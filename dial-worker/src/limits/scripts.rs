@@ -86,8 +86,15 @@ return {1, idx}
 /// `rate` of them. Taken immediately before the carrier request, so nothing slow sits between
 /// the token and the call it paces.
 ///
-/// KEYS: 1 job rate, 2 workspace rate. ARGV: 1 job interval µs (0 = none), 2 workspace
-/// interval µs (0 = none). Returns 0 when taken, else the ms to wait.
+/// A flush loses the last start's time as well: a start right after it could follow the one
+/// before it closer than one interval. So while the generation mark is missing (see
+/// [`ACQUIRE`]) a limiter found empty is parked one interval ahead: the first start after a
+/// flush waits one interval. Only a process that has already taken slots (ARGV 3 = 1) parks: on
+/// a fresh Redis the mark is set by the first slot taken.
+///
+/// KEYS: 1 job rate, 2 workspace rate, 3 generation mark. ARGV: 1 job interval µs (0 = none),
+/// 2 workspace interval µs (0 = none), 3 whether this process has taken slots (1/0). Returns 0
+/// when taken, else the ms to wait.
 pub static RATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -95,6 +102,14 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ji = tonumber(ARGV[1])
 local wi = tonumber(ARGV[2])
+if ARGV[3] == '1' and not redis.call('GET', KEYS[3]) then
+  if ji > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SET', KEYS[1], string.format('%.0f', now + ji), 'PX', math.ceil(ji / 1000) + 1000)
+  end
+  if wi > 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('SET', KEYS[2], string.format('%.0f', now + wi), 'PX', math.ceil(wi / 1000) + 1000)
+  end
+end
 local jtat = now
 local wtat = now
 if ji > 0 then jtat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now) end
