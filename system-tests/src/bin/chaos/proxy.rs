@@ -115,8 +115,12 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Re
                     }
                 }
             };
+            // When either side goes (a killed process's socket closes), both do: a half-open
+            // upstream would keep, say, a dead consumer's messages until the broker's
+            // heartbeat timeout, which no real network does when a process dies.
             tokio::select! {
-                _ = async { tokio::join!(up, down) } => {}
+                _ = up => {}
+                _ = down => {}
                 () = cut => {}
             }
         }
