@@ -95,6 +95,23 @@ fn parse() -> anyhow::Result<Args> {
     Ok(args)
 }
 
+/// Ctrl-C, SIGTERM or SIGHUP: the run stops and every process it started is stopped.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match parse() {
@@ -144,7 +161,7 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        _ = tokio::signal::ctrl_c() => return ExitCode::from(130),
+        () = interrupted() => return ExitCode::from(130),
     };
     eprintln!("chaos: stack up in {}", stack.dir.display());
     let mut results = Vec::new();
@@ -168,7 +185,7 @@ async fn main() -> ExitCode {
         };
         tokio::select! {
             () = run => false,
-            _ = tokio::signal::ctrl_c() => true,
+            () = interrupted() => true,
         }
     };
     stack.shutdown().await;
