@@ -194,3 +194,181 @@ async fn start_tokens_are_spaced_by_the_rate() {
             .is_some()
     );
 }
+
+/// Deletes every key of the test's prefix, as `FLUSHALL` or a Redis restart would.
+async fn flush_prefix(env: &TestEnv) {
+    let mut conn = env.redis.conn.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", env.redis.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// A fresh Redis (no generation mark yet) does not make a starting worker wait.
+#[tokio::test]
+async fn a_starting_worker_on_a_fresh_redis_takes_slots_at_once() {
+    let env = TestEnv::new().await;
+    let limits = Limits::new(env.redis.clone(), Duration::from_secs(30), Duration::ZERO);
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(matches!(
+        limits
+            .try_acquire(&request(ws, job, 2, 2, 0))
+            .await
+            .unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+}
+
+/// Step by step: after a flush the counts read zero although a call is in flight; no worker
+/// takes a slot until the rebuild window has passed, by which time the holder has put its lease
+/// back, so the limit still reads full; once the call ends, the slot is free again.
+#[tokio::test]
+async fn after_a_flush_no_slot_is_given_until_the_holders_have_re_registered() {
+    let env = TestEnv::new().await;
+    let lease = Duration::from_millis(1500);
+    let holder = Limits::new(env.redis.clone(), lease, Duration::ZERO);
+    let other = Limits::new(env.redis.clone(), lease, Duration::ZERO);
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    let call = request(ws, job, 1, 1, 0);
+    assert!(matches!(
+        holder.try_acquire(&call).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    assert_eq!(
+        other.try_acquire(&request(ws, job, 1, 1, 0)).await.unwrap(),
+        TryAcquire::WorkspaceFull
+    );
+    flush_prefix(&env).await;
+    assert_eq!(other.in_use(ws, job).await.unwrap(), (0, 0), "counts lost");
+    // Without the mark this would be granted: 2 calls against a limit of 1.
+    assert_eq!(
+        other.try_acquire(&request(ws, job, 1, 1, 0)).await.unwrap(),
+        TryAcquire::WorkspaceFull,
+        "no slot while the counts are being rebuilt"
+    );
+    // A worker that starts now respects the window too.
+    let newcomer = Limits::new(env.redis.clone(), lease, Duration::ZERO);
+    assert_eq!(
+        newcomer
+            .try_acquire(&request(ws, job, 1, 1, 0))
+            .await
+            .unwrap(),
+        TryAcquire::WorkspaceFull
+    );
+    // The holder's renewal (within one period) puts the call back.
+    holder.renew(&[(call.attempt_id, ws, job)]).await.unwrap();
+    tokio::time::sleep(other.rebuild_window()).await;
+    assert_eq!(
+        other.try_acquire(&request(ws, job, 1, 1, 0)).await.unwrap(),
+        TryAcquire::WorkspaceFull,
+        "the rebuilt count holds the limit"
+    );
+    holder.release(ws, job, call.attempt_id).await.unwrap();
+    assert!(matches!(
+        other.try_acquire(&request(ws, job, 1, 1, 0)).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+}
+
+/// The same with the real renewer running, and the pause measured: a worker hammering the
+/// semaphores never holds more than the limit together with the holder, through a flush, and
+/// gets a slot back once the holder's call has ended.
+#[tokio::test]
+async fn the_limit_holds_through_a_flush_with_the_renewer_running() {
+    let env = TestEnv::new().await;
+    let lease = Duration::from_millis(1500);
+    let holder = Limits::new(env.redis.clone(), lease, Duration::ZERO);
+    let other = Limits::new(env.redis.clone(), lease, Duration::ZERO);
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    let call = request(ws, job, 2, 2, 0);
+    assert!(matches!(
+        holder.try_acquire(&call).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    let held = HeldLeases::default();
+    held.hold(call.attempt_id, ws, job);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let renewer = tokio::spawn(held.clone().renew_loop(
+        holder.clone(),
+        env.db.clone(),
+        stop.clone(),
+        stop.clone(),
+        Duration::ZERO,
+    ));
+    // The other worker takes the second slot, then loses it to the flush.
+    let first = request(ws, job, 2, 2, 0);
+    assert!(matches!(
+        other.try_acquire(&first).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    let flushed = std::time::Instant::now();
+    flush_prefix(&env).await;
+    // It retries as a dial worker does; the holder's call is still in flight, and the other
+    // worker's own first slot is gone with the flush (its renewer is not running): so at most
+    // one more slot may be granted, never two.
+    let mut granted = Vec::new();
+    let mut pause = None;
+    // Until the first grant, then for less than a lease more (an unrenewed grant lapses).
+    while flushed.elapsed() < Duration::from_secs(4)
+        && pause.is_none_or(|p: Duration| flushed.elapsed() < p + Duration::from_millis(500))
+    {
+        let r = request(ws, job, 2, 2, 0);
+        if let TryAcquire::Acquired { .. } = other.try_acquire(&r).await.unwrap() {
+            pause.get_or_insert(flushed.elapsed());
+            granted.push(r.attempt_id);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pause = pause.expect("slots are given again after the window");
+    eprintln!(
+        "pause after a flush: {pause:?} (lease {lease:?}, window {:?})",
+        other.rebuild_window()
+    );
+    assert_eq!(granted.len(), 1, "the holder's call was counted again");
+    assert!(pause >= holder.renewal_period(), "{pause:?}");
+    assert!(
+        pause <= other.rebuild_window() + Duration::from_millis(500),
+        "{pause:?}"
+    );
+    let (ws_count, job_count) = other.in_use(ws, job).await.unwrap();
+    assert!(ws_count <= 2 && job_count <= 2, "{ws_count} {job_count}");
+    stop.cancel();
+    renewer.await.unwrap();
+}
+
+/// A flush also loses the time of the last start: the first start token after it waits one
+/// interval, so no two starts come closer than the rate allows.
+#[tokio::test]
+async fn the_first_start_after_a_flush_waits_one_interval() {
+    let env = TestEnv::new().await;
+    let limits = Limits::new(env.redis.clone(), Duration::from_secs(30), Duration::ZERO);
+    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(matches!(
+        limits
+            .try_acquire(&request(ws, job, 5, 5, 0))
+            .await
+            .unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    assert_eq!(limits.try_start(ws, job, 5, None).await.unwrap(), None);
+    flush_prefix(&env).await;
+    let wait = limits
+        .try_start(ws, job, 5, None)
+        .await
+        .unwrap()
+        .expect("parked one interval");
+    assert!(
+        wait > Duration::from_millis(150) && wait <= Duration::from_millis(200),
+        "{wait:?}"
+    );
+    tokio::time::sleep(wait).await;
+    assert_eq!(limits.try_start(ws, job, 5, None).await.unwrap(), None);
+}

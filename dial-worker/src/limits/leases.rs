@@ -6,7 +6,8 @@
 //! ended, and releases and forgets those. Renewing first keeps the counts right while the
 //! database is unreachable; renewing a call that has in fact ended is harmless, because its
 //! release's tombstone refuses the renewal (see [`super::scripts::RENEW`]). A renewal re-adds a
-//! missing member, so after a Redis flush the count is rebuilt within one period.
+//! missing member, so after a Redis flush the count is rebuilt within one period; until then the
+//! fleet takes no new slot (the generation mark of [`super::scripts::ACQUIRE`]).
 //!
 //! A worker that stops cleanly hands the calls still connected at the end of its grace over to
 //! the fleet ([`Limits::hand_over`]); every renewal pass takes some up ([`Limits::adopt`]). A
@@ -104,7 +105,7 @@ impl HeldLeases {
         dialing_done: CancellationToken,
         grace: Duration,
     ) {
-        let period = (limits.lease() / 3).max(Duration::from_millis(50));
+        let period = limits.renewal_period();
         let mut stopping_since: Option<Instant> = None;
         let mut gauges = super::gauges::InFlightGauges::default();
         // The first pass at once: calls handed over by a worker that stopped before this one

@@ -12,14 +12,19 @@
 //! the attempt) cannot bunch starts together.
 //!
 //! Redis holds only what may be lost: after a flush the counts start from zero and the holders
-//! put their calls back at their next renewal. The database, not Redis, guards against double
-//! dials (see `crate::dial`).
+//! put their calls back at their next renewal. Until they have, the counts are too low, so the
+//! semaphores carry a generation mark: when it is missing the fleet takes no new slot for one
+//! rebuild window ([`Limits::rebuild_window`], one renewal period and a margin), and the limits
+//! hold through a flush at the price of that pause. The database, not Redis, guards against
+//! double dials (see `crate::dial`).
 
 pub mod gauges;
 pub mod leases;
 pub mod scripts;
 pub mod wakeups;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shared::redis_conn::Redis;
@@ -55,7 +60,9 @@ pub enum TryAcquire {
     },
     /// The job has `max_concurrent_dials` calls in flight.
     JobFull,
-    /// The workspace has its limit of calls in flight.
+    /// The workspace has its limit of calls in flight, or the counts are being rebuilt after a
+    /// Redis flush (no slot is given out until the holders have put their leases back): either
+    /// way, wait for a release or try again shortly.
     WorkspaceFull,
 }
 
@@ -66,6 +73,9 @@ pub struct Limits {
     lease: Duration,
     rate_margin: Duration,
     wakeups: Wakeups,
+    /// Whether this process has had an answer from [`scripts::ACQUIRE`] yet (see its first-try
+    /// rule).
+    seen_generation: Arc<AtomicBool>,
 }
 
 impl Limits {
@@ -78,7 +88,22 @@ impl Limits {
             lease,
             rate_margin,
             wakeups: Wakeups::default(),
+            seen_generation: Arc::default(),
         }
+    }
+
+    /// How often a holder renews its leases (see [`HeldLeases::renew_loop`]).
+    pub fn renewal_period(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(50))
+    }
+
+    /// How long the fleet takes no new slot after Redis lost the counts: one renewal period,
+    /// in which every holder puts its leases back, and a margin for a pass that is late or
+    /// slow and for a slot taken just before the flush whose holder registers it just after
+    /// (up to a second, or one more period when periods are shorter).
+    pub fn rebuild_window(&self) -> Duration {
+        let period = self.renewal_period();
+        period + period.min(Duration::from_secs(1))
     }
 
     /// How long a slot lasts without renewal.
@@ -112,6 +137,14 @@ impl Limits {
         self.redis.key("slots:orphans")
     }
 
+    fn generation(&self) -> String {
+        self.redis.key("slots:gen")
+    }
+
+    fn rebuild_end(&self) -> String {
+        self.redis.key("slots:rebuild")
+    }
+
     /// One atomic try at both slots (job and workspace) and a caller ID. No start token: that
     /// is taken separately, right before the carrier request ([`Limits::try_start`]).
     pub async fn try_acquire(&self, req: &SlotRequest) -> Result<TryAcquire, redis::RedisError> {
@@ -120,18 +153,27 @@ impl Limits {
             .key(self.ws_slots(req.workspace_id))
             .key(self.job_slots(req.batch_id))
             .key(self.redis.key(&format!("callerid:{}", req.batch_id)))
+            .key(self.generation())
+            .key(self.rebuild_end())
             .arg(req.attempt_id.to_string())
             .arg(micros(self.lease))
             .arg(req.workspace_limit)
             .arg(req.job_limit)
             .arg(req.caller_pool)
+            .arg(u8::from(!self.seen_generation.load(Ordering::Relaxed)))
+            .arg(micros(self.rebuild_window()))
             .invoke_async(&mut conn)
             .await?;
+        self.seen_generation.store(true, Ordering::Relaxed);
         Ok(match code {
             1 => TryAcquire::Acquired {
                 caller_index: u32::try_from(idx).ok(),
             },
             -1 => TryAcquire::JobFull,
+            -3 => {
+                tracing::debug!("slot counts being rebuilt after a Redis flush; waiting");
+                TryAcquire::WorkspaceFull
+            }
             _ => TryAcquire::WorkspaceFull,
         })
     }
@@ -148,8 +190,10 @@ impl Limits {
         let wait_ms: u64 = scripts::RATE
             .key(self.redis.key(&format!("rate:job:{batch_id}")))
             .key(self.redis.key(&format!("rate:ws:{workspace_id}")))
+            .key(self.generation())
             .arg(interval_micros(job_cps, self.rate_margin))
             .arg(workspace_cps.map_or(0, |r| interval_micros(r, self.rate_margin)))
+            .arg(u8::from(self.seen_generation.load(Ordering::Relaxed)))
             .invoke_async(&mut conn)
             .await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))

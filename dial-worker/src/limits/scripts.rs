@@ -15,10 +15,21 @@ use redis::Script;
 /// Semaphores are sorted sets: member = attempt id, score = lease expiry (µs). Expired leases are
 /// reclaimed on every call, which is how a dead worker's slots come back.
 ///
-/// KEYS: 1 workspace slots, 2 job slots, 3 caller-ID counter.
-/// ARGV: 1 member, 2 lease µs, 3 workspace limit, 4 job limit, 5 caller-ID pool size (0 = none).
-/// Returns `{code, caller_index}`: code 1 acquired, -1 job full, -2 workspace full;
-/// `caller_index` is -1 when there is no pool.
+/// The semaphores carry a generation mark (KEYS 4). When it is missing, Redis lost the counts
+/// (a flush, a restart without persistence, the keys deleted): the sets are empty although
+/// calls are still in flight, and a slot taken now could overshoot the limit. So the fleet
+/// takes no new slot for one rebuild window (KEYS 5 holds its end), long enough for every
+/// holder's renewal pass to put its live leases back (see [`RENEW`]); the first try after the
+/// window sets the mark again. A process's very first try (ARGV 6 = 1) on a Redis that has no
+/// mark and no window running sets the mark at once: a fresh Redis, not a flushed one, or the
+/// whole fleet would pause once at every start.
+///
+/// KEYS: 1 workspace slots, 2 job slots, 3 caller-ID counter, 4 generation mark, 5 rebuild
+/// window end.
+/// ARGV: 1 member, 2 lease µs, 3 workspace limit, 4 job limit, 5 caller-ID pool size (0 = none),
+/// 6 first try of this process (1/0), 7 rebuild window µs.
+/// Returns `{code, caller_index}`: code 1 acquired, -1 job full, -2 workspace full, -3 counts
+/// being rebuilt after a flush; `caller_index` is -1 when there is no pool.
 pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -34,6 +45,20 @@ if redis.call('ZSCORE', KEYS[2], member) then
   redis.call('ZADD', KEYS[1], now + lease, member)
   redis.call('ZADD', KEYS[2], now + lease, member)
   return {1, -1}
+end
+if not redis.call('GET', KEYS[4]) then
+  local window_end = redis.call('GET', KEYS[5])
+  if window_end then
+    if now < tonumber(window_end) then return {-3, -1} end
+    redis.call('SET', KEYS[4], string.format('%.0f', now))
+    redis.call('DEL', KEYS[5])
+  elseif ARGV[6] == '1' then
+    redis.call('SET', KEYS[4], string.format('%.0f', now))
+  else
+    local window = tonumber(ARGV[7])
+    redis.call('SET', KEYS[5], string.format('%.0f', now + window), 'PX', math.ceil(window / 1000) + 60000)
+    return {-3, -1}
+  end
 end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {-2, -1} end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return {-1, -1} end
@@ -61,8 +86,15 @@ return {1, idx}
 /// `rate` of them. Taken immediately before the carrier request, so nothing slow sits between
 /// the token and the call it paces.
 ///
-/// KEYS: 1 job rate, 2 workspace rate. ARGV: 1 job interval µs (0 = none), 2 workspace
-/// interval µs (0 = none). Returns 0 when taken, else the ms to wait.
+/// A flush loses the last start's time as well: a start right after it could follow the one
+/// before it closer than one interval. So while the generation mark is missing (see
+/// [`ACQUIRE`]) a limiter found empty is parked one interval ahead: the first start after a
+/// flush waits one interval. Only a process that has already taken slots (ARGV 3 = 1) parks: on
+/// a fresh Redis the mark is set by the first slot taken.
+///
+/// KEYS: 1 job rate, 2 workspace rate, 3 generation mark. ARGV: 1 job interval µs (0 = none),
+/// 2 workspace interval µs (0 = none), 3 whether this process has taken slots (1/0). Returns 0
+/// when taken, else the ms to wait.
 pub static RATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -70,6 +102,14 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ji = tonumber(ARGV[1])
 local wi = tonumber(ARGV[2])
+if ARGV[3] == '1' and not redis.call('GET', KEYS[3]) then
+  if ji > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SET', KEYS[1], string.format('%.0f', now + ji), 'PX', math.ceil(ji / 1000) + 1000)
+  end
+  if wi > 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('SET', KEYS[2], string.format('%.0f', now + wi), 'PX', math.ceil(wi / 1000) + 1000)
+  end
+end
 local jtat = now
 local wtat = now
 if ji > 0 then jtat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now) end

@@ -1,0 +1,110 @@
+//! The CI subset of the fault-injection suite (`scripts/chaos.sh` runs the whole of it): the
+//! real binaries on an isolated stack, small campaigns, a fault each, every invariant checked
+//! against the carrier-sim's record. The `chaos` binary does the work; these tests run it and
+//! fail on any violation it reports.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The directory of the role binaries (built beside `chaos`; built here if a run of only this
+/// package's tests left them out).
+fn bin_dir() -> PathBuf {
+    let chaos = PathBuf::from(env!("CARGO_BIN_EXE_chaos"));
+    let dir = chaos.parent().expect("a target dir").to_owned();
+    let roles = [
+        "api-gateway",
+        "ingest-worker",
+        "scheduler",
+        "dial-worker",
+        "carrier-sim",
+    ];
+    if roles.iter().any(|r| !dir.join(r).exists()) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .arg("build")
+            .args(roles.iter().flat_map(|r| ["-p", r]))
+            .arg("--bins");
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the role binaries failed");
+    }
+    dir
+}
+
+/// Runs `chaos` on `scenarios` with `contacts` contacts each and `extra` flags; panics with its
+/// table on any violation.
+fn chaos(scenarios: &str, contacts: usize, extra: &[&str]) {
+    let dir = bin_dir();
+    let json = std::env::temp_dir().join(format!(
+        "chaos-{}-{}.json",
+        std::process::id(),
+        scenarios.replace(',', "-")
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args([
+            "--scenarios",
+            scenarios,
+            "--contacts",
+            &contacts.to_string(),
+        ])
+        .args(extra)
+        .arg("--json")
+        .arg(&json)
+        .arg("--bin-dir")
+        .arg(&dir)
+        .output()
+        .expect("chaos runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_file(&json);
+    assert!(
+        out.status.success(),
+        "chaos {scenarios}: {}\n{table}\n{log}",
+        out.status
+    );
+    println!("{table}");
+}
+
+/// The CI subset: baseline (with the idempotent creates), kill -9 of one dial worker, every
+/// Redis key of the prefix deleted, and the carrier answering 500, timing out and losing
+/// callbacks for 10 s. No number called twice, no limit exceeded at any instant, whatever the
+/// fault. What issue #17 fixes (lost and stranded contacts, a batch not completing) is reported
+/// in the table but does not fail this test yet; the strict tests below do.
+#[test]
+fn chaos_ci_subset_holds_the_limits_and_never_double_dials() {
+    chaos(
+        "baseline,dial-worker,redis-flush,carrier-500,carrier-timeout,carrier-callbacks",
+        30,
+        &["--tolerate-17", "--deadline-secs", "15"],
+    );
+}
+
+#[test]
+#[ignore = "until #17 lands: the release hand-off (§1) strands contacts"]
+fn chaos_baseline_strict() {
+    chaos("baseline", 60, &[]);
+}
+
+#[test]
+#[ignore = "until #17 lands: an attempt written but never placed stays ONGOING (§7)"]
+fn chaos_dial_worker_kill_strict() {
+    chaos("dial-worker", 60, &[]);
+}
+
+#[test]
+#[ignore = "until #17 lands: the release hand-off (§1) strands contacts now and then"]
+fn chaos_redis_flush_strict() {
+    chaos("redis-flush", 60, &[]);
+}
+
+#[test]
+#[ignore = "until #17 lands: ambiguous attempts are never re-dialed, lost callbacks pin slots (§7)"]
+fn chaos_carrier_faults_strict() {
+    chaos("carrier-500,carrier-timeout,carrier-callbacks", 60, &[]);
+}
