@@ -5,6 +5,8 @@
 //! environment, the PostgreSQL pool and migrations, the RabbitMQ topology with its confirmed
 //! publisher and acking consumer, Redis connection handling, telemetry (traces, metrics) and the health endpoints.
 
+pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod connect;
 pub mod db;
