@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use shared::compliance::RecipientHours;
 use shared::db::Pool;
 
 /// Characters shown to identify a key (`df_` and 9 more); unique per key.
@@ -36,11 +37,52 @@ pub struct CreatedKey {
     pub api_key_prefix: String,
 }
 
-/// Creates a workspace with a concurrent-dial limit, and a first API key.
+/// A new workspace's compliance policy (invariant 11). The default is the safe one: recipient
+/// hours 08:00–21:00, unknown timezones held.
+#[derive(Debug, Clone, Copy)]
+pub struct Compliance {
+    /// Recipient-local calling hours; `None` = off.
+    pub recipient_hours: Option<RecipientHours>,
+    /// Dial numbers whose zone cannot be determined instead of holding them.
+    pub allow_unknown_timezone: bool,
+}
+
+impl Default for Compliance {
+    fn default() -> Self {
+        Self {
+            recipient_hours: Some(RecipientHours::DEFAULT),
+            allow_unknown_timezone: false,
+        }
+    }
+}
+
+impl Compliance {
+    /// No recipient hours, unknown zones allowed: for tests whose clock is real and whose
+    /// subject is not compliance.
+    pub fn off() -> Self {
+        Self {
+            recipient_hours: None,
+            allow_unknown_timezone: true,
+        }
+    }
+}
+
+/// Creates a workspace with a concurrent-dial limit and the default (safe) compliance policy,
+/// and a first API key.
 pub async fn create_workspace(
     db: &Pool,
     name: &str,
     max_concurrent_dials: i32,
+) -> anyhow::Result<CreatedWorkspace> {
+    create_workspace_with(db, name, max_concurrent_dials, &Compliance::default()).await
+}
+
+/// Creates a workspace with a concurrent-dial limit and a compliance policy, and a first key.
+pub async fn create_workspace_with(
+    db: &Pool,
+    name: &str,
+    max_concurrent_dials: i32,
+    compliance: &Compliance,
 ) -> anyhow::Result<CreatedWorkspace> {
     anyhow::ensure!(
         max_concurrent_dials >= 1,
@@ -55,8 +97,18 @@ pub async fn create_workspace(
     );
     client
         .execute(
-            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret) VALUES ($1, $2, $3, $4)",
-            &[&id, &name, &max_concurrent_dials, &secret],
+            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret,
+                                     recipient_hours_start, recipient_hours_end, allow_unknown_timezone)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &id,
+                &name,
+                &max_concurrent_dials,
+                &secret,
+                &compliance.recipient_hours.map(|h| h.minutes().0),
+                &compliance.recipient_hours.map(|h| h.minutes().1),
+                &compliance.allow_unknown_timezone,
+            ],
         )
         .await?;
     drop(client);

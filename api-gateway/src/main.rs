@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use shared::compliance::RecipientHours;
 use uuid::Uuid;
 
 use api_gateway::{admin, config::Config};
@@ -41,7 +42,23 @@ enum WorkspaceCommand {
         name: String,
         #[arg(long)]
         max_concurrent_dials: i32,
+        /// Recipient-local calling hours, `HH:MM-HH:MM` in each recipient's own timezone, every
+        /// day; `off` disables them.
+        #[arg(long, default_value = "08:00-21:00", value_parser = parse_recipient_hours)]
+        recipient_hours: RecipientHoursArg,
+        /// Dial numbers whose timezone cannot be determined instead of holding them
+        /// (`unknown_timezone`).
+        #[arg(long)]
+        allow_unknown_timezone: bool,
     },
+}
+
+/// `--recipient-hours` as parsed.
+#[derive(Clone, Copy)]
+struct RecipientHoursArg(Option<RecipientHours>);
+
+fn parse_recipient_hours(s: &str) -> Result<RecipientHoursArg, String> {
+    RecipientHours::parse_policy(s).map(RecipientHoursArg)
 }
 
 #[derive(Subcommand)]
@@ -82,10 +99,18 @@ async fn main() -> ExitCode {
                     WorkspaceCommand::Create {
                         name,
                         max_concurrent_dials,
+                        recipient_hours,
+                        allow_unknown_timezone,
                     },
             } => {
                 let db = shared::db::connect(&config.service).await?;
-                let created = admin::create_workspace(&db, &name, max_concurrent_dials).await?;
+                let compliance = admin::Compliance {
+                    recipient_hours: recipient_hours.0,
+                    allow_unknown_timezone,
+                };
+                let created =
+                    admin::create_workspace_with(&db, &name, max_concurrent_dials, &compliance)
+                        .await?;
                 println!("{}", serde_json::to_string(&created)?);
                 Ok(())
             }

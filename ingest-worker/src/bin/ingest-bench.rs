@@ -112,6 +112,7 @@ fn contact(i: u32) -> RawRow {
         email: Some(format!("contact{i}@example.com")),
         company: Some("Acme Corp".to_owned()),
         inputs: json!({"lead_score": i % 100, "account_id": format!("A{i}")}),
+        timezone: None,
     }
 }
 

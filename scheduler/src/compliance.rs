@@ -1,0 +1,184 @@
+//! Recipient calling hours at release (invariant 11; the dial worker checks again just before
+//! the carrier request).
+//!
+//! A contact is released only when its job's window is open (the caller's check) **and** the
+//! workspace's recipient hours are open in every one of its zones (`contacts.timezones`). Two
+//! parts, both inside the workspace's release transaction:
+//!
+//! - the claim (and the due count) only takes contacts whose zones are all in [`Policy`]'s
+//!   `open_zones` — the zones whose hours are open *now*, computed once per workspace per tick
+//!   — so a closed contact is never released, whatever else happens;
+//! - [`screen_head`] looks at the head of the job's due queue (at most a few times the job's
+//!   room, in claim order) and moves each closed contact to the first minute it may be called
+//!   (`next_attempt_at`, from the pure intersection in `shared::compliance`), with
+//!   `hold_reason` and a `deferred` event. Deferred contacts are then not due until their hour,
+//!   so the scheduler does not spin on them: a 100,000-contact batch over four US zones is
+//!   deferred once per zone (2,000 a tick at most) and each zone's contacts come back as its
+//!   hours open. A contact whose zone is unknown is held (`unknown_timezone`, looked at again
+//!   hourly) unless the workspace allows unknown zones. Rows ingested before migration V10
+//!   (`timezones IS NULL`) get their zones from the number here.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use shared::compliance::hours::{Verdict, parse_zones, verdict};
+use shared::compliance::{RecipientHours, zones_for_number};
+use shared::schedule::Window;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+/// A workspace's compliance policy, evaluated for one tick.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Recipient-local calling hours; `None` = off.
+    pub hours: Option<RecipientHours>,
+    /// Whether a contact whose zone is unknown is called anyway.
+    pub allow_unknown_timezone: bool,
+    /// The zones whose hours are open at the tick's instant; `None` when the policy is off
+    /// (every contact passes).
+    pub open_zones: Option<Vec<&'static str>>,
+}
+
+impl Policy {
+    /// The policy at `now`.
+    pub fn new(
+        hours: Option<RecipientHours>,
+        allow_unknown_timezone: bool,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let open_zones = hours.map(|h| {
+            chrono_tz::TZ_VARIANTS
+                .iter()
+                .filter(|tz| h.window(**tz).is_open(now))
+                .map(|tz| tz.name())
+                .collect()
+        });
+        Self {
+            hours,
+            allow_unknown_timezone,
+            open_zones,
+        }
+    }
+}
+
+/// Screens the head of a job's due queue: contacts whose number is on the do-not-call list end
+/// `suppressed` (never dialed, no attempt charged); closed contacts are deferred to their next
+/// allowed minute. Returns how many it suppressed or deferred.
+pub(crate) async fn screen_head(
+    tx: &Transaction<'_>,
+    job_id: Uuid,
+    window: &Window,
+    policy: &Policy,
+    room: u32,
+    now: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    let head = i64::from(room.saturating_mul(4).clamp(64, 2000));
+    let rows = tx
+        .query(
+            "SELECT id, phone_number, timezones, listed FROM (
+                 SELECT c.id, c.phone_number, c.timezones,
+                        EXISTS (SELECT 1 FROM dnc_numbers d
+                                WHERE d.workspace_id = c.workspace_id
+                                  AND d.number = c.phone_number) AS listed
+                 FROM contacts c
+                 WHERE c.batch_id = $1 AND c.state = 'queued' AND c.next_attempt_at <= $2
+                 ORDER BY c.next_attempt_at, c.row_index
+                 LIMIT $3) head
+             WHERE listed OR ($4::text[] IS NOT NULL
+                 AND (timezones IS NULL OR NOT (timezones <@ $4::text[])
+                      OR (cardinality(timezones) = 0 AND NOT $5)))",
+            &[
+                &job_id,
+                &now,
+                &head,
+                &policy.open_zones,
+                &policy.allow_unknown_timezone,
+            ],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let listed: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(3))
+        .map(|r| r.get(0))
+        .collect();
+    let mut screened = 0;
+    if !listed.is_empty() {
+        screened += tx
+            .execute(
+                "WITH s AS (
+                     UPDATE contacts SET state = 'failed', last_outcome = 'suppressed',
+                         hold_reason = NULL, updated_at = $2
+                     WHERE id = ANY($1) AND state = 'queued'
+                     RETURNING id)
+                 INSERT INTO contact_events (contact_id, at, kind, reason)
+                 SELECT id, $2, 'suppressed', 'do_not_call' FROM s",
+                &[&listed, &now],
+            )
+            .await?;
+    }
+    if policy.open_zones.is_none() {
+        return Ok(screened);
+    }
+    let (mut resolve_ids, mut resolve_zones) = (Vec::new(), Vec::new());
+    let (mut defer_ids, mut defer_until, mut defer_reason) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows.iter().filter(|r| !r.get::<_, bool>(3)) {
+        let id: Uuid = row.get(0);
+        let stored: Option<Vec<String>> = row.get(2);
+        let zones: Vec<Tz> = match &stored {
+            Some(names) => parse_zones(names),
+            None => {
+                let derived = zones_for_number(row.get(1));
+                resolve_ids.push(id);
+                resolve_zones.push(
+                    derived
+                        .iter()
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join("&"),
+                );
+                derived
+            }
+        };
+        if let Verdict::Defer { until, reason } = verdict(
+            window,
+            policy.hours,
+            policy.allow_unknown_timezone,
+            &zones,
+            now,
+        ) {
+            defer_ids.push(id);
+            defer_until.push(until);
+            defer_reason.push(reason.as_str());
+        }
+    }
+    if !resolve_ids.is_empty() {
+        tx.execute(
+            "UPDATE contacts c SET timezones = string_to_array(u.z, '&')
+             FROM unnest($1::uuid[], $2::text[]) u(id, z)
+             WHERE c.id = u.id AND c.timezones IS NULL",
+            &[&resolve_ids, &resolve_zones],
+        )
+        .await?;
+    }
+    if defer_ids.is_empty() {
+        return Ok(screened);
+    }
+    let deferred = tx
+        .execute(
+            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])
+                        u(id, until, reason)),
+                  moved AS (
+                 UPDATE contacts c SET next_attempt_at = u.until, hold_reason = u.reason,
+                     updated_at = $4
+                 FROM u WHERE c.id = u.id AND c.state = 'queued'
+                 RETURNING c.id, u.until, u.reason)
+             INSERT INTO contact_events (contact_id, at, kind, reason, detail)
+             SELECT id, $4, 'deferred', reason, jsonb_build_object('until', until) FROM moved",
+            &[&defer_ids, &defer_until, &defer_reason, &now],
+        )
+        .await?;
+    tracing::debug!(%job_id, deferred, "deferred contacts outside their calling hours");
+    Ok(screened + deferred)
+}
