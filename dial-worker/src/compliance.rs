@@ -43,7 +43,12 @@ pub async fn deferred(ctx: &Ctx, contact_id: Uuid, until: DateTime<Utc>, reason:
                 "INSERT INTO contact_events (contact_id, at, kind, reason, detail)
                  VALUES ($1, $2, 'deferred', $3, jsonb_build_object('until', $4::timestamptz,
                                                                     'by', 'dial-worker'))",
-                &[&contact_id, &shared::clock::now(), &reason.as_str(), &until],
+                &[
+                    &contact_id,
+                    &ctx.config.service.clock.now(),
+                    &reason.as_str(),
+                    &until,
+                ],
             )
             .await?;
         Ok::<_, StepError>(())

@@ -299,7 +299,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     }
     let mut job = ctx.jobs.get(&client, msg.batch_id).await?;
     drop(client);
-    let gate = job.gate(shared::clock::now());
+    let gate = job.gate(ctx.config.service.clock.now());
     if gate != Gate::Go {
         return hand_back(ctx, msg.contact_id, gate).await;
     }
@@ -350,7 +350,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     };
     // Calling hours, again, now (the scheduler checked at release): the hours may have closed
     // while the contact waited for a slot.
-    let now = shared::clock::now();
+    let now = ctx.config.service.clock.now();
     let zones = zones.map_or_else(|| zones_for_number(&to), |z| parse_zones(&z));
     if let Verdict::Defer { until, reason } = verdict(
         &job.window,
@@ -554,7 +554,7 @@ async fn acquire(
         if checked_at.is_none_or(|at| at.elapsed() >= RECHECK_EVERY) {
             *job = ctx.jobs.current(&ctx.db, msg.batch_id).await?;
             checked_at = Some(Instant::now());
-            let gate = job.gate(shared::clock::now());
+            let gate = job.gate(ctx.config.service.clock.now());
             if gate != Gate::Go {
                 return Ok(Err(gate));
             }
@@ -704,11 +704,11 @@ async fn take_start_token(ctx: &Ctx, batch_id: Uuid, job: &Job) -> Result<(), Pl
         };
         tokio::time::sleep(wait).await;
         let gate = match ctx.jobs.current(&ctx.db, batch_id).await {
-            Ok(fresh) => fresh.gate(shared::clock::now()),
+            Ok(fresh) => fresh.gate(ctx.config.service.clock.now()),
             Err(e) => {
                 // The attempt insert checked the job a moment ago; go with that.
                 tracing::warn!(error = %e, "job not re-read while waiting for a start token");
-                job.gate(shared::clock::now())
+                job.gate(ctx.config.service.clock.now())
             }
         };
         if gate != Gate::Go {

@@ -397,7 +397,10 @@ async fn resolve_across_chunks<'p>(
                 raw_number: Some(a.row.phone_number.clone()),
                 rejection: Rejection::new(
                     Reason::DoNotCall,
-                    format!("{} is on the workspace's do-not-call list", a.number.as_str()),
+                    format!(
+                        "{} is on the workspace's do-not-call list",
+                        a.number.as_str()
+                    ),
                 ),
             });
         } else {
@@ -488,7 +491,12 @@ const CONTACT_COLUMNS: [Type; 12] = [
 /// The zones the calling-hours rule uses for a row: its own `timezone` (validated by the
 /// gateway), else those of its number (libphonenumber's map); empty when unknown.
 fn zones_of(a: &Accepted) -> Vec<&'static str> {
-    match a.row.timezone.as_deref().and_then(|t| t.parse::<chrono_tz::Tz>().ok()) {
+    match a
+        .row
+        .timezone
+        .as_deref()
+        .and_then(|t| t.parse::<chrono_tz::Tz>().ok())
+    {
         Some(tz) => vec![tz.name()],
         None => shared::compliance::zones_for_number(a.number.as_str())
             .into_iter()

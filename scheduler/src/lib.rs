@@ -56,7 +56,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         // A tick in progress finishes (it is bounded by the publish timeout), so a claim is
         // never left half done at shutdown.
-        match release_once(&db, &publisher, &config.release, shared::clock::now()).await {
+        match release_once(&db, &publisher, &config.release, config.service.clock.now()).await {
             Ok(report) => {
                 if report.released > 0 || !report.completed_jobs.is_empty() {
                     tracing::debug!(?report, "tick");

@@ -29,10 +29,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use shared::compliance::RecipientHours;
 use shared::queue::messages::DialV1;
 use shared::queue::publisher::Outgoing;
 use shared::queue::{Publisher, QueueError, Stream};
-use shared::compliance::RecipientHours;
 use shared::schedule::{StoredSchedule, Window};
 use tracing::Instrument;
 use uuid::Uuid;

@@ -40,6 +40,15 @@ ALTER TABLE contacts
         CHECK (last_outcome IN ('completed', 'busy', 'no-answer', 'failed', 'voicemail', 'cancelled',
                                 'unknown', 'suppressed'));
 
+-- One vocabulary: the outcome columns accept every `CallOutcome` name. No attempt is ever
+-- written as `suppressed` (a suppressed contact is never dialed), but the column's list stays
+-- the enum's.
+ALTER TABLE dial_attempts
+    DROP CONSTRAINT dial_attempts_outcome_check,
+    ADD CONSTRAINT dial_attempts_outcome_check
+        CHECK (outcome IN ('completed', 'busy', 'no-answer', 'failed', 'voicemail', 'cancelled',
+                           'unknown', 'suppressed'));
+
 -- Dialgen `options.machineDetection` / Vogent `machineDetection`: Twilio's MachineDetection
 -- (`Enable` | `DetectMessageEnd`), NULL = off; and the retry strategy's `voicemailDelay` (ms):
 -- NULL = a voicemail is final (the default).

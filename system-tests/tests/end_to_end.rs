@@ -95,9 +95,16 @@ async fn start_on(
         scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100".into())])).unwrap();
     tokio::spawn(scheduler::run(sched, shutdown.clone()));
 
-    let created = api_gateway::admin::create_workspace(&env.db, "e2e", workspace_limit)
-        .await
-        .unwrap();
+    // Recipient calling hours off: these tests run on the real clock at any hour;
+    // `compliance.rs` tests the hours.
+    let created = api_gateway::admin::create_workspace_with(
+        &env.db,
+        "e2e",
+        workspace_limit,
+        &api_gateway::admin::Compliance::off(),
+    )
+    .await
+    .unwrap();
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         http.post(format!("{gateway}{path}"))
@@ -605,9 +612,14 @@ async fn a_saturated_workspace_does_not_delay_another() {
         .await;
 
     // A second workspace, with its own key and agent.
-    let other = api_gateway::admin::create_workspace(&stack.env.db, "idle", 5)
-        .await
-        .unwrap();
+    let other = api_gateway::admin::create_workspace_with(
+        &stack.env.db,
+        "idle",
+        5,
+        &api_gateway::admin::Compliance::off(),
+    )
+    .await
+    .unwrap();
     let post = |path: &str, body: Value| {
         stack
             .http
@@ -700,9 +712,14 @@ async fn fairness_benchmark() {
         })
         .await;
 
-    let other = api_gateway::admin::create_workspace(&stack.env.db, "probe", 5)
-        .await
-        .unwrap();
+    let other = api_gateway::admin::create_workspace_with(
+        &stack.env.db,
+        "probe",
+        5,
+        &api_gateway::admin::Compliance::off(),
+    )
+    .await
+    .unwrap();
     let post = |path: &str, body: Value| {
         stack
             .http

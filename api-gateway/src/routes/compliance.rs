@@ -122,7 +122,9 @@ async fn add(
     } else {
         let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
             .await
-            .map_err(|_| ApiError::TooLarge("the body is too large; send big lists as text/csv".into()))?;
+            .map_err(|_| {
+                ApiError::TooLarge("the body is too large; send big lists as text/csv".into())
+            })?;
         let input: DncIn = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
             message: e.to_string(),
             details: vec![crate::error::FieldError::new("body", e.to_string())],
@@ -135,14 +137,19 @@ async fn add(
         if input.numbers.len() > MAX_JSON_NUMBERS {
             v.add(
                 "numbers",
-                format!("at most {MAX_JSON_NUMBERS} numbers per JSON request; send more as text/csv"),
+                format!(
+                    "at most {MAX_JSON_NUMBERS} numbers per JSON request; send more as text/csv"
+                ),
             );
         }
         let mut numbers = Vec::with_capacity(input.numbers.len());
         for (i, raw) in input.numbers.iter().enumerate() {
             match normalize_number(raw) {
                 Some(n) => numbers.push(n.as_str().to_owned()),
-                None => v.add(format!("numbers[{i}]"), format!("{raw:?} is not a phone number")),
+                None => v.add(
+                    format!("numbers[{i}]"),
+                    format!("{raw:?} is not a phone number"),
+                ),
             }
         }
         v.into_result(())?;
@@ -213,7 +220,10 @@ async fn import_csv(
                 // A header line ("number", "phone_number") is skipped.
                 None if line_no == 1 && field.bytes().any(|b| b.is_ascii_alphabetic()) => {}
                 None => {
-                    return Err(csv_error(line_no, &format!("{field:?} is not a phone number")));
+                    return Err(csv_error(
+                        line_no,
+                        &format!("{field:?} is not a phone number"),
+                    ));
                 }
             }
             if out.len() >= COPY_BUFFER {
@@ -424,13 +434,10 @@ async fn events(
     let state_name: String = contact.get(0);
     let mut out: Vec<(chrono::DateTime<chrono::Utc>, u8, Value)> = Vec::new();
     // Contact ids are UUIDv7, minted by the ingest worker as it stores the row.
-    if let Some(at) = id
-        .get_timestamp()
-        .and_then(|t| {
-            let (s, n) = t.to_unix();
-            chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, n)
-        })
-    {
+    if let Some(at) = id.get_timestamp().and_then(|t| {
+        let (s, n) = t.to_unix();
+        chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, n)
+    }) {
         let zones: Option<Vec<String>> = contact.get(7);
         out.push((
             at,
@@ -468,8 +475,9 @@ async fn events(
         ));
         let outcome: Option<String> = a.get(6);
         if let Some(outcome) = &outcome {
-            let ended: chrono::DateTime<chrono::Utc> =
-                a.get::<_, Option<chrono::DateTime<chrono::Utc>>>(5).unwrap_or(dialed);
+            let ended: chrono::DateTime<chrono::Utc> = a
+                .get::<_, Option<chrono::DateTime<chrono::Utc>>>(5)
+                .unwrap_or(dialed);
             out.push((
                 ended,
                 4,
@@ -478,8 +486,11 @@ async fn events(
             ));
             let retried = i + 1 < last_no || (state_name == "queued" && i + 1 == last_no);
             if retried && matches!(outcome.as_str(), "busy" | "no-answer" | "voicemail") {
-                let due: Option<chrono::DateTime<chrono::Utc>> =
-                    if i + 1 == last_no { contact.get(2) } else { None };
+                let due: Option<chrono::DateTime<chrono::Utc>> = if i + 1 == last_no {
+                    contact.get(2)
+                } else {
+                    None
+                };
                 out.push((
                     ended,
                     5,

@@ -29,6 +29,7 @@ async fn rows_are_normalized_and_rejections_kept() {
         email: Some("jane@example.com".into()),
         company: Some("Acme".into()),
         inputs: json!({"lead_score": 80}),
+        timezone: Some("America/Chicago".into()),
     };
     let mut nul = row("+12015550124");
     nul.company = Some("bad\0".into());
