@@ -45,6 +45,9 @@ pub struct Compliance {
     pub recipient_hours: Option<RecipientHours>,
     /// Dial numbers whose zone cannot be determined instead of holding them.
     pub allow_unknown_timezone: bool,
+    /// Frequency cap: at most `.0` call attempts to one number in any `.1` days, across the
+    /// workspace's batches; `None` = off (the default).
+    pub max_calls_per_number: Option<(i32, i32)>,
 }
 
 impl Default for Compliance {
@@ -52,6 +55,7 @@ impl Default for Compliance {
         Self {
             recipient_hours: Some(RecipientHours::DEFAULT),
             allow_unknown_timezone: false,
+            max_calls_per_number: None,
         }
     }
 }
@@ -63,6 +67,7 @@ impl Compliance {
         Self {
             recipient_hours: None,
             allow_unknown_timezone: true,
+            max_calls_per_number: None,
         }
     }
 }
@@ -89,6 +94,12 @@ pub async fn create_workspace_with(
         "--max-concurrent-dials must be at least 1"
     );
     anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
+    anyhow::ensure!(
+        compliance
+            .max_calls_per_number
+            .is_none_or(|(count, days)| count >= 1 && days >= 1),
+        "--max-calls-per-number needs a count and a number of days, both at least 1"
+    );
     let client = db.get().await?;
     let id = Uuid::now_v7();
     let secret = format!(
@@ -98,8 +109,9 @@ pub async fn create_workspace_with(
     client
         .execute(
             "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret,
-                                     recipient_hours_start, recipient_hours_end, allow_unknown_timezone)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                                     recipient_hours_start, recipient_hours_end, allow_unknown_timezone,
+                                     max_calls_per_number_count, max_calls_per_number_days)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &id,
                 &name,
@@ -108,6 +120,8 @@ pub async fn create_workspace_with(
                 &compliance.recipient_hours.map(|h| h.minutes().0),
                 &compliance.recipient_hours.map(|h| h.minutes().1),
                 &compliance.allow_unknown_timezone,
+                &compliance.max_calls_per_number.map(|c| c.0),
+                &compliance.max_calls_per_number.map(|c| c.1),
             ],
         )
         .await?;

@@ -50,7 +50,33 @@ enum WorkspaceCommand {
         /// (`unknown_timezone`).
         #[arg(long)]
         allow_unknown_timezone: bool,
+        /// Frequency cap across all the workspace's batches: `COUNT/DAYS` (Regulation F:
+        /// `7/7`), or `off` (the default).
+        #[arg(long, default_value = "off", value_parser = parse_cap)]
+        max_calls_per_number: CapArg,
     },
+}
+
+/// `--max-calls-per-number` as parsed.
+#[derive(Clone, Copy)]
+struct CapArg(Option<(i32, i32)>);
+
+fn parse_cap(s: &str) -> Result<CapArg, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(CapArg(None));
+    }
+    let bad = || format!("{s:?} is not \"off\" or COUNT/DAYS such as \"7/7\"");
+    let (count, days) = s.split_once('/').ok_or_else(bad)?;
+    let count: i32 = count.trim().parse().map_err(|_| bad())?;
+    let days: i32 = days
+        .trim()
+        .trim_end_matches('d')
+        .parse()
+        .map_err(|_| bad())?;
+    if count < 1 || days < 1 {
+        return Err(bad());
+    }
+    Ok(CapArg(Some((count, days))))
 }
 
 /// `--recipient-hours` as parsed.
@@ -101,12 +127,14 @@ async fn main() -> ExitCode {
                         max_concurrent_dials,
                         recipient_hours,
                         allow_unknown_timezone,
+                        max_calls_per_number,
                     },
             } => {
                 let db = shared::db::connect(&config.service).await?;
                 let compliance = admin::Compliance {
                     recipient_hours: recipient_hours.0,
                     allow_unknown_timezone,
+                    max_calls_per_number: max_calls_per_number.0,
                 };
                 let created =
                     admin::create_workspace_with(&db, &name, max_concurrent_dials, &compliance)

@@ -3,8 +3,9 @@
 //!
 //! - the number is on the do-not-call list → the contact ends `failed` with the outcome
 //!   `suppressed`, with no attempt written or charged ([`suppress`]);
-//! - the recipient's calling hours closed while it waited → its attempt is taken back and it
-//!   waits for its next allowed minute (`dial::dial`, with [`deferred`] recording why).
+//! - the recipient's calling hours closed while it waited, or the number reached the
+//!   workspace's frequency cap ([`cap_reached`]) → its attempt is taken back (not charged) and
+//!   it waits for its next allowed minute (`dial::dial`, with [`deferred`] recording why).
 
 use chrono::{DateTime, Utc};
 use shared::compliance::hours::DeferReason;
@@ -57,4 +58,28 @@ pub async fn deferred(ctx: &Ctx, contact_id: Uuid, until: DateTime<Utc>, reason:
         tracing::warn!(%contact_id, error = %e, "deferral event not recorded");
     }
     tracing::info!(%contact_id, %until, reason = reason.as_str(), "outside calling hours at the last look; handed back");
+}
+
+/// With the workspace's frequency cap on: whether the number already had `count` attempts
+/// (other than `attempt_id`, just written) in the last `days` days, across the workspace's
+/// batches; if so, when the oldest of them leaves the window.
+pub async fn cap_reached(
+    ctx: &Ctx,
+    workspace_id: Uuid,
+    number: &str,
+    attempt_id: Uuid,
+    count: i32,
+    days: i32,
+) -> Result<Option<DateTime<Utc>>, StepError> {
+    let client = ctx.db.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT created_at + make_interval(days => $4::int) FROM dial_attempts
+             WHERE workspace_id = $1 AND to_number = $2 AND id <> $3
+               AND created_at > now() - make_interval(days => $4::int)
+             ORDER BY created_at DESC OFFSET $5::int - 1 LIMIT 1",
+            &[&workspace_id, &number, &attempt_id, &days, &count],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use shared::compliance::hours::{Verdict, parse_zones, verdict};
+use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
 use shared::compliance::{RecipientHours, zones_for_number};
 use shared::domain::CallOutcome;
 use shared::queue::messages::DialV1;
@@ -87,6 +87,8 @@ pub(crate) struct Job {
     /// The workspace's recipient calling hours (`None` = off) and whether unknown zones pass.
     recipient_hours: Option<RecipientHours>,
     allow_unknown_timezone: bool,
+    /// The workspace's frequency cap: at most `.0` attempts to a number in `.1` days.
+    cap: Option<(i32, i32)>,
 }
 
 /// A short-lived per-process cache of jobs: a busy job's row is read a few times a second
@@ -229,7 +231,8 @@ const JOB_SQL: &str = "
                 JOIN phone_numbers p ON p.id = u.id AND p.deleted_at IS NULL),
                (SELECT array_agg(p.number ORDER BY p.created_at, p.id) FROM phone_numbers p
                 WHERE p.workspace_id = b.workspace_id AND p.deleted_at IS NULL),
-               '{}')
+               '{}'),
+           w.max_calls_per_number_count, w.max_calls_per_number_days
     FROM batches b
     JOIN workspaces w ON w.id = b.workspace_id
     JOIN agents a ON a.id = b.agent_id
@@ -258,6 +261,7 @@ async fn load_job(
         callers: ids.into_iter().zip(numbers).collect(),
         recipient_hours: RecipientHours::from_minutes(r.get(10), r.get(11)),
         allow_unknown_timezone: r.get(12),
+        cap: r.get::<_, Option<i32>>(15).zip(r.get::<_, Option<i32>>(16)),
     }))
 }
 
@@ -362,6 +366,17 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         let wait = (until - now).to_std().unwrap_or_default();
         crate::compliance::deferred(ctx, msg.contact_id, until, reason).await;
         return unplace(ctx, &placed, Gate::Requeue, wait).await;
+    }
+    if let Some((count, days)) = job.cap {
+        if let Some(until) =
+            crate::compliance::cap_reached(ctx, job.workspace_id, &to, attempt_id, count, days)
+                .await?
+        {
+            let wait = (until - now).to_std().unwrap_or_default();
+            crate::compliance::deferred(ctx, msg.contact_id, until, DeferReason::FrequencyCap)
+                .await;
+            return unplace(ctx, &placed, Gate::Requeue, wait).await;
+        }
     }
 
     let request = CallRequest {

@@ -20,7 +20,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use shared::compliance::hours::{Verdict, parse_zones, verdict};
+use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
 use shared::compliance::{RecipientHours, zones_for_number};
 use shared::schedule::Window;
 use tokio_postgres::Transaction;
@@ -36,6 +36,9 @@ pub struct Policy {
     /// The zones whose hours are open at the tick's instant; `None` when the policy is off
     /// (every contact passes).
     pub open_zones: Option<Vec<&'static str>>,
+    /// The frequency cap: at most `.0` attempts to one number in any `.1` days, across the
+    /// workspace's batches; `None` = off.
+    pub cap: Option<(i32, i32)>,
 }
 
 impl Policy {
@@ -56,7 +59,24 @@ impl Policy {
             hours,
             allow_unknown_timezone,
             open_zones,
+            cap: None,
         }
+    }
+
+    /// With a frequency cap (`count` attempts in `days` days), when both are set.
+    pub fn with_cap(mut self, count: Option<i32>, days: Option<i32>) -> Self {
+        self.cap = count.zip(days);
+        self
+    }
+
+    /// The cap's count, for SQL (`NULL` = off).
+    pub fn cap_count(&self) -> Option<i32> {
+        self.cap.map(|c| c.0)
+    }
+
+    /// The cap's days, for SQL.
+    pub fn cap_days(&self) -> Option<i32> {
+        self.cap.map(|c| c.1)
     }
 }
 
@@ -74,16 +94,24 @@ pub(crate) async fn screen_head(
     let head = i64::from(room.saturating_mul(4).clamp(64, 2000));
     let rows = tx
         .query(
-            "SELECT id, phone_number, timezones, listed FROM (
+            "SELECT id, phone_number, timezones, listed, cap_until FROM (
                  SELECT c.id, c.phone_number, c.timezones,
                         EXISTS (SELECT 1 FROM dnc_numbers d
                                 WHERE d.workspace_id = c.workspace_id
-                                  AND d.number = c.phone_number) AS listed
+                                  AND d.number = c.phone_number) AS listed,
+                        -- With the cap reached, when its oldest counted attempt leaves the
+                        -- window (then one more call is allowed).
+                        CASE WHEN $6::int IS NOT NULL THEN (
+                            SELECT a.created_at + make_interval(days => $7::int)
+                            FROM dial_attempts a
+                            WHERE a.workspace_id = c.workspace_id AND a.to_number = c.phone_number
+                              AND a.created_at > $2::timestamptz - make_interval(days => $7::int)
+                            ORDER BY a.created_at DESC OFFSET $6::int - 1 LIMIT 1) END AS cap_until
                  FROM contacts c
                  WHERE c.batch_id = $1 AND c.state = 'queued' AND c.next_attempt_at <= $2
                  ORDER BY c.next_attempt_at, c.row_index
                  LIMIT $3) head
-             WHERE listed OR ($4::text[] IS NOT NULL
+             WHERE listed OR cap_until IS NOT NULL OR ($4::text[] IS NOT NULL
                  AND (timezones IS NULL OR NOT (timezones <@ $4::text[])
                       OR (cardinality(timezones) = 0 AND NOT $5)))",
             &[
@@ -92,6 +120,8 @@ pub(crate) async fn screen_head(
                 &head,
                 &policy.open_zones,
                 &policy.allow_unknown_timezone,
+                &policy.cap_count(),
+                &policy.cap_days(),
             ],
         )
         .await?;
@@ -118,13 +148,17 @@ pub(crate) async fn screen_head(
             )
             .await?;
     }
-    if policy.open_zones.is_none() {
-        return Ok(screened);
-    }
+
     let (mut resolve_ids, mut resolve_zones) = (Vec::new(), Vec::new());
     let (mut defer_ids, mut defer_until, mut defer_reason) = (Vec::new(), Vec::new(), Vec::new());
     for row in rows.iter().filter(|r| !r.get::<_, bool>(3)) {
         let id: Uuid = row.get(0);
+        if let Some(until) = row.get::<_, Option<DateTime<Utc>>>(4) {
+            defer_ids.push(id);
+            defer_until.push(until.max(now + chrono::Duration::seconds(1)));
+            defer_reason.push(DeferReason::FrequencyCap.as_str());
+            continue;
+        }
         let stored: Option<Vec<String>> = row.get(2);
         let zones: Vec<Tz> = match &stored {
             Some(names) => parse_zones(names),

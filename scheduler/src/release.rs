@@ -181,7 +181,8 @@ async fn open_jobs(
         .query(
             "SELECT b.id, b.workspace_id, b.priority, b.schedule, b.scheduled_start_time,
                     b.max_concurrent_dials, w.max_concurrent_dials, b.trace_context, b.timezone,
-                    w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone
+                    w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
+                    w.max_calls_per_number_count, w.max_calls_per_number_days
              FROM batches b JOIN workspaces w ON w.id = b.workspace_id
              WHERE b.state = 'active'
              ORDER BY b.priority DESC, b.created_at, b.id",
@@ -211,7 +212,8 @@ async fn open_jobs(
                     RecipientHours::from_minutes(row.get(9), row.get(10)),
                     row.get(11),
                     now,
-                ),
+                )
+                .with_cap(row.get(12), row.get(13)),
                 jobs: Vec::new(),
             });
             workspaces.len() - 1
@@ -283,6 +285,9 @@ async fn release_workspace(
         .min(settings.max_per_workspace_tick);
 
     let mut demands = Vec::new();
+    // Contacts the compliance screen suppressed or deferred: written even when nothing is
+    // released, so the transaction commits then too.
+    let mut screened = 0;
     for job in workspace
         .jobs
         .iter()
@@ -294,7 +299,7 @@ async fn release_workspace(
         let due = if room == 0 || workspace_room == 0 {
             0
         } else {
-            screen_head(&tx, job.id, &job.window, &workspace.policy, room, now).await?;
+            screened += screen_head(&tx, job.id, &job.window, &workspace.policy, room, now).await?;
             let n: i64 = tx
                 .query_one(
                     "SELECT count(*) FROM (
@@ -302,6 +307,11 @@ async fn release_workspace(
                          WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
                            AND ($4::text[] IS NULL
                                 OR (timezones <@ $4 AND (cardinality(timezones) > 0 OR $5)))
+                           AND ($6::int IS NULL OR (
+                                SELECT count(*) FROM dial_attempts a
+                                WHERE a.workspace_id = contacts.workspace_id
+                                  AND a.to_number = contacts.phone_number
+                                  AND a.created_at > $2::timestamptz - make_interval(days => $7::int)) < $6::int)
                          LIMIT $3) due",
                     &[
                         &job.id,
@@ -309,6 +319,8 @@ async fn release_workspace(
                         &i64::from(room),
                         &workspace.policy.open_zones,
                         &workspace.policy.allow_unknown_timezone,
+                        &workspace.policy.cap_count(),
+                        &workspace.policy.cap_days(),
                     ],
                 )
                 .await?
@@ -338,6 +350,11 @@ async fn release_workspace(
                      WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
                        AND ($4::text[] IS NULL
                             OR (timezones <@ $4 AND (cardinality(timezones) > 0 OR $5)))
+                       AND ($6::int IS NULL OR (
+                            SELECT count(*) FROM dial_attempts a
+                            WHERE a.workspace_id = contacts.workspace_id
+                              AND a.to_number = contacts.phone_number
+                              AND a.created_at > $2::timestamptz - make_interval(days => $7::int)) < $6::int)
                        AND NOT EXISTS (SELECT 1 FROM dnc_numbers d
                                        WHERE d.workspace_id = contacts.workspace_id
                                          AND d.number = contacts.phone_number)
@@ -354,6 +371,8 @@ async fn release_workspace(
                     &i64::from(grant),
                     &workspace.policy.open_zones,
                     &workspace.policy.allow_unknown_timezone,
+                    &workspace.policy.cap_count(),
+                    &workspace.policy.cap_days(),
                 ],
             )
             .await?;
@@ -376,7 +395,11 @@ async fn release_workspace(
         }
     }
     if per_job.is_empty() {
-        tx.rollback().await?;
+        if screened > 0 {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
         return Ok(Some(0));
     }
     let released = per_job.iter().map(|(_, m)| m.len() as u64).sum::<u64>();

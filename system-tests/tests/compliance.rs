@@ -437,3 +437,68 @@ async fn a_listed_number_is_never_called_again_and_an_opt_out_ends_retries() {
     );
     assert!(page["cursor"].is_string());
 }
+
+#[tokio::test]
+async fn a_capped_number_is_deferred_across_batches() {
+    let compliance = api_gateway::admin::Compliance {
+        max_calls_per_number: Some((2, 7)),
+        ..api_gateway::admin::Compliance::off()
+    };
+    let stack = start(compliance, 0).await;
+    // A busy number, retried every 200 ms up to five attempts: the cap allows two calls in
+    // seven days, so the third attempt waits (deferred, not failed).
+    let capped = "+12015550146".to_owned();
+    stack
+        .submit(
+            vec![json!({"phoneNumber": capped})],
+            json!({"maxAttempts": 5, "busyDelay": 200}),
+        )
+        .await;
+    stack
+        .wait_for("the cap to defer the contact", Duration::from_secs(20), async || {
+            let client = stack.env.db.get().await.unwrap();
+            client
+                .query_opt(
+                    "SELECT 1 FROM contacts WHERE phone_number = $1 AND state = 'queued'
+                       AND hold_reason = 'frequency_cap' AND next_attempt_at > now() + interval '6 days'",
+                    &[&capped],
+                )
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+    // Another batch with the same number: counted across batches, so not called either.
+    stack
+        .submit(
+            vec![json!({"phoneNumber": capped})],
+            json!({"maxAttempts": 1}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.calls_to(&capped), 2, "{:?}", stack.calls());
+    let client = stack.env.db.get().await.unwrap();
+    let held: i64 = client
+        .query_one(
+            "SELECT count(*) FROM contacts WHERE phone_number = $1 AND state = 'queued'
+               AND hold_reason = 'frequency_cap'",
+            &[&capped],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 2, "both batches' contacts wait for the cap");
+    let (id, _, _) = stack.contact(&capped).await;
+    let events: Value = stack
+        .get(&format!("/api/contacts/{id}/events"))
+        .send_json()
+        .await;
+    assert!(
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "deferred" && e["reason"] == "frequency_cap"),
+        "{events}"
+    );
+}

@@ -69,6 +69,10 @@ enum Mode {
         /// The ingest-worker binary (default: next to this one).
         #[arg(long)]
         worker_bin: Option<PathBuf>,
+        /// Numbers on the workspace's do-not-call list before the batch arrives (1% of them
+        /// are numbers of the batch, so the rejection path runs too): what the DNC check costs.
+        #[arg(long, default_value_t = 0)]
+        dnc: u32,
     },
 }
 
@@ -87,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
             workers,
             concurrency,
             worker_bin,
+            dnc,
         } => {
             let bin = match worker_bin {
                 Some(p) => p.clone(),
@@ -98,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
                     bin.display()
                 );
             }
-            direct(&args, &service, *chunk, *workers, *concurrency, &bin).await
+            direct(&args, &service, *chunk, *workers, *concurrency, *dnc, &bin).await
         }
     }
 }
@@ -267,6 +272,7 @@ async fn direct(
     chunk_rows: u32,
     workers: u32,
     concurrency: u32,
+    dnc: u32,
     worker_bin: &Path,
 ) -> anyhow::Result<()> {
     let short = Uuid::new_v4().simple().to_string()[..10].to_owned();
@@ -281,6 +287,7 @@ async fn direct(
         chunk_rows,
         workers,
         concurrency,
+        dnc,
         worker_bin,
     )
     .await;
@@ -303,6 +310,7 @@ async fn direct_in(
     chunk_rows: u32,
     workers: u32,
     concurrency: u32,
+    dnc: u32,
     worker_bin: &Path,
 ) -> anyhow::Result<()> {
     shared::db::migrate::run(db_url).await?;
@@ -330,6 +338,9 @@ async fn direct_in(
     let outcome = async {
         wait_for_consumers(&broker, workers).await?;
         let batches = create_batches(&client, args.batches).await?;
+        if dnc > 0 {
+            fill_dnc(&client, batches[0].1, dnc, args.rows).await?;
+        }
         println!(
             "mode B (direct): {} batch(es) of {} contacts in chunks of {chunk_rows}, {workers} ingest-worker process(es) x concurrency {concurrency}",
             args.batches, args.rows
@@ -404,6 +415,16 @@ async fn direct_in(
             )
             .await?
             .get(0);
+        let listed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM rejected_rows WHERE batch_id = ANY($1) AND reason = 'do_not_call'",
+                &[&ids],
+            )
+            .await?
+            .get(0);
+        if dnc > 0 {
+            println!("rejected as do_not_call: {listed}");
+        }
         let total_rows = u64::from(args.rows) * u64::from(args.batches);
         println!(
             "publish (confirmed): {:.3} s; every batch ready after {:.3} s; {stored} contacts stored; {:.0} rows/s",
@@ -439,6 +460,35 @@ async fn direct_in(
     }
     broker.close().await;
     outcome
+}
+
+/// Puts `n` numbers on the workspace's do-not-call list: 1% of them (at most the batch's size)
+/// are the batch's own numbers, the rest other numbers.
+async fn fill_dnc(client: &Client, workspace: Uuid, n: u32, rows: u32) -> anyhow::Result<()> {
+    let overlap = (n / 100).min(rows);
+    let t = Instant::now();
+    client
+        .execute(
+            "INSERT INTO dnc_numbers (workspace_id, number, reason)
+             SELECT $1, '+1415' || lpad(g::text, 7, '0'), 'bench'
+             FROM generate_series(0, $2::int - $3::int - 1) g",
+            &[&workspace, &(n as i32), &(overlap as i32)],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO dnc_numbers (workspace_id, number, reason)
+             SELECT $1, '+1201' || lpad((2000000 + g)::text, 7, '0'), 'bench'
+             FROM generate_series(0, $2::int - 1) g",
+            &[&workspace, &(overlap as i32)],
+        )
+        .await?;
+    client.batch_execute("ANALYZE dnc_numbers").await?;
+    println!(
+        "do-not-call list: {n} numbers ({overlap} of them in the batch) inserted in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn wait_for_consumers(broker: &Broker, n: u32) -> anyhow::Result<()> {
