@@ -367,16 +367,14 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         crate::compliance::deferred(ctx, msg.contact_id, until, reason).await;
         return unplace(ctx, &placed, Gate::Requeue, wait).await;
     }
-    if let Some((count, days)) = job.cap {
-        if let Some(until) =
+    if let Some((count, days)) = job.cap
+        && let Some(until) =
             crate::compliance::cap_reached(ctx, job.workspace_id, &to, attempt_id, count, days)
                 .await?
-        {
-            let wait = (until - now).to_std().unwrap_or_default();
-            crate::compliance::deferred(ctx, msg.contact_id, until, DeferReason::FrequencyCap)
-                .await;
-            return unplace(ctx, &placed, Gate::Requeue, wait).await;
-        }
+    {
+        let wait = (until - now).to_std().unwrap_or_default();
+        crate::compliance::deferred(ctx, msg.contact_id, until, DeferReason::FrequencyCap).await;
+        return unplace(ctx, &placed, Gate::Requeue, wait).await;
     }
 
     let request = CallRequest {
