@@ -89,6 +89,8 @@ pub(crate) struct Job {
     allow_unknown_timezone: bool,
     /// The workspace's frequency cap: at most `.0` attempts to a number in `.1` days.
     cap: Option<(i32, i32)>,
+    /// The job asks the carrier to detect answering machines (`machineDetection`).
+    machine_detection: bool,
 }
 
 /// A short-lived per-process cache of jobs: a busy job's row is read a few times a second
@@ -232,7 +234,7 @@ const JOB_SQL: &str = "
                (SELECT array_agg(p.number ORDER BY p.created_at, p.id) FROM phone_numbers p
                 WHERE p.workspace_id = b.workspace_id AND p.deleted_at IS NULL),
                '{}'),
-           w.max_calls_per_number_count, w.max_calls_per_number_days
+           w.max_calls_per_number_count, w.max_calls_per_number_days, b.machine_detection
     FROM batches b
     JOIN workspaces w ON w.id = b.workspace_id
     JOIN agents a ON a.id = b.agent_id
@@ -262,6 +264,7 @@ async fn load_job(
         recipient_hours: RecipientHours::from_minutes(r.get(10), r.get(11)),
         allow_unknown_timezone: r.get(12),
         cap: r.get::<_, Option<i32>>(15).zip(r.get::<_, Option<i32>>(16)),
+        machine_detection: r.get::<_, Option<String>>(17).is_some(),
     }))
 }
 
@@ -384,7 +387,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         answer_url: with_dial_id(&job.answer_url, attempt_id),
         status_callback: format!("{}/carrier/status/{attempt_id}", ctx.config.public_url),
         timeout_secs: ctx.config.call_timeout_secs,
-        machine_detection: ctx.config.machine_detection,
+        machine_detection: ctx.config.machine_detection || job.machine_detection,
     };
     match place_with_retry(ctx, &request, msg.batch_id, &job).await {
         Ok(call_sid) => {

@@ -150,15 +150,34 @@ impl Stack {
 
     /// Submits a Dialgen batch; returns its id.
     async fn submit(&self, contacts: Vec<Value>, retry: Value) -> String {
+        self.submit_with(contacts, json!({"retryStrategy": retry}))
+            .await
+    }
+
+    /// Submits a Dialgen batch with these `options` (and 20 calls per second); returns its id.
+    async fn submit_with(&self, contacts: Vec<Value>, mut options: Value) -> String {
+        options["maxCallsPerSecond"] = json!(20);
         let body = json!({
-            "agentId": self.agent, "userId": "u1", "contacts": contacts,
-            "options": {"maxCallsPerSecond": 20, "retryStrategy": retry},
+            "agentId": self.agent, "userId": "u1", "contacts": contacts, "options": options,
         });
         let created: Value = self.post("/api/v1/batch", body).send_json().await;
         created["batchId"]
             .as_str()
             .unwrap_or_else(|| panic!("{created}"))
             .to_owned()
+    }
+
+    /// The contact's state, once it is stored.
+    async fn state(&self, number: &str) -> Option<String> {
+        let client = self.env.db.get().await.unwrap();
+        client
+            .query_opt(
+                "SELECT state FROM contacts WHERE phone_number = $1 ORDER BY row_index LIMIT 1",
+                &[&number],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0))
     }
 
     async fn contact(&self, number: &str) -> (uuid::Uuid, String, Option<String>) {
@@ -501,4 +520,73 @@ async fn a_capped_number_is_deferred_across_batches() {
             .any(|e| e["event"] == "deferred" && e["reason"] == "frequency_cap"),
         "{events}"
     );
+}
+
+#[tokio::test]
+async fn a_machine_answer_is_recorded_as_voicemail_and_retried_only_when_asked() {
+    let stack = start(api_gateway::admin::Compliance::off(), 0).await;
+    // Last digit 9: an answering machine picks up. Machine detection on for both batches; the
+    // second retries voicemails after 300 ms (`voicemailDelay`), up to two attempts.
+    let once = "+12015550159".to_owned();
+    let twice = "+12015550169".to_owned();
+    stack
+        .submit_with(
+            vec![json!({"phoneNumber": once})],
+            json!({"machineDetection": "Enable", "retryStrategy": {"maxAttempts": 2}}),
+        )
+        .await;
+    stack
+        .submit_with(
+            vec![json!({"phoneNumber": twice})],
+            json!({"machineDetection": "DetectMessageEnd",
+                   "retryStrategy": {"maxAttempts": 2, "voicemailDelay": 300}}),
+        )
+        .await;
+    stack
+        .wait_for("both contacts final", Duration::from_secs(20), async || {
+            stack.state(&once).await.as_deref() == Some("completed")
+                && stack.state(&twice).await.as_deref() == Some("completed")
+        })
+        .await;
+    assert_eq!(stack.calls_to(&once), 1, "a voicemail is final by default");
+    assert_eq!(stack.calls_to(&twice), 2, "voicemailDelay retries it");
+    for number in [&once, &twice] {
+        let (_, _, outcome) = stack.contact(number).await;
+        assert_eq!(outcome.as_deref(), Some("voicemail"), "{number}");
+    }
+    let client = stack.env.db.get().await.unwrap();
+    let outcomes: Vec<String> = client
+        .query(
+            "SELECT outcome FROM dial_attempts WHERE outcome IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes.iter().all(|o| o == "voicemail"), "{outcomes:?}");
+    // The simulator's own record agrees: the machine picked up.
+    assert!(
+        stack
+            .calls()
+            .iter()
+            .all(|c| c.outcome == shared::domain::CallOutcome::Voicemail),
+        "{:?}",
+        stack.calls()
+    );
+    // A bad value names its field.
+    let r = stack
+        .post(
+            "/api/v1/batch",
+            json!({"agentId": stack.agent, "userId": "u1",
+                   "contacts": [{"phoneNumber": "+12015550100"}],
+                   "options": {"machineDetection": "Sometimes"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("options.machineDetection"));
 }
