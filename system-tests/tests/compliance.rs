@@ -232,7 +232,7 @@ async fn new_york_is_dialed_and_los_angeles_waits_for_its_hour() {
         .map(|n| json!({"phoneNumber": n}))
         .collect();
     contacts.push(json!({"phoneNumber": moved, "timezone": "America/Los_Angeles"}));
-    stack.submit(contacts, json!({"maxAttempts": 1})).await;
+    let batch = stack.submit(contacts, json!({"maxAttempts": 1})).await;
 
     stack
         .wait_for(
@@ -253,6 +253,22 @@ async fn new_york_is_dialed_and_los_angeles_waits_for_its_hour() {
             );
         }
     }
+
+    // Check-status shows who waits for their hours (an extension of `performance`).
+    let status: Value = stack
+        .get(&format!("/api/v1/batch/{batch}/status"))
+        .send_json()
+        .await;
+    assert_eq!(
+        status["performance"]["deferred"]["recipientHours"], 6,
+        "{status}"
+    );
+    assert!(
+        status["performance"]["estimatedTimeRemaining"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 1.0
+    );
 
     // At 08:00 Los Angeles time the 213 contacts (and the one living there) are dialed.
     stack
