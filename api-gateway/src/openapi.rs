@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries};
+use crate::routes::{agents, compliance, dialgen, phone_numbers, vogent, webhook_deliveries};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,17 +19,18 @@ use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries};
         vogent::queue, vogent::dials, vogent::dial,
         dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
+        compliance::add, compliance::list, compliance::remove, compliance::opt_out, compliance::events,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldErrorDoc, AgentIn, Agent, AgentPage, PhoneNumberIn, PhoneNumber, PhoneNumberPage,
         ScheduleDoc, DayDoc, SlotDoc, VogentRowDoc, VogentCreateDoc, VogentUpdateDoc, PausedDoc, Job, JobPage,
         QueueRow, QueuePage, Dial, DialPage, DialgenContactDoc, DialgenOptionsDoc, RetryDoc, WebhooksDoc,
         DialgenCreateDoc, DialgenCreated, Links, CheckStatus, Statistics, BatchListItem, BatchCalls, BatchCall,
-        WebhookDelivery, WebhookDeliveryPage,
+        WebhookDelivery, WebhookDeliveryPage, DncIn, DncAdded, DncNumber, DncPage, OptedOut, ContactEvents,
     )),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
-    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks")),
+    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks"), (name = "compliance")),
 )]
 pub struct ApiDoc;
 
@@ -179,6 +180,8 @@ pub struct VogentRowDoc {
     to_number: String,
     /// string => string
     inputs: Option<std::collections::BTreeMap<String, String>>,
+    /// The recipient's IANA timezone (extension); default: derived from the number
+    timezone: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -194,6 +197,8 @@ pub struct VogentCreateDoc {
     schedule: Option<ScheduleDoc>,
     /// Extension: region for numbers without a country code (default: the workspace's).
     default_region: Option<String>,
+    /// Twilio MachineDetection: Enable or DetectMessageEnd (default: off)
+    machine_detection: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -295,6 +300,8 @@ pub struct DialgenContactDoc {
     company: Option<String>,
     #[schema(value_type = Object)]
     metadata: Option<Value>,
+    /// The recipient's IANA timezone (extension); default: derived from the number
+    timezone: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -306,6 +313,8 @@ pub struct RetryDoc {
     no_answer_delay: Option<u64>,
     /// ms, default 300000
     busy_delay: Option<u64>,
+    /// ms; default: a voicemail is final
+    voicemail_delay: Option<u64>,
 }
 
 #[derive(ToSchema)]
@@ -336,6 +345,64 @@ pub struct DialgenOptionsDoc {
     schedule: Option<ScheduleDoc>,
     name: Option<String>,
     default_region: Option<String>,
+    /// Twilio MachineDetection: Enable or DetectMessageEnd (default: off)
+    machine_detection: Option<String>,
+}
+
+/// `POST /api/dnc` (JSON; or `text/csv`, one number per line, `?reason=`).
+#[derive(ToSchema)]
+pub struct DncIn {
+    /// E.164, or NANP without the country code; 1 … 100,000 per JSON request
+    numbers: Vec<String>,
+    reason: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct DncAdded {
+    /// numbers new to the list
+    added: u64,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DncNumber {
+    number: String,
+    reason: Option<String>,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct DncPage {
+    data: Vec<DncNumber>,
+    cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct OptedOut {
+    dial_id: String,
+    contact_id: String,
+    number: String,
+    opted_out: bool,
+    retries_ended: bool,
+    /// a queued retry was suppressed by this request
+    suppressed_now: bool,
+}
+
+/// A contact's audit trail.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ContactEvents {
+    contact_id: String,
+    state: String,
+    last_outcome: Option<String>,
+    /// recipient_hours, unknown_timezone or frequency_cap while a rule defers it
+    hold_reason: Option<String>,
+    next_attempt_at: Option<String>,
+    /// In order: ingested, deferred, suppressed, opted_out, released, dialed, outcome,
+    /// retry_scheduled, cancelled; each with `at` and its details
+    #[schema(value_type = Vec<Object>)]
+    data: Vec<Value>,
 }
 
 #[derive(ToSchema)]

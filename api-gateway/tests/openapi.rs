@@ -32,6 +32,11 @@ async fn openapi_lists_every_route() {
         ("/api/webhook_deliveries", "get"),
         ("/api/webhook_deliveries/{id}", "get"),
         ("/api/webhook_deliveries/{id}/retry", "post"),
+        ("/api/dnc", "post"),
+        ("/api/dnc", "get"),
+        ("/api/dnc/{number}", "delete"),
+        ("/api/dials/{id}/opt_out", "post"),
+        ("/api/contacts/{id}/events", "get"),
     ] {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} missing");

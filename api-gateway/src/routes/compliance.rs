@@ -90,7 +90,7 @@ struct DncIn {
 }
 
 #[derive(Deserialize)]
-struct ReasonQuery {
+pub(crate) struct ReasonQuery {
     reason: Option<String>,
 }
 
@@ -103,7 +103,8 @@ fn check_reason(reason: Option<String>, v: &mut Violations) -> Option<String> {
 }
 
 /// `POST /api/dnc`: JSON or CSV; answers `{"added": n}` (numbers new to the list).
-async fn add(
+#[utoipa::path(post, path = "/api/dnc", tag = "compliance", params(("reason" = Option<String>, Query, description = "for text/csv bodies")), request_body(content = crate::openapi::DncIn, description = "JSON, or text/csv with one number per line"), responses((status = 200, body = crate::openapi::DncAdded), (status = 400, description = "malformed JSON", body = crate::openapi::ErrorBody), (status = 422, description = "a number (or CSV line) that is not a phone number; nothing added", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn add(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ReasonQuery>,
@@ -256,7 +257,7 @@ fn csv_error(line: u64, what: &str) -> ApiError {
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     number: Option<String>,
     cursor: Option<String>,
     limit: Option<i64>,
@@ -272,7 +273,8 @@ fn dnc_json(row: &tokio_postgres::Row) -> Value {
 
 /// `GET /api/dnc`: one number (`?number=`), or the list by number, `limit` (1–1000, 50) at a
 /// time, `cursor` from the previous page.
-async fn list(
+#[utoipa::path(get, path = "/api/dnc", tag = "compliance", params(("number" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = crate::openapi::DncPage), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
@@ -324,7 +326,8 @@ async fn list(
 }
 
 /// `DELETE /api/dnc/{number}`: 204, or 404 when the number is not listed.
-async fn remove(
+#[utoipa::path(delete, path = "/api/dnc/{number}", tag = "compliance", params(("number" = String, Path)), responses((status = 204, description = "removed"), (status = 404, description = "not on the list", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     ws: Workspace,
     Path(raw): Path<String>,
@@ -345,7 +348,8 @@ async fn remove(
 
 /// `POST /api/dials/{id}/opt_out`: lists the dial's number (reason `opt-out`) and ends the
 /// contact's retries, in one transaction.
-async fn opt_out(
+#[utoipa::path(post, path = "/api/dials/{id}/opt_out", tag = "compliance", params(("id" = String, Path, description = "the dial (attempt) id")), responses((status = 200, body = crate::openapi::OptedOut), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn opt_out(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
@@ -399,7 +403,8 @@ async fn opt_out(
 }
 
 /// `GET /api/contacts/{id}/events`: the contact's decisions in order.
-async fn events(
+#[utoipa::path(get, path = "/api/contacts/{id}/events", tag = "compliance", params(("id" = String, Path, description = "the contact id")), responses((status = 200, body = crate::openapi::ContactEvents), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn events(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
