@@ -37,7 +37,7 @@ use shared::schedule::{StoredSchedule, Window};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::compliance::{Policy, screen_head};
+use crate::compliance::{OpenZones, Policy, screen_head};
 use crate::lifecycle;
 use crate::plan::{self, JobDemand};
 
@@ -191,6 +191,7 @@ async fn open_jobs(
         .await?;
     let mut workspaces: Vec<WorkspaceJobs> = Vec::new();
     let mut index: HashMap<Uuid, usize> = HashMap::new();
+    let mut open_zones = OpenZones::new();
     for row in rows {
         let id: Uuid = row.get(0);
         let schedule = StoredSchedule::load(row.get(3), row.get(8));
@@ -212,6 +213,7 @@ async fn open_jobs(
                     RecipientHours::from_minutes(row.get(9), row.get(10)),
                     row.get(11),
                     now,
+                    &mut open_zones,
                 )
                 .with_cap(row.get(12), row.get(13)),
                 jobs: Vec::new(),
@@ -317,7 +319,7 @@ async fn release_workspace(
                         &job.id,
                         &now,
                         &i64::from(room),
-                        &workspace.policy.open_zones,
+                        &workspace.policy.open_zones(),
                         &workspace.policy.allow_unknown_timezone,
                         &workspace.policy.cap_count(),
                         &workspace.policy.cap_days(),
@@ -369,7 +371,7 @@ async fn release_workspace(
                     &demand.id,
                     &now,
                     &i64::from(grant),
-                    &workspace.policy.open_zones,
+                    &workspace.policy.open_zones(),
                     &workspace.policy.allow_unknown_timezone,
                     &workspace.policy.cap_count(),
                     &workspace.policy.cap_days(),

@@ -24,7 +24,7 @@ use crate::schedule::Window;
 use crate::schedule::window::HORIZON_DAYS;
 
 /// The daily calling hours in the recipient's local time: `[start, end)`, `start < end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RecipientHours {
     /// First allowed minute of the local day.
     pub start: LocalTime,
