@@ -496,6 +496,49 @@ async fn end_in_transaction(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_voicemail_is_final_unless_the_job_retries_it() {
+        let final_by_default = RetryStrategy::default();
+        assert_eq!(
+            decide(
+                CallOutcome::Voicemail,
+                1,
+                ContactState::Dialing,
+                1,
+                JobState::Active,
+                &final_by_default
+            ),
+            ContactNext::Final(ContactState::Completed)
+        );
+        let retried = RetryStrategy {
+            voicemail_delay: Some(60_000),
+            ..RetryStrategy::default()
+        };
+        assert_eq!(
+            decide(
+                CallOutcome::Voicemail,
+                1,
+                ContactState::Dialing,
+                1,
+                JobState::Active,
+                &retried
+            ),
+            ContactNext::Retry(60_000)
+        );
+        // Out of attempts: the machine still answered, the contact is completed.
+        assert_eq!(
+            decide(
+                CallOutcome::Voicemail,
+                3,
+                ContactState::Dialing,
+                3,
+                JobState::Active,
+                &retried
+            ),
+            ContactNext::Final(ContactState::Completed)
+        );
+    }
     use proptest::prelude::*;
 
     #[test]
