@@ -1,5 +1,6 @@
 //! A number's timezones, from libphonenumber's maintained prefix map
-//! (`shared/data/timezones/map_data.txt`, `resources/timezones/map_data.txt` upstream; see
+//! (`shared/data/libphonenumber/timezones_map_data.txt`, upstream's
+//! `resources/timezones/map_data.txt`, unchanged; see the README beside it and
 //! `scripts/update-timezone-map.sh`). Nothing here is typed by hand.
 //!
 //! Each line is `prefix|Zone&Zone…`, the prefix being the leading digits of the E.164 number
@@ -15,7 +16,7 @@ use std::sync::OnceLock;
 use chrono_tz::Tz;
 
 /// The data file, compiled in.
-const MAP_DATA: &str = include_str!("../../data/timezones/map_data.txt");
+const MAP_DATA: &str = include_str!("../../data/libphonenumber/timezones_map_data.txt");
 
 /// Prefix → zones, and the longest prefix length.
 struct Map {
@@ -92,8 +93,31 @@ mod tests {
             ["America/Boise", "America/Los_Angeles"]
         );
         assert_eq!(names("+12082010000"), ["America/Denver"]);
-        assert_eq!(names("+6433050000"), ["Pacific/Chatham"]);
         assert_eq!(names("+81312345678"), ["Asia/Tokyo"]);
+        // London's 20 is listed on its own; New Zealand's 64 330 is Chatham.
+        assert_eq!(names("+442079460958"), ["Europe/London"]);
+        assert_eq!(names("+6433012345"), ["Pacific/Chatham"]);
+    }
+
+    #[test]
+    fn every_zone_of_the_map_is_known_to_chrono_tz() {
+        let unknown: Vec<&str> = MAP_DATA
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('|'))
+            .flat_map(|(_, zones)| zones.split('&'))
+            .map(str::trim)
+            .filter(|z| !z.is_empty() && z.parse::<Tz>().is_err())
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "zones chrono-tz does not know: {unknown:?}"
+        );
+        assert!(
+            map_len() > 3000,
+            "the whole map, not a sample: {}",
+            map_len()
+        );
     }
 
     #[test]
