@@ -6,6 +6,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use shared::compliance::RecipientHours;
 use shared::db::Pool;
 
 /// Characters shown to identify a key (`df_` and 9 more); unique per key.
@@ -35,24 +36,89 @@ pub struct CreatedKey {
     pub api_key_prefix: String,
 }
 
-/// Creates a workspace with a concurrent-dial limit, and a first API key.
+/// A new workspace's compliance policy (invariant 11). The default is the safe one: recipient
+/// hours 08:00–21:00, unknown timezones held.
+#[derive(Debug, Clone, Copy)]
+pub struct Compliance {
+    /// Recipient-local calling hours; `None` = off.
+    pub recipient_hours: Option<RecipientHours>,
+    /// Dial numbers whose zone cannot be determined instead of holding them.
+    pub allow_unknown_timezone: bool,
+    /// Frequency cap: at most `.0` call attempts to one number in any `.1` days, across the
+    /// workspace's batches; `None` = off (the default).
+    pub max_calls_per_number: Option<(i32, i32)>,
+}
+
+impl Default for Compliance {
+    fn default() -> Self {
+        Self {
+            recipient_hours: Some(RecipientHours::DEFAULT),
+            allow_unknown_timezone: false,
+            max_calls_per_number: None,
+        }
+    }
+}
+
+impl Compliance {
+    /// No recipient hours, unknown zones allowed: for tests whose clock is real and whose
+    /// subject is not compliance.
+    pub fn off() -> Self {
+        Self {
+            recipient_hours: None,
+            allow_unknown_timezone: true,
+            max_calls_per_number: None,
+        }
+    }
+}
+
+/// Creates a workspace with a concurrent-dial limit and the default (safe) compliance policy,
+/// and a first API key.
 pub async fn create_workspace(
     db: &Pool,
     name: &str,
     max_concurrent_dials: i32,
+) -> anyhow::Result<CreatedWorkspace> {
+    create_workspace_with(db, name, max_concurrent_dials, &Compliance::default()).await
+}
+
+/// Creates a workspace with a concurrent-dial limit and a compliance policy, and a first key.
+pub async fn create_workspace_with(
+    db: &Pool,
+    name: &str,
+    max_concurrent_dials: i32,
+    compliance: &Compliance,
 ) -> anyhow::Result<CreatedWorkspace> {
     anyhow::ensure!(
         max_concurrent_dials >= 1,
         "--max-concurrent-dials must be at least 1"
     );
     anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
+    anyhow::ensure!(
+        compliance
+            .max_calls_per_number
+            .is_none_or(|(count, days)| count >= 1 && days >= 1),
+        "--max-calls-per-number needs a count and a number of days, both at least 1"
+    );
     let client = db.get().await?;
     let id = Uuid::now_v7();
     let secret = crate::workspace::new_webhook_secret();
     client
         .execute(
-            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret) VALUES ($1, $2, $3, $4)",
-            &[&id, &name, &max_concurrent_dials, &secret],
+            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret,
+                                     recipient_hours_start, recipient_hours_end, allow_unknown_timezone,
+                                     max_calls_per_number_count, max_calls_per_number_days)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &id,
+                &name,
+                &max_concurrent_dials,
+                &secret,
+                &compliance.recipient_hours.map(|h| h.minutes().0),
+                &compliance.recipient_hours.map(|h| h.minutes().1),
+                &compliance.allow_unknown_timezone,
+                &compliance.max_calls_per_number.map(|c| c.0),
+                &compliance.max_calls_per_number.map(|c| c.1),
+            ],
         )
         .await?;
     drop(client);

@@ -77,6 +77,7 @@ impl FromRequestParts<AppState> for Workspace {
                 max_attempts: row.get::<_, i32>(4) as u32,
                 busy_delay: row.get::<_, i64>(5) as u64,
                 no_answer_delay: row.get::<_, i64>(6) as u64,
+                voicemail_delay: None,
             },
             default_region: row.get(7),
         })

@@ -7,7 +7,9 @@ use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries, workspace};
+use crate::routes::{
+    agents, compliance, dialgen, phone_numbers, vogent, webhook_deliveries, workspace,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,17 +22,18 @@ use crate::routes::{agents, dialgen, phone_numbers, vogent, webhook_deliveries, 
         dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
         workspace::fetch, workspace::update, workspace::rotate_secret,
+        compliance::add, compliance::list, compliance::remove, compliance::opt_out, compliance::events,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldErrorDoc, AgentIn, Agent, AgentPage, PhoneNumberIn, PhoneNumber, PhoneNumberPage,
         ScheduleDoc, DayDoc, SlotDoc, VogentRowDoc, VogentCreateDoc, VogentUpdateDoc, PausedDoc, Job, JobPage,
         QueueRow, QueuePage, Dial, DialPage, DialgenContactDoc, DialgenOptionsDoc, RetryDoc, WebhooksDoc,
         DialgenCreateDoc, DialgenCreated, Links, CheckStatus, Statistics, BatchListItem, BatchCalls, BatchCall,
-        WebhookDelivery, WebhookDeliveryPage, JobLinks,
+        WebhookDelivery, WebhookDeliveryPage, JobLinks, DncIn, DncAdded, DncNumber, DncPage, OptedOut, ContactEvents,
     )),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
-    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks"), (name = "workspace")),
+    tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks"), (name = "workspace"), (name = "compliance")),
 )]
 pub struct ApiDoc;
 
@@ -180,6 +183,8 @@ pub struct VogentRowDoc {
     to_number: String,
     /// string => string
     inputs: Option<std::collections::BTreeMap<String, String>>,
+    /// The recipient's IANA timezone (extension); default: derived from the number
+    timezone: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -195,6 +200,8 @@ pub struct VogentCreateDoc {
     schedule: Option<ScheduleDoc>,
     /// Extension: region for numbers without a country code (default: the workspace's).
     default_region: Option<String>,
+    /// Twilio MachineDetection: Enable or DetectMessageEnd (default: off)
+    machine_detection: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -305,6 +312,8 @@ pub struct DialgenContactDoc {
     company: Option<String>,
     #[schema(value_type = Object)]
     metadata: Option<Value>,
+    /// The recipient's IANA timezone (extension); default: derived from the number
+    timezone: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -316,6 +325,8 @@ pub struct RetryDoc {
     no_answer_delay: Option<u64>,
     /// ms, default 300000
     busy_delay: Option<u64>,
+    /// ms; default: a voicemail is final
+    voicemail_delay: Option<u64>,
 }
 
 #[derive(ToSchema)]
@@ -346,6 +357,64 @@ pub struct DialgenOptionsDoc {
     schedule: Option<ScheduleDoc>,
     name: Option<String>,
     default_region: Option<String>,
+    /// Twilio MachineDetection: Enable or DetectMessageEnd (default: off)
+    machine_detection: Option<String>,
+}
+
+/// `POST /api/dnc` (JSON; or `text/csv`, one number per line, `?reason=`).
+#[derive(ToSchema)]
+pub struct DncIn {
+    /// E.164, or NANP without the country code; 1 … 100,000 per JSON request
+    numbers: Vec<String>,
+    reason: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct DncAdded {
+    /// numbers new to the list
+    added: u64,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DncNumber {
+    number: String,
+    reason: Option<String>,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct DncPage {
+    data: Vec<DncNumber>,
+    cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct OptedOut {
+    dial_id: String,
+    contact_id: String,
+    number: String,
+    opted_out: bool,
+    retries_ended: bool,
+    /// a queued retry was suppressed by this request
+    suppressed_now: bool,
+}
+
+/// A contact's audit trail.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ContactEvents {
+    contact_id: String,
+    state: String,
+    last_outcome: Option<String>,
+    /// recipient_hours, unknown_timezone or frequency_cap while a rule defers it
+    hold_reason: Option<String>,
+    next_attempt_at: Option<String>,
+    /// In order: ingested, deferred, suppressed, opted_out, released, dialed, outcome,
+    /// retry_scheduled, cancelled; each with `at` and its details
+    #[schema(value_type = Vec<Object>)]
+    data: Vec<Value>,
 }
 
 #[derive(ToSchema)]

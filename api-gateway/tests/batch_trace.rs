@@ -75,9 +75,14 @@ async fn one_batch_is_one_trace_across_the_real_roles() {
     }
 
     // A workspace, an agent, a caller ID, then one Vogent job of three rows, started.
-    let created = api_gateway::admin::create_workspace(&env.db, "trace", 10)
-        .await
-        .expect("workspace");
+    let created = api_gateway::admin::create_workspace_with(
+        &env.db,
+        "trace",
+        10,
+        &api_gateway::admin::Compliance::off(),
+    )
+    .await
+    .expect("workspace");
     let http = reqwest::Client::new();
     let base = format!("http://{}", gateway.health_addr);
     let post = |path: &str, body: Value| {

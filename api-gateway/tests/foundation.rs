@@ -107,6 +107,69 @@ async fn cli_migrates_and_creates_a_workspace() {
     assert_ne!(second["apiKey"], created["apiKey"]);
     let prefix = second["apiKeyPrefix"].as_str().unwrap();
     run(&["api-key", "revoke", prefix]);
+
+    // Compliance policy: the safe default, and the flags that change it.
+    let relaxed = run(&[
+        "workspace",
+        "create",
+        "--name",
+        "night-shift",
+        "--max-concurrent-dials",
+        "3",
+        "--recipient-hours",
+        "off",
+        "--allow-unknown-timezone",
+        "--max-calls-per-number",
+        "7/7",
+    ]);
+    let client = env.db.get().await.unwrap();
+    let policy = |id: String| {
+        let client = &client;
+        async move {
+            let id: uuid::Uuid = id.parse().unwrap();
+            let r = client
+                .query_one(
+                    "SELECT recipient_hours_start, recipient_hours_end, allow_unknown_timezone,
+                            max_calls_per_number_count, max_calls_per_number_days
+                     FROM workspaces WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            (
+                r.get::<_, Option<i16>>(0),
+                r.get::<_, Option<i16>>(1),
+                r.get::<_, bool>(2),
+                r.get::<_, Option<i32>>(3),
+                r.get::<_, Option<i32>>(4),
+            )
+        }
+    };
+    assert_eq!(
+        policy(workspace.clone()).await,
+        (Some(480), Some(1260), false, None, None),
+        "08:00-21:00, unknown zones held, no cap"
+    );
+    assert_eq!(
+        policy(relaxed["workspaceId"].as_str().unwrap().to_owned()).await,
+        (None, None, true, Some(7), Some(7))
+    );
+    let bad = gateway_bin()
+        .args([
+            "workspace",
+            "create",
+            "--name",
+            "x",
+            "--max-concurrent-dials",
+            "1",
+            "--recipient-hours",
+            "21:00-08:00",
+        ])
+        .envs(env.env_vars())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("recipient-hours"));
 }
 
 #[test]

@@ -35,6 +35,11 @@ async fn openapi_lists_every_route() {
         ("/api/workspace", "get"),
         ("/api/workspace", "patch"),
         ("/api/workspace/webhook_secret", "post"),
+        ("/api/dnc", "post"),
+        ("/api/dnc", "get"),
+        ("/api/dnc/{number}", "delete"),
+        ("/api/dials/{id}/opt_out", "post"),
+        ("/api/contacts/{id}/events", "get"),
     ] {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} missing");

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
+use shared::compliance::{RecipientHours, zones_for_number};
 use shared::domain::CallOutcome;
 use shared::queue::messages::DialV1;
 use shared::schedule::{StoredSchedule, Window};
@@ -58,6 +60,8 @@ pub enum DialResult {
     Reconciled,
     /// A stale duplicate: nothing done.
     Stale,
+    /// Not dialed: the number is on the do-not-call list; the contact ended `suppressed`.
+    Suppressed,
 }
 
 /// Whether the job lets a call start now.
@@ -81,6 +85,13 @@ pub(crate) struct Job {
     window: Window,
     answer_url: String,
     callers: Vec<(Uuid, String)>,
+    /// The workspace's recipient calling hours (`None` = off) and whether unknown zones pass.
+    recipient_hours: Option<RecipientHours>,
+    allow_unknown_timezone: bool,
+    /// The workspace's frequency cap: at most `.0` attempts to a number in `.1` days.
+    cap: Option<(i32, i32)>,
+    /// The job asks the carrier to detect answering machines (`machineDetection`).
+    machine_detection: bool,
 }
 
 /// A short-lived per-process cache of jobs: a busy job's row is read a few times a second
@@ -177,31 +188,39 @@ impl Job {
 /// truly is stale. See `docs/scheduler.md`, "The release hand-off".
 const CONTACT_SQL: &str = "
     SELECT c.state, c.attempts, c.phone_number,
-           a.id, a.carrier_call_sid, a.outcome IS NOT NULL, a.created_at
+           a.id, a.carrier_call_sid, a.outcome IS NOT NULL, a.created_at,
+           EXISTS (SELECT 1 FROM dnc_numbers d
+                   WHERE d.workspace_id = c.workspace_id AND d.number = c.phone_number)
     FROM contacts c
     LEFT JOIN dial_attempts a ON a.contact_id = c.id AND a.attempt_no = $3
     WHERE c.id = $1 AND c.batch_id = $2
     FOR SHARE OF c";
 
 /// Moves the contact to `dialing` and writes the attempt, in one statement, only if the job is
-/// still active and the contact still released for this attempt.
+/// still active, the contact still released for this attempt, and its number not on the
+/// workspace's do-not-call list (the last look before the carrier request: a number listed a
+/// moment ago is not called). Returns the contact's zones for the calling-hours re-check.
 const INSERT_SQL: &str = "WITH c AS (
                  UPDATE contacts c SET state = 'dialing', attempts = $3, updated_at = now()
                  FROM batches b
                  WHERE c.id = $2 AND b.id = c.batch_id AND b.state = 'active'
                    AND c.state = 'released' AND c.attempts = $3 - 1
-                 RETURNING c.id, c.batch_id, c.workspace_id, c.phone_number)
+                   AND NOT EXISTS (SELECT 1 FROM dnc_numbers d
+                                   WHERE d.workspace_id = c.workspace_id
+                                     AND d.number = c.phone_number)
+                 RETURNING c.id, c.batch_id, c.workspace_id, c.phone_number, c.timezones)
              INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
                                         to_number, from_number_id, from_number, state, started_at)
              SELECT $1, c.id, c.batch_id, c.workspace_id, $3, c.phone_number, $4, $5, 'dialing', now()
              FROM c
              ON CONFLICT (contact_id, attempt_no) DO NOTHING
-             RETURNING id, to_number";
+             RETURNING id, to_number, (SELECT c.timezones FROM c)";
 
 const JOB_SQL: &str = "
     SELECT b.state, b.workspace_id, b.max_concurrent_dials, b.max_calls_per_second,
            w.max_concurrent_dials, w.max_calls_per_second, b.schedule, b.timezone,
            b.scheduled_start_time, a.answer_url,
+           w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
            COALESCE(
                (SELECT array_agg(p.id ORDER BY u.ord) FROM unnest(b.from_phone_number_ids)
                     WITH ORDINALITY u(id, ord)
@@ -215,7 +234,8 @@ const JOB_SQL: &str = "
                 JOIN phone_numbers p ON p.id = u.id AND p.deleted_at IS NULL),
                (SELECT array_agg(p.number ORDER BY p.created_at, p.id) FROM phone_numbers p
                 WHERE p.workspace_id = b.workspace_id AND p.deleted_at IS NULL),
-               '{}')
+               '{}'),
+           w.max_calls_per_number_count, w.max_calls_per_number_days, b.machine_detection
     FROM batches b
     JOIN workspaces w ON w.id = b.workspace_id
     JOIN agents a ON a.id = b.agent_id
@@ -230,8 +250,8 @@ async fn load_job(
     };
     let schedule_json: Option<serde_json::Value> = r.get(6);
     let timezone: String = r.get(7);
-    let ids: Vec<Uuid> = r.get(10);
-    let numbers: Vec<String> = r.get(11);
+    let ids: Vec<Uuid> = r.get(13);
+    let numbers: Vec<String> = r.get(14);
     Ok(Some(Job {
         state: r.get(0),
         workspace_id: r.get(1),
@@ -242,6 +262,10 @@ async fn load_job(
         window: StoredSchedule::load(schedule_json, &timezone).window(r.get(8)),
         answer_url: r.get(9),
         callers: ids.into_iter().zip(numbers).collect(),
+        recipient_hours: RecipientHours::from_minutes(r.get(10), r.get(11)),
+        allow_unknown_timezone: r.get(12),
+        cap: r.get::<_, Option<i32>>(15).zip(r.get::<_, Option<i32>>(16)),
+        machine_detection: r.get::<_, Option<String>>(17).is_some(),
     }))
 }
 
@@ -276,10 +300,14 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         if state != "released" || attempts != attempt_no - 1 {
             return Ok(DialResult::Stale);
         }
+        if row.get::<_, bool>(7) {
+            drop(client);
+            return crate::compliance::suppress(ctx, msg.contact_id).await;
+        }
     }
     let mut job = ctx.jobs.get(&client, msg.batch_id).await?;
     drop(client);
-    let gate = job.gate(Utc::now());
+    let gate = job.gate(ctx.config.service.clock.now());
     if gate != Gate::Go {
         if !check_first {
             // Nothing has read the contact yet: its release may not have committed, and a
@@ -311,7 +339,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     // last write (see `crate::reconcile`), timed from before the write.
     let mut clock = SendClock::new(attempt_id);
     let inserted = insert_attempt(ctx, attempt_id, msg, attempt_no, from_id, &from).await;
-    let to = match inserted {
+    let (to, zones) = match inserted {
         Ok(Some(to)) => to,
         Ok(None) => {
             // Paused or cancelled in the meantime, a duplicate, or another delivery won the
@@ -343,6 +371,30 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         workspace_id: job.workspace_id,
         batch_id: msg.batch_id,
     };
+    // Calling hours, again, now (the scheduler checked at release): the hours may have closed
+    // while the contact waited for a slot.
+    let now = ctx.config.service.clock.now();
+    let zones = zones.map_or_else(|| zones_for_number(&to), |z| parse_zones(&z));
+    if let Verdict::Defer { until, reason } = verdict(
+        &job.window,
+        job.recipient_hours,
+        job.allow_unknown_timezone,
+        &zones,
+        now,
+    ) {
+        let wait = (until - now).to_std().unwrap_or_default();
+        crate::compliance::deferred(ctx, msg.contact_id, until, reason).await;
+        return unplace(ctx, &placed, Gate::Requeue, wait).await;
+    }
+    if let Some((count, days)) = job.cap
+        && let Some(until) =
+            crate::compliance::cap_reached(ctx, job.workspace_id, &to, attempt_id, count, days)
+                .await?
+    {
+        let wait = (until - now).to_std().unwrap_or_default();
+        crate::compliance::deferred(ctx, msg.contact_id, until, DeferReason::FrequencyCap).await;
+        return unplace(ctx, &placed, Gate::Requeue, wait).await;
+    }
 
     let request = CallRequest {
         attempt_id,
@@ -351,7 +403,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         answer_url: with_dial_id(&job.answer_url, attempt_id),
         status_callback: format!("{}/carrier/status/{attempt_id}", ctx.config.public_url),
         timeout_secs: ctx.config.call_timeout_secs,
-        machine_detection: ctx.config.machine_detection,
+        machine_detection: ctx.config.machine_detection || job.machine_detection,
     };
     match place_with_retry(ctx, &request, msg.batch_id, &job, &mut clock).await {
         Ok(call_sid) => {
@@ -528,7 +580,7 @@ async fn insert_attempt(
     attempt_no: i32,
     from_id: Option<Uuid>,
     from: &str,
-) -> Result<Option<String>, StepError> {
+) -> Result<Option<(String, Option<Vec<String>>)>, StepError> {
     let client = ctx.db.get().await?;
     let insert = client.prepare_cached(INSERT_SQL).await?;
     let row = client
@@ -537,7 +589,7 @@ async fn insert_attempt(
             &[&attempt_id, &msg.contact_id, &attempt_no, &from_id, &from],
         )
         .await?;
-    Ok(row.map(|r| r.get(1)))
+    Ok(row.map(|r| (r.get(1), r.get(2))))
 }
 
 /// Takes back an attempt that provably never reached the carrier: the attempt row goes (no call
@@ -629,7 +681,7 @@ async fn acquire(
         if checked_at.is_none_or(|at| at.elapsed() >= RECHECK_EVERY) {
             *job = ctx.jobs.current(&ctx.db, msg.batch_id).await?;
             checked_at = Some(Instant::now());
-            let gate = job.gate(Utc::now());
+            let gate = job.gate(ctx.config.service.clock.now());
             if gate != Gate::Go {
                 return Ok(Err(gate));
             }
@@ -795,11 +847,11 @@ async fn take_start_token(
         };
         tokio::time::sleep(wait).await;
         let gate = match ctx.jobs.current(&ctx.db, batch_id).await {
-            Ok(fresh) => fresh.gate(Utc::now()),
+            Ok(fresh) => fresh.gate(ctx.config.service.clock.now()),
             Err(e) => {
                 // The attempt insert checked the job a moment ago; go with that.
                 tracing::warn!(error = %e, "job not re-read while waiting for a start token");
-                job.gate(Utc::now())
+                job.gate(ctx.config.service.clock.now())
             }
         };
         if gate != Gate::Go {

@@ -8,6 +8,7 @@
 //! - [`webhooks`]: the outbox and its signed, retried delivery.
 
 pub mod carrier;
+pub mod compliance;
 pub mod config;
 pub mod dial;
 pub mod error;

@@ -93,7 +93,10 @@ pub fn decide(
     if contact_state != ContactState::Dialing || contact_attempts != attempt_no {
         return ContactNext::Leave;
     }
-    if outcome.is_answered() {
+    // A person answered: done. A machine answered: done too, unless the job retries
+    // voicemails (`voicemailDelay`) and has attempts left.
+    let voicemail_retry = outcome == CallOutcome::Voicemail && strategy.voicemail_delay.is_some();
+    if outcome.is_answered() && !voicemail_retry {
         return ContactNext::Final(ContactState::Completed);
     }
     if batch_state == JobState::Cancelled {
@@ -102,6 +105,7 @@ pub fn decide(
     let made = u32::try_from(attempt_no).unwrap_or(u32::MAX);
     match strategy.next_delay(outcome, made) {
         Some(delay) => ContactNext::Retry(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+        None if outcome.is_answered() => ContactNext::Final(ContactState::Completed),
         None => ContactNext::Final(ContactState::Failed),
     }
 }
@@ -310,7 +314,7 @@ const END_SQL: &str = "
            a.started_at, a.answered_at, a.carrier_call_sid,
            c.state, c.attempts, b.state, b.retry_max_attempts, b.retry_busy_delay_ms,
            b.retry_no_answer_delay_ms, b.webhooks->>'onCallComplete', b.agent_id,
-           b.tags, c.phone_number, c.name, c.inputs, c.external_id
+           b.tags, c.phone_number, c.name, c.inputs, c.external_id, b.retry_voicemail_delay_ms
     FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id";
 
 // The contact is changed only if it is still `dialing` this very attempt; no other writer
@@ -388,6 +392,9 @@ async fn end_in_transaction(
         max_attempts: u32::try_from(c.get::<_, i32>(11)).unwrap_or(1),
         busy_delay: u64::try_from(c.get::<_, i64>(12)).unwrap_or(0),
         no_answer_delay: u64::try_from(c.get::<_, i64>(13)).unwrap_or(0),
+        voicemail_delay: c
+            .get::<_, Option<i64>>(21)
+            .map(|ms| u64::try_from(ms).unwrap_or(0)),
     };
     let corrupt = |what: &str, value: &str| {
         StepError::Invalid(format!(
@@ -489,6 +496,49 @@ async fn end_in_transaction(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_voicemail_is_final_unless_the_job_retries_it() {
+        let final_by_default = RetryStrategy::default();
+        assert_eq!(
+            decide(
+                CallOutcome::Voicemail,
+                1,
+                ContactState::Dialing,
+                1,
+                JobState::Active,
+                &final_by_default
+            ),
+            ContactNext::Final(ContactState::Completed)
+        );
+        let retried = RetryStrategy {
+            voicemail_delay: Some(60_000),
+            ..RetryStrategy::default()
+        };
+        assert_eq!(
+            decide(
+                CallOutcome::Voicemail,
+                1,
+                ContactState::Dialing,
+                1,
+                JobState::Active,
+                &retried
+            ),
+            ContactNext::Retry(60_000)
+        );
+        // Out of attempts: the machine still answered, the contact is completed.
+        assert_eq!(
+            decide(
+                CallOutcome::Voicemail,
+                3,
+                ContactState::Dialing,
+                3,
+                JobState::Active,
+                &retried
+            ),
+            ContactNext::Final(ContactState::Completed)
+        );
+    }
     use proptest::prelude::*;
 
     #[test]
@@ -508,7 +558,7 @@ mod tests {
         #[test]
         fn retries_stop_at_max_attempts(max in 1u32..6, attempt in 1i32..8, oi in 0usize..7) {
             let outcome = CallOutcome::ALL[oi];
-            let s = RetryStrategy { max_attempts: max, busy_delay: 300_000, no_answer_delay: 3_600_000 };
+            let s = RetryStrategy { max_attempts: max, busy_delay: 300_000, no_answer_delay: 3_600_000, voicemail_delay: None };
             let next = decide(outcome, attempt, ContactState::Dialing, attempt, JobState::Active, &s);
             match next {
                 ContactNext::Retry(ms) => {

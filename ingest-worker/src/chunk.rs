@@ -10,7 +10,7 @@
 //! rejected. Two chunks racing for one number collide on the `(batch_id, phone_number)` unique
 //! index; the loser's transaction is retried and then sees the winner's row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Pool;
 use futures_util::pin_mut;
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::normalize::{NumberCheck, Region};
 use crate::plan::{self, Accepted, Plan, PlanError, Rejected};
+use crate::reject::{Reason, Rejection};
 
 /// How often a chunk's transaction is retried after colliding with another chunk's (a shared
 /// number, a deadlock) before the message goes back to the queue. Collisions need duplicates
@@ -53,6 +54,9 @@ pub struct Committed {
     pub rejected: u32,
     /// Contacts of other chunks that this chunk's earlier rows displaced as duplicates.
     pub displaced: u32,
+    /// Rows of this chunk rejected because the number is on the do-not-call list (counted in
+    /// `rejected` too).
+    pub do_not_call: u32,
     /// Whether this chunk completed the batch's ingestion.
     pub finished: bool,
 }
@@ -203,7 +207,13 @@ fn record_metrics(plan: &Plan, done: Committed) {
             .entry(rejected.rejection.reason.metric())
             .or_default() += 1;
     }
-    let cross_chunk = u64::from(done.rejected).saturating_sub(plan.rejected.len() as u64)
+    if done.do_not_call > 0 {
+        *by_reason
+            .entry(shared::metrics::RejectReason::DoNotCall)
+            .or_default() += u64::from(done.do_not_call);
+    }
+    let cross_chunk = u64::from(done.rejected)
+        .saturating_sub(plan.rejected.len() as u64 + u64::from(done.do_not_call))
         + u64::from(done.displaced);
     if cross_chunk > 0 {
         *by_reason
@@ -278,7 +288,8 @@ pub async fn stage_chunk(
         return Ok(ChunkOutcome::AlreadyDone);
     }
 
-    let resolved = resolve_across_chunks(txn, key.batch_id, plan).await?;
+    let listed = do_not_call(txn, key.workspace_id, plan).await?;
+    let resolved = resolve_across_chunks(txn, key.batch_id, plan, &listed).await?;
     copy_contacts(txn, key, &resolved.accepted).await?;
     let all_rejected: Vec<&Rejected> = plan
         .rejected
@@ -328,8 +339,29 @@ pub async fn stage_chunk(
         accepted: accepted as u32,
         rejected: rejected as u32,
         displaced: displaced as u32,
+        do_not_call: resolved.do_not_call,
         finished,
     }))
+}
+
+/// The chunk's accepted numbers that are on the workspace's do-not-call list: one index probe
+/// per number (`dnc_numbers` primary key), in one statement.
+async fn do_not_call(
+    txn: &Transaction<'_>,
+    workspace_id: Uuid,
+    plan: &Plan,
+) -> Result<HashSet<String>, tokio_postgres::Error> {
+    if plan.accepted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let numbers: Vec<&str> = plan.accepted.iter().map(|a| a.number.as_str()).collect();
+    let rows = txn
+        .query(
+            "SELECT number FROM dnc_numbers WHERE workspace_id = $1 AND number = ANY($2)",
+            &[&workspace_id, &numbers],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
 /// This chunk's rows after comparing with what other chunks stored.
@@ -340,22 +372,45 @@ struct Resolved<'p> {
     rejected: Vec<Rejected>,
     /// Other chunks' contacts this chunk displaced (already deleted).
     displaced: Vec<Rejected>,
+    /// How many of `rejected` are on the do-not-call list.
+    do_not_call: u32,
 }
 
 async fn resolve_across_chunks<'p>(
     txn: &Transaction<'_>,
     batch_id: Uuid,
     plan: &'p Plan,
+    listed: &HashSet<String>,
 ) -> Result<Resolved<'p>, tokio_postgres::Error> {
     let mut out = Resolved {
         accepted: Vec::with_capacity(plan.accepted.len()),
         rejected: Vec::new(),
         displaced: Vec::new(),
+        do_not_call: 0,
     };
-    if plan.accepted.is_empty() {
+    let mut candidates: Vec<&'p Accepted> = Vec::with_capacity(plan.accepted.len());
+    for a in &plan.accepted {
+        if listed.contains(a.number.as_str()) {
+            out.do_not_call += 1;
+            out.rejected.push(Rejected {
+                row_index: a.row_index,
+                raw_number: Some(a.row.phone_number.clone()),
+                rejection: Rejection::new(
+                    Reason::DoNotCall,
+                    format!(
+                        "{} is on the workspace's do-not-call list",
+                        a.number.as_str()
+                    ),
+                ),
+            });
+        } else {
+            candidates.push(a);
+        }
+    }
+    if candidates.is_empty() {
         return Ok(out);
     }
-    let numbers: Vec<&str> = plan.accepted.iter().map(|a| a.number.as_str()).collect();
+    let numbers: Vec<&str> = candidates.iter().map(|a| a.number.as_str()).collect();
     let existing = txn
         .query(
             "SELECT phone_number, row_index, state = 'queued'
@@ -364,7 +419,7 @@ async fn resolve_across_chunks<'p>(
         )
         .await?;
     if existing.is_empty() {
-        out.accepted.extend(&plan.accepted);
+        out.accepted.extend(candidates);
         return Ok(out);
     }
     let existing: HashMap<String, (i32, bool)> = existing
@@ -373,7 +428,7 @@ async fn resolve_across_chunks<'p>(
         .collect();
     let mut to_displace: Vec<i32> = Vec::new();
     let mut winner_of: HashMap<String, i32> = HashMap::new();
-    for a in &plan.accepted {
+    for a in candidates {
         match existing.get(a.number.as_str()) {
             None => out.accepted.push(a),
             Some(&(their_row, queued)) if their_row > a.row_index && queued => {
@@ -418,7 +473,7 @@ async fn resolve_across_chunks<'p>(
     Ok(out)
 }
 
-const CONTACT_COLUMNS: [Type; 10] = [
+const CONTACT_COLUMNS: [Type; 12] = [
     Type::UUID,
     Type::UUID,
     Type::UUID,
@@ -429,7 +484,26 @@ const CONTACT_COLUMNS: [Type; 10] = [
     Type::TEXT,
     Type::TEXT,
     Type::JSONB,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
 ];
+
+/// The zones the calling-hours rule uses for a row: its own `timezone` (validated by the
+/// gateway), else those of its number (libphonenumber's map); empty when unknown.
+fn zones_of(a: &Accepted) -> Vec<&'static str> {
+    match a
+        .row
+        .timezone
+        .as_deref()
+        .and_then(|t| t.parse::<chrono_tz::Tz>().ok())
+    {
+        Some(tz) => vec![tz.name()],
+        None => shared::compliance::zones_for_number(a.number.as_str())
+            .into_iter()
+            .map(|t| t.name())
+            .collect(),
+    }
+}
 
 async fn copy_contacts(
     txn: &Transaction<'_>,
@@ -442,14 +516,15 @@ async fn copy_contacts(
     let sink = txn
         .copy_in(
             "COPY contacts (id, batch_id, workspace_id, row_index, external_id, phone_number,
-                            name, email, company, inputs) FROM STDIN BINARY",
+                            name, email, company, inputs, timezone, timezones) FROM STDIN BINARY",
         )
         .await?;
     let writer = BinaryCopyInWriter::new(sink, &CONTACT_COLUMNS);
     pin_mut!(writer);
     for a in rows {
         let id = Uuid::now_v7();
-        let values: [&(dyn ToSql + Sync); 10] = [
+        let zones = zones_of(a);
+        let values: [&(dyn ToSql + Sync); 12] = [
             &id,
             &key.batch_id,
             &key.workspace_id,
@@ -460,6 +535,8 @@ async fn copy_contacts(
             &a.row.email,
             &a.row.company,
             &a.row.inputs,
+            &a.row.timezone,
+            &zones,
         ];
         writer.as_mut().write(&values).await?;
     }

@@ -14,15 +14,18 @@ pub enum Reason {
     Duplicate,
     /// A text field holds a character PostgreSQL cannot store (a NUL byte).
     InvalidText,
+    /// The number is on the workspace's do-not-call list.
+    DoNotCall,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 5] = [
         Reason::MissingNumber,
         Reason::InvalidNumber,
         Reason::Duplicate,
         Reason::InvalidText,
+        Reason::DoNotCall,
     ];
 
     /// The stored code.
@@ -32,6 +35,7 @@ impl Reason {
             Reason::InvalidNumber => "invalid_number",
             Reason::Duplicate => "duplicate",
             Reason::InvalidText => "invalid_text",
+            Reason::DoNotCall => "do_not_call",
         }
     }
 }
@@ -44,6 +48,7 @@ impl Reason {
             Reason::MissingNumber | Reason::InvalidNumber => M::InvalidNumber,
             Reason::Duplicate => M::Duplicate,
             Reason::InvalidText => M::InvalidField,
+            Reason::DoNotCall => M::DoNotCall,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`plan`] splits a workspace's room among its jobs (pure);
 //! - [`lifecycle`] settles cancelled jobs and completes finished ones.
 
+pub mod compliance;
 pub mod config;
 pub mod lifecycle;
 pub mod plan;
@@ -47,7 +48,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         // A tick in progress finishes (it is bounded by the publish timeout), so a claim is
         // never left half done at shutdown.
-        match release_once(&db, &publisher, &config.release, chrono::Utc::now()).await {
+        match release_once(&db, &publisher, &config.release, config.service.clock.now()).await {
             Ok(report) => {
                 if report.released > 0 || !report.completed_jobs.is_empty() {
                     tracing::debug!(?report, "tick");

@@ -29,13 +29,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use shared::compliance::RecipientHours;
 use shared::queue::messages::DialV1;
 use shared::queue::publisher::Outgoing;
 use shared::queue::{Publisher, QueueError, Stream};
-use shared::schedule::StoredSchedule;
+use shared::schedule::{StoredSchedule, Window};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::compliance::{OpenZones, Policy, screen_head};
 use crate::lifecycle;
 use crate::plan::{self, JobDemand};
 
@@ -110,6 +112,9 @@ pub enum ReleaseError {
 #[derive(Debug, Clone)]
 struct OpenJob {
     id: Uuid,
+    /// The job's own window (open now), for the next instant it and the recipient's hours are
+    /// both open.
+    window: Window,
     priority: i16,
     max_concurrent_dials: i32,
     /// The `traceparent` stored by the create request: the job's releases continue its trace.
@@ -121,6 +126,8 @@ struct OpenJob {
 struct WorkspaceJobs {
     id: Uuid,
     max_concurrent_dials: i32,
+    /// The workspace's compliance policy.
+    policy: Policy,
     jobs: Vec<OpenJob>,
 }
 
@@ -173,7 +180,9 @@ async fn open_jobs(
     let rows = client
         .query(
             "SELECT b.id, b.workspace_id, b.priority, b.schedule, b.scheduled_start_time,
-                    b.max_concurrent_dials, w.max_concurrent_dials, b.trace_context, b.timezone
+                    b.max_concurrent_dials, w.max_concurrent_dials, b.trace_context, b.timezone,
+                    w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
+                    w.max_calls_per_number_count, w.max_calls_per_number_days
              FROM batches b JOIN workspaces w ON w.id = b.workspace_id
              WHERE b.state = 'active'
              ORDER BY b.priority DESC, b.created_at, b.id",
@@ -182,13 +191,15 @@ async fn open_jobs(
         .await?;
     let mut workspaces: Vec<WorkspaceJobs> = Vec::new();
     let mut index: HashMap<Uuid, usize> = HashMap::new();
+    let mut open_zones = OpenZones::new();
     for row in rows {
         let id: Uuid = row.get(0);
         let schedule = StoredSchedule::load(row.get(3), row.get(8));
         if let Some(error) = schedule.error() {
             tracing::warn!(batch_id = %id, %error, "unreadable schedule; job kept closed");
         }
-        if !schedule.window(row.get(4)).is_open(now) {
+        let window = schedule.window(row.get(4));
+        if !window.is_open(now) {
             report.closed_jobs += 1;
             continue;
         }
@@ -198,12 +209,20 @@ async fn open_jobs(
             workspaces.push(WorkspaceJobs {
                 id: workspace_id,
                 max_concurrent_dials: row.get(6),
+                policy: Policy::new(
+                    RecipientHours::from_minutes(row.get(9), row.get(10)),
+                    row.get(11),
+                    now,
+                    &mut open_zones,
+                )
+                .with_cap(row.get(12), row.get(13)),
                 jobs: Vec::new(),
             });
             workspaces.len() - 1
         });
         workspaces[slot].jobs.push(OpenJob {
             id,
+            window,
             priority: row.get(2),
             max_concurrent_dials: row.get(5),
             trace_context: row.get(7),
@@ -268,6 +287,9 @@ async fn release_workspace(
         .min(settings.max_per_workspace_tick);
 
     let mut demands = Vec::new();
+    // Contacts the compliance screen suppressed or deferred: written even when nothing is
+    // released, so the transaction commits then too.
+    let mut screened = 0;
     for job in workspace
         .jobs
         .iter()
@@ -279,13 +301,29 @@ async fn release_workspace(
         let due = if room == 0 || workspace_room == 0 {
             0
         } else {
+            screened += screen_head(&tx, job.id, &job.window, &workspace.policy, room, now).await?;
             let n: i64 = tx
                 .query_one(
                     "SELECT count(*) FROM (
                          SELECT 1 FROM contacts
                          WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
+                           AND ($4::text[] IS NULL
+                                OR (timezones <@ $4 AND (cardinality(timezones) > 0 OR $5)))
+                           AND ($6::int IS NULL OR (
+                                SELECT count(*) FROM dial_attempts a
+                                WHERE a.workspace_id = contacts.workspace_id
+                                  AND a.to_number = contacts.phone_number
+                                  AND a.created_at > $2::timestamptz - make_interval(days => $7::int)) < $6::int)
                          LIMIT $3) due",
-                    &[&job.id, &now, &i64::from(room)],
+                    &[
+                        &job.id,
+                        &now,
+                        &i64::from(room),
+                        &workspace.policy.open_zones(),
+                        &workspace.policy.allow_unknown_timezone,
+                        &workspace.policy.cap_count(),
+                        &workspace.policy.cap_days(),
+                    ],
                 )
                 .await?
                 .get(0);
@@ -312,13 +350,32 @@ async fn release_workspace(
                 "WITH due AS (
                      SELECT id FROM contacts
                      WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
+                       AND ($4::text[] IS NULL
+                            OR (timezones <@ $4 AND (cardinality(timezones) > 0 OR $5)))
+                       AND ($6::int IS NULL OR (
+                            SELECT count(*) FROM dial_attempts a
+                            WHERE a.workspace_id = contacts.workspace_id
+                              AND a.to_number = contacts.phone_number
+                              AND a.created_at > $2::timestamptz - make_interval(days => $7::int)) < $6::int)
+                       AND NOT EXISTS (SELECT 1 FROM dnc_numbers d
+                                       WHERE d.workspace_id = contacts.workspace_id
+                                         AND d.number = contacts.phone_number)
                      ORDER BY next_attempt_at, row_index
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED)
-                 UPDATE contacts c SET state = 'released', released_at = $2, updated_at = $2
+                 UPDATE contacts c SET state = 'released', released_at = $2, updated_at = $2,
+                     hold_reason = NULL
                  FROM due WHERE c.id = due.id
                  RETURNING c.id, c.attempts",
-                &[&demand.id, &now, &i64::from(grant)],
+                &[
+                    &demand.id,
+                    &now,
+                    &i64::from(grant),
+                    &workspace.policy.open_zones(),
+                    &workspace.policy.allow_unknown_timezone,
+                    &workspace.policy.cap_count(),
+                    &workspace.policy.cap_days(),
+                ],
             )
             .await?;
         tracing::debug!(batch_id = %demand.id, released = claimed.len(), "claimed");
@@ -340,7 +397,11 @@ async fn release_workspace(
         }
     }
     if per_job.is_empty() {
-        tx.rollback().await?;
+        if screened > 0 {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
         return Ok(Some(0));
     }
     let released = per_job.iter().map(|(_, m)| m.len() as u64).sum::<u64>();

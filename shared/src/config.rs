@@ -140,6 +140,9 @@ pub struct ServiceConfig {
     pub connect_timeout: Duration,
     /// `SHUTDOWN_GRACE_SECS`: how long in-flight work may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `DIALFLEET_CLOCK_OFFSET_SECS` (**tests only**, default 0): shifts the clock the roles
+    /// compare with windows and calling hours; see [`crate::clock`].
+    pub clock: crate::clock::Clock,
 }
 
 /// The local database URL used when `DATABASE_URL` is unset.
@@ -165,6 +168,7 @@ impl ServiceConfig {
             redis_prefix: env.string("REDIS_PREFIX", "dialfleet:"),
             connect_timeout: env.secs("CONNECT_TIMEOUT_SECS", 30)?,
             shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", 25)?,
+            clock: crate::clock::Clock::offset_by(env.parse(crate::clock::OFFSET_VAR, 0i64)?),
         })
     }
 }

@@ -6,6 +6,8 @@
 //! publisher and acking consumer, Redis connection handling, telemetry (traces, metrics) and the health endpoints.
 
 pub mod carrier_sim;
+pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod connect;
 pub mod db;

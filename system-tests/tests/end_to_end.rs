@@ -95,9 +95,16 @@ async fn start_on(
         scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100".into())])).unwrap();
     tokio::spawn(scheduler::run(sched, shutdown.clone()));
 
-    let created = api_gateway::admin::create_workspace(&env.db, "e2e", workspace_limit)
-        .await
-        .unwrap();
+    // Recipient calling hours off: these tests run on the real clock at any hour;
+    // `compliance.rs` tests the hours.
+    let created = api_gateway::admin::create_workspace_with(
+        &env.db,
+        "e2e",
+        workspace_limit,
+        &api_gateway::admin::Compliance::off(),
+    )
+    .await
+    .unwrap();
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         http.post(format!("{gateway}{path}"))
@@ -197,9 +204,14 @@ impl OtherWorkspace {
 impl Stack {
     /// Creates another workspace (limit 5) with an agent of its own.
     async fn other_workspace(&self, name: &str) -> OtherWorkspace {
-        let created = api_gateway::admin::create_workspace(&self.env.db, name, 5)
-            .await
-            .unwrap();
+        let created = api_gateway::admin::create_workspace_with(
+            &self.env.db,
+            name,
+            5,
+            &api_gateway::admin::Compliance::off(),
+        )
+        .await
+        .unwrap();
         let mut other = OtherWorkspace {
             key: created.api_key,
             agent: String::new(),

@@ -125,9 +125,14 @@ impl Stack {
         let sched =
             scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100")])).unwrap();
         tokio::spawn(scheduler::run(sched, shutdown.clone()));
-        let created = api_gateway::admin::create_workspace(&env.db, "faults", workspace_limit)
-            .await
-            .unwrap();
+        let created = api_gateway::admin::create_workspace_with(
+            &env.db,
+            "faults",
+            workspace_limit,
+            &api_gateway::admin::Compliance::off(),
+        )
+        .await
+        .unwrap();
         Self {
             env,
             sim,

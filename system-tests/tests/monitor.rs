@@ -55,9 +55,14 @@ async fn the_event_stream_follows_real_calls_within_a_second() {
     let dial = dial_worker::config::Config::from_env(&with(&[])).unwrap();
     tokio::spawn(dial_worker::run(dial, shutdown.clone()));
 
-    let created = api_gateway::admin::create_workspace(&env.db, "monitor", 4)
-        .await
-        .unwrap();
+    let created = api_gateway::admin::create_workspace_with(
+        &env.db,
+        "monitor",
+        4,
+        &api_gateway::admin::Compliance::off(),
+    )
+    .await
+    .unwrap();
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         http.post(format!("{gateway}{path}"))

@@ -22,6 +22,9 @@ pub struct Workspace {
     max_concurrent_dials: i32,
     webhook_secret: String,
     numbers: Vec<String>,
+    /// Recipient calling hours as stored (minutes after local midnight); `None` = off.
+    recipient_hours: Option<(i16, i16)>,
+    allow_unknown_timezone: bool,
 }
 
 /// The ids of an inserted [`Workspace`] and of its agent.
@@ -41,12 +44,27 @@ impl Default for Workspace {
 
 impl Workspace {
     /// A workspace allowing 10 calls in flight, with a fixed webhook secret and no numbers.
+    ///
+    /// Its recipient calling hours are **off** and unknown timezones allowed (the schema's
+    /// default is on, 08:00–21:00): tests run on the real clock, at any hour, and only the
+    /// compliance tests are about those rules; they turn them on with
+    /// [`Workspace::recipient_hours`].
     pub fn new() -> Self {
         Self {
             max_concurrent_dials: 10,
             webhook_secret: "whsec_dGVzdA==".to_owned(),
             numbers: Vec::new(),
+            recipient_hours: None,
+            allow_unknown_timezone: true,
         }
+    }
+
+    /// Recipient-local calling hours `[start, end)` in minutes after local midnight, with
+    /// unknown timezones held (the production default is `(480, 1260)`).
+    pub fn recipient_hours(mut self, start: i16, end: i16) -> Self {
+        self.recipient_hours = Some((start, end));
+        self.allow_unknown_timezone = false;
+        self
     }
 
     /// The workspace's ceiling on calls in flight across all its batches.
@@ -75,9 +93,18 @@ impl Workspace {
         };
         client
             .execute(
-                "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret)
-                 VALUES ($1, 'test', $2, $3)",
-                &[&ids.id, &self.max_concurrent_dials, &self.webhook_secret],
+                "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret,
+                                         recipient_hours_start, recipient_hours_end,
+                                         allow_unknown_timezone)
+                 VALUES ($1, 'test', $2, $3, $4, $5, $6)",
+                &[
+                    &ids.id,
+                    &self.max_concurrent_dials,
+                    &self.webhook_secret,
+                    &self.recipient_hours.map(|h| h.0),
+                    &self.recipient_hours.map(|h| h.1),
+                    &self.allow_unknown_timezone,
+                ],
             )
             .await
             .expect("insert workspace");

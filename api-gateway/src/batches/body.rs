@@ -35,6 +35,9 @@ pub struct VogentRow {
     to_number: String,
     #[serde(default)]
     inputs: Option<Map<String, Value>>,
+    /// The recipient's IANA timezone (an extension; else derived from the number).
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 impl RowShape for VogentRow {
@@ -53,6 +56,7 @@ impl RowShape for VogentRow {
         RawRow {
             phone_number: self.to_number,
             inputs: Value::Object(inputs),
+            timezone: check_timezone(self.timezone, path, violations),
             ..Default::default()
         }
     }
@@ -73,6 +77,9 @@ pub struct DialgenContact {
     company: Option<String>,
     #[serde(default)]
     metadata: Option<Value>,
+    /// The recipient's IANA timezone (an extension; else derived from the number).
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 impl RowShape for DialgenContact {
@@ -106,6 +113,20 @@ impl RowShape for DialgenContact {
             email: self.email,
             company: self.company,
             inputs: self.metadata.unwrap_or(Value::Object(Map::new())),
+            timezone: check_timezone(self.timezone, path, violations),
+        }
+    }
+}
+
+/// A row's `timezone`: an IANA name (422 naming `{path}.timezone` otherwise), stored as its
+/// canonical spelling.
+fn check_timezone(tz: Option<String>, path: &str, violations: &mut Violations) -> Option<String> {
+    let tz = tz?;
+    match tz.parse::<shared::domain::Timezone>() {
+        Ok(t) => Some(t.name().to_owned()),
+        Err(e) => {
+            violations.add(format!("{path}.timezone"), e);
+            None
         }
     }
 }
@@ -328,6 +349,22 @@ mod tests {
             }
             _ => panic!("expected a 400"),
         }
+    }
+
+    #[test]
+    fn row_timezone_is_validated() {
+        let body = r#"{"contacts":[{"phoneNumber":"+12015550100","timezone":"America/Chicago"},
+                                   {"phoneNumber":"+12015550101","timezone":"Mars/Olympus"}]}"#;
+        let (batch, workspace) = ids();
+        let mut v = Violations::default();
+        parse::<DialgenContact>(body.as_bytes(), batch, workspace, &mut v).unwrap();
+        let err = format!("{:?}", v.into_result(()));
+        assert!(err.contains("contacts[1].timezone"), "{err}");
+        assert!(!err.contains("contacts[0].timezone"), "{err}");
+        let body = r#"{"rows":[{"toNumber":"+12015550100","timezone":"Nowhere"}]}"#;
+        let mut v = Violations::default();
+        parse::<VogentRow>(body.as_bytes(), batch, workspace, &mut v).unwrap();
+        assert!(format!("{:?}", v.into_result(())).contains("rows[0].timezone"));
     }
 
     #[test]

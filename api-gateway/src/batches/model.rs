@@ -82,6 +82,7 @@ impl Batch {
                 max_attempts: row.get::<_, i32>(15) as u32,
                 busy_delay: row.get::<_, i64>(16) as u64,
                 no_answer_delay: row.get::<_, i64>(17) as u64,
+                voicemail_delay: None,
             },
             webhooks: row.get(18),
             tags: row.get(19),

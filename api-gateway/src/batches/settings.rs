@@ -57,6 +57,8 @@ pub struct VogentCreate {
     pub schedule: Option<ScheduleIn>,
     /// Extension: the region for numbers written without a country code.
     pub default_region: Option<String>,
+    /// Twilio's `MachineDetection`: `Enable` or `DetectMessageEnd`.
+    pub machine_detection: Option<String>,
 }
 
 /// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
@@ -97,6 +99,8 @@ pub struct DialgenOptions {
     pub schedule: Option<ScheduleIn>,
     pub name: Option<Text>,
     pub default_region: Option<String>,
+    /// Twilio's `MachineDetection`: `Enable` or `DetectMessageEnd`.
+    pub machine_detection: Option<String>,
 }
 
 /// `retryStrategy` as sent (milliseconds).
@@ -106,6 +110,8 @@ pub struct RetryIn {
     pub max_attempts: Option<i64>,
     pub no_answer_delay: Option<i64>,
     pub busy_delay: Option<i64>,
+    /// Retry a voicemail after this many ms (default: a voicemail is final).
+    pub voicemail_delay: Option<i64>,
 }
 
 /// `webhooks` as sent.
@@ -135,6 +141,27 @@ pub struct NewBatch {
     pub webhooks: Value,
     pub tags: Vec<String>,
     pub default_region: String,
+    /// Twilio's `MachineDetection` for the job's calls (`None` = off).
+    pub machine_detection: Option<&'static str>,
+}
+
+/// Checks a `machineDetection` value at `path`.
+fn check_machine_detection(
+    value: Option<&str>,
+    path: &str,
+    v: &mut Violations,
+) -> Option<&'static str> {
+    match value? {
+        "Enable" => Some("Enable"),
+        "DetectMessageEnd" => Some("DetectMessageEnd"),
+        other => {
+            v.add(
+                path,
+                format!("{other:?} must be \"Enable\" or \"DetectMessageEnd\""),
+            );
+            None
+        }
+    }
 }
 
 /// Converts the header map into `T`, a type error being a 400 naming the field.
@@ -350,6 +377,11 @@ pub fn check_vogent(input: VogentCreate, ws: &Workspace, v: &mut Violations) -> 
         webhooks: json!({}),
         tags: Vec::new(),
         default_region: check_region(input.default_region.as_deref(), ws, v),
+        machine_detection: check_machine_detection(
+            input.machine_detection.as_deref(),
+            "machineDetection",
+            v,
+        ),
     }
 }
 
@@ -439,6 +471,16 @@ pub fn check_dialgen(
             ),
         }
     }
+    match retry_in.voicemail_delay {
+        None => {}
+        Some(ms) if (0..=30 * 24 * 3_600_000).contains(&ms) => {
+            retry.voicemail_delay = Some(ms as u64)
+        }
+        Some(_) => v.add(
+            "options.retryStrategy.voicemailDelay",
+            "must be between 0 and 2592000000 milliseconds (30 days)",
+        ),
+    }
     let mut webhooks = Map::new();
     if let Some(hooks) = o.webhooks {
         for (value, key) in [
@@ -499,5 +541,10 @@ pub fn check_dialgen(
         webhooks: Value::Object(webhooks),
         tags,
         default_region: check_region(o.default_region.as_deref(), ws, v),
+        machine_detection: check_machine_detection(
+            o.machine_detection.as_deref(),
+            "options.machineDetection",
+            v,
+        ),
     }
 }

@@ -118,7 +118,25 @@ pub async fn check_status(
         _ => 0.0,
     };
     let pending = counts.contacts.total - counts.processed();
-    let eta = (cps > 0.0 && pending > 0).then(|| (pending as f64 / cps).round());
+    // Contacts a compliance rule deferred (docs/compliance.md) wait at least until their next
+    // allowed minute, whatever the rate: the ETA is never earlier than the last of those.
+    let held = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE hold_reason = 'recipient_hours'),
+                    count(*) FILTER (WHERE hold_reason = 'unknown_timezone'),
+                    count(*) FILTER (WHERE hold_reason = 'frequency_cap'),
+                    max(next_attempt_at) FILTER (WHERE hold_reason IN ('recipient_hours', 'frequency_cap')
+                                                 AND isfinite(next_attempt_at))
+             FROM contacts WHERE batch_id = $1 AND state = 'queued' AND hold_reason IS NOT NULL",
+            &[&b.id],
+        )
+        .await?;
+    let held_until: Option<DateTime<Utc>> = held.get(3);
+    let wait_secs = held_until.map_or(0.0, |t| (t - now).num_seconds().max(0) as f64);
+    let eta = (pending > 0 && (cps > 0.0 || wait_secs > 0.0)).then(|| {
+        let by_rate = if cps > 0.0 { pending as f64 / cps } else { 0.0 };
+        by_rate.max(wait_secs).round()
+    });
     let limit = recent.unwrap_or(10);
     let recent_rows = client
         .query(
@@ -155,7 +173,17 @@ pub async fn check_status(
         "status": b.dialgen_status(now),
         "priority": b.priority,
         "statistics": statistics(b, &counts.contacts),
-        "performance": {"callsPerSecond": round2(cps), "estimatedTimeRemaining": eta, "elapsedTime": elapsed.map(|e| e.round())},
+        "performance": {
+            "callsPerSecond": round2(cps),
+            "estimatedTimeRemaining": eta,
+            "elapsedTime": elapsed.map(|e| e.round()),
+            // Extension: contacts waiting on a compliance rule, by reason.
+            "deferred": {
+                "recipientHours": held.get::<_, i64>(0),
+                "unknownTimezone": held.get::<_, i64>(1),
+                "frequencyCap": held.get::<_, i64>(2),
+            },
+        },
         "timestamps": timestamps(b),
         "recentCalls": recent_calls,
         "webhooks": b.webhooks,

@@ -116,9 +116,9 @@ pub async fn submit(
                      max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time,
                      from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms,
                      webhooks, tags, default_region, idempotency_key, total_rows, trace_context,
-                     idempotency_fingerprint)
+                     idempotency_fingerprint, machine_detection, retry_voicemail_delay_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, 'created', 'ingesting', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17, $18, $19, $20, $21, $22, $23)
+                     $17, $18, $19, $20, $21, $22, $23, $24, $25)
                  ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                  RETURNING {COLUMNS}"
             ),
@@ -149,6 +149,8 @@ pub async fn submit(
                 // The scheduler's releases continue this trace (one batch, one trace).
                 &shared::telemetry::propagation::current_traceparent(),
                 &idempotency.as_ref().map(|i| i.fingerprint.as_slice()),
+                &new.machine_detection,
+                &new.retry.voicemail_delay.map(|ms| ms as i64),
             ],
         )
         .await?;

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod carrier;
+pub mod compliance;
 pub mod dialgen;
 pub mod owned;
 pub mod phone_numbers;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(vogent::router())
         .merge(dialgen::router())
         .merge(carrier::router())
+        .merge(compliance::router())
         .merge(webhook_deliveries::router())
         .merge(workspace::router())
         .merge(crate::monitor::router())

@@ -35,9 +35,14 @@ pub async fn spawn_app() -> TestApp {
     let (addr, _server) = api_gateway::spawn(config, shutdown.clone())
         .await
         .expect("gateway starts");
-    let created = api_gateway::admin::create_workspace(&env.db, "test", 20)
-        .await
-        .expect("workspace");
+    let created = api_gateway::admin::create_workspace_with(
+        &env.db,
+        "test",
+        20,
+        &api_gateway::admin::Compliance::off(),
+    )
+    .await
+    .expect("workspace");
     TestApp {
         env,
         addr,
@@ -81,10 +86,15 @@ impl TestApp {
 
     /// A second workspace's key, for cross-tenant checks.
     pub async fn other_workspace_key(&self) -> String {
-        api_gateway::admin::create_workspace(&self.env.db, "other", 5)
-            .await
-            .expect("workspace")
-            .api_key
+        api_gateway::admin::create_workspace_with(
+            &self.env.db,
+            "other",
+            5,
+            &api_gateway::admin::Compliance::off(),
+        )
+        .await
+        .expect("workspace")
+        .api_key
     }
 }
 

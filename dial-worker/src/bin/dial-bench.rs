@@ -180,8 +180,10 @@ async fn fixture(scratch: &Scratch, n: i32, limit: i32, cps: i32) -> anyhow::Res
     let (ws, agent, batch) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     client
         .execute(
-            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret)
-             VALUES ($1, 'bench', $2, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')",
+            // Recipient calling hours off: the benchmark measures dialing at any hour.
+            "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret,
+                                     recipient_hours_start, recipient_hours_end)
+             VALUES ($1, 'bench', $2, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', NULL, NULL)",
             &[&ws, &limit],
         )
         .await?;

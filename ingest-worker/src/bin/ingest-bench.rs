@@ -8,6 +8,9 @@
 //!   `ingest-worker` processes on them, publishes the chunks itself and times the workers.
 //!
 //! Build both binaries first: `cargo build --release -p ingest-worker`.
+//!
+//! `--dnc 1000000` (mode B) first puts that many numbers on the workspace's do-not-call list
+//! (`--dnc-in-batch N` of them the batch's own): the cost of the DNC check at ingest.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -69,6 +72,14 @@ enum Mode {
         /// The ingest-worker binary (default: next to this one).
         #[arg(long)]
         worker_bin: Option<PathBuf>,
+        /// Numbers on the workspace's do-not-call list before the batch arrives: what the DNC
+        /// check costs.
+        #[arg(long, default_value_t = 0)]
+        dnc: u32,
+        /// How many of those `--dnc` numbers are numbers of the batch (rejected as
+        /// `do_not_call`); 0 measures the check alone, every row still stored.
+        #[arg(long, default_value_t = 0)]
+        dnc_in_batch: u32,
     },
 }
 
@@ -87,6 +98,8 @@ async fn main() -> anyhow::Result<()> {
             workers,
             concurrency,
             worker_bin,
+            dnc,
+            dnc_in_batch,
         } => {
             let bin = match worker_bin {
                 Some(p) => p.clone(),
@@ -98,7 +111,8 @@ async fn main() -> anyhow::Result<()> {
                     bin.display()
                 );
             }
-            direct(&args, &service, *chunk, *workers, *concurrency, &bin).await
+            let dnc = (*dnc, *dnc_in_batch);
+            direct(&args, &service, *chunk, *workers, *concurrency, dnc, &bin).await
         }
     }
 }
@@ -112,6 +126,7 @@ fn contact(i: u32) -> RawRow {
         email: Some(format!("contact{i}@example.com")),
         company: Some("Acme Corp".to_owned()),
         inputs: json!({"lead_score": i % 100, "account_id": format!("A{i}")}),
+        timezone: None,
     }
 }
 
@@ -266,6 +281,7 @@ async fn direct(
     chunk_rows: u32,
     workers: u32,
     concurrency: u32,
+    dnc: (u32, u32),
     worker_bin: &Path,
 ) -> anyhow::Result<()> {
     let short = Uuid::new_v4().simple().to_string()[..10].to_owned();
@@ -280,6 +296,7 @@ async fn direct(
         chunk_rows,
         workers,
         concurrency,
+        dnc,
         worker_bin,
     )
     .await;
@@ -302,6 +319,7 @@ async fn direct_in(
     chunk_rows: u32,
     workers: u32,
     concurrency: u32,
+    dnc: (u32, u32),
     worker_bin: &Path,
 ) -> anyhow::Result<()> {
     shared::db::migrate::run(db_url).await?;
@@ -329,6 +347,12 @@ async fn direct_in(
     let outcome = async {
         wait_for_consumers(&broker, workers).await?;
         let batches = create_batches(&client, args.batches).await?;
+        if dnc.0 > 0 {
+            fill_dnc(&client, batches[0].1, dnc.0, dnc.1.min(args.rows)).await?;
+        }
+        // Flush what the set-up wrote (the list's million rows) before the clock starts, so a
+        // checkpoint does not land inside the measured run; done with or without a list.
+        client.batch_execute("CHECKPOINT").await?;
         println!(
             "mode B (direct): {} batch(es) of {} contacts in chunks of {chunk_rows}, {workers} ingest-worker process(es) x concurrency {concurrency}",
             args.batches, args.rows
@@ -403,6 +427,16 @@ async fn direct_in(
             )
             .await?
             .get(0);
+        let listed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM rejected_rows WHERE batch_id = ANY($1) AND reason = 'do_not_call'",
+                &[&ids],
+            )
+            .await?
+            .get(0);
+        if dnc.0 > 0 {
+            println!("rejected as do_not_call: {listed}");
+        }
         let total_rows = u64::from(args.rows) * u64::from(args.batches);
         println!(
             "publish (confirmed): {:.3} s; every batch ready after {:.3} s; {stored} contacts stored; {:.0} rows/s",
@@ -438,6 +472,34 @@ async fn direct_in(
     }
     broker.close().await;
     outcome
+}
+
+/// Puts `n` numbers on the workspace's do-not-call list, `overlap` of them the batch's own.
+async fn fill_dnc(client: &Client, workspace: Uuid, n: u32, overlap: u32) -> anyhow::Result<()> {
+    let overlap = overlap.min(n);
+    let t = Instant::now();
+    client
+        .execute(
+            "INSERT INTO dnc_numbers (workspace_id, number, reason)
+             SELECT $1, '+1415' || lpad(g::text, 7, '0'), 'bench'
+             FROM generate_series(0, $2::int - $3::int - 1) g",
+            &[&workspace, &(n as i32), &(overlap as i32)],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO dnc_numbers (workspace_id, number, reason)
+             SELECT $1, '+1201' || lpad((2000000 + g)::text, 7, '0'), 'bench'
+             FROM generate_series(0, $2::int - 1) g",
+            &[&workspace, &(overlap as i32)],
+        )
+        .await?;
+    client.batch_execute("ANALYZE dnc_numbers").await?;
+    println!(
+        "do-not-call list: {n} numbers ({overlap} of them in the batch) inserted in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn wait_for_consumers(broker: &Broker, n: u32) -> anyhow::Result<()> {

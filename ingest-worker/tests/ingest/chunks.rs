@@ -29,6 +29,7 @@ async fn rows_are_normalized_and_rejections_kept() {
         email: Some("jane@example.com".into()),
         company: Some("Acme".into()),
         inputs: json!({"lead_score": 80}),
+        timezone: Some("America/Chicago".into()),
     };
     let mut nul = row("+12015550124");
     nul.company = Some("bad\0".into());
@@ -425,4 +426,69 @@ async fn deleting_a_batch_or_its_workspace_deletes_its_contacts() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn listed_numbers_are_rejected_and_zones_are_stored() {
+    let env = TestEnv::new().await;
+    let batch = fixture::batch(&env.db, BatchOpts::default()).await;
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO dnc_numbers (workspace_id, number) VALUES ($1, '+12125550101')",
+            &[&batch.workspace_id],
+        )
+        .await
+        .unwrap();
+    let mut given = row("+12125550102");
+    given.timezone = Some("America/Chicago".into());
+    let rows = vec![
+        row("+12125550100"),
+        // Written another way, still the listed number once normalised.
+        row("(212) 555-0101"),
+        given,
+        row("+12135550100"),
+    ];
+    let done = committed(
+        handle_chunk(&env.db, STRICT, chunk(&batch, 0, 0, rows))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((done.accepted, done.rejected, done.do_not_call), (3, 1, 1));
+    let reasons = fixture::rejected(&env.db, &batch).await;
+    assert_eq!(reasons.len(), 1);
+    assert_eq!((reasons[0].0, reasons[0].1.as_str()), (1, "do_not_call"));
+    let zones: Vec<(String, Option<String>, Vec<String>)> = client
+        .query(
+            "SELECT phone_number, timezone, timezones FROM contacts WHERE batch_id = $1
+             ORDER BY row_index",
+            &[&batch.id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        zones,
+        [
+            (
+                "+12125550100".to_owned(),
+                None,
+                vec!["America/New_York".to_owned()]
+            ),
+            (
+                "+12125550102".to_owned(),
+                Some("America/Chicago".to_owned()),
+                vec!["America/Chicago".to_owned()]
+            ),
+            (
+                "+12135550100".to_owned(),
+                None,
+                vec!["America/Los_Angeles".to_owned()]
+            ),
+        ]
+    );
+    let s = fixture::state(&env.db, &batch).await;
+    assert_eq!((s.accepted, s.rejected), (3, 1));
 }

@@ -61,11 +61,15 @@ pub enum CallOutcome {
     /// The worker lost track of the call and the carrier could not tell us: closed without a
     /// retry so the contact is never dialed twice.
     Unknown,
+    /// Never dialed: the number is on the workspace's do-not-call list (listed after ingest,
+    /// or opted out). Recorded on the contact only (`contacts.last_outcome`); no attempt is
+    /// written or charged.
+    Suppressed,
 }
 
 impl CallOutcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [CallOutcome; 7] = [
+    pub const ALL: [CallOutcome; 8] = [
         Self::Completed,
         Self::Busy,
         Self::NoAnswer,
@@ -73,6 +77,7 @@ impl CallOutcome {
         Self::Voicemail,
         Self::Cancelled,
         Self::Unknown,
+        Self::Suppressed,
     ];
 
     /// Whether another attempt may follow (busy and no-answer only).
@@ -96,6 +101,7 @@ impl CallOutcome {
             Self::Voicemail => "voicemail",
             Self::Cancelled => "cancelled",
             Self::Unknown => "unknown",
+            Self::Suppressed => "suppressed",
         }
     }
 

@@ -17,6 +17,10 @@ pub struct RetryStrategy {
     pub no_answer_delay: u64,
     /// Wait after a busy signal, in ms.
     pub busy_delay: u64,
+    /// Wait after a voicemail (an answering machine), in ms; `None` (the default): a
+    /// voicemail is final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voicemail_delay: Option<u64>,
 }
 
 impl Default for RetryStrategy {
@@ -25,6 +29,7 @@ impl Default for RetryStrategy {
             max_attempts: 3,
             no_answer_delay: 3_600_000,
             busy_delay: 300_000,
+            voicemail_delay: None,
         }
     }
 }
@@ -39,6 +44,7 @@ impl RetryStrategy {
         match outcome {
             CallOutcome::Busy => Some(Duration::from_millis(self.busy_delay)),
             CallOutcome::NoAnswer => Some(Duration::from_millis(self.no_answer_delay)),
+            CallOutcome::Voicemail => self.voicemail_delay.map(Duration::from_millis),
             _ => None,
         }
     }
@@ -52,7 +58,7 @@ mod tests {
     proptest! {
         #[test]
         fn never_exceeds_max_attempts(max in 1u32..6, made in 1u32..10, busy in 0u64..10_000_000, na in 0u64..10_000_000) {
-            let s = RetryStrategy { max_attempts: max, busy_delay: busy, no_answer_delay: na };
+            let s = RetryStrategy { max_attempts: max, busy_delay: busy, no_answer_delay: na, voicemail_delay: None };
             for outcome in CallOutcome::ALL {
                 let next = s.next_delay(outcome, made);
                 if made >= max || !outcome.is_retryable() {

@@ -91,6 +91,11 @@ impl LocalTime {
     /// Midnight at the end of the day (`24:00`).
     pub const END_OF_DAY: LocalTime = LocalTime(24 * 60);
 
+    /// From minutes after midnight, for constants (the caller keeps it within `0..=1440`).
+    pub const fn from_minutes_const(minutes: u16) -> Self {
+        LocalTime(minutes)
+    }
+
     /// From hours and minutes (`24:00` allowed).
     pub fn from_hm(hour: u16, minute: u16) -> Option<Self> {
         let valid = (hour < 24 && minute < 60) || (hour == 24 && minute == 0);

@@ -56,7 +56,9 @@ pub fn dialgen_call_status(outcome: Option<CallOutcome>) -> DialgenCallStatus {
         Some(CallOutcome::Completed | CallOutcome::Voicemail) => DialgenCallStatus::Completed,
         Some(CallOutcome::Busy | CallOutcome::NoAnswer) => DialgenCallStatus::Missed,
         Some(CallOutcome::Cancelled) => DialgenCallStatus::Cancelled,
-        Some(CallOutcome::Failed | CallOutcome::Unknown) => DialgenCallStatus::Failed,
+        Some(CallOutcome::Failed | CallOutcome::Unknown | CallOutcome::Suppressed) => {
+            DialgenCallStatus::Failed
+        }
     }
 }
 
@@ -99,6 +101,7 @@ pub fn vogent_system_result_type(outcome: Option<CallOutcome>) -> Option<&'stati
         CallOutcome::Voicemail => "VOICEMAIL",
         CallOutcome::Cancelled => "CANCELLED",
         CallOutcome::Unknown => "UNKNOWN",
+        CallOutcome::Suppressed => "SUPPRESSED",
     })
 }
 

@@ -446,6 +446,8 @@ pub enum RejectReason {
     Duplicate,
     /// Another field failed validation (email, metadata size, …).
     InvalidField,
+    /// On the workspace's do-not-call list.
+    DoNotCall,
     /// Anything else.
     Other,
 }
@@ -457,6 +459,7 @@ impl RejectReason {
             RejectReason::InvalidNumber => "invalid_number",
             RejectReason::Duplicate => "duplicate",
             RejectReason::InvalidField => "invalid_field",
+            RejectReason::DoNotCall => "do_not_call",
             RejectReason::Other => "other",
         }
     }

@@ -41,6 +41,11 @@ pub struct RawRow {
     /// Vogent `inputs` or Dialgen `metadata`.
     #[serde(default)]
     pub inputs: serde_json::Value,
+    /// The contact's own IANA timezone (Vogent `timezone` beside `toNumber`, Dialgen's
+    /// `timezone` extension), validated by the gateway. When absent the zones are derived from
+    /// the number (`shared::compliance::zones`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 /// A contact released for dialing, published by the scheduler, consumed by a dial worker.

@@ -240,7 +240,7 @@ fn merge(mut pieces: Vec<Span>) -> Vec<Span> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::{DaySchedule, LocalTime, TimeSlot, Timezone};
     use proptest::prelude::*;
@@ -275,11 +275,11 @@ mod tests {
         scan(w, t, false)
     }
 
-    fn hm(s: &str) -> LocalTime {
+    pub(crate) fn hm(s: &str) -> LocalTime {
         s.parse().unwrap()
     }
 
-    fn schedule(tz: &str, days: &[(i64, &[(&str, &str)])]) -> Schedule {
+    pub(crate) fn schedule(tz: &str, days: &[(i64, &[(&str, &str)])]) -> Schedule {
         Schedule {
             days: days
                 .iter()
@@ -299,7 +299,7 @@ mod tests {
         }
     }
 
-    fn utc(s: &str) -> DateTime<Utc> {
+    pub(crate) fn utc(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
 
@@ -445,7 +445,7 @@ mod tests {
         })
     }
 
-    fn arb_schedule() -> impl Strategy<Value = Schedule> {
+    pub(crate) fn arb_schedule() -> impl Strategy<Value = Schedule> {
         let day =
             (0i64..=6, prop::collection::vec(slot(), 1..=3)).prop_map(|(d, slots)| DaySchedule {
                 day_of_week: Weekday::new(d).unwrap(),
@@ -462,7 +462,7 @@ mod tests {
             })
     }
 
-    fn arb_instant() -> impl Strategy<Value = DateTime<Utc>> {
+    pub(crate) fn arb_instant() -> impl Strategy<Value = DateTime<Utc>> {
         (
             prop::sample::select(ANCHORS),
             -9 * 24 * 60i64..=9 * 24 * 60,

@@ -497,6 +497,10 @@ impl Stack {
                 "create",
                 "--name",
                 name,
+                // The suite judges delivery, not calling hours: its numbers are dialed at any
+                // hour it runs.
+                "--recipient-hours",
+                "off",
                 "--max-concurrent-dials",
             ])
             .arg(limit.to_string())

@@ -1,0 +1,191 @@
+//! The dial worker's last look before the carrier request (invariant 11): a number listed on
+//! the do-not-call list after its release is suppressed without an attempt, and a contact whose
+//! calling hours closed (or whose number reached the frequency cap) is handed back uncharged
+//! for its next allowed minute. The simulated carrier's call list is the witness.
+
+mod common;
+
+use common::*;
+use dial_worker::carrier::Carrier;
+use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimOutcome};
+use dial_worker::dial::{DialResult, dial_one};
+use shared::queue::messages::DialV1;
+use testkit::{TestEnv, fixtures};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn answered() -> SimBehavior {
+    SimBehavior {
+        ring_ms: (0, 0),
+        talk_ms: (10, 10),
+        rule: OutcomeRule::Always(SimOutcome::Answered),
+        report_answered: true,
+        seed: 7,
+    }
+}
+
+/// Releases the batch's one contact as the scheduler would; returns its message.
+async fn release(env: &TestEnv, ws: Uuid, batch_id: Uuid) -> DialV1 {
+    let client = env.db.get().await.unwrap();
+    let contact_id: Uuid = client
+        .query_one(
+            "UPDATE contacts SET state = 'released', released_at = now()
+             WHERE batch_id = $1 RETURNING id",
+            &[&batch_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    DialV1 {
+        batch_id,
+        workspace_id: ws,
+        contact_id,
+        attempt_no: 1,
+    }
+}
+
+async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, Option<String>, bool) {
+    let client = env.db.get().await.unwrap();
+    let r = client
+        .query_one(
+            "SELECT state, attempts, last_outcome, next_attempt_at > now() + interval '1 minute'
+             FROM contacts WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3))
+}
+
+async fn attempts(env: &TestEnv) -> i64 {
+    let client = env.db.get().await.unwrap();
+    client
+        .query_one("SELECT count(*) FROM dial_attempts", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_number_listed_after_release_is_suppressed_not_dialed() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let ws = workspace(&env, 10).await;
+    let batch_id = batch(&env, &new_batch(ws), &["+12015550150".to_owned()]).await;
+    let sim = sim(&env, answered(), stop.clone());
+    let ctx = dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        Carrier::Sim(sim.clone()),
+        config(&env, &[]),
+    );
+    let msg = release(&env, ws.id, batch_id).await;
+    // Listed between the release and the dial.
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO dnc_numbers (workspace_id, number) VALUES ($1, '+12015550150')",
+            &[&ws.id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(dial_one(&ctx, &msg).await.unwrap(), DialResult::Suppressed);
+    assert!(sim.calls().is_empty(), "never dialed");
+    assert_eq!(attempts(&env).await, 0, "no attempt written or charged");
+    let (state, tries, outcome, _) = contact(&env, msg.contact_id).await;
+    assert_eq!(
+        (state.as_str(), tries, outcome.as_deref()),
+        ("failed", 0, Some("suppressed"))
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let client = env.db.get().await.unwrap();
+    // 08:00–21:00 in the recipient's zone; the clock is put where Los Angeles is closed.
+    let ws = fixtures::Workspace::new()
+        .numbers(&["+12015550100"])
+        .recipient_hours(8 * 60, 21 * 60)
+        .insert(&client)
+        .await;
+    let la = batch(&env, &new_batch(ws), &["+12135550150".to_owned()]).await;
+    let sim = sim(&env, answered(), stop.clone());
+    let now = chrono::Utc::now();
+    let la_now = now.with_timezone(&chrono_tz::America::Los_Angeles);
+    // 03:00 today in Los Angeles, whatever time it is here.
+    let target = la_now
+        .date_naive()
+        .and_hms_opt(3, 0, 0)
+        .unwrap()
+        .and_local_timezone(chrono_tz::America::Los_Angeles)
+        .earliest()
+        .unwrap();
+    let offset = (target.with_timezone(&chrono::Utc) - now)
+        .num_seconds()
+        .to_string();
+    let ctx = dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        Carrier::Sim(sim.clone()),
+        config(&env, &[(shared::clock::OFFSET_VAR, offset.as_str())]),
+    );
+    let msg = release(&env, ws.id, la).await;
+    assert_eq!(
+        dial_one(&ctx, &msg).await.unwrap(),
+        DialResult::HandedBack("queued")
+    );
+    assert!(sim.calls().is_empty());
+    assert_eq!(attempts(&env).await, 0);
+    let (state, tries, _, later) = contact(&env, msg.contact_id).await;
+    assert_eq!((state.as_str(), tries, later), ("queued", 0, true));
+
+    // A frequency cap of one call a week, the number called once already (another batch).
+    client
+        .execute(
+            "UPDATE workspaces SET recipient_hours_start = NULL, recipient_hours_end = NULL,
+                 max_calls_per_number_count = 1, max_calls_per_number_days = 7 WHERE id = $1",
+            &[&ws.id],
+        )
+        .await
+        .unwrap();
+    let earlier = batch(&env, &new_batch(ws), &["+12015550160".to_owned()]).await;
+    client
+        .execute(
+            "INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no, to_number,
+                                        state, outcome)
+             SELECT gen_random_uuid(), id, batch_id, workspace_id, 1, phone_number, 'ended', 'completed'
+             FROM contacts WHERE batch_id = $1",
+            &[&earlier],
+        )
+        .await
+        .unwrap();
+    let capped = batch(&env, &new_batch(ws), &["+12015550160".to_owned()]).await;
+    let ctx = dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        Carrier::Sim(sim.clone()),
+        config(&env, &[]),
+    );
+    let msg = release(&env, ws.id, capped).await;
+    assert_eq!(
+        dial_one(&ctx, &msg).await.unwrap(),
+        DialResult::HandedBack("queued")
+    );
+    assert!(sim.calls().is_empty());
+    assert_eq!(attempts(&env).await, 1, "only the earlier batch's attempt");
+    let (state, tries, _, later) = contact(&env, msg.contact_id).await;
+    assert_eq!((state.as_str(), tries, later), ("queued", 0, true));
+    let events: i64 = client
+        .query_one(
+            "SELECT count(*) FROM contact_events WHERE kind = 'deferred'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 2);
+    stop.cancel();
+}

@@ -1,0 +1,608 @@
+//! Calling compliance (invariant 11) across every role, judged from the carrier simulator's
+//! call record: recipient-local calling hours at an injected instant, a number put on the
+//! do-not-call list mid-campaign, an opt-out during a call, and the audit trail.
+//!
+//! The stack is the one of `end_to_end.rs`, cut to what these tests need, with two knobs: the
+//! workspace's compliance policy and a clock offset (`DIALFLEET_CLOCK_OFFSET_SECS`) given to
+//! the scheduler and the dial workers, so they live at a chosen instant.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+use shared::config::Env;
+use testkit::TestEnv;
+use testkit::http::SendJson;
+use tokio_util::sync::CancellationToken;
+
+struct Stack {
+    env: TestEnv,
+    gateway: String,
+    record: PathBuf,
+    key: String,
+    agent: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(dir) = self.record.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Starts the carrier simulator (last-digit rule), the gateway, an ingest worker, a scheduler
+/// and a dial worker; the scheduler and the dial worker see the clock shifted by
+/// `clock_offset_secs`. The workspace has `compliance` as its policy.
+async fn start(compliance: api_gateway::admin::Compliance, clock_offset_secs: i64) -> Stack {
+    let env = TestEnv::new().await;
+    let shutdown = CancellationToken::new();
+    let dir = std::env::temp_dir().join(format!("dialfleet-compliance-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("calls.jsonl");
+    let sim_config = carrier_sim::config::Config::from_env(&Env::from_pairs([
+        ("CARRIER_SIM_ADDR", "127.0.0.1:0"),
+        ("CARRIER_SIM_RING_MS", "50"),
+        ("CARRIER_SIM_TALK_MS", "100"),
+        ("CARRIER_SIM_RECORD", record.to_str().unwrap()),
+    ]))
+    .unwrap();
+    let (sim, _) = carrier_sim::spawn(sim_config, shutdown.clone())
+        .await
+        .unwrap();
+
+    let port = testkit::process::free_addr().port();
+    let gateway = format!("http://127.0.0.1:{port}");
+    let offset = clock_offset_secs.to_string();
+    let with = |extra: &[(&str, String)]| {
+        let mut pairs = env.env_vars();
+        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
+        pairs.push(("PUBLIC_URL".into(), gateway.clone()));
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Env::from_pairs(pairs)
+    };
+    let gw = api_gateway::config::Config::from_env(&with(&[(
+        "GATEWAY_ADDR",
+        format!("127.0.0.1:{port}"),
+    )]))
+    .unwrap();
+    api_gateway::spawn(gw, shutdown.clone()).await.unwrap();
+    let ingest = ingest_worker::config::Config::from_env(&with(&[])).unwrap();
+    tokio::spawn(ingest_worker::run(ingest, shutdown.clone()));
+    let sched = scheduler::config::Config::from_env(&with(&[
+        ("SCHEDULER_TICK_MS", "100".into()),
+        (shared::clock::OFFSET_VAR, offset.clone()),
+    ]))
+    .unwrap();
+    tokio::spawn(scheduler::run(sched, shutdown.clone()));
+    let dial = dial_worker::config::Config::from_env(&with(&[
+        ("CARRIER_URL", format!("http://{sim}")),
+        (shared::clock::OFFSET_VAR, offset.clone()),
+    ]))
+    .unwrap();
+    tokio::spawn(dial_worker::run(dial, shutdown.clone()));
+
+    let created = api_gateway::admin::create_workspace_with(&env.db, "compliance", 10, &compliance)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{gateway}/api/phone_numbers"))
+        .bearer_auth(&created.api_key)
+        .json(&json!({"number": "+12015550100"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let agent: Value = http
+        .post(format!("{gateway}/api/agents"))
+        .bearer_auth(&created.api_key)
+        .json(&json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}))
+        .send_json()
+        .await;
+    Stack {
+        env,
+        gateway,
+        record,
+        key: created.api_key,
+        agent: agent["id"].as_str().unwrap().to_owned(),
+        http,
+        shutdown,
+    }
+}
+
+impl Stack {
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.gateway))
+            .bearer_auth(&self.key)
+    }
+
+    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.gateway))
+            .bearer_auth(&self.key)
+            .json(&body)
+    }
+
+    fn calls(&self) -> Vec<carrier_sim::record::CallRecord> {
+        carrier_sim::record::read(&self.record)
+    }
+
+    fn calls_to(&self, number: &str) -> usize {
+        self.calls().iter().filter(|c| c.to == number).count()
+    }
+
+    async fn wait_for(&self, what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Submits a Dialgen batch; returns its id.
+    async fn submit(&self, contacts: Vec<Value>, retry: Value) -> String {
+        self.submit_with(contacts, json!({"retryStrategy": retry}))
+            .await
+    }
+
+    /// Submits a Dialgen batch with these `options` (and 20 calls per second); returns its id.
+    async fn submit_with(&self, contacts: Vec<Value>, mut options: Value) -> String {
+        options["maxCallsPerSecond"] = json!(20);
+        let body = json!({
+            "agentId": self.agent, "userId": "u1", "contacts": contacts, "options": options,
+        });
+        let created: Value = self.post("/api/v1/batch", body).send_json().await;
+        created["batchId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created}"))
+            .to_owned()
+    }
+
+    /// The contact's state, once it is stored.
+    async fn state(&self, number: &str) -> Option<String> {
+        let client = self.env.db.get().await.unwrap();
+        client
+            .query_opt(
+                "SELECT state FROM contacts WHERE phone_number = $1 ORDER BY row_index LIMIT 1",
+                &[&number],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0))
+    }
+
+    async fn contact(&self, number: &str) -> (uuid::Uuid, String, Option<String>) {
+        let client = self.env.db.get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT id, state, last_outcome FROM contacts WHERE phone_number = $1
+                 ORDER BY row_index LIMIT 1",
+                &[&number],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    }
+}
+
+/// The next instant, after `now + 60 s`, at which it is 08:00 in Los Angeles (New York is at
+/// 11:00 then, inside its hours).
+fn next_la_opening(now: DateTime<Utc>) -> DateTime<Utc> {
+    let la = chrono_tz::America::Los_Angeles;
+    let mut day = now.with_timezone(&la).date_naive();
+    loop {
+        let at = la
+            .from_local_datetime(&day.and_hms_opt(8, 0, 0).unwrap())
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc);
+        if at > now + chrono::Duration::seconds(60) {
+            return at;
+        }
+        day = day.succ_opt().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn new_york_is_dialed_and_los_angeles_waits_for_its_hour() {
+    // The roles' clock starts 15 s before 08:00 in Los Angeles (11:00 in New York).
+    let opening = next_la_opening(Utc::now());
+    let lead = chrono::Duration::seconds(15);
+    let offset = (opening - lead - Utc::now()).num_seconds();
+    let stack = start(api_gateway::admin::Compliance::default(), offset).await;
+    let fake = |t: DateTime<Utc>| t + chrono::Duration::seconds(offset);
+
+    // Answered numbers (last digit 0–5): five in New York (212), five in Los Angeles (213),
+    // and one New York number whose contact says it lives in Los Angeles.
+    let ny: Vec<String> = (0..5).map(|i| format!("+1212555010{i}")).collect();
+    let la: Vec<String> = (0..5).map(|i| format!("+1213555010{i}")).collect();
+    let moved = "+12125550105".to_owned();
+    let mut contacts: Vec<Value> = ny
+        .iter()
+        .chain(&la)
+        .map(|n| json!({"phoneNumber": n}))
+        .collect();
+    contacts.push(json!({"phoneNumber": moved, "timezone": "America/Los_Angeles"}));
+    let batch = stack.submit(contacts, json!({"maxAttempts": 1})).await;
+
+    stack
+        .wait_for(
+            "every New York contact dialed",
+            Duration::from_secs(12),
+            async || ny.iter().all(|n| stack.calls_to(n) == 1),
+        )
+        .await;
+    let calls = stack.calls();
+    for c in &calls {
+        let at = fake(c.requested_at);
+        if c.to.starts_with("+1212") && c.to != moved {
+            assert!(at < opening, "{} dialed at {at}, after LA's opening", c.to);
+        } else {
+            panic!(
+                "{} dialed at {at} (roles' clock) before 08:00 in Los Angeles",
+                c.to
+            );
+        }
+    }
+
+    // Check-status shows who waits for their hours (an extension of `performance`).
+    let status: Value = stack
+        .get(&format!("/api/v1/batch/{batch}/status"))
+        .send_json()
+        .await;
+    assert_eq!(
+        status["performance"]["deferred"]["recipientHours"], 6,
+        "{status}"
+    );
+    assert!(
+        status["performance"]["estimatedTimeRemaining"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+
+    // At 08:00 Los Angeles time the 213 contacts (and the one living there) are dialed.
+    stack
+        .wait_for(
+            "the Los Angeles contacts dialed at their hour",
+            Duration::from_secs(40),
+            async || la.iter().chain([&moved]).all(|n| stack.calls_to(n) == 1),
+        )
+        .await;
+    for c in stack.calls() {
+        if la.contains(&c.to) || c.to == moved {
+            let at = fake(c.requested_at);
+            assert!(at >= opening, "{} dialed at {at}, before {opening}", c.to);
+        }
+    }
+
+    // The audit trail says why they waited.
+    let (id, _, _) = stack.contact(&la[0]).await;
+    let events: Value = stack
+        .get(&format!("/api/contacts/{id}/events"))
+        .send_json()
+        .await;
+    let kinds: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"ingested"), "{events}");
+    assert!(kinds.contains(&"deferred"), "{events}");
+    assert!(kinds.contains(&"dialed"), "{events}");
+    let deferred = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "deferred")
+        .unwrap();
+    assert_eq!(deferred["reason"], "recipient_hours");
+}
+
+#[tokio::test]
+async fn a_listed_number_is_never_called_again_and_an_opt_out_ends_retries() {
+    let stack = start(api_gateway::admin::Compliance::off(), 0).await;
+    // Busy numbers (last digit 6) are retried every 300 ms, five attempts in all.
+    let listed = "+12015550106".to_owned();
+    let opted = "+12015550116".to_owned();
+    let control = "+12015550126".to_owned();
+    let contacts = [&listed, &opted, &control]
+        .iter()
+        .map(|n| json!({"phoneNumber": n}))
+        .collect();
+    stack
+        .submit(contacts, json!({"maxAttempts": 5, "busyDelay": 300}))
+        .await;
+    stack
+        .wait_for("first calls", Duration::from_secs(10), async || {
+            stack.calls_to(&listed) >= 1 && stack.calls_to(&opted) >= 1
+        })
+        .await;
+
+    // Mid-campaign: one number goes on the list, the other callee opts out during its call.
+    let added: Value = stack
+        .post(
+            "/api/dnc",
+            json!({"numbers": [listed.clone()], "reason": "complaint"}),
+        )
+        .send_json()
+        .await;
+    assert_eq!(added["added"], 1);
+    let listed_calls = stack.calls_to(&listed);
+    let dial_id: uuid::Uuid = {
+        let client = stack.env.db.get().await.unwrap();
+        client
+            .query_one(
+                "SELECT id FROM dial_attempts WHERE to_number = $1 ORDER BY attempt_no DESC LIMIT 1",
+                &[&opted],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let out: Value = stack
+        .post(&format!("/api/dials/{dial_id}/opt_out"), json!({}))
+        .send_json()
+        .await;
+    assert_eq!(out["optedOut"], true, "{out}");
+    let opted_calls = stack.calls_to(&opted);
+
+    // The control number uses all its attempts; the others are called no more.
+    stack
+        .wait_for(
+            "the control's five attempts",
+            Duration::from_secs(30),
+            async || stack.calls_to(&control) == 5,
+        )
+        .await;
+    for (number, before) in [(&listed, listed_calls), (&opted, opted_calls)] {
+        stack
+            .wait_for("the contact to end", Duration::from_secs(10), async || {
+                let (_, state, _) = stack.contact(number).await;
+                state == "failed" || state == "completed"
+            })
+            .await;
+        // A call already placed when the number was listed may still be in the record; no
+        // call starts after.
+        let now = stack.calls_to(number);
+        assert!(
+            now <= before + 1,
+            "{number}: {before} calls when listed, {now} now"
+        );
+        assert!(now < 5, "{number} was retried to the end: {now} calls");
+        let (id, _, outcome) = stack.contact(number).await;
+        assert_eq!(outcome.as_deref(), Some("suppressed"), "{number}");
+        let events: Value = stack
+            .get(&format!("/api/contacts/{id}/events"))
+            .send_json()
+            .await;
+        assert!(
+            events["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["event"] == "suppressed"),
+            "{events}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(stack.calls_to(&listed) <= listed_calls + 1);
+
+    // A later batch with the listed number rejects that row at ingest.
+    let batch = stack
+        .submit(
+            vec![
+                json!({"phoneNumber": listed}),
+                json!({"phoneNumber": "+12015550130"}),
+            ],
+            json!({"maxAttempts": 1}),
+        )
+        .await;
+    stack
+        .wait_for("the rejection", Duration::from_secs(10), async || {
+            let client = stack.env.db.get().await.unwrap();
+            let batch: uuid::Uuid = batch.parse().unwrap();
+            client
+                .query_opt(
+                    "SELECT 1 FROM rejected_rows WHERE batch_id = $1 AND reason = 'do_not_call'",
+                    &[&batch],
+                )
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+
+    // The list itself: look-up, CSV import, delete.
+    let found: Value = stack
+        .get(&format!("/api/dnc?number={}", "%2B12015550106"))
+        .send_json()
+        .await;
+    assert_eq!(found["data"][0]["reason"], "complaint", "{found}");
+    let csv: String = std::iter::once("number\n".to_owned())
+        .chain((0..1000).map(|i| format!("(415) 555-{i:04}\n")))
+        .collect();
+    let r = stack
+        .http
+        .post(format!("{}/api/dnc?reason=import", stack.gateway))
+        .bearer_auth(&stack.key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["added"], 1000);
+    let bad = stack
+        .http
+        .post(format!("{}/api/dnc", stack.gateway))
+        .bearer_auth(&stack.key)
+        .header("content-type", "text/csv")
+        .body("+14155550000\nnot a number\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("line 2"));
+    let r = stack
+        .http
+        .delete(format!("{}/api/dnc/%2B14155550001", stack.gateway))
+        .bearer_auth(&stack.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let page: Value = stack.get("/api/dnc?limit=1000").send_json().await;
+    // 1000 imported + the listed + the opted out − the deleted one.
+    assert_eq!(
+        page["data"].as_array().unwrap().len(),
+        1000,
+        "{}",
+        page["cursor"]
+    );
+    assert!(page["cursor"].is_string());
+}
+
+#[tokio::test]
+async fn a_capped_number_is_deferred_across_batches() {
+    let compliance = api_gateway::admin::Compliance {
+        max_calls_per_number: Some((2, 7)),
+        ..api_gateway::admin::Compliance::off()
+    };
+    let stack = start(compliance, 0).await;
+    // A busy number, retried every 200 ms up to five attempts: the cap allows two calls in
+    // seven days, so the third attempt waits (deferred, not failed).
+    let capped = "+12015550146".to_owned();
+    stack
+        .submit(
+            vec![json!({"phoneNumber": capped})],
+            json!({"maxAttempts": 5, "busyDelay": 200}),
+        )
+        .await;
+    stack
+        .wait_for("the cap to defer the contact", Duration::from_secs(20), async || {
+            let client = stack.env.db.get().await.unwrap();
+            client
+                .query_opt(
+                    "SELECT 1 FROM contacts WHERE phone_number = $1 AND state = 'queued'
+                       AND hold_reason = 'frequency_cap' AND next_attempt_at > now() + interval '6 days'",
+                    &[&capped],
+                )
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+    // Another batch with the same number: counted across batches, so not called either.
+    stack
+        .submit(
+            vec![json!({"phoneNumber": capped})],
+            json!({"maxAttempts": 1}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.calls_to(&capped), 2, "{:?}", stack.calls());
+    let client = stack.env.db.get().await.unwrap();
+    let held: i64 = client
+        .query_one(
+            "SELECT count(*) FROM contacts WHERE phone_number = $1 AND state = 'queued'
+               AND hold_reason = 'frequency_cap'",
+            &[&capped],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 2, "both batches' contacts wait for the cap");
+    let (id, _, _) = stack.contact(&capped).await;
+    let events: Value = stack
+        .get(&format!("/api/contacts/{id}/events"))
+        .send_json()
+        .await;
+    assert!(
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "deferred" && e["reason"] == "frequency_cap"),
+        "{events}"
+    );
+}
+
+#[tokio::test]
+async fn a_machine_answer_is_recorded_as_voicemail_and_retried_only_when_asked() {
+    let stack = start(api_gateway::admin::Compliance::off(), 0).await;
+    // Last digit 9: an answering machine picks up. Machine detection on for both batches; the
+    // second retries voicemails after 300 ms (`voicemailDelay`), up to two attempts.
+    let once = "+12015550159".to_owned();
+    let twice = "+12015550169".to_owned();
+    stack
+        .submit_with(
+            vec![json!({"phoneNumber": once})],
+            json!({"machineDetection": "Enable", "retryStrategy": {"maxAttempts": 2}}),
+        )
+        .await;
+    stack
+        .submit_with(
+            vec![json!({"phoneNumber": twice})],
+            json!({"machineDetection": "DetectMessageEnd",
+                   "retryStrategy": {"maxAttempts": 2, "voicemailDelay": 300}}),
+        )
+        .await;
+    stack
+        .wait_for("both contacts final", Duration::from_secs(20), async || {
+            stack.state(&once).await.as_deref() == Some("completed")
+                && stack.state(&twice).await.as_deref() == Some("completed")
+        })
+        .await;
+    assert_eq!(stack.calls_to(&once), 1, "a voicemail is final by default");
+    assert_eq!(stack.calls_to(&twice), 2, "voicemailDelay retries it");
+    for number in [&once, &twice] {
+        let (_, _, outcome) = stack.contact(number).await;
+        assert_eq!(outcome.as_deref(), Some("voicemail"), "{number}");
+    }
+    let client = stack.env.db.get().await.unwrap();
+    let outcomes: Vec<String> = client
+        .query(
+            "SELECT outcome FROM dial_attempts WHERE outcome IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes.iter().all(|o| o == "voicemail"), "{outcomes:?}");
+    // The simulator's own record agrees: the machine picked up.
+    assert!(
+        stack
+            .calls()
+            .iter()
+            .all(|c| c.outcome == shared::domain::CallOutcome::Voicemail),
+        "{:?}",
+        stack.calls()
+    );
+    // A bad value names its field.
+    let r = stack
+        .post(
+            "/api/v1/batch",
+            json!({"agentId": stack.agent, "userId": "u1",
+                   "contacts": [{"phoneNumber": "+12015550100"}],
+                   "options": {"machineDetection": "Sometimes"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("options.machineDetection"));
+}
