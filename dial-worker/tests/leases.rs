@@ -33,26 +33,6 @@ async fn acquire(limits: &Limits, ws: Uuid, job: Uuid, attempt_id: Uuid) -> TryA
         .unwrap()
 }
 
-/// A call in flight in the database: workspace (limit 1), job (limit 1), contact, attempt
-/// without outcome. Returns `(workspace, job, attempt)`.
-async fn call_in_flight(env: &TestEnv) -> (Uuid, Uuid, Uuid) {
-    let ws = workspace(env, 1).await;
-    let spec = new_batch(ws).max_concurrent_dials(1);
-    let job = batch(env, &spec, &numbers("+1201555", 1, 0)).await;
-    let attempt = Uuid::new_v4();
-    let client = env.db.get().await.unwrap();
-    client
-        .execute(
-            "INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no, to_number)
-             SELECT $1, id, batch_id, workspace_id, 1, phone_number FROM contacts
-             WHERE batch_id = $2",
-            &[&attempt, &job],
-        )
-        .await
-        .unwrap();
-    (ws.id, job, attempt)
-}
-
 async fn end_call(env: &TestEnv, attempt: Uuid) {
     let client = env.db.get().await.unwrap();
     client

@@ -1,5 +1,7 @@
 //! The Redis limits on their own, against the real Redis.
 
+mod common;
+
 use std::time::Duration;
 
 use dial_worker::limits::{HeldLeases, Limits, SlotRequest, TryAcquire};
@@ -287,8 +289,12 @@ async fn the_limit_holds_through_a_flush_with_the_renewer_running() {
     let lease = Duration::from_millis(1500);
     let holder = Limits::new(env.redis.clone(), lease, Duration::ZERO);
     let other = Limits::new(env.redis.clone(), lease, Duration::ZERO);
-    let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
-    let call = request(ws, job, 2, 2, 0);
+    // The holder's call is in the database, or its renewer would rightly let it go.
+    let (ws, job, attempt) = common::call_in_flight(&env).await;
+    let call = SlotRequest {
+        attempt_id: attempt,
+        ..request(ws, job, 2, 2, 0)
+    };
     assert!(matches!(
         holder.try_acquire(&call).await.unwrap(),
         TryAcquire::Acquired { .. }

@@ -198,3 +198,23 @@ pub fn max_starts_per_second(calls: &[SimCall], filter: impl Fn(&SimCall) -> boo
         calls.iter().filter(|c| filter(c)).map(|c| c.requested_at),
     )
 }
+
+/// A call in flight in the database: workspace (limit 1), job (limit 1), contact, attempt
+/// without outcome. Returns `(workspace, job, attempt)`.
+pub async fn call_in_flight(env: &TestEnv) -> (Uuid, Uuid, Uuid) {
+    let ws = workspace(env, 1).await;
+    let spec = new_batch(ws).max_concurrent_dials(1);
+    let job = batch(env, &spec, &numbers("+1201555", 1, 0)).await;
+    let attempt = Uuid::new_v4();
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no, to_number)
+             SELECT $1, id, batch_id, workspace_id, 1, phone_number FROM contacts
+             WHERE batch_id = $2",
+            &[&attempt, &job],
+        )
+        .await
+        .unwrap();
+    (ws.id, job, attempt)
+}
