@@ -99,12 +99,13 @@ pub fn overshoot(calls: &[CallRecord], limit: usize) -> (usize, i64) {
     (worst, above_ms)
 }
 
-/// The longest gap between consecutive starts at or after `from`, and the first start at or
-/// after `healed` (seconds after it).
+/// The longest gap between consecutive starts at or after `from` (up to `until` when given: a
+/// campaign still unfinished then), and the first start at or after `healed` (seconds after it).
 pub fn gaps(
     calls: &[CallRecord],
     from: Option<DateTime<Utc>>,
     healed: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
 ) -> (f64, Option<f64>) {
     let Some(from) = from else {
         return (0.0, None);
@@ -116,6 +117,9 @@ pub fn gaps(
     for s in starts.iter().filter(|s| **s >= from) {
         max_gap = max_gap.max((*s - prev).num_milliseconds() as f64 / 1000.0);
         prev = *s;
+    }
+    if let Some(until) = until {
+        max_gap = max_gap.max((until - prev).num_milliseconds() as f64 / 1000.0);
     }
     let recovery = healed.and_then(|h| {
         starts

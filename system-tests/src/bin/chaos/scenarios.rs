@@ -198,6 +198,7 @@ async fn campaign(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     sampler.abort();
+    let waited_until = Utc::now();
     if name == "two-schedulers" {
         stack.role("scheduler-2").kill9().await;
         stack.role("scheduler").restart().await?;
@@ -299,7 +300,9 @@ async fn campaign(
         let w = window.lock().unwrap_or_else(|e| e.into_inner());
         (w.start, w.end)
     };
-    (f.max_gap_s, f.recovery_s) = check::gaps(&calls, start, end);
+    // A campaign whose calls stopped for good: its last gap runs to the end of the wait.
+    let open_until = (!f.completed).then_some(waited_until);
+    (f.max_gap_s, f.recovery_s) = check::gaps(&calls, start, end, open_until);
     f.dead_letters = stack.dead_letters().await.unwrap_or(0);
     Ok(())
 }
