@@ -14,7 +14,7 @@ use shared::db::Pool;
 use shared::domain::JobState;
 use shared::domain::timing::{api_time, api_time_opt};
 
-use crate::batches::control;
+use crate::batches::control::{self, Scope};
 use crate::batches::model::{Batch, COLUMNS};
 use crate::batches::stats::{Counts, statistics};
 use crate::config::Config;
@@ -354,10 +354,17 @@ pub async fn batch(
         }
         BatchCommand::Pause { id } | BatchCommand::Resume { id } | BatchCommand::Cancel { id } => {
             let (b, cancelled) = match command {
-                BatchCommand::Pause { .. } => (control::set_paused(db, id, true).await, None),
-                BatchCommand::Resume { .. } => (control::set_paused(db, id, false).await, None),
-                _ => match control::cancel(db, id).await {
-                    Ok((b, n)) => (Ok(b), Some(n)),
+                BatchCommand::Pause { .. } => {
+                    (control::set_paused(db, Scope::Any, id, true).await, None)
+                }
+                BatchCommand::Resume { .. } => {
+                    (control::set_paused(db, Scope::Any, id, false).await, None)
+                }
+                _ => match control::cancel(db, Scope::Any, id).await {
+                    Ok(b) => match control::cancel_queued(db, id).await {
+                        Ok(n) => (Ok(b), Some(n)),
+                        Err(e) => (Err(e), None),
+                    },
                     Err(e) => (Err(e), None),
                 },
             };

@@ -1,6 +1,6 @@
-//! Pausing, resuming and cancelling a batch by id alone, for the operator's CLI (`api-gateway
-//! batch pause|resume|cancel`). The transitions are `JobState`'s, as for `/paused` and
-//! `/cancel`; a pause applies the settings `PUT` kept while the job was active, and a cancel
+//! Pausing, resuming and cancelling a batch: the one implementation behind Vogent's `/paused`
+//! and `/cancel` (scoped to the key's workspace) and the operator's CLI (`api-gateway batch
+//! pause|resume|cancel`, any workspace). The transitions are `JobState`'s; a pause applies the settings `PUT` kept while the job was active, and a cancel
 //! commits the job's state first and alone (no new call starts after that commit), then moves
 //! its queued contacts to `cancelled` in a statement of its own.
 
@@ -14,30 +14,58 @@ use shared::domain::JobState;
 use super::model::{Batch, COLUMNS};
 use crate::error::ApiError;
 
-async fn lock(client: &impl GenericClient, id: Uuid) -> Result<Batch, ApiError> {
-    let sql = format!("SELECT {COLUMNS} FROM batches WHERE id = $1 FOR UPDATE");
-    let row = client
-        .query_opt(&sql, &[&id])
-        .await?
-        .ok_or(ApiError::NotFound("batch"))?;
-    Batch::from_row(&row)
+/// Whose batch a control may touch.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    /// Only the API key's workspace; another workspace's id is "not found" as `what`.
+    Workspace {
+        /// The key's workspace.
+        id: Uuid,
+        /// The noun of the 404 ("batch dial job").
+        what: &'static str,
+    },
+    /// Any workspace's (the operator).
+    Any,
+}
+
+impl Scope {
+    async fn select(
+        self,
+        client: &impl GenericClient,
+        id: Uuid,
+        suffix: &str,
+    ) -> Result<Batch, ApiError> {
+        let (row, what) = match self {
+            Scope::Workspace { id: ws, what } => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2{suffix}"
+                );
+                (client.query_opt(&sql, &[&id, &ws]).await?, what)
+            }
+            Scope::Any => {
+                let sql = format!("SELECT {COLUMNS} FROM batches WHERE id = $1{suffix}");
+                (client.query_opt(&sql, &[&id]).await?, "batch")
+            }
+        };
+        Batch::from_row(&row.ok_or(ApiError::NotFound(what))?)
+    }
 }
 
 /// Loads any workspace's batch.
 pub async fn load(client: &impl GenericClient, id: Uuid) -> Result<Batch, ApiError> {
-    let sql = format!("SELECT {COLUMNS} FROM batches WHERE id = $1");
-    let row = client
-        .query_opt(&sql, &[&id])
-        .await?
-        .ok_or(ApiError::NotFound("batch"))?;
-    Batch::from_row(&row)
+    Scope::Any.select(client, id, "").await
 }
 
 /// Pauses (`true`) or resumes/starts (`false`) batch `id`.
-pub async fn set_paused(db: &Pool, id: Uuid, paused: bool) -> Result<Batch, ApiError> {
+pub async fn set_paused(
+    db: &Pool,
+    scope: Scope,
+    id: Uuid,
+    paused: bool,
+) -> Result<Batch, ApiError> {
     let mut client = db.get().await?;
     let txn = client.transaction().await?;
-    let batch = lock(&txn, id).await?;
+    let batch = scope.select(&txn, id, " FOR UPDATE").await?;
     let next = batch
         .state
         .set_paused(paused)
@@ -54,16 +82,18 @@ pub async fn set_paused(db: &Pool, id: Uuid, paused: bool) -> Result<Batch, ApiE
             crate::routes::vogent::apply_settings(&txn, id, pending).await?;
         }
     }
-    let batch = load(&txn, id).await?;
+    let batch = scope.select(&txn, id, "").await?;
     txn.commit().await?;
     Ok(batch)
 }
 
-/// Cancels batch `id`; returns it and how many queued contacts were cancelled.
-pub async fn cancel(db: &Pool, id: Uuid) -> Result<(Batch, u64), ApiError> {
+/// Cancels batch `id`: commits the job's state first and alone, so no new call starts after
+/// that commit, and returns the cancelled batch. Its queued contacts follow with
+/// [`cancel_queued`] (the scheduler's cancel sweep is the backstop).
+pub async fn cancel(db: &Pool, scope: Scope, id: Uuid) -> Result<Batch, ApiError> {
     let mut client = db.get().await?;
     let txn = client.transaction().await?;
-    let batch = lock(&txn, id).await?;
+    let batch = scope.select(&txn, id, " FOR UPDATE").await?;
     let next = batch
         .state
         .cancel()
@@ -73,12 +103,20 @@ pub async fn cancel(db: &Pool, id: Uuid) -> Result<(Batch, u64), ApiError> {
         &[&id, &next.as_str()],
     )
     .await?;
+    let batch = scope.select(&txn, id, "").await?;
     txn.commit().await?;
+    Ok(batch)
+}
+
+/// Moves a cancelled job's queued contacts to `cancelled` (after the job's own state committed).
+pub async fn cancel_queued(db: &Pool, id: Uuid) -> Result<u64, ApiError> {
+    let client = db.get().await?;
     let n = client
         .execute(
-            "UPDATE contacts SET state = 'cancelled', updated_at = now() WHERE batch_id = $1 AND state = 'queued'",
+            "UPDATE contacts SET state = 'cancelled', updated_at = now()
+             WHERE batch_id = $1 AND state = 'queued'",
             &[&id],
         )
         .await?;
-    Ok((load(&client, id).await?, n))
+    Ok(n)
 }

@@ -17,6 +17,7 @@ use shared::domain::{AttemptState, JobState, Surface, VogentStatus};
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::{self, VogentRow};
+use crate::batches::control::{self, Scope};
 use crate::batches::model::{Batch, COLUMNS};
 use crate::batches::settings::{self, VogentCreate, VogentUpdate};
 use crate::batches::submit::{Idempotency, idempotency_key, submit};
@@ -273,6 +274,14 @@ async fn lock(client: &impl GenericClient, workspace: Uuid, id: Uuid) -> Result<
     Batch::from_row(&row)
 }
 
+/// The key's workspace, whose other jobs answer "batch dial job not found".
+fn job_scope(ws: &Workspace) -> Scope {
+    Scope::Workspace {
+        id: ws.id,
+        what: "batch dial job",
+    }
+}
+
 #[derive(Deserialize)]
 pub(crate) struct PausedBody {
     paused: Option<bool>,
@@ -291,27 +300,7 @@ pub(crate) async fn set_paused(
     let paused = body
         .paused
         .ok_or_else(|| ApiError::field("paused", "is required (true or false)"))?;
-    let mut client = state.db.get().await?;
-    let txn = client.transaction().await?;
-    let batch = lock(&txn, ws.id, id).await?;
-    let next = batch
-        .state
-        .set_paused(paused)
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    if next != batch.state {
-        txn.execute(
-            "UPDATE batches SET state = $2, started_at = COALESCE(started_at, CASE WHEN $2 = 'active' THEN now() END), updated_at = now() WHERE id = $1",
-            &[&id, &next.as_str()],
-        )
-        .await?;
-        if next == JobState::Paused
-            && let Some(pending) = batch.pending_settings.as_ref().and_then(Value::as_object)
-        {
-            apply_settings(&txn, id, pending).await?;
-        }
-    }
-    let batch = Batch::load(&txn, ws.id, id).await?;
-    txn.commit().await?;
+    let batch = control::set_paused(&state.db, job_scope(&ws), id, paused).await?;
     Ok(Json(batch.vogent_json()))
 }
 
@@ -331,41 +320,14 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
-    let mut client = state.db.get().await?;
-    let txn = client.transaction().await?;
-    let batch = lock(&txn, ws.id, id).await?;
-    let next = batch
-        .state
-        .cancel()
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    txn.execute(
-        "UPDATE batches SET state = $2, completed_at = now(), updated_at = now() WHERE id = $1",
-        &[&id, &next.as_str()],
-    )
-    .await?;
-    let batch = Batch::load(&txn, ws.id, id).await?;
-    txn.commit().await?;
-    drop(client);
+    let batch = control::cancel(&state.db, job_scope(&ws), id).await?;
     let db = state.db.clone();
     tokio::spawn(async move {
-        if let Err(e) = cancel_queued(&db, id).await {
+        if let Err(e) = control::cancel_queued(&db, id).await {
             tracing::warn!(batch_id = %id, error = %e, "queued rows not cancelled now; the scheduler's sweep will");
         }
     });
     Ok(Json(batch.vogent_json()))
-}
-
-/// Moves a cancelled job's queued contacts to `cancelled` (after the job's own state committed).
-pub async fn cancel_queued(db: &shared::db::Pool, id: Uuid) -> Result<u64, ApiError> {
-    let client = db.get().await?;
-    let n = client
-        .execute(
-            "UPDATE contacts SET state = 'cancelled', updated_at = now()
-             WHERE batch_id = $1 AND state = 'queued'",
-            &[&id],
-        )
-        .await?;
-    Ok(n)
 }
 
 #[derive(Deserialize)]
