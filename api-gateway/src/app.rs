@@ -63,6 +63,13 @@ pub async fn spawn(
         Arc::new(Publisher::new(broker)),
         shutdown.clone(),
     ));
+    // The batch counters' deltas (migration V12) are folded every second, so a count reads
+    // about a second of them at most; any number of replicas may run this (one folds at a time).
+    tokio::spawn(shared::db::counters::fold_every(
+        db.clone(),
+        std::time::Duration::from_secs(1),
+        shutdown.clone(),
+    ));
     if config.monitor_token_secret == crate::config::DEV_MONITOR_TOKEN_SECRET {
         tracing::warn!(
             "MONITOR_TOKEN_SECRET is not set: monitor links are signed with the development default, which anyone can forge"

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::json;
 use shared::domain::timing::{api_time, api_time_opt};
-use shared::domain::{ContactCounts, ContactState, Statistics};
+use shared::domain::Statistics;
 use uuid::Uuid;
 
 use crate::release::ReleaseError;
@@ -95,20 +95,12 @@ pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid
         let Some(url) = row.get::<_, Option<String>>(4) else {
             continue;
         };
-        // Counted as check-status counts them (shared::domain::stats), so the webhook and
-        // the API agree.
-        let mut counts = ContactCounts::default();
-        for r in tx
-            .query(
-                "SELECT state, count(*) FROM contacts WHERE batch_id = $1 GROUP BY state",
-                &[&batch_id],
-            )
+        // Counted as check-status counts them (the batch counters and the one rule of
+        // shared::domain::stats), so the webhook and the API agree.
+        let counts = shared::db::counters::load_counts(&tx, &[batch_id])
             .await?
-        {
-            if let Some(state) = ContactState::parse(r.get(0)) {
-                counts.add(state, r.get(1));
-            }
-        }
+            .remove(&batch_id)
+            .unwrap_or_default();
         let payload = json!({
             "event": "batch.completed",
             "batchId": batch_id,

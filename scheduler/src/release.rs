@@ -106,6 +106,9 @@ pub enum ReleaseError {
     /// The broker did not confirm in time.
     #[error("publishing dial messages: no confirm within {0:?}")]
     PublishTimeout(Duration),
+    /// The batch counters could not be read.
+    #[error("batch counters: {0}")]
+    Counters(#[from] shared::db::counters::CounterError),
 }
 
 /// An active job as the release step sees it.

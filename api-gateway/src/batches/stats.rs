@@ -7,6 +7,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::dialgen_call_status;
+use shared::db::counters;
 use shared::domain::{CallOutcome, ContactCounts, ContactState, Statistics};
 use uuid::Uuid;
 
@@ -36,35 +37,33 @@ impl Counts {
             .unwrap_or_default();
         let attempts = client
             .query_one(
-                "SELECT count(*) FROM dial_attempts WHERE batch_id = $1",
+                "SELECT count(*) AS n FROM dial_attempts WHERE batch_id = $1",
                 &[&batch_id],
             )
             .await?
-            .get(0);
+            .get("n");
         Ok(Self { contacts, attempts })
     }
 
-    /// Reads the contact counts of several batches in one query; a batch with no contacts yet
-    /// is absent from the map.
+    /// Reads the contact counts of several batches in one query, from the batch counters the
+    /// database keeps (`shared::db::counters`), not a scan of their contacts; a batch with no
+    /// contacts yet is absent from the map.
     pub async fn load_many(
         client: &impl GenericClient,
         batch_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, ContactCounts>, ApiError> {
-        let mut all: HashMap<Uuid, ContactCounts> = HashMap::new();
-        let rows = client
-            .query(
-                "SELECT batch_id, state, count(*) FROM contacts WHERE batch_id = ANY($1) GROUP BY batch_id, state",
-                &[&batch_ids],
-            )
-            .await?;
-        for row in rows {
-            let state: &str = row.get(1);
-            let state = ContactState::parse(state).ok_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("a contact has an invalid state {state:?}"))
-            })?;
-            all.entry(row.get(0)).or_default().add(state, row.get(2));
-        }
-        Ok(all)
+        counters::load_counts(client, batch_ids)
+            .await
+            .map_err(counter_error)
+    }
+}
+
+/// A counter read that failed: the database's error as any other, a corrupt name as internal.
+pub fn counter_error(e: counters::CounterError) -> ApiError {
+    match e {
+        counters::CounterError::Db(e) => e.into(),
+        counters::CounterError::Pool(e) => e.into(),
+        other => ApiError::Internal(other.into()),
     }
 }
 
@@ -106,7 +105,19 @@ pub async fn check_status(
     recent: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Value, ApiError> {
-    let counts = Counts::load(client, b.id).await?;
+    let groups = counters::load(client, &[b.id])
+        .await
+        .map_err(counter_error)?
+        .remove(&b.id)
+        .unwrap_or_default();
+    let contacts = counters::counts(&groups);
+    let attempts: i64 = client
+        .query_one(
+            "SELECT count(*) AS n FROM dial_attempts WHERE batch_id = $1",
+            &[&b.id],
+        )
+        .await?
+        .get("n");
     let elapsed = b.started_at.map(|s| {
         (now.min(b.completed_at.unwrap_or(now)) - s)
             .num_milliseconds()
@@ -114,24 +125,43 @@ pub async fn check_status(
             / 1000.0
     });
     let cps = match elapsed {
-        Some(secs) if secs > 0.0 => counts.attempts as f64 / secs,
+        Some(secs) if secs > 0.0 => attempts as f64 / secs,
         _ => 0.0,
     };
-    let pending = counts.contacts.total - counts.processed();
+    let pending = contacts.total - contacts.processed();
     // Contacts a compliance rule deferred (docs/compliance.md) wait at least until their next
-    // allowed minute, whatever the rate: the ETA is never earlier than the last of those.
-    let held = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE hold_reason = 'recipient_hours'),
-                    count(*) FILTER (WHERE hold_reason = 'unknown_timezone'),
-                    count(*) FILTER (WHERE hold_reason = 'frequency_cap'),
-                    max(next_attempt_at) FILTER (WHERE hold_reason IN ('recipient_hours', 'frequency_cap')
-                                                 AND isfinite(next_attempt_at))
-             FROM contacts WHERE batch_id = $1 AND state = 'queued' AND hold_reason IS NOT NULL",
-            &[&b.id],
-        )
-        .await?;
-    let held_until: Option<DateTime<Utc>> = held.get(3);
+    // allowed minute, whatever the rate: the ETA is never earlier than the last of those. The
+    // counts by reason come from the batch counters; the latest allowed minute is one step of
+    // a backward index range, read only when some contact waits for one.
+    let held = |reason: &str| -> i64 {
+        groups
+            .iter()
+            .filter(|g| {
+                g.state == ContactState::Queued && g.hold_reason.as_deref() == Some(reason)
+            })
+            .map(|g| g.n)
+            .sum()
+    };
+    let (by_hours, unknown_zone, by_cap) = (
+        held("recipient_hours"),
+        held("unknown_timezone"),
+        held("frequency_cap"),
+    );
+    let held_until: Option<DateTime<Utc>> = if by_hours + by_cap > 0 {
+        client
+            .query_opt(
+                "SELECT next_attempt_at FROM contacts
+                 WHERE batch_id = $1 AND state = 'queued'
+                   AND hold_reason IN ('recipient_hours', 'frequency_cap')
+                   AND isfinite(next_attempt_at)
+                 ORDER BY next_attempt_at DESC LIMIT 1",
+                &[&b.id],
+            )
+            .await?
+            .map(|r| r.get("next_attempt_at"))
+    } else {
+        None
+    };
     let wait_secs = held_until.map_or(0.0, |t| (t - now).num_seconds().max(0) as f64);
     let eta = (pending > 0 && (cps > 0.0 || wait_secs > 0.0)).then(|| {
         let by_rate = if cps > 0.0 { pending as f64 / cps } else { 0.0 };
@@ -172,16 +202,16 @@ pub async fn check_status(
         "batchId": b.id,
         "status": b.dialgen_status(now),
         "priority": b.priority,
-        "statistics": statistics(b, &counts.contacts),
+        "statistics": statistics(b, &contacts),
         "performance": {
             "callsPerSecond": round2(cps),
             "estimatedTimeRemaining": eta,
             "elapsedTime": elapsed.map(|e| e.round()),
             // Extension: contacts waiting on a compliance rule, by reason.
             "deferred": {
-                "recipientHours": held.get::<_, i64>(0),
-                "unknownTimezone": held.get::<_, i64>(1),
-                "frequencyCap": held.get::<_, i64>(2),
+                "recipientHours": by_hours,
+                "unknownTimezone": unknown_zone,
+                "frequencyCap": by_cap,
             },
         },
         "timestamps": timestamps(b),

@@ -1,9 +1,10 @@
 //! What a monitor page shows of one batch at one instant, read in **one statement**.
 //!
-//! Cost per refresh, for a batch of N contacts and A attempts:
-//! - contacts by state and last outcome: one `GROUP BY` over the batch's contacts (an index range
-//!   on `batch_id`); the only part that grows with N, and it runs once per refresh interval per
-//!   *batch*, whatever the number of pages open on it (see `hub`);
+//! Cost per refresh, for a batch of N contacts and A attempts — none of it grows with N:
+//! - contacts by state, last outcome and hold reason: the batch counters the database keeps
+//!   (`shared::db::counters`, migration V12): the batch's few dozen counter rows and the deltas
+//!   not folded yet (about a second of changes). It runs once per refresh interval per *batch*,
+//!   whatever the number of pages open on it (see `hub`);
 //! - calls in flight (batch and workspace): the partial index of open attempts, which holds only
 //!   the calls in flight;
 //! - starts in the last 10 s / 60 s, the 20 most recent calls, and the per-minute chart rows
@@ -19,7 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use shared::domain::{ContactCounts, ContactState, Statistics};
+use shared::db::counters;
+use shared::domain::{CallOutcome, ContactCounts, ContactState, Statistics};
 use shared::schedule::Window;
 
 use crate::batches::model::{Batch, COLUMN_COUNT, COLUMNS};
@@ -80,6 +82,9 @@ pub struct Tally {
     pub queued: i64,
     /// Of `queued`: waiting for a retry (a busy or no-answer before).
     pub retry_waiting: i64,
+    /// Of `queued`: deferred by a compliance rule (recipient hours, unknown timezone,
+    /// frequency cap) until their next allowed minute.
+    pub deferred: i64,
     pub in_progress: i64,
     pub completed: i64,
     pub voicemail: i64,
@@ -93,29 +98,33 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, state: ContactState, last_outcome: Option<&str>, n: i64) {
-        self.contacts.add(state, n);
-        if last_outcome == Some("suppressed") {
+    fn add(&mut self, g: &counters::Group) {
+        let n = g.n;
+        self.contacts.add(g.state, g.last_outcome, n);
+        if g.last_outcome == Some(CallOutcome::Suppressed) {
             self.suppressed += n;
             return;
         }
-        match state {
+        match g.state {
             ContactState::Queued => {
                 self.queued += n;
-                if last_outcome.is_some() {
+                if g.last_outcome.is_some() {
                     self.retry_waiting += n;
+                }
+                if g.hold_reason.is_some() {
+                    self.deferred += n;
                 }
             }
             ContactState::Released | ContactState::Dialing => self.in_progress += n,
             ContactState::Cancelled => self.cancelled += n,
-            ContactState::Completed => match last_outcome {
-                Some("voicemail") => self.voicemail += n,
+            ContactState::Completed => match g.last_outcome {
+                Some(CallOutcome::Voicemail) => self.voicemail += n,
                 _ => self.completed += n,
             },
-            ContactState::Failed => match last_outcome {
-                Some("busy") => self.busy += n,
-                Some("no-answer") => self.no_answer += n,
-                Some("cancelled") => self.cancelled += n,
+            ContactState::Failed => match g.last_outcome {
+                Some(CallOutcome::Busy) => self.busy += n,
+                Some(CallOutcome::NoAnswer) => self.no_answer += n,
+                Some(CallOutcome::Cancelled) => self.cancelled += n,
                 _ => self.failed += n,
             },
         }
@@ -200,9 +209,8 @@ pub async fn read(
     let sql = format!(
         "SELECT x.*, w.max_concurrent_dials, w.max_calls_per_second,
             (SELECT name FROM agents WHERE id = x.agent_id),
-            (SELECT coalesce(jsonb_agg(jsonb_build_array(state, last_outcome, n)), '[]')
-               FROM (SELECT state, last_outcome, count(*) AS n FROM contacts
-                     WHERE batch_id = x.id GROUP BY 1, 2) s),
+            (SELECT coalesce(jsonb_agg(jsonb_build_array(state, last_outcome, hold_reason, n)), '[]')
+               FROM ({groups}) s),
             (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND outcome IS NULL),
             (SELECT count(*) FROM dial_attempts WHERE workspace_id = x.workspace_id AND outcome IS NULL),
             (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND created_at > now() - interval '10 seconds'),
@@ -221,7 +229,8 @@ pub async fn read(
                      WHERE a.batch_id = x.id ORDER BY a.created_at DESC, a.id DESC LIMIT 20) r),
             now()
          FROM (SELECT {COLUMNS} FROM batches WHERE id = $1) x
-         JOIN workspaces w ON w.id = x.workspace_id"
+         JOIN workspaces w ON w.id = x.workspace_id",
+        groups = counters::groups_of("x.id"),
     );
     let Some(row) = client.query_opt(&sql, &[&id, &*since]).await? else {
         return Ok(None);
@@ -230,11 +239,12 @@ pub async fn read(
     let c = COLUMN_COUNT;
     let corrupt = |what: &str| ApiError::Internal(anyhow::anyhow!("monitor: unreadable {what}"));
     let mut tally = Tally::default();
-    let groups: Vec<(String, Option<String>, i64)> =
+    let groups: Vec<(String, String, String, i64)> =
         serde_json::from_value(row.get::<_, Value>(c + 3)).map_err(|_| corrupt("counts"))?;
-    for (state, outcome, n) in &groups {
-        let state = ContactState::parse(state).ok_or_else(|| corrupt("contact state"))?;
-        tally.add(state, outcome.as_deref(), *n);
+    for (state, outcome, hold, n) in &groups {
+        let group = counters::Group::from_names(state, outcome, hold, *n)
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        tally.add(&group);
     }
     let oldest_open: Option<DateTime<Utc>> = row.get(c + 8);
     let minutes: Vec<(i64, String, i64)> =

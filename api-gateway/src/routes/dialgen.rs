@@ -162,6 +162,7 @@ pub(crate) async fn list(
             "processed": s.processed,
             "succeeded": s.succeeded,
             "failed": s.failed,
+            "voicemail": s.voicemail,
             "cancelled": s.cancelled,
             "percentComplete": s.percent_complete,
             "createdAt": api_time(b.created_at),

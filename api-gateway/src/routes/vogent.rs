@@ -136,8 +136,15 @@ pub(crate) async fn fetch(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let client = state.db.get().await?;
-    let mut job = Batch::load(&client, ws.id, id).await?.vogent_json();
-    // Extension: the live monitor page, as Dialgen batches have it.
+    let batch = Batch::load(&client, ws.id, id).await?;
+    let counts = crate::batches::stats::Counts::load_many(&client, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    let mut job = batch.vogent_json();
+    // Extensions: the job's progress, counted as Dialgen's `statistics` (voicemails apart from
+    // successes), and the live monitor page, as Dialgen batches have it.
+    job["statistics"] = json!(crate::batches::stats::statistics(&batch, &counts));
     job["links"] =
         json!({"dashboard": crate::monitor::dashboard_link(&state.config, id, Utc::now())});
     Ok(Json(job))

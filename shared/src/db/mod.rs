@@ -1,5 +1,7 @@
-//! PostgreSQL, the system of record: the connection pool and the embedded migrations.
+//! PostgreSQL, the system of record: the connection pool, the embedded migrations, and the
+//! batch counters kept by the database (`counters`).
 
+pub mod counters;
 pub mod ingest;
 pub mod migrate;
 

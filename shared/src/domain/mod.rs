@@ -2,12 +2,13 @@
 //! phone number, timezone, schedule or status. Serde names match the seeds exactly.
 //!
 //! The vocabulary (README, "States and outcomes"): [`JobState`] and [`IngestState`] for a batch,
-//! [`ContactState`] for a contact, [`AttemptState`] and [`CallOutcome`] for a call, each with
-//! its database name (`as_str`/`parse`, held by CHECK constraints); [`status`] and [`views`]
-//! map them to each API surface, [`stats`] counts a batch's progress, and [`timing`] states the
-//! duration and time rule.
+//! [`ContactState`] for a contact, [`AttemptState`] and [`CallOutcome`] for a call
+//! ([`MachineDetection`] for how it is placed), each with its database name (`as_str`/`parse`,
+//! held by CHECK constraints); [`status`] and [`views`] map them to each API surface, [`stats`]
+//! counts a batch's progress, and [`timing`] states the duration and time rule.
 
 pub mod contact;
+pub mod machine_detection;
 pub mod outcome;
 pub mod phone;
 pub mod retry;
@@ -18,6 +19,7 @@ pub mod timing;
 pub mod views;
 
 pub use contact::ContactState;
+pub use machine_detection::MachineDetection;
 pub use outcome::{AttemptState, CallOutcome};
 pub use phone::E164;
 pub use retry::RetryStrategy;
