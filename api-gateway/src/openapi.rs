@@ -211,6 +211,8 @@ pub struct VogentUpdateDoc {
     max_concurrent_dials: Option<u32>,
     from_phone_number_ids: Option<Vec<String>>,
     schedule: Option<ScheduleDoc>,
+    /// Extension: Twilio MachineDetection, Enable or DetectMessageEnd; null turns it off
+    machine_detection: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -234,6 +236,10 @@ pub struct Job {
     /// Settings changed while ACTIVE, applied at the next pause.
     #[schema(value_type = Object)]
     pending: Option<Value>,
+    /// Extension: Twilio's MachineDetection for the job's calls (Enable, DetectMessageEnd), or null (off)
+    machine_detection: Option<String>,
+    /// `GET /api/batch_dial_jobs/{id}` only (extension): the job's progress, counted as Dialgen's
+    statistics: Option<Statistics>,
     /// `GET /api/batch_dial_jobs/{id}` only (extension): the live monitor page.
     links: Option<JobLinks>,
 }
@@ -448,17 +454,19 @@ pub struct DialgenCreated {
 #[schema(rename_all = "camelCase")]
 pub struct Statistics {
     total: u64,
-    /// Final contacts, cancelled ones included
+    /// Final contacts, voicemails and cancelled ones included
     processed: u64,
-    /// Answered, by a person or a machine (voicemail)
+    /// Answered by a person
     succeeded: u64,
     /// Out of attempts without an answer
     failed: u64,
+    /// Extension: answered by a machine (`AnsweredBy: machine_*`); final, not a success
+    voicemail: u64,
     /// Extension: cancelled with the batch; neither a success nor a failure
     cancelled: u64,
     pending: u64,
     percent_complete: f64,
-    /// succeeded / (succeeded + failed), percent
+    /// succeeded / (succeeded + voicemail + failed), percent
     success_rate: f64,
 }
 
@@ -494,6 +502,8 @@ pub struct BatchListItem {
     processed: u64,
     succeeded: u64,
     failed: u64,
+    /// Extension: answered by a machine
+    voicemail: u64,
     /// Extension
     cancelled: u64,
     percent_complete: f64,

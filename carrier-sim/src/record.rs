@@ -37,6 +37,10 @@ pub struct CallRecord {
     /// `completed`, `busy`, `no-answer`, `failed`, `voicemail` or `cancelled` (our outcome
     /// vocabulary, `shared::domain::CallOutcome`; the callbacks keep Twilio's `canceled`).
     pub outcome: CallOutcome,
+    /// The `MachineDetection` the create request asked for, exactly as sent (`Enable`,
+    /// `DetectMessageEnd`); absent from the line when it asked for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_detection: Option<String>,
 }
 
 fn millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -245,6 +249,7 @@ mod tests {
             answered_at: None,
             ended_at: at(end),
             outcome: CallOutcome::Busy,
+            machine_detection: None,
         }
     }
 
@@ -261,6 +266,10 @@ mod tests {
         let busy = serde_json::to_value(call(0, 1)).unwrap();
         assert!(busy["answeredAt"].is_null());
         assert_eq!(busy["outcome"], "busy");
+        assert!(busy.get("machineDetection").is_none(), "absent unless asked");
+        r.machine_detection = Some("DetectMessageEnd".into());
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["machineDetection"], "DetectMessageEnd");
     }
 
     #[test]

@@ -117,6 +117,7 @@ impl Sim {
                 answered_at: s.answered_at,
                 ended_at: now,
                 outcome,
+                machine_detection: call.machine_detection.clone(),
             };
             if let Err(e) = self.recorder.append(&record) {
                 tracing::error!(error = %e, "call record not written");

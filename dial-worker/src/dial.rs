@@ -23,7 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
 use shared::compliance::{RecipientHours, zones_for_number};
-use shared::domain::CallOutcome;
+use shared::domain::{CallOutcome, MachineDetection};
 use shared::queue::messages::DialV1;
 use shared::schedule::{StoredSchedule, Window};
 use tokio::time::Instant;
@@ -90,8 +90,8 @@ pub(crate) struct Job {
     allow_unknown_timezone: bool,
     /// The workspace's frequency cap: at most `.0` attempts to a number in `.1` days.
     cap: Option<(i32, i32)>,
-    /// The job asks the carrier to detect answering machines (`machineDetection`).
-    machine_detection: bool,
+    /// The job asks the carrier to detect answering machines (`machineDetection`), and how.
+    machine_detection: Option<MachineDetection>,
 }
 
 /// A short-lived per-process cache of jobs: a busy job's row is read a few times a second
@@ -265,7 +265,9 @@ async fn load_job(
         recipient_hours: RecipientHours::from_minutes(r.get(10), r.get(11)),
         allow_unknown_timezone: r.get(12),
         cap: r.get::<_, Option<i32>>(15).zip(r.get::<_, Option<i32>>(16)),
-        machine_detection: r.get::<_, Option<String>>(17).is_some(),
+        machine_detection: r
+            .get::<_, Option<&str>>(17)
+            .and_then(MachineDetection::parse),
     }))
 }
 
@@ -403,7 +405,11 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         answer_url: with_dial_id(&job.answer_url, attempt_id),
         status_callback: format!("{}/carrier/status/{attempt_id}", ctx.config.public_url),
         timeout_secs: ctx.config.call_timeout_secs,
-        machine_detection: ctx.config.machine_detection || job.machine_detection,
+        // The job's own choice; `MACHINE_DETECTION` turns on `Enable` for jobs that made none.
+        machine_detection: job.machine_detection.or(ctx
+            .config
+            .machine_detection
+            .then_some(MachineDetection::Enable)),
     };
     match place_with_retry(ctx, &request, msg.batch_id, &job, &mut clock).await {
         Ok(call_sid) => {

@@ -261,7 +261,7 @@ async fn an_attempt_whose_call_exists_adopts_it() {
             answer_url: "https://agent.example/answer".into(),
             status_callback: "http://127.0.0.1:9/nowhere".into(),
             timeout_secs: 30,
-            machine_detection: false,
+            machine_detection: None,
         })
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -314,7 +314,7 @@ async fn the_twilio_adapter_finds_calls_through_the_call_list() {
         // Nobody listens: every callback is lost.
         status_callback: "http://127.0.0.1:9/nowhere".into(),
         timeout_secs: 30,
-        machine_detection: false,
+        machine_detection: None,
     };
     let placed_sid = twilio.place_call(&request(placed)).await.unwrap();
     let owner_sid = twilio.place_call(&request(owner)).await.unwrap();
@@ -494,7 +494,7 @@ async fn the_reconciler_catches_up_as_soon_as_the_broker_is_back() {
             answer_url: "https://agent.example/answer".into(),
             status_callback: "http://127.0.0.1:9/nowhere".into(),
             timeout_secs: 30,
-            machine_detection: false,
+            machine_detection: None,
         })
         .unwrap();
     env.db

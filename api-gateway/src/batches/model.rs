@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use shared::domain::status::{dialgen_status, vogent_status};
 use shared::domain::timing::api_time;
-use shared::domain::{DialgenStatus, IngestState, JobState, RetryStrategy, Surface, VogentStatus};
+use shared::domain::{
+    DialgenStatus, IngestState, JobState, MachineDetection, RetryStrategy, Surface, VogentStatus,
+};
 use shared::schedule::{StoredSchedule, Window};
 
 use crate::error::ApiError;
@@ -17,10 +19,10 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
     max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time, \
     from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, \
     tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
-    started_at, completed_at";
+    started_at, completed_at, machine_detection";
 
 /// How many columns [`COLUMNS`] names (a query may select more after them).
-pub const COLUMN_COUNT: usize = 29;
+pub const COLUMN_COUNT: usize = 30;
 
 /// A batch (Vogent: job) as stored.
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct Batch {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Twilio's `MachineDetection` for the job's calls; `None` = off.
+    pub machine_detection: Option<MachineDetection>,
 }
 
 impl Batch {
@@ -95,6 +99,12 @@ impl Batch {
             created_at: row.get(26),
             started_at: row.get(27),
             completed_at: row.get(28),
+            machine_detection: match row.get::<_, Option<&str>>("machine_detection") {
+                None => None,
+                Some(m) => {
+                    Some(MachineDetection::parse(m).ok_or_else(|| corrupt("machine detection"))?)
+                }
+            },
         })
     }
 
@@ -141,6 +151,8 @@ impl Batch {
             "schedule": self.schedule.to_json(),
             "userId": self.user_id,
             "pending": self.pending_settings,
+            // Extension, as the create body and `PUT` take it.
+            "machineDetection": self.machine_detection,
         })
     }
 }

@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use shared::domain::{
-    DaySchedule, LocalTime, RetryStrategy, Schedule, Surface, TimeSlot, Timezone, Weekday,
+    DaySchedule, LocalTime, MachineDetection, RetryStrategy, Schedule, Surface, TimeSlot, Timezone,
+    Weekday,
 };
 
 use crate::auth::Workspace;
@@ -69,6 +70,18 @@ pub struct VogentUpdate {
     pub max_concurrent_dials: Option<i64>,
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
+    /// Twilio's `MachineDetection`; `null` turns it off (absent: unchanged).
+    #[serde(default, deserialize_with = "present")]
+    pub machine_detection: Option<Option<String>>,
+}
+
+/// A field that may be `null` on purpose: absent is `None`, `null` is `Some(None)`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The Dialgen create body, contacts aside (seed 004).
@@ -142,26 +155,24 @@ pub struct NewBatch {
     pub tags: Vec<String>,
     pub default_region: String,
     /// Twilio's `MachineDetection` for the job's calls (`None` = off).
-    pub machine_detection: Option<&'static str>,
+    pub machine_detection: Option<MachineDetection>,
 }
 
 /// Checks a `machineDetection` value at `path`.
-fn check_machine_detection(
+pub fn check_machine_detection(
     value: Option<&str>,
     path: &str,
     v: &mut Violations,
-) -> Option<&'static str> {
-    match value? {
-        "Enable" => Some("Enable"),
-        "DetectMessageEnd" => Some("DetectMessageEnd"),
-        other => {
-            v.add(
-                path,
-                format!("{other:?} must be \"Enable\" or \"DetectMessageEnd\""),
-            );
-            None
-        }
+) -> Option<MachineDetection> {
+    let value = value?;
+    let parsed = MachineDetection::parse(value);
+    if parsed.is_none() {
+        v.add(
+            path,
+            format!("{value:?} must be \"Enable\" or \"DetectMessageEnd\""),
+        );
     }
+    parsed
 }
 
 /// Converts the header map into `T`, a type error being a 400 naming the field.

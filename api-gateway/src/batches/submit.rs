@@ -149,7 +149,7 @@ pub async fn submit(
                 // The scheduler's releases continue this trace (one batch, one trace).
                 &shared::telemetry::propagation::current_traceparent(),
                 &idempotency.as_ref().map(|i| i.fingerprint.as_slice()),
-                &new.machine_detection,
+                &new.machine_detection.map(|m| m.as_str()),
                 &new.retry.voicemail_delay.map(|ms| ms as i64),
             ],
         )

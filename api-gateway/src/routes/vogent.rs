@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::{vogent_dial_status, vogent_system_result_type};
-use shared::domain::{AttemptState, JobState, Surface, VogentStatus};
+use shared::domain::{AttemptState, JobState, MachineDetection, Surface, VogentStatus};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
@@ -180,6 +180,15 @@ pub(crate) async fn update(
     {
         change.insert("schedule".into(), json!(schedule));
     }
+    if let Some(md) = &body.machine_detection {
+        // `null` turns detection off; a value must be one of Twilio's.
+        let parsed = md.as_deref().and_then(|m| {
+            settings::check_machine_detection(Some(m), "machineDetection", &mut v)
+        });
+        if md.is_none() || parsed.is_some() {
+            change.insert("machineDetection".into(), json!(parsed));
+        }
+    }
     let mut client = state.db.get().await?;
     if let Some(ids) = body.from_phone_number_ids.as_deref() {
         let parsed = settings::check_ids(ids, "fromPhoneNumberIds", &mut v);
@@ -244,6 +253,16 @@ pub(crate) async fn apply_settings(
         .map(|v| serde_json::from_value(v.clone()))
         .transpose()
         .map_err(|e| ApiError::Internal(e.into()))?;
+    // Stored (and kept in `pending`) by its one spelling; anything else is a corrupt row.
+    let machine_detection = match change.get("machineDetection") {
+        None | Some(Value::Null) => None,
+        Some(m) => Some(
+            m.as_str()
+                .and_then(MachineDetection::parse)
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad pending machineDetection {m}")))?
+                .as_str(),
+        ),
+    };
     client
         .execute(
             "UPDATE batches SET
@@ -252,6 +271,7 @@ pub(crate) async fn apply_settings(
                  schedule = COALESCE($4, schedule),
                  timezone = COALESCE($5, timezone),
                  from_phone_number_ids = COALESCE($6, from_phone_number_ids),
+                 machine_detection = CASE WHEN $7 THEN $8 ELSE machine_detection END,
                  pending_settings = NULL,
                  updated_at = now()
              WHERE id = $1",
@@ -265,6 +285,8 @@ pub(crate) async fn apply_settings(
                 &schedule,
                 &timezone,
                 &ids,
+                &change.contains_key("machineDetection"),
+                &machine_detection,
             ],
         )
         .await?;

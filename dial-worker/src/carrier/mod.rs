@@ -6,6 +6,7 @@ pub mod sim;
 pub mod twilio;
 
 use chrono::{DateTime, Utc};
+use shared::domain::MachineDetection;
 use shared::queue::messages::CarrierCallStatus;
 use uuid::Uuid;
 
@@ -24,8 +25,9 @@ pub struct CallRequest {
     pub status_callback: String,
     /// Seconds to let it ring.
     pub timeout_secs: u32,
-    /// Whether to ask for answering-machine detection.
-    pub machine_detection: bool,
+    /// Answering-machine detection to ask for (Twilio's `MachineDetection`, passed with its
+    /// exact value), or none.
+    pub machine_detection: Option<MachineDetection>,
 }
 
 /// A call's state as the carrier reports it when asked.

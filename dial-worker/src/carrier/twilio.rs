@@ -79,8 +79,8 @@ impl TwilioCarrier {
             ("StatusCallbackEvent", "completed".to_owned()),
             ("Timeout", req.timeout_secs.to_string()),
         ];
-        if req.machine_detection {
-            form.push(("MachineDetection", "Enable".to_owned()));
+        if let Some(detection) = req.machine_detection {
+            form.push(("MachineDetection", detection.as_str().to_owned()));
         }
         let response = self
             .http
