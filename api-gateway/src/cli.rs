@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use shared::compliance::{FrequencyCap, RecipientHours};
 use shared::db::Pool;
 use shared::domain::JobState;
 use shared::domain::timing::{api_time, api_time_opt};
@@ -49,6 +50,35 @@ pub struct WorkspaceUpdateArgs {
     /// Region for numbers written without a country code (two letters, e.g. US).
     #[arg(long)]
     pub default_region: Option<String>,
+    /// Recipient-local calling hours, `HH:MM-HH:MM` in each recipient's own timezone, every
+    /// day, or `off`.
+    #[arg(long, value_parser = parse_recipient_hours)]
+    pub recipient_hours: Option<HoursArg>,
+    /// `true`: dial numbers whose timezone cannot be determined; `false`: hold them.
+    #[arg(long)]
+    pub allow_unknown_timezone: Option<bool>,
+    /// Frequency cap across the workspace's batches: `COUNT/DAYS` (Regulation F: `7/7`), or
+    /// `off`.
+    #[arg(long, value_parser = parse_cap)]
+    pub max_calls_per_number: Option<CapArg>,
+}
+
+/// `--recipient-hours` as parsed (`None` = off).
+#[derive(Debug, Clone, Copy)]
+pub struct HoursArg(pub Option<RecipientHours>);
+
+/// `--max-calls-per-number` as parsed (`None` = off).
+#[derive(Debug, Clone, Copy)]
+pub struct CapArg(pub Option<FrequencyCap>);
+
+/// Parses `--recipient-hours`.
+pub fn parse_recipient_hours(s: &str) -> Result<HoursArg, String> {
+    RecipientHours::parse_policy(s).map(HoursArg)
+}
+
+/// Parses `--max-calls-per-number`.
+pub fn parse_cap(s: &str) -> Result<CapArg, String> {
+    FrequencyCap::parse_policy(s).map(CapArg)
 }
 
 /// `api-gateway batch …`.
@@ -91,7 +121,7 @@ fn settings_text(s: &Settings) -> String {
         .max_calls_per_second
         .map_or_else(|| "none".to_owned(), |n| n.to_string());
     format!(
-        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
+        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
         id = s.id,
         name = s.name,
         created = s.created_at,
@@ -102,6 +132,16 @@ fn settings_text(s: &Settings) -> String {
         busy = s.retry_defaults.busy_delay,
         na = s.retry_defaults.no_answer_delay,
         region = s.default_region,
+        hours = s.recipient_calling_hours,
+        unknown = if s.allow_unknown_timezone {
+            "dialed"
+        } else {
+            "held"
+        },
+        cap = s.max_calls_per_number.map_or_else(
+            || "off".to_owned(),
+            |c| format!("{} in {} days", c.count, c.days)
+        ),
         prefix = s.webhook_secret.prefix,
         rotated = s.webhook_secret.rotated_at.as_deref().unwrap_or("never"),
         overlap = s
@@ -172,17 +212,14 @@ pub async fn workspace_update(
         default_busy_delay_ms: args.default_busy_delay_ms,
         default_no_answer_delay_ms: args.default_no_answer_delay_ms,
         default_region: args.default_region,
+        compliance: workspace::Compliance {
+            hours: args.recipient_hours.map(|h| h.0),
+            allow_unknown_timezone: args.allow_unknown_timezone,
+            cap: args.max_calls_per_number.map(|c| c.0),
+        },
     };
     anyhow::ensure!(
-        update.name.is_some()
-            || update.max_concurrent_dials.is_some()
-            || update.max_calls_per_second.is_some()
-            || update.cps_ceiling.is_some()
-            || update.max_attempts_ceiling.is_some()
-            || update.default_max_attempts.is_some()
-            || update.default_busy_delay_ms.is_some()
-            || update.default_no_answer_delay_ms.is_some()
-            || update.default_region.is_some(),
+        !update.is_empty(),
         "nothing to change: give at least one setting (see api-gateway workspace update --help)"
     );
     let client = db.get().await?;
@@ -328,7 +365,7 @@ pub async fn batch(
             }
             let st = &s.statistics;
             println!(
-                "batch {id}\n  name: {}\n  workspace: {}\n  surface: {}\n  state: {} (Vogent {}, Dialgen {})\n  created: {}\n  started: {}\n  completed: {}\n  contacts: {} total, {} final ({}%), {} succeeded, {} failed, {} cancelled\n  attempts: {}\n  limits: {} in flight, {} calls/s\n  dashboard: {dashboard}",
+                "batch {id}\n  name: {}\n  workspace: {}\n  surface: {}\n  state: {} (Vogent {}, Dialgen {})\n  created: {}\n  started: {}\n  completed: {}\n  contacts: {} total, {} final ({}%), {} succeeded, {} voicemail, {} failed, {} cancelled\n  attempts: {}\n  limits: {} in flight, {} calls/s\n  dashboard: {dashboard}",
                 s.name,
                 s.workspace_id,
                 s.surface,
@@ -344,6 +381,7 @@ pub async fn batch(
                 st.processed,
                 st.percent_complete,
                 st.succeeded,
+                st.voicemail,
                 st.failed,
                 st.cancelled,
                 counts.attempts,

@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use shared::compliance::RecipientHours;
 use uuid::Uuid;
 
 use api_gateway::cli::{self, BatchCommand, WebhookSecretCommand, WorkspaceUpdateArgs};
@@ -58,16 +57,16 @@ enum WorkspaceCommand {
         max_concurrent_dials: i32,
         /// Recipient-local calling hours, `HH:MM-HH:MM` in each recipient's own timezone, every
         /// day; `off` disables them.
-        #[arg(long, default_value = "08:00-21:00", value_parser = parse_recipient_hours)]
-        recipient_hours: RecipientHoursArg,
+        #[arg(long, default_value = "08:00-21:00", value_parser = cli::parse_recipient_hours)]
+        recipient_hours: cli::HoursArg,
         /// Dial numbers whose timezone cannot be determined instead of holding them
         /// (`unknown_timezone`).
         #[arg(long)]
         allow_unknown_timezone: bool,
         /// Frequency cap across all the workspace's batches: `COUNT/DAYS` (Regulation F:
         /// `7/7`), or `off` (the default).
-        #[arg(long, default_value = "off", value_parser = parse_cap)]
-        max_calls_per_number: CapArg,
+        #[arg(long, default_value = "off", value_parser = cli::parse_cap)]
+        max_calls_per_number: cli::CapArg,
     },
     /// Every workspace.
     List,
@@ -75,36 +74,6 @@ enum WorkspaceCommand {
     Show { id: Uuid },
     /// Change any of a workspace's settings, the limits included.
     Update(WorkspaceUpdateArgs),
-}
-
-/// `--max-calls-per-number` as parsed.
-#[derive(Clone, Copy)]
-struct CapArg(Option<(i32, i32)>);
-
-fn parse_cap(s: &str) -> Result<CapArg, String> {
-    if s.trim().eq_ignore_ascii_case("off") {
-        return Ok(CapArg(None));
-    }
-    let bad = || format!("{s:?} is not \"off\" or COUNT/DAYS such as \"7/7\"");
-    let (count, days) = s.split_once('/').ok_or_else(bad)?;
-    let count: i32 = count.trim().parse().map_err(|_| bad())?;
-    let days: i32 = days
-        .trim()
-        .trim_end_matches('d')
-        .parse()
-        .map_err(|_| bad())?;
-    if count < 1 || days < 1 {
-        return Err(bad());
-    }
-    Ok(CapArg(Some((count, days))))
-}
-
-/// `--recipient-hours` as parsed.
-#[derive(Clone, Copy)]
-struct RecipientHoursArg(Option<RecipientHours>);
-
-fn parse_recipient_hours(s: &str) -> Result<RecipientHoursArg, String> {
-    RecipientHours::parse_policy(s).map(RecipientHoursArg)
 }
 
 #[derive(Subcommand)]
@@ -155,7 +124,7 @@ async fn main() -> ExitCode {
                 let compliance = admin::Compliance {
                     recipient_hours: recipient_hours.0,
                     allow_unknown_timezone,
-                    max_calls_per_number: max_calls_per_number.0,
+                    max_calls_per_number: max_calls_per_number.0.map(|c| (c.count, c.days)),
                 };
                 let created =
                     admin::create_workspace_with(&db, &name, max_concurrent_dials, &compliance)

@@ -97,6 +97,16 @@ pub fn is_email(s: &str) -> bool {
         && !s.chars().any(char::is_whitespace)
 }
 
+/// For a field that may be `null` on purpose (`#[serde(default, deserialize_with =
+/// "crate::validate::present")]`): absent is `None`, `null` is `Some(None)` (turn it off).
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,9 @@
 //! the operator's `api-gateway workspace show|update`.
 //!
 //! Two kinds of setting live on a workspace:
-//! - the **tenant's own** (retry defaults, default region, and the recipient calling hours and
-//!   frequency cap of the compliance issue): an API key of the workspace changes them;
+//! - the **tenant's own** (retry defaults, default region, and the compliance policy: recipient
+//!   calling hours, the unknown-timezone allowance, the frequency cap): an API key of the
+//!   workspace changes them;
 //! - the **operator's** (`maxConcurrentDials`, `maxCallsPerSecond`, the ceilings): they stand for
 //!   the carrier account and the operator's capacity, so only the operator changes them
 //!   ([`OperatorUpdate`], the CLI). A `PATCH` that tries is answered 403 naming each field.
@@ -20,6 +21,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use shared::compliance::{FrequencyCap, RecipientHours};
 use shared::domain::timing::{api_time, api_time_opt};
 
 use crate::error::{ApiError, FieldError};
@@ -39,13 +41,14 @@ pub const MAX_RETRY_DELAY_MS: i64 = 30 * 24 * 3_600_000;
 const COLUMNS: &str = "id, name, created_at, max_concurrent_dials, max_calls_per_second, cps_ceiling, \
     max_attempts_ceiling, default_max_attempts, default_busy_delay_ms, default_no_answer_delay_ms, \
     default_region, webhook_secret, webhook_secret_rotated_at, \
-    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END";
+    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END, \
+    recipient_hours_start, recipient_hours_end, allow_unknown_timezone, \
+    max_calls_per_number_count, max_calls_per_number_days";
 
 /// A workspace's settings as the API shows them.
 ///
-/// Where the compliance issue (#12) plugs in: `recipientCallingHours` and `frequencyCap` are
-/// fields of this struct (read in [`COLUMNS`]/[`Settings::from_row`]) and of [`TenantPatch`]
-/// (written in [`apply_tenant_patch`]): they are the tenant's own, so `PATCH` changes them.
+/// The compliance policy (docs/compliance.md) is the tenant's own, so `PATCH` changes it:
+/// `recipientCallingHours`, `allowUnknownTimezone` and `maxCallsPerNumber`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
@@ -63,8 +66,32 @@ pub struct Settings {
     pub retry_defaults: RetryDefaults,
     /// Region for numbers written without a country code; the tenant's.
     pub default_region: String,
+    /// Recipient-local calling hours, `HH:MM-HH:MM` in each recipient's own timezone, every
+    /// day, or `off`; the tenant's. Default `08:00-21:00`.
+    pub recipient_calling_hours: String,
+    /// Whether numbers whose timezone cannot be determined are dialed (otherwise held,
+    /// `unknown_timezone`); the tenant's. Default false.
+    pub allow_unknown_timezone: bool,
+    /// At most `count` call attempts to one number in any `days` days, across all the
+    /// workspace's batches, or null (off, the default); the tenant's.
+    #[schema(value_type = Option<FrequencyCapDoc>)]
+    pub max_calls_per_number: Option<FrequencyCap>,
     /// The webhook secret, identified but not shown.
     pub webhook_secret: SecretInfo,
+}
+
+/// `maxCallsPerNumber` as the API shows and takes it.
+#[derive(Debug, Clone, ToSchema)]
+pub struct FrequencyCapDoc {
+    /// Attempts allowed in the period, 1–1000.
+    pub count: i32,
+    /// The period in days, 1–365.
+    pub days: i32,
+}
+
+/// How the API writes recipient hours: `HH:MM-HH:MM`, or `off`.
+fn hours_text(h: Option<RecipientHours>) -> String {
+    h.map_or_else(|| "off".to_owned(), |h| h.to_string())
 }
 
 /// The ceilings a batch's settings are checked against.
@@ -117,6 +144,15 @@ impl Settings {
                 no_answer_delay: row.get(9),
             },
             default_region: row.get(10),
+            recipient_calling_hours: hours_text(RecipientHours::from_minutes(
+                row.get("recipient_hours_start"),
+                row.get("recipient_hours_end"),
+            )),
+            allow_unknown_timezone: row.get("allow_unknown_timezone"),
+            max_calls_per_number: FrequencyCap::from_columns(
+                row.get("max_calls_per_number_count"),
+                row.get("max_calls_per_number_days"),
+            ),
             webhook_secret: SecretInfo {
                 prefix: secret_prefix(&secret),
                 rotated_at: api_time_opt(row.get(12)),
@@ -174,7 +210,22 @@ pub struct TenantPatch {
     pub retry_defaults: Option<RetryPatch>,
     /// Two capital letters (ISO 3166-1), e.g. `US`.
     pub default_region: Option<String>,
-    // The compliance issue (#12) adds `recipientCallingHours` and `frequencyCap` here.
+    /// `HH:MM-HH:MM` (start before end, in the recipient's local time) or `off`.
+    pub recipient_calling_hours: Option<String>,
+    /// Dial numbers whose timezone cannot be determined.
+    pub allow_unknown_timezone: Option<bool>,
+    /// `{"count": 7, "days": 7}`, or `null` to turn the cap off (absent: unchanged).
+    #[serde(default, deserialize_with = "crate::validate::present")]
+    #[schema(value_type = Option<CapPatch>)]
+    pub max_calls_per_number: Option<Option<CapPatch>>,
+}
+
+/// A new frequency cap, both numbers required.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapPatch {
+    pub count: i64,
+    pub days: i64,
 }
 
 /// A change to some of the retry defaults.
@@ -270,7 +321,36 @@ pub async fn apply_tenant_patch(
             format!("{r:?} is not a two-letter region code such as \"US\""),
         );
     }
+    let hours = patch.recipient_calling_hours.as_deref().and_then(|h| {
+        match RecipientHours::parse_policy(h) {
+            Ok(policy) => Some(policy),
+            Err(why) => {
+                v.add("recipientCallingHours", why);
+                None
+            }
+        }
+    });
+    let cap = patch.max_calls_per_number.and_then(|cap| match cap {
+        None => Some(None),
+        Some(c) => match FrequencyCap::new(c.count, c.days) {
+            Ok(cap) => Some(Some(cap)),
+            Err((what, why)) => {
+                v.add(format!("maxCallsPerNumber.{what}"), why);
+                None
+            }
+        },
+    });
     v.into_result(())?;
+    write_compliance(
+        client,
+        current.id,
+        &Compliance {
+            hours,
+            allow_unknown_timezone: patch.allow_unknown_timezone,
+            cap,
+        },
+    )
+    .await?;
     client
         .execute(
             "UPDATE workspaces SET
@@ -289,6 +369,57 @@ pub async fn apply_tenant_patch(
         )
         .await?;
     Settings::load(client, current.id).await
+}
+
+/// A change to the compliance policy; `None` = unchanged. `Some(None)` turns the hours or the
+/// cap off.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Compliance {
+    pub hours: Option<Option<RecipientHours>>,
+    pub allow_unknown_timezone: Option<bool>,
+    pub cap: Option<Option<FrequencyCap>>,
+}
+
+impl Compliance {
+    fn is_empty(&self) -> bool {
+        self.hours.is_none() && self.allow_unknown_timezone.is_none() && self.cap.is_none()
+    }
+}
+
+/// Writes a checked compliance change. A contact already deferred keeps its allowed minute
+/// (docs/compliance.md); the new policy applies to contacts as they come due.
+async fn write_compliance(
+    client: &impl GenericClient,
+    id: Uuid,
+    c: &Compliance,
+) -> Result<(), tokio_postgres::Error> {
+    if c.is_empty() {
+        return Ok(());
+    }
+    let hours = c.hours.flatten().map(RecipientHours::minutes);
+    let cap = c.cap.flatten();
+    client
+        .execute(
+            "UPDATE workspaces SET
+                 recipient_hours_start = CASE WHEN $2 THEN $3 ELSE recipient_hours_start END,
+                 recipient_hours_end = CASE WHEN $2 THEN $4 ELSE recipient_hours_end END,
+                 allow_unknown_timezone = COALESCE($5, allow_unknown_timezone),
+                 max_calls_per_number_count = CASE WHEN $6 THEN $7 ELSE max_calls_per_number_count END,
+                 max_calls_per_number_days = CASE WHEN $6 THEN $8 ELSE max_calls_per_number_days END
+             WHERE id = $1",
+            &[
+                &id,
+                &c.hours.is_some(),
+                &hours.map(|h| h.0),
+                &hours.map(|h| h.1),
+                &c.allow_unknown_timezone,
+                &c.cap.is_some(),
+                &cap.map(|c| c.count),
+                &cap.map(|c| c.days),
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 /// A region code as batches take it: two capital ASCII letters.
@@ -351,6 +482,24 @@ pub struct OperatorUpdate {
     pub default_busy_delay_ms: Option<i64>,
     pub default_no_answer_delay_ms: Option<i64>,
     pub default_region: Option<String>,
+    /// The tenant's compliance policy, which the operator may set too.
+    pub compliance: Compliance,
+}
+
+impl OperatorUpdate {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.max_concurrent_dials.is_none()
+            && self.max_calls_per_second.is_none()
+            && self.cps_ceiling.is_none()
+            && self.max_attempts_ceiling.is_none()
+            && self.default_max_attempts.is_none()
+            && self.default_busy_delay_ms.is_none()
+            && self.default_no_answer_delay_ms.is_none()
+            && self.default_region.is_none()
+            && self.compliance.is_empty()
+    }
 }
 
 /// Applies an operator's change; every bad value is named with its command-line flag.
@@ -399,6 +548,7 @@ pub async fn apply_operator_update(
             "--default-region must be two capital letters, such as US"
         );
     }
+    write_compliance(client, id, &u.compliance).await?;
     client
         .execute(
             "UPDATE workspaces SET

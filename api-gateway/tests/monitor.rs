@@ -153,10 +153,9 @@ async fn the_page_counts_what_the_api_counts_and_the_stream_follows_a_call_endin
     assert_eq!(n("n-succeeded"), st["succeeded"].as_i64().unwrap());
     assert_eq!(n("n-failed-all"), st["failed"].as_i64().unwrap());
     assert_eq!(n("n-pending"), st["pending"].as_i64().unwrap());
-    assert_eq!(
-        n("n-completed") + n("n-voicemail"),
-        st["succeeded"].as_i64().unwrap()
-    );
+    assert_eq!(n("n-completed"), st["succeeded"].as_i64().unwrap());
+    assert_eq!(n("n-voicemail"), st["voicemail"].as_i64().unwrap());
+    assert_eq!(n("n-voicemail-all"), st["voicemail"].as_i64().unwrap());
     assert_eq!(
         n("n-busy") + n("n-no-answer") + n("n-failed"),
         st["failed"].as_i64().unwrap()
@@ -171,14 +170,19 @@ async fn the_page_counts_what_the_api_counts_and_the_stream_follows_a_call_endin
         (6, 2, 2, 1)
     );
     assert_eq!(
-        (n("n-queued"), n("n-retry"), n("n-in-progress")),
-        (27, 1, 2)
+        (
+            n("n-queued"),
+            n("n-retry"),
+            n("n-deferred"),
+            n("n-in-progress")
+        ),
+        (27, 1, 0, 2)
     );
     assert_eq!(text_of(&html, "in-flight"), "2");
     assert_eq!(
-        html.matches("<tr><td>").count() - 11,
+        html.matches("<tr><td>").count() - 12,
         14,
-        "14 recent calls (and the 11 counter rows)"
+        "14 recent calls (and the 12 counter rows)"
     );
 
     // The stream: the current figures at once, then a change within a second of a call ending.

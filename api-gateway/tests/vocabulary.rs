@@ -8,7 +8,7 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::spawn_app;
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::fixtures::Contacts;
 use testkit::http::SendJson;
 use uuid::Uuid;
@@ -157,7 +157,14 @@ async fn a_voicemail_is_completed_with_one_duration_and_one_time_format_everywhe
         .send_json()
         .await;
     assert!(is_millis(&check["timestamps"]["createdAt"]));
-    assert_eq!(check["statistics"]["succeeded"], 1, "a voicemail succeeded");
+    // A machine answered: a voicemail, final, and not a success.
+    let st = &check["statistics"];
+    assert_eq!(
+        (&st["succeeded"], &st["voicemail"], &st["processed"]),
+        (&json!(0), &json!(1), &json!(1)),
+        "{st}"
+    );
+    assert_eq!(st["successRate"], 0.0);
 }
 
 #[tokio::test]

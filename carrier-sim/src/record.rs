@@ -266,7 +266,10 @@ mod tests {
         let busy = serde_json::to_value(call(0, 1)).unwrap();
         assert!(busy["answeredAt"].is_null());
         assert_eq!(busy["outcome"], "busy");
-        assert!(busy.get("machineDetection").is_none(), "absent unless asked");
+        assert!(
+            busy.get("machineDetection").is_none(),
+            "absent unless asked"
+        );
         r.machine_detection = Some("DetectMessageEnd".into());
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(v["machineDetection"], "DetectMessageEnd");

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::json;
-use shared::domain::timing::{api_time, api_time_opt};
 use shared::domain::Statistics;
+use shared::domain::timing::{api_time, api_time_opt};
 use uuid::Uuid;
 
 use crate::release::ReleaseError;

@@ -881,7 +881,7 @@ async fn a_postgres_restart_and_a_redis_outage_lose_nothing() {
 /// One vocabulary across real processes: the `call.completed` webhook (dial worker), the
 /// check-status `recentCalls` and `/status/batch` (gateway) and the Vogent dial say the same
 /// status, duration and end time of each call; a voicemail is COMPLETED everywhere and counted as
-/// succeeded. The carrier-sim's record is the witness of each call's outcome.
+/// a voicemail, not a success. The carrier-sim's record is the witness of each call's outcome.
 #[tokio::test]
 async fn every_surface_says_the_same_of_each_call() {
     // Talk 1.3 s: the carrier's own CallDuration rounds it up, ours to the nearest second.
@@ -929,11 +929,16 @@ async fn every_surface_says_the_same_of_each_call() {
         .await;
     let s = &status["statistics"];
     assert_eq!(
-        (&s["succeeded"], &s["failed"], &s["cancelled"]),
-        (&json!(2), &json!(2), &json!(0)),
+        (
+            &s["succeeded"],
+            &s["voicemail"],
+            &s["failed"],
+            &s["cancelled"]
+        ),
+        (&json!(1), &json!(1), &json!(2), &json!(0)),
         "{s}"
     );
-    assert_eq!(s["successRate"], 50.0);
+    assert_eq!(s["successRate"], 25.0);
 
     let calls: Value = stack
         .get(&format!("/api/v1/status/batch?batchId={id}"))

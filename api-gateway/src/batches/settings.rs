@@ -71,17 +71,8 @@ pub struct VogentUpdate {
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
     /// Twilio's `MachineDetection`; `null` turns it off (absent: unchanged).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::validate::present")]
     pub machine_detection: Option<Option<String>>,
-}
-
-/// A field that may be `null` on purpose: absent is `None`, `null` is `Some(None)`.
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The Dialgen create body, contacts aside (seed 004).

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
+use shared::db::counters;
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::dialgen_call_status;
-use shared::db::counters;
 use shared::domain::{CallOutcome, ContactCounts, ContactState, Statistics};
 use uuid::Uuid;
 
@@ -136,9 +136,7 @@ pub async fn check_status(
     let held = |reason: &str| -> i64 {
         groups
             .iter()
-            .filter(|g| {
-                g.state == ContactState::Queued && g.hold_reason.as_deref() == Some(reason)
-            })
+            .filter(|g| g.state == ContactState::Queued && g.hold_reason.as_deref() == Some(reason))
             .map(|g| g.n)
             .sum()
     };

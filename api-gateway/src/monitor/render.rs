@@ -218,11 +218,13 @@ pub fn fragments(s: &Snapshot) -> Fragments {
     for (id, n) in [
         ("n-total", st.total),
         ("n-succeeded", st.succeeded),
+        ("n-voicemail-all", st.voicemail),
         ("n-failed-all", st.failed),
         ("n-cancelled-all", st.cancelled),
         ("n-pending", st.pending),
         ("n-queued", tl.queued),
         ("n-retry", tl.retry_waiting),
+        ("n-deferred", tl.deferred),
         ("n-in-progress", tl.in_progress),
         ("n-completed", tl.completed),
         ("n-voicemail", tl.voicemail),
@@ -429,10 +431,10 @@ pub fn page(view: &View) -> String {
 <section class="card wide"><h2>Progress</h2>
 <div class="bar" aria-label="progress"><span class="done" id="progress-done" style="width:{pd}%"></span><span class="fail" id="progress-failed" style="width:{pf}%"></span><span class="canc" id="progress-cancelled" style="width:{pc}%"></span></div>
 <p id="progress-text">{progress_text}</p>
-<div class="kv"><div><span>contacts</span><b id="n-total">{total}</b></div><div><span>succeeded (answered)</span><b id="n-succeeded">{succeeded}</b></div><div><span>failed</span><b id="n-failed-all">{failed_all}</b></div><div><span>cancelled</span><b id="n-cancelled-all">{cancelled_all}</b></div><div><span>not final yet</span><b id="n-pending">{pending}</b></div></div>
+<div class="kv"><div><span>contacts</span><b id="n-total">{total}</b></div><div><span>succeeded (a person answered)</span><b id="n-succeeded">{succeeded}</b></div><div><span>voicemail (a machine answered)</span><b id="n-voicemail-all">{voicemail_all}</b></div><div><span>failed</span><b id="n-failed-all">{failed_all}</b></div><div><span>cancelled</span><b id="n-cancelled-all">{cancelled_all}</b></div><div><span>not final yet</span><b id="n-pending">{pending}</b></div></div>
 </section>
 <section class="card"><h2>Contacts by state and outcome</h2><table>
-{queued}{retry}{in_progress}{completed}{voicemail}{busy}{no_answer}{failed}{suppressed}{cancelled}{rejected}
+{queued}{retry}{deferred}{in_progress}{completed}{voicemail}{busy}{no_answer}{failed}{suppressed}{cancelled}{rejected}
 </table></section>
 <section class="card"><h2>Capacity</h2><div class="kv">
 <div><span>calls in flight (this batch)</span><b><span id="in-flight">{in_flight}</span> / {max_dials} maxConcurrentDials</b></div>
@@ -468,11 +470,16 @@ pub fn page(view: &View) -> String {
         progress_text = t("progress-text"),
         total = t("n-total"),
         succeeded = t("n-succeeded"),
+        voicemail_all = t("n-voicemail-all"),
         failed_all = t("n-failed-all"),
         cancelled_all = t("n-cancelled-all"),
         pending = t("n-pending"),
         queued = counter("queued", "n-queued"),
         retry = counter("&nbsp;&nbsp;of which waiting for a retry", "n-retry"),
+        deferred = counter(
+            "&nbsp;&nbsp;of which deferred by a compliance rule",
+            "n-deferred"
+        ),
         in_progress = counter("in progress", "n-in-progress"),
         completed = counter("completed", "n-completed"),
         voicemail = counter("voicemail", "n-voicemail"),

@@ -182,9 +182,9 @@ pub(crate) async fn update(
     }
     if let Some(md) = &body.machine_detection {
         // `null` turns detection off; a value must be one of Twilio's.
-        let parsed = md.as_deref().and_then(|m| {
-            settings::check_machine_detection(Some(m), "machineDetection", &mut v)
-        });
+        let parsed = md
+            .as_deref()
+            .and_then(|m| settings::check_machine_detection(Some(m), "machineDetection", &mut v));
         if md.is_none() || parsed.is_some() {
             change.insert("machineDetection".into(), json!(parsed));
         }
@@ -259,7 +259,9 @@ pub(crate) async fn apply_settings(
         Some(m) => Some(
             m.as_str()
                 .and_then(MachineDetection::parse)
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad pending machineDetection {m}")))?
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!("bad pending machineDetection {m}"))
+                })?
                 .as_str(),
         ),
     };

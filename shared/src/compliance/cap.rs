@@ -22,7 +22,10 @@ impl FrequencyCap {
     /// Checks the two numbers; the error says which one is wrong and why.
     pub fn new(count: i64, days: i64) -> Result<Self, (&'static str, String)> {
         if !(1..=i64::from(Self::MAX_COUNT)).contains(&count) {
-            return Err(("count", format!("must be between 1 and {}", Self::MAX_COUNT)));
+            return Err((
+                "count",
+                format!("must be between 1 and {}", Self::MAX_COUNT),
+            ));
         }
         if !(1..=i64::from(Self::MAX_DAYS)).contains(&days) {
             return Err(("days", format!("must be between 1 and {}", Self::MAX_DAYS)));
@@ -79,7 +82,10 @@ mod tests {
         );
         assert_eq!(FrequencyCap::parse_policy(" OFF "), Ok(None));
         assert_eq!(
-            FrequencyCap::parse_policy("3/30d").unwrap().unwrap().to_string(),
+            FrequencyCap::parse_policy("3/30d")
+                .unwrap()
+                .unwrap()
+                .to_string(),
             "3/30"
         );
         for bad in ["7", "0/7", "7/0", "a/b", "7/400", ""] {

@@ -101,7 +101,12 @@ pub fn groups_of(batch_expr: &str) -> String {
 
 impl Group {
     /// A group from the stored names ('' for no outcome, no hold reason).
-    pub fn from_names(state: &str, outcome: &str, hold: &str, n: i64) -> Result<Self, CounterError> {
+    pub fn from_names(
+        state: &str,
+        outcome: &str,
+        hold: &str,
+        n: i64,
+    ) -> Result<Self, CounterError> {
         Ok(Self {
             state: ContactState::parse(state).ok_or_else(|| CounterError::Invalid {
                 what: "state",
