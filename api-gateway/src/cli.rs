@@ -52,15 +52,17 @@ pub struct WorkspaceUpdateArgs {
     pub default_region: Option<String>,
     /// Recipient-local calling hours, `HH:MM-HH:MM` in each recipient's own timezone, every
     /// day, or `off`.
-    #[arg(long, value_parser = parse_recipient_hours)]
-    pub recipient_hours: Option<HoursArg>,
+    // Taken as text and parsed by `workspace_update`, so a bad value is one `error:` line
+    // naming the flag, like every other failure of the operator's commands.
+    #[arg(long)]
+    pub recipient_hours: Option<String>,
     /// `true`: dial numbers whose timezone cannot be determined; `false`: hold them.
     #[arg(long)]
-    pub allow_unknown_timezone: Option<bool>,
+    pub allow_unknown_timezone: Option<String>,
     /// Frequency cap across the workspace's batches: `COUNT/DAYS` (Regulation F: `7/7`), or
     /// `off`.
-    #[arg(long, value_parser = parse_cap)]
-    pub max_calls_per_number: Option<CapArg>,
+    #[arg(long)]
+    pub max_calls_per_number: Option<String>,
 }
 
 /// `--recipient-hours` as parsed (`None` = off).
@@ -213,9 +215,26 @@ pub async fn workspace_update(
         default_no_answer_delay_ms: args.default_no_answer_delay_ms,
         default_region: args.default_region,
         compliance: workspace::Compliance {
-            hours: args.recipient_hours.map(|h| h.0),
-            allow_unknown_timezone: args.allow_unknown_timezone,
-            cap: args.max_calls_per_number.map(|c| c.0),
+            hours: args
+                .recipient_hours
+                .as_deref()
+                .map(RecipientHours::parse_policy)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--recipient-hours: {e}"))?,
+            allow_unknown_timezone: match args.allow_unknown_timezone.as_deref() {
+                None => None,
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                Some(other) => {
+                    anyhow::bail!("--allow-unknown-timezone must be true or false, not {other:?}")
+                }
+            },
+            cap: args
+                .max_calls_per_number
+                .as_deref()
+                .map(FrequencyCap::parse_policy)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--max-calls-per-number: {e}"))?,
         },
     };
     anyhow::ensure!(

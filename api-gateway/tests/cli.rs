@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use common::running::running_batch;
 use common::spawn_app;
@@ -102,6 +102,12 @@ async fn workspace_and_webhook_secret_commands() {
         "GB",
         "--name",
         "acme",
+        "--recipient-hours",
+        "09:00-20:30",
+        "--allow-unknown-timezone",
+        "true",
+        "--max-calls-per-number",
+        "7/7",
     ]);
     assert_eq!(updated["maxConcurrentDials"], 50);
     assert_eq!(updated["maxCallsPerSecond"], 12);
@@ -112,6 +118,15 @@ async fn workspace_and_webhook_secret_commands() {
     assert_eq!(updated["retryDefaults"]["noAnswerDelay"], 2000);
     assert_eq!(updated["defaultRegion"], "GB");
     assert_eq!(updated["name"], "acme");
+    assert_eq!(updated["recipientCallingHours"], "09:00-20:30");
+    assert_eq!(updated["allowUnknownTimezone"], true);
+    assert_eq!(updated["maxCallsPerNumber"], json!({"count": 7, "days": 7}));
+    let text = cli.text(&["workspace", "show", &ws]);
+    assert!(
+        text.contains("recipient calling hours: 09:00-20:30"),
+        "{text}"
+    );
+    assert!(text.contains("max calls per number: 7 in 7 days"), "{text}");
     // ... and the API shows it.
     let api: Value = app
         .get("/api/workspace")
@@ -122,6 +137,23 @@ async fn workspace_and_webhook_secret_commands() {
         .await
         .unwrap();
     assert_eq!(api["maxConcurrentDials"], 50);
+    assert_eq!(api["recipientCallingHours"], "09:00-20:30");
+    assert_eq!(api["maxCallsPerNumber"], json!({"count": 7, "days": 7}));
+    // Each policy turned off, and the allowance back.
+    let off = cli.json(&[
+        "workspace",
+        "update",
+        &ws,
+        "--recipient-hours",
+        "off",
+        "--max-calls-per-number",
+        "off",
+        "--allow-unknown-timezone",
+        "false",
+    ]);
+    assert_eq!(off["recipientCallingHours"], "off");
+    assert_eq!(off["maxCallsPerNumber"], Value::Null);
+    assert_eq!(off["allowUnknownTimezone"], false);
     let cleared = cli.json(&["workspace", "update", &ws, "--max-calls-per-second", "none"]);
     assert_eq!(cleared["maxCallsPerSecond"], Value::Null);
     assert!(
@@ -171,6 +203,30 @@ async fn workspace_and_webhook_secret_commands() {
     cli.fails(
         &["workspace", "update", &ws, "--max-calls-per-second", "many"],
         "--max-calls-per-second",
+    );
+    cli.fails(
+        &[
+            "workspace",
+            "update",
+            &ws,
+            "--recipient-hours",
+            "21:00-08:00",
+        ],
+        "--recipient-hours",
+    );
+    cli.fails(
+        &["workspace", "update", &ws, "--max-calls-per-number", "0/7"],
+        "--max-calls-per-number",
+    );
+    cli.fails(
+        &[
+            "workspace",
+            "update",
+            &ws,
+            "--allow-unknown-timezone",
+            "maybe",
+        ],
+        "--allow-unknown-timezone",
     );
     cli.fails(&["webhook-secret", "show", &nobody], "no workspace with id");
     // The database unreachable: one line, non-zero.

@@ -186,6 +186,127 @@ async fn bad_values_are_named() {
     assert_eq!(now["retryDefaults"]["maxAttempts"], 3);
 }
 
+/// The compliance policy is the tenant's own: `GET` shows it, `PATCH` sets each part (and turns
+/// the hours and the cap off), the columns the scheduler and the dial worker read change, and
+/// each bad value is a 422 naming its field.
+#[tokio::test]
+async fn the_compliance_policy_is_read_and_changed_through_the_api() {
+    let app = spawn_app().await;
+    let patch = |body: Value| {
+        app.http
+            .patch(app.url("/api/workspace"))
+            .bearer_auth(&app.key)
+            .json(&body)
+            .send()
+    };
+    let columns = async || {
+        let client = app.env.db.get().await.unwrap();
+        let r = client
+            .query_one(
+                "SELECT recipient_hours_start, recipient_hours_end, allow_unknown_timezone,
+                        max_calls_per_number_count, max_calls_per_number_days
+                 FROM workspaces WHERE id = $1",
+                &[&app.workspace_id],
+            )
+            .await
+            .unwrap();
+        (
+            r.get::<_, Option<i16>>("recipient_hours_start"),
+            r.get::<_, Option<i16>>("recipient_hours_end"),
+            r.get::<_, bool>("allow_unknown_timezone"),
+            r.get::<_, Option<i32>>("max_calls_per_number_count"),
+            r.get::<_, Option<i32>>("max_calls_per_number_days"),
+        )
+    };
+    let r = patch(
+        json!({"recipientCallingHours": "09:30-20:00", "allowUnknownTimezone": false,
+                         "maxCallsPerNumber": {"count": 7, "days": 7}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["recipientCallingHours"], "09:30-20:00");
+    assert_eq!(body["allowUnknownTimezone"], false);
+    assert_eq!(body["maxCallsPerNumber"], json!({"count": 7, "days": 7}));
+    let shown: Value = app.get("/api/workspace").send_json().await;
+    for field in [
+        "recipientCallingHours",
+        "allowUnknownTimezone",
+        "maxCallsPerNumber",
+    ] {
+        assert_eq!(shown[field], body[field], "{field}");
+    }
+    assert_eq!(
+        columns().await,
+        (Some(570), Some(1200), false, Some(7), Some(7))
+    );
+
+    // One part at a time; the others stay.
+    let r = patch(json!({"allowUnknownTimezone": true})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        columns().await,
+        (Some(570), Some(1200), true, Some(7), Some(7))
+    );
+    // Off: the hours by "off", the cap by null.
+    let r = patch(json!({"recipientCallingHours": "off", "maxCallsPerNumber": null}))
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["recipientCallingHours"], "off");
+    assert_eq!(body["maxCallsPerNumber"], Value::Null);
+    assert_eq!(columns().await, (None, None, true, None, None));
+    // And back to the safe default; sending back what GET showed changes nothing.
+    let r = patch(json!({"recipientCallingHours": "08:00-21:00"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let shown: Value = app.get("/api/workspace").send_json().await;
+    let r = patch(shown.clone()).await.unwrap();
+    assert_eq!(r.status(), 200, "a round trip is allowed");
+    assert_eq!(columns().await, (Some(480), Some(1260), true, None, None));
+
+    // Bad values: 422 naming each field, and nothing changes.
+    for (body, fields) in [
+        (
+            json!({"recipientCallingHours": "21:00-08:00"}),
+            vec!["recipientCallingHours"],
+        ),
+        (
+            json!({"recipientCallingHours": "9 to 5"}),
+            vec!["recipientCallingHours"],
+        ),
+        (
+            json!({"maxCallsPerNumber": {"count": 0, "days": 7}}),
+            vec!["maxCallsPerNumber.count"],
+        ),
+        (
+            json!({"maxCallsPerNumber": {"count": 7, "days": 400}, "recipientCallingHours": "25:00-26:00"}),
+            vec!["recipientCallingHours", "maxCallsPerNumber.days"],
+        ),
+    ] {
+        let r = patch(body.clone()).await.unwrap();
+        assert_eq!(error_fields(r, 422).await, fields, "{body}");
+    }
+    // Wrong types and missing parts are 400s naming the field.
+    for (body, field) in [
+        (
+            json!({"allowUnknownTimezone": "yes"}),
+            "allowUnknownTimezone",
+        ),
+        (
+            json!({"maxCallsPerNumber": {"count": 7}}),
+            "maxCallsPerNumber",
+        ),
+        (json!({"recipientCallingHours": 8}), "recipientCallingHours"),
+    ] {
+        let r = patch(body.clone()).await.unwrap();
+        assert_eq!(error_fields(r, 400).await, [field], "{body}");
+    }
+    assert_eq!(columns().await, (Some(480), Some(1260), true, None, None));
+}
+
 type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
 async fn receiver() -> (String, Received) {
