@@ -165,6 +165,104 @@ async fn pause_walk_put_pending_and_cancel() {
     assert_eq!(error_fields(r, 422).await, vec!["paused"]);
 }
 
+/// `machineDetection` on a Vogent job: set at creation, changed by `PUT` (at once in INIT, at the
+/// next pause when ACTIVE), turned off by `null`, stored by its exact name for the dial worker;
+/// a bad value is a 422 naming the field. `GET` shows it, with the job's statistics.
+#[tokio::test]
+async fn machine_detection_is_set_at_creation_and_changed_by_put() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    let r = app
+        .post("/api/batch_dial_jobs")
+        .json(&json!({"name": "amd", "callAgentId": agent, "machineDetection": "Enable", "maxConcurrentDials": 5,
+                      "rows": [{"toNumber": "+12015550100"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let job: Value = r.json().await.unwrap();
+    assert_eq!(job["machineDetection"], "Enable");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/batch_dial_jobs/{id}");
+    let stored = async || -> Option<String> {
+        let client = app.env.db.get().await.unwrap();
+        client
+            .query_one(
+                "SELECT machine_detection FROM batches WHERE id = $1",
+                &[&uuid::Uuid::parse_str(&id).unwrap()],
+            )
+            .await
+            .unwrap()
+            .get("machine_detection")
+    };
+    assert_eq!(stored().await.as_deref(), Some("Enable"));
+
+    // INIT: at once.
+    let r: Value = app
+        .put(&path)
+        .json(&json!({"machineDetection": "DetectMessageEnd"}))
+        .send_json()
+        .await;
+    assert_eq!(r["machineDetection"], "DetectMessageEnd");
+    assert_eq!(stored().await.as_deref(), Some("DetectMessageEnd"));
+    // Absent: unchanged.
+    let r: Value = app
+        .put(&path)
+        .json(&json!({"name": "renamed"}))
+        .send_json()
+        .await;
+    assert_eq!(r["machineDetection"], "DetectMessageEnd");
+
+    // A bad value names the field and changes nothing.
+    for bad in [json!("enable"), json!("Sometimes")] {
+        let r = app
+            .put(&path)
+            .json(&json!({"machineDetection": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_fields(r, 422).await, vec!["machineDetection"]);
+    }
+    let r = app
+        .put(&path)
+        .json(&json!({"machineDetection": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_fields(r, 400).await, vec!["machineDetection"]);
+    assert_eq!(stored().await.as_deref(), Some("DetectMessageEnd"));
+
+    // ACTIVE: pending until the next pause; null turns it off.
+    let paused = |p: bool| {
+        app.post(&format!("{path}/paused"))
+            .json(&json!({"paused": p}))
+            .send()
+    };
+    let r: Value = paused(false).await.unwrap().json().await.unwrap();
+    assert_eq!(r["status"], "ACTIVE");
+    let r: Value = app
+        .put(&path)
+        .json(&json!({"machineDetection": null}))
+        .send_json()
+        .await;
+    assert_eq!(r["machineDetection"], "DetectMessageEnd");
+    assert!(
+        r["pending"]
+            .as_object()
+            .unwrap()
+            .contains_key("machineDetection")
+    );
+    assert_eq!(stored().await.as_deref(), Some("DetectMessageEnd"));
+    let r: Value = paused(true).await.unwrap().json().await.unwrap();
+    assert_eq!(r["machineDetection"], Value::Null);
+    assert_eq!(stored().await, None);
+
+    let shown: Value = app.get(&path).send_json().await;
+    assert_eq!(shown["machineDetection"], Value::Null);
+    assert_eq!(shown["statistics"]["total"], shown["statistics"]["pending"]);
+    assert_eq!(shown["statistics"]["voicemail"], 0);
+}
+
 /// The ids of a list page's jobs, in order.
 fn job_ids(page: &Value) -> Vec<&str> {
     page["data"]

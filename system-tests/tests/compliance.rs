@@ -545,7 +545,7 @@ async fn a_machine_answer_is_recorded_as_voicemail_and_retried_only_when_asked()
     // second retries voicemails after 300 ms (`voicemailDelay`), up to two attempts.
     let once = "+12015550159".to_owned();
     let twice = "+12015550169".to_owned();
-    stack
+    let once_batch = stack
         .submit_with(
             vec![json!({"phoneNumber": once})],
             json!({"machineDetection": "Enable", "retryStrategy": {"maxAttempts": 2}}),
@@ -583,7 +583,8 @@ async fn a_machine_answer_is_recorded_as_voicemail_and_retried_only_when_asked()
         .collect();
     assert_eq!(outcomes.len(), 3);
     assert!(outcomes.iter().all(|o| o == "voicemail"), "{outcomes:?}");
-    // The simulator's own record agrees: the machine picked up.
+    // The simulator's own record agrees: the machine picked up, and each call asked for the
+    // job's own kind of detection, by its exact name (not `Enable` for both).
     assert!(
         stack
             .calls()
@@ -591,6 +592,31 @@ async fn a_machine_answer_is_recorded_as_voicemail_and_retried_only_when_asked()
             .all(|c| c.outcome == shared::domain::CallOutcome::Voicemail),
         "{:?}",
         stack.calls()
+    );
+    for (number, asked) in [(&once, "Enable"), (&twice, "DetectMessageEnd")] {
+        let calls: Vec<_> = stack
+            .calls()
+            .into_iter()
+            .filter(|c| &c.to == number)
+            .collect();
+        assert!(!calls.is_empty());
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.machine_detection.as_deref() == Some(asked)),
+            "{number}: {calls:?}"
+        );
+    }
+    // Counted as a voicemail, not a success.
+    let check: Value = stack
+        .get(&format!("/api/v1/batch/check-status?batchId={once_batch}"))
+        .send_json()
+        .await;
+    let st = &check["statistics"];
+    assert_eq!(
+        (&st["succeeded"], &st["voicemail"], &st["processed"]),
+        (&json!(0), &json!(1), &json!(1)),
+        "{st}"
     );
     // A bad value names its field.
     let r = stack
