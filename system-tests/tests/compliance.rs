@@ -632,3 +632,219 @@ async fn a_machine_answer_is_recorded_as_voicemail_and_retried_only_when_asked()
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("options.machineDetection"));
 }
+
+/// The counts by state, outcome and hold reason: from the batch counters (what every surface
+/// reads) and from a fresh scan of the contacts, in one snapshot.
+async fn counters_and_scan(
+    db: &shared::db::Pool,
+    ids: &[uuid::Uuid],
+) -> (
+    std::collections::BTreeMap<(uuid::Uuid, String, String, String), i64>,
+    std::collections::BTreeMap<(uuid::Uuid, String, String, String), i64>,
+) {
+    let mut client = db.get().await.unwrap();
+    let txn = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .unwrap();
+    let mut kept = std::collections::BTreeMap::new();
+    for (batch, groups) in shared::db::counters::load(&txn, ids).await.unwrap() {
+        for g in groups {
+            let key = (
+                batch,
+                g.state.as_str().to_owned(),
+                g.last_outcome.map_or("", |o| o.as_str()).to_owned(),
+                g.hold_reason.unwrap_or_default(),
+            );
+            kept.insert(key, g.n);
+        }
+    }
+    let mut scanned = std::collections::BTreeMap::new();
+    for r in txn
+        .query(
+            "SELECT batch_id, state, coalesce(last_outcome, '') AS o, coalesce(hold_reason, '') AS h,
+                    count(*) AS n
+             FROM contacts WHERE batch_id = ANY($1) GROUP BY 1, 2, 3, 4",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+    {
+        scanned.insert(
+            (r.get("batch_id"), r.get("state"), r.get("o"), r.get("h")),
+            r.get::<_, i64>("n"),
+        );
+    }
+    txn.commit().await.unwrap();
+    (kept, scanned)
+}
+
+/// The batch counters (migration V12) stay exact through a whole campaign across real
+/// processes: retries (busy, no-answer), a frequency cap deferring the third attempts, a
+/// cancelled batch, numbers put on the do-not-call list mid-campaign (suppressed), rows appended
+/// to a running batch, voicemails. At every sample (one snapshot each) and at the end, the
+/// counters equal a fresh COUNT of the contacts; and the gateway folds the deltas away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_counters_equal_a_fresh_count_throughout_a_campaign() {
+    let compliance = api_gateway::admin::Compliance {
+        max_calls_per_number: Some((2, 1)),
+        ..api_gateway::admin::Compliance::off()
+    };
+    let stack = start(compliance, 0).await;
+    let numbers = |prefix: &str, n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"phoneNumber": format!("{prefix}{i:04}")}))
+            .collect()
+    };
+    let retry = json!({"maxAttempts": 3, "busyDelay": 300, "noAnswerDelay": 300});
+    let a = stack
+        .submit_with(
+            numbers("+1201555", 40),
+            json!({"retryStrategy": retry, "machineDetection": "Enable"}),
+        )
+        .await;
+    let b = stack
+        .submit_with(numbers("+1201556", 40), json!({"retryStrategy": retry}))
+        .await;
+    let ids: Vec<uuid::Uuid> = [&a, &b]
+        .iter()
+        .map(|s| uuid::Uuid::parse_str(s).unwrap())
+        .collect();
+
+    // A sampler comparing the two all along.
+    let stop = CancellationToken::new();
+    let sampler = {
+        let (db, ids, stop) = (stack.env.db.clone(), ids.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut samples, mut differ) = (0, Vec::new());
+            while !stop.is_cancelled() {
+                let (kept, scanned) = counters_and_scan(&db, &ids).await;
+                samples += 1;
+                if kept != scanned {
+                    differ.push((kept, scanned));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (samples, differ)
+        })
+    };
+
+    // Calls flow; then batch B is cancelled, busy and no-answer numbers of A are listed, and
+    // rows are appended to A while it runs.
+    stack
+        .wait_for("the first calls", Duration::from_secs(20), async || {
+            stack.calls().len() >= 8
+        })
+        .await;
+    let r = stack
+        .post(&format!("/api/batch_dial_jobs/{b}/cancel"), json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let listed: Vec<String> = (0..40)
+        .filter(|i| i % 10 == 6 || i % 10 == 7)
+        .step_by(2)
+        .map(|i| format!("+1201555{i:04}"))
+        .collect();
+    let r = stack
+        .post("/api/dnc", json!({"numbers": listed, "reason": "opt-out"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    {
+        let client = stack.env.db.get().await.unwrap();
+        client
+            .execute(
+                "INSERT INTO contacts (id, batch_id, workspace_id, row_index, phone_number, timezones)
+                 SELECT gen_random_uuid(), b.id, b.workspace_id, 1000 + i, '+1201557' || lpad(i::text, 4, '0'), '{}'
+                 FROM batches b, generate_series(0, 9) i WHERE b.id = $1",
+                &[&ids[0]],
+            )
+            .await
+            .unwrap();
+    }
+    stack
+        .wait_for("batch A to finish", Duration::from_secs(90), async || {
+            let client = stack.env.db.get().await.unwrap();
+            let open: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM contacts WHERE batch_id = ANY($1)
+                       AND (state IN ('released', 'dialing')
+                            OR (state = 'queued' AND hold_reason IS NULL AND batch_id = $2))",
+                    &[&ids, &ids[0]],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            open == 0
+        })
+        .await;
+    stop.cancel();
+    let (samples, differ) = sampler.await.unwrap();
+    assert!(samples > 10, "{samples} samples");
+    assert!(
+        differ.is_empty(),
+        "{} of {samples} samples differ; first: {:?}",
+        differ.len(),
+        differ.first()
+    );
+
+    // What the campaign went through, so the comparison covered it.
+    let (kept, scanned) = counters_and_scan(&stack.env.db, &ids).await;
+    assert_eq!(kept, scanned);
+    let has = |state: &str, outcome: &str, hold: &str| {
+        kept.iter()
+            .any(|((_, s, o, h), n)| s == state && o == outcome && h == hold && *n > 0)
+    };
+    assert!(has("completed", "voicemail", ""), "{kept:?}");
+    assert!(has("failed", "suppressed", ""), "{kept:?}");
+    assert!(has("cancelled", "", ""), "{kept:?}");
+    assert!(
+        has("queued", "busy", "frequency_cap") || has("queued", "no-answer", "frequency_cap"),
+        "{kept:?}"
+    );
+    let appended: i64 = kept
+        .iter()
+        .filter(|((batch, ..), _)| *batch == ids[0])
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(appended, 50, "40 submitted and 10 appended rows");
+
+    // The gateway folds the deltas into the counters (every second).
+    stack
+        .wait_for("the deltas folded", Duration::from_secs(10), async || {
+            let client = stack.env.db.get().await.unwrap();
+            let left: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM batch_counter_deltas WHERE batch_id = ANY($1)",
+                    &[&ids],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            left == 0
+        })
+        .await;
+    let (folded, scanned) = counters_and_scan(&stack.env.db, &ids).await;
+    assert_eq!(folded, scanned);
+    // And check-status shows the same counts.
+    let check: Value = stack
+        .get(&format!("/api/v1/batch/check-status?batchId={a}"))
+        .send_json()
+        .await;
+    assert_eq!(check["statistics"]["total"], 50);
+    assert_eq!(
+        check["performance"]["deferred"]["frequencyCap"],
+        kept.iter()
+            .filter(|((batch, s, _, h), _)| *batch == ids[0]
+                && s == "queued"
+                && h == "frequency_cap")
+            .map(|(_, n)| n)
+            .sum::<i64>()
+    );
+}
