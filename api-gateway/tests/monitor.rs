@@ -333,3 +333,56 @@ async fn a_settled_batch_costs_no_reads() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(hub.stats.reads.load(Ordering::Relaxed) - before >= 5);
 }
+
+/// Contacts deferred by the recipients' calling hours wait for their minute: the page's ETA and
+/// check-status's `estimatedTimeRemaining` are not earlier, and both count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eta_waits_for_contacts_deferred_by_recipient_hours() {
+    let app = spawn_app().await;
+    let run = running_batch(&app, 30).await;
+    let id = run.batch_id;
+    let client = app.env.db.get().await.unwrap();
+    let deferred = client
+        .execute(
+            "UPDATE contacts SET hold_reason = 'recipient_hours', next_attempt_at = now() + interval '5 hours'
+             WHERE batch_id = $1 AND state = 'queued' AND last_outcome IS NULL",
+            &[&id],
+        )
+        .await
+        .unwrap() as i64;
+    assert!(deferred > 10);
+    let check: Value = app
+        .get(&format!("/api/v1/batch/check-status?batchId={id}"))
+        .send_json()
+        .await;
+    assert_eq!(check["performance"]["deferred"]["recipientHours"], deferred);
+    let eta = check["performance"]["estimatedTimeRemaining"]
+        .as_f64()
+        .unwrap();
+    assert!(eta >= 5.0 * 3600.0 - 60.0, "{eta}");
+    let link = api_gateway::monitor::dashboard_link(
+        &api_gateway::config::Config::from_env(&shared::config::Env::from_pairs([(
+            "PUBLIC_URL",
+            app.url(""),
+        )]))
+        .unwrap(),
+        id,
+        Utc::now(),
+    );
+    let html = app
+        .http
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text_of(&html, "n-deferred"), deferred.to_string());
+    let page_eta = text_of(&html, "eta");
+    assert!(
+        page_eta.contains("calling hours")
+            && (page_eta.contains("(in 4h 59m)") || page_eta.contains("(in 5h 00m)")),
+        "{page_eta}"
+    );
+}

@@ -278,7 +278,12 @@ fn process_cpu() -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name; Linux counts
     // them in USER_HZ, 100 a second on every architecture it runs on.
     (ticks(11) + ticks(12)) / 100.0

@@ -169,7 +169,10 @@ async fn what_the_batch_counters_cost_ingest_and_dialing() {
     // A read: the counters (folded, then with a second of unfolded deltas) against the scan.
     let batch = last.unwrap();
     shared::db::counters::fold(&env.db).await.unwrap();
-    client.batch_execute("VACUUM ANALYZE contacts").await.unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE contacts")
+        .await
+        .unwrap();
     let time = async |sql: &str| -> f64 {
         let mut best = f64::MAX;
         for _ in 0..5 {

@@ -67,6 +67,26 @@ pub fn counter_error(e: counters::CounterError) -> ApiError {
     }
 }
 
+/// The latest minute a contact of the batch was deferred to by the recipient hours or the
+/// frequency cap: no ETA is earlier. One step of a backward range of the due index; callers ask
+/// only when the counters say such contacts wait (else it would walk the queue to no avail).
+pub async fn held_until(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    Ok(client
+        .query_opt(
+            "SELECT next_attempt_at FROM contacts
+             WHERE batch_id = $1 AND state = 'queued'
+               AND hold_reason IN ('recipient_hours', 'frequency_cap')
+               AND isfinite(next_attempt_at)
+             ORDER BY next_attempt_at DESC LIMIT 1",
+            &[&batch_id],
+        )
+        .await?
+        .map(|r| r.get("next_attempt_at")))
+}
+
 /// Dialgen's `statistics` of a batch (shared::domain::stats: cancelled contacts have their own
 /// count and stay out of the success rate).
 pub fn statistics(b: &Batch, c: &ContactCounts) -> Statistics {
@@ -145,18 +165,8 @@ pub async fn check_status(
         held("unknown_timezone"),
         held("frequency_cap"),
     );
-    let held_until: Option<DateTime<Utc>> = if by_hours + by_cap > 0 {
-        client
-            .query_opt(
-                "SELECT next_attempt_at FROM contacts
-                 WHERE batch_id = $1 AND state = 'queued'
-                   AND hold_reason IN ('recipient_hours', 'frequency_cap')
-                   AND isfinite(next_attempt_at)
-                 ORDER BY next_attempt_at DESC LIMIT 1",
-                &[&b.id],
-            )
-            .await?
-            .map(|r| r.get("next_attempt_at"))
+    let held_until = if by_hours + by_cap > 0 {
+        held_until(client, b.id).await?
     } else {
         None
     };

@@ -167,7 +167,18 @@ fn schedule_and_eta(s: &Snapshot) -> (String, String) {
             shared::domain::JobState::Created => "not started; ",
             _ => "",
         };
+        // Contacts deferred by the recipient hours or a frequency cap wait for their minute,
+        // whatever the rate.
+        let held = s.held_until.filter(|h| *h > now);
         match eta(&window, now, remaining as f64 / rate) {
+            Some(t) if held.is_some_and(|h| h > t) => {
+                let h = held.unwrap_or(t);
+                format!(
+                    "{prefix}≈ {} (in {}): deferred contacts wait for their recipients' calling hours or a frequency cap",
+                    time(h),
+                    span(h - now)
+                )
+            }
             Some(t) => format!(
                 "{prefix}≈ {} (in {}), {how}; first attempts only",
                 time(t),

@@ -85,6 +85,8 @@ pub struct Tally {
     /// Of `queued`: deferred by a compliance rule (recipient hours, unknown timezone,
     /// frequency cap) until their next allowed minute.
     pub deferred: i64,
+    /// Of `deferred`: by the recipient hours or the frequency cap (their minute is known).
+    pub deferred_to_a_minute: i64,
     pub in_progress: i64,
     pub completed: i64,
     pub voicemail: i64,
@@ -113,6 +115,12 @@ impl Tally {
                 }
                 if g.hold_reason.is_some() {
                     self.deferred += n;
+                }
+                if matches!(
+                    g.hold_reason.as_deref(),
+                    Some("recipient_hours" | "frequency_cap")
+                ) {
+                    self.deferred_to_a_minute += n;
                 }
             }
             ContactState::Released | ContactState::Dialing => self.in_progress += n,
@@ -161,6 +169,9 @@ pub struct Snapshot {
     pub starts_60s: i64,
     pub chart: Chart,
     pub recent: Vec<RecentCall>,
+    /// The latest minute a contact waits for (recipient hours, frequency cap): the ETA is not
+    /// earlier.
+    pub held_until: Option<DateTime<Utc>>,
     /// The database's clock when this was read.
     pub at: DateTime<Utc>,
 }
@@ -179,6 +190,7 @@ impl Snapshot {
             && self.starts_60s == other.starts_60s
             && self.chart == other.chart
             && self.recent == other.recent
+            && self.held_until == other.held_until
     }
 
     /// Whether nothing about the batch can change any more: it is final, every contact is final
@@ -255,7 +267,13 @@ pub async fn read(
     let at: DateTime<Utc> = row.get(c + 11);
     *since = Some(Chart::next_since(oldest_open, at));
     let statistics = Statistics::of(&tally.contacts, batch.state.is_final());
+    let held_until = if tally.deferred_to_a_minute > 0 {
+        crate::batches::stats::held_until(client, id).await?
+    } else {
+        None
+    };
     Ok(Some(Snapshot {
+        held_until,
         agent_name: row.get(c + 2),
         workspace_max_concurrent_dials: row.get(c),
         workspace_max_calls_per_second: row.get(c + 1),
