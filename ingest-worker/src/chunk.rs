@@ -133,7 +133,9 @@ pub async fn handle_chunk(
     if batch.chunk_done {
         return Ok(ChunkOutcome::AlreadyDone);
     }
-    if batch.ingest_state != "ingesting" {
+    // A batch whose body is still arriving at the gateway (`receiving`) takes chunks like one
+    // that is `ingesting`; an `aborted` one (its body proved invalid) drops them.
+    if !accepts_chunks(&batch.ingest_state) {
         return Ok(ChunkOutcome::BatchClosed {
             ingest_state: batch.ingest_state,
         });
@@ -240,6 +242,12 @@ pub struct ChunkKey {
     pub rows: i32,
 }
 
+/// Whether a batch in this ingest state stores chunks: while the gateway still reads its body
+/// (`receiving`, hidden) and after (`ingesting`). An `aborted`, `failed` or `ready` batch does not.
+pub fn accepts_chunks(ingest_state: &str) -> bool {
+    matches!(ingest_state, "receiving" | "ingesting")
+}
+
 struct BatchRow {
     workspace_id: Uuid,
     default_region: String,
@@ -317,7 +325,7 @@ pub async fn stage_chunk(
                  accepted_rows = accepted_rows + $2 - $4,
                  rejected_rows = rejected_rows + $3 + $4,
                  updated_at = now()
-             WHERE id = $1 AND ingest_state = 'ingesting'
+             WHERE id = $1 AND ingest_state IN ('receiving', 'ingesting')
              RETURNING ingest_state",
             &[&key.batch_id, &accepted, &rejected, &displaced],
         )

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use shared::domain::{ContactCounts, ContactState, Statistics};
 use shared::schedule::Window;
 
-use crate::batches::model::{Batch, COLUMN_COUNT, COLUMNS};
+use crate::batches::model::{Batch, COLUMN_COUNT, COLUMNS, VISIBLE};
 use crate::error::ApiError;
 
 /// The chart's series: what each attempt ended as, or that it is still in flight.
@@ -220,7 +220,7 @@ pub async fn read(
                      FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
                      WHERE a.batch_id = x.id ORDER BY a.created_at DESC, a.id DESC LIMIT 20) r),
             now()
-         FROM (SELECT {COLUMNS} FROM batches WHERE id = $1) x
+         FROM (SELECT {COLUMNS} FROM batches WHERE id = $1 AND {VISIBLE}) x
          JOIN workspaces w ON w.id = x.workspace_id"
     );
     let Some(row) = client.query_opt(&sql, &[&id, &*since]).await? else {
