@@ -431,59 +431,69 @@ pub async fn receive_csv<S: CsvShape + Send + 'static>(
     mut multipart: Multipart,
     check: CheckHeader,
 ) -> Result<Submitted, ApiError> {
-    let task = tokio::spawn(async move {
-        let mut intake = Intake::start(&req).await?;
-        let (bytes_tx, bytes_rx) = mpsc::channel(BODY_FRAMES);
-        let (chunk_tx, chunk_rx) = mpsc::channel(CHUNKS_AHEAD);
-        let (batch_id, ws_id) = (intake.batch_id, req.ws.id);
-        let parser = tokio::task::spawn_blocking(move || {
-            let _buffer = Held::new((), READ_BUF);
-            let mut violations = Violations::default();
-            let mut packer = Packer::new(batch_id, ws_id, move |c| {
-                chunk_tx.blocking_send(c).map_err(|_| Stopped)
+    // The create request's span goes with the task: the batch stores its trace context.
+    let span = tracing::info_span!("create_batch", workspace_id = %req.ws.id);
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let mut intake = Intake::start(&req).await?;
+            let (bytes_tx, bytes_rx) = mpsc::channel(BODY_FRAMES);
+            let (chunk_tx, chunk_rx) = mpsc::channel(CHUNKS_AHEAD);
+            let (batch_id, ws_id) = (intake.batch_id, req.ws.id);
+            let parser = tokio::task::spawn_blocking(move || {
+                let _buffer = Held::new((), READ_BUF);
+                let mut violations = Violations::default();
+                let mut packer = Packer::new(batch_id, ws_id, move |c| {
+                    chunk_tx.blocking_send(c).map_err(|_| Stopped)
+                });
+                let reader = std::io::BufReader::with_capacity(
+                    READ_BUF,
+                    stream::ChannelReader::new(bytes_rx),
+                );
+                let rows = parse_csv::<S>(reader, &mut packer, &mut violations);
+                (rows, violations)
             });
-            let reader =
-                std::io::BufReader::with_capacity(READ_BUF, stream::ChannelReader::new(bytes_rx));
-            let rows = parse_csv::<S>(reader, &mut packer, &mut violations);
-            (rows, violations)
-        });
-        let hint = intake.region_hint.clone();
-        let (pumped, published) = tokio::join!(
-            pump_parts::<S>(&mut multipart, bytes_tx, &req, &hint),
-            intake.publish(chunk_rx)
-        );
-        let outcome = async {
-            let (rows, violations) = parser
-                .await
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("the parser failed: {e}")))?;
-            let parts = pumped?;
-            if !parts.saw_file {
-                return Err(ApiError::field("file", "is required: the CSV to upload"));
+            let hint = intake.region_hint.clone();
+            let (pumped, published) = tokio::join!(
+                pump_parts::<S>(&mut multipart, bytes_tx, &req, &hint),
+                intake.publish(chunk_rx)
+            );
+            let outcome = async {
+                let (rows, violations) = parser
+                    .await
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("the parser failed: {e}")))?;
+                let parts = pumped?;
+                if !parts.saw_file {
+                    return Err(ApiError::field("file", "is required: the CSV to upload"));
+                }
+                if let Err(ParseError::Api(e)) = rows {
+                    return Err(e);
+                }
+                let header = parts.header.ok_or_else(|| {
+                    ApiError::field(
+                        S::HEADER_PART,
+                        "is required: the JSON settings of the upload",
+                    )
+                })?;
+                let parsed = stream::first_error(
+                    Ok(()),
+                    rows.map(|rows| Parsed { header, rows }),
+                    published,
+                )?;
+                intake
+                    .finish(
+                        parsed.header,
+                        parsed.rows,
+                        violations,
+                        parts.fingerprint.finish(),
+                        check,
+                    )
+                    .await
             }
-            if let Err(ParseError::Api(e)) = rows {
-                return Err(e);
-            }
-            let header = parts.header.ok_or_else(|| {
-                ApiError::field(
-                    S::HEADER_PART,
-                    "is required: the JSON settings of the upload",
-                )
-            })?;
-            let parsed =
-                stream::first_error(Ok(()), rows.map(|rows| Parsed { header, rows }), published)?;
-            intake
-                .finish(
-                    parsed.header,
-                    parsed.rows,
-                    violations,
-                    parts.fingerprint.finish(),
-                    check,
-                )
-                .await
-        }
-        .await;
-        intake.settle(outcome).await
-    });
+            .await;
+            intake.settle(outcome).await
+        },
+        span,
+    ));
     task.await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the create task failed: {e}")))?
 }

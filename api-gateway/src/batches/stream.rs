@@ -80,42 +80,49 @@ pub async fn receive_json<R: RowShape + Send + 'static>(
     check: CheckHeader,
 ) -> Result<Submitted, ApiError> {
     // Its own task: a client that goes away mid-body must still leave its batch aborted.
-    let task = tokio::spawn(async move {
-        let mut intake = Intake::start(&req).await?;
-        let (bytes_tx, bytes_rx) = mpsc::channel(BODY_FRAMES);
-        let (chunk_tx, chunk_rx) = mpsc::channel(CHUNKS_AHEAD);
-        let hint = intake.region_hint.clone();
-        let (batch_id, ws_id) = (intake.batch_id, req.ws.id);
-        let parser = tokio::task::spawn_blocking(move || {
-            let _buffer = Held::new((), READ_BUF);
-            let mut violations = Violations::default();
-            let mut packer = Packer::new(batch_id, ws_id, move |c| {
-                chunk_tx.blocking_send(c).map_err(|_| Stopped)
+    // The create request's span goes with the task: the batch stores its trace context.
+    let span = tracing::info_span!("create_batch", workspace_id = %req.ws.id);
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let mut intake = Intake::start(&req).await?;
+            let (bytes_tx, bytes_rx) = mpsc::channel(BODY_FRAMES);
+            let (chunk_tx, chunk_rx) = mpsc::channel(CHUNKS_AHEAD);
+            let hint = intake.region_hint.clone();
+            let (batch_id, ws_id) = (intake.batch_id, req.ws.id);
+            let parser = tokio::task::spawn_blocking(move || {
+                let _buffer = Held::new((), READ_BUF);
+                let mut violations = Violations::default();
+                let mut packer = Packer::new(batch_id, ws_id, move |c| {
+                    chunk_tx.blocking_send(c).map_err(|_| Stopped)
+                });
+                let reader =
+                    std::io::BufReader::with_capacity(READ_BUF, ChannelReader::new(bytes_rx));
+                let parsed =
+                    body::parse_reader::<R>(reader, &mut packer, &mut violations, &mut |h| {
+                        *hint.lock().unwrap_or_else(|e| e.into_inner()) = h;
+                    });
+                (parsed, violations)
             });
-            let reader = std::io::BufReader::with_capacity(READ_BUF, ChannelReader::new(bytes_rx));
-            let parsed = body::parse_reader::<R>(reader, &mut packer, &mut violations, &mut |h| {
-                *hint.lock().unwrap_or_else(|e| e.into_inner()) = h;
-            });
-            (parsed, violations)
-        });
-        let mut fingerprint = Fingerprint::json(req.surface);
-        let limit = req.state.config.max_body_bytes;
-        let (pumped, published) = tokio::join!(
-            pump(body, bytes_tx, limit, &mut fingerprint),
-            intake.publish(chunk_rx)
-        );
-        let outcome = async {
-            let (parsed, violations) = parser
-                .await
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("the parser failed: {e}")))?;
-            let Parsed { header, rows } = first_error(pumped, parsed, published)?;
-            intake
-                .finish(header, rows, violations, fingerprint.finish(), check)
-                .await
-        }
-        .await;
-        intake.settle(outcome).await
-    });
+            let mut fingerprint = Fingerprint::json(req.surface);
+            let limit = req.state.config.max_body_bytes;
+            let (pumped, published) = tokio::join!(
+                pump(body, bytes_tx, limit, &mut fingerprint),
+                intake.publish(chunk_rx)
+            );
+            let outcome = async {
+                let (parsed, violations) = parser
+                    .await
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("the parser failed: {e}")))?;
+                let Parsed { header, rows } = first_error(pumped, parsed, published)?;
+                intake
+                    .finish(header, rows, violations, fingerprint.finish(), check)
+                    .await
+            }
+            .await;
+            intake.settle(outcome).await
+        },
+        span,
+    ));
     task.await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the create task failed: {e}")))?
 }
@@ -230,6 +237,10 @@ pub struct Intake {
     replaying: bool,
     /// Chunks published.
     published: u32,
+    /// Published, confirm outstanding.
+    in_flight: VecDeque<(shared::queue::publisher::Pending, Held<()>)>,
+    /// The latest chunk, published once the next one comes or the body is known valid.
+    held_back: Option<Chunk>,
 }
 
 impl Intake {
@@ -252,67 +263,94 @@ impl Intake {
             region: None,
             replaying,
             published: 0,
+            in_flight: VecDeque::new(),
+            held_back: None,
         })
     }
 
-    /// Publishes every chunk `rx` yields (the first after inserting the hidden row), with up to
-    /// [`IN_FLIGHT`] confirms outstanding, and waits for the last confirm. An error stops it,
-    /// which stops the parser.
+    /// Publishes every chunk `rx` yields but the last, which waits for the end of the body (so
+    /// a body of one chunk that proves invalid publishes nothing), with up to [`IN_FLIGHT`]
+    /// confirms outstanding. The first publish inserts the hidden row. An error stops it, which
+    /// stops the parser.
     pub async fn publish(&mut self, mut rx: mpsc::Receiver<Chunk>) -> Result<(), ApiError> {
-        let mut in_flight: VecDeque<(shared::queue::publisher::Pending, Held<()>)> =
-            VecDeque::new();
         while let Some(chunk) = rx.recv().await {
             if self.replaying {
                 continue;
             }
-            if self.region.is_none() {
-                let hint = self
-                    .region_hint
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                let region = hint
-                    .filter(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
-                    .unwrap_or_else(|| self.req.ws.default_region.clone());
-                let client = self.req.state.db.get().await?;
-                let inserted = submit::insert_hidden(
-                    &**client,
-                    self.batch_id,
-                    &self.req.ws,
-                    self.req.surface,
-                    &region,
-                    self.req.key.as_deref(),
-                )
-                .await?;
-                if !inserted {
-                    // A concurrent request with the same key got there first.
-                    self.replaying = true;
-                    continue;
-                }
-                self.region = Some(region);
-            }
-            let (body, token) = chunk.body.split();
-            let message = Outgoing {
-                body,
-                message_id: Some(format!("{}:{}", self.batch_id, chunk.seq)),
-                headers: Vec::new(),
-            };
-            let pending = self
-                .req
-                .state
-                .publisher
-                .start(Stream::Ingest, message)
-                .await
-                .map_err(unavailable)?;
-            self.published += 1;
-            in_flight.push_back((pending, token));
-            if in_flight.len() >= IN_FLIGHT
-                && let Some((pending, _token)) = in_flight.pop_front()
-            {
-                pending.confirmed().await.map_err(unavailable)?;
+            if let Some(previous) = self.held_back.replace(chunk) {
+                self.send(previous).await?;
             }
         }
-        for (pending, _token) in in_flight {
+        Ok(())
+    }
+
+    /// Publishes one chunk, inserting the hidden row first if this is the first.
+    async fn send(&mut self, chunk: Chunk) -> Result<(), ApiError> {
+        if self.region.is_none() {
+            let hint = self
+                .region_hint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let region = hint
+                .filter(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
+                .unwrap_or_else(|| self.req.ws.default_region.clone());
+            self.insert(region).await?;
+            if self.replaying {
+                return Ok(());
+            }
+        }
+        let (body, token) = chunk.body.split();
+        let message = Outgoing {
+            body,
+            message_id: Some(format!("{}:{}", self.batch_id, chunk.seq)),
+            headers: Vec::new(),
+        };
+        let pending = self
+            .req
+            .state
+            .publisher
+            .start(Stream::Ingest, message)
+            .await
+            .map_err(unavailable)?;
+        self.published += 1;
+        self.in_flight.push_back((pending, token));
+        if self.in_flight.len() >= IN_FLIGHT
+            && let Some((pending, _token)) = self.in_flight.pop_front()
+        {
+            pending.confirmed().await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the hidden row; a key taken meanwhile turns this request into a replay.
+    async fn insert(&mut self, region: String) -> Result<(), ApiError> {
+        let client = self.req.state.db.get().await?;
+        let inserted = submit::insert_hidden(
+            &**client,
+            self.batch_id,
+            &self.req.ws,
+            self.req.surface,
+            &region,
+            self.req.key.as_deref(),
+        )
+        .await?;
+        if inserted {
+            self.region = Some(region);
+        } else {
+            // A concurrent request with the same key got there first.
+            self.replaying = true;
+            self.held_back = None;
+        }
+        Ok(())
+    }
+
+    /// Publishes the held-back chunk and waits for every confirm (invariant 1).
+    async fn confirm_all(&mut self) -> Result<(), ApiError> {
+        if let Some(last) = self.held_back.take() {
+            self.send(last).await?;
+        }
+        while let Some((pending, _token)) = self.in_flight.pop_front() {
             pending.confirmed().await.map_err(unavailable)?;
         }
         Ok(())
@@ -350,6 +388,16 @@ impl Intake {
         }
         violations.into_result(())?;
         if self.region.is_none() {
+            // Nothing published yet (a body of one chunk): its rows are read in its own region.
+            self.insert(new.default_region.clone()).await?;
+        }
+        self.confirm_all().await?;
+        if self.replaying
+            && let Some(key) = &self.req.key
+        {
+            return submit::replay(&self.req.state, &self.req.ws, key, &fingerprint).await;
+        }
+        if self.published == 0 {
             return Err(ApiError::Internal(anyhow::anyhow!(
                 "a valid body published no chunk"
             )));
