@@ -138,7 +138,16 @@ async fn dialgen_csv_with_bom_quotes_newlines_and_extra_columns() {
         .get(&format!("/api/v1/batch/check-status?batchId={id}"))
         .send_json()
         .await;
-    assert_eq!(status["name"], "csv", "{status}");
+    assert_eq!(
+        status["rows"],
+        json!({"accepted": 2, "rejected": 1, "submitted": 3})
+    );
+    let name: String = client
+        .query_one("SELECT name FROM batches WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get("name");
+    assert_eq!(name, "csv", "the settings part applied");
     stop.cancel();
     let _ = w.await;
 }
