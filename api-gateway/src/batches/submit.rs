@@ -77,7 +77,7 @@ pub enum KeyState {
     /// A request with this key is still being received.
     InProgress,
     /// The batch it created, with the fingerprint of its body (NULL for old batches).
-    Used(Batch, Option<Vec<u8>>),
+    Used(Box<Batch>, Option<Vec<u8>>),
 }
 
 /// Looks the key up in the workspace.
@@ -97,7 +97,10 @@ pub async fn key_state(
         return Ok(KeyState::InProgress);
     }
     let fingerprint: Option<Vec<u8>> = row.get("idempotency_fingerprint");
-    Ok(KeyState::Used(Batch::from_row(&row)?, fingerprint))
+    Ok(KeyState::Used(
+        Box::new(Batch::from_row(&row)?),
+        fingerprint,
+    ))
 }
 
 /// Answers a request whose key was used before: the earlier batch as it is now if the body is
@@ -115,7 +118,7 @@ pub async fn replay(
                 return Err(ApiError::IdempotencyKeyReused);
             }
             Ok(Submitted {
-                batch,
+                batch: *batch,
                 created: false,
             })
         }
