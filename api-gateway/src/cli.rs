@@ -16,7 +16,7 @@ use shared::domain::JobState;
 use shared::domain::timing::{api_time, api_time_opt};
 
 use crate::batches::control::{self, Scope};
-use crate::batches::model::{Batch, COLUMNS};
+use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::batches::stats::{Counts, statistics};
 use crate::config::Config;
 use crate::workspace::{self, OperatorUpdate, Settings};
@@ -338,6 +338,7 @@ pub async fn batch(
             let sql = format!(
                 "SELECT {COLUMNS} FROM batches
                  WHERE ($1::uuid IS NULL OR workspace_id = $1) AND ($2::text IS NULL OR state = $2)
+                   AND {VISIBLE}
                  ORDER BY created_at DESC, id DESC LIMIT $3"
             );
             let batches = client

@@ -137,7 +137,18 @@ async fn more_than_100k_contacts_is_413() {
         .await
         .unwrap();
     error_fields(r, 413).await;
-    assert_eq!(app.ingest_queue_depth().await, 0);
+    // The first 100,000 were published as they were read; their batch is aborted, hidden.
+    let list: Value = app.get("/api/v1/batch/list").send_json().await;
+    assert_eq!(list, json!([]));
+    let client = app.env.db.get().await.unwrap();
+    let states: Vec<String> = client
+        .query("SELECT ingest_state FROM batches", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("ingest_state"))
+        .collect();
+    assert_eq!(states, vec!["aborted"]);
 }
 
 #[tokio::test]
@@ -194,7 +205,7 @@ async fn idempotency_and_unknown_ids() {
 }
 
 #[tokio::test]
-async fn a_publish_failure_answers_503_and_marks_the_batch_failed() {
+async fn a_publish_failure_answers_503_and_creates_nothing() {
     let app = spawn_app().await;
     let agent = app.create_agent().await;
     // Without its exchange the broker refuses every ingest chunk.
@@ -216,8 +227,7 @@ async fn a_publish_failure_answers_503_and_marks_the_batch_failed() {
         .await
         .unwrap();
     error_fields(r, 503).await;
+    // The batch never became visible: it was aborted, not left half-ingesting.
     let list: Value = app.get("/api/v1/batch/list").send_json().await;
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    assert_eq!(list[0]["status"], "failed", "never left half-ingesting");
-    assert_eq!(app.ingest_queue_depth().await, 0);
+    assert_eq!(list, json!([]));
 }

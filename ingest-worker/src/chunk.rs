@@ -133,7 +133,9 @@ pub async fn handle_chunk(
     if batch.chunk_done {
         return Ok(ChunkOutcome::AlreadyDone);
     }
-    if batch.ingest_state != "ingesting" {
+    // A batch whose body is still arriving at the gateway (`receiving`) takes chunks like one
+    // that is `ingesting`; an `aborted` one (its body proved invalid) drops them.
+    if !accepts_chunks(&batch.ingest_state) {
         return Ok(ChunkOutcome::BatchClosed {
             ingest_state: batch.ingest_state,
         });
@@ -164,7 +166,15 @@ pub async fn handle_chunk(
     loop {
         tries += 1;
         let txn = client.transaction().await?;
-        match stage_chunk(&txn, &key, &plan).await {
+        // The first attempt assumes no other chunk stored this chunk's numbers (duplicates
+        // across chunks are rare): it skips the lookup and lets the unique index tell. A
+        // collision rolls back and the retry resolves duplicates in full.
+        let lookup = if tries == 1 {
+            Lookup::Optimistic
+        } else {
+            Lookup::Full
+        };
+        match stage(&txn, &key, &plan, lookup).await {
             Ok(ChunkOutcome::Committed(done)) => {
                 txn.commit().await?;
                 tracing::info!(
@@ -240,6 +250,12 @@ pub struct ChunkKey {
     pub rows: i32,
 }
 
+/// Whether a batch in this ingest state stores chunks: while the gateway still reads its body
+/// (`receiving`, hidden) and after (`ingesting`). An `aborted`, `failed` or `ready` batch does not.
+pub fn accepts_chunks(ingest_state: &str) -> bool {
+    matches!(ingest_state, "receiving" | "ingesting")
+}
+
 struct BatchRow {
     workspace_id: Uuid,
     default_region: String,
@@ -275,6 +291,27 @@ pub async fn stage_chunk(
     key: &ChunkKey,
     plan: &Plan,
 ) -> Result<ChunkOutcome, ChunkError> {
+    stage(txn, key, plan, Lookup::Full).await
+}
+
+/// How a chunk finds numbers other chunks of its batch stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Looks each number up first (and resolves who keeps it).
+    Full,
+    /// Looks nothing up: a number already stored makes the COPY fail on the
+    /// `(batch_id, phone_number)` unique index, and the chunk is retried with [`Lookup::Full`].
+    /// Another chunk storing the number at the same moment makes the COPY wait for it, so a
+    /// COPY that succeeds had no duplicate to resolve.
+    Optimistic,
+}
+
+async fn stage(
+    txn: &Transaction<'_>,
+    key: &ChunkKey,
+    plan: &Plan,
+    lookup: Lookup,
+) -> Result<ChunkOutcome, ChunkError> {
     // The gate: a second delivery of this chunk finds the row (or waits for the transaction
     // that is inserting it, and proceeds only if that one rolls back).
     let claimed = txn
@@ -289,7 +326,7 @@ pub async fn stage_chunk(
     }
 
     let listed = do_not_call(txn, key.workspace_id, plan).await?;
-    let resolved = resolve_across_chunks(txn, key.batch_id, plan, &listed).await?;
+    let resolved = resolve_across_chunks(txn, key.batch_id, plan, &listed, lookup).await?;
     copy_contacts(txn, key, &resolved.accepted).await?;
     let all_rejected: Vec<&Rejected> = plan
         .rejected
@@ -317,7 +354,7 @@ pub async fn stage_chunk(
                  accepted_rows = accepted_rows + $2 - $4,
                  rejected_rows = rejected_rows + $3 + $4,
                  updated_at = now()
-             WHERE id = $1 AND ingest_state = 'ingesting'
+             WHERE id = $1 AND ingest_state IN ('receiving', 'ingesting')
              RETURNING ingest_state",
             &[&key.batch_id, &accepted, &rejected, &displaced],
         )
@@ -381,6 +418,7 @@ async fn resolve_across_chunks<'p>(
     batch_id: Uuid,
     plan: &'p Plan,
     listed: &HashSet<String>,
+    lookup: Lookup,
 ) -> Result<Resolved<'p>, tokio_postgres::Error> {
     let mut out = Resolved {
         accepted: Vec::with_capacity(plan.accepted.len()),
@@ -407,7 +445,8 @@ async fn resolve_across_chunks<'p>(
             candidates.push(a);
         }
     }
-    if candidates.is_empty() {
+    if candidates.is_empty() || lookup == Lookup::Optimistic {
+        out.accepted.extend(candidates);
         return Ok(out);
     }
     let numbers: Vec<&str> = candidates.iter().map(|a| a.number.as_str()).collect();

@@ -36,6 +36,25 @@ pub async fn sweep_once(
     let cutoff = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let mut client = db.get().await?;
     let txn = client.transaction().await?;
+    // A body that stopped arriving (its gateway died mid-request) is discarded, never shown: the
+    // client was never answered 202, so nothing of it may be dialed.
+    let stalled = txn
+        .query(
+            "SELECT id FROM batches WHERE ingest_state = 'receiving' AND updated_at < $1
+             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            &[&cutoff, &SWEEP_LIMIT],
+        )
+        .await?;
+    for row in stalled {
+        let id: Uuid = row.get("id");
+        let reason = format!(
+            "the request body stopped arriving for {} s",
+            timeout.as_secs()
+        );
+        if shared::db::ingest::abort_receiving(&*txn, id, &reason).await? {
+            tracing::warn!(batch_id = %id, "abandoned upload aborted");
+        }
+    }
     let due = txn
         .query(
             "SELECT b.id, b.expected_chunks,

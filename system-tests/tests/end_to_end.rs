@@ -1014,3 +1014,47 @@ async fn every_surface_says_the_same_of_each_call() {
         .unwrap();
     assert_eq!(answered["duration"], 1, "1.3 s of talk is 1 s");
 }
+
+/// A body that proves invalid after chunks were published (streamed ingest): answered 422, and
+/// none of its contacts is ever dialed, while a valid batch after it runs to completion. The
+/// carrier simulator's record is the witness.
+#[tokio::test]
+async fn a_body_invalid_after_its_rows_is_never_dialed() {
+    let stack = start(1, 5, 50).await;
+    let contacts: Vec<String> = (0..4_500)
+        .map(|i| format!(r#"{{"phoneNumber":"+1201{:07}"}}"#, 3_000_000 + i))
+        .collect();
+    let body = format!(
+        r#"{{"agentId":"{}","userId":"u","contacts":[{}],"options":{{"maxCallsPerSecond":0}}}}"#,
+        stack.agent,
+        contacts.join(",")
+    );
+    let r = stack
+        .http
+        .post(format!("{}/api/v1/batch", stack.gateway))
+        .bearer_auth(&stack.key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let created: Value = stack
+        .post(
+            "/api/v1/batch",
+            json!({"agentId": stack.agent, "userId": "u",
+                   "contacts": [{"phoneNumber": "+12015551000"}, {"phoneNumber": "+12015551001"}]}),
+        )
+        .send_json()
+        .await;
+    let id = created["batchId"].as_str().unwrap().to_owned();
+    stack.wait_completed(&id, Duration::from_secs(60)).await;
+    let calls = stack.calls();
+    assert!(
+        calls.iter().all(|c| !c.to.starts_with("+12013")),
+        "a contact of the rejected body was dialed"
+    );
+    assert_eq!(distinct_numbers(&calls), 2);
+    let list: Value = stack.get("/api/v1/batch/list").send_json().await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}

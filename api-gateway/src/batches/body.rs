@@ -9,8 +9,11 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, V
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use shared::queue::messages::{IngestChunkV1, RawRow};
+#[cfg(test)]
+use shared::queue::messages::IngestChunkV1;
+use shared::queue::messages::RawRow;
 
+use super::held::{self, Held};
 use crate::error::ApiError;
 use crate::validate::{Violations, is_email};
 
@@ -26,22 +29,31 @@ pub trait RowShape: DeserializeOwned {
     const KEY: &'static str;
     /// Checks the row (recording problems under `path`) and converts it.
     fn into_raw(self, path: &str, violations: &mut Violations) -> RawRow;
+    /// The body's `defaultRegion`, if the fields read so far hold one.
+    fn region_hint(header: &Map<String, Value>) -> Option<String>;
 }
 
 /// A Vogent row (seed 000): `inputs` must be a string => string map.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VogentRow {
-    to_number: String,
+    pub(crate) to_number: String,
     #[serde(default)]
-    inputs: Option<Map<String, Value>>,
+    pub(crate) inputs: Option<Map<String, Value>>,
     /// The recipient's IANA timezone (an extension; else derived from the number).
     #[serde(default)]
-    timezone: Option<String>,
+    pub(crate) timezone: Option<String>,
 }
 
 impl RowShape for VogentRow {
     const KEY: &'static str = "rows";
+
+    fn region_hint(header: &Map<String, Value>) -> Option<String> {
+        header
+            .get("defaultRegion")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
 
     fn into_raw(self, path: &str, violations: &mut Violations) -> RawRow {
         let inputs = self.inputs.unwrap_or_default();
@@ -67,23 +79,31 @@ impl RowShape for VogentRow {
 #[serde(rename_all = "camelCase")]
 pub struct DialgenContact {
     #[serde(default)]
-    id: Option<String>,
-    phone_number: String,
+    pub(crate) id: Option<String>,
+    pub(crate) phone_number: String,
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    email: Option<String>,
+    pub(crate) email: Option<String>,
     #[serde(default)]
-    company: Option<String>,
+    pub(crate) company: Option<String>,
     #[serde(default)]
-    metadata: Option<Value>,
+    pub(crate) metadata: Option<Value>,
     /// The recipient's IANA timezone (an extension; else derived from the number).
     #[serde(default)]
-    timezone: Option<String>,
+    pub(crate) timezone: Option<String>,
 }
 
 impl RowShape for DialgenContact {
     const KEY: &'static str = "contacts";
+
+    fn region_hint(header: &Map<String, Value>) -> Option<String> {
+        header
+            .get("options")
+            .and_then(|o| o.get("defaultRegion"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
 
     fn into_raw(self, path: &str, violations: &mut Violations) -> RawRow {
         if let Some(email) = self.email.as_deref().filter(|e| !is_email(e)) {
@@ -131,111 +151,243 @@ fn check_timezone(tz: Option<String>, path: &str, violations: &mut Violations) -
     }
 }
 
-/// What parsing produced: the other top-level fields (checked by the caller), the encoded
-/// chunks, and the row count.
-pub struct Parsed {
-    /// Every top-level field except the rows.
-    pub header: Map<String, Value>,
-    /// Encoded `IngestChunkV1` messages, in order.
-    pub chunks: Vec<Vec<u8>>,
-    /// How many rows were read.
-    pub rows: u32,
+/// A full chunk, encoded, ready to publish.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Its position in the batch, 0-based.
+    pub seq: u32,
+    /// The encoded `IngestChunkV1`, counted in [`super::held`] until dropped.
+    pub body: Held<Vec<u8>>,
 }
 
-/// Parses `body`, validating rows into `violations` and packing them into chunks for
-/// `batch_id`. Syntax and type errors are a 400 naming the field; too many rows a 413.
-pub fn parse<R: RowShape>(
-    body: &[u8],
-    batch_id: Uuid,
-    workspace_id: Uuid,
-    violations: &mut Violations,
-) -> Result<Parsed, ApiError> {
-    let mut sink = Sink::<R> {
-        batch_id,
-        workspace_id,
-        current: Vec::with_capacity(CHUNK_ROWS),
-        chunks: Vec::new(),
-        rows: 0,
-        first_row: 0,
-        too_many: false,
-        violations,
-        _row: PhantomData,
-    };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let mut track = serde_path_to_error::Track::new();
-    let result = Top(&mut sink)
-        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
-        .and_then(|header| de.end().map(|()| header))
-        .map_err(|e| serde_path_to_error::Error::new(track.path(), e));
-    if sink.too_many {
-        return Err(ApiError::TooLarge(format!(
-            "a batch holds at most {MAX_ROWS} contacts in `{}`",
-            R::KEY
-        )));
-    }
-    let header = result.map_err(crate::extract::bad_json)?;
-    let Some(header) = header else {
-        return Err(ApiError::field(R::KEY, "is required"));
-    };
-    sink.flush()?;
-    if sink.rows == 0 {
-        sink.violations
-            .add(R::KEY, format!("must hold 1 to {MAX_ROWS} contacts"));
-    }
-    Ok(Parsed {
-        header,
-        chunks: sink.chunks,
-        rows: sink.rows,
-    })
-}
+/// Why packing stopped without an error of the body's own.
+#[derive(Debug, thiserror::Error)]
+#[error("the publisher stopped taking chunks")]
+pub struct Stopped;
 
-struct Sink<'v, R> {
+/// Packs rows into encoded chunks of [`CHUNK_ROWS`] for one batch and hands each to `out` as soon
+/// as it is full. Each row is encoded as it arrives, so a chunk in progress is held as the bytes
+/// it will be sent as, and only one chunk is in progress at a time.
+pub struct Packer<'o> {
     batch_id: Uuid,
     workspace_id: Uuid,
-    current: Vec<RawRow>,
-    chunks: Vec<Vec<u8>>,
-    rows: u32,
+    buf: Vec<u8>,
+    in_chunk: usize,
+    seq: u32,
     first_row: u32,
+    rows: u32,
     too_many: bool,
-    violations: &'v mut Violations,
-    _row: PhantomData<R>,
+    /// Once a row is known to make the request a 422, nothing more is worth publishing.
+    discard: bool,
+    out: Box<dyn FnMut(Chunk) -> Result<(), Stopped> + Send + 'o>,
 }
 
-impl<R: RowShape> Sink<'_, R> {
-    fn push(&mut self, row: R) -> Result<(), ApiError> {
-        let path = format!("{}[{}]", R::KEY, self.rows);
-        let raw = row.into_raw(&path, self.violations);
-        self.current.push(raw);
+impl<'o> Packer<'o> {
+    /// A packer for `batch_id` handing full chunks to `out`.
+    pub fn new(
+        batch_id: Uuid,
+        workspace_id: Uuid,
+        out: impl FnMut(Chunk) -> Result<(), Stopped> + Send + 'o,
+    ) -> Self {
+        Self {
+            batch_id,
+            workspace_id,
+            buf: Vec::new(),
+            in_chunk: 0,
+            seq: 0,
+            first_row: 0,
+            rows: 0,
+            too_many: false,
+            discard: false,
+            out: Box::new(out),
+        }
+    }
+
+    /// Rows read so far.
+    pub fn rows(&self) -> u32 {
+        self.rows
+    }
+
+    /// Whether a row past [`MAX_ROWS`] was offered.
+    pub fn too_many(&self) -> bool {
+        self.too_many
+    }
+
+    /// The 413 for a body past [`MAX_ROWS`] rows in `key`.
+    pub fn too_many_error(key: &str) -> ApiError {
+        ApiError::TooLarge(format!(
+            "a batch holds at most {MAX_ROWS} contacts in `{key}`"
+        ))
+    }
+
+    /// Adds one row; `Err` stops the parse (too many rows, or the publisher went away).
+    pub fn push(&mut self, raw: RawRow, violations: &Violations) -> Result<(), PushError> {
+        if self.rows >= MAX_ROWS {
+            self.too_many = true;
+            return Err(PushError::TooMany);
+        }
         self.rows += 1;
-        if self.current.len() >= CHUNK_ROWS {
+        if !violations.is_empty() {
+            // The request will be a 422: stop publishing, keep reading to name every problem.
+            self.discard = true;
+        }
+        if self.discard {
+            return Ok(());
+        }
+        let before = self.buf.len();
+        if self.in_chunk == 0 {
+            // `IngestChunkV1`'s encoding, written as its rows arrive.
+            self.buf.extend_from_slice(
+                format!(
+                    r#"{{"batchId":"{}","workspaceId":"{}","seq":{},"firstRow":{},"rows":["#,
+                    self.batch_id, self.workspace_id, self.seq, self.first_row
+                )
+                .as_bytes(),
+            );
+        } else {
+            self.buf.push(b',');
+        }
+        serde_json::to_writer(&mut self.buf, &raw).map_err(|e| PushError::Encode(e.into()))?;
+        held::add(self.buf.len() - before);
+        self.in_chunk += 1;
+        if self.in_chunk >= CHUNK_ROWS {
             self.flush()?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), ApiError> {
-        if self.current.is_empty() {
+    /// Hands out the chunk in progress, if any (the last one, shorter).
+    pub fn flush(&mut self) -> Result<(), PushError> {
+        if self.in_chunk == 0 || self.discard {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.current);
-        let count = rows.len() as u32;
-        let chunk = IngestChunkV1 {
-            batch_id: self.batch_id,
-            workspace_id: self.workspace_id,
-            seq: self.chunks.len() as u32,
-            first_row: self.first_row,
-            rows,
+        self.buf.extend_from_slice(b"]}");
+        held::add(2);
+        let body = std::mem::take(&mut self.buf);
+        let n = body.len();
+        let chunk = Chunk {
+            seq: self.seq,
+            body: Held::adopt(body, n),
         };
-        self.chunks
-            .push(serde_json::to_vec(&chunk).map_err(|e| ApiError::Internal(e.into()))?);
-        self.first_row += count;
-        self.current = Vec::with_capacity(CHUNK_ROWS);
-        Ok(())
+        self.seq += 1;
+        self.first_row += self.in_chunk as u32;
+        self.in_chunk = 0;
+        (self.out)(chunk).map_err(PushError::Stopped)
     }
 }
 
-/// The top-level object: rows go to the sink, every other field into a map.
-struct Top<'s, 'v, R>(&'s mut Sink<'v, R>);
+impl Drop for Packer<'_> {
+    fn drop(&mut self) {
+        // A chunk left in progress (the parse failed) is no longer held.
+        held::sub(self.buf.len());
+    }
+}
+
+/// Why a row could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The row is past [`MAX_ROWS`].
+    #[error("more than {MAX_ROWS} contacts")]
+    TooMany,
+    /// Chunks are no longer taken (the publisher failed).
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+    /// Encoding failed (a bug).
+    #[error("encoding a chunk: {0}")]
+    Encode(anyhow::Error),
+}
+
+/// What parsing a JSON body produced besides the chunks.
+pub struct Parsed {
+    /// Every top-level field except the rows.
+    pub header: Map<String, Value>,
+    /// How many rows were read.
+    pub rows: u32,
+}
+
+/// Parses a JSON create body from `reader` as it arrives (serde_json's streaming deserializer
+/// over a blocking reader), validating rows into `violations` and packing them through
+/// `packer`. `region_hint` receives the body's `defaultRegion` as known when the rows start
+/// (chunks are read in that region). Syntax and type errors are a 400 naming the field; too
+/// many rows a 413; a stop of the publisher is [`ParseError::Stopped`].
+pub fn parse_reader<R: RowShape>(
+    reader: impl std::io::Read,
+    packer: &mut Packer<'_>,
+    violations: &mut Violations,
+    region_hint: &mut dyn FnMut(Option<String>),
+) -> Result<Parsed, ParseError> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let mut track = serde_path_to_error::Track::new();
+    let mut stopped = false;
+    let result = Top::<R> {
+        packer,
+        violations,
+        region_hint,
+        stopped: &mut stopped,
+        _row: PhantomData,
+    }
+    .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+    .and_then(|header| de.end().map(|()| header))
+    .map_err(|e| serde_path_to_error::Error::new(track.path(), e));
+    if stopped {
+        return Err(ParseError::Stopped);
+    }
+    if packer.too_many() {
+        return Err(ParseError::Api(Packer::too_many_error(R::KEY)));
+    }
+    let header = result.map_err(|e| ParseError::Api(crate::extract::bad_json(e)))?;
+    let Some(header) = header else {
+        return Err(ParseError::Api(ApiError::field(R::KEY, "is required")));
+    };
+    packer.flush().map_err(|_| ParseError::Stopped)?;
+    if packer.rows() == 0 {
+        violations.add(R::KEY, format!("must hold 1 to {MAX_ROWS} contacts"));
+    }
+    Ok(Parsed {
+        header,
+        rows: packer.rows(),
+    })
+}
+
+/// Why a streamed parse ended without a result.
+#[derive(Debug)]
+pub enum ParseError {
+    /// The body is wrong: answer this.
+    Api(ApiError),
+    /// The publisher stopped taking chunks; its own error is the answer.
+    Stopped,
+}
+
+/// Parses a whole body held in memory (tests, and small bodies): the chunks are collected.
+pub fn parse<R: RowShape>(
+    body: &[u8],
+    batch_id: Uuid,
+    workspace_id: Uuid,
+    violations: &mut Violations,
+) -> Result<(Parsed, Vec<Chunk>), ApiError> {
+    let mut chunks = Vec::new();
+    let parsed = {
+        let mut packer = Packer::new(batch_id, workspace_id, |c| {
+            chunks.push(c);
+            Ok(())
+        });
+        parse_reader::<R>(body, &mut packer, violations, &mut |_| ())
+    };
+    match parsed {
+        Ok(p) => Ok((p, chunks)),
+        Err(ParseError::Api(e)) => Err(e),
+        Err(ParseError::Stopped) => Err(ApiError::Internal(anyhow::anyhow!("{Stopped}"))),
+    }
+}
+
+/// The top-level object: rows go to the packer, every other field into a map.
+struct Top<'a, 'p, R> {
+    packer: &'a mut Packer<'p>,
+    violations: &'a mut Violations,
+    region_hint: &'a mut dyn FnMut(Option<String>),
+    stopped: &'a mut bool,
+    _row: PhantomData<R>,
+}
 
 impl<'de, R: RowShape> DeserializeSeed<'de> for Top<'_, '_, R> {
     type Value = Option<Map<String, Value>>;
@@ -257,7 +409,13 @@ impl<'de, R: RowShape> Visitor<'de> for Top<'_, '_, R> {
         while let Some(key) = map.next_key::<String>()? {
             if key == R::KEY {
                 saw_rows = true;
-                map.next_value_seed(Rows(&mut *self.0))?;
+                (self.region_hint)(R::region_hint(&header));
+                map.next_value_seed(Rows::<R> {
+                    packer: &mut *self.packer,
+                    violations: &mut *self.violations,
+                    stopped: &mut *self.stopped,
+                    _row: PhantomData,
+                })?;
             } else {
                 header.insert(key, map.next_value()?);
             }
@@ -266,8 +424,13 @@ impl<'de, R: RowShape> Visitor<'de> for Top<'_, '_, R> {
     }
 }
 
-/// The rows array, read one element at a time into the sink.
-struct Rows<'s, 'v, R>(&'s mut Sink<'v, R>);
+/// The rows array, read one element at a time into the packer.
+struct Rows<'a, 'p, R> {
+    packer: &'a mut Packer<'p>,
+    violations: &'a mut Violations,
+    stopped: &'a mut bool,
+    _row: PhantomData<R>,
+}
 
 impl<'de, R: RowShape> DeserializeSeed<'de> for Rows<'_, '_, R> {
     type Value = ();
@@ -285,13 +448,18 @@ impl<'de, R: RowShape> Visitor<'de> for Rows<'_, '_, R> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(row) = seq.next_element::<R>()? {
-            if self.0.rows >= MAX_ROWS {
-                self.0.too_many = true;
+            let path = format!("{}[{}]", R::KEY, self.packer.rows());
+            if self.packer.rows() >= MAX_ROWS {
+                self.packer.too_many = true;
                 return Err(de::Error::custom(format!("more than {MAX_ROWS} contacts")));
             }
-            self.0
-                .push(row)
-                .map_err(|e| de::Error::custom(e.to_string()))?;
+            let raw = row.into_raw(&path, self.violations);
+            if let Err(e) = self.packer.push(raw, self.violations) {
+                if matches!(e, PushError::Stopped(_)) {
+                    *self.stopped = true;
+                }
+                return Err(de::Error::custom(e.to_string()));
+            }
         }
         Ok(())
     }
@@ -321,13 +489,18 @@ mod tests {
         );
         let (b, w) = ids();
         let mut v = Violations::default();
-        let parsed = parse::<VogentRow>(body.as_bytes(), b, w, &mut v).unwrap();
+        let (parsed, chunks) = parse::<VogentRow>(body.as_bytes(), b, w, &mut v).unwrap();
         assert!(v.is_empty());
         assert_eq!(parsed.rows, 4500);
-        assert_eq!(parsed.chunks.len(), 3);
+        assert_eq!(chunks.len(), 3);
         assert_eq!(parsed.header["name"], "x");
-        let last: IngestChunkV1 = serde_json::from_slice(&parsed.chunks[2]).unwrap();
+        let first: IngestChunkV1 = serde_json::from_slice(chunks[0].body.get()).unwrap();
+        assert_eq!((first.batch_id, first.workspace_id), (b, w));
+        assert_eq!(first.rows[1].phone_number, "+12015550001");
+        assert_eq!(first.rows[1].inputs["n"], "1");
+        let last: IngestChunkV1 = serde_json::from_slice(chunks[2].body.get()).unwrap();
         assert_eq!((last.seq, last.first_row, last.rows.len()), (2, 4000, 500));
+        assert_eq!(chunks[2].seq, 2);
     }
 
     #[test]
@@ -369,12 +542,38 @@ mod tests {
 
     #[test]
     fn dialgen_defaults_and_email() {
-        let body = r#"{"contacts":[{"phoneNumber":"+12015550100","email":"nope"}]}"#;
+        let body = r#"{"contacts":[{"phoneNumber":"+12015550100"}]}"#;
         let mut v = Violations::default();
-        let parsed =
+        let (_, chunks) =
             parse::<DialgenContact>(body.as_bytes(), Uuid::nil(), Uuid::nil(), &mut v).unwrap();
-        let chunk: IngestChunkV1 = serde_json::from_slice(&parsed.chunks[0]).unwrap();
+        let chunk: IngestChunkV1 = serde_json::from_slice(chunks[0].body.get()).unwrap();
         assert_eq!(chunk.rows[0].name.as_deref(), Some("Unknown"));
-        assert!(format!("{:?}", v.into_result(())).contains("contacts[0].email"));
+        assert!(v.is_empty());
+
+        // A row that makes the request a 422 stops the publishing: no chunk is handed out.
+        let body = r#"{"contacts":[{"phoneNumber":"+12015550100"},{"phoneNumber":"+12015550101","email":"nope"}]}"#;
+        let mut v = Violations::default();
+        let (_, chunks) =
+            parse::<DialgenContact>(body.as_bytes(), Uuid::nil(), Uuid::nil(), &mut v).unwrap();
+        assert!(chunks.is_empty());
+        assert!(format!("{:?}", v.into_result(())).contains("contacts[1].email"));
+    }
+
+    #[test]
+    fn the_region_hint_is_what_came_before_the_rows() {
+        let mut seen = Vec::new();
+        let body = r#"{"options":{"defaultRegion":"GB"},"contacts":[{"phoneNumber":"1"}]}"#;
+        let mut v = Violations::default();
+        let mut packer = Packer::new(Uuid::nil(), Uuid::nil(), |_| Ok(()));
+        parse_reader::<DialgenContact>(body.as_bytes(), &mut packer, &mut v, &mut |h| seen.push(h))
+            .unwrap();
+        assert_eq!(seen, vec![Some("GB".to_owned())]);
+        drop(packer);
+        let mut seen = Vec::new();
+        let body = r#"{"rows":[{"toNumber":"1"}],"defaultRegion":"GB"}"#;
+        let mut packer = Packer::new(Uuid::nil(), Uuid::nil(), |_| Ok(()));
+        parse_reader::<VogentRow>(body.as_bytes(), &mut packer, &mut v, &mut |h| seen.push(h))
+            .unwrap();
+        assert_eq!(seen, vec![None]);
     }
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use shared::db::Pool;
 use shared::domain::JobState;
 
-use super::model::{Batch, COLUMNS};
+use super::model::{Batch, COLUMNS, VISIBLE};
 use crate::error::ApiError;
 
 /// Whose batch a control may touch.
@@ -38,12 +38,13 @@ impl Scope {
         let (row, what) = match self {
             Scope::Workspace { id: ws, what } => {
                 let sql = format!(
-                    "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2{suffix}"
+                    "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE}{suffix}"
                 );
                 (client.query_opt(&sql, &[&id, &ws]).await?, what)
             }
             Scope::Any => {
-                let sql = format!("SELECT {COLUMNS} FROM batches WHERE id = $1{suffix}");
+                let sql =
+                    format!("SELECT {COLUMNS} FROM batches WHERE id = $1 AND {VISIBLE}{suffix}");
                 (client.query_opt(&sql, &[&id]).await?, "batch")
             }
         };

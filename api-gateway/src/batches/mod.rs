@@ -3,7 +3,10 @@
 
 pub mod body;
 pub mod control;
+pub mod csv;
+pub mod held;
 pub mod model;
 pub mod settings;
 pub mod stats;
+pub mod stream;
 pub mod submit;

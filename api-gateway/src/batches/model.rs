@@ -21,6 +21,11 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
     tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
     started_at, completed_at, machine_detection";
 
+/// The condition every lookup and list of batches adds: a batch whose body is still being
+/// received, or whose body proved invalid after its chunks were published, does not exist for
+/// the API (docs/ingest.md, "Streaming at the gateway").
+pub const VISIBLE: &str = "ingest_state NOT IN ('receiving', 'aborted')";
+
 /// How many columns [`COLUMNS`] names (a query may select more after them).
 pub const COLUMN_COUNT: usize = 30;
 
@@ -114,7 +119,9 @@ impl Batch {
         workspace: Uuid,
         id: Uuid,
     ) -> Result<Self, ApiError> {
-        let sql = format!("SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE}"
+        );
         let row = client
             .query_opt(&sql, &[&id, &workspace])
             .await?

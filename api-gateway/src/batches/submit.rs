@@ -1,44 +1,20 @@
-//! Creating a batch: reference checks, the idempotency key, the batch row, and every chunk
-//! published and confirmed before the client hears "accepted".
+//! The batch row of a create request: hidden while its body is received, then either made
+//! visible with its settings (every chunk confirmed first) or aborted. See [`super::stream`]
+//! for the order of the steps.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use shared::domain::Surface;
-use shared::queue::Stream;
-use shared::queue::publisher::Outgoing;
 
-use super::body::Parsed;
-use super::model::{Batch, COLUMN_COUNT, COLUMNS};
+use super::model::{Batch, COLUMNS};
 use super::settings::NewBatch;
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::validate::Violations;
-
-/// An `Idempotency-Key` with the fingerprint of the request it came with.
-#[derive(Debug, Clone)]
-pub struct Idempotency {
-    /// The key as sent (trimmed).
-    pub key: String,
-    /// SHA-256 over the surface and the body bytes: the same key with another body is refused.
-    pub fingerprint: Vec<u8>,
-}
-
-impl Idempotency {
-    /// Binds `key` to this request's surface and body.
-    pub fn new(key: String, surface: Surface, body: &[u8]) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(surface.as_str().as_bytes());
-        hash.update([0]);
-        hash.update(body);
-        Self {
-            key,
-            fingerprint: hash.finalize().to_vec(),
-        }
-    }
-}
 
 /// The result of a create request.
 pub struct Submitted {
@@ -48,28 +24,142 @@ pub struct Submitted {
     pub created: bool,
 }
 
-/// Checks what the batch refers to, then creates it and publishes its rows.
-#[tracing::instrument(name = "create_batch", skip_all, fields(batch_id = %batch_id, workspace_id = %ws.id, rows = parsed.rows))]
-pub async fn submit(
-    state: &AppState,
-    ws: &Workspace,
-    batch_id: Uuid,
-    mut new: NewBatch,
-    parsed: Parsed,
-    idempotency: Option<Idempotency>,
-    mut violations: Violations,
-) -> Result<Submitted, ApiError> {
-    let client = state.db.get().await?;
+/// The SHA-256 a request's `Idempotency-Key` is bound to, computed as the body arrives: over
+/// the surface and the body bytes (a JSON body), or over the surface and each part's own digest
+/// (a multipart upload, whose boundary changes at every send).
+#[derive(Clone)]
+pub struct Fingerprint(Sha256);
 
-    if let Some(key) = &idempotency
-        && let Some(batch) = by_idempotency_key(&client, ws.id, key).await?
-    {
-        return Ok(Submitted {
-            batch,
-            created: false,
-        });
+impl Fingerprint {
+    /// Starts the fingerprint of a JSON body on `surface`.
+    pub fn json(surface: Surface) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(surface.as_str().as_bytes());
+        hash.update([0]);
+        Self(hash)
     }
 
+    /// Starts the fingerprint of a multipart upload on `surface`.
+    pub fn multipart(surface: Surface) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(surface.as_str().as_bytes());
+        hash.update(b"\0multipart\0");
+        Self(hash)
+    }
+
+    /// Starts the digest of one multipart part.
+    pub fn part() -> Self {
+        Self(Sha256::new())
+    }
+
+    /// Adds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// Adds another fingerprint's digest (a part's), tagged with the part's name.
+    pub fn update_part(&mut self, name: &str, part: Fingerprint) {
+        self.0.update(name.as_bytes());
+        self.0.update([0]);
+        self.0.update(part.finish());
+    }
+
+    /// The digest.
+    pub fn finish(self) -> Vec<u8> {
+        self.0.finalize().to_vec()
+    }
+}
+
+/// What an `Idempotency-Key` refers to already.
+pub enum KeyState {
+    /// Nothing: this request may create the batch.
+    Free,
+    /// A request with this key is still being received.
+    InProgress,
+    /// The batch it created, with the fingerprint of its body (NULL for old batches).
+    Used(Box<Batch>, Option<Vec<u8>>),
+}
+
+/// Looks the key up in the workspace.
+pub async fn key_state(
+    client: &impl GenericClient,
+    workspace: Uuid,
+    key: &str,
+) -> Result<KeyState, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS}, idempotency_fingerprint, ingest_state AS hidden_state
+         FROM batches WHERE workspace_id = $1 AND idempotency_key = $2"
+    );
+    let Some(row) = client.query_opt(&sql, &[&workspace, &key]).await? else {
+        return Ok(KeyState::Free);
+    };
+    if row.get::<_, &str>("hidden_state") == "receiving" {
+        return Ok(KeyState::InProgress);
+    }
+    let fingerprint: Option<Vec<u8>> = row.get("idempotency_fingerprint");
+    Ok(KeyState::Used(
+        Box::new(Batch::from_row(&row)?),
+        fingerprint,
+    ))
+}
+
+/// Answers a request whose key was used before: the earlier batch as it is now if the body is
+/// the same, a 422 otherwise, a 409 while the earlier request is still being received.
+pub async fn replay(
+    state: &AppState,
+    ws: &Workspace,
+    key: &str,
+    fingerprint: &[u8],
+) -> Result<Submitted, ApiError> {
+    let client = state.db.get().await?;
+    match key_state(&**client, ws.id, key).await? {
+        KeyState::Used(batch, first) => {
+            if first.is_some_and(|f| f != fingerprint) {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            Ok(Submitted {
+                batch: *batch,
+                created: false,
+            })
+        }
+        // The earlier request is still streaming, or it failed and freed the key meanwhile.
+        KeyState::InProgress | KeyState::Free => Err(ApiError::Conflict(
+            "a request with this Idempotency-Key is still being received; retry once it has been answered".into(),
+        )),
+    }
+}
+
+/// Inserts the hidden row chunks are ingested under (`ingest_state = 'receiving'`, placeholder
+/// settings, the region the rows are read in). False when the idempotency key is taken.
+pub async fn insert_hidden(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+    ws: &Workspace,
+    surface: Surface,
+    region: &str,
+    key: Option<&str>,
+) -> Result<bool, ApiError> {
+    let n = client
+        .execute(
+            "INSERT INTO batches (id, workspace_id, surface, name, agent_id, state, ingest_state,
+                 max_concurrent_dials, max_calls_per_second, retry_max_attempts, retry_busy_delay_ms,
+                 retry_no_answer_delay_ms, default_region, idempotency_key)
+             VALUES ($1, $2, $3, '', NULL, 'created', 'receiving', 1, 1, 1, 0, 0, $4, $5)
+             ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+            &[&batch_id, &ws.id, &surface.as_str(), &region, &key],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The references a batch makes: its agent and caller IDs must be the workspace's. A job naming
+/// no caller IDs gets every number the workspace owns.
+pub async fn check_references(
+    client: &impl GenericClient,
+    ws: &Workspace,
+    new: &mut NewBatch,
+    violations: &mut Violations,
+) -> Result<(), ApiError> {
     let (agent_field, numbers_field) = match new.surface {
         Surface::Vogent => ("callAgentId", "fromPhoneNumberIds"),
         Surface::Dialgen => ("agentId", "options.fromPhoneNumberIds"),
@@ -92,7 +182,7 @@ pub async fn submit(
         .query("SELECT id FROM phone_numbers WHERE workspace_id = $1 AND deleted_at IS NULL ORDER BY created_at, id", &[&ws.id])
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| r.get("id"))
         .collect();
     if new.from_phone_number_ids.is_empty() {
         // A job that names no caller IDs uses every number the workspace owns (and, while it
@@ -107,25 +197,37 @@ pub async fn submit(
             );
         }
     }
-    violations.into_result(())?;
+    Ok(())
+}
 
-    let inserted = client
+/// Writes the settings onto the hidden row and lets ingestion finish: the batch becomes
+/// visible, `ingesting` (or `ready` at once if every chunk already committed). Call it only
+/// after every chunk is confirmed. `None` if the row is no longer receiving (the ingest
+/// workers' sweep aborted an upload that stalled).
+pub async fn make_visible(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+    new: &NewBatch,
+    rows: u32,
+    chunks: u32,
+    fingerprint: Option<&[u8]>,
+) -> Result<Option<Batch>, ApiError> {
+    let row = client
         .query_opt(
             &format!(
-                "INSERT INTO batches (id, workspace_id, surface, name, agent_id, user_id, state, ingest_state,
-                     max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time,
-                     from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms,
-                     webhooks, tags, default_region, idempotency_key, total_rows, trace_context,
-                     idempotency_fingerprint, machine_detection, retry_voicemail_delay_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'created', 'ingesting', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17, $18, $19, $20, $21, $22, $23, $24, $25)
-                 ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                "UPDATE batches SET name = $2, agent_id = $3, user_id = $4, ingest_state = 'ingesting',
+                     max_concurrent_dials = $5, max_calls_per_second = $6, priority = $7, schedule = $8,
+                     timezone = $9, scheduled_start_time = $10, from_phone_number_ids = $11,
+                     retry_max_attempts = $12, retry_busy_delay_ms = $13, retry_no_answer_delay_ms = $14,
+                     webhooks = $15, tags = $16, total_rows = $17, trace_context = $18,
+                     idempotency_fingerprint = $19, machine_detection = $20,
+                     retry_voicemail_delay_ms = $21, expected_chunks = $22, created_at = now(),
+                     updated_at = now()
+                 WHERE id = $1 AND ingest_state = 'receiving'
                  RETURNING {COLUMNS}"
             ),
             &[
                 &batch_id,
-                &ws.id,
-                &new.surface.as_str(),
                 &new.name,
                 &new.agent_id,
                 &new.user_id,
@@ -141,94 +243,45 @@ pub async fn submit(
                 &(new.retry.no_answer_delay as i64),
                 &new.webhooks,
                 &new.tags,
-                &new.default_region,
-                &idempotency.as_ref().map(|i| i.key.as_str()),
                 // What the client sent: the ingest workers count accepted and rejected rows
                 // but never this (it was counted twice when they added to it too).
-                &(parsed.rows as i32),
+                &(rows as i32),
                 // The scheduler's releases continue this trace (one batch, one trace).
                 &shared::telemetry::propagation::current_traceparent(),
-                &idempotency.as_ref().map(|i| i.fingerprint.as_slice()),
+                &fingerprint,
                 &new.machine_detection.map(|m| m.as_str()),
                 &new.retry.voicemail_delay.map(|ms| ms as i64),
+                &(chunks as i32),
             ],
         )
         .await?;
-    let Some(row) = inserted else {
-        // A concurrent request with the same key won the race: answer with its batch.
-        let Some(key) = idempotency else {
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "a batch insert without an idempotency key conflicted"
-            )));
-        };
-        let batch = by_idempotency_key(&client, ws.id, &key)
-            .await?
-            .ok_or(ApiError::NotFound("batch"))?;
-        return Ok(Submitted {
-            batch,
-            created: false,
-        });
-    };
-    let batch = Batch::from_row(&row)?;
-    drop(client);
-    shared::metrics::batch_created(new.surface);
-
-    let expected = parsed.chunks.len() as i32;
-    let messages = parsed
-        .chunks
-        .into_iter()
-        .enumerate()
-        .map(|(seq, body)| Outgoing {
-            body,
-            message_id: Some(format!("{batch_id}:{seq}")),
-            headers: Vec::new(),
-        });
-    if let Err(e) = state.publisher.publish_all(Stream::Ingest, messages).await {
-        tracing::error!(batch_id = %batch_id, error = %e, "publishing rows failed; marking the batch failed");
-        let client = state.db.get().await?;
-        client
-            .execute(
-                "UPDATE batches SET state = 'failed', ingest_state = 'failed', error = $2, error_code = 'publish_failed', updated_at = now() WHERE id = $1",
-                &[&batch_id, &format!("the rows could not be queued: {e}")],
-            )
-            .await?;
-        return Err(ApiError::Unavailable(format!(
-            "the rows could not be queued for ingestion ({e}); the batch {batch_id} was marked failed, please retry"
-        )));
-    }
-
-    let client = state.db.get().await?;
-    client
-        .execute(
-            "UPDATE batches SET expected_chunks = $2 WHERE id = $1",
-            &[&batch_id, &expected],
-        )
-        .await?;
-    shared::db::ingest::finish_if_complete(&**client, batch_id).await?;
-    Ok(Submitted {
-        batch,
-        created: true,
-    })
-}
-
-/// The batch an earlier request with this key created, as it is now; a 422 if that request
-/// had another body.
-async fn by_idempotency_key(
-    client: &impl deadpool_postgres::GenericClient,
-    workspace: Uuid,
-    key: &Idempotency,
-) -> Result<Option<Batch>, ApiError> {
-    let sql = format!(
-        "SELECT {COLUMNS}, idempotency_fingerprint FROM batches WHERE workspace_id = $1 AND idempotency_key = $2"
-    );
-    let Some(row) = client.query_opt(&sql, &[&workspace, &key.key]).await? else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let first: Option<&[u8]> = row.get(COLUMN_COUNT);
-    if first.is_some_and(|f| f != key.fingerprint.as_slice()) {
-        return Err(ApiError::IdempotencyKeyReused);
+    let batch = Batch::from_row(&row)?;
+    shared::metrics::batch_created(new.surface);
+    shared::db::ingest::finish_if_complete(client, batch_id).await?;
+    Ok(Some(batch))
+}
+
+/// Discards a hidden batch (see `shared::db::ingest::abort_receiving`). A failure here is
+/// logged, not answered: the request already has its error, and the ingest workers' sweep
+/// aborts a batch left receiving.
+pub async fn abort(state: &AppState, batch_id: Uuid, reason: &str) {
+    let result = async {
+        let mut client = state.db.get().await?;
+        let txn = client.transaction().await?;
+        shared::db::ingest::abort_receiving(&*txn, batch_id, reason).await?;
+        txn.commit().await?;
+        Ok::<_, ApiError>(())
     }
-    Batch::from_row(&row).map(Some)
+    .await;
+    match result {
+        Ok(()) => tracing::info!(%batch_id, reason, "upload aborted; its chunks are discarded"),
+        Err(e) => {
+            tracing::error!(%batch_id, error = %e, "aborting an upload failed; the ingest sweep will")
+        }
+    }
 }
 
 /// The `Idempotency-Key` header, if present and sensible.

@@ -24,7 +24,7 @@ use shared::db::counters;
 use shared::domain::{CallOutcome, ContactCounts, ContactState, Statistics};
 use shared::schedule::Window;
 
-use crate::batches::model::{Batch, COLUMN_COUNT, COLUMNS};
+use crate::batches::model::{Batch, COLUMN_COUNT, COLUMNS, VISIBLE};
 use crate::error::ApiError;
 
 /// The chart's series: what each attempt ended as, or that it is still in flight.
@@ -240,7 +240,7 @@ pub async fn read(
                      FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
                      WHERE a.batch_id = x.id ORDER BY a.created_at DESC, a.id DESC LIMIT 20) r),
             now()
-         FROM (SELECT {COLUMNS} FROM batches WHERE id = $1) x
+         FROM (SELECT {COLUMNS} FROM batches WHERE id = $1 AND {VISIBLE}) x
          JOIN workspaces w ON w.id = x.workspace_id",
         groups = counters::groups_of("x.id"),
     );

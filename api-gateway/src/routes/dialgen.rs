@@ -15,14 +15,15 @@ use shared::domain::{ContactState, Surface};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
-use crate::batches::body::{self, DialgenContact};
-use crate::batches::model::{Batch, COLUMNS};
+use crate::batches::body::DialgenContact;
+use crate::batches::csv::{self, is_multipart, multipart};
+use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::batches::settings::{self, DialgenCreate};
 use crate::batches::stats::{self, Counts, outcome_column};
-use crate::batches::submit::{Idempotency, idempotency_key, submit};
+use crate::batches::stream;
+use crate::batches::submit::idempotency_key;
 use crate::error::ApiError;
-use crate::extract::{Query, path_id, read_body};
-use crate::validate::Violations;
+use crate::extract::{Query, path_id};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,18 +39,26 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     headers: HeaderMap,
-    req: Request,
+    req_body: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let key = idempotency_key(&headers)?;
-    let bytes = read_body(req, &state).await?;
-    let key = key.map(|k| Idempotency::new(k, Surface::Dialgen, &bytes));
-    let batch_id = Uuid::now_v7();
-    let mut violations = Violations::default();
-    let mut parsed = body::parse::<DialgenContact>(&bytes, batch_id, ws.id, &mut violations)?;
-    drop(bytes);
-    let header: DialgenCreate = settings::typed(std::mem::take(&mut parsed.header))?;
-    let new = settings::check_dialgen(header, &ws, Utc::now(), &mut violations);
-    let submitted = submit(&state, &ws, batch_id, new, parsed, key, violations).await?;
+    let req = stream::Request {
+        state: state.clone(),
+        ws: ws.clone(),
+        surface: Surface::Dialgen,
+        key: idempotency_key(&headers)?,
+        region_field: "options.defaultRegion",
+        rows_key: "contacts",
+    };
+    let check: stream::CheckHeader = Box::new(|header, ws, violations| {
+        let header: DialgenCreate = settings::typed(header)?;
+        Ok(settings::check_dialgen(header, ws, Utc::now(), violations))
+    });
+    let submitted = if is_multipart(&headers) {
+        let multipart = multipart(req_body).await?;
+        csv::receive_csv::<DialgenContact>(req, multipart, check).await?
+    } else {
+        stream::receive_json::<DialgenContact>(req, req_body.into_body(), check).await?
+    };
     let id = submitted.batch.id;
     let base = state.config.public_url.trim_end_matches('/');
     Ok((
@@ -140,7 +149,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let client = state.db.get().await?;
     let sql = format!(
-        "SELECT {COLUMNS} FROM batches WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
+        "SELECT {COLUMNS} FROM batches WHERE workspace_id = $1 AND {VISIBLE} ORDER BY created_at DESC, id DESC LIMIT 1000"
     );
     let now = Utc::now();
     let batches = client

@@ -16,13 +16,15 @@ use shared::domain::{AttemptState, JobState, MachineDetection, Surface, VogentSt
 
 use crate::app::AppState;
 use crate::auth::Workspace;
-use crate::batches::body::{self, VogentRow};
+use crate::batches::body::VogentRow;
 use crate::batches::control::{self, Scope};
-use crate::batches::model::{Batch, COLUMNS};
+use crate::batches::csv::{self, is_multipart, multipart};
+use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::batches::settings::{self, VogentCreate, VogentUpdate};
-use crate::batches::submit::{Idempotency, idempotency_key, submit};
+use crate::batches::stream;
+use crate::batches::submit::idempotency_key;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, Query, path_id, read_body};
+use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::{Cursor, PageRequest, page_body};
 use crate::validate::{Text, Violations};
 
@@ -42,18 +44,26 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     headers: HeaderMap,
-    req: Request,
+    req_body: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let key = idempotency_key(&headers)?;
-    let bytes = read_body(req, &state).await?;
-    let key = key.map(|k| Idempotency::new(k, Surface::Vogent, &bytes));
-    let batch_id = Uuid::now_v7();
-    let mut violations = Violations::default();
-    let mut parsed = body::parse::<VogentRow>(&bytes, batch_id, ws.id, &mut violations)?;
-    drop(bytes);
-    let header: VogentCreate = settings::typed(std::mem::take(&mut parsed.header))?;
-    let new = settings::check_vogent(header, &ws, &mut violations);
-    let submitted = submit(&state, &ws, batch_id, new, parsed, key, violations).await?;
+    let req = stream::Request {
+        state: state.clone(),
+        ws: ws.clone(),
+        surface: Surface::Vogent,
+        key: idempotency_key(&headers)?,
+        region_field: "defaultRegion",
+        rows_key: "rows",
+    };
+    let check: stream::CheckHeader = Box::new(|header, ws, violations| {
+        let header: VogentCreate = settings::typed(header)?;
+        Ok(settings::check_vogent(header, ws, violations))
+    });
+    let submitted = if is_multipart(&headers) {
+        let multipart = multipart(req_body).await?;
+        csv::receive_csv::<VogentRow>(req, multipart, check).await?
+    } else {
+        stream::receive_json::<VogentRow>(req, req_body.into_body(), check).await?
+    };
     Ok(Json(submitted.batch.vogent_json()))
 }
 
@@ -96,7 +106,7 @@ pub(crate) async fn list(
     let client = state.db.get().await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM batches
-         WHERE workspace_id = $1
+         WHERE workspace_id = $1 AND {VISIBLE}
            AND ($2::text[] IS NULL OR state = ANY($2))
            AND ($3::uuid IS NULL OR agent_id = $3)
            AND ($4::text IS NULL OR user_id = $4)
@@ -296,8 +306,9 @@ pub(crate) async fn apply_settings(
 }
 
 async fn lock(client: &impl GenericClient, workspace: Uuid, id: Uuid) -> Result<Batch, ApiError> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 FOR UPDATE");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE} FOR UPDATE"
+    );
     let row = client
         .query_opt(&sql, &[&id, &workspace])
         .await?

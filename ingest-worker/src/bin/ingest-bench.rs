@@ -40,6 +40,10 @@ struct Args {
     /// Batches submitted at once.
     #[arg(long, default_value_t = 1)]
     batches: u32,
+    /// Print only the summary table (Markdown rows: figure, measured, limit measured in the same
+    /// run, ratio, target), for `scripts/bench.sh`.
+    #[arg(long, global = true)]
+    markdown: bool,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -81,6 +85,22 @@ enum Mode {
         #[arg(long, default_value_t = 0)]
         dnc_in_batch: u32,
     },
+    /// A gateway and ingest workers started here on a scratch database (mode C): one JSON
+    /// batch, a CSV upload, ten batches at once and a slow client, with the gateway's memory.
+    Gateway {
+        /// ingest-worker processes.
+        #[arg(long, default_value_t = 1)]
+        workers: u32,
+        /// Batches submitted at once in the concurrent run.
+        #[arg(long, default_value_t = 10)]
+        concurrent: u32,
+        /// The slow client's rate, bytes per second.
+        #[arg(long, default_value_t = 1_000_000)]
+        slow_rate: u64,
+        /// Where the api-gateway and ingest-worker binaries are (default: next to this one).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -113,6 +133,35 @@ async fn main() -> anyhow::Result<()> {
             }
             let dnc = (*dnc, *dnc_in_batch);
             direct(&args, &service, *chunk, *workers, *concurrency, dnc, &bin).await
+        }
+        Mode::Gateway {
+            workers,
+            concurrent,
+            slow_rate,
+            bin_dir,
+        } => {
+            let dir = match bin_dir {
+                Some(d) => d.clone(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("no directory")?
+                    .to_path_buf(),
+            };
+            for bin in ["api-gateway", "ingest-worker"] {
+                if !dir.join(bin).exists() {
+                    bail!(
+                        "{} not found: build it with `cargo build --release -p api-gateway -p ingest-worker`",
+                        dir.join(bin).display()
+                    );
+                }
+            }
+            let opts = GatewayOpts {
+                workers: *workers,
+                concurrent: *concurrent,
+                slow_rate: *slow_rate,
+                dir,
+            };
+            gateway_mode(&args, &service, &opts).await
         }
     }
 }
@@ -236,7 +285,8 @@ async fn http(
         }
     }
     let (client, _conn) = pg(&service.database_url).await?;
-    compare_with_copy(&client, args.rows, pipeline / args.batches.max(1)).await
+    compare_with_copy(&client, args.rows, pipeline / args.batches.max(1)).await?;
+    Ok(())
 }
 
 fn batch_body(agent_id: &str, rows: u32) -> serde_json::Result<Vec<u8>> {
@@ -452,7 +502,42 @@ async fn direct_in(
                 }
             }
         }
-        compare_with_copy(&client, args.rows, pipeline / args.batches.max(1)).await?;
+        let per_batch = pipeline / args.batches.max(1);
+        let copy = compare_with_copy(&client, args.rows, per_batch).await?;
+        let mut figures = vec![figure(
+            &format!(
+                "ingest ÷ raw COPY (direct, {workers} worker(s) × {concurrency}, chunks of {chunk_rows})"
+            ),
+            format!("{:.3} s per batch", per_batch.as_secs_f64()),
+            &format!("{:.3} s raw COPY", copy.as_secs_f64()),
+            &format!("{:.2}", per_batch.as_secs_f64() / copy.as_secs_f64()),
+            "≤ 2.0",
+        )];
+        // Where the rest goes: the same COPY cut into the pipeline's transactions (one per chunk,
+        // as many at once as the workers run), without normalisation or duplicate checks.
+        let chunked = chunked_copy(db_url, args.rows, chunk_rows, workers * concurrency).await?;
+        println!(
+            "raw COPY in chunks of {chunk_rows}, one transaction each, {} at once: {:.3} s",
+            workers * concurrency,
+            chunked.as_secs_f64()
+        );
+        figures.push(figure(
+            &format!("raw COPY in transactions of {chunk_rows} rows, {} at once", workers * concurrency),
+            format!("{:.3} s", chunked.as_secs_f64()),
+            &format!("{:.3} s raw COPY", copy.as_secs_f64()),
+            &format!("{:.2}", chunked.as_secs_f64() / copy.as_secs_f64()),
+            "—",
+        ));
+        if dnc.0 > 0 {
+            figures.push(figure(
+                &format!("batch ready with {} numbers on the DNC list", dnc.0),
+                format!("{:.3} s", per_batch.as_secs_f64()),
+                "—",
+                "—",
+                "noise-level vs none",
+            ));
+        }
+        print_summary(&figures);
         // The same COPY into `contacts` itself, in one transaction: the floor for any pipeline
         // writing that table.
         let (batch_id, workspace_id) = create_batches(&client, 1).await?[0];
@@ -562,12 +647,392 @@ async fn create_batches(client: &Client, n: u32) -> anyhow::Result<Vec<(Uuid, Uu
     Ok(out)
 }
 
+// ---- mode C ---------------------------------------------------------------------------------
+
+struct GatewayOpts {
+    workers: u32,
+    concurrent: u32,
+    slow_rate: u64,
+    dir: PathBuf,
+}
+
+/// One line of the summary table.
+struct Figure {
+    figure: String,
+    measured: String,
+    limit: String,
+    ratio: String,
+    target: String,
+}
+
+fn figure(figure: &str, measured: String, limit: &str, ratio: &str, target: &str) -> Figure {
+    Figure {
+        figure: figure.to_owned(),
+        measured,
+        limit: limit.to_owned(),
+        ratio: ratio.to_owned(),
+        target: target.to_owned(),
+    }
+}
+
+/// Prints the summary: Markdown rows, the same columns as `scripts/bench.sh`'s table.
+fn print_summary(figures: &[Figure]) {
+    println!("| figure | measured | limit (same run) | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for f in figures {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            f.figure, f.measured, f.limit, f.ratio, f.target
+        );
+    }
+}
+
+/// Prints a progress line unless only the summary is wanted.
+macro_rules! say {
+    ($args:expr, $($t:tt)*) => {
+        if !$args.markdown { println!($($t)*); }
+    };
+}
+
+async fn gateway_mode(
+    args: &Args,
+    service: &ServiceConfig,
+    opts: &GatewayOpts,
+) -> anyhow::Result<()> {
+    let short = Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let db_name = format!("dialfleet_bench_{short}");
+    let db_url = with_dbname(&service.database_url, &db_name);
+    shared::db::ensure_database(&db_url).await?;
+    let prefix = format!("bench-{short}.");
+    let result = gateway_in(args, service, &db_url, &prefix, opts).await;
+    let (admin, _conn) = pg(&service.database_url).await?;
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            shared::db::quote_ident(&db_name)
+        ))
+        .await?;
+    if let Ok(broker) = Broker::connect(service, "ingest-bench").await {
+        if let Ok(channel) = broker.channel().await {
+            let _ = Topology::new(&prefix).delete(&channel).await;
+        }
+        broker.close().await;
+    }
+    result
+}
+
+async fn gateway_in(
+    args: &Args,
+    service: &ServiceConfig,
+    db_url: &str,
+    prefix: &str,
+    opts: &GatewayOpts,
+) -> anyhow::Result<()> {
+    shared::db::migrate::run(db_url).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let spawn = |bin: &str, extra: &[(&str, String)]| {
+        let mut cmd = tokio::process::Command::new(opts.dir.join(bin));
+        cmd.env("DATABASE_URL", db_url)
+            .env("AMQP_URL", &service.amqp_url)
+            .env("QUEUE_PREFIX", prefix)
+            .env("REDIS_URL", &service.redis_url)
+            .env("REDIS_PREFIX", format!("{prefix}redis:"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.spawn().with_context(|| format!("starting {bin}"))
+    };
+    let gateway = spawn(
+        "api-gateway",
+        &[("GATEWAY_ADDR", format!("127.0.0.1:{port}"))],
+    )?;
+    let gateway_pid = gateway.id().context("the gateway has no pid")?;
+    let mut children = vec![gateway];
+    for _ in 0..opts.workers {
+        children.push(spawn(
+            "ingest-worker",
+            &[("HEALTH_ADDR", "127.0.0.1:0".to_owned())],
+        )?);
+    }
+    let outcome = async {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            if Instant::now() > deadline {
+                bail!("the gateway did not become ready within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let created = tokio::process::Command::new(opts.dir.join("api-gateway"))
+            .args(["workspace", "create", "--name", "bench", "--max-concurrent-dials", "50"])
+            .env("DATABASE_URL", db_url)
+            .env("AMQP_URL", &service.amqp_url)
+            .env("QUEUE_PREFIX", prefix)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await?;
+        let created: Value = serde_json::from_slice(&created.stdout)
+            .with_context(|| format!("workspace create printed {:?}", String::from_utf8_lossy(&created.stdout)))?;
+        let key = created["apiKey"].as_str().context("no apiKey")?.to_owned();
+        let agent: Value = http
+            .post(format!("{base}/api/agents"))
+            .bearer_auth(&key)
+            .json(&json!({"name": "ingest-bench", "answerUrl": "https://example.com/answer"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let agent = agent["id"].as_str().context("agent id")?.to_owned();
+        let (client, _conn) = pg(db_url).await?;
+        let stack = Stack { http, base, key, client, gateway_pid };
+        let mut figures = Vec::new();
+        let rows = args.rows;
+
+        // One JSON batch.
+        let body = batch_body(&agent, rows)?;
+        let mb = body.len() as f64 / 1e6;
+        reset_peak_rss(gateway_pid);
+        let one = stack.submit_json(body.clone()).await?;
+        let ready = stack.wait_ready(&[one.id]).await?;
+        say!(args, "one JSON batch of {rows} ({mb:.1} MB): 202 after {:.3} s, ingested after {:.3} s, gateway peak RSS {:.1} MB",
+            one.accepted.as_secs_f64(), ready.as_secs_f64(), peak_mb(gateway_pid));
+
+        // A CSV upload.
+        let csv = csv_body(rows);
+        let csv_mb = csv.len() as f64 / 1e6;
+        reset_peak_rss(gateway_pid);
+        let t = Instant::now();
+        let form = reqwest::multipart::Form::new()
+            .text("batch", json!({"agentId": agent, "userId": "user_bench", "options": {"priority": 5}}).to_string())
+            .part("file", reqwest::multipart::Part::bytes(csv).file_name("contacts.csv").mime_str("text/csv")?);
+        let r = stack.http.post(format!("{}/api/v1/batch", stack.base)).bearer_auth(&stack.key).multipart(form).send().await?;
+        let csv_202 = t.elapsed();
+        let status = r.status();
+        let answer: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("CSV upload answered {status}: {answer}");
+        }
+        let csv_id: Uuid = answer["batchId"].as_str().context("batchId")?.parse()?;
+        stack.wait_ready(&[csv_id]).await?;
+        let csv_ready = t.elapsed();
+        let csv_rss = peak_mb(gateway_pid);
+        say!(args, "CSV upload of {rows} rows ({csv_mb:.1} MB): 202 after {:.3} s, ingested after {:.3} s, gateway peak RSS {csv_rss:.1} MB",
+            csv_202.as_secs_f64(), csv_ready.as_secs_f64());
+
+        // Batches at once.
+        reset_peak_rss(gateway_pid);
+        let t = Instant::now();
+        let many = futures_util::future::try_join_all(
+            (0..opts.concurrent).map(|_| stack.submit_json(body.clone())),
+        )
+        .await?;
+        let all_accepted = t.elapsed();
+        let many_rss = peak_mb(gateway_pid);
+        let ids: Vec<Uuid> = many.iter().map(|s| s.id).collect();
+        stack.wait_ready(&ids).await?;
+        let all_ready = t.elapsed();
+        say!(args, "{} JSON batches at once: every 202 after {:.3} s, every batch ingested after {:.3} s, gateway peak RSS {many_rss:.1} MB",
+            opts.concurrent, all_accepted.as_secs_f64(), all_ready.as_secs_f64());
+
+        // A slow client.
+        reset_peak_rss(gateway_pid);
+        let before = rss_mb(gateway_pid, "VmRSS:");
+        let sampling = tokio::spawn(sample_rss(gateway_pid));
+        let t = Instant::now();
+        let slow = stack.submit_slow(body.clone(), opts.slow_rate).await?;
+        let slow_took = t.elapsed();
+        sampling.abort();
+        let slow_peak = peak_mb(gateway_pid);
+        stack.wait_ready(&[slow.id]).await?;
+        say!(args, "slow client ({:.1} MB/s, {mb:.1} MB over {:.1} s): gateway RSS {before:.1} MB before, peak {slow_peak:.1} MB",
+            opts.slow_rate as f64 / 1e6, slow_took.as_secs_f64());
+
+        // The baseline, after the runs.
+        let copy = copy_time(&stack.client, rows).await?;
+        let per_batch_10 = all_ready.as_secs_f64() / f64::from(opts.concurrent.max(1));
+        say!(args, "raw COPY of the same {rows} rows: {:.3} s", copy.as_secs_f64());
+
+        let c = copy.as_secs_f64();
+        figures.push(figure("ingest ÷ raw COPY, one JSON batch (202 to ingested incl.)", format!("{:.3} s", ready.as_secs_f64()), &format!("{c:.3} s raw COPY"), &format!("{:.2}", ready.as_secs_f64() / c), "≤ 2.0"));
+        figures.push(figure(&format!("ingest ÷ raw COPY, {} batches at once, per batch", opts.concurrent), format!("{per_batch_10:.3} s"), &format!("{c:.3} s raw COPY"), &format!("{:.2}", per_batch_10 / c), "≤ 2.0"));
+        figures.push(figure("one JSON batch: time to 202", format!("{:.3} s", one.accepted.as_secs_f64()), "—", "—", "≤ 0.7 s"));
+        figures.push(figure(&format!("{} JSON batches at once: gateway peak RSS", opts.concurrent), format!("{many_rss:.1} MB"), "—", "—", "< 128 MB"));
+        figures.push(figure("CSV upload: time to 202", format!("{:.3} s", csv_202.as_secs_f64()), &format!("{:.3} s JSON", one.accepted.as_secs_f64()), &format!("{:.2}", csv_202.as_secs_f64() / one.accepted.as_secs_f64()), "≤ JSON's"));
+        figures.push(figure("CSV upload: time to ingested", format!("{:.3} s", csv_ready.as_secs_f64()), &format!("{c:.3} s raw COPY"), &format!("{:.2}", csv_ready.as_secs_f64() / c), "≤ 2.0"));
+        figures.push(figure("CSV upload: gateway peak RSS", format!("{csv_rss:.1} MB"), "—", "—", "< 128 MB"));
+        figures.push(figure(&format!("slow client ({:.1} MB/s): gateway peak RSS", opts.slow_rate as f64 / 1e6), format!("{slow_peak:.1} MB"), &format!("{before:.1} MB before"), &format!("{:.2}", slow_peak / before.max(0.1)), "flat"));
+        print_summary(&figures);
+        Ok(())
+    }
+    .await;
+    for mut child in children {
+        let _ = child.kill().await;
+    }
+    outcome
+}
+
+struct Stack {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    client: Client,
+    gateway_pid: u32,
+}
+
+struct Accepted {
+    id: Uuid,
+    accepted: Duration,
+}
+
+impl Stack {
+    async fn submit_json(&self, body: Vec<u8>) -> anyhow::Result<Accepted> {
+        self.submit(reqwest::Body::from(body)).await
+    }
+
+    /// The body sent at `rate` bytes/s, in 64 KiB pieces.
+    async fn submit_slow(&self, body: Vec<u8>, rate: u64) -> anyhow::Result<Accepted> {
+        const PIECE: usize = 64 * 1024;
+        let pause = Duration::from_secs_f64(PIECE as f64 / rate.max(1) as f64);
+        let pieces: Vec<Vec<u8>> = body.chunks(PIECE).map(<[u8]>::to_vec).collect();
+        let stream = futures_util::stream::unfold(pieces.into_iter(), move |mut it| async move {
+            let piece = it.next()?;
+            tokio::time::sleep(pause).await;
+            Some((Ok::<_, std::io::Error>(piece), it))
+        });
+        self.submit(reqwest::Body::wrap_stream(stream)).await
+    }
+
+    async fn submit(&self, body: reqwest::Body) -> anyhow::Result<Accepted> {
+        let t = Instant::now();
+        let r = self
+            .http
+            .post(format!("{}/api/v1/batch", self.base))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let accepted = t.elapsed();
+        let status = r.status();
+        let answer: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST /api/v1/batch answered {status}: {answer}");
+        }
+        let id = answer["batchId"].as_str().context("no batchId")?.parse()?;
+        Ok(Accepted { id, accepted })
+    }
+
+    /// Waits until every batch left `ingesting`; the time from the call.
+    async fn wait_ready(&self, ids: &[Uuid]) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        loop {
+            let left: i64 = self
+                .client
+                .query_one(
+                    "SELECT count(*) FROM batches WHERE id = ANY($1) AND ingest_state IN ('receiving', 'ingesting')",
+                    &[&ids],
+                )
+                .await?
+                .get(0);
+            if left == 0 {
+                let _ = self.gateway_pid;
+                return Ok(t.elapsed());
+            }
+            if t.elapsed() > Duration::from_secs(600) {
+                bail!("batches still ingesting after 600 s");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The CSV the benchmark uploads: the same contacts as [`batch_body`].
+fn csv_body(rows: u32) -> Vec<u8> {
+    let mut out = String::from("id,phoneNumber,name,email,company,lead_score,account_id\n");
+    for i in 0..rows {
+        let c = contact(i);
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            c.external_id.unwrap_or_default(),
+            c.phone_number,
+            c.name.unwrap_or_default(),
+            c.email.unwrap_or_default(),
+            c.company.unwrap_or_default(),
+            i % 100,
+            format_args!("A{i}"),
+        ));
+    }
+    out.into_bytes()
+}
+
+/// Resets the process's peak RSS (VmHWM) to its current RSS (Linux `clear_refs`, value 5).
+fn reset_peak_rss(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn peak_mb(pid: u32) -> f64 {
+    rss_mb(pid, "VmHWM:")
+}
+
+fn rss_mb(pid: u32, line: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(line))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Keeps the kernel's peak fresh while a slow upload runs (it is read at the end).
+async fn sample_rss(pid: u32) {
+    loop {
+        let _ = rss_mb(pid, "VmRSS:");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn copy_time(client: &Client, rows: u32) -> anyhow::Result<Duration> {
+    let table = format!(
+        "bench_raw_copy_{}",
+        &Uuid::new_v4().simple().to_string()[..8]
+    );
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (LIKE contacts INCLUDING DEFAULTS INCLUDING INDEXES)"
+        ))
+        .await?;
+    let result = raw_copy(client, &table, rows, Uuid::now_v7(), Uuid::now_v7()).await;
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await?;
+    result
+}
+
 // ---- the baseline ---------------------------------------------------------------------------
 
 /// COPYs the same rows, already normalised, into a table shaped like `contacts` (same columns,
 /// defaults and indexes, no foreign key; a regular, WAL-logged table like `contacts`, since a
 /// TEMP table would skip the WAL and flatter the baseline), and prints the ratio.
-async fn compare_with_copy(client: &Client, rows: u32, pipeline: Duration) -> anyhow::Result<()> {
+async fn compare_with_copy(
+    client: &Client,
+    rows: u32,
+    pipeline: Duration,
+) -> anyhow::Result<Duration> {
     let table = format!(
         "bench_raw_copy_{}",
         &Uuid::new_v4().simple().to_string()[..8]
@@ -591,7 +1056,56 @@ async fn compare_with_copy(client: &Client, rows: u32, pipeline: Duration) -> an
         "ratio pipeline / raw COPY (per batch): {:.2}",
         pipeline.as_secs_f64() / copy.as_secs_f64()
     );
-    Ok(())
+    Ok(copy)
+}
+
+/// `rows` rows COPYed into a `contacts`-shaped table in transactions of `chunk` rows,
+/// `concurrency` at once, each on its own connection.
+async fn chunked_copy(
+    db_url: &str,
+    rows: u32,
+    chunk: u32,
+    concurrency: u32,
+) -> anyhow::Result<Duration> {
+    let (admin, _conn) = pg(db_url).await?;
+    let table = format!(
+        "bench_chunked_copy_{}",
+        &Uuid::new_v4().simple().to_string()[..8]
+    );
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (LIKE contacts INCLUDING DEFAULTS INCLUDING INDEXES)"
+        ))
+        .await?;
+    let chunk = chunk.max(1);
+    let chunks: Vec<u32> = (0..rows).step_by(chunk as usize).collect();
+    let batch_id = Uuid::now_v7();
+    let started = Instant::now();
+    let lanes = (0..concurrency.max(1)).map(|lane| {
+        let table = table.clone();
+        let mine: Vec<u32> = chunks
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % concurrency.max(1) == lane)
+            .map(|(_, first)| first)
+            .collect();
+        async move {
+            let (client, _conn) = pg(db_url).await?;
+            for first in mine {
+                let n = chunk.min(rows - first);
+                copy_rows(&client, &table, first, n, batch_id, batch_id).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+    });
+    let result = futures_util::future::try_join_all(lanes).await;
+    let took = started.elapsed();
+    admin
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await?;
+    result?;
+    Ok(took)
 }
 
 async fn raw_copy(
@@ -601,8 +1115,21 @@ async fn raw_copy(
     batch_id: Uuid,
     workspace_id: Uuid,
 ) -> anyhow::Result<Duration> {
-    let contacts: Vec<RawRow> = (0..rows).map(contact).collect();
     let started = Instant::now();
+    copy_rows(client, table, 0, rows, batch_id, workspace_id).await?;
+    Ok(started.elapsed())
+}
+
+/// COPYs rows `first..first + rows` of the benchmark in one transaction.
+async fn copy_rows(
+    client: &Client,
+    table: &str,
+    first: u32,
+    rows: u32,
+    batch_id: Uuid,
+    workspace_id: Uuid,
+) -> anyhow::Result<()> {
+    let contacts: Vec<RawRow> = (first..first + rows).map(contact).collect();
     client.batch_execute("BEGIN").await?;
     let sink = client
         .copy_in(&format!(
@@ -628,7 +1155,7 @@ async fn raw_copy(
     pin_mut!(writer);
     for (i, c) in contacts.iter().enumerate() {
         let id = Uuid::now_v7();
-        let row_index = i as i32;
+        let row_index = (first as usize + i) as i32;
         let values: [&(dyn ToSql + Sync); 10] = [
             &id,
             &batch_id,
@@ -645,7 +1172,7 @@ async fn raw_copy(
     }
     writer.finish().await?;
     client.batch_execute("COMMIT").await?;
-    Ok(started.elapsed())
+    Ok(())
 }
 
 async fn pg(url: &str) -> anyhow::Result<(Client, tokio::task::JoinHandle<()>)> {

@@ -127,3 +127,57 @@ async fn concurrent_sweeps_fail_each_batch_once() {
         .get(0);
     assert_eq!(hooks, 5);
 }
+
+/// A body whose gateway died mid-request (its batch still `receiving`, hidden) is aborted by the
+/// sweep: the rows stored so far are deleted, a late chunk stores nothing.
+#[tokio::test]
+async fn a_stalled_upload_is_aborted_and_its_rows_deleted() {
+    let env = TestEnv::new().await;
+    let batch = fixture::batch(&env.db, BatchOpts::default()).await;
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE batches SET ingest_state = 'receiving' WHERE id = $1",
+            &[&batch.id],
+        )
+        .await
+        .unwrap();
+    let chunks = fixture::chunks(&batch, 2, 5);
+    // A receiving batch takes chunks, but cannot finish (nothing was announced).
+    match handle_chunk(&env.db, NumberCheck::Strict, chunks[0].clone())
+        .await
+        .unwrap()
+    {
+        ChunkOutcome::Committed(c) => assert!(!c.finished),
+        other => panic!("expected a commit, got {other:?}"),
+    }
+    assert_eq!(fixture::contacts(&env.db, &batch).await.len(), 5);
+    assert!(
+        sweep_once(&env.db, Utc::now(), TIMEOUT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sweep_once(&env.db, Utc::now() + TIMEOUT * 2, TIMEOUT)
+        .await
+        .unwrap();
+    let state: String = client
+        .query_one(
+            "SELECT ingest_state FROM batches WHERE id = $1",
+            &[&batch.id],
+        )
+        .await
+        .unwrap()
+        .get("ingest_state");
+    assert_eq!(state, "aborted");
+    assert!(fixture::contacts(&env.db, &batch).await.is_empty());
+    // The late chunk is dropped: acked, nothing stored.
+    let late = handle_chunk(&env.db, NumberCheck::Strict, chunks[1].clone())
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, ChunkOutcome::BatchClosed { ref ingest_state } if ingest_state == "aborted"),
+        "{late:?}"
+    );
+    assert!(fixture::contacts(&env.db, &batch).await.is_empty());
+}

@@ -28,3 +28,37 @@ pub async fn finish_if_complete(
         .await?;
     Ok(n == 1)
 }
+
+/// Discards a batch whose body is still being received (`ingest_state = 'receiving'`): marks it
+/// `aborted` (a hidden tombstone whose late chunks the ingest workers drop), frees its
+/// idempotency key, and deletes the contacts and rejected rows its chunks stored so far. Returns
+/// whether it was still receiving. Run it inside a transaction: a chunk committing at the same
+/// moment either finishes first (and its rows are deleted here) or waits on the batch row and
+/// then finds it aborted (and rolls back).
+pub async fn abort_receiving(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+    reason: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = client
+        .execute(
+            "UPDATE batches SET ingest_state = 'aborted', state = 'failed', idempotency_key = NULL,
+                 error = $2, error_code = 'aborted', updated_at = now()
+             WHERE id = $1 AND ingest_state = 'receiving'",
+            &[&batch_id, &reason],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    client
+        .execute("DELETE FROM contacts WHERE batch_id = $1", &[&batch_id])
+        .await?;
+    client
+        .execute(
+            "DELETE FROM rejected_rows WHERE batch_id = $1",
+            &[&batch_id],
+        )
+        .await?;
+    Ok(true)
+}

@@ -107,6 +107,38 @@ impl Publisher {
         .await
     }
 
+    /// Publishes one message without waiting for its confirm, which the returned [`Pending`]
+    /// awaits. A producer streaming many messages keeps a few in flight this way: the channel is
+    /// held only for the send, so concurrent producers interleave instead of queueing behind each
+    /// other's confirm round trips.
+    pub async fn start(&self, stream: Stream, message: Outgoing) -> Result<Pending, QueueError> {
+        let mut guard = self.channel.lock().await;
+        let sent = async {
+            let channel = self.ensure_channel(&mut guard).await?;
+            let topology = self.broker.topology();
+            send(
+                &channel,
+                &topology.exchange(stream),
+                &topology.queue(stream),
+                message,
+            )
+            .await
+        }
+        .await;
+        match sent {
+            Ok(confirm) => Ok(Pending {
+                confirm,
+                queue: metrics::queue_label(stream),
+                started: std::time::Instant::now(),
+            }),
+            Err(e) => {
+                *guard = None;
+                metrics::publish_failed(metrics::queue_label(stream));
+                Err(e)
+            }
+        }
+    }
+
     /// Publishes to an explicit exchange and routing key (the dead-letter path uses it).
     pub async fn publish_raw(
         &self,
@@ -201,6 +233,26 @@ async fn send(
             props,
         )
         .await?)
+}
+
+/// A message sent by [`Publisher::start`] whose confirm is still to come.
+#[derive(Debug)]
+pub struct Pending {
+    confirm: PublisherConfirm,
+    queue: &'static str,
+    started: std::time::Instant,
+}
+
+impl Pending {
+    /// Waits until the broker confirms the message (an error if it nacks or the channel fails).
+    pub async fn confirmed(self) -> Result<(), QueueError> {
+        let result = check(self.confirm).await;
+        match &result {
+            Ok(()) => metrics::published(self.queue, 1, self.started.elapsed()),
+            Err(_) => metrics::publish_failed(self.queue),
+        }
+        result
+    }
 }
 
 async fn check(confirm: PublisherConfirm) -> Result<(), QueueError> {
