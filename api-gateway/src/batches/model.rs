@@ -17,10 +17,10 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
     max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time, \
     from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, \
     tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
-    started_at, completed_at";
+    started_at, completed_at, retry_of";
 
 /// How many columns [`COLUMNS`] names (a query may select more after them).
-pub const COLUMN_COUNT: usize = 29;
+pub const COLUMN_COUNT: usize = 30;
 
 /// A batch (Vogent: job) as stored.
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ pub struct Batch {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The batch this one re-calls contacts of (`POST …/retry`), if any.
+    pub retry_of: Option<Uuid>,
 }
 
 impl Batch {
@@ -95,6 +97,7 @@ impl Batch {
             created_at: row.get(26),
             started_at: row.get(27),
             completed_at: row.get(28),
+            retry_of: row.get(29),
         })
     }
 
@@ -128,7 +131,8 @@ impl Batch {
     }
 
     /// Vogent's job shape (seeds 000–003), plus `pending`: settings changed while ACTIVE that
-    /// apply at the next pause (seed 001), or null.
+    /// apply at the next pause (seed 001), or null; `webhooks` (Dialgen's object) and
+    /// `retryOf` (the job this one re-calls, or null) are extensions too.
     pub fn vogent_json(&self) -> Value {
         json!({
             "id": self.id,
@@ -141,6 +145,8 @@ impl Batch {
             "schedule": self.schedule.to_json(),
             "userId": self.user_id,
             "pending": self.pending_settings,
+            "webhooks": self.webhooks,
+            "retryOf": self.retry_of,
         })
     }
 }

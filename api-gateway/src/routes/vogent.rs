@@ -154,7 +154,19 @@ pub(crate) async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let mut v = Violations::default();
+    if body.rows.is_some() {
+        v.add(
+            "rows",
+            format!(
+                "rows cannot be changed with PUT; add rows with POST /api/batch_dial_jobs/{id}/rows"
+            ),
+        );
+    }
     let mut change = Map::new();
+    if body.webhooks.is_some() {
+        let hooks = settings::check_webhooks(body.webhooks, "webhooks", &mut v);
+        change.insert("webhooks".into(), hooks);
+    }
     if let Some(name) = body.name.as_deref() {
         if name.trim().is_empty() || name.len() > 500 {
             v.add("name", "must be 1 to 500 characters");
@@ -245,6 +257,7 @@ pub(crate) async fn apply_settings(
                  schedule = COALESCE($4, schedule),
                  timezone = COALESCE($5, timezone),
                  from_phone_number_ids = COALESCE($6, from_phone_number_ids),
+                 webhooks = COALESCE($7, webhooks),
                  pending_settings = NULL,
                  updated_at = now()
              WHERE id = $1",
@@ -258,6 +271,7 @@ pub(crate) async fn apply_settings(
                 &schedule,
                 &timezone,
                 &ids,
+                &change.get("webhooks"),
             ],
         )
         .await?;
