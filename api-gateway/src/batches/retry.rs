@@ -6,14 +6,14 @@
 //! `INSERT … SELECT` (no row passes through the gateway, whatever the batch's size), numbered
 //! 0.. in the original's row order, each keeping its own name, inputs and timezone. Numbers on
 //! the workspace's do-not-call list are not copied: they become rejected rows
-//! (`do_not_call`), as ingestion records them. The batch is born `ready`: a Dialgen batch
-//! starts itself, as a Dialgen batch does once ingested; a Vogent job waits in INIT for
-//! `/paused`.
+//! (`do_not_call`), as ingestion records them. The batch is born `ready`; asked through the
+//! Dialgen surface it starts itself, as a Dialgen batch does once ingested; asked through the
+//! Vogent surface it waits in INIT for `/paused`, as a Vogent job does.
 
 use serde::Deserialize;
 use uuid::Uuid;
 
-use shared::domain::{CallOutcome, JobState};
+use shared::domain::{CallOutcome, JobState, Surface};
 
 use super::model::{Batch, COLUMNS};
 use crate::error::ApiError;
@@ -87,13 +87,15 @@ pub fn refusal(state: JobState) -> Option<String> {
     }
 }
 
-/// Creates the retry of batch `id` of `workspace`; returns the new batch. 404 for another
-/// workspace's batch (as `what`), 409 when it is not finished, 422 when no contact matches.
+/// Creates the retry of batch `id` of `workspace`, asked through `asked_on`; returns the new
+/// batch. 404 for another workspace's batch (as `what`), 409 when it is not finished, 422 when
+/// no contact matches.
 pub async fn create(
     db: &shared::db::Pool,
     workspace: Uuid,
     id: Uuid,
     what: &'static str,
+    asked_on: Surface,
     retry: Retry,
 ) -> Result<Batch, ApiError> {
     let mut client = db.get().await?;
@@ -120,13 +122,13 @@ pub async fn create(
              webhooks, tags, default_region, machine_detection, retry_voicemail_delay_ms,
              retry_of, started_at)
          SELECT $1, workspace_id, surface, $3, agent_id, user_id,
-             CASE WHEN surface = 'dialgen' THEN 'active' ELSE 'created' END, 'ready',
+             CASE WHEN $4 THEN 'active' ELSE 'created' END, 'ready',
              max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time,
              from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms,
              webhooks, tags, default_region, machine_detection, retry_voicemail_delay_ms,
-             id, CASE WHEN surface = 'dialgen' THEN now() END
+             id, CASE WHEN $4 THEN now() END
          FROM batches WHERE id = $2",
-        &[&new_id, &id, &name],
+        &[&new_id, &id, &name, &(asked_on == Surface::Dialgen)],
     )
     .await?;
     // A contact of a cancelled batch that was never dialed has no outcome: it counts as

@@ -19,6 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use shared::domain::Surface;
+
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::{DialgenContact, VogentRow};
@@ -214,7 +216,7 @@ pub(crate) async fn dialgen_retry(
     JsonBody(body): JsonBody<RetryBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = path_id(&id, BATCH)?;
-    let batch = retry::create(&state.db, ws.id, id, BATCH, body.check()?).await?;
+    let batch = retry::create(&state.db, ws.id, id, BATCH, Surface::Dialgen, body.check()?).await?;
     let now = Utc::now();
     let base = state.config.public_url.trim_end_matches('/');
     let new = batch.id;
@@ -243,7 +245,7 @@ pub(crate) async fn vogent_retry(
     JsonBody(body): JsonBody<RetryBody>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, JOB)?;
-    let batch = retry::create(&state.db, ws.id, id, JOB, body.check()?).await?;
+    let batch = retry::create(&state.db, ws.id, id, JOB, Surface::Vogent, body.check()?).await?;
     Ok(Json(batch.vogent_json()))
 }
 
