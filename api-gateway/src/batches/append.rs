@@ -116,7 +116,7 @@ pub async fn append<R: RowShape>(
     let added = i32::try_from(rows).map_err(|e| ApiError::Internal(e.into()))?;
     txn.execute(
         "UPDATE batches SET ingest_state = 'ingesting', expected_chunks = 0,
-             total_rows = $2 + $3, updated_at = now()
+             total_rows = $2::int + $3::int, updated_at = now()
          WHERE id = $1",
         &[&id, &first_row, &added],
     )
