@@ -70,7 +70,8 @@ async fn main() -> anyhow::Result<()> {
     let prefix = format!("exportbench-{short}.");
     shared::db::ensure_database(&db_url).await?;
     let result = run(&args, &service, &db_url, &prefix, &bin).await;
-    let (admin, _conn) = pg(&service.database_url).await?;
+    // The maintenance database: the configured one need not exist.
+    let (admin, _conn) = pg(&with_dbname(&service.database_url, "postgres")).await?;
     admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
