@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
+pub mod row_stream;
 pub mod validate;
 pub mod workspace;
 

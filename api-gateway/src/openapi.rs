@@ -8,7 +8,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
-    agents, compliance, dialgen, phone_numbers, vogent, webhook_deliveries, workspace,
+    agents, compliance, dialgen, lists, phone_numbers, vogent, webhook_deliveries, workspace,
 };
 
 #[derive(OpenApi)]
@@ -23,6 +23,8 @@ use crate::routes::{
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
         workspace::fetch, workspace::update, workspace::rotate_secret,
         compliance::add, compliance::list, compliance::remove, compliance::opt_out, compliance::events,
+        lists::dialgen_rejected, lists::vogent_rejected, lists::dialgen_results, lists::vogent_results,
+        lists::dialgen_retry, lists::vogent_retry, lists::dialgen_contacts, lists::vogent_rows,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, FieldErrorDoc, AgentIn, Agent, AgentPage, PhoneNumberIn, PhoneNumber, PhoneNumberPage,
@@ -30,6 +32,8 @@ use crate::routes::{
         QueueRow, QueuePage, Dial, DialPage, DialgenContactDoc, DialgenOptionsDoc, RetryDoc, WebhooksDoc,
         DialgenCreateDoc, DialgenCreated, Links, CheckStatus, Statistics, BatchListItem, BatchCalls, BatchCall,
         WebhookDelivery, WebhookDeliveryPage, JobLinks, DncIn, DncAdded, DncNumber, DncPage, OptedOut, ContactEvents,
+        RejectedRow, RejectedPage, RecallDoc, DialgenRetried, RowCounts, AppendRowsDoc, AppendContactsDoc,
+        VogentAppended, DialgenAppended,
     )),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
@@ -202,6 +206,8 @@ pub struct VogentCreateDoc {
     default_region: Option<String>,
     /// Twilio MachineDetection: Enable or DetectMessageEnd (default: off)
     machine_detection: Option<String>,
+    /// Extension: Dialgen's webhooks, delivered as for Dialgen batches
+    webhooks: Option<WebhooksDoc>,
 }
 
 #[derive(ToSchema)]
@@ -213,6 +219,11 @@ pub struct VogentUpdateDoc {
     schedule: Option<ScheduleDoc>,
     /// Extension: Twilio MachineDetection, Enable or DetectMessageEnd; null turns it off
     machine_detection: Option<String>,
+    /// Extension: replaces the job's webhooks
+    webhooks: Option<WebhooksDoc>,
+    /// Refused (422): add rows with POST /api/batch_dial_jobs/{id}/rows
+    #[schema(value_type = Option<Vec<Object>>)]
+    rows: Option<Value>,
 }
 
 #[derive(ToSchema)]
@@ -242,6 +253,11 @@ pub struct Job {
     statistics: Option<Statistics>,
     /// `GET /api/batch_dial_jobs/{id}` only (extension): the live monitor page.
     links: Option<JobLinks>,
+    /// Extension: Dialgen's webhooks object (`{}` when none)
+    #[schema(value_type = Object)]
+    webhooks: Value,
+    /// Extension: the job whose contacts this one re-calls (`POST …/retry`), or null
+    retry_of: Option<String>,
 }
 
 /// The job's links (extension).
@@ -538,6 +554,89 @@ pub struct BatchCall {
 pub struct BatchCalls {
     batch_id: String,
     calls: Vec<BatchCall>,
+    /// The next page's cursor (with `limit`/`cursor`), null on the last page or when every
+    /// call was answered
+    next_cursor: Option<String>,
+}
+
+/// One rejected row, numbered as the user counts the list (first data row = 1).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct RejectedRow {
+    row: u32,
+    /// As submitted
+    phone_number: Option<String>,
+    /// missing_number, invalid_number, duplicate, invalid_text, do_not_call
+    reason: String,
+    detail: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct RejectedPage {
+    data: Vec<RejectedRow>,
+    cursor: Option<String>,
+}
+
+/// `POST …/retry`: re-call the contacts whose last outcome is one of `outcomes`.
+#[derive(ToSchema)]
+pub struct RecallDoc {
+    /// completed, busy, no-answer, failed, voicemail, cancelled, unknown, suppressed
+    outcomes: Vec<String>,
+    /// default "<name> (retry)"
+    name: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct RowCounts {
+    submitted: u32,
+    accepted: u32,
+    /// do-not-call numbers are not copied
+    rejected: u32,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DialgenRetried {
+    success: bool,
+    batch_id: String,
+    status: String,
+    message: String,
+    /// The batch retried
+    retry_of: String,
+    rows: RowCounts,
+    links: Links,
+}
+
+/// `POST /api/batch_dial_jobs/{id}/rows`: rows as in the create body, 1 … 100,000.
+#[derive(ToSchema)]
+pub struct AppendRowsDoc {
+    rows: Vec<VogentRowDoc>,
+}
+
+/// `POST /api/v1/batch/{id}/contacts`: contacts as in the create body, 1 … 100,000.
+#[derive(ToSchema)]
+pub struct AppendContactsDoc {
+    contacts: Vec<DialgenContactDoc>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct VogentAppended {
+    /// Rows received (each accepted or rejected once ingested)
+    rows: u32,
+    /// The number of the first row added (rows continue the job's numbering)
+    first_row: u32,
+    job: Job,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct DialgenAppended {
+    success: bool,
+    batch_id: String,
+    status: String,
+    contacts: u32,
+    first_row: u32,
 }
 
 /// `GET /openapi.json`.

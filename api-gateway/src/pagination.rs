@@ -25,6 +25,14 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The position of a row in a list ordered by row index (the index rides in `at`).
+    pub fn for_row(row_index: i32, id: Uuid) -> Self {
+        Self {
+            at: DateTime::from_timestamp_micros(i64::from(row_index)).unwrap_or_default(),
+            id,
+        }
+    }
+
     /// The opaque text form.
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(format!("{}|{}", self.at.timestamp_micros(), self.id))
@@ -69,9 +77,33 @@ impl PageRequest {
         })
     }
 
+    /// The page requested by `limit` and `cursor`, or `None` when both are absent: the
+    /// caller then answers every item, streamed (the lists Dialgen documents as whole).
+    pub fn parse_optional(
+        requested_limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Option<Self>, ApiError> {
+        if requested_limit.is_none() && cursor.is_none() {
+            return Ok(None);
+        }
+        Self::parse(requested_limit, cursor).map(Some)
+    }
+
     /// The position the page continues after, if any.
     pub fn after(&self) -> Option<Cursor> {
         self.after
+    }
+
+    /// For lists in row order: the row index the page continues after (carried in the
+    /// cursor's time part, see [`Cursor::for_row`]).
+    pub fn after_row(&self) -> Option<i32> {
+        self.after
+            .and_then(|c| i32::try_from(c.at.timestamp_micros()).ok())
+    }
+
+    /// How many rows to fetch: one more than the page, to tell whether another follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
     }
 
     /// The keyset query's last three parameters: the cursor's time (NULL on the first page),
@@ -110,6 +142,31 @@ impl PageRequest {
 /// Every list's body: `{"data": [...], "cursor": "<next page>" | null}`.
 pub fn page_body(items: impl Iterator<Item = Value>, cursor: Option<String>) -> Json<Value> {
     Json(json!({"data": items.collect::<Vec<_>>(), "cursor": cursor}))
+}
+
+/// The RFC 8288 `Link` header of the next page: `uri` (the request's path and query) with its
+/// `cursor` parameter replaced by `cursor`, under `public_url`.
+pub fn next_link(public_url: &str, uri: &axum::http::Uri, cursor: &str) -> String {
+    let kept = uri
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .filter(|(k, _)| k != "cursor")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &kept {
+        query.append_pair(k, v);
+    }
+    query.append_pair("cursor", cursor);
+    format!(
+        "<{}{}?{}>; rel=\"next\"",
+        public_url.trim_end_matches('/'),
+        uri.path(),
+        query.finish()
+    )
 }
 
 /// Checks a `limit` parameter.
@@ -153,5 +210,28 @@ mod tests {
         };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("nope").is_err());
+        let row = Cursor::for_row(41, Uuid::nil());
+        let page = PageRequest::parse(Some(5), Some(&row.encode())).unwrap();
+        assert_eq!(page.after_row(), Some(41));
+    }
+
+    #[test]
+    fn next_link_replaces_the_cursor() {
+        let uri: axum::http::Uri = "/api/v1/batch/list?limit=2&cursor=old".parse().unwrap();
+        assert_eq!(
+            next_link("http://h:8080/", &uri, "abc"),
+            "<http://h:8080/api/v1/batch/list?limit=2&cursor=abc>; rel=\"next\""
+        );
+    }
+
+    #[test]
+    fn absent_limit_and_cursor_mean_everything() {
+        assert!(PageRequest::parse_optional(None, None).unwrap().is_none());
+        assert!(
+            PageRequest::parse_optional(Some(10), None)
+                .unwrap()
+                .is_some()
+        );
+        assert!(PageRequest::parse_optional(Some(0), None).is_err());
     }
 }

@@ -19,7 +19,7 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
     max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time, \
     from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, \
     tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
-    started_at, completed_at, machine_detection";
+    started_at, completed_at, machine_detection, retry_of";
 
 /// The condition every lookup and list of batches adds: a batch whose body is still being
 /// received, or whose body proved invalid after its chunks were published, does not exist for
@@ -27,7 +27,7 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
 pub const VISIBLE: &str = "ingest_state NOT IN ('receiving', 'aborted')";
 
 /// How many columns [`COLUMNS`] names (a query may select more after them).
-pub const COLUMN_COUNT: usize = 30;
+pub const COLUMN_COUNT: usize = 31;
 
 /// A batch (Vogent: job) as stored.
 #[derive(Debug, Clone)]
@@ -62,6 +62,8 @@ pub struct Batch {
     pub completed_at: Option<DateTime<Utc>>,
     /// Twilio's `MachineDetection` for the job's calls; `None` = off.
     pub machine_detection: Option<MachineDetection>,
+    /// The batch this one re-calls contacts of (`POST …/retry`), if any.
+    pub retry_of: Option<Uuid>,
 }
 
 impl Batch {
@@ -110,6 +112,7 @@ impl Batch {
                     Some(MachineDetection::parse(m).ok_or_else(|| corrupt("machine detection"))?)
                 }
             },
+            retry_of: row.get("retry_of"),
         })
     }
 
@@ -145,7 +148,8 @@ impl Batch {
     }
 
     /// Vogent's job shape (seeds 000–003), plus `pending`: settings changed while ACTIVE that
-    /// apply at the next pause (seed 001), or null.
+    /// apply at the next pause (seed 001), or null; `webhooks` (Dialgen's object) and
+    /// `retryOf` (the job this one re-calls, or null) are extensions too.
     pub fn vogent_json(&self) -> Value {
         json!({
             "id": self.id,
@@ -160,6 +164,8 @@ impl Batch {
             "pending": self.pending_settings,
             // Extension, as the create body and `PUT` take it.
             "machineDetection": self.machine_detection,
+            "webhooks": self.webhooks,
+            "retryOf": self.retry_of,
         })
     }
 }

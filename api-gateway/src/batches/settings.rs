@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use shared::domain::{
@@ -60,6 +60,8 @@ pub struct VogentCreate {
     pub default_region: Option<String>,
     /// Twilio's `MachineDetection`: `Enable` or `DetectMessageEnd`.
     pub machine_detection: Option<String>,
+    /// Extension: Dialgen's `webhooks` object, delivered as for Dialgen batches.
+    pub webhooks: Option<WebhooksIn>,
 }
 
 /// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
@@ -73,6 +75,11 @@ pub struct VogentUpdate {
     /// Twilio's `MachineDetection`; `null` turns it off (absent: unchanged).
     #[serde(default, deserialize_with = "crate::validate::present")]
     pub machine_detection: Option<Option<String>>,
+    /// Extension: replaces the job's `webhooks` (Dialgen's object).
+    pub webhooks: Option<WebhooksIn>,
+    /// Not accepted here: rows are added with `POST /api/batch_dial_jobs/{id}/rows` (a 422
+    /// says so, rather than ignoring them as before).
+    pub rows: Option<serde::de::IgnoredAny>,
 }
 
 /// The Dialgen create body, contacts aside (seed 004).
@@ -345,6 +352,28 @@ fn agent_id(value: Option<&str>, field: &str, v: &mut Violations) -> Uuid {
     }
 }
 
+/// Checks a `webhooks` object (at `path`): each URL given must be http(s). The stored form,
+/// `{"onCallComplete": url, …}` with the keys given, is the one every role reads.
+pub fn check_webhooks(hooks: Option<WebhooksIn>, path: &str, v: &mut Violations) -> Value {
+    let mut webhooks = Map::new();
+    if let Some(hooks) = hooks {
+        for (value, key) in [
+            (hooks.on_call_complete, "onCallComplete"),
+            (hooks.on_batch_complete, "onBatchComplete"),
+            (hooks.on_batch_failed, "onBatchFailed"),
+        ] {
+            if let Some(url) = value {
+                if is_http_url(&url) {
+                    webhooks.insert(key.to_owned(), Value::String(url.into_string()));
+                } else {
+                    v.add(format!("{path}.{key}"), "must be an http(s) URL");
+                }
+            }
+        }
+    }
+    Value::Object(webhooks)
+}
+
 /// Checks a Vogent create body.
 pub fn check_vogent(input: VogentCreate, ws: &Workspace, v: &mut Violations) -> NewBatch {
     let name = required_text(input.name.as_deref(), "name", v);
@@ -376,7 +405,7 @@ pub fn check_vogent(input: VogentCreate, ws: &Workspace, v: &mut Violations) -> 
         scheduled_start_time: None,
         from_phone_number_ids,
         retry: ws.default_retry,
-        webhooks: json!({}),
+        webhooks: check_webhooks(input.webhooks, "webhooks", v),
         tags: Vec::new(),
         default_region: check_region(input.default_region.as_deref(), ws, v),
         machine_detection: check_machine_detection(
@@ -483,22 +512,7 @@ pub fn check_dialgen(
             "must be between 0 and 2592000000 milliseconds (30 days)",
         ),
     }
-    let mut webhooks = Map::new();
-    if let Some(hooks) = o.webhooks {
-        for (value, key) in [
-            (hooks.on_call_complete, "onCallComplete"),
-            (hooks.on_batch_complete, "onBatchComplete"),
-            (hooks.on_batch_failed, "onBatchFailed"),
-        ] {
-            if let Some(url) = value {
-                if is_http_url(&url) {
-                    webhooks.insert(key.to_owned(), Value::String(url.into_string()));
-                } else {
-                    v.add(format!("options.webhooks.{key}"), "must be an http(s) URL");
-                }
-            }
-        }
-    }
+    let webhooks = check_webhooks(o.webhooks, "options.webhooks", v);
     let tags: Vec<String> = o
         .tags
         .unwrap_or_default()
@@ -540,7 +554,7 @@ pub fn check_dialgen(
         scheduled_start_time,
         from_phone_number_ids,
         retry,
-        webhooks: Value::Object(webhooks),
+        webhooks,
         tags,
         default_region: check_region(o.default_region.as_deref(), ws, v),
         machine_detection: check_machine_detection(

@@ -230,5 +230,7 @@ pub async fn check_status(
         "rows": {"submitted": b.total_rows, "accepted": b.accepted_rows, "rejected": b.rejected_rows},
         "rejected": rejected,
         "error": b.error.as_ref().map(|m| json!({"code": b.error_code, "message": m})),
+        // Extension: the batch whose contacts this one re-calls (`POST …/retry`), or null.
+        "retryOf": b.retry_of,
     }))
 }

@@ -1,7 +1,9 @@
 //! The Dialgen Call Batch surface (seed 004 and API-REFERENCE.md).
 
 use axum::extract::{Path, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
@@ -9,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use shared::db::counters;
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::{dialgen_call_status, dialgen_contact_status};
 use shared::domain::{ContactState, Surface};
@@ -19,11 +22,13 @@ use crate::batches::body::DialgenContact;
 use crate::batches::csv::{self, is_multipart, multipart};
 use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::batches::settings::{self, DialgenCreate};
-use crate::batches::stats::{self, Counts, outcome_column};
+use crate::batches::stats::{self, outcome_column};
 use crate::batches::stream;
 use crate::batches::submit::idempotency_key;
 use crate::error::ApiError;
 use crate::extract::{Query, path_id};
+use crate::pagination::{Cursor, PageRequest};
+use crate::row_stream::{self, Framing, Param};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -141,98 +146,189 @@ pub(crate) async fn status_link(
     ))
 }
 
-/// Every batch of the workspace, newest first.
-#[utoipa::path(get, path = "/api/v1/batch/list", tag = "dialgen", responses((status = 200, body = Vec<crate::openapi::BatchListItem>), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+/// `limit`/`cursor` of the paginated Dialgen reads.
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The columns of a batch list item: the batch, and its contacts counted by state as one
+/// JSON object (one aggregate per batch, in the same statement, so the list can stream).
+fn list_sql() -> String {
+    format!(
+        "SELECT {COLUMNS}, (SELECT jsonb_agg(jsonb_build_array(g.state, g.last_outcome, g.hold_reason, g.n))
+             FROM ({groups}) g) AS counter_groups
+         FROM batches b
+         WHERE workspace_id = $1 AND {VISIBLE} AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4",
+        groups = counters::groups_of("b.id"),
+    )
+}
+
+/// One item of `/api/v1/batch/list`, from a row of [`list_sql`].
+fn list_item(row: &tokio_postgres::Row, now: chrono::DateTime<Utc>) -> Result<Value, ApiError> {
+    let b = Batch::from_row(row)?;
+    // The batch counters' groups, as `[state, last_outcome, hold_reason, n]` (the one count
+    // every surface shows: shared::db::counters).
+    let groups: Option<Value> = row.get("counter_groups");
+    let mut parsed = Vec::new();
+    for g in groups.as_ref().and_then(Value::as_array).into_iter().flatten() {
+        let name = |i: usize| g.get(i).and_then(Value::as_str).unwrap_or_default();
+        let n = g.get(3).and_then(Value::as_i64).unwrap_or_default();
+        parsed.push(
+            counters::Group::from_names(name(0), name(1), name(2), n)
+                .map_err(stats::counter_error)?,
+        );
+    }
+    let counts = counters::counts(&parsed);
+    let s = stats::statistics(&b, &counts);
+    Ok(json!({
+        "batchId": b.id,
+        "status": b.dialgen_status(now),
+        "total": s.total,
+        "processed": s.processed,
+        "succeeded": s.succeeded,
+        "failed": s.failed,
+        "voicemail": s.voicemail,
+        "cancelled": s.cancelled,
+        "percentComplete": s.percent_complete,
+        "createdAt": api_time(b.created_at),
+        "agentId": b.agent_id,
+        "priority": b.priority,
+        "name": b.name,
+    }))
+}
+
+/// Every batch of the workspace, newest first: streamed whole (as Dialgen documents it), or a
+/// page when `limit` or `cursor` is given. A page stays an array; the next one is named by the
+/// `Link: <…>; rel="next"` (RFC 8288) and `X-Next-Cursor` headers, absent on the last page.
+#[utoipa::path(get, path = "/api/v1/batch/list", tag = "dialgen", params(("limit" = Option<i64>, Query, description = "page size (1-1000); without limit and cursor every batch is answered"), ("cursor" = Option<String>, Query, description = "the X-Next-Cursor of the previous page")), responses((status = 200, body = Vec<crate::openapi::BatchListItem>, headers(("Link" = String, description = "the next page, rel=\"next\""), ("X-Next-Cursor" = String, description = "the next page's cursor"))), (status = 400, description = "a cursor this API did not return", body = crate::openapi::ErrorBody), (status = 422, description = "limit out of range", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
-) -> Result<Json<Value>, ApiError> {
+    uri: axum::http::Uri,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let page = PageRequest::parse_optional(q.limit, q.cursor.as_deref())?;
     let client = state.db.get().await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM batches WHERE workspace_id = $1 AND {VISIBLE} ORDER BY created_at DESC, id DESC LIMIT 1000"
-    );
     let now = Utc::now();
-    let batches = client
-        .query(&sql, &[&ws.id])
-        .await?
+    let Some(page) = page else {
+        let params: Vec<Param> = vec![
+            Box::new(ws.id),
+            Box::new(None::<chrono::DateTime<Utc>>),
+            Box::new(Uuid::nil()),
+            Box::new(None::<i64>),
+        ];
+        let render: row_stream::Render =
+            Box::new(move |row, out| row_stream::push_json(out, &list_item(row, now)?));
+        let body = row_stream::body(
+            client,
+            &list_sql(),
+            params,
+            Framing::json_array("", ""),
+            render,
+        )
+        .await?;
+        return Ok(([(CONTENT_TYPE, "application/json")], body).into_response());
+    };
+    let (after_at, after_id, fetch) = page.keyset();
+    let rows = client
+        .query(&list_sql(), &[&ws.id, &after_at, &after_id, &fetch])
+        .await?;
+    let cursor_of = |r: &tokio_postgres::Row| Cursor {
+        at: r.get("created_at"),
+        id: r.get("id"),
+    };
+    let (rows, cursor) = page.split(rows, cursor_of);
+    let items = rows
         .iter()
-        .map(Batch::from_row)
+        .map(|r| list_item(r, now))
         .collect::<Result<Vec<_>, _>>()?;
-    let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
-    let mut counts = Counts::load_many(&client, &ids).await?;
-    let mut out = Vec::with_capacity(batches.len());
-    for b in batches {
-        let counts = counts.remove(&b.id).unwrap_or_default();
-        let s = stats::statistics(&b, &counts);
-        out.push(json!({
-            "batchId": b.id,
-            "status": b.dialgen_status(now),
-            "total": s.total,
-            "processed": s.processed,
-            "succeeded": s.succeeded,
-            "failed": s.failed,
-            "voicemail": s.voicemail,
-            "cancelled": s.cancelled,
-            "percentComplete": s.percent_complete,
-            "createdAt": api_time(b.created_at),
-            "agentId": b.agent_id,
-            "priority": b.priority,
-            "name": b.name,
-        }));
-    }
-    Ok(Json(Value::Array(out)))
+    let mut headers = HeaderMap::new();
+    crate::routes::lists::next_page_headers(&mut headers, &state, &uri, cursor.as_deref())?;
+    Ok((headers, Json(Value::Array(items))).into_response())
 }
 
-/// Every call of a batch with its status: one entry per contact, with its latest attempt.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CallsQuery {
+    batch_id: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// A batch's contacts in row order, each with its latest attempt (`$2` the row index to
+/// continue after, `$3` how many: NULL for all).
+const CALLS_SQL: &str = "SELECT c.id AS contact_id, c.row_index, c.state, c.last_outcome, c.phone_number,
+        a.started_at, a.answered_at, a.ended_at, a.error, a.id AS dial_id, a.outcome AS dial_outcome
+    FROM contacts c
+    LEFT JOIN LATERAL (SELECT * FROM dial_attempts d WHERE d.contact_id = c.id ORDER BY d.attempt_no DESC LIMIT 1) a ON TRUE
+    WHERE c.batch_id = $1 AND ($2::int IS NULL OR c.row_index > $2)
+    ORDER BY c.row_index LIMIT $3";
+
+/// One entry of `/api/v1/status/batch`'s `calls`, from a row of [`CALLS_SQL`].
+fn call_json(r: &tokio_postgres::Row) -> Result<Value, ApiError> {
+    let state: &str = r.get("state");
+    let state = ContactState::parse(state).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("a contact has an invalid state {state:?}"))
+    })?;
+    let last_outcome = outcome_column(r.get("last_outcome"))?;
+    let dial_id: Option<Uuid> = r.get("dial_id");
+    let dial_outcome = outcome_column(r.get("dial_outcome"))?;
+    let error = r.get::<_, Option<String>>("error").or_else(|| {
+        last_outcome
+            .filter(|o| !o.is_answered())
+            .map(|o| o.as_str().to_owned())
+    });
+    Ok(json!({
+        "callId": r.get::<_, Uuid>("contact_id"),
+        "status": dialgen_contact_status(state, last_outcome),
+        "startTime": api_time_opt(r.get("started_at")),
+        "phoneNumber": r.get::<_, String>("phone_number"),
+        "error": error,
+        "duration": call_duration_secs(r.get("answered_at"), r.get("ended_at")),
+        "recordingUrl": Value::Null,
+        "dialId": dial_id,
+        "dialStatus": dial_id.map(|_| dialgen_call_status(dial_outcome)),
+    }))
+}
+
+/// Every call of a batch with its status: one entry per contact, with its latest attempt, in
+/// row order.
 ///
 /// `status` is the contact's (a contact waiting for its retry is `SCHEDULED`); `dialStatus` is
 /// its latest call's own status, the one `recentCalls` and the webhook show for that call
-/// (`MISSED` for a busy call). Both come from `shared::domain::views`.
-#[utoipa::path(get, path = "/api/v1/status/batch", tag = "dialgen", params(("batchId" = String, Query)), responses((status = 200, body = crate::openapi::BatchCalls), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+/// (`MISSED` for a busy call). Both come from `shared::domain::views`. Without `limit` and
+/// `cursor` every call is answered, streamed from the database; with them, one page and its
+/// `nextCursor` (null on the last page).
+#[utoipa::path(get, path = "/api/v1/status/batch", tag = "dialgen", params(("batchId" = String, Query), ("limit" = Option<i64>, Query, description = "page size (1-1000); without limit and cursor every call is answered"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, body = crate::openapi::BatchCalls), (status = 400, description = "a cursor this API did not return", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn calls(
     State(state): State<AppState>,
     ws: Workspace,
-    Query(q): Query<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<CallsQuery>,
+) -> Result<Response, ApiError> {
     let id = batch_id_param(q.batch_id.as_deref())?;
+    let page = PageRequest::parse_optional(q.limit, q.cursor.as_deref())?;
     let client = state.db.get().await?;
     Batch::load(&client, ws.id, id).await?;
+    let Some(page) = page else {
+        let params: Vec<Param> = vec![Box::new(id), Box::new(None::<i32>), Box::new(None::<i64>)];
+        let render: row_stream::Render =
+            Box::new(|row, out| row_stream::push_json(out, &call_json(row)?));
+        let framing = Framing::json_array(
+            &format!("{{\"batchId\":\"{id}\",\"calls\":"),
+            ",\"nextCursor\":null}",
+        );
+        let body = row_stream::body(client, CALLS_SQL, params, framing, render).await?;
+        return Ok(([(CONTENT_TYPE, "application/json")], body).into_response());
+    };
     let rows = client
-        .query(
-            "SELECT c.id, c.state, c.last_outcome, c.phone_number, a.started_at, a.answered_at, a.ended_at, a.error, a.id, a.outcome
-             FROM contacts c
-             LEFT JOIN LATERAL (SELECT * FROM dial_attempts d WHERE d.contact_id = c.id ORDER BY d.attempt_no DESC LIMIT 1) a ON TRUE
-             WHERE c.batch_id = $1 ORDER BY c.row_index",
-            &[&id],
-        )
+        .query(CALLS_SQL, &[&id, &page.after_row(), &page.fetch()])
         .await?;
-    let calls = rows
-        .iter()
-        .map(|r| {
-            let state: &str = r.get(1);
-            let state = ContactState::parse(state).ok_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("a contact has an invalid state {state:?}"))
-            })?;
-            let last_outcome = outcome_column(r.get(2))?;
-            let dial_id: Option<Uuid> = r.get(8);
-            let dial_outcome = outcome_column(r.get(9))?;
-            let error = r.get::<_, Option<String>>(7).or_else(|| {
-                last_outcome
-                    .filter(|o| !o.is_answered())
-                    .map(|o| o.as_str().to_owned())
-            });
-            Ok(json!({
-                "callId": r.get::<_, Uuid>(0),
-                "status": dialgen_contact_status(state, last_outcome),
-                "startTime": api_time_opt(r.get(4)),
-                "phoneNumber": r.get::<_, String>(3),
-                "error": error,
-                "duration": call_duration_secs(r.get(5), r.get(6)),
-                "recordingUrl": Value::Null,
-                "dialId": dial_id,
-                "dialStatus": dial_id.map(|_| dialgen_call_status(dial_outcome)),
-            }))
-        })
-        .collect::<Result<Vec<Value>, ApiError>>()?;
-    Ok(Json(json!({"batchId": id, "calls": calls})))
+    let (rows, cursor) = page.split(rows, |r| {
+        Cursor::for_row(r.get("row_index"), r.get("contact_id"))
+    });
+    let calls = rows.iter().map(call_json).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({"batchId": id, "calls": calls, "nextCursor": cursor})).into_response())
 }

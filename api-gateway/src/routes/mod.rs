@@ -4,6 +4,7 @@ pub mod agents;
 pub mod carrier;
 pub mod compliance;
 pub mod dialgen;
+pub mod lists;
 pub mod owned;
 pub mod phone_numbers;
 pub mod vogent;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(phone_numbers::router())
         .merge(vogent::router())
         .merge(dialgen::router())
+        .merge(lists::router())
         .merge(carrier::router())
         .merge(compliance::router())
         .merge(webhook_deliveries::router())

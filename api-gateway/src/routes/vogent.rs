@@ -171,7 +171,19 @@ pub(crate) async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let mut v = Violations::default();
+    if body.rows.is_some() {
+        v.add(
+            "rows",
+            format!(
+                "rows cannot be changed with PUT; add rows with POST /api/batch_dial_jobs/{id}/rows"
+            ),
+        );
+    }
     let mut change = Map::new();
+    if body.webhooks.is_some() {
+        let hooks = settings::check_webhooks(body.webhooks, "webhooks", &mut v);
+        change.insert("webhooks".into(), hooks);
+    }
     if let Some(name) = body.name.as_deref() {
         if name.trim().is_empty() || name.len() > 500 {
             v.add("name", "must be 1 to 500 characters");
@@ -284,6 +296,7 @@ pub(crate) async fn apply_settings(
                  timezone = COALESCE($5, timezone),
                  from_phone_number_ids = COALESCE($6, from_phone_number_ids),
                  machine_detection = CASE WHEN $7 THEN $8 ELSE machine_detection END,
+                 webhooks = COALESCE($9, webhooks),
                  pending_settings = NULL,
                  updated_at = now()
              WHERE id = $1",
@@ -299,6 +312,7 @@ pub(crate) async fn apply_settings(
                 &ids,
                 &change.contains_key("machineDetection"),
                 &machine_detection,
+                &change.get("webhooks"),
             ],
         )
         .await?;

@@ -1,0 +1,299 @@
+//! A campaign's lists outside the create body, on both surfaces: rejected rows by row, the
+//! results export, re-calling by outcome and adding rows.
+//!
+//! | Dialgen | Vogent |
+//! | --- | --- |
+//! | `GET /api/v1/batch/{id}/rejected` | `GET /api/batch_dial_jobs/{id}/rejected` |
+//! | `GET /api/v1/batch/{id}/results.csv` | `GET /api/batch_dial_jobs/{id}/results.csv` |
+//! | `POST /api/v1/batch/{id}/retry` | `POST /api/batch_dial_jobs/{id}/retry` |
+//! | `POST /api/v1/batch/{id}/contacts` | `POST /api/batch_dial_jobs/{id}/rows` |
+
+use axum::extract::{Path, Request, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use shared::domain::Surface;
+
+use crate::app::AppState;
+use crate::auth::Workspace;
+use crate::batches::body::{DialgenContact, VogentRow};
+use crate::batches::model::Batch;
+use crate::batches::retry::RetryBody;
+use crate::batches::{append, export, rejected, retry};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, Query, path_id, read_body};
+use crate::pagination::{PageRequest, next_link, page_body};
+use crate::row_stream::{self, Framing, Param};
+
+/// The 404 nouns of each surface.
+const BATCH: &str = "batch";
+const JOB: &str = "batch dial job";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/batch/{id}/rejected", get(dialgen_rejected))
+        .route("/api/batch_dial_jobs/{id}/rejected", get(vogent_rejected))
+        .route("/api/v1/batch/{id}/results.csv", get(dialgen_results))
+        .route("/api/batch_dial_jobs/{id}/results.csv", get(vogent_results))
+        .route("/api/v1/batch/{id}/retry", post(dialgen_retry))
+        .route("/api/batch_dial_jobs/{id}/retry", post(vogent_retry))
+        .route("/api/v1/batch/{id}/contacts", post(dialgen_contacts))
+        .route("/api/batch_dial_jobs/{id}/rows", post(vogent_rows))
+}
+
+/// Loads the key's batch `id`; another workspace's is "`what` not found".
+async fn load(
+    client: &deadpool_postgres::Object,
+    ws: &Workspace,
+    id: Uuid,
+    what: &'static str,
+) -> Result<Batch, ApiError> {
+    Batch::load(client, ws.id, id).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound(what),
+        other => other,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PageQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/batch/{id}/rejected", tag = "dialgen", params(("id" = String, Path), ("limit" = Option<i64>, Query, description = "page size (1-1000, default 50)"), ("cursor" = Option<String>, Query), ("Accept" = Option<String>, Header, description = "text/csv for CSV (every row, streamed, unless limit or cursor is given)")), responses((status = 200, body = crate::openapi::RejectedPage, description = "JSON, or with Accept: text/csv the CSV row,phoneNumber,reason,detail"), (status = 400, description = "a cursor this API did not return", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "limit out of range", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dialgen_rejected(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    rejected_rows(state, ws, path_id(&id, BATCH)?, BATCH, headers, uri, q).await
+}
+
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/rejected", tag = "vogent", params(("id" = String, Path), ("limit" = Option<i64>, Query, description = "page size (1-1000, default 50)"), ("cursor" = Option<String>, Query), ("Accept" = Option<String>, Header, description = "text/csv for CSV (every row, streamed, unless limit or cursor is given)")), responses((status = 200, body = crate::openapi::RejectedPage, description = "JSON, or with Accept: text/csv the CSV row,phoneNumber,reason,detail"), (status = 400, description = "a cursor this API did not return", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "limit out of range", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn vogent_rejected(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    rejected_rows(state, ws, path_id(&id, JOB)?, JOB, headers, uri, q).await
+}
+
+/// JSON: one page (`{"data", "cursor"}`). CSV: every row streamed, or one page when `limit`
+/// or `cursor` is given (the next one in `Link` and `X-Next-Cursor`).
+async fn rejected_rows(
+    state: AppState,
+    ws: Workspace,
+    id: Uuid,
+    what: &'static str,
+    headers: HeaderMap,
+    uri: Uri,
+    q: PageQuery,
+) -> Result<Response, ApiError> {
+    let csv = row_stream::wants_csv(&headers);
+    let page = if csv {
+        PageRequest::parse_optional(q.limit, q.cursor.as_deref())?
+    } else {
+        Some(PageRequest::parse(q.limit, q.cursor.as_deref())?)
+    };
+    let client = state.db.get().await?;
+    load(&client, &ws, id, what).await?;
+    let mut header = Vec::new();
+    row_stream::push_csv(&mut header, rejected::CSV_HEADER)?;
+    let Some(page) = page else {
+        let params: Vec<Param> = vec![Box::new(id), Box::new(None::<i32>), Box::new(None::<i64>)];
+        let body = row_stream::body(
+            client,
+            rejected::SQL,
+            params,
+            Framing::lines(header),
+            Box::new(rejected::csv),
+        )
+        .await?;
+        return Ok(([(CONTENT_TYPE, CSV)], body).into_response());
+    };
+    let rows = client
+        .query(rejected::SQL, &[&id, &page.after_row(), &page.fetch()])
+        .await?;
+    let (rows, cursor) = page.split(rows, rejected::cursor_of);
+    if !csv {
+        return Ok(page_body(rows.iter().map(rejected::json), cursor).into_response());
+    }
+    let mut out = header;
+    for r in &rows {
+        rejected::csv(r, &mut out)?;
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(CSV));
+    next_page_headers(&mut headers, &state, &uri, cursor.as_deref())?;
+    Ok((headers, out).into_response())
+}
+
+/// `Content-Type` of every CSV answer.
+const CSV: &str = "text/csv; charset=utf-8";
+
+/// `Link: <…>; rel="next"` and `X-Next-Cursor` when another page follows.
+pub(crate) fn next_page_headers(
+    headers: &mut HeaderMap,
+    state: &AppState,
+    uri: &Uri,
+    cursor: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(cursor) = cursor else {
+        return Ok(());
+    };
+    let bad = |e: axum::http::header::InvalidHeaderValue| ApiError::Internal(e.into());
+    let link = next_link(&state.config.public_url, uri, cursor);
+    headers.insert("link", HeaderValue::from_str(&link).map_err(bad)?);
+    headers.insert("x-next-cursor", HeaderValue::from_str(cursor).map_err(bad)?);
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/api/v1/batch/{id}/results.csv", tag = "dialgen", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, metadata (JSON); streamed", content_type = "text/csv"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dialgen_results(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    results(state, ws, path_id(&id, BATCH)?, BATCH).await
+}
+
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/results.csv", tag = "vogent", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, inputs (JSON); streamed", content_type = "text/csv"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn vogent_results(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    results(state, ws, path_id(&id, JOB)?, JOB).await
+}
+
+/// The export, streamed from one statement (a snapshot of the campaign at that instant).
+async fn results(
+    state: AppState,
+    ws: Workspace,
+    id: Uuid,
+    what: &'static str,
+) -> Result<Response, ApiError> {
+    let client = state.db.get().await?;
+    let batch = load(&client, &ws, id, what).await?;
+    let header = export::header(batch.surface)?;
+    let params: Vec<Param> = vec![Box::new(id)];
+    let body = row_stream::body(
+        client,
+        export::SQL,
+        params,
+        Framing::lines(header),
+        Box::new(export::line),
+    )
+    .await?;
+    let disposition = format!("attachment; filename=\"batch-{id}-results.csv\"");
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(CSV));
+    headers.insert(
+        CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    Ok((headers, body).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/batch/{id}/retry", tag = "dialgen", params(("id" = String, Path)), request_body = crate::openapi::RecallDoc, responses((status = 202, body = crate::openapi::DialgenRetried), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "the batch is not completed or cancelled", body = crate::openapi::ErrorBody), (status = 422, description = "unknown outcomes (outcomes[i]), none matching, or a bad name", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dialgen_retry(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RetryBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = path_id(&id, BATCH)?;
+    let batch = retry::create(&state.db, ws.id, id, BATCH, Surface::Dialgen, body.check()?).await?;
+    let now = Utc::now();
+    let base = state.config.public_url.trim_end_matches('/');
+    let new = batch.id;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "success": true,
+            "batchId": new,
+            "status": batch.dialgen_status(now),
+            "message": "Retry batch accepted. Monitor the status link for updates.",
+            "retryOf": batch.retry_of,
+            "rows": {"submitted": batch.total_rows, "accepted": batch.accepted_rows, "rejected": batch.rejected_rows},
+            "links": {
+                "status": format!("{base}/api/v1/batch/{new}/status"),
+                "dashboard": crate::monitor::dashboard_link(&state.config, new, now),
+            },
+        })),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/retry", tag = "vogent", params(("id" = String, Path)), request_body = crate::openapi::RecallDoc, responses((status = 200, description = "the new job, in INIT (start it with /paused)", body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "the job is not COMPLETE or CANCELLED", body = crate::openapi::ErrorBody), (status = 422, description = "unknown outcomes (outcomes[i]), none matching, or a bad name", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn vogent_retry(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RetryBody>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, JOB)?;
+    let batch = retry::create(&state.db, ws.id, id, JOB, Surface::Vogent, body.check()?).await?;
+    Ok(Json(batch.vogent_json()))
+}
+
+#[utoipa::path(post, path = "/api/v1/batch/{id}/contacts", tag = "dialgen", params(("id" = String, Path)), request_body = crate::openapi::AppendContactsDoc, responses((status = 202, body = crate::openapi::DialgenAppended), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "the batch is final or still ingesting", body = crate::openapi::ErrorBody), (status = 413, description = "more than 100,000 contacts", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dialgen_contacts(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = path_id(&id, BATCH)?;
+    let bytes = read_body(req, &state).await?;
+    let appended = append::append::<DialgenContact>(&state, ws.id, id, BATCH, &bytes).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "success": true,
+            "batchId": id,
+            "status": appended.batch.dialgen_status(Utc::now()),
+            "contacts": appended.rows,
+            "firstRow": appended.first_row,
+        })),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/rows", tag = "vogent", params(("id" = String, Path)), request_body = crate::openapi::AppendRowsDoc, responses((status = 202, body = crate::openapi::VogentAppended), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "the job is final or still ingesting", body = crate::openapi::ErrorBody), (status = 413, description = "more than 100,000 rows", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn vogent_rows(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = path_id(&id, JOB)?;
+    let bytes = read_body(req, &state).await?;
+    let appended = append::append::<VogentRow>(&state, ws.id, id, JOB, &bytes).await?;
+    let job = appended.batch.vogent_json();
+    Ok((StatusCode::ACCEPTED, Json(append::answer(&appended, job))))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn surfaces_name_inputs_their_way() {
+        let v = String::from_utf8(super::export::header(shared::domain::Surface::Vogent).unwrap())
+            .unwrap();
+        assert!(v.ends_with("callerId,inputs\r\n"), "{v}");
+        let d = String::from_utf8(super::export::header(shared::domain::Surface::Dialgen).unwrap())
+            .unwrap();
+        assert!(d.ends_with("callerId,metadata\r\n"), "{d}");
+    }
+}
