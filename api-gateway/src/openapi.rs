@@ -202,6 +202,9 @@ pub struct VogentCreateDoc {
     default_region: Option<String>,
     /// Twilio MachineDetection: Enable or DetectMessageEnd (default: off)
     machine_detection: Option<String>,
+    /// Extension: the job's own start rate, 1 … the workspace's ceiling (default: none; the
+    /// workspace's maxCallsPerSecond alone bounds the job)
+    max_calls_per_second: Option<u32>,
 }
 
 #[derive(ToSchema)]
@@ -209,6 +212,8 @@ pub struct VogentCreateDoc {
 pub struct VogentUpdateDoc {
     name: Option<String>,
     max_concurrent_dials: Option<u32>,
+    /// Extension: the job's own start rate, 1 … the workspace's ceiling
+    max_calls_per_second: Option<u32>,
     from_phone_number_ids: Option<Vec<String>>,
     schedule: Option<ScheduleDoc>,
 }

@@ -80,7 +80,8 @@ pub(crate) struct Job {
     state: String,
     workspace_id: Uuid,
     job_limit: i32,
-    job_cps: i32,
+    /// The job's own rate; `None`: the workspace's rate alone bounds it.
+    job_cps: Option<i32>,
     workspace_limit: i32,
     workspace_cps: Option<i32>,
     window: Window,
@@ -218,7 +219,11 @@ const INSERT_SQL: &str = "WITH c AS (
              RETURNING id, to_number, (SELECT c.timezones FROM c)";
 
 const JOB_SQL: &str = "
-    SELECT b.state, b.workspace_id, b.max_concurrent_dials, b.max_calls_per_second,
+    SELECT b.state, b.workspace_id, b.max_concurrent_dials,
+           -- A job without a rate of its own follows its workspace's; in a workspace without
+           -- one either, the workspace's ceiling bounds it (never no rate at all).
+           COALESCE(b.max_calls_per_second,
+                    CASE WHEN w.max_calls_per_second IS NULL THEN w.cps_ceiling END),
            w.max_concurrent_dials, w.max_calls_per_second, b.schedule, b.timezone,
            b.scheduled_start_time, a.answer_url,
            w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
@@ -905,7 +910,7 @@ async fn take_start_token(
     clock: &mut SendClock,
 ) -> Result<(), PlaceError> {
     let started = Instant::now();
-    let job_cps = u32::try_from(job.job_cps).unwrap_or(1);
+    let job_cps = job.job_cps.map(|r| u32::try_from(r).unwrap_or(1));
     let workspace_cps = job.workspace_cps.and_then(|r| u32::try_from(r).ok());
     let mut retries = 0;
     let mut patient_since = Instant::now();

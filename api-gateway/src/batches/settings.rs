@@ -18,7 +18,8 @@ use crate::validate::{Text, Violations, is_http_url};
 
 /// Dialgen's documented defaults (API-REFERENCE.md).
 pub const DEFAULT_PRIORITY: i16 = 5;
-/// Default calls per second.
+/// Dialgen's documented default `maxCallsPerSecond`. Vogent jobs have no default of their own:
+/// without the `maxCallsPerSecond` extension only the workspace's rate bounds them.
 pub const DEFAULT_CPS: i32 = 10;
 
 /// Vogent's `schedule` object as sent.
@@ -59,6 +60,9 @@ pub struct VogentCreate {
     pub default_region: Option<String>,
     /// Twilio's `MachineDetection`: `Enable` or `DetectMessageEnd`.
     pub machine_detection: Option<String>,
+    /// Extension: a start rate of the job's own (at most the workspace's ceiling); absent, the
+    /// workspace's rate alone bounds the job.
+    pub max_calls_per_second: Option<i64>,
 }
 
 /// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
@@ -67,6 +71,8 @@ pub struct VogentCreate {
 pub struct VogentUpdate {
     pub name: Option<Text>,
     pub max_concurrent_dials: Option<i64>,
+    /// Extension: the job's own start rate (see [`VogentCreate::max_calls_per_second`]).
+    pub max_calls_per_second: Option<i64>,
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
 }
@@ -131,7 +137,8 @@ pub struct NewBatch {
     pub agent_id: Uuid,
     pub user_id: Option<String>,
     pub max_concurrent_dials: i32,
-    pub max_calls_per_second: i32,
+    /// The job's own rate; `None`: the workspace's rate alone (a Vogent job without one).
+    pub max_calls_per_second: Option<i32>,
     pub priority: i16,
     pub schedule: Option<Schedule>,
     pub timezone: Timezone,
@@ -282,6 +289,23 @@ pub fn check_concurrency(
     }
 }
 
+/// Checks a `maxCallsPerSecond` at `field`: 1 up to the workspace's ceiling.
+pub fn check_rate(
+    value: Option<i64>,
+    field: &str,
+    ws: &Workspace,
+    v: &mut Violations,
+) -> Option<i32> {
+    match value {
+        None => None,
+        Some(n) if n >= 1 && n <= i64::from(ws.cps_ceiling) => Some(n as i32),
+        Some(_) => {
+            v.add(field, format!("must be between 1 and {}", ws.cps_ceiling));
+            None
+        }
+    }
+}
+
 /// Parses id strings (the existence check against the database comes later).
 pub fn check_ids(ids: &[String], field: &str, v: &mut Violations) -> Vec<Uuid> {
     ids.iter()
@@ -367,7 +391,10 @@ pub fn check_vogent(input: VogentCreate, ws: &Workspace, v: &mut Violations) -> 
         agent_id,
         user_id: None,
         max_concurrent_dials,
-        max_calls_per_second: DEFAULT_CPS.min(ws.cps_ceiling),
+        // No hidden cap: the Vogent API has no rate field, so only a job that sends the
+        // extension has a rate of its own; the others follow the workspace's (the carrier
+        // account's) rate.
+        max_calls_per_second: check_rate(input.max_calls_per_second, "maxCallsPerSecond", ws, v),
         priority: DEFAULT_PRIORITY,
         timezone: schedule.as_ref().map(|s| s.timezone).unwrap_or_default(),
         schedule,
@@ -429,14 +456,7 @@ pub fn check_dialgen(
     };
     let max_calls_per_second = match o.max_calls_per_second {
         None => DEFAULT_CPS.min(ws.cps_ceiling),
-        Some(n) if n >= 1 && n <= i64::from(ws.cps_ceiling) => n as i32,
-        Some(_) => {
-            v.add(
-                "options.maxCallsPerSecond",
-                format!("must be between 1 and {}", ws.cps_ceiling),
-            );
-            DEFAULT_CPS
-        }
+        given => check_rate(given, "options.maxCallsPerSecond", ws, v).unwrap_or(DEFAULT_CPS),
     };
     let retry_in = o.retry_strategy.unwrap_or_default();
     let mut retry = RetryStrategy::default();
@@ -531,7 +551,7 @@ pub fn check_dialgen(
         agent_id,
         user_id: Some(user_id),
         max_concurrent_dials,
-        max_calls_per_second,
+        max_calls_per_second: Some(max_calls_per_second),
         priority,
         timezone: schedule.as_ref().map(|s| s.timezone).unwrap_or(timezone),
         schedule,

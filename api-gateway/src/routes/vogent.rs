@@ -166,6 +166,11 @@ pub(crate) async fn update(
     {
         change.insert("maxConcurrentDials".into(), json!(n));
     }
+    if let Some(n) =
+        settings::check_rate(body.max_calls_per_second, "maxCallsPerSecond", &ws, &mut v)
+    {
+        change.insert("maxCallsPerSecond".into(), json!(n));
+    }
     if let Some(schedule) = body
         .schedule
         .as_ref()
@@ -245,6 +250,7 @@ pub(crate) async fn apply_settings(
                  schedule = COALESCE($4, schedule),
                  timezone = COALESCE($5, timezone),
                  from_phone_number_ids = COALESCE($6, from_phone_number_ids),
+                 max_calls_per_second = COALESCE($7, max_calls_per_second),
                  pending_settings = NULL,
                  updated_at = now()
              WHERE id = $1",
@@ -258,6 +264,10 @@ pub(crate) async fn apply_settings(
                 &schedule,
                 &timezone,
                 &ids,
+                &change
+                    .get("maxCallsPerSecond")
+                    .and_then(Value::as_i64)
+                    .map(|n| n as i32),
             ],
         )
         .await?;

@@ -208,12 +208,13 @@ impl Limits {
         })
     }
 
-    /// One try at a start token: `None` when taken, else how long until the next one.
+    /// One try at a start token: `None` when taken, else how long until the next one. A job
+    /// without a rate of its own (`job_cps` `None`) is paced by its workspace's alone.
     pub async fn try_start(
         &self,
         workspace_id: Uuid,
         batch_id: Uuid,
-        job_cps: u32,
+        job_cps: Option<u32>,
         workspace_cps: Option<u32>,
     ) -> Result<Option<Duration>, redis::RedisError> {
         let mut conn = self.redis.conn.clone();
@@ -222,7 +223,7 @@ impl Limits {
             .key(self.redis.key(&format!("rate:job:{batch_id}")))
             .key(self.redis.key(&format!("rate:ws:{workspace_id}")))
             .key(self.generation())
-            .arg(interval_micros(job_cps, self.rate_margin))
+            .arg(job_cps.map_or(0, |r| interval_micros(r, self.rate_margin)))
             .arg(workspace_cps.map_or(0, |r| interval_micros(r, self.rate_margin)))
             .arg(u8::from(self.seen_generation.load(Ordering::Relaxed)));
         let wait_ms: u64 = self.window.run(invocation.invoke_async(&mut conn)).await?;
