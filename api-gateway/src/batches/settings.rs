@@ -568,3 +568,51 @@ pub fn check_dialgen(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace() -> Workspace {
+        Workspace {
+            id: Uuid::nil(),
+            max_concurrent_dials: 200,
+            cps_ceiling: 50,
+            max_attempts_ceiling: 5,
+            default_retry: RetryStrategy::default(),
+            default_region: "US".to_owned(),
+        }
+    }
+
+    fn vogent(rate: Option<i64>) -> (NewBatch, Violations) {
+        let body = VogentCreate {
+            call_agent_id: Some(Uuid::now_v7().to_string()),
+            max_concurrent_dials: Some(200),
+            name: None,
+            from_phone_number_ids: None,
+            schedule: None,
+            default_region: None,
+            machine_detection: None,
+            max_calls_per_second: rate,
+        };
+        let mut v = Violations::default();
+        let batch = check_vogent(body, &workspace(), &mut v);
+        (batch, v)
+    }
+
+    #[test]
+    fn a_vogent_job_has_no_rate_of_its_own_unless_it_sends_one() {
+        assert_eq!(vogent(None).0.max_calls_per_second, None);
+        assert_eq!(vogent(Some(50)).0.max_calls_per_second, Some(50));
+    }
+
+    #[test]
+    fn a_vogent_rate_outside_the_ceiling_names_the_field() {
+        for bad in [0, 51] {
+            let (batch, v) = vogent(Some(bad));
+            assert_eq!(batch.max_calls_per_second, None);
+            let err = format!("{:?}", v.into_result(()).unwrap_err());
+            assert!(err.contains("maxCallsPerSecond"), "{err}");
+        }
+    }
+}
