@@ -208,6 +208,9 @@ pub struct VogentCreateDoc {
     machine_detection: Option<String>,
     /// Extension: Dialgen's webhooks, delivered as for Dialgen batches
     webhooks: Option<WebhooksDoc>,
+    /// Extension: the job's own start rate, 1 … the workspace's ceiling (default: none; the
+    /// workspace's maxCallsPerSecond alone bounds the job)
+    max_calls_per_second: Option<u32>,
 }
 
 #[derive(ToSchema)]
@@ -215,6 +218,8 @@ pub struct VogentCreateDoc {
 pub struct VogentUpdateDoc {
     name: Option<String>,
     max_concurrent_dials: Option<u32>,
+    /// Extension: the job's own start rate, 1 … the workspace's ceiling
+    max_calls_per_second: Option<u32>,
     from_phone_number_ids: Option<Vec<String>>,
     schedule: Option<ScheduleDoc>,
     /// Extension: Twilio MachineDetection, Enable or DetectMessageEnd; null turns it off

@@ -83,6 +83,18 @@ async fn one_batch_is_one_trace_across_the_real_roles() {
     )
     .await
     .expect("workspace");
+    // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
+    // batches set the rates they are about.
+    env.db
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
+            &[&created.workspace_id],
+        )
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://{}", gateway.health_addr);
     let post = |path: &str, body: Value| {

@@ -51,6 +51,9 @@ pub struct Config {
     /// `RATE_MARGIN_MS`: widens every rate limiter's second, absorbing jitter between taking a
     /// start token and the carrier receiving the call.
     pub rate_margin: Duration,
+    /// `REDIS_SLOW_MS`: a dial-path Redis call slower than this (or timed out) halves the
+    /// worker's Redis window (see `crate::limits::window`).
+    pub redis_slow: Duration,
     /// `RECONCILE_AFTER_SECS`: a placed call silent this long is checked with the carrier (a
     /// lost final callback costs its slot about this long plus a pass period).
     pub reconcile_after: Duration,
@@ -104,6 +107,7 @@ impl Config {
             events_prefetch: env.parse("EVENTS_PREFETCH", 256)?,
             slot_lease: env.secs("SLOT_LEASE_SECS", 30)?,
             rate_margin: env.millis("RATE_MARGIN_MS", 20)?,
+            redis_slow: env.millis("REDIS_SLOW_MS", 100)?,
             reconcile_after: env.secs("RECONCILE_AFTER_SECS", 20)?,
             unknown_after: env.secs("UNKNOWN_AFTER_SECS", 3600)?,
             webhook_concurrency: env.parse("WEBHOOK_CONCURRENCY", 16)?,

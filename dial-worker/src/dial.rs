@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
 use shared::compliance::{RecipientHours, zones_for_number};
 use shared::domain::{CallOutcome, MachineDetection};
+use shared::metrics::HandBack;
 use shared::queue::messages::DialV1;
 use shared::schedule::{StoredSchedule, Window};
 use tokio::time::Instant;
@@ -79,7 +80,8 @@ pub(crate) struct Job {
     state: String,
     workspace_id: Uuid,
     job_limit: i32,
-    job_cps: i32,
+    /// The job's own rate; `None`: the workspace's rate alone bounds it.
+    job_cps: Option<i32>,
     workspace_limit: i32,
     workspace_cps: Option<i32>,
     window: Window,
@@ -217,7 +219,11 @@ const INSERT_SQL: &str = "WITH c AS (
              RETURNING id, to_number, (SELECT c.timezones FROM c)";
 
 const JOB_SQL: &str = "
-    SELECT b.state, b.workspace_id, b.max_concurrent_dials, b.max_calls_per_second,
+    SELECT b.state, b.workspace_id, b.max_concurrent_dials,
+           -- A job without a rate of its own follows its workspace's; in a workspace without
+           -- one either, the workspace's ceiling bounds it (never no rate at all).
+           COALESCE(b.max_calls_per_second,
+                    CASE WHEN w.max_calls_per_second IS NULL THEN w.cps_ceiling END),
            w.max_concurrent_dials, w.max_calls_per_second, b.schedule, b.timezone,
            b.scheduled_start_time, a.answer_url,
            w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
@@ -386,7 +392,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     ) {
         let wait = (until - now).to_std().unwrap_or_default();
         crate::compliance::deferred(ctx, msg.contact_id, until, reason).await;
-        return unplace(ctx, &placed, Gate::Requeue, wait).await;
+        return unplace(ctx, &placed, Gate::Requeue, wait, HandBack::Compliance).await;
     }
     if let Some((count, days)) = job.cap
         && let Some(until) =
@@ -395,7 +401,7 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
     {
         let wait = (until - now).to_std().unwrap_or_default();
         crate::compliance::deferred(ctx, msg.contact_id, until, DeferReason::FrequencyCap).await;
-        return unplace(ctx, &placed, Gate::Requeue, wait).await;
+        return unplace(ctx, &placed, Gate::Requeue, wait, HandBack::Compliance).await;
     }
 
     let request = CallRequest {
@@ -423,17 +429,31 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         }
         Err(PlaceError::Stopped(gate)) => {
             // Paused, cancelled or out of its window while waiting for the start token.
-            unplace(ctx, &placed, gate, Duration::ZERO).await
+            unplace(ctx, &placed, gate, Duration::ZERO, HandBack::Job).await
         }
         Err(PlaceError::NoToken(e)) => {
             // Redis failed before the request left: the call was provably not placed.
             tracing::warn!(%attempt_id, error = %e, "no start token; contact handed back");
-            unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
+            unplace(
+                ctx,
+                &placed,
+                Gate::Requeue,
+                CARRIER_BACKOFF,
+                HandBack::Redis,
+            )
+            .await
         }
         Err(PlaceError::Unconfirmed(e)) => {
             // Past its send window and the row could not be touched: not sent.
             tracing::warn!(%attempt_id, error = %e, "attempt not confirmed before its request; contact handed back");
-            unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
+            unplace(
+                ctx,
+                &placed,
+                Gate::Requeue,
+                CARRIER_BACKOFF,
+                HandBack::Database,
+            )
+            .await
         }
         Err(PlaceError::TakenBack) => {
             // The reconciler took the attempt back while it waited (past its send window):
@@ -454,7 +474,14 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
             // Throttled (429) or our credentials refused (401/403): the carrier's or our
             // problem, not the contact's, so it is not charged an attempt.
             tracing::error!(%attempt_id, status, %body, "carrier refused the request; contact handed back");
-            unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
+            unplace(
+                ctx,
+                &placed,
+                Gate::Requeue,
+                CARRIER_BACKOFF,
+                HandBack::Carrier,
+            )
+            .await
         }
         Err(PlaceError::Carrier(CarrierError::Rejected { status, body })) => {
             let reason = format!("carrier refused: HTTP {status}: {body}");
@@ -464,7 +491,14 @@ pub async fn dial(ctx: &Ctx, msg: &DialV1, check_first: bool) -> Result<DialResu
         Err(PlaceError::Carrier(CarrierError::Unreachable(e))) => {
             // Never reached the carrier, even after retries: not the contact's fault either.
             tracing::warn!(%attempt_id, error = %e, "carrier unreachable; contact handed back");
-            unplace(ctx, &placed, Gate::Requeue, CARRIER_BACKOFF).await
+            unplace(
+                ctx,
+                &placed,
+                Gate::Requeue,
+                CARRIER_BACKOFF,
+                HandBack::Carrier,
+            )
+            .await
         }
         Err(PlaceError::Carrier(e)) => {
             // It may have been placed: never re-send; the callback or the reconciler decides.
@@ -607,7 +641,9 @@ async fn unplace(
     placed: &Placed,
     gate: Gate,
     delay: Duration,
+    why: HandBack,
 ) -> Result<DialResult, StepError> {
+    shared::metrics::dial_handed_back(why);
     let state = gate.contact_state();
     // No call exists, so the slot goes back first, whatever the database says next.
     ctx.held.forget(placed.attempt_id);
@@ -665,10 +701,8 @@ async fn acquire(
     // such tries; only when that fails does the task line up behind the gate.
     let line_empty = gate_lock.try_lock().is_ok();
     if line_empty
-        && let TryAcquire::Acquired { caller_index } = ctx
-            .limits
-            .try_acquire(&slot_request(msg, attempt_id, job))
-            .await?
+        && let TryAcquire::Acquired { caller_index } =
+            try_acquire(ctx, &slot_request(msg, attempt_id, job)).await?
     {
         shared::metrics::slot_wait(shared::metrics::Limit::Job, started.elapsed());
         return Ok(Ok(caller_index));
@@ -698,7 +732,7 @@ async fn acquire(
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match ctx.limits.try_acquire(&req).await? {
+        match try_acquire(ctx, &req).await? {
             TryAcquire::Acquired { caller_index } => {
                 shared::metrics::slot_wait(blocked_by, started.elapsed());
                 return Ok(Ok(caller_index));
@@ -716,6 +750,51 @@ async fn acquire(
                         backoff = (backoff * 2).min(POLL_CAP);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// How long a dial keeps retrying a Redis call that timed out (Redis slow, not gone) before it
+/// gives up: well inside the reconciler's 45 s of silence for an attempt without a call id.
+const REDIS_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Whether a failed Redis call is worth trying again soon: it timed out (the window shrank
+/// meanwhile), and the dial has been patient for less than [`REDIS_PATIENCE`].
+fn worth_retrying(ctx: &Ctx, e: &redis::RedisError, since: Instant) -> bool {
+    e.is_timeout() && since.elapsed() < REDIS_PATIENCE && !ctx.shutdown.is_cancelled()
+}
+
+/// The pause before retrying a timed-out Redis call: the `n`-th retry waits 20 ms · 2^n, at most
+/// one second, so a slow Redis is not hammered by the calls that timed out on it.
+fn retry_pause(n: u32) -> Duration {
+    Duration::from_millis(20u64 << n.min(6)).min(Duration::from_secs(1))
+}
+
+/// One try at both slots. A try that timed out is repeated with the same attempt id: the script
+/// is idempotent for its member (a slot it took before the answer was lost is simply renewed),
+/// so a slow Redis neither leaks slots nor sends the message back to the queue. If it never
+/// answers, the slot it may hold is given back before the error goes up.
+async fn try_acquire(ctx: &Ctx, req: &SlotRequest) -> Result<TryAcquire, StepError> {
+    let since = Instant::now();
+    let mut retries = 0;
+    loop {
+        match ctx.limits.try_acquire(req).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) if worth_retrying(ctx, &e, since) => {
+                tracing::debug!(error = %e, "slot try timed out; trying again");
+                tokio::time::sleep(retry_pause(retries)).await;
+                retries += 1;
+            }
+            Err(e) => {
+                if let Err(r) = ctx
+                    .limits
+                    .release(req.workspace_id, req.batch_id, req.attempt_id)
+                    .await
+                {
+                    tracing::debug!(error = %r, "slot of a failed try not released; its lease will lapse");
+                }
+                return Err(e.into());
             }
         }
     }
@@ -770,6 +849,7 @@ async fn store_call_sid(ctx: &Ctx, attempt_id: Uuid, call_sid: &str) -> Result<(
 }
 
 async fn hand_back(ctx: &Ctx, contact_id: Uuid, gate: Gate) -> Result<DialResult, StepError> {
+    shared::metrics::dial_handed_back(HandBack::Job);
     let state = gate.contact_state();
     let client = ctx.db.get().await?;
     client
@@ -836,17 +916,33 @@ async fn take_start_token(
     clock: &mut SendClock,
 ) -> Result<(), PlaceError> {
     let started = Instant::now();
-    let job_cps = u32::try_from(job.job_cps).unwrap_or(1);
+    let job_cps = job.job_cps.map(|r| u32::try_from(r).unwrap_or(1));
     let workspace_cps = job.workspace_cps.and_then(|r| u32::try_from(r).ok());
+    let mut retries = 0;
+    let mut patient_since = Instant::now();
     loop {
         // A long wait (a low rate) keeps the send window open, so the reconciler leaves the
         // attempt alone; before the try, never between a granted token and its request.
         clock.keep_open(ctx).await?;
-        let wait = ctx
+        let wait = match ctx
             .limits
             .try_start(job.workspace_id, batch_id, job_cps, workspace_cps)
             .await
-            .map_err(PlaceError::NoToken)?;
+        {
+            Ok(wait) => {
+                patient_since = Instant::now();
+                wait
+            }
+            // Redis slow: try again (a token the lost answer granted is wasted: fewer starts,
+            // never more) rather than hand the contact back and take it again later.
+            Err(e) if worth_retrying(ctx, &e, patient_since) => {
+                tracing::debug!(error = %e, "start token try timed out; trying again");
+                tokio::time::sleep(retry_pause(retries)).await;
+                retries += 1;
+                continue;
+            }
+            Err(e) => return Err(PlaceError::NoToken(e)),
+        };
         let Some(wait) = wait else {
             shared::metrics::slot_wait(shared::metrics::Limit::Rate, started.elapsed());
             return Ok(());

@@ -58,7 +58,8 @@ impl Ctx {
     pub fn new(db: Pool, redis: Redis, carrier: Carrier, config: Config) -> Self {
         Self {
             db,
-            limits: Limits::new(redis, config.slot_lease, config.rate_margin),
+            limits: Limits::new(redis, config.slot_lease, config.rate_margin)
+                .with_slow_threshold(config.redis_slow),
             held: HeldLeases::new(std::time::Duration::from_secs(
                 u64::from(config.call_timeout_secs) + 60,
             )),
@@ -125,8 +126,12 @@ pub async fn spawn(
             Carrier::Sim(sim)
         }
     };
-    let ctx = Ctx::new(db.clone(), redis.clone(), carrier, config.clone())
+    // Renewals on a connection of their own: they keep the limits true, so they never queue
+    // behind the dials, and a pipeline of thousands may take longer than a dial's call.
+    let lease_redis = Redis::connect_with(&config.service, config.slot_lease / 3).await?;
+    let mut ctx = Ctx::new(db.clone(), redis.clone(), carrier, config.clone())
         .with_shutdown(shutdown.clone());
+    ctx.limits = ctx.limits.with_lease_connection(lease_redis);
 
     tasks.spawn(ctx.limits.wakeups().clone().listen(
         config.service.redis_url.clone(),

@@ -172,9 +172,12 @@ async fn start_tokens_are_spaced_by_the_rate() {
     let env = TestEnv::new().await;
     let limits = Limits::new(env.redis.clone(), Duration::from_secs(30), Duration::ZERO);
     let (ws, job) = (Uuid::new_v4(), Uuid::new_v4());
-    assert_eq!(limits.try_start(ws, job, 5, None).await.unwrap(), None);
+    assert_eq!(
+        limits.try_start(ws, job, Some(5), None).await.unwrap(),
+        None
+    );
     let wait = limits
-        .try_start(ws, job, 5, None)
+        .try_start(ws, job, Some(5), None)
         .await
         .unwrap()
         .expect("must wait");
@@ -185,12 +188,15 @@ async fn start_tokens_are_spaced_by_the_rate() {
     // The workspace rate binds another job of the workspace too.
     let other = Uuid::new_v4();
     assert_eq!(
-        limits.try_start(ws, other, 100, Some(2)).await.unwrap(),
+        limits
+            .try_start(ws, other, Some(100), Some(2))
+            .await
+            .unwrap(),
         None
     );
     assert!(
         limits
-            .try_start(ws, Uuid::new_v4(), 100, Some(2))
+            .try_start(ws, Uuid::new_v4(), Some(100), Some(2))
             .await
             .unwrap()
             .is_some()
@@ -364,10 +370,13 @@ async fn the_first_start_after_a_flush_waits_one_interval() {
             .unwrap(),
         TryAcquire::Acquired { .. }
     ));
-    assert_eq!(limits.try_start(ws, job, 5, None).await.unwrap(), None);
+    assert_eq!(
+        limits.try_start(ws, job, Some(5), None).await.unwrap(),
+        None
+    );
     flush_prefix(&env).await;
     let wait = limits
-        .try_start(ws, job, 5, None)
+        .try_start(ws, job, Some(5), None)
         .await
         .unwrap()
         .expect("parked one interval");
@@ -376,5 +385,8 @@ async fn the_first_start_after_a_flush_waits_one_interval() {
         "{wait:?}"
     );
     tokio::time::sleep(wait).await;
-    assert_eq!(limits.try_start(ws, job, 5, None).await.unwrap(), None);
+    assert_eq!(
+        limits.try_start(ws, job, Some(5), None).await.unwrap(),
+        None
+    );
 }

@@ -1,7 +1,9 @@
 //! Redis connection handling. Redis holds only what may be lost and rebuilt (slots, rate
 //! buckets), so a Redis outage slows dialing but never loses a contact.
 
-use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::ServiceConfig;
 use crate::connect::{ConnectError, with_backoff};
@@ -25,8 +27,23 @@ impl std::fmt::Debug for Redis {
 }
 
 impl Redis {
+    /// How long a request waits for its answer on a connection from [`Redis::connect`]
+    /// (redis-rs's default). A caller that sends much at once bounds what it has in flight
+    /// (the dial-worker's window) rather than raising this.
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
     /// Connects, retrying with backoff up to the connect timeout.
     pub async fn connect(cfg: &ServiceConfig) -> Result<Self, ConnectError> {
+        Self::connect_with(cfg, Self::RESPONSE_TIMEOUT).await
+    }
+
+    /// Like [`Redis::connect`], with its own connection and `response_timeout`: for work that
+    /// must not queue behind other traffic and may legitimately take longer (a pipeline
+    /// renewing thousands of leases on a slow Redis).
+    pub async fn connect_with(
+        cfg: &ServiceConfig,
+        response_timeout: Duration,
+    ) -> Result<Self, ConnectError> {
         let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| ConnectError {
             service: "Redis",
             url: crate::config::redact_url(&cfg.redis_url),
@@ -35,7 +52,9 @@ impl Redis {
         let conn = with_backoff("Redis", &cfg.redis_url, cfg.connect_timeout, || {
             let client = client.clone();
             async move {
-                let mut conn = ConnectionManager::new(client).await?;
+                let config =
+                    ConnectionManagerConfig::new().set_response_timeout(Some(response_timeout));
+                let mut conn = ConnectionManager::new_with_config(client, config).await?;
                 redis::cmd("PING").query_async::<String>(&mut conn).await?;
                 Ok::<_, redis::RedisError>(conn)
             }

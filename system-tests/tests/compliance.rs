@@ -89,6 +89,18 @@ async fn start(compliance: api_gateway::admin::Compliance, clock_offset_secs: i6
     let created = api_gateway::admin::create_workspace_with(&env.db, "compliance", 10, &compliance)
         .await
         .unwrap();
+    // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
+    // batches set the rates they are about.
+    env.db
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
+            &[&created.workspace_id],
+        )
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{gateway}/api/phone_numbers"))

@@ -133,6 +133,18 @@ impl Stack {
         )
         .await
         .unwrap();
+        // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
+        // batches set the rates they are about.
+        env.db
+            .get()
+            .await
+            .unwrap()
+            .execute(
+                "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
+                &[&created.workspace_id],
+            )
+            .await
+            .unwrap();
         Self {
             env,
             sim,

@@ -63,6 +63,18 @@ async fn the_event_stream_follows_real_calls_within_a_second() {
     )
     .await
     .unwrap();
+    // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
+    // batches set the rates they are about.
+    env.db
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
+            &[&created.workspace_id],
+        )
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         http.post(format!("{gateway}{path}"))

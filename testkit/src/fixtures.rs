@@ -25,6 +25,8 @@ pub struct Workspace {
     /// Recipient calling hours as stored (minutes after local midnight); `None` = off.
     recipient_hours: Option<(i16, i16)>,
     allow_unknown_timezone: bool,
+    /// The workspace's rate (`None`: no workspace-wide rate).
+    max_calls_per_second: Option<i32>,
 }
 
 /// The ids of an inserted [`Workspace`] and of its agent.
@@ -49,6 +51,10 @@ impl Workspace {
     /// default is on, 08:00–21:00): tests run on the real clock, at any hour, and only the
     /// compliance tests are about those rules; they turn them on with
     /// [`Workspace::recipient_hours`].
+    ///
+    /// It has **no workspace-wide rate** (the schema's default is 1 call a second, a new carrier
+    /// account's): each test's batches set the rate they are about; a test about the
+    /// workspace's rate sets it with [`Workspace::max_calls_per_second`].
     pub fn new() -> Self {
         Self {
             max_concurrent_dials: 10,
@@ -56,7 +62,14 @@ impl Workspace {
             numbers: Vec::new(),
             recipient_hours: None,
             allow_unknown_timezone: true,
+            max_calls_per_second: None,
         }
+    }
+
+    /// The workspace's rate: call starts per second across all its batches.
+    pub fn max_calls_per_second(mut self, cps: i32) -> Self {
+        self.max_calls_per_second = Some(cps);
+        self
     }
 
     /// Recipient-local calling hours `[start, end)` in minutes after local midnight, with
@@ -95,8 +108,8 @@ impl Workspace {
             .execute(
                 "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret,
                                          recipient_hours_start, recipient_hours_end,
-                                         allow_unknown_timezone)
-                 VALUES ($1, 'test', $2, $3, $4, $5, $6)",
+                                         allow_unknown_timezone, max_calls_per_second)
+                 VALUES ($1, 'test', $2, $3, $4, $5, $6, $7)",
                 &[
                     &ids.id,
                     &self.max_concurrent_dials,
@@ -104,6 +117,7 @@ impl Workspace {
                     &self.recipient_hours.map(|h| h.0),
                     &self.recipient_hours.map(|h| h.1),
                     &self.allow_unknown_timezone,
+                    &self.max_calls_per_second,
                 ],
             )
             .await

@@ -5,13 +5,21 @@
 //! [`TcpProxy::cut`] drops every open connection and refuses new ones (each is accepted and
 //! closed at once: the client sees the peer go away), [`TcpProxy::restore`] lets them through
 //! again.
+//!
+//! [`TcpProxy::start_throttled`] makes the service *slow* instead: every byte the clients send
+//! through the proxy (all connections together) passes at a fixed rate, so requests queue in
+//! front of the service as they do in front of a Redis or a database short of CPU.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
 
 /// A running proxy to one upstream address; stops when dropped.
 pub struct TcpProxy {
@@ -24,6 +32,16 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with(upstream, None).await
+    }
+
+    /// Like [`TcpProxy::start`], but what clients send reaches `upstream` at no more than
+    /// `bytes_per_sec`, shared by every connection (answers flow freely).
+    pub async fn start_throttled(upstream: &str, bytes_per_sec: u32) -> Self {
+        Self::start_with(upstream, Some(Arc::new(Pacer::new(bytes_per_sec)))).await
+    }
+
+    async fn start_with(upstream: &str, pacer: Option<Arc<Pacer>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let addr = listener.local_addr().expect("bound");
         let open = Arc::new(AtomicBool::new(true));
@@ -42,14 +60,28 @@ impl TcpProxy {
                 let upstream = upstream.clone();
                 let mut cut = cut_rx.clone();
                 cut.mark_unchanged();
+                let pacer = pacer.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
                     let (mut client, mut server) = (client, server);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
+                    match pacer {
+                        None => {
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = cut.changed() => {}
+                            }
+                        }
+                        Some(pacer) => {
+                            let (mut client_rx, mut client_tx) = client.split();
+                            let (mut server_rx, mut server_tx) = server.split();
+                            tokio::select! {
+                                _ = pacer.pump(&mut client_rx, &mut server_tx) => {}
+                                _ = tokio::io::copy(&mut server_rx, &mut client_tx) => {}
+                                _ = cut.changed() => {}
+                            }
+                        }
                     }
                 });
             }
@@ -91,6 +123,45 @@ impl TcpProxy {
     /// Lets connections through again.
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The shared byte rate of a throttled proxy.
+struct Pacer {
+    /// When the link is free again (every connection's bytes queue on it).
+    free_at: Mutex<Instant>,
+    per_byte: Duration,
+}
+
+impl Pacer {
+    fn new(bytes_per_sec: u32) -> Self {
+        Self {
+            free_at: Mutex::new(Instant::now()),
+            per_byte: Duration::from_secs(1) / bytes_per_sec.max(1),
+        }
+    }
+
+    /// Copies `from` to `to`, each chunk only once the link has carried everything before it.
+    async fn pump(
+        &self,
+        from: &mut (impl AsyncReadExt + Unpin),
+        to: &mut (impl AsyncWriteExt + Unpin),
+    ) -> std::io::Result<()> {
+        let mut buf = [0u8; 512];
+        loop {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            let done = {
+                let mut free_at = self.free_at.lock().await;
+                let start = (*free_at).max(Instant::now());
+                *free_at = start + self.per_byte * n as u32;
+                *free_at
+            };
+            tokio::time::sleep_until(done).await;
+            to.write_all(&buf[..n]).await?;
+        }
     }
 }
 

@@ -16,7 +16,10 @@ use crate::error::ApiError;
 
 /// The columns [`Batch::from_row`] reads, in order.
 pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, state, ingest_state, \
-    max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time, \
+    max_concurrent_dials, \
+    COALESCE(max_calls_per_second, (SELECT COALESCE(w.max_calls_per_second, w.cps_ceiling) \
+        FROM workspaces w WHERE w.id = batches.workspace_id)) AS max_calls_per_second, \
+    priority, schedule, timezone, scheduled_start_time, \
     from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, \
     tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
     started_at, completed_at, machine_detection, retry_of";
@@ -41,6 +44,8 @@ pub struct Batch {
     pub state: JobState,
     pub ingest_state: IngestState,
     pub max_concurrent_dials: i32,
+    /// The rate the job's starts are bounded by: its own, else its workspace's (else, for a
+    /// workspace without a rate, the workspace's ceiling), as the dial worker applies them.
     pub max_calls_per_second: i32,
     pub priority: i16,
     /// Unreadable ones keep the job closed, as in every role.

@@ -19,7 +19,8 @@ use crate::validate::{Text, Violations, is_http_url};
 
 /// Dialgen's documented defaults (API-REFERENCE.md).
 pub const DEFAULT_PRIORITY: i16 = 5;
-/// Default calls per second.
+/// Dialgen's documented default `maxCallsPerSecond`. Vogent jobs have no default of their own:
+/// without the `maxCallsPerSecond` extension only the workspace's rate bounds them.
 pub const DEFAULT_CPS: i32 = 10;
 
 /// Vogent's `schedule` object as sent.
@@ -62,6 +63,9 @@ pub struct VogentCreate {
     pub machine_detection: Option<String>,
     /// Extension: Dialgen's `webhooks` object, delivered as for Dialgen batches.
     pub webhooks: Option<WebhooksIn>,
+    /// Extension: a start rate of the job's own (at most the workspace's ceiling); absent, the
+    /// workspace's rate alone bounds the job.
+    pub max_calls_per_second: Option<i64>,
 }
 
 /// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
@@ -70,6 +74,8 @@ pub struct VogentCreate {
 pub struct VogentUpdate {
     pub name: Option<Text>,
     pub max_concurrent_dials: Option<i64>,
+    /// Extension: the job's own start rate (see [`VogentCreate::max_calls_per_second`]).
+    pub max_calls_per_second: Option<i64>,
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
     /// Twilio's `MachineDetection`; `null` turns it off (absent: unchanged).
@@ -142,7 +148,8 @@ pub struct NewBatch {
     pub agent_id: Uuid,
     pub user_id: Option<String>,
     pub max_concurrent_dials: i32,
-    pub max_calls_per_second: i32,
+    /// The job's own rate; `None`: the workspace's rate alone (a Vogent job without one).
+    pub max_calls_per_second: Option<i32>,
     pub priority: i16,
     pub schedule: Option<Schedule>,
     pub timezone: Timezone,
@@ -291,6 +298,23 @@ pub fn check_concurrency(
     }
 }
 
+/// Checks a `maxCallsPerSecond` at `field`: 1 up to the workspace's ceiling.
+pub fn check_rate(
+    value: Option<i64>,
+    field: &str,
+    ws: &Workspace,
+    v: &mut Violations,
+) -> Option<i32> {
+    match value {
+        None => None,
+        Some(n) if n >= 1 && n <= i64::from(ws.cps_ceiling) => Some(n as i32),
+        Some(_) => {
+            v.add(field, format!("must be between 1 and {}", ws.cps_ceiling));
+            None
+        }
+    }
+}
+
 /// Parses id strings (the existence check against the database comes later).
 pub fn check_ids(ids: &[String], field: &str, v: &mut Violations) -> Vec<Uuid> {
     ids.iter()
@@ -398,7 +422,10 @@ pub fn check_vogent(input: VogentCreate, ws: &Workspace, v: &mut Violations) -> 
         agent_id,
         user_id: None,
         max_concurrent_dials,
-        max_calls_per_second: DEFAULT_CPS.min(ws.cps_ceiling),
+        // No hidden cap: the Vogent API has no rate field, so only a job that sends the
+        // extension has a rate of its own; the others follow the workspace's (the carrier
+        // account's) rate.
+        max_calls_per_second: check_rate(input.max_calls_per_second, "maxCallsPerSecond", ws, v),
         priority: DEFAULT_PRIORITY,
         timezone: schedule.as_ref().map(|s| s.timezone).unwrap_or_default(),
         schedule,
@@ -460,14 +487,7 @@ pub fn check_dialgen(
     };
     let max_calls_per_second = match o.max_calls_per_second {
         None => DEFAULT_CPS.min(ws.cps_ceiling),
-        Some(n) if n >= 1 && n <= i64::from(ws.cps_ceiling) => n as i32,
-        Some(_) => {
-            v.add(
-                "options.maxCallsPerSecond",
-                format!("must be between 1 and {}", ws.cps_ceiling),
-            );
-            DEFAULT_CPS
-        }
+        given => check_rate(given, "options.maxCallsPerSecond", ws, v).unwrap_or(DEFAULT_CPS),
     };
     let retry_in = o.retry_strategy.unwrap_or_default();
     let mut retry = RetryStrategy::default();
@@ -547,7 +567,7 @@ pub fn check_dialgen(
         agent_id,
         user_id: Some(user_id),
         max_concurrent_dials,
-        max_calls_per_second,
+        max_calls_per_second: Some(max_calls_per_second),
         priority,
         timezone: schedule.as_ref().map(|s| s.timezone).unwrap_or(timezone),
         schedule,
@@ -562,5 +582,53 @@ pub fn check_dialgen(
             "options.machineDetection",
             v,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace() -> Workspace {
+        Workspace {
+            id: Uuid::nil(),
+            max_concurrent_dials: 200,
+            cps_ceiling: 50,
+            max_attempts_ceiling: 5,
+            default_retry: RetryStrategy::default(),
+            default_region: "US".to_owned(),
+        }
+    }
+
+    fn vogent(rate: Option<i64>) -> (NewBatch, Violations) {
+        let body = VogentCreate {
+            call_agent_id: Some(Uuid::now_v7().to_string()),
+            max_concurrent_dials: Some(200),
+            name: None,
+            from_phone_number_ids: None,
+            schedule: None,
+            default_region: None,
+            machine_detection: None,
+            max_calls_per_second: rate,
+        };
+        let mut v = Violations::default();
+        let batch = check_vogent(body, &workspace(), &mut v);
+        (batch, v)
+    }
+
+    #[test]
+    fn a_vogent_job_has_no_rate_of_its_own_unless_it_sends_one() {
+        assert_eq!(vogent(None).0.max_calls_per_second, None);
+        assert_eq!(vogent(Some(50)).0.max_calls_per_second, Some(50));
+    }
+
+    #[test]
+    fn a_vogent_rate_outside_the_ceiling_names_the_field() {
+        for bad in [0, 51] {
+            let (batch, v) = vogent(Some(bad));
+            assert_eq!(batch.max_calls_per_second, None);
+            let err = format!("{:?}", v.into_result(()).unwrap_err());
+            assert!(err.contains("maxCallsPerSecond"), "{err}");
+        }
     }
 }

@@ -195,6 +195,11 @@ pub(crate) async fn update(
     {
         change.insert("maxConcurrentDials".into(), json!(n));
     }
+    if let Some(n) =
+        settings::check_rate(body.max_calls_per_second, "maxCallsPerSecond", &ws, &mut v)
+    {
+        change.insert("maxCallsPerSecond".into(), json!(n));
+    }
     if let Some(schedule) = body
         .schedule
         .as_ref()
@@ -297,6 +302,7 @@ pub(crate) async fn apply_settings(
                  from_phone_number_ids = COALESCE($6, from_phone_number_ids),
                  machine_detection = CASE WHEN $7 THEN $8 ELSE machine_detection END,
                  webhooks = COALESCE($9, webhooks),
+                 max_calls_per_second = COALESCE($10, max_calls_per_second),
                  pending_settings = NULL,
                  updated_at = now()
              WHERE id = $1",
@@ -313,6 +319,10 @@ pub(crate) async fn apply_settings(
                 &change.contains_key("machineDetection"),
                 &machine_detection,
                 &change.get("webhooks"),
+                &change
+                    .get("maxCallsPerSecond")
+                    .and_then(Value::as_i64)
+                    .map(|n| n as i32),
             ],
         )
         .await?;

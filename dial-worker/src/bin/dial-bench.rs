@@ -53,6 +53,15 @@ struct Args {
     /// Dial prefetch per worker.
     #[arg(long, default_value_t = 400)]
     prefetch: u16,
+    /// Where the utilization run writes its carrier record (JSON lines with `to`,
+    /// `requested_at`, `ended_at`, as the carrier-sim's), for `bench-chart`.
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
+}
+
+/// One machine-readable line per figure, `BENCH {json}`, for `scripts/bench.sh`.
+fn report(figure: serde_json::Value) {
+    println!("BENCH {figure}");
 }
 
 #[tokio::main]
@@ -180,10 +189,12 @@ async fn fixture(scratch: &Scratch, n: i32, limit: i32, cps: i32) -> anyhow::Res
     let (ws, agent, batch) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     client
         .execute(
-            // Recipient calling hours off: the benchmark measures dialing at any hour.
+            // Recipient calling hours off: the benchmark measures dialing at any hour; no
+            // workspace-wide rate (the job's is out of the way too).
             "INSERT INTO workspaces (id, name, max_concurrent_dials, webhook_secret,
-                                     recipient_hours_start, recipient_hours_end)
-             VALUES ($1, 'bench', $2, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', NULL, NULL)",
+                                     recipient_hours_start, recipient_hours_end,
+                                     max_calls_per_second)
+             VALUES ($1, 'bench', $2, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', NULL, NULL, NULL)",
             &[&ws, &limit],
         )
         .await?;
@@ -383,9 +394,11 @@ async fn throughput(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
     let broker = Broker::connect(&scratch.service, "bench").await?;
     publish(&broker, &dials).await?;
     let (sim, stop_events) = answering_sim(&broker, (0, 0), 1);
+    let cpu_before = CpuSample::take();
     let start = Instant::now();
     let (stop, handles) = start_workers(scratch, &sim, args.workers, args.prefetch).await?;
     let finished = wait_final(scratch, i64::from(n)).await?;
+    let cpu = CpuSample::take().since(&cpu_before);
     let calls = sim.calls();
     let first = calls.iter().map(|c| c.requested_at).min();
     let last = calls.iter().map(|c| c.requested_at).max();
@@ -400,11 +413,37 @@ async fn throughput(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
         calls.len(),
         dial_span.as_secs_f64()
     );
+    let end_to_end = f64::from(n) / (finished - start).as_secs_f64();
     println!(
-        "end to end (workers start → every outcome in): {:>8.0} contacts/s ({:.2} s)",
-        f64::from(n) / (finished - start).as_secs_f64(),
+        "end to end (workers start → every outcome in): {end_to_end:>8.0} contacts/s ({:.2} s)",
         (finished - start).as_secs_f64()
     );
+    let placed = calls.len() as f64 / dial_span.as_secs_f64().max(1e-9);
+    println!(
+        "ratio dials placed ÷ raw consume+ack:          {:>8.4}  (target ≥ 0.0625)",
+        placed / raw
+    );
+    // Where the CPU went, per 1,000 contacts finished: what each service would saturate at
+    // if it had a core to itself (Redis is single-threaded: 1 core is its whole capacity).
+    let wall = (finished - start).as_secs_f64();
+    let per_k = |secs: f64| secs / f64::from(n) * 1000.0;
+    println!(
+        "CPU per 1,000 contacts (s): workers+sim {:.3}, PostgreSQL {:.3}, RabbitMQ {:.3}, Redis {:.3}; \
+         machine busy {:.0} % of {} cores",
+        per_k(cpu.this),
+        per_k(cpu.postgres),
+        per_k(cpu.rabbitmq),
+        per_k(cpu.redis),
+        (cpu.this + cpu.postgres + cpu.rabbitmq + cpu.redis) / wall / cpu.cores * 100.0,
+        cpu.cores
+    );
+    report(serde_json::json!({
+        "figure": "throughput", "workers": args.workers, "prefetch": args.prefetch,
+        "dials_per_s": placed, "contacts_per_s": end_to_end, "raw_consume_per_s": raw,
+        "ratio": placed / raw,
+        "cpu_s_per_1000": {"workers": per_k(cpu.this), "postgres": per_k(cpu.postgres),
+                           "rabbitmq": per_k(cpu.rabbitmq), "redis": per_k(cpu.redis)},
+    }));
     stop.cancel();
     stop_events.cancel();
     for h in handles {
@@ -479,6 +518,14 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
         pct(1.0)
     );
     print_breakdown();
+    report(serde_json::json!({
+        "figure": "utilization", "workers": args.workers, "prefetch": args.prefetch,
+        "limit": limit, "utilization": ideal / actual, "ideal_s": ideal, "actual_s": actual,
+        "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_overlap": max_overlap,
+    }));
+    if let Some(path) = &args.record {
+        write_record(path, &calls)?;
+    }
     stop.cancel();
     stop_events.cancel();
     for h in handles {
@@ -530,6 +577,92 @@ fn print_breakdown() {
             println!("  mean {what:<32} {ms:>7.2} ms");
         }
     }
+}
+
+/// CPU seconds used so far by this process (workers and simulator), PostgreSQL (every backend),
+/// RabbitMQ (`beam.smp`) and Redis, read from `/proc`.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuSample {
+    this: f64,
+    postgres: f64,
+    rabbitmq: f64,
+    redis: f64,
+    cores: f64,
+}
+
+impl CpuSample {
+    fn take() -> Self {
+        let tick = 100.0; // USER_HZ on Linux
+        let mut s = CpuSample {
+            cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+            ..Default::default()
+        };
+        let own = std::process::id().to_string();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return s;
+        };
+        for entry in dir.flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // comm is in parentheses and may hold spaces; the fields after it are fixed.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = &stat[open + 1..close];
+            let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+            let cpu = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            // utime and stime are fields 14 and 15 of stat, 12 and 13 after the comm.
+            let secs = (cpu(11) + cpu(12)) / tick;
+            match comm {
+                _ if pid == own => s.this += secs,
+                "postgres" => s.postgres += secs,
+                "beam.smp" => s.rabbitmq += secs,
+                "redis-server" => s.redis += secs,
+                _ => {}
+            }
+        }
+        s
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        CpuSample {
+            this: self.this - before.this,
+            postgres: self.postgres - before.postgres,
+            rabbitmq: self.rabbitmq - before.rabbitmq,
+            redis: self.redis - before.redis,
+            cores: self.cores,
+        }
+    }
+}
+
+/// The simulator's calls as carrier-sim record lines (the fields `bench-chart` reads).
+fn write_record(
+    path: &std::path::Path,
+    calls: &[dial_worker::carrier::sim::SimCall],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    for c in calls {
+        let line = serde_json::json!({
+            "call_sid": c.call_sid, "to": c.to, "from": c.from,
+            "requested_at": c.requested_at, "answered_at": c.answered_at, "ended_at": c.ended_at,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn overlap(calls: &[dial_worker::carrier::sim::SimCall]) -> usize {

@@ -34,7 +34,9 @@ impl InFlightGauges {
         let client = db.get().await?;
         let rows = client
             .query(
-                "SELECT b.id, b.max_concurrent_dials, b.max_calls_per_second, w.max_concurrent_dials
+                "SELECT b.id, b.max_concurrent_dials,
+                        COALESCE(b.max_calls_per_second, w.max_calls_per_second, w.cps_ceiling),
+                        w.max_concurrent_dials
                  FROM batches b JOIN workspaces w ON w.id = b.workspace_id WHERE b.id = ANY($1)",
                 &[&jobs],
             )

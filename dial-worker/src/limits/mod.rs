@@ -22,6 +22,7 @@ pub mod gauges;
 pub mod leases;
 pub mod scripts;
 pub mod wakeups;
+pub mod window;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,7 @@ use uuid::Uuid;
 
 pub use leases::HeldLeases;
 pub use wakeups::Wakeups;
+pub use window::Window;
 
 /// What one call needs from the limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +69,17 @@ pub enum TryAcquire {
 }
 
 /// Access to the Redis limits.
+///
+/// The dial path's calls (slots, start tokens, releases) go through an adaptive [`Window`],
+/// so a slow Redis slows dialing down instead of timing every call out. Renewals and
+/// hand-overs use `leases`, a connection of their own when the worker gives one
+/// ([`Limits::with_lease_connection`]): they keep the limits true and must never wait behind
+/// the dials.
 #[derive(Debug, Clone)]
 pub struct Limits {
     redis: Redis,
+    leases: Redis,
+    window: Window,
     lease: Duration,
     rate_margin: Duration,
     wakeups: Wakeups,
@@ -84,12 +94,32 @@ impl Limits {
     /// receiving the request cannot squeeze `rate + 1` starts into one second.
     pub fn new(redis: Redis, lease: Duration, rate_margin: Duration) -> Self {
         Self {
+            leases: redis.clone(),
             redis,
+            window: Window::new(DEFAULT_SLOW),
             lease,
             rate_margin,
             wakeups: Wakeups::default(),
             seen_generation: Arc::default(),
         }
+    }
+
+    /// The same limits with renewals, hand-overs and adoptions on `leases` (a connection of
+    /// their own, with a response timeout fit for large pipelines).
+    pub fn with_lease_connection(mut self, leases: Redis) -> Self {
+        self.leases = leases;
+        self
+    }
+
+    /// The same limits whose Redis window counts a call slower than `slow` as congestion.
+    pub fn with_slow_threshold(mut self, slow: Duration) -> Self {
+        self.window = Window::new(slow);
+        self
+    }
+
+    /// The dial path's Redis window.
+    pub fn window(&self) -> &Window {
+        &self.window
     }
 
     /// How often a holder renews its leases (see [`HeldLeases::renew_loop`]).
@@ -149,7 +179,8 @@ impl Limits {
     /// is taken separately, right before the carrier request ([`Limits::try_start`]).
     pub async fn try_acquire(&self, req: &SlotRequest) -> Result<TryAcquire, redis::RedisError> {
         let mut conn = self.redis.conn.clone();
-        let (code, idx): (i64, i64) = scripts::ACQUIRE
+        let mut invocation = scripts::ACQUIRE.prepare_invoke();
+        invocation
             .key(self.ws_slots(req.workspace_id))
             .key(self.job_slots(req.batch_id))
             .key(self.redis.key(&format!("callerid:{}", req.batch_id)))
@@ -161,9 +192,8 @@ impl Limits {
             .arg(req.job_limit)
             .arg(req.caller_pool)
             .arg(u8::from(!self.seen_generation.load(Ordering::Relaxed)))
-            .arg(micros(self.rebuild_window()))
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(micros(self.rebuild_window()));
+        let (code, idx): (i64, i64) = self.window.run(invocation.invoke_async(&mut conn)).await?;
         self.seen_generation.store(true, Ordering::Relaxed);
         Ok(match code {
             1 => TryAcquire::Acquired {
@@ -178,24 +208,25 @@ impl Limits {
         })
     }
 
-    /// One try at a start token: `None` when taken, else how long until the next one.
+    /// One try at a start token: `None` when taken, else how long until the next one. A job
+    /// without a rate of its own (`job_cps` `None`) is paced by its workspace's alone.
     pub async fn try_start(
         &self,
         workspace_id: Uuid,
         batch_id: Uuid,
-        job_cps: u32,
+        job_cps: Option<u32>,
         workspace_cps: Option<u32>,
     ) -> Result<Option<Duration>, redis::RedisError> {
         let mut conn = self.redis.conn.clone();
-        let wait_ms: u64 = scripts::RATE
+        let mut invocation = scripts::RATE.prepare_invoke();
+        invocation
             .key(self.redis.key(&format!("rate:job:{batch_id}")))
             .key(self.redis.key(&format!("rate:ws:{workspace_id}")))
             .key(self.generation())
-            .arg(interval_micros(job_cps, self.rate_margin))
+            .arg(job_cps.map_or(0, |r| interval_micros(r, self.rate_margin)))
             .arg(workspace_cps.map_or(0, |r| interval_micros(r, self.rate_margin)))
-            .arg(u8::from(self.seen_generation.load(Ordering::Relaxed)))
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(u8::from(self.seen_generation.load(Ordering::Relaxed)));
+        let wait_ms: u64 = self.window.run(invocation.invoke_async(&mut conn)).await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
     }
 
@@ -206,14 +237,21 @@ impl Limits {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.redis.conn.clone();
-        let renewed: Vec<i64> = self.renewals(held).query_async(&mut conn).await?;
-        Ok(held
-            .iter()
-            .zip(renewed)
-            .filter(|(_, r)| *r == 0)
-            .map(|(h, _)| h.0)
-            .collect())
+        let mut conn = self.leases.conn.clone();
+        let mut released = Vec::new();
+        // Pipelines of bounded size: each answers well within the response timeout even on a
+        // slow Redis, and Redis serves other clients between them.
+        for chunk in held.chunks(RENEW_CHUNK) {
+            let renewed: Vec<i64> = self.renewals(chunk).query_async(&mut conn).await?;
+            released.extend(
+                chunk
+                    .iter()
+                    .zip(renewed)
+                    .filter(|(_, r)| *r == 0)
+                    .map(|(h, _)| h.0),
+            );
+        }
+        Ok(released)
     }
 
     /// Hands calls still in flight over to the rest of the fleet (a worker stopping before they
@@ -224,7 +262,7 @@ impl Limits {
         if held.is_empty() {
             return Ok(());
         }
-        let mut conn = self.redis.conn.clone();
+        let mut conn = self.leases.conn.clone();
         let mut pipe = self.renewals(held);
         let mut hset = redis::cmd("HSET");
         hset.arg(self.orphans());
@@ -268,7 +306,7 @@ impl Limits {
     /// it: harmless, since renewing and releasing are idempotent and a release's tombstone
     /// stops the other's renewals.
     pub async fn adopt(&self, max: usize) -> Result<Vec<(Uuid, Uuid, Uuid)>, redis::RedisError> {
-        let mut conn = self.redis.conn.clone();
+        let mut conn = self.leases.conn.clone();
         // Random picks keep the pass bounded however many are waiting.
         let picked: Vec<String> = redis::cmd("HRANDFIELD")
             .arg(self.orphans())
@@ -317,31 +355,43 @@ impl Limits {
         attempt_id: Uuid,
     ) -> Result<(), redis::RedisError> {
         let mut conn = self.redis.conn.clone();
-        let _: i64 = scripts::RELEASE
+        let mut invocation = scripts::RELEASE.prepare_invoke();
+        invocation
             .key(self.ws_slots(workspace_id))
             .key(self.job_slots(batch_id))
             .key(self.job_tombstones(batch_id))
             .arg(attempt_id.to_string())
             .arg(self.channel())
             .arg(workspace_id.to_string())
-            .arg(micros(self.lease))
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(micros(self.lease));
+        let _: i64 = self.window.run(invocation.invoke_async(&mut conn)).await?;
         // Waiters in this process need not wait for the pub/sub round trip.
         self.wakeups.notify(workspace_id);
         Ok(())
     }
 
-    /// Gives many slots back in one round trip (`(attempt, workspace, job)`).
+    /// Gives many slots back, in pipelines of bounded size (`(attempt, workspace, job)`). The
+    /// renewer's call: on its own connection, outside the dial path's window.
     pub async fn release_all(&self, slots: &[(Uuid, Uuid, Uuid)]) -> Result<(), redis::RedisError> {
-        if slots.is_empty() {
-            return Ok(());
+        let mut conn = self.leases.conn.clone();
+        for chunk in slots.chunks(RENEW_CHUNK) {
+            self.release_chunk(&mut conn, chunk).await?;
         }
-        let mut conn = self.redis.conn.clone();
+        for (_, ws, _) in slots {
+            self.wakeups.notify(*ws);
+        }
+        Ok(())
+    }
+
+    async fn release_chunk(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        slots: &[(Uuid, Uuid, Uuid)],
+    ) -> Result<(), redis::RedisError> {
         let mut pipe = redis::pipe();
         for (attempt, ws, job) in slots {
             pipe.cmd("EVAL")
-                .arg(scripts::RELEASE_LUA)
+                .arg(scripts::RELEASE_LUA.as_str())
                 .arg(3)
                 .arg(self.ws_slots(*ws))
                 .arg(self.job_slots(*job))
@@ -352,11 +402,7 @@ impl Limits {
                 .arg(micros(self.lease))
                 .ignore();
         }
-        pipe.query_async::<()>(&mut conn).await?;
-        for (_, ws, _) in slots {
-            self.wakeups.notify(*ws);
-        }
-        Ok(())
+        pipe.query_async::<()>(conn).await
     }
 
     /// How many slots are taken now (expired leases not counted), for tests and metrics.
@@ -365,7 +411,7 @@ impl Limits {
         workspace_id: Uuid,
         batch_id: Uuid,
     ) -> Result<(u32, u32), redis::RedisError> {
-        let mut conn = self.redis.conn.clone();
+        let mut conn = self.leases.conn.clone();
         let now: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let now_us = now.0 * 1_000_000 + now.1;
         let ws: u32 = redis::cmd("ZCOUNT")
@@ -383,6 +429,12 @@ impl Limits {
         Ok((ws, job))
     }
 }
+
+/// The most leases renewed (or released) in one pipeline.
+const RENEW_CHUNK: usize = 500;
+
+/// The dial path's default congestion threshold (`REDIS_SLOW_MS`).
+pub const DEFAULT_SLOW: Duration = Duration::from_millis(100);
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)

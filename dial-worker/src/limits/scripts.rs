@@ -12,8 +12,11 @@ use redis::Script;
 /// Takes a concurrency slot in the workspace's and the job's semaphores and the next caller-ID
 /// index, all or nothing.
 ///
-/// Semaphores are sorted sets: member = attempt id, score = lease expiry (µs). Expired leases are
-/// reclaimed on every call, which is how a dead worker's slots come back.
+/// Semaphores are sorted sets: member = attempt id, score = lease expiry (µs). Only live leases
+/// count (`ZCOUNT` above now, O(log N)), which is how a dead worker's slots come back; expired
+/// members are swept [`SWEEP`] at a time per call, so no call's cost grows with how many expired
+/// at once (a crashed worker's thousand slots), and the set never holds more than the live
+/// leases and a backlog that each call shrinks.
 ///
 /// The semaphores carry a generation mark (KEYS 4). When it is missing, Redis lost the counts
 /// (a flush, a restart without persistence, the keys deleted): the sets are empty although
@@ -31,25 +34,28 @@ use redis::Script;
 /// Returns `{code, caller_index}`: code 1 acquired, -1 job full, -2 workspace full, -3 counts
 /// being rebuilt after a flush; `caller_index` is -1 when there is no pool.
 pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
         r#"
+{SWEEP_FN}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local member = ARGV[1]
 local lease = tonumber(ARGV[2])
 local ttl_ms = math.ceil(lease / 1000) * 2
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZSCORE', KEYS[2], member) then
+sweep(KEYS[1], now)
+sweep(KEYS[2], now)
+local live = string.format('(%.0f', now)
+local mine = redis.call('ZSCORE', KEYS[2], member)
+if mine and tonumber(mine) > now then
   -- Already ours (the caller retried after a lost reply): renew and succeed.
   redis.call('ZADD', KEYS[1], now + lease, member)
   redis.call('ZADD', KEYS[2], now + lease, member)
-  return {1, -1}
+  return {{1, -1}}
 end
 if not redis.call('GET', KEYS[4]) then
   local window_end = redis.call('GET', KEYS[5])
   if window_end then
-    if now < tonumber(window_end) then return {-3, -1} end
+    if now < tonumber(window_end) then return {{-3, -1}} end
     redis.call('SET', KEYS[4], string.format('%.0f', now))
     redis.call('DEL', KEYS[5])
   elseif ARGV[6] == '1' then
@@ -57,11 +63,11 @@ if not redis.call('GET', KEYS[4]) then
   else
     local window = tonumber(ARGV[7])
     redis.call('SET', KEYS[5], string.format('%.0f', now + window), 'PX', math.ceil(window / 1000) + 60000)
-    return {-3, -1}
+    return {{-3, -1}}
   end
 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {-2, -1} end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return {-1, -1} end
+if redis.call('ZCOUNT', KEYS[1], live, '+inf') >= tonumber(ARGV[3]) then return {{-2, -1}} end
+if redis.call('ZCOUNT', KEYS[2], live, '+inf') >= tonumber(ARGV[4]) then return {{-1, -1}} end
 redis.call('ZADD', KEYS[1], now + lease, member)
 redis.call('ZADD', KEYS[2], now + lease, member)
 redis.call('PEXPIRE', KEYS[1], ttl_ms)
@@ -72,9 +78,9 @@ if pool > 0 then
   idx = (redis.call('INCR', KEYS[3]) - 1) % pool
   redis.call('PEXPIRE', KEYS[3], 86400000)
 end
-return {1, idx}
-"#,
-    )
+return {{1, idx}}
+"#
+    ))
 });
 
 /// Takes a start token from the job's and (optionally) the workspace's rate limiters, both or
@@ -149,22 +155,43 @@ return 1
 /// workspace has room. Used through [`RELEASE`] for one slot and with `EVAL` in a pipeline for
 /// many.
 ///
+/// Tombstones older than a lease are swept [`SWEEP`] at a time (each release adds one), so the
+/// cost of a release never grows with how many slots the job released lately.
+///
 /// KEYS: 1 workspace slots, 2 job slots, 3 job tombstones. ARGV: 1 member, 2 channel,
 /// 3 workspace id, 4 lease µs. Returns how many of the two sets held the member.
-pub const RELEASE_LUA: &str = r#"
+pub static RELEASE_LUA: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"
+{SWEEP_FN}
 local n = redis.call('ZREM', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local lease = tonumber(ARGV[4])
 redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - lease)
+sweep(KEYS[3], now - lease)
 redis.call('PEXPIRE', KEYS[3], math.ceil(lease / 1000) * 2)
 if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return n
-"#;
+"#
+    )
+});
 
 /// [`RELEASE_LUA`], loaded once and called by its hash.
-pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(&RELEASE_LUA));
+
+/// The most expired members one call sweeps from a sorted set. Each call adds at most one
+/// member, so sweeping up to this many keeps any backlog shrinking while bounding the call.
+pub const SWEEP: usize = 64;
+
+/// `sweep(key, upto)`: removes up to [`SWEEP`] members scored at or below `upto` (the `LIMIT`
+/// is spelled out; a test checks it is [`SWEEP`]).
+const SWEEP_FN: &str = r#"
+local function sweep(key, upto)
+  local gone = redis.call('ZRANGEBYSCORE', key, '-inf', string.format('%.0f', upto), 'LIMIT', 0, 64)
+  if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+end
+"#;
 
 /// Sent with `EVAL` in a pipeline: renews an adopted slot only if its lease is still running.
 /// Unlike [`RENEW`] it never re-adds a lapsed member: a hand-over nobody took up in time is a
@@ -184,3 +211,15 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(lease / 1000) * 2)
 redis.call('PEXPIRE', KEYS[2], math.ceil(lease / 1000) * 2)
 return 1
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_is_bounded_by_sweep() {
+        assert!(SWEEP_FN.contains(&format!("'LIMIT', 0, {SWEEP})")));
+        assert!(RELEASE_LUA.contains("sweep(KEYS[3], now - lease)"));
+        assert!(!RELEASE_LUA.contains("ZREMRANGEBYSCORE"));
+    }
+}

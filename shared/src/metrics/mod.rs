@@ -107,6 +107,14 @@ pub const CALL_OUTCOMES_TOTAL: &str = "dialfleet_call_outcomes_total";
 pub const RETRIES_SCHEDULED_TOTAL: &str = "dialfleet_retries_scheduled_total";
 /// `limit` (workspace, job, rate): time a dial waited for a slot or a rate token.
 pub const SLOT_WAIT_SECONDS: &str = "dialfleet_slot_wait_seconds";
+/// `reason` (job, redis, carrier, database, compliance): dials handed back to the scheduler
+/// after their attempt was written (taken back, not charged). A storm of them is the sign of a
+/// dialer collapsing under a slow service.
+pub const DIAL_HANDBACKS_TOTAL: &str = "dialfleet_dial_handbacks_total";
+/// The dial path's Redis window: calls a worker lets be in flight to Redis at once (adaptive).
+pub const REDIS_WINDOW: &str = "dialfleet_redis_window";
+/// Redis calls of the dial path that timed out or answered slower than the window's threshold.
+pub const REDIS_CONGESTED_TOTAL: &str = "dialfleet_redis_congested_total";
 
 // Webhooks.
 /// Webhook deliveries the receiver accepted (2xx).
@@ -257,6 +265,24 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         "Retries scheduled.",
         &["outcome"],
+    ),
+    m(
+        DIAL_HANDBACKS_TOTAL,
+        Kind::Counter,
+        "Dials handed back after their attempt was written.",
+        &["reason"],
+    ),
+    m(
+        REDIS_WINDOW,
+        Kind::Gauge,
+        "Redis calls the dial path lets be in flight at once.",
+        &[],
+    ),
+    m(
+        REDIS_CONGESTED_TOTAL,
+        Kind::Counter,
+        "Dial-path Redis calls that timed out or were slow.",
+        &[],
     ),
     m(
         SLOT_WAIT_SECONDS,
@@ -562,6 +588,41 @@ pub fn slot_wait(limit: Limit, waited: Duration) {
         Limit::Rate => "rate",
     };
     histogram!(SLOT_WAIT_SECONDS, "limit" => limit).record(waited.as_secs_f64());
+}
+
+/// Why a written attempt was handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandBack {
+    /// The job stopped wanting the call (paused, cancelled, window closed).
+    Job,
+    /// Redis could not give a start token.
+    Redis,
+    /// The carrier refused (throttling, credentials) or could not be reached.
+    Carrier,
+    /// The attempt's row could not be confirmed before its request.
+    Database,
+    /// Calling hours or a frequency cap deferred it.
+    Compliance,
+}
+
+/// Counts a written attempt handed back.
+pub fn dial_handed_back(reason: HandBack) {
+    let reason = match reason {
+        HandBack::Job => "job",
+        HandBack::Redis => "redis",
+        HandBack::Carrier => "carrier",
+        HandBack::Database => "database",
+        HandBack::Compliance => "compliance",
+    };
+    counter!(DIAL_HANDBACKS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Reports the dial path's Redis window and counts a congested call.
+pub fn redis_window(size: usize, congested: bool) {
+    gauge!(REDIS_WINDOW).set(size as f64);
+    if congested {
+        counter!(REDIS_CONGESTED_TOTAL).increment(1);
+    }
 }
 
 // ---- Webhooks -------------------------------------------------------------------------------
