@@ -75,7 +75,7 @@ pub async fn append<R: RowShape>(
     bytes: &[u8],
 ) -> Result<Appended, ApiError> {
     let mut violations = Violations::default();
-    let parsed = body::parse::<R>(bytes, id, workspace, &mut violations)?;
+    let (parsed, chunks) = body::parse::<R>(bytes, id, workspace, &mut violations)?;
     for key in parsed.header.keys() {
         violations.add(
             key.clone(),
@@ -87,8 +87,9 @@ pub async fn append<R: RowShape>(
 
     let mut client = state.db.get().await?;
     let txn = client.transaction().await?;
-    let sql =
-        format!("SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE} FOR UPDATE");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE} FOR UPDATE"
+    );
     let batch = txn
         .query_opt(&sql, &[&id, &workspace])
         .await?
@@ -124,12 +125,12 @@ pub async fn append<R: RowShape>(
     txn.commit().await?;
     drop(client);
 
-    let expected = stored_chunks + parsed.chunks.len() as i64;
+    let expected = stored_chunks + chunks.len() as i64;
     let offset = Offset {
         first_seq,
         first_row,
     };
-    let published = publish_chunks(state, id, offset, parsed.chunks).await;
+    let published = publish_chunks(state, id, offset, chunks).await;
     let client = state.db.get().await?;
     if let Err(e) = published {
         tracing::error!(batch_id = %id, error = %e, "publishing added rows failed; the job keeps the rows that arrived");
@@ -173,12 +174,12 @@ async fn publish_chunks(
     state: &AppState,
     batch_id: Uuid,
     offset: Offset,
-    chunks: Vec<Vec<u8>>,
+    chunks: Vec<body::Chunk>,
 ) -> Result<(), ApiError> {
     let mut messages = Vec::with_capacity(chunks.len());
-    for bytes in chunks {
+    for packed in chunks {
         let mut chunk: IngestChunkV1 =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.into()))?;
+            serde_json::from_slice(packed.body.get()).map_err(|e| ApiError::Internal(e.into()))?;
         chunk.seq += offset.first_seq as u32;
         chunk.first_row += offset.first_row as u32;
         let seq = chunk.seq;

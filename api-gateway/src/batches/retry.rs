@@ -100,8 +100,9 @@ pub async fn create(
 ) -> Result<Batch, ApiError> {
     let mut client = db.get().await?;
     let txn = client.transaction().await?;
-    let sql =
-        format!("SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE} FOR SHARE");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE} FOR SHARE"
+    );
     let original = txn
         .query_opt(&sql, &[&id, &workspace])
         .await?

@@ -609,6 +609,7 @@ mod tests {
             schedule: None,
             default_region: None,
             machine_detection: None,
+            webhooks: None,
             max_calls_per_second: rate,
         };
         let mut v = Violations::default();

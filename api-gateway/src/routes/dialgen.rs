@@ -173,7 +173,12 @@ fn list_item(row: &tokio_postgres::Row, now: chrono::DateTime<Utc>) -> Result<Va
     // every surface shows: shared::db::counters).
     let groups: Option<Value> = row.get("counter_groups");
     let mut parsed = Vec::new();
-    for g in groups.as_ref().and_then(Value::as_array).into_iter().flatten() {
+    for g in groups
+        .as_ref()
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = |i: usize| g.get(i).and_then(Value::as_str).unwrap_or_default();
         let n = g.get(3).and_then(Value::as_i64).unwrap_or_default();
         parsed.push(
