@@ -159,10 +159,11 @@ fn list_sql() -> String {
     format!(
         "SELECT {COLUMNS}, (SELECT jsonb_agg(jsonb_build_array(g.state, g.last_outcome, g.hold_reason, g.n))
              FROM ({groups}) g) AS counter_groups
-         FROM batches b
+         FROM batches
          WHERE workspace_id = $1 AND {VISIBLE} AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
          ORDER BY created_at DESC, id DESC LIMIT $4",
-        groups = counters::groups_of("b.id"),
+        // No alias: COLUMNS names `batches` (the workspace rate a job without its own inherits).
+        groups = counters::groups_of("batches.id"),
     )
 }
 
