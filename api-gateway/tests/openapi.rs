@@ -52,3 +52,38 @@ async fn openapi_lists_every_route() {
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     assert_eq!(schemes["api_key"]["name"], "api_key");
 }
+
+/// Every `$ref` of the document points at a schema it defines (the workspace settings' compliance
+/// fields and Vogent's `machineDetection` included).
+#[tokio::test]
+async fn every_schema_reference_resolves() {
+    let app = common::spawn_app().await;
+    let doc: Value = app.http.get(app.url("/openapi.json")).send_json().await;
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in &all {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(schemas.contains_key(name), "dangling {r}");
+    }
+    let settings = &schemas["Settings"]["properties"];
+    for field in [
+        "recipientCallingHours",
+        "allowUnknownTimezone",
+        "maxCallsPerNumber",
+    ] {
+        assert!(settings.get(field).is_some(), "Settings.{field}");
+    }
+}
