@@ -601,3 +601,118 @@ async fn vogent_jobs_take_webhooks_and_put_refuses_rows() {
         json!({"onBatchComplete": "https://hooks.example.com/done"})
     );
 }
+
+#[tokio::test]
+async fn an_append_queues_chunks_after_the_jobs_rows_and_survives_a_publish_failure() {
+    let app = spawn_app().await;
+    let ws = workspace(&app).await;
+    let client = app.env.db.get().await.unwrap();
+    let job = fixtures::Batch::new(ws)
+        .surface("vogent")
+        .state("paused")
+        .insert(&client)
+        .await;
+    fixtures::Contacts::new(["+12015550100", "+12015550101", "+12015550102"])
+        .insert(&client, job, ws.id)
+        .await;
+    client
+        .execute(
+            "UPDATE batches SET total_rows = 3, accepted_rows = 3, expected_chunks = 1 WHERE id = $1;",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO ingest_chunks (batch_id, seq, rows, accepted, rejected) VALUES ($1, 0, 3, 3, 0)",
+            &[&job],
+        )
+        .await
+        .unwrap();
+
+    // Accepted: one chunk, numbered after the job's, and the job waits for it (not completable).
+    let rows: Vec<Value> = (0..2)
+        .map(|i| json!({"toNumber": format!("+1201555020{i}")}))
+        .collect();
+    let added: Value = app
+        .post(&format!("/api/batch_dial_jobs/{job}/rows"))
+        .json(&json!({ "rows": rows }))
+        .send_json()
+        .await;
+    assert_eq!(
+        (added["rows"].as_i64(), added["firstRow"].as_i64()),
+        (Some(2), Some(4))
+    );
+    assert_eq!(added["job"]["status"], "PAUSED");
+    assert_eq!(app.ingest_queue_depth().await, 1);
+    let row = client
+        .query_one(
+            "SELECT ingest_state, expected_chunks, total_rows FROM batches WHERE id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>("ingest_state"), "ingesting");
+    assert_eq!(row.get::<_, i32>("expected_chunks"), 2);
+    assert_eq!(row.get::<_, i32>("total_rows"), 5);
+    // A second append while those rows are in flight waits its turn.
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{job}/rows"))
+        .json(&json!({"rows": [{"toNumber": "+12015550300"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    // The chunk as an ingest worker would store it; then a publish failure.
+    client
+        .execute(
+            "INSERT INTO ingest_chunks (batch_id, seq, rows, accepted, rejected) VALUES ($1, 1, 2, 2, 0)",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE batches SET ingest_state = 'ready', accepted_rows = 5 WHERE id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let channel = app.env.broker.channel().await.unwrap();
+    let exchange = app
+        .env
+        .broker
+        .topology()
+        .exchange(shared::queue::Stream::Ingest);
+    channel
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    let r = app
+        .post(&format!("/api/v1/batch/{job}/contacts"))
+        .json(&json!({"contacts": [{"phoneNumber": "+12015550301"}]}))
+        .send()
+        .await
+        .unwrap();
+    error_fields(r, 503).await;
+    let row = client
+        .query_one(
+            "SELECT state, ingest_state, expected_chunks, total_rows FROM batches WHERE id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>("state"),
+        "paused",
+        "the job itself is not failed"
+    );
+    assert_eq!(row.get::<_, String>("ingest_state"), "ready");
+    assert_eq!(row.get::<_, i32>("expected_chunks"), 2);
+    assert_eq!(
+        row.get::<_, i32>("total_rows"),
+        5,
+        "only the rows that arrived count"
+    );
+}
