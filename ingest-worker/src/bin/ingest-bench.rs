@@ -350,7 +350,8 @@ async fn direct(
         worker_bin,
     )
     .await;
-    let (admin, _conn) = pg(&service.database_url).await?;
+    // Dropped from the server's `postgres` database: the configured one may not exist.
+    let (admin, _conn) = pg(&with_dbname(&service.database_url, "postgres")).await?;
     admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -705,7 +706,8 @@ async fn gateway_mode(
     shared::db::ensure_database(&db_url).await?;
     let prefix = format!("bench-{short}.");
     let result = gateway_in(args, service, &db_url, &prefix, opts).await;
-    let (admin, _conn) = pg(&service.database_url).await?;
+    // Dropped from the server's `postgres` database: the configured one may not exist.
+    let (admin, _conn) = pg(&with_dbname(&service.database_url, "postgres")).await?;
     admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -800,12 +802,17 @@ async fn gateway_in(
         let mut figures = Vec::new();
         let rows = args.rows;
 
+        // The baseline, in the same state of the machine as the first run.
+        let copy_before = copy_time(&stack.client, rows).await?;
+        say!(args, "raw COPY of the same {rows} rows: {:.3} s", copy_before.as_secs_f64());
+
         // One JSON batch.
         let body = batch_body(&agent, rows)?;
         let mb = body.len() as f64 / 1e6;
         reset_peak_rss(gateway_pid);
         let one = stack.submit_json(body.clone()).await?;
-        let ready = stack.wait_ready(&[one.id]).await?;
+        // From the first byte sent to the batch ready.
+        let ready = one.accepted + stack.wait_ready(&[one.id]).await?;
         say!(args, "one JSON batch of {rows} ({mb:.1} MB): 202 after {:.3} s, ingested after {:.3} s, gateway peak RSS {:.1} MB",
             one.accepted.as_secs_f64(), ready.as_secs_f64(), peak_mb(gateway_pid));
 
@@ -859,13 +866,14 @@ async fn gateway_in(
         say!(args, "slow client ({:.1} MB/s, {mb:.1} MB over {:.1} s): gateway RSS {before:.1} MB before, peak {slow_peak:.1} MB",
             opts.slow_rate as f64 / 1e6, slow_took.as_secs_f64());
 
-        // The baseline, after the runs.
-        let copy = copy_time(&stack.client, rows).await?;
+        // The baseline again, after the runs: the ratio uses the mean of both.
+        let copy_after = copy_time(&stack.client, rows).await?;
+        let copy = (copy_before + copy_after) / 2;
         let per_batch_10 = all_ready.as_secs_f64() / f64::from(opts.concurrent.max(1));
-        say!(args, "raw COPY of the same {rows} rows: {:.3} s", copy.as_secs_f64());
+        say!(args, "raw COPY of the same {rows} rows, after the runs: {:.3} s", copy_after.as_secs_f64());
 
         let c = copy.as_secs_f64();
-        figures.push(figure("ingest ÷ raw COPY, one JSON batch (202 to ingested incl.)", format!("{:.3} s", ready.as_secs_f64()), &format!("{c:.3} s raw COPY"), &format!("{:.2}", ready.as_secs_f64() / c), "≤ 2.0"));
+        figures.push(figure("ingest ÷ raw COPY, one JSON batch (first byte to ingested)", format!("{:.3} s", ready.as_secs_f64()), &format!("{c:.3} s raw COPY"), &format!("{:.2}", ready.as_secs_f64() / c), "≤ 2.0"));
         figures.push(figure(&format!("ingest ÷ raw COPY, {} batches at once, per batch", opts.concurrent), format!("{per_batch_10:.3} s"), &format!("{c:.3} s raw COPY"), &format!("{:.2}", per_batch_10 / c), "≤ 2.0"));
         figures.push(figure("one JSON batch: time to 202", format!("{:.3} s", one.accepted.as_secs_f64()), "—", "—", "≤ 0.7 s"));
         figures.push(figure(&format!("{} JSON batches at once: gateway peak RSS", opts.concurrent), format!("{many_rss:.1} MB"), "—", "—", "< 128 MB"));
