@@ -119,6 +119,8 @@ fn every_dashboard_series_is_exposed_once_recorded() {
     metrics::call_outcome("busy");
     metrics::retry_scheduled("busy");
     metrics::slot_wait(metrics::Limit::Job, took);
+    metrics::dial_handed_back(metrics::HandBack::Redis);
+    metrics::redis_window(32, true);
     metrics::webhook_attempt(Ok(()), took);
     metrics::webhook_attempt(Err(metrics::WebhookFailure::Timeout), took);
     metrics::set_webhook_backlog(1);
