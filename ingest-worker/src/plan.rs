@@ -118,9 +118,14 @@ pub fn plan(
     Ok(out)
 }
 
-/// The rejection of a row whose number an earlier row already holds.
+/// The rejection of a row whose number an earlier row already holds. `earlier_row` is the
+/// stored 0-based index; the detail names it as the user counts rows (1-based), as the rejected
+/// rows list does.
 pub fn duplicate_of(earlier_row: i32) -> Rejection {
-    Rejection::new(Reason::Duplicate, format!("duplicate of row {earlier_row}"))
+    Rejection::new(
+        Reason::Duplicate,
+        format!("duplicate of row {}", i64::from(earlier_row) + 1),
+    )
 }
 
 /// PostgreSQL's `text` and `jsonb` cannot hold NUL; one such row must not sink its chunk.
@@ -215,7 +220,7 @@ mod tests {
                 (13, Reason::InvalidNumber)
             ]
         );
-        assert_eq!(p.rejected[1].rejection.detail, "duplicate of row 10");
+        assert_eq!(p.rejected[1].rejection.detail, "duplicate of row 11");
         assert_eq!(p.rejected[1].raw_number.as_deref(), Some("+1 201 555 0101"));
         assert_eq!(p.rejected[0].raw_number, None);
     }
@@ -279,7 +284,7 @@ mod tests {
             }
             for r in &p.rejected {
                 prop_assert_eq!(r.rejection.reason, Reason::Duplicate);
-                let earlier: i32 = r.rejection.detail.trim_start_matches("duplicate of row ").parse().unwrap();
+                let earlier: i32 = r.rejection.detail.trim_start_matches("duplicate of row ").parse::<i32>().unwrap() - 1;
                 prop_assert!(earlier < r.row_index);
                 prop_assert!(p.accepted.iter().any(|a| a.row_index == earlier));
             }

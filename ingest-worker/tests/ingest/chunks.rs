@@ -168,8 +168,8 @@ async fn first_row_wins_across_chunks_whatever_the_commit_order() {
     assert_eq!(
         rejected,
         [
-            (4, "duplicate".to_owned(), "duplicate of row 1".to_owned()),
-            (7, "duplicate".to_owned(), "duplicate of row 4".to_owned()),
+            (4, "duplicate".to_owned(), "duplicate of row 2".to_owned()),
+            (7, "duplicate".to_owned(), "duplicate of row 5".to_owned()),
         ]
     );
     let s = fixture::state(&env.db, &batch).await;

@@ -30,7 +30,7 @@ pub struct Figures {
     pub cps_limit: u32,
     /// The batch reached `completed`.
     pub completed: bool,
-    /// The API's succeeded count and attempt count agree with the record.
+    /// The API's answered count (succeeded + voicemail) and attempt count agree with the record.
     pub counts_agree: bool,
     pub api_succeeded: i64,
     pub record_succeeded: usize,

@@ -207,7 +207,14 @@ async fn campaign(
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     f.completed = last["status"] == "completed";
-    f.api_succeeded = last["statistics"]["succeeded"].as_i64().unwrap_or(-1);
+    // Answered contacts: by a person (`succeeded`) or by a machine (`voicemail`, counted apart).
+    f.api_succeeded = match (
+        last["statistics"]["succeeded"].as_i64(),
+        last["statistics"]["voicemail"].as_i64(),
+    ) {
+        (Some(person), Some(machine)) => person + machine,
+        _ => -1,
+    };
     let calls = check::calls_of(&carrier_sim::record::try_read(&stack.record)?, &set);
     f.calls = calls.len();
     let mut final_outcome = std::collections::HashMap::new();
