@@ -5,13 +5,13 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 /// The most field errors one response lists.
 pub const MAX_DETAILS: usize = 100;
 
 /// One offending field and what is wrong with it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct FieldError {
     /// The field's path in the request, e.g. `rows[41].inputs.age`.
     pub field: String,
@@ -27,6 +27,51 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// Every error's body: 400, 401, 403, 404, 409, 413, 422, 500 and 503 alike.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The kind, one per status (422 has two).
+    pub code: ErrorCode,
+    /// For a person: the one offending field, or how many there are.
+    pub message: String,
+    /// Each offending field (at most 100); empty for errors about no field.
+    #[schema(max_items = 100)]
+    pub details: Vec<FieldError>,
+}
+
+/// The `code` of an error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400
+    InvalidInput,
+    /// 422
+    ValidationFailed,
+    /// 422: the `Idempotency-Key` came with another body.
+    IdempotencyKeyReused,
+    /// 401
+    Unauthorized,
+    /// 403
+    Forbidden,
+    /// 404
+    NotFound,
+    /// 409
+    Conflict,
+    /// 413
+    PayloadTooLarge,
+    /// 503
+    Unavailable,
+    /// 500
+    Internal,
 }
 
 /// Everything a request can fail with.
@@ -78,20 +123,26 @@ impl ApiError {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 
-    fn parts(&self) -> (StatusCode, &'static str) {
+    fn parts(&self) -> (StatusCode, ErrorCode) {
         match self {
-            Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
-            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            Self::IdempotencyKeyReused => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, ErrorCode::InvalidInput),
+            Self::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::ValidationFailed,
+            ),
+            Self::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+            ),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::Forbidden(_) | Self::ForbiddenFields(_) => {
+                (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
             }
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden(_) | Self::ForbiddenFields(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Self::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -143,7 +194,13 @@ impl IntoResponse for ApiError {
         };
         (
             status,
-            Json(json!({"error": {"code": code, "message": message, "details": details}})),
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message,
+                    details,
+                },
+            }),
         )
             .into_response()
     }

@@ -1,12 +1,24 @@
-//! The OpenAPI 3.1 document, served at `/openapi.json`: the paths come from the
-//! `#[utoipa::path]` annotations on the handlers themselves; the schemas below describe the
-//! bodies the handlers read and write.
-#![allow(dead_code)]
+//! The OpenAPI 3.1 document, served at `/openapi.json`. Nothing here describes a body by hand:
+//! the paths come from the `#[utoipa::path]` annotations on the handlers, and every schema is
+//! derived from the type the handler reads or returns, so the document cannot drift from the
+//! API. What this module adds is what no single handler states:
+//!
+//! - the error answers every route shares ([`CommonErrors`]): 401 and 503 everywhere, 400 where
+//!   a query or body is parsed, 404 where a path names a resource, 413 where a body is read —
+//!   all in the one [`ErrorBody`] shape;
+//! - the bodies the gateway parses as streams rather than through a type: the CSV uploads and
+//!   the row lists of the append routes;
+//! - the `Idempotency-Key` header and the auth schemes.
 
-use serde_json::Value;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
+use crate::batches::body::{DialgenContact, VogentRow};
+use crate::batches::settings::{DialgenCreate, VogentCreate};
+use crate::error::ErrorBody;
 use crate::routes::{
     agents, compliance, dialgen, lists, phone_numbers, vogent, webhook_deliveries, workspace,
 };
@@ -26,16 +38,8 @@ use crate::routes::{
         lists::dialgen_rejected, lists::vogent_rejected, lists::dialgen_results, lists::vogent_results,
         lists::dialgen_retry, lists::vogent_retry, lists::dialgen_contacts, lists::vogent_rows,
     ),
-    components(schemas(
-        ErrorBody, ErrorDetail, FieldErrorDoc, AgentIn, Agent, AgentPage, PhoneNumberIn, PhoneNumber, PhoneNumberPage,
-        ScheduleDoc, DayDoc, SlotDoc, VogentRowDoc, VogentCreateDoc, VogentUpdateDoc, PausedDoc, Job, JobPage,
-        QueueRow, QueuePage, Dial, DialPage, DialgenContactDoc, DialgenOptionsDoc, RetryDoc, WebhooksDoc,
-        DialgenCreateDoc, DialgenCreated, Links, CheckStatus, Statistics, BatchListItem, BatchCalls, BatchCall,
-        WebhookDelivery, WebhookDeliveryPage, JobLinks, DncIn, DncAdded, DncNumber, DncPage, OptedOut, ContactEvents,
-        RejectedRow, RejectedPage, RecallDoc, DialgenRetried, RowCounts, AppendRowsDoc, AppendContactsDoc,
-        VogentAppended, DialgenAppended,
-    )),
-    modifiers(&Security),
+    components(schemas(ErrorBody, VogentRow, DialgenContact, VogentCreate, DialgenCreate)),
+    modifiers(&Security, &CommonErrors),
     security(("bearer" = []), ("api_key" = [])),
     tags((name = "agents"), (name = "phone numbers"), (name = "vogent"), (name = "dialgen"), (name = "webhooks"), (name = "workspace"), (name = "compliance")),
 )]
@@ -57,592 +61,183 @@ impl Modify for Security {
     }
 }
 
-/// Every error: 400, 401, 404, 409, 413, 422, 503.
-#[derive(ToSchema)]
-pub struct ErrorBody {
-    error: ErrorDetail,
+/// The answers every route gives for the same reasons, whatever it does: added to each
+/// operation that does not state them itself, as the extractors and the auth guard produce them.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add_common_errors(op);
+            }
+        }
+    }
 }
 
-#[derive(ToSchema)]
-pub struct ErrorDetail {
-    /// invalid_input, validation_failed, unauthorized, not_found, conflict, payload_too_large, unavailable, internal
-    code: String,
-    message: String,
-    /// Each offending field (at most 100).
-    details: Vec<FieldErrorDoc>,
+fn add_common_errors(op: &mut Operation) {
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let has = |place: ParameterIn| params.iter().any(|p| p.parameter_in == place);
+    let (query, path) = (has(ParameterIn::Query), has(ParameterIn::Path));
+    let body = op.request_body.is_some();
+    let mut errors = vec![
+        ("401", "no valid API key"),
+        (
+            "503",
+            "a dependency (database, broker) is unavailable; nothing changed, retry",
+        ),
+    ];
+    if query || body {
+        errors.push((
+            "400",
+            "malformed JSON, a wrong type, a NUL character, or a cursor this API did not return",
+        ));
+    }
+    if path {
+        errors.push((
+            "404",
+            "not found in this workspace (an id that is not a UUID names nothing)",
+        ));
+    }
+    if body {
+        errors.push(("413", "the body is larger than the limit"));
+    }
+    for (status, description) in errors {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error_response(description));
+    }
 }
 
-#[derive(ToSchema)]
-pub struct FieldErrorDoc {
-    /// e.g. `rows[41].inputs.age`
-    field: String,
-    message: String,
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct AgentIn {
-    name: String,
-    answer_url: String,
+/// The `Idempotency-Key` header of the create routes: a replay with the same key and body
+/// answers the first request's batch; the same key with another body is a 422.
+pub struct IdempotencyKey;
+
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        // `submit::idempotency_key`: 1 to 255 visible ASCII characters, trimmed.
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some("^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"));
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "a replay (same key, same body) answers the first request's batch",
+                ))
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
 }
 
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct Agent {
-    id: String,
-    name: String,
-    answer_url: String,
-    created_at: String,
+/// A CSV upload (`multipart/form-data`): part `file` holds the rows as CSV, part `settings`
+/// the create body's other fields as JSON (`crate::batches::csv`).
+fn upload(settings: &str, settings_schema: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property(
+            "file",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("text/csv")
+                .description(Some(
+                    "the CSV: a header line naming the columns, then one row per line",
+                )),
+        )
+        .property(settings, Ref::from_schema_name(settings_schema))
+        .required("file")
+        .required(settings)
+        .into()
 }
 
-#[derive(ToSchema)]
-pub struct AgentPage {
-    data: Vec<Agent>,
-    cursor: Option<String>,
+/// The body of an append route: `{"<key>": [rows]}`, 1 to 100,000 rows, nothing else
+/// (`crate::batches::append`).
+fn rows_body(key: &str, row_schema: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property(
+            key,
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(row_schema))
+                .min_items(Some(1))
+                .max_items(Some(100_000)),
+        )
+        .required(key)
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
+        .into()
 }
 
-#[derive(ToSchema)]
-pub struct PhoneNumberIn {
-    /// E.164, e.g. +12015550100
-    number: String,
-    label: Option<String>,
+/// `POST /api/batch_dial_jobs` as an upload: parts `file` and `job`.
+pub struct VogentUpload;
+
+impl PartialSchema for VogentUpload {
+    fn schema() -> RefOr<Schema> {
+        upload("job", VogentCreate::name().as_ref())
+    }
 }
 
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct PhoneNumber {
-    id: String,
-    number: String,
-    label: Option<String>,
-    created_at: String,
+impl ToSchema for VogentUpload {}
+
+/// `POST /api/v1/batch` as an upload: parts `file` and `batch`.
+pub struct DialgenUpload;
+
+impl PartialSchema for DialgenUpload {
+    fn schema() -> RefOr<Schema> {
+        upload("batch", DialgenCreate::name().as_ref())
+    }
 }
 
-/// One webhook delivery and where it stands.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct WebhookDelivery {
-    /// Also the `webhook-id` header of every send.
-    id: String,
-    /// call.completed, batch.completed or batch.failed
-    event: String,
-    batch_id: Option<String>,
-    /// The contact (call.completed) or batch the event is about.
-    subject_id: String,
-    url: String,
-    /// pending, delivered or failed
-    state: String,
-    attempts: i32,
-    last_status_code: Option<i32>,
-    last_error: Option<String>,
-    /// Set while pending.
-    next_attempt_at: Option<String>,
-    delivered_at: Option<String>,
-    /// The body sent.
-    #[schema(value_type = Object)]
-    payload: Value,
-    created_at: String,
+impl ToSchema for DialgenUpload {}
+
+/// `POST /api/batch_dial_jobs/{id}/rows`: rows as in the create body.
+pub struct AppendRows;
+
+impl PartialSchema for AppendRows {
+    fn schema() -> RefOr<Schema> {
+        rows_body("rows", VogentRow::name().as_ref())
+    }
 }
 
-#[derive(ToSchema)]
-pub struct WebhookDeliveryPage {
-    data: Vec<WebhookDelivery>,
-    cursor: Option<String>,
+impl ToSchema for AppendRows {}
+
+/// `POST /api/v1/batch/{id}/contacts`: contacts as in the create body.
+pub struct AppendContacts;
+
+impl PartialSchema for AppendContacts {
+    fn schema() -> RefOr<Schema> {
+        rows_body("contacts", DialgenContact::name().as_ref())
+    }
 }
 
-#[derive(ToSchema)]
-pub struct PhoneNumberPage {
-    data: Vec<PhoneNumber>,
-    cursor: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct ScheduleDoc {
-    days: Vec<DayDoc>,
-    /// IANA name
-    timezone: String,
-    disable_schedule: Option<bool>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct DayDoc {
-    /// 0 = Sunday … 6 = Saturday
-    day_of_week: u8,
-    time_slots: Vec<SlotDoc>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct SlotDoc {
-    /// HH:MM
-    start_time: String,
-    /// HH:MM, after startTime (24:00 allowed)
-    end_time: String,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct VogentRowDoc {
-    to_number: String,
-    /// string => string
-    inputs: Option<std::collections::BTreeMap<String, String>>,
-    /// The recipient's IANA timezone (extension); default: derived from the number
-    timezone: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct VogentCreateDoc {
-    call_agent_id: String,
-    /// 1 … the workspace's limit
-    max_concurrent_dials: u32,
-    name: String,
-    /// 1 … 100,000
-    rows: Vec<VogentRowDoc>,
-    from_phone_number_ids: Option<Vec<String>>,
-    schedule: Option<ScheduleDoc>,
-    /// Extension: region for numbers without a country code (default: the workspace's).
-    default_region: Option<String>,
-    /// Twilio MachineDetection: Enable or DetectMessageEnd (default: off)
-    machine_detection: Option<String>,
-    /// Extension: Dialgen's webhooks, delivered as for Dialgen batches
-    webhooks: Option<WebhooksDoc>,
-    /// Extension: the job's own start rate, 1 … the workspace's ceiling (default: none; the
-    /// workspace's maxCallsPerSecond alone bounds the job)
-    max_calls_per_second: Option<u32>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct VogentUpdateDoc {
-    name: Option<String>,
-    max_concurrent_dials: Option<u32>,
-    /// Extension: the job's own start rate, 1 … the workspace's ceiling
-    max_calls_per_second: Option<u32>,
-    from_phone_number_ids: Option<Vec<String>>,
-    schedule: Option<ScheduleDoc>,
-    /// Extension: Twilio MachineDetection, Enable or DetectMessageEnd; null turns it off
-    machine_detection: Option<String>,
-    /// Extension: replaces the job's webhooks
-    webhooks: Option<WebhooksDoc>,
-    /// Refused (422): add rows with POST /api/batch_dial_jobs/{id}/rows
-    #[schema(value_type = Option<Vec<Object>>)]
-    rows: Option<Value>,
-}
-
-#[derive(ToSchema)]
-pub struct PausedDoc {
-    paused: bool,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct Job {
-    id: String,
-    max_concurrent_dials: u32,
-    name: String,
-    /// INIT, ACTIVE, PAUSED, COMPLETE, CANCELLED
-    status: String,
-    call_agent_id: String,
-    created_at: String,
-    from_phone_number_ids: Vec<String>,
-    schedule: Option<ScheduleDoc>,
-    user_id: Option<String>,
-    /// Settings changed while ACTIVE, applied at the next pause.
-    #[schema(value_type = Object)]
-    pending: Option<Value>,
-    /// Extension: Twilio's MachineDetection for the job's calls (Enable, DetectMessageEnd), or null (off)
-    machine_detection: Option<String>,
-    /// `GET /api/batch_dial_jobs/{id}` only (extension): the job's progress, counted as Dialgen's
-    statistics: Option<Statistics>,
-    /// `GET /api/batch_dial_jobs/{id}` only (extension): the live monitor page.
-    links: Option<JobLinks>,
-    /// Extension: Dialgen's webhooks object (`{}` when none)
-    #[schema(value_type = Object)]
-    webhooks: Value,
-    /// Extension: the job whose contacts this one re-calls (`POST …/retry`), or null
-    retry_of: Option<String>,
-}
-
-/// The job's links (extension).
-#[derive(ToSchema)]
-pub struct JobLinks {
-    /// The monitor page, with a token valid 7 days for this job only.
-    dashboard: String,
-}
-
-#[derive(ToSchema)]
-pub struct JobPage {
-    data: Vec<Job>,
-    cursor: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct QueueRow {
-    id: String,
-    to_number: String,
-    #[schema(value_type = Object)]
-    inputs: Value,
-    attempts: u32,
-    next_attempt_at: Option<String>,
-    name: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct QueuePage {
-    data: Vec<QueueRow>,
-    cursor: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct Dial {
-    id: String,
-    to_number: String,
-    #[schema(value_type = Object)]
-    inputs: Value,
-    /// dialing, ringing, in-progress, or completed once the call has an outcome
-    status: String,
-    /// COMPLETED, BUSY, NO_ANSWER, FAILED, VOICEMAIL, CANCELLED, UNKNOWN
-    system_result_type: Option<String>,
-    from_number_id: Option<String>,
-    /// Whole seconds from answer to end, rounded; 0 if never answered; null until it ends
-    duration_seconds: Option<u64>,
-    started_at: Option<String>,
-    ended_at: Option<String>,
-    created_at: String,
-    updated_at: String,
-    dial_task_id: String,
-    attempt_number: u32,
-    outcome: Option<String>,
-    call_sid: Option<String>,
-    from_number: Option<String>,
-    batch_id: String,
-}
-
-#[derive(ToSchema)]
-pub struct DialPage {
-    data: Vec<Dial>,
-    cursor: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct DialgenContactDoc {
-    id: Option<String>,
-    phone_number: String,
-    /// default "Unknown"
-    name: Option<String>,
-    email: Option<String>,
-    company: Option<String>,
-    #[schema(value_type = Object)]
-    metadata: Option<Value>,
-    /// The recipient's IANA timezone (extension); default: derived from the number
-    timezone: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct RetryDoc {
-    /// 1–5, default 3
-    max_attempts: Option<u32>,
-    /// ms, default 3600000
-    no_answer_delay: Option<u64>,
-    /// ms, default 300000
-    busy_delay: Option<u64>,
-    /// ms; default: a voicemail is final
-    voicemail_delay: Option<u64>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct WebhooksDoc {
-    on_call_complete: Option<String>,
-    on_batch_complete: Option<String>,
-    on_batch_failed: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct DialgenOptionsDoc {
-    /// 1–10, default 5, higher first
-    priority: Option<u8>,
-    /// RFC 3339, in the future
-    scheduled_start_time: Option<String>,
-    /// IANA, default UTC
-    timezone: Option<String>,
-    /// 1–30, default 10
-    max_calls_per_second: Option<u32>,
-    retry_strategy: Option<RetryDoc>,
-    webhooks: Option<WebhooksDoc>,
-    tags: Option<Vec<String>>,
-    /// Extensions
-    max_concurrent_dials: Option<u32>,
-    from_phone_number_ids: Option<Vec<String>>,
-    schedule: Option<ScheduleDoc>,
-    name: Option<String>,
-    default_region: Option<String>,
-    /// Twilio MachineDetection: Enable or DetectMessageEnd (default: off)
-    machine_detection: Option<String>,
-}
-
-/// `POST /api/dnc` (JSON; or `text/csv`, one number per line, `?reason=`).
-#[derive(ToSchema)]
-pub struct DncIn {
-    /// E.164, or NANP without the country code; 1 … 100,000 per JSON request
-    numbers: Vec<String>,
-    reason: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct DncAdded {
-    /// numbers new to the list
-    added: u64,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct DncNumber {
-    number: String,
-    reason: Option<String>,
-    created_at: String,
-}
-
-#[derive(ToSchema)]
-pub struct DncPage {
-    data: Vec<DncNumber>,
-    cursor: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct OptedOut {
-    dial_id: String,
-    contact_id: String,
-    number: String,
-    opted_out: bool,
-    retries_ended: bool,
-    /// a queued retry was suppressed by this request
-    suppressed_now: bool,
-}
-
-/// A contact's audit trail.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct ContactEvents {
-    contact_id: String,
-    state: String,
-    last_outcome: Option<String>,
-    /// recipient_hours, unknown_timezone or frequency_cap while a rule defers it
-    hold_reason: Option<String>,
-    next_attempt_at: Option<String>,
-    /// In order: ingested, deferred, suppressed, opted_out, released, dialed, outcome,
-    /// retry_scheduled, cancelled; each with `at` and its details
-    #[schema(value_type = Vec<Object>)]
-    data: Vec<Value>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct DialgenCreateDoc {
-    agent_id: String,
-    user_id: String,
-    /// 1 … 100,000
-    contacts: Vec<DialgenContactDoc>,
-    options: Option<DialgenOptionsDoc>,
-}
-
-#[derive(ToSchema)]
-pub struct Links {
-    status: String,
-    dashboard: String,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct DialgenCreated {
-    success: bool,
-    batch_id: String,
-    /// `ingesting`; a replay (same `Idempotency-Key`, same body) shows the batch's current status
-    status: String,
-    message: String,
-    links: Links,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct Statistics {
-    total: u64,
-    /// Final contacts, voicemails and cancelled ones included
-    processed: u64,
-    /// Answered by a person
-    succeeded: u64,
-    /// Out of attempts without an answer
-    failed: u64,
-    /// Extension: answered by a machine (`AnsweredBy: machine_*`); final, not a success
-    voicemail: u64,
-    /// Extension: cancelled with the batch; neither a success nor a failure
-    cancelled: u64,
-    pending: u64,
-    percent_complete: f64,
-    /// succeeded / (succeeded + voicemail + failed), percent
-    success_rate: f64,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct CheckStatus {
-    batch_id: String,
-    /// ingesting, scheduled, pending, processing, paused, completed, cancelled, failed
-    status: String,
-    priority: u8,
-    statistics: Statistics,
-    #[schema(value_type = Object)]
-    performance: Value,
-    #[schema(value_type = Object)]
-    timestamps: Value,
-    #[schema(value_type = Vec<Object>)]
-    recent_calls: Vec<Value>,
-    #[schema(value_type = Object)]
-    webhooks: Value,
-    agent_id: String,
-    user_id: Option<String>,
-    /// Extension: rejected rows counted by reason.
-    #[schema(value_type = Object)]
-    rejected: Value,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct BatchListItem {
-    batch_id: String,
-    status: String,
-    total: u64,
-    processed: u64,
-    succeeded: u64,
-    failed: u64,
-    /// Extension: answered by a machine
-    voicemail: u64,
-    /// Extension
-    cancelled: u64,
-    percent_complete: f64,
-    created_at: String,
-    agent_id: String,
-    priority: u8,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct BatchCall {
-    /// The contact's id
-    call_id: String,
-    /// The contact's status: SCHEDULED (also while waiting for a retry), ONGOING, COMPLETED,
-    /// MISSED, FAILED, CANCELLED
-    status: String,
-    start_time: Option<String>,
-    phone_number: String,
-    error: Option<String>,
-    /// The latest call's whole seconds from answer to end, rounded; 0 if never answered
-    duration: Option<u64>,
-    recording_url: Option<String>,
-    /// Extension: the latest call (a Vogent dial id)
-    dial_id: Option<String>,
-    /// Extension: the latest call's own status, as recentCalls and the webhook show it
-    /// (ONGOING, COMPLETED, MISSED, FAILED, CANCELLED)
-    dial_status: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct BatchCalls {
-    batch_id: String,
-    calls: Vec<BatchCall>,
-    /// The next page's cursor (with `limit`/`cursor`), null on the last page or when every
-    /// call was answered
-    next_cursor: Option<String>,
-}
-
-/// One rejected row, numbered as the user counts the list (first data row = 1).
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct RejectedRow {
-    row: u32,
-    /// As submitted
-    phone_number: Option<String>,
-    /// missing_number, invalid_number, duplicate, invalid_text, do_not_call
-    reason: String,
-    detail: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct RejectedPage {
-    data: Vec<RejectedRow>,
-    cursor: Option<String>,
-}
-
-/// `POST …/retry`: re-call the contacts whose last outcome is one of `outcomes`.
-#[derive(ToSchema)]
-pub struct RecallDoc {
-    /// completed, busy, no-answer, failed, voicemail, cancelled, unknown, suppressed
-    outcomes: Vec<String>,
-    /// default "<name> (retry)"
-    name: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct RowCounts {
-    submitted: u32,
-    accepted: u32,
-    /// do-not-call numbers are not copied
-    rejected: u32,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct DialgenRetried {
-    success: bool,
-    batch_id: String,
-    status: String,
-    message: String,
-    /// The batch retried
-    retry_of: String,
-    rows: RowCounts,
-    links: Links,
-}
-
-/// `POST /api/batch_dial_jobs/{id}/rows`: rows as in the create body, 1 … 100,000.
-#[derive(ToSchema)]
-pub struct AppendRowsDoc {
-    rows: Vec<VogentRowDoc>,
-}
-
-/// `POST /api/v1/batch/{id}/contacts`: contacts as in the create body, 1 … 100,000.
-#[derive(ToSchema)]
-pub struct AppendContactsDoc {
-    contacts: Vec<DialgenContactDoc>,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct VogentAppended {
-    /// Rows received (each accepted or rejected once ingested)
-    rows: u32,
-    /// The number of the first row added (rows continue the job's numbering)
-    first_row: u32,
-    job: Job,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct DialgenAppended {
-    success: bool,
-    batch_id: String,
-    status: String,
-    contacts: u32,
-    first_row: u32,
-}
+impl ToSchema for AppendContacts {}
 
 /// `GET /openapi.json`.
 pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {

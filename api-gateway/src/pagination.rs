@@ -5,7 +5,8 @@ use axum::Json;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -119,12 +120,12 @@ impl PageRequest {
 
     /// The response body of a page of `rows` fetched with [`Self::keyset`]: each item through
     /// `item`, and the cursor of the next page.
-    pub fn respond<T>(
+    pub fn respond<T, I>(
         &self,
         rows: Vec<T>,
         cursor_of: impl Fn(&T) -> Cursor,
-        item: impl Fn(&T) -> Value,
-    ) -> Json<Value> {
+        item: impl Fn(&T) -> I,
+    ) -> Json<Page<I>> {
         let (rows, cursor) = self.split(rows, cursor_of);
         page_body(rows.iter().map(item), cursor)
     }
@@ -140,8 +141,20 @@ impl PageRequest {
 }
 
 /// Every list's body: `{"data": [...], "cursor": "<next page>" | null}`.
-pub fn page_body(items: impl Iterator<Item = Value>, cursor: Option<String>) -> Json<Value> {
-    Json(json!({"data": items.collect::<Vec<_>>(), "cursor": cursor}))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// This page's items.
+    pub data: Vec<T>,
+    /// The next page's `cursor`; null on the last page.
+    pub cursor: Option<String>,
+}
+
+/// A page of `items` and the cursor of the next page.
+pub fn page_body<I>(items: impl Iterator<Item = I>, cursor: Option<String>) -> Json<Page<I>> {
+    Json(Page {
+        data: items.collect(),
+        cursor,
+    })
 }
 
 /// The RFC 8288 `Link` header of the next page: `uri` (the request's path and query) with its

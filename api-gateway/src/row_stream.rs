@@ -99,7 +99,7 @@ pub async fn body(
 }
 
 /// Appends `value` as JSON.
-pub fn push_json(frame: &mut Vec<u8>, value: &serde_json::Value) -> Result<(), ApiError> {
+pub fn push_json(frame: &mut Vec<u8>, value: &impl serde::Serialize) -> Result<(), ApiError> {
     serde_json::to_writer(frame, value).map_err(|e| ApiError::Internal(e.into()))
 }
 

@@ -74,19 +74,9 @@ pub struct Settings {
     pub allow_unknown_timezone: bool,
     /// At most `count` call attempts to one number in any `days` days, across all the
     /// workspace's batches, or null (off, the default); the tenant's.
-    #[schema(value_type = Option<FrequencyCapDoc>)]
     pub max_calls_per_number: Option<FrequencyCap>,
     /// The webhook secret, identified but not shown.
     pub webhook_secret: SecretInfo,
-}
-
-/// `maxCallsPerNumber` as the API shows and takes it.
-#[derive(Debug, Clone, ToSchema)]
-pub struct FrequencyCapDoc {
-    /// Attempts allowed in the period, 1–1000.
-    pub count: i32,
-    /// The period in days, 1–365.
-    pub days: i32,
 }
 
 /// How the API writes recipient hours: `HH:MM-HH:MM`, or `off`.
@@ -224,7 +214,9 @@ pub struct TenantPatch {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CapPatch {
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: i64,
+    #[schema(minimum = 1, maximum = 365)]
     pub days: i64,
 }
 

@@ -1,15 +1,75 @@
-//! The OpenAPI document covers every route and the auth schemes.
+//! The OpenAPI document is valid and tells the truth: its structure holds (unique operation
+//! ids, every `$ref` resolves, every path parameter declared, every schema a valid JSON
+//! Schema), and real answers of every route, on a running gateway, match the schema the
+//! document gives for their status — a status it does not list is a failure too. A field
+//! returned but not documented fails (responses are checked with unknown properties refused),
+//! so a handler and its document cannot drift apart.
 
 mod common;
 
-use serde_json::Value;
+use std::collections::BTreeSet;
+
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
 use testkit::http::SendJson;
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+fn document() -> Value {
+    serde_json::to_value(api_gateway::openapi::ApiDoc::openapi()).unwrap()
+}
+
+const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for m in METHODS {
+            if let Some(op) = item.get(m) {
+                out.push((path.clone(), m.to_owned(), op));
+            }
+        }
+    }
+    out
+}
+
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r);
+            }
+            m.values().for_each(|x| refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
 
 #[tokio::test]
-async fn openapi_lists_every_route() {
+async fn openapi_is_served() {
     let app = common::spawn_app().await;
     let doc: Value = app.http.get(app.url("/openapi.json")).send_json().await;
+    assert_eq!(doc, document());
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["name"], "api_key");
+}
+
+#[test]
+fn operation_ids_are_unique_and_every_route_is_documented() {
+    let doc = document();
+    let mut seen = BTreeSet::new();
+    for (path, method, op) in operations(&doc) {
+        let id = op["operationId"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "{method} {path} has no operationId");
+        assert!(seen.insert(id.to_owned()), "operationId {id} repeats");
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{method} {path} has no 401"
+        );
+    }
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
         ("/api/agents", "post"),
@@ -23,11 +83,19 @@ async fn openapi_lists_every_route() {
         ("/api/batch_dial_jobs/{id}/cancel", "post"),
         ("/api/batch_dial_jobs/{id}/queue", "get"),
         ("/api/batch_dial_jobs/{id}/dials", "get"),
+        ("/api/batch_dial_jobs/{id}/rejected", "get"),
+        ("/api/batch_dial_jobs/{id}/results.csv", "get"),
+        ("/api/batch_dial_jobs/{id}/retry", "post"),
+        ("/api/batch_dial_jobs/{id}/rows", "post"),
         ("/api/dials/{id}", "get"),
         ("/api/v1/batch", "post"),
         ("/api/v1/batch/list", "get"),
         ("/api/v1/batch/check-status", "get"),
         ("/api/v1/batch/{id}/status", "get"),
+        ("/api/v1/batch/{id}/rejected", "get"),
+        ("/api/v1/batch/{id}/results.csv", "get"),
+        ("/api/v1/batch/{id}/retry", "post"),
+        ("/api/v1/batch/{id}/contacts", "post"),
         ("/api/v1/status/batch", "get"),
         ("/api/webhook_deliveries", "get"),
         ("/api/webhook_deliveries/{id}", "get"),
@@ -41,49 +109,818 @@ async fn openapi_lists_every_route() {
         ("/api/dials/{id}/opt_out", "post"),
         ("/api/contacts/{id}/events", "get"),
     ] {
-        let op = &paths[path][method];
-        assert!(op.is_object(), "{method} {path} missing");
-        assert!(
-            op["responses"]["401"].is_object(),
-            "{method} {path} has no 401"
-        );
+        assert!(paths[path][method].is_object(), "{method} {path} missing");
     }
-    let schemes = &doc["components"]["securitySchemes"];
-    assert_eq!(schemes["bearer"]["scheme"], "bearer");
-    assert_eq!(schemes["api_key"]["name"], "api_key");
 }
 
-/// Every `$ref` of the document points at a schema it defines (the workspace settings' compliance
-/// fields and Vogent's `machineDetection` included).
-#[tokio::test]
-async fn every_schema_reference_resolves() {
-    let app = common::spawn_app().await;
-    let doc: Value = app.http.get(app.url("/openapi.json")).send_json().await;
+#[test]
+fn every_reference_resolves_and_every_path_parameter_is_declared() {
+    let doc = document();
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    fn refs(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::String(r)) = m.get("$ref") {
-                    out.push(r.clone());
-                }
-                m.values().for_each(|x| refs(x, out));
-            }
-            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
-            _ => {}
-        }
-    }
     let mut all = Vec::new();
     refs(&doc, &mut all);
-    for r in &all {
-        let name = r.trim_start_matches("#/components/schemas/");
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r} is not a component schema"));
         assert!(schemas.contains_key(name), "dangling {r}");
     }
-    let settings = &schemas["Settings"]["properties"];
-    for field in [
-        "recipientCallingHours",
-        "allowUnknownTimezone",
-        "maxCallsPerNumber",
+    for (path, method, op) in operations(&doc) {
+        let templated: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let declared: BTreeSet<&str> = params
+            .iter()
+            .filter(|p| p["in"] == "path")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(templated, declared, "{method} {path}: path parameters");
+        for p in params.iter().filter(|p| p["in"] == "path") {
+            assert_eq!(p["required"], true, "{method} {path}: {p}");
+        }
+        let mut names = BTreeSet::new();
+        for p in &params {
+            let key = (p["in"].as_str().unwrap(), p["name"].as_str().unwrap());
+            assert!(names.insert(key), "{method} {path}: {key:?} twice");
+        }
+        // Every error answer has the one error shape.
+        for (status, response) in op["responses"].as_object().unwrap() {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+}
+
+/// Each component is a valid JSON Schema (2020-12, the dialect of OpenAPI 3.1).
+#[test]
+fn every_schema_is_valid_json_schema() {
+    let doc = document();
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let mut rooted = schema.clone();
+        rooted
+            .as_object_mut()
+            .unwrap()
+            .insert("components".into(), doc["components"].clone());
+        if let Err(e) = jsonschema::draft202012::meta::validate(schema) {
+            panic!("{name} is not a valid JSON Schema: {e}");
+        }
+        jsonschema::draft202012::new(&rooted)
+            .unwrap_or_else(|e| panic!("{name} does not compile: {e}"));
+    }
+}
+
+/// The constraints the server applies are in the document.
+#[test]
+fn validations_are_in_the_schema() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let param = |path: &str, method: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{method} {path} has no {name}"))
+    };
+    for (path, method) in [
+        ("/api/agents", "get"),
+        ("/api/batch_dial_jobs", "get"),
+        ("/api/v1/batch/list", "get"),
+        ("/api/dnc", "get"),
+        ("/api/webhook_deliveries", "get"),
     ] {
-        assert!(settings.get(field).is_some(), "Settings.{field}");
+        let limit = param(path, method, "limit");
+        assert_eq!(limit["schema"]["minimum"], 1, "{path}");
+        assert_eq!(limit["schema"]["maximum"], 1000, "{path}");
+    }
+    let key = param("/api/v1/batch", "post", "Idempotency-Key");
+    assert_eq!(key["in"], "header");
+    assert_eq!(key["schema"]["maxLength"], 255);
+    assert_eq!(
+        schemas["CreateNumber"]["properties"]["number"]["pattern"],
+        "^\\+[1-9][0-9]{7,14}$"
+    );
+    assert_eq!(
+        schemas["CreateAgent"]["properties"]["answerUrl"]["format"],
+        "uri"
+    );
+    // The bodies whose unknown fields are refused say so.
+    for name in ["CreateAgent", "CreateNumber", "DncIn", "TenantPatch"] {
+        assert_eq!(
+            schemas[name]["additionalProperties"], false,
+            "{name} refuses unknown fields"
+        );
+    }
+    let upload = &doc["paths"]["/api/batch_dial_jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        ["schema"];
+    assert!(upload.is_object(), "the CSV upload is documented");
+    let csv = &doc["paths"]["/api/v1/batch/{id}/results.csv"]["get"]["responses"]["200"]["content"];
+    assert!(csv["text/csv"].is_object(), "{csv}");
+}
+
+/// Response schemas with unknown properties refused: a field a handler returns but the document
+/// does not name is a drift. (Objects inside `allOf` are left open: each part names only some
+/// of the properties.)
+fn strict(v: &mut Value, in_all_of: bool) {
+    match v {
+        Value::Object(m) => {
+            if !in_all_of && m.contains_key("properties") && !m.contains_key("additionalProperties")
+            {
+                m.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for (k, x) in m.iter_mut() {
+                match (k.as_str(), x) {
+                    ("allOf", Value::Array(parts)) => {
+                        parts.iter_mut().for_each(|p| strict(p, true))
+                    }
+                    (_, x) => strict(x, false),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| strict(x, false)),
+        _ => {}
+    }
+}
+
+/// The `$ref`s that are direct parts of an `allOf`.
+fn all_of_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(parts)) = m.get("allOf") {
+                out.extend(parts.iter().filter_map(|p| p["$ref"].as_str()));
+            }
+            m.values().for_each(|x| all_of_refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| all_of_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// Checks answers against the document.
+struct Checker {
+    doc: Value,
+    checked: BTreeSet<(String, String)>,
+}
+
+impl Checker {
+    fn new() -> Self {
+        let mut doc = document();
+        // A component that is a part of an `allOf` stays open, as inline parts do.
+        let mut parts = Vec::new();
+        all_of_refs(&doc, &mut parts);
+        let parts: BTreeSet<String> = parts.into_iter().map(str::to_owned).collect();
+        for (name, schema) in doc["components"]["schemas"].as_object_mut().unwrap() {
+            if !parts.contains(&format!("#/components/schemas/{name}")) {
+                strict(schema, false);
+            }
+        }
+        Self {
+            doc,
+            checked: BTreeSet::new(),
+        }
+    }
+
+    /// Checks one answer of `method template`; returns the JSON body (Null for others).
+    async fn check(&mut self, method: &str, template: &str, r: reqwest::Response) -> Value {
+        let status = r.status().as_u16().to_string();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = r.text().await.unwrap();
+        let op = &self.doc["paths"][template][method];
+        assert!(op.is_object(), "{method} {template} is not documented");
+        let response = &op["responses"][&status];
+        assert!(
+            response.is_object(),
+            "{method} {template} answered {status}, which the document does not list: {text}"
+        );
+        self.checked
+            .insert((method.to_owned(), template.to_owned()));
+        if status == "204" {
+            assert!(text.is_empty());
+            return Value::Null;
+        }
+        let media = content_type.split(';').next().unwrap().trim().to_owned();
+        let content = &response["content"][&media];
+        assert!(
+            content.is_object(),
+            "{method} {template} {status} answered {media}, not documented"
+        );
+        if media != "application/json" {
+            return Value::Null;
+        }
+        let body: Value = serde_json::from_str(&text).unwrap();
+        let mut schema = content["schema"].clone();
+        if let Value::Object(m) = &mut schema {
+            m.insert("components".into(), self.doc["components"].clone());
+        }
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status} does not match its schema:\n{}\n{body:#}",
+            errors.join("\n")
+        );
+        body
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_as_documented() {
+    let app = common::spawn_app().await;
+    let mut c = Checker::new();
+    let db = app.env.db.get().await.unwrap();
+
+    // Agents and phone numbers.
+    let r = app
+        .post("/api/agents")
+        .json(&json!({"name": "Bot", "answerUrl": "https://a.example/answer"}))
+        .send()
+        .await
+        .unwrap();
+    let agent = c.check("post", "/api/agents", r).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post("/api/agents")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/agents", r).await;
+    let r = app.post("/api/agents").body("{").send().await.unwrap();
+    c.check("post", "/api/agents", r).await;
+    let r = app.get("/api/agents?limit=1").send().await.unwrap();
+    c.check("get", "/api/agents", r).await;
+    let r = app.get("/api/agents?limit=0").send().await.unwrap();
+    c.check("get", "/api/agents", r).await;
+    let r = app
+        .get(&format!("/api/agents/{agent}"))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/agents/{id}", r).await;
+    let r = app.get("/api/agents/nope").send().await.unwrap();
+    c.check("get", "/api/agents/{id}", r).await;
+    let r = app.http.get(app.url("/api/agents")).send().await.unwrap();
+    c.check("get", "/api/agents", r).await;
+    let number = json!({"number": "+12015550100", "label": "main"});
+    let r = app
+        .post("/api/phone_numbers")
+        .json(&number)
+        .send()
+        .await
+        .unwrap();
+    let number_id = c.check("post", "/api/phone_numbers", r).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post("/api/phone_numbers")
+        .json(&number)
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/phone_numbers", r).await;
+    let r = app.get("/api/phone_numbers").send().await.unwrap();
+    c.check("get", "/api/phone_numbers", r).await;
+
+    // A Vogent job through the API (JSON and CSV), and one running as the workers leave it.
+    let rows = json!([{"toNumber": "+12015550101", "inputs": {"a": "b"}}, {"toNumber": "nope"}]);
+    let r = app
+        .post("/api/batch_dial_jobs")
+        .header("Idempotency-Key", "k1")
+        .json(&json!({"name": "job", "callAgentId": agent, "maxConcurrentDials": 2,
+                      "fromPhoneNumberIds": [number_id], "rows": rows,
+                      "schedule": {"timezone": "UTC", "days": [{"dayOfWeek": 1, "timeSlots": [{"startTime": "09:00", "endTime": "17:00"}]}]}}))
+        .send()
+        .await
+        .unwrap();
+    let job = c.check("post", "/api/batch_dial_jobs", r).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let form = Form::new()
+        .text(
+            "job",
+            json!({"name": "csv", "callAgentId": agent, "maxConcurrentDials": 1}).to_string(),
+        )
+        .part(
+            "file",
+            Part::bytes(b"phone\n+12015550102\n".to_vec())
+                .file_name("rows.csv")
+                .mime_str("text/csv")
+                .unwrap(),
+        );
+    let r = app
+        .post("/api/batch_dial_jobs")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs", r).await;
+    let r = app
+        .post("/api/batch_dial_jobs")
+        .json(&json!({"rows": []}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs", r).await;
+    let r = app
+        .post("/api/batch_dial_jobs")
+        .header("Idempotency-Key", "k1")
+        .json(&json!({"name": "other"}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs", r).await;
+    let r = app
+        .get("/api/batch_dial_jobs?limit=5")
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/batch_dial_jobs", r).await;
+    let r = app
+        .get("/api/batch_dial_jobs?status=NOPE")
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/batch_dial_jobs", r).await;
+    let r = app
+        .get(&format!("/api/batch_dial_jobs/{job}"))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/batch_dial_jobs/{id}", r).await;
+    let r = app
+        .put(&format!("/api/batch_dial_jobs/{job}"))
+        .json(&json!({"name": "renamed", "machineDetection": "Enable"}))
+        .send()
+        .await
+        .unwrap();
+    c.check("put", "/api/batch_dial_jobs/{id}", r).await;
+    let r = app
+        .put(&format!("/api/batch_dial_jobs/{job}"))
+        .json(&json!({"rows": []}))
+        .send()
+        .await
+        .unwrap();
+    c.check("put", "/api/batch_dial_jobs/{id}", r).await;
+
+    let running = common::running::running_batch(&app, 20).await;
+    let run = running.batch_id;
+    // A change kept in `pending` while ACTIVE, then a pause that applies it.
+    let r = app
+        .put(&format!("/api/batch_dial_jobs/{run}"))
+        .json(&json!({"maxConcurrentDials": 3}))
+        .send()
+        .await
+        .unwrap();
+    let pending = c.check("put", "/api/batch_dial_jobs/{id}", r).await;
+    assert!(pending["pending"].is_object(), "{pending}");
+    let r = app
+        .get(&format!("/api/batch_dial_jobs/{run}"))
+        .send()
+        .await
+        .unwrap();
+    let fetched = c.check("get", "/api/batch_dial_jobs/{id}", r).await;
+    assert!(fetched["statistics"].is_object() && fetched["links"].is_object());
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{run}/paused"))
+        .json(&json!({"paused": true}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs/{id}/paused", r).await;
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{run}/paused"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs/{id}/paused", r).await;
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{run}/paused"))
+        .json(&json!({"paused": false}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs/{id}/paused", r).await;
+    let r = app
+        .get(&format!("/api/batch_dial_jobs/{run}/queue?limit=2"))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/batch_dial_jobs/{id}/queue", r).await;
+    for status in ["completed", "in-progress", "all", "nope"] {
+        let r = app
+            .get(&format!("/api/batch_dial_jobs/{run}/dials?status={status}"))
+            .send()
+            .await
+            .unwrap();
+        c.check("get", "/api/batch_dial_jobs/{id}/dials", r).await;
+    }
+    let dial: Uuid = db
+        .query_one(
+            "SELECT id FROM dial_attempts WHERE batch_id = $1 AND outcome = 'busy' LIMIT 1",
+            &[&run],
+        )
+        .await
+        .unwrap()
+        .get("id");
+    let r = app.get(&format!("/api/dials/{dial}")).send().await.unwrap();
+    c.check("get", "/api/dials/{id}", r).await;
+    let r = app
+        .get(&format!("/api/dials/{}", Uuid::now_v7()))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/dials/{id}", r).await;
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{run}/rows"))
+        .json(&json!({"rows": [{"toNumber": "+12015550199"}]}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs/{id}/rows", r).await;
+    let r = app
+        .post(&format!("/api/v1/batch/{run}/contacts"))
+        .json(&json!({"contacts": [{"phoneNumber": "+12015550198"}]}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/v1/batch/{id}/contacts", r).await;
+    let r = app
+        .post(&format!("/api/v1/batch/{run}/contacts"))
+        .json(&json!({"contacts": [], "extra": 1}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/v1/batch/{id}/contacts", r).await;
+
+    // Compliance on the running batch's calls.
+    let contact = running.contacts[3];
+    db.execute(
+        "INSERT INTO contact_events (contact_id, at, kind, reason, detail)
+         VALUES ($1, now(), 'deferred', 'recipient_hours', jsonb_build_object('until', now()))",
+        &[&contact],
+    )
+    .await
+    .unwrap();
+    let r = app
+        .get(&format!("/api/contacts/{contact}/events"))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/contacts/{id}/events", r).await;
+    let retried = running.contacts[10];
+    let r = app
+        .get(&format!("/api/contacts/{retried}/events"))
+        .send()
+        .await
+        .unwrap();
+    let events = c.check("get", "/api/contacts/{id}/events", r).await;
+    assert!(events["data"].as_array().unwrap().len() > 2, "{events}");
+    let r = app
+        .post(&format!("/api/dials/{dial}/opt_out"))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/dials/{id}/opt_out", r).await;
+    let r = app
+        .post("/api/dnc")
+        .json(&json!({"numbers": ["+12015550111", "(201) 555-0112"], "reason": "asked"}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/dnc", r).await;
+    let r = app
+        .post("/api/dnc?reason=import")
+        .header("content-type", "text/csv")
+        .body("number\n+12015550113\n")
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/dnc", r).await;
+    let r = app
+        .post("/api/dnc")
+        .json(&json!({"numbers": ["x"]}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/dnc", r).await;
+    let r = app
+        .post("/api/dnc")
+        .json(&json!({"numbers": [], "x": 1}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/dnc", r).await;
+    let r = app.get("/api/dnc?limit=1").send().await.unwrap();
+    c.check("get", "/api/dnc", r).await;
+    let r = app
+        .get("/api/dnc?number=%2B12015550111")
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/dnc", r).await;
+    let r = app.delete("/api/dnc/%2B12015550111").send().await.unwrap();
+    c.check("delete", "/api/dnc/{number}", r).await;
+    let r = app.delete("/api/dnc/%2B12015550111").send().await.unwrap();
+    c.check("delete", "/api/dnc/{number}", r).await;
+
+    // Dialgen reads of the same batch, then its end and retries.
+    let r = app
+        .get(&format!(
+            "/api/v1/batch/check-status?batchId={run}&limit=all"
+        ))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/v1/batch/check-status", r).await;
+    let r = app.get("/api/v1/batch/check-status").send().await.unwrap();
+    c.check("get", "/api/v1/batch/check-status", r).await;
+    let r = app
+        .get(&format!("/api/v1/batch/{run}/status?limit=2"))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/v1/batch/{id}/status", r).await;
+    let r = app
+        .get(&format!("/api/v1/batch/{run}/status?limit=x"))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/v1/batch/{id}/status", r).await;
+    for query in ["", "&limit=5"] {
+        let r = app
+            .get(&format!("/api/v1/status/batch?batchId={run}{query}"))
+            .send()
+            .await
+            .unwrap();
+        c.check("get", "/api/v1/status/batch", r).await;
+    }
+    for query in ["", "?limit=1"] {
+        let r = app
+            .get(&format!("/api/v1/batch/list{query}"))
+            .send()
+            .await
+            .unwrap();
+        c.check("get", "/api/v1/batch/list", r).await;
+    }
+    let r = app
+        .post(&format!("/api/v1/batch/{run}/retry"))
+        .json(&json!({"outcomes": ["busy"]}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/v1/batch/{id}/retry", r).await;
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{run}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs/{id}/cancel", r).await;
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{run}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs/{id}/cancel", r).await;
+    let r = app
+        .post(&format!("/api/v1/batch/{run}/retry"))
+        .json(&json!({"outcomes": ["busy"]}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/v1/batch/{id}/retry", r).await;
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{run}/retry"))
+        .json(&json!({"outcomes": ["busy", "nope"]}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs/{id}/retry", r).await;
+    let r = app
+        .post(&format!("/api/batch_dial_jobs/{run}/retry"))
+        .json(&json!({"outcomes": ["completed"], "name": "again"}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/batch_dial_jobs/{id}/retry", r).await;
+
+    // Rejected rows: the retry rejected the opted-out number (do_not_call).
+    let retry_batch: Uuid = db
+        .query_one(
+            "SELECT id FROM batches WHERE retry_of = $1 AND rejected_rows > 0 LIMIT 1",
+            &[&run],
+        )
+        .await
+        .map(|r| r.get("id"))
+        .unwrap_or(run);
+    for (template, path) in [
+        (
+            "/api/v1/batch/{id}/rejected",
+            format!("/api/v1/batch/{retry_batch}/rejected"),
+        ),
+        (
+            "/api/batch_dial_jobs/{id}/rejected",
+            format!("/api/batch_dial_jobs/{retry_batch}/rejected"),
+        ),
+    ] {
+        let r = app.get(&path).send().await.unwrap();
+        c.check("get", template, r).await;
+        let r = app
+            .get(&path)
+            .header("accept", "text/csv")
+            .send()
+            .await
+            .unwrap();
+        c.check("get", template, r).await;
+        let r = app.get(&format!("{path}?limit=5000")).send().await.unwrap();
+        c.check("get", template, r).await;
+    }
+    for (template, path) in [
+        (
+            "/api/v1/batch/{id}/results.csv",
+            format!("/api/v1/batch/{run}/results.csv"),
+        ),
+        (
+            "/api/batch_dial_jobs/{id}/results.csv",
+            format!("/api/batch_dial_jobs/{run}/results.csv"),
+        ),
+    ] {
+        let r = app.get(&path).send().await.unwrap();
+        c.check("get", template, r).await;
+    }
+
+    // A Dialgen batch through the API.
+    let r = app
+        .post("/api/v1/batch")
+        .header("Idempotency-Key", "d1")
+        .json(&json!({"agentId": agent, "userId": "u1", "contacts": [{"phoneNumber": "+12015550120", "name": "Ada", "metadata": {"k": 1}}],
+                      "options": {"priority": 7, "retryStrategy": {"maxAttempts": 2}, "webhooks": {"onCallComplete": "https://h.example/c"}, "tags": ["t"]}}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/v1/batch", r).await;
+    let form = Form::new()
+        .text(
+            "batch",
+            json!({"agentId": agent, "userId": "u1"}).to_string(),
+        )
+        .part(
+            "file",
+            Part::bytes(b"phoneNumber\n+12015550121\n".to_vec())
+                .file_name("c.csv")
+                .mime_str("text/csv")
+                .unwrap(),
+        );
+    let r = app
+        .post("/api/v1/batch")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/v1/batch", r).await;
+    let r = app
+        .post("/api/v1/batch")
+        .json(&json!({"contacts": "x"}))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/v1/batch", r).await;
+
+    // Webhook deliveries.
+    let delivery = Uuid::now_v7();
+    db.execute(
+        "INSERT INTO webhook_deliveries (id, workspace_id, batch_id, event, subject_id, url,
+             payload, state, attempts, last_status_code, last_error)
+         VALUES ($1, $2, $3, 'call.completed', $4, 'https://hooks.example/x', '{\"a\": 1}', 'failed', 3, 500, 'HTTP 500')",
+        &[&delivery, &app.workspace_id, &run, &contact],
+    )
+    .await
+    .unwrap();
+    let r = app
+        .get(&format!(
+            "/api/webhook_deliveries?batchId={run}&state=failed"
+        ))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/webhook_deliveries", r).await;
+    let r = app
+        .get("/api/webhook_deliveries?state=nope")
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/webhook_deliveries", r).await;
+    let r = app
+        .get(&format!("/api/webhook_deliveries/{delivery}"))
+        .send()
+        .await
+        .unwrap();
+    c.check("get", "/api/webhook_deliveries/{id}", r).await;
+    let r = app
+        .post(&format!("/api/webhook_deliveries/{delivery}/retry"))
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/webhook_deliveries/{id}/retry", r)
+        .await;
+
+    // The workspace.
+    let r = app.get("/api/workspace").send().await.unwrap();
+    c.check("get", "/api/workspace", r).await;
+    let r = app
+        .request_as(&app.key, reqwest::Method::PATCH, "/api/workspace")
+        .json(&json!({"defaultRegion": "GB", "maxCallsPerNumber": {"count": 3, "days": 7}}))
+        .send()
+        .await
+        .unwrap();
+    c.check("patch", "/api/workspace", r).await;
+    let r = app
+        .request_as(&app.key, reqwest::Method::PATCH, "/api/workspace")
+        .json(&json!({"maxConcurrentDials": 999}))
+        .send()
+        .await
+        .unwrap();
+    c.check("patch", "/api/workspace", r).await;
+    let r = app
+        .post("/api/workspace/webhook_secret")
+        .send()
+        .await
+        .unwrap();
+    c.check("post", "/api/workspace/webhook_secret", r).await;
+
+    // Deletions last.
+    let r = app
+        .delete(&format!("/api/phone_numbers/{number_id}"))
+        .send()
+        .await
+        .unwrap();
+    c.check("delete", "/api/phone_numbers/{id}", r).await;
+    let r = app
+        .delete(&format!("/api/agents/{agent}"))
+        .send()
+        .await
+        .unwrap();
+    c.check("delete", "/api/agents/{id}", r).await;
+    let r = app
+        .delete(&format!("/api/agents/{agent}"))
+        .send()
+        .await
+        .unwrap();
+    c.check("delete", "/api/agents/{id}", r).await;
+
+    // Every documented operation was called at least once.
+    let doc = document();
+    let all: BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(p, m, _)| (m, p))
+        .collect();
+    let missed: Vec<_> = all.difference(&c.checked).collect();
+    assert!(missed.is_empty(), "not exercised: {missed:?}");
+}
+
+/// The checker itself: an extra field, a missing one and a wrong type are each a drift.
+#[test]
+fn a_drift_is_caught() {
+    let c = Checker::new();
+    let mut schema = json!({"$ref": "#/components/schemas/Agent"});
+    schema["components"] = c.doc["components"].clone();
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let agent = json!({"id": Uuid::now_v7(), "name": "a", "answerUrl": "https://a.example/",
+                       "createdAt": "2026-12-01T10:00:00.000Z"});
+    assert!(validator.is_valid(&agent));
+    let mut extra = agent.clone();
+    extra["rows"] = json!(1);
+    let mut missing = agent.clone();
+    missing.as_object_mut().unwrap().remove("name");
+    let mut wrong = agent.clone();
+    wrong["createdAt"] = json!("yesterday");
+    for drifted in [extra, missing, wrong] {
+        assert!(!validator.is_valid(&drifted), "{drifted}");
     }
 }

@@ -23,7 +23,6 @@
 //! is no longer ingesting), and the client gets a 503 to retry: rows that arrived the first
 //! time are then rejected as duplicates, nothing is dialed twice.
 
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use shared::domain::{IngestState, JobState};
@@ -200,13 +199,24 @@ async fn publish_chunks(
         })
 }
 
+/// The 202 of `POST /api/batch_dial_jobs/{id}/rows`: what was added, and the job.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RowsAppended {
+    /// Rows received (each accepted or rejected once ingested).
+    pub rows: u32,
+    /// The number of the first row added (rows continue the job's numbering).
+    pub first_row: i64,
+    pub job: crate::batches::model::Job,
+}
+
 /// A 202 body for an append: the job (as `job`) and what was added.
-pub fn answer(appended: &Appended, job: Value) -> Value {
-    let mut out = Map::new();
-    out.insert("rows".into(), Value::from(appended.rows));
-    out.insert("firstRow".into(), Value::from(appended.first_row));
-    out.insert("job".into(), job);
-    Value::Object(out)
+pub fn answer(appended: &Appended, job: crate::batches::model::Job) -> RowsAppended {
+    RowsAppended {
+        rows: appended.rows,
+        first_row: appended.first_row,
+        job,
+    }
 }
 
 #[cfg(test)]

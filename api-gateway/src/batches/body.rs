@@ -34,11 +34,14 @@ pub trait RowShape: DeserializeOwned {
 }
 
 /// A Vogent row (seed 000): `inputs` must be a string => string map.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VogentRow {
+    /// E.164, or a national number read in `defaultRegion`; an unreadable one is a rejected
+    /// row, not a failed request.
     pub(crate) to_number: String,
     #[serde(default)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub(crate) inputs: Option<Map<String, Value>>,
     /// The recipient's IANA timezone (an extension; else derived from the number).
     #[serde(default)]
@@ -75,7 +78,7 @@ impl RowShape for VogentRow {
 }
 
 /// A Dialgen contact (seed 004).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DialgenContact {
     #[serde(default)]
@@ -88,6 +91,7 @@ pub struct DialgenContact {
     #[serde(default)]
     pub(crate) company: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub(crate) metadata: Option<Value>,
     /// The recipient's IANA timezone (an extension; else derived from the number).
     #[serde(default)]

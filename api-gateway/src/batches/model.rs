@@ -1,14 +1,17 @@
 //! A batch as stored, and how each surface shows it.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio_postgres::Row;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use shared::domain::status::{dialgen_status, vogent_status};
 use shared::domain::timing::api_time;
 use shared::domain::{
-    DialgenStatus, IngestState, JobState, MachineDetection, RetryStrategy, Surface, VogentStatus,
+    DialgenStatus, IngestState, JobState, MachineDetection, RetryStrategy, Statistics, Surface,
+    VogentStatus,
 };
 use shared::schedule::{StoredSchedule, Window};
 
@@ -152,25 +155,69 @@ impl Batch {
         dialgen_status(self.state, self.ingest_state, self.window().is_open(now))
     }
 
-    /// Vogent's job shape (seeds 000–003), plus `pending`: settings changed while ACTIVE that
-    /// apply at the next pause (seed 001), or null; `webhooks` (Dialgen's object) and
-    /// `retryOf` (the job this one re-calls, or null) are extensions too.
-    pub fn vogent_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "maxConcurrentDials": self.max_concurrent_dials,
-            "name": self.name,
-            "status": self.vogent_status(),
-            "callAgentId": self.agent_id,
-            "createdAt": api_time(self.created_at),
-            "fromPhoneNumberIds": self.from_phone_number_ids,
-            "schedule": self.schedule.to_json(),
-            "userId": self.user_id,
-            "pending": self.pending_settings,
-            // Extension, as the create body and `PUT` take it.
-            "machineDetection": self.machine_detection,
-            "webhooks": self.webhooks,
-            "retryOf": self.retry_of,
-        })
+    /// Vogent's job shape (seeds 000–003), with the extensions [`Job`] names.
+    pub fn to_job(&self) -> Job {
+        Job {
+            id: self.id,
+            max_concurrent_dials: self.max_concurrent_dials,
+            name: self.name.clone(),
+            status: self.vogent_status(),
+            call_agent_id: self.agent_id,
+            created_at: api_time(self.created_at),
+            from_phone_number_ids: self.from_phone_number_ids.clone(),
+            schedule: self.schedule.to_json(),
+            user_id: self.user_id.clone(),
+            pending: self.pending_settings.clone(),
+            machine_detection: self.machine_detection,
+            webhooks: self.webhooks.clone(),
+            retry_of: self.retry_of,
+            statistics: None,
+            links: None,
+        }
     }
+}
+
+/// A Vogent batch dial job (seeds 000–003).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: Uuid,
+    pub max_concurrent_dials: i32,
+    pub name: String,
+    pub status: VogentStatus,
+    pub call_agent_id: Uuid,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub from_phone_number_ids: Vec<Uuid>,
+    /// `{days, timezone, disableSchedule}` as set, or null; a stored schedule that no longer
+    /// reads is shown as stored.
+    #[schema(value_type = Option<Object>)]
+    pub schedule: Value,
+    pub user_id: Option<String>,
+    /// Settings changed by `PUT` while ACTIVE, applied at the next pause (seed 001), in the
+    /// `PUT` body's spelling; null when none wait.
+    #[schema(value_type = Option<Object>)]
+    pub pending: Option<Value>,
+    /// Extension: Twilio's `MachineDetection` for the job's calls; null = off.
+    pub machine_detection: Option<MachineDetection>,
+    /// Extension: Dialgen's webhooks object (`{}` when none).
+    #[schema(value_type = Object)]
+    pub webhooks: Value,
+    /// Extension: the job whose contacts this one re-calls (`POST …/retry`), or null.
+    pub retry_of: Option<Uuid>,
+    /// `GET /api/batch_dial_jobs/{id}` only (extension): the job's progress, counted as
+    /// Dialgen's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<Statistics>,
+    /// `GET /api/batch_dial_jobs/{id}` only (extension): the live monitor page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<JobLinks>,
+}
+
+/// A job's links (extension).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobLinks {
+    /// The monitor page, with a token valid 7 days for this job only.
+    #[schema(format = "uri")]
+    pub dashboard: String,
 }

@@ -4,8 +4,9 @@
 //! Rows are numbered as the user counts the list they sent: the first data row is row 1
 //! (`rejected_rows.row_index` is 0-based; rows added later continue the numbering).
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio_postgres::Row;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -26,14 +27,27 @@ pub fn user_row(row_index: i32) -> i64 {
     i64::from(row_index) + 1
 }
 
-/// One rejected row as JSON: `{"row", "phoneNumber", "reason", "detail"}`.
-pub fn json(r: &Row) -> Value {
-    json!({
-        "row": user_row(r.get("row_index")),
-        "phoneNumber": r.get::<_, Option<String>>("raw_number"),
-        "reason": r.get::<_, String>("reason"),
-        "detail": r.get::<_, Option<String>>("detail"),
-    })
+/// One rejected row, numbered as the user counts the list (first data row = 1).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedRow {
+    #[schema(minimum = 1)]
+    pub row: i64,
+    /// As submitted.
+    pub phone_number: Option<String>,
+    /// missing_number, invalid_number, duplicate, invalid_text, do_not_call.
+    pub reason: String,
+    pub detail: Option<String>,
+}
+
+/// One rejected row as JSON.
+pub fn json(r: &Row) -> RejectedRow {
+    RejectedRow {
+        row: user_row(r.get("row_index")),
+        phone_number: r.get("raw_number"),
+        reason: r.get("reason"),
+        detail: r.get("detail"),
+    }
 }
 
 /// Appends one rejected row as a CSV record.

@@ -20,11 +20,13 @@ use crate::error::ApiError;
 use crate::validate::{Text, Violations};
 
 /// The body of `POST …/retry`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RetryBody {
     /// The last outcomes whose contacts are called again (`CallOutcome` names).
+    #[schema(required = true, value_type = Vec<CallOutcome>, min_items = 1)]
     pub outcomes: Option<Vec<String>>,
     /// The new batch's name; `"<original name> (retry)"` by default.
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
 }
 

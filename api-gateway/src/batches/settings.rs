@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use shared::domain::{
@@ -24,76 +25,113 @@ pub const DEFAULT_PRIORITY: i16 = 5;
 pub const DEFAULT_CPS: i32 = 10;
 
 /// Vogent's `schedule` object as sent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleIn {
+    #[schema(required = true, value_type = Vec<DayIn>)]
     pub days: Option<Vec<DayIn>>,
+    /// IANA name.
+    #[schema(required = true, value_type = String)]
     pub timezone: Option<String>,
     pub disable_schedule: Option<bool>,
 }
 
 /// One day of a schedule as sent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DayIn {
+    /// 0 = Sunday … 6 = Saturday.
+    #[schema(required = true, value_type = i64, minimum = 0, maximum = 6)]
     pub day_of_week: Option<i64>,
+    #[schema(required = true, value_type = Vec<SlotIn>)]
     pub time_slots: Option<Vec<SlotIn>>,
 }
 
 /// One slot as sent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlotIn {
+    /// HH:MM.
+    #[schema(required = true, value_type = String, pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start_time: Option<String>,
+    /// HH:MM, after startTime (24:00 allowed).
+    #[schema(required = true, value_type = String, pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub end_time: Option<String>,
 }
 
-/// The Vogent create body, rows aside (seed 000).
-#[derive(Debug, Deserialize)]
+/// The Vogent create body (seed 000); the settings of a CSV upload's `job` part.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VogentCreate {
+    #[schema(required = true, value_type = Uuid)]
     pub call_agent_id: Option<String>,
+    /// 1 … the workspace's limit.
+    #[schema(required = true, value_type = i64, minimum = 1)]
     pub max_concurrent_dials: Option<i64>,
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
+    /// 1 to 100,000 rows (JSON only; an upload's rows are its `file`). The streaming parser
+    /// takes them out before this header is typed, so this field never holds them: it is here
+    /// for the document.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::batches::body::VogentRow>>, min_items = 1, max_items = 100000)]
+    pub rows: Option<serde::de::IgnoredAny>,
+    #[schema(value_type = Option<Vec<Uuid>>)]
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
     /// Extension: the region for numbers written without a country code.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub default_region: Option<String>,
     /// Twilio's `MachineDetection`: `Enable` or `DetectMessageEnd`.
+    #[schema(value_type = Option<MachineDetection>)]
     pub machine_detection: Option<String>,
     /// Extension: Dialgen's `webhooks` object, delivered as for Dialgen batches.
     pub webhooks: Option<WebhooksIn>,
     /// Extension: a start rate of the job's own (at most the workspace's ceiling); absent, the
     /// workspace's rate alone bounds the job.
+    #[schema(minimum = 1)]
     pub max_calls_per_second: Option<i64>,
 }
 
 /// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VogentUpdate {
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
+    #[schema(minimum = 1)]
     pub max_concurrent_dials: Option<i64>,
     /// Extension: the job's own start rate (see [`VogentCreate::max_calls_per_second`]).
+    #[schema(minimum = 1)]
     pub max_calls_per_second: Option<i64>,
+    #[schema(value_type = Option<Vec<Uuid>>)]
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
     /// Twilio's `MachineDetection`; `null` turns it off (absent: unchanged).
     #[serde(default, deserialize_with = "crate::validate::present")]
+    #[schema(value_type = Option<MachineDetection>)]
     pub machine_detection: Option<Option<String>>,
     /// Extension: replaces the job's `webhooks` (Dialgen's object).
     pub webhooks: Option<WebhooksIn>,
     /// Not accepted here: rows are added with `POST /api/batch_dial_jobs/{id}/rows` (a 422
     /// says so, rather than ignoring them as before).
+    #[schema(value_type = Option<Vec<Object>>, max_items = 0)]
     pub rows: Option<serde::de::IgnoredAny>,
 }
 
-/// The Dialgen create body, contacts aside (seed 004).
-#[derive(Debug, Deserialize)]
+/// The Dialgen create body (seed 004); the settings of a CSV upload's `batch` part.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DialgenCreate {
+    #[schema(required = true, value_type = Uuid)]
     pub agent_id: Option<String>,
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 500, pattern = "\\S")]
     pub user_id: Option<Text>,
+    /// 1 to 100,000 contacts (JSON only; an upload's contacts are its `file`). Taken out by
+    /// the streaming parser before this header is typed: here for the document.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::batches::body::DialgenContact>>, min_items = 1, max_items = 100000)]
+    pub contacts: Option<serde::de::IgnoredAny>,
     /// `null` is the same as absent (the OpenAPI document declares it nullable).
     #[serde(default)]
     pub options: Option<DialgenOptions>,
@@ -101,42 +139,66 @@ pub struct DialgenCreate {
 
 /// Dialgen's `options`, plus extensions (`maxConcurrentDials`, `fromPhoneNumberIds`,
 /// `schedule`, `name`, `defaultRegion`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DialgenOptions {
+    /// Higher first; 5 by default.
+    #[schema(minimum = 1, maximum = 10)]
     pub priority: Option<i64>,
+    /// RFC 3339, in the future.
+    #[schema(format = DateTime)]
     pub scheduled_start_time: Option<String>,
+    /// IANA name, UTC by default.
     pub timezone: Option<String>,
+    /// 1 … the workspace's ceiling, 10 by default.
+    #[schema(minimum = 1)]
     pub max_calls_per_second: Option<i64>,
     pub retry_strategy: Option<RetryIn>,
     pub webhooks: Option<WebhooksIn>,
+    /// Each 1 to 100 characters.
+    #[schema(value_type = Option<Vec<String>>)]
     pub tags: Option<Vec<Text>>,
+    #[schema(minimum = 1)]
     pub max_concurrent_dials: Option<i64>,
+    #[schema(value_type = Option<Vec<Uuid>>)]
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub default_region: Option<String>,
     /// Twilio's `MachineDetection`: `Enable` or `DetectMessageEnd`.
+    #[schema(value_type = Option<MachineDetection>)]
     pub machine_detection: Option<String>,
 }
 
 /// `retryStrategy` as sent (milliseconds).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryIn {
+    /// 1 … the workspace's ceiling, 3 by default.
+    #[schema(minimum = 1)]
     pub max_attempts: Option<i64>,
+    /// ms, 3600000 by default.
+    #[schema(minimum = 0, maximum = 2592000000_i64)]
     pub no_answer_delay: Option<i64>,
+    /// ms, 300000 by default.
+    #[schema(minimum = 0, maximum = 2592000000_i64)]
     pub busy_delay: Option<i64>,
     /// Retry a voicemail after this many ms (default: a voicemail is final).
+    #[schema(minimum = 0, maximum = 2592000000_i64)]
     pub voicemail_delay: Option<i64>,
 }
 
 /// `webhooks` as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhooksIn {
+    #[schema(format = "uri", pattern = "^https?://[^/?#\\s]+")]
     pub on_call_complete: Option<Text>,
+    #[schema(format = "uri", pattern = "^https?://[^/?#\\s]+")]
     pub on_batch_complete: Option<Text>,
+    #[schema(format = "uri", pattern = "^https?://[^/?#\\s]+")]
     pub on_batch_failed: Option<Text>,
 }
 
@@ -605,6 +667,7 @@ mod tests {
             call_agent_id: Some(Uuid::now_v7().to_string()),
             max_concurrent_dials: Some(200),
             name: None,
+            rows: None,
             from_phone_number_ids: None,
             schedule: None,
             default_region: None,

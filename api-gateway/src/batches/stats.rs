@@ -4,11 +4,15 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use shared::db::counters;
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::dialgen_call_status;
-use shared::domain::{CallOutcome, ContactCounts, ContactState, Statistics};
+use shared::domain::{
+    CallOutcome, ContactCounts, ContactState, DialgenCallStatus, DialgenStatus, Statistics,
+};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::model::Batch;
@@ -94,12 +98,116 @@ pub fn statistics(b: &Batch, c: &ContactCounts) -> Statistics {
 }
 
 /// Dialgen's `timestamps` object.
-pub fn timestamps(b: &Batch) -> Value {
-    json!({
-        "createdAt": api_time(b.created_at),
-        "startedAt": api_time_opt(b.started_at),
-        "completedAt": api_time_opt(b.completed_at),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Timestamps {
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+}
+
+/// The batch's timestamps.
+pub fn timestamps(b: &Batch) -> Timestamps {
+    Timestamps {
+        created_at: api_time(b.created_at),
+        started_at: api_time_opt(b.started_at),
+        completed_at: api_time_opt(b.completed_at),
+    }
+}
+
+/// The check-status shape (seed 004), also served at the seed's `links.status`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckStatus {
+    pub batch_id: Uuid,
+    pub status: DialgenStatus,
+    pub priority: i16,
+    pub statistics: Statistics,
+    pub performance: Performance,
+    pub timestamps: Timestamps,
+    /// The latest calls first, 10 unless `limit` says otherwise.
+    pub recent_calls: Vec<RecentCall>,
+    #[schema(value_type = Object)]
+    pub webhooks: Value,
+    pub agent_id: Uuid,
+    pub user_id: Option<String>,
+    /// Extension: the rows submitted, accepted and rejected.
+    pub rows: RowCounts,
+    /// Extension: rejected rows counted by reason.
+    #[schema(value_type = std::collections::BTreeMap<String, i64>)]
+    pub rejected: serde_json::Map<String, Value>,
+    /// Extension: why the batch failed to ingest, or null.
+    pub error: Option<BatchError>,
+    /// Extension: the batch whose contacts this one re-calls (`POST …/retry`), or null.
+    pub retry_of: Option<Uuid>,
+}
+
+/// Dialgen's `performance`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Performance {
+    pub calls_per_second: f64,
+    /// Seconds; null when nothing is pending or no rate is known yet.
+    pub estimated_time_remaining: Option<f64>,
+    /// Seconds since the start; null before it.
+    pub elapsed_time: Option<f64>,
+    /// Extension: contacts waiting on a compliance rule, by reason.
+    pub deferred: Deferred,
+}
+
+/// Contacts deferred by each compliance rule (docs/compliance.md).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deferred {
+    pub recipient_hours: i64,
+    pub unknown_timezone: i64,
+    pub frequency_cap: i64,
+}
+
+/// One entry of `recentCalls`: one call, with its own outcome's status.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentCall {
+    pub id: Uuid,
+    pub call_sid: Option<String>,
+    pub status: DialgenCallStatus,
+    pub outcome: Option<CallOutcome>,
+    /// Whole seconds from answer to end; 0 if never answered; null until it ends.
+    pub duration: Option<i64>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub phone_number: String,
+    pub contact_name: Option<String>,
+}
+
+/// A batch's row counts (extension).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowCounts {
+    pub submitted: i32,
+    pub accepted: i32,
+    /// Rejected at ingestion (do-not-call numbers included).
+    pub rejected: i32,
+}
+
+impl RowCounts {
+    /// The batch's counts.
+    pub fn of(b: &Batch) -> Self {
+        Self {
+            submitted: b.total_rows,
+            accepted: b.accepted_rows,
+            rejected: b.rejected_rows,
+        }
+    }
+}
+
+/// Why a batch failed (extension).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchError {
+    pub code: Option<String>,
+    pub message: String,
 }
 
 fn round2(x: f64) -> f64 {
@@ -124,7 +232,7 @@ pub async fn check_status(
     b: &Batch,
     recent: Option<i64>,
     now: DateTime<Utc>,
-) -> Result<Value, ApiError> {
+) -> Result<CheckStatus, ApiError> {
     let groups = counters::load(client, &[b.id])
         .await
         .map_err(counter_error)?
@@ -190,47 +298,48 @@ pub async fn check_status(
         .iter()
         .map(|r| {
             let outcome = outcome_column(r.get(2))?;
-            Ok(json!({
-                "id": r.get::<_, Uuid>(0),
-                "callSid": r.get::<_, Option<String>>(1),
-                "status": dialgen_call_status(outcome),
-                "outcome": outcome,
-                "duration": call_duration_secs(r.get(3), r.get(4)),
-                "createdAt": api_time(r.get(5)),
-                "phoneNumber": r.get::<_, String>(6),
-                "contactName": r.get::<_, Option<String>>(7),
-            }))
+            Ok(RecentCall {
+                id: r.get(0),
+                call_sid: r.get(1),
+                status: dialgen_call_status(outcome),
+                outcome,
+                duration: call_duration_secs(r.get(3), r.get(4)),
+                created_at: api_time(r.get(5)),
+                phone_number: r.get(6),
+                contact_name: r.get(7),
+            })
         })
-        .collect::<Result<Vec<Value>, ApiError>>()?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let mut rejected = serde_json::Map::new();
     for r in client.query("SELECT reason, count(*) FROM rejected_rows WHERE batch_id = $1 GROUP BY reason ORDER BY reason", &[&b.id]).await? {
-        rejected.insert(r.get::<_, String>(0), json!(r.get::<_, i64>(1)));
+        rejected.insert(r.get::<_, String>(0), Value::from(r.get::<_, i64>(1)));
     }
-    Ok(json!({
-        "batchId": b.id,
-        "status": b.dialgen_status(now),
-        "priority": b.priority,
-        "statistics": statistics(b, &contacts),
-        "performance": {
-            "callsPerSecond": round2(cps),
-            "estimatedTimeRemaining": eta,
-            "elapsedTime": elapsed.map(|e| e.round()),
-            // Extension: contacts waiting on a compliance rule, by reason.
-            "deferred": {
-                "recipientHours": by_hours,
-                "unknownTimezone": unknown_zone,
-                "frequencyCap": by_cap,
+    Ok(CheckStatus {
+        batch_id: b.id,
+        status: b.dialgen_status(now),
+        priority: b.priority,
+        statistics: statistics(b, &contacts),
+        performance: Performance {
+            calls_per_second: round2(cps),
+            estimated_time_remaining: eta,
+            elapsed_time: elapsed.map(|e| e.round()),
+            deferred: Deferred {
+                recipient_hours: by_hours,
+                unknown_timezone: unknown_zone,
+                frequency_cap: by_cap,
             },
         },
-        "timestamps": timestamps(b),
-        "recentCalls": recent_calls,
-        "webhooks": b.webhooks,
-        "agentId": b.agent_id,
-        "userId": b.user_id,
-        "rows": {"submitted": b.total_rows, "accepted": b.accepted_rows, "rejected": b.rejected_rows},
-        "rejected": rejected,
-        "error": b.error.as_ref().map(|m| json!({"code": b.error_code, "message": m})),
-        // Extension: the batch whose contacts this one re-calls (`POST …/retry`), or null.
-        "retryOf": b.retry_of,
-    }))
+        timestamps: timestamps(b),
+        recent_calls,
+        webhooks: b.webhooks.clone(),
+        agent_id: b.agent_id,
+        user_id: b.user_id.clone(),
+        rows: RowCounts::of(b),
+        rejected,
+        error: b.error.as_ref().map(|m| BatchError {
+            code: b.error_code.clone(),
+            message: m.clone(),
+        }),
+        retry_of: b.retry_of,
+    })
 }

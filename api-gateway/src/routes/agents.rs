@@ -5,17 +5,17 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use shared::domain::timing::api_time;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::owned::Owned;
 use crate::app::AppState;
 use crate::auth::Workspace;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, Query, path_id};
-use crate::pagination::page_body;
+use crate::pagination::{Page, page_body};
 use crate::validate::{Text, Violations, is_http_url};
 
 pub fn router() -> Router<AppState> {
@@ -30,34 +30,56 @@ const RESOURCE: Owned = Owned {
     what: "agent",
 };
 
-#[derive(Deserialize)]
+/// `POST /api/agents`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateAgent {
+    /// 1 to 200 characters (trimmed); required.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<Text>,
+    /// The http(s) URL the carrier fetches when the callee answers; required.
+    #[schema(value_type = String, required = true, format = "uri", pattern = "^https?://[^/?#\\s]+")]
     answer_url: Option<Text>,
 }
 
-#[derive(Deserialize)]
+/// `limit` and `cursor` of the workspace-owned lists.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    limit: Option<i64>,
-    cursor: Option<String>,
+    /// Page size, 50 by default.
+    #[param(minimum = 1, maximum = 1000)]
+    pub(crate) limit: Option<i64>,
+    /// The previous page's `cursor`.
+    pub(crate) cursor: Option<String>,
 }
 
-fn agent_json(row: &tokio_postgres::Row) -> Value {
-    json!({
-        "id": row.get::<_, Uuid>(0),
-        "name": row.get::<_, String>(1),
-        "answerUrl": row.get::<_, String>(2),
-        "createdAt": api_time(row.get(3)),
-    })
+/// An agent.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Agent {
+    id: Uuid,
+    name: String,
+    #[schema(format = "uri")]
+    answer_url: String,
+    #[schema(format = DateTime)]
+    created_at: String,
 }
 
-#[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = crate::openapi::AgentIn, responses((status = 200, body = crate::openapi::Agent), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+fn agent_json(row: &tokio_postgres::Row) -> Agent {
+    Agent {
+        id: row.get(0),
+        name: row.get(1),
+        answer_url: row.get(2),
+        created_at: api_time(row.get(3)),
+    }
+}
+
+#[utoipa::path(post, path = "/api/agents", tag = "agents", operation_id = "createAgent", request_body = CreateAgent, responses((status = 200, body = Agent), (status = 422, description = "validation failed", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     JsonBody(body): JsonBody<CreateAgent>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Agent>, ApiError> {
     let mut v = Violations::default();
     let name = body.name.as_deref().map(str::trim).unwrap_or_default();
     if name.is_empty() || name.len() > 200 {
@@ -79,12 +101,12 @@ pub(crate) async fn create(
     Ok(Json(agent_json(&row)))
 }
 
-#[utoipa::path(get, path = "/api/agents", tag = "agents", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::openapi::AgentPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/agents", tag = "agents", operation_id = "listAgents", params(ListQuery), responses((status = 200, body = Page<Agent>), (status = 422, description = "limit out of range", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Agent>>, ApiError> {
     let client = state.db.get().await?;
     let (page, cursor) = RESOURCE
         .page(&client, ws.id, q.limit, q.cursor.as_deref())
@@ -92,12 +114,12 @@ pub(crate) async fn list(
     Ok(page_body(page.iter().map(agent_json), cursor))
 }
 
-#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Agent), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents", operation_id = "getAgent", params(("id" = String, Path, description = "id")), responses((status = 200, body = Agent)))]
 pub(crate) async fn fetch(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Agent>, ApiError> {
     let id = path_id(&id, "agent")?;
     let client = state.db.get().await?;
     let row = client
@@ -107,7 +129,7 @@ pub(crate) async fn fetch(
     Ok(Json(agent_json(&row)))
 }
 
-#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "id")), responses((status = 204, description = "deleted"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", operation_id = "deleteAgent", params(("id" = String, Path, description = "id")), responses((status = 204, description = "deleted")))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     ws: Workspace,

@@ -25,16 +25,18 @@ use axum::{Json, Router};
 use base64::Engine;
 use bytes::{BufMut, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use shared::domain::E164;
 use shared::domain::timing::api_time;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Workspace;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
+use crate::pagination::{Page, page_body};
 use crate::validate::Violations;
 
 pub fn router() -> Router<AppState> {
@@ -81,17 +83,33 @@ pub fn normalize_number(raw: &str) -> Option<E164> {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /api/dnc` as JSON.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DncIn {
+pub(crate) struct DncIn {
+    /// E.164, or NANP without the country code; 1 … 100,000 per JSON request.
+    #[schema(min_items = 1, max_items = 100000)]
     numbers: Vec<String>,
+    /// At most 200 characters.
     #[serde(default)]
+    #[schema(max_length = 200)]
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `reason` of a CSV import.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReasonQuery {
+    /// The reason stored with each number (CSV bodies; a JSON body's own `reason` wins).
+    #[param(max_length = 200)]
     reason: Option<String>,
+}
+
+/// The answer of `POST /api/dnc`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DncAdded {
+    /// Numbers new to the list.
+    added: u64,
 }
 
 fn check_reason(reason: Option<String>, v: &mut Violations) -> Option<String> {
@@ -103,14 +121,14 @@ fn check_reason(reason: Option<String>, v: &mut Violations) -> Option<String> {
 }
 
 /// `POST /api/dnc`: JSON or CSV; answers `{"added": n}` (numbers new to the list).
-#[utoipa::path(post, path = "/api/dnc", tag = "compliance", params(("reason" = Option<String>, Query, description = "for text/csv bodies")), request_body(content = crate::openapi::DncIn, description = "JSON, or text/csv with one number per line"), responses((status = 200, body = crate::openapi::DncAdded), (status = 400, description = "malformed JSON", body = crate::openapi::ErrorBody), (status = 422, description = "a number (or CSV line) that is not a phone number; nothing added", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/dnc", tag = "compliance", operation_id = "addDncNumbers", params(ReasonQuery), request_body(content((DncIn = "application/json"), (String = "text/csv")), description = "JSON, or text/csv with one number per line (an optional header line; the first column counts)"), responses((status = 200, body = DncAdded), (status = 422, description = "a number (or CSV line) that is not a phone number; nothing added", body = ErrorBody)))]
 pub(crate) async fn add(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ReasonQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DncAdded>, ApiError> {
     let is_csv = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -164,7 +182,7 @@ pub(crate) async fn add(
             )
             .await?
     };
-    Ok(Json(json!({ "added": added })))
+    Ok(Json(DncAdded { added }))
 }
 
 /// Streams a CSV body into a temporary table with `COPY`, then merges it into the list in the
@@ -256,29 +274,46 @@ fn csv_error(line: u64, what: &str) -> ApiError {
     ApiError::field(format!("line {line}"), what.to_owned())
 }
 
-#[derive(Deserialize)]
+/// `number`, `cursor` and `limit` of the list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Just this number (E.164, or NANP without the country code).
     number: Option<String>,
+    /// The previous page's `cursor`.
     cursor: Option<String>,
+    /// Page size, 50 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
-fn dnc_json(row: &tokio_postgres::Row) -> Value {
-    json!({
-        "number": row.get::<_, String>(0),
-        "reason": row.get::<_, Option<String>>(1),
-        "createdAt": api_time(row.get(2)),
-    })
+/// A number on the do-not-call list.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DncNumber {
+    /// E.164
+    number: String,
+    reason: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+fn dnc_json(row: &tokio_postgres::Row) -> DncNumber {
+    DncNumber {
+        number: row.get(0),
+        reason: row.get(1),
+        created_at: api_time(row.get(2)),
+    }
 }
 
 /// `GET /api/dnc`: one number (`?number=`), or the list by number, `limit` (1–1000, 50) at a
 /// time, `cursor` from the previous page.
-#[utoipa::path(get, path = "/api/dnc", tag = "compliance", params(("number" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = crate::openapi::DncPage), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/dnc", tag = "compliance", operation_id = "listDncNumbers", params(ListQuery), responses((status = 200, body = Page<DncNumber>), (status = 422, description = "limit out of range, a bad cursor or number", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<DncNumber>>, ApiError> {
     let limit = match q.limit {
         None => 50,
         Some(n) if (1..=1000).contains(&n) => n,
@@ -295,9 +330,7 @@ pub(crate) async fn list(
                 &[&ws.id, &number.as_str()],
             )
             .await?;
-        return Ok(Json(
-            json!({"data": rows.iter().map(dnc_json).collect::<Vec<_>>(), "cursor": null}),
-        ));
+        return Ok(page_body(rows.iter().map(dnc_json), None));
     }
     let after = match q.cursor.as_deref() {
         None => String::new(),
@@ -320,13 +353,11 @@ pub(crate) async fn list(
         .then(|| page.last().map(|r| r.get::<_, String>(0)))
         .flatten()
         .map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n));
-    Ok(Json(
-        json!({"data": page.iter().map(dnc_json).collect::<Vec<_>>(), "cursor": cursor}),
-    ))
+    Ok(page_body(page.iter().map(dnc_json), cursor))
 }
 
 /// `DELETE /api/dnc/{number}`: 204, or 404 when the number is not listed.
-#[utoipa::path(delete, path = "/api/dnc/{number}", tag = "compliance", params(("number" = String, Path)), responses((status = 204, description = "removed"), (status = 404, description = "not on the list", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/dnc/{number}", tag = "compliance", operation_id = "removeDncNumber", params(("number" = String, Path)), responses((status = 204, description = "removed"), (status = 404, description = "not on the list", body = ErrorBody)))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     ws: Workspace,
@@ -348,12 +379,12 @@ pub(crate) async fn remove(
 
 /// `POST /api/dials/{id}/opt_out`: lists the dial's number (reason `opt-out`) and ends the
 /// contact's retries, in one transaction.
-#[utoipa::path(post, path = "/api/dials/{id}/opt_out", tag = "compliance", params(("id" = String, Path, description = "the dial (attempt) id")), responses((status = 200, body = crate::openapi::OptedOut), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/dials/{id}/opt_out", tag = "compliance", operation_id = "optOutDial", params(("id" = String, Path, description = "the dial (attempt) id")), responses((status = 200, body = OptedOut)))]
 pub(crate) async fn opt_out(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OptedOut>, ApiError> {
     let id = path_id(&id, "dial")?;
     let mut client = state.db.get().await?;
     let tx = client.transaction().await?;
@@ -392,23 +423,120 @@ pub(crate) async fn opt_out(
         )
         .await?;
     tx.commit().await?;
-    Ok(Json(json!({
-        "dialId": id,
-        "contactId": contact_id,
-        "number": number,
-        "optedOut": true,
-        "retriesEnded": true,
-        "suppressedNow": suppressed > 0,
-    })))
+    Ok(Json(OptedOut {
+        dial_id: id,
+        contact_id,
+        number,
+        opted_out: true,
+        retries_ended: true,
+        suppressed_now: suppressed > 0,
+    }))
+}
+
+/// The answer of an opt-out.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OptedOut {
+    dial_id: Uuid,
+    contact_id: Uuid,
+    number: String,
+    opted_out: bool,
+    retries_ended: bool,
+    /// A queued retry was suppressed by this request.
+    suppressed_now: bool,
+}
+
+/// A contact's audit trail.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ContactEvents {
+    contact_id: Uuid,
+    state: String,
+    last_outcome: Option<String>,
+    /// recipient_hours, unknown_timezone or frequency_cap while a rule defers it.
+    hold_reason: Option<String>,
+    #[schema(format = DateTime)]
+    next_attempt_at: Option<String>,
+    /// Every decision, in order.
+    data: Vec<ContactEvent>,
+}
+
+/// One decision about a contact (`event` names it); `at` is when.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum ContactEvent {
+    /// Stored by the ingest worker.
+    Ingested {
+        #[schema(format = DateTime)]
+        at: String,
+        number: String,
+        timezones: Option<Vec<String>>,
+        #[serde(rename = "batchId")]
+        batch_id: Uuid,
+    },
+    /// Held back by a compliance rule (`detail.until`).
+    Deferred(Logged),
+    /// Not dialed: the number is on the do-not-call list.
+    Suppressed(Logged),
+    /// The callee opted out during a call (`detail.dialId`).
+    OptedOut(Logged),
+    /// Handed to the dial workers.
+    Released {
+        #[schema(format = DateTime)]
+        at: String,
+        attempt: i32,
+    },
+    /// The call was placed.
+    Dialed {
+        #[schema(format = DateTime)]
+        at: String,
+        attempt: i32,
+        #[serde(rename = "dialId")]
+        dial_id: Uuid,
+        #[serde(rename = "callerId")]
+        caller_id: Option<String>,
+    },
+    /// The call ended.
+    Outcome {
+        #[schema(format = DateTime)]
+        at: String,
+        attempt: i32,
+        outcome: String,
+        reason: Option<String>,
+    },
+    /// Another attempt follows (`dueAt` for the next one still waiting).
+    RetryScheduled {
+        #[schema(format = DateTime)]
+        at: String,
+        attempt: i32,
+        #[serde(rename = "dueAt")]
+        #[schema(format = DateTime)]
+        due_at: Option<String>,
+    },
+    /// Cancelled with its job.
+    Cancelled {
+        #[schema(format = DateTime)]
+        at: String,
+    },
+}
+
+/// An event the scheduler or a dial worker wrote to `contact_events`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Logged {
+    #[schema(format = DateTime)]
+    at: String,
+    reason: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    detail: Option<Value>,
 }
 
 /// `GET /api/contacts/{id}/events`: the contact's decisions in order.
-#[utoipa::path(get, path = "/api/contacts/{id}/events", tag = "compliance", params(("id" = String, Path, description = "the contact id")), responses((status = 200, body = crate::openapi::ContactEvents), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/contacts/{id}/events", tag = "compliance", operation_id = "listContactEvents", params(("id" = String, Path, description = "the contact id")), responses((status = 200, body = ContactEvents)))]
 pub(crate) async fn events(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ContactEvents>, ApiError> {
     let id = path_id(&id, "contact")?;
     let client = state.db.get().await?;
     let contact = client
@@ -437,7 +565,7 @@ pub(crate) async fn events(
         )
         .await?;
     let state_name: String = contact.get(0);
-    let mut out: Vec<(chrono::DateTime<chrono::Utc>, u8, Value)> = Vec::new();
+    let mut out: Vec<(chrono::DateTime<chrono::Utc>, u8, ContactEvent)> = Vec::new();
     // Contact ids are UUIDv7, minted by the ingest worker as it stores the row.
     if let Some(at) = id.get_timestamp().and_then(|t| {
         let (s, n) = t.to_unix();
@@ -447,19 +575,33 @@ pub(crate) async fn events(
         out.push((
             at,
             0,
-            json!({"event": "ingested", "at": api_time(at), "number": contact.get::<_, String>(6),
-                   "timezones": zones, "batchId": contact.get::<_, Uuid>(9)}),
+            ContactEvent::Ingested {
+                at: api_time(at),
+                number: contact.get(6),
+                timezones: zones,
+                batch_id: contact.get(9),
+            },
         ));
     }
     for r in &logged {
         let at: chrono::DateTime<chrono::Utc> = r.get(0);
         let kind: String = r.get(1);
-        out.push((
-            at,
-            1,
-            json!({"event": kind, "at": api_time(at), "reason": r.get::<_, Option<String>>(2),
-                   "detail": r.get::<_, Option<Value>>(3)}),
-        ));
+        let logged = Logged {
+            at: api_time(at),
+            reason: r.get(2),
+            detail: r.get(3),
+        };
+        let event = match kind.as_str() {
+            "deferred" => ContactEvent::Deferred(logged),
+            "suppressed" => ContactEvent::Suppressed(logged),
+            "opted_out" => ContactEvent::OptedOut(logged),
+            other => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "a contact event has an unknown kind {other:?}"
+                )));
+            }
+        };
+        out.push((at, 1, event));
     }
     let last_no = attempts.len();
     for (i, a) in attempts.iter().enumerate() {
@@ -468,15 +610,22 @@ pub(crate) async fn events(
         out.push((
             created,
             2,
-            json!({"event": "released", "at": api_time(created), "attempt": attempt_no}),
+            ContactEvent::Released {
+                at: api_time(created),
+                attempt: attempt_no,
+            },
         ));
         let started: Option<chrono::DateTime<chrono::Utc>> = a.get(4);
         let dialed = started.unwrap_or(created);
         out.push((
             dialed,
             3,
-            json!({"event": "dialed", "at": api_time(dialed), "attempt": attempt_no,
-                   "dialId": a.get::<_, Uuid>(0), "callerId": a.get::<_, Option<String>>(2)}),
+            ContactEvent::Dialed {
+                at: api_time(dialed),
+                attempt: attempt_no,
+                dial_id: a.get(0),
+                caller_id: a.get(2),
+            },
         ));
         let outcome: Option<String> = a.get(6);
         if let Some(outcome) = &outcome {
@@ -486,8 +635,12 @@ pub(crate) async fn events(
             out.push((
                 ended,
                 4,
-                json!({"event": "outcome", "at": api_time(ended), "attempt": attempt_no,
-                       "outcome": outcome, "reason": a.get::<_, Option<String>>(7)}),
+                ContactEvent::Outcome {
+                    at: api_time(ended),
+                    attempt: attempt_no,
+                    outcome: outcome.clone(),
+                    reason: a.get(7),
+                },
             ));
             let retried = i + 1 < last_no || (state_name == "queued" && i + 1 == last_no);
             if retried && matches!(outcome.as_str(), "busy" | "no-answer" | "voicemail") {
@@ -499,25 +652,30 @@ pub(crate) async fn events(
                 out.push((
                     ended,
                     5,
-                    json!({"event": "retry_scheduled", "at": api_time(ended),
-                           "attempt": attempt_no + 1, "dueAt": due.map(api_time)}),
+                    ContactEvent::RetryScheduled {
+                        at: api_time(ended),
+                        attempt: attempt_no + 1,
+                        due_at: due.map(api_time),
+                    },
                 ));
             }
         }
     }
     if state_name == "cancelled" {
         let at: chrono::DateTime<chrono::Utc> = contact.get(4);
-        out.push((at, 6, json!({"event": "cancelled", "at": api_time(at)})));
+        out.push((at, 6, ContactEvent::Cancelled { at: api_time(at) }));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    Ok(Json(json!({
-        "contactId": id,
-        "state": state_name,
-        "lastOutcome": contact.get::<_, Option<String>>(5),
-        "holdReason": contact.get::<_, Option<String>>(8),
-        "nextAttemptAt": contact.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2).map(api_time),
-        "data": out.into_iter().map(|(_, _, v)| v).collect::<Vec<_>>(),
-    })))
+    Ok(Json(ContactEvents {
+        contact_id: id,
+        state: state_name,
+        last_outcome: contact.get(5),
+        hold_reason: contact.get(8),
+        next_attempt_at: contact
+            .get::<_, Option<chrono::DateTime<chrono::Utc>>>(2)
+            .map(api_time),
+        data: out.into_iter().map(|(_, _, v)| v).collect(),
+    }))
 }
 
 #[cfg(test)]

@@ -7,14 +7,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use shared::db::counters;
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::{dialgen_call_status, dialgen_contact_status};
-use shared::domain::{ContactState, Surface};
+use shared::domain::{ContactState, DialgenCallStatus, DialgenStatus, Surface};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
@@ -22,10 +23,10 @@ use crate::batches::body::DialgenContact;
 use crate::batches::csv::{self, is_multipart, multipart};
 use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::batches::settings::{self, DialgenCreate};
-use crate::batches::stats::{self, outcome_column};
+use crate::batches::stats::{self, CheckStatus, outcome_column};
 use crate::batches::stream;
 use crate::batches::submit::idempotency_key;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
 use crate::pagination::{Cursor, PageRequest};
 use crate::row_stream::{self, Framing, Param};
@@ -39,13 +40,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/status/batch", get(calls))
 }
 
-#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", request_body = crate::openapi::DialgenCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 202, body = crate::openapi::DialgenCreated), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", operation_id = "createBatch", request_body(content((DialgenCreate = "application/json"), (crate::openapi::DialgenUpload = "multipart/form-data")), description = "JSON, or a CSV upload: part `file` (the contacts) and part `batch` (the JSON settings)"), params(crate::openapi::IdempotencyKey), responses((status = 202, body = BatchCreated), (status = 409, description = "a replay racing its original: retry", body = ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     headers: HeaderMap,
     req_body: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
     let req = stream::Request {
         state: state.clone(),
         ws: ws.clone(),
@@ -65,27 +66,64 @@ pub(crate) async fn create(
         stream::receive_json::<DialgenContact>(req, req_body.into_body(), check).await?
     };
     let id = submitted.batch.id;
-    let base = state.config.public_url.trim_end_matches('/');
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "success": true,
-            "batchId": id,
+        Json(BatchCreated {
+            success: true,
+            batch_id: id,
             // A replay shows the batch as it is now, not as it was when first accepted.
-            "status": submitted.batch.dialgen_status(Utc::now()),
-            "message": "Batch accepted and is being processed. Monitor the status link for updates.",
-            "links": {
-                "status": format!("{base}/api/v1/batch/{id}/status"),
-                "dashboard": crate::monitor::dashboard_link(&state.config, id, Utc::now()),
-            },
-        })),
+            status: submitted.batch.dialgen_status(Utc::now()),
+            message: "Batch accepted and is being processed. Monitor the status link for updates.",
+            links: BatchLinks::of(&state, id),
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+/// The 202 of `POST /api/v1/batch` (seed 004).
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+pub(crate) struct BatchCreated {
+    success: bool,
+    batch_id: Uuid,
+    /// `ingesting`; a replay (same `Idempotency-Key`, same body) shows the batch's current
+    /// status.
+    status: DialgenStatus,
+    message: &'static str,
+    links: BatchLinks,
+}
+
+/// A Dialgen batch's links.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchLinks {
+    /// The batch's status, in the check-status shape.
+    #[schema(format = "uri")]
+    status: String,
+    /// The monitor page, with a token valid 7 days for this batch only.
+    #[schema(format = "uri")]
+    dashboard: String,
+}
+
+impl BatchLinks {
+    /// The links of batch `id`.
+    pub(crate) fn of(state: &AppState, id: Uuid) -> Self {
+        let base = state.config.public_url.trim_end_matches('/');
+        Self {
+            status: format!("{base}/api/v1/batch/{id}/status"),
+            dashboard: crate::monitor::dashboard_link(&state.config, id, Utc::now()),
+        }
+    }
+}
+
+/// `batchId` and `limit` of check-status.
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StatusQuery {
+    /// The batch; required.
+    #[param(required = true, value_type = Uuid)]
     batch_id: Option<String>,
+    /// Recent calls: a count (10 by default), or `all` / `-1` for every call.
+    #[param(pattern = "^([0-9]+|all|-1)$")]
     limit: Option<String>,
 }
 
@@ -109,12 +147,12 @@ fn recent_limit(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/batch/check-status", tag = "dialgen", params(("batchId" = String, Query), ("limit" = Option<String>, Query, description = "recent calls: a number, all or -1")), responses((status = 200, body = crate::openapi::CheckStatus), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/batch/check-status", tag = "dialgen", operation_id = "checkBatchStatus", params(StatusQuery), responses((status = 200, body = CheckStatus), (status = 404, description = "not found in this workspace (or batchId is not a UUID)", body = ErrorBody), (status = 422, description = "batchId missing or a bad limit", body = ErrorBody)))]
 pub(crate) async fn check_status(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckStatus>, ApiError> {
     let id = batch_id_param(q.batch_id.as_deref())?;
     let limit = recent_limit(q.limit.as_deref())?;
     let client = state.db.get().await?;
@@ -124,19 +162,23 @@ pub(crate) async fn check_status(
     ))
 }
 
-#[derive(Deserialize)]
+/// `limit` of the status link.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LinkQuery {
+    /// Recent calls: a count (10 by default), or `all` / `-1` for every call.
+    #[param(pattern = "^([0-9]+|all|-1)$")]
     limit: Option<String>,
 }
 
 /// The seed's `links.status`, in the check-status shape.
-#[utoipa::path(get, path = "/api/v1/batch/{id}/status", tag = "dialgen", params(("id" = String, Path), ("limit" = Option<String>, Query)), responses((status = 200, body = crate::openapi::CheckStatus), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/batch/{id}/status", tag = "dialgen", operation_id = "getBatchStatus", params(("id" = String, Path), LinkQuery), responses((status = 200, body = CheckStatus), (status = 422, description = "a bad limit", body = ErrorBody)))]
 pub(crate) async fn status_link(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     Query(q): Query<LinkQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckStatus>, ApiError> {
     let id = path_id(&id, "batch")?;
     let limit = recent_limit(q.limit.as_deref())?;
     let client = state.db.get().await?;
@@ -146,11 +188,38 @@ pub(crate) async fn status_link(
     ))
 }
 
-/// `limit`/`cursor` of the paginated Dialgen reads.
-#[derive(Deserialize)]
+/// `limit`/`cursor` of the batch list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Page size; without `limit` and `cursor` every batch is answered.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The `X-Next-Cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// One item of `/api/v1/batch/list`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BatchListItem {
+    batch_id: Uuid,
+    status: DialgenStatus,
+    total: i64,
+    processed: i64,
+    succeeded: i64,
+    failed: i64,
+    /// Extension: answered by a machine.
+    voicemail: i64,
+    /// Extension: cancelled with the batch.
+    cancelled: i64,
+    percent_complete: f64,
+    #[schema(format = DateTime)]
+    created_at: String,
+    agent_id: Uuid,
+    priority: i16,
+    /// Extension: the batch's name.
+    name: String,
 }
 
 /// The columns of a batch list item: the batch, and its contacts counted by state as one
@@ -168,7 +237,10 @@ fn list_sql() -> String {
 }
 
 /// One item of `/api/v1/batch/list`, from a row of [`list_sql`].
-fn list_item(row: &tokio_postgres::Row, now: chrono::DateTime<Utc>) -> Result<Value, ApiError> {
+fn list_item(
+    row: &tokio_postgres::Row,
+    now: chrono::DateTime<Utc>,
+) -> Result<BatchListItem, ApiError> {
     let b = Batch::from_row(row)?;
     // The batch counters' groups, as `[state, last_outcome, hold_reason, n]` (the one count
     // every surface shows: shared::db::counters).
@@ -189,27 +261,27 @@ fn list_item(row: &tokio_postgres::Row, now: chrono::DateTime<Utc>) -> Result<Va
     }
     let counts = counters::counts(&parsed);
     let s = stats::statistics(&b, &counts);
-    Ok(json!({
-        "batchId": b.id,
-        "status": b.dialgen_status(now),
-        "total": s.total,
-        "processed": s.processed,
-        "succeeded": s.succeeded,
-        "failed": s.failed,
-        "voicemail": s.voicemail,
-        "cancelled": s.cancelled,
-        "percentComplete": s.percent_complete,
-        "createdAt": api_time(b.created_at),
-        "agentId": b.agent_id,
-        "priority": b.priority,
-        "name": b.name,
-    }))
+    Ok(BatchListItem {
+        batch_id: b.id,
+        status: b.dialgen_status(now),
+        total: s.total,
+        processed: s.processed,
+        succeeded: s.succeeded,
+        failed: s.failed,
+        voicemail: s.voicemail,
+        cancelled: s.cancelled,
+        percent_complete: s.percent_complete,
+        created_at: api_time(b.created_at),
+        agent_id: b.agent_id,
+        priority: b.priority,
+        name: b.name,
+    })
 }
 
 /// Every batch of the workspace, newest first: streamed whole (as Dialgen documents it), or a
 /// page when `limit` or `cursor` is given. A page stays an array; the next one is named by the
 /// `Link: <…>; rel="next"` (RFC 8288) and `X-Next-Cursor` headers, absent on the last page.
-#[utoipa::path(get, path = "/api/v1/batch/list", tag = "dialgen", params(("limit" = Option<i64>, Query, description = "page size (1-1000); without limit and cursor every batch is answered"), ("cursor" = Option<String>, Query, description = "the X-Next-Cursor of the previous page")), responses((status = 200, body = Vec<crate::openapi::BatchListItem>, headers(("Link" = String, description = "the next page, rel=\"next\""), ("X-Next-Cursor" = String, description = "the next page's cursor"))), (status = 400, description = "a cursor this API did not return", body = crate::openapi::ErrorBody), (status = 422, description = "limit out of range", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/batch/list", tag = "dialgen", operation_id = "listBatches", params(ListQuery), responses((status = 200, body = Vec<BatchListItem>, headers(("Link" = String, description = "the next page, rel=\"next\""), ("X-Next-Cursor" = String, description = "the next page's cursor"))), (status = 422, description = "limit out of range", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
@@ -253,15 +325,57 @@ pub(crate) async fn list(
         .collect::<Result<Vec<_>, _>>()?;
     let mut headers = HeaderMap::new();
     crate::routes::lists::next_page_headers(&mut headers, &state, &uri, cursor.as_deref())?;
-    Ok((headers, Json(Value::Array(items))).into_response())
+    Ok((headers, Json(items)).into_response())
 }
 
-#[derive(Deserialize)]
+/// `batchId`, `limit` and `cursor` of a batch's calls.
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CallsQuery {
+    /// The batch; required.
+    #[param(required = true, value_type = Uuid)]
     batch_id: Option<String>,
+    /// Page size; without `limit` and `cursor` every call is answered.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// `/api/v1/status/batch`: every call of a batch.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BatchCalls {
+    batch_id: Uuid,
+    calls: Vec<BatchCall>,
+    /// The next page's cursor (with `limit`/`cursor`); null on the last page, or when every
+    /// call was answered.
+    next_cursor: Option<String>,
+}
+
+/// One contact and its latest call.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BatchCall {
+    /// The contact's id.
+    call_id: Uuid,
+    /// The contact's status (SCHEDULED also while waiting for a retry).
+    status: DialgenCallStatus,
+    #[schema(format = DateTime)]
+    start_time: Option<String>,
+    phone_number: String,
+    /// The latest call's error, or the contact's unanswered outcome.
+    error: Option<String>,
+    /// The latest call's whole seconds from answer to end; 0 if never answered.
+    duration: Option<i64>,
+    /// Always null: calls are not recorded.
+    #[schema(value_type = Option<String>)]
+    recording_url: Option<()>,
+    /// Extension: the latest call (a Vogent dial id).
+    dial_id: Option<Uuid>,
+    /// Extension: the latest call's own status, as `recentCalls` and the webhook show it.
+    dial_status: Option<DialgenCallStatus>,
 }
 
 /// A batch's contacts in row order, each with its latest attempt (`$2` the row index to
@@ -274,7 +388,7 @@ const CALLS_SQL: &str = "SELECT c.id AS contact_id, c.row_index, c.state, c.last
     ORDER BY c.row_index LIMIT $3";
 
 /// One entry of `/api/v1/status/batch`'s `calls`, from a row of [`CALLS_SQL`].
-fn call_json(r: &tokio_postgres::Row) -> Result<Value, ApiError> {
+fn call_json(r: &tokio_postgres::Row) -> Result<BatchCall, ApiError> {
     let state: &str = r.get("state");
     let state = ContactState::parse(state).ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!("a contact has an invalid state {state:?}"))
@@ -287,17 +401,17 @@ fn call_json(r: &tokio_postgres::Row) -> Result<Value, ApiError> {
             .filter(|o| !o.is_answered())
             .map(|o| o.as_str().to_owned())
     });
-    Ok(json!({
-        "callId": r.get::<_, Uuid>("contact_id"),
-        "status": dialgen_contact_status(state, last_outcome),
-        "startTime": api_time_opt(r.get("started_at")),
-        "phoneNumber": r.get::<_, String>("phone_number"),
-        "error": error,
-        "duration": call_duration_secs(r.get("answered_at"), r.get("ended_at")),
-        "recordingUrl": Value::Null,
-        "dialId": dial_id,
-        "dialStatus": dial_id.map(|_| dialgen_call_status(dial_outcome)),
-    }))
+    Ok(BatchCall {
+        call_id: r.get("contact_id"),
+        status: dialgen_contact_status(state, last_outcome),
+        start_time: api_time_opt(r.get("started_at")),
+        phone_number: r.get("phone_number"),
+        error,
+        duration: call_duration_secs(r.get("answered_at"), r.get("ended_at")),
+        recording_url: None,
+        dial_id,
+        dial_status: dial_id.map(|_| dialgen_call_status(dial_outcome)),
+    })
 }
 
 /// Every call of a batch with its status: one entry per contact, with its latest attempt, in
@@ -308,7 +422,7 @@ fn call_json(r: &tokio_postgres::Row) -> Result<Value, ApiError> {
 /// (`MISSED` for a busy call). Both come from `shared::domain::views`. Without `limit` and
 /// `cursor` every call is answered, streamed from the database; with them, one page and its
 /// `nextCursor` (null on the last page).
-#[utoipa::path(get, path = "/api/v1/status/batch", tag = "dialgen", params(("batchId" = String, Query), ("limit" = Option<i64>, Query, description = "page size (1-1000); without limit and cursor every call is answered"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, body = crate::openapi::BatchCalls), (status = 400, description = "a cursor this API did not return", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/status/batch", tag = "dialgen", operation_id = "listBatchCalls", params(CallsQuery), responses((status = 200, body = BatchCalls), (status = 404, description = "not found in this workspace (or batchId is not a UUID)", body = ErrorBody), (status = 422, description = "batchId missing or limit out of range", body = ErrorBody)))]
 pub(crate) async fn calls(
     State(state): State<AppState>,
     ws: Workspace,
@@ -336,5 +450,10 @@ pub(crate) async fn calls(
         Cursor::for_row(r.get("row_index"), r.get("contact_id"))
     });
     let calls = rows.iter().map(call_json).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({"batchId": id, "calls": calls, "nextCursor": cursor})).into_response())
+    Ok(Json(BatchCalls {
+        batch_id: id,
+        calls,
+        next_cursor: cursor,
+    })
+    .into_response())
 }

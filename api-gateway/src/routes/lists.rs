@@ -15,21 +15,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use shared::domain::Surface;
+use shared::domain::{DialgenStatus, Surface};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::{DialgenContact, VogentRow};
-use crate::batches::model::Batch;
+use crate::batches::model::{Batch, Job};
 use crate::batches::retry::RetryBody;
+use crate::batches::stats::RowCounts;
 use crate::batches::{append, export, rejected, retry};
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::extract::{JsonBody, Query, path_id, read_body};
-use crate::pagination::{PageRequest, next_link, page_body};
+use crate::pagination::{Page, PageRequest, next_link, page_body};
+use crate::routes::dialgen::BatchLinks;
 use crate::row_stream::{self, Framing, Param};
 
 /// The 404 nouns of each surface.
@@ -61,13 +64,19 @@ async fn load(
     })
 }
 
-#[derive(Deserialize)]
+/// `limit` and `cursor` of the rejected rows.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
+    /// Page size, 50 by default (JSON); CSV answers every row unless `limit` or `cursor` is
+    /// given.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The previous page's `cursor` (JSON) or `X-Next-Cursor` (CSV).
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/batch/{id}/rejected", tag = "dialgen", params(("id" = String, Path), ("limit" = Option<i64>, Query, description = "page size (1-1000, default 50)"), ("cursor" = Option<String>, Query), ("Accept" = Option<String>, Header, description = "text/csv for CSV (every row, streamed, unless limit or cursor is given)")), responses((status = 200, body = crate::openapi::RejectedPage, description = "JSON, or with Accept: text/csv the CSV row,phoneNumber,reason,detail"), (status = 400, description = "a cursor this API did not return", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "limit out of range", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/batch/{id}/rejected", tag = "dialgen", operation_id = "listBatchRejected", params(("id" = String, Path), PageQuery, ("Accept" = Option<String>, Header, description = "text/csv for CSV (every row, streamed, unless limit or cursor is given)")), responses((status = 200, description = "JSON, or with Accept: text/csv the CSV row,phoneNumber,reason,detail", content((Page<rejected::RejectedRow> = "application/json"), (String = "text/csv")), headers(("Link" = String, description = "CSV pages: the next page, rel=\"next\""), ("X-Next-Cursor" = String, description = "CSV pages: the next page's cursor"))), (status = 422, description = "limit out of range", body = ErrorBody)))]
 pub(crate) async fn dialgen_rejected(
     State(state): State<AppState>,
     ws: Workspace,
@@ -79,7 +88,7 @@ pub(crate) async fn dialgen_rejected(
     rejected_rows(state, ws, path_id(&id, BATCH)?, BATCH, headers, uri, q).await
 }
 
-#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/rejected", tag = "vogent", params(("id" = String, Path), ("limit" = Option<i64>, Query, description = "page size (1-1000, default 50)"), ("cursor" = Option<String>, Query), ("Accept" = Option<String>, Header, description = "text/csv for CSV (every row, streamed, unless limit or cursor is given)")), responses((status = 200, body = crate::openapi::RejectedPage, description = "JSON, or with Accept: text/csv the CSV row,phoneNumber,reason,detail"), (status = 400, description = "a cursor this API did not return", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "limit out of range", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/rejected", tag = "vogent", operation_id = "listBatchDialJobRejected", params(("id" = String, Path), PageQuery, ("Accept" = Option<String>, Header, description = "text/csv for CSV (every row, streamed, unless limit or cursor is given)")), responses((status = 200, description = "JSON, or with Accept: text/csv the CSV row,phoneNumber,reason,detail", content((Page<rejected::RejectedRow> = "application/json"), (String = "text/csv")), headers(("Link" = String, description = "CSV pages: the next page, rel=\"next\""), ("X-Next-Cursor" = String, description = "CSV pages: the next page's cursor"))), (status = 422, description = "limit out of range", body = ErrorBody)))]
 pub(crate) async fn vogent_rejected(
     State(state): State<AppState>,
     ws: Workspace,
@@ -161,7 +170,7 @@ pub(crate) fn next_page_headers(
     Ok(())
 }
 
-#[utoipa::path(get, path = "/api/v1/batch/{id}/results.csv", tag = "dialgen", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, metadata (JSON); streamed", content_type = "text/csv"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/batch/{id}/results.csv", tag = "dialgen", operation_id = "exportBatchResults", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, metadata (JSON); streamed", content_type = "text/csv", body = String)))]
 pub(crate) async fn dialgen_results(
     State(state): State<AppState>,
     ws: Workspace,
@@ -170,7 +179,7 @@ pub(crate) async fn dialgen_results(
     results(state, ws, path_id(&id, BATCH)?, BATCH).await
 }
 
-#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/results.csv", tag = "vogent", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, inputs (JSON); streamed", content_type = "text/csv"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/results.csv", tag = "vogent", operation_id = "exportBatchDialJobResults", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, inputs (JSON); streamed", content_type = "text/csv", body = String)))]
 pub(crate) async fn vogent_results(
     State(state): State<AppState>,
     ws: Workspace,
@@ -208,80 +217,102 @@ async fn results(
     Ok((headers, body).into_response())
 }
 
-#[utoipa::path(post, path = "/api/v1/batch/{id}/retry", tag = "dialgen", params(("id" = String, Path)), request_body = crate::openapi::RecallDoc, responses((status = 202, body = crate::openapi::DialgenRetried), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "the batch is not completed or cancelled", body = crate::openapi::ErrorBody), (status = 422, description = "unknown outcomes (outcomes[i]), none matching, or a bad name", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch/{id}/retry", tag = "dialgen", operation_id = "retryBatch", params(("id" = String, Path)), request_body = RetryBody, responses((status = 202, body = BatchRetried), (status = 409, description = "the batch is not completed or cancelled", body = ErrorBody), (status = 422, description = "unknown outcomes (outcomes[i]), none matching, or a bad name", body = ErrorBody)))]
 pub(crate) async fn dialgen_retry(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<RetryBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<BatchRetried>), ApiError> {
     let id = path_id(&id, BATCH)?;
     let batch = retry::create(&state.db, ws.id, id, BATCH, Surface::Dialgen, body.check()?).await?;
-    let now = Utc::now();
-    let base = state.config.public_url.trim_end_matches('/');
-    let new = batch.id;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "success": true,
-            "batchId": new,
-            "status": batch.dialgen_status(now),
-            "message": "Retry batch accepted. Monitor the status link for updates.",
-            "retryOf": batch.retry_of,
-            "rows": {"submitted": batch.total_rows, "accepted": batch.accepted_rows, "rejected": batch.rejected_rows},
-            "links": {
-                "status": format!("{base}/api/v1/batch/{new}/status"),
-                "dashboard": crate::monitor::dashboard_link(&state.config, new, now),
-            },
-        })),
+        Json(BatchRetried {
+            success: true,
+            batch_id: batch.id,
+            status: batch.dialgen_status(Utc::now()),
+            message: "Retry batch accepted. Monitor the status link for updates.",
+            retry_of: batch.retry_of,
+            rows: RowCounts::of(&batch),
+            links: BatchLinks::of(&state, batch.id),
+        }),
     ))
 }
 
-#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/retry", tag = "vogent", params(("id" = String, Path)), request_body = crate::openapi::RecallDoc, responses((status = 200, description = "the new job, in INIT (start it with /paused)", body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "the job is not COMPLETE or CANCELLED", body = crate::openapi::ErrorBody), (status = 422, description = "unknown outcomes (outcomes[i]), none matching, or a bad name", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+/// The 202 of `POST /api/v1/batch/{id}/retry`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BatchRetried {
+    success: bool,
+    batch_id: Uuid,
+    status: DialgenStatus,
+    message: &'static str,
+    /// The batch retried.
+    retry_of: Option<Uuid>,
+    /// Do-not-call numbers are not copied: they count as rejected.
+    rows: RowCounts,
+    links: BatchLinks,
+}
+
+/// The 202 of `POST /api/v1/batch/{id}/contacts`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ContactsAppended {
+    success: bool,
+    batch_id: Uuid,
+    status: DialgenStatus,
+    /// Contacts received (each accepted or rejected once ingested).
+    contacts: u32,
+    /// The number of the first contact added (rows continue the batch's numbering).
+    first_row: i64,
+}
+
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/retry", tag = "vogent", operation_id = "retryBatchDialJob", params(("id" = String, Path)), request_body = RetryBody, responses((status = 200, description = "the new job, in INIT (start it with /paused)", body = Job), (status = 409, description = "the job is not COMPLETE or CANCELLED", body = ErrorBody), (status = 422, description = "unknown outcomes (outcomes[i]), none matching, or a bad name", body = ErrorBody)))]
 pub(crate) async fn vogent_retry(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<RetryBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let id = path_id(&id, JOB)?;
     let batch = retry::create(&state.db, ws.id, id, JOB, Surface::Vogent, body.check()?).await?;
-    Ok(Json(batch.vogent_json()))
+    Ok(Json(batch.to_job()))
 }
 
-#[utoipa::path(post, path = "/api/v1/batch/{id}/contacts", tag = "dialgen", params(("id" = String, Path)), request_body = crate::openapi::AppendContactsDoc, responses((status = 202, body = crate::openapi::DialgenAppended), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "the batch is final or still ingesting", body = crate::openapi::ErrorBody), (status = 413, description = "more than 100,000 contacts", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch/{id}/contacts", tag = "dialgen", operation_id = "appendBatchContacts", params(("id" = String, Path)), request_body = crate::openapi::AppendContacts, responses((status = 202, body = ContactsAppended), (status = 409, description = "the batch is final or still ingesting", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
 pub(crate) async fn dialgen_contacts(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     req: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ContactsAppended>), ApiError> {
     let id = path_id(&id, BATCH)?;
     let bytes = read_body(req, &state).await?;
     let appended = append::append::<DialgenContact>(&state, ws.id, id, BATCH, &bytes).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "success": true,
-            "batchId": id,
-            "status": appended.batch.dialgen_status(Utc::now()),
-            "contacts": appended.rows,
-            "firstRow": appended.first_row,
-        })),
+        Json(ContactsAppended {
+            success: true,
+            batch_id: id,
+            status: appended.batch.dialgen_status(Utc::now()),
+            contacts: appended.rows,
+            first_row: appended.first_row,
+        }),
     ))
 }
 
-#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/rows", tag = "vogent", params(("id" = String, Path)), request_body = crate::openapi::AppendRowsDoc, responses((status = 202, body = crate::openapi::VogentAppended), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "the job is final or still ingesting", body = crate::openapi::ErrorBody), (status = 413, description = "more than 100,000 rows", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/rows", tag = "vogent", operation_id = "appendBatchDialJobRows", params(("id" = String, Path)), request_body = crate::openapi::AppendRows, responses((status = 202, body = append::RowsAppended), (status = 409, description = "the job is final or still ingesting", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
 pub(crate) async fn vogent_rows(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     req: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<append::RowsAppended>), ApiError> {
     let id = path_id(&id, JOB)?;
     let bytes = read_body(req, &state).await?;
     let appended = append::append::<VogentRow>(&state, ws.id, id, JOB, &bytes).await?;
-    let job = appended.batch.vogent_json();
+    let job = appended.batch.to_job();
     Ok((StatusCode::ACCEPTED, Json(append::answer(&appended, job))))
 }
 

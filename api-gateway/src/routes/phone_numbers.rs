@@ -5,19 +5,20 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use shared::domain::timing::api_time;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use shared::domain::E164;
 
+use super::agents::ListQuery;
 use super::owned::Owned;
 use crate::app::AppState;
 use crate::auth::Workspace;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, Query, path_id};
-use crate::pagination::page_body;
+use crate::pagination::{Page, page_body};
 use crate::validate::{Text, Violations};
 
 pub fn router() -> Router<AppState> {
@@ -32,34 +33,44 @@ const RESOURCE: Owned = Owned {
     what: "phone number",
 };
 
-#[derive(Deserialize)]
+/// `POST /api/phone_numbers`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateNumber {
+    /// E.164, e.g. +12015550100; required.
+    #[schema(value_type = String, required = true, pattern = "^\\+[1-9][0-9]{7,14}$")]
     number: Option<String>,
+    #[schema(max_length = 200)]
     label: Option<Text>,
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ListQuery {
-    limit: Option<i64>,
-    cursor: Option<String>,
+/// A caller ID of the workspace.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PhoneNumber {
+    id: Uuid,
+    /// E.164
+    number: String,
+    label: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
 }
 
-fn number_json(row: &tokio_postgres::Row) -> Value {
-    json!({
-        "id": row.get::<_, Uuid>(0),
-        "number": row.get::<_, String>(1),
-        "label": row.get::<_, Option<String>>(2),
-        "createdAt": api_time(row.get(3)),
-    })
+fn number_json(row: &tokio_postgres::Row) -> PhoneNumber {
+    PhoneNumber {
+        id: row.get(0),
+        number: row.get(1),
+        label: row.get(2),
+        created_at: api_time(row.get(3)),
+    }
 }
 
-#[utoipa::path(post, path = "/api/phone_numbers", tag = "phone numbers", request_body = crate::openapi::PhoneNumberIn, responses((status = 200, body = crate::openapi::PhoneNumber), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 409, description = "not allowed in the job's status", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/phone_numbers", tag = "phone numbers", operation_id = "createPhoneNumber", request_body = CreateNumber, responses((status = 200, body = PhoneNumber), (status = 409, description = "already one of the workspace's numbers", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     JsonBody(body): JsonBody<CreateNumber>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PhoneNumber>, ApiError> {
     let mut v = Violations::default();
     let number = match body.number.as_deref() {
         None => {
@@ -98,12 +109,12 @@ pub(crate) async fn create(
     Ok(Json(number_json(&row)))
 }
 
-#[utoipa::path(get, path = "/api/phone_numbers", tag = "phone numbers", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::openapi::PhoneNumberPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/phone_numbers", tag = "phone numbers", operation_id = "listPhoneNumbers", params(ListQuery), responses((status = 200, body = Page<PhoneNumber>), (status = 422, description = "limit out of range", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<PhoneNumber>>, ApiError> {
     let client = state.db.get().await?;
     let (page, cursor) = RESOURCE
         .page(&client, ws.id, q.limit, q.cursor.as_deref())
@@ -111,7 +122,7 @@ pub(crate) async fn list(
     Ok(page_body(page.iter().map(number_json), cursor))
 }
 
-#[utoipa::path(delete, path = "/api/phone_numbers/{id}", tag = "phone numbers", params(("id" = String, Path, description = "id")), responses((status = 204, description = "deleted"), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/phone_numbers/{id}", tag = "phone numbers", operation_id = "deletePhoneNumber", params(("id" = String, Path, description = "id")), responses((status = 204, description = "deleted")))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     ws: Workspace,

@@ -6,26 +6,29 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::{vogent_dial_status, vogent_system_result_type};
-use shared::domain::{AttemptState, JobState, MachineDetection, Surface, VogentStatus};
+use shared::domain::{
+    AttemptState, CallOutcome, JobState, MachineDetection, Surface, VogentStatus,
+};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::VogentRow;
 use crate::batches::control::{self, Scope};
 use crate::batches::csv::{self, is_multipart, multipart};
-use crate::batches::model::{Batch, COLUMNS, VISIBLE};
+use crate::batches::model::{Batch, COLUMNS, Job, JobLinks, VISIBLE};
 use crate::batches::settings::{self, VogentCreate, VogentUpdate};
 use crate::batches::stream;
 use crate::batches::submit::idempotency_key;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, Query, path_id};
-use crate::pagination::{Cursor, PageRequest, page_body};
+use crate::pagination::{Cursor, Page, PageRequest, page_body};
 use crate::validate::{Text, Violations};
 
 pub fn router() -> Router<AppState> {
@@ -39,13 +42,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/dials/{id}", get(dial))
 }
 
-#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", request_body = crate::openapi::VogentCreateDoc, params(("Idempotency-Key" = Option<String>, Header)), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 413, description = "too large", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = crate::openapi::ErrorBody), (status = 503, description = "a dependency is unavailable", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", operation_id = "createBatchDialJob", request_body(content((VogentCreate = "application/json"), (crate::openapi::VogentUpload = "multipart/form-data")), description = "JSON, or a CSV upload: part `file` (the rows) and part `job` (the JSON settings)"), params(crate::openapi::IdempotencyKey), responses((status = 200, body = Job), (status = 409, description = "a replay racing its original: retry", body = ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
     headers: HeaderMap,
     req_body: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let req = stream::Request {
         state: state.clone(),
         ws: ws.clone(),
@@ -64,25 +67,34 @@ pub(crate) async fn create(
     } else {
         stream::receive_json::<VogentRow>(req, req_body.into_body(), check).await?
     };
-    Ok(Json(submitted.batch.vogent_json()))
+    Ok(Json(submitted.batch.to_job()))
 }
 
-#[derive(Deserialize)]
+/// The filters of the job list.
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Page size, 50 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The previous page's `cursor`.
     cursor: Option<String>,
+    /// Only jobs with this status.
+    #[param(value_type = Option<VogentStatus>)]
     status: Option<String>,
+    /// Only jobs of this agent (an id that is not a UUID matches none).
     call_agent_id: Option<String>,
+    /// Only jobs with this `userId`.
     user_id: Option<Text>,
 }
 
-#[utoipa::path(get, path = "/api/batch_dial_jobs", tag = "vogent", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("status" = Option<String>, Query), ("callAgentId" = Option<String>, Query), ("userId" = Option<String>, Query)), responses((status = 200, body = crate::openapi::JobPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/batch_dial_jobs", tag = "vogent", operation_id = "listBatchDialJobs", params(ListQuery), responses((status = 200, body = Page<Job>), (status = 422, description = "limit out of range or an unknown status", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Job>>, ApiError> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let (after_at, after_id, fetch) = page.keyset();
     let states: Option<Vec<&str>> = match q.status.as_deref() {
@@ -135,15 +147,15 @@ pub(crate) async fn list(
         at: b.created_at,
         id: b.id,
     };
-    Ok(page.respond(batches, cursor_of, Batch::vogent_json))
+    Ok(page.respond(batches, cursor_of, Batch::to_job))
 }
 
-#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}", tag = "vogent", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}", tag = "vogent", operation_id = "getBatchDialJob", params(("id" = String, Path, description = "id")), responses((status = 200, description = "the job, with `statistics` and `links`", body = Job)))]
 pub(crate) async fn fetch(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let client = state.db.get().await?;
     let batch = Batch::load(&client, ws.id, id).await?;
@@ -151,24 +163,26 @@ pub(crate) async fn fetch(
         .await?
         .remove(&id)
         .unwrap_or_default();
-    let mut job = batch.vogent_json();
     // Extensions: the job's progress, counted as Dialgen's `statistics` (voicemails apart from
     // successes), and the live monitor page, as Dialgen batches have it.
-    job["statistics"] = json!(crate::batches::stats::statistics(&batch, &counts));
-    job["links"] =
-        json!({"dashboard": crate::monitor::dashboard_link(&state.config, id, Utc::now())});
-    Ok(Json(job))
+    Ok(Json(Job {
+        statistics: Some(crate::batches::stats::statistics(&batch, &counts)),
+        links: Some(JobLinks {
+            dashboard: crate::monitor::dashboard_link(&state.config, id, Utc::now()),
+        }),
+        ..batch.to_job()
+    }))
 }
 
 /// `PUT`: on an ACTIVE job the change is kept in `pending` and applied at the next pause
 /// (seed 001); otherwise it applies at once. Final jobs refuse with 409.
-#[utoipa::path(put, path = "/api/batch_dial_jobs/{id}", tag = "vogent", request_body = crate::openapi::VogentUpdateDoc, params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "not allowed in the job's status", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(put, path = "/api/batch_dial_jobs/{id}", tag = "vogent", operation_id = "updateBatchDialJob", request_body = VogentUpdate, params(("id" = String, Path, description = "id")), responses((status = 200, body = Job), (status = 409, description = "the job is final", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<VogentUpdate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let mut v = Violations::default();
     if body.rows.is_some() {
@@ -262,7 +276,7 @@ pub(crate) async fn update(
     }
     let batch = Batch::load(&txn, ws.id, id).await?;
     txn.commit().await?;
-    Ok(Json(batch.vogent_json()))
+    Ok(Json(batch.to_job()))
 }
 
 /// Writes a settings change (as `PUT` spells it) into the batch's columns.
@@ -348,26 +362,29 @@ fn job_scope(ws: &Workspace) -> Scope {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /api/batch_dial_jobs/{id}/paused`.
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct PausedBody {
+    /// Required: true pauses, false starts or resumes.
+    #[schema(required = true, value_type = bool)]
     paused: Option<bool>,
 }
 
 /// `/paused`: INIT→ACTIVE, ACTIVE→PAUSED, PAUSED→ACTIVE; final jobs answer 409. Pausing applies
 /// settings kept by `PUT` while the job was active.
-#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/paused", tag = "vogent", request_body = crate::openapi::PausedDoc, params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "not allowed in the job's status", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/paused", tag = "vogent", operation_id = "setBatchDialJobPaused", request_body = PausedBody, params(("id" = String, Path, description = "id")), responses((status = 200, body = Job), (status = 409, description = "not allowed in the job's status", body = ErrorBody), (status = 422, description = "paused is missing", body = ErrorBody)))]
 pub(crate) async fn set_paused(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PausedBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let paused = body
         .paused
         .ok_or_else(|| ApiError::field("paused", "is required (true or false)"))?;
     let batch = control::set_paused(&state.db, job_scope(&ws), id, paused).await?;
-    Ok(Json(batch.vogent_json()))
+    Ok(Json(batch.to_job()))
 }
 
 /// `/cancel`: CANCELLED ("manually stopped", seed 001); calls already connected finish.
@@ -379,12 +396,12 @@ pub(crate) async fn set_paused(
 /// job's row lock, while workers kept seeing the job `active`) follows in its own statement
 /// after the answer; the scheduler's cancel sweep does the same each tick, so a gateway that
 /// stops before it leaves nothing behind.
-#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/cancel", tag = "vogent", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Job), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 409, description = "not allowed in the job's status", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/cancel", tag = "vogent", operation_id = "cancelBatchDialJob", params(("id" = String, Path, description = "id")), responses((status = 200, body = Job), (status = 409, description = "the job is final", body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let batch = control::cancel(&state.db, job_scope(&ws), id).await?;
     let db = state.db.clone();
@@ -393,24 +410,57 @@ pub(crate) async fn cancel(
             tracing::warn!(batch_id = %id, error = %e, "queued rows not cancelled now; the scheduler's sweep will");
         }
     });
-    Ok(Json(batch.vogent_json()))
+    Ok(Json(batch.to_job()))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct PageQuery {
+/// `limit` and `cursor` of a job's queue.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct QueueQuery {
+    /// Page size, 50 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The previous page's `cursor`.
     cursor: Option<String>,
+}
+
+/// `limit`, `cursor` and `status` of a job's dials.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DialsQuery {
+    /// Page size, 50 by default.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The previous page's `cursor`.
+    cursor: Option<String>,
+    /// completed (the default), in-progress or all.
+    #[param(value_type = Option<String>, pattern = "^(completed|in-progress|all)$")]
     status: Option<String>,
 }
 
+/// A row still queued.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct QueuedRow {
+    id: Uuid,
+    to_number: String,
+    #[schema(value_type = Object)]
+    inputs: Value,
+    attempts: i32,
+    /// When a retry is due; null for a first attempt.
+    #[schema(format = DateTime)]
+    next_attempt_at: Option<String>,
+    name: Option<String>,
+}
+
 /// The rows still queued: not in progress, not completed (seed 001), in dialing order.
-#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/queue", tag = "vogent", params(("id" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::openapi::QueuePage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/queue", tag = "vogent", operation_id = "listBatchDialJobQueue", params(("id" = String, Path), QueueQuery), responses((status = 200, body = Page<QueuedRow>), (status = 422, description = "limit out of range", body = ErrorBody)))]
 pub(crate) async fn queue(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<QueueQuery>,
+) -> Result<Json<Page<QueuedRow>>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     // The cursor's time part carries the row index, so pages follow dialing order.
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
@@ -430,15 +480,13 @@ pub(crate) async fn queue(
         at: DateTime::from_timestamp_micros(i64::from(r.get::<_, i32>(3))).unwrap_or_default(),
         id: r.get(0),
     };
-    let queued = |r: &tokio_postgres::Row| {
-        json!({
-            "id": r.get::<_, Uuid>(0),
-            "toNumber": r.get::<_, String>(1),
-            "inputs": r.get::<_, Value>(2),
-            "attempts": r.get::<_, i32>(4),
-            "nextAttemptAt": api_time_opt(r.get(5)),
-            "name": r.get::<_, Option<String>>(6),
-        })
+    let queued = |r: &tokio_postgres::Row| QueuedRow {
+        id: r.get(0),
+        to_number: r.get(1),
+        inputs: r.get(2),
+        attempts: r.get(4),
+        next_attempt_at: api_time_opt(r.get(5)),
+        name: r.get(6),
     };
     Ok(page.respond(rows, cursor_of, queued))
 }
@@ -447,45 +495,80 @@ const DIAL_COLUMNS: &str = "a.id, a.to_number, c.inputs, a.state, a.outcome, a.f
     a.created_at, a.updated_at, a.contact_id, a.attempt_no, a.carrier_call_sid, a.from_number, a.batch_id";
 
 /// Vogent's Dial shape (API-REFERENCE.md), plus `attemptNumber`, `outcome`, `callSid`,
-/// `fromNumber` and `batchId`. Status, duration and times follow `shared::domain::views` and
-/// `::timing`, as every other surface showing this call.
-fn dial_json(r: &tokio_postgres::Row) -> Result<Value, ApiError> {
+/// `fromNumber` and `batchId`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Dial {
+    id: Uuid,
+    to_number: String,
+    #[schema(value_type = Object)]
+    inputs: Value,
+    /// dialing, ringing, in-progress, or completed once the call has an outcome.
+    #[schema(value_type = String, pattern = "^(dialing|ringing|in-progress|completed)$")]
+    status: &'static str,
+    /// COMPLETED, BUSY, NO_ANSWER, FAILED, VOICEMAIL, CANCELLED, UNKNOWN; null until it ends.
+    #[schema(value_type = Option<String>)]
+    system_result_type: Option<&'static str>,
+    from_number_id: Option<Uuid>,
+    /// Whole seconds from answer to end, rounded; 0 if never answered; null until it ends.
+    #[schema(minimum = 0)]
+    duration_seconds: Option<i64>,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    ended_at: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// The row (contact) this dial calls.
+    dial_task_id: Uuid,
+    attempt_number: i32,
+    outcome: Option<CallOutcome>,
+    call_sid: Option<String>,
+    from_number: Option<String>,
+    batch_id: Uuid,
+}
+
+/// Status, duration and times follow `shared::domain::views` and `::timing`, as every other
+/// surface showing this call.
+fn dial_json(r: &tokio_postgres::Row) -> Result<Dial, ApiError> {
     let outcome = crate::batches::stats::outcome_column(r.get(4))?;
     let state: &str = r.get(3);
     let state = AttemptState::parse(state).ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!("an attempt has an invalid state {state:?}"))
     })?;
     let ended: Option<DateTime<Utc>> = r.get(8);
-    Ok(json!({
-        "id": r.get::<_, Uuid>(0),
-        "toNumber": r.get::<_, String>(1),
-        "inputs": r.get::<_, Value>(2),
-        "status": vogent_dial_status(state, outcome),
-        "systemResultType": vogent_system_result_type(outcome),
-        "fromNumberId": r.get::<_, Option<Uuid>>(5),
-        "durationSeconds": call_duration_secs(r.get(6), ended),
-        "startedAt": api_time_opt(r.get(7)),
-        "endedAt": api_time_opt(ended),
-        "createdAt": api_time(r.get(9)),
-        "updatedAt": api_time(r.get(10)),
-        "dialTaskId": r.get::<_, Uuid>(11),
-        "attemptNumber": r.get::<_, i32>(12),
-        "outcome": outcome,
-        "callSid": r.get::<_, Option<String>>(13),
-        "fromNumber": r.get::<_, Option<String>>(14),
-        "batchId": r.get::<_, Uuid>(15),
-    }))
+    Ok(Dial {
+        id: r.get(0),
+        to_number: r.get(1),
+        inputs: r.get(2),
+        status: vogent_dial_status(state, outcome),
+        system_result_type: vogent_system_result_type(outcome),
+        from_number_id: r.get(5),
+        duration_seconds: call_duration_secs(r.get(6), ended),
+        started_at: api_time_opt(r.get(7)),
+        ended_at: api_time_opt(ended),
+        created_at: api_time(r.get(9)),
+        updated_at: api_time(r.get(10)),
+        dial_task_id: r.get(11),
+        attempt_number: r.get(12),
+        outcome,
+        call_sid: r.get(13),
+        from_number: r.get(14),
+        batch_id: r.get(15),
+    })
 }
 
 /// The job's dials: completed ones by default (as Vogent lists them); `status=in-progress` or
 /// `status=all` (an extension) shows the others.
-#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/dials", tag = "vogent", params(("id" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("status" = Option<String>, Query, description = "completed (default), in-progress or all")), responses((status = 200, body = crate::openapi::DialPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/dials", tag = "vogent", operation_id = "listBatchDialJobDials", params(("id" = String, Path), DialsQuery), responses((status = 200, body = Page<Dial>), (status = 422, description = "limit out of range or an unknown status", body = ErrorBody)))]
 pub(crate) async fn dials(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<DialsQuery>,
+) -> Result<Json<Page<Dial>>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let (after_at, after_id, fetch) = page.keyset();
@@ -520,12 +603,12 @@ pub(crate) async fn dials(
 }
 
 /// One dial. Agents fetch a call's inputs here with the `dialId` carried in their answer URL.
-#[utoipa::path(get, path = "/api/dials/{id}", tag = "vogent", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::Dial), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/dials/{id}", tag = "vogent", operation_id = "getDial", params(("id" = String, Path, description = "id")), responses((status = 200, body = Dial)))]
 pub(crate) async fn dial(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Dial>, ApiError> {
     let id = path_id(&id, "dial")?;
     let client = state.db.get().await?;
     let sql = format!(

@@ -6,16 +6,17 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use shared::domain::timing::{api_time, api_time_opt};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Workspace;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
-use crate::pagination::{Cursor, PageRequest};
+use crate::pagination::{Cursor, Page, PageRequest};
 use crate::validate::Violations;
 
 pub fn router() -> Router<AppState> {
@@ -35,34 +36,75 @@ const STATES: [&str; 3] = ["pending", "delivered", "failed"];
 /// The events deliveries are made for.
 const EVENTS: [&str; 3] = ["call.completed", "batch.completed", "batch.failed"];
 
-#[derive(Deserialize)]
+/// The filters of the delivery list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Page size, 50 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The previous page's `cursor`.
     cursor: Option<String>,
+    /// Only this batch's deliveries.
     #[serde(rename = "batchId")]
+    #[param(value_type = Option<Uuid>)]
     batch_id: Option<String>,
+    /// pending, delivered or failed.
+    #[param(pattern = "^(pending|delivered|failed)$")]
     state: Option<String>,
+    /// call.completed, batch.completed or batch.failed.
+    #[param(pattern = "^(call\\.completed|batch\\.completed|batch\\.failed)$")]
     event: Option<String>,
 }
 
-fn delivery_json(row: &tokio_postgres::Row) -> Value {
+/// One webhook delivery and where it stands.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookDelivery {
+    /// Also the `webhook-id` header of every send.
+    id: Uuid,
+    /// call.completed, batch.completed or batch.failed.
+    event: String,
+    batch_id: Option<Uuid>,
+    /// The contact (call.completed) or batch the event is about.
+    subject_id: Uuid,
+    #[schema(format = "uri")]
+    url: String,
+    attempts: i32,
+    last_status_code: Option<i32>,
+    last_error: Option<String>,
+    /// Set while pending.
+    #[schema(format = DateTime)]
+    next_attempt_at: Option<String>,
+    /// pending, delivered or failed.
+    state: String,
+    #[schema(format = DateTime)]
+    delivered_at: Option<String>,
+    /// The body sent.
+    #[schema(value_type = Object)]
+    payload: Value,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+fn delivery_json(row: &tokio_postgres::Row) -> WebhookDelivery {
     let state: String = row.get(5);
-    json!({
-        "id": row.get::<_, Uuid>(0),
-        "event": row.get::<_, String>(1),
-        "batchId": row.get::<_, Option<Uuid>>(2),
-        "subjectId": row.get::<_, Uuid>(3),
-        "url": row.get::<_, String>(4),
-        "attempts": row.get::<_, i32>(6),
-        "lastStatusCode": row.get::<_, Option<i32>>(7),
-        "lastError": row.get::<_, Option<String>>(8),
+    WebhookDelivery {
+        id: row.get(0),
+        event: row.get(1),
+        batch_id: row.get(2),
+        subject_id: row.get(3),
+        url: row.get(4),
+        attempts: row.get(6),
+        last_status_code: row.get(7),
+        last_error: row.get(8),
         // Only a pending delivery has a next attempt.
-        "nextAttemptAt": (state == "pending").then(|| api_time(row.get(9))),
-        "state": state,
-        "deliveredAt": api_time_opt(row.get(10)),
-        "payload": row.get::<_, Value>(11),
-        "createdAt": api_time(row.get(12)),
-    })
+        next_attempt_at: (state == "pending").then(|| api_time(row.get(9))),
+        state,
+        delivered_at: api_time_opt(row.get(10)),
+        payload: row.get(11),
+        created_at: api_time(row.get(12)),
+    }
 }
 
 /// Checks an optional filter against the values it may take; an unknown value is named in
@@ -83,12 +125,12 @@ fn one_of<'a>(
 }
 
 /// The workspace's deliveries, oldest first, optionally of one batch, state or event.
-#[utoipa::path(get, path = "/api/webhook_deliveries", tag = "webhooks", params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("batchId" = Option<String>, Query), ("state" = Option<String>, Query, description = "pending, delivered or failed"), ("event" = Option<String>, Query, description = "call.completed, batch.completed or batch.failed")), responses((status = 200, body = crate::openapi::WebhookDeliveryPage), (status = 400, description = "malformed JSON or a wrong type", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/webhook_deliveries", tag = "webhooks", operation_id = "listWebhookDeliveries", params(ListQuery), responses((status = 200, body = Page<WebhookDelivery>), (status = 422, description = "limit out of range or a bad filter", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<WebhookDelivery>>, ApiError> {
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let (after_at, after_id, fetch) = page.keyset();
     // Every bad filter is named at once.
@@ -134,12 +176,12 @@ pub(crate) async fn list(
 }
 
 /// One delivery.
-#[utoipa::path(get, path = "/api/webhook_deliveries/{id}", tag = "webhooks", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::WebhookDelivery), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/webhook_deliveries/{id}", tag = "webhooks", operation_id = "getWebhookDelivery", params(("id" = String, Path, description = "id")), responses((status = 200, body = WebhookDelivery)))]
 pub(crate) async fn fetch(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookDelivery>, ApiError> {
     one(
         &state,
         &ws,
@@ -152,12 +194,12 @@ pub(crate) async fn fetch(
 /// Sends a delivery again now, with the same `webhook-id` (receivers de-duplicate on it): a
 /// failed one gets a fresh retry period counted from now; a delivered one is sent once more; a
 /// pending one is brought forward.
-#[utoipa::path(post, path = "/api/webhook_deliveries/{id}/retry", tag = "webhooks", params(("id" = String, Path, description = "id")), responses((status = 200, body = crate::openapi::WebhookDelivery), (status = 404, description = "not found in this workspace", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/webhook_deliveries/{id}/retry", tag = "webhooks", operation_id = "retryWebhookDelivery", params(("id" = String, Path, description = "id")), responses((status = 200, body = WebhookDelivery)))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookDelivery>, ApiError> {
     // The delivery loop gives up `WEBHOOK_RETRY_FOR_SECS` after `retry_from` and grows its
     // backoff with the tries since then, so a manual retry restarts both rather than failing
     // again after one try.
@@ -178,7 +220,7 @@ async fn one(
     ws: &Workspace,
     id: &str,
     sql: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookDelivery>, ApiError> {
     let id = path_id(id, WHAT)?;
     let client = state.db.get().await?;
     let row = client

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::app::AppState;
 use crate::auth::Workspace;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonBody;
 use crate::workspace::{self, RotatedSecret, Settings};
 
@@ -18,7 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/workspace/webhook_secret", post(rotate_secret))
 }
 
-#[utoipa::path(get, path = "/api/workspace", tag = "workspace", responses((status = 200, body = Settings), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/workspace", tag = "workspace", operation_id = "getWorkspace", responses((status = 200, body = Settings)))]
 pub(crate) async fn fetch(
     State(state): State<AppState>,
     ws: Workspace,
@@ -28,7 +28,7 @@ pub(crate) async fn fetch(
 }
 
 /// Changes the tenant's own settings; the operator's limits answer 403 naming each field.
-#[utoipa::path(patch, path = "/api/workspace", tag = "workspace", request_body = workspace::TenantPatch, responses((status = 200, body = Settings), (status = 400, description = "malformed JSON, a wrong type or an unknown field", body = crate::openapi::ErrorBody), (status = 403, description = "a limit only the operator may change (maxConcurrentDials, maxCallsPerSecond, ceilings)", body = crate::openapi::ErrorBody), (status = 422, description = "validation failed", body = crate::openapi::ErrorBody), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(patch, path = "/api/workspace", tag = "workspace", operation_id = "updateWorkspace", request_body = workspace::TenantPatch, responses((status = 200, body = Settings), (status = 403, description = "a limit only the operator may change (maxConcurrentDials, maxCallsPerSecond, ceilings)", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     ws: Workspace,
@@ -43,7 +43,7 @@ pub(crate) async fn update(
 }
 
 /// A new webhook secret, shown once; the replaced one keeps signing deliveries for 24 h.
-#[utoipa::path(post, path = "/api/workspace/webhook_secret", tag = "workspace", responses((status = 200, body = RotatedSecret), (status = 401, description = "no valid API key", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/workspace/webhook_secret", tag = "workspace", operation_id = "rotateWebhookSecret", responses((status = 200, body = RotatedSecret)))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     ws: Workspace,

@@ -5,11 +5,13 @@
 use serde::{Deserialize, Serialize};
 
 /// At most `count` attempts to one number in any `days` days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FrequencyCap {
-    /// Attempts allowed in the period, at least 1.
+    /// Attempts allowed in the period, 1–1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: i32,
-    /// The period in days, at least 1.
+    /// The period in days, 1–365.
+    #[schema(minimum = 1, maximum = 365)]
     pub days: i32,
 }
 

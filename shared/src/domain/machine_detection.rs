@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which kind of detection the carrier runs on the job's calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum MachineDetection {
     /// Tell a person from a machine as soon as possible after the answer.
     Enable,

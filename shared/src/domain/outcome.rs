@@ -40,7 +40,7 @@ impl AttemptState {
 }
 
 /// The outcome of one attempt (ARCHITECTURE.md, "Outcomes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallOutcome {
     /// Answered and ended normally.

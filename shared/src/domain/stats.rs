@@ -51,7 +51,7 @@ impl ContactCounts {
 /// done); the success rate is `succeeded / (succeeded + voicemail + failed)`: a voicemail was
 /// given its chance and reached no one, so it is not a success; a cancelled contact was never
 /// given its chance, so it is neither a success nor a failure.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Statistics {
     /// Every contact.

@@ -152,7 +152,7 @@ impl IngestState {
 }
 
 /// Vogent's job statuses (seeds 000–003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum VogentStatus {
     /// Created (or still ingesting), not started.
@@ -193,7 +193,7 @@ impl VogentStatus {
 }
 
 /// Dialgen's batch statuses (seed 004 and its public docs), plus `paused` and `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DialgenStatus {
     /// Contacts being stored.

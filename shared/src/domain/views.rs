@@ -18,7 +18,7 @@ use super::contact::ContactState;
 use super::outcome::{AttemptState, CallOutcome};
 
 /// Dialgen's call statuses (API-REFERENCE.md), plus `CANCELLED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum DialgenCallStatus {
     /// Not dialed yet, or waiting for a retry (contact view only).
