@@ -195,49 +195,42 @@ fn rows_body(key: &str, row_schema: &str) -> RefOr<Schema> {
         .into()
 }
 
-/// `POST /api/batch_dial_jobs` as an upload: parts `file` and `job`.
-pub struct VogentUpload;
+/// A schema the document names, built by a function rather than derived: for the bodies the
+/// gateway parses as streams, which no Rust type holds whole.
+macro_rules! built_schema {
+    ($(#[$doc:meta])* $name:ident => $build:expr) => {
+        $(#[$doc])*
+        pub struct $name;
 
-impl PartialSchema for VogentUpload {
-    fn schema() -> RefOr<Schema> {
-        upload("job", VogentCreate::name().as_ref())
-    }
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $build
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
 }
 
-impl ToSchema for VogentUpload {}
-
-/// `POST /api/v1/batch` as an upload: parts `file` and `batch`.
-pub struct DialgenUpload;
-
-impl PartialSchema for DialgenUpload {
-    fn schema() -> RefOr<Schema> {
-        upload("batch", DialgenCreate::name().as_ref())
-    }
+built_schema! {
+    /// `POST /api/batch_dial_jobs` as an upload: parts `file` and `job`.
+    VogentUpload => upload("job", VogentCreate::name().as_ref())
 }
 
-impl ToSchema for DialgenUpload {}
-
-/// `POST /api/batch_dial_jobs/{id}/rows`: rows as in the create body.
-pub struct AppendRows;
-
-impl PartialSchema for AppendRows {
-    fn schema() -> RefOr<Schema> {
-        rows_body("rows", VogentRow::name().as_ref())
-    }
+built_schema! {
+    /// `POST /api/v1/batch` as an upload: parts `file` and `batch`.
+    DialgenUpload => upload("batch", DialgenCreate::name().as_ref())
 }
 
-impl ToSchema for AppendRows {}
-
-/// `POST /api/v1/batch/{id}/contacts`: contacts as in the create body.
-pub struct AppendContacts;
-
-impl PartialSchema for AppendContacts {
-    fn schema() -> RefOr<Schema> {
-        rows_body("contacts", DialgenContact::name().as_ref())
-    }
+built_schema! {
+    /// `POST /api/batch_dial_jobs/{id}/rows`: rows as in the create body.
+    AppendRows => rows_body("rows", VogentRow::name().as_ref())
 }
 
-impl ToSchema for AppendContacts {}
+built_schema! {
+    /// `POST /api/v1/batch/{id}/contacts`: contacts as in the create body.
+    AppendContacts => rows_body("contacts", DialgenContact::name().as_ref())
+}
 
 /// `GET /openapi.json`.
 pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {

@@ -194,11 +194,11 @@ pub struct RetryIn {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhooksIn {
-    #[schema(format = "uri", pattern = "^https?://[^/?#\\s]+")]
+    #[schema(pattern = "^https?://[^/?#\\s]+")]
     pub on_call_complete: Option<Text>,
-    #[schema(format = "uri", pattern = "^https?://[^/?#\\s]+")]
+    #[schema(pattern = "^https?://[^/?#\\s]+")]
     pub on_batch_complete: Option<Text>,
-    #[schema(format = "uri", pattern = "^https?://[^/?#\\s]+")]
+    #[schema(pattern = "^https?://[^/?#\\s]+")]
     pub on_batch_failed: Option<Text>,
 }
 

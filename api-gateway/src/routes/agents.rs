@@ -38,7 +38,7 @@ pub(crate) struct CreateAgent {
     #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<Text>,
     /// The http(s) URL the carrier fetches when the callee answers; required.
-    #[schema(value_type = String, required = true, format = "uri", pattern = "^https?://[^/?#\\s]+")]
+    #[schema(value_type = String, required = true, pattern = "^https?://[^/?#\\s]+")]
     answer_url: Option<Text>,
 }
 
@@ -59,7 +59,8 @@ pub(crate) struct ListQuery {
 pub(crate) struct Agent {
     id: Uuid,
     name: String,
-    #[schema(format = "uri")]
+    /// As given: http(s), a host, anything after (the server checks no more).
+    #[schema(pattern = "^https?://")]
     answer_url: String,
     #[schema(format = DateTime)]
     created_at: String,

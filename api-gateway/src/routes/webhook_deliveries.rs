@@ -68,7 +68,8 @@ pub(crate) struct WebhookDelivery {
     batch_id: Option<Uuid>,
     /// The contact (call.completed) or batch the event is about.
     subject_id: Uuid,
-    #[schema(format = "uri")]
+    /// The endpoint, as the batch's webhooks name it.
+    #[schema(pattern = "^https?://")]
     url: String,
     attempts: i32,
     last_status_code: Option<i32>,
