@@ -716,3 +716,93 @@ async fn an_append_queues_chunks_after_the_jobs_rows_and_survives_a_publish_fail
         "only the rows that arrived count"
     );
 }
+
+/// An append is read as it arrives, but nothing of it is queued until the whole body proved
+/// valid: a body that goes wrong after its rows (a field the route does not take, truncated
+/// JSON, a 100,001st row) is answered as a create's would be, queues no chunk, and leaves the
+/// job as it was, `ready` for the next append.
+#[tokio::test]
+async fn a_late_invalid_append_adds_nothing() {
+    let app = spawn_app().await;
+    let ws = workspace(&app).await;
+    let client = app.env.db.get().await.unwrap();
+    let job = fixtures::Batch::new(ws)
+        .surface("vogent")
+        .state("paused")
+        .insert(&client)
+        .await;
+    fixtures::Contacts::new(["+12015550100"])
+        .insert(&client, job, ws.id)
+        .await;
+    client
+        .execute(
+            "UPDATE batches SET total_rows = 1, accepted_rows = 1 WHERE id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    // More than one chunk of rows before the problem, so a streaming reader has packed some.
+    let rows: Vec<String> = (0..5_000)
+        .map(|i| format!(r#"{{"toNumber":"+1202{i:07}"}}"#))
+        .collect();
+    let rows = rows.join(",");
+    let too_many: Vec<String> = (0..100_001)
+        .map(|i| format!(r#"{{"toNumber":"+1203{i:07}"}}"#))
+        .collect();
+    let cases = [
+        (
+            format!(r#"{{"rows":[{rows}],"name":"late"}}"#),
+            422,
+            "a field after the rows",
+        ),
+        (format!(r#"{{"rows":[{rows}],"#), 400, "truncated JSON"),
+        (
+            format!(r#"{{"rows":[{}]}}"#, too_many.join(",")),
+            413,
+            "a 100,001st row",
+        ),
+    ];
+    for (body, status, what) in cases {
+        let r = app
+            .post(&format!("/api/batch_dial_jobs/{job}/rows"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            status,
+            "{what}: {}",
+            r.text().await.unwrap()
+        );
+        assert_eq!(
+            app.ingest_queue_depth().await,
+            0,
+            "{what}: a chunk was queued"
+        );
+        let row = client
+            .query_one(
+                "SELECT ingest_state, total_rows FROM batches WHERE id = $1",
+                &[&job],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                row.get::<_, String>("ingest_state"),
+                row.get::<_, i32>("total_rows")
+            ),
+            ("ready".to_owned(), 1),
+            "{what}: the job changed"
+        );
+    }
+    // Still open to a valid append, numbered after the job's own row.
+    let added: Value = app
+        .post(&format!("/api/batch_dial_jobs/{job}/rows"))
+        .json(&json!({"rows": [{"toNumber": "+12015550999"}]}))
+        .send_json()
+        .await;
+    assert_eq!(added["firstRow"], 2);
+    assert_eq!(app.ingest_queue_depth().await, 1);
+}

@@ -28,7 +28,7 @@ use crate::batches::model::Batch;
 use crate::batches::retry::RetryBody;
 use crate::batches::{append, export, rejected, retry};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, Query, path_id, read_body};
+use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::{PageRequest, next_link, page_body};
 use crate::row_stream::{self, Framing, Param};
 
@@ -257,8 +257,8 @@ pub(crate) async fn dialgen_contacts(
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = path_id(&id, BATCH)?;
-    let bytes = read_body(req, &state).await?;
-    let appended = append::append::<DialgenContact>(&state, ws.id, id, BATCH, &bytes).await?;
+    let appended =
+        append::append::<DialgenContact>(&state, ws.id, id, BATCH, req.into_body()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -279,8 +279,7 @@ pub(crate) async fn vogent_rows(
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = path_id(&id, JOB)?;
-    let bytes = read_body(req, &state).await?;
-    let appended = append::append::<VogentRow>(&state, ws.id, id, JOB, &bytes).await?;
+    let appended = append::append::<VogentRow>(&state, ws.id, id, JOB, req.into_body()).await?;
     let job = appended.batch.vogent_json();
     Ok((StatusCode::ACCEPTED, Json(append::answer(&appended, job))))
 }
