@@ -602,22 +602,40 @@ async fn vogent_jobs_take_webhooks_and_put_refuses_rows() {
     );
 }
 
-#[tokio::test]
-async fn an_append_queues_chunks_after_the_jobs_rows_and_survives_a_publish_failure() {
-    let app = spawn_app().await;
-    let ws = workspace(&app).await;
+/// A paused Vogent job holding `numbers`, every row ingested and accepted.
+async fn paused_vogent_job(
+    app: &common::TestApp,
+    numbers: &[&str],
+) -> (deadpool_postgres::Object, Uuid) {
+    let ws = workspace(app).await;
     let client = app.env.db.get().await.unwrap();
     let job = fixtures::Batch::new(ws)
         .surface("vogent")
         .state("paused")
         .insert(&client)
         .await;
-    fixtures::Contacts::new(["+12015550100", "+12015550101", "+12015550102"])
+    fixtures::Contacts::new(numbers.iter().copied())
         .insert(&client, job, ws.id)
         .await;
+    let n = numbers.len() as i32;
     client
         .execute(
-            "UPDATE batches SET total_rows = 3, accepted_rows = 3, expected_chunks = 1 WHERE id = $1;",
+            "UPDATE batches SET total_rows = $2, accepted_rows = $2 WHERE id = $1",
+            &[&job, &n],
+        )
+        .await
+        .unwrap();
+    (client, job)
+}
+
+#[tokio::test]
+async fn an_append_queues_chunks_after_the_jobs_rows_and_survives_a_publish_failure() {
+    let app = spawn_app().await;
+    let (client, job) =
+        paused_vogent_job(&app, &["+12015550100", "+12015550101", "+12015550102"]).await;
+    client
+        .execute(
+            "UPDATE batches SET expected_chunks = 1 WHERE id = $1;",
             &[&job],
         )
         .await
@@ -724,23 +742,7 @@ async fn an_append_queues_chunks_after_the_jobs_rows_and_survives_a_publish_fail
 #[tokio::test]
 async fn a_late_invalid_append_adds_nothing() {
     let app = spawn_app().await;
-    let ws = workspace(&app).await;
-    let client = app.env.db.get().await.unwrap();
-    let job = fixtures::Batch::new(ws)
-        .surface("vogent")
-        .state("paused")
-        .insert(&client)
-        .await;
-    fixtures::Contacts::new(["+12015550100"])
-        .insert(&client, job, ws.id)
-        .await;
-    client
-        .execute(
-            "UPDATE batches SET total_rows = 1, accepted_rows = 1 WHERE id = $1",
-            &[&job],
-        )
-        .await
-        .unwrap();
+    let (client, job) = paused_vogent_job(&app, &["+12015550100"]).await;
     // More than one chunk of rows before the problem, so a streaming reader has packed some.
     let rows: Vec<String> = (0..5_000)
         .map(|i| format!(r#"{{"toNumber":"+1202{i:07}"}}"#))
