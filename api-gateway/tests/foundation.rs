@@ -36,10 +36,10 @@ async fn migrations_create_every_table() {
         "webhook_deliveries",
     ] {
         let row = client
-            .query_one("SELECT to_regclass($1)::text", &[&table])
+            .query_one("SELECT to_regclass($1)::text AS name", &[&table])
             .await
             .unwrap();
-        assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some(table));
+        assert_eq!(row.get::<_, Option<String>>("name").as_deref(), Some(table));
     }
 }
 
@@ -52,7 +52,7 @@ async fn api_keys_are_stored_hashed_and_can_be_revoked() {
         .await
         .unwrap()
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| r.get("key_hash"))
         .collect();
     assert!(
         stored
@@ -137,11 +137,11 @@ async fn cli_migrates_and_creates_a_workspace() {
                 .await
                 .unwrap();
             (
-                r.get::<_, Option<i16>>(0),
-                r.get::<_, Option<i16>>(1),
-                r.get::<_, bool>(2),
-                r.get::<_, Option<i32>>(3),
-                r.get::<_, Option<i32>>(4),
+                r.get::<_, Option<i16>>("recipient_hours_start"),
+                r.get::<_, Option<i16>>("recipient_hours_end"),
+                r.get::<_, bool>("allow_unknown_timezone"),
+                r.get::<_, Option<i32>>("max_calls_per_number_count"),
+                r.get::<_, Option<i32>>("max_calls_per_number_days"),
             )
         }
     };
