@@ -209,3 +209,55 @@ fn malformed_setting_names_the_variable() {
     assert!(stderr.contains("CONNECT_TIMEOUT_SECS"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1);
 }
+
+/// The batch columns read by name under an alias of `batches` (they once embedded a subquery
+/// naming the table), and the effective rate inherits as the dial worker applies it.
+#[tokio::test]
+async fn batch_columns_read_under_an_alias_with_the_inherited_rate() {
+    use api_gateway::batches::model::{Batch, COLUMNS};
+    use serde_json::{Value, json};
+    use testkit::fixtures::{Batch as NewBatch, WorkspaceIds};
+    use testkit::http::SendJson;
+
+    let app = spawn_app().await;
+    let agent: Value = app
+        .post("/api/agents")
+        .json(&json!({"name": "bot", "answerUrl": "https://agent.example/answer"}))
+        .send_json()
+        .await;
+    let ws = WorkspaceIds {
+        id: app.workspace_id,
+        agent_id: agent["id"].as_str().unwrap().parse().unwrap(),
+    };
+    let client = app.env.db.get().await.unwrap();
+    let id = NewBatch::new(ws).name("aliased").insert(&client).await;
+    let rate = async |own: Option<i32>, workspace: Option<i32>, ceiling: i32| {
+        client
+            .execute(
+                "UPDATE batches SET max_calls_per_second = $2 WHERE id = $1",
+                &[&id, &own],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "UPDATE workspaces SET max_calls_per_second = $2, cps_ceiling = $3 WHERE id = $1",
+                &[&ws.id, &workspace, &ceiling],
+            )
+            .await
+            .unwrap();
+        let row = client
+            .query_one(
+                &format!("SELECT {COLUMNS} FROM batches b WHERE b.id = $1"),
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let batch = Batch::from_row(&row).unwrap();
+        assert_eq!(batch.id, id);
+        batch.max_calls_per_second
+    };
+    assert_eq!(rate(Some(3), Some(7), 50).await, 3, "its own rate");
+    assert_eq!(rate(None, Some(7), 50).await, 7, "the workspace's");
+    assert_eq!(rate(None, None, 9).await, 9, "the workspace's ceiling");
+}

@@ -79,6 +79,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn stored_columns_convert_checked() {
+        let s = RetryStrategy::from_columns(3, 300_000, 3_600_000).unwrap();
+        assert_eq!(s, RetryStrategy::default());
+        assert_eq!(
+            RetryStrategy::from_columns(-1, 0, 0),
+            Err(NegativeRetryColumn("max attempts"))
+        );
+        assert_eq!(
+            RetryStrategy::from_columns(1, -5, 0),
+            Err(NegativeRetryColumn("busy delay"))
+        );
+        assert_eq!(
+            RetryStrategy::from_columns(1, 0, -5),
+            Err(NegativeRetryColumn("no-answer delay"))
+        );
+    }
+
     proptest! {
         #[test]
         fn never_exceeds_max_attempts(max in 1u32..6, made in 1u32..10, busy in 0u64..10_000_000, na in 0u64..10_000_000) {
