@@ -68,12 +68,7 @@ impl FromRequestParts<AppState> for Workspace {
             )
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        let default_retry = shared::domain::RetryStrategy::from_columns(
-            row.try_get("default_max_attempts")?,
-            row.try_get("default_busy_delay_ms")?,
-            row.try_get("default_no_answer_delay_ms")?,
-        )
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("workspace row: {e}")))?;
+        let default_retry = crate::batches::model::retry_columns(&row, "default_")?;
         Ok(Workspace {
             id: row.try_get("id")?,
             max_concurrent_dials: row.try_get("max_concurrent_dials")?,

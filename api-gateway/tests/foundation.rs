@@ -215,19 +215,12 @@ fn malformed_setting_names_the_variable() {
 #[tokio::test]
 async fn batch_columns_read_under_an_alias_with_the_inherited_rate() {
     use api_gateway::batches::model::{Batch, COLUMNS};
-    use serde_json::{Value, json};
     use testkit::fixtures::{Batch as NewBatch, WorkspaceIds};
-    use testkit::http::SendJson;
 
     let app = spawn_app().await;
-    let agent: Value = app
-        .post("/api/agents")
-        .json(&json!({"name": "bot", "answerUrl": "https://agent.example/answer"}))
-        .send_json()
-        .await;
     let ws = WorkspaceIds {
         id: app.workspace_id,
-        agent_id: agent["id"].as_str().unwrap().parse().unwrap(),
+        agent_id: app.create_agent().await.parse().unwrap(),
     };
     let client = app.env.db.get().await.unwrap();
     let id = NewBatch::new(ws).name("aliased").insert(&client).await;

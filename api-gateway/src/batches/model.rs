@@ -31,6 +31,17 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
 /// the API (docs/ingest.md, "Streaming at the gateway").
 pub const VISIBLE: &str = "ingest_state NOT IN ('receiving', 'aborted')";
 
+/// The retry strategy stored as `{prefix}max_attempts`, `{prefix}busy_delay_ms` and
+/// `{prefix}no_answer_delay_ms` (a batch's `retry_…`, a workspace's `default_…`), checked.
+pub fn retry_columns(row: &Row, prefix: &str) -> Result<RetryStrategy, ApiError> {
+    RetryStrategy::from_columns(
+        row.try_get(format!("{prefix}max_attempts").as_str())?,
+        row.try_get(format!("{prefix}busy_delay_ms").as_str())?,
+        row.try_get(format!("{prefix}no_answer_delay_ms").as_str())?,
+    )
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("{prefix}… columns: {e}")))
+}
+
 /// A batch (Vogent: job) as stored.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -75,12 +86,7 @@ impl Batch {
     pub fn from_row(row: &Row) -> Result<Self, ApiError> {
         let corrupt =
             |what: &str| ApiError::Internal(anyhow::anyhow!("batch row has an invalid {what}"));
-        let retry = RetryStrategy::from_columns(
-            row.try_get("retry_max_attempts")?,
-            row.try_get("retry_busy_delay_ms")?,
-            row.try_get("retry_no_answer_delay_ms")?,
-        )
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("batch row: {e}")))?;
+        let retry = retry_columns(row, "retry_")?;
         let machine_detection = match row.try_get::<_, Option<&str>>("machine_detection")? {
             None => None,
             Some(m) => {
