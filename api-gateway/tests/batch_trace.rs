@@ -139,7 +139,7 @@ async fn one_batch_is_one_trace_across_the_real_roles() {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("trace_context");
     let stored = stored.expect("the gateway stored the create request's traceparent");
     let trace_id = stored.split('-').nth(1).expect("a traceparent").to_owned();
 

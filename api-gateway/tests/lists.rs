@@ -445,12 +445,12 @@ async fn retry_and_append_refuse_what_they_cannot_do() {
     assert_eq!(error_fields(r, 422).await, vec!["outcomes"], "none match");
     let batches = client
         .query_one(
-            "SELECT count(*) FROM batches WHERE retry_of IS NOT NULL",
+            "SELECT count(*) AS n FROM batches WHERE retry_of IS NOT NULL",
             &[],
         )
         .await
         .unwrap()
-        .get::<_, i64>(0);
+        .get::<_, i64>("n");
     assert_eq!(batches, 0, "a refused retry creates nothing");
 
     // A retry of the completed contact: a Vogent job in INIT, linked both ways.

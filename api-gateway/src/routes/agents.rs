@@ -45,10 +45,10 @@ pub(crate) struct ListQuery {
 
 fn agent_json(row: &tokio_postgres::Row) -> Value {
     json!({
-        "id": row.get::<_, Uuid>(0),
-        "name": row.get::<_, String>(1),
-        "answerUrl": row.get::<_, String>(2),
-        "createdAt": api_time(row.get(3)),
+        "id": row.get::<_, Uuid>("id"),
+        "name": row.get::<_, String>("name"),
+        "answerUrl": row.get::<_, String>("answer_url"),
+        "createdAt": api_time(row.get("created_at")),
     })
 }
 

@@ -47,10 +47,10 @@ pub(crate) struct ListQuery {
 
 fn number_json(row: &tokio_postgres::Row) -> Value {
     json!({
-        "id": row.get::<_, Uuid>(0),
-        "number": row.get::<_, String>(1),
-        "label": row.get::<_, Option<String>>(2),
-        "createdAt": api_time(row.get(3)),
+        "id": row.get::<_, Uuid>("id"),
+        "number": row.get::<_, String>("number"),
+        "label": row.get::<_, Option<String>>("label"),
+        "createdAt": api_time(row.get("created_at")),
     })
 }
 

@@ -46,22 +46,22 @@ pub(crate) struct ListQuery {
 }
 
 fn delivery_json(row: &tokio_postgres::Row) -> Value {
-    let state: String = row.get(5);
+    let state: String = row.get("state");
     json!({
-        "id": row.get::<_, Uuid>(0),
-        "event": row.get::<_, String>(1),
-        "batchId": row.get::<_, Option<Uuid>>(2),
-        "subjectId": row.get::<_, Uuid>(3),
-        "url": row.get::<_, String>(4),
-        "attempts": row.get::<_, i32>(6),
-        "lastStatusCode": row.get::<_, Option<i32>>(7),
-        "lastError": row.get::<_, Option<String>>(8),
+        "id": row.get::<_, Uuid>("id"),
+        "event": row.get::<_, String>("event"),
+        "batchId": row.get::<_, Option<Uuid>>("batch_id"),
+        "subjectId": row.get::<_, Uuid>("subject_id"),
+        "url": row.get::<_, String>("url"),
+        "attempts": row.get::<_, i32>("attempts"),
+        "lastStatusCode": row.get::<_, Option<i32>>("last_status_code"),
+        "lastError": row.get::<_, Option<String>>("last_error"),
         // Only a pending delivery has a next attempt.
-        "nextAttemptAt": (state == "pending").then(|| api_time(row.get(9))),
+        "nextAttemptAt": (state == "pending").then(|| api_time(row.get("next_attempt_at"))),
         "state": state,
-        "deliveredAt": api_time_opt(row.get(10)),
-        "payload": row.get::<_, Value>(11),
-        "createdAt": api_time(row.get(12)),
+        "deliveredAt": api_time_opt(row.get("delivered_at")),
+        "payload": row.get::<_, Value>("payload"),
+        "createdAt": api_time(row.get("created_at")),
     })
 }
 
@@ -127,8 +127,8 @@ pub(crate) async fn list(
         )
         .await?;
     let cursor_of = |r: &tokio_postgres::Row| Cursor {
-        at: r.get(12),
-        id: r.get(0),
+        at: r.get("created_at"),
+        id: r.get("id"),
     };
     Ok(page.respond(rows, cursor_of, delivery_json))
 }
