@@ -68,18 +68,14 @@ impl FromRequestParts<AppState> for Workspace {
             )
             .await?
             .ok_or(ApiError::Unauthorized)?;
+        let default_retry = crate::batches::model::retry_columns(&row, "default_")?;
         Ok(Workspace {
-            id: row.get(0),
-            max_concurrent_dials: row.get(1),
-            cps_ceiling: row.get(2),
-            max_attempts_ceiling: row.get(3),
-            default_retry: shared::domain::RetryStrategy {
-                max_attempts: row.get::<_, i32>(4) as u32,
-                busy_delay: row.get::<_, i64>(5) as u64,
-                no_answer_delay: row.get::<_, i64>(6) as u64,
-                voicemail_delay: None,
-            },
-            default_region: row.get(7),
+            id: row.try_get("id")?,
+            max_concurrent_dials: row.try_get("max_concurrent_dials")?,
+            cps_ceiling: row.try_get("cps_ceiling")?,
+            max_attempts_ceiling: row.try_get("max_attempts_ceiling")?,
+            default_retry,
+            default_region: row.try_get("default_region")?,
         })
     }
 }

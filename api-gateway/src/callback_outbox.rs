@@ -91,14 +91,14 @@ pub async fn relay_batch(db: &Pool, publisher: &Publisher) -> anyhow::Result<usi
     if rows.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
     let messages: Vec<Outgoing> = rows
         .iter()
         .map(|r| {
-            let payload: serde_json::Value = r.get(2);
+            let payload: serde_json::Value = r.get("payload");
             Outgoing {
                 body: payload.to_string().into_bytes(),
-                message_id: Some(r.get(1)),
+                message_id: Some(r.get("message_id")),
                 headers: Vec::new(),
             }
         })

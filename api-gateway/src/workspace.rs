@@ -37,11 +37,12 @@ pub const SECRET_PREFIX_LEN: usize = 10;
 /// The longest retry delay a workspace may default to (the one a batch may ask for).
 pub const MAX_RETRY_DELAY_MS: i64 = 30 * 24 * 3_600_000;
 
-/// The columns [`Settings::from_row`] reads, in order.
+/// The columns [`Settings::from_row`] reads, by name.
 const COLUMNS: &str = "id, name, created_at, max_concurrent_dials, max_calls_per_second, cps_ceiling, \
     max_attempts_ceiling, default_max_attempts, default_busy_delay_ms, default_no_answer_delay_ms, \
     default_region, webhook_secret, webhook_secret_rotated_at, \
-    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END, \
+    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END \
+        AS previous_webhook_secret_until, \
     recipient_hours_start, recipient_hours_end, allow_unknown_timezone, \
     max_calls_per_number_count, max_calls_per_number_days";
 
@@ -117,23 +118,23 @@ pub struct SecretInfo {
 
 impl Settings {
     fn from_row(row: &Row) -> Self {
-        let secret: String = row.get(11);
+        let secret: String = row.get("webhook_secret");
         Self {
-            id: row.get(0),
-            name: row.get(1),
-            created_at: api_time(row.get(2)),
-            max_concurrent_dials: row.get(3),
-            max_calls_per_second: row.get(4),
+            id: row.get("id"),
+            name: row.get("name"),
+            created_at: api_time(row.get("created_at")),
+            max_concurrent_dials: row.get("max_concurrent_dials"),
+            max_calls_per_second: row.get("max_calls_per_second"),
             ceilings: Ceilings {
-                max_calls_per_second: row.get(5),
-                max_attempts: row.get(6),
+                max_calls_per_second: row.get("cps_ceiling"),
+                max_attempts: row.get("max_attempts_ceiling"),
             },
             retry_defaults: RetryDefaults {
-                max_attempts: row.get(7),
-                busy_delay: row.get(8),
-                no_answer_delay: row.get(9),
+                max_attempts: row.get("default_max_attempts"),
+                busy_delay: row.get("default_busy_delay_ms"),
+                no_answer_delay: row.get("default_no_answer_delay_ms"),
             },
-            default_region: row.get(10),
+            default_region: row.get("default_region"),
             recipient_calling_hours: hours_text(RecipientHours::from_minutes(
                 row.get("recipient_hours_start"),
                 row.get("recipient_hours_end"),
@@ -145,8 +146,8 @@ impl Settings {
             ),
             webhook_secret: SecretInfo {
                 prefix: secret_prefix(&secret),
-                rotated_at: api_time_opt(row.get(12)),
-                previous_valid_until: api_time_opt(row.get(13)),
+                rotated_at: api_time_opt(row.get("webhook_secret_rotated_at")),
+                previous_valid_until: api_time_opt(row.get("previous_webhook_secret_until")),
             },
         }
     }
@@ -452,7 +453,10 @@ pub async fn rotate_webhook_secret(
         )
         .await?
         .ok_or(ApiError::NotFound("workspace"))?;
-    let (rotated_at, until): (DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1));
+    let (rotated_at, until): (DateTime<Utc>, DateTime<Utc>) = (
+        row.get("webhook_secret_rotated_at"),
+        row.get("previous_webhook_secret_until"),
+    );
     Ok(RotatedSecret {
         prefix: secret_prefix(&secret),
         secret,
@@ -591,8 +595,10 @@ pub async fn operator_secret(
     let row = client
         .query_opt(
             "SELECT webhook_secret,
-                    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret END,
+                    CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret END
+                        AS previous_webhook_secret,
                     CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END
+                        AS previous_webhook_secret_until
              FROM workspaces WHERE id = $1",
             &[&id],
         )
@@ -600,8 +606,8 @@ pub async fn operator_secret(
         .ok_or_else(|| anyhow::anyhow!("no workspace with id {id}"))?;
     Ok(OperatorSecret {
         workspace_id: id,
-        secret: row.get(0),
-        previous_secret: row.get(1),
-        previous_valid_until: api_time_opt(row.get(2)),
+        secret: row.get("webhook_secret"),
+        previous_secret: row.get("previous_webhook_secret"),
+        previous_valid_until: api_time_opt(row.get("previous_webhook_secret_until")),
     })
 }

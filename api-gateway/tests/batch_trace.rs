@@ -83,18 +83,9 @@ async fn one_batch_is_one_trace_across_the_real_roles() {
     )
     .await
     .expect("workspace");
-    // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
-    // batches set the rates they are about.
-    env.db
-        .get()
-        .await
-        .unwrap()
-        .execute(
-            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
-            &[&created.workspace_id],
-        )
-        .await
-        .unwrap();
+    // No workspace-wide rate: these tests' batches set the rates they are about.
+    testkit::fixtures::clear_workspace_rate(&env.db.get().await.unwrap(), created.workspace_id)
+        .await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", gateway.health_addr);
     let post = |path: &str, body: Value| {
@@ -148,7 +139,7 @@ async fn one_batch_is_one_trace_across_the_real_roles() {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("trace_context");
     let stored = stored.expect("the gateway stored the create request's traceparent");
     let trace_id = stored.split('-').nth(1).expect("a traceparent").to_owned();
 

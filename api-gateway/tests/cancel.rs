@@ -35,12 +35,13 @@ async fn a_large_jobs_cancel_commits_its_state_before_the_rows() {
             .query_one(
                 "SELECT b.state,
                         (SELECT count(*) FROM contacts c WHERE c.batch_id = b.id AND c.state = 'queued')
+                            AS queued
                  FROM batches b WHERE b.id = $1",
                 &[&batch],
             )
             .await
             .unwrap();
-        (row.get(0), row.get(1))
+        (row.get("state"), row.get("queued"))
     };
     assert_eq!(observe().await, ("active".to_owned(), 100_000));
 
@@ -85,11 +86,11 @@ async fn a_large_jobs_cancel_commits_its_state_before_the_rows() {
     );
     let cancelled: i64 = client
         .query_one(
-            "SELECT count(*) FROM contacts WHERE batch_id = $1 AND state = 'cancelled'",
+            "SELECT count(*) AS n FROM contacts WHERE batch_id = $1 AND state = 'cancelled'",
             &[&batch],
         )
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(cancelled, 100_000);
 }

@@ -146,10 +146,10 @@ async fn callbacks_the_broker_cannot_take_are_stored_and_relayed() {
         .get()
         .await
         .unwrap()
-        .query_one("SELECT count(*) FROM carrier_callback_outbox", &[])
+        .query_one("SELECT count(*) AS n FROM carrier_callback_outbox", &[])
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(stored, 3);
     assert!(
         take().await.is_empty(),
@@ -183,10 +183,10 @@ async fn callbacks_the_broker_cannot_take_are_stored_and_relayed() {
             .get()
             .await
             .unwrap()
-            .query_one("SELECT count(*) FROM carrier_callback_outbox", &[])
+            .query_one("SELECT count(*) AS n FROM carrier_callback_outbox", &[])
             .await
             .unwrap()
-            .get(0);
+            .get("n");
         if left == 0 {
             break;
         }

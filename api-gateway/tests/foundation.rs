@@ -36,10 +36,10 @@ async fn migrations_create_every_table() {
         "webhook_deliveries",
     ] {
         let row = client
-            .query_one("SELECT to_regclass($1)::text", &[&table])
+            .query_one("SELECT to_regclass($1)::text AS name", &[&table])
             .await
             .unwrap();
-        assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some(table));
+        assert_eq!(row.get::<_, Option<String>>("name").as_deref(), Some(table));
     }
 }
 
@@ -52,7 +52,7 @@ async fn api_keys_are_stored_hashed_and_can_be_revoked() {
         .await
         .unwrap()
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| r.get("key_hash"))
         .collect();
     assert!(
         stored
@@ -137,11 +137,11 @@ async fn cli_migrates_and_creates_a_workspace() {
                 .await
                 .unwrap();
             (
-                r.get::<_, Option<i16>>(0),
-                r.get::<_, Option<i16>>(1),
-                r.get::<_, bool>(2),
-                r.get::<_, Option<i32>>(3),
-                r.get::<_, Option<i32>>(4),
+                r.get::<_, Option<i16>>("recipient_hours_start"),
+                r.get::<_, Option<i16>>("recipient_hours_end"),
+                r.get::<_, bool>("allow_unknown_timezone"),
+                r.get::<_, Option<i32>>("max_calls_per_number_count"),
+                r.get::<_, Option<i32>>("max_calls_per_number_days"),
             )
         }
     };
@@ -208,4 +208,49 @@ fn malformed_setting_names_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CONNECT_TIMEOUT_SECS"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1);
+}
+
+/// The batch columns read by name under an alias of `batches` (they once embedded a subquery
+/// naming the table), and the effective rate inherits as the dial worker applies it.
+#[tokio::test]
+async fn batch_columns_read_under_an_alias_with_the_inherited_rate() {
+    use api_gateway::batches::model::{Batch, COLUMNS};
+    use testkit::fixtures::{Batch as NewBatch, WorkspaceIds};
+
+    let app = spawn_app().await;
+    let ws = WorkspaceIds {
+        id: app.workspace_id,
+        agent_id: app.create_agent().await.parse().unwrap(),
+    };
+    let client = app.env.db.get().await.unwrap();
+    let id = NewBatch::new(ws).name("aliased").insert(&client).await;
+    let rate = async |own: Option<i32>, workspace: Option<i32>, ceiling: i32| {
+        client
+            .execute(
+                "UPDATE batches SET max_calls_per_second = $2 WHERE id = $1",
+                &[&id, &own],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "UPDATE workspaces SET max_calls_per_second = $2, cps_ceiling = $3 WHERE id = $1",
+                &[&ws.id, &workspace, &ceiling],
+            )
+            .await
+            .unwrap();
+        let row = client
+            .query_one(
+                &format!("SELECT {COLUMNS} FROM batches b WHERE b.id = $1"),
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let batch = Batch::from_row(&row).unwrap();
+        assert_eq!(batch.id, id);
+        batch.max_calls_per_second
+    };
+    assert_eq!(rate(Some(3), Some(7), 50).await, 3, "its own rate");
+    assert_eq!(rate(None, Some(7), 50).await, 7, "the workspace's");
+    assert_eq!(rate(None, None, 9).await, 9, "the workspace's ceiling");
 }

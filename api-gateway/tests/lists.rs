@@ -445,12 +445,12 @@ async fn retry_and_append_refuse_what_they_cannot_do() {
     assert_eq!(error_fields(r, 422).await, vec!["outcomes"], "none match");
     let batches = client
         .query_one(
-            "SELECT count(*) FROM batches WHERE retry_of IS NOT NULL",
+            "SELECT count(*) AS n FROM batches WHERE retry_of IS NOT NULL",
             &[],
         )
         .await
         .unwrap()
-        .get::<_, i64>(0);
+        .get::<_, i64>("n");
     assert_eq!(batches, 0, "a refused retry creates nothing");
 
     // A retry of the completed contact: a Vogent job in INIT, linked both ways.
@@ -602,22 +602,40 @@ async fn vogent_jobs_take_webhooks_and_put_refuses_rows() {
     );
 }
 
-#[tokio::test]
-async fn an_append_queues_chunks_after_the_jobs_rows_and_survives_a_publish_failure() {
-    let app = spawn_app().await;
-    let ws = workspace(&app).await;
+/// A paused Vogent job holding `numbers`, every row ingested and accepted.
+async fn paused_vogent_job(
+    app: &common::TestApp,
+    numbers: &[&str],
+) -> (deadpool_postgres::Object, Uuid) {
+    let ws = workspace(app).await;
     let client = app.env.db.get().await.unwrap();
     let job = fixtures::Batch::new(ws)
         .surface("vogent")
         .state("paused")
         .insert(&client)
         .await;
-    fixtures::Contacts::new(["+12015550100", "+12015550101", "+12015550102"])
+    fixtures::Contacts::new(numbers.iter().copied())
         .insert(&client, job, ws.id)
         .await;
+    let n = numbers.len() as i32;
     client
         .execute(
-            "UPDATE batches SET total_rows = 3, accepted_rows = 3, expected_chunks = 1 WHERE id = $1;",
+            "UPDATE batches SET total_rows = $2, accepted_rows = $2 WHERE id = $1",
+            &[&job, &n],
+        )
+        .await
+        .unwrap();
+    (client, job)
+}
+
+#[tokio::test]
+async fn an_append_queues_chunks_after_the_jobs_rows_and_survives_a_publish_failure() {
+    let app = spawn_app().await;
+    let (client, job) =
+        paused_vogent_job(&app, &["+12015550100", "+12015550101", "+12015550102"]).await;
+    client
+        .execute(
+            "UPDATE batches SET expected_chunks = 1 WHERE id = $1;",
             &[&job],
         )
         .await
@@ -715,4 +733,78 @@ async fn an_append_queues_chunks_after_the_jobs_rows_and_survives_a_publish_fail
         5,
         "only the rows that arrived count"
     );
+}
+
+/// An append is read as it arrives, but nothing of it is queued until the whole body proved
+/// valid: a body that goes wrong after its rows (a field the route does not take, truncated
+/// JSON, a 100,001st row) is answered as a create's would be, queues no chunk, and leaves the
+/// job as it was, `ready` for the next append.
+#[tokio::test]
+async fn a_late_invalid_append_adds_nothing() {
+    let app = spawn_app().await;
+    let (client, job) = paused_vogent_job(&app, &["+12015550100"]).await;
+    // More than one chunk of rows before the problem, so a streaming reader has packed some.
+    let rows: Vec<String> = (0..5_000)
+        .map(|i| format!(r#"{{"toNumber":"+1202{i:07}"}}"#))
+        .collect();
+    let rows = rows.join(",");
+    let too_many: Vec<String> = (0..100_001)
+        .map(|i| format!(r#"{{"toNumber":"+1203{i:07}"}}"#))
+        .collect();
+    let cases = [
+        (
+            format!(r#"{{"rows":[{rows}],"name":"late"}}"#),
+            422,
+            "a field after the rows",
+        ),
+        (format!(r#"{{"rows":[{rows}],"#), 400, "truncated JSON"),
+        (
+            format!(r#"{{"rows":[{}]}}"#, too_many.join(",")),
+            413,
+            "a 100,001st row",
+        ),
+    ];
+    for (body, status, what) in cases {
+        let r = app
+            .post(&format!("/api/batch_dial_jobs/{job}/rows"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            status,
+            "{what}: {}",
+            r.text().await.unwrap()
+        );
+        assert_eq!(
+            app.ingest_queue_depth().await,
+            0,
+            "{what}: a chunk was queued"
+        );
+        let row = client
+            .query_one(
+                "SELECT ingest_state, total_rows FROM batches WHERE id = $1",
+                &[&job],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                row.get::<_, String>("ingest_state"),
+                row.get::<_, i32>("total_rows")
+            ),
+            ("ready".to_owned(), 1),
+            "{what}: the job changed"
+        );
+    }
+    // Still open to a valid append, numbered after the job's own row.
+    let added: Value = app
+        .post(&format!("/api/batch_dial_jobs/{job}/rows"))
+        .json(&json!({"rows": [{"toNumber": "+12015550999"}]}))
+        .send_json()
+        .await;
+    assert_eq!(added["firstRow"], 2);
+    assert_eq!(app.ingest_queue_depth().await, 1);
 }

@@ -262,7 +262,7 @@ async fn monitor_cost_on_a_running_100k_batch() {
             .query(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), &[])
             .await
             .unwrap();
-        let plan: serde_json::Value = rows[0].get(0);
+        let plan: serde_json::Value = rows[0].get("QUERY PLAN");
         println!("  {what}: {} ms", plan[0]["Execution Time"]);
     }
     stop.cancel();

@@ -1,7 +1,7 @@
 //! Memory follows the work in progress, not the size of a body: the bytes the create path holds
 //! (body frames waiting for the parser, the chunk being packed, chunks queued, published and
 //! unconfirmed: `api_gateway::batches::held`) stay a few chunks' worth for an 18 MB body, sent
-//! at full speed or trickled, JSON or CSV. Its own test binary: the account is process-wide, and
+//! at full speed or trickled, JSON or CSV, created or added to a running job. Its own test binary: the account is process-wide, and
 //! no other test may create batches while this one reads it.
 
 mod common;
@@ -116,6 +116,32 @@ async fn bytes_held_stay_a_few_chunks_whatever_the_body() {
     assert!(
         csv_peak < BOUND,
         "held {csv_peak} bytes for a {size}-byte CSV"
+    );
+
+    // 100,000 rows added to a running job: read as they arrive and spooled until valid.
+    let client = app.env.db.get().await.unwrap();
+    let ws = testkit::fixtures::WorkspaceIds {
+        id: app.workspace_id,
+        agent_id: uuid::Uuid::parse_str(&agent).unwrap(),
+    };
+    let job = testkit::fixtures::Batch::new(ws).insert(&client).await;
+    let rows: Vec<String> = (0..100_000).map(contact).collect();
+    let body = format!(r#"{{"contacts":[{}]}}"#, rows.join(","));
+    let size = body.len();
+    held::reset_peak();
+    let r = app
+        .post(&format!("/api/v1/batch/{job}/contacts"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let appended = held::peak();
+    eprintln!("append, {size} bytes: peak held {appended} bytes");
+    assert!(
+        appended < BOUND,
+        "held {appended} bytes for a {size}-byte append"
     );
 
     // Every byte counted was released once the requests were answered.

@@ -210,11 +210,11 @@ async fn a_failed_delivery_is_sent_again_on_request() {
     let client = app.env.db.get().await.unwrap();
     let restarted: bool = client
         .query_one(
-            "SELECT retry_from > created_at FROM webhook_deliveries WHERE id = $1",
+            "SELECT retry_from > created_at AS restarted FROM webhook_deliveries WHERE id = $1",
             &[&failed],
         )
         .await
         .unwrap()
-        .get(0);
+        .get("restarted");
     assert!(restarted);
 }

@@ -26,7 +26,7 @@ async fn get_shows_the_settings_and_only_the_secrets_prefix() {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("webhook_secret");
     assert_eq!(body["id"], app.workspace_id.to_string());
     assert_eq!(body["name"], "test");
     assert_eq!(body["maxConcurrentDials"], 20);
@@ -88,9 +88,9 @@ async fn patch_changes_the_tenants_settings_and_new_jobs_use_them() {
         .unwrap();
     assert_eq!(
         (
-            row.get::<_, i32>(0),
-            row.get::<_, i64>(1),
-            row.get::<_, i64>(2)
+            row.get::<_, i32>("retry_max_attempts"),
+            row.get::<_, i64>("retry_busy_delay_ms"),
+            row.get::<_, i64>("retry_no_answer_delay_ms")
         ),
         (4, 60000, 3600000)
     );
@@ -343,7 +343,7 @@ async fn a_rotation_returns_the_new_secret_once_and_both_verify_for_24_hours() {
             )
             .await
             .unwrap()
-            .get::<_, String>(0)
+            .get::<_, String>("webhook_secret")
     };
     let old = secret_of().await;
     let r = app

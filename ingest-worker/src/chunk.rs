@@ -146,7 +146,12 @@ pub async fn handle_chunk(
         workspace_id: chunk.workspace_id,
         seq,
         first_row: chunk.first_row,
-        rows: i32::try_from(chunk.rows.len()).unwrap_or(i32::MAX),
+        // More rows than an `integer` holds overflows their indexes too: refused as plan()
+        // would refuse it, never recorded as a smaller count.
+        rows: i32::try_from(chunk.rows.len()).map_err(|_| PlanError::RowIndexOverflow {
+            first: chunk.first_row,
+            len: chunk.rows.len(),
+        })?,
     };
     let region = Region::parse(&batch.default_region);
     let (first_row, rows) = (chunk.first_row, chunk.rows);
@@ -272,15 +277,16 @@ async fn load_batch(
         .query_opt(
             "SELECT b.workspace_id, b.default_region, b.ingest_state,
                     EXISTS (SELECT 1 FROM ingest_chunks c WHERE c.batch_id = b.id AND c.seq = $2)
+                        AS chunk_done
              FROM batches b WHERE b.id = $1",
             &[&batch_id, &seq],
         )
         .await?;
     Ok(row.map(|r| BatchRow {
-        workspace_id: r.get(0),
-        default_region: r.get(1),
-        ingest_state: r.get(2),
-        chunk_done: r.get(3),
+        workspace_id: r.get("workspace_id"),
+        default_region: r.get("default_region"),
+        ingest_state: r.get("ingest_state"),
+        chunk_done: r.get("chunk_done"),
     }))
 }
 
@@ -366,7 +372,7 @@ async fn stage(
                 &[&key.batch_id],
             )
             .await?
-            .get(0);
+            .get("ingest_state");
         return Ok(ChunkOutcome::BatchClosed {
             ingest_state: state,
         });
@@ -398,7 +404,7 @@ async fn do_not_call(
             &[&workspace_id, &numbers],
         )
         .await?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    Ok(rows.into_iter().map(|r| r.get("number")).collect())
 }
 
 /// This chunk's rows after comparing with what other chunks stored.
@@ -452,7 +458,7 @@ async fn resolve_across_chunks<'p>(
     let numbers: Vec<&str> = candidates.iter().map(|a| a.number.as_str()).collect();
     let existing = txn
         .query(
-            "SELECT phone_number, row_index, state = 'queued'
+            "SELECT phone_number, row_index, state = 'queued' AS queued
              FROM contacts WHERE batch_id = $1 AND phone_number = ANY($2)",
             &[&batch_id, &numbers],
         )
@@ -463,7 +469,10 @@ async fn resolve_across_chunks<'p>(
     }
     let existing: HashMap<String, (i32, bool)> = existing
         .into_iter()
-        .map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2))))
+        .map(|r| {
+            let number: String = r.get("phone_number");
+            (number, (r.get("row_index"), r.get("queued")))
+        })
         .collect();
     let mut to_displace: Vec<i32> = Vec::new();
     let mut winner_of: HashMap<String, i32> = HashMap::new();
@@ -500,10 +509,10 @@ async fn resolve_across_chunks<'p>(
             )
             .await?;
         for r in gone {
-            let number: String = r.get(1);
+            let number: String = r.get("phone_number");
             let winner = winner_of.get(&number).copied().unwrap_or_default();
             out.displaced.push(Rejected {
-                row_index: r.get(0),
+                row_index: r.get("row_index"),
                 raw_number: Some(number),
                 rejection: plan::duplicate_of(winner),
             });

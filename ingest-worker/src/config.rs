@@ -33,7 +33,9 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let concurrency: usize = env.parse("INGEST_CONCURRENCY", 4)?;
         let concurrency = concurrency.max(1);
-        let default_prefetch = u16::try_from(concurrency * 2).unwrap_or(u16::MAX);
+        // Saturating is right here: AMQP's prefetch is a u16, and a worker that runs more
+        // than half of that at once is served best by the largest prefetch there is.
+        let default_prefetch = u16::try_from(concurrency.saturating_mul(2)).unwrap_or(u16::MAX);
         Ok(Self {
             service: ServiceConfig::from_env(env)?,
             health_addr: env.addr("HEALTH_ADDR", "127.0.0.1:8081")?,

@@ -31,16 +31,16 @@ pub async fn fail_batch(
                  error = $3, error_code = $4, updated_at = now()
              WHERE id = $1 AND ingest_state = 'ingesting'
                AND ($2::uuid IS NULL OR workspace_id = $2)
-             RETURNING workspace_id, agent_id, webhooks->>'onBatchFailed'",
+             RETURNING workspace_id, agent_id, webhooks->>'onBatchFailed' AS on_batch_failed",
             &[&batch_id, &workspace_id, &error, &error_code],
         )
         .await?;
     let Some(row) = row else {
         return Ok(false);
     };
-    let workspace: Uuid = row.get(0);
-    let agent: Uuid = row.get(1);
-    let url: Option<String> = row.get(2);
+    let workspace: Uuid = row.get("workspace_id");
+    let agent: Uuid = row.get("agent_id");
+    let url: Option<String> = row.get("on_batch_failed");
     tracing::warn!(%batch_id, error_code, error, "batch failed during ingestion");
     if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
         let payload = json!({

@@ -58,7 +58,7 @@ pub async fn sweep_once(
     let due = txn
         .query(
             "SELECT b.id, b.expected_chunks,
-                    (SELECT count(*) FROM ingest_chunks c WHERE c.batch_id = b.id)
+                    (SELECT count(*) FROM ingest_chunks c WHERE c.batch_id = b.id) AS committed
              FROM batches b
              WHERE b.ingest_state = 'ingesting' AND b.updated_at < $1
              ORDER BY b.updated_at
@@ -69,9 +69,9 @@ pub async fn sweep_once(
         .await?;
     let mut failed = Vec::with_capacity(due.len());
     for row in due {
-        let id: Uuid = row.get(0);
-        let expected: i32 = row.get(1);
-        let committed: i64 = row.get(2);
+        let id: Uuid = row.get("id");
+        let expected: i32 = row.get("expected_chunks");
+        let committed: i64 = row.get("committed");
         let of = if expected > 0 {
             format!("{committed} of {expected} chunks")
         } else {

@@ -26,12 +26,12 @@ async fn chunks_done(env: &testkit::TestEnv, batch: &fixture::Batch) -> i64 {
     let client = env.db.get().await.unwrap();
     client
         .query_one(
-            "SELECT count(*) FROM ingest_chunks WHERE batch_id = $1",
+            "SELECT count(*) AS n FROM ingest_chunks WHERE batch_id = $1",
             &[&batch.id],
         )
         .await
         .unwrap()
-        .get(0)
+        .get("n")
 }
 
 #[tokio::test]

@@ -149,8 +149,8 @@ pub(crate) async fn screen_head(
     }
     let listed: Vec<Uuid> = rows
         .iter()
-        .filter(|r| r.get::<_, bool>(3))
-        .map(|r| r.get(0))
+        .filter(|r| r.get::<_, bool>("listed"))
+        .map(|r| r.get("id"))
         .collect();
     let mut screened = 0;
     if !listed.is_empty() {
@@ -170,19 +170,19 @@ pub(crate) async fn screen_head(
 
     let (mut resolve_ids, mut resolve_zones) = (Vec::new(), Vec::new());
     let (mut defer_ids, mut defer_until, mut defer_reason) = (Vec::new(), Vec::new(), Vec::new());
-    for row in rows.iter().filter(|r| !r.get::<_, bool>(3)) {
-        let id: Uuid = row.get(0);
-        if let Some(until) = row.get::<_, Option<DateTime<Utc>>>(4) {
+    for row in rows.iter().filter(|r| !r.get::<_, bool>("listed")) {
+        let id: Uuid = row.get("id");
+        if let Some(until) = row.get::<_, Option<DateTime<Utc>>>("cap_until") {
             defer_ids.push(id);
             defer_until.push(until.max(now + chrono::Duration::seconds(1)));
             defer_reason.push(DeferReason::FrequencyCap.as_str());
             continue;
         }
-        let stored: Option<Vec<String>> = row.get(2);
+        let stored: Option<Vec<String>> = row.get("timezones");
         let zones: Vec<Tz> = match &stored {
             Some(names) => parse_zones(names),
             None => {
-                let derived = zones_for_number(row.get(1));
+                let derived = zones_for_number(row.get("phone_number"));
                 resolve_ids.push(id);
                 resolve_zones.push(
                     derived

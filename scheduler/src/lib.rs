@@ -37,6 +37,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shared::metrics::sampler::DEFAULT_INTERVAL,
         shutdown.clone(),
     ));
+    // The batch counters' deltas are folded here too, not only by the gateways: a stretch with
+    // no gateway running (a deploy, an outage) must not let them grow without bound, and the
+    // fold's advisory lock lets any number of roles share it.
+    let folder = tokio::spawn(shared::db::counters::fold_every(
+        db.clone(),
+        std::time::Duration::from_secs(1),
+        shutdown.clone(),
+    ));
     let publisher = Publisher::new(broker.clone());
     let mut ticker = tokio::time::interval(config.tick);
     // After a slow tick, wait a full tick rather than bursting to catch up.
@@ -59,5 +67,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let _ = sampler.await;
+    let _ = folder.await;
     started.finish().await
 }

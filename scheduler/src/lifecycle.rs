@@ -83,16 +83,16 @@ pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid
                AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id
                                  AND c.state IN ('released', 'dialing'))
              RETURNING b.id, b.workspace_id, b.agent_id, b.user_id,
-                       b.webhooks->>'onBatchComplete', b.created_at, b.started_at",
+                       b.webhooks->>'onBatchComplete' AS on_batch_complete, b.created_at, b.started_at",
             &[&now],
         )
         .await?;
     let mut completed = Vec::with_capacity(done.len());
     for row in done {
-        let batch_id: Uuid = row.get(0);
+        let batch_id: Uuid = row.get("id");
         completed.push(batch_id);
         tracing::info!(%batch_id, "job completed");
-        let Some(url) = row.get::<_, Option<String>>(4) else {
+        let Some(url) = row.get::<_, Option<String>>("on_batch_complete") else {
             continue;
         };
         // Counted as check-status counts them (the batch counters and the one rule of
@@ -104,12 +104,12 @@ pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid
         let payload = json!({
             "event": "batch.completed",
             "batchId": batch_id,
-            "agentId": row.get::<_, Uuid>(2),
-            "userId": row.get::<_, Option<String>>(3),
+            "agentId": row.get::<_, Uuid>("agent_id"),
+            "userId": row.get::<_, Option<String>>("user_id"),
             "statistics": Statistics::of(&counts, true),
             "timestamps": {
-                "createdAt": api_time(row.get(5)),
-                "startedAt": api_time_opt(row.get(6)),
+                "createdAt": api_time(row.get("created_at")),
+                "startedAt": api_time_opt(row.get("started_at")),
                 "completedAt": api_time(now),
             },
         });
@@ -120,7 +120,7 @@ pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid
              ON CONFLICT (event, subject_id, url) DO NOTHING",
             &[
                 &Uuid::now_v7(),
-                &row.get::<_, Uuid>(1),
+                &row.get::<_, Uuid>("workspace_id"),
                 &batch_id,
                 &url,
                 &payload,

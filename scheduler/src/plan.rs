@@ -22,10 +22,10 @@ pub struct JobDemand {
 }
 
 /// The released-but-unfinished bound for a concurrency limit.
-pub fn in_flight_bound(max_concurrent_dials: i32, multiplier: u32) -> u32 {
-    u32::try_from(max_concurrent_dials)
-        .unwrap_or(0)
-        .saturating_mul(multiplier)
+/// Saturating: a bound past u32::MAX is no bound the release step can reach anyway (its
+/// per-tick cap is far lower).
+pub fn in_flight_bound(max_concurrent_dials: u32, multiplier: u32) -> u32 {
+    max_concurrent_dials.saturating_mul(multiplier)
 }
 
 /// Splits `workspace_room` among `jobs`, which must be ordered by priority (descending) then

@@ -109,6 +109,16 @@ pub enum ReleaseError {
     /// The batch counters could not be read.
     #[error("batch counters: {0}")]
     Counters(#[from] shared::db::counters::CounterError),
+    /// A stored number outside what its column's checks allow (a negative limit or count).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A stored count or limit as the unsigned number it stands for; a negative one (which the
+/// columns' checks forbid) is an error naming `what`, never clamped to a plausible value.
+fn unsigned<T: TryFrom<i64>>(value: impl Into<i64>, what: &str) -> Result<T, ReleaseError> {
+    let value = value.into();
+    T::try_from(value).map_err(|_| ReleaseError::Corrupt(format!("{what} is {value}")))
 }
 
 /// An active job as the release step sees it.
@@ -119,7 +129,7 @@ struct OpenJob {
     /// both open.
     window: Window,
     priority: i16,
-    max_concurrent_dials: i32,
+    max_concurrent_dials: u32,
     /// The `traceparent` stored by the create request: the job's releases continue its trace.
     trace_context: Option<String>,
 }
@@ -128,7 +138,7 @@ struct OpenJob {
 #[derive(Debug, Clone)]
 struct WorkspaceJobs {
     id: Uuid,
-    max_concurrent_dials: i32,
+    max_concurrent_dials: u32,
     /// The workspace's compliance policy.
     policy: Policy,
     jobs: Vec<OpenJob>,
@@ -183,7 +193,8 @@ async fn open_jobs(
     let rows = client
         .query(
             "SELECT b.id, b.workspace_id, b.priority, b.schedule, b.scheduled_start_time,
-                    b.max_concurrent_dials, w.max_concurrent_dials, b.trace_context, b.timezone,
+                    b.max_concurrent_dials,
+                    w.max_concurrent_dials AS workspace_max_concurrent_dials, b.trace_context, b.timezone,
                     w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
                     w.max_calls_per_number_count, w.max_calls_per_number_days
              FROM batches b JOIN workspaces w ON w.id = b.workspace_id
@@ -196,39 +207,55 @@ async fn open_jobs(
     let mut index: HashMap<Uuid, usize> = HashMap::new();
     let mut open_zones = OpenZones::new();
     for row in rows {
-        let id: Uuid = row.get(0);
-        let schedule = StoredSchedule::load(row.get(3), row.get(8));
+        let id: Uuid = row.try_get("id")?;
+        let schedule = StoredSchedule::load(row.try_get("schedule")?, row.try_get("timezone")?);
         if let Some(error) = schedule.error() {
             tracing::warn!(batch_id = %id, %error, "unreadable schedule; job kept closed");
         }
-        let window = schedule.window(row.get(4));
+        let window = schedule.window(row.try_get("scheduled_start_time")?);
         if !window.is_open(now) {
             report.closed_jobs += 1;
             continue;
         }
         report.open_jobs += 1;
-        let workspace_id: Uuid = row.get(1);
-        let slot = *index.entry(workspace_id).or_insert_with(|| {
-            workspaces.push(WorkspaceJobs {
-                id: workspace_id,
-                max_concurrent_dials: row.get(6),
-                policy: Policy::new(
-                    RecipientHours::from_minutes(row.get(9), row.get(10)),
-                    row.get(11),
-                    now,
-                    &mut open_zones,
-                )
-                .with_cap(row.get(12), row.get(13)),
-                jobs: Vec::new(),
-            });
-            workspaces.len() - 1
-        });
+        let workspace_id: Uuid = row.try_get("workspace_id")?;
+        let slot = match index.get(&workspace_id) {
+            Some(&slot) => slot,
+            None => {
+                workspaces.push(WorkspaceJobs {
+                    id: workspace_id,
+                    max_concurrent_dials: unsigned(
+                        row.try_get::<_, i32>("workspace_max_concurrent_dials")?,
+                        "a workspace's max_concurrent_dials",
+                    )?,
+                    policy: Policy::new(
+                        RecipientHours::from_minutes(
+                            row.try_get("recipient_hours_start")?,
+                            row.try_get("recipient_hours_end")?,
+                        ),
+                        row.try_get("allow_unknown_timezone")?,
+                        now,
+                        &mut open_zones,
+                    )
+                    .with_cap(
+                        row.try_get("max_calls_per_number_count")?,
+                        row.try_get("max_calls_per_number_days")?,
+                    ),
+                    jobs: Vec::new(),
+                });
+                index.insert(workspace_id, workspaces.len() - 1);
+                workspaces.len() - 1
+            }
+        };
         workspaces[slot].jobs.push(OpenJob {
             id,
             window,
-            priority: row.get(2),
-            max_concurrent_dials: row.get(5),
-            trace_context: row.get(7),
+            priority: row.try_get("priority")?,
+            max_concurrent_dials: unsigned(
+                row.try_get::<_, i32>("max_concurrent_dials")?,
+                "a batch's max_concurrent_dials",
+            )?,
+            trace_context: row.try_get("trace_context")?,
         });
     }
     Ok(workspaces)
@@ -266,25 +293,29 @@ async fn release_workspace(
         )
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| r.get("id"))
         .collect();
-    let in_flight: HashMap<Uuid, i64> = tx
+    let mut in_flight: HashMap<Uuid, u64> = HashMap::new();
+    for r in tx
         .query(
-            "SELECT batch_id, count(*) FROM contacts
+            "SELECT batch_id, count(*) AS n FROM contacts
              WHERE workspace_id = $1 AND state IN ('released', 'dialing')
              GROUP BY batch_id",
             &[&workspace.id],
         )
         .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let workspace_in_flight: i64 = in_flight.values().sum();
+    {
+        let n = unsigned(r.try_get::<_, i64>("n")?, "an in-flight count")?;
+        in_flight.insert(r.try_get("batch_id")?, n);
+    }
+    let workspace_in_flight: u64 = in_flight.values().sum();
     let workspace_room = u64::from(plan::in_flight_bound(
         workspace.max_concurrent_dials,
         settings.in_flight_multiplier,
     ))
-    .saturating_sub(u64::try_from(workspace_in_flight).unwrap_or(0));
+    .saturating_sub(workspace_in_flight);
+    // Saturating is right here: more room than a u32 holds is still capped by the tick's
+    // own bound just below, so u32::MAX and the true value release the same.
     let workspace_room = u32::try_from(workspace_room)
         .unwrap_or(u32::MAX)
         .min(settings.max_per_workspace_tick);
@@ -299,6 +330,8 @@ async fn release_workspace(
         .filter(|j| still_active.contains(&j.id))
     {
         let bound = plan::in_flight_bound(job.max_concurrent_dials, settings.in_flight_multiplier);
+        // Saturating is right here: the bound is a u32, so more in flight than a u32 holds
+        // leaves no room, exactly as the true count would.
         let used = u32::try_from(in_flight.get(&job.id).copied().unwrap_or(0)).unwrap_or(u32::MAX);
         let room = bound.saturating_sub(used);
         let due = if room == 0 || workspace_room == 0 {
@@ -307,7 +340,7 @@ async fn release_workspace(
             screened += screen_head(&tx, job.id, &job.window, &workspace.policy, room, now).await?;
             let n: i64 = tx
                 .query_one(
-                    "SELECT count(*) FROM (
+                    "SELECT count(*) AS n FROM (
                          SELECT 1 FROM contacts
                          WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
                            AND ($4::text[] IS NULL
@@ -329,8 +362,9 @@ async fn release_workspace(
                     ],
                 )
                 .await?
-                .get(0);
-            u32::try_from(n).unwrap_or(0)
+                .try_get("n")?;
+            // At most `room` (the LIMIT), so only a corrupt answer fails this.
+            unsigned(n, "a due count")?
         };
         demands.push(JobDemand {
             id: job.id,
@@ -384,9 +418,11 @@ async fn release_workspace(
         tracing::debug!(batch_id = %demand.id, released = claimed.len(), "claimed");
         let mut messages = Vec::with_capacity(claimed.len());
         for row in claimed {
-            let contact_id: Uuid = row.get(0);
-            let attempts: i32 = row.get(1);
-            let attempt_no = u32::try_from(attempts).unwrap_or(0) + 1;
+            let contact_id: Uuid = row.try_get("id")?;
+            let attempts: u32 =
+                unsigned(row.try_get::<_, i32>("attempts")?, "a contact's attempts")?;
+            // From an i32, so one more always fits.
+            let attempt_no = attempts + 1;
             let message = DialV1 {
                 batch_id: demand.id,
                 workspace_id: workspace.id,

@@ -9,10 +9,10 @@ use scheduler::release_once;
 use testkit::TestEnv;
 use testkit::fixtures::{Batch, Contacts, Workspace};
 
-/// The one value of a count query.
+/// The value of a count query, which names it `n`.
 async fn one(db: &shared::db::Pool, query: &str) -> i64 {
     let client = db.get().await.unwrap();
-    client.query_one(query, &[]).await.unwrap().get(0)
+    client.query_one(query, &[]).await.unwrap().get("n")
 }
 
 #[tokio::test]
@@ -51,20 +51,20 @@ async fn closed_zones_are_deferred_once_and_released_at_their_hour() {
     assert_eq!(r.released, 30, "{r:?}");
     let held = one(
         &env.db,
-        "SELECT count(*) FROM contacts WHERE hold_reason = 'recipient_hours'
+        "SELECT count(*) AS n FROM contacts WHERE hold_reason = 'recipient_hours'
            AND next_attempt_at = '2026-12-01T16:00:00Z'",
     )
     .await;
     assert_eq!(held, 30, "LA contacts wait for 08:00 PST (16:00Z)");
     let unknown = one(
         &env.db,
-        "SELECT count(*) FROM contacts WHERE hold_reason = 'unknown_timezone'",
+        "SELECT count(*) AS n FROM contacts WHERE hold_reason = 'unknown_timezone'",
     )
     .await;
     assert_eq!(unknown, 1);
     let events = one(
         &env.db,
-        "SELECT count(*) FROM contact_events WHERE kind = 'deferred'",
+        "SELECT count(*) AS n FROM contact_events WHERE kind = 'deferred'",
     )
     .await;
     assert_eq!(events, 31);
@@ -92,7 +92,7 @@ async fn closed_zones_are_deferred_once_and_released_at_their_hour() {
     }
     let events = one(
         &env.db,
-        "SELECT count(*) FROM contact_events WHERE kind = 'deferred'",
+        "SELECT count(*) AS n FROM contact_events WHERE kind = 'deferred'",
     )
     .await;
     assert_eq!(events, 31, "deferred once each, not once per tick");
@@ -129,14 +129,14 @@ async fn a_listed_number_is_suppressed_at_release_without_an_attempt() {
     assert_eq!(r.released, 1);
     let suppressed = one(
         &env.db,
-        "SELECT count(*) FROM contacts WHERE phone_number = '+12015550101'
+        "SELECT count(*) AS n FROM contacts WHERE phone_number = '+12015550101'
            AND state = 'failed' AND last_outcome = 'suppressed' AND attempts = 0",
     )
     .await;
     assert_eq!(suppressed, 1);
     let events = one(
         &env.db,
-        "SELECT count(*) FROM contact_events WHERE kind = 'suppressed'",
+        "SELECT count(*) AS n FROM contact_events WHERE kind = 'suppressed'",
     )
     .await;
     assert_eq!(events, 1);
@@ -195,7 +195,7 @@ async fn bench_a_hundred_thousand_contacts_over_four_zones() {
         assert_eq!(r.released, 0);
         let due = one(
             &env.db,
-            "SELECT count(*) FROM contacts WHERE state = 'queued'
+            "SELECT count(*) AS n FROM contacts WHERE state = 'queued'
                AND next_attempt_at <= '2026-12-01T12:30:00Z'",
         )
         .await;
@@ -244,7 +244,7 @@ async fn bench_a_hundred_thousand_contacts_over_four_zones() {
         let wrong = one(
             &env.db,
             &format!(
-                "SELECT count(*) FROM contacts WHERE state = 'released' AND NOT ('{zone}' = ANY(timezones))
+                "SELECT count(*) AS n FROM contacts WHERE state = 'released' AND NOT ('{zone}' = ANY(timezones))
                    AND released_at = '{opens}'"
             ),
         )

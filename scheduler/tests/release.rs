@@ -220,7 +220,7 @@ async fn pause_resume_and_cancel_act_on_the_next_tick() {
         .query_one("SELECT settled_at FROM batches WHERE id = $1", &[&job])
         .await
         .unwrap()
-        .get(0);
+        .get("settled_at");
     assert_eq!(settled, Some(t0 + ms(1000)));
     assert_eq!(job_state(&env.db, job).await, "cancelled");
     assert_eq!(drain_dial(&env).await.len(), 8);
@@ -319,11 +319,11 @@ async fn completion_queues_the_batch_webhook_once() {
         "only the job with onBatchComplete gets a delivery"
     );
     let row = &rows[0];
-    assert_eq!(row.get::<_, Uuid>(0), done);
-    assert_eq!(row.get::<_, Uuid>(1), done);
-    assert_eq!(row.get::<_, String>(2), "https://example.test/done");
-    assert_eq!(row.get::<_, String>(4), "pending");
-    let payload: serde_json::Value = row.get(3);
+    assert_eq!(row.get::<_, Uuid>("batch_id"), done);
+    assert_eq!(row.get::<_, Uuid>("subject_id"), done);
+    assert_eq!(row.get::<_, String>("url"), "https://example.test/done");
+    assert_eq!(row.get::<_, String>("state"), "pending");
+    let payload: serde_json::Value = row.get("payload");
     assert_eq!(payload["event"], "batch.completed");
     assert_eq!(payload["batchId"], done.to_string());
     assert_eq!(payload["agentId"], ws.agent_id.to_string());
@@ -338,17 +338,17 @@ async fn completion_queues_the_batch_webhook_once() {
         .query_one("SELECT completed_at FROM batches WHERE id = $1", &[&done])
         .await
         .unwrap()
-        .get(0);
+        .get("completed_at");
     assert_eq!(completed_at, Some(now));
 
     // Again: nothing new.
     let r = release_at(&env.db, &publisher, now + ms(200)).await;
     assert!(r.completed_jobs.is_empty());
     let n: i64 = client
-        .query_one("SELECT count(*) FROM webhook_deliveries", &[])
+        .query_one("SELECT count(*) AS n FROM webhook_deliveries", &[])
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(n, 1);
 }
 
@@ -403,11 +403,11 @@ async fn two_schedulers_never_release_a_contact_twice() {
     loop {
         // The bounds: ≤ 2 × 10 per job, ≤ 2 × 20 per workspace, at every look.
         for row in client
-            .query("SELECT workspace_id, batch_id, count(*) FROM contacts WHERE state = 'released' GROUP BY ROLLUP (workspace_id, batch_id)", &[])
+            .query("SELECT workspace_id, batch_id, count(*) AS n FROM contacts WHERE state = 'released' GROUP BY ROLLUP (workspace_id, batch_id)", &[])
             .await
             .unwrap()
         {
-            let (ws, batch, n): (Option<Uuid>, Option<Uuid>, i64) = (row.get(0), row.get(1), row.get(2));
+            let (ws, batch, n): (Option<Uuid>, Option<Uuid>, i64) = (row.get("workspace_id"), row.get("batch_id"), row.get("n"));
             match (ws, batch) {
                 (Some(_), Some(_)) => assert!(n <= 20, "job bound exceeded: {n}"),
                 (Some(_), None) => assert!(n <= 40, "workspace bound exceeded: {n}"),
@@ -433,12 +433,12 @@ async fn two_schedulers_never_release_a_contact_twice() {
         }
         let open: i64 = client
             .query_one(
-                "SELECT count(*) FROM batches WHERE state <> 'completed'",
+                "SELECT count(*) AS n FROM batches WHERE state <> 'completed'",
                 &[],
             )
             .await
             .unwrap()
-            .get(0);
+            .get("n");
         if open == 0 {
             break;
         }

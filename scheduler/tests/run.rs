@@ -1,4 +1,5 @@
-//! The scheduler as its binary runs it: `run` ticks on the real clock until shutdown.
+//! The scheduler as its binary runs it: `run` ticks on the real clock until shutdown, and folds
+//! the batch counters with no gateway running.
 
 mod fixtures;
 
@@ -39,6 +40,32 @@ async fn run_releases_on_its_own_and_stops_on_shutdown() {
         assert!(tokio::time::Instant::now() < deadline, "job not completed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // No gateway runs here: the scheduler alone folds the batch counters' deltas, so they do
+    // not pile up while no gateway is running.
+    let client = env.db.get().await.unwrap();
+    while client
+        .query_one("SELECT count(*) FROM batch_counter_deltas", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deltas never folded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let folded: i64 = client
+        .query_one(
+            "SELECT coalesce(sum(n), 0)::bigint FROM batch_counters WHERE batch_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(folded, 3, "the job's three contacts, counted once");
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)

@@ -23,7 +23,10 @@ pub fn max_overlap(
         now += delta;
         peak = peak.max(now);
     }
-    usize::try_from(peak).unwrap_or(0)
+    // `peak` starts at 0 and only rises, so it is never negative (`now` may dip below 0 for
+    // an instant call, whose end sorts first): unsigned_abs is the value itself, nothing is
+    // clamped, and a u32 fits a usize on every target.
+    peak.unsigned_abs() as usize
 }
 
 /// The most calls started within any one-second window `[t, t + 1 s)`, sliding, not aligned

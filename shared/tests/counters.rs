@@ -73,16 +73,16 @@ async fn the_counters_follow_every_write_and_survive_folds() {
     ];
     for (i, sql) in steps.iter().enumerate() {
         let deltas_before: i64 = client
-            .query_one("SELECT count(*) FROM batch_counter_deltas", &[])
+            .query_one("SELECT count(*) AS n FROM batch_counter_deltas", &[])
             .await
             .unwrap()
-            .get(0);
+            .get("n");
         client.execute(*sql, &[&batch]).await.unwrap();
         let deltas_after: i64 = client
-            .query_one("SELECT count(*) FROM batch_counter_deltas", &[])
+            .query_one("SELECT count(*) AS n FROM batch_counter_deltas", &[])
             .await
             .unwrap()
-            .get(0);
+            .get("n");
         if sql.contains("next_attempt_at") {
             assert_eq!(
                 deltas_after, deltas_before,
@@ -120,25 +120,25 @@ async fn the_counters_follow_every_write_and_survive_folds() {
     // A fold moves every delta, keeps the totals, and drops keys that went back to zero.
     shared::db::counters::fold(&env.db).await.unwrap();
     let left: i64 = client
-        .query_one("SELECT count(*) FROM batch_counter_deltas", &[])
+        .query_one("SELECT count(*) AS n FROM batch_counter_deltas", &[])
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(left, 0);
     assert_eq!(kept(&env, batch).await, scanned(&env, batch).await);
     let zero: i64 = client
-        .query_one("SELECT count(*) FROM batch_counters WHERE n = 0", &[])
+        .query_one("SELECT count(*) AS n FROM batch_counters WHERE n = 0", &[])
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(zero, 0, "emptied keys are dropped");
     let released: i64 = client
         .query_one(
-            "SELECT count(*) FROM batch_counters WHERE batch_id = $1 AND state = 'released'",
+            "SELECT count(*) AS n FROM batch_counters WHERE batch_id = $1 AND state = 'released'",
             &[&batch],
         )
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(released, 1, "10 contacts are still released");
 }

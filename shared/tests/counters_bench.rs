@@ -180,7 +180,7 @@ async fn what_the_batch_counters_cost_ingest_and_dialing() {
                 .query(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), &[])
                 .await
                 .unwrap();
-            let plan: serde_json::Value = rows[0].get(0);
+            let plan: serde_json::Value = rows[0].get("QUERY PLAN");
             best = best.min(plan[0]["Execution Time"].as_f64().unwrap());
         }
         best

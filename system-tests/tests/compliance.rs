@@ -2,36 +2,25 @@
 //! call record: recipient-local calling hours at an injected instant, a number put on the
 //! do-not-call list mid-campaign, an opt-out during a call, and the audit trail.
 //!
-//! The stack is the one of `end_to_end.rs`, cut to what these tests need, with two knobs: the
+//! The stack is `system_tests::stack`'s with one dial worker and two knobs: the
 //! workspace's compliance policy and a clock offset (`DIALFLEET_CLOCK_OFFSET_SECS`) given to
 //! the scheduler and the dial workers, so they live at a chosen instant.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
-use shared::config::Env;
-use testkit::TestEnv;
 use testkit::http::SendJson;
 use tokio_util::sync::CancellationToken;
 
-struct Stack {
-    env: TestEnv,
-    gateway: String,
-    record: PathBuf,
-    key: String,
-    agent: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-}
+/// The shared stack, with this file's submissions and reads of it.
+struct Stack(system_tests::stack::Stack);
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(dir) = self.record.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+impl std::ops::Deref for Stack {
+    type Target = system_tests::stack::Stack;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -39,125 +28,21 @@ impl Drop for Stack {
 /// and a dial worker; the scheduler and the dial worker see the clock shifted by
 /// `clock_offset_secs`. The workspace has `compliance` as its policy.
 async fn start(compliance: api_gateway::admin::Compliance, clock_offset_secs: i64) -> Stack {
-    let env = TestEnv::new().await;
-    let shutdown = CancellationToken::new();
-    let dir = std::env::temp_dir().join(format!("dialfleet-compliance-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let record = dir.join("calls.jsonl");
-    let sim_config = carrier_sim::config::Config::from_env(&Env::from_pairs([
-        ("CARRIER_SIM_ADDR", "127.0.0.1:0"),
-        ("CARRIER_SIM_RING_MS", "50"),
-        ("CARRIER_SIM_TALK_MS", "100"),
-        ("CARRIER_SIM_RECORD", record.to_str().unwrap()),
-    ]))
-    .unwrap();
-    let (sim, _) = carrier_sim::spawn(sim_config, shutdown.clone())
-        .await
-        .unwrap();
-
-    let port = testkit::process::free_addr().port();
-    let gateway = format!("http://127.0.0.1:{port}");
-    let offset = clock_offset_secs.to_string();
-    let with = |extra: &[(&str, String)]| {
-        let mut pairs = env.env_vars();
-        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
-        pairs.push(("PUBLIC_URL".into(), gateway.clone()));
-        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        Env::from_pairs(pairs)
-    };
-    let gw = api_gateway::config::Config::from_env(&with(&[(
-        "GATEWAY_ADDR",
-        format!("127.0.0.1:{port}"),
-    )]))
-    .unwrap();
-    api_gateway::spawn(gw, shutdown.clone()).await.unwrap();
-    let ingest = ingest_worker::config::Config::from_env(&with(&[])).unwrap();
-    tokio::spawn(ingest_worker::run(ingest, shutdown.clone()));
-    let sched = scheduler::config::Config::from_env(&with(&[
-        ("SCHEDULER_TICK_MS", "100".into()),
-        (shared::clock::OFFSET_VAR, offset.clone()),
-    ]))
-    .unwrap();
-    tokio::spawn(scheduler::run(sched, shutdown.clone()));
-    let dial = dial_worker::config::Config::from_env(&with(&[
-        ("CARRIER_URL", format!("http://{sim}")),
-        (shared::clock::OFFSET_VAR, offset.clone()),
-    ]))
-    .unwrap();
-    tokio::spawn(dial_worker::run(dial, shutdown.clone()));
-
-    let created = api_gateway::admin::create_workspace_with(&env.db, "compliance", 10, &compliance)
-        .await
-        .unwrap();
-    // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
-    // batches set the rates they are about.
-    env.db
-        .get()
-        .await
-        .unwrap()
-        .execute(
-            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
-            &[&created.workspace_id],
-        )
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{gateway}/api/phone_numbers"))
-        .bearer_auth(&created.api_key)
-        .json(&json!({"number": "+12015550100"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let agent: Value = http
-        .post(format!("{gateway}/api/agents"))
-        .bearer_auth(&created.api_key)
-        .json(&json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}))
-        .send_json()
-        .await;
-    Stack {
-        env,
-        gateway,
-        record,
-        key: created.api_key,
-        agent: agent["id"].as_str().unwrap().to_owned(),
-        http,
-        shutdown,
-    }
+    Stack(
+        system_tests::stack::Stack::builder("compliance")
+            .workspace_limit(10)
+            .compliance(compliance)
+            .numbers(&["+12015550100"])
+            .talk_ms(100)
+            .clock_offset_secs(clock_offset_secs)
+            .start()
+            .await,
+    )
 }
 
 impl Stack {
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.key)
-    }
-
-    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.key)
-            .json(&body)
-    }
-
-    fn calls(&self) -> Vec<carrier_sim::record::CallRecord> {
-        carrier_sim::record::read(&self.record)
-    }
-
     fn calls_to(&self, number: &str) -> usize {
         self.calls().iter().filter(|c| c.to == number).count()
-    }
-
-    async fn wait_for(&self, what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !done().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// Submits a Dialgen batch; returns its id.

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,31 +13,19 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use shared::config::Env;
+use testkit::Services;
 use testkit::http::SendJson;
 use testkit::private::{PrivatePostgres, PrivateRedis};
-use testkit::{Services, TestEnv};
 use tokio_util::sync::CancellationToken;
 
-struct Stack {
-    env: TestEnv,
-    gateway: String,
-    /// The carrier simulator's address.
-    sim: SocketAddr,
-    record: PathBuf,
-    key: String,
-    workspace: uuid::Uuid,
-    http: reqwest::Client,
-    agent: String,
-    shutdown: CancellationToken,
-}
+/// The shared stack, with this file's other workspaces and waits.
+struct Stack(system_tests::stack::Stack);
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(dir) = self.record.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+impl std::ops::Deref for Stack {
+    type Target = system_tests::stack::Stack;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -55,146 +42,16 @@ async fn start_on(
     workspace_limit: i32,
     talk_ms: u64,
 ) -> Stack {
-    let env = TestEnv::on(services).await;
-    let shutdown = CancellationToken::new();
-    let dir = std::env::temp_dir().join(format!("dialfleet-e2e-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let record = dir.join("calls.jsonl");
-
-    let talk = talk_ms.to_string();
-    let sim_config = carrier_sim::config::Config::from_env(&Env::from_pairs([
-        ("CARRIER_SIM_ADDR", "127.0.0.1:0"),
-        ("CARRIER_SIM_RING_MS", "50"),
-        ("CARRIER_SIM_TALK_MS", talk.as_str()),
-        ("CARRIER_SIM_SEED", "7"),
-        ("CARRIER_SIM_RECORD", record.to_str().unwrap()),
-    ]))
-    .unwrap();
-    let (sim, _) = carrier_sim::spawn(sim_config, shutdown.clone())
-        .await
-        .unwrap();
-
-    let port = testkit::process::free_addr().port();
-    let gateway = format!("http://127.0.0.1:{port}");
-    let with = |extra: &[(&str, String)]| {
-        let mut pairs = env.env_vars();
-        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
-        pairs.push(("PUBLIC_URL".into(), gateway.clone()));
-        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        Env::from_pairs(pairs)
-    };
-    let gw = api_gateway::config::Config::from_env(&with(&[(
-        "GATEWAY_ADDR",
-        format!("127.0.0.1:{port}"),
-    )]))
-    .unwrap();
-    api_gateway::spawn(gw, shutdown.clone()).await.unwrap();
-    let ingest = ingest_worker::config::Config::from_env(&with(&[])).unwrap();
-    tokio::spawn(ingest_worker::run(ingest, shutdown.clone()));
-    let sched =
-        scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100".into())])).unwrap();
-    tokio::spawn(scheduler::run(sched, shutdown.clone()));
-
-    // Recipient calling hours off: these tests run on the real clock at any hour;
-    // `compliance.rs` tests the hours.
-    let created = api_gateway::admin::create_workspace_with(
-        &env.db,
-        "e2e",
-        workspace_limit,
-        &api_gateway::admin::Compliance::off(),
+    Stack(
+        system_tests::stack::Stack::builder("e2e")
+            .services(services)
+            .dial_workers(dial_workers)
+            .workspace_limit(workspace_limit)
+            .talk_ms(talk_ms)
+            .sim_seed(7)
+            .start()
+            .await,
     )
-    .await
-    .unwrap();
-    // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
-    // batches set the rates they are about.
-    env.db
-        .get()
-        .await
-        .unwrap()
-        .execute(
-            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
-            &[&created.workspace_id],
-        )
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        http.post(format!("{gateway}{path}"))
-            .bearer_auth(&created.api_key)
-            .json(&body)
-    };
-    for number in ["+12015550100", "+12015550199"] {
-        let r = post("/api/phone_numbers", json!({"number": number}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
-    let agent: Value = post(
-        "/api/agents",
-        json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}),
-    )
-    .send_json()
-    .await;
-    let stack = Stack {
-        env,
-        gateway,
-        sim,
-        record,
-        key: created.api_key,
-        workspace: created.workspace_id,
-        http,
-        agent: agent["id"].as_str().unwrap().to_owned(),
-        shutdown,
-    };
-    for _ in 0..dial_workers {
-        stack.dial_worker(&[]);
-    }
-    stack
-}
-
-impl Stack {
-    /// Starts one more dial worker (settings in `extra` on top of the stack's); cancel the token
-    /// to stop it as SIGTERM does.
-    fn dial_worker(&self, extra: &[(&str, &str)]) -> CancellationToken {
-        let mut pairs = self.env.env_vars();
-        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
-        pairs.push(("PUBLIC_URL".into(), self.gateway.clone()));
-        pairs.push(("CARRIER_URL".into(), format!("http://{}", self.sim)));
-        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = dial_worker::config::Config::from_env(&Env::from_pairs(pairs)).unwrap();
-        let stop = self.shutdown.child_token();
-        tokio::spawn(dial_worker::run(config, stop.clone()));
-        stop
-    }
-
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.key)
-    }
-
-    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.key)
-            .json(&body)
-    }
-
-    fn calls(&self) -> Vec<carrier_sim::record::CallRecord> {
-        carrier_sim::record::read(&self.record)
-    }
-
-    async fn wait_for(&self, what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !done().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// Another workspace on the same stack, with its own key and agent.
@@ -216,27 +73,13 @@ impl OtherWorkspace {
 impl Stack {
     /// Creates another workspace (limit 5) with an agent of its own.
     async fn other_workspace(&self, name: &str) -> OtherWorkspace {
-        let created = api_gateway::admin::create_workspace_with(
+        let created = system_tests::stack::workspace_without_rate(
             &self.env.db,
             name,
             5,
             &api_gateway::admin::Compliance::off(),
         )
-        .await
-        .unwrap();
-        // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
-        // batches set the rates they are about.
-        self.env
-            .db
-            .get()
-            .await
-            .unwrap()
-            .execute(
-                "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
-                &[&created.workspace_id],
-            )
-            .await
-            .unwrap();
+        .await;
         let mut other = OtherWorkspace {
             key: created.api_key,
             agent: String::new(),

@@ -7,14 +7,11 @@
 //! here is this test's own, on its own port.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use shared::config::Env;
-use testkit::TestEnv;
 use testkit::http::SendJson;
 use testkit::process::RoleProcess;
 use tokio_util::sync::CancellationToken;
@@ -48,27 +45,21 @@ fn role_binaries() -> PathBuf {
     dir
 }
 
-/// The carrier simulator, an ingest worker and a scheduler in-process; a workspace with its
-/// key, two numbers and an agent. The gateway and the dial workers are up to each test.
-struct Stack {
-    env: TestEnv,
-    sim: SocketAddr,
-    record: PathBuf,
-    gateway: String,
-    key: String,
-    agent: String,
-    http: reqwest::Client,
-    /// Every role's way to RabbitMQ, when the test gives them an outage of their own.
-    broker: Option<testkit::proxy::TcpProxy>,
-    shutdown: CancellationToken,
+/// The shared stack without a gateway or dial workers (each test brings its own, in this
+/// process or as real binaries), with this file's processes, batches and reads.
+struct Stack(system_tests::stack::Stack);
+
+impl std::ops::Deref for Stack {
+    type Target = system_tests::stack::Stack;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(dir) = self.record.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
@@ -84,130 +75,16 @@ impl Stack {
         workspace_limit: i32,
         proxied_broker: bool,
     ) -> Self {
-        let env = TestEnv::new().await;
-        let broker = if proxied_broker {
-            Some(testkit::proxy::TcpProxy::start("127.0.0.1:5672").await)
-        } else {
-            None
-        };
-        let amqp_url = broker
-            .as_ref()
-            .map_or(env.config.amqp_url.clone(), |p| p.url(&env.config.amqp_url));
-        let shutdown = CancellationToken::new();
-        let dir = std::env::temp_dir().join(format!("dialfleet-faults-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let record = dir.join("calls.jsonl");
-        let mut pairs: Vec<(String, String)> = vec![
-            ("CARRIER_SIM_ADDR".into(), "127.0.0.1:0".into()),
-            ("CARRIER_SIM_RING_MS".into(), "50".into()),
-            ("CARRIER_SIM_SEED".into(), "17".into()),
-            ("CARRIER_SIM_RECORD".into(), record.to_str().unwrap().into()),
-        ];
-        pairs.extend(
-            sim_settings
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        let sim_config = carrier_sim::config::Config::from_env(&Env::from_pairs(pairs)).unwrap();
-        let (sim, _) = carrier_sim::spawn(sim_config, shutdown.clone())
-            .await
-            .unwrap();
-        let gateway = format!("http://{}", testkit::process::free_addr());
-        let with = |extra: &[(&str, &str)]| {
-            let mut pairs = env.env_vars();
-            pairs.push(("AMQP_URL".into(), amqp_url.clone()));
-            pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
-            pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            Env::from_pairs(pairs)
-        };
-        let ingest = ingest_worker::config::Config::from_env(&with(&[])).unwrap();
-        tokio::spawn(ingest_worker::run(ingest, shutdown.clone()));
-        let sched =
-            scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100")])).unwrap();
-        tokio::spawn(scheduler::run(sched, shutdown.clone()));
-        let created = api_gateway::admin::create_workspace_with(
-            &env.db,
-            "faults",
-            workspace_limit,
-            &api_gateway::admin::Compliance::off(),
-        )
-        .await
-        .unwrap();
-        // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
-        // batches set the rates they are about.
-        env.db
-            .get()
-            .await
-            .unwrap()
-            .execute(
-                "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
-                &[&created.workspace_id],
-            )
-            .await
-            .unwrap();
-        Self {
-            env,
-            sim,
-            record,
-            gateway,
-            key: created.api_key,
-            agent: String::new(),
-            http: reqwest::Client::new(),
-            broker,
-            shutdown,
+        let mut builder = system_tests::stack::Stack::builder("faults")
+            .without_gateway()
+            .dial_workers(0)
+            .workspace_limit(workspace_limit)
+            .sim_seed(17)
+            .sim_env(sim_settings);
+        if proxied_broker {
+            builder = builder.proxied_broker();
         }
-    }
-
-    /// How the stack's roles reach RabbitMQ.
-    fn amqp_url(&self) -> String {
-        match &self.broker {
-            Some(proxy) => proxy.url(&self.env.config.amqp_url),
-            None => self.env.config.amqp_url.clone(),
-        }
-    }
-
-    /// The stack's environment for a role: the test's services, through the broker proxy if
-    /// there is one.
-    fn vars(&self) -> Vec<(String, String)> {
-        let mut pairs = self.env.env_vars();
-        pairs.push(("AMQP_URL".into(), self.amqp_url()));
-        pairs
-    }
-
-    /// The gateway's address (`host:port`).
-    fn gateway_addr(&self) -> &str {
-        self.gateway.trim_start_matches("http://")
-    }
-
-    /// Once a gateway is up: the workspace's numbers and agent.
-    async fn furnish(&mut self) {
-        for number in ["+12015550100", "+12015550199"] {
-            let r = self
-                .post("/api/phone_numbers", json!({"number": number}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-        }
-        let agent: Value = self
-            .post(
-                "/api/agents",
-                json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}),
-            )
-            .send_json()
-            .await;
-        self.agent = agent["id"].as_str().unwrap().to_owned();
-    }
-
-    /// A gateway in this process, on the stack's gateway port.
-    async fn gateway_in_process(&self) -> CancellationToken {
-        let mut pairs = self.vars();
-        pairs.push(("GATEWAY_ADDR".into(), self.gateway_addr().into()));
-        pairs.push(("PUBLIC_URL".into(), self.gateway.clone()));
-        let config = api_gateway::config::Config::from_env(&Env::from_pairs(pairs)).unwrap();
-        let stop = self.shutdown.child_token();
-        api_gateway::spawn(config, stop.clone()).await.unwrap();
-        stop
+        Self(builder.start().await)
     }
 
     /// The real gateway binary on the stack's gateway port; ready when this returns.
@@ -261,29 +138,9 @@ impl Stack {
 
     /// A dial worker in this process (defaults but for `extra`).
     fn dial_worker_in_process(&self, extra: &[(&str, &str)]) -> CancellationToken {
-        let mut pairs = self.vars();
-        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
-        pairs.push(("PUBLIC_URL".into(), self.gateway.clone()));
-        pairs.push(("CARRIER_URL".into(), format!("http://{}", self.sim)));
-        pairs.push(("DIAL_PREFETCH".into(), "16".into()));
-        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = dial_worker::config::Config::from_env(&Env::from_pairs(pairs)).unwrap();
-        let stop = self.shutdown.child_token();
-        tokio::spawn(dial_worker::run(config, stop.clone()));
-        stop
-    }
-
-    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.key)
-            .json(&body)
-    }
-
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.key)
+        let mut settings = vec![("DIAL_PREFETCH", "16")];
+        settings.extend_from_slice(extra);
+        self.dial_worker(&settings)
     }
 
     /// A Dialgen batch of `numbers`, started at once.
@@ -330,10 +187,6 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    fn calls(&self) -> Vec<carrier_sim::record::CallRecord> {
-        carrier_sim::record::read(&self.record)
     }
 
     /// How many calls each number got.

@@ -6,149 +6,48 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use serde_json::{Value, json};
-use shared::config::Env;
-use testkit::TestEnv;
 use testkit::http::SendJson;
-use tokio_util::sync::CancellationToken;
 
-struct Stack {
-    _env: TestEnv,
-    gateway: String,
-    record: PathBuf,
-    key: String,
-    http: reqwest::Client,
-    agent: String,
-    shutdown: CancellationToken,
-}
+/// The shared stack, with this file's reads of it.
+struct Stack(system_tests::stack::Stack);
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(dir) = self.record.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+impl std::ops::Deref for Stack {
+    type Target = system_tests::stack::Stack;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-/// Every role in this process, the carrier simulator's calls lasting `talk_ms`.
+/// Every role in this process, the carrier simulator's calls lasting `talk_ms`; the workspace
+/// keeps a new workspace's default rate.
 async fn start(talk_ms: u64) -> Stack {
-    let env = TestEnv::new().await;
-    let shutdown = CancellationToken::new();
-    let dir = std::env::temp_dir().join(format!("dialfleet-lists-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let record = dir.join("calls.jsonl");
-    let talk = talk_ms.to_string();
-    let sim_config = carrier_sim::config::Config::from_env(&Env::from_pairs([
-        ("CARRIER_SIM_ADDR", "127.0.0.1:0"),
-        ("CARRIER_SIM_RING_MS", "50"),
-        ("CARRIER_SIM_TALK_MS", talk.as_str()),
-        ("CARRIER_SIM_RECORD", record.to_str().unwrap()),
-    ]))
-    .unwrap();
-    let (sim, _) = carrier_sim::spawn(sim_config, shutdown.clone())
-        .await
-        .unwrap();
-    let port = testkit::process::free_addr().port();
-    let gateway = format!("http://127.0.0.1:{port}");
-    let with = |extra: &[(&str, String)]| {
-        let mut pairs = env.env_vars();
-        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
-        pairs.push(("PUBLIC_URL".into(), gateway.clone()));
-        pairs.push(("CARRIER_URL".into(), format!("http://{sim}")));
-        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        Env::from_pairs(pairs)
-    };
-    let gw = api_gateway::config::Config::from_env(&with(&[(
-        "GATEWAY_ADDR",
-        format!("127.0.0.1:{port}"),
-    )]))
-    .unwrap();
-    api_gateway::spawn(gw, shutdown.clone()).await.unwrap();
-    let ingest = ingest_worker::config::Config::from_env(&with(&[])).unwrap();
-    tokio::spawn(ingest_worker::run(ingest, shutdown.clone()));
-    let sched =
-        scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100".into())])).unwrap();
-    tokio::spawn(scheduler::run(sched, shutdown.clone()));
-    let dial = dial_worker::config::Config::from_env(&with(&[])).unwrap();
-    tokio::spawn(dial_worker::run(dial, shutdown.clone()));
-
-    // Recipient calling hours off: the test runs on the real clock at any hour.
-    let created = api_gateway::admin::create_workspace_with(
-        &env.db,
-        "lists",
-        5,
-        &api_gateway::admin::Compliance::off(),
+    Stack(
+        system_tests::stack::Stack::builder("lists")
+            .numbers(&["+12015550199"])
+            .default_workspace_rate()
+            .talk_ms(talk_ms)
+            .start()
+            .await,
     )
-    .await
-    .unwrap();
-    let http = reqwest::Client::new();
-    let mut stack = Stack {
-        _env: env,
-        gateway,
-        record,
-        key: created.api_key,
-        http,
-        agent: String::new(),
-        shutdown,
-    };
-    let r = stack
-        .post("/api/phone_numbers", json!({"number": "+12015550199"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let agent: Value = stack
-        .post(
-            "/api/agents",
-            json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}),
-        )
-        .send_json()
-        .await;
-    stack.agent = agent["id"].as_str().unwrap().to_owned();
-    stack
 }
 
 impl Stack {
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.key)
-    }
-
-    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.gateway))
-            .bearer_auth(&self.key)
-            .json(&body)
-    }
-
     /// Calls per number in the carrier's record, with the last call's outcome and caller ID.
     fn dialed(&self) -> HashMap<String, (usize, String, String)> {
         let mut out: HashMap<String, (usize, String, String)> = HashMap::new();
-        for c in carrier_sim::record::read(&self.record) {
+        for c in self.calls() {
             let e = out.entry(c.to.clone()).or_default();
             e.0 += 1;
             e.1 = c.outcome.as_str().to_owned();
             e.2 = c.from.clone();
         }
         out
-    }
-
-    async fn wait_for(&self, what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !done().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     async fn wait_status(&self, path: &str, field: &str, want: &str) -> Value {

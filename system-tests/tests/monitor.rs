@@ -7,97 +7,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use shared::config::Env;
-use testkit::TestEnv;
+use system_tests::stack::Stack;
 use testkit::http::SendJson;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_event_stream_follows_real_calls_within_a_second() {
-    let env = TestEnv::new().await;
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let dir = std::env::temp_dir().join(format!("dialfleet-monitor-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let record = dir.join("calls.jsonl");
-    let sim_config = carrier_sim::config::Config::from_env(&Env::from_pairs([
-        ("CARRIER_SIM_ADDR", "127.0.0.1:0"),
-        ("CARRIER_SIM_RING_MS", "50"),
-        ("CARRIER_SIM_TALK_MS", "400"),
-        ("CARRIER_SIM_SEED", "7"),
-        ("CARRIER_SIM_RECORD", record.to_str().unwrap()),
-    ]))
-    .unwrap();
-    let (sim, _) = carrier_sim::spawn(sim_config, shutdown.clone())
-        .await
-        .unwrap();
-    let port = testkit::process::free_addr().port();
-    let gateway = format!("http://127.0.0.1:{port}");
-    let with = |extra: &[(&str, String)]| {
-        let mut pairs = env.env_vars();
-        pairs.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
-        pairs.push(("PUBLIC_URL".into(), gateway.clone()));
-        pairs.push(("CARRIER_URL".into(), format!("http://{sim}")));
-        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        Env::from_pairs(pairs)
-    };
-    let gw = api_gateway::config::Config::from_env(&with(&[(
-        "GATEWAY_ADDR",
-        format!("127.0.0.1:{port}"),
-    )]))
-    .unwrap();
-    api_gateway::spawn(gw, shutdown.clone()).await.unwrap();
-    let ingest = ingest_worker::config::Config::from_env(&with(&[])).unwrap();
-    tokio::spawn(ingest_worker::run(ingest, shutdown.clone()));
-    let sched =
-        scheduler::config::Config::from_env(&with(&[("SCHEDULER_TICK_MS", "100".into())])).unwrap();
-    tokio::spawn(scheduler::run(sched, shutdown.clone()));
-    let dial = dial_worker::config::Config::from_env(&with(&[])).unwrap();
-    tokio::spawn(dial_worker::run(dial, shutdown.clone()));
-
-    let created = api_gateway::admin::create_workspace_with(
-        &env.db,
-        "monitor",
-        4,
-        &api_gateway::admin::Compliance::off(),
-    )
-    .await
-    .unwrap();
-    // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
-    // batches set the rates they are about.
-    env.db
-        .get()
-        .await
-        .unwrap()
-        .execute(
-            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
-            &[&created.workspace_id],
-        )
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        http.post(format!("{gateway}{path}"))
-            .bearer_auth(&created.api_key)
-            .json(&body)
-    };
-    let agent: Value = post(
-        "/api/agents",
-        json!({"name": "bot", "answerUrl": "https://agent.example.com/answer"}),
-    )
-    .send_json()
-    .await;
-    post("/api/phone_numbers", json!({"number": "+12015550100"}))
-        .send()
-        .await
-        .unwrap();
+    let stack = Stack::builder("monitor")
+        .workspace_limit(4)
+        .numbers(&["+12015550100"])
+        .talk_ms(400)
+        .sim_seed(7)
+        .start()
+        .await;
+    let (gateway, http) = (&stack.gateway, &stack.http);
     // Last digits 0–5: every call is answered, so every call's end makes its contact final.
     let contacts: Vec<Value> = (0..24)
         .map(|i| json!({"phoneNumber": format!("+1201555{:04}", 2000 + (i / 6) * 10 + i % 6)}))
         .collect();
-    let body = json!({"agentId": agent["id"], "userId": "u", "contacts": contacts,
+    let body = json!({"agentId": stack.agent, "userId": "u", "contacts": contacts,
                       "options": {"maxConcurrentDials": 4, "maxCallsPerSecond": 5}});
-    let created_batch: Value = post("/api/v1/batch", body).send_json().await;
+    let created_batch: Value = stack.post("/api/v1/batch", body).send_json().await;
     let id = created_batch["batchId"].as_str().unwrap().to_owned();
     let dashboard = created_batch["links"]["dashboard"].as_str().unwrap();
     assert!(dashboard.starts_with(&format!("{gateway}/batch/monitor/{id}?token=")));
@@ -138,10 +67,7 @@ async fn the_event_stream_follows_real_calls_within_a_second() {
     }
 
     // The k-th call to end (by the simulator's clock) shows as k succeeded contacts within 1 s.
-    let mut ends: Vec<DateTime<Utc>> = carrier_sim::record::read(&record)
-        .iter()
-        .map(|c| c.ended_at)
-        .collect();
+    let mut ends: Vec<DateTime<Utc>> = stack.calls().iter().map(|c| c.ended_at).collect();
     ends.sort();
     assert_eq!(ends.len(), 24, "one call per contact");
     let mut worst = chrono::Duration::zero();
@@ -173,9 +99,8 @@ async fn the_event_stream_follows_real_calls_within_a_second() {
         .text()
         .await
         .unwrap();
-    let status: Value = http
-        .get(format!("{gateway}/api/v1/batch/{id}/status"))
-        .bearer_auth(&created.api_key)
+    let status: Value = stack
+        .get(&format!("/api/v1/batch/{id}/status"))
         .send_json()
         .await;
     assert_eq!(status["statistics"]["succeeded"], 24);
@@ -189,5 +114,4 @@ async fn the_event_stream_follows_real_calls_within_a_second() {
         let shown = &page[at..at + page[at..].find('<').unwrap()];
         assert_eq!(shown, status["statistics"][field].to_string(), "{el}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

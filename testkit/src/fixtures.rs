@@ -16,6 +16,21 @@ use serde_json::{Value, json};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+/// Takes away workspace `id`'s own rate (a new workspace's default is 1 call a second), so a
+/// test's batches set the rates they are about.
+///
+/// # Panics
+/// When the update fails.
+pub async fn clear_workspace_rate(client: &Client, id: Uuid) {
+    client
+        .execute(
+            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+}
+
 /// A workspace with one agent and, optionally, phone numbers to call from.
 #[derive(Debug, Clone)]
 pub struct Workspace {

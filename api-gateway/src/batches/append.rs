@@ -1,37 +1,54 @@
 //! Adding rows to a job that is not final (`POST /api/batch_dial_jobs/{id}/rows`,
 //! `POST /api/v1/batch/{id}/contacts`).
 //!
-//! The rows are parsed and validated exactly as a create body's (`body::parse`, the same row
-//! shapes, the same 100,000 ceiling per request), then travel the ingest path a create's rows
-//! travel, as more chunks of the same batch: the ingest workers normalise them, reject
+//! The rows are parsed and validated exactly as a create body's (`body::parse_reader`, the same
+//! row shapes, the same 100,000 ceiling per request), then travel the ingest path a create's
+//! rows travel, as more chunks of the same batch: the ingest workers normalise them, reject
 //! duplicates against every row the job already holds (the earlier row wins, so the job's own
 //! contacts always keep their numbers) and the do-not-call list, and count them. Row numbers
 //! continue after the job's last row.
+//!
+//! The body is read as it arrives, as a create's is, but its chunks are *spooled* to a
+//! temporary file rather than published at once: the job is already live, so a chunk published
+//! before the body proved valid could be dialed, and a body that turns out invalid (a bad field
+//! after the array, truncated JSON, a 100,001st row) must add nothing. The request holds a chunk
+//! in memory at a time (counted in [`super::held`]), whatever its size; the file holds the rest
+//! until they are published.
 //!
 //! The job's bookkeeping, in order:
 //! 1. under the job's row lock: the job must not be final (completed, cancelled, failed: 409)
 //!    nor still ingesting (a create or another append in progress: 409, retry once it is
 //!    done); it goes back to `ingesting` with `expected_chunks = 0` ("not announced yet"), so
-//!    no ingest worker can finish it early and the scheduler cannot complete it meanwhile
-//!    (it completes only `ready` jobs); its `total_rows` grows by the rows sent;
-//! 2. the chunks are published, each confirmed by the broker (invariant 1);
-//! 3. `expected_chunks` is announced and `finish_if_complete` runs, as for a create; only then
+//!    no ingest worker can finish it early, the scheduler cannot complete it meanwhile (it
+//!    completes only `ready` jobs), and no second append can start;
+//! 2. the body is read, validated and spooled, each chunk numbered after the job's own;
+//! 3. once it is valid, `total_rows` grows by the rows sent and the chunks are published, each
+//!    confirmed by the broker (invariant 1);
+//! 4. `expected_chunks` is announced and `finish_if_complete` runs, as for a create; only then
 //!    the 202.
 //!
-//! If publishing fails the job is put back to `ready` with the rows that did arrive (its
-//! counters recomputed from them), chunks still in flight are ignored by the workers (the job
-//! is no longer ingesting), and the client gets a 503 to retry: rows that arrived the first
-//! time are then rejected as duplicates, nothing is dialed twice.
+//! If the body is invalid, the client goes away, or publishing fails, the job is put back to
+//! `ready` with the rows that did arrive (its counters recomputed from them); chunks still in
+//! flight are ignored by the workers (the job is no longer ingesting). A publish failure is a
+//! 503 to retry: rows that arrived the first time are then rejected as duplicates, nothing is
+//! dialed twice. The work runs in its own task, so a client that disconnects mid-body still
+//! leaves the job `ready`.
 
+use std::io::{Seek, Write};
+
+use axum::body::Body;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use shared::domain::{IngestState, JobState};
 use shared::queue::Stream;
-use shared::queue::messages::IngestChunkV1;
 use shared::queue::publisher::Outgoing;
 
-use super::body::{self, RowShape};
+use super::body::{self, Chunk, Packer, ParseError, RowShape, Stopped};
+use super::held::Held;
 use super::model::{Batch, COLUMNS, VISIBLE};
+use super::stream::{self, BODY_FRAMES, ChannelReader, IN_FLIGHT, READ_BUF};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::validate::Violations;
@@ -65,25 +82,48 @@ pub fn refusal(state: JobState, ingest: IngestState) -> Option<String> {
     }
 }
 
-/// Parses `bytes` (`{"<R::KEY>": [...]}`) and adds its rows to job `id` of `workspace`.
-pub async fn append<R: RowShape>(
+/// Reads `body` (`{"<R::KEY>": [...]}`) as it arrives and adds its rows to job `id` of
+/// `workspace`.
+pub async fn append<R: RowShape + Send + 'static>(
     state: &AppState,
     workspace: Uuid,
     id: Uuid,
     what: &'static str,
-    bytes: &[u8],
+    body: Body,
 ) -> Result<Appended, ApiError> {
-    let mut violations = Violations::default();
-    let (parsed, chunks) = body::parse::<R>(bytes, id, workspace, &mut violations)?;
-    for key in parsed.header.keys() {
-        violations.add(
-            key.clone(),
-            format!("is not accepted here; this route takes only `{}`", R::KEY),
-        );
-    }
-    violations.into_result(())?;
-    let rows = parsed.rows;
+    let state = state.clone();
+    let span = tracing::info_span!("append_rows", batch_id = %id, workspace_id = %workspace);
+    // Its own task: a client that goes away mid-body must still leave the job `ready`.
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let place = reserve(&state, workspace, id, what).await?;
+            let outcome = receive::<R>(&state, workspace, id, place, body).await;
+            if outcome.is_err() {
+                restore(&state, id).await;
+            }
+            outcome
+        },
+        span,
+    ));
+    task.await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("the append task failed: {e}")))?
+}
 
+/// Where the added chunks continue the job's numbering, and how many it already holds.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    first_seq: u32,
+    first_row: u32,
+    stored_chunks: u32,
+}
+
+/// Step 1: takes the job for this append (see the module docs), or refuses.
+async fn reserve(
+    state: &AppState,
+    workspace: Uuid,
+    id: Uuid,
+    what: &'static str,
+) -> Result<Place, ApiError> {
     let mut client = state.db.get().await?;
     let txn = client.transaction().await?;
     let sql = format!(
@@ -110,41 +150,60 @@ pub async fn append<R: RowShape>(
             &[&id],
         )
         .await?;
-    let first_row: i32 = next.get("first_row");
-    let first_seq: i32 = next.get("first_seq");
-    let stored_chunks: i64 = next.get("stored_chunks");
-    let added = i32::try_from(rows).map_err(|e| ApiError::Internal(e.into()))?;
+    let place = Place {
+        first_seq: stored_number(next.get::<_, i32>("first_seq"), "first_seq")?,
+        first_row: stored_number(next.get::<_, i32>("first_row"), "first_row")?,
+        stored_chunks: stored_number(next.get::<_, i64>("stored_chunks"), "stored_chunks")?,
+    };
     txn.execute(
-        "UPDATE batches SET ingest_state = 'ingesting', expected_chunks = 0,
-             total_rows = $2::int + $3::int, updated_at = now()
+        "UPDATE batches SET ingest_state = 'ingesting', expected_chunks = 0, updated_at = now()
          WHERE id = $1",
-        &[&id, &first_row, &added],
+        &[&id],
     )
     .await?;
     txn.commit().await?;
-    drop(client);
+    Ok(place)
+}
 
-    let expected = stored_chunks + chunks.len() as i64;
-    let offset = Offset {
-        first_seq,
-        first_row,
-    };
-    let published = publish_chunks(state, id, offset, chunks).await;
+/// A count read from the database as the unsigned number it is (never negative by the schema).
+fn stored_number<T: TryInto<u32> + Copy + std::fmt::Display>(
+    n: T,
+    what: &str,
+) -> Result<u32, ApiError> {
+    n.try_into()
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("the job's {what} is out of range: {n}")))
+}
+
+/// Steps 2–4, once the job is reserved.
+async fn receive<R: RowShape + Send + 'static>(
+    state: &AppState,
+    workspace: Uuid,
+    id: Uuid,
+    place: Place,
+    body: Body,
+) -> Result<Appended, ApiError> {
+    let (bytes_tx, bytes_rx) = mpsc::channel(BODY_FRAMES);
+    let parser = tokio::task::spawn_blocking(move || spool::<R>(id, workspace, place, bytes_rx));
+    let pumped = stream::pump(body, bytes_tx, state.config.max_body_bytes, None).await;
+    let spooled = parser
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("the parser failed: {e}")))?;
+    // The body's own reading (size, connection) answers first, as for a create.
+    pumped?;
+    let Spooled { file, rows, chunks } = spooled?;
+
     let client = state.db.get().await?;
-    if let Err(e) = published {
-        tracing::error!(batch_id = %id, error = %e, "publishing added rows failed; the job keeps the rows that arrived");
-        client
-            .execute(
-                "UPDATE batches SET ingest_state = 'ready',
-                     expected_chunks = (SELECT count(*) FROM ingest_chunks WHERE batch_id = $1),
-                     total_rows = accepted_rows + rejected_rows, updated_at = now()
-                 WHERE id = $1 AND ingest_state = 'ingesting'",
-                &[&id],
-            )
-            .await?;
-        return Err(e);
-    }
-    let expected = i32::try_from(expected).map_err(|e| ApiError::Internal(e.into()))?;
+    let total = i64::from(place.first_row) + i64::from(rows);
+    let total = i32::try_from(total).map_err(|e| ApiError::Internal(e.into()))?;
+    client
+        .execute(
+            "UPDATE batches SET total_rows = $2, updated_at = now() WHERE id = $1",
+            &[&id, &total],
+        )
+        .await?;
+    publish_spooled(state, id, file, chunks).await?;
+    let expected =
+        i32::try_from(place.stored_chunks + chunks).map_err(|e| ApiError::Internal(e.into()))?;
     client
         .execute(
             "UPDATE batches SET expected_chunks = $2 WHERE id = $1",
@@ -156,47 +215,152 @@ pub async fn append<R: RowShape>(
     Ok(Appended {
         batch,
         rows,
-        first_row: i64::from(first_row) + 1,
+        first_row: i64::from(place.first_row) + 1,
     })
 }
 
-/// Where the added chunks continue the job's numbering.
-#[derive(Debug, Clone, Copy)]
-struct Offset {
-    first_seq: i32,
-    first_row: i32,
+/// A valid body's chunks, waiting in a temporary file.
+struct Spooled {
+    file: std::fs::File,
+    rows: u32,
+    chunks: u32,
 }
 
-/// Publishes chunks `body::parse` encoded from 0, renumbered after the job's own, each
-/// confirmed. One chunk is decoded and re-encoded at a time.
-async fn publish_chunks(
+/// Parses the body arriving on `frames` (on a blocking thread) and writes each full chunk to a
+/// temporary file, each as its length (8 bytes, little-endian), its `seq` (4 bytes) and its
+/// encoded `IngestChunkV1`.
+fn spool<R: RowShape>(
+    batch_id: Uuid,
+    workspace_id: Uuid,
+    place: Place,
+    frames: mpsc::Receiver<Held<axum::body::Bytes>>,
+) -> Result<Spooled, ApiError> {
+    let _buffer = Held::new((), READ_BUF);
+    let spool_error = |e: std::io::Error| {
+        ApiError::Internal(anyhow::Error::new(e).context("spooling the added rows"))
+    };
+    let mut file = tempfile::tempfile().map_err(spool_error)?;
+    let mut written = std::io::BufWriter::new(&mut file);
+    let mut chunks = 0u32;
+    let mut failure = None;
+    let mut violations = Violations::default();
+    let parsed = {
+        let mut packer = Packer::new(batch_id, workspace_id, |chunk: Chunk| {
+            let body = chunk.body.get();
+            let framed = written
+                .write_all(&(body.len() as u64).to_le_bytes())
+                .and_then(|()| written.write_all(&chunk.seq.to_le_bytes()))
+                .and_then(|()| written.write_all(body));
+            match framed {
+                Ok(()) => {
+                    chunks += 1;
+                    Ok(())
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Err(Stopped)
+                }
+            }
+        })
+        .continuing(place.first_seq, place.first_row);
+        let reader = std::io::BufReader::with_capacity(READ_BUF, ChannelReader::new(frames));
+        body::parse_reader::<R>(reader, &mut packer, &mut violations, &mut |_| ())
+    };
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(ParseError::Api(e)) => return Err(e),
+        Err(ParseError::Stopped) => {
+            let e = failure.unwrap_or_else(|| std::io::Error::other("the spool stopped"));
+            return Err(spool_error(e));
+        }
+    };
+    for key in parsed.header.keys() {
+        violations.add(
+            key.clone(),
+            format!("is not accepted here; this route takes only `{}`", R::KEY),
+        );
+    }
+    violations.into_result(())?;
+    written.flush().map_err(spool_error)?;
+    drop(written);
+    file.rewind().map_err(spool_error)?;
+    Ok(Spooled {
+        file,
+        rows: parsed.rows,
+        chunks,
+    })
+}
+
+/// Publishes the spooled chunks in order, up to [`IN_FLIGHT`] confirms outstanding, and waits
+/// for every confirm. One chunk is read back into memory at a time.
+async fn publish_spooled(
     state: &AppState,
     batch_id: Uuid,
-    offset: Offset,
-    chunks: Vec<body::Chunk>,
+    file: std::fs::File,
+    chunks: u32,
 ) -> Result<(), ApiError> {
-    let mut messages = Vec::with_capacity(chunks.len());
-    for packed in chunks {
-        let mut chunk: IngestChunkV1 =
-            serde_json::from_slice(packed.body.get()).map_err(|e| ApiError::Internal(e.into()))?;
-        chunk.seq += offset.first_seq as u32;
-        chunk.first_row += offset.first_row as u32;
-        let seq = chunk.seq;
-        messages.push(Outgoing {
-            body: serde_json::to_vec(&chunk).map_err(|e| ApiError::Internal(e.into()))?,
+    let spool_error = |e: std::io::Error| {
+        ApiError::Internal(anyhow::Error::new(e).context("reading the spooled rows back"))
+    };
+    let mut file = tokio::io::BufReader::new(tokio::fs::File::from_std(file));
+    let mut in_flight = std::collections::VecDeque::new();
+    for _ in 0..chunks {
+        let len = file.read_u64_le().await.map_err(spool_error)?;
+        let seq = file.read_u32_le().await.map_err(spool_error)?;
+        let len = usize::try_from(len).map_err(|e| ApiError::Internal(e.into()))?;
+        let mut body = vec![0; len];
+        file.read_exact(&mut body).await.map_err(spool_error)?;
+        let (body, token) = Held::new(body, len).split();
+        let message = Outgoing {
+            body,
             message_id: Some(format!("{batch_id}:{seq}")),
             headers: Vec::new(),
-        });
+        };
+        let pending = state
+            .publisher
+            .start(Stream::Ingest, message)
+            .await
+            .map_err(unavailable)?;
+        in_flight.push_back((pending, token));
+        if in_flight.len() >= IN_FLIGHT
+            && let Some((pending, _token)) = in_flight.pop_front()
+        {
+            pending.confirmed().await.map_err(unavailable)?;
+        }
     }
-    state
-        .publisher
-        .publish_all(Stream::Ingest, messages)
-        .await
-        .map_err(|e| {
-            ApiError::Unavailable(format!(
-                "the rows could not be queued for ingestion ({e}); the job keeps the rows that arrived, please retry"
-            ))
-        })
+    while let Some((pending, _token)) = in_flight.pop_front() {
+        pending.confirmed().await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn unavailable(e: shared::queue::QueueError) -> ApiError {
+    tracing::error!(error = %e, "publishing added rows failed; the job keeps the rows that arrived");
+    ApiError::Unavailable(format!(
+        "the rows could not be queued for ingestion ({e}); the job keeps the rows that arrived, please retry"
+    ))
+}
+
+/// Puts a job whose append failed back to `ready` with the rows that did arrive. Logged, not
+/// returned: the request's own error is the answer.
+async fn restore(state: &AppState, id: Uuid) {
+    let restored = async {
+        let client = state.db.get().await?;
+        client
+            .execute(
+                "UPDATE batches SET ingest_state = 'ready',
+                     expected_chunks = (SELECT count(*) FROM ingest_chunks WHERE batch_id = $1),
+                     total_rows = accepted_rows + rejected_rows, updated_at = now()
+                 WHERE id = $1 AND ingest_state = 'ingesting'",
+                &[&id],
+            )
+            .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    if let Err(e) = restored {
+        tracing::error!(batch_id = %id, error = %e, "a failed append could not put its job back to ready");
+    }
 }
 
 /// The 202 of `POST /api/batch_dial_jobs/{id}/rows`: what was added, and the job.

@@ -207,6 +207,14 @@ impl<'o> Packer<'o> {
         }
     }
 
+    /// Numbers the chunks after a batch's own `seq` chunks and `first_row` rows (rows added to
+    /// a running job), so each row is encoded once, in its final place.
+    pub fn continuing(mut self, seq: u32, first_row: u32) -> Self {
+        self.seq = seq;
+        self.first_row = first_row;
+        self
+    }
+
     /// Rows read so far.
     pub fn rows(&self) -> u32 {
         self.rows
@@ -363,6 +371,7 @@ pub enum ParseError {
 }
 
 /// Parses a whole body held in memory (tests, and small bodies): the chunks are collected.
+#[cfg(test)]
 pub fn parse<R: RowShape>(
     body: &[u8],
     batch_id: Uuid,

@@ -17,11 +17,13 @@ use shared::schedule::{StoredSchedule, Window};
 
 use crate::error::ApiError;
 
-/// The columns [`Batch::from_row`] reads, in order.
+/// The columns [`Batch::from_row`] reads, by name. Unqualified, so a query may alias the
+/// table (`FROM batches b`); the effective rate comes from the `batch_calls_per_second`
+/// function (migration V16), which names no table of the query. A query may select more
+/// columns, under other names.
 pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, state, ingest_state, \
     max_concurrent_dials, \
-    COALESCE(max_calls_per_second, (SELECT COALESCE(w.max_calls_per_second, w.cps_ceiling) \
-        FROM workspaces w WHERE w.id = batches.workspace_id)) AS max_calls_per_second, \
+    batch_calls_per_second(max_calls_per_second, workspace_id) AS max_calls_per_second, \
     priority, schedule, timezone, scheduled_start_time, \
     from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms, webhooks, \
     tags, pending_settings, total_rows, accepted_rows, rejected_rows, error, error_code, created_at, \
@@ -32,8 +34,16 @@ pub const COLUMNS: &str = "id, workspace_id, surface, name, agent_id, user_id, s
 /// the API (docs/ingest.md, "Streaming at the gateway").
 pub const VISIBLE: &str = "ingest_state NOT IN ('receiving', 'aborted')";
 
-/// How many columns [`COLUMNS`] names (a query may select more after them).
-pub const COLUMN_COUNT: usize = 31;
+/// The retry strategy stored as `{prefix}max_attempts`, `{prefix}busy_delay_ms` and
+/// `{prefix}no_answer_delay_ms` (a batch's `retry_…`, a workspace's `default_…`), checked.
+pub fn retry_columns(row: &Row, prefix: &str) -> Result<RetryStrategy, ApiError> {
+    RetryStrategy::from_columns(
+        row.try_get(format!("{prefix}max_attempts").as_str())?,
+        row.try_get(format!("{prefix}busy_delay_ms").as_str())?,
+        row.try_get(format!("{prefix}no_answer_delay_ms").as_str())?,
+    )
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("{prefix}… columns: {e}")))
+}
 
 /// A batch (Vogent: job) as stored.
 #[derive(Debug, Clone)]
@@ -75,52 +85,48 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Reads a row selected with [`COLUMNS`].
+    /// Reads a row selected with [`COLUMNS`], by column name.
     pub fn from_row(row: &Row) -> Result<Self, ApiError> {
         let corrupt =
             |what: &str| ApiError::Internal(anyhow::anyhow!("batch row has an invalid {what}"));
-        let surface = Surface::parse(row.get(2)).ok_or_else(|| corrupt("surface"))?;
-        let schedule: Option<Value> = row.get(11);
+        let retry = retry_columns(row, "retry_")?;
+        let machine_detection = match row.try_get::<_, Option<&str>>("machine_detection")? {
+            None => None,
+            Some(m) => {
+                Some(MachineDetection::parse(m).ok_or_else(|| corrupt("machine detection"))?)
+            }
+        };
         Ok(Self {
-            id: row.get(0),
-            workspace_id: row.get(1),
-            surface,
-            name: row.get(3),
-            agent_id: row.get(4),
-            user_id: row.get(5),
-            state: JobState::parse(row.get(6)).ok_or_else(|| corrupt("state"))?,
-            ingest_state: IngestState::parse(row.get(7)).ok_or_else(|| corrupt("ingest state"))?,
-            max_concurrent_dials: row.get(8),
-            max_calls_per_second: row.get(9),
-            priority: row.get(10),
-            schedule: StoredSchedule::load(schedule, row.get(12)),
-            timezone: row.get(12),
-            scheduled_start_time: row.get(13),
-            from_phone_number_ids: row.get(14),
-            retry: RetryStrategy {
-                max_attempts: row.get::<_, i32>(15) as u32,
-                busy_delay: row.get::<_, i64>(16) as u64,
-                no_answer_delay: row.get::<_, i64>(17) as u64,
-                voicemail_delay: None,
-            },
-            webhooks: row.get(18),
-            tags: row.get(19),
-            pending_settings: row.get(20),
-            total_rows: row.get(21),
-            accepted_rows: row.get(22),
-            rejected_rows: row.get(23),
-            error: row.get(24),
-            error_code: row.get(25),
-            created_at: row.get(26),
-            started_at: row.get(27),
-            completed_at: row.get(28),
-            machine_detection: match row.get::<_, Option<&str>>("machine_detection") {
-                None => None,
-                Some(m) => {
-                    Some(MachineDetection::parse(m).ok_or_else(|| corrupt("machine detection"))?)
-                }
-            },
-            retry_of: row.get("retry_of"),
+            id: row.try_get("id")?,
+            workspace_id: row.try_get("workspace_id")?,
+            surface: Surface::parse(row.try_get("surface")?).ok_or_else(|| corrupt("surface"))?,
+            name: row.try_get("name")?,
+            agent_id: row.try_get("agent_id")?,
+            user_id: row.try_get("user_id")?,
+            state: JobState::parse(row.try_get("state")?).ok_or_else(|| corrupt("state"))?,
+            ingest_state: IngestState::parse(row.try_get("ingest_state")?)
+                .ok_or_else(|| corrupt("ingest state"))?,
+            max_concurrent_dials: row.try_get("max_concurrent_dials")?,
+            max_calls_per_second: row.try_get("max_calls_per_second")?,
+            priority: row.try_get("priority")?,
+            schedule: StoredSchedule::load(row.try_get("schedule")?, row.try_get("timezone")?),
+            timezone: row.try_get("timezone")?,
+            scheduled_start_time: row.try_get("scheduled_start_time")?,
+            from_phone_number_ids: row.try_get("from_phone_number_ids")?,
+            retry,
+            webhooks: row.try_get("webhooks")?,
+            tags: row.try_get("tags")?,
+            pending_settings: row.try_get("pending_settings")?,
+            total_rows: row.try_get("total_rows")?,
+            accepted_rows: row.try_get("accepted_rows")?,
+            rejected_rows: row.try_get("rejected_rows")?,
+            error: row.try_get("error")?,
+            error_code: row.try_get("error_code")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            completed_at: row.try_get("completed_at")?,
+            machine_detection,
+            retry_of: row.try_get("retry_of")?,
         })
     }
 

@@ -286,7 +286,8 @@ pub async fn check_status(
     let limit = recent.unwrap_or(10);
     let recent_rows = client
         .query(
-            "SELECT a.id, a.carrier_call_sid, a.outcome, a.answered_at, a.ended_at, a.created_at, a.to_number, c.name
+            "SELECT a.id, a.carrier_call_sid, a.outcome, a.answered_at, a.ended_at, a.created_at, a.to_number,
+                    c.name AS contact_name
              FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
              WHERE a.batch_id = $1 ORDER BY a.created_at DESC, a.id DESC LIMIT $2",
             &[&b.id, &(if limit < 0 { i64::MAX } else { limit })],
@@ -297,22 +298,22 @@ pub async fn check_status(
     let recent_calls = recent_rows
         .iter()
         .map(|r| {
-            let outcome = outcome_column(r.get(2))?;
+            let outcome = outcome_column(r.get("outcome"))?;
             Ok(RecentCall {
-                id: r.get(0),
-                call_sid: r.get(1),
+                id: r.get("id"),
+                call_sid: r.get("carrier_call_sid"),
                 status: dialgen_call_status(outcome),
                 outcome,
-                duration: call_duration_secs(r.get(3), r.get(4)),
-                created_at: api_time(r.get(5)),
-                phone_number: r.get(6),
-                contact_name: r.get(7),
+                duration: call_duration_secs(r.get("answered_at"), r.get("ended_at")),
+                created_at: api_time(r.get("created_at")),
+                phone_number: r.get("to_number"),
+                contact_name: r.get("contact_name"),
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let mut rejected = serde_json::Map::new();
-    for r in client.query("SELECT reason, count(*) FROM rejected_rows WHERE batch_id = $1 GROUP BY reason ORDER BY reason", &[&b.id]).await? {
-        rejected.insert(r.get::<_, String>(0), Value::from(r.get::<_, i64>(1)));
+    for r in client.query("SELECT reason, count(*) AS n FROM rejected_rows WHERE batch_id = $1 GROUP BY reason ORDER BY reason", &[&b.id]).await? {
+        rejected.insert(r.get::<_, String>("reason"), Value::from(r.get::<_, i64>("n")));
     }
     Ok(CheckStatus {
         batch_id: b.id,

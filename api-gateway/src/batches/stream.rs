@@ -48,7 +48,7 @@ pub const CHUNKS_AHEAD: usize = 2;
 /// Chunks published and not yet confirmed, per request.
 pub const IN_FLIGHT: usize = 4;
 /// The parser's read buffer.
-const READ_BUF: usize = 64 * 1024;
+pub(super) const READ_BUF: usize = 64 * 1024;
 
 /// Checks the settings half of a body once it has been read whole.
 pub type CheckHeader = Box<
@@ -106,7 +106,7 @@ pub async fn receive_json<R: RowShape + Send + 'static>(
             let mut fingerprint = Fingerprint::json(req.surface);
             let limit = req.state.config.max_body_bytes;
             let (pumped, published) = tokio::join!(
-                pump(body, bytes_tx, limit, &mut fingerprint),
+                pump(body, bytes_tx, limit, Some(&mut fingerprint)),
                 intake.publish(chunk_rx)
             );
             let outcome = async {
@@ -144,13 +144,13 @@ pub fn first_error(
     }
 }
 
-/// Reads `body` into `tx` frame by frame: the size limit (413) and the fingerprint as it
-/// arrives. Stops quietly if the parser stopped reading (its own answer stands).
-async fn pump(
+/// Reads `body` into `tx` frame by frame: the size limit (413) and the fingerprint (if one is
+/// kept) as it arrives. Stops quietly if the parser stopped reading (its own answer stands).
+pub(super) async fn pump(
     body: Body,
     tx: mpsc::Sender<Held<Bytes>>,
     limit: usize,
-    fingerprint: &mut Fingerprint,
+    mut fingerprint: Option<&mut Fingerprint>,
 ) -> Result<(), ApiError> {
     let mut stream = body.into_data_stream();
     let mut total = 0usize;
@@ -163,7 +163,9 @@ async fn pump(
         if total > limit {
             return Err(too_large(limit));
         }
-        fingerprint.update(&frame);
+        if let Some(fingerprint) = fingerprint.as_deref_mut() {
+            fingerprint.update(&frame);
+        }
         let n = frame.len();
         if tx.send(Held::new(frame, n)).await.is_err() {
             return Ok(());

@@ -24,7 +24,7 @@ use shared::db::counters;
 use shared::domain::{CallOutcome, ContactCounts, ContactState, Statistics};
 use shared::schedule::Window;
 
-use crate::batches::model::{Batch, COLUMN_COUNT, COLUMNS, VISIBLE};
+use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::error::ApiError;
 
 /// The chart's series: what each attempt ended as, or that it is still in flight.
@@ -219,27 +219,31 @@ pub async fn read(
     since: &mut Option<DateTime<Utc>>,
 ) -> Result<Option<Snapshot>, ApiError> {
     let sql = format!(
-        "SELECT x.*, w.max_concurrent_dials, w.max_calls_per_second,
-            (SELECT name FROM agents WHERE id = x.agent_id),
+        "SELECT x.*, w.max_concurrent_dials AS workspace_max_concurrent_dials,
+            w.max_calls_per_second AS workspace_max_calls_per_second,
+            (SELECT name FROM agents WHERE id = x.agent_id) AS agent_name,
             (SELECT coalesce(jsonb_agg(jsonb_build_array(state, last_outcome, hold_reason, n)), '[]')
-               FROM ({groups}) s),
-            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND outcome IS NULL),
-            (SELECT count(*) FROM dial_attempts WHERE workspace_id = x.workspace_id AND outcome IS NULL),
-            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND created_at > now() - interval '10 seconds'),
-            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND created_at > now() - interval '60 seconds'),
-            (SELECT min(created_at) FROM dial_attempts WHERE batch_id = x.id AND outcome IS NULL),
+               FROM ({groups}) s) AS counter_groups,
+            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND outcome IS NULL) AS in_flight,
+            (SELECT count(*) FROM dial_attempts WHERE workspace_id = x.workspace_id AND outcome IS NULL)
+                AS workspace_in_flight,
+            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND created_at > now() - interval '10 seconds')
+                AS starts_10s,
+            (SELECT count(*) FROM dial_attempts WHERE batch_id = x.id AND created_at > now() - interval '60 seconds')
+                AS starts_60s,
+            (SELECT min(created_at) FROM dial_attempts WHERE batch_id = x.id AND outcome IS NULL) AS oldest_open,
             (SELECT coalesce(jsonb_agg(jsonb_build_array(m, o, n)), '[]')
                FROM (SELECT extract(epoch FROM date_trunc('minute', created_at))::bigint AS m,
                             coalesce(outcome, '') AS o, count(*) AS n
                      FROM dial_attempts
                      WHERE batch_id = x.id AND created_at >= coalesce($2, '-infinity'::timestamptz)
-                     GROUP BY 1, 2) c),
+                     GROUP BY 1, 2) c) AS minutes,
             (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at DESC, r.id DESC), '[]')
                FROM (SELECT a.id, a.to_number, c.name AS contact_name, a.attempt_no, a.outcome,
                             a.created_at, a.answered_at, a.ended_at
                      FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
-                     WHERE a.batch_id = x.id ORDER BY a.created_at DESC, a.id DESC LIMIT 20) r),
-            now()
+                     WHERE a.batch_id = x.id ORDER BY a.created_at DESC, a.id DESC LIMIT 20) r) AS recent,
+            now() AS at
          FROM (SELECT {COLUMNS} FROM batches WHERE id = $1 AND {VISIBLE}) x
          JOIN workspaces w ON w.id = x.workspace_id",
         groups = counters::groups_of("x.id"),
@@ -248,23 +252,24 @@ pub async fn read(
         return Ok(None);
     };
     let batch = Batch::from_row(&row)?;
-    let c = COLUMN_COUNT;
     let corrupt = |what: &str| ApiError::Internal(anyhow::anyhow!("monitor: unreadable {what}"));
     let mut tally = Tally::default();
     let groups: Vec<(String, String, String, i64)> =
-        serde_json::from_value(row.get::<_, Value>(c + 3)).map_err(|_| corrupt("counts"))?;
+        serde_json::from_value(row.try_get::<_, Value>("counter_groups")?)
+            .map_err(|_| corrupt("counts"))?;
     for (state, outcome, hold, n) in &groups {
         let group = counters::Group::from_names(state, outcome, hold, *n)
             .map_err(|e| ApiError::Internal(e.into()))?;
         tally.add(&group);
     }
-    let oldest_open: Option<DateTime<Utc>> = row.get(c + 8);
+    let oldest_open: Option<DateTime<Utc>> = row.try_get("oldest_open")?;
     let minutes: Vec<(i64, String, i64)> =
-        serde_json::from_value(row.get::<_, Value>(c + 9)).map_err(|_| corrupt("chart"))?;
+        serde_json::from_value(row.try_get::<_, Value>("minutes")?)
+            .map_err(|_| corrupt("chart"))?;
     chart.replace_from(since.unwrap_or(DateTime::<Utc>::MIN_UTC), &minutes);
-    let recent: Vec<RecentCall> =
-        serde_json::from_value(row.get::<_, Value>(c + 10)).map_err(|_| corrupt("recent calls"))?;
-    let at: DateTime<Utc> = row.get(c + 11);
+    let recent: Vec<RecentCall> = serde_json::from_value(row.try_get::<_, Value>("recent")?)
+        .map_err(|_| corrupt("recent calls"))?;
+    let at: DateTime<Utc> = row.try_get("at")?;
     *since = Some(Chart::next_since(oldest_open, at));
     let statistics = Statistics::of(&tally.contacts, batch.state.is_final());
     let held_until = if tally.deferred_to_a_minute > 0 {
@@ -274,15 +279,15 @@ pub async fn read(
     };
     Ok(Some(Snapshot {
         held_until,
-        agent_name: row.get(c + 2),
-        workspace_max_concurrent_dials: row.get(c),
-        workspace_max_calls_per_second: row.get(c + 1),
+        agent_name: row.try_get("agent_name")?,
+        workspace_max_concurrent_dials: row.try_get("workspace_max_concurrent_dials")?,
+        workspace_max_calls_per_second: row.try_get("workspace_max_calls_per_second")?,
         tally,
         statistics,
-        in_flight: row.get(c + 4),
-        workspace_in_flight: row.get(c + 5),
-        starts_10s: row.get(c + 6),
-        starts_60s: row.get(c + 7),
+        in_flight: row.try_get("in_flight")?,
+        workspace_in_flight: row.try_get("workspace_in_flight")?,
+        starts_10s: row.try_get("starts_10s")?,
+        starts_60s: row.try_get("starts_60s")?,
         chart: chart.clone(),
         recent,
         at,

@@ -68,10 +68,10 @@ pub(crate) struct Agent {
 
 fn agent_json(row: &tokio_postgres::Row) -> Agent {
     Agent {
-        id: row.get(0),
-        name: row.get(1),
-        answer_url: row.get(2),
-        created_at: api_time(row.get(3)),
+        id: row.get("id"),
+        name: row.get("name"),
+        answer_url: row.get("answer_url"),
+        created_at: api_time(row.get("created_at")),
     }
 }
 

@@ -300,9 +300,9 @@ pub(crate) struct DncNumber {
 
 fn dnc_json(row: &tokio_postgres::Row) -> DncNumber {
     DncNumber {
-        number: row.get(0),
-        reason: row.get(1),
-        created_at: api_time(row.get(2)),
+        number: row.get("number"),
+        reason: row.get("reason"),
+        created_at: api_time(row.get("created_at")),
     }
 }
 
@@ -350,7 +350,7 @@ pub(crate) async fn list(
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];
     let cursor = more
-        .then(|| page.last().map(|r| r.get::<_, String>(0)))
+        .then(|| page.last().map(|r| r.get::<_, String>("number")))
         .flatten()
         .map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n));
     Ok(page_body(page.iter().map(dnc_json), cursor))
@@ -395,7 +395,7 @@ pub(crate) async fn opt_out(
         )
         .await?
         .ok_or(ApiError::NotFound("dial"))?;
-    let (contact_id, number): (Uuid, String) = (row.get(0), row.get(1));
+    let (contact_id, number): (Uuid, String) = (row.get("contact_id"), row.get("to_number"));
     tx.execute(
         "INSERT INTO dnc_numbers (workspace_id, number, reason) VALUES ($1, $2, 'opt-out')
          ON CONFLICT DO NOTHING",
@@ -542,7 +542,7 @@ pub(crate) async fn events(
     let contact = client
         .query_opt(
             "SELECT c.state, c.attempts,
-                    CASE WHEN isfinite(c.next_attempt_at) THEN c.next_attempt_at END,
+                    CASE WHEN isfinite(c.next_attempt_at) THEN c.next_attempt_at END AS next_attempt_at,
                     c.released_at, c.updated_at,
                     c.last_outcome, c.phone_number, c.timezones, c.hold_reason, c.batch_id
              FROM contacts c WHERE c.id = $1 AND c.workspace_id = $2",
@@ -564,32 +564,32 @@ pub(crate) async fn events(
             &[&id],
         )
         .await?;
-    let state_name: String = contact.get(0);
+    let state_name: String = contact.get("state");
     let mut out: Vec<(chrono::DateTime<chrono::Utc>, u8, ContactEvent)> = Vec::new();
     // Contact ids are UUIDv7, minted by the ingest worker as it stores the row.
     if let Some(at) = id.get_timestamp().and_then(|t| {
         let (s, n) = t.to_unix();
         chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, n)
     }) {
-        let zones: Option<Vec<String>> = contact.get(7);
+        let zones: Option<Vec<String>> = contact.get("timezones");
         out.push((
             at,
             0,
             ContactEvent::Ingested {
                 at: api_time(at),
-                number: contact.get(6),
+                number: contact.get("phone_number"),
                 timezones: zones,
-                batch_id: contact.get(9),
+                batch_id: contact.get("batch_id"),
             },
         ));
     }
     for r in &logged {
-        let at: chrono::DateTime<chrono::Utc> = r.get(0);
-        let kind: String = r.get(1);
+        let at: chrono::DateTime<chrono::Utc> = r.get("at");
+        let kind: String = r.get("kind");
         let logged = Logged {
             at: api_time(at),
-            reason: r.get(2),
-            detail: r.get(3),
+            reason: r.get("reason"),
+            detail: r.get("detail"),
         };
         let event = match kind.as_str() {
             "deferred" => ContactEvent::Deferred(logged),
@@ -605,8 +605,8 @@ pub(crate) async fn events(
     }
     let last_no = attempts.len();
     for (i, a) in attempts.iter().enumerate() {
-        let created: chrono::DateTime<chrono::Utc> = a.get(3);
-        let attempt_no: i32 = a.get(1);
+        let created: chrono::DateTime<chrono::Utc> = a.get("created_at");
+        let attempt_no: i32 = a.get("attempt_no");
         out.push((
             created,
             2,
@@ -615,7 +615,7 @@ pub(crate) async fn events(
                 attempt: attempt_no,
             },
         ));
-        let started: Option<chrono::DateTime<chrono::Utc>> = a.get(4);
+        let started: Option<chrono::DateTime<chrono::Utc>> = a.get("started_at");
         let dialed = started.unwrap_or(created);
         out.push((
             dialed,
@@ -623,14 +623,14 @@ pub(crate) async fn events(
             ContactEvent::Dialed {
                 at: api_time(dialed),
                 attempt: attempt_no,
-                dial_id: a.get(0),
-                caller_id: a.get(2),
+                dial_id: a.get("id"),
+                caller_id: a.get("from_number"),
             },
         ));
-        let outcome: Option<String> = a.get(6);
+        let outcome: Option<String> = a.get("outcome");
         if let Some(outcome) = &outcome {
             let ended: chrono::DateTime<chrono::Utc> = a
-                .get::<_, Option<chrono::DateTime<chrono::Utc>>>(5)
+                .get::<_, Option<chrono::DateTime<chrono::Utc>>>("ended_at")
                 .unwrap_or(dialed);
             out.push((
                 ended,
@@ -639,13 +639,13 @@ pub(crate) async fn events(
                     at: api_time(ended),
                     attempt: attempt_no,
                     outcome: outcome.clone(),
-                    reason: a.get(7),
+                    reason: a.get("error"),
                 },
             ));
             let retried = i + 1 < last_no || (state_name == "queued" && i + 1 == last_no);
             if retried && matches!(outcome.as_str(), "busy" | "no-answer" | "voicemail") {
                 let due: Option<chrono::DateTime<chrono::Utc>> = if i + 1 == last_no {
-                    contact.get(2)
+                    contact.get("next_attempt_at")
                 } else {
                     None
                 };
@@ -662,17 +662,17 @@ pub(crate) async fn events(
         }
     }
     if state_name == "cancelled" {
-        let at: chrono::DateTime<chrono::Utc> = contact.get(4);
+        let at: chrono::DateTime<chrono::Utc> = contact.get("updated_at");
         out.push((at, 6, ContactEvent::Cancelled { at: api_time(at) }));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     Ok(Json(ContactEvents {
         contact_id: id,
         state: state_name,
-        last_outcome: contact.get(5),
-        hold_reason: contact.get(8),
+        last_outcome: contact.get("last_outcome"),
+        hold_reason: contact.get("hold_reason"),
         next_attempt_at: contact
-            .get::<_, Option<chrono::DateTime<chrono::Utc>>>(2)
+            .get::<_, Option<chrono::DateTime<chrono::Utc>>>("next_attempt_at")
             .map(api_time),
         data: out.into_iter().map(|(_, _, v)| v).collect(),
     }))

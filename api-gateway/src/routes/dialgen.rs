@@ -231,7 +231,6 @@ fn list_sql() -> String {
          FROM batches
          WHERE workspace_id = $1 AND {VISIBLE} AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
          ORDER BY created_at DESC, id DESC LIMIT $4",
-        // No alias: COLUMNS names `batches` (the workspace rate a job without its own inherits).
         groups = counters::groups_of("batches.id"),
     )
 }
@@ -244,19 +243,18 @@ fn list_item(
     let b = Batch::from_row(row)?;
     // The batch counters' groups, as `[state, last_outcome, hold_reason, n]` (the one count
     // every surface shows: shared::db::counters).
-    let groups: Option<Value> = row.get("counter_groups");
-    let mut parsed = Vec::new();
-    for g in groups
-        .as_ref()
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let name = |i: usize| g.get(i).and_then(Value::as_str).unwrap_or_default();
-        let n = g.get(3).and_then(Value::as_i64).unwrap_or_default();
+    // No groups at all aggregate to NULL. An element of another shape is an error, never
+    // counted as zero.
+    let groups: Vec<(String, String, String, i64)> = row
+        .try_get::<_, Option<Value>>("counter_groups")?
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("unreadable batch counters: {e}")))?
+        .unwrap_or_default();
+    let mut parsed = Vec::with_capacity(groups.len());
+    for (state, outcome, hold, n) in &groups {
         parsed.push(
-            counters::Group::from_names(name(0), name(1), name(2), n)
-                .map_err(stats::counter_error)?,
+            counters::Group::from_names(state, outcome, hold, *n).map_err(stats::counter_error)?,
         );
     }
     let counts = counters::counts(&parsed);

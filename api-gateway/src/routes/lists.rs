@@ -30,7 +30,7 @@ use crate::batches::stats::RowCounts;
 use crate::batches::{append, export, rejected, retry};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
-use crate::extract::{JsonBody, Query, path_id, read_body};
+use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::{Page, PageRequest, next_link, page_body};
 use crate::routes::dialgen::BatchLinks;
 use crate::row_stream::{self, Framing, Param};
@@ -288,8 +288,8 @@ pub(crate) async fn dialgen_contacts(
     req: Request,
 ) -> Result<(StatusCode, Json<ContactsAppended>), ApiError> {
     let id = path_id(&id, BATCH)?;
-    let bytes = read_body(req, &state).await?;
-    let appended = append::append::<DialgenContact>(&state, ws.id, id, BATCH, &bytes).await?;
+    let appended =
+        append::append::<DialgenContact>(&state, ws.id, id, BATCH, req.into_body()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ContactsAppended {
@@ -310,8 +310,7 @@ pub(crate) async fn vogent_rows(
     req: Request,
 ) -> Result<(StatusCode, Json<append::RowsAppended>), ApiError> {
     let id = path_id(&id, JOB)?;
-    let bytes = read_body(req, &state).await?;
-    let appended = append::append::<VogentRow>(&state, ws.id, id, JOB, &bytes).await?;
+    let appended = append::append::<VogentRow>(&state, ws.id, id, JOB, req.into_body()).await?;
     let job = appended.batch.to_job();
     Ok((StatusCode::ACCEPTED, Json(append::answer(&appended, job))))
 }

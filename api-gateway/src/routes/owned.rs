@@ -12,7 +12,7 @@ use crate::pagination::{Cursor, PageRequest};
 pub struct Owned {
     /// The table.
     pub table: &'static str,
-    /// The columns to return; `created_at` must be the last.
+    /// The columns to return; `id` and `created_at` among them (the cursor reads them by name).
     pub columns: &'static str,
     /// The resource's name in a 404.
     pub what: &'static str,
@@ -40,10 +40,9 @@ impl Owned {
         let rows = client
             .query(&sql, &[&workspace, &after_at, &after_id, &fetch])
             .await?;
-        let created_at = self.columns.split(',').count() - 1;
         Ok(page.split(rows, |r| Cursor {
-            at: r.get(created_at),
-            id: r.get(0),
+            at: r.get("created_at"),
+            id: r.get("id"),
         }))
     }
 

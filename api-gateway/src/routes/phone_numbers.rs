@@ -58,10 +58,10 @@ pub(crate) struct PhoneNumber {
 
 fn number_json(row: &tokio_postgres::Row) -> PhoneNumber {
     PhoneNumber {
-        id: row.get(0),
-        number: row.get(1),
-        label: row.get(2),
-        created_at: api_time(row.get(3)),
+        id: row.get("id"),
+        number: row.get("number"),
+        label: row.get("label"),
+        created_at: api_time(row.get("created_at")),
     }
 }
 

@@ -237,7 +237,7 @@ pub(crate) async fn update(
             .query("SELECT id FROM phone_numbers WHERE workspace_id = $1 AND deleted_at IS NULL AND id = ANY($2)", &[&ws.id, &parsed])
             .await?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| r.get("id"))
             .collect();
         for (i, pid) in parsed.iter().enumerate() {
             if !owned.contains(pid) {
@@ -470,29 +470,77 @@ pub(crate) async fn queue(
     Batch::load(&client, ws.id, id).await?;
     let rows = client
         .query(
-            "SELECT id, phone_number, inputs, row_index, attempts, NULLIF(next_attempt_at, '-infinity'), name FROM contacts
+            "SELECT id, phone_number, inputs, row_index, attempts, NULLIF(next_attempt_at, '-infinity') AS next_attempt_at, name FROM contacts
              WHERE batch_id = $1 AND state = 'queued' AND ($2::int IS NULL OR row_index > $2)
              ORDER BY row_index LIMIT $3",
             &[&id, &after_row, &fetch],
         )
         .await?;
     let cursor_of = |r: &tokio_postgres::Row| Cursor {
-        at: DateTime::from_timestamp_micros(i64::from(r.get::<_, i32>(3))).unwrap_or_default(),
-        id: r.get(0),
+        at: DateTime::from_timestamp_micros(i64::from(r.get::<_, i32>("row_index")))
+            .unwrap_or_default(),
+        id: r.get("id"),
     };
     let queued = |r: &tokio_postgres::Row| QueuedRow {
-        id: r.get(0),
-        to_number: r.get(1),
-        inputs: r.get(2),
-        attempts: r.get(4),
-        next_attempt_at: api_time_opt(r.get(5)),
-        name: r.get(6),
+        id: r.get("id"),
+        to_number: r.get("phone_number"),
+        inputs: r.get("inputs"),
+        attempts: r.get("attempts"),
+        next_attempt_at: api_time_opt(r.get("next_attempt_at")),
+        name: r.get("name"),
     };
     Ok(page.respond(rows, cursor_of, queued))
 }
 
 const DIAL_COLUMNS: &str = "a.id, a.to_number, c.inputs, a.state, a.outcome, a.from_number_id, a.answered_at, a.started_at, a.ended_at, \
     a.created_at, a.updated_at, a.contact_id, a.attempt_no, a.carrier_call_sid, a.from_number, a.batch_id";
+
+/// A dial as [`DIAL_COLUMNS`] selects it: the attempt and its contact's inputs.
+struct DialRow {
+    id: Uuid,
+    to_number: String,
+    inputs: Value,
+    state: AttemptState,
+    outcome: Option<CallOutcome>,
+    from_number_id: Option<Uuid>,
+    answered_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    contact_id: Uuid,
+    attempt_no: i32,
+    carrier_call_sid: Option<String>,
+    from_number: Option<String>,
+    batch_id: Uuid,
+}
+
+impl DialRow {
+    fn from_row(r: &tokio_postgres::Row) -> Result<Self, ApiError> {
+        let state: &str = r.try_get("state")?;
+        let state = AttemptState::parse(state).ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("an attempt has an invalid state {state:?}"))
+        })?;
+        Ok(Self {
+            id: r.try_get("id")?,
+            to_number: r.try_get("to_number")?,
+            inputs: r.try_get("inputs")?,
+            state,
+            outcome: crate::batches::stats::outcome_column(r.try_get("outcome")?)?,
+            from_number_id: r.try_get("from_number_id")?,
+            answered_at: r.try_get("answered_at")?,
+            started_at: r.try_get("started_at")?,
+            ended_at: r.try_get("ended_at")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            contact_id: r.try_get("contact_id")?,
+            attempt_no: r.try_get("attempt_no")?,
+            carrier_call_sid: r.try_get("carrier_call_sid")?,
+            from_number: r.try_get("from_number")?,
+            batch_id: r.try_get("batch_id")?,
+        })
+    }
+}
 
 /// Vogent's Dial shape (API-REFERENCE.md), plus `attemptNumber`, `outcome`, `callSid`,
 /// `fromNumber` and `batchId`.
@@ -533,30 +581,25 @@ pub(crate) struct Dial {
 /// Status, duration and times follow `shared::domain::views` and `::timing`, as every other
 /// surface showing this call.
 fn dial_json(r: &tokio_postgres::Row) -> Result<Dial, ApiError> {
-    let outcome = crate::batches::stats::outcome_column(r.get(4))?;
-    let state: &str = r.get(3);
-    let state = AttemptState::parse(state).ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("an attempt has an invalid state {state:?}"))
-    })?;
-    let ended: Option<DateTime<Utc>> = r.get(8);
+    let d = DialRow::from_row(r)?;
     Ok(Dial {
-        id: r.get(0),
-        to_number: r.get(1),
-        inputs: r.get(2),
-        status: vogent_dial_status(state, outcome),
-        system_result_type: vogent_system_result_type(outcome),
-        from_number_id: r.get(5),
-        duration_seconds: call_duration_secs(r.get(6), ended),
-        started_at: api_time_opt(r.get(7)),
-        ended_at: api_time_opt(ended),
-        created_at: api_time(r.get(9)),
-        updated_at: api_time(r.get(10)),
-        dial_task_id: r.get(11),
-        attempt_number: r.get(12),
-        outcome,
-        call_sid: r.get(13),
-        from_number: r.get(14),
-        batch_id: r.get(15),
+        id: d.id,
+        to_number: d.to_number,
+        inputs: d.inputs,
+        status: vogent_dial_status(d.state, d.outcome),
+        system_result_type: vogent_system_result_type(d.outcome),
+        from_number_id: d.from_number_id,
+        duration_seconds: call_duration_secs(d.answered_at, d.ended_at),
+        started_at: api_time_opt(d.started_at),
+        ended_at: api_time_opt(d.ended_at),
+        created_at: api_time(d.created_at),
+        updated_at: api_time(d.updated_at),
+        dial_task_id: d.contact_id,
+        attempt_number: d.attempt_no,
+        outcome: d.outcome,
+        call_sid: d.carrier_call_sid,
+        from_number: d.from_number,
+        batch_id: d.batch_id,
     })
 }
 
@@ -594,8 +637,8 @@ pub(crate) async fn dials(
         .query(&sql, &[&id, &after_at, &after_id, &fetch])
         .await?;
     let cursor_of = |r: &tokio_postgres::Row| Cursor {
-        at: r.get(9),
-        id: r.get(0),
+        at: r.get("created_at"),
+        id: r.get("id"),
     };
     let (rows, cursor) = page.split(rows, cursor_of);
     let items = rows.iter().map(dial_json).collect::<Result<Vec<_>, _>>()?;

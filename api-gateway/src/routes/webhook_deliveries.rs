@@ -89,22 +89,22 @@ pub(crate) struct WebhookDelivery {
 }
 
 fn delivery_json(row: &tokio_postgres::Row) -> WebhookDelivery {
-    let state: String = row.get(5);
+    let state: String = row.get("state");
     WebhookDelivery {
-        id: row.get(0),
-        event: row.get(1),
-        batch_id: row.get(2),
-        subject_id: row.get(3),
-        url: row.get(4),
-        attempts: row.get(6),
-        last_status_code: row.get(7),
-        last_error: row.get(8),
+        id: row.get("id"),
+        event: row.get("event"),
+        batch_id: row.get("batch_id"),
+        subject_id: row.get("subject_id"),
+        url: row.get("url"),
+        attempts: row.get("attempts"),
+        last_status_code: row.get("last_status_code"),
+        last_error: row.get("last_error"),
         // Only a pending delivery has a next attempt.
-        next_attempt_at: (state == "pending").then(|| api_time(row.get(9))),
+        next_attempt_at: (state == "pending").then(|| api_time(row.get("next_attempt_at"))),
         state,
-        delivered_at: api_time_opt(row.get(10)),
-        payload: row.get(11),
-        created_at: api_time(row.get(12)),
+        delivered_at: api_time_opt(row.get("delivered_at")),
+        payload: row.get("payload"),
+        created_at: api_time(row.get("created_at")),
     }
 }
 
@@ -170,8 +170,8 @@ pub(crate) async fn list(
         )
         .await?;
     let cursor_of = |r: &tokio_postgres::Row| Cursor {
-        at: r.get(12),
-        id: r.get(0),
+        at: r.get("created_at"),
+        id: r.get("id"),
     };
     Ok(page.respond(rows, cursor_of, delivery_json))
 }

@@ -43,18 +43,9 @@ pub async fn spawn_app() -> TestApp {
     )
     .await
     .expect("workspace");
-    // No workspace-wide rate (a new workspace's default is 1 call a second): these tests'
-    // batches set the rates they are about.
-    env.db
-        .get()
-        .await
-        .unwrap()
-        .execute(
-            "UPDATE workspaces SET max_calls_per_second = NULL WHERE id = $1",
-            &[&created.workspace_id],
-        )
-        .await
-        .unwrap();
+    // No workspace-wide rate: these tests' batches set the rates they are about.
+    testkit::fixtures::clear_workspace_rate(&env.db.get().await.unwrap(), created.workspace_id)
+        .await;
     TestApp {
         env,
         addr,

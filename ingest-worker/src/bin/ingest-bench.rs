@@ -457,11 +457,11 @@ async fn direct_in(
         loop {
             let left: i64 = client
                 .query_one(
-                    "SELECT count(*) FROM batches WHERE id = ANY($1) AND ingest_state = 'ingesting'",
+                    "SELECT count(*) AS n FROM batches WHERE id = ANY($1) AND ingest_state = 'ingesting'",
                     &[&ids],
                 )
                 .await?
-                .get(0);
+                .get("n");
             if left == 0 {
                 break;
             }
@@ -473,18 +473,18 @@ async fn direct_in(
         let pipeline = started.elapsed();
         let stored: i64 = client
             .query_one(
-                "SELECT count(*) FROM contacts WHERE batch_id = ANY($1)",
+                "SELECT count(*) AS n FROM contacts WHERE batch_id = ANY($1)",
                 &[&ids],
             )
             .await?
-            .get(0);
+            .get("n");
         let listed: i64 = client
             .query_one(
-                "SELECT count(*) FROM rejected_rows WHERE batch_id = ANY($1) AND reason = 'do_not_call'",
+                "SELECT count(*) AS n FROM rejected_rows WHERE batch_id = ANY($1) AND reason = 'do_not_call'",
                 &[&ids],
             )
             .await?
-            .get(0);
+            .get("n");
         if dnc.0 > 0 {
             println!("rejected as do_not_call: {listed}");
         }
@@ -949,11 +949,11 @@ impl Stack {
             let left: i64 = self
                 .client
                 .query_one(
-                    "SELECT count(*) FROM batches WHERE id = ANY($1) AND ingest_state IN ('receiving', 'ingesting')",
+                    "SELECT count(*) AS n FROM batches WHERE id = ANY($1) AND ingest_state IN ('receiving', 'ingesting')",
                     &[&ids],
                 )
                 .await?
-                .get(0);
+                .get("n");
             if left == 0 {
                 let _ = self.gateway_pid;
                 return Ok(t.elapsed());

@@ -59,24 +59,36 @@ async fn rows_are_normalized_and_rejections_kept() {
     let client = env.db.get().await.unwrap();
     let r = client
         .query_one(
-            "SELECT external_id, name, email, company, inputs, state, next_attempt_at = '-infinity',
+            "SELECT external_id, name, email, company, inputs, state, next_attempt_at = '-infinity' AS due_now,
                     workspace_id
              FROM contacts WHERE batch_id = $1 AND row_index = 0",
             &[&batch.id],
         )
         .await
         .unwrap();
-    assert_eq!(r.get::<_, Option<String>>(0).as_deref(), Some("contact_1"));
-    assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some("Jane Doe"));
     assert_eq!(
-        r.get::<_, Option<String>>(2).as_deref(),
+        r.get::<_, Option<String>>("external_id").as_deref(),
+        Some("contact_1")
+    );
+    assert_eq!(
+        r.get::<_, Option<String>>("name").as_deref(),
+        Some("Jane Doe")
+    );
+    assert_eq!(
+        r.get::<_, Option<String>>("email").as_deref(),
         Some("jane@example.com")
     );
-    assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("Acme"));
-    assert_eq!(r.get::<_, serde_json::Value>(4), json!({"lead_score": 80}));
-    assert_eq!(r.get::<_, String>(5), "queued");
-    assert!(r.get::<_, bool>(6));
-    assert_eq!(r.get::<_, uuid::Uuid>(7), batch.workspace_id);
+    assert_eq!(
+        r.get::<_, Option<String>>("company").as_deref(),
+        Some("Acme")
+    );
+    assert_eq!(
+        r.get::<_, serde_json::Value>("inputs"),
+        json!({"lead_score": 80})
+    );
+    assert_eq!(r.get::<_, String>("state"), "queued");
+    assert!(r.get::<_, bool>("due_now"));
+    assert_eq!(r.get::<_, uuid::Uuid>("workspace_id"), batch.workspace_id);
 
     let reasons: Vec<(i32, String)> = fixture::rejected(&env.db, &batch)
         .await
@@ -421,10 +433,10 @@ async fn deleting_a_batch_or_its_workspace_deletes_its_contacts() {
         .await
         .unwrap();
     let left: i64 = client
-        .query_one("SELECT count(*) FROM contacts", &[])
+        .query_one("SELECT count(*) AS n FROM contacts", &[])
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(left, 0);
 }
 
@@ -467,7 +479,7 @@ async fn listed_numbers_are_rejected_and_zones_are_stored() {
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get("phone_number"), r.get("timezone"), r.get("timezones")))
         .collect();
     assert_eq!(
         zones,

@@ -129,7 +129,7 @@ pub async fn contacts(db: &Pool, batch: &Batch) -> Vec<(i32, String)> {
         .await
         .unwrap()
         .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get("row_index"), r.get("phone_number")))
         .collect()
 }
 
@@ -138,14 +138,14 @@ pub async fn rejected(db: &Pool, batch: &Batch) -> Vec<(i32, String, String)> {
     let client = db.get().await.unwrap();
     client
         .query(
-            "SELECT row_index, reason, coalesce(detail, '') FROM rejected_rows
+            "SELECT row_index, reason, coalesce(detail, '') AS detail FROM rejected_rows
              WHERE batch_id = $1 ORDER BY row_index",
             &[&batch.id],
         )
         .await
         .unwrap()
         .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get("row_index"), r.get("reason"), r.get("detail")))
         .collect()
 }
 
@@ -168,21 +168,21 @@ pub async fn state(db: &Pool, batch: &Batch) -> BatchState {
     let r = client
         .query_one(
             "SELECT state, ingest_state, total_rows, accepted_rows, rejected_rows, error_code, error,
-                    accepted_rows + rejected_rows
+                    accepted_rows + rejected_rows AS sorted_rows
              FROM batches WHERE id = $1",
             &[&batch.id],
         )
         .await
         .unwrap();
     BatchState {
-        state: r.get(0),
-        ingest_state: r.get(1),
-        submitted: r.get(2),
-        sorted: r.get(7),
-        accepted: r.get(3),
-        rejected: r.get(4),
-        error_code: r.get(5),
-        error: r.get(6),
+        state: r.get("state"),
+        ingest_state: r.get("ingest_state"),
+        submitted: r.get("total_rows"),
+        sorted: r.get("sorted_rows"),
+        accepted: r.get("accepted_rows"),
+        rejected: r.get("rejected_rows"),
+        error_code: r.get("error_code"),
+        error: r.get("error"),
     }
 }
 

@@ -70,8 +70,11 @@ async fn poison_chunks_are_dead_lettered_and_the_worker_keeps_going() {
         )
         .await
         .unwrap();
-    assert_eq!(hook.get::<_, String>(0), "https://hooks.example.com/failed");
-    let payload: serde_json::Value = hook.get(1);
+    assert_eq!(
+        hook.get::<_, String>("url"),
+        "https://hooks.example.com/failed"
+    );
+    let payload: serde_json::Value = hook.get("payload");
     assert_eq!(payload["code"], "poison_chunk");
     assert_eq!(payload["batchId"], poisoned.id.to_string());
     assert_eq!(payload["agentId"], poisoned.agent_id.to_string());

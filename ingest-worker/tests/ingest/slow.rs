@@ -34,12 +34,12 @@ async fn slow_hundred_thousand_contacts_end_to_end() {
         .await
         .unwrap()
         .query_one(
-            "SELECT count(DISTINCT phone_number) FROM contacts WHERE batch_id = $1",
+            "SELECT count(DISTINCT phone_number) AS n FROM contacts WHERE batch_id = $1",
             &[&batch.id],
         )
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(n, 100_000);
     stop.cancel();
     worker.await.unwrap().unwrap();

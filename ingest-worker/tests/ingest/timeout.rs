@@ -70,10 +70,10 @@ async fn a_stalled_batch_fails_after_the_timeout_and_says_why() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<_, uuid::Uuid>(0), batch.id);
-    assert_eq!(rows[0].get::<_, String>(1), "https://x/failed");
-    assert_eq!(rows[0].get::<_, String>(3), "pending");
-    let payload: serde_json::Value = rows[0].get(2);
+    assert_eq!(rows[0].get::<_, uuid::Uuid>("batch_id"), batch.id);
+    assert_eq!(rows[0].get::<_, String>("url"), "https://x/failed");
+    assert_eq!(rows[0].get::<_, String>("state"), "pending");
+    let payload: serde_json::Value = rows[0].get("payload");
     assert_eq!(payload["event"], "batch.failed");
     assert_eq!(payload["code"], "ingest_timeout");
     assert_eq!(payload["agentId"], batch.agent_id.to_string());
@@ -121,10 +121,10 @@ async fn concurrent_sweeps_fail_each_batch_once() {
         .get()
         .await
         .unwrap()
-        .query_one("SELECT count(*) FROM webhook_deliveries", &[])
+        .query_one("SELECT count(*) AS n FROM webhook_deliveries", &[])
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(hooks, 5);
 }
 

@@ -152,9 +152,12 @@ pub async fn fold(pool: &Pool) -> Result<u64, CounterError> {
     let mut client = pool.get().await?;
     let txn = client.transaction().await?;
     let locked: bool = txn
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&FOLD_LOCK])
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1) AS locked",
+            &[&FOLD_LOCK],
+        )
         .await?
-        .get(0);
+        .try_get("locked")?;
     if !locked {
         return Ok(0);
     }

@@ -34,7 +34,31 @@ impl Default for RetryStrategy {
     }
 }
 
+/// A stored retry strategy that cannot be one: a negative count or delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stored retry strategy has a negative {0}")]
+pub struct NegativeRetryColumn(pub &'static str);
+
 impl RetryStrategy {
+    /// The strategy as a batch or a workspace stores it (an `integer` count and `bigint`
+    /// delays in ms, no voicemail retry). A negative value is refused rather than clamped:
+    /// the columns' checks forbid it, so one means the row is corrupt.
+    pub fn from_columns(
+        max_attempts: i32,
+        busy_delay_ms: i64,
+        no_answer_delay_ms: i64,
+    ) -> Result<Self, NegativeRetryColumn> {
+        Ok(Self {
+            max_attempts: u32::try_from(max_attempts)
+                .map_err(|_| NegativeRetryColumn("max attempts"))?,
+            busy_delay: u64::try_from(busy_delay_ms)
+                .map_err(|_| NegativeRetryColumn("busy delay"))?,
+            no_answer_delay: u64::try_from(no_answer_delay_ms)
+                .map_err(|_| NegativeRetryColumn("no-answer delay"))?,
+            voicemail_delay: None,
+        })
+    }
+
     /// After attempt number `attempts_made` (1-based) ended with `outcome`, how long until the
     /// next one, or `None` if the contact is final.
     pub fn next_delay(&self, outcome: CallOutcome, attempts_made: u32) -> Option<Duration> {
@@ -54,6 +78,24 @@ impl RetryStrategy {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn stored_columns_convert_checked() {
+        let s = RetryStrategy::from_columns(3, 300_000, 3_600_000).unwrap();
+        assert_eq!(s, RetryStrategy::default());
+        assert_eq!(
+            RetryStrategy::from_columns(-1, 0, 0),
+            Err(NegativeRetryColumn("max attempts"))
+        );
+        assert_eq!(
+            RetryStrategy::from_columns(1, -5, 0),
+            Err(NegativeRetryColumn("busy delay"))
+        );
+        assert_eq!(
+            RetryStrategy::from_columns(1, 0, -5),
+            Err(NegativeRetryColumn("no-answer delay"))
+        );
+    }
 
     proptest! {
         #[test]

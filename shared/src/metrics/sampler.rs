@@ -72,24 +72,24 @@ pub async fn sample_database(db: &Pool) -> Result<(), SampleError> {
     // rather than freezing at its last value.
     let rows = client
         .query(
-            "SELECT s.state, count(b.id) FROM unnest($1::text[]) AS s(state) \
+            "SELECT s.state, count(b.id) AS n FROM unnest($1::text[]) AS s(state) \
              LEFT JOIN batches b ON b.state = s.state GROUP BY s.state",
             &[&batch_states()],
         )
         .await?;
     for row in rows {
-        let state: String = row.get(0);
-        let count: i64 = row.get(1);
-        super::set_batches(&state, u64::try_from(count).unwrap_or(0));
+        let state: String = row.try_get("state")?;
+        let count = non_negative(row.try_get("n")?, "batch count")?;
+        super::set_batches(&state, count);
     }
     let backlog: i64 = client
         .query_one(
-            "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending' AND attempts > 0",
+            "SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending' AND attempts > 0",
             &[],
         )
         .await?
-        .get(0);
-    super::set_webhook_backlog(u64::try_from(backlog).unwrap_or(0));
+        .try_get("n")?;
+    super::set_webhook_backlog(non_negative(backlog, "webhook backlog")?);
     Ok(())
 }
 
@@ -111,4 +111,18 @@ pub enum SampleError {
     /// The query failed.
     #[error("sample query failed: {0}")]
     Query(#[from] tokio_postgres::Error),
+    /// A count came back negative, which no `count(*)` can: the gauge is left as it was
+    /// rather than set to a made-up 0.
+    #[error("sampled {what} is negative ({value})")]
+    Negative {
+        /// Which count.
+        what: &'static str,
+        /// What the database answered.
+        value: i64,
+    },
+}
+
+/// A count as the gauge takes it.
+fn non_negative(value: i64, what: &'static str) -> Result<u64, SampleError> {
+    u64::try_from(value).map_err(|_| SampleError::Negative { what, value })
 }

@@ -15,7 +15,7 @@ pub struct Figures {
     pub calls: usize,
     /// Contacts not final by the deadline.
     pub lost: i64,
-    /// Distinct contacts seen `released` for more than 5 s (outside the fault) and the longest.
+    /// Distinct contacts seen `released` for more than 20 s (outside the fault) and the longest.
     pub stranded: usize,
     pub stranded_max_s: f64,
     /// Numbers called again after being answered on their first call.
