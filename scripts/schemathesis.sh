@@ -40,23 +40,15 @@ agent="$(api -X POST "$BASE_URL/api/agents" -d '{"name":"schemathesis","answerUr
 job="$(api -X POST "$BASE_URL/api/batch_dial_jobs" -d "{\"name\":\"schemathesis\",\"callAgentId\":\"$agent\",\"maxConcurrentDials\":1,\"rows\":[{\"toNumber\":\"+12015550100\"},{\"toNumber\":\"bad\"}]}" | id_of)"
 batch="$(api -X POST "$BASE_URL/api/v1/batch" -d "{\"agentId\":\"$agent\",\"userId\":\"schemathesis\",\"contacts\":[{\"phoneNumber\":\"+12015550101\"}]}" | id_of)"
 config="$state/schemathesis/schemathesis.toml"
-cat >"$config" <<TOML
-[[operations]]
-include-path-regex = "^/api/agents/"
-parameters = { id = "$agent" }
-
-[[operations]]
-include-path-regex = "^/api/batch_dial_jobs/"
-parameters = { id = "$job" }
-
-[[operations]]
-include-path-regex = "^/api/v1/batch/"
-parameters = { id = "$batch" }
-
-[[operations]]
-include-path-regex = "^/api/v1/(batch/check-status|status/batch)"
-parameters = { batchId = "$batch" }
-TOML
+: >"$config"
+for entry in \
+  "^/api/agents/ id $agent" \
+  "^/api/batch_dial_jobs/ id $job" \
+  "^/api/v1/batch/ id $batch" \
+  "^/api/v1/(batch/check-status|status/batch) batchId $batch"; do
+  read -r regex name value <<<"$entry"
+  printf '[[operations]]\ninclude-path-regex = "%s"\nparameters = { %s = "%s" }\n\n' "$regex" "$name" "$value" >>"$config"
+done
 
 echo "==> schemathesis against $BASE_URL (agent $agent, job $job, batch $batch)"
 exec schemathesis --config-file "$config" run "$spec" \

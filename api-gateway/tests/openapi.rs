@@ -300,6 +300,13 @@ impl Checker {
         self.check(&method, template, r).await
     }
 
+    /// GETs each `(template, path)` and checks the answers.
+    async fn get_all(&mut self, app: &common::TestApp, reads: &[(&str, String)]) {
+        for (template, path) in reads {
+            self.send(template, app.get(path)).await;
+        }
+    }
+
     /// Checks one answer of `method template`; returns the JSON body (Null for others).
     async fn check(&mut self, method: &str, template: &str, r: reqwest::Response) -> Value {
         let status = r.status().as_u16().to_string();
@@ -616,42 +623,38 @@ async fn every_route_answers_as_documented() {
         .await;
 
     // Dialgen reads of the same batch, then its end and retries.
-    c.send(
-        "/api/v1/batch/check-status",
-        app.get(&format!(
-            "/api/v1/batch/check-status?batchId={run}&limit=all"
-        )),
+    c.get_all(
+        &app,
+        &[
+            (
+                "/api/v1/batch/check-status",
+                format!("/api/v1/batch/check-status?batchId={run}&limit=all"),
+            ),
+            (
+                "/api/v1/batch/check-status",
+                "/api/v1/batch/check-status".into(),
+            ),
+            (
+                "/api/v1/batch/{id}/status",
+                format!("/api/v1/batch/{run}/status?limit=2"),
+            ),
+            (
+                "/api/v1/batch/{id}/status",
+                format!("/api/v1/batch/{run}/status?limit=x"),
+            ),
+            (
+                "/api/v1/status/batch",
+                format!("/api/v1/status/batch?batchId={run}"),
+            ),
+            (
+                "/api/v1/status/batch",
+                format!("/api/v1/status/batch?batchId={run}&limit=5"),
+            ),
+            ("/api/v1/batch/list", "/api/v1/batch/list".into()),
+            ("/api/v1/batch/list", "/api/v1/batch/list?limit=1".into()),
+        ],
     )
     .await;
-    c.send(
-        "/api/v1/batch/check-status",
-        app.get("/api/v1/batch/check-status"),
-    )
-    .await;
-    c.send(
-        "/api/v1/batch/{id}/status",
-        app.get(&format!("/api/v1/batch/{run}/status?limit=2")),
-    )
-    .await;
-    c.send(
-        "/api/v1/batch/{id}/status",
-        app.get(&format!("/api/v1/batch/{run}/status?limit=x")),
-    )
-    .await;
-    for query in ["", "&limit=5"] {
-        c.send(
-            "/api/v1/status/batch",
-            app.get(&format!("/api/v1/status/batch?batchId={run}{query}")),
-        )
-        .await;
-    }
-    for query in ["", "?limit=1"] {
-        c.send(
-            "/api/v1/batch/list",
-            app.get(&format!("/api/v1/batch/list{query}")),
-        )
-        .await;
-    }
     c.send(
         "/api/v1/batch/{id}/retry",
         app.post(&format!("/api/v1/batch/{run}/retry"))
@@ -761,21 +764,22 @@ async fn every_route_answers_as_documented() {
     )
     .await
     .unwrap();
-    c.send(
-        "/api/webhook_deliveries",
-        app.get(&format!(
-            "/api/webhook_deliveries?batchId={run}&state=failed"
-        )),
-    )
-    .await;
-    c.send(
-        "/api/webhook_deliveries",
-        app.get("/api/webhook_deliveries?state=nope"),
-    )
-    .await;
-    c.send(
-        "/api/webhook_deliveries/{id}",
-        app.get(&format!("/api/webhook_deliveries/{delivery}")),
+    c.get_all(
+        &app,
+        &[
+            (
+                "/api/webhook_deliveries",
+                format!("/api/webhook_deliveries?batchId={run}&state=failed"),
+            ),
+            (
+                "/api/webhook_deliveries",
+                "/api/webhook_deliveries?state=nope".into(),
+            ),
+            (
+                "/api/webhook_deliveries/{id}",
+                format!("/api/webhook_deliveries/{delivery}"),
+            ),
+        ],
     )
     .await;
     c.send(
