@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use shared::compliance::hours::DeferReason;
 use uuid::Uuid;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::dial::DialResult;
 use crate::error::StepError;
 

@@ -39,10 +39,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::Ctx;
 use crate::carrier::{CallLookup, CarrierError, Found, is_final};
+use crate::ctx::Ctx;
+use crate::end::{EndReport, Recorded, record_end};
 use crate::error::StepError;
-use crate::outcome::{EndReport, Recorded, record_end};
 
 /// How long after its last write to an attempt's row a worker may still send the attempt's
 /// carrier request (see the module documentation).

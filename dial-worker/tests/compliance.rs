@@ -78,6 +78,7 @@ async fn a_number_listed_after_release_is_suppressed_not_dialed() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
     );
     let msg = release(&env, ws.id, batch_id).await;
     // Listed between the release and the dial.
@@ -131,6 +132,7 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[(shared::clock::OFFSET_VAR, offset.as_str())]),
+        tokio_util::sync::CancellationToken::new(),
     );
     let msg = release(&env, ws.id, la).await;
     assert_eq!(
@@ -168,6 +170,7 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
     );
     let msg = release(&env, ws.id, capped).await;
     assert_eq!(

@@ -234,6 +234,7 @@ async fn a_message_delivered_twice_dials_once() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
     );
     let msg = DialV1 {
         batch_id,
@@ -318,6 +319,7 @@ async fn paused_and_cancelled_jobs_hand_their_contacts_back() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
     );
     for r in rows {
         let batch_id: uuid::Uuid = r.get(1);

@@ -62,7 +62,13 @@ async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, f64, i64) {
 }
 
 fn ctx_with(env: &TestEnv, carrier: Carrier) -> dial_worker::Ctx {
-    dial_worker::Ctx::new(env.db.clone(), env.redis.clone(), carrier, config(env, &[]))
+    dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        carrier,
+        config(env, &[]),
+        tokio_util::sync::CancellationToken::new(),
+    )
 }
 
 fn long_calls() -> SimBehavior {
@@ -236,7 +242,7 @@ async fn the_webhook_row_commits_with_the_final_outcome() {
         DialResult::Dialed { .. }
     ));
     let event = events.recv().await.unwrap();
-    dial_worker::outcome::handle_event(&ctx, &event)
+    dial_worker::call_event::handle_event(&ctx, &event)
         .await
         .unwrap();
     let row = env

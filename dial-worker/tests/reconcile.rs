@@ -32,6 +32,7 @@ fn ctx_with(env: &TestEnv, carrier: Carrier, extra: &[(&str, &str)]) -> dial_wor
         env.redis.clone(),
         carrier,
         config(env, extra),
+        tokio_util::sync::CancellationToken::new(),
     )
 }
 
