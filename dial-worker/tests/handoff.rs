@@ -55,7 +55,7 @@ async fn race_release(commit: bool) -> (DialResult, usize) {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("id");
     let msg = DialV1 {
         batch_id,
         workspace_id: ws.id,
@@ -126,7 +126,7 @@ async fn an_unreadable_schedule_keeps_the_job_closed() {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("id");
     let msg = DialV1 {
         batch_id,
         workspace_id: ws.id,
@@ -142,7 +142,7 @@ async fn an_unreadable_schedule_keeps_the_job_closed() {
         .query_one("SELECT state FROM contacts WHERE id = $1", &[&contact_id])
         .await
         .unwrap()
-        .get(0);
+        .get("state");
     assert_eq!(state, "queued");
     assert!(sim.calls().is_empty());
     stop.cancel();
@@ -179,7 +179,7 @@ async fn a_hand_back_waits_for_the_release_it_undoes() {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("id");
     let msg = DialV1 {
         batch_id,
         workspace_id: ws.id,
@@ -198,7 +198,7 @@ async fn a_hand_back_waits_for_the_release_it_undoes() {
         .query_one("SELECT state FROM contacts WHERE id = $1", &[&contact_id])
         .await
         .unwrap()
-        .get(0);
+        .get("state");
     assert_eq!(state, "queued", "handed back after the release, not before");
     assert!(sim.calls().is_empty());
     stop.cancel();
