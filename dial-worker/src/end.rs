@@ -257,23 +257,27 @@ impl EndRow {
         })
     }
 
-    /// The job's retry strategy. A negative count or delay is a corrupt job (the gateway
-    /// validates both), an error rather than a guess: no retries, or retries at once.
+    /// The job's retry strategy, by the one conversion of stored retry columns
+    /// (`RetryStrategy::from_columns`). A negative count or delay is a corrupt job (the
+    /// gateway validates both), an error rather than a guess: no retries, or retries at once.
     fn strategy(&self, attempt_id: Uuid) -> Result<RetryStrategy, StepError> {
         let subject = format!("attempt {attempt_id}");
-        let ms = |column: &str, v: i64| {
-            u64::try_from(v).map_err(|_| StepError::corrupt(&subject, column, v))
-        };
+        let stored = RetryStrategy::from_columns(
+            self.retry_max_attempts,
+            self.retry_busy_delay_ms,
+            self.retry_no_answer_delay_ms,
+        )
+        .map_err(|e| StepError::Invalid(format!("{subject}: {e}")))?;
+        let voicemail_delay = self
+            .retry_voicemail_delay_ms
+            .map(|v| {
+                u64::try_from(v)
+                    .map_err(|_| StepError::corrupt(&subject, "retry_voicemail_delay_ms", v))
+            })
+            .transpose()?;
         Ok(RetryStrategy {
-            max_attempts: u32::try_from(self.retry_max_attempts).map_err(|_| {
-                StepError::corrupt(&subject, "retry_max_attempts", self.retry_max_attempts)
-            })?,
-            busy_delay: ms("retry_busy_delay_ms", self.retry_busy_delay_ms)?,
-            no_answer_delay: ms("retry_no_answer_delay_ms", self.retry_no_answer_delay_ms)?,
-            voicemail_delay: self
-                .retry_voicemail_delay_ms
-                .map(|v| ms("retry_voicemail_delay_ms", v))
-                .transpose()?,
+            voicemail_delay,
+            ..stored
         })
     }
 
@@ -493,7 +497,13 @@ mod tests {
             let mut r = row();
             spoil(&mut r);
             match r.strategy(Uuid::nil()) {
-                Err(e @ StepError::Invalid(_)) => assert!(e.to_string().contains("out of range")),
+                Err(e @ StepError::Invalid(_)) => {
+                    let message = e.to_string();
+                    assert!(
+                        message.contains("negative") || message.contains("out of range"),
+                        "{message}"
+                    );
+                }
                 other => panic!("expected a corrupt row, got {other:?}"),
             }
         }

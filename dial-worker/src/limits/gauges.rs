@@ -35,7 +35,7 @@ impl InFlightGauges {
         let rows = client
             .query(
                 "SELECT b.id, b.max_concurrent_dials AS job_limit,
-                        COALESCE(b.max_calls_per_second, w.max_calls_per_second, w.cps_ceiling)
+                        batch_calls_per_second(b.max_calls_per_second, b.workspace_id)
                             AS job_cps,
                         w.max_concurrent_dials AS workspace_limit
                  FROM batches b JOIN workspaces w ON w.id = b.workspace_id WHERE b.id = ANY($1)",
