@@ -1,5 +1,5 @@
-//! The job a dial belongs to: its row read once into a [`Job`], cached briefly per process
-//! ([`JobCache`]), and the [`Gate`] it sets for a call that wants to start now.
+//! The job a dial belongs to: its row read once into a `Job`, cached briefly per process
+//! ([`JobCache`]), and the `Gate` it sets for a call that wants to start now.
 
 use std::sync::Arc;
 use std::time::Duration;
