@@ -5,13 +5,13 @@
 //!   `suppressed`, with no attempt written or charged ([`suppress`]);
 //! - the recipient's calling hours closed while it waited, or the number reached the
 //!   workspace's frequency cap ([`cap_reached`]) → its attempt is taken back (not charged) and
-//!   it waits for its next allowed minute (`dial::dial`, with [`deferred`] recording why).
+//!   it waits for its next allowed minute (`crate::dial`, with [`deferred`] recording why).
 
 use chrono::{DateTime, Utc};
 use shared::compliance::hours::DeferReason;
 use uuid::Uuid;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::dial::DialResult;
 use crate::error::StepError;
 
@@ -74,12 +74,12 @@ pub async fn cap_reached(
     let client = ctx.db.get().await?;
     let row = client
         .query_opt(
-            "SELECT created_at + make_interval(days => $4::int) FROM dial_attempts
+            "SELECT created_at + make_interval(days => $4::int) AS frees_at FROM dial_attempts
              WHERE workspace_id = $1 AND to_number = $2 AND id <> $3
                AND created_at > now() - make_interval(days => $4::int)
              ORDER BY created_at DESC OFFSET $5::int - 1 LIMIT 1",
             &[&workspace_id, &number, &attempt_id, &days, &count],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.try_get("frees_at")).transpose()?)
 }

@@ -32,6 +32,18 @@ impl StepError {
     }
 }
 
+impl StepError {
+    /// A stored value its column cannot hold (a CHECK constraint says so): the row is corrupt,
+    /// so the step can never succeed and is parked rather than run on a plausible guess.
+    pub fn corrupt(
+        subject: impl std::fmt::Display,
+        column: &str,
+        value: impl std::fmt::Debug,
+    ) -> Self {
+        StepError::Invalid(format!("{subject}: {column} {value:?} is out of range"))
+    }
+}
+
 /// The server's own message when there is one (tokio-postgres shows only "db error").
 fn db_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

@@ -1,26 +1,38 @@
 //! Dials released contacts through the carrier within the workspace's and job's concurrency and
 //! rate limits, records outcomes, schedules retries and delivers webhooks.
 //!
-//! - [`dial`]: one `DialV1` message → one placed call (or a hand-back, or a reconciliation);
-//! - [`outcome`]: one carrier status event → the attempt's outcome, the contact's next state;
+//! - [`dial`]: one `DialV1` message → one placed call (or a hand-back, or a reconciliation),
+//!   in steps: [`job`] (the job, cached, and whether it lets a call start), [`attempt`] (the
+//!   attempt's SQL), [`acquire`] (slots and caller ID), [`place`] (the paced carrier request);
+//! - [`call_event`]: one carrier status event → [`end`] (the outcome recorded once, the contact
+//!   moved on), by [`outcome`] (the pure decision: outcome → next step) and [`payload`] (the
+//!   webhook bodies);
+//! - [`reconcile`]: attempts whose callbacks never came;
 //! - [`limits`]: the Redis semaphores, rate limiters and caller-ID counters;
 //! - [`carrier`]: Twilio-compatible REST, or the in-process simulator;
 //! - [`webhooks`]: the outbox and its signed, retried delivery.
 
+pub mod acquire;
+pub mod attempt;
+pub mod call_event;
 pub mod carrier;
 pub mod compliance;
 pub mod config;
+pub mod ctx;
 pub mod dial;
+pub mod end;
 pub mod error;
+pub mod job;
 pub mod limits;
 pub mod outcome;
+pub mod payload;
+pub mod place;
 pub mod reconcile;
 pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use shared::db::Pool;
 use shared::queue::consumer::{ConsumerOptions, Disposition, Incoming};
 use shared::queue::messages::{CallEventV1, DialV1};
 use shared::queue::{Publisher, Stream};
@@ -31,51 +43,7 @@ use tokio_util::task::TaskTracker;
 
 use carrier::Carrier;
 use config::{CarrierKind, Config};
-use limits::{HeldLeases, Limits};
-
-/// What every step needs.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    /// The system of record.
-    pub db: Pool,
-    /// The Redis limits.
-    pub limits: Limits,
-    /// The slots this process renews.
-    pub held: HeldLeases,
-    /// Where calls are placed.
-    pub carrier: Carrier,
-    /// Settings.
-    pub config: Arc<Config>,
-    /// Recently read jobs.
-    pub jobs: dial::JobCache,
-    /// Cancelled at shutdown: dials still waiting for a slot give their message back.
-    pub shutdown: CancellationToken,
-}
-
-impl Ctx {
-    /// A context over already-open connections, with a shutdown token of its own (a test's
-    /// context that nothing stops); a worker gives it its own with [`Ctx::with_shutdown`].
-    pub fn new(db: Pool, redis: Redis, carrier: Carrier, config: Config) -> Self {
-        Self {
-            db,
-            limits: Limits::new(redis, config.slot_lease, config.rate_margin)
-                .with_slow_threshold(config.redis_slow),
-            held: HeldLeases::new(std::time::Duration::from_secs(
-                u64::from(config.call_timeout_secs) + 60,
-            )),
-            carrier,
-            config: Arc::new(config),
-            jobs: dial::JobCache::default(),
-            shutdown: CancellationToken::new(),
-        }
-    }
-
-    /// The same context, stopped by `shutdown`.
-    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
-        self.shutdown = shutdown;
-        self
-    }
-}
+pub use ctx::Ctx;
 
 /// Connects to its services (retrying with backoff), serves its health endpoints, and works
 /// until `shutdown` is cancelled. The carrier is built from the configuration.
@@ -129,8 +97,13 @@ pub async fn spawn(
     // Renewals on a connection of their own: they keep the limits true, so they never queue
     // behind the dials, and a pipeline of thousands may take longer than a dial's call.
     let lease_redis = Redis::connect_with(&config.service, config.slot_lease / 3).await?;
-    let mut ctx = Ctx::new(db.clone(), redis.clone(), carrier, config.clone())
-        .with_shutdown(shutdown.clone());
+    let mut ctx = Ctx::new(
+        db.clone(),
+        redis.clone(),
+        carrier,
+        config.clone(),
+        shutdown.clone(),
+    );
     ctx.limits = ctx.limits.with_lease_connection(lease_redis);
 
     tasks.spawn(ctx.limits.wakeups().clone().listen(
@@ -222,7 +195,12 @@ pub async fn handle_dial(ctx: &Ctx, incoming: &Incoming) -> Disposition {
         Ok(m) => m,
         Err(e) => return Disposition::DeadLetter(format!("undecodable DialV1: {e}")),
     };
-    match dial::dial(ctx, &msg, incoming.redelivered).await {
+    let dialed = if incoming.redelivered {
+        dial::dial_one(ctx, &msg).await
+    } else {
+        dial::dial_first_delivery(ctx, &msg).await
+    };
+    match dialed {
         Ok(_) => Disposition::Ack,
         Err(e) => {
             tracing::warn!(error = %e, contact_id = %msg.contact_id, "dial failed");
@@ -237,7 +215,7 @@ pub async fn handle_call_event(ctx: &Ctx, incoming: &Incoming) -> Disposition {
         Ok(m) => m,
         Err(e) => return Disposition::DeadLetter(format!("undecodable CallEventV1: {e}")),
     };
-    match outcome::handle_event(ctx, &event).await {
+    match call_event::handle_event(ctx, &event).await {
         Ok(()) => Disposition::Ack,
         Err(e) => {
             tracing::warn!(error = %e, attempt_id = %event.attempt_id, "call event failed");

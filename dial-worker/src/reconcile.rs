@@ -36,13 +36,14 @@ use futures_util::StreamExt;
 use shared::domain::CallOutcome;
 use shared::queue::Broker;
 use tokio::time::Instant;
+use tokio_postgres::Row;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::Ctx;
 use crate::carrier::{CallLookup, CarrierError, Found, is_final};
+use crate::ctx::Ctx;
+use crate::end::{EndReport, Recorded, record_end};
 use crate::error::StepError;
-use crate::outcome::{EndReport, Recorded, record_end};
 
 /// How long after its last write to an attempt's row a worker may still send the attempt's
 /// carrier request (see the module documentation).
@@ -172,6 +173,52 @@ async fn close_if_too_old(
     Ok(Reconciled::Ended)
 }
 
+/// An attempt without a call id, as [`reconcile_unplaced`] reads it.
+struct UnplacedRow {
+    to_number: String,
+    from_number: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    carrier_call_sid: Option<String>,
+    /// Its outcome is recorded.
+    ended: bool,
+    /// Untouched for [`unplaced_after`].
+    silent: bool,
+}
+
+impl UnplacedRow {
+    fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            to_number: r.try_get("to_number")?,
+            from_number: r.try_get("from_number")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            carrier_call_sid: r.try_get("carrier_call_sid")?,
+            ended: r.try_get("ended")?,
+            silent: r.try_get("silent")?,
+        })
+    }
+}
+
+/// An attempt a pass claimed; `updated_at` is the claim's own touch.
+struct ClaimedRow {
+    id: Uuid,
+    carrier_call_sid: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl ClaimedRow {
+    fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            id: r.try_get("id")?,
+            carrier_call_sid: r.try_get("carrier_call_sid")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
 /// An attempt without a call id. `claimed` is the `updated_at` the periodic pass wrote when it
 /// claimed the attempt (the pass only claims attempts silent for [`unplaced_after`]); without
 /// it (a redelivered dial message) the silence is checked here.
@@ -184,7 +231,8 @@ async fn reconcile_unplaced(
     let Some(row) = client
         .query_opt(
             "SELECT to_number, from_number, created_at, updated_at, carrier_call_sid,
-                    outcome IS NOT NULL, updated_at < now() - make_interval(secs => $2)
+                    outcome IS NOT NULL AS ended,
+                    updated_at < now() - make_interval(secs => $2) AS silent
              FROM dial_attempts WHERE id = $1",
             &[&attempt_id, &unplaced_after(&ctx.config).as_secs_f64()],
         )
@@ -194,18 +242,18 @@ async fn reconcile_unplaced(
         return Ok(Reconciled::Waiting);
     };
     drop(client);
-    let created_at: DateTime<Utc> = row.get(2);
-    let updated_at: DateTime<Utc> = row.get(3);
-    if row.get::<_, bool>(5) {
+    let row = UnplacedRow::from_row(&row)?;
+    let (created_at, updated_at) = (row.created_at, row.updated_at);
+    if row.ended {
         return Ok(Reconciled::Waiting);
     }
-    if let Some(sid) = row.get::<_, Option<String>>(4) {
+    if let Some(sid) = row.carrier_call_sid {
         // The worker (or a callback) stored it meanwhile.
         return reconcile_placed(ctx, attempt_id, sid, created_at).await;
     }
     let silent_enough = match claimed {
         Some(at) => at == updated_at,
-        None => row.get(6),
+        None => row.silent,
     };
     if !silent_enough {
         // Its worker may still send it (or just touched it): the callback or a later pass.
@@ -213,8 +261,8 @@ async fn reconcile_unplaced(
     }
     let lookup = CallLookup {
         attempt_id,
-        to: row.get(0),
-        from: row.get(1),
+        to: row.to_number,
+        from: row.from_number,
         since: created_at,
     };
     let found = match ctx.carrier.find_calls(&lookup).await {
@@ -231,28 +279,28 @@ async fn reconcile_unplaced(
             // Calls other attempts already own are not this one's; and while another open
             // attempt without a call id calls the same number, a lone call could be either's.
             let client = ctx.db.get().await?;
-            let owned: Vec<String> = client
+            let owned = client
                 .query(
                     "SELECT carrier_call_sid FROM dial_attempts WHERE carrier_call_sid = ANY($1)",
                     &[&found],
                 )
                 .await?
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
+                .map(|r| r.try_get("carrier_call_sid"))
+                .collect::<Result<Vec<String>, _>>()?;
             let free: Vec<String> = found.into_iter().filter(|s| !owned.contains(s)).collect();
             let rivals: i64 = if free.is_empty() {
                 0
             } else {
                 client
                     .query_one(
-                        "SELECT count(*) FROM dial_attempts
+                        "SELECT count(*) AS rivals FROM dial_attempts
                          WHERE to_number = $2 AND id <> $1 AND outcome IS NULL
                            AND carrier_call_sid IS NULL",
                         &[&attempt_id, &lookup.to],
                     )
                     .await?
-                    .get(0)
+                    .try_get("rivals")?
             };
             if rivals > 0 {
                 tracing::warn!(%attempt_id, "another attempt without a call id calls the same number; left open");
@@ -331,7 +379,7 @@ async fn take_back(
                  RETURNING k.id, k.state)
              DELETE FROM dial_attempts d USING a, c
              WHERE d.id = a.id AND c.id = a.contact_id
-             RETURNING d.workspace_id, d.batch_id, c.state",
+             RETURNING d.workspace_id, d.batch_id, c.state AS contact_state",
             &[&attempt_id, &seen],
         )
         .await?;
@@ -339,8 +387,11 @@ async fn take_back(
     let Some(row) = row else {
         return Ok(Reconciled::Waiting);
     };
-    let (workspace_id, batch_id, state): (Uuid, Uuid, String) =
-        (row.get(0), row.get(1), row.get(2));
+    let (workspace_id, batch_id, state): (Uuid, Uuid, String) = (
+        row.try_get("workspace_id")?,
+        row.try_get("batch_id")?,
+        row.try_get("contact_state")?,
+    );
     ctx.held.forget(attempt_id);
     if let Err(e) = ctx.limits.release(workspace_id, batch_id, attempt_id).await {
         tracing::warn!(error = %e, "slot not released; its lease will lapse");
@@ -377,14 +428,18 @@ pub async fn reconcile_pass(ctx: &Ctx, placed_silence: Duration) -> Result<usize
             )
             .await?;
         drop(client);
+        let rows = rows
+            .iter()
+            .map(ClaimedRow::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let claimed = rows.len();
         total += claimed;
         futures_util::stream::iter(rows)
             .for_each_concurrent(PARALLEL, |r| async move {
-                let attempt_id: Uuid = r.get(0);
-                let result = match r.get::<_, Option<String>>(1) {
-                    Some(sid) => reconcile_placed(ctx, attempt_id, sid, r.get(2)).await,
-                    None => reconcile_unplaced(ctx, attempt_id, Some(r.get(3))).await,
+                let attempt_id = r.id;
+                let result = match r.carrier_call_sid {
+                    Some(sid) => reconcile_placed(ctx, attempt_id, sid, r.created_at).await,
+                    None => reconcile_unplaced(ctx, attempt_id, Some(r.updated_at)).await,
                 };
                 // One attempt the carrier cannot tell about must not hold up the others (they
                 // were claimed for a whole period by the touch above).

@@ -35,7 +35,7 @@ async fn release(env: &TestEnv, ws: Uuid, batch_id: Uuid) -> DialV1 {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("id");
     DialV1 {
         batch_id,
         workspace_id: ws,
@@ -48,22 +48,28 @@ async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, Option<String>, bool)
     let client = env.db.get().await.unwrap();
     let r = client
         .query_one(
-            "SELECT state, attempts, last_outcome, next_attempt_at > now() + interval '1 minute'
+            "SELECT state, attempts, last_outcome,
+                    next_attempt_at > now() + interval '1 minute' AS later
              FROM contacts WHERE id = $1",
             &[&id],
         )
         .await
         .unwrap();
-    (r.get(0), r.get(1), r.get(2), r.get(3))
+    (
+        r.get("state"),
+        r.get("attempts"),
+        r.get("last_outcome"),
+        r.get("later"),
+    )
 }
 
 async fn attempts(env: &TestEnv) -> i64 {
     let client = env.db.get().await.unwrap();
     client
-        .query_one("SELECT count(*) FROM dial_attempts", &[])
+        .query_one("SELECT count(*) AS n FROM dial_attempts", &[])
         .await
         .unwrap()
-        .get(0)
+        .get("n")
 }
 
 #[tokio::test]
@@ -78,6 +84,7 @@ async fn a_number_listed_after_release_is_suppressed_not_dialed() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
     );
     let msg = release(&env, ws.id, batch_id).await;
     // Listed between the release and the dial.
@@ -131,6 +138,7 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[(shared::clock::OFFSET_VAR, offset.as_str())]),
+        tokio_util::sync::CancellationToken::new(),
     );
     let msg = release(&env, ws.id, la).await;
     assert_eq!(
@@ -168,6 +176,7 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
     );
     let msg = release(&env, ws.id, capped).await;
     assert_eq!(
@@ -180,12 +189,12 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
     assert_eq!((state.as_str(), tries, later), ("queued", 0, true));
     let events: i64 = client
         .query_one(
-            "SELECT count(*) FROM contact_events WHERE kind = 'deferred'",
+            "SELECT count(*) AS n FROM contact_events WHERE kind = 'deferred'",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(events, 2);
     stop.cancel();
 }

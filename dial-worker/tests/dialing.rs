@@ -161,9 +161,11 @@ async fn busy_and_no_answer_retry_after_their_delays_and_stop_at_max_attempts() 
     let rows = client
         .query(
             "SELECT c.phone_number, c.state, c.attempts, c.last_outcome,
-                    array_agg(a.outcome ORDER BY a.attempt_no),
-                    array_agg(extract(epoch FROM a.started_at)::float8 ORDER BY a.attempt_no),
+                    array_agg(a.outcome ORDER BY a.attempt_no) AS outcomes,
+                    array_agg(extract(epoch FROM a.started_at)::float8 ORDER BY a.attempt_no)
+                        AS started,
                     array_agg(extract(epoch FROM a.ended_at)::float8 ORDER BY a.attempt_no)
+                        AS ended
              FROM contacts c JOIN dial_attempts a ON a.contact_id = c.id
              WHERE c.batch_id = $1 GROUP BY c.id",
             &[&batch_id],
@@ -172,13 +174,13 @@ async fn busy_and_no_answer_retry_after_their_delays_and_stop_at_max_attempts() 
         .unwrap();
     assert_eq!(rows.len(), 5);
     for r in rows {
-        let number: String = r.get(0);
-        let state: String = r.get(1);
-        let attempts: i32 = r.get(2);
-        let last: String = r.get(3);
-        let outcomes: Vec<String> = r.get(4);
-        let started: Vec<f64> = r.get(5);
-        let ended: Vec<f64> = r.get(6);
+        let number: String = r.get("phone_number");
+        let state: String = r.get("state");
+        let attempts: i32 = r.get("attempts");
+        let last: String = r.get("last_outcome");
+        let outcomes: Vec<String> = r.get("outcomes");
+        let started: Vec<f64> = r.get("started");
+        let ended: Vec<f64> = r.get("ended");
         let (want_state, want_attempts, want_outcome, delay) = match number.chars().last() {
             Some('6') => ("failed", 3, "busy", 0.3),
             Some('7') => ("failed", 3, "no-answer", 0.7),
@@ -228,12 +230,13 @@ async fn a_message_delivered_twice_dials_once() {
         )
         .await
         .unwrap();
-    let (first, second): (uuid::Uuid, uuid::Uuid) = (rows[0].get(0), rows[1].get(0));
+    let (first, second): (uuid::Uuid, uuid::Uuid) = (rows[0].get("id"), rows[1].get("id"));
     let ctx = dial_worker::Ctx::new(
         env.db.clone(),
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
     );
     let msg = DialV1 {
         batch_id,
@@ -275,10 +278,10 @@ async fn a_message_delivered_twice_dials_once() {
     assert_eq!(to_second, 1, "the second contact was dialed once");
     assert_eq!(sim.calls().len(), 2);
     let attempts: i64 = client
-        .query_one("SELECT count(*) FROM dial_attempts", &[])
+        .query_one("SELECT count(*) AS n FROM dial_attempts", &[])
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(attempts, 2);
     stop.cancel();
 }
@@ -318,15 +321,16 @@ async fn paused_and_cancelled_jobs_hand_their_contacts_back() {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
     );
     for r in rows {
-        let batch_id: uuid::Uuid = r.get(1);
+        let batch_id: uuid::Uuid = r.get("batch_id");
         let result = dial_one(
             &ctx,
             &DialV1 {
                 batch_id,
                 workspace_id: ws.id,
-                contact_id: r.get(0),
+                contact_id: r.get("id"),
                 attempt_no: 1,
             },
         )

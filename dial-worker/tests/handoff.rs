@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use dial_worker::carrier::Carrier;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimCarrier, SimOutcome};
-use dial_worker::dial::{DialResult, dial};
+use dial_worker::dial::{DialResult, dial_first_delivery};
 use shared::queue::messages::DialV1;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ fn ctx(env: &TestEnv, sim: &SimCarrier) -> dial_worker::Ctx {
         env.redis.clone(),
         Carrier::Sim(sim.clone()),
         config(env, &[]),
+        CancellationToken::new(),
     )
 }
 
@@ -54,7 +55,7 @@ async fn race_release(commit: bool) -> (DialResult, usize) {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("id");
     let msg = DialV1 {
         batch_id,
         workspace_id: ws.id,
@@ -62,7 +63,7 @@ async fn race_release(commit: bool) -> (DialResult, usize) {
         attempt_no: 1,
     };
     // A first delivery takes the fast path (no up-front read).
-    let dialing = tokio::spawn(async move { dial(&ctx, &msg, false).await.unwrap() });
+    let dialing = tokio::spawn(async move { dial_first_delivery(&ctx, &msg).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !dialing.is_finished(),
@@ -125,14 +126,14 @@ async fn an_unreadable_schedule_keeps_the_job_closed() {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("id");
     let msg = DialV1 {
         batch_id,
         workspace_id: ws.id,
         contact_id,
         attempt_no: 1,
     };
-    let result = dial(&ctx, &msg, false).await.unwrap();
+    let result = dial_first_delivery(&ctx, &msg).await.unwrap();
     assert!(
         matches!(result, DialResult::HandedBack(_)),
         "handed back, got {result:?}"
@@ -141,7 +142,7 @@ async fn an_unreadable_schedule_keeps_the_job_closed() {
         .query_one("SELECT state FROM contacts WHERE id = $1", &[&contact_id])
         .await
         .unwrap()
-        .get(0);
+        .get("state");
     assert_eq!(state, "queued");
     assert!(sim.calls().is_empty());
     stop.cancel();
@@ -178,14 +179,14 @@ async fn a_hand_back_waits_for_the_release_it_undoes() {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("id");
     let msg = DialV1 {
         batch_id,
         workspace_id: ws.id,
         contact_id,
         attempt_no: 1,
     };
-    let handing = tokio::spawn(async move { dial(&ctx, &msg, false).await.unwrap() });
+    let handing = tokio::spawn(async move { dial_first_delivery(&ctx, &msg).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(300)).await;
     tx.commit().await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(10), handing)
@@ -197,7 +198,7 @@ async fn a_hand_back_waits_for_the_release_it_undoes() {
         .query_one("SELECT state FROM contacts WHERE id = $1", &[&contact_id])
         .await
         .unwrap()
-        .get(0);
+        .get("state");
     assert_eq!(state, "queued", "handed back after the release, not before");
     assert!(sim.calls().is_empty());
     stop.cancel();

@@ -264,11 +264,11 @@ async fn a_silent_ambiguous_attempt_gives_its_slot_back() {
     assert!(held.get(new_attempt).is_some());
     let open: i64 = client
         .query_one(
-            "SELECT count(*) FROM dial_attempts WHERE outcome IS NULL",
+            "SELECT count(*) AS n FROM dial_attempts WHERE outcome IS NULL",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(open, 2, "both attempts stay open for the reconciler");
 }

@@ -32,7 +32,7 @@ async fn released(env: &TestEnv, ws: &WorkspaceIds, batch: Uuid) -> Vec<DialV1> 
         .await
         .unwrap()
         .into_iter()
-        .map(|r| (r.get::<_, i32>(1), r.get::<_, Uuid>(0)))
+        .map(|r| (r.get::<_, i32>("row_index"), r.get::<_, Uuid>("id")))
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_values()
         .map(|contact_id| DialV1 {
@@ -51,18 +51,30 @@ async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, f64, i64) {
         .query_one(
             "SELECT state, attempts,
                     CASE WHEN isfinite(next_attempt_at)
-                         THEN EXTRACT(EPOCH FROM next_attempt_at - now())::float8 ELSE 0 END,
-                    (SELECT count(*) FROM dial_attempts WHERE contact_id = c.id)
+                         THEN EXTRACT(EPOCH FROM next_attempt_at - now())::float8 ELSE 0 END
+                        AS due_in,
+                    (SELECT count(*) FROM dial_attempts WHERE contact_id = c.id) AS attempt_rows
              FROM contacts c WHERE id = $1",
             &[&id],
         )
         .await
         .unwrap();
-    (row.get(0), row.get(1), row.get(2), row.get(3))
+    (
+        row.get("state"),
+        row.get("attempts"),
+        row.get("due_in"),
+        row.get("attempt_rows"),
+    )
 }
 
 fn ctx_with(env: &TestEnv, carrier: Carrier) -> dial_worker::Ctx {
-    dial_worker::Ctx::new(env.db.clone(), env.redis.clone(), carrier, config(env, &[]))
+    dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        carrier,
+        config(env, &[]),
+        tokio_util::sync::CancellationToken::new(),
+    )
 }
 
 fn long_calls() -> SimBehavior {
@@ -134,7 +146,7 @@ async fn a_pause_during_the_start_token_wait_hands_the_contact_back() {
             )
             .await
             .unwrap()
-            .get(0);
+            .get("phone_number");
         if &number == dialed_to {
             assert_eq!((state.as_str(), attempts, rows), ("dialing", 1, 1));
         } else {
@@ -236,7 +248,7 @@ async fn the_webhook_row_commits_with_the_final_outcome() {
         DialResult::Dialed { .. }
     ));
     let event = events.recv().await.unwrap();
-    dial_worker::outcome::handle_event(&ctx, &event)
+    dial_worker::call_event::handle_event(&ctx, &event)
         .await
         .unwrap();
     let row = env
@@ -245,12 +257,13 @@ async fn the_webhook_row_commits_with_the_final_outcome() {
         .await
         .unwrap()
         .query_one(
-            "SELECT c.xmin::text = w.xmin::text, c.xmin::text || ' ' || w.xmin::text || ' ' || c.state FROM contacts c
+            "SELECT c.xmin::text = w.xmin::text AS same_transaction,
+                    c.xmin::text || ' ' || w.xmin::text || ' ' || c.state AS detail FROM contacts c
              JOIN webhook_deliveries w ON w.subject_id = c.id WHERE c.id = $1",
             &[&dial.contact_id],
         )
         .await
         .unwrap();
-    let same_transaction: bool = row.get(0);
-    assert!(same_transaction, "{}", row.get::<_, String>(1));
+    let same_transaction: bool = row.get("same_transaction");
+    assert!(same_transaction, "{}", row.get::<_, String>("detail"));
 }

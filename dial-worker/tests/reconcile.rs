@@ -32,6 +32,7 @@ fn ctx_with(env: &TestEnv, carrier: Carrier, extra: &[(&str, &str)]) -> dial_wor
         env.redis.clone(),
         carrier,
         config(env, extra),
+        tokio_util::sync::CancellationToken::new(),
     )
 }
 
@@ -65,7 +66,7 @@ async fn written_not_sent(
         )
         .await
         .unwrap()
-        .get(0);
+        .get("id");
     let attempt = Uuid::now_v7();
     let slot = SlotRequest {
         workspace_id: ws.id,
@@ -127,14 +128,20 @@ async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, i64, bool) {
         .await
         .unwrap()
         .query_one(
-            "SELECT state, attempts, (SELECT count(*) FROM dial_attempts WHERE contact_id = c.id),
-                    next_attempt_at <= now()
+            "SELECT state, attempts,
+                    (SELECT count(*) FROM dial_attempts WHERE contact_id = c.id) AS attempt_rows,
+                    next_attempt_at <= now() AS due
              FROM contacts c WHERE id = $1",
             &[&id],
         )
         .await
         .unwrap();
-    (row.get(0), row.get(1), row.get(2), row.get(3))
+    (
+        row.get("state"),
+        row.get("attempts"),
+        row.get("attempt_rows"),
+        row.get("due"),
+    )
 }
 
 /// `(outcome, carrier_call_sid)` of an attempt, `None` if it is gone.
@@ -149,7 +156,7 @@ async fn attempt_row(env: &TestEnv, id: Uuid) -> Option<(Option<String>, Option<
         )
         .await
         .unwrap()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get("outcome"), r.get("carrier_call_sid")))
 }
 
 /// The release the scheduler would make: the contact `released` again, its next message.
@@ -163,7 +170,7 @@ async fn release_again(env: &TestEnv, msg: &DialV1) -> DialV1 {
         )
         .await
         .unwrap()
-        .get(0);
+        .get("attempts");
     DialV1 {
         attempt_no: attempts as u32 + 1,
         ..msg.clone()
@@ -418,7 +425,7 @@ async fn a_long_start_token_wait_keeps_its_attempt() {
         .map(|r| DialV1 {
             batch_id: batch,
             workspace_id: ws.id,
-            contact_id: r.get(0),
+            contact_id: r.get("id"),
             attempt_no: 1,
         })
         .collect();

@@ -93,18 +93,23 @@ async fn shutdown_mid_work_loses_nothing_and_dials_nothing_twice() {
     let client = env.db.get().await.unwrap();
     let row = client
         .query_one(
-            "SELECT count(*) FILTER (WHERE c.state = 'completed'),
-                    (SELECT count(*) FROM dial_attempts a WHERE a.batch_id = $1),
+            "SELECT count(*) FILTER (WHERE c.state = 'completed') AS completed,
+                    (SELECT count(*) FROM dial_attempts a WHERE a.batch_id = $1) AS attempts,
                     (SELECT count(*) FROM dial_attempts a WHERE a.batch_id = $1 AND a.outcome = 'completed')
+                        AS completed_attempts
              FROM contacts c WHERE c.batch_id = $1",
             &[&batch_id],
         )
         .await
         .unwrap();
     let n = contacts.len() as i64;
-    assert_eq!(row.get::<_, i64>(0), n, "every contact completed");
-    assert_eq!(row.get::<_, i64>(1), n, "one attempt per contact");
-    assert_eq!(row.get::<_, i64>(2), n, "every attempt ended completed");
+    assert_eq!(row.get::<_, i64>("completed"), n, "every contact completed");
+    assert_eq!(row.get::<_, i64>("attempts"), n, "one attempt per contact");
+    assert_eq!(
+        row.get::<_, i64>("completed_attempts"),
+        n,
+        "every attempt ended completed"
+    );
 
     // The dialing series the limits dashboard reads, after this real work (one registry per
     // process, installed by the workers' health router).

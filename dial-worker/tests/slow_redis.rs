@@ -92,12 +92,12 @@ async fn a_slow_redis_slows_dialing_down_without_a_hand_back_storm() {
     let client = env.db.get().await.unwrap();
     let completed: i64 = client
         .query_one(
-            "SELECT count(*) FROM contacts WHERE state = 'completed' AND attempts = 1",
+            "SELECT count(*) AS n FROM contacts WHERE state = 'completed' AND attempts = 1",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
+        .get("n");
     assert_eq!(
         completed as usize, contacts,
         "each completed on its first attempt"

@@ -87,12 +87,16 @@ async fn call_completed_arrives_signed_and_is_retried_when_the_receiver_fails() 
         assert!(tokio::time::Instant::now() < deadline, "never delivered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let id: uuid::Uuid = row.get(0);
-    assert_eq!(row.get::<_, String>(1), "delivered");
-    assert_eq!(row.get::<_, i32>(2), 3, "two failures, then success");
-    assert_eq!(row.get::<_, Option<i32>>(3), Some(200));
-    assert_eq!(row.get::<_, String>(5), "call.completed");
-    assert_eq!(row.get::<_, Option<uuid::Uuid>>(6), Some(batch_id));
+    let id: uuid::Uuid = row.get("id");
+    assert_eq!(row.get::<_, String>("state"), "delivered");
+    assert_eq!(
+        row.get::<_, i32>("attempts"),
+        3,
+        "two failures, then success"
+    );
+    assert_eq!(row.get::<_, Option<i32>>("last_status_code"), Some(200));
+    assert_eq!(row.get::<_, String>("event"), "call.completed");
+    assert_eq!(row.get::<_, Option<uuid::Uuid>>("batch_id"), Some(batch_id));
 
     let received = received.lock().unwrap().clone();
     assert_eq!(received.len(), 3);
@@ -171,7 +175,7 @@ async fn call_completed_follows_the_one_status_duration_and_time_rule() {
         )
         .await
         .unwrap();
-    let (answered, ended) = (row.get(0), row.get(1));
+    let (answered, ended) = (row.get("answered_at"), row.get("ended_at"));
     assert_eq!(
         data["duration"],
         shared::domain::timing::call_duration_secs(answered, ended).unwrap()
@@ -233,7 +237,7 @@ async fn a_receiver_that_never_answers_well_is_given_up_on() {
             .await
             .unwrap();
         if let Some(row) = row {
-            let attempts: i32 = row.get(0);
+            let attempts: i32 = row.get("attempts");
             assert!(
                 attempts >= 3,
                 "retried with backoff before giving up: {attempts}"
@@ -363,8 +367,8 @@ async fn a_send_failing_after_a_manual_retry_does_not_undo_it() {
         .unwrap();
     assert_eq!(
         (
-            row.get::<_, String>(0).as_str(),
-            row.get::<_, Option<i32>>(1)
+            row.get::<_, String>("state").as_str(),
+            row.get::<_, Option<i32>>("last_status_code")
         ),
         ("delivered", Some(200))
     );

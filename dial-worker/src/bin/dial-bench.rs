@@ -235,13 +235,15 @@ async fn fixture(scratch: &Scratch, n: i32, limit: i32, cps: i32) -> anyhow::Res
         .await?;
     Ok(rows
         .iter()
-        .map(|r| DialV1 {
-            batch_id: batch,
-            workspace_id: ws,
-            contact_id: r.get(0),
-            attempt_no: 1,
+        .map(|r| {
+            Ok(DialV1 {
+                batch_id: batch,
+                workspace_id: ws,
+                contact_id: r.try_get("id")?,
+                attempt_no: 1,
+            })
         })
-        .collect())
+        .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
 async fn publish(broker: &Broker, dials: &[DialV1]) -> anyhow::Result<()> {
@@ -304,11 +306,12 @@ async fn wait_final(scratch: &Scratch, n: i64) -> anyhow::Result<Instant> {
         let client = pool.get().await?;
         let done: i64 = client
             .query_one(
-                "SELECT count(*) FROM contacts WHERE state IN ('completed', 'failed', 'cancelled')",
+                "SELECT count(*) AS done FROM contacts
+                 WHERE state IN ('completed', 'failed', 'cancelled')",
                 &[],
             )
             .await?
-            .get(0);
+            .try_get("done")?;
         if done >= n {
             return Ok(Instant::now());
         }

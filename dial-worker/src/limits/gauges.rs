@@ -34,28 +34,39 @@ impl InFlightGauges {
         let client = db.get().await?;
         let rows = client
             .query(
-                "SELECT b.id, b.max_concurrent_dials,
-                        COALESCE(b.max_calls_per_second, w.max_calls_per_second, w.cps_ceiling),
-                        w.max_concurrent_dials
+                "SELECT b.id, b.max_concurrent_dials AS job_limit,
+                        batch_calls_per_second(b.max_calls_per_second, b.workspace_id)
+                            AS job_cps,
+                        w.max_concurrent_dials AS workspace_limit
                  FROM batches b JOIN workspaces w ON w.id = b.workspace_id WHERE b.id = ANY($1)",
                 &[&jobs],
             )
             .await?;
         drop(client);
         for row in rows {
-            let job: Uuid = row.get(0);
+            let job: Uuid = row.try_get("id")?;
             let Some(&(ws, _)) = pairs.iter().find(|p| p.1 == job) else {
                 continue;
             };
             let (ws_in_flight, job_in_flight) = limits.in_use(ws, job).await?;
-            let count = |v: i32| u64::try_from(v).unwrap_or(0);
+            // The columns' CHECKs keep them at least 1: a negative one is a corrupt row, reported
+            // as such rather than drawn as a limit of 0.
+            let count = |column: &str| -> anyhow::Result<u64> {
+                let v: i32 = row.try_get(column)?;
+                u64::try_from(v)
+                    .map_err(|_| anyhow::anyhow!("job {job}: {column} {v} is out of range"))
+            };
             shared::metrics::set_job_calls(
                 job,
                 u64::from(job_in_flight),
-                count(row.get(1)),
-                count(row.get(2)),
+                count("job_limit")?,
+                count("job_cps")?,
             );
-            shared::metrics::set_workspace_calls(ws, u64::from(ws_in_flight), count(row.get(3)));
+            shared::metrics::set_workspace_calls(
+                ws,
+                u64::from(ws_in_flight),
+                count("workspace_limit")?,
+            );
         }
         Ok(())
     }

@@ -231,7 +231,10 @@ impl HeldLeases {
                     &[&ids, &self.unplaced_after.as_secs_f64()],
                 )
                 .await?;
-            let open: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+            let open = rows
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<HashSet<Uuid>, _>>()?;
             anyhow::Ok(
                 ids.iter()
                     .filter(|id| !open.contains(id))

@@ -197,6 +197,8 @@ impl Limits {
         self.seen_generation.store(true, Ordering::Relaxed);
         Ok(match code {
             1 => TryAcquire::Acquired {
+                // The script answers -1 when the job has no caller-ID pool (see
+                // `scripts::ACQUIRE`): no index, the configured default is used.
                 caller_index: u32::try_from(idx).ok(),
             },
             -1 => TryAcquire::JobFull,
@@ -436,6 +438,8 @@ const RENEW_CHUNK: usize = 500;
 /// The dial path's default congestion threshold (`REDIS_SLOW_MS`).
 pub const DEFAULT_SLOW: Duration = Duration::from_millis(100);
 
+/// Saturating on purpose: `u64` microseconds reach 584,000 years, so only a setting meant as
+/// "forever" gets there, and the longest representable wait is what it means.
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

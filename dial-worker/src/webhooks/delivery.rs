@@ -121,26 +121,29 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
                  WHERE state = 'pending' AND next_attempt_at <= now()
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING d.id, d.url, d.payload, d.attempts, d.retry_from,
-                       w.webhook_secret, d.attempts_before_retry, d.next_attempt_at,
+                       w.webhook_secret AS secret, d.attempts_before_retry,
+                       d.next_attempt_at AS claimed_until,
                        CASE WHEN w.previous_webhook_secret_until > now()
-                            THEN w.previous_webhook_secret END",
+                            THEN w.previous_webhook_secret END AS previous_secret",
             &[&(limit as i64), &hold],
         )
         .await?;
     Ok(rows
         .iter()
-        .map(|r| Claimed {
-            id: r.get(0),
-            url: r.get(1),
-            payload: r.get(2),
-            attempts: r.get(3),
-            attempts_before_retry: r.get(6),
-            retry_from: r.get(4),
-            secret: r.get(5),
-            previous_secret: r.get(8),
-            claimed_until: r.get(7),
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                url: r.try_get("url")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                attempts_before_retry: r.try_get("attempts_before_retry")?,
+                retry_from: r.try_get("retry_from")?,
+                secret: r.try_get("secret")?,
+                previous_secret: r.try_get("previous_secret")?,
+                claimed_until: r.try_get("claimed_until")?,
+            })
         })
-        .collect())
+        .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
 /// One try of one delivery, recorded on its row.
@@ -213,8 +216,13 @@ async fn send(
                 .await?;
         }
         Err((code, error)) => {
-            let in_period = attempts - row.attempts_before_retry;
-            let delay = retry_delay(settings.retry_base, u32::try_from(in_period).unwrap_or(1));
+            // At least 1: attempts only grow, and a manual retry sets `attempts_before_retry` to
+            // `attempts`. A corrupt count below that is taken as the period's first failure on
+            // purpose: the give-up below is timed from `retry_from`, not counted, so retries
+            // stay bounded anyway, whereas an error here would leave the row claimed and the
+            // webhook sent again after every claim, without end.
+            let in_period = u32::try_from(attempts - row.attempts_before_retry).unwrap_or(1);
+            let delay = retry_delay(settings.retry_base, in_period);
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             let give_up = next
                 > row.retry_from

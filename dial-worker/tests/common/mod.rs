@@ -108,10 +108,10 @@ impl ReleaseEnv {
             .iter()
             .map(|r| {
                 Outgoing::json(&DialV1 {
-                    contact_id: r.get(0),
-                    batch_id: r.get(1),
-                    workspace_id: r.get(2),
-                    attempt_no: (r.get::<_, i32>(3) + 1) as u32,
+                    contact_id: r.get("id"),
+                    batch_id: r.get("batch_id"),
+                    workspace_id: r.get("workspace_id"),
+                    attempt_no: (r.get::<_, i32>("attempts") + 1) as u32,
                 })
                 .unwrap()
             })
@@ -165,12 +165,12 @@ pub async fn wait_all_final(env: &TestEnv, timeout: Duration) {
         let client = env.db.get().await.unwrap();
         let open: i64 = client
             .query_one(
-                "SELECT count(*) FROM contacts WHERE state IN ('queued', 'released', 'dialing')",
+                "SELECT count(*) AS n FROM contacts WHERE state IN ('queued', 'released', 'dialing')",
                 &[],
             )
             .await
             .unwrap()
-            .get(0);
+            .get("n");
         if open == 0 {
             return;
         }
