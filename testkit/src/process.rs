@@ -105,9 +105,25 @@ impl Drop for RoleProcess {
     }
 }
 
+/// Ports [`free_addr`] picks from: below Linux's ephemeral range (32768–60999 by default).
+/// A port the kernel hands out for `bind(0)` is also one it hands out as the local port of the
+/// next outgoing connection, and the suite makes thousands of those (to PostgreSQL, RabbitMQ,
+/// Redis): one of them taking the port between the probe and the server's own bind made a role
+/// exit with "address in use". Ports below the range are never taken that way.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 /// A loopback address with a port free right now (for a server whose address must be known
 /// before it starts, such as a gateway whose `PUBLIC_URL` the callbacks are signed for).
 pub fn free_addr() -> SocketAddr {
+    let span = u128::from(PICKED_PORTS.end - PICKED_PORTS.start);
+    for _ in 0..64 {
+        // A random start, so tests running side by side rarely probe the same port.
+        let offset = u16::try_from(uuid::Uuid::new_v4().as_u128() % span).expect("below the span");
+        let port = PICKED_PORTS.start + offset;
+        if let Ok(addr) = TcpListener::bind(("127.0.0.1", port)).and_then(|l| l.local_addr()) {
+            return addr;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

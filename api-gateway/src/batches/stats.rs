@@ -39,13 +39,7 @@ impl Counts {
             .await?
             .remove(&batch_id)
             .unwrap_or_default();
-        let attempts = client
-            .query_one(
-                "SELECT count(*) AS n FROM dial_attempts WHERE batch_id = $1",
-                &[&batch_id],
-            )
-            .await?
-            .get("n");
+        let attempts = attempts(client, batch_id).await?;
         Ok(Self { contacts, attempts })
     }
 
@@ -60,6 +54,18 @@ impl Counts {
             .await
             .map_err(counter_error)
     }
+}
+
+/// The dial attempts a batch made (an index-only count: one entry per attempt, not per
+/// contact; the one read of check-status that grows with the batch's calls).
+async fn attempts(client: &impl GenericClient, batch_id: Uuid) -> Result<i64, ApiError> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) AS n FROM dial_attempts WHERE batch_id = $1",
+            &[&batch_id],
+        )
+        .await?
+        .get("n"))
 }
 
 /// A counter read that failed: the database's error as any other, a corrupt name as internal.
@@ -239,13 +245,7 @@ pub async fn check_status(
         .remove(&b.id)
         .unwrap_or_default();
     let contacts = counters::counts(&groups);
-    let attempts: i64 = client
-        .query_one(
-            "SELECT count(*) AS n FROM dial_attempts WHERE batch_id = $1",
-            &[&b.id],
-        )
-        .await?
-        .get("n");
+    let attempts = attempts(client, b.id).await?;
     let elapsed = b.started_at.map(|s| {
         (now.min(b.completed_at.unwrap_or(now)) - s)
             .num_milliseconds()

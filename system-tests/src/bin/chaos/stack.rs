@@ -249,11 +249,9 @@ pub struct Stack {
     pub opts: Options,
 }
 
+/// A free port outside the ephemeral range (see `testkit::process::free_addr`).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    testkit::process::free_addr().port()
 }
 
 fn host_port(url: &str, default: u16) -> anyhow::Result<SocketAddr> {
