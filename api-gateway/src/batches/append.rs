@@ -43,7 +43,7 @@ use uuid::Uuid;
 
 use shared::domain::{IngestState, JobState};
 use shared::queue::Stream;
-use shared::queue::publisher::Outgoing;
+use shared::queue::publisher::{ConfirmWindow, Outgoing};
 
 use super::body::{self, Chunk, Packer, ParseError, RowShape, Stopped};
 use super::held::Held;
@@ -303,7 +303,7 @@ async fn publish_spooled(
         ApiError::Internal(anyhow::Error::new(e).context("reading the spooled rows back"))
     };
     let mut file = tokio::io::BufReader::new(tokio::fs::File::from_std(file));
-    let mut in_flight = std::collections::VecDeque::new();
+    let mut in_flight = ConfirmWindow::new(IN_FLIGHT);
     for _ in 0..chunks {
         let len = file.read_u64_le().await.map_err(spool_error)?;
         let seq = file.read_u32_le().await.map_err(spool_error)?;
@@ -321,16 +321,9 @@ async fn publish_spooled(
             .start(Stream::Ingest, message)
             .await
             .map_err(unavailable)?;
-        in_flight.push_back((pending, token));
-        if in_flight.len() >= IN_FLIGHT
-            && let Some((pending, _token)) = in_flight.pop_front()
-        {
-            pending.confirmed().await.map_err(unavailable)?;
-        }
+        in_flight.push(pending, token).await.map_err(unavailable)?;
     }
-    while let Some((pending, _token)) = in_flight.pop_front() {
-        pending.confirmed().await.map_err(unavailable)?;
-    }
+    in_flight.drain().await.map_err(unavailable)?;
     Ok(())
 }
 

@@ -18,7 +18,6 @@
 //! drop its remaining chunks. Nothing of it can be released meanwhile: the hidden row is
 //! `created`, and ingestion cannot finish while `receiving`.
 
-use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +29,7 @@ use uuid::Uuid;
 
 use shared::domain::Surface;
 use shared::queue::Stream;
-use shared::queue::publisher::Outgoing;
+use shared::queue::publisher::{ConfirmWindow, Outgoing};
 
 use super::body::{self, Chunk, Packer, ParseError, Parsed, RowShape, Stopped};
 use super::held::{self, Held};
@@ -240,7 +239,7 @@ pub struct Intake {
     /// Chunks published.
     published: u32,
     /// Published, confirm outstanding.
-    in_flight: VecDeque<(shared::queue::publisher::Pending, Held<()>)>,
+    in_flight: ConfirmWindow<Held<()>>,
     /// The latest chunk, published once the next one comes or the body is known valid.
     held_back: Option<Chunk>,
 }
@@ -265,7 +264,7 @@ impl Intake {
             region: None,
             replaying,
             published: 0,
-            in_flight: VecDeque::new(),
+            in_flight: ConfirmWindow::new(IN_FLIGHT),
             held_back: None,
         })
     }
@@ -316,12 +315,10 @@ impl Intake {
             .await
             .map_err(unavailable)?;
         self.published += 1;
-        self.in_flight.push_back((pending, token));
-        if self.in_flight.len() >= IN_FLIGHT
-            && let Some((pending, _token)) = self.in_flight.pop_front()
-        {
-            pending.confirmed().await.map_err(unavailable)?;
-        }
+        self.in_flight
+            .push(pending, token)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -352,9 +349,7 @@ impl Intake {
         if let Some(last) = self.held_back.take() {
             self.send(last).await?;
         }
-        while let Some((pending, _token)) = self.in_flight.pop_front() {
-            pending.confirmed().await.map_err(unavailable)?;
-        }
+        self.in_flight.drain().await.map_err(unavailable)?;
         Ok(())
     }
 

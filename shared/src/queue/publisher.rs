@@ -255,6 +255,45 @@ impl Pending {
     }
 }
 
+/// Messages sent by [`Publisher::start`] whose confirms are awaited, at most `max` at a time:
+/// a long stream of publishes keeps a few confirms in flight (the round trip overlaps the next
+/// sends) without holding every message until the end. Each entry keeps `T` alive until its
+/// confirm (for example the account of the bytes it holds).
+#[derive(Debug)]
+pub struct ConfirmWindow<T> {
+    pending: std::collections::VecDeque<(Pending, T)>,
+    max: usize,
+}
+
+impl<T> ConfirmWindow<T> {
+    /// An empty window of at most `max` outstanding confirms (at least one).
+    pub fn new(max: usize) -> Self {
+        Self {
+            pending: std::collections::VecDeque::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// Adds a sent message; when the window is full, waits for the oldest confirm first.
+    pub async fn push(&mut self, pending: Pending, keep: T) -> Result<(), QueueError> {
+        self.pending.push_back((pending, keep));
+        if self.pending.len() >= self.max
+            && let Some((oldest, _keep)) = self.pending.pop_front()
+        {
+            oldest.confirmed().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every outstanding confirm, oldest first.
+    pub async fn drain(&mut self) -> Result<(), QueueError> {
+        while let Some((pending, _keep)) = self.pending.pop_front() {
+            pending.confirmed().await?;
+        }
+        Ok(())
+    }
+}
+
 async fn check(confirm: PublisherConfirm) -> Result<(), QueueError> {
     if confirm.await?.is_ack() {
         Ok(())
