@@ -71,6 +71,22 @@ impl OtherWorkspace {
 }
 
 impl Stack {
+    /// Gives the stack's workspace a carrier account: its start rate (`None`: no rate of its
+    /// own, only the ceiling) and the ceiling its tenants cannot raise it above.
+    async fn set_rates(&self, max_calls_per_second: Option<i32>, cps_ceiling: i32) {
+        self.env
+            .db
+            .get()
+            .await
+            .unwrap()
+            .execute(
+                "UPDATE workspaces SET max_calls_per_second = $2, cps_ceiling = $3 WHERE id = $1",
+                &[&self.workspace, &max_calls_per_second, &cps_ceiling],
+            )
+            .await
+            .unwrap();
+    }
+
     /// Creates another workspace (limit 5) with an agent of its own.
     async fn other_workspace(&self, name: &str) -> OtherWorkspace {
         let created = system_tests::stack::workspace_without_rate(
@@ -436,16 +452,7 @@ fn watch_stranded(stack: &Stack, stop: CancellationToken) -> tokio::task::JoinHa
 #[tokio::test]
 async fn every_released_contact_is_dialed_within_seconds() {
     let stack = start(2, 60, 100).await;
-    {
-        let client = stack.env.db.get().await.unwrap();
-        client
-            .execute(
-                "UPDATE workspaces SET cps_ceiling = 200, max_calls_per_second = NULL WHERE id = $1",
-                &[&stack.workspace],
-            )
-            .await
-            .unwrap();
-    }
+    stack.set_rates(None, 200).await;
     let stop = CancellationToken::new();
     let watcher = watch_stranded(&stack, stop.clone());
     let mut ids = Vec::new();
@@ -585,16 +592,7 @@ async fn a_saturated_workspace_does_not_delay_another() {
 #[ignore = "benchmark: prints figures"]
 async fn fairness_benchmark() {
     let stack = start(2, 200, 2300).await;
-    {
-        let client = stack.env.db.get().await.unwrap();
-        client
-            .execute(
-                "UPDATE workspaces SET cps_ceiling = 1000 WHERE id = $1",
-                &[&stack.workspace],
-            )
-            .await
-            .unwrap();
-    }
+    stack.set_rates(None, 1000).await;
     let busy: Vec<Value> = (0..20_000)
         .map(|i| json!({"phoneNumber": format!("+1206{:07}", 5_500_000 + i)}))
         .collect();
@@ -687,15 +685,9 @@ async fn a_vogent_job_is_paced_by_its_workspace_rate_only() {
             .unwrap()
             .get("max_calls_per_second");
         assert_eq!(default_rate, Some(1), "the safe default rate");
-        // ... and this one has been given a carrier account allowing 40.
-        client
-            .execute(
-                "UPDATE workspaces SET max_calls_per_second = 40, cps_ceiling = 50 WHERE id = $1",
-                &[&stack.workspace],
-            )
-            .await
-            .unwrap();
     }
+    // ... and this one has been given a carrier account allowing 40.
+    stack.set_rates(Some(40), 50).await;
     let job = |name: &str, first: usize, n: usize, extra: Value| {
         let rows: Vec<Value> = (first..first + n)
             .map(|i| json!({"toNumber": format!("+1202555{i:04}")}))
@@ -804,16 +796,7 @@ async fn a_vogent_job_is_paced_by_its_workspace_rate_only() {
 #[ignore = "benchmark: prints figures"]
 async fn vogent_lines_busy_benchmark() {
     let stack = start(1, 200, 2300).await;
-    {
-        let client = stack.env.db.get().await.unwrap();
-        client
-            .execute(
-                "UPDATE workspaces SET max_calls_per_second = 200, cps_ceiling = 1000 WHERE id = $1",
-                &[&stack.workspace],
-            )
-            .await
-            .unwrap();
-    }
+    stack.set_rates(Some(200), 1000).await;
     let n = 2000;
     let rows: Vec<Value> = (0..n)
         .map(|i| json!({"toNumber": format!("+1203{:07}", 5_500_000 + i)}))
