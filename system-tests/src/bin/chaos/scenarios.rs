@@ -148,7 +148,7 @@ async fn campaign(
     }
 
     // The stranded sampler: every 500 ms, contacts `released` for more than
-    // `STRANDED_AFTER_SECS` (counted from the end of the fault, not during it).
+    // `system_tests::STRANDED_AFTER_SECS` (counted from the end of the fault, not during it).
     let window = Arc::new(Mutex::new(FaultWindow::default()));
     let stranded = Arc::new(Mutex::new((HashSet::<uuid::Uuid>::new(), 0f64)));
     let sampler = tokio::spawn(sample_stranded(
@@ -376,14 +376,6 @@ async fn idempotency(
 /// A contact counts as stranded when it has been `released` for more than 5 s (since the fault
 /// healed, if later) while its job had a free slot (fewer than `limit` contacts `dialing`): a
 /// released contact waiting behind full slots has its message, held by a worker.
-/// How long a contact may wait in `released` before it counts as stranded. A contact waits there
-/// by design while its worker waits for a start token or a slot that Redis still holds (a
-/// callback lost with the carrier keeps its slot until the reconciler), seconds on a loaded
-/// machine (21.8 s seen once with four builds sharing the 2 cores); a stranded one, a committed
-/// release with no message acting on it, waits for the 15-minute release timeout. 20 s tells
-/// them apart, as `system-tests/tests/end_to_end.rs` does.
-const STRANDED_AFTER_SECS: f64 = 20.0;
-
 async fn sample_stranded(
     db_url: String,
     batch: uuid::Uuid,
@@ -407,7 +399,7 @@ async fn sample_stranded(
                                            WHERE batch_id = $1 AND state = 'dialing')
                  FROM contacts WHERE batch_id = $1 AND state = 'released'
                    AND released_at < now() - make_interval(secs => $2)",
-                &[&batch, &STRANDED_AFTER_SECS],
+                &[&batch, &system_tests::STRANDED_AFTER_SECS],
             )
             .await
         else {
@@ -430,7 +422,7 @@ async fn sample_stranded(
             let released: DateTime<Utc> = row.get(1);
             let since = end.map_or(released, |e| e.max(released));
             let age = (now - since).num_milliseconds() as f64 / 1000.0;
-            if age > STRANDED_AFTER_SECS {
+            if age > system_tests::STRANDED_AFTER_SECS {
                 o.0.insert(id);
                 o.1 = o.1.max((now - released).num_milliseconds() as f64 / 1000.0);
             }
