@@ -808,3 +808,52 @@ async fn a_late_invalid_append_adds_nothing() {
     assert_eq!(added["firstRow"], 2);
     assert_eq!(app.ingest_queue_depth().await, 1);
 }
+
+async fn ingest_state(client: &deadpool_postgres::Object, job: Uuid) -> String {
+    client
+        .query_one("SELECT ingest_state FROM batches WHERE id = $1", &[&job])
+        .await
+        .unwrap()
+        .get("ingest_state")
+}
+
+/// A slow append holds nothing while its body arrives: the job stays `ready` (so the ingest
+/// timeout sweep, which fails a job left `ingesting` without progress, cannot take a slow
+/// upload for a stall) and is taken only once the body is whole.
+#[tokio::test]
+async fn an_append_takes_the_job_only_once_its_body_is_whole() {
+    let app = spawn_app().await;
+    let (client, job) = paused_vogent_job(&app, &["+12015550100"]).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async {
+        rx.recv().await.map(|piece| (piece, rx))
+    }));
+    let request = app
+        .post(&format!("/api/batch_dial_jobs/{job}/rows"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send();
+    let sent = tokio::spawn(request);
+    tx.send(Ok(br#"{"rows":[{"toNumber":"+12015550201"},"#.to_vec()))
+        .await
+        .unwrap();
+    // The first half has been read (the gateway answers nothing yet): the job is still free.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        ingest_state(&client, job).await,
+        "ready",
+        "taken while the body arrives"
+    );
+    tx.send(Ok(br#"{"toNumber":"+12015550202"}]}"#.to_vec()))
+        .await
+        .unwrap();
+    drop(tx);
+    let r = sent.await.unwrap().unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    assert_eq!(
+        ingest_state(&client, job).await,
+        "ingesting",
+        "taken once whole"
+    );
+    assert_eq!(app.ingest_queue_depth().await, 1);
+}

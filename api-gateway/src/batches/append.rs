@@ -16,27 +16,32 @@
 //! until they are published.
 //!
 //! The job's bookkeeping, in order:
-//! 1. under the job's row lock: the job must not be final (completed, cancelled, failed: 409)
-//!    nor still ingesting (a create or another append in progress: 409, retry once it is
-//!    done); it goes back to `ingesting` with `expected_chunks = 0` ("not announced yet"), so
-//!    no ingest worker can finish it early, the scheduler cannot complete it meanwhile (it
-//!    completes only `ready` jobs), and no second append can start;
+//! 1. a first look, without a lock: the job must exist in the workspace (404), not be final
+//!    (completed, cancelled, failed: 409) nor still ingesting (a create or another append in
+//!    progress: 409, retry once it is done); its next chunk `seq` and row number are read;
 //! 2. the body is read, validated and spooled, each chunk numbered after the job's own;
-//! 3. once it is valid, `total_rows` grows by the rows sent and the chunks are published, each
-//!    confirmed by the broker (invariant 1);
-//! 4. `expected_chunks` is announced and `finish_if_complete` runs, as for a create; only then
-//!    the 202.
+//! 3. once it is valid, under the job's row lock: the same checks again, and the job must still
+//!    end where step 1 saw it (else another append landed meanwhile: 409, retry); it goes back
+//!    to `ingesting` with `expected_chunks = 0` ("not announced yet"), so no ingest worker can
+//!    finish it early, the scheduler cannot complete it (it completes only `ready` jobs) and no
+//!    other append can start; `total_rows` grows by the rows sent;
+//! 4. the chunks are published, each confirmed by the broker (invariant 1); `expected_chunks`
+//!    is announced and `finish_if_complete` runs, as for a create; only then the 202.
 //!
-//! If the body is invalid, the client goes away, or publishing fails, the job is put back to
+//! The job is `ingesting` only from step 3, once the body is whole: a slow upload holds no
+//! lock and no state that the ingest timeout sweep (`ingest-worker/src/timeout.rs`, which fails
+//! a job `ingesting` without progress) could take for a stall, and a client that goes away
+//! mid-body leaves nothing to undo. If publishing fails after step 3, the job is put back to
 //! `ready` with the rows that did arrive (its counters recomputed from them); chunks still in
-//! flight are ignored by the workers (the job is no longer ingesting). A publish failure is a
-//! 503 to retry: rows that arrived the first time are then rejected as duplicates, nothing is
-//! dialed twice. The work runs in its own task, so a client that disconnects mid-body still
-//! leaves the job `ready`.
+//! flight are ignored by the workers (the job is no longer ingesting). That is a 503 to retry:
+//! rows that arrived the first time are then rejected as duplicates, nothing is dialed twice.
+//! The work runs in its own task, so a client that disconnects while the rows are published
+//! still leaves the job `ready`.
 
 use std::io::{Seek, Write};
 
 use axum::body::Body;
+use deadpool_postgres::GenericClient;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -96,8 +101,13 @@ pub async fn append<R: RowShape + Send + 'static>(
     // Its own task: a client that goes away mid-body must still leave the job `ready`.
     let task = tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let place = reserve(&state, workspace, id, what).await?;
-            let outcome = receive::<R>(&state, workspace, id, place, body).await;
+            let place = {
+                let client = state.db.get().await?;
+                look(&client, workspace, id, what, false).await?
+            };
+            let spooled = receive::<R>(&state, workspace, id, place, body).await?;
+            reserve(&state, workspace, id, what, place, spooled.rows).await?;
+            let outcome = publish(&state, workspace, id, place, spooled).await;
             if outcome.is_err() {
                 restore(&state, id).await;
             }
@@ -110,26 +120,27 @@ pub async fn append<R: RowShape + Send + 'static>(
 }
 
 /// Where the added chunks continue the job's numbering, and how many it already holds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Place {
     first_seq: u32,
     first_row: u32,
     stored_chunks: u32,
 }
 
-/// Step 1: takes the job for this append (see the module docs), or refuses.
-async fn reserve(
-    state: &AppState,
+/// Steps 1 and 3's checks: the job of `workspace` that can take rows now, and where they go
+/// (under its row lock when `lock`), or the refusal.
+async fn look(
+    client: &impl GenericClient,
     workspace: Uuid,
     id: Uuid,
     what: &'static str,
+    lock: bool,
 ) -> Result<Place, ApiError> {
-    let mut client = state.db.get().await?;
-    let txn = client.transaction().await?;
     let sql = format!(
-        "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE} FOR UPDATE"
+        "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE}{}",
+        if lock { " FOR UPDATE" } else { "" }
     );
-    let batch = txn
+    let batch = client
         .query_opt(&sql, &[&id, &workspace])
         .await?
         .ok_or(ApiError::NotFound(what))?;
@@ -139,7 +150,7 @@ async fn reserve(
     }
     // Both maxima are index lookups (the unique row index of contacts, the primary key of
     // rejected_rows); `total_rows` alone would do, but never reusing an index is what matters.
-    let next = txn
+    let next = client
         .query_one(
             "SELECT GREATEST(b.total_rows,
                         (SELECT max(row_index) + 1 FROM contacts WHERE batch_id = $1),
@@ -150,19 +161,40 @@ async fn reserve(
             &[&id],
         )
         .await?;
-    let place = Place {
+    Ok(Place {
         first_seq: stored_number(next.get::<_, i32>("first_seq"), "first_seq")?,
         first_row: stored_number(next.get::<_, i32>("first_row"), "first_row")?,
         stored_chunks: stored_number(next.get::<_, i64>("stored_chunks"), "stored_chunks")?,
-    };
+    })
+}
+
+/// Step 3: takes the job for the `rows` numbered from `place` (see the module docs), or refuses.
+async fn reserve(
+    state: &AppState,
+    workspace: Uuid,
+    id: Uuid,
+    what: &'static str,
+    place: Place,
+    rows: u32,
+) -> Result<(), ApiError> {
+    let mut client = state.db.get().await?;
+    let txn = client.transaction().await?;
+    if look(&txn, workspace, id, what, true).await? != place {
+        return Err(ApiError::Conflict(
+            "the job gained rows while this body arrived (another append); retry".into(),
+        ));
+    }
+    let total = i64::from(place.first_row) + i64::from(rows);
+    let total = i32::try_from(total).map_err(|e| ApiError::Internal(e.into()))?;
     txn.execute(
-        "UPDATE batches SET ingest_state = 'ingesting', expected_chunks = 0, updated_at = now()
+        "UPDATE batches SET ingest_state = 'ingesting', expected_chunks = 0, total_rows = $2,
+             updated_at = now()
          WHERE id = $1",
-        &[&id],
+        &[&id, &total],
     )
     .await?;
     txn.commit().await?;
-    Ok(place)
+    Ok(())
 }
 
 /// A count read from the database as the unsigned number it is (never negative by the schema).
@@ -174,14 +206,14 @@ fn stored_number<T: TryInto<u32> + Copy + std::fmt::Display>(
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("the job's {what} is out of range: {n}")))
 }
 
-/// Steps 2–4, once the job is reserved.
+/// Step 2: reads, validates and spools the body.
 async fn receive<R: RowShape + Send + 'static>(
     state: &AppState,
     workspace: Uuid,
     id: Uuid,
     place: Place,
     body: Body,
-) -> Result<Appended, ApiError> {
+) -> Result<Spooled, ApiError> {
     let (bytes_tx, bytes_rx) = mpsc::channel(BODY_FRAMES);
     let parser = tokio::task::spawn_blocking(move || spool::<R>(id, workspace, place, bytes_rx));
     let pumped = stream::pump(body, bytes_tx, state.config.max_body_bytes, None).await;
@@ -190,18 +222,20 @@ async fn receive<R: RowShape + Send + 'static>(
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the parser failed: {e}")))?;
     // The body's own reading (size, connection) answers first, as for a create.
     pumped?;
-    let Spooled { file, rows, chunks } = spooled?;
+    spooled
+}
 
-    let client = state.db.get().await?;
-    let total = i64::from(place.first_row) + i64::from(rows);
-    let total = i32::try_from(total).map_err(|e| ApiError::Internal(e.into()))?;
-    client
-        .execute(
-            "UPDATE batches SET total_rows = $2, updated_at = now() WHERE id = $1",
-            &[&id, &total],
-        )
-        .await?;
+/// Step 4, once the job is reserved: publishes the spooled chunks and announces them.
+async fn publish(
+    state: &AppState,
+    workspace: Uuid,
+    id: Uuid,
+    place: Place,
+    spooled: Spooled,
+) -> Result<Appended, ApiError> {
+    let Spooled { file, rows, chunks } = spooled;
     publish_spooled(state, id, file, chunks).await?;
+    let client = state.db.get().await?;
     let expected =
         i32::try_from(place.stored_chunks + chunks).map_err(|e| ApiError::Internal(e.into()))?;
     client
