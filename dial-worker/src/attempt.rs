@@ -86,25 +86,40 @@ pub(crate) async fn read_contact(
     Ok(ContactRow::from_row(&row)?)
 }
 
-/// Moves the contact to `dialing` and writes the attempt, in one statement, only if the job is
-/// still active, the contact still released for this attempt, and its number not on the
-/// workspace's do-not-call list (the last look before the carrier request: a number listed a
-/// moment ago is not called). Returns the contact's zones for the calling-hours re-check.
+/// Moves each contact to `dialing` and writes its attempt, for a group of dials in one
+/// statement (see `crate::group`), each only if its job is still active, its contact still
+/// released for this attempt, and its number not on the workspace's do-not-call list (the last
+/// look before the carrier request: a number listed a moment ago is not called). Returns, for
+/// each attempt written, the number and the contact's zones for the calling-hours re-check.
+///
+/// Two requests of one group for the same contact (a duplicate message) update it once: one
+/// attempt is written, the other finds none and takes the careful path, which reconciles it.
+// `unnest` in the UPDATE's own FROM (not a CTE of its own) lets the planner look each contact
+// up by its key rather than scan the batch; the last filter is an array test because the
+// planner would rescan `a` for every row of `c`.
 const INSERT_SQL: &str = "WITH c AS (
-                 UPDATE contacts c SET state = 'dialing', attempts = $3, updated_at = now()
-                 FROM batches b
-                 WHERE c.id = $2 AND b.id = c.batch_id AND b.state = 'active'
-                   AND c.state = 'released' AND c.attempts = $3 - 1
+                 UPDATE contacts c SET state = 'dialing', attempts = u.attempt_no, updated_at = now()
+                 FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::uuid[], $5::text[])
+                          AS u(attempt_id, contact_id, attempt_no, from_number_id, from_number),
+                      batches b
+                 WHERE c.id = u.contact_id AND b.id = c.batch_id AND b.state = 'active'
+                   AND c.state = 'released' AND c.attempts = u.attempt_no - 1
                    AND NOT EXISTS (SELECT 1 FROM dnc_numbers d
                                    WHERE d.workspace_id = c.workspace_id
                                      AND d.number = c.phone_number)
-                 RETURNING c.id, c.batch_id, c.workspace_id, c.phone_number, c.timezones)
-             INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
-                                        to_number, from_number_id, from_number, state, started_at)
-             SELECT $1, c.id, c.batch_id, c.workspace_id, $3, c.phone_number, $4, $5, 'dialing', now()
-             FROM c
-             ON CONFLICT (contact_id, attempt_no) DO NOTHING
-             RETURNING id, to_number, (SELECT c.timezones FROM c) AS timezones";
+                 RETURNING u.attempt_id, u.attempt_no, u.from_number_id, u.from_number,
+                           c.id, c.batch_id, c.workspace_id, c.phone_number, c.timezones),
+             a AS (
+                 INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
+                                            to_number, from_number_id, from_number, state,
+                                            started_at)
+                 SELECT c.attempt_id, c.id, c.batch_id, c.workspace_id, c.attempt_no,
+                        c.phone_number, c.from_number_id, c.from_number, 'dialing', now()
+                 FROM c
+                 ON CONFLICT (contact_id, attempt_no) DO NOTHING
+                 RETURNING id)
+             SELECT c.attempt_id AS id, c.phone_number AS to_number, c.timezones FROM c
+             WHERE c.attempt_id = ANY (ARRAY(SELECT id FROM a))";
 
 /// The attempt as written: the number to call and the contact's stored zones (if any).
 pub(crate) struct Inserted {
@@ -112,8 +127,59 @@ pub(crate) struct Inserted {
     pub(crate) timezones: Option<Vec<String>>,
 }
 
-/// Writes the attempt and moves the contact to `dialing`; `None` when the insert refused (job
-/// not active, contact moved on, attempt already there).
+/// One dial's attempt to write.
+pub(crate) struct NewAttempt {
+    attempt_id: Uuid,
+    contact_id: Uuid,
+    attempt_no: i32,
+    from_id: Option<Uuid>,
+    from: String,
+}
+
+/// Writes groups of attempts ([`INSERT_SQL`]), each group in one durable commit.
+pub(crate) struct AttemptWriter;
+
+impl crate::group::Write<NewAttempt, Option<Inserted>> for AttemptWriter {
+    async fn write(
+        &self,
+        db: &shared::db::Pool,
+        group: &[NewAttempt],
+    ) -> Result<Vec<Option<Inserted>>, StepError> {
+        let client = db.get().await?;
+        let insert = client.prepare_cached(INSERT_SQL).await?;
+        // Rows locked in contact-id order: two groups never wait on each other in opposite
+        // orders.
+        let mut sorted: Vec<&NewAttempt> = group.iter().collect();
+        sorted.sort_by_key(|a| a.contact_id);
+        let ids: Vec<Uuid> = sorted.iter().map(|a| a.attempt_id).collect();
+        let contacts: Vec<Uuid> = sorted.iter().map(|a| a.contact_id).collect();
+        let numbers: Vec<i32> = sorted.iter().map(|a| a.attempt_no).collect();
+        let from_ids: Vec<Option<Uuid>> = sorted.iter().map(|a| a.from_id).collect();
+        let froms: Vec<&str> = sorted.iter().map(|a| a.from.as_str()).collect();
+        let rows = client
+            .query(&insert, &[&ids, &contacts, &numbers, &from_ids, &froms])
+            .await?;
+        let mut written = std::collections::HashMap::with_capacity(rows.len());
+        for r in rows {
+            let id: Uuid = r.try_get("id")?;
+            written.insert(
+                id,
+                Inserted {
+                    to_number: r.try_get("to_number")?,
+                    timezones: r.try_get("timezones")?,
+                },
+            );
+        }
+        Ok(group
+            .iter()
+            .map(|a| written.remove(&a.attempt_id))
+            .collect())
+    }
+}
+
+/// Writes the attempt and moves the contact to `dialing`, together with the other dials'
+/// inserts waiting at the same moment; `None` when the insert refused (job not active,
+/// contact moved on, attempt already there).
 pub(crate) async fn insert_attempt(
     ctx: &Ctx,
     attempt_id: Uuid,
@@ -122,62 +188,73 @@ pub(crate) async fn insert_attempt(
     from_id: Option<Uuid>,
     from: &str,
 ) -> Result<Option<Inserted>, StepError> {
-    let client = ctx.db.get().await?;
-    let insert = client.prepare_cached(INSERT_SQL).await?;
-    let row = client
-        .query_opt(
-            &insert,
-            &[&attempt_id, &msg.contact_id, &attempt_no, &from_id, &from],
-        )
-        .await?;
-    let Some(r) = row else {
-        return Ok(None);
-    };
-    Ok(Some(Inserted {
-        to_number: r.try_get("to_number")?,
-        timezones: r.try_get("timezones")?,
-    }))
+    ctx.writes
+        .attempts
+        .write(NewAttempt {
+            attempt_id,
+            contact_id: msg.contact_id,
+            attempt_no,
+            from_id,
+            from: from.to_owned(),
+        })
+        .await
 }
 
-/// Stores the carrier's call id. Committed asynchronously (`synchronous_commit = off`, in this
-/// one statement's implicit transaction): if PostgreSQL crashed before flushing it, nothing
-/// breaks — the attempt row itself was committed durably before the call, and the call id
-/// comes back with the status callback — so the dial path saves a disk flush per call.
+/// The carriers' call ids of a group of placed calls, in one statement.
+const CALL_SID_SQL: &str = "
+    UPDATE dial_attempts a SET carrier_call_sid = u.call_sid, started_at = now(),
+        state = CASE WHEN a.state = 'dialing' THEN 'ringing' ELSE a.state END,
+        updated_at = now()
+    FROM unnest($1::uuid[], $2::text[]) AS u(id, call_sid)
+    WHERE a.id = u.id AND a.carrier_call_sid IS NULL";
+
+/// One placed call's id to store.
+pub(crate) struct CallSid {
+    attempt_id: Uuid,
+    call_sid: String,
+}
+
+/// Stores groups of call ids ([`CALL_SID_SQL`]). Committed asynchronously
+/// (`synchronous_commit = off` for this transaction only): if PostgreSQL crashed before
+/// flushing it, nothing breaks — the attempt row itself was committed durably before the call,
+/// and the call id comes back with the status callback — so the dial path saves a disk flush.
+pub(crate) struct CallSidWriter;
+
+impl crate::group::Write<CallSid, ()> for CallSidWriter {
+    async fn write(&self, db: &shared::db::Pool, group: &[CallSid]) -> Result<Vec<()>, StepError> {
+        let client = db.get().await?;
+        let update = client.prepare_cached(CALL_SID_SQL).await?;
+        let ids: Vec<Uuid> = group.iter().map(|c| c.attempt_id).collect();
+        let sids: Vec<&str> = group.iter().map(|c| c.call_sid.as_str()).collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&ids, &sids];
+        // Polled together, the three travel in one round trip.
+        let (begin, updated, commit) = tokio::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            client.execute(&update, &params),
+            client.batch_execute("COMMIT")
+        );
+        if let Err(e) = begin.and(updated.map(drop)).and(commit) {
+            // Never hand a connection back to the pool inside a transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e.into());
+        }
+        Ok(vec![(); group.len()])
+    }
+}
+
+/// Stores the carrier's call id (with the other calls' ids stored at the same moment).
 pub(crate) async fn store_call_sid(
     ctx: &Ctx,
     attempt_id: Uuid,
     call_sid: &str,
 ) -> Result<(), StepError> {
-    let client = ctx.db.get().await?;
-    let plain = !call_sid.is_empty()
-        && call_sid.len() <= 64
-        && call_sid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if plain {
-        // A simple query (no parameters) is what lets SET LOCAL share the statement's
-        // transaction; the values are a UUID and a checked identifier.
-        client
-            .batch_execute(&format!(
-                "SET LOCAL synchronous_commit = off;
-                 UPDATE dial_attempts SET carrier_call_sid = '{call_sid}', started_at = now(),
-                     state = CASE WHEN state = 'dialing' THEN 'ringing' ELSE state END,
-                     updated_at = now()
-                 WHERE id = '{attempt_id}' AND carrier_call_sid IS NULL"
-            ))
-            .await?;
-    } else {
-        client
-            .execute(
-                "UPDATE dial_attempts SET carrier_call_sid = $2, started_at = now(),
-                     state = CASE WHEN state = 'dialing' THEN 'ringing' ELSE state END,
-                     updated_at = now()
-                 WHERE id = $1 AND carrier_call_sid IS NULL",
-                &[&attempt_id, &call_sid],
-            )
-            .await?;
-    }
-    Ok(())
+    ctx.writes
+        .call_sids
+        .write(CallSid {
+            attempt_id,
+            call_sid: call_sid.to_owned(),
+        })
+        .await
 }
 
 /// Touches an attempt still waiting to be sent, renewing its send window (see

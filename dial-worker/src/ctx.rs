@@ -7,8 +7,12 @@ use shared::db::Pool;
 use shared::redis_conn::Redis;
 use tokio_util::sync::CancellationToken;
 
+use crate::attempt::{AttemptWriter, CallSid, CallSidWriter, Inserted, NewAttempt};
 use crate::carrier::Carrier;
 use crate::config::Config;
+use crate::end::{EndRequest, EndWriter, Ended};
+use crate::error::StepError;
+use crate::group::Group;
 use crate::job::JobCache;
 use crate::limits::{HeldLeases, Limits};
 
@@ -29,6 +33,42 @@ pub struct Ctx {
     pub jobs: JobCache,
     /// Cancelled at shutdown: dials still waiting for a slot give their message back.
     pub shutdown: CancellationToken,
+    /// The dial path's group-committed writes.
+    pub(crate) writes: Writes,
+}
+
+/// The dial path's writes that many dials make at once, each gathered into groups
+/// (`crate::group`).
+#[derive(Debug, Clone)]
+pub(crate) struct Writes {
+    /// The attempt inserts (durable).
+    pub(crate) attempts: Group<NewAttempt, Option<Inserted>>,
+    /// The carriers' call ids (committed without a flush).
+    pub(crate) call_sids: Group<CallSid, ()>,
+    /// The attempts' ends (durable; each falls back to its own transaction if its group fails).
+    pub(crate) ends: Group<EndRequest, Result<Ended, StepError>>,
+}
+
+/// Groups written at once per statement: one forming while others commit. More would make
+/// smaller groups (more commits) for no gain in latency once PostgreSQL is the bottleneck.
+const GROUPS_IN_FLIGHT: usize = 2;
+
+/// The most requests in one group: bounds a statement's arrays and its row locks.
+const GROUP_MAX: usize = 256;
+
+impl Writes {
+    /// Starts the writers on the current runtime.
+    fn start(db: &Pool) -> Self {
+        let in_flight = std::env::var("DIAL_WRITE_GROUPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(GROUPS_IN_FLIGHT);
+        Self {
+            attempts: Group::start(db.clone(), AttemptWriter, in_flight, GROUP_MAX),
+            call_sids: Group::start(db.clone(), CallSidWriter, in_flight, GROUP_MAX),
+            ends: Group::start(db.clone(), EndWriter, in_flight, GROUP_MAX),
+        }
+    }
 }
 
 impl Ctx {
@@ -42,6 +82,7 @@ impl Ctx {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            writes: Writes::start(&db),
             db,
             limits: Limits::new(redis, config.slot_lease, config.rate_margin)
                 .with_slow_threshold(config.redis_slow),

@@ -84,32 +84,25 @@ pub async fn record_end(
     let duration = report
         .duration_secs
         .map(|d| i32::try_from(d).unwrap_or(i32::MAX));
-    let client = ctx.db.get().await?;
-    let ended = match end_in_transaction(
-        &client,
-        attempt_id,
-        outcome,
-        error.as_deref(),
-        duration,
-        &report,
-    )
-    .await
-    {
-        Ok(ended) => ended,
-        Err(e) => {
-            // Never hand a connection back to the pool inside a transaction.
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-    };
-    drop(client);
+    let slot_released = report.slot_released;
+    let ended = ctx
+        .writes
+        .ends
+        .write(EndRequest {
+            attempt_id,
+            outcome,
+            error,
+            duration,
+            report,
+        })
+        .await??;
     match ended {
         Ended::Now {
             workspace_id,
             batch_id,
             next,
         } => {
-            if !report.slot_released {
+            if !slot_released {
                 release(ctx, workspace_id, batch_id, attempt_id).await;
             }
             ctx.held.forget(attempt_id);
@@ -152,7 +145,17 @@ pub(crate) async fn release(
     }
 }
 
-enum Ended {
+/// One attempt's end to write: the outcome decided, and what the carrier reported.
+pub(crate) struct EndRequest {
+    attempt_id: Uuid,
+    outcome: CallOutcome,
+    error: Option<String>,
+    duration: Option<i32>,
+    report: EndReport,
+}
+
+/// What writing an end did.
+pub(crate) enum Ended {
     Now {
         workspace_id: Uuid,
         batch_id: Uuid,
@@ -281,6 +284,29 @@ impl EndRow {
         })
     }
 
+    /// What becomes of the contact after `outcome` ([`decide`] on this row); an error when
+    /// the row holds what its columns cannot (a corrupt job).
+    fn decide(&self, attempt_id: Uuid, outcome: CallOutcome) -> Result<ContactNext, StepError> {
+        let strategy = self.strategy(attempt_id)?;
+        let corrupt = |what: &str, value: &str| {
+            StepError::Invalid(format!(
+                "attempt {attempt_id}: {what} {value:?} is not in the vocabulary"
+            ))
+        };
+        let contact_state = ContactState::parse(&self.contact_state)
+            .ok_or_else(|| corrupt("contact state", &self.contact_state))?;
+        let batch_state = JobState::parse(&self.batch_state)
+            .ok_or_else(|| corrupt("job state", &self.batch_state))?;
+        Ok(decide(
+            outcome,
+            self.attempt_no,
+            contact_state,
+            self.contact_attempts,
+            batch_state,
+            &strategy,
+        ))
+    }
+
     /// The call as `call.completed` reports it.
     fn ended_call(&self, attempt_id: Uuid, outcome: CallOutcome, at: DateTime<Utc>) -> EndedCall {
         EndedCall {
@@ -354,29 +380,12 @@ async fn end_in_transaction(
         });
     };
     let row = EndRow::from_row(&row)?;
-    let strategy = row.strategy(attempt_id)?;
-    let corrupt = |what: &str, value: &str| {
-        StepError::Invalid(format!(
-            "attempt {attempt_id}: {what} {value:?} is not in the vocabulary"
-        ))
-    };
-    let contact_state = ContactState::parse(&row.contact_state)
-        .ok_or_else(|| corrupt("contact state", &row.contact_state))?;
-    let batch_state =
-        JobState::parse(&row.batch_state).ok_or_else(|| corrupt("job state", &row.batch_state))?;
+    let next = row.decide(attempt_id, outcome)?;
     let (contact_id, batch_id, workspace_id, attempt_no) = (
         row.contact_id,
         row.batch_id,
         row.workspace_id,
         row.attempt_no,
-    );
-    let next = decide(
-        outcome,
-        attempt_no,
-        contact_state,
-        row.contact_attempts,
-        batch_state,
-        &strategy,
     );
     match next {
         ContactNext::Retry(ms) => {
@@ -438,6 +447,260 @@ async fn end_in_transaction(
         batch_id,
         next,
     })
+}
+
+/// [`END_SQL`] for a group: every attempt's outcome written, and what each decision needs.
+const END_GROUP_SQL: &str = "
+    WITH a AS (UPDATE dial_attempts a SET
+         outcome = u.outcome,
+         state = 'ended',
+         ended_at = u.at,
+         answered_at = CASE WHEN u.outcome IN ('completed', 'voicemail')
+             THEN COALESCE(a.answered_at, u.at - make_interval(secs => COALESCE(u.duration, 0)::float8))
+             ELSE a.answered_at END,
+         answered_by = COALESCE(u.answered_by, a.answered_by),
+         duration_secs = u.duration,
+         carrier_call_sid = COALESCE(a.carrier_call_sid, u.call_sid),
+         error = u.error,
+         updated_at = now()
+     FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::int4[], $5::text[], $6::text[],
+                 $7::text[])
+          AS u(id, outcome, at, duration, answered_by, call_sid, error)
+     WHERE a.id = u.id AND a.outcome IS NULL
+     RETURNING a.id, a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
+               a.started_at, a.answered_at, a.carrier_call_sid)
+    SELECT a.id AS attempt_id, a.contact_id, a.batch_id, a.workspace_id, a.attempt_no,
+           a.from_number, a.started_at, a.answered_at, a.carrier_call_sid,
+           c.state AS contact_state, c.attempts AS contact_attempts, b.state AS batch_state,
+           b.retry_max_attempts, b.retry_busy_delay_ms, b.retry_no_answer_delay_ms,
+           b.retry_voicemail_delay_ms, b.webhooks->>'onCallComplete' AS on_call_complete,
+           b.agent_id, b.tags, c.phone_number, c.name AS contact_name, c.inputs, c.external_id
+    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id";
+
+/// [`RETRY_SQL`] and [`FINAL_SQL`] for a group, in one statement (one run of the contacts'
+/// counter trigger): a retry (`retry_ms` set) goes back to `queued`, a final state is set.
+const CONTACTS_GROUP_SQL: &str = "
+    UPDATE contacts c SET state = u.state, last_outcome = u.outcome,
+        released_at = CASE WHEN u.retry_ms IS NULL THEN c.released_at END,
+        next_attempt_at = CASE WHEN u.retry_ms IS NULL THEN c.next_attempt_at
+            ELSE now() + make_interval(secs => u.retry_ms / 1000.0) END,
+        updated_at = now()
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::float8[])
+         AS u(id, state, outcome, attempts, retry_ms)
+    WHERE c.id = u.id AND c.state = 'dialing' AND c.attempts = u.attempts";
+
+/// Writes attempts' ends in groups: one transaction, one durable commit and one run of the
+/// counter trigger for the whole group (`crate::group`). If the group fails for any reason
+/// (a corrupt row, a deadlock, a lost connection) nothing of it is committed, and each end is
+/// written again on its own, as [`end_in_transaction`], so one bad row fails only itself.
+pub(crate) struct EndWriter;
+
+impl crate::group::Write<EndRequest, Result<Ended, StepError>> for EndWriter {
+    async fn write(
+        &self,
+        db: &shared::db::Pool,
+        group: &[EndRequest],
+    ) -> Result<Vec<Result<Ended, StepError>>, StepError> {
+        let client = db.get().await?;
+        if group.len() > 1 {
+            match end_group_in_transaction(&client, group).await {
+                Ok(ended) => return Ok(ended.into_iter().map(Ok).collect()),
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    tracing::debug!(error = %e, size = group.len(), "group of ends failed; each is written alone");
+                }
+            }
+        }
+        let mut ended = Vec::with_capacity(group.len());
+        for end in group {
+            ended.push(end_alone(&client, end).await);
+        }
+        Ok(ended)
+    }
+}
+
+/// One end in its own transaction, rolled back on error.
+async fn end_alone(
+    client: &deadpool_postgres::Client,
+    end: &EndRequest,
+) -> Result<Ended, StepError> {
+    let ended = end_in_transaction(
+        client,
+        end.attempt_id,
+        end.outcome,
+        end.error.as_deref(),
+        end.duration,
+        &end.report,
+    )
+    .await;
+    if ended.is_err() {
+        // Never hand a connection back to the pool inside a transaction.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    ended
+}
+
+/// The group's transaction in two round trips, as [`end_in_transaction`]'s: the outcomes and
+/// the reads, then the contacts, the webhook rows and `COMMIT` together. Rows are locked in
+/// attempt-id order, so two groups never wait on each other in opposite orders.
+async fn end_group_in_transaction(
+    client: &deadpool_postgres::Client,
+    group: &[EndRequest],
+) -> Result<Vec<Ended>, StepError> {
+    let end = client.prepare_cached(END_GROUP_SQL).await?;
+    let contacts = client.prepare_cached(CONTACTS_GROUP_SQL).await?;
+    let outbox = client
+        .prepare_cached(crate::webhooks::outbox::INSERT_GROUP_SQL)
+        .await?;
+    let mut order: Vec<usize> = (0..group.len()).collect();
+    order.sort_by_key(|&i| group[i].attempt_id);
+    let ids: Vec<Uuid> = order.iter().map(|&i| group[i].attempt_id).collect();
+    let outcomes: Vec<&str> = order.iter().map(|&i| group[i].outcome.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = order.iter().map(|&i| group[i].report.at).collect();
+    let durations: Vec<Option<i32>> = order.iter().map(|&i| group[i].duration).collect();
+    let answered_by: Vec<Option<&str>> = order
+        .iter()
+        .map(|&i| group[i].report.answered_by.as_deref())
+        .collect();
+    let call_sids: Vec<Option<&str>> = order
+        .iter()
+        .map(|&i| group[i].report.call_sid.as_deref())
+        .collect();
+    let errors: Vec<Option<&str>> = order.iter().map(|&i| group[i].error.as_deref()).collect();
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &ids,
+        &outcomes,
+        &ats,
+        &durations,
+        &answered_by,
+        &call_sids,
+        &errors,
+    ];
+    let (begin, rows) = tokio::join!(client.batch_execute("BEGIN"), client.query(&end, &params));
+    begin?;
+    let mut rows: std::collections::HashMap<Uuid, EndRow> = rows?
+        .iter()
+        .map(|r| Ok((r.try_get("attempt_id")?, EndRow::from_row(r)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+
+    // Attempts whose outcome was already written (or that do not exist).
+    let missing: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !rows.contains_key(id))
+        .copied()
+        .collect();
+    let mut known = std::collections::HashMap::new();
+    if !missing.is_empty() {
+        for r in client
+            .query(
+                "SELECT id, workspace_id, batch_id FROM dial_attempts WHERE id = ANY($1)",
+                &[&missing],
+            )
+            .await?
+        {
+            let id: Uuid = r.try_get("id")?;
+            known.insert(id, (r.try_get("workspace_id")?, r.try_get("batch_id")?));
+        }
+    }
+
+    // Each decision, as `end_in_transaction` makes it; the contacts' changes and webhook rows
+    // are gathered for the second round trip.
+    let mut ended = Vec::with_capacity(group.len());
+    let (mut c_ids, mut c_states, mut c_outcomes, mut c_attempts, mut c_retry) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut deliveries = vec![];
+    for request in group {
+        let attempt_id = request.attempt_id;
+        let Some(row) = rows.remove(&attempt_id) else {
+            ended.push(match known.get(&attempt_id) {
+                Some(&(workspace_id, batch_id)) => Ended::Already {
+                    workspace_id,
+                    batch_id,
+                },
+                None => Ended::NoAttempt,
+            });
+            continue;
+        };
+        let next = row.decide(attempt_id, request.outcome)?;
+        match next {
+            ContactNext::Retry(ms) => {
+                c_ids.push(row.contact_id);
+                c_states.push(ContactState::Queued.as_str());
+                c_outcomes.push(request.outcome.as_str());
+                c_attempts.push(row.attempt_no);
+                c_retry.push(Some(ms as f64));
+            }
+            ContactNext::Final(state) => {
+                c_ids.push(row.contact_id);
+                c_states.push(state.as_str());
+                c_outcomes.push(request.outcome.as_str());
+                c_attempts.push(row.attempt_no);
+                c_retry.push(None);
+                if let Some(url) = row
+                    .on_call_complete
+                    .clone()
+                    .filter(|u| !u.trim().is_empty())
+                {
+                    let payload = call_completed(&row.ended_call(
+                        attempt_id,
+                        request.outcome,
+                        request.report.at,
+                    ));
+                    deliveries.push((row.workspace_id, row.batch_id, row.contact_id, url, payload));
+                }
+            }
+            ContactNext::Leave => {}
+        }
+        ended.push(Ended::Now {
+            workspace_id: row.workspace_id,
+            batch_id: row.batch_id,
+            next,
+        });
+    }
+
+    let params: [&(dyn ToSql + Sync); 5] = [&c_ids, &c_states, &c_outcomes, &c_attempts, &c_retry];
+    let updated = async {
+        if c_ids.is_empty() {
+            Ok(0)
+        } else {
+            client.execute(&contacts, &params).await
+        }
+    };
+    let (w_ids, w_workspaces, w_batches, w_subjects, w_urls, w_payloads) = (
+        deliveries
+            .iter()
+            .map(|_| Uuid::now_v7())
+            .collect::<Vec<_>>(),
+        deliveries.iter().map(|d| d.0).collect::<Vec<_>>(),
+        deliveries.iter().map(|d| d.1).collect::<Vec<_>>(),
+        deliveries.iter().map(|d| d.2).collect::<Vec<_>>(),
+        deliveries.iter().map(|d| d.3.as_str()).collect::<Vec<_>>(),
+        deliveries.iter().map(|d| &d.4).collect::<Vec<_>>(),
+    );
+    let event = crate::payload::CALL_COMPLETED;
+    let w_params: [&(dyn ToSql + Sync); 7] = [
+        &w_ids,
+        &w_workspaces,
+        &w_batches,
+        &event,
+        &w_subjects,
+        &w_urls,
+        &w_payloads,
+    ];
+    let queued = async {
+        if deliveries.is_empty() {
+            Ok(0)
+        } else {
+            client.execute(&outbox, &w_params).await
+        }
+    };
+    // Polled in this order, they are sent in this order: the webhook rows commit with the
+    // contacts' states or not at all.
+    let (updated, queued, commit) = tokio::join!(updated, queued, client.batch_execute("COMMIT"));
+    updated?;
+    queued?;
+    commit?;
+    Ok(ended)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod ctx;
 pub mod dial;
 pub mod end;
 pub mod error;
+mod group;
 pub mod job;
 pub mod limits;
 pub mod outcome;

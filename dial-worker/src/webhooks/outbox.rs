@@ -14,6 +14,15 @@ pub const INSERT_SQL: &str =
      VALUES ($1, $2, $3, $4, $5, $6, $7)
      ON CONFLICT (event, subject_id, url) DO NOTHING";
 
+/// [`INSERT_SQL`] for many deliveries of one event, in one statement: the arrays are the ids,
+/// workspaces, batches, subjects, URLs and payloads, `$4` the event.
+pub const INSERT_GROUP_SQL: &str =
+    "INSERT INTO webhook_deliveries (id, workspace_id, batch_id, event, subject_id, url, payload)
+     SELECT u.id, u.workspace_id, u.batch_id, $4, u.subject_id, u.url, u.payload
+     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $5::uuid[], $6::text[], $7::jsonb[])
+          AS u(id, workspace_id, batch_id, subject_id, url, payload)
+     ON CONFLICT (event, subject_id, url) DO NOTHING";
+
 /// One delivery to queue.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
