@@ -15,34 +15,8 @@ use dial_worker::carrier::Carrier;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimCarrier, SimOutcome};
 use dial_worker::carrier::twilio::TwilioCarrier;
 use dial_worker::dial::{DialResult, dial_one};
-use shared::queue::messages::DialV1;
 use testkit::TestEnv;
-use testkit::fixtures::WorkspaceIds;
 use uuid::Uuid;
-
-/// Marks every contact of `batch` released and returns their dial messages, in row order.
-async fn released(env: &TestEnv, ws: &WorkspaceIds, batch: Uuid) -> Vec<DialV1> {
-    let client = env.db.get().await.unwrap();
-    client
-        .query(
-            "UPDATE contacts SET state = 'released', released_at = now()
-             WHERE batch_id = $1 RETURNING id, row_index",
-            &[&batch],
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get::<_, i32>("row_index"), r.get::<_, Uuid>("id")))
-        .collect::<std::collections::BTreeMap<_, _>>()
-        .into_values()
-        .map(|contact_id| DialV1 {
-            batch_id: batch,
-            workspace_id: ws.id,
-            contact_id,
-            attempt_no: 1,
-        })
-        .collect()
-}
 
 /// `(state, attempts, seconds until due)` of a contact, and how many attempts rows it has.
 async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, f64, i64) {

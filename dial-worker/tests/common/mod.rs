@@ -218,3 +218,27 @@ pub async fn call_in_flight(env: &TestEnv) -> (Uuid, Uuid, Uuid) {
         .unwrap();
     (ws.id, job, attempt)
 }
+
+/// Marks every contact of `batch` released and returns their dial messages, in row order.
+pub async fn released(env: &TestEnv, ws: &WorkspaceIds, batch: Uuid) -> Vec<DialV1> {
+    let client = env.db.get().await.unwrap();
+    client
+        .query(
+            "UPDATE contacts SET state = 'released', released_at = now()
+             WHERE batch_id = $1 RETURNING id, row_index",
+            &[&batch],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get::<_, i32>("row_index"), r.get::<_, Uuid>("id")))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .map(|contact_id| DialV1 {
+            batch_id: batch,
+            workspace_id: ws.id,
+            contact_id,
+            attempt_no: 1,
+        })
+        .collect()
+}
