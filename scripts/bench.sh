@@ -81,6 +81,9 @@ if wanted dial; then
     "$(fmt "$(bench_field "$log" utilization utilization)" 3)" \
     "ideal $(fmt "$(bench_field "$log" utilization ideal_s)" 2) s ÷ actual $(fmt "$(bench_field "$log" utilization actual_s)" 2) s" \
     "$(fmt "$(bench_field "$log" utilization utilization)" 3)" "≥ 0.98"
+  row "lines busy, steady state (all 200 busy → last start), 1 worker" \
+    "$(fmt "$(bench_field "$log" utilization steady_lines_busy)" 3)" "—" \
+    "$(fmt "$(bench_field "$log" utilization steady_lines_busy)" 3)" "—"
   row "p99 slot free → next start (p50)" \
     "$(fmt "$(bench_field "$log" utilization p99_ms)" 1) ms ($(fmt "$(bench_field "$log" utilization p50_ms)" 1) ms)" \
     "max overlap $(bench_field "$log" utilization max_overlap) of 200" "—" "—"
@@ -112,8 +115,11 @@ if wanted vogent; then
     --no-capture 2>&1 | tee "$out/vogent.log" | grep -E '^vogent lines' || true
   busy="$(sed -n 's/^vogent lines: .* lines busy \([0-9.]*\) .*/\1/p' "$out/vogent.log")"
   peak="$(sed -n 's/.* peak \([0-9]*\) starts\/s.*/\1/p' "$out/vogent.log")"
-  row "Vogent job, 200 lines, 2.3 s calls: lines busy" "${busy:-?} (peak ${peak:-?} starts/s)" \
+  steady="$(sed -n 's/^vogent lines: .* last start) \([0-9.]*\);.*/\1/p' "$out/vogent.log")"
+  row "Vogent job, 200 lines, 2.3 s calls: lines busy, first start → last end" "${busy:-?} (peak ${peak:-?} starts/s)" \
     "workspace rate 200/s" "${busy:-?}" "≥ 0.95"
+  row "Vogent job: lines busy, steady state (all 200 busy → last start)" "${steady:-?}" \
+    "—" "${steady:-?}" "≥ 0.95"
 fi
 
 if wanted scheduler; then

@@ -45,6 +45,45 @@ pub fn max_starts_per_second(starts: impl IntoIterator<Item = DateTime<Utc>>) ->
     peak
 }
 
+/// The share of `limit` lines busy in the steady state: the time-weighted mean of the calls in
+/// flight from the first moment all `limit` lines are in use to the last start, divided by
+/// `limit`. The ramp (lines filling up at the start rate) and the tail (no contact left to
+/// start while the last calls end) are outside it; they are a property of the campaign's
+/// length, not of how fast a freed line is used again. `None` if the lines are never all busy
+/// or no call starts after that moment.
+pub fn steady_lines_busy(
+    calls: impl IntoIterator<Item = (DateTime<Utc>, DateTime<Utc>)>,
+    limit: usize,
+) -> Option<f64> {
+    let mut edges: Vec<(DateTime<Utc>, i64)> = Vec::new();
+    let mut last_start: Option<DateTime<Utc>> = None;
+    for (start, end) in calls {
+        edges.push((start, 1));
+        edges.push((end.max(start), -1));
+        last_start = last_start.max(Some(start));
+    }
+    edges.sort_unstable();
+    let last_start = last_start?;
+    let (mut now, mut from, mut area, mut at) = (0i64, None, 0f64, None::<DateTime<Utc>>);
+    for (t, delta) in edges {
+        if t > last_start {
+            break;
+        }
+        if let (Some(_), Some(prev)) = (from, at) {
+            area += now as f64 * (t - prev).num_microseconds().unwrap_or(0) as f64;
+        }
+        now += delta;
+        at = Some(t);
+        if from.is_none() && now >= limit as i64 {
+            from = Some(t);
+        }
+    }
+    let (from, at) = (from?, at?);
+    area += now as f64 * (last_start - at).num_microseconds().unwrap_or(0) as f64;
+    let span = (last_start - from).num_microseconds().unwrap_or(0) as f64;
+    (span > 0.0).then(|| area / (span * limit as f64))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -68,5 +107,23 @@ mod tests {
         let starts = [at(0), at(600), at(1_100), at(1_500)];
         assert_eq!(max_starts_per_second(starts), 3);
         assert_eq!(max_starts_per_second([]), 0);
+    }
+
+    #[test]
+    fn steady_lines_busy_leaves_out_the_ramp_and_the_tail() {
+        // Two lines: both busy from 100 ms; one freed line is idle for 10 ms of every 100 ms
+        // until the last start at 500 ms; then the tail.
+        let calls = [
+            (at(0), at(200)),
+            (at(100), at(300)),
+            (at(210), at(410)),
+            (at(300), at(500)),
+            (at(420), at(900)),
+            (at(500), at(950)),
+        ];
+        let busy = steady_lines_busy(calls.map(|(s, e)| (s, e)), 2).unwrap();
+        // From 100 to 500: 2 lines except 200–210 and 410–420 (one line each): 780 of 800.
+        assert!((busy - 780.0 / 800.0).abs() < 1e-9, "{busy}");
+        assert_eq!(steady_lines_busy([(at(0), at(10))], 2), None);
     }
 }

@@ -829,10 +829,13 @@ async fn vogent_lines_busy_benchmark() {
         .map(|c| (c.ended_at - c.requested_at).num_milliseconds() as f64 / 1000.0)
         .sum();
     let peak_rate = carrier_sim::record::max_starts_per_second(&calls);
+    let steady =
+        shared::witness::steady_lines_busy(calls.iter().map(|c| (c.requested_at, c.ended_at)), 200)
+            .unwrap_or(0.0);
     println!(
         "vogent lines: {} calls of 2.3 s, 200 lines, no job rate: lines busy {:.3} \
-         (Σ call time {busy:.1} s ÷ (200 × {span:.2} s)); max overlap {}; peak {peak_rate} starts/s \
-         (target ≥ 0.95)",
+         (Σ call time {busy:.1} s ÷ (200 × {span:.2} s)); steady state (all 200 busy → last \
+         start) {steady:.3}; max overlap {}; peak {peak_rate} starts/s (target ≥ 0.95)",
         calls.len(),
         busy / (200.0 * span),
         carrier_sim::record::max_overlap(&calls),

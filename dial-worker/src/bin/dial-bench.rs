@@ -519,6 +519,14 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
         "utilization (ideal ÷ actual):       {:>7.3}",
         ideal / actual
     );
+    let steady = shared::witness::steady_lines_busy(
+        calls
+            .iter()
+            .filter_map(|c| Some((c.requested_at, c.ended_at?))),
+        limit as usize,
+    )
+    .unwrap_or(0.0);
+    println!("lines busy, steady state (full → last start): {steady:>7.3}");
     println!(
         "slot free → next call start: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         pct(0.5),
@@ -531,6 +539,7 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
         "figure": "utilization", "workers": args.workers, "prefetch": args.prefetch,
         "limit": limit, "utilization": ideal / actual, "ideal_s": ideal, "actual_s": actual,
         "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_overlap": max_overlap,
+        "steady_lines_busy": steady,
     }));
     if let Some(path) = &args.record {
         write_record(path, &calls)?;
