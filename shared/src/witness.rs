@@ -46,11 +46,11 @@ pub fn max_starts_per_second(starts: impl IntoIterator<Item = DateTime<Utc>>) ->
 }
 
 /// The share of `limit` lines busy in the steady state: the time-weighted mean of the calls in
-/// flight from the first moment all `limit` lines are in use to the last start, divided by
+/// flight from the `limit`-th start (the lines have filled once) to the last start, divided by
 /// `limit`. The ramp (lines filling up at the start rate) and the tail (no contact left to
 /// start while the last calls end) are outside it; they are a property of the campaign's
-/// length, not of how fast a freed line is used again. `None` if the lines are never all busy
-/// or no call starts after that moment.
+/// length, not of how fast a freed line is used again. `None` if fewer than `limit` calls
+/// started, or none after the `limit`-th.
 pub fn steady_lines_busy(
     calls: impl IntoIterator<Item = (DateTime<Utc>, DateTime<Utc>)>,
     limit: usize,
@@ -64,7 +64,8 @@ pub fn steady_lines_busy(
     }
     edges.sort_unstable();
     let last_start = last_start?;
-    let (mut now, mut from, mut area, mut at) = (0i64, None, 0f64, None::<DateTime<Utc>>);
+    let (mut now, mut started, mut from, mut area, mut at) =
+        (0i64, 0usize, None, 0f64, None::<DateTime<Utc>>);
     for (t, delta) in edges {
         if t > last_start {
             break;
@@ -74,11 +75,17 @@ pub fn steady_lines_busy(
         }
         now += delta;
         at = Some(t);
-        if from.is_none() && now >= limit as i64 {
-            from = Some(t);
+        if delta > 0 {
+            started += 1;
+            if started == limit {
+                from = Some(t);
+            }
         }
     }
     let (from, at) = (from?, at?);
+    if started < limit {
+        return None;
+    }
     area += now as f64 * (last_start - at).num_microseconds().unwrap_or(0) as f64;
     let span = (last_start - from).num_microseconds().unwrap_or(0) as f64;
     (span > 0.0).then(|| area / (span * limit as f64))
@@ -125,5 +132,9 @@ mod tests {
         // From 100 to 500: 2 lines except 200–210 and 410–420 (one line each): 780 of 800.
         assert!((busy - 780.0 / 800.0).abs() < 1e-9, "{busy}");
         assert_eq!(steady_lines_busy([(at(0), at(10))], 2), None);
+        // Lines never all busy at once still have a steady state once `limit` calls started.
+        let apart = [(at(0), at(100)), (at(150), at(250)), (at(300), at(400))];
+        let busy = steady_lines_busy(apart, 2).unwrap();
+        assert!((busy - 100.0 / 300.0).abs() < 1e-9, "{busy}");
     }
 }

@@ -834,7 +834,7 @@ async fn vogent_lines_busy_benchmark() {
             .unwrap_or(0.0);
     println!(
         "vogent lines: {} calls of 2.3 s, 200 lines, no job rate: lines busy {:.3} \
-         (Σ call time {busy:.1} s ÷ (200 × {span:.2} s)); steady state (all 200 busy → last \
+         (Σ call time {busy:.1} s ÷ (200 × {span:.2} s)); steady state (200th start → last \
          start) {steady:.3}; max overlap {}; peak {peak_rate} starts/s (target ≥ 0.95)",
         calls.len(),
         busy / (200.0 * span),

@@ -526,7 +526,7 @@ async fn utilization(scratch: &Scratch, args: &Args) -> anyhow::Result<()> {
         limit as usize,
     )
     .unwrap_or(0.0);
-    println!("lines busy, steady state (full → last start): {steady:>7.3}");
+    println!("lines busy, steady state (limit-th start → last start): {steady:>7.3}");
     println!(
         "slot free → next call start: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         pct(0.5),
