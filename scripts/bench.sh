@@ -106,7 +106,7 @@ if wanted fairness; then
   p99="$(sed -n 's/^fairness: .* p99 \([0-9]*\) ms.*/\1/p' "$out/fairness.log")"
   lines="$(sed -n 's/^fairness: busy workspace at \([0-9]*\) lines.*/\1/p' "$out/fairness.log")"
   row "fairness: probe release → carrier request, p99 (20 probes)" "${p99:-?} ms" \
-    "busy workspace at ${lines:-?} of 200 lines" "—" "≤ 1,000 ms"
+    "busy workspace at ${lines:-?} of its 200 lines" "—" "≤ 1,000 ms"
 fi
 
 if wanted vogent; then
@@ -133,9 +133,9 @@ fi
 echo "==> export: results.csv and the whole status/batch of 100,000 contacts"
 "$bin/export-bench" --rows 100000 --runs 3 | tee "$out/export.log"
 row "export results.csv, 100,000 contacts: time to the last byte" \
-  "$(bench_field "$out/export.log" results_csv_seconds value) s" \
-  "raw COPY $(bench_field "$out/export.log" raw_copy_seconds value) s" \
-  "$(bench_field "$out/export.log" results_csv_vs_raw_copy value)" "—"
+  "$(fmt "$(bench_field "$out/export.log" results_csv_seconds value)" 3) s" \
+  "raw COPY $(fmt "$(bench_field "$out/export.log" raw_copy_seconds value)" 3) s" \
+  "$(fmt "$(bench_field "$out/export.log" results_csv_vs_raw_copy value)" 2)" "—"
 row "export: gateway peak RSS" "$(bench_field "$out/export.log" results_csv_gateway_peak_rss_mb value) MB" \
   "—" "—" "bounded, whatever the rows"
 

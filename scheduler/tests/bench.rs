@@ -116,9 +116,14 @@ async fn release_throughput() {
         tick_stats.push(s.await.unwrap());
     }
     println!(
-        "released {total} contacts in {:.2} s: {:.0} releases/s (two schedulers, debug build)",
+        "released {total} contacts in {:.2} s: {:.0} releases/s (two schedulers, {} build)",
         elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64()
+        total as f64 / elapsed.as_secs_f64(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     for (i, (ticks, busy, released)) in tick_stats.iter().enumerate() {
         println!(
