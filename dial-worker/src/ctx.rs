@@ -49,8 +49,9 @@ pub(crate) struct Writes {
     pub(crate) ends: Group<EndRequest, Result<Ended, StepError>>,
 }
 
-/// Groups written at once per statement: one forming while others commit. More would make
-/// smaller groups (more commits) for no gain in latency once PostgreSQL is the bottleneck.
+/// Groups written at once per statement: one forming while others commit. 4 measured the
+/// same as 2 in the utilization run (within its noise); more make smaller groups, so more
+/// commits, for no gain once PostgreSQL is the bottleneck.
 const GROUPS_IN_FLIGHT: usize = 2;
 
 /// The most requests in one group: bounds a statement's arrays and its row locks.
@@ -59,14 +60,10 @@ const GROUP_MAX: usize = 256;
 impl Writes {
     /// Starts the writers on the current runtime.
     fn start(db: &Pool) -> Self {
-        let in_flight = std::env::var("DIAL_WRITE_GROUPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(GROUPS_IN_FLIGHT);
         Self {
-            attempts: Group::start(db.clone(), AttemptWriter, in_flight, GROUP_MAX),
-            call_sids: Group::start(db.clone(), CallSidWriter, in_flight, GROUP_MAX),
-            ends: Group::start(db.clone(), EndWriter, in_flight, GROUP_MAX),
+            attempts: Group::start(db.clone(), AttemptWriter, GROUPS_IN_FLIGHT, GROUP_MAX),
+            call_sids: Group::start(db.clone(), CallSidWriter, GROUPS_IN_FLIGHT, GROUP_MAX),
+            ends: Group::start(db.clone(), EndWriter, GROUPS_IN_FLIGHT, GROUP_MAX),
         }
     }
 }
