@@ -168,8 +168,22 @@ pub(crate) enum Ended {
     NoAttempt,
 }
 
+/// The end of [`END_SQL`] and [`END_GROUP_SQL`]: with the attempt as updated (`a`), its
+/// contact and job, everything [`EndRow`] reads.
+macro_rules! read_for_decision {
+    () => {
+        "
+           c.state AS contact_state, c.attempts AS contact_attempts, b.state AS batch_state,
+           b.retry_max_attempts, b.retry_busy_delay_ms, b.retry_no_answer_delay_ms,
+           b.retry_voicemail_delay_ms, b.webhooks->>'onCallComplete' AS on_call_complete,
+           b.agent_id, b.tags, c.phone_number, c.name AS contact_name, c.inputs, c.external_id
+    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id"
+    };
+}
+
 /// Writes the outcome, reads what the decision needs, in one statement.
-const END_SQL: &str = "
+const END_SQL: &str = concat!(
+    "
     WITH a AS (UPDATE dial_attempts SET
          outcome = $2,
          state = 'ended',
@@ -186,12 +200,9 @@ const END_SQL: &str = "
      RETURNING contact_id, batch_id, workspace_id, attempt_no, from_number,
                started_at, answered_at, carrier_call_sid)
     SELECT a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
-           a.started_at, a.answered_at, a.carrier_call_sid,
-           c.state AS contact_state, c.attempts AS contact_attempts, b.state AS batch_state,
-           b.retry_max_attempts, b.retry_busy_delay_ms, b.retry_no_answer_delay_ms,
-           b.retry_voicemail_delay_ms, b.webhooks->>'onCallComplete' AS on_call_complete,
-           b.agent_id, b.tags, c.phone_number, c.name AS contact_name, c.inputs, c.external_id
-    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id";
+           a.started_at, a.answered_at, a.carrier_call_sid,",
+    read_for_decision!()
+);
 
 // The contact is changed only if it is still `dialing` this very attempt; no other writer
 // touches a dialing contact, and a second report of this attempt is stopped by the attempt's
@@ -453,7 +464,8 @@ async fn end_in_transaction(
 /// The attempts are found by key only: `num_nulls(outcome) = 1` is `outcome IS NULL` written
 /// so that the planner cannot match it to the open-attempt indexes' predicate, which it
 /// scanned whole (22,000 entries for 7 rows) when it took the table for small.
-const END_GROUP_SQL: &str = "
+const END_GROUP_SQL: &str = concat!(
+    "
     WITH a AS (UPDATE dial_attempts a SET
          outcome = u.outcome,
          state = 'ended',
@@ -473,12 +485,9 @@ const END_GROUP_SQL: &str = "
      RETURNING a.id, a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
                a.started_at, a.answered_at, a.carrier_call_sid)
     SELECT a.id AS attempt_id, a.contact_id, a.batch_id, a.workspace_id, a.attempt_no,
-           a.from_number, a.started_at, a.answered_at, a.carrier_call_sid,
-           c.state AS contact_state, c.attempts AS contact_attempts, b.state AS batch_state,
-           b.retry_max_attempts, b.retry_busy_delay_ms, b.retry_no_answer_delay_ms,
-           b.retry_voicemail_delay_ms, b.webhooks->>'onCallComplete' AS on_call_complete,
-           b.agent_id, b.tags, c.phone_number, c.name AS contact_name, c.inputs, c.external_id
-    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id";
+           a.from_number, a.started_at, a.answered_at, a.carrier_call_sid,",
+    read_for_decision!()
+);
 
 /// [`RETRY_SQL`] and [`FINAL_SQL`] for a group, in one statement (one run of the contacts'
 /// counter trigger): a retry (`retry_ms` set) goes back to `queued`, a final state is set.

@@ -15,16 +15,6 @@ use shared::queue::messages::CallEventV1;
 use testkit::TestEnv;
 use uuid::Uuid;
 
-fn ctx_with(env: &TestEnv, carrier: Carrier) -> dial_worker::Ctx {
-    dial_worker::Ctx::new(
-        env.db.clone(),
-        env.redis.clone(),
-        carrier,
-        config(env, &[]),
-        tokio_util::sync::CancellationToken::new(),
-    )
-}
-
 fn quick_answered() -> SimBehavior {
     SimBehavior {
         ring_ms: (0, 0),

@@ -41,16 +41,6 @@ async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, f64, i64) {
     )
 }
 
-fn ctx_with(env: &TestEnv, carrier: Carrier) -> dial_worker::Ctx {
-    dial_worker::Ctx::new(
-        env.db.clone(),
-        env.redis.clone(),
-        carrier,
-        config(env, &[]),
-        tokio_util::sync::CancellationToken::new(),
-    )
-}
-
 fn long_calls() -> SimBehavior {
     SimBehavior {
         ring_ms: (0, 0),

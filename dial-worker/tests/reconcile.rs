@@ -26,16 +26,6 @@ use testkit::fixtures::WorkspaceIds;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-fn ctx_with(env: &TestEnv, carrier: Carrier, extra: &[(&str, &str)]) -> dial_worker::Ctx {
-    dial_worker::Ctx::new(
-        env.db.clone(),
-        env.redis.clone(),
-        carrier,
-        config(env, extra),
-        tokio_util::sync::CancellationToken::new(),
-    )
-}
-
 fn quick_calls() -> SimBehavior {
     SimBehavior {
         ring_ms: (0, 0),
@@ -188,7 +178,7 @@ async fn an_attempt_never_sent_is_taken_back_and_dialed_again() {
     let ws = workspace(&env, 10).await;
     let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
     let (sim, _events) = SimCarrier::new(quick_calls());
-    let ctx = ctx_with(&env, Carrier::Sim(sim.clone()), &[]);
+    let ctx = ctx_configured(&env, Carrier::Sim(sim.clone()), &[]);
     let (msg, attempt) = written_not_sent(&env, &ctx, &ws, batch).await;
 
     // Young: the periodic pass and a redelivered message both leave it alone.
@@ -237,7 +227,7 @@ async fn a_redelivered_message_takes_back_an_old_unsent_attempt() {
     let ws = workspace(&env, 10).await;
     let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
     let (sim, _events) = SimCarrier::new(quick_calls());
-    let ctx = ctx_with(&env, Carrier::Sim(sim.clone()), &[]);
+    let ctx = ctx_configured(&env, Carrier::Sim(sim.clone()), &[]);
     let (msg, attempt) = written_not_sent(&env, &ctx, &ws, batch).await;
     age(&env, attempt, 60.0).await;
     assert_eq!(dial_one(&ctx, &msg).await.unwrap(), DialResult::Reconciled);
@@ -258,7 +248,7 @@ async fn an_attempt_whose_call_exists_adopts_it() {
     let ws = workspace(&env, 10).await;
     let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
     let (sim, _events) = SimCarrier::new(quick_calls());
-    let ctx = ctx_with(&env, Carrier::Sim(sim.clone()), &[]);
+    let ctx = ctx_configured(&env, Carrier::Sim(sim.clone()), &[]);
     let (msg, attempt) = written_not_sent(&env, &ctx, &ws, batch).await;
     let sid = sim
         .place_call(&CallRequest {
@@ -304,7 +294,7 @@ async fn the_twilio_adapter_finds_calls_through_the_call_list() {
     .unwrap();
     let (addr, _task) = carrier_sim::spawn(sim_config, stop.clone()).await.unwrap();
     let twilio = TwilioCarrier::new(&format!("http://{addr}"), "ACsim", "sim-token");
-    let ctx = ctx_with(&env, Carrier::Twilio(twilio.clone()), &[]);
+    let ctx = ctx_configured(&env, Carrier::Twilio(twilio.clone()), &[]);
     let ws = workspace(&env, 10).await;
     // Two jobs calling the same number: one attempt of each.
     let placed_job = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
@@ -373,7 +363,7 @@ async fn an_unreachable_carrier_leaves_the_attempt_open_until_the_unknown_timeou
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let ctx = ctx_with(
+    let ctx = ctx_configured(
         &env,
         Carrier::Twilio(TwilioCarrier::new(&closed, "ACsim", "sim-token")),
         &[("UNKNOWN_AFTER_SECS", "600")],
@@ -434,7 +424,7 @@ async fn a_long_start_token_wait_keeps_its_attempt() {
         ..quick_calls()
     });
     let settings = [("CALL_TIMEOUT_SECS", "1"), ("RECONCILE_AFTER_SECS", "1")];
-    let ctx = ctx_with(&env, Carrier::Sim(sim.clone()), &settings);
+    let ctx = ctx_configured(&env, Carrier::Sim(sim.clone()), &settings);
     let stop = CancellationToken::new();
     let reconciler = {
         let (ctx, stop) = (ctx.clone(), stop.clone());
@@ -491,7 +481,7 @@ async fn the_reconciler_catches_up_as_soon_as_the_broker_is_back() {
         dial_worker::spawn(worker_config, Some(Carrier::Sim(sim.clone())), stop.clone())
             .await
             .unwrap();
-    let ctx = ctx_with(&env, Carrier::Sim(sim.clone()), &[]);
+    let ctx = ctx_configured(&env, Carrier::Sim(sim.clone()), &[]);
     let (_, attempt) = written_not_sent(&env, &ctx, &ws, batch).await;
     let sid = sim
         .place_call(&CallRequest {
@@ -611,7 +601,7 @@ async fn without_keys_the_call_list_is_matched_by_number_and_time() {
     let env = TestEnv::new().await;
     let twilio = FakeTwilio::default();
     let url = twilio.start().await;
-    let ctx = ctx_with(
+    let ctx = ctx_configured(
         &env,
         Carrier::Twilio(TwilioCarrier::new(&url, "AC1", "token")),
         &[],

@@ -242,3 +242,19 @@ pub async fn released(env: &TestEnv, ws: &WorkspaceIds, batch: Uuid) -> Vec<Dial
         })
         .collect()
 }
+
+/// A context over the test's services and `carrier`, with the default test configuration.
+pub fn ctx_with(env: &TestEnv, carrier: Carrier) -> dial_worker::Ctx {
+    ctx_configured(env, carrier, &[])
+}
+
+/// [`ctx_with`] with `extra` settings; nothing cancels it.
+pub fn ctx_configured(env: &TestEnv, carrier: Carrier, extra: &[(&str, &str)]) -> dial_worker::Ctx {
+    dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        carrier,
+        config(env, extra),
+        tokio_util::sync::CancellationToken::new(),
+    )
+}
