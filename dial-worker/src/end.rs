@@ -168,55 +168,6 @@ pub(crate) enum Ended {
     NoAttempt,
 }
 
-/// The end of [`END_SQL`] and [`END_GROUP_SQL`]: with the attempt as updated (`a`), its
-/// contact and job, everything [`EndRow`] reads.
-macro_rules! read_for_decision {
-    () => {
-        "
-           c.state AS contact_state, c.attempts AS contact_attempts, b.state AS batch_state,
-           b.retry_max_attempts, b.retry_busy_delay_ms, b.retry_no_answer_delay_ms,
-           b.retry_voicemail_delay_ms, b.webhooks->>'onCallComplete' AS on_call_complete,
-           b.agent_id, b.tags, c.phone_number, c.name AS contact_name, c.inputs, c.external_id
-    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id"
-    };
-}
-
-/// Writes the outcome, reads what the decision needs, in one statement.
-const END_SQL: &str = concat!(
-    "
-    WITH a AS (UPDATE dial_attempts SET
-         outcome = $2,
-         state = 'ended',
-         ended_at = $3::timestamptz,
-         answered_at = CASE WHEN $2 IN ('completed', 'voicemail')
-             THEN COALESCE(answered_at, $3::timestamptz - make_interval(secs => COALESCE($4, 0)::float8))
-             ELSE answered_at END,
-         answered_by = COALESCE($5, answered_by),
-         duration_secs = $4,
-         carrier_call_sid = COALESCE(carrier_call_sid, $6),
-         error = $7,
-         updated_at = now()
-     WHERE id = $1 AND outcome IS NULL
-     RETURNING contact_id, batch_id, workspace_id, attempt_no, from_number,
-               started_at, answered_at, carrier_call_sid)
-    SELECT a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
-           a.started_at, a.answered_at, a.carrier_call_sid,",
-    read_for_decision!()
-);
-
-// The contact is changed only if it is still `dialing` this very attempt; no other writer
-// touches a dialing contact, and a second report of this attempt is stopped by the attempt's
-// row lock and `outcome IS NULL`.
-const RETRY_SQL: &str = "
-    UPDATE contacts SET state = 'queued', last_outcome = $2, released_at = NULL,
-        next_attempt_at = now() + make_interval(secs => $3::float8 / 1000.0),
-        updated_at = now()
-    WHERE id = $1 AND state = 'dialing' AND attempts = $4";
-
-const FINAL_SQL: &str = "
-    UPDATE contacts SET state = $2, last_outcome = $3, updated_at = now()
-    WHERE id = $1 AND state = 'dialing' AND attempts = $4";
-
 /// One row of [`END_SQL`]: the attempt as ended, its contact and its job.
 struct EndRow {
     contact_id: Uuid,
@@ -341,131 +292,11 @@ impl EndRow {
     }
 }
 
-/// The outcome's transaction in two round trips: `BEGIN` travels with the first statement,
-/// `COMMIT` with the last ones (tokio-postgres pipelines requests polled together), and the
-/// statements are prepared once per connection. Short transactions keep the attempt's and the
-/// contact's row locks brief. On error the caller rolls back.
-async fn end_in_transaction(
-    client: &deadpool_postgres::Client,
-    attempt_id: Uuid,
-    outcome: CallOutcome,
-    error: Option<&str>,
-    duration: Option<i32>,
-    report: &EndReport,
-) -> Result<Ended, StepError> {
-    let end = client.prepare_cached(END_SQL).await?;
-    let retry = client.prepare_cached(RETRY_SQL).await?;
-    let fin = client.prepare_cached(FINAL_SQL).await?;
-    let outbox = client
-        .prepare_cached(crate::webhooks::outbox::INSERT_SQL)
-        .await?;
-    let outcome_name = outcome.as_str();
-    let params: [&(dyn ToSql + Sync); 7] = [
-        &attempt_id,
-        &outcome_name,
-        &report.at,
-        &duration,
-        &report.answered_by,
-        &report.call_sid,
-        &error,
-    ];
-    let (begin, row) = tokio::join!(
-        client.batch_execute("BEGIN"),
-        client.query_opt(&end, &params)
-    );
-    begin?;
-    let Some(row) = row? else {
-        let existing = client
-            .query_opt(
-                "SELECT workspace_id, batch_id FROM dial_attempts WHERE id = $1",
-                &[&attempt_id],
-            )
-            .await?;
-        client.batch_execute("COMMIT").await?;
-        return Ok(match existing {
-            Some(r) => Ended::Already {
-                workspace_id: r.try_get("workspace_id")?,
-                batch_id: r.try_get("batch_id")?,
-            },
-            None => Ended::NoAttempt,
-        });
-    };
-    let row = EndRow::from_row(&row)?;
-    let next = row.decide(attempt_id, outcome)?;
-    let (contact_id, batch_id, workspace_id, attempt_no) = (
-        row.contact_id,
-        row.batch_id,
-        row.workspace_id,
-        row.attempt_no,
-    );
-    match next {
-        ContactNext::Retry(ms) => {
-            let delay_ms = ms as f64;
-            let params: [&(dyn ToSql + Sync); 4] =
-                [&contact_id, &outcome_name, &delay_ms, &attempt_no];
-            let (updated, commit) = tokio::join!(
-                client.execute(&retry, &params),
-                client.batch_execute("COMMIT")
-            );
-            updated?;
-            commit?;
-        }
-        ContactNext::Final(state) => {
-            let state = state.as_str();
-            let payload = row
-                .on_call_complete
-                .clone()
-                .filter(|u| !u.trim().is_empty())
-                .map(|url| {
-                    (
-                        url,
-                        call_completed(&row.ended_call(attempt_id, outcome, report.at)),
-                    )
-                });
-            let webhook = async {
-                match &payload {
-                    Some((url, payload)) => {
-                        let delivery = crate::webhooks::outbox::Delivery {
-                            workspace_id,
-                            batch_id: Some(batch_id),
-                            event: crate::payload::CALL_COMPLETED,
-                            subject_id: contact_id,
-                            url,
-                            payload,
-                        };
-                        crate::webhooks::outbox::enqueue(client, &outbox, delivery).await
-                    }
-                    None => Ok(false),
-                }
-            };
-            let params: [&(dyn ToSql + Sync); 4] =
-                [&contact_id, &state, &outcome_name, &attempt_no];
-            // Polled in this order, the three are sent in this order: the webhook row (its
-            // statement already prepared) commits with the contact's final state or not at all.
-            let (updated, queued, commit) = tokio::join!(
-                client.execute(&fin, &params),
-                webhook,
-                client.batch_execute("COMMIT")
-            );
-            updated?;
-            queued?;
-            commit?;
-        }
-        ContactNext::Leave => client.batch_execute("COMMIT").await?,
-    }
-    Ok(Ended::Now {
-        workspace_id,
-        batch_id,
-        next,
-    })
-}
-
-/// [`END_SQL`] for a group: every attempt's outcome written, and what each decision needs.
-/// The attempts are found by key only: `num_nulls(outcome) = 1` is `outcome IS NULL` written
+/// Writes the outcomes of a group of attempts (`WHERE outcome IS NULL`: exactly once) and reads
+/// what each decision needs, in one statement. The attempts are found by key only: `num_nulls(outcome) = 1` is `outcome IS NULL` written
 /// so that the planner cannot match it to the open-attempt indexes' predicate, which it
 /// scanned whole (22,000 entries for 7 rows) when it took the table for small.
-const END_GROUP_SQL: &str = concat!(
-    "
+const END_SQL: &str = "
     WITH a AS (UPDATE dial_attempts a SET
          outcome = u.outcome,
          state = 'ended',
@@ -485,12 +316,17 @@ const END_GROUP_SQL: &str = concat!(
      RETURNING a.id, a.contact_id, a.batch_id, a.workspace_id, a.attempt_no, a.from_number,
                a.started_at, a.answered_at, a.carrier_call_sid)
     SELECT a.id AS attempt_id, a.contact_id, a.batch_id, a.workspace_id, a.attempt_no,
-           a.from_number, a.started_at, a.answered_at, a.carrier_call_sid,",
-    read_for_decision!()
-);
+           a.from_number, a.started_at, a.answered_at, a.carrier_call_sid,
+           c.state AS contact_state, c.attempts AS contact_attempts, b.state AS batch_state,
+           b.retry_max_attempts, b.retry_busy_delay_ms, b.retry_no_answer_delay_ms,
+           b.retry_voicemail_delay_ms, b.webhooks->>'onCallComplete' AS on_call_complete,
+           b.agent_id, b.tags, c.phone_number, c.name AS contact_name, c.inputs, c.external_id
+    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id";
 
-/// [`RETRY_SQL`] and [`FINAL_SQL`] for a group, in one statement (one run of the contacts'
-/// counter trigger): a retry (`retry_ms` set) goes back to `queued`, a final state is set.
+/// The contacts' next states for a group, in one statement (one run of the contacts' counter
+/// trigger): a retry (`retry_ms` set) goes back to `queued`, a final state is set. A contact is
+/// changed only if it is still `dialing` this very attempt; no other writer touches a dialing
+/// contact, and a second report of the attempt is stopped by its row lock and `outcome IS NULL`.
 /// The contacts are found by key only, as in `crate::attempt`'s insert: `'dialing'` written
 /// as a subquery is not matched to the in-flight index's predicate.
 const CONTACTS_GROUP_SQL: &str = "
@@ -507,7 +343,7 @@ const CONTACTS_GROUP_SQL: &str = "
 /// Writes attempts' ends in groups: one transaction, one durable commit and one run of the
 /// counter trigger for the whole group (`crate::group`). If the group fails for any reason
 /// (a corrupt row, a deadlock, a lost connection) nothing of it is committed, and each end is
-/// written again on its own, as [`end_in_transaction`], so one bad row fails only itself.
+/// written again as a group of its own, so one bad row fails only itself.
 pub(crate) struct EndWriter;
 
 impl crate::group::Write<EndRequest, Result<Ended, StepError>> for EndWriter {
@@ -539,30 +375,26 @@ async fn end_alone(
     client: &deadpool_postgres::Client,
     end: &EndRequest,
 ) -> Result<Ended, StepError> {
-    let ended = end_in_transaction(
-        client,
-        end.attempt_id,
-        end.outcome,
-        end.error.as_deref(),
-        end.duration,
-        &end.report,
-    )
-    .await;
-    if ended.is_err() {
-        // Never hand a connection back to the pool inside a transaction.
-        let _ = client.batch_execute("ROLLBACK").await;
+    match end_group_in_transaction(client, std::slice::from_ref(end)).await {
+        Ok(mut ended) => Ok(ended.remove(0)),
+        Err(e) => {
+            // Never hand a connection back to the pool inside a transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
     }
-    ended
 }
 
-/// The group's transaction in two round trips, as [`end_in_transaction`]'s: the outcomes and
-/// the reads, then the contacts, the webhook rows and `COMMIT` together. Rows are locked in
-/// attempt-id order, so two groups never wait on each other in opposite orders.
+/// The group's transaction in two round trips: `BEGIN` travels with the outcomes' statement,
+/// `COMMIT` with the contacts' and the webhook rows' (tokio-postgres pipelines requests polled
+/// together; the statements are prepared once per connection). Short, so the row locks are
+/// brief; rows are locked in attempt-id order, so two groups never wait on each other in
+/// opposite orders. On error the caller rolls back.
 async fn end_group_in_transaction(
     client: &deadpool_postgres::Client,
     group: &[EndRequest],
 ) -> Result<Vec<Ended>, StepError> {
-    let end = client.prepare_cached(END_GROUP_SQL).await?;
+    let end = client.prepare_cached(END_SQL).await?;
     let contacts = client.prepare_cached(CONTACTS_GROUP_SQL).await?;
     let outbox = client
         .prepare_cached(crate::webhooks::outbox::INSERT_GROUP_SQL)
@@ -601,13 +433,18 @@ async fn end_group_in_transaction(
         .map(|r| Ok((r.try_get("attempt_id")?, EndRow::from_row(r)?)))
         .collect::<Result<_, tokio_postgres::Error>>()?;
 
-    // Attempts whose outcome was already written (or that do not exist).
+    // Where each attempt belongs, for a report that finds its outcome written already: by an
+    // earlier report, or by another request of this very group (a callback and a
+    // reconciliation of one call).
+    let mut known: std::collections::HashMap<Uuid, (Uuid, Uuid)> = rows
+        .iter()
+        .map(|(id, row)| (*id, (row.workspace_id, row.batch_id)))
+        .collect();
     let missing: Vec<Uuid> = ids
         .iter()
         .filter(|id| !rows.contains_key(id))
         .copied()
         .collect();
-    let mut known = std::collections::HashMap::new();
     if !missing.is_empty() {
         for r in client
             .query(
@@ -621,8 +458,8 @@ async fn end_group_in_transaction(
         }
     }
 
-    // Each decision, as `end_in_transaction` makes it; the contacts' changes and webhook rows
-    // are gathered for the second round trip.
+    // Each decision; the contacts' changes and webhook rows are gathered for the second round
+    // trip.
     let mut ended = Vec::with_capacity(group.len());
     let (mut c_ids, mut c_states, mut c_outcomes, mut c_attempts, mut c_retry) =
         (vec![], vec![], vec![], vec![], vec![]);

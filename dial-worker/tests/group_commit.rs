@@ -11,7 +11,8 @@ use common::*;
 use dial_worker::carrier::Carrier;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimCarrier, SimOutcome};
 use dial_worker::dial::{DialResult, dial_first_delivery};
-use shared::queue::messages::CallEventV1;
+use dial_worker::end::{EndReport, Recorded, record_end};
+use shared::queue::messages::{CallEventV1, CarrierCallStatus};
 use testkit::TestEnv;
 use uuid::Uuid;
 
@@ -206,5 +207,56 @@ async fn a_corrupt_job_in_a_group_of_ends_fails_only_its_own_end() {
         row.get::<_, i64>("bad_open"),
         1,
         "nothing of the refused end is written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reports_of_one_call_in_one_group_record_it_once_and_find_it_after() {
+    let env = TestEnv::new().await;
+    let ws = workspace(&env, 20).await;
+    let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 10, 0)).await;
+    let (sim, _events) = SimCarrier::new(quick_answered());
+    let ctx = ctx_with(&env, Carrier::Sim(sim));
+    let mut attempts = Vec::new();
+    for dial in released(&env, &ws, batch).await {
+        let DialResult::Dialed { attempt_id, .. } = dial_first_delivery(&ctx, &dial).await.unwrap()
+        else {
+            panic!("dialed");
+        };
+        attempts.push(attempt_id);
+    }
+    // A callback, its retries and a reconciliation of each call, all at once: the first two
+    // requests go alone, the rest share a group, where the first report of a call writes its
+    // outcome and the others of that call must find it written.
+    let reports: Vec<_> = attempts
+        .iter()
+        .flat_map(|a| std::iter::repeat_n(*a, 5))
+        .map(|attempt_id| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let report = EndReport {
+                    status: CarrierCallStatus::Completed,
+                    answered_by: None,
+                    duration_secs: Some(1),
+                    call_sid: None,
+                    at: chrono::Utc::now(),
+                    slot_released: false,
+                };
+                record_end(&ctx, attempt_id, report, None).await.unwrap()
+            })
+        })
+        .collect();
+    let mut recorded = Vec::new();
+    for r in reports {
+        recorded.push(r.await.unwrap());
+    }
+    let count = |f: fn(&Recorded) -> bool| recorded.iter().filter(|r| f(r)).count();
+    assert_eq!(
+        (
+            count(|r| matches!(r, Recorded::Now(_))),
+            count(|r| matches!(r, Recorded::Already))
+        ),
+        (10, 40),
+        "each call recorded once, every other report finds it: {recorded:?}"
     );
 }
