@@ -11,7 +11,6 @@ use crate::attempt::{AttemptWriter, CallSid, CallSidWriter, Inserted, NewAttempt
 use crate::carrier::Carrier;
 use crate::config::Config;
 use crate::end::{EndRequest, EndWriter, Ended};
-use crate::error::StepError;
 use crate::group::Group;
 use crate::job::JobCache;
 use crate::limits::{HeldLeases, Limits};
@@ -45,8 +44,8 @@ pub(crate) struct Writes {
     pub(crate) attempts: Group<NewAttempt, Option<Inserted>>,
     /// The carriers' call ids (committed without a flush).
     pub(crate) call_sids: Group<CallSid, ()>,
-    /// The attempts' ends (durable; each falls back to its own transaction if its group fails).
-    pub(crate) ends: Group<EndRequest, Result<Ended, StepError>>,
+    /// The attempts' ends (durable).
+    pub(crate) ends: Group<EndRequest, Ended>,
 }
 
 /// Groups written at once per statement: one forming while others commit. 4 measured the

@@ -95,7 +95,7 @@ pub async fn record_end(
             duration,
             report,
         })
-        .await??;
+        .await?;
     match ended {
         Ended::Now {
             workspace_id,
@@ -341,47 +341,23 @@ const CONTACTS_GROUP_SQL: &str = "
       AND c.state = (SELECT 'dialing'::text) AND c.attempts = u.attempts";
 
 /// Writes attempts' ends in groups: one transaction, one durable commit and one run of the
-/// counter trigger for the whole group (`crate::group`). If the group fails for any reason
-/// (a corrupt row, a deadlock, a lost connection) nothing of it is committed, and each end is
-/// written again as a group of its own, so one bad row fails only itself.
+/// counter trigger for the whole group (`crate::group`, which writes each end of a failed group
+/// again on its own, so one bad row fails only itself).
 pub(crate) struct EndWriter;
 
-impl crate::group::Write<EndRequest, Result<Ended, StepError>> for EndWriter {
+impl crate::group::Write<EndRequest, Ended> for EndWriter {
     async fn write(
         &self,
         db: &shared::db::Pool,
         group: &[EndRequest],
-    ) -> Result<Vec<Result<Ended, StepError>>, StepError> {
+    ) -> Result<Vec<Ended>, StepError> {
         let client = db.get().await?;
-        if group.len() > 1 {
-            match end_group_in_transaction(&client, group).await {
-                Ok(ended) => return Ok(ended.into_iter().map(Ok).collect()),
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    tracing::debug!(error = %e, size = group.len(), "group of ends failed; each is written alone");
-                }
-            }
-        }
-        let mut ended = Vec::with_capacity(group.len());
-        for end in group {
-            ended.push(end_alone(&client, end).await);
-        }
-        Ok(ended)
-    }
-}
-
-/// One end in its own transaction, rolled back on error.
-async fn end_alone(
-    client: &deadpool_postgres::Client,
-    end: &EndRequest,
-) -> Result<Ended, StepError> {
-    match end_group_in_transaction(client, std::slice::from_ref(end)).await {
-        Ok(mut ended) => Ok(ended.remove(0)),
-        Err(e) => {
+        let ended = end_group_in_transaction(&client, group).await;
+        if ended.is_err() {
             // Never hand a connection back to the pool inside a transaction.
             let _ = client.batch_execute("ROLLBACK").await;
-            Err(e)
         }
+        ended
     }
 }
 

@@ -14,7 +14,7 @@ pub enum StepError {
     /// Redis failed: worth retrying (the limits live there).
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// A group of writes made together failed (`crate::group`): worth retrying.
+    /// A group write answered the wrong number of results (`crate::group`): worth retrying.
     #[error("database (a group write): {0}")]
     Group(String),
     /// The worker is stopping: the message goes back to the queue for another worker.

@@ -11,9 +11,8 @@
 //! under load the groups grow by themselves.
 //!
 //! Each request's guarantee is its own statement's: its reply comes only after its group
-//! committed, or failed: then every request of the group gets the error as
-//! [`StepError::Group`] (worth retrying, whatever the cause: no one request is to blame),
-//! nothing of it was written, and each caller handles it as it would its own failed statement.
+//! committed. A group that fails committed nothing; each of its requests is then written again
+//! alone, so each gets its own result or its own error (see [`write_each_if_need_be`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,7 +54,7 @@ impl<R, T> std::fmt::Debug for Group<R, T> {
     }
 }
 
-impl<R: Send + 'static, T: Send + 'static> Group<R, T> {
+impl<R: Send + Sync + 'static, T: Send + 'static> Group<R, T> {
     /// Starts the group's writer on the current runtime: at most `in_flight` groups written at
     /// once, each of at most `max` requests. It stops when every handle is gone.
     pub(crate) fn start(db: Pool, writer: impl Write<R, T>, in_flight: usize, max: usize) -> Self {
@@ -77,7 +76,7 @@ impl<R: Send + 'static, T: Send + 'static> Group<R, T> {
 
 /// Takes a writer's permit, then everything waiting (up to `max`), and writes it in a task of
 /// its own; while every permit is out, requests queue and make the next group.
-async fn gather<R: Send + 'static, T: Send + 'static>(
+async fn gather<R: Send + Sync + 'static, T: Send + 'static>(
     db: Pool,
     writer: Arc<impl Write<R, T>>,
     mut receiver: mpsc::UnboundedReceiver<(R, oneshot::Sender<Reply<T>>)>,
@@ -103,30 +102,47 @@ async fn gather<R: Send + 'static, T: Send + 'static>(
         tokio::spawn(async move {
             let _permit = permit;
             let (requests, replies): (Vec<R>, Vec<_>) = group.into_iter().unzip();
-            match writer.write(&db, &requests).await {
-                Ok(results) if results.len() == replies.len() => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
-                    }
-                }
-                Ok(results) => {
-                    let why = format!(
-                        "a group of {} writes answered {} results",
-                        replies.len(),
-                        results.len()
-                    );
-                    for reply in replies {
-                        let _ = reply.send(Err(StepError::Group(why.clone())));
-                    }
-                }
-                Err(e) => {
-                    // The group's failure is no one request's fault: each is retried.
-                    let why = e.to_string();
-                    for reply in replies {
-                        let _ = reply.send(Err(StepError::Group(why.clone())));
-                    }
-                }
+            let results = write_each_if_need_be(&db, &*writer, &requests).await;
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
         });
     }
+}
+
+/// Writes `requests` as one group; if the group fails, writes each again as a group of its
+/// own (nothing of the failed group was committed), so a row that fails its statement — a
+/// corrupt job, a constraint — fails only its own request, with its own error, and the others
+/// are not held back by it on every redelivery.
+async fn write_each_if_need_be<R, T>(
+    db: &Pool,
+    writer: &impl Write<R, T>,
+    requests: &[R],
+) -> Vec<Reply<T>> {
+    let whole = match writer.write(db, requests).await {
+        Ok(results) if results.len() == requests.len() => {
+            return results.into_iter().map(Ok).collect();
+        }
+        Ok(results) => StepError::Group(format!(
+            "a group of {} writes answered {} results",
+            requests.len(),
+            results.len()
+        )),
+        Err(e) => e,
+    };
+    if requests.len() == 1 {
+        return vec![Err(whole)];
+    }
+    tracing::debug!(error = %whole, size = requests.len(), "group failed; each is written alone");
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        results.push(
+            match writer.write(db, std::slice::from_ref(request)).await {
+                Ok(mut one) if one.len() == 1 => Ok(one.remove(0)),
+                Ok(_) => Err(StepError::Group("a write answered no result".into())),
+                Err(e) => Err(e),
+            },
+        );
+    }
+    results
 }
