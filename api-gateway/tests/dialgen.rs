@@ -108,6 +108,16 @@ async fn documented_rules_are_enforced() {
         error_fields(r, 422).await,
         vec!["options.scheduledStartTime"]
     );
+    // A contact's own timezone (the recipient-hours extension) must be an IANA name.
+    let r = app
+        .post("/api/v1/batch")
+        .json(&json!({"agentId": agent, "userId": "u", "contacts": [
+            {"phoneNumber": "+12015550101", "timezone": "America/New_York"},
+            {"phoneNumber": "+12015550102", "timezone": "Mars/Olympus"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_fields(r, 422).await, vec!["contacts[1].timezone"]);
     // A badly formed number is not the batch's fault: it is rejected as a row at ingest.
     let r = app
         .post("/api/v1/batch")

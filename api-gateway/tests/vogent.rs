@@ -82,6 +82,18 @@ async fn validation_names_every_bad_field_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(error_fields(r, 400).await, vec!["rows[0].toNumber"]);
+    // A row's own timezone, beside `toNumber`, must be an IANA name.
+    let agent = app.create_agent().await;
+    let r = app
+        .post("/api/batch_dial_jobs")
+        .json(
+            &json!({"name": "x", "callAgentId": agent, "maxConcurrentDials": 1, "rows": [
+            {"toNumber": "+12015550101", "timezone": "Europe/Atlantis"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_fields(r, 422).await, vec!["rows[0].timezone"]);
 }
 
 #[tokio::test]

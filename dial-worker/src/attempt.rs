@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use shared::compliance::hours::DeferReason;
 use shared::metrics::HandBack;
 use shared::queue::messages::DialV1;
 use tokio_postgres::Row;
@@ -359,17 +360,41 @@ pub(crate) async fn unplace(
     delay: Duration,
     why: HandBack,
 ) -> Result<DialResult, StepError> {
+    take_back(ctx, placed, gate.contact_state(), delay, None, why).await
+}
+
+/// [`unplace`] for a call the last look deferred: the contact waits `delay` with its hold
+/// reason, exactly as a deferral at release leaves it, so the counters, the ETA and the audit
+/// trail see why it waits.
+pub(crate) async fn defer(
+    ctx: &Ctx,
+    placed: &Placed,
+    delay: Duration,
+    reason: DeferReason,
+) -> Result<DialResult, StepError> {
+    let state = Gate::Requeue.contact_state();
+    take_back(
+        ctx,
+        placed,
+        state,
+        delay,
+        Some(reason.as_str()),
+        HandBack::Compliance,
+    )
+    .await
+}
+
+async fn take_back(
+    ctx: &Ctx,
+    placed: &Placed,
+    state: &'static str,
+    delay: Duration,
+    hold_reason: Option<&str>,
+    why: HandBack,
+) -> Result<DialResult, StepError> {
     shared::metrics::dial_handed_back(why);
-    let state = gate.contact_state();
     // No call exists, so the slot goes back first, whatever the database says next.
-    ctx.held.forget(placed.attempt_id);
-    if let Err(e) = ctx
-        .limits
-        .release(placed.workspace_id, placed.batch_id, placed.attempt_id)
-        .await
-    {
-        tracing::warn!(error = %e, "slot not released; its lease will lapse");
-    }
+    give_back_slot(ctx, placed).await;
     // The contact goes back only with its attempt row, and the row goes only with the contact:
     // never a `dialing` contact without its attempt.
     let client = ctx.db.get().await?;
@@ -377,7 +402,8 @@ pub(crate) async fn unplace(
         .execute(
             "WITH c AS (
                  UPDATE contacts SET state = $3, attempts = attempts - 1, released_at = NULL,
-                     next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+                     next_attempt_at = now() + make_interval(secs => $4), hold_reason = $6,
+                     updated_at = now()
                  WHERE id = $2 AND state = 'dialing' AND attempts = $5
                    AND EXISTS (SELECT 1 FROM dial_attempts WHERE id = $1
                                AND carrier_call_sid IS NULL AND outcome IS NULL)
@@ -391,8 +417,53 @@ pub(crate) async fn unplace(
                 &state,
                 &delay.as_secs_f64(),
                 &placed.attempt_no,
+                &hold_reason,
             ],
         )
         .await?;
     Ok(DialResult::HandedBack(state))
+}
+
+/// A written attempt whose number was put on the do-not-call list before its request left:
+/// the attempt goes (never charged), the contact ends `failed` with the outcome `suppressed`,
+/// and the audit trail says why — in one statement, so a contact is never left `dialing`
+/// without its attempt.
+pub(crate) async fn suppress_placed(ctx: &Ctx, placed: &Placed) -> Result<DialResult, StepError> {
+    shared::metrics::dial_handed_back(HandBack::Compliance);
+    give_back_slot(ctx, placed).await;
+    let client = ctx.db.get().await?;
+    client
+        .execute(
+            "WITH c AS (
+                 UPDATE contacts SET state = 'failed', last_outcome = 'suppressed',
+                     attempts = attempts - 1, released_at = NULL, hold_reason = NULL,
+                     updated_at = now()
+                 WHERE id = $2 AND state = 'dialing' AND attempts = $3
+                   AND EXISTS (SELECT 1 FROM dial_attempts WHERE id = $1
+                               AND carrier_call_sid IS NULL AND outcome IS NULL)
+                 RETURNING id),
+             d AS (
+                 DELETE FROM dial_attempts a USING c
+                 WHERE a.id = $1 AND a.contact_id = c.id
+                   AND a.carrier_call_sid IS NULL AND a.outcome IS NULL
+                 RETURNING a.contact_id)
+             INSERT INTO contact_events (contact_id, at, kind, reason)
+             SELECT contact_id, now(), 'suppressed', 'do_not_call' FROM d",
+            &[&placed.attempt_id, &placed.contact_id, &placed.attempt_no],
+        )
+        .await?;
+    tracing::info!(contact_id = %placed.contact_id, "number listed while the call waited; contact suppressed");
+    Ok(DialResult::Suppressed)
+}
+
+/// The slot of an attempt that was never sent goes back now rather than after its lease.
+async fn give_back_slot(ctx: &Ctx, placed: &Placed) {
+    ctx.held.forget(placed.attempt_id);
+    if let Err(e) = ctx
+        .limits
+        .release(placed.workspace_id, placed.batch_id, placed.attempt_id)
+        .await
+    {
+        tracing::warn!(error = %e, "slot not released; its lease will lapse");
+    }
 }

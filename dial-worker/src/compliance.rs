@@ -1,19 +1,123 @@
-//! What the dial worker does when a compliance rule refuses a call at the last look, just
-//! before the carrier request (invariant 11; the scheduler checked the same rules at release):
+//! The dial worker's last look at the compliance rules, just before the carrier request
+//! (invariant 11; the scheduler checked the same rules at release). [`last_look`] runs once the
+//! attempt is written, and again after every wait for a start token — a wait at a low rate can
+//! outlast the calling hours or a number's listing:
 //!
 //! - the number is on the do-not-call list → the contact ends `failed` with the outcome
-//!   `suppressed`, with no attempt written or charged ([`suppress`]);
+//!   `suppressed`, with no attempt charged ([`suppress`] before the attempt is written,
+//!   `attempt::suppress_placed` after);
 //! - the recipient's calling hours closed while it waited, or the number reached the
 //!   workspace's frequency cap ([`cap_reached`]) → its attempt is taken back (not charged) and
-//!   it waits for its next allowed minute (`crate::dial`, with [`deferred`] recording why).
+//!   it waits for its next allowed minute with its hold reason, [`deferred`] recording why.
 
 use chrono::{DateTime, Utc};
-use shared::compliance::hours::DeferReason;
+use chrono_tz::Tz;
+use shared::compliance::hours::{DeferReason, Verdict, verdict};
 use uuid::Uuid;
 
+use crate::attempt::{self, Placed};
 use crate::ctx::Ctx;
 use crate::dial::DialResult;
 use crate::error::StepError;
+use crate::job::Job;
+
+/// Whom a written attempt calls, and the zones their calling hours are judged in.
+pub(crate) struct Callee {
+    pub(crate) to: String,
+    pub(crate) zones: Vec<Tz>,
+}
+
+/// Why the last look refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not now (calling hours, frequency cap): the contact waits until `until`.
+    Defer {
+        until: DateTime<Utc>,
+        reason: DeferReason,
+    },
+    /// The number was put on the do-not-call list after the attempt was written.
+    Listed,
+}
+
+/// Whether the last look reads the do-not-call list. The attempt insert has just read it, so
+/// the first look does not; a look after a start-token wait does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum List {
+    JustRead,
+    ReadAgain,
+}
+
+/// The rules for a written attempt at this moment, as `job` (read afresh after a wait) sets
+/// them: the do-not-call list (when `list` says so), the recipient's calling hours with the
+/// job's window, and the frequency cap.
+pub(crate) async fn last_look(
+    ctx: &Ctx,
+    job: &Job,
+    placed: &Placed,
+    callee: &Callee,
+    list: List,
+) -> Result<Option<Refusal>, StepError> {
+    if list == List::ReadAgain && listed(ctx, job.workspace_id, &callee.to).await? {
+        return Ok(Some(Refusal::Listed));
+    }
+    let now = ctx.config.service.clock.now();
+    if let Verdict::Defer { until, reason } = verdict(
+        &job.window,
+        job.recipient_hours,
+        job.allow_unknown_timezone,
+        &callee.zones,
+        now,
+    ) {
+        return Ok(Some(Refusal::Defer { until, reason }));
+    }
+    if let Some((count, days)) = job.cap
+        && let Some(until) = cap_reached(
+            ctx,
+            job.workspace_id,
+            &callee.to,
+            placed.attempt_id,
+            count,
+            days,
+        )
+        .await?
+    {
+        return Ok(Some(Refusal::Defer {
+            until,
+            reason: DeferReason::FrequencyCap,
+        }));
+    }
+    Ok(None)
+}
+
+/// Carries out a refusal of the last look on the written attempt: taken back, never sent.
+pub(crate) async fn refuse(
+    ctx: &Ctx,
+    placed: &Placed,
+    refusal: Refusal,
+) -> Result<DialResult, StepError> {
+    match refusal {
+        Refusal::Listed => attempt::suppress_placed(ctx, placed).await,
+        Refusal::Defer { until, reason } => {
+            let now = ctx.config.service.clock.now();
+            let wait = (until - now).to_std().unwrap_or_default();
+            deferred(ctx, placed.contact_id, until, reason).await;
+            attempt::defer(ctx, placed, wait, reason).await
+        }
+    }
+}
+
+/// Whether `number` is on the workspace's do-not-call list.
+async fn listed(ctx: &Ctx, workspace_id: Uuid, number: &str) -> Result<bool, StepError> {
+    let client = ctx.db.get().await?;
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM dnc_numbers WHERE workspace_id = $1 AND number = $2)
+                 AS listed",
+            &[&workspace_id, &number],
+        )
+        .await?;
+    Ok(row.try_get("listed")?)
+}
 
 /// Ends a released contact whose number is on the do-not-call list, and records the event.
 pub async fn suppress(ctx: &Ctx, contact_id: Uuid) -> Result<DialResult, StepError> {
@@ -57,7 +161,7 @@ pub async fn deferred(ctx: &Ctx, contact_id: Uuid, until: DateTime<Utc>, reason:
     if let Err(e) = write.await {
         tracing::warn!(%contact_id, error = %e, "deferral event not recorded");
     }
-    tracing::info!(%contact_id, %until, reason = reason.as_str(), "outside calling hours at the last look; handed back");
+    tracing::info!(%contact_id, %until, reason = reason.as_str(), "deferred at the last look; handed back");
 }
 
 /// With the workspace's frequency cap on: whether the number already had `count` attempts

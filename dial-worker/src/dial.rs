@@ -25,7 +25,7 @@
 
 use std::time::Duration;
 
-use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
+use shared::compliance::hours::parse_zones;
 use shared::compliance::zones_for_number;
 use shared::domain::CallOutcome;
 use shared::metrics::HandBack;
@@ -35,6 +35,7 @@ use uuid::Uuid;
 use crate::acquire::{Acquired, acquire};
 use crate::attempt::{self, Inserted, Placed};
 use crate::carrier::CarrierError;
+use crate::compliance::{Callee, List, last_look, refuse};
 use crate::ctx::Ctx;
 use crate::end::{EndReport, record_end};
 use crate::error::StepError;
@@ -224,7 +225,8 @@ async fn not_started(ctx: &Ctx, msg: &DialV1, path: Path, gate: Gate) -> Result<
     }
 }
 
-/// A written attempt: calling hours and the frequency cap checked again, then the request.
+/// A written attempt: the compliance rules looked at again (see [`crate::compliance`]), then
+/// the request.
 async fn call(
     ctx: &Ctx,
     job: &Job,
@@ -237,39 +239,15 @@ async fn call(
         to_number: to,
         timezones,
     } = inserted;
-    // Calling hours, again, now (the scheduler checked at release): the hours may have closed
-    // while the contact waited for a slot.
-    let now = ctx.config.service.clock.now();
     let zones = timezones.map_or_else(|| zones_for_number(&to), |z| parse_zones(&z));
-    if let Verdict::Defer { until, reason } = verdict(
-        &job.window,
-        job.recipient_hours,
-        job.allow_unknown_timezone,
-        &zones,
-        now,
-    ) {
-        let wait = (until - now).to_std().unwrap_or_default();
-        crate::compliance::deferred(ctx, placed.contact_id, until, reason).await;
-        return attempt::unplace(ctx, placed, Gate::Requeue, wait, HandBack::Compliance).await;
+    let callee = Callee { to, zones };
+    // The scheduler checked at release; the hours may have closed, or the cap filled, while
+    // the contact waited for a slot.
+    if let Some(refusal) = last_look(ctx, job, placed, &callee, List::JustRead).await? {
+        return refuse(ctx, placed, refusal).await;
     }
-    if let Some((count, days)) = job.cap
-        && let Some(until) = crate::compliance::cap_reached(
-            ctx,
-            job.workspace_id,
-            &to,
-            placed.attempt_id,
-            count,
-            days,
-        )
-        .await?
-    {
-        let wait = (until - now).to_std().unwrap_or_default();
-        crate::compliance::deferred(ctx, placed.contact_id, until, DeferReason::FrequencyCap).await;
-        return attempt::unplace(ctx, placed, Gate::Requeue, wait, HandBack::Compliance).await;
-    }
-
-    let request = crate::place::call_request(ctx, job, placed.attempt_id, to, from);
-    let sent = place_with_retry(ctx, &request, placed.batch_id, job, &mut clock).await;
+    let request = crate::place::call_request(ctx, job, placed.attempt_id, &callee, from);
+    let sent = place_with_retry(ctx, &request, placed, job, &callee, &mut clock).await;
     settle(ctx, placed, sent).await
 }
 
@@ -294,6 +272,10 @@ async fn settle(
         Err(PlaceError::Stopped(gate)) => {
             // Paused, cancelled or out of its window while waiting for the start token.
             attempt::unplace(ctx, placed, gate, Duration::ZERO, HandBack::Job).await
+        }
+        Err(PlaceError::Refused(refusal)) => {
+            // The hours closed, the cap filled or the number was listed during that wait.
+            refuse(ctx, placed, refusal).await
         }
         Err(PlaceError::NoToken(e)) => {
             // Redis failed before the request left: the call was provably not placed.

@@ -9,8 +9,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::acquire::{retry_pause, worth_retrying};
-use crate::attempt;
+use crate::attempt::{self, Placed};
 use crate::carrier::{CallRequest, CarrierError};
+use crate::compliance::{Callee, List, Refusal, last_look};
 use crate::ctx::Ctx;
 use crate::error::StepError;
 use crate::job::{Gate, Job};
@@ -28,9 +29,12 @@ pub(crate) fn carrier_side(status: u16) -> bool {
 pub(crate) enum PlaceError {
     /// The job stopped wanting the call while it waited for its start token.
     Stopped(Gate),
+    /// A compliance rule refused the call after that wait (see [`crate::compliance`]).
+    Refused(Refusal),
     /// The rate limiter could not be asked.
     NoToken(redis::RedisError),
-    /// Past its send window, the attempt's row could not be touched (database trouble).
+    /// The database could not confirm the request may go: past its send window the attempt's
+    /// row could not be touched, or after a wait the rules could not be read.
     Unconfirmed(StepError),
     /// Past its send window, the attempt's row was gone: the reconciler took it back.
     TakenBack,
@@ -38,17 +42,17 @@ pub(crate) enum PlaceError {
     Carrier(CarrierError),
 }
 
-/// The carrier request for an attempt written with caller ID `from` to number `to`.
+/// The carrier request for an attempt written with caller ID `from` to `callee`.
 pub(crate) fn call_request(
     ctx: &Ctx,
     job: &Job,
     attempt_id: Uuid,
-    to: String,
+    callee: &Callee,
     from: String,
 ) -> CallRequest {
     CallRequest {
         attempt_id,
-        to,
+        to: callee.to.clone(),
         from,
         answer_url: with_dial_id(&job.answer_url, attempt_id),
         status_callback: format!("{}/carrier/status/{attempt_id}", ctx.config.public_url),
@@ -62,19 +66,21 @@ pub(crate) fn call_request(
 }
 
 /// Takes a start token and sends the request; retried only when the request provably never
-/// left (connection refused), each retry with a token of its own so the rate holds. The job is
-/// looked at again after every token wait (see [`take_start_token`]): a long wait (a low rate)
-/// must not carry a call past a pause, a cancel or the window's end.
+/// left (connection refused), each retry with a token of its own so the rate holds. The job and
+/// the compliance rules are looked at again after every token wait (see [`take_start_token`]):
+/// a long wait (a low rate) must not carry a call past a pause, a cancel, the window's end, the
+/// recipient's calling hours, the frequency cap or the number's listing.
 pub(crate) async fn place_with_retry(
     ctx: &Ctx,
     req: &CallRequest,
-    batch_id: Uuid,
+    placed: &Placed,
     job: &Job,
+    callee: &Callee,
     clock: &mut SendClock,
 ) -> Result<String, PlaceError> {
     let mut tries = 0;
     loop {
-        take_start_token(ctx, batch_id, job, clock).await?;
+        take_start_token(ctx, placed, job, callee, clock).await?;
         // Nothing between the token and the request it paces — unless the token took so long
         // that the send window ran out (the wait loop keeps it open, so only a stalled Redis
         // call gets here): then the row is touched first, correctness before pacing.
@@ -90,16 +96,18 @@ pub(crate) async fn place_with_retry(
     }
 }
 
-/// Waits for a start token. A token granted at once needs no second look at the job (the
-/// attempt insert just checked it is active, the slot wait that the window is open); after a
-/// wait the job is read again *before* the next try — never between a granted token and its
+/// Waits for a start token. A token granted at once needs no second look (the attempt insert
+/// and the last look just checked the job and the rules); after a wait the job is read again
+/// and the rules looked at again *before* the next try — never between a granted token and its
 /// request, which would bunch starts.
 async fn take_start_token(
     ctx: &Ctx,
-    batch_id: Uuid,
+    placed: &Placed,
     job: &Job,
+    callee: &Callee,
     clock: &mut SendClock,
 ) -> Result<(), PlaceError> {
+    let batch_id = placed.batch_id;
     let started = Instant::now();
     let mut retries = 0;
     let mut patient_since = Instant::now();
@@ -131,16 +139,24 @@ async fn take_start_token(
             return Ok(());
         };
         tokio::time::sleep(wait).await;
-        let gate = match ctx.jobs.current(&ctx.db, batch_id).await {
-            Ok(fresh) => fresh.gate(ctx.config.service.clock.now()),
+        let fresh = match ctx.jobs.current(&ctx.db, batch_id).await {
+            Ok(fresh) => fresh,
             Err(e) => {
                 // The attempt insert checked the job a moment ago; go with that.
                 tracing::warn!(error = %e, "job not re-read while waiting for a start token");
-                job.gate(ctx.config.service.clock.now())
+                std::sync::Arc::new(job.clone())
             }
         };
+        let gate = fresh.gate(ctx.config.service.clock.now());
         if gate != Gate::Go {
             return Err(PlaceError::Stopped(gate));
+        }
+        // A rule the database cannot be asked about refuses the call for now: the contact is
+        // handed back and released again later, never called unchecked.
+        match last_look(ctx, &fresh, placed, callee, List::ReadAgain).await {
+            Ok(None) => {}
+            Ok(Some(refusal)) => return Err(PlaceError::Refused(refusal)),
+            Err(e) => return Err(PlaceError::Unconfirmed(e)),
         }
     }
 }

@@ -63,6 +63,15 @@ async fn contact(env: &TestEnv, id: Uuid) -> (String, i32, Option<String>, bool)
     )
 }
 
+async fn hold_reason(env: &TestEnv, id: Uuid) -> Option<String> {
+    let client = env.db.get().await.unwrap();
+    client
+        .query_one("SELECT hold_reason FROM contacts WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get("hold_reason")
+}
+
 async fn attempts(env: &TestEnv) -> i64 {
     let client = env.db.get().await.unwrap();
     client
@@ -149,6 +158,11 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
     assert_eq!(attempts(&env).await, 0);
     let (state, tries, _, later) = contact(&env, msg.contact_id).await;
     assert_eq!((state.as_str(), tries, later), ("queued", 0, true));
+    assert_eq!(
+        hold_reason(&env, msg.contact_id).await.as_deref(),
+        Some("recipient_hours"),
+        "held with its reason, as a deferral at release leaves it"
+    );
 
     // A frequency cap of one call a week, the number called once already (another batch).
     client
@@ -187,6 +201,10 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
     assert_eq!(attempts(&env).await, 1, "only the earlier batch's attempt");
     let (state, tries, _, later) = contact(&env, msg.contact_id).await;
     assert_eq!((state.as_str(), tries, later), ("queued", 0, true));
+    assert_eq!(
+        hold_reason(&env, msg.contact_id).await.as_deref(),
+        Some("frequency_cap")
+    );
     let events: i64 = client
         .query_one(
             "SELECT count(*) AS n FROM contact_events WHERE kind = 'deferred'",
@@ -196,5 +214,111 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
         .unwrap()
         .get("n");
     assert_eq!(events, 2);
+    stop.cancel();
+}
+
+/// A start-token wait can outlast a number's listing: the rules are looked at again after the
+/// wait, so a number listed while its call waited for the rate is suppressed, never called.
+#[tokio::test]
+async fn a_number_listed_during_a_start_token_wait_is_suppressed_not_dialed() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let ws = workspace(&env, 10).await;
+    let spec = new_batch(ws)
+        .max_concurrent_dials(10)
+        .max_calls_per_second(1);
+    let numbers = ["+12015550171".to_owned(), "+12015550172".to_owned()];
+    let batch_id = batch(&env, &spec, &numbers).await;
+    let sim = sim(&env, answered(), stop.clone());
+    let ctx = dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        Carrier::Sim(sim.clone()),
+        config(&env, &[]),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let client = env.db.get().await.unwrap();
+    let dials: Vec<DialV1> = client
+        .query(
+            "UPDATE contacts SET state = 'released', released_at = now()
+             WHERE batch_id = $1 RETURNING id",
+            &[&batch_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| DialV1 {
+            batch_id,
+            workspace_id: ws.id,
+            contact_id: r.get("id"),
+            attempt_no: 1,
+        })
+        .collect();
+    let tasks: Vec<_> = dials
+        .iter()
+        .map(|d| {
+            let (ctx, d) = (ctx.clone(), d.clone());
+            tokio::spawn(async move { dial_one(&ctx, &d).await.unwrap() })
+        })
+        .collect();
+    // At one call a second, one call starts at once and the other waits about a second for
+    // its token, its attempt already written. Both numbers are listed during that wait.
+    let waiting = async {
+        loop {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) AS n FROM dial_attempts
+                     WHERE batch_id = $1 AND carrier_call_sid IS NULL",
+                    &[&batch_id],
+                )
+                .await
+                .unwrap()
+                .get("n");
+            if sim.calls().len() == 1 && waiting == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("one call placed and one waiting for its token");
+    client
+        .execute(
+            "INSERT INTO dnc_numbers (workspace_id, number)
+             SELECT $1, unnest($2::text[])",
+            &[&ws.id, &numbers.to_vec()],
+        )
+        .await
+        .unwrap();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert_eq!(sim.calls().len(), 1, "the waiting call was never placed");
+    let suppressed: Vec<_> = dials
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| **r == DialResult::Suppressed)
+        .map(|(d, _)| d.contact_id)
+        .collect();
+    assert_eq!(suppressed.len(), 1, "{results:?}");
+    let (state, tries, outcome, _) = contact(&env, suppressed[0]).await;
+    assert_eq!(
+        (state.as_str(), tries, outcome.as_deref()),
+        ("failed", 0, Some("suppressed")),
+        "ended suppressed, never charged an attempt"
+    );
+    assert_eq!(attempts(&env).await, 1, "the taken-back attempt is gone");
+    let events: i64 = client
+        .query_one(
+            "SELECT count(*) AS n FROM contact_events
+             WHERE contact_id = $1 AND kind = 'suppressed' AND reason = 'do_not_call'",
+            &[&suppressed[0]],
+        )
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(events, 1);
     stop.cancel();
 }

@@ -162,13 +162,13 @@ async fn bench_a_hundred_thousand_contacts_over_four_zones() {
         .max_concurrent_dials(100_000)
         .insert(&client)
         .await;
-    // New York (212), Chicago (214), Denver (1 208 201), Los Angeles (213): 25,000 each.
+    // New York (212), Chicago (214), Denver (303), Los Angeles (213): 25,000 each, all distinct.
     let numbers: Vec<String> = (0..25_000)
         .flat_map(|i| {
             [
                 format!("+1212{:07}", 2_000_000 + i),
                 format!("+1214{:07}", 2_000_000 + i),
-                format!("+1208201{:04}", i % 10_000),
+                format!("+1303{:07}", 2_000_000 + i),
                 format!("+1213{:07}", 2_000_000 + i),
             ]
         })
@@ -176,6 +176,7 @@ async fn bench_a_hundred_thousand_contacts_over_four_zones() {
         .into_iter()
         .collect();
     let total = numbers.len();
+    assert_eq!(total, 100_000);
     Contacts::new(numbers)
         .due(at("2026-01-01T00:00:00Z"))
         .insert(&client, job, ws.id)
