@@ -89,7 +89,10 @@ enum ApiKeyCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let json = cli.json;
     shared::role::main("api-gateway", async move {
         let config = Config::from_env(&Env::from_process())?;
@@ -176,4 +179,32 @@ async fn main() -> ExitCode {
         }
     })
     .await
+}
+
+/// A command line clap refuses: one line naming what is wrong (an operator's script reads the
+/// first line of stderr, as for every other failure), exit code 2. Help and version print
+/// whole, as asked.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("error: invalid command line")
+        .trim();
+    eprintln!("{first} (see --help)");
+    ExitCode::from(2)
 }

@@ -307,6 +307,8 @@ async fn batch_commands() {
         .unwrap();
     assert_eq!(api["status"], "PAUSED");
     assert!(cli.text(&["batch", "resume", &id]).contains("is active"));
+    assert!(cli.text(&["batch", "pause", &id]).contains("paused"));
+    assert_eq!(cli.json(&["batch", "resume", &id])["state"], "active");
     let cancelled = cli.json(&["batch", "cancel", &id]);
     assert_eq!(cancelled["state"], "cancelled");
     assert_eq!(cancelled["cancelledContacts"], 17, "the queued contacts");
@@ -321,4 +323,15 @@ async fn batch_commands() {
         &["batch", "list", "--status", "running"],
         "--status must be one of",
     );
+    // A command line the parser refuses is one line too, never the usage page.
+    cli.fails(
+        &["batch", "show", "not-a-uuid"],
+        "invalid value 'not-a-uuid'",
+    );
+    cli.fails(&["batch", "pause"], "required");
+    cli.fails(
+        &["batch", "list", "--colour"],
+        "unexpected argument '--colour'",
+    );
+    cli.fails(&["workspace", "frobnicate"], "unrecognized subcommand");
 }

@@ -34,12 +34,15 @@ pub(crate) async fn update(
     ws: Workspace,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<Settings>, ApiError> {
-    let client = state.db.get().await?;
-    let current = Settings::load(&client, ws.id).await?;
+    // One transaction: a patch that changes the retry defaults and the compliance policy
+    // lands whole or not at all, checked against the settings it read.
+    let mut client = state.db.get().await?;
+    let tx = client.transaction().await?;
+    let current = Settings::load(&tx, ws.id).await?;
     let patch = workspace::parse_tenant_patch(body, &current)?;
-    Ok(Json(
-        workspace::apply_tenant_patch(&client, &current, patch).await?,
-    ))
+    let settings = workspace::apply_tenant_patch(&tx, &current, patch).await?;
+    tx.commit().await?;
+    Ok(Json(settings))
 }
 
 /// A new webhook secret, shown once; the replaced one keeps signing deliveries for 24 h.
