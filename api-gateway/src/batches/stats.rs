@@ -279,10 +279,18 @@ pub async fn check_status(
         None
     };
     let wait_secs = held_until.map_or(0.0, |t| (t - now).num_seconds().max(0) as f64);
-    let eta = (pending > 0 && (cps > 0.0 || wait_secs > 0.0)).then(|| {
-        let by_rate = if cps > 0.0 { pending as f64 / cps } else { 0.0 };
-        by_rate.max(wait_secs).round()
-    });
+    // The calls left, at the rate so far, are spent only while the job's window is open (the
+    // walk the monitor's ETA takes): a window that closes tonight pushes the end to tomorrow.
+    // `None` when the window never opens again.
+    let by_rate = if cps > 0.0 {
+        crate::monitor::snapshot::eta(&b.window(), now, pending as f64 / cps)
+            .map(|end| (end - now).num_milliseconds().max(0) as f64 / 1000.0)
+    } else {
+        Some(0.0)
+    };
+    let eta = (pending > 0 && (cps > 0.0 || wait_secs > 0.0))
+        .then(|| by_rate.map(|by_rate| by_rate.max(wait_secs).round()))
+        .flatten();
     let limit = recent.unwrap_or(10);
     let recent_rows = client
         .query(
