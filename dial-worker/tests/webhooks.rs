@@ -437,6 +437,14 @@ async fn during_a_rotation_deliveries_are_signed_with_both_secrets() {
     assert_eq!(header.split(' ').count(), 2, "{header}");
     assert!(verifies(NEW, &during), "the new secret verifies");
     assert!(verifies(SECRET, &during), "the old secret verifies");
+    assert!(
+        readme_verifies(NEW, &during),
+        "the README's example, new secret"
+    );
+    assert!(
+        readme_verifies(SECRET, &during),
+        "the README's example, old secret"
+    );
 
     // The window has passed: the next delivery is signed with the new secret alone.
     client
@@ -456,5 +464,38 @@ async fn during_a_rotation_deliveries_are_signed_with_both_secrets() {
         !verifies(SECRET, &after),
         "the old secret no longer verifies"
     );
+    assert!(readme_verifies(NEW, &after));
+    assert!(!readme_verifies(SECRET, &after));
     stop.cancel();
+}
+
+/// The README's verify example, run as a receiver runs it: its Python block, copied out of
+/// README.md, given the delivery's headers and body.
+fn readme_verifies(secret: &str, (headers, body): &(HeaderMap, Bytes)) -> bool {
+    use std::io::Write;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let fence = "```python\nimport base64, hmac";
+    let start = readme.find(fence).expect("the README's verify example") + "```python\n".len();
+    let code = &readme[start..][..readme[start..].find("```").unwrap()];
+    let h = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+    let headers = serde_json::json!({
+        "webhook-id": h("webhook-id"),
+        "webhook-timestamp": h("webhook-timestamp"),
+        "webhook-signature": h("webhook-signature"),
+    });
+    let script = format!(
+        "{code}\nimport json, sys\n\
+         sys.exit(0 if verify(sys.argv[1], json.loads(sys.argv[2]), sys.stdin.buffer.read()) else 1)\n"
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(secret)
+        .arg(headers.to_string())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the README's example");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    child.wait().unwrap().success()
 }
