@@ -198,6 +198,10 @@ async fn the_page_in_chromium_counts_as_the_api_and_follows_calls_live() {
     for i in 320..326 {
         run.start_call(&app, i).await;
     }
+    // Two numbers listed after ingest: suppressed at release, never called.
+    for i in 326..328 {
+        run.set_contact(&app, i, "failed", Some("suppressed")).await;
+    }
     let config = api_gateway::config::Config::from_env(&shared::config::Env::from_pairs([(
         "PUBLIC_URL",
         app.url(""),
@@ -240,11 +244,17 @@ async fn the_page_in_chromium_counts_as_the_api_and_follows_calls_live() {
     assert_eq!(browser.number("n-completed").await, api_n("succeeded"));
     assert_eq!(browser.number("n-voicemail").await, api_n("voicemail"));
     assert_eq!(browser.number("n-voicemail-all").await, api_n("voicemail"));
+    assert_eq!(browser.number("n-suppressed").await, 2);
     assert_eq!(
         browser.number("n-busy").await
             + browser.number("n-no-answer").await
-            + browser.number("n-failed").await,
+            + browser.number("n-failed").await
+            + browser.number("n-suppressed").await,
         api_n("failed")
+    );
+    assert_eq!(
+        browser.number("n-rejected").await,
+        api["rows"]["rejected"].as_i64().unwrap()
     );
     let dials: Value = app
         .get(&format!(
