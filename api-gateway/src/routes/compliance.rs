@@ -27,13 +27,14 @@ use bytes::{BufMut, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::domain::E164;
 use shared::domain::timing::api_time;
+use shared::domain::{CallOutcome, E164};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Workspace;
+use crate::batches::model::Batch;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
 use crate::pagination::{Page, page_body};
@@ -565,12 +566,22 @@ pub(crate) async fn events(
         )
         .await?;
     let state_name: String = contact.get("state");
+    // The retry decision an end made is the batch's strategy applied to that end (the dial
+    // worker's `EndRow::decide`), so it is derived, never written per call.
+    let batch = Batch::load(&client, ws.id, contact.get("batch_id")).await?;
     let mut out: Vec<(chrono::DateTime<chrono::Utc>, u8, ContactEvent)> = Vec::new();
-    // Contact ids are UUIDv7, minted by the ingest worker as it stores the row.
-    if let Some(at) = id.get_timestamp().and_then(|t| {
-        let (s, n) = t.to_unix();
-        chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, n)
-    }) {
+    // Contact ids are UUIDv7, minted by the ingest worker as it stores the row (and by the
+    // database for `POST …/retry` copies). An id without a time (written some other way) is
+    // shown at its batch's creation, the earliest it can have been ingested.
+    let ingested_at = id
+        .get_timestamp()
+        .and_then(|t| {
+            let (s, n) = t.to_unix();
+            chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, n)
+        })
+        .unwrap_or(batch.created_at);
+    {
+        let at = ingested_at;
         let zones: Option<Vec<String>> = contact.get("timezones");
         out.push((
             at,
@@ -642,13 +653,35 @@ pub(crate) async fn events(
                     reason: a.get("error"),
                 },
             ));
-            let retried = i + 1 < last_no || (state_name == "queued" && i + 1 == last_no);
-            if retried && matches!(outcome.as_str(), "busy" | "no-answer" | "voicemail") {
-                let due: Option<chrono::DateTime<chrono::Utc>> = if i + 1 == last_no {
-                    contact.get("next_attempt_at")
-                } else {
-                    None
+            // Scheduled when the strategy gave the outcome another attempt: shown even when
+            // the waiting retry was later suppressed, opted out of or cancelled (those follow
+            // as events of their own).
+            // The last end made the contact final itself when the contact still shows it (a
+            // later suppression or opt-out changes `last_outcome`), or when it came after the
+            // job's cancel.
+            let last_outcome: Option<String> = contact.get("last_outcome");
+            let final_at_end = i + 1 == last_no
+                && match state_name.as_str() {
+                    "completed" | "failed" => last_outcome.as_deref() == Some(outcome.as_str()),
+                    "cancelled" => batch.completed_at.is_some_and(|c| ended >= c),
+                    _ => false,
                 };
+            let delay = CallOutcome::parse(outcome)
+                .filter(|_| !final_at_end)
+                .and_then(|o| {
+                    batch
+                        .retry
+                        .next_delay(o, u32::try_from(attempt_no).unwrap_or(u32::MAX))
+                });
+            if let Some(delay) = delay {
+                // The one still waiting shows when it is due now (a deferral may have moved
+                // it); an earlier one, when the strategy made it due.
+                let due: Option<chrono::DateTime<chrono::Utc>> =
+                    if i + 1 == last_no && state_name == "queued" {
+                        contact.get("next_attempt_at")
+                    } else {
+                        chrono::Duration::from_std(delay).ok().map(|d| ended + d)
+                    };
                 out.push((
                     ended,
                     5,
@@ -660,6 +693,21 @@ pub(crate) async fn events(
                 ));
             }
         }
+    }
+    // Released and not yet written an attempt: the release itself (an attempt's own release
+    // is shown at its start, which follows it within the hand-off).
+    if state_name == "released"
+        && let Some(at) = contact.get::<_, Option<chrono::DateTime<chrono::Utc>>>("released_at")
+    {
+        let attempts: i32 = contact.get("attempts");
+        out.push((
+            at,
+            2,
+            ContactEvent::Released {
+                at: api_time(at),
+                attempt: attempts + 1,
+            },
+        ));
     }
     if state_name == "cancelled" {
         let at: chrono::DateTime<chrono::Utc> = contact.get("updated_at");
