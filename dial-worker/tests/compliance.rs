@@ -230,30 +230,9 @@ async fn a_number_listed_during_a_start_token_wait_is_suppressed_not_dialed() {
     let numbers = ["+12015550171".to_owned(), "+12015550172".to_owned()];
     let batch_id = batch(&env, &spec, &numbers).await;
     let sim = sim(&env, answered(), stop.clone());
-    let ctx = dial_worker::Ctx::new(
-        env.db.clone(),
-        env.redis.clone(),
-        Carrier::Sim(sim.clone()),
-        config(&env, &[]),
-        tokio_util::sync::CancellationToken::new(),
-    );
+    let ctx = ctx_with(&env, Carrier::Sim(sim.clone()));
     let client = env.db.get().await.unwrap();
-    let dials: Vec<DialV1> = client
-        .query(
-            "UPDATE contacts SET state = 'released', released_at = now()
-             WHERE batch_id = $1 RETURNING id",
-            &[&batch_id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| DialV1 {
-            batch_id,
-            workspace_id: ws.id,
-            contact_id: r.get("id"),
-            attempt_no: 1,
-        })
-        .collect();
+    let dials = released(&env, &ws, batch_id).await;
     let tasks: Vec<_> = dials
         .iter()
         .map(|d| {
