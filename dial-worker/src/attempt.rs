@@ -457,7 +457,7 @@ pub(crate) async fn suppress_placed(ctx: &Ctx, placed: &Placed) -> Result<DialRe
 }
 
 /// The slot of an attempt that was never sent goes back now rather than after its lease.
-async fn give_back_slot(ctx: &Ctx, placed: &Placed) {
+pub(crate) async fn give_back_slot(ctx: &Ctx, placed: &Placed) {
     ctx.held.forget(placed.attempt_id);
     if let Err(e) = ctx
         .limits

@@ -297,14 +297,7 @@ async fn settle(
         Err(PlaceError::TakenBack) => {
             // The reconciler took the attempt back while it waited (past its send window):
             // the contact is queued again and someone else's now; only the slot is ours.
-            ctx.held.forget(attempt_id);
-            if let Err(e) = ctx
-                .limits
-                .release(placed.workspace_id, placed.batch_id, attempt_id)
-                .await
-            {
-                tracing::warn!(error = %e, "slot not released; its lease will lapse");
-            }
+            attempt::give_back_slot(ctx, placed).await;
             Ok(DialResult::Stale)
         }
         Err(PlaceError::Carrier(CarrierError::Rejected { status, body }))

@@ -139,12 +139,13 @@ async fn take_start_token(
             return Ok(());
         };
         tokio::time::sleep(wait).await;
-        let fresh = match ctx.jobs.current(&ctx.db, batch_id).await {
+        let reread = ctx.jobs.current(&ctx.db, batch_id).await;
+        let fresh: &Job = match &reread {
             Ok(fresh) => fresh,
             Err(e) => {
                 // The attempt insert checked the job a moment ago; go with that.
                 tracing::warn!(error = %e, "job not re-read while waiting for a start token");
-                std::sync::Arc::new(job.clone())
+                job
             }
         };
         let gate = fresh.gate(ctx.config.service.clock.now());
@@ -153,7 +154,7 @@ async fn take_start_token(
         }
         // A rule the database cannot be asked about refuses the call for now: the contact is
         // handed back and released again later, never called unchecked.
-        match last_look(ctx, &fresh, placed, callee, List::ReadAgain).await {
+        match last_look(ctx, fresh, placed, callee, List::ReadAgain).await {
             Ok(None) => {}
             Ok(Some(refusal)) => return Err(PlaceError::Refused(refusal)),
             Err(e) => return Err(PlaceError::Unconfirmed(e)),

@@ -580,20 +580,16 @@ pub(crate) async fn events(
             chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, n)
         })
         .unwrap_or(batch.created_at);
-    {
-        let at = ingested_at;
-        let zones: Option<Vec<String>> = contact.get("timezones");
-        out.push((
-            at,
-            0,
-            ContactEvent::Ingested {
-                at: api_time(at),
-                number: contact.get("phone_number"),
-                timezones: zones,
-                batch_id: contact.get("batch_id"),
-            },
-        ));
-    }
+    out.push((
+        ingested_at,
+        0,
+        ContactEvent::Ingested {
+            at: api_time(ingested_at),
+            number: contact.get("phone_number"),
+            timezones: contact.get("timezones"),
+            batch_id: batch.id,
+        },
+    ));
     for r in &logged {
         let at: chrono::DateTime<chrono::Utc> = r.get("at");
         let kind: String = r.get("kind");
