@@ -162,6 +162,12 @@ impl From<tokio_postgres::Error> for ApiError {
                 details: vec![FieldError::new("body", message)],
             };
         }
+        // The connection went away under the query (a restart, a failover, a network cut):
+        // the database is unavailable, which the client may retry, not a bug of ours.
+        if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+        {
+            return Self::Unavailable(format!("database unavailable: {e}"));
+        }
         Self::Internal(anyhow::Error::new(e).context("database query failed"))
     }
 }

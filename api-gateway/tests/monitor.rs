@@ -263,33 +263,66 @@ async fn open_streams_do_not_hold_up_a_shutdown() {
 
 /// A finished batch whose contacts are all final cannot change: once its per-second figures
 /// have fallen to zero, its open pages cost no read at all.
+/// A gateway whose monitor hub the test can read, refreshing every 100 ms, over `db` (the
+/// test's database, or one that is down).
+struct HubApp {
+    addr: std::net::SocketAddr,
+    hub: std::sync::Arc<api_gateway::monitor::hub::Hub>,
+    config: api_gateway::config::Config,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl HubApp {
+    async fn start(env: &testkit::TestEnv, db: shared::db::Pool) -> Self {
+        use std::sync::Arc;
+        let mut pairs = env.env_vars();
+        pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
+        pairs.push(("MONITOR_REFRESH_MS".into(), "100".into()));
+        let config =
+            api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let hub = Arc::new(api_gateway::monitor::hub::Hub::new(
+            db.clone(),
+            config.monitor_refresh,
+            stop.clone(),
+        ));
+        let state = api_gateway::AppState {
+            db,
+            publisher: Arc::new(shared::queue::Publisher::new(env.broker.clone())),
+            config: Arc::new(config.clone()),
+            monitor: hub.clone(),
+        };
+        let app = api_gateway::app::router(state, Default::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            addr,
+            hub,
+            config,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    /// The page's URL (`events`: its event stream's) with a valid token.
+    fn url(&self, batch: uuid::Uuid, events: bool) -> String {
+        let link = api_gateway::monitor::dashboard_link(&self.config, batch, Utc::now());
+        let path = &link[link.find("/batch/monitor/").unwrap()..];
+        let path = if events {
+            path.replace('?', "/events?")
+        } else {
+            path.to_owned()
+        };
+        format!("http://{}{path}", self.addr)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settled_batch_costs_no_reads() {
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
     let env = testkit::TestEnv::new().await;
-    let mut pairs = env.env_vars();
-    pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
-    pairs.push(("MONITOR_REFRESH_MS".into(), "100".into()));
-    let config =
-        api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let _guard = stop.clone().drop_guard();
-    let hub = Arc::new(api_gateway::monitor::hub::Hub::new(
-        env.db.clone(),
-        config.monitor_refresh,
-        stop.clone(),
-    ));
-    let state = api_gateway::AppState {
-        db: env.db.clone(),
-        publisher: Arc::new(shared::queue::Publisher::new(env.broker.clone())),
-        config: Arc::new(config.clone()),
-        monitor: hub.clone(),
-    };
-    let app = api_gateway::app::router(state, Default::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = HubApp::start(&env, env.db.clone()).await;
+    let hub = &app.hub;
 
     let client = env.db.get().await.unwrap();
     let ws = testkit::fixtures::Workspace::new().insert(&client).await;
@@ -311,11 +344,7 @@ async fn a_settled_batch_costs_no_reads() {
         .await
         .unwrap();
     let open = |batch| {
-        let link = api_gateway::monitor::dashboard_link(&config, batch, Utc::now());
-        let events = format!(
-            "http://{addr}{}",
-            &link[link.find("/batch/monitor/").unwrap()..].replace('?', "/events?")
-        );
+        let events = app.url(batch, true);
         async move { reqwest::get(events).await.unwrap() }
     };
     let _done_page = open(done).await;
@@ -385,4 +414,61 @@ async fn the_eta_waits_for_contacts_deferred_by_recipient_hours() {
             && (page_eta.contains("(in 4h 59m)") || page_eta.contains("(in 5h 00m)")),
         "{page_eta}"
     );
+}
+
+/// Twenty pages opened at once on a batch nobody watches yet cost one read of its figures: the
+/// first request reads, the others wait for that read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_opened_at_once_share_one_first_read() {
+    use std::sync::atomic::Ordering;
+    let env = testkit::TestEnv::new().await;
+    let app = HubApp::start(&env, env.db.clone()).await;
+    let client = env.db.get().await.unwrap();
+    let ws = testkit::fixtures::Workspace::new().insert(&client).await;
+    let batch = testkit::fixtures::Batch::new(ws).insert(&client).await;
+    testkit::fixtures::Contacts::new(["+12015550001", "+12015550002"])
+        .insert(&client, batch, ws.id)
+        .await;
+    let url = app.url(batch, false);
+    let pages = futures_util::future::join_all((0..20).map(|_| {
+        let url = url.clone();
+        async move { reqwest::get(url).await.unwrap() }
+    }))
+    .await;
+    // Read before the first refresh (100 ms) adds its own.
+    let reads = app.hub.stats.reads.load(Ordering::Relaxed);
+    for page in pages {
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("id=\"progress-text\""));
+    }
+    assert!(reads <= 2, "{reads} reads for 20 pages opened at once");
+    assert_eq!(app.hub.watched(), 1);
+}
+
+/// While the database cannot be reached, the page answers 503 with a page that says so and
+/// tries again, not the API's JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_gets_the_unavailable_page() {
+    let env = testkit::TestEnv::new().await;
+    // Nothing listens there: every connection is refused.
+    let down = shared::db::build_pool(
+        &format!("postgres://postgres@{}/none", testkit::process::free_addr()),
+        2,
+    )
+    .unwrap();
+    let app = HubApp::start(&env, down).await;
+    let page = reqwest::get(app.url(uuid::Uuid::now_v7(), false))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+    assert!(
+        page.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Temporarily unavailable"), "{body}");
+    assert!(body.contains(r#"http-equiv="refresh""#), "{body}");
+    assert_eq!(app.hub.watched(), 0, "a failed first read starts no feed");
 }

@@ -1,7 +1,8 @@
 //! One feed per watched batch, shared by every page open on it.
 //!
 //! The first page (or event stream) opened on a batch reads its snapshot and starts the
-//! batch's refresher task; later ones subscribe to the same `watch` channel. The refresher reads
+//! batch's refresher task; pages opened meanwhile wait for that read, and later ones subscribe
+//! to the same `watch` channel. The refresher reads
 //! one snapshot per `MONITOR_REFRESH_MS` (one statement) and publishes it, rendered once into a
 //! [`View`], when the page would change, so 20 pages open on a batch cost the database what one does. A feed nobody has
 //! watched for [`IDLE_GRACE`] stops and is forgotten (a page reload within it finds it warm).
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -39,11 +40,15 @@ pub struct HubStats {
     pub published: AtomicU64,
 }
 
+/// One batch's feed: empty until its first read, then the sender its refresher publishes to.
+type Feed = OnceCell<watch::Sender<Arc<View>>>;
+
 /// The feeds of every watched batch.
 pub struct Hub {
     db: Pool,
     refresh: Duration,
-    feeds: Mutex<HashMap<Uuid, watch::Sender<Arc<View>>>>,
+    /// Each watched batch's feed, started once (see [`Hub::subscribe`]).
+    feeds: Mutex<HashMap<Uuid, Arc<Feed>>>,
     shutdown: CancellationToken,
     /// Shared with the refreshers.
     pub stats: Arc<HubStats>,
@@ -62,30 +67,54 @@ impl Hub {
     }
 
     /// The live snapshots of batch `id`; the current one is ready at once. 404 if no such batch.
+    ///
+    /// Pages opened on a cold batch at once share one first read: the first request reads and
+    /// starts the feed, the others wait for it (a `OnceCell` per batch), so 20 pages opened
+    /// together cost one read, not 20.
     pub async fn subscribe(
         self: &Arc<Self>,
         id: Uuid,
     ) -> Result<watch::Receiver<Arc<View>>, ApiError> {
-        if let Some(tx) = self.feeds.lock().expect("not poisoned").get(&id) {
-            return Ok(tx.subscribe());
+        loop {
+            let cell = self
+                .feeds
+                .lock()
+                .expect("not poisoned")
+                .entry(id)
+                .or_default()
+                .clone();
+            let started = cell.get_or_try_init(|| self.start(id)).await;
+            let mut feeds = self.feeds.lock().expect("not poisoned");
+            let current = feeds.get(&id).is_some_and(|c| Arc::ptr_eq(c, &cell));
+            match started {
+                // Subscribe under the map's lock, where a refresher that stops forgets its
+                // feed: a feed still in the map is still refreshed.
+                Ok(tx) if current => return Ok(tx.subscribe()),
+                // The feed stopped between the read and now: start another.
+                Ok(_) => continue,
+                Err(e) => {
+                    if current && !cell.initialized() {
+                        feeds.remove(&id);
+                    }
+                    return Err(e);
+                }
+            }
         }
+    }
+
+    /// Reads the first snapshot of batch `id` and starts its refresher.
+    async fn start(self: &Arc<Self>, id: Uuid) -> Result<watch::Sender<Arc<View>>, ApiError> {
         let mut chart = Chart::default();
         let mut since = None;
         let first = self
             .read(id, &mut chart, &mut since)
             .await?
             .ok_or(ApiError::NotFound("batch"))?;
-        let mut feeds = self.feeds.lock().expect("not poisoned");
-        // Another request may have started the feed while this one read.
-        if let Some(tx) = feeds.get(&id) {
-            return Ok(tx.subscribe());
-        }
-        let (tx, rx) = watch::channel(Arc::new(View::of(first)));
-        feeds.insert(id, tx.clone());
-        drop(feeds);
+        let (tx, _) = watch::channel(Arc::new(View::of(first)));
         let hub = self.clone();
-        tokio::spawn(async move { hub.refresh_loop(id, tx, chart, since).await });
-        Ok(rx)
+        let feed = tx.clone();
+        tokio::spawn(async move { hub.refresh_loop(id, feed, chart, since).await });
+        Ok(tx)
     }
 
     async fn read(

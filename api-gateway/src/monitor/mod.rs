@@ -112,6 +112,12 @@ async fn page(
             StatusCode::NOT_FOUND,
             render::denied("this batch no longer exists"),
         ),
+        // A person is reading this, not a client: a page that says so and tries again, not
+        // the API's JSON error.
+        Err(ApiError::Unavailable(reason)) => {
+            tracing::warn!(batch_id = %id, %reason, "monitor page: figures unavailable");
+            html_status(StatusCode::SERVICE_UNAVAILABLE, render::unavailable())
+        }
         Err(e) => e.into_response(),
     }
 }

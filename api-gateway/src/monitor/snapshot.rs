@@ -7,10 +7,13 @@
 //!   whatever the number of pages open on it (see `hub`);
 //! - calls in flight (batch and workspace): the partial index of open attempts, which holds only
 //!   the calls in flight;
-//! - starts in the last 10 s / 60 s, the 20 most recent calls, and the per-minute chart rows
-//!   since the last refresh: ranges of `dial_attempts_by_batch (batch_id, created_at, id)`; the
-//!   chart is kept incrementally ([`Chart`]), so only the minutes whose attempts may still
-//!   change (from the oldest call still in flight) are read again.
+//! - starts in the last 10 s / 60 s and the 20 most recent calls: ranges of
+//!   `dial_attempts_by_batch (batch_id, created_at, id)`;
+//! - the per-minute chart: the batch's minute aggregate (`shared::db::counters::minutes_of`,
+//!   migration V17), one row per minute and outcome, never its attempts. It is kept
+//!   incrementally ([`Chart`]): a refresh reads again only the minutes that may still change
+//!   (from the oldest call still in flight), so the first read costs the batch's minutes of
+//!   life and a refresh a few rows.
 
 use std::collections::BTreeMap;
 
@@ -233,11 +236,7 @@ pub async fn read(
                 AS starts_60s,
             (SELECT min(created_at) FROM dial_attempts WHERE batch_id = x.id AND outcome IS NULL) AS oldest_open,
             (SELECT coalesce(jsonb_agg(jsonb_build_array(m, o, n)), '[]')
-               FROM (SELECT extract(epoch FROM date_trunc('minute', created_at))::bigint AS m,
-                            coalesce(outcome, '') AS o, count(*) AS n
-                     FROM dial_attempts
-                     WHERE batch_id = x.id AND created_at >= coalesce($2, '-infinity'::timestamptz)
-                     GROUP BY 1, 2) c) AS minutes,
+               FROM ({minutes}) c) AS minutes,
             (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at DESC, r.id DESC), '[]')
                FROM (SELECT a.id, a.to_number, c.name AS contact_name, a.attempt_no, a.outcome,
                             a.created_at, a.answered_at, a.ended_at
@@ -247,6 +246,7 @@ pub async fn read(
          FROM (SELECT {COLUMNS} FROM batches WHERE id = $1 AND {VISIBLE}) x
          JOIN workspaces w ON w.id = x.workspace_id",
         groups = counters::groups_of("x.id"),
+        minutes = counters::minutes_of("x.id", "$2::timestamptz"),
     );
     let Some(row) = client.query_opt(&sql, &[&id, &*since]).await? else {
         return Ok(None);

@@ -5,6 +5,10 @@
 //! dozen) and the deltas not folded yet (about a second of changes), whatever the batch's size,
 //! and it is exact: one statement reads both tables in one snapshot, and a fold moves its
 //! deltas in one transaction.
+//!
+//! The same mechanism keeps the monitor's chart (migration V17): a batch's attempts counted by
+//! the UTC minute they started and their outcome (`''` while in flight), in `batch_minutes`
+//! and `batch_minute_deltas`, folded by the same [`fold`] and read with [`minutes_of`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -99,6 +103,23 @@ pub fn groups_of(batch_expr: &str) -> String {
     )
 }
 
+/// The chart rows of one batch from the minute `since_expr` on (both SQL expressions; a NULL
+/// `since_expr` reads the whole life), as a subquery with the columns `m` (the minute's start,
+/// Unix seconds), `o` (the outcome, `''` in flight) and `n`. A read costs the batch's minutes ×
+/// outcomes in that range plus a second of unfolded deltas, never its attempts.
+pub fn minutes_of(batch_expr: &str, since_expr: &str) -> String {
+    format!(
+        "SELECT extract(epoch FROM minute)::bigint AS m, outcome AS o, sum(n)::bigint AS n
+         FROM (SELECT minute, outcome, n FROM batch_minutes
+               WHERE batch_id = {batch_expr} AND minute >= coalesce({since_expr}, '-infinity'::timestamptz)
+               UNION ALL
+               SELECT minute, outcome, n FROM batch_minute_deltas
+               WHERE batch_id = {batch_expr} AND minute >= coalesce({since_expr}, '-infinity'::timestamptz)) t
+         GROUP BY 1, 2
+         HAVING sum(n) <> 0"
+    )
+}
+
 impl Group {
     /// A group from the stored names ('' for no outcome, no hold reason).
     pub fn from_names(
@@ -146,8 +167,10 @@ pub async fn load_counts(
         .collect())
 }
 
-/// Moves up to [`FOLD_LIMIT`] deltas into the counters, in one transaction; returns how many
-/// it moved (0 when another folder holds the lock). Safe from any number of processes.
+/// Moves up to [`FOLD_LIMIT`] contact deltas and as many minute deltas into their aggregates,
+/// in one transaction; returns the larger of the two moves (0 when another folder holds the
+/// lock), so a caller folds again while either has a backlog. Safe from any number of
+/// processes.
 pub async fn fold(pool: &Pool) -> Result<u64, CounterError> {
     let mut client = pool.get().await?;
     let txn = client.transaction().await?;
@@ -192,8 +215,38 @@ pub async fn fold(pool: &Pool) -> Result<u64, CounterError> {
         )
         .await?;
     }
+    let minutes = txn
+        .query_one(
+            "WITH d AS (
+                 DELETE FROM batch_minute_deltas
+                 WHERE id IN (SELECT id FROM batch_minute_deltas ORDER BY id LIMIT $1)
+                 RETURNING batch_id, minute, outcome, n),
+             s AS (
+                 SELECT batch_id, minute, outcome, sum(n)::bigint AS n, count(*) AS moved
+                 FROM d GROUP BY 1, 2, 3),
+             up AS (
+                 INSERT INTO batch_minutes AS c (batch_id, minute, outcome, n)
+                 SELECT batch_id, minute, outcome, n FROM s
+                 ON CONFLICT (batch_id, minute, outcome)
+                 DO UPDATE SET n = c.n + excluded.n
+                 RETURNING batch_id, n)
+             SELECT (SELECT coalesce(sum(moved), 0)::bigint FROM s) AS moved,
+                    (SELECT coalesce(array_agg(DISTINCT batch_id), '{}') FROM up WHERE n = 0) AS emptied",
+            &[&FOLD_LIMIT],
+        )
+        .await?;
+    let minutes_moved: i64 = minutes.get("moved");
+    let emptied: Vec<Uuid> = minutes.get("emptied");
+    if !emptied.is_empty() {
+        // A minute's in-flight count goes to zero once its calls ended (or were taken back).
+        txn.execute(
+            "DELETE FROM batch_minutes WHERE batch_id = ANY($1) AND n = 0",
+            &[&emptied],
+        )
+        .await?;
+    }
     txn.commit().await?;
-    Ok(moved as u64)
+    Ok(moved.max(minutes_moved) as u64)
 }
 
 /// Folds every `period` until `shutdown`; a backlog is folded at once, in [`FOLD_LIMIT`] steps.
