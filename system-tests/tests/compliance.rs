@@ -545,8 +545,9 @@ async fn a_machine_answer_is_recorded_as_voicemail_and_retried_only_when_asked()
     assert!(r.text().await.unwrap().contains("options.machineDetection"));
 }
 
-/// The counts by state, outcome and hold reason: from the batch counters (what every surface
-/// reads) and from a fresh scan of the contacts, in one snapshot.
+/// The counts by state, outcome and hold reason, and the chart's attempts by minute and
+/// outcome: from the aggregates (what every surface reads) and from a fresh scan of the contacts
+/// and attempts, in one snapshot.
 async fn counters_and_scan(
     db: &shared::db::Pool,
     ids: &[uuid::Uuid],
@@ -590,6 +591,38 @@ async fn counters_and_scan(
             r.get::<_, i64>("n"),
         );
     }
+    // The chart's minute aggregate (V17) against a scan of the attempts, in the same snapshot,
+    // keyed (batch, "minute <start>", outcome, "").
+    let minutes_sql = shared::db::counters::minutes_of("$1", "NULL::timestamptz");
+    for id in ids {
+        for r in txn.query(&minutes_sql, &[id]).await.unwrap() {
+            let key = (
+                *id,
+                format!("minute {}", r.get::<_, i64>("m")),
+                r.get("o"),
+                String::new(),
+            );
+            kept.insert(key, r.get::<_, i64>("n"));
+        }
+    }
+    for r in txn
+        .query(
+            "SELECT batch_id, extract(epoch FROM date_trunc('minute', created_at, 'UTC'))::bigint AS m,
+                    coalesce(outcome, '') AS o, count(*) AS n
+             FROM dial_attempts WHERE batch_id = ANY($1) GROUP BY 1, 2, 3",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+    {
+        let key = (
+            r.get("batch_id"),
+            format!("minute {}", r.get::<_, i64>("m")),
+            r.get("o"),
+            String::new(),
+        );
+        scanned.insert(key, r.get::<_, i64>("n"));
+    }
     txn.commit().await.unwrap();
     (kept, scanned)
 }
@@ -598,7 +631,8 @@ async fn counters_and_scan(
 /// processes: retries (busy, no-answer), a frequency cap deferring the third attempts, a
 /// cancelled batch, numbers put on the do-not-call list mid-campaign (suppressed), rows appended
 /// to a running batch, voicemails. At every sample (one snapshot each) and at the end, the
-/// counters equal a fresh COUNT of the contacts; and the gateway folds the deltas away.
+/// counters equal a fresh COUNT of the contacts, and the chart's minutes (V17) one of the
+/// attempts; and the gateway folds the deltas away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_batch_counters_equal_a_fresh_count_throughout_a_campaign() {
     let compliance = api_gateway::admin::Compliance {
@@ -722,10 +756,15 @@ async fn the_batch_counters_equal_a_fresh_count_throughout_a_campaign() {
     );
     let appended: i64 = kept
         .iter()
-        .filter(|((batch, ..), _)| *batch == ids[0])
+        .filter(|((batch, state, ..), _)| *batch == ids[0] && !state.starts_with("minute "))
         .map(|(_, n)| n)
         .sum();
     assert_eq!(appended, 50, "40 submitted and 10 appended rows");
+    assert!(
+        kept.keys()
+            .any(|(_, s, o, _)| s.starts_with("minute ") && o == "busy"),
+        "the chart's minutes hold the calls: {kept:?}"
+    );
 
     // The gateway folds the deltas into the counters (every second).
     stack
