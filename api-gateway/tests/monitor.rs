@@ -10,6 +10,7 @@ use testkit::http::SendJson;
 
 use api_gateway::config::DEV_MONITOR_TOKEN_SECRET;
 use api_gateway::monitor::token;
+use common::hub_app::HubApp;
 use common::running::running_batch;
 use common::spawn_app;
 
@@ -263,65 +264,11 @@ async fn open_streams_do_not_hold_up_a_shutdown() {
 
 /// A finished batch whose contacts are all final cannot change: once its per-second figures
 /// have fallen to zero, its open pages cost no read at all.
-/// A gateway whose monitor hub the test can read, refreshing every 100 ms, over `db` (the
-/// test's database, or one that is down).
-struct HubApp {
-    addr: std::net::SocketAddr,
-    hub: std::sync::Arc<api_gateway::monitor::hub::Hub>,
-    config: api_gateway::config::Config,
-    _stop: tokio_util::sync::DropGuard,
-}
-
-impl HubApp {
-    async fn start(env: &testkit::TestEnv, db: shared::db::Pool) -> Self {
-        use std::sync::Arc;
-        let mut pairs = env.env_vars();
-        pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
-        pairs.push(("MONITOR_REFRESH_MS".into(), "100".into()));
-        let config =
-            api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let hub = Arc::new(api_gateway::monitor::hub::Hub::new(
-            db.clone(),
-            config.monitor_refresh,
-            stop.clone(),
-        ));
-        let state = api_gateway::AppState {
-            db,
-            publisher: Arc::new(shared::queue::Publisher::new(env.broker.clone())),
-            config: Arc::new(config.clone()),
-            monitor: hub.clone(),
-        };
-        let app = api_gateway::app::router(state, Default::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self {
-            addr,
-            hub,
-            config,
-            _stop: stop.drop_guard(),
-        }
-    }
-
-    /// The page's URL (`events`: its event stream's) with a valid token.
-    fn url(&self, batch: uuid::Uuid, events: bool) -> String {
-        let link = api_gateway::monitor::dashboard_link(&self.config, batch, Utc::now());
-        let path = &link[link.find("/batch/monitor/").unwrap()..];
-        let path = if events {
-            path.replace('?', "/events?")
-        } else {
-            path.to_owned()
-        };
-        format!("http://{}{path}", self.addr)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settled_batch_costs_no_reads() {
     use std::sync::atomic::Ordering;
     let env = testkit::TestEnv::new().await;
-    let app = HubApp::start(&env, env.db.clone()).await;
+    let app = HubApp::start(&env, env.db.clone(), Some(100)).await;
     let hub = &app.hub;
 
     let client = env.db.get().await.unwrap();
@@ -422,7 +369,7 @@ async fn the_eta_waits_for_contacts_deferred_by_recipient_hours() {
 async fn pages_opened_at_once_share_one_first_read() {
     use std::sync::atomic::Ordering;
     let env = testkit::TestEnv::new().await;
-    let app = HubApp::start(&env, env.db.clone()).await;
+    let app = HubApp::start(&env, env.db.clone(), Some(100)).await;
     let client = env.db.get().await.unwrap();
     let ws = testkit::fixtures::Workspace::new().insert(&client).await;
     let batch = testkit::fixtures::Batch::new(ws).insert(&client).await;
@@ -456,7 +403,7 @@ async fn a_database_outage_gets_the_unavailable_page() {
         2,
     )
     .unwrap();
-    let app = HubApp::start(&env, down).await;
+    let app = HubApp::start(&env, down, Some(100)).await;
     let page = reqwest::get(app.url(uuid::Uuid::now_v7(), false))
         .await
         .unwrap();

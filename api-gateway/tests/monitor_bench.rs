@@ -13,15 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use testkit::TestEnv;
 use testkit::fixtures::{self, WorkspaceIds};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-use api_gateway::config::Config;
-use api_gateway::monitor::hub::Hub;
-use shared::config::Env;
 
 const CONTACTS: usize = 100_000;
 /// Calls already made when the benchmark starts (about 50 minutes at 10 calls/s).
@@ -119,29 +114,9 @@ async fn monitor_cost_on_a_running_100k_batch() {
     ));
 
     // The gateway, with a hub whose costs the benchmark can read.
-    let mut pairs = env.env_vars();
-    pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
-    let config = Config::from_env(&Env::from_pairs(pairs)).unwrap();
-    let hub = Arc::new(Hub::new(
-        env.db.clone(),
-        config.monitor_refresh,
-        stop.clone(),
-    ));
-    let state = api_gateway::AppState {
-        db: env.db.clone(),
-        publisher: Arc::new(shared::queue::Publisher::new(env.broker.clone())),
-        config: Arc::new(config.clone()),
-        monitor: hub.clone(),
-    };
-    let app = api_gateway::app::router(state, Default::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let mut link = api_gateway::monitor::dashboard_link(&config, batch, Utc::now());
-    link = format!(
-        "http://{addr}{}",
-        &link[link.find("/batch/monitor/").unwrap()..]
-    );
+    let app = common::hub_app::HubApp::start(&env, env.db.clone(), None).await;
+    let hub = app.hub.clone();
+    let link = app.url(batch, false);
     let events = link.replace('?', "/events?");
     let http = reqwest::Client::new();
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,6 +1,7 @@
 //! Spawns the gateway on port 0 against a fresh [`TestEnv`], with a workspace and its key.
 #![allow(dead_code)]
 
+pub mod hub_app;
 pub mod running;
 
 use std::net::SocketAddr;

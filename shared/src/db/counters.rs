@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::{GenericClient, Pool, Transaction};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -184,69 +184,74 @@ pub async fn fold(pool: &Pool) -> Result<u64, CounterError> {
     if !locked {
         return Ok(0);
     }
-    let rows = txn
-        .query(
-            "WITH d AS (
-                 DELETE FROM batch_counter_deltas
-                 WHERE id IN (SELECT id FROM batch_counter_deltas ORDER BY id LIMIT $1)
-                 RETURNING batch_id, state, last_outcome, hold_reason, n),
-             s AS (
-                 SELECT batch_id, state, last_outcome, hold_reason, sum(n)::bigint AS n, count(*) AS moved
-                 FROM d GROUP BY 1, 2, 3, 4),
-             up AS (
-                 INSERT INTO batch_counters AS c (batch_id, state, last_outcome, hold_reason, n)
-                 SELECT batch_id, state, last_outcome, hold_reason, n FROM s
-                 ON CONFLICT (batch_id, state, last_outcome, hold_reason)
-                 DO UPDATE SET n = c.n + excluded.n
-                 RETURNING batch_id, n)
-             SELECT (SELECT coalesce(sum(moved), 0)::bigint FROM s) AS moved,
-                    (SELECT coalesce(array_agg(DISTINCT batch_id), '{}') FROM up WHERE n = 0) AS emptied",
-            &[&FOLD_LIMIT],
-        )
-        .await?;
-    let moved: i64 = rows[0].get("moved");
-    let emptied: Vec<Uuid> = rows[0].get("emptied");
-    if !emptied.is_empty() {
-        // Keys that went back to zero (every contact moved on) are dropped, so a batch keeps
-        // only the rows of its current states.
-        txn.execute(
-            "DELETE FROM batch_counters WHERE batch_id = ANY($1) AND n = 0",
-            &[&emptied],
-        )
-        .await?;
-    }
-    let minutes = txn
-        .query_one(
-            "WITH d AS (
-                 DELETE FROM batch_minute_deltas
-                 WHERE id IN (SELECT id FROM batch_minute_deltas ORDER BY id LIMIT $1)
-                 RETURNING batch_id, minute, outcome, n),
-             s AS (
-                 SELECT batch_id, minute, outcome, sum(n)::bigint AS n, count(*) AS moved
-                 FROM d GROUP BY 1, 2, 3),
-             up AS (
-                 INSERT INTO batch_minutes AS c (batch_id, minute, outcome, n)
-                 SELECT batch_id, minute, outcome, n FROM s
-                 ON CONFLICT (batch_id, minute, outcome)
-                 DO UPDATE SET n = c.n + excluded.n
-                 RETURNING batch_id, n)
-             SELECT (SELECT coalesce(sum(moved), 0)::bigint FROM s) AS moved,
-                    (SELECT coalesce(array_agg(DISTINCT batch_id), '{}') FROM up WHERE n = 0) AS emptied",
-            &[&FOLD_LIMIT],
-        )
-        .await?;
-    let minutes_moved: i64 = minutes.get("moved");
-    let emptied: Vec<Uuid> = minutes.get("emptied");
-    if !emptied.is_empty() {
-        // A minute's in-flight count goes to zero once its calls ended (or were taken back).
-        txn.execute(
-            "DELETE FROM batch_minutes WHERE batch_id = ANY($1) AND n = 0",
-            &[&emptied],
-        )
-        .await?;
-    }
+    let moved = fold_into(&txn, &CONTACTS).await?;
+    let minutes_moved = fold_into(&txn, &MINUTES).await?;
     txn.commit().await?;
     Ok(moved.max(minutes_moved) as u64)
+}
+
+/// One aggregate kept by appended deltas: its tables and the columns of its key (the batch id
+/// first). Both aggregates fold by the one statement of [`fold_into`].
+struct Aggregate {
+    deltas: &'static str,
+    totals: &'static str,
+    key: &'static str,
+}
+
+/// The contacts by state, last outcome and hold reason (V12).
+const CONTACTS: Aggregate = Aggregate {
+    deltas: "batch_counter_deltas",
+    totals: "batch_counters",
+    key: "batch_id, state, last_outcome, hold_reason",
+};
+
+/// The chart's attempts by start minute and outcome (V17).
+const MINUTES: Aggregate = Aggregate {
+    deltas: "batch_minute_deltas",
+    totals: "batch_minutes",
+    key: "batch_id, minute, outcome",
+};
+
+/// Moves up to [`FOLD_LIMIT`] of `a`'s deltas into its totals within `txn`; returns how many.
+async fn fold_into(txn: &Transaction<'_>, a: &Aggregate) -> Result<i64, CounterError> {
+    let Aggregate {
+        deltas,
+        totals,
+        key,
+    } = a;
+    let row = txn
+        .query_one(
+            &format!(
+                "WITH d AS (
+                     DELETE FROM {deltas}
+                     WHERE id IN (SELECT id FROM {deltas} ORDER BY id LIMIT $1)
+                     RETURNING {key}, n),
+                 s AS (
+                     SELECT {key}, sum(n)::bigint AS n, count(*) AS moved
+                     FROM d GROUP BY {key}),
+                 up AS (
+                     INSERT INTO {totals} AS c ({key}, n)
+                     SELECT {key}, n FROM s
+                     ON CONFLICT ({key})
+                     DO UPDATE SET n = c.n + excluded.n
+                     RETURNING batch_id, n)
+                 SELECT (SELECT coalesce(sum(moved), 0)::bigint FROM s) AS moved,
+                        (SELECT coalesce(array_agg(DISTINCT batch_id), '{{}}') FROM up WHERE n = 0) AS emptied"
+            ),
+            &[&FOLD_LIMIT],
+        )
+        .await?;
+    let emptied: Vec<Uuid> = row.get("emptied");
+    if !emptied.is_empty() {
+        // Keys that went back to zero (every contact moved on, every call of a minute ended)
+        // are dropped, so a batch keeps only the rows that count something.
+        txn.execute(
+            &format!("DELETE FROM {totals} WHERE batch_id = ANY($1) AND n = 0"),
+            &[&emptied],
+        )
+        .await?;
+    }
+    Ok(row.get("moved"))
 }
 
 /// Folds every `period` until `shutdown`; a backlog is folded at once, in [`FOLD_LIMIT`] steps.
