@@ -1,4 +1,4 @@
-# Sourced by up.sh and .ci/run: makes sure PostgreSQL, Redis and RabbitMQ answer on their local
+# Sourced by up.sh and scripts/test.sh: makes sure PostgreSQL, Redis and RabbitMQ answer on their local
 # ports, starting an installed-but-stopped one, installing a missing one with apt-get where it
 # can (Debian/Ubuntu, as root), and otherwise stopping with what to install.
 
