@@ -439,11 +439,11 @@ async fn during_a_rotation_deliveries_are_signed_with_both_secrets() {
     assert!(verifies(SECRET, &during), "the old secret verifies");
     assert!(
         readme_verifies(NEW, &during),
-        "the README's example, new secret"
+        "the API guide's example, new secret"
     );
     assert!(
         readme_verifies(SECRET, &during),
-        "the README's example, old secret"
+        "the API guide's example, old secret"
     );
 
     // The window has passed: the next delivery is signed with the new secret alone.
@@ -469,14 +469,14 @@ async fn during_a_rotation_deliveries_are_signed_with_both_secrets() {
     stop.cancel();
 }
 
-/// The README's verify example, run as a receiver runs it: its Python block, copied out of
-/// README.md, given the delivery's headers and body.
+/// The API guide's verify example, run as a receiver runs it: its Python block, copied out of
+/// docs/api.md, given the delivery's headers and body.
 fn readme_verifies(secret: &str, (headers, body): &(HeaderMap, Bytes)) -> bool {
     use std::io::Write;
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
     let fence = "```python\nimport base64, hmac";
-    let start = readme.find(fence).expect("the README's verify example") + "```python\n".len();
+    let start = readme.find(fence).expect("the API guide's verify example") + "```python\n".len();
     let code = &readme[start..][..readme[start..].find("```").unwrap()];
     let h = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
     let headers = serde_json::json!({
@@ -495,7 +495,7 @@ fn readme_verifies(secret: &str, (headers, body): &(HeaderMap, Bytes)) -> bool {
         .arg(headers.to_string())
         .stdin(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 runs the README's example");
+        .expect("python3 runs the API guide's example");
     child.stdin.take().unwrap().write_all(body).unwrap();
     child.wait().unwrap().success()
 }
