@@ -276,9 +276,9 @@ struct Resolver {
 
 impl Resolver {
     fn anchors_of(&mut self, file: &Path) -> &BTreeSet<String> {
-        self.anchors.entry(file.to_path_buf()).or_insert_with(|| {
-            anchors(&std::fs::read_to_string(file).unwrap_or_default())
-        })
+        self.anchors
+            .entry(file.to_path_buf())
+            .or_insert_with(|| anchors(&std::fs::read_to_string(file).unwrap_or_default()))
     }
 
     fn awaited(&self, file: &Path) -> bool {
@@ -342,7 +342,11 @@ fn every_citation_resolves_inside_the_repository() {
             continue;
         };
         let dir = file.parent().unwrap_or(&root).to_path_buf();
-        let shown = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+        let shown = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         for (line, citation) in citations(file, &text) {
             checked += 1;
             let verdict = match &citation {
@@ -371,7 +375,10 @@ fn every_citation_resolves_inside_the_repository() {
 
 #[test]
 fn the_scanner_reads_citations_as_written() {
-    assert_eq!(slug("Ingest: 100,000 contacts, streamed"), "ingest-100000-contacts-streamed");
+    assert_eq!(
+        slug("Ingest: 100,000 contacts, streamed"),
+        "ingest-100000-contacts-streamed"
+    );
     assert_eq!(
         slug("Do-not-call list: `POST /api/dnc`"),
         "do-not-call-list-post-apidnc"
@@ -388,7 +395,10 @@ fn the_scanner_reads_citations_as_written() {
         links("[a](api.md#x) [b](https://e.com) [c](../README.md \"t\")"),
         vec!["api.md#x".to_owned(), "../README.md".to_owned()]
     );
-    assert_eq!(invariants("(invariant 11; Invariant 4) invariants 14"), vec![11, 4, 14]);
+    assert_eq!(
+        invariants("(invariant 11; Invariant 4) invariants 14"),
+        vec![11, 4, 14]
+    );
     let arch = "## Invariants\n\n1. **One.** x\n2. **Two.**\n\n## Next\n\n3. **no**\n";
     assert_eq!(defined_invariants(arch), BTreeSet::from([1, 2]));
     let doc = "# A\n## B c\n```\n# not a heading\n```\n## B c\n<a id=\"x\"></a>\n";

@@ -74,14 +74,7 @@ fn noon_in_new_york() -> i64 {
     let now = chrono::Utc::now();
     let local = now.with_timezone(&chrono_tz::America::New_York);
     let noon = chrono_tz::America::New_York
-        .with_ymd_and_hms(
-            local.year(),
-            local.month(),
-            local.day(),
-            12,
-            0,
-            0,
-        )
+        .with_ymd_and_hms(local.year(), local.month(), local.day(), 12, 0, 0)
         .single()
         .expect("noon exists every day");
     (noon.with_timezone(&chrono::Utc) - now).num_seconds()
