@@ -350,7 +350,9 @@ fn every_citation_resolves_inside_the_repository() {
         for (line, citation) in citations(file, &text) {
             checked += 1;
             let verdict = match &citation {
-                Citation::Link(target) => resolver.resolve(file, target, &[dir.clone()]),
+                Citation::Link(target) => {
+                    resolver.resolve(file, target, std::slice::from_ref(&dir))
+                }
                 Citation::Mention(target) => {
                     resolver.resolve(file, target, &[dir.clone(), root.clone()])
                 }
