@@ -9,7 +9,7 @@
 #   BENCH_ONLY="dial fairness" scripts/bench.sh   # some groups: ingest dial fairness vogent scheduler
 #
 # Not part of CI: .ci/run never calls it (it takes minutes and wants the machine to itself).
-# Output (logs, the table as table.md, the record) goes to $BENCH_OUT (.dialfleet/bench).
+# Output (logs, the Markdown table, the record) goes to $BENCH_OUT (.dialfleet/bench).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

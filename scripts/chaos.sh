@@ -3,8 +3,8 @@
 #   scripts/chaos.sh                                   # every scenario, 300 contacts each
 #   scripts/chaos.sh --scenarios baseline,redis-flush --contacts 60 --json /tmp/chaos.json
 # CHAOS_PROFILE=release builds optimised binaries (slow to build on a small machine; debug is
-# the default and is what the README's table was measured with).
-# It starts and stops only its own processes; see README "Reliability".
+# the default and is what docs/reliability.md's table was measured with).
+# It starts and stops only its own processes; see docs/reliability.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 profile="${CHAOS_PROFILE:-debug}"

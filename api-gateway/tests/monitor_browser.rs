@@ -1,9 +1,10 @@
 //! The monitor page in a real browser: headless Chromium (Debian's `chromium` and
-//! `chromium-driver`, which `.ci/run` installs when missing) driven over WebDriver.
+//! `chromium-driver`, which `scripts/test.sh` installs when missing) driven over WebDriver.
 //!
 //! On a running batch it checks that the page's counters are the API's, that the event stream
 //! changes them within a second of a call ending, and that a bad token gets the 401 page; it
-//! saves a screenshot (to `docs/monitor.png`, shown in the README, with `UPDATE_SCREENSHOTS=1`).
+//! saves a screenshot (to `docs/monitor.png`, shown in docs/monitor.md, with
+//! `UPDATE_SCREENSHOTS=1`).
 //!
 //! The WebDriver client is the few JSON requests this test needs, over `reqwest`.
 
@@ -31,7 +32,7 @@ fn find(var: &str, candidates: &[&str]) -> String {
         .unwrap_or_else(|| {
             panic!(
                 "{} not found: install Debian's chromium and chromium-driver \
-                 (apt-get install -y chromium chromium-driver; .ci/run does it) or set {var}",
+                 (apt-get install -y chromium chromium-driver; scripts/test.sh does) or set {var}",
                 candidates[0]
             )
         })
@@ -290,7 +291,7 @@ async fn the_page_in_chromium_counts_as_the_api_and_follows_calls_live() {
 
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    // Saved beside the build, and over the README's copy only when asked
+    // Saved beside the build, and over the docs' copy only when asked
     // (`UPDATE_SCREENSHOTS=1`), so a test run leaves the working tree as it was.
     let path = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitor.png")

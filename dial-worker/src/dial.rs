@@ -212,7 +212,7 @@ async fn dial_pass(
 /// hands the contact back. A first delivery must not: nothing has read the contact yet, its
 /// release may not have committed, and a hand-back now would find it still `queued` and do
 /// nothing, leaving it `released` once the release lands. The careful path waits for the
-/// release (ARCHITECTURE.md, invariant 1).
+/// release (docs/architecture.md, invariant 1).
 async fn not_started(ctx: &Ctx, msg: &DialV1, path: Path, gate: Gate) -> Result<Pass, StepError> {
     match path {
         Path::FirstDelivery => {

@@ -1,4 +1,4 @@
-//! The carrier simulator's contract (ARCHITECTURE.md, "carrier-sim behaviour"), shared by the
+//! The carrier simulator's contract (docs/carrier-sim.md#behaviour), shared by the
 //! carrier-sim binary and the dial worker's in-process simulator so both pick the same ending
 //! for the same number.
 

@@ -1,6 +1,6 @@
 //! End-to-end tests live in `tests/`: they start every role in-process (the gateway, the ingest
 //! worker, the scheduler, the dial worker) with the carrier simulator, submit batches over HTTP
-//! and check the invariants of ARCHITECTURE.md against the simulator's call record.
+//! and check the invariants of docs/architecture.md against the simulator's call record.
 //!
 //! [`stack`] starts that stack, once for every test file.
 

@@ -77,7 +77,7 @@ fn chaos(scenarios: &str, contacts: usize, extra: &[&str]) {
 /// exceeded at any instant, the batch completed with the API's counts agreeing with the
 /// carrier's record. (`carrier-timeout` stays in the full suite: its ambiguous attempts keep
 /// their slots until the carrier can be asked, so released contacts may wait longer than the
-/// suite's 5 s stranding rule — a known limit in the README.)
+/// suite's 5 s stranding rule — a known limit in docs/reliability.md.)
 #[test]
 fn chaos_ci_subset_holds_every_invariant() {
     chaos(

@@ -75,8 +75,8 @@ impl Stack {
     }
 }
 
-/// The simulator's outcome by the number's last digit (ARCHITECTURE.md): 0–5 answered,
-/// 6 busy, 7 no-answer, 8 failed, 9 voicemail.
+/// The simulator's outcome by the number's last digit (docs/carrier-sim.md#behaviour): 0–5
+/// answered, 6 busy, 7 no-answer, 8 failed, 9 voicemail.
 fn number(i: usize) -> String {
     format!("+1201555{:04}", 100 + i)
 }

@@ -18,7 +18,7 @@ use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::validate::{Text, Violations, is_http_url};
 
-/// Dialgen's documented defaults (API-REFERENCE.md).
+/// Dialgen's documented defaults (docs/api.md#vendor-api-reference).
 pub const DEFAULT_PRIORITY: i16 = 5;
 /// Dialgen's documented default `maxCallsPerSecond`. Vogent jobs have no default of their own:
 /// without the `maxCallsPerSecond` extension only the workspace's rate bounds them.

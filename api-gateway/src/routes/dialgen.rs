@@ -1,4 +1,4 @@
-//! The Dialgen Call Batch surface (seed 004 and API-REFERENCE.md).
+//! The Dialgen Call Batch surface (seed 004 and docs/api.md#vendor-api-reference).
 
 use axum::extract::{Path, Request, State};
 use axum::http::header::CONTENT_TYPE;

@@ -1,4 +1,4 @@
-//! The Vogent Batch Dial Jobs surface (seeds 000–003 and API-REFERENCE.md).
+//! The Vogent Batch Dial Jobs surface (seeds 000–003 and docs/api.md#vendor-api-reference).
 
 use axum::extract::{Path, Request, State};
 use axum::http::HeaderMap;
@@ -542,8 +542,8 @@ impl DialRow {
     }
 }
 
-/// Vogent's Dial shape (API-REFERENCE.md), plus `attemptNumber`, `outcome`, `callSid`,
-/// `fromNumber` and `batchId`.
+/// Vogent's Dial shape (docs/api.md#vendor-api-reference), plus `attemptNumber`, `outcome`,
+/// `callSid`, `fromNumber` and `batchId`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Dial {

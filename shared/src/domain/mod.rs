@@ -1,7 +1,7 @@
 //! The domain types, parsed once at the edge so the rest of the code cannot hold an invalid
 //! phone number, timezone, schedule or status. Serde names match the seeds exactly.
 //!
-//! The vocabulary (README, "States and outcomes"): [`JobState`] and [`IngestState`] for a batch,
+//! The vocabulary (docs/api.md#states-and-outcomes): [`JobState`] and [`IngestState`] for a batch,
 //! [`ContactState`] for a contact, [`AttemptState`] and [`CallOutcome`] for a call
 //! ([`MachineDetection`] for how it is placed), each with its database name (`as_str`/`parse`,
 //! held by CHECK constraints); [`status`] and [`views`] map them to each API surface, [`stats`]

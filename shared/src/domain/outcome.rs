@@ -39,7 +39,7 @@ impl AttemptState {
     }
 }
 
-/// The outcome of one attempt (ARCHITECTURE.md, "Outcomes").
+/// The outcome of one attempt (docs/architecture.md#outcome).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallOutcome {

@@ -1,4 +1,5 @@
-//! One internal status model, and how each API surface names it (ARCHITECTURE.md, "Statuses").
+//! One internal status model, and how each API surface names it
+//! (docs/architecture.md#job-and-rows).
 //!
 //! The job's life ([`JobState`]) and its rows' life ([`IngestState`]) are separate because they
 //! overlap: a Vogent job may be started while its rows are still arriving.

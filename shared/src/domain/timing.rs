@@ -1,5 +1,5 @@
-//! The one rule for a call's duration and for the times every API surface shows (README,
-//! "States and outcomes"):
+//! The one rule for a call's duration and for the times every API surface shows
+//! (docs/api.md#states-and-outcomes):
 //!
 //! - **duration**: whole seconds from answered to ended, rounded to the nearest second (half
 //!   up); `0` for a call that ended without being answered; `None` (JSON `null`) while the call

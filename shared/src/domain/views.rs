@@ -1,5 +1,5 @@
 //! How each API surface names a contact's and a call's state: one function per surface, so the
-//! same call shows the same status wherever it is shown (ARCHITECTURE.md, invariant 12).
+//! same call shows the same status wherever it is shown (docs/architecture.md, invariant 12).
 //!
 //! Two views, one rule each:
 //! - **a call** (one dial attempt): Dialgen's `recentCalls[].status`, the `call.completed`
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::contact::ContactState;
 use super::outcome::{AttemptState, CallOutcome};
 
-/// Dialgen's call statuses (API-REFERENCE.md), plus `CANCELLED`.
+/// Dialgen's call statuses (docs/api.md#vendor-api-reference), plus `CANCELLED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum DialgenCallStatus {
