@@ -804,6 +804,48 @@ window_hours = 1
         );
     }
 
+    /// `cargo nextest run -p dialfleet-shared --lib bench_decide --run-ignored only --no-capture`
+    #[test]
+    #[ignore = "benchmark: prints figures"]
+    fn bench_decide() {
+        let pack = shipped();
+        let job = Window::default();
+        let ny = vec![tz("America/New_York")];
+        let fl = Candidates::for_contact("+13055550100", None, None, ny.clone());
+        let unknown = Candidates::for_contact("+18005550100", None, None, ny);
+        let calls = [utc("2026-12-07T14:00:00Z"), utc("2026-12-07T15:00:00Z")];
+        let n = 2_000;
+        for (name, c, t) in [
+            ("Florida, allowed (10:00)", &fl, utc("2026-12-07T15:00:00Z")),
+            ("Florida, held (20:30)", &fl, utc("2026-12-08T01:30:00Z")),
+            (
+                "unknown state, every rule, held (Sunday)",
+                &unknown,
+                utc("2026-12-06T17:00:00Z"),
+            ),
+        ] {
+            let q = query(&pack, c, &job, &calls);
+            let started = std::time::Instant::now();
+            for i in 0..n {
+                std::hint::black_box(decide(&q, t + Duration::seconds(i)));
+            }
+            println!("decide, {name}: {:?}", started.elapsed() / n as u32);
+        }
+        let started = std::time::Instant::now();
+        for i in 0..n {
+            std::hint::black_box(Candidates::for_contact(
+                &format!("+1305555{:04}", i),
+                None,
+                None,
+                vec![],
+            ));
+        }
+        println!(
+            "Candidates::for_contact: {:?}",
+            started.elapsed() / n as u32
+        );
+    }
+
     /// The oracle: `t` itself, else the first whole minute after it at which every gate is open
     /// and every cap has room, scanning minute by minute to the horizon.
     fn scan(q: &Query<'_>, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
