@@ -419,7 +419,8 @@ pub fn decide<'p>(q: &Query<'p>, t: DateTime<Utc>) -> Decision<'p> {
     let horizon = t + Duration::days(HORIZON_DAYS);
     let next_allowed = leapfrog(&gates, free, horizon);
     let (reason, rule) = match closed {
-        // The hours alone would open before the cap frees: the cap is what holds it.
+        // A closed gate names the hold, unless the gates alone would open before the cap frees:
+        // then the cap is what holds it.
         Some(g) if free <= t || leapfrog(&gates, t, horizon).is_none_or(|o| o >= free) => {
             g.reason()
         }
@@ -787,6 +788,34 @@ window_hours = 1
             ))
             .0,
             HoldReason::UnknownTimezone
+        );
+    }
+
+    #[test]
+    fn setting_and_reason_names() {
+        assert_eq!(RuleMode::parse("strictest"), Ok(RuleMode::Strictest));
+        assert_eq!(RuleMode::parse("federal"), Ok(RuleMode::Federal));
+        assert!(RuleMode::parse("lenient").is_err());
+        assert_eq!(RuleMode::default().as_str(), "strictest");
+        let names: Vec<&str> = [
+            HoldReason::StateNoCallDay,
+            HoldReason::StateHours,
+            HoldReason::RecipientHours,
+            HoldReason::StateCallCap,
+            HoldReason::UnknownTimezone,
+        ]
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "state_no_call_day",
+                "state_hours",
+                "recipient_hours",
+                "state_call_cap",
+                "unknown_timezone"
+            ]
         );
     }
 
