@@ -6,6 +6,7 @@
 
 pub mod cap;
 pub mod hours;
+pub mod jurisdiction;
 pub mod zones;
 
 pub use cap::FrequencyCap;
