@@ -32,6 +32,7 @@ use crate::routes::{
         vogent::create, vogent::list, vogent::fetch, vogent::update, vogent::set_paused, vogent::cancel,
         vogent::queue, vogent::dials, vogent::dial,
         dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
+        dialgen::pause, dialgen::resume, dialgen::cancel,
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
         workspace::fetch, workspace::update, workspace::rotate_secret,
         compliance::add, compliance::list, compliance::remove, compliance::opt_out, compliance::events,

@@ -277,7 +277,10 @@ pub(crate) async fn vogent_retry(
 ) -> Result<Json<Job>, ApiError> {
     let id = path_id(&id, JOB)?;
     let batch = retry::create(&state.db, ws.id, id, JOB, Surface::Vogent, body.check()?).await?;
-    Ok(Json(batch.to_job()))
+    Ok(Json(Job {
+        links: Some(crate::batches::model::JobLinks::of(&state.config, batch.id)),
+        ..batch.to_job()
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/batch/{id}/contacts", tag = "dialgen", operation_id = "appendBatchContacts", params(("id" = String, Path)), request_body = crate::openapi::AppendContacts, responses((status = 202, body = ContactsAppended), (status = 409, description = "the batch is final or still ingesting", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]

@@ -67,7 +67,11 @@ pub(crate) async fn create(
     } else {
         stream::receive_json::<VogentRow>(req, req_body.into_body(), check).await?
     };
-    Ok(Json(submitted.batch.to_job()))
+    // Extension: the monitor page, as `GET` and Dialgen's create answer it.
+    Ok(Json(Job {
+        links: Some(JobLinks::of(&state.config, submitted.batch.id)),
+        ..submitted.batch.to_job()
+    }))
 }
 
 /// The filters of the job list.
@@ -167,9 +171,7 @@ pub(crate) async fn fetch(
     // successes), and the live monitor page, as Dialgen batches have it.
     Ok(Json(Job {
         statistics: Some(crate::batches::stats::statistics(&batch, &counts)),
-        links: Some(JobLinks {
-            dashboard: crate::monitor::dashboard_link(&state.config, id, Utc::now()),
-        }),
+        links: Some(JobLinks::of(&state.config, id)),
         ..batch.to_job()
     }))
 }
@@ -359,6 +361,7 @@ fn job_scope(ws: &Workspace) -> Scope {
     Scope::Workspace {
         id: ws.id,
         what: "batch dial job",
+        surface: Surface::Vogent,
     }
 }
 
@@ -383,19 +386,12 @@ pub(crate) async fn set_paused(
     let paused = body
         .paused
         .ok_or_else(|| ApiError::field("paused", "is required (true or false)"))?;
-    let batch = control::set_paused(&state.db, job_scope(&ws), id, paused).await?;
+    let batch = control::pause_from_api(&state, job_scope(&ws), id, paused).await?;
     Ok(Json(batch.to_job()))
 }
 
-/// `/cancel`: CANCELLED ("manually stopped", seed 001); calls already connected finish.
-///
-/// The cancel takes effect when the job's state commits — no new call starts after that: the
-/// dial worker's attempt insert checks the job is `active`, and it re-reads the job after every
-/// wait — so that commit comes first and alone (invariant 6: within 1 s, whatever the job's
-/// size). Moving the queued rows to `cancelled` (for 100,000 rows it took 1.9 s, holding the
-/// job's row lock, while workers kept seeing the job `active`) follows in its own statement
-/// after the answer; the scheduler's cancel sweep does the same each tick, so a gateway that
-/// stops before it leaves nothing behind.
+/// `/cancel`: CANCELLED ("manually stopped", seed 001); calls already connected finish. No new
+/// call starts once the answer is sent (see `batches::control::cancel_from_api`).
 #[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/cancel", tag = "vogent", operation_id = "cancelBatchDialJob", params(("id" = String, Path, description = "id")), responses((status = 200, body = Job), (status = 409, description = "the job is final", body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
@@ -403,13 +399,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
-    let batch = control::cancel(&state.db, job_scope(&ws), id).await?;
-    let db = state.db.clone();
-    tokio::spawn(async move {
-        if let Err(e) = control::cancel_queued(&db, id).await {
-            tracing::warn!(batch_id = %id, error = %e, "queued rows not cancelled now; the scheduler's sweep will");
-        }
-    });
+    let batch = control::cancel_from_api(&state, job_scope(&ws), id).await?;
     Ok(Json(batch.to_job()))
 }
 
