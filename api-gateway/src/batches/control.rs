@@ -13,8 +13,8 @@ use shared::domain::status::TransitionError;
 use shared::domain::{JobState, MachineDetection, Surface};
 
 use super::model::{Batch, COLUMNS, VISIBLE};
-use crate::state::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Whose batch a control may touch.
 #[derive(Debug, Clone, Copy)]

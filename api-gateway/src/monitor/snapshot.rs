@@ -159,8 +159,13 @@ pub struct RecentCall {
 pub struct Snapshot {
     pub batch: Batch,
     pub agent_name: Option<String>,
+    /// The batch's own rate (`batch.max_calls_per_second` is the one its starts follow when it
+    /// has none); `None`: it follows the workspace's.
+    pub own_calls_per_second: Option<i32>,
     pub workspace_max_concurrent_dials: i32,
     pub workspace_max_calls_per_second: Option<i32>,
+    /// What bounds a batch without a rate in a workspace without one.
+    pub workspace_cps_ceiling: i32,
     pub tally: Tally,
     pub statistics: Statistics,
     /// Attempts without an outcome: this batch's, and the workspace's across its batches.
@@ -183,6 +188,9 @@ impl Snapshot {
     pub fn same_view(&self, other: &Snapshot) -> bool {
         self.batch.state == other.batch.state
             && self.batch.ingest_state == other.batch.ingest_state
+            && self.window_open() == other.window_open()
+            && self.lines_limit() == other.lines_limit()
+            && self.rate_limit() == other.rate_limit()
             && self.batch.rejected_rows == other.batch.rejected_rows
             && self.batch.completed_at == other.batch.completed_at
             && self.tally == other.tally
@@ -210,7 +218,95 @@ impl Snapshot {
     pub fn window_open(&self) -> bool {
         self.batch.window().is_open(self.at)
     }
+
+    /// The lines this batch may hold at most: the smaller of its `maxConcurrentDials` and its
+    /// workspace's limit (which its other batches share), and which one binds.
+    pub fn lines_limit(&self) -> Limit {
+        Limit::smaller(
+            self.batch.max_concurrent_dials,
+            Some(self.workspace_max_concurrent_dials),
+        )
+    }
+
+    /// The calls per second this batch may start at most, as the dial worker applies them: the
+    /// smaller of its own rate and its workspace's, and which one binds; with neither, the
+    /// workspace's ceiling.
+    pub fn rate_limit(&self) -> Limit {
+        match self.own_calls_per_second {
+            Some(own) => Limit::smaller(own, self.workspace_max_calls_per_second),
+            None => match self.workspace_max_calls_per_second {
+                Some(ws) => Limit {
+                    value: ws,
+                    binds: Binds::Workspace,
+                    other: None,
+                },
+                None => Limit {
+                    value: self.workspace_cps_ceiling,
+                    binds: Binds::Ceiling,
+                    other: None,
+                },
+            },
+        }
+    }
 }
+
+/// Which setting an effective limit comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binds {
+    Batch,
+    Workspace,
+    /// The batch's and the workspace's are equal.
+    Both,
+    /// Neither has one: the workspace's ceiling.
+    Ceiling,
+}
+
+/// An effective limit: its value, the setting it comes from, and the other setting's value
+/// when that one is larger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub value: i32,
+    pub binds: Binds,
+    pub other: Option<i32>,
+}
+
+impl Limit {
+    fn smaller(batch: i32, workspace: Option<i32>) -> Self {
+        match workspace {
+            None => Limit {
+                value: batch,
+                binds: Binds::Batch,
+                other: None,
+            },
+            Some(ws) if ws < batch => Limit {
+                value: ws,
+                binds: Binds::Workspace,
+                other: Some(batch),
+            },
+            Some(ws) if ws > batch => Limit {
+                value: batch,
+                binds: Binds::Batch,
+                other: Some(ws),
+            },
+            Some(_) => Limit {
+                value: batch,
+                binds: Binds::Both,
+                other: None,
+            },
+        }
+    }
+}
+
+/// A contact's name for the page: its own (Dialgen's `name`), else one from its `inputs`
+/// (Vogent rows carry no name of their own; their `inputs` often do), else NULL. `->>` on
+/// inputs that are not an object (Dialgen `metadata` may be any JSON) is NULL, never an error.
+const CONTACT_NAME: &str = "COALESCE(NULLIF(c.name, ''),
+    NULLIF(c.inputs->>'name', ''), NULLIF(c.inputs->>'fullName', ''),
+    NULLIF(c.inputs->>'full_name', ''), NULLIF(c.inputs->>'contactName', ''),
+    NULLIF(c.inputs->>'customerName', ''), NULLIF(c.inputs->>'customer_name', ''),
+    NULLIF(concat_ws(' ', NULLIF(c.inputs->>'firstName', ''), NULLIF(c.inputs->>'lastName', '')), ''),
+    NULLIF(concat_ws(' ', NULLIF(c.inputs->>'first_name', ''), NULLIF(c.inputs->>'last_name', '')), ''),
+    NULLIF(c.inputs->>'Name', ''))";
 
 /// Reads a snapshot of batch `id`; `chart` is the previous refresh's chart (empty at first),
 /// extended in place. `Ok(None)`: no such batch.
@@ -223,6 +319,7 @@ pub async fn read(
     let sql = format!(
         "SELECT x.*, w.max_concurrent_dials AS workspace_max_concurrent_dials,
             w.max_calls_per_second AS workspace_max_calls_per_second,
+            w.cps_ceiling AS workspace_cps_ceiling,
             (SELECT name FROM agents WHERE id = x.agent_id) AS agent_name,
             (SELECT coalesce(jsonb_agg(jsonb_build_array(state, last_outcome, hold_reason, n)), '[]')
                FROM ({groups}) s) AS counter_groups,
@@ -237,15 +334,17 @@ pub async fn read(
             (SELECT coalesce(jsonb_agg(jsonb_build_array(m, o, n)), '[]')
                FROM ({minutes}) c) AS minutes,
             (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at DESC, r.id DESC), '[]')
-               FROM (SELECT a.id, a.to_number, c.name AS contact_name, a.attempt_no, a.outcome,
+               FROM (SELECT a.id, a.to_number, {contact_name} AS contact_name, a.attempt_no, a.outcome,
                             a.created_at, a.answered_at, a.ended_at
                      FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
                      WHERE a.batch_id = x.id ORDER BY a.created_at DESC, a.id DESC LIMIT 20) r) AS recent,
             now() AS at
-         FROM (SELECT {COLUMNS} FROM batches WHERE id = $1 AND {VISIBLE}) x
+         FROM (SELECT {COLUMNS}, max_calls_per_second AS own_calls_per_second
+               FROM batches WHERE id = $1 AND {VISIBLE}) x
          JOIN workspaces w ON w.id = x.workspace_id",
         groups = counters::groups_of("x.id"),
         minutes = counters::minutes_of("x.id", "$2::timestamptz"),
+        contact_name = CONTACT_NAME,
     );
     let Some(row) = client.query_opt(&sql, &[&id, &*since]).await? else {
         return Ok(None);
@@ -279,8 +378,10 @@ pub async fn read(
     Ok(Some(Snapshot {
         held_until,
         agent_name: row.try_get("agent_name")?,
+        own_calls_per_second: row.try_get("own_calls_per_second")?,
         workspace_max_concurrent_dials: row.try_get("workspace_max_concurrent_dials")?,
         workspace_max_calls_per_second: row.try_get("workspace_max_calls_per_second")?,
+        workspace_cps_ceiling: row.try_get("workspace_cps_ceiling")?,
         tally,
         statistics,
         in_flight: row.try_get("in_flight")?,
