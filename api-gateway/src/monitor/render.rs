@@ -415,8 +415,10 @@ fn chart_svg(s: &Snapshot) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r##"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="calls per {bucket} by outcome" font-size="11" font-family="sans-serif"><text x="{W}" y="12" text-anchor="end" fill="#555" id="chart-bucket">each bar: {bucket}</text>"##,
-        bucket = bucket_words(per_bar)
+        r##"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="calls per {bucket} by outcome" font-size="11" font-family="sans-serif"><text x="{mid}" y="{ly}" text-anchor="middle" fill="#555" id="chart-bucket">each bar: {bucket}</text>"##,
+        bucket = bucket_words(per_bar),
+        mid = (W + 44.0) / 2.0,
+        ly = H - 6.0
     );
     let _ = write!(
         svg,
