@@ -22,7 +22,7 @@ pub const ROWS_PER_FRAME: usize = 256;
 /// One query parameter, owned by the stream.
 pub type Param = Box<dyn ToSql + Sync + Send>;
 
-/// Appends one row's bytes to the frame being built.
+/// Appends one row's bytes to the frame being built; a row it appends nothing for is left out.
 pub type Render = Box<dyn FnMut(&Row, &mut Vec<u8>) -> Result<(), ApiError> + Send>;
 
 /// How the rows are framed: `head`, the rows separated by `separator`, then `tail`.
@@ -80,11 +80,18 @@ pub async fn body(
             let _connection = &client;
             let mut frame = Vec::with_capacity(group.len() * 128);
             for row in group {
+                let before = frame.len();
                 if !first {
                     frame.extend_from_slice(separator);
                 }
-                first = false;
+                let at = frame.len();
                 render(&row?, &mut frame)?;
+                // A row the render wrote nothing for is left out, separator and all.
+                if frame.len() == at {
+                    frame.truncate(before);
+                } else {
+                    first = false;
+                }
             }
             Ok::<_, ApiError>(Bytes::from(frame))
         });

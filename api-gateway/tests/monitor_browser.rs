@@ -301,6 +301,29 @@ async fn the_page_in_chromium_counts_as_the_api_and_follows_calls_live() {
     std::fs::write(&path, &png).unwrap();
     println!("screenshot: {}", path.display());
 
+    // A pause and a resume through the Dialgen API reach the open page within a second (the
+    // control route has the batch's feed read at once).
+    for (action, status) in [("pause", "paused"), ("resume", "processing")] {
+        let sent = Instant::now();
+        let r = app
+            .post(&format!("/api/v1/batch/{}/{action}", run.batch_id))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        while !browser.text("status").await.starts_with(status) {
+            assert!(
+                sent.elapsed() < Duration::from_secs(1),
+                "the page did not show the {action} within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        println!(
+            "{action}: on the page {:?} after the request",
+            sent.elapsed()
+        );
+    }
+
     // A bad token gets the 401 page (the browser cannot see the status; reqwest checks it).
     let bad = link.replace("token=", "token=1");
     browser.goto(&bad).await;
@@ -317,4 +340,35 @@ async fn the_page_in_chromium_counts_as_the_api_and_follows_calls_live() {
     assert_eq!(r.status(), 401);
     browser.goto(&link[..link.find('?').unwrap()]).await;
     assert!(browser.text("denied").await.contains("no access token"));
+
+    // A 5,000-character name is cut with an ellipsis, whole on hover, and the page does not
+    // scroll sideways.
+    let name = "N".repeat(5_000);
+    let long = {
+        let client = app.env.db.get().await.unwrap();
+        let agent: uuid::Uuid = app.create_agent().await.parse().unwrap();
+        let ws = testkit::fixtures::WorkspaceIds {
+            id: app.workspace_id,
+            agent_id: agent,
+        };
+        testkit::fixtures::Batch::new(ws)
+            .name(&name)
+            .insert(&client)
+            .await
+    };
+    browser
+        .goto(&api_gateway::monitor::dashboard_link(
+            &config,
+            long,
+            Utc::now(),
+        ))
+        .await;
+    let layout = browser
+        .eval(
+            "var e = document.querySelector('h1 .clip'); var d = document.documentElement; \
+             return [d.scrollWidth - d.clientWidth, e.scrollWidth > e.clientWidth, e.title.length, \
+                     getComputedStyle(e).textOverflow];",
+        )
+        .await;
+    assert_eq!(layout, json!([0, true, 5000, "ellipsis"]), "{layout}");
 }

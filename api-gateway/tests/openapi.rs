@@ -92,6 +92,9 @@ fn operation_ids_are_unique_and_every_route_is_documented() {
         ("/api/v1/batch/list", "get"),
         ("/api/v1/batch/check-status", "get"),
         ("/api/v1/batch/{id}/status", "get"),
+        ("/api/v1/batch/{id}/pause", "post"),
+        ("/api/v1/batch/{id}/resume", "post"),
+        ("/api/v1/batch/{id}/cancel", "post"),
         ("/api/v1/batch/{id}/rejected", "get"),
         ("/api/v1/batch/{id}/results.csv", "get"),
         ("/api/v1/batch/{id}/retry", "post"),
@@ -652,9 +655,34 @@ async fn every_route_answers_as_documented() {
             ),
             ("/api/v1/batch/list", "/api/v1/batch/list".into()),
             ("/api/v1/batch/list", "/api/v1/batch/list?limit=1".into()),
+            (
+                "/api/v1/batch/list",
+                "/api/v1/batch/list?status=processing".into(),
+            ),
+            (
+                "/api/v1/batch/list",
+                "/api/v1/batch/list?status=paused&limit=1".into(),
+            ),
+            (
+                "/api/v1/batch/list",
+                "/api/v1/batch/list?status=nope".into(),
+            ),
         ],
     )
     .await;
+    for action in ["pause", "resume"] {
+        let template = format!("/api/v1/batch/{{id}}/{action}");
+        c.send(
+            &template,
+            app.post(&format!("/api/v1/batch/{run}/{action}")),
+        )
+        .await;
+        c.send(
+            &template,
+            app.post(&format!("/api/v1/batch/{}/{action}", Uuid::now_v7())),
+        )
+        .await;
+    }
     c.send(
         "/api/v1/batch/{id}/retry",
         app.post(&format!("/api/v1/batch/{run}/retry"))
@@ -669,6 +697,18 @@ async fn every_route_answers_as_documented() {
     c.send(
         "/api/batch_dial_jobs/{id}/cancel",
         app.post(&format!("/api/batch_dial_jobs/{run}/cancel")),
+    )
+    .await;
+    for id in [run, Uuid::now_v7()] {
+        c.send(
+            "/api/v1/batch/{id}/cancel",
+            app.post(&format!("/api/v1/batch/{id}/cancel")),
+        )
+        .await;
+    }
+    c.send(
+        "/api/v1/batch/{id}/pause",
+        app.post(&format!("/api/v1/batch/{run}/pause")),
     )
     .await;
     c.send(

@@ -215,7 +215,8 @@ pub struct Job {
     /// Dialgen's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statistics: Option<Statistics>,
-    /// `GET /api/batch_dial_jobs/{id}` only (extension): the live monitor page.
+    /// `GET /api/batch_dial_jobs/{id}`, the create and the retry only (extension): the live
+    /// monitor page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub links: Option<JobLinks>,
 }
@@ -226,4 +227,13 @@ pub struct JobLinks {
     /// The monitor page, with a token valid 7 days for this job only.
     #[schema(format = "uri")]
     pub dashboard: String,
+}
+
+impl JobLinks {
+    /// The links of job `id`, minted now.
+    pub fn of(config: &crate::config::Config, id: Uuid) -> Self {
+        Self {
+            dashboard: crate::monitor::dashboard_link(config, id, Utc::now()),
+        }
+    }
 }

@@ -6,6 +6,16 @@
 //! one snapshot per `MONITOR_REFRESH_MS` (one statement) and publishes it, rendered once into a
 //! [`View`], when the page would change, so 20 pages open on a batch cost the database what one does. A feed nobody has
 //! watched for [`IDLE_GRACE`] stops and is forgotten (a page reload within it finds it warm).
+//!
+//! **Never stale.** A feed that nobody watches, or whose batch has settled, stops reading; a
+//! page opened on it then would show figures as old as its last read (an operator saw `ACTIVE`
+//! 11 s after a pause). So a subscriber to a feed whose last read is older than [`FRESH`] asks
+//! its refresher for a read now and waits for it (up to [`FRESH`]): the first paint and the
+//! first event show figures read after the request arrived. Subscribers arriving together
+//! share that one read. And a control route ([`Hub::nudge`]) has the feed read at once, so a
+//! pause, resume or cancel reaches open pages in the time of one read, not of a refresh tick.
+//! A nudge reaches the feeds of this gateway; pages open on another replica follow at its next
+//! refresh tick.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::{Notify, OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -40,8 +50,29 @@ pub struct HubStats {
     pub published: AtomicU64,
 }
 
-/// One batch's feed: empty until its first read, then the sender its refresher publishes to.
-type Feed = OnceCell<watch::Sender<Arc<View>>>;
+/// How old a feed's last read may be when a page subscribes to it; older, the page waits for
+/// a read made for it.
+pub const FRESH: Duration = Duration::from_secs(1);
+
+/// One batch's feed.
+struct Feed {
+    /// Empty until its first read, then the sender its refresher publishes to.
+    view: OnceCell<watch::Sender<Arc<View>>>,
+    /// Wakes the refresher for a read now, watched or not, settled or not.
+    nudge: Notify,
+    /// When the refresher last finished a read (successful or not).
+    last_read: watch::Sender<Instant>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            view: OnceCell::new(),
+            nudge: Notify::new(),
+            last_read: watch::channel(Instant::now()).0,
+        }
+    }
+}
 
 /// The feeds of every watched batch.
 pub struct Hub {
@@ -66,11 +97,13 @@ impl Hub {
         }
     }
 
-    /// The live snapshots of batch `id`; the current one is ready at once. 404 if no such batch.
+    /// The live snapshots of batch `id`; the current one, read at most [`FRESH`] ago, is ready
+    /// at once. 404 if no such batch.
     ///
     /// Pages opened on a cold batch at once share one first read: the first request reads and
     /// starts the feed, the others wait for it (a `OnceCell` per batch), so 20 pages opened
-    /// together cost one read, not 20.
+    /// together cost one read, not 20. On a warm feed whose last read is older than [`FRESH`]
+    /// (nobody watched it, or its batch settled), they share one read made now.
     pub async fn subscribe(
         self: &Arc<Self>,
         id: Uuid,
@@ -83,37 +116,67 @@ impl Hub {
                 .entry(id)
                 .or_default()
                 .clone();
-            let started = cell.get_or_try_init(|| self.start(id)).await;
-            let mut feeds = self.feeds.lock().expect("not poisoned");
-            let current = feeds.get(&id).is_some_and(|c| Arc::ptr_eq(c, &cell));
-            match started {
-                // Subscribe under the map's lock, where a refresher that stops forgets its
-                // feed: a feed still in the map is still refreshed.
-                Ok(tx) if current => return Ok(tx.subscribe()),
-                // The feed stopped between the read and now: start another.
-                Ok(_) => continue,
-                Err(e) => {
-                    if current && !cell.initialized() {
-                        feeds.remove(&id);
+            let started = cell.view.get_or_try_init(|| self.start(id, &cell)).await;
+            let subscribed = {
+                let mut feeds = self.feeds.lock().expect("not poisoned");
+                let current = feeds.get(&id).is_some_and(|c| Arc::ptr_eq(c, &cell));
+                match started {
+                    // Subscribe under the map's lock, where a refresher that stops forgets its
+                    // feed: a feed still in the map is still refreshed.
+                    Ok(tx) if current => tx.subscribe(),
+                    // The feed stopped between the read and now: start another.
+                    Ok(_) => continue,
+                    Err(e) => {
+                        if current && !cell.view.initialized() {
+                            feeds.remove(&id);
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
                 }
-            }
+            };
+            Self::freshen(&cell).await;
+            return Ok(subscribed);
+        }
+    }
+
+    /// Waits for a read of `feed` made now, unless its last one is younger than [`FRESH`];
+    /// never longer than [`FRESH`] (a failing database must not hold the page).
+    async fn freshen(feed: &Feed) {
+        let mut last_read = feed.last_read.subscribe();
+        if last_read.borrow_and_update().elapsed() < FRESH {
+            return;
+        }
+        feed.nudge.notify_one();
+        let _ = tokio::time::timeout(FRESH, last_read.changed()).await;
+    }
+
+    /// Has batch `id`'s feed, if any page watches it here, read its figures now: a control
+    /// route calls this after its change committed, so open pages show it within one read.
+    pub fn nudge(&self, id: Uuid) {
+        let feed = self.feeds.lock().expect("not poisoned").get(&id).cloned();
+        if let Some(feed) = feed {
+            feed.nudge.notify_one();
         }
     }
 
     /// Reads the first snapshot of batch `id` and starts its refresher.
-    async fn start(self: &Arc<Self>, id: Uuid) -> Result<watch::Sender<Arc<View>>, ApiError> {
+    async fn start(
+        self: &Arc<Self>,
+        id: Uuid,
+        feed: &Arc<Feed>,
+    ) -> Result<watch::Sender<Arc<View>>, ApiError> {
         let mut chart = Chart::default();
         let mut since = None;
         let first = self
             .read(id, &mut chart, &mut since)
             .await?
             .ok_or(ApiError::NotFound("batch"))?;
+        feed.last_read.send_replace(Instant::now());
         let (tx, _) = watch::channel(Arc::new(View::of(first)));
         let hub = self.clone();
-        let feed = tx.clone();
-        tokio::spawn(async move { hub.refresh_loop(id, feed, chart, since).await });
+        let sender = tx.clone();
+        let feed = feed.clone();
+        tokio::spawn(async move { hub.refresh_loop(id, feed, sender, chart, since).await });
         Ok(tx)
     }
 
@@ -136,6 +199,7 @@ impl Hub {
     async fn refresh_loop(
         self: Arc<Self>,
         id: Uuid,
+        feed: Arc<Feed>,
         tx: watch::Sender<Arc<View>>,
         mut chart: Chart,
         mut since: Option<DateTime<Utc>>,
@@ -146,14 +210,20 @@ impl Hub {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
-            tokio::select! {
+            // A nudge reads now, whether anyone watches yet (a page about to subscribe) or the
+            // batch has settled (a page must see that the figures are current).
+            let nudged = tokio::select! {
                 _ = self.shutdown.cancelled() => {
                     self.feeds.lock().expect("not poisoned").remove(&id);
                     break;
                 }
-                _ = tick.tick() => {}
-            }
-            if tx.receiver_count() == 0 {
+                _ = tick.tick() => false,
+                _ = feed.nudge.notified() => true,
+            };
+            if nudged {
+                // The next tick a full interval after this read.
+                tick.reset();
+            } else if tx.receiver_count() == 0 {
                 let since_when = *unwatched_since.get_or_insert_with(Instant::now);
                 if since_when.elapsed() >= IDLE_GRACE {
                     // Forget the feed under the map's lock, where subscribers take receivers:
@@ -166,19 +236,23 @@ impl Hub {
                 }
                 continue;
             }
-            unwatched_since = None;
+            if tx.receiver_count() > 0 {
+                unwatched_since = None;
+            }
             // A finished batch whose every contact is final cannot change any more (final
             // contact states are terminal): once the last figures that move with time (calls
             // in the last 10 s) have settled too, the feed keeps its view and reads nothing.
             if tx.borrow().snapshot.is_settled() {
                 let since_when = *settled_since.get_or_insert_with(Instant::now);
-                if since_when.elapsed() >= SETTLE_AFTER {
+                if since_when.elapsed() >= SETTLE_AFTER && !nudged {
                     continue;
                 }
             } else {
                 settled_since = None;
             }
-            match self.read(id, &mut chart, &mut since).await {
+            let read = self.read(id, &mut chart, &mut since).await;
+            feed.last_read.send_replace(Instant::now());
+            match read {
                 Ok(Some(next)) => {
                     let changed = tx.send_if_modified(|current| {
                         if current.snapshot.same_view(&next) {

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use shared::domain::timing::call_duration_secs;
 
-use super::snapshot::{SERIES, Snapshot, eta};
+use super::snapshot::{Binds, Limit, SERIES, Snapshot};
+use crate::batches::eta::eta;
 
 /// One live part of the page.
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +98,37 @@ fn pct(part: i64, whole: i64) -> f64 {
     }
 }
 
+/// `part / whole` in percent to one decimal, or "—" while there is no denominator: a ratio of
+/// nothing is not 0 %.
+fn ratio(part: i64, whole: i64) -> String {
+    if whole <= 0 {
+        "—".to_owned()
+    } else {
+        format!("{:.1}%", pct(part, whole))
+    }
+}
+
+/// An effective limit in words: its value, then which setting binds (and the other's value).
+fn limit_text(limit: Limit, unit: &str, batch_setting: &str) -> String {
+    let Limit {
+        value,
+        binds,
+        other,
+    } = limit;
+    match (binds, other) {
+        (Binds::Batch, Some(ws)) => {
+            format!("{value} {unit} · the batch's {batch_setting} (workspace: {ws})")
+        }
+        (Binds::Batch, None) => format!("{value} {unit} · the batch's {batch_setting}"),
+        (Binds::Workspace, Some(own)) => {
+            format!("{value} {unit} · the workspace's limit (batch asks {own})")
+        }
+        (Binds::Workspace, None) => format!("{value} {unit} · the workspace's limit"),
+        (Binds::Both, _) => format!("{value} {unit} · batch and workspace alike"),
+        (Binds::Ceiling, _) => format!("{value} {unit} · the workspace's ceiling"),
+    }
+}
+
 /// Shows the last four digits only: the link can travel further than the API key.
 fn masked(number: &str) -> String {
     let n = number.chars().count();
@@ -125,7 +157,10 @@ fn schedule_and_eta(s: &Snapshot) -> (String, String) {
     let window = b.window();
     let now = s.at;
     let open = window.is_open(now);
-    let window_text = if open {
+    // A final batch dials no more: its window's state would say nothing true about it.
+    let window_text = if b.state.is_final() {
+        "— (the batch has ended)".to_owned()
+    } else if open {
         match window.next_close(now) {
             Some(close) => format!(
                 "open — closes {} (in {})",
@@ -158,8 +193,8 @@ fn schedule_and_eta(s: &Snapshot) -> (String, String) {
             (measured, "at the last minute's rate")
         } else {
             (
-                f64::from(b.max_calls_per_second),
-                "at the full maxCallsPerSecond, once calls flow",
+                f64::from(s.rate_limit().value.max(1)),
+                "at the full effective rate, once calls flow",
             )
         };
         let prefix = match b.state {
@@ -213,11 +248,16 @@ pub fn fragments(s: &Snapshot) -> Fragments {
     );
     t.insert("started", time_opt(b.started_at));
     t.insert("completed-at", time_opt(b.completed_at));
+    // The same ratios as `statistics`, "—" until they have a denominator.
+    let decided = st.succeeded + st.voicemail + st.failed;
     t.insert(
         "progress-text",
         format!(
-            "{} of {} contacts final ({:.1}%) · success rate {:.1}%",
-            st.processed, st.total, st.percent_complete, st.success_rate
+            "{} of {} contacts final ({}) · success rate {}",
+            st.processed,
+            st.total,
+            ratio(st.processed, st.total),
+            ratio(st.succeeded, decided)
         ),
     );
     w.insert("progress-done", pct(tl.completed + tl.voicemail, st.total));
@@ -236,7 +276,10 @@ pub fn fragments(s: &Snapshot) -> Fragments {
         ("n-queued", tl.queued),
         ("n-retry", tl.retry_waiting),
         ("n-deferred", tl.deferred),
-        ("n-in-progress", tl.in_progress),
+        // One definition of a call in flight, the capacity's: an attempt without an outcome.
+        // Contacts handed to a dial worker that have no call yet wait for a line or a token.
+        ("n-in-progress", s.in_flight),
+        ("n-waiting", (tl.in_progress - s.in_flight).max(0)),
         ("n-completed", tl.completed),
         ("n-voicemail", tl.voicemail),
         ("n-busy", tl.busy),
@@ -250,10 +293,28 @@ pub fn fragments(s: &Snapshot) -> Fragments {
     }
     t.insert("in-flight", s.in_flight.to_string());
     t.insert("ws-in-flight", s.workspace_in_flight.to_string());
-    w.insert(
-        "bar-in-flight",
-        pct(s.in_flight, i64::from(b.max_concurrent_dials)),
+    let lines = s.lines_limit();
+    let rate = s.rate_limit();
+    t.insert(
+        "limit-lines",
+        limit_text(lines, "lines", "maxConcurrentDials"),
     );
+    t.insert(
+        "limit-cps",
+        limit_text(rate, "calls/s", "maxCallsPerSecond"),
+    );
+    t.insert(
+        "ws-limit-lines",
+        s.workspace_max_concurrent_dials.to_string(),
+    );
+    t.insert(
+        "ws-limit-cps",
+        s.workspace_max_calls_per_second.map_or_else(
+            || format!("none (ceiling {})", s.workspace_cps_ceiling),
+            |n| n.to_string(),
+        ),
+    );
+    w.insert("bar-in-flight", pct(s.in_flight, i64::from(lines.value)));
     w.insert(
         "bar-ws-in-flight",
         pct(
@@ -265,7 +326,7 @@ pub fn fragments(s: &Snapshot) -> Fragments {
     t.insert("cps", format!("{cps:.1}"));
     w.insert(
         "bar-cps",
-        (cps / f64::from(b.max_calls_per_second) * 100.0).clamp(0.0, 100.0),
+        (cps / f64::from(rate.value.max(1)) * 100.0).clamp(0.0, 100.0),
     );
     let (window_text, eta_text) = schedule_and_eta(s);
     t.insert("window", window_text);
@@ -276,10 +337,55 @@ pub fn fragments(s: &Snapshot) -> Fragments {
     Fragments { t, h, w }
 }
 
+/// Bucket sizes in minutes, as a person reads them.
+const BUCKET_MINUTES: [i64; 14] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080,
+];
+
+/// The chart's axis: its first bucket's start (Unix seconds), minutes per bucket and buckets.
+///
+/// The axis runs from the first call's minute to now (to the end, for a final batch), at
+/// least [`MIN_MINUTES`] long, so a campaign of a minute is one narrow bar, not a full-width
+/// block; the bucket is the smallest of [`BUCKET_MINUTES`] that fits the whole life in
+/// `MAX_BARS` bars: minutes for a campaign of an hour or two, then 5, 15, 60 minutes… as it
+/// grows. Seconds are not possible: the chart reads the per-minute aggregate (migration V17),
+/// never the attempts.
+fn buckets(s: &Snapshot, first: i64, last: i64) -> (i64, i64, i64) {
+    const MAX_BARS: i64 = 120;
+    const MIN_MINUTES: i64 = 15;
+    let end = if s.batch.state.is_final() {
+        s.batch.completed_at.unwrap_or(s.at)
+    } else {
+        s.at
+    };
+    let end = (end.timestamp() - end.timestamp().rem_euclid(60)).max(last);
+    let minutes = ((end - first) / 60 + 1).max(MIN_MINUTES);
+    let per_bar = BUCKET_MINUTES
+        .into_iter()
+        .find(|n| (minutes + n - 1) / n <= MAX_BARS)
+        .unwrap_or((minutes + MAX_BARS - 1) / MAX_BARS);
+    let origin = first - first.rem_euclid(per_bar * 60);
+    let bars = (first + (minutes - 1) * 60 - origin) / (per_bar * 60) + 1;
+    (origin, per_bar, bars)
+}
+
+/// "1 minute", "5 minutes", "2 hours", "1 day".
+fn bucket_words(minutes: i64) -> String {
+    let (n, unit) = match minutes {
+        m if m % 1440 == 0 => (m / 1440, "day"),
+        m if m % 60 == 0 => (m / 60, "hour"),
+        m => (m, "minute"),
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
 fn chart_svg(s: &Snapshot) -> String {
     const W: f64 = 960.0;
     const H: f64 = 200.0;
-    const MAX_BARS: i64 = 120;
     let minutes = &s.chart.minutes;
     let (Some((&first, _)), Some((&last, _))) =
         (minutes.first_key_value(), minutes.last_key_value())
@@ -290,13 +396,10 @@ fn chart_svg(s: &Snapshot) -> String {
             y = H / 2.0
         );
     };
-    // Minutes per bar, so that the batch's whole life fits in at most MAX_BARS bars.
-    let span_minutes = (last - first) / 60 + 1;
-    let per_bar = ((span_minutes + MAX_BARS - 1) / MAX_BARS).max(1);
-    let bars = (span_minutes + per_bar - 1) / per_bar;
+    let (origin, per_bar, bars) = buckets(s, first, last);
     let mut sums = vec![[0i64; SERIES.len()]; bars as usize];
     for (minute, counts) in minutes {
-        let i = (((minute - first) / 60) / per_bar) as usize;
+        let i = (((minute - origin) / 60) / per_bar).clamp(0, bars - 1) as usize;
         for (k, n) in counts.iter().enumerate() {
             sums[i][k] += n;
         }
@@ -312,7 +415,10 @@ fn chart_svg(s: &Snapshot) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r##"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="calls per {per_bar} minute(s) by outcome" font-size="11" font-family="sans-serif">"##
+        r##"<svg viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="calls per {bucket} by outcome" font-size="11" font-family="sans-serif"><text x="{mid}" y="{ly}" text-anchor="middle" fill="#555" id="chart-bucket">each bar: {bucket}</text>"##,
+        bucket = bucket_words(per_bar),
+        mid = (W + 44.0) / 2.0,
+        ly = H - 6.0
     );
     let _ = write!(
         svg,
@@ -342,12 +448,12 @@ fn chart_svg(s: &Snapshot) -> String {
             .map(|t| t.format("%H:%M").to_string())
             .unwrap_or_default()
     };
-    let end = first + (bars * per_bar - 1) * 60;
+    let end = origin + (bars * per_bar - 1) * 60;
     let _ = write!(
         svg,
         r##"<text x="{left}" y="{ly}" fill="#555">{a}</text><text x="{W}" y="{ly}" text-anchor="end" fill="#555">{b} UTC</text></svg>"##,
         ly = H - 6.0,
-        a = label(first),
+        a = label(origin),
         b = label(end)
     );
     svg
@@ -363,11 +469,11 @@ fn recent_rows(s: &Snapshot) -> String {
         let class = outcome.replace(' ', "-");
         let duration = call_duration_secs(c.answered_at, c.ended_at)
             .map_or_else(|| "—".to_owned(), |d| format!("{d} s"));
+        let name = esc(c.contact_name.as_deref().unwrap_or("—"));
         let _ = write!(
             out,
-            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class="o o-{}">{}</span></td><td>{}</td></tr>"#,
+            r#"<tr><td>{}</td><td class="clip" title="{name}">{name}</td><td>{}</td><td>{}</td><td><span class="o o-{}">{}</span></td><td>{}</td></tr>"#,
             c.created_at.format("%H:%M:%S"),
-            esc(c.contact_name.as_deref().unwrap_or("—")),
             esc(&masked(&c.to_number)),
             c.attempt_no,
             esc(&class),
@@ -381,14 +487,16 @@ fn recent_rows(s: &Snapshot) -> String {
 const STYLE: &str = r#"
 :root{--fg:#1d2430;--muted:#6b7280;--line:#e5e7eb;--card:#fff;--bg:#f5f6f8}
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--fg);background:var(--bg)}
-header{padding:18px 24px;background:#111827;color:#f9fafb}header h1{margin:0;font-size:20px}
+header{padding:18px 24px;background:#111827;color:#f9fafb}header h1{margin:0;font-size:20px;display:flex;align-items:center;gap:8px;min-width:0}
+.clip{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;min-width:0}header h1 .pill{flex:none;margin-left:0}
+.meta .clip{display:inline-block;max-width:24em;vertical-align:bottom}
 header .meta{color:#cbd5e1;font-size:13px;margin-top:4px}.pill{display:inline-block;padding:1px 10px;border-radius:99px;background:#2563eb;color:#fff;font-size:12px;margin-left:8px;vertical-align:2px}
 main{padding:18px 24px;display:grid;gap:16px;grid-template-columns:repeat(auto-fit,minmax(300px,1fr))}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 16px}.wide{grid-column:1/-1}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 16px;min-width:0}.wide{grid-column:1/-1}
 h2{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);margin:0 0 10px}
 .bar{height:12px;background:#e5e7eb;border-radius:6px;overflow:hidden;display:flex}.bar span{display:block;height:100%}
 .done{background:#2e7d32}.fail{background:#c62828}.canc{background:#9e9e9e}.use{background:#2563eb}
-table{border-collapse:collapse;width:100%}td,th{padding:4px 6px;border-bottom:1px solid var(--line);text-align:left}
+table{border-collapse:collapse;width:100%}table.fixed{table-layout:fixed}td,th{padding:4px 6px;border-bottom:1px solid var(--line);text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums;font-weight:600}.muted{color:var(--muted)}
 .kv div{display:flex;justify-content:space-between;gap:12px;padding:3px 0}.kv b{font-weight:600;text-align:right}
 .o{padding:0 8px;border-radius:99px;font-size:12px;background:#eee}.o-completed{background:#c8e6c9}.o-voicemail{background:#dcedc8}
@@ -428,16 +536,14 @@ pub fn page(view: &View) -> String {
         .zip(COLORS)
         .map(|(name, c)| format!(r#"<span><i style="background:{c}"></i>{name}</span>"#))
         .collect();
-    let ws_cps = s
-        .workspace_max_calls_per_second
-        .map_or_else(|| "none".to_owned(), |n| n.to_string());
+    let ws_cps = t("ws-limit-cps");
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="referrer" content="no-referrer"><title>{name} · dialfleet monitor</title><style>{STYLE}</style></head>
 <body>
-<header><h1>{name}<span class="pill" id="status">{status}</span></h1>
-<div class="meta">batch <code>{id}</code> · {surface} · agent {agent} · created {created} · started <span id="started">{started}</span> · completed <span id="completed-at">{completed_at}</span></div></header>
+<header><h1><span class="clip" title="{name}">{name}</span><span class="pill" id="status">{status}</span></h1>
+<div class="meta">batch <code>{id}</code> · {surface} · agent <span class="clip" title="{agent}">{agent}</span> · created {created} · started <span id="started">{started}</span> · completed <span id="completed-at">{completed_at}</span></div></header>
 <main>
 <section class="card wide"><h2>Progress</h2>
 <div class="bar" aria-label="progress"><span class="done" id="progress-done" style="width:{pd}%"></span><span class="fail" id="progress-failed" style="width:{pf}%"></span><span class="canc" id="progress-cancelled" style="width:{pc}%"></span></div>
@@ -445,24 +551,24 @@ pub fn page(view: &View) -> String {
 <div class="kv"><div><span>contacts</span><b id="n-total">{total}</b></div><div><span>succeeded (a person answered)</span><b id="n-succeeded">{succeeded}</b></div><div><span>voicemail (a machine answered)</span><b id="n-voicemail-all">{voicemail_all}</b></div><div><span>failed</span><b id="n-failed-all">{failed_all}</b></div><div><span>cancelled</span><b id="n-cancelled-all">{cancelled_all}</b></div><div><span>not final yet</span><b id="n-pending">{pending}</b></div></div>
 </section>
 <section class="card"><h2>Contacts by state and outcome</h2><table>
-{queued}{retry}{deferred}{in_progress}{completed}{voicemail}{busy}{no_answer}{failed}{suppressed}{cancelled}{rejected}
+{queued}{retry}{deferred}{in_progress}{waiting}{completed}{voicemail}{busy}{no_answer}{failed}{suppressed}{cancelled}{rejected}
 </table></section>
 <section class="card"><h2>Capacity</h2><div class="kv">
-<div><span>calls in flight (this batch)</span><b><span id="in-flight">{in_flight}</span> / {max_dials} maxConcurrentDials</b></div>
+<div><span>calls in flight (this batch)</span><b><span id="in-flight">{in_flight}</span> / <span id="limit-lines">{limit_lines}</span></b></div>
 <div class="bar"><span class="use" id="bar-in-flight" style="width:{bif}%"></span></div>
-<div><span>calls in flight (workspace)</span><b><span id="ws-in-flight">{ws_in_flight}</span> / {ws_max} workspace limit</b></div>
+<div><span>calls in flight (workspace, all its batches)</span><b><span id="ws-in-flight">{ws_in_flight}</span> / <span id="ws-limit-lines">{ws_max}</span> lines · the workspace's limit</b></div>
 <div class="bar"><span class="use" id="bar-ws-in-flight" style="width:{bwif}%"></span></div>
-<div><span>calls per second (last 10 s)</span><b><span id="cps">{cps}</span> / {max_cps} maxCallsPerSecond</b></div>
+<div><span>calls per second (last 10 s)</span><b><span id="cps">{cps}</span> / <span id="limit-cps">{limit_cps}</span></b></div>
 <div class="bar"><span class="use" id="bar-cps" style="width:{bcps}%"></span></div>
-<div><span>workspace calls-per-second limit</span><b>{ws_cps}</b></div>
+<div><span>workspace calls-per-second limit</span><b id="ws-limit-cps">{ws_cps}</b></div>
 </div></section>
 <section class="card"><h2>Schedule and ETA</h2><div class="kv">
 <div><span>timezone</span><b>{tz}</b></div>
 <div><span>window</span><b id="window">{window}</b></div>
 <div><span>ETA</span><b id="eta">{eta}</b></div>
 </div></section>
-<section class="card wide"><h2>Calls per minute by outcome</h2><div id="chart">{chart}</div><div class="legend">{legend}</div></section>
-<section class="card wide"><h2>20 most recent calls</h2><table><thead><tr><th>started (UTC)</th><th>contact</th><th>number</th><th>attempt</th><th>outcome</th><th>duration</th></tr></thead><tbody id="recent">{recent}</tbody></table></section>
+<section class="card wide"><h2>Calls over time by outcome</h2><div id="chart">{chart}</div><div class="legend">{legend}</div></section>
+<section class="card wide"><h2>20 most recent calls</h2><table class="fixed"><colgroup><col style="width:13%"><col style="width:29%"><col style="width:17%"><col style="width:10%"><col style="width:17%"><col style="width:14%"></colgroup><thead><tr><th>started (UTC)</th><th>contact</th><th>{number_column}</th><th>attempt</th><th>outcome</th><th>duration</th></tr></thead><tbody id="recent">{recent}</tbody></table></section>
 </main>
 <footer>updated <span id="updated">{updated}</span> · <span id="live">static</span> · figures are recomputed at most every refresh interval and pushed to this page as they change</footer>
 <script>{SCRIPT}</script>
@@ -491,7 +597,8 @@ pub fn page(view: &View) -> String {
             "&nbsp;&nbsp;of which deferred by a compliance rule",
             "n-deferred"
         ),
-        in_progress = counter("in progress", "n-in-progress"),
+        in_progress = counter("calls in flight", "n-in-progress"),
+        waiting = counter("handed to a dialer, no call yet", "n-waiting"),
         completed = counter("completed", "n-completed"),
         voicemail = counter("voicemail", "n-voicemail"),
         busy = counter("busy", "n-busy"),
@@ -501,13 +608,17 @@ pub fn page(view: &View) -> String {
         cancelled = counter("cancelled", "n-cancelled"),
         rejected = counter("rejected at ingest", "n-rejected"),
         in_flight = t("in-flight"),
-        max_dials = b.max_concurrent_dials,
+        limit_lines = t("limit-lines"),
         bif = w("bar-in-flight"),
         ws_in_flight = t("ws-in-flight"),
-        ws_max = s.workspace_max_concurrent_dials,
+        ws_max = t("ws-limit-lines"),
         bwif = w("bar-ws-in-flight"),
         cps = t("cps"),
-        max_cps = b.max_calls_per_second,
+        limit_cps = t("limit-cps"),
+        number_column = match b.surface {
+            shared::domain::Surface::Vogent => "toNumber",
+            shared::domain::Surface::Dialgen => "phoneNumber",
+        },
         bcps = w("bar-cps"),
         tz = esc(&b.timezone),
         window = t("window"),

@@ -25,7 +25,6 @@ use uuid::Uuid;
 
 use shared::db::counters;
 use shared::domain::{CallOutcome, ContactCounts, ContactState, Statistics};
-use shared::schedule::Window;
 
 use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::error::ApiError;
@@ -160,8 +159,13 @@ pub struct RecentCall {
 pub struct Snapshot {
     pub batch: Batch,
     pub agent_name: Option<String>,
+    /// The batch's own rate (`batch.max_calls_per_second` is the one its starts follow when it
+    /// has none); `None`: it follows the workspace's.
+    pub own_calls_per_second: Option<i32>,
     pub workspace_max_concurrent_dials: i32,
     pub workspace_max_calls_per_second: Option<i32>,
+    /// What bounds a batch without a rate in a workspace without one.
+    pub workspace_cps_ceiling: i32,
     pub tally: Tally,
     pub statistics: Statistics,
     /// Attempts without an outcome: this batch's, and the workspace's across its batches.
@@ -184,6 +188,9 @@ impl Snapshot {
     pub fn same_view(&self, other: &Snapshot) -> bool {
         self.batch.state == other.batch.state
             && self.batch.ingest_state == other.batch.ingest_state
+            && self.window_open() == other.window_open()
+            && self.lines_limit() == other.lines_limit()
+            && self.rate_limit() == other.rate_limit()
             && self.batch.rejected_rows == other.batch.rejected_rows
             && self.batch.completed_at == other.batch.completed_at
             && self.tally == other.tally
@@ -211,7 +218,95 @@ impl Snapshot {
     pub fn window_open(&self) -> bool {
         self.batch.window().is_open(self.at)
     }
+
+    /// The lines this batch may hold at most: the smaller of its `maxConcurrentDials` and its
+    /// workspace's limit (which its other batches share), and which one binds.
+    pub fn lines_limit(&self) -> Limit {
+        Limit::smaller(
+            self.batch.max_concurrent_dials,
+            Some(self.workspace_max_concurrent_dials),
+        )
+    }
+
+    /// The calls per second this batch may start at most, as the dial worker applies them: the
+    /// smaller of its own rate and its workspace's, and which one binds; with neither, the
+    /// workspace's ceiling.
+    pub fn rate_limit(&self) -> Limit {
+        match self.own_calls_per_second {
+            Some(own) => Limit::smaller(own, self.workspace_max_calls_per_second),
+            None => match self.workspace_max_calls_per_second {
+                Some(ws) => Limit {
+                    value: ws,
+                    binds: Binds::Workspace,
+                    other: None,
+                },
+                None => Limit {
+                    value: self.workspace_cps_ceiling,
+                    binds: Binds::Ceiling,
+                    other: None,
+                },
+            },
+        }
+    }
 }
+
+/// Which setting an effective limit comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binds {
+    Batch,
+    Workspace,
+    /// The batch's and the workspace's are equal.
+    Both,
+    /// Neither has one: the workspace's ceiling.
+    Ceiling,
+}
+
+/// An effective limit: its value, the setting it comes from, and the other setting's value
+/// when that one is larger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub value: i32,
+    pub binds: Binds,
+    pub other: Option<i32>,
+}
+
+impl Limit {
+    fn smaller(batch: i32, workspace: Option<i32>) -> Self {
+        match workspace {
+            None => Limit {
+                value: batch,
+                binds: Binds::Batch,
+                other: None,
+            },
+            Some(ws) if ws < batch => Limit {
+                value: ws,
+                binds: Binds::Workspace,
+                other: Some(batch),
+            },
+            Some(ws) if ws > batch => Limit {
+                value: batch,
+                binds: Binds::Batch,
+                other: Some(ws),
+            },
+            Some(_) => Limit {
+                value: batch,
+                binds: Binds::Both,
+                other: None,
+            },
+        }
+    }
+}
+
+/// A contact's name for the page: its own (Dialgen's `name`), else one from its `inputs`
+/// (Vogent rows carry no name of their own; their `inputs` often do), else NULL. `->>` on
+/// inputs that are not an object (Dialgen `metadata` may be any JSON) is NULL, never an error.
+const CONTACT_NAME: &str = "COALESCE(NULLIF(c.name, ''),
+    NULLIF(c.inputs->>'name', ''), NULLIF(c.inputs->>'fullName', ''),
+    NULLIF(c.inputs->>'full_name', ''), NULLIF(c.inputs->>'contactName', ''),
+    NULLIF(c.inputs->>'customerName', ''), NULLIF(c.inputs->>'customer_name', ''),
+    NULLIF(concat_ws(' ', NULLIF(c.inputs->>'firstName', ''), NULLIF(c.inputs->>'lastName', '')), ''),
+    NULLIF(concat_ws(' ', NULLIF(c.inputs->>'first_name', ''), NULLIF(c.inputs->>'last_name', '')), ''),
+    NULLIF(c.inputs->>'Name', ''))";
 
 /// Reads a snapshot of batch `id`; `chart` is the previous refresh's chart (empty at first),
 /// extended in place. `Ok(None)`: no such batch.
@@ -224,6 +319,7 @@ pub async fn read(
     let sql = format!(
         "SELECT x.*, w.max_concurrent_dials AS workspace_max_concurrent_dials,
             w.max_calls_per_second AS workspace_max_calls_per_second,
+            w.cps_ceiling AS workspace_cps_ceiling,
             (SELECT name FROM agents WHERE id = x.agent_id) AS agent_name,
             (SELECT coalesce(jsonb_agg(jsonb_build_array(state, last_outcome, hold_reason, n)), '[]')
                FROM ({groups}) s) AS counter_groups,
@@ -238,15 +334,17 @@ pub async fn read(
             (SELECT coalesce(jsonb_agg(jsonb_build_array(m, o, n)), '[]')
                FROM ({minutes}) c) AS minutes,
             (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at DESC, r.id DESC), '[]')
-               FROM (SELECT a.id, a.to_number, c.name AS contact_name, a.attempt_no, a.outcome,
+               FROM (SELECT a.id, a.to_number, {contact_name} AS contact_name, a.attempt_no, a.outcome,
                             a.created_at, a.answered_at, a.ended_at
                      FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
                      WHERE a.batch_id = x.id ORDER BY a.created_at DESC, a.id DESC LIMIT 20) r) AS recent,
             now() AS at
-         FROM (SELECT {COLUMNS} FROM batches WHERE id = $1 AND {VISIBLE}) x
+         FROM (SELECT {COLUMNS}, max_calls_per_second AS own_calls_per_second
+               FROM batches WHERE id = $1 AND {VISIBLE}) x
          JOIN workspaces w ON w.id = x.workspace_id",
         groups = counters::groups_of("x.id"),
         minutes = counters::minutes_of("x.id", "$2::timestamptz"),
+        contact_name = CONTACT_NAME,
     );
     let Some(row) = client.query_opt(&sql, &[&id, &*since]).await? else {
         return Ok(None);
@@ -280,8 +378,10 @@ pub async fn read(
     Ok(Some(Snapshot {
         held_until,
         agent_name: row.try_get("agent_name")?,
+        own_calls_per_second: row.try_get("own_calls_per_second")?,
         workspace_max_concurrent_dials: row.try_get("workspace_max_concurrent_dials")?,
         workspace_max_calls_per_second: row.try_get("workspace_max_calls_per_second")?,
+        workspace_cps_ceiling: row.try_get("workspace_cps_ceiling")?,
         tally,
         statistics,
         in_flight: row.try_get("in_flight")?,
@@ -295,90 +395,9 @@ pub async fn read(
     }))
 }
 
-/// When the batch should be done, if calls go on at `rate` calls per second while its window
-/// is open: `seconds_of_work` is spent only inside the window's open spans, walked from `now`.
-/// `None`: the window does not open within its horizon, or the end is more than ten years away.
-///
-/// The walk is bounded: after the first week of spans, whole weeks of the same open time are
-/// skipped at once (a DST change makes that an approximation of an hour at most, which an ETA
-/// can carry), so months of work cost two weeks of spans, not months.
-pub fn eta(window: &Window, now: DateTime<Utc>, seconds_of_work: f64) -> Option<DateTime<Utc>> {
-    if !seconds_of_work.is_finite() || seconds_of_work < 0.0 {
-        return None;
-    }
-    // Beyond ten years the figure means nothing; it also keeps the arithmetic in range.
-    let mut left = Duration::milliseconds((seconds_of_work.min(3.2e8) * 1000.0) as i64);
-    let mut t = now;
-    let week_end = now + Duration::days(7);
-    let mut open_in_first_week = Duration::zero();
-    let mut skipped = false;
-    // A weekly schedule has a few dozen spans a week; two weeks of them bound the walk.
-    for _ in 0..1_000 {
-        if !skipped && t >= week_end && open_in_first_week > Duration::zero() {
-            skipped = true;
-            let weeks = (left.num_seconds() / open_in_first_week.num_seconds().max(1)).max(0);
-            if weeks > 520 {
-                return None;
-            }
-            t += Duration::days(7 * weeks);
-            left -= open_in_first_week * weeks as i32;
-            continue;
-        }
-        let open = window.next_open(t)?;
-        let Some(close) = window.next_close(open) else {
-            return Some(open + left);
-        };
-        let span = close - open;
-        if span >= left {
-            return Some(open + left);
-        }
-        left -= span;
-        if !skipped && open < week_end {
-            open_in_first_week += span.min(week_end - open);
-        }
-        t = close;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::schedule::StoredSchedule;
-
-    fn window(json: serde_json::Value) -> Window {
-        StoredSchedule::load(Some(json), "UTC").window(None)
-    }
-
-    #[test]
-    fn the_eta_spends_work_only_inside_the_window() {
-        // Open 09:00–10:00 UTC on every day.
-        let days: Vec<_> = (0..7)
-            .map(|d| serde_json::json!({"dayOfWeek": d, "timeSlots": [{"startTime": "09:00", "endTime": "10:00"}]}))
-            .collect();
-        let w = window(serde_json::json!({"days": days, "timezone": "UTC"}));
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        // 30 minutes of work at 09:45: 15 today, 15 tomorrow from 09:00.
-        assert_eq!(
-            eta(&w, at("2026-03-02T09:45:00Z"), 1800.0),
-            Some(at("2026-03-03T09:15:00Z"))
-        );
-        // Closed now: the work starts when the window opens.
-        assert_eq!(
-            eta(&w, at("2026-03-02T11:00:00Z"), 600.0),
-            Some(at("2026-03-03T09:10:00Z"))
-        );
-        // Months of work at an hour a day: about 90 days later, found without walking them all.
-        let far = eta(&w, at("2026-03-02T11:00:00Z"), 90.0 * 3600.0).unwrap();
-        let days = (far - at("2026-03-02T11:00:00Z")).num_hours() as f64 / 24.0;
-        assert!((88.0..=91.0).contains(&days), "{days} days");
-        // No schedule: always open.
-        let always = Window::new(None, None);
-        assert_eq!(
-            eta(&always, at("2026-03-02T11:00:00Z"), 60.0),
-            Some(at("2026-03-02T11:01:00Z"))
-        );
-    }
 
     #[test]
     fn the_chart_rereads_only_minutes_that_may_change() {

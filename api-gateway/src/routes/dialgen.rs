@@ -17,9 +17,9 @@ use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::{dialgen_call_status, dialgen_contact_status};
 use shared::domain::{ContactState, DialgenCallStatus, DialgenStatus, Surface};
 
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::DialgenContact;
+use crate::batches::control::{self, Scope};
 use crate::batches::csv::{self, is_multipart, multipart};
 use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::batches::settings::{self, DialgenCreate};
@@ -30,6 +30,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
 use crate::pagination::{Cursor, PageRequest};
 use crate::row_stream::{self, Framing, Param};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,10 +38,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/batch/list", get(list))
         .route("/api/v1/batch/check-status", get(check_status))
         .route("/api/v1/batch/{id}/status", get(status_link))
+        .route("/api/v1/batch/{id}/pause", post(pause))
+        .route("/api/v1/batch/{id}/resume", post(resume))
+        .route("/api/v1/batch/{id}/cancel", post(cancel))
         .route("/api/v1/status/batch", get(calls))
 }
 
-#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", operation_id = "createBatch", request_body(content((DialgenCreate = "application/json"), (crate::openapi::DialgenUpload = "multipart/form-data")), description = "JSON, or a CSV upload: part `file` (the contacts) and part `batch` (the JSON settings)"), params(crate::openapi::IdempotencyKey), responses((status = 202, body = BatchCreated), (status = 409, description = "a replay racing its original: retry", body = ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", operation_id = "createBatch", request_body(content((DialgenCreate = "application/json"), (crate::openapi::schemas::DialgenUpload = "multipart/form-data")), description = "JSON, or a CSV upload: part `file` (the contacts) and part `batch` (the JSON settings)"), params(crate::openapi::schemas::IdempotencyKey), responses((status = 202, body = BatchCreated), (status = 409, description = "a replay racing its original: retry", body = ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
@@ -188,6 +192,65 @@ pub(crate) async fn status_link(
     ))
 }
 
+/// The key's workspace, whose other batches answer "batch not found".
+fn batch_scope(ws: &Workspace) -> Scope {
+    Scope::Workspace {
+        id: ws.id,
+        what: "batch",
+        surface: Surface::Dialgen,
+    }
+}
+
+/// The batch after a control, in the check-status shape.
+async fn controlled(state: &AppState, batch: &Batch) -> Result<Json<CheckStatus>, ApiError> {
+    let client = state.db.get().await?;
+    Ok(Json(
+        stats::check_status(&client, batch, None, Utc::now()).await?,
+    ))
+}
+
+/// Extension: pauses the batch (`paused`). No new call starts once the answer is sent; calls
+/// already connected finish. Pausing a paused batch changes nothing; a `pending` one is
+/// readied paused. The same transition as Vogent's `POST /api/batch_dial_jobs/{id}/paused`.
+#[utoipa::path(post, path = "/api/v1/batch/{id}/pause", tag = "dialgen", operation_id = "pauseBatch", params(("id" = String, Path, description = "the batch's id")), responses((status = 200, description = "the batch, paused", body = CheckStatus), (status = 404, description = "not found in this workspace (another workspace's batch, or an id that is not a UUID)", body = ErrorBody), (status = 409, description = "the batch is final (completed, cancelled, failed)", body = ErrorBody)))]
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<CheckStatus>, ApiError> {
+    let id = path_id(&id, "batch")?;
+    let batch = control::pause_from_api(&state, batch_scope(&ws), id, true).await?;
+    controlled(&state, &batch).await
+}
+
+/// Extension: resumes a paused batch (or starts a `pending` one): it dials again as its
+/// schedule allows (`processing`, or `scheduled` while its window is closed). Resuming a
+/// running batch changes nothing.
+#[utoipa::path(post, path = "/api/v1/batch/{id}/resume", tag = "dialgen", operation_id = "resumeBatch", params(("id" = String, Path, description = "the batch's id")), responses((status = 200, description = "the batch, resumed", body = CheckStatus), (status = 404, description = "not found in this workspace (another workspace's batch, or an id that is not a UUID)", body = ErrorBody), (status = 409, description = "the batch is final (completed, cancelled, failed)", body = ErrorBody)))]
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<CheckStatus>, ApiError> {
+    let id = path_id(&id, "batch")?;
+    let batch = control::pause_from_api(&state, batch_scope(&ws), id, false).await?;
+    controlled(&state, &batch).await
+}
+
+/// Extension: cancels the batch (`cancelled`, final). No new call starts once the answer is
+/// sent; calls already connected finish; contacts not called yet become cancelled (shortly
+/// after the answer: the answer does not wait for them).
+#[utoipa::path(post, path = "/api/v1/batch/{id}/cancel", tag = "dialgen", operation_id = "cancelBatch", params(("id" = String, Path, description = "the batch's id")), responses((status = 200, description = "the batch, cancelled", body = CheckStatus), (status = 404, description = "not found in this workspace (another workspace's batch, or an id that is not a UUID)", body = ErrorBody), (status = 409, description = "the batch is final (completed, cancelled, failed)", body = ErrorBody)))]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    ws: Workspace,
+    Path(id): Path<String>,
+) -> Result<Json<CheckStatus>, ApiError> {
+    let id = path_id(&id, "batch")?;
+    let batch = control::cancel_from_api(&state, batch_scope(&ws), id).await?;
+    controlled(&state, &batch).await
+}
+
 /// `limit`/`cursor` of the batch list.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -197,6 +260,48 @@ pub(crate) struct ListQuery {
     limit: Option<i64>,
     /// The `X-Next-Cursor` of the previous page.
     cursor: Option<String>,
+    /// Extension: only batches with this status (as `status` shows it now); another value is
+    /// a 400 naming it.
+    #[param(value_type = Option<DialgenStatus>)]
+    status: Option<String>,
+}
+
+/// The status a list is filtered by, checked.
+fn status_filter(raw: Option<&str>) -> Result<Option<DialgenStatus>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    serde_json::from_value(Value::String(raw.to_owned()))
+        .map(Some)
+        .map_err(|_| {
+            let message = format!(
+                "status {:?} is not a batch status: use one of ingesting, scheduled, pending, processing, paused, completed, cancelled, failed",
+                raw.chars().take(100).collect::<String>()
+            );
+            ApiError::BadRequest {
+                details: vec![crate::error::FieldError::new("status", message.clone())],
+                message,
+            }
+        })
+}
+
+/// The stored (state, ingest state) pairs, as `state:ingest_state`, whose batches may show
+/// `status`: the database narrows the list to them with an index-friendly condition, and
+/// [`list_item`]'s exact status (which for `scheduled` and `processing` depends on the window
+/// at this instant) decides. From `dialgen_status` itself, so the two cannot disagree.
+fn stored_pairs(status: DialgenStatus) -> Vec<String> {
+    use shared::domain::status::dialgen_status;
+    use shared::domain::{IngestState, JobState};
+    let mut pairs = Vec::new();
+    for job in JobState::ALL {
+        for ingest in IngestState::ALL {
+            if [true, false]
+                .into_iter()
+                .any(|open| dialgen_status(job, ingest, open) == status)
+            {
+                pairs.push(format!("{}:{}", job.as_str(), ingest.as_str()));
+            }
+        }
+    }
+    pairs
 }
 
 /// One item of `/api/v1/batch/list`.
@@ -230,6 +335,7 @@ fn list_sql() -> String {
              FROM ({groups}) g) AS counter_groups
          FROM batches
          WHERE workspace_id = $1 AND {VISIBLE} AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+           AND ($5::text[] IS NULL OR state || ':' || ingest_state = ANY($5))
          ORDER BY created_at DESC, id DESC LIMIT $4",
         groups = counters::groups_of("batches.id"),
     )
@@ -279,7 +385,11 @@ fn list_item(
 /// Every batch of the workspace, newest first: streamed whole (as Dialgen documents it), or a
 /// page when `limit` or `cursor` is given. A page stays an array; the next one is named by the
 /// `Link: <…>; rel="next"` (RFC 8288) and `X-Next-Cursor` headers, absent on the last page.
-#[utoipa::path(get, path = "/api/v1/batch/list", tag = "dialgen", operation_id = "listBatches", params(ListQuery), responses((status = 200, body = Vec<BatchListItem>, headers(("Link" = String, description = "the next page, rel=\"next\""), ("X-Next-Cursor" = String, description = "the next page's cursor"))), (status = 422, description = "limit out of range", body = ErrorBody)))]
+///
+/// `status` keeps the batches whose status is that one now. Filtered `scheduled` or
+/// `processing` pages may hold fewer items than `limit` (a running batch's window decides,
+/// after the read): follow the next-page link until it is absent.
+#[utoipa::path(get, path = "/api/v1/batch/list", tag = "dialgen", operation_id = "listBatches", params(ListQuery), responses((status = 200, body = Vec<BatchListItem>, headers(("Link" = String, description = "the next page, rel=\"next\""), ("X-Next-Cursor" = String, description = "the next page's cursor"))), (status = 400, description = "status is not a batch status, or a cursor this API did not return", body = ErrorBody), (status = 422, description = "limit out of range", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ws: Workspace,
@@ -287,17 +397,27 @@ pub(crate) async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let page = PageRequest::parse_optional(q.limit, q.cursor.as_deref())?;
+    let wanted = status_filter(q.status.as_deref())?;
+    let pairs = wanted.map(stored_pairs);
     let client = state.db.get().await?;
     let now = Utc::now();
+    let keep = move |item: &BatchListItem| wanted.is_none_or(|w| item.status == w);
     let Some(page) = page else {
         let params: Vec<Param> = vec![
             Box::new(ws.id),
             Box::new(None::<chrono::DateTime<Utc>>),
             Box::new(Uuid::nil()),
             Box::new(None::<i64>),
+            Box::new(pairs),
         ];
-        let render: row_stream::Render =
-            Box::new(move |row, out| row_stream::push_json(out, &list_item(row, now)?));
+        // A row rendered as nothing is left out of the array (row_stream::body).
+        let render: row_stream::Render = Box::new(move |row, out| {
+            let item = list_item(row, now)?;
+            if keep(&item) {
+                row_stream::push_json(out, &item)?;
+            }
+            Ok(())
+        });
         let body = row_stream::body(
             client,
             &list_sql(),
@@ -310,19 +430,27 @@ pub(crate) async fn list(
     };
     let (after_at, after_id, fetch) = page.keyset();
     let rows = client
-        .query(&list_sql(), &[&ws.id, &after_at, &after_id, &fetch])
+        .query(&list_sql(), &[&ws.id, &after_at, &after_id, &fetch, &pairs])
         .await?;
     let cursor_of = |r: &tokio_postgres::Row| Cursor {
         at: r.get("created_at"),
         id: r.get("id"),
     };
     let (rows, cursor) = page.split(rows, cursor_of);
-    let items = rows
-        .iter()
-        .map(|r| list_item(r, now))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut items = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let item = list_item(r, now)?;
+        if keep(&item) {
+            items.push(item);
+        }
+    }
     let mut headers = HeaderMap::new();
-    crate::routes::lists::next_page_headers(&mut headers, &state, &uri, cursor.as_deref())?;
+    crate::pagination::next_page_headers(
+        &mut headers,
+        &state.config.public_url,
+        &uri,
+        cursor.as_deref(),
+    )?;
     Ok((headers, Json(items)).into_response())
 }
 
