@@ -22,6 +22,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The monitor pages' shared feeds, one per watched batch.
     pub monitor: Arc<crate::monitor::hub::Hub>,
+    /// Each workspace's request rate (checked as a request authenticates).
+    pub limiter: Arc<crate::rate_limit::RequestLimiter>,
 }
 
 /// The whole HTTP API.
@@ -80,8 +82,14 @@ pub async fn spawn(
         config.monitor_refresh,
         shutdown.clone(),
     ));
+    let limiter = crate::rate_limit::RequestLimiter::start(
+        &config.service,
+        &config.rate_limit,
+        shutdown.clone(),
+    );
     let state = AppState {
         monitor,
+        limiter,
         db,
         publisher,
         config: Arc::new(config.clone()),
