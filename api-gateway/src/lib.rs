@@ -16,7 +16,9 @@ pub mod pagination;
 pub mod rate_limit;
 pub mod routes;
 pub mod row_stream;
+pub mod state;
 pub mod validate;
 pub mod workspace;
 
-pub use app::{AppState, run, spawn};
+pub use app::{run, spawn};
+pub use state::AppState;
