@@ -720,3 +720,46 @@ fn readme_verifies(secret: &str, (headers, body): &(HeaderMap, Bytes)) -> bool {
     child.stdin.take().unwrap().write_all(body).unwrap();
     child.wait().unwrap().success()
 }
+
+/// A receiver's redirect is not followed: it could point the request anywhere, inside too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redirects_are_not_followed() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let (target, reached) = receiver(0).await;
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let target = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", target)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let ws = workspace(&env, 10).await;
+    let id = queue_delivery(&env, ws.id, None, "batch.completed", ws.id, &url, 0).await;
+    deliver(&env, testkit::TEST_ALLOWED_NETWORKS, &stop);
+    let client = env.db.get().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = client
+            .query_one(
+                "SELECT attempts, last_status_code FROM webhook_deliveries WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i32>(0) >= 1 {
+            assert_eq!(row.get::<_, Option<i32>>(1), Some(307));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never tried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        reached.lock().unwrap().is_empty(),
+        "the redirect was not followed"
+    );
+    stop.cancel();
+}
