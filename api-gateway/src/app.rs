@@ -67,8 +67,14 @@ pub async fn spawn(
         config.monitor_refresh,
         shutdown.clone(),
     ));
+    let limiter = crate::rate_limit::RequestLimiter::start(
+        &config.service,
+        &config.rate_limit,
+        shutdown.clone(),
+    );
     let state = AppState {
         monitor,
+        limiter,
         db,
         publisher,
         config: Arc::new(config.clone()),

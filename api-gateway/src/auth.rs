@@ -1,5 +1,6 @@
 //! API-key authentication: `Authorization: Bearer <key>` or `api_key: <key>` (both appear in the
-//! seeds). Every handler that takes a [`Workspace`] is scoped to the key's workspace.
+//! seeds). Every handler that takes a [`Workspace`] is scoped to the key's workspace, and
+//! its request is counted against the workspace's request rate (`crate::rate_limit`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -24,6 +25,48 @@ pub struct Workspace {
     pub default_retry: shared::domain::RetryStrategy,
     /// Region for numbers written without a country code.
     pub default_region: String,
+}
+
+impl Workspace {
+    /// The workspace of `parts`' API key, once its request is counted against the workspace's
+    /// rate (`crate::rate_limit`): 401 without a valid key, 429 over the rate.
+    async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = presented_key(parts)
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let client = state.db.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT w.id, w.max_concurrent_dials, w.cps_ceiling, w.max_attempts_ceiling, w.default_max_attempts, \
+                        w.default_busy_delay_ms, w.default_no_answer_delay_ms, w.default_region, \
+                        w.requests_per_second, w.request_burst \
+                 FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id \
+                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+                &[&hash_key(key)],
+            )
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        drop(client);
+        let id: Uuid = row.try_get("id")?;
+        state
+            .limiter
+            .check(
+                id,
+                row.try_get("requests_per_second")?,
+                row.try_get("request_burst")?,
+            )
+            .await
+            .map_err(ApiError::RateLimited)?;
+        let default_retry = crate::batches::model::retry_columns(&row, "default_")?;
+        Ok(Workspace {
+            id,
+            max_concurrent_dials: row.try_get("max_concurrent_dials")?,
+            cps_ceiling: row.try_get("cps_ceiling")?,
+            max_attempts_ceiling: row.try_get("max_attempts_ceiling")?,
+            default_retry,
+            default_region: row.try_get("default_region")?,
+        })
+    }
 }
 
 fn presented_key(parts: &Parts) -> Option<&str> {
@@ -54,28 +97,6 @@ impl FromRequestParts<AppState> for Workspace {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let key = presented_key(parts)
-            .filter(|k| !k.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
-        let client = state.db.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT w.id, w.max_concurrent_dials, w.cps_ceiling, w.max_attempts_ceiling, w.default_max_attempts, \
-                        w.default_busy_delay_ms, w.default_no_answer_delay_ms, w.default_region \
-                 FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id \
-                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-                &[&hash_key(key)],
-            )
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        let default_retry = crate::batches::model::retry_columns(&row, "default_")?;
-        Ok(Workspace {
-            id: row.try_get("id")?,
-            max_concurrent_dials: row.try_get("max_concurrent_dials")?,
-            cps_ceiling: row.try_get("cps_ceiling")?,
-            max_attempts_ceiling: row.try_get("max_attempts_ceiling")?,
-            default_retry,
-            default_region: row.try_get("default_region")?,
-        })
+        Self::authenticate(parts, state).await
     }
 }

@@ -40,6 +40,12 @@ pub struct WorkspaceUpdateArgs {
     /// The largest `retryStrategy.maxAttempts` a batch may ask for.
     #[arg(long)]
     pub max_attempts_ceiling: Option<i32>,
+    /// API requests per second the workspace may send (all gateway replicas together).
+    #[arg(long)]
+    pub requests_per_second: Option<i32>,
+    /// API requests it may send at once after a quiet spell.
+    #[arg(long)]
+    pub request_burst: Option<i32>,
     /// Retry defaults for batches that name none.
     #[arg(long)]
     pub default_max_attempts: Option<i32>,
@@ -123,13 +129,15 @@ fn settings_text(s: &Settings) -> String {
         .max_calls_per_second
         .map_or_else(|| "none".to_owned(), |n| n.to_string());
     format!(
-        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
+        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
         id = s.id,
         name = s.name,
         created = s.created_at,
         dials = s.max_concurrent_dials,
         cc = s.ceilings.max_calls_per_second,
         ac = s.ceilings.max_attempts,
+        rps = s.requests_per_second,
+        burst = s.request_burst,
         ma = s.retry_defaults.max_attempts,
         busy = s.retry_defaults.busy_delay,
         na = s.retry_defaults.no_answer_delay,
@@ -214,6 +222,8 @@ pub async fn workspace_update(
         default_busy_delay_ms: args.default_busy_delay_ms,
         default_no_answer_delay_ms: args.default_no_answer_delay_ms,
         default_region: args.default_region,
+        requests_per_second: args.requests_per_second,
+        request_burst: args.request_burst,
         compliance: workspace::Compliance {
             hours: args
                 .recipient_hours

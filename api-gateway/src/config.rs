@@ -25,6 +25,12 @@ pub struct Config {
     /// `MONITOR_REFRESH_MS`: how often an open monitor page's figures are recomputed (once per
     /// batch, shared by every page open on it).
     pub monitor_refresh: std::time::Duration,
+    /// `WEBHOOK_ALLOWED_NETWORKS`: private or reserved networks a webhook URL may nevertheless
+    /// name literally (CIDRs, comma-separated; none by default). The dial worker reads the same
+    /// setting for where it delivers (`shared::destination`).
+    pub webhook_allowed_networks: std::sync::Arc<shared::destination::AllowedNetworks>,
+    /// How the per-workspace request rate reaches Redis (`RATE_LIMIT_TIMEOUT_MS`).
+    pub rate_limit: crate::rate_limit::Settings,
 }
 
 /// The development default of `MONITOR_TOKEN_SECRET`.
@@ -45,6 +51,12 @@ impl Config {
                 env.parse::<u64>("MONITOR_REFRESH_MS", 500)?
                     .clamp(50, 60_000),
             ),
+            webhook_allowed_networks: std::sync::Arc::new(
+                env.parse("WEBHOOK_ALLOWED_NETWORKS", Default::default())?,
+            ),
+            rate_limit: crate::rate_limit::Settings {
+                timeout: env.millis("RATE_LIMIT_TIMEOUT_MS", 100)?,
+            },
         })
     }
 }

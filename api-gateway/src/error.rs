@@ -29,7 +29,7 @@ impl FieldError {
     }
 }
 
-/// Every error's body: 400, 401, 403, 404, 409, 413, 422, 500 and 503 alike.
+/// Every error's body: 400, 401, 403, 404, 409, 413, 422, 429, 500 and 503 alike.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// What went wrong.
@@ -68,6 +68,8 @@ pub enum ErrorCode {
     Conflict,
     /// 413
     PayloadTooLarge,
+    /// 429: the workspace's request rate is spent; `Retry-After` says when to come back.
+    RateLimited,
     /// 503
     Unavailable,
     /// 500
@@ -109,6 +111,10 @@ pub enum ApiError {
     /// 413: the body is too large.
     #[error("{0}")]
     TooLarge(String),
+    /// 429: the workspace sent more requests than its rate allows (`requestsPerSecond`, with
+    /// `requestBurst` at once); answered with `Retry-After`.
+    #[error("too many requests for this workspace; retry after {} s", retry_after_secs(*.0))]
+    RateLimited(std::time::Duration),
     /// 503: a dependency failed; the request changed nothing and may be retried.
     #[error("{0}")]
     Unavailable(String),
@@ -141,10 +147,17 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             Self::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up and at least 1: a client that waits that long is
+/// served (0 would invite an immediate retry that is refused again).
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0 || wait.is_zero())
 }
 
 impl From<tokio_postgres::Error> for ApiError {
@@ -198,7 +211,7 @@ impl IntoResponse for ApiError {
             Self::Validation(details) => format!("{} fields are invalid", details.len()),
             other => other.to_string(),
         };
-        (
+        let mut response = (
             status,
             Json(ErrorBody {
                 error: ErrorDetail {
@@ -208,6 +221,13 @@ impl IntoResponse for ApiError {
                 },
             }),
         )
-            .into_response()
+            .into_response();
+        if let Self::RateLimited(wait) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs(wait)),
+            );
+        }
+        response
     }
 }

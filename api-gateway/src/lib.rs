@@ -13,6 +13,7 @@ pub mod extract;
 pub mod monitor;
 pub mod openapi;
 pub mod pagination;
+pub mod rate_limit;
 pub mod routes;
 pub mod row_stream;
 pub mod state;

@@ -18,4 +18,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The monitor pages' shared feeds, one per watched batch.
     pub monitor: Arc<crate::monitor::hub::Hub>,
+    /// Each workspace's request rate (checked as a request authenticates).
+    pub limiter: Arc<crate::rate_limit::RequestLimiter>,
 }

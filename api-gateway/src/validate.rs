@@ -82,15 +82,12 @@ impl Violations {
     }
 }
 
-/// Whether `url` is an absolute http(s) URL with a host.
-pub fn is_http_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|r| {
-        let host = r.split(['/', '?', '#']).next().unwrap_or_default();
-        !host.is_empty() && !host.contains(char::is_whitespace)
-    })
+/// Checks a URL the fleet or its carrier will call (`shared::destination::parse_http_url`,
+/// the parse the HTTP client makes): `Err` is the message for the field.
+pub fn http_url(url: &str) -> Result<(), String> {
+    shared::destination::parse_http_url(url)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A pragmatic email check: one `@`, a non-empty local part, a dotted domain, no spaces.
@@ -129,9 +126,11 @@ mod tests {
 
     #[test]
     fn urls_and_emails() {
-        assert!(is_http_url("https://api.example.com/hook"));
-        assert!(!is_http_url("ftp://x"));
-        assert!(!is_http_url("https://"));
+        assert!(http_url("https://api.example.com/hook").is_ok());
+        assert!(http_url("ftp://x").is_err());
+        assert!(http_url("https://").is_err());
+        assert!(http_url("http://[").is_err());
+        assert!(http_url("https://\u{1}x\"]<>\u{9d}").is_err());
         assert!(is_email("jane@example.com"));
         assert!(!is_email("jane@example"));
         assert!(!is_email("jane example@x.com"));

@@ -5,8 +5,9 @@
 //! - the **tenant's own** (retry defaults, default region, and the compliance policy: recipient
 //!   calling hours, the unknown-timezone allowance, the frequency cap): an API key of the
 //!   workspace changes them;
-//! - the **operator's** (`maxConcurrentDials`, `maxCallsPerSecond`, the ceilings): they stand for
-//!   the carrier account and the operator's capacity, so only the operator changes them
+//! - the **operator's** (`maxConcurrentDials`, `maxCallsPerSecond`, the ceilings, and the API
+//!   request rate `requestsPerSecond` / `requestBurst`): they stand for the carrier account and
+//!   the operator's capacity, so only the operator changes them
 //!   ([`OperatorUpdate`], the CLI). A `PATCH` that tries is answered 403 naming each field.
 //!
 //! The webhook secret is never shown through the API, only its prefix; rotating it returns the
@@ -44,7 +45,7 @@ const COLUMNS: &str = "id, name, created_at, max_concurrent_dials, max_calls_per
     CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END \
         AS previous_webhook_secret_until, \
     recipient_hours_start, recipient_hours_end, allow_unknown_timezone, \
-    max_calls_per_number_count, max_calls_per_number_days";
+    max_calls_per_number_count, max_calls_per_number_days, requests_per_second, request_burst";
 
 /// A workspace's settings as the API shows them.
 ///
@@ -63,6 +64,11 @@ pub struct Settings {
     pub max_calls_per_second: Option<i32>,
     /// What a batch may ask for (operator's).
     pub ceilings: Ceilings,
+    /// API requests per second the workspace may send, sustained, across every gateway replica
+    /// (operator's; default 50). Beyond it: 429 with `Retry-After`.
+    pub requests_per_second: i32,
+    /// API requests it may send at once after a quiet spell (operator's; default 100).
+    pub request_burst: i32,
     /// For batches that name no retry strategy (every Vogent job); the tenant's.
     pub retry_defaults: RetryDefaults,
     /// Region for numbers written without a country code; the tenant's.
@@ -129,6 +135,8 @@ impl Settings {
                 max_calls_per_second: row.get("cps_ceiling"),
                 max_attempts: row.get("max_attempts_ceiling"),
             },
+            requests_per_second: row.get("requests_per_second"),
+            request_burst: row.get("request_burst"),
             retry_defaults: RetryDefaults {
                 max_attempts: row.get("default_max_attempts"),
                 busy_delay: row.get("default_busy_delay_ms"),
@@ -191,7 +199,18 @@ pub fn new_webhook_secret() -> String {
 
 /// The fields of `PATCH /api/workspace` that only the operator may change; a body naming one
 /// with a value other than the current one is refused with 403 naming it.
-pub const OPERATOR_FIELDS: [&str; 3] = ["maxConcurrentDials", "maxCallsPerSecond", "ceilings"];
+pub const OPERATOR_FIELDS: [&str; 5] = [
+    "maxConcurrentDials",
+    "maxCallsPerSecond",
+    "ceilings",
+    "requestsPerSecond",
+    "requestBurst",
+];
+
+/// The largest `--requests-per-second` (the column's bound, migration V20).
+pub const MAX_REQUESTS_PER_SECOND: i32 = 100_000;
+/// The largest `--request-burst` (the column's bound, migration V20).
+pub const MAX_REQUEST_BURST: i32 = 1_000_000;
 
 /// What a tenant may change with its API key. Every field is optional; absent ones stay.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -478,6 +497,10 @@ pub struct OperatorUpdate {
     pub default_busy_delay_ms: Option<i64>,
     pub default_no_answer_delay_ms: Option<i64>,
     pub default_region: Option<String>,
+    /// API requests per second (`--requests-per-second`).
+    pub requests_per_second: Option<i32>,
+    /// API requests at once (`--request-burst`).
+    pub request_burst: Option<i32>,
     /// The tenant's compliance policy, which the operator may set too.
     pub compliance: Compliance,
 }
@@ -494,6 +517,8 @@ impl OperatorUpdate {
             && self.default_busy_delay_ms.is_none()
             && self.default_no_answer_delay_ms.is_none()
             && self.default_region.is_none()
+            && self.requests_per_second.is_none()
+            && self.request_burst.is_none()
             && self.compliance.is_empty()
     }
 }
@@ -516,6 +541,19 @@ pub async fn apply_operator_update(
     positive(u.cps_ceiling, "--cps-ceiling")?;
     positive(u.max_attempts_ceiling, "--max-attempts-ceiling")?;
     positive(u.default_max_attempts, "--default-max-attempts")?;
+    for (v, flag, max) in [
+        (
+            u.requests_per_second,
+            "--requests-per-second",
+            MAX_REQUESTS_PER_SECOND,
+        ),
+        (u.request_burst, "--request-burst", MAX_REQUEST_BURST),
+    ] {
+        anyhow::ensure!(
+            v.is_none_or(|n| (1..=max).contains(&n)),
+            "{flag} must be between 1 and {max}"
+        );
+    }
     for (v, flag) in [
         (u.default_busy_delay_ms, "--default-busy-delay-ms"),
         (u.default_no_answer_delay_ms, "--default-no-answer-delay-ms"),
@@ -556,7 +594,9 @@ pub async fn apply_operator_update(
                  default_max_attempts = COALESCE($8, default_max_attempts),
                  default_busy_delay_ms = COALESCE($9, default_busy_delay_ms),
                  default_no_answer_delay_ms = COALESCE($10, default_no_answer_delay_ms),
-                 default_region = COALESCE($11, default_region)
+                 default_region = COALESCE($11, default_region),
+                 requests_per_second = COALESCE($12, requests_per_second),
+                 request_burst = COALESCE($13, request_burst)
              WHERE id = $1",
             &[
                 &id,
@@ -570,6 +610,8 @@ pub async fn apply_operator_update(
                 &u.default_busy_delay_ms,
                 &u.default_no_answer_delay_ms,
                 &u.default_region,
+                &u.requests_per_second,
+                &u.request_burst,
             ],
         )
         .await?;

@@ -396,6 +396,9 @@ async fn a_rotation_returns_the_new_secret_once_and_both_verify_for_24_hours() {
                 retry_base: Duration::from_secs(1),
                 retry_for: Duration::from_secs(60),
                 poll: Duration::from_millis(20),
+                allowed_networks: std::sync::Arc::new(
+                    testkit::TEST_ALLOWED_NETWORKS.parse().unwrap(),
+                ),
             };
             let task = tokio::spawn(dial_worker::webhooks::delivery::run(
                 db,

@@ -17,6 +17,10 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dialflee
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/}"
 export GATEWAY_ADDR="${GATEWAY_ADDR:-127.0.0.1:8080}"
+# Webhooks are never sent to loopback, private or reserved addresses unless allowed
+# (docs/security.md). Locally, exactly 127.0.0.1 is allowed, so a receiver on this machine
+# works; nothing else inside is reachable (not 127.0.0.2, not [::1], not the LAN).
+export WEBHOOK_ALLOWED_NETWORKS="${WEBHOOK_ALLOWED_NETWORKS:-127.0.0.1/32}"
 
 echo "==> building release binaries"
 (cd "$root" && cargo build --release --quiet --bins)
@@ -75,4 +79,5 @@ echo
 echo "dialfleet is up."
 echo "  gateway:  http://$GATEWAY_ADDR"
 echo "  API key:  $key"
+echo "  webhooks: may go to public addresses and to WEBHOOK_ALLOWED_NETWORKS=$WEBHOOK_ALLOWED_NETWORKS"
 echo "  logs:     $state/logs/   stop with: deploy/local/down.sh"

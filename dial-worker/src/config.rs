@@ -70,6 +70,9 @@ pub struct Config {
     pub webhook_retry_for: Duration,
     /// `WEBHOOK_POLL_MS`: how often due deliveries are looked for.
     pub webhook_poll: Duration,
+    /// `WEBHOOK_ALLOWED_NETWORKS`: private or reserved networks webhooks may nevertheless go to
+    /// (CIDRs, comma-separated; none by default). See `shared::destination`.
+    pub webhook_allowed_networks: shared::destination::AllowedNetworks,
     /// `DIAL_FAILPOINT=abort_after_insert:N`, for fault-injection tests only: abort the process
     /// right after its N-th attempt insert, before that attempt's carrier request.
     pub abort_after_insert: Option<u64>,
@@ -115,6 +118,7 @@ impl Config {
             webhook_retry_base: env.millis("WEBHOOK_RETRY_BASE_MS", 5000)?,
             webhook_retry_for: env.secs("WEBHOOK_RETRY_FOR_SECS", 86_400)?,
             webhook_poll: env.millis("WEBHOOK_POLL_MS", 500)?,
+            webhook_allowed_networks: env.parse("WEBHOOK_ALLOWED_NETWORKS", Default::default())?,
             abort_after_insert: failpoint(env)?,
         })
     }

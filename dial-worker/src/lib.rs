@@ -135,6 +135,7 @@ pub async fn spawn(
             retry_base: config.webhook_retry_base,
             retry_for: config.webhook_retry_for,
             poll: config.webhook_poll,
+            allowed_networks: std::sync::Arc::new(config.webhook_allowed_networks.clone()),
         },
         shutdown.clone(),
     ));

@@ -338,6 +338,7 @@ async fn a_send_failing_after_a_manual_retry_does_not_undo_it() {
             retry_base: Duration::from_secs(60),
             retry_for: Duration::from_secs(3600),
             poll: Duration::from_millis(20),
+            allowed_networks: Arc::new(testkit::TEST_ALLOWED_NETWORKS.parse().unwrap()),
         },
         stop.clone(),
     ));
@@ -372,6 +373,226 @@ async fn a_send_failing_after_a_manual_retry_does_not_undo_it() {
         ),
         ("delivered", Some(200))
     );
+    stop.cancel();
+}
+
+/// The delivery loop alone, allowing `allowed` (CIDRs) besides public addresses.
+fn deliver(env: &TestEnv, allowed: &str, stop: &CancellationToken) {
+    tokio::spawn(dial_worker::webhooks::delivery::run(
+        env.db.clone(),
+        dial_worker::webhooks::delivery::DeliverySettings {
+            concurrency: 8,
+            timeout: Duration::from_secs(5),
+            retry_base: Duration::from_millis(100),
+            retry_for: Duration::from_secs(3600),
+            poll: Duration::from_millis(20),
+            allowed_networks: Arc::new(allowed.parse().unwrap()),
+        },
+        stop.clone(),
+    ));
+}
+
+/// Queues a delivery of `event` about `subject` to `url`, due `due_in_ms` from now (negative:
+/// overdue); returns its id.
+async fn queue_delivery(
+    env: &TestEnv,
+    ws: uuid::Uuid,
+    batch: Option<uuid::Uuid>,
+    event: &str,
+    subject: uuid::Uuid,
+    url: &str,
+    due_in_ms: i64,
+) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    env.db
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO webhook_deliveries (id, workspace_id, batch_id, event, subject_id, url, payload, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, jsonb_build_object('event', $4::text, 'subject', $5::uuid),
+                     now() + make_interval(secs => $7::float8 / 1000))",
+            &[&id, &ws, &batch, &event, &subject, &url, &(due_in_ms as f64)],
+        )
+        .await
+        .unwrap();
+    id
+}
+
+/// Waits until no delivery is pending; returns each one's (state, attempts, last_error).
+async fn settled(env: &TestEnv) -> Vec<(uuid::Uuid, String, i32, Option<String>)> {
+    let client = env.db.get().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = client
+            .query(
+                "SELECT id, state, attempts, last_error FROM webhook_deliveries ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap();
+        if rows.iter().all(|r| r.get::<_, String>(1) != "pending") {
+            return rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still pending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A batch's `batch.completed` is delivered after every `call.completed` of the batch: even when
+/// it is due first (the scheduler writes it with its own `now`), and even when a call's
+/// delivery fails and waits for its retry. It used to be claimed with the calls' deliveries and
+/// sent alongside them (or alone, while one waited for its retry), so it could arrive first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_completed_arrives_after_every_call_completed() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    // The first request fails: one call's delivery waits for its retry.
+    let (url, received) = receiver(1).await;
+    let ws = workspace(&env, 10).await;
+    let batch_id = batch(&env, &new_batch(ws), &numbers("+1201555", 5, 0)).await;
+    let calls = 12;
+    for _ in 0..calls {
+        queue_delivery(
+            &env,
+            ws.id,
+            Some(batch_id),
+            "call.completed",
+            uuid::Uuid::now_v7(),
+            &url,
+            0,
+        )
+        .await;
+    }
+    queue_delivery(
+        &env,
+        ws.id,
+        Some(batch_id),
+        "batch.completed",
+        batch_id,
+        &url,
+        -1000,
+    )
+    .await;
+    deliver(&env, testkit::TEST_ALLOWED_NETWORKS, &stop);
+    settled(&env).await;
+
+    let events: Vec<(String, usize)> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, (_, body))| {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            (v["event"].as_str().unwrap().to_owned(), i)
+        })
+        .collect();
+    assert_eq!(
+        events.len(),
+        calls + 2,
+        "each once, one call twice: {events:?}"
+    );
+    let batch_at = events
+        .iter()
+        .find(|(e, _)| e == "batch.completed")
+        .map(|(_, i)| *i)
+        .unwrap();
+    assert_eq!(
+        batch_at,
+        events.len() - 1,
+        "batch.completed came last, after the failed call's retry: {events:?}"
+    );
+    stop.cancel();
+}
+
+/// Deliveries to a private or reserved destination outside WEBHOOK_ALLOWED_NETWORKS are not
+/// sent, fail at once with `blocked_destination` and are not retried: a literal address checked
+/// before sending, a name checked on the addresses it resolves to. 127.0.0.1 is served under the
+/// local allow-list, including through `localhost`. A URL the client cannot use fails at once
+/// too (it used to stay pending with `builder error`, retried for a day).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blocked_destinations_fail_at_once_and_are_never_sent() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let (url, received) = receiver(0).await;
+    let port = url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let ws = workspace(&env, 10).await;
+    let subject = uuid::Uuid::now_v7;
+    let literal_v4 = format!("http://127.0.0.2:{port}/hook");
+    let literal_v6 = format!("http://[::1]:{port}/hook");
+    let mapped = format!("http://[::ffff:127.0.0.3]:{port}/hook");
+    let by_name = format!("http://localhost:{port}/hook");
+    let mut ids = Vec::new();
+    for u in [
+        &literal_v4,
+        &literal_v6,
+        &mapped,
+        &"http://[".to_owned(),
+        &url,
+        &by_name,
+    ] {
+        ids.push(queue_delivery(&env, ws.id, None, "batch.completed", subject(), u, 0).await);
+    }
+    deliver(&env, testkit::TEST_ALLOWED_NETWORKS, &stop);
+    let rows = settled(&env).await;
+    let row = |id| rows.iter().find(|r| r.0 == id).unwrap().clone();
+    for id in &ids[..3] {
+        let (_, state, attempts, error) = row(*id);
+        assert_eq!((state.as_str(), attempts), ("failed", 1), "{error:?}");
+        assert!(
+            error.as_deref().unwrap().starts_with("blocked_destination"),
+            "{error:?}"
+        );
+    }
+    let (_, state, attempts, error) = row(ids[3]);
+    assert_eq!((state.as_str(), attempts), ("failed", 1));
+    assert!(
+        error.as_deref().unwrap().starts_with("invalid_url"),
+        "{error:?}"
+    );
+    for id in &ids[4..] {
+        assert_eq!(
+            row(*id).1,
+            "delivered",
+            "127.0.0.1 is allowed: {:?}",
+            row(*id)
+        );
+    }
+    assert_eq!(
+        received.lock().unwrap().len(),
+        2,
+        "only the allowed ones were sent"
+    );
+    stop.cancel();
+
+    // Nothing allowed: `localhost` resolves only to forbidden addresses, so the resolver
+    // refuses it before any connection.
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let ws = workspace(&env, 10).await;
+    let id = queue_delivery(&env, ws.id, None, "batch.completed", subject(), &by_name, 0).await;
+    deliver(&env, "", &stop);
+    let rows = settled(&env).await;
+    let (_, state, attempts, error) = rows.iter().find(|r| r.0 == id).unwrap().clone();
+    assert_eq!((state.as_str(), attempts), ("failed", 1), "{error:?}");
+    assert!(
+        error
+            .as_deref()
+            .unwrap()
+            .starts_with("blocked_destination: localhost is 127.0.0.1"),
+        "{error:?}"
+    );
+    assert_eq!(received.lock().unwrap().len(), 2, "nothing more was sent");
     stop.cancel();
 }
 
@@ -498,4 +719,47 @@ fn readme_verifies(secret: &str, (headers, body): &(HeaderMap, Bytes)) -> bool {
         .expect("python3 runs the API guide's example");
     child.stdin.take().unwrap().write_all(body).unwrap();
     child.wait().unwrap().success()
+}
+
+/// A receiver's redirect is not followed: it could point the request anywhere, inside too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redirects_are_not_followed() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let (target, reached) = receiver(0).await;
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let target = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", target)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let ws = workspace(&env, 10).await;
+    let id = queue_delivery(&env, ws.id, None, "batch.completed", ws.id, &url, 0).await;
+    deliver(&env, testkit::TEST_ALLOWED_NETWORKS, &stop);
+    let client = env.db.get().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = client
+            .query_one(
+                "SELECT attempts, last_status_code FROM webhook_deliveries WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i32>(0) >= 1 {
+            assert_eq!(row.get::<_, Option<i32>>(1), Some(307));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never tried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        reached.lock().unwrap().is_empty(),
+        "the redirect was not followed"
+    );
+    stop.cancel();
 }

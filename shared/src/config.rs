@@ -102,9 +102,21 @@ impl Env {
             .map(Duration::from_millis)
     }
 
-    /// A URL that must start with one of `schemes`.
+    /// A URL that must start with one of `schemes`; an http(s) one must also parse
+    /// (`destination::parse_http_url`).
     pub fn url(&self, name: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
         let value = self.string(name, default);
+        // An address the fleet will call over HTTP is parsed as its client parses it, so a
+        // typo fails at start, not at the first request.
+        if schemes.iter().all(|s| matches!(*s, "http" | "https"))
+            && let Err(e) = crate::destination::parse_http_url(&value)
+        {
+            return Err(ConfigError {
+                name: name.to_owned(),
+                reason: format!("the URL {e}"),
+                value,
+            });
+        }
         if schemes
             .iter()
             .any(|s| value.starts_with(&format!("{s}://")))

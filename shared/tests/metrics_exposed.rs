@@ -124,6 +124,7 @@ fn every_dashboard_series_is_exposed_once_recorded() {
     metrics::webhook_attempt(Ok(()), took);
     metrics::webhook_attempt(Err(metrics::WebhookFailure::Timeout), took);
     metrics::set_webhook_backlog(1);
+    metrics::rate_limit_fail_open();
     let http = [
         ("method", "GET".to_owned()),
         ("route", "/x".to_owned()),

@@ -49,6 +49,10 @@ impl Default for Services {
     }
 }
 
+/// The `WEBHOOK_ALLOWED_NETWORKS` every test role gets ([`TestEnv::env_vars`]): exactly the
+/// address tests' receivers listen on.
+pub const TEST_ALLOWED_NETWORKS: &str = "127.0.0.1/32";
+
 /// One test's private slice of the real services.
 pub struct TestEnv {
     /// Settings pointing at this test's database, queue prefix and Redis prefix; pass it to a
@@ -116,6 +120,12 @@ impl TestEnv {
             ("QUEUE_PREFIX".into(), self.config.queue_prefix.clone()),
             ("REDIS_URL".into(), self.config.redis_url.clone()),
             ("REDIS_PREFIX".into(), self.config.redis_prefix.clone()),
+            // Tests' webhook receivers listen on 127.0.0.1, a loopback address the fleet
+            // refuses to send to unless allowed: allow exactly that one, as deploy/local does.
+            (
+                "WEBHOOK_ALLOWED_NETWORKS".into(),
+                TEST_ALLOWED_NETWORKS.into(),
+            ),
         ]
     }
 

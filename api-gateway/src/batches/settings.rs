@@ -16,7 +16,7 @@ use shared::domain::{
 
 use crate::auth::Workspace;
 use crate::error::ApiError;
-use crate::validate::{Text, Violations, is_http_url};
+use crate::validate::{Text, Violations, http_url};
 
 /// Dialgen's documented defaults (docs/api.md#vendor-api-reference).
 pub const DEFAULT_PRIORITY: i16 = 5;
@@ -438,8 +438,9 @@ fn agent_id(value: Option<&str>, field: &str, v: &mut Violations) -> Uuid {
     }
 }
 
-/// Checks a `webhooks` object (at `path`): each URL given must be http(s). The stored form,
-/// `{"onCallComplete": url, …}` with the keys given, is the one every role reads.
+/// Checks a `webhooks` object (at `path`): each URL given must parse as an http(s) URL the
+/// delivery client can use. The stored form, `{"onCallComplete": url, …}` with the keys given,
+/// is the one every role reads. Where the URLs point is checked by [`check_destinations`].
 pub fn check_webhooks(hooks: Option<WebhooksIn>, path: &str, v: &mut Violations) -> Value {
     let mut webhooks = Map::new();
     if let Some(hooks) = hooks {
@@ -449,15 +450,46 @@ pub fn check_webhooks(hooks: Option<WebhooksIn>, path: &str, v: &mut Violations)
             (hooks.on_batch_failed, "onBatchFailed"),
         ] {
             if let Some(url) = value {
-                if is_http_url(&url) {
-                    webhooks.insert(key.to_owned(), Value::String(url.into_string()));
-                } else {
-                    v.add(format!("{path}.{key}"), "must be an http(s) URL");
+                match http_url(&url) {
+                    Ok(()) => {
+                        webhooks.insert(key.to_owned(), Value::String(url.into_string()));
+                    }
+                    Err(message) => v.add(format!("{path}.{key}"), message),
                 }
             }
         }
     }
     Value::Object(webhooks)
+}
+
+/// Refuses each webhook URL of `webhooks` (the object [`check_webhooks`] returns, at `path`)
+/// whose host is a literal private or reserved address outside `allowed`: it could never be
+/// delivered (`shared::destination`). A host name is judged at delivery, on the address it
+/// resolves to then.
+pub fn check_destinations(
+    webhooks: &Value,
+    path: &str,
+    allowed: &shared::destination::AllowedNetworks,
+    v: &mut Violations,
+) {
+    let Value::Object(hooks) = webhooks else {
+        return;
+    };
+    for (key, url) in hooks {
+        let Some(url) = url.as_str() else { continue };
+        let Ok(parsed) = shared::destination::parse_http_url(url) else {
+            continue;
+        };
+        if let Err(blocked) = allowed.check_url(&parsed) {
+            v.add(
+                format!("{path}.{key}"),
+                format!(
+                    "must not point to a private or reserved address ({}): webhooks are only delivered to public addresses and the operator's WEBHOOK_ALLOWED_NETWORKS",
+                    blocked.ip
+                ),
+            );
+        }
+    }
 }
 
 /// Checks a Vogent create body.

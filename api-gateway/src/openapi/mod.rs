@@ -3,7 +3,7 @@
 //! derived from the type the handler reads or returns, so the document cannot drift from the
 //! API. What this module adds is what no single handler states:
 //!
-//! - the error answers every route shares ([`CommonErrors`]): 401 and 503 everywhere, 400 where
+//! - the error answers every route shares ([`CommonErrors`]): 401, 429 and 503 everywhere, 400 where
 //!   a query or body is parsed, 404 where a path names a resource, 413 where a body is read —
 //!   all in the one [`ErrorBody`] shape;
 //! - the bodies the gateway parses as streams rather than through a type: the CSV uploads and
@@ -94,6 +94,10 @@ fn add_common_errors(op: &mut Operation) {
     let body = op.request_body.is_some();
     let mut errors = vec![
         ("401", "no valid API key"),
+        (
+            "429",
+            "the workspace's request rate is spent (requestsPerSecond, requestBurst); retry after the Retry-After header's seconds",
+        ),
         (
             "503",
             "a dependency (database, broker) is unavailable; nothing changed, retry",

@@ -16,7 +16,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::{Page, page_body};
 use crate::state::AppState;
-use crate::validate::{Text, Violations, is_http_url};
+use crate::validate::{Text, Violations, http_url};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -88,8 +88,11 @@ pub(crate) async fn create(
     }
     match body.answer_url.as_deref() {
         None => v.add("answerUrl", "is required"),
-        Some(url) if !is_http_url(url) => v.add("answerUrl", "must be an http(s) URL"),
-        Some(_) => {}
+        Some(url) => {
+            if let Err(message) = http_url(url) {
+                v.add("answerUrl", message);
+            }
+        }
     }
     v.into_result(())?;
     let client = state.db.get().await?;

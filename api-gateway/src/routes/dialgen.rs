@@ -59,9 +59,12 @@ pub(crate) async fn create(
         region_field: "options.defaultRegion",
         rows_key: "contacts",
     };
-    let check: stream::CheckHeader = Box::new(|header, ws, violations| {
+    let allowed = state.config.webhook_allowed_networks.clone();
+    let check: stream::CheckHeader = Box::new(move |header, ws, violations| {
         let header: DialgenCreate = settings::typed(header)?;
-        Ok(settings::check_dialgen(header, ws, Utc::now(), violations))
+        let batch = settings::check_dialgen(header, ws, Utc::now(), violations);
+        settings::check_destinations(&batch.webhooks, "options.webhooks", &allowed, violations);
+        Ok(batch)
     });
     let submitted = if is_multipart(&headers) {
         let multipart = multipart(req_body).await?;

@@ -55,9 +55,12 @@ pub(crate) async fn create(
         region_field: "defaultRegion",
         rows_key: "rows",
     };
-    let check: stream::CheckHeader = Box::new(|header, ws, violations| {
+    let allowed = state.config.webhook_allowed_networks.clone();
+    let check: stream::CheckHeader = Box::new(move |header, ws, violations| {
         let header: VogentCreate = settings::typed(header)?;
-        Ok(settings::check_vogent(header, ws, violations))
+        let batch = settings::check_vogent(header, ws, violations);
+        settings::check_destinations(&batch.webhooks, "webhooks", &allowed, violations);
+        Ok(batch)
     });
     let submitted = if is_multipart(&headers) {
         let multipart = multipart(req_body).await?;
@@ -196,6 +199,12 @@ pub(crate) async fn update(
     let mut change = Map::new();
     if body.webhooks.is_some() {
         let hooks = settings::check_webhooks(body.webhooks, "webhooks", &mut v);
+        settings::check_destinations(
+            &hooks,
+            "webhooks",
+            &state.config.webhook_allowed_networks,
+            &mut v,
+        );
         change.insert("webhooks".into(), hooks);
     }
     if let Some(name) = body.name.as_deref() {

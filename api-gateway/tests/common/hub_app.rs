@@ -37,6 +37,11 @@ impl HubApp {
             publisher: Arc::new(shared::queue::Publisher::new(env.broker.clone())),
             config: Arc::new(config.clone()),
             monitor: hub.clone(),
+            limiter: api_gateway::rate_limit::RequestLimiter::start(
+                &config.service,
+                &config.rate_limit,
+                stop.clone(),
+            ),
         };
         let app = api_gateway::app::router(state, Default::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -4,12 +4,22 @@
 //! SKIP LOCKED` on the due rows), so several workers share the work without holding a
 //! transaction open across an HTTP request; a worker that dies mid-request leaves the row to be
 //! picked up again when the claim runs out. Every attempt is recorded on the row.
+//!
+//! Receivers are tenants' choice, so requests go through `shared::destination`'s guard: a
+//! URL the client cannot use, or one that reaches a private or reserved address outside
+//! `WEBHOOK_ALLOWED_NETWORKS` (judged on the address connected to), fails at once and for good
+//! (`invalid_url`, `blocked_destination` in `last_error`) instead of being retried for a day.
+//!
+//! A batch's `batch.completed` (and `batch.failed`) is claimed only once none of its
+//! `call.completed` deliveries is pending (due, in flight or waiting for a retry), so a
+//! receiver never hears that a batch is done before it has heard of each of its calls.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::db::Pool;
+use shared::destination::{AllowedNetworks, parse_http_url};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -31,6 +41,9 @@ pub struct DeliverySettings {
     pub retry_for: Duration,
     /// How often due rows are looked for.
     pub poll: Duration,
+    /// The private or reserved networks receivers may nevertheless be in
+    /// (`WEBHOOK_ALLOWED_NETWORKS`).
+    pub allowed_networks: Arc<AllowedNetworks>,
 }
 
 /// The longest wait between two tries.
@@ -44,10 +57,18 @@ pub fn retry_delay(base: Duration, attempts: u32) -> Duration {
 
 /// Delivers until `shutdown`.
 pub async fn run(db: Pool, settings: DeliverySettings, shutdown: CancellationToken) {
-    let http = reqwest::Client::builder()
-        .timeout(settings.timeout)
+    let builder = reqwest::Client::builder().timeout(settings.timeout);
+    let http = match shared::destination::guarded_client(builder, settings.allowed_networks.clone())
         .build()
-        .unwrap_or_default();
+    {
+        Ok(http) => http,
+        Err(e) => {
+            // Never fall back to an unguarded client: no deliveries is better than deliveries
+            // into the operator's network.
+            tracing::error!(error = %e, "cannot build the webhook client; no deliveries");
+            return;
+        }
+    };
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let tasks = tokio_util::task::TaskTracker::new();
     while !shutdown.is_cancelled() {
@@ -117,8 +138,12 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
                 SET next_attempt_at = now() + make_interval(secs => $2::text::float8)
              FROM workspaces w
              WHERE w.id = d.workspace_id AND d.id IN (
-                 SELECT id FROM webhook_deliveries
+                 SELECT id FROM webhook_deliveries b
                  WHERE state = 'pending' AND next_attempt_at <= now()
+                   AND (event = 'call.completed' OR batch_id IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM webhook_deliveries c
+                        WHERE c.batch_id = b.batch_id AND c.state = 'pending'
+                          AND c.event = 'call.completed'))
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING d.id, d.url, d.payload, d.attempts, d.retry_from,
                        w.webhook_secret AS secret, d.attempts_before_retry,
@@ -158,9 +183,23 @@ async fn send(
     let timestamp = Utc::now().timestamp();
     let msg_id = row.id.to_string();
     let started = std::time::Instant::now();
-    let result = match signature::secret_key(&row.secret) {
-        Err(e) => Err((None, e.to_string())),
-        Ok(key) => {
+    // A URL that cannot be used or reaches a forbidden address will not get better by waiting.
+    let refused = match parse_http_url(&row.url) {
+        Err(e) => Some(format!("invalid_url: the URL {e}")),
+        Ok(url) => settings
+            .allowed_networks
+            .check_url(&url)
+            .err()
+            .map(|b| b.to_string()),
+    };
+    let mut permanent = refused.is_some();
+    let result = match (refused, signature::secret_key(&row.secret)) {
+        (Some(error), _) => {
+            shared::metrics::webhook_attempt(Err(WebhookFailure::Blocked), started.elapsed());
+            Err((None, error))
+        }
+        (None, Err(e)) => Err((None, e.to_string())),
+        (None, Ok(key)) => {
             let mut keys = vec![key];
             // The replaced secret signs too during the rotation window; an unreadable one (never
             // written by the gateway) only costs its own signature, not the delivery.
@@ -189,14 +228,24 @@ async fn send(
                         WebhookFailure::Http5xx
                     }),
                 ),
-                Err(e) => (
-                    Err((None, e.to_string())),
-                    Err(if e.is_timeout() {
-                        WebhookFailure::Timeout
-                    } else {
-                        WebhookFailure::Connect
-                    }),
-                ),
+                Err(e) => match shared::destination::blocked_in(&e) {
+                    // Every address the name resolved to is forbidden.
+                    Some(blocked) => {
+                        permanent = true;
+                        (
+                            Err((None, blocked.to_string())),
+                            Err(WebhookFailure::Blocked),
+                        )
+                    }
+                    None => (
+                        Err((None, error_chain(&e))),
+                        Err(if e.is_timeout() {
+                            WebhookFailure::Timeout
+                        } else {
+                            WebhookFailure::Connect
+                        }),
+                    ),
+                },
             };
             shared::metrics::webhook_attempt(attempt, started.elapsed());
             result
@@ -224,9 +273,10 @@ async fn send(
             let in_period = u32::try_from(attempts - row.attempts_before_retry).unwrap_or(1);
             let delay = retry_delay(settings.retry_base, in_period);
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            let give_up = next
-                > row.retry_from
-                    + chrono::Duration::from_std(settings.retry_for).unwrap_or_default();
+            let give_up = permanent
+                || next
+                    > row.retry_from
+                        + chrono::Duration::from_std(settings.retry_for).unwrap_or_default();
             tracing::info!(%error, give_up, "webhook delivery failed");
             client
                 .execute(
@@ -249,6 +299,19 @@ async fn send(
         }
     }
     Ok(())
+}
+
+/// `e` and its causes, `: `-separated: reqwest's own message ("error sending request") says
+/// nothing a receiver's owner can act on.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

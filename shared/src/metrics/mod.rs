@@ -131,6 +131,9 @@ pub const WEBHOOK_DELIVERY_SECONDS: &str = "dialfleet_webhook_delivery_seconds";
 pub const HTTP_REQUESTS_TOTAL: &str = "dialfleet_http_requests_total";
 /// `method`, `route`, `status`: request latency.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "dialfleet_http_request_duration_seconds";
+/// Requests the gateway let through without counting them, because the rate limiter could not
+/// reach Redis (it fails open).
+pub const RATE_LIMIT_FAIL_OPEN_TOTAL: &str = "dialfleet_rate_limit_fail_open_total";
 
 /// Every instrument, for the documentation and the dashboard test.
 pub const ALL: &[Metric] = &[
@@ -325,6 +328,12 @@ pub const ALL: &[Metric] = &[
         Kind::Histogram,
         "HTTP request latency.",
         &["method", "route", "status"],
+    ),
+    m(
+        RATE_LIMIT_FAIL_OPEN_TOTAL,
+        Kind::Counter,
+        "Requests let through unlimited because the rate limiter could not reach Redis.",
+        &[],
     ),
 ];
 
@@ -638,6 +647,9 @@ pub enum WebhookFailure {
     Timeout,
     /// Could not connect (DNS, refused, TLS).
     Connect,
+    /// Not sent: the URL is unusable or its address is private or reserved and not allowed
+    /// (`WEBHOOK_ALLOWED_NETWORKS`).
+    Blocked,
 }
 
 /// Records a delivery attempt: `Ok(())` when accepted, else why it failed.
@@ -651,10 +663,16 @@ pub fn webhook_attempt(result: Result<(), WebhookFailure>, took: Duration) {
                 WebhookFailure::Http5xx => "http_5xx",
                 WebhookFailure::Timeout => "timeout",
                 WebhookFailure::Connect => "connect",
+                WebhookFailure::Blocked => "blocked_destination",
             };
             counter!(WEBHOOK_FAILURES_TOTAL, "reason" => reason).increment(1);
         }
     }
+}
+
+/// Counts a request the rate limiter let through because Redis could not answer.
+pub fn rate_limit_fail_open() {
+    counter!(RATE_LIMIT_FAIL_OPEN_TOTAL).increment(1);
 }
 
 /// Sets the number of deliveries waiting for a retry (the sampler calls it).
