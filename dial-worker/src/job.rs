@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::compliance::RecipientHours;
-use shared::domain::MachineDetection;
+use shared::domain::{ContactState, JobState, MachineDetection};
 use shared::schedule::{StoredSchedule, Window};
 use tokio::time::Instant;
 use tokio_postgres::Row;
@@ -26,11 +26,11 @@ pub(crate) enum Gate {
 
 impl Gate {
     /// What a contact handed back becomes.
-    pub(crate) fn contact_state(self) -> &'static str {
+    pub(crate) fn contact_state(self) -> ContactState {
         if self == Gate::Cancel {
-            "cancelled"
+            ContactState::Cancelled
         } else {
-            "queued"
+            ContactState::Queued
         }
     }
 }
@@ -38,7 +38,7 @@ impl Gate {
 /// A job as the dial path needs it, its limits checked once when read.
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
-    pub(crate) state: String,
+    pub(crate) state: JobState,
     pub(crate) workspace_id: Uuid,
     pub(crate) job_limit: u32,
     /// The job's own rate; `None`: the workspace's rate alone bounds it.
@@ -61,10 +61,10 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn gate(&self, now: DateTime<Utc>) -> Gate {
-        match self.state.as_str() {
-            "active" if self.window.is_open(now) => Gate::Go,
-            "active" | "paused" | "created" => Gate::Requeue,
-            _ => Gate::Cancel,
+        match self.state {
+            JobState::Active if self.window.is_open(now) => Gate::Go,
+            JobState::Active | JobState::Paused | JobState::Created => Gate::Requeue,
+            JobState::Cancelled | JobState::Completed | JobState::Failed => Gate::Cancel,
         }
     }
 }
@@ -233,7 +233,12 @@ impl JobRow {
             job_cps: rate("max_calls_per_second", self.job_cps)?,
             workspace_limit: count("workspace max_concurrent_dials", self.workspace_limit)?,
             workspace_cps: rate("workspace max_calls_per_second", self.workspace_cps)?,
-            state: self.state,
+            state: JobState::parse(&self.state).ok_or_else(|| {
+                StepError::Invalid(format!(
+                    "{subject}: state {:?} is not in the vocabulary",
+                    self.state
+                ))
+            })?,
             workspace_id: self.workspace_id,
             window: StoredSchedule::load(self.schedule, &self.timezone)
                 .window(self.scheduled_start_time),

@@ -310,7 +310,7 @@ async fn reconcile_unplaced(
         }
     };
     match free.as_slice() {
-        [] => take_back(ctx, attempt_id, updated_at).await,
+        [] => take_back_unplaced(ctx, attempt_id, updated_at).await,
         [sid] => {
             if adopt(ctx, attempt_id, sid).await? {
                 tracing::info!(%attempt_id, "call found at the carrier; its id adopted");
@@ -354,7 +354,7 @@ async fn adopt(ctx: &Ctx, attempt_id: Uuid, sid: &str) -> Result<bool, StepError
 /// unchanged since `seen` (no worker touched it to send it, nobody stored a call id) and the
 /// contact is still `dialing` it — the row goes, the contact is `queued` again (due now, its
 /// attempt count restored) or `cancelled` if its job is over; then the slot is given back.
-async fn take_back(
+async fn take_back_unplaced(
     ctx: &Ctx,
     attempt_id: Uuid,
     seen: DateTime<Utc>,
@@ -392,10 +392,7 @@ async fn take_back(
         row.try_get("batch_id")?,
         row.try_get("contact_state")?,
     );
-    ctx.held.forget(attempt_id);
-    if let Err(e) = ctx.limits.release(workspace_id, batch_id, attempt_id).await {
-        tracing::warn!(error = %e, "slot not released; its lease will lapse");
-    }
+    ctx.give_back_slot(workspace_id, batch_id, attempt_id).await;
     tracing::warn!(
         %attempt_id,
         contact_state = %state,
