@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::compliance::hours::DeferReason;
-use shared::domain::ContactState;
+use shared::domain::{CallOutcome, ContactState};
 use shared::queue::messages::DialV1;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -53,11 +53,7 @@ pub(crate) struct ExistingAttempt {
 }
 
 impl ContactRow {
-    fn from_row(r: &Row) -> Result<Self, StepError> {
-        let state: String = r.try_get("state")?;
-        let state = ContactState::parse(&state).ok_or_else(|| {
-            StepError::Invalid(format!("contact state {state:?} is not in the vocabulary"))
-        })?;
+    fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
         let existing = match r.try_get::<_, Option<Uuid>>("attempt_id")? {
             Some(id) => Some(ExistingAttempt {
                 id,
@@ -68,7 +64,7 @@ impl ContactRow {
             None => None,
         };
         Ok(Self {
-            state,
+            state: r.try_get("state")?,
             attempts: r.try_get("attempts")?,
             existing,
             do_not_call: r.try_get("do_not_call")?,
@@ -88,7 +84,7 @@ pub(crate) async fn read_contact(
         .query_opt(&read, &[&msg.contact_id, &msg.batch_id, &attempt_no])
         .await?
         .ok_or_else(|| StepError::Invalid("no such contact in this batch".into()))?;
-    ContactRow::from_row(&row)
+    Ok(ContactRow::from_row(&row)?)
 }
 
 /// Writes the attempt and moves the contact to `dialing`, together with the other dials'
@@ -174,8 +170,8 @@ pub(crate) async fn hand_back(
     client
         .execute(
             "UPDATE contacts SET state = $2, released_at = NULL, updated_at = now()
-             WHERE id = $1 AND state = 'released'",
-            &[&contact_id, &state.as_str()],
+             WHERE id = $1 AND state = $3",
+            &[&contact_id, &state, &ContactState::Released],
         )
         .await?;
     Ok(())
@@ -201,7 +197,7 @@ pub(crate) async fn withdraw(
                  UPDATE contacts SET state = $3, attempts = attempts - 1, released_at = NULL,
                      next_attempt_at = now() + make_interval(secs => $4), hold_reason = $6,
                      updated_at = now()
-                 WHERE id = $2 AND state = 'dialing' AND attempts = $5
+                 WHERE id = $2 AND state = $7 AND attempts = $5
                    AND EXISTS (SELECT 1 FROM dial_attempts WHERE id = $1
                                AND carrier_call_sid IS NULL AND outcome IS NULL)
                  RETURNING id)
@@ -211,10 +207,11 @@ pub(crate) async fn withdraw(
             &[
                 &written.attempt_id,
                 &written.contact_id,
-                &state.as_str(),
+                &state,
                 &delay.as_secs_f64(),
                 &written.attempt_no,
                 &hold.map(DeferReason::as_str),
+                &ContactState::Dialing,
             ],
         )
         .await?;
@@ -230,10 +227,10 @@ pub(crate) async fn suppress_written(ctx: &Ctx, written: &Written) -> Result<(),
     client
         .execute(
             "WITH c AS (
-                 UPDATE contacts SET state = 'failed', last_outcome = 'suppressed',
+                 UPDATE contacts SET state = $4, last_outcome = $5,
                      attempts = attempts - 1, released_at = NULL, hold_reason = NULL,
                      updated_at = now()
-                 WHERE id = $2 AND state = 'dialing' AND attempts = $3
+                 WHERE id = $2 AND state = $6 AND attempts = $3
                    AND EXISTS (SELECT 1 FROM dial_attempts WHERE id = $1
                                AND carrier_call_sid IS NULL AND outcome IS NULL)
                  RETURNING id),
@@ -248,6 +245,9 @@ pub(crate) async fn suppress_written(ctx: &Ctx, written: &Written) -> Result<(),
                 &written.attempt_id,
                 &written.contact_id,
                 &written.attempt_no,
+                &ContactState::Failed,
+                &CallOutcome::Suppressed,
+                &ContactState::Dialing,
             ],
         )
         .await?;

@@ -58,14 +58,13 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
     let state = match event.status {
         CarrierCallStatus::InProgress => AttemptState::InProgress,
         _ => AttemptState::Ringing,
-    }
-    .as_str();
+    };
     let answered_at = (event.status == CarrierCallStatus::InProgress).then_some(event.received_at);
     let client = ctx.db.get().await?;
     let update = client
         .prepare_cached(
             "UPDATE dial_attempts SET
-                 state = CASE WHEN state = 'in-progress' THEN state ELSE $2 END,
+                 state = CASE WHEN state = $6 THEN state ELSE $2 END,
                  answered_at = COALESCE(answered_at, $3),
                  answered_by = COALESCE($4, answered_by),
                  carrier_call_sid = COALESCE(carrier_call_sid, $5),
@@ -82,6 +81,7 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
                 &answered_at,
                 &event.answered_by,
                 &event.call_sid,
+                &AttemptState::InProgress,
             ],
         )
         .await?;

@@ -15,6 +15,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use shared::compliance::hours::{DeferReason, Verdict, verdict};
+use shared::domain::{CallOutcome, ContactState};
 use uuid::Uuid;
 
 use crate::ctx::Ctx;
@@ -97,13 +98,18 @@ pub async fn suppress(ctx: &Ctx, contact_id: Uuid) -> Result<(), StepError> {
     client
         .execute(
             "WITH c AS (
-                 UPDATE contacts SET state = 'failed', last_outcome = 'suppressed',
+                 UPDATE contacts SET state = $2, last_outcome = $3,
                      released_at = NULL, hold_reason = NULL, updated_at = now()
-                 WHERE id = $1 AND state = 'released'
+                 WHERE id = $1 AND state = $4
                  RETURNING id)
              INSERT INTO contact_events (contact_id, at, kind, reason)
              SELECT id, now(), 'suppressed', 'do_not_call' FROM c",
-            &[&contact_id],
+            &[
+                &contact_id,
+                &ContactState::Failed,
+                &CallOutcome::Suppressed,
+                &ContactState::Released,
+            ],
         )
         .await?;
     tracing::info!(%contact_id, "number on the do-not-call list; contact suppressed");

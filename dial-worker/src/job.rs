@@ -61,10 +61,12 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn gate(&self, now: DateTime<Utc>) -> Gate {
-        match self.state {
-            JobState::Active if self.window.is_open(now) => Gate::Go,
-            JobState::Active | JobState::Paused | JobState::Created => Gate::Requeue,
-            JobState::Cancelled | JobState::Completed | JobState::Failed => Gate::Cancel,
+        if self.state == JobState::Active && self.window.is_open(now) {
+            return Gate::Go;
+        }
+        match self.state.contact_state_when_handed_back() {
+            ContactState::Cancelled => Gate::Cancel,
+            _ => Gate::Requeue,
         }
     }
 }
@@ -169,7 +171,7 @@ const JOB_SQL: &str = "
 
 /// One row of [`JOB_SQL`], as stored.
 struct JobRow {
-    state: String,
+    state: JobState,
     workspace_id: Uuid,
     job_limit: i32,
     job_cps: Option<i32>,
@@ -233,12 +235,7 @@ impl JobRow {
             job_cps: rate("max_calls_per_second", self.job_cps)?,
             workspace_limit: count("workspace max_concurrent_dials", self.workspace_limit)?,
             workspace_cps: rate("workspace max_calls_per_second", self.workspace_cps)?,
-            state: JobState::parse(&self.state).ok_or_else(|| {
-                StepError::Invalid(format!(
-                    "{subject}: state {:?} is not in the vocabulary",
-                    self.state
-                ))
-            })?,
+            state: self.state,
             workspace_id: self.workspace_id,
             window: StoredSchedule::load(self.schedule, &self.timezone)
                 .window(self.scheduled_start_time),
@@ -277,7 +274,7 @@ mod tests {
 
     fn row() -> JobRow {
         JobRow {
-            state: "active".into(),
+            state: JobState::Active,
             workspace_id: Uuid::from_u128(5),
             job_limit: 10,
             job_cps: Some(2),
@@ -331,18 +328,14 @@ mod tests {
     fn only_an_active_job_in_its_window_lets_a_call_start() {
         let now = Utc::now();
         for (state, gate) in [
-            ("active", Gate::Go),
-            ("paused", Gate::Requeue),
-            ("created", Gate::Requeue),
-            ("cancelled", Gate::Cancel),
-            ("completed", Gate::Cancel),
+            (JobState::Active, Gate::Go),
+            (JobState::Paused, Gate::Requeue),
+            (JobState::Created, Gate::Requeue),
+            (JobState::Cancelled, Gate::Cancel),
+            (JobState::Completed, Gate::Cancel),
+            (JobState::Failed, Gate::Cancel),
         ] {
-            let job = JobRow {
-                state: state.into(),
-                ..row()
-            }
-            .into_job(Uuid::nil())
-            .unwrap();
+            let job = JobRow { state, ..row() }.into_job(Uuid::nil()).unwrap();
             assert_eq!(job.gate(now), gate, "{state}");
         }
     }

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use shared::domain::CallOutcome;
+use shared::domain::{AttemptState, CallOutcome, ContactState, JobState};
 use shared::queue::Broker;
 use tokio::time::Instant;
 use tokio_postgres::Row;
@@ -337,10 +337,15 @@ async fn adopt(ctx: &Ctx, attempt_id: Uuid, sid: &str) -> Result<bool, StepError
     let adopted = client
         .execute(
             "UPDATE dial_attempts SET carrier_call_sid = $2,
-                 state = CASE WHEN state = 'dialing' THEN 'ringing' ELSE state END,
+                 state = CASE WHEN state = $3 THEN $4 ELSE state END,
                  updated_at = now()
              WHERE id = $1 AND carrier_call_sid IS NULL AND outcome IS NULL",
-            &[&attempt_id, &sid],
+            &[
+                &attempt_id,
+                &sid,
+                &AttemptState::Dialing,
+                &AttemptState::Ringing,
+            ],
         )
         .await;
     match adopted {
@@ -349,6 +354,15 @@ async fn adopt(ctx: &Ctx, attempt_id: Uuid, sid: &str) -> Result<bool, StepError
         Err(e) => Err(e.into()),
     }
 }
+
+/// The jobs whose contacts go back `queued` when an attempt is taken back (the others' go
+/// `cancelled`): [`JobState::contact_state_when_handed_back`], the one rule.
+static JOBS_THAT_REQUEUE: std::sync::LazyLock<Vec<JobState>> = std::sync::LazyLock::new(|| {
+    JobState::ALL
+        .into_iter()
+        .filter(|s| s.contact_state_when_handed_back() == ContactState::Queued)
+        .collect()
+});
 
 /// Takes back an attempt the carrier has no call for: in one statement, only if the row is
 /// unchanged since `seen` (no worker touched it to send it, nobody stored a call id) and the
@@ -369,25 +383,31 @@ async fn take_back_unplaced(
                  FOR UPDATE),
              c AS (
                  UPDATE contacts k SET
-                     state = CASE WHEN b.state IN ('active', 'paused', 'created')
-                                  THEN 'queued' ELSE 'cancelled' END,
+                     state = CASE WHEN b.state = ANY ($3::text[]) THEN $4 ELSE $5 END,
                      attempts = k.attempts - 1, released_at = NULL,
                      next_attempt_at = now(), updated_at = now()
                  FROM a, batches b
                  WHERE k.id = a.contact_id AND b.id = k.batch_id
-                   AND k.state = 'dialing' AND k.attempts = a.attempt_no
+                   AND k.state = $6 AND k.attempts = a.attempt_no
                  RETURNING k.id, k.state)
              DELETE FROM dial_attempts d USING a, c
              WHERE d.id = a.id AND c.id = a.contact_id
              RETURNING d.workspace_id, d.batch_id, c.state AS contact_state",
-            &[&attempt_id, &seen],
+            &[
+                &attempt_id,
+                &seen,
+                &JOBS_THAT_REQUEUE.as_slice(),
+                &ContactState::Queued,
+                &ContactState::Cancelled,
+                &ContactState::Dialing,
+            ],
         )
         .await?;
     drop(client);
     let Some(row) = row else {
         return Ok(Reconciled::Waiting);
     };
-    let (workspace_id, batch_id, state): (Uuid, Uuid, String) = (
+    let (workspace_id, batch_id, state): (Uuid, Uuid, ContactState) = (
         row.try_get("workspace_id")?,
         row.try_get("batch_id")?,
         row.try_get("contact_state")?,

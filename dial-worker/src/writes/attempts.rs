@@ -1,6 +1,9 @@
 //! The attempts' group writes: the attempt insert (the no-double-dial guard, see `crate::dial`)
 //! and the carriers' call ids.
 
+use std::sync::LazyLock;
+
+use shared::domain::{AttemptState, ContactState, JobState};
 use uuid::Uuid;
 
 use super::{BEGIN_GROUP, BEGIN_UNFLUSHED_GROUP};
@@ -20,13 +23,15 @@ use crate::error::StepError;
 // So the state is compared with a value it cannot match to that index's predicate, and the
 // job's state is read by a scalar subquery rather than joined. The last filter is an array
 // test because the planner would rescan `a` for every row of `c`.
-const INSERT_SQL: &str = "WITH c AS (
-                 UPDATE contacts c SET state = 'dialing', attempts = u.attempt_no, updated_at = now()
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH c AS (
+                 UPDATE contacts c SET state = '{contact_dialing}', attempts = u.attempt_no, updated_at = now()
                  FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::uuid[], $5::text[])
                           AS u(attempt_id, contact_id, attempt_no, from_number_id, from_number)
                  WHERE c.id = ANY ($2::uuid[]) AND c.id = u.contact_id
-                   AND c.state = (SELECT 'released'::text) AND c.attempts = u.attempt_no - 1
-                   AND (SELECT b.state FROM batches b WHERE b.id = c.batch_id) = 'active'
+                   AND c.state = (SELECT '{released}'::text) AND c.attempts = u.attempt_no - 1
+                   AND (SELECT b.state FROM batches b WHERE b.id = c.batch_id) = '{active}'
                    AND NOT EXISTS (SELECT 1 FROM dnc_numbers d
                                    WHERE d.workspace_id = c.workspace_id
                                      AND d.number = c.phone_number)
@@ -37,12 +42,15 @@ const INSERT_SQL: &str = "WITH c AS (
                                             to_number, from_number_id, from_number, state,
                                             started_at)
                  SELECT c.attempt_id, c.id, c.batch_id, c.workspace_id, c.attempt_no,
-                        c.phone_number, c.from_number_id, c.from_number, 'dialing', now()
+                        c.phone_number, c.from_number_id, c.from_number, '{attempt_dialing}', now()
                  FROM c
                  ON CONFLICT (contact_id, attempt_no) DO NOTHING
                  RETURNING id)
              SELECT c.attempt_id AS id, c.phone_number AS to_number, c.timezones FROM c
-             WHERE c.attempt_id = ANY (ARRAY(SELECT id FROM a))";
+             WHERE c.attempt_id = ANY (ARRAY(SELECT id FROM a))",
+        contact_dialing = ContactState::Dialing, released = ContactState::Released, active = JobState::Active, attempt_dialing = AttemptState::Dialing
+    )
+});
 
 /// The attempt as written: the number to call and the contact's stored zones (if any).
 pub(crate) struct Inserted {
@@ -69,7 +77,7 @@ impl crate::group::Write<NewAttempt, Option<Inserted>> for AttemptWriter {
         group: &[NewAttempt],
     ) -> Result<Vec<Option<Inserted>>, StepError> {
         let client = db.get().await?;
-        let insert = client.prepare_cached(INSERT_SQL).await?;
+        let insert = client.prepare_cached(&INSERT_SQL).await?;
         // Rows locked in contact-id order: two groups never wait on each other in opposite
         // orders.
         let mut sorted: Vec<&NewAttempt> = group.iter().collect();
@@ -116,12 +124,18 @@ impl crate::group::Write<NewAttempt, Option<Inserted>> for AttemptWriter {
 /// The carriers' call ids of a group of placed calls, in one statement. `num_nulls` is
 /// `IS NULL` that the planner cannot answer from the call-id index, which it scanned whole
 /// (13,000 entries for 20 rows) when it took the table for small (see [`INSERT_SQL`]).
-const CALL_SID_SQL: &str = "
+static CALL_SID_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
     UPDATE dial_attempts a SET carrier_call_sid = u.call_sid, started_at = now(),
-        state = CASE WHEN a.state = 'dialing' THEN 'ringing' ELSE a.state END,
+        state = CASE WHEN a.state = '{dialing}' THEN '{ringing}' ELSE a.state END,
         updated_at = now()
     FROM unnest($1::uuid[], $2::text[]) AS u(id, call_sid)
-    WHERE a.id = ANY ($1::uuid[]) AND a.id = u.id AND num_nulls(a.carrier_call_sid) = 1";
+    WHERE a.id = ANY ($1::uuid[]) AND a.id = u.id AND num_nulls(a.carrier_call_sid) = 1",
+        dialing = AttemptState::Dialing,
+        ringing = AttemptState::Ringing
+    )
+});
 
 /// One placed call's id to store.
 pub(crate) struct CallSid {
@@ -138,7 +152,7 @@ pub(crate) struct CallSidWriter;
 impl crate::group::Write<CallSid, ()> for CallSidWriter {
     async fn write(&self, db: &shared::db::Pool, group: &[CallSid]) -> Result<Vec<()>, StepError> {
         let client = db.get().await?;
-        let update = client.prepare_cached(CALL_SID_SQL).await?;
+        let update = client.prepare_cached(&CALL_SID_SQL).await?;
         let ids: Vec<Uuid> = group.iter().map(|c| c.attempt_id).collect();
         let sids: Vec<&str> = group.iter().map(|c| c.call_sid.as_str()).collect();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&ids, &sids];

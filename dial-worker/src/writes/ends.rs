@@ -3,9 +3,10 @@
 //! `call.completed` webhook queued in the same transaction.
 
 use chrono::{DateTime, Utc};
-use shared::domain::{CallOutcome, ContactState, JobState, RetryStrategy};
+use shared::domain::{AttemptState, CallOutcome, ContactState, JobState, RetryStrategy};
 use shared::queue::messages::CarrierCallStatus;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -98,20 +99,8 @@ struct EndRow {
 }
 
 impl EndRow {
-    /// The row as read, its states parsed here: a name outside the vocabulary is a corrupt row.
+    /// The row as read, its states typed here: a name outside the vocabulary fails the read.
     fn from_row(r: &Row) -> Result<Self, StepError> {
-        let attempt_id: Uuid = r.try_get("attempt_id")?;
-        let corrupt = |what: &str, value: String| {
-            StepError::Invalid(format!(
-                "attempt {attempt_id}: {what} {value:?} is not in the vocabulary"
-            ))
-        };
-        let contact_state: String = r.try_get("contact_state")?;
-        let contact_state = ContactState::parse(&contact_state)
-            .ok_or_else(|| corrupt("contact state", contact_state))?;
-        let batch_state: String = r.try_get("batch_state")?;
-        let batch_state =
-            JobState::parse(&batch_state).ok_or_else(|| corrupt("job state", batch_state))?;
         Ok(Self {
             contact_id: r.try_get("contact_id")?,
             batch_id: r.try_get("batch_id")?,
@@ -121,9 +110,9 @@ impl EndRow {
             started_at: r.try_get("started_at")?,
             answered_at: r.try_get("answered_at")?,
             carrier_call_sid: r.try_get("carrier_call_sid")?,
-            contact_state,
+            contact_state: r.try_get("contact_state")?,
             contact_attempts: r.try_get("contact_attempts")?,
-            batch_state,
+            batch_state: r.try_get("batch_state")?,
             retry_max_attempts: r.try_get("retry_max_attempts")?,
             retry_busy_delay_ms: r.try_get("retry_busy_delay_ms")?,
             retry_no_answer_delay_ms: r.try_get("retry_no_answer_delay_ms")?,
@@ -203,12 +192,14 @@ impl EndRow {
 /// what each decision needs, in one statement. The attempts are found by key only: `num_nulls(outcome) = 1` is `outcome IS NULL` written
 /// so that the planner cannot match it to the open-attempt indexes' predicate, which it
 /// scanned whole (22,000 entries for 7 rows) when it took the table for small.
-const END_SQL: &str = "
+static END_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
     WITH a AS (UPDATE dial_attempts a SET
          outcome = u.outcome,
-         state = 'ended',
+         state = '{ended}',
          ended_at = u.at,
-         answered_at = CASE WHEN u.outcome IN ('completed', 'voicemail')
+         answered_at = CASE WHEN u.outcome IN ('{completed}', '{voicemail}')
              THEN COALESCE(a.answered_at, u.at - make_interval(secs => COALESCE(u.duration, 0)::float8))
              ELSE a.answered_at END,
          answered_by = COALESCE(u.answered_by, a.answered_by),
@@ -228,7 +219,10 @@ const END_SQL: &str = "
            b.retry_max_attempts, b.retry_busy_delay_ms, b.retry_no_answer_delay_ms,
            b.retry_voicemail_delay_ms, b.webhooks->>'onCallComplete' AS on_call_complete,
            b.agent_id, b.tags, c.phone_number, c.name AS contact_name, c.inputs, c.external_id
-    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id";
+    FROM a JOIN contacts c ON c.id = a.contact_id JOIN batches b ON b.id = a.batch_id",
+        ended = AttemptState::Ended, completed = CallOutcome::Completed, voicemail = CallOutcome::Voicemail
+    )
+});
 
 /// The contacts' next states for a group, in one statement (one run of the contacts' counter
 /// trigger): a retry (`retry_ms` set) goes back to `queued`, a final state is set. A contact is
@@ -236,7 +230,9 @@ const END_SQL: &str = "
 /// contact, and a second report of the attempt is stopped by its row lock and `outcome IS NULL`.
 /// The contacts are found by key only, as in `crate::attempt`'s insert: `'dialing'` written
 /// as a subquery is not matched to the in-flight index's predicate.
-const CONTACTS_GROUP_SQL: &str = "
+static CONTACTS_GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
     UPDATE contacts c SET state = u.state, last_outcome = u.outcome,
         released_at = CASE WHEN u.retry_ms IS NULL THEN c.released_at END,
         next_attempt_at = CASE WHEN u.retry_ms IS NULL THEN c.next_attempt_at
@@ -245,7 +241,10 @@ const CONTACTS_GROUP_SQL: &str = "
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::float8[])
          AS u(id, state, outcome, attempts, retry_ms)
     WHERE c.id = ANY ($1::uuid[]) AND c.id = u.id
-      AND c.state = (SELECT 'dialing'::text) AND c.attempts = u.attempts";
+      AND c.state = (SELECT '{dialing}'::text) AND c.attempts = u.attempts",
+        dialing = ContactState::Dialing
+    )
+});
 
 /// Writes attempts' ends in groups: one transaction, one durable commit and one run of the
 /// counter trigger for the whole group (`crate::group`, which writes each end of a failed group
@@ -277,8 +276,8 @@ async fn end_group_in_transaction(
     client: &deadpool_postgres::Client,
     group: &[EndRequest],
 ) -> Result<Vec<Ended>, StepError> {
-    let end = client.prepare_cached(END_SQL).await?;
-    let contacts = client.prepare_cached(CONTACTS_GROUP_SQL).await?;
+    let end = client.prepare_cached(&END_SQL).await?;
+    let contacts = client.prepare_cached(&CONTACTS_GROUP_SQL).await?;
     let outbox = client
         .prepare_cached(crate::webhooks::outbox::INSERT_GROUP_SQL)
         .await?;
