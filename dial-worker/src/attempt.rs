@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::compliance::hours::DeferReason;
-use shared::domain::{CallOutcome, ContactState};
+use shared::db::rules::suppress_unsent_attempt;
+use shared::domain::ContactState;
 use shared::queue::messages::DialV1;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -224,32 +225,13 @@ pub(crate) async fn withdraw(
 /// without its attempt.
 pub(crate) async fn suppress_written(ctx: &Ctx, written: &Written) -> Result<(), StepError> {
     let client = ctx.db.get().await?;
-    client
-        .execute(
-            "WITH c AS (
-                 UPDATE contacts SET state = $4, last_outcome = $5,
-                     attempts = attempts - 1, released_at = NULL, hold_reason = NULL,
-                     updated_at = now()
-                 WHERE id = $2 AND state = $6 AND attempts = $3
-                   AND EXISTS (SELECT 1 FROM dial_attempts WHERE id = $1
-                               AND carrier_call_sid IS NULL AND outcome IS NULL)
-                 RETURNING id),
-             d AS (
-                 DELETE FROM dial_attempts a USING c
-                 WHERE a.id = $1 AND a.contact_id = c.id
-                   AND a.carrier_call_sid IS NULL AND a.outcome IS NULL
-                 RETURNING a.contact_id)
-             INSERT INTO contact_events (contact_id, at, kind, reason)
-             SELECT contact_id, now(), 'suppressed', 'do_not_call' FROM d",
-            &[
-                &written.attempt_id,
-                &written.contact_id,
-                &written.attempt_no,
-                &ContactState::Failed,
-                &CallOutcome::Suppressed,
-                &ContactState::Dialing,
-            ],
-        )
-        .await?;
+    suppress_unsent_attempt(
+        &**client,
+        written.attempt_id,
+        written.contact_id,
+        written.attempt_no,
+        None,
+    )
+    .await?;
     Ok(())
 }

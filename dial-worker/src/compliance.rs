@@ -15,7 +15,8 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use shared::compliance::hours::{DeferReason, Verdict, verdict};
-use shared::domain::{CallOutcome, ContactState};
+use shared::db::rules::suppress_contacts;
+use shared::domain::ContactState;
 use uuid::Uuid;
 
 use crate::ctx::Ctx;
@@ -95,23 +96,7 @@ async fn listed(ctx: &Ctx, workspace_id: Uuid, number: &str) -> Result<bool, Ste
 /// Ends a released contact whose number is on the do-not-call list, and records the event.
 pub async fn suppress(ctx: &Ctx, contact_id: Uuid) -> Result<(), StepError> {
     let client = ctx.db.get().await?;
-    client
-        .execute(
-            "WITH c AS (
-                 UPDATE contacts SET state = $2, last_outcome = $3,
-                     released_at = NULL, hold_reason = NULL, updated_at = now()
-                 WHERE id = $1 AND state = $4
-                 RETURNING id)
-             INSERT INTO contact_events (contact_id, at, kind, reason)
-             SELECT id, now(), 'suppressed', 'do_not_call' FROM c",
-            &[
-                &contact_id,
-                &ContactState::Failed,
-                &CallOutcome::Suppressed,
-                &ContactState::Released,
-            ],
-        )
-        .await?;
+    suppress_contacts(&**client, &[contact_id], ContactState::Released, None).await?;
     tracing::info!(%contact_id, "number on the do-not-call list; contact suppressed");
     Ok(())
 }
@@ -154,14 +139,13 @@ pub async fn cap_reached(
     days: i32,
 ) -> Result<Option<DateTime<Utc>>, StepError> {
     let client = ctx.db.get().await?;
+    // The cap's one statement (`shared::db::rules`), judged at the database's time.
     let row = client
-        .query_opt(
-            "SELECT created_at + make_interval(days => $4::int) AS frees_at FROM dial_attempts
-             WHERE workspace_id = $1 AND to_number = $2 AND id <> $3
-               AND created_at > now() - make_interval(days => $4::int)
-             ORDER BY created_at DESC OFFSET $5::int - 1 LIMIT 1",
-            &[&workspace_id, &number, &attempt_id, &days, &count],
+        .query_one(
+            "SELECT frequency_cap_frees_at($1::uuid, $2::text, now(), $3::int4, $4::int4,
+                                           $5::uuid) AS frees_at",
+            &[&workspace_id, &number, &count, &days, &attempt_id],
         )
         .await?;
-    Ok(row.map(|r| r.try_get("frees_at")).transpose()?)
+    Ok(row.try_get("frees_at")?)
 }

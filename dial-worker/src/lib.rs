@@ -22,8 +22,13 @@
 //!    statements; they take a pool, never a `Ctx`);
 //! 3. [`ctx`], which holds all of layer 2;
 //! 4. the steps, each taking `&Ctx`: `attempt`, `compliance`, `acquire`, `end`, then
-//!    `reconcile` (uses `end`), `place` (uses `attempt`, `compliance`, `acquire`), `call_event`
-//!    (uses `end`), and `dial` on top (uses them all).
+//!    `reconcile` (uses `end`), `place` (uses `attempt`, `compliance`, `acquire`, and
+//!    `reconcile`'s send window), `call_event` (uses `end`), and `dial` on top (uses them all).
+//!
+//! States travel as `shared::domain` enums, read with `FromSql` and bound with `ToSql`; a
+//! group statement whose planner tricks need literal names has them formatted in once from the
+//! enums (`writes`). The rules several services share (suppression, the frequency cap, the job
+//! → contact state rule) are V18's SQL functions (`shared::db::rules`).
 
 pub mod acquire;
 pub mod attempt;

@@ -146,19 +146,13 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
         .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
-/// One try of one delivery, recorded on its row.
-#[tracing::instrument(skip_all, fields(delivery_id = %row.id, attempt = row.attempts + 1))]
-async fn send(
-    db: &Pool,
-    http: &reqwest::Client,
-    settings: &DeliverySettings,
-    row: Claimed,
-) -> Result<(), StepError> {
+/// Signs and posts one delivery: the receiver's status code, or the code (if any) and error.
+async fn post(http: &reqwest::Client, row: &Claimed) -> Result<u16, (Option<u16>, String)> {
     let body = serde_json::to_vec(&row.payload).unwrap_or_default();
     let timestamp = Utc::now().timestamp();
     let msg_id = row.id.to_string();
     let started = std::time::Instant::now();
-    let result = match signature::secret_key(&row.secret) {
+    match signature::secret_key(&row.secret) {
         Err(e) => Err((None, e.to_string())),
         Ok(key) => {
             let mut keys = vec![key];
@@ -201,7 +195,18 @@ async fn send(
             shared::metrics::webhook_attempt(attempt, started.elapsed());
             result
         }
-    };
+    }
+}
+
+/// One try of one delivery, recorded on its row.
+#[tracing::instrument(skip_all, fields(delivery_id = %row.id, attempt = row.attempts + 1))]
+async fn send(
+    db: &Pool,
+    http: &reqwest::Client,
+    settings: &DeliverySettings,
+    row: Claimed,
+) -> Result<(), StepError> {
+    let result = post(http, &row).await;
     let attempts = row.attempts + 1;
     let client = db.get().await?;
     match result {
