@@ -21,7 +21,9 @@
 //! read and the attempt's writes ([`crate::attempt`]), the slots and caller ID
 //! ([`crate::acquire`]), the calling-hours and frequency-cap re-checks ([`crate::compliance`]),
 //! the paced carrier request ([`crate::place`]); an existing attempt goes to
-//! [`crate::reconcile`], a call's end to [`crate::end`].
+//! [`crate::reconcile`], a call's end to [`crate::end`]. Once the attempt is written, whatever
+//! came of it (a refusal, a stopped job, the carrier's answer) is decided by one pure function,
+//! `crate::exit::exit`, and carried out here, in `settle`.
 
 use shared::compliance::hours::parse_zones;
 use shared::compliance::zones_for_number;

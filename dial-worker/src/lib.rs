@@ -4,7 +4,7 @@
 //! - [`dial`]: one `DialV1` message → one placed call (or a hand-back, or a reconciliation),
 //!   in steps: [`job`] (the job, cached, and whether it lets a call start), [`attempt`] (the
 //!   attempt's SQL), [`acquire`] (slots and caller ID), [`compliance`] (the last look),
-//!   [`place`] (the paced carrier request); then [`exit`] (the pure decision: the carrier's
+//!   [`place`] (the paced carrier request); then `exit` (the pure decision: the carrier's
 //!   answer → how the written attempt leaves) carried out in one place, `dial::settle`;
 //! - [`call_event`]: one carrier status event → [`end`] (the outcome recorded once, the contact
 //!   moved on), by [`outcome`] (the pure decision: outcome → next step) and [`payload`] (the
@@ -16,11 +16,12 @@
 //!
 //! The modules depend on each other in layers, each only on those below it (no cycle):
 //!
-//! 1. vocabulary and pure rules, no I/O of their own: `error`, `config`, `dial_result`,
-//!    `job` (with its cache), `exit`, `outcome`, `payload`;
+//! 1. vocabulary, rows and pure rules, none taking a `Ctx`: `error`, `config`, `dial_result`,
+//!    `job` (with its cache), `outcome`, `payload`;
 //! 2. the clients: `carrier`, `limits`, `webhooks`, `group`, and `writes` (the group-committed
 //!    statements; they take a pool, never a `Ctx`);
-//! 3. [`ctx`], which holds all of layer 2;
+//! 3. [`ctx`], which holds the clients, and `exit`, the pure decision over `job`'s gate and
+//!    `carrier`'s errors;
 //! 4. the steps, each taking `&Ctx`: `attempt`, `compliance`, `acquire`, `end`, then
 //!    `reconcile` (uses `end`), `place` (uses `attempt`, `compliance`, `acquire`, and
 //!    `reconcile`'s send window), `call_event` (uses `end`), and `dial` on top (uses them all).
