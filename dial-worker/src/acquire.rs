@@ -1,6 +1,6 @@
 //! Waiting for a call's concurrency slots (the job's and the workspace's) and its caller ID,
 //! which the slot script hands out with them. No start token is taken here: that comes right
-//! before the carrier request (`crate::place`), so the wait for a slot never bunches starts.
+//! before the carrier request (the `place` step), so the wait for a slot never bunches starts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,13 +137,8 @@ async fn try_acquire(ctx: &Ctx, req: &SlotRequest) -> Result<TryAcquire, StepErr
                 retries += 1;
             }
             Err(e) => {
-                if let Err(r) = ctx
-                    .limits
-                    .release(req.workspace_id, req.batch_id, req.attempt_id)
-                    .await
-                {
-                    tracing::debug!(error = %r, "slot of a failed try not released; its lease will lapse");
-                }
+                ctx.release_slot(req.workspace_id, req.batch_id, req.attempt_id)
+                    .await;
                 return Err(e.into());
             }
         }

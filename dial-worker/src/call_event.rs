@@ -7,7 +7,7 @@ use shared::queue::messages::{CallEventV1, CarrierCallStatus};
 
 use crate::carrier::is_final;
 use crate::ctx::Ctx;
-use crate::end::{EndReport, record_end, release};
+use crate::end::{EndReport, record_end};
 use crate::error::StepError;
 
 /// Handles one call event from the queue.
@@ -17,7 +17,7 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
         // The call is over, so it no longer counts against the limits: give its slot back
         // before the (slower, disk-flushing) outcome transaction, so the next call can start
         // meanwhile. Only if that failed does `record_end` try again after its commit.
-        let keys = match ctx.held.get(event.attempt_id) {
+        let keys = match ctx.leases.get(event.attempt_id) {
             Some(keys) => Some(keys),
             None => {
                 let client = ctx.db.get().await?;
@@ -34,7 +34,8 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
         };
         let slot_released = match keys {
             Some((workspace_id, batch_id)) => {
-                release(ctx, workspace_id, batch_id, event.attempt_id).await
+                ctx.release_slot(workspace_id, batch_id, event.attempt_id)
+                    .await
             }
             None => false,
         };
@@ -57,14 +58,13 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
     let state = match event.status {
         CarrierCallStatus::InProgress => AttemptState::InProgress,
         _ => AttemptState::Ringing,
-    }
-    .as_str();
+    };
     let answered_at = (event.status == CarrierCallStatus::InProgress).then_some(event.received_at);
     let client = ctx.db.get().await?;
     let update = client
         .prepare_cached(
             "UPDATE dial_attempts SET
-                 state = CASE WHEN state = 'in-progress' THEN state ELSE $2 END,
+                 state = CASE WHEN state = $6 THEN state ELSE $2 END,
                  answered_at = COALESCE(answered_at, $3),
                  answered_by = COALESCE($4, answered_by),
                  carrier_call_sid = COALESCE(carrier_call_sid, $5),
@@ -81,6 +81,7 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
                 &answered_at,
                 &event.answered_by,
                 &event.call_sid,
+                &AttemptState::InProgress,
             ],
         )
         .await?;

@@ -5,38 +5,29 @@
 //!
 //! - the number is on the do-not-call list → the contact ends `failed` with the outcome
 //!   `suppressed`, with no attempt charged ([`suppress`] before the attempt is written,
-//!   `attempt::suppress_placed` after);
+//!   `Exit::Suppress` after);
 //! - the recipient's calling hours closed while it waited, or the number reached the
-//!   workspace's frequency cap ([`cap_reached`]) → its attempt is taken back (not charged) and
+//!   workspace's frequency cap ([`cap_reached`]) → its attempt is withdrawn (not charged) and
 //!   it waits for its next allowed minute with its hold reason, [`deferred`] recording why.
+//!
+//! What a refusal makes of the attempt is `crate::exit`'s decision.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use shared::compliance::hours::{DeferReason, Verdict, verdict};
+use shared::db::rules::suppress_contacts;
+use shared::domain::ContactState;
 use uuid::Uuid;
 
-use crate::attempt::{self, Placed};
 use crate::ctx::Ctx;
-use crate::dial::DialResult;
 use crate::error::StepError;
+use crate::exit::{Refusal, Written};
 use crate::job::Job;
 
 /// Whom a written attempt calls, and the zones their calling hours are judged in.
 pub(crate) struct Callee {
     pub(crate) to: String,
     pub(crate) zones: Vec<Tz>,
-}
-
-/// Why the last look refused a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// Not now (calling hours, frequency cap): the contact waits until `until`.
-    Defer {
-        until: DateTime<Utc>,
-        reason: DeferReason,
-    },
-    /// The number was put on the do-not-call list after the attempt was written.
-    Listed,
 }
 
 /// Whether the last look reads the do-not-call list. The attempt insert has just read it, so
@@ -53,7 +44,7 @@ pub(crate) enum List {
 pub(crate) async fn last_look(
     ctx: &Ctx,
     job: &Job,
-    placed: &Placed,
+    written: &Written,
     callee: &Callee,
     list: List,
 ) -> Result<Option<Refusal>, StepError> {
@@ -75,7 +66,7 @@ pub(crate) async fn last_look(
             ctx,
             job.workspace_id,
             &callee.to,
-            placed.attempt_id,
+            written.attempt_id,
             count,
             days,
         )
@@ -87,23 +78,6 @@ pub(crate) async fn last_look(
         }));
     }
     Ok(None)
-}
-
-/// Carries out a refusal of the last look on the written attempt: taken back, never sent.
-pub(crate) async fn refuse(
-    ctx: &Ctx,
-    placed: &Placed,
-    refusal: Refusal,
-) -> Result<DialResult, StepError> {
-    match refusal {
-        Refusal::Listed => attempt::suppress_placed(ctx, placed).await,
-        Refusal::Defer { until, reason } => {
-            let now = ctx.config.service.clock.now();
-            let wait = (until - now).to_std().unwrap_or_default();
-            deferred(ctx, placed.contact_id, until, reason).await;
-            attempt::defer(ctx, placed, wait, reason).await
-        }
-    }
 }
 
 /// Whether `number` is on the workspace's do-not-call list.
@@ -120,22 +94,11 @@ async fn listed(ctx: &Ctx, workspace_id: Uuid, number: &str) -> Result<bool, Ste
 }
 
 /// Ends a released contact whose number is on the do-not-call list, and records the event.
-pub async fn suppress(ctx: &Ctx, contact_id: Uuid) -> Result<DialResult, StepError> {
+pub async fn suppress(ctx: &Ctx, contact_id: Uuid) -> Result<(), StepError> {
     let client = ctx.db.get().await?;
-    client
-        .execute(
-            "WITH c AS (
-                 UPDATE contacts SET state = 'failed', last_outcome = 'suppressed',
-                     released_at = NULL, hold_reason = NULL, updated_at = now()
-                 WHERE id = $1 AND state = 'released'
-                 RETURNING id)
-             INSERT INTO contact_events (contact_id, at, kind, reason)
-             SELECT id, now(), 'suppressed', 'do_not_call' FROM c",
-            &[&contact_id],
-        )
-        .await?;
+    suppress_contacts(&**client, &[contact_id], ContactState::Released, None).await?;
     tracing::info!(%contact_id, "number on the do-not-call list; contact suppressed");
-    Ok(DialResult::Suppressed)
+    Ok(())
 }
 
 /// Records that the last look deferred a contact (best effort: the audit row must not decide
@@ -176,14 +139,13 @@ pub async fn cap_reached(
     days: i32,
 ) -> Result<Option<DateTime<Utc>>, StepError> {
     let client = ctx.db.get().await?;
+    // The cap's one statement (`shared::db::rules`), judged at the database's time.
     let row = client
-        .query_opt(
-            "SELECT created_at + make_interval(days => $4::int) AS frees_at FROM dial_attempts
-             WHERE workspace_id = $1 AND to_number = $2 AND id <> $3
-               AND created_at > now() - make_interval(days => $4::int)
-             ORDER BY created_at DESC OFFSET $5::int - 1 LIMIT 1",
-            &[&workspace_id, &number, &attempt_id, &days, &count],
+        .query_one(
+            "SELECT frequency_cap_frees_at($1::uuid, $2::text, now(), $3::int4, $4::int4,
+                                           $5::uuid) AS frees_at",
+            &[&workspace_id, &number, &count, &days, &attempt_id],
         )
         .await?;
-    Ok(row.map(|r| r.try_get("frees_at")).transpose()?)
+    Ok(row.try_get("frees_at")?)
 }

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use shared::db::Pool;
 use shared::redis_conn::Redis;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::attempt::{AttemptWriter, CallSid, CallSidWriter, Inserted, NewAttempt};
 use crate::carrier::Carrier;
 use crate::config::Config;
-use crate::end::{EndRequest, EndWriter, Ended};
-use crate::group::Group;
 use crate::job::JobCache;
 use crate::limits::{HeldLeases, Limits};
+use crate::writes::Writes;
 
 /// What every step needs.
 #[derive(Debug, Clone)]
@@ -22,8 +21,8 @@ pub struct Ctx {
     pub db: Pool,
     /// The Redis limits.
     pub limits: Limits,
-    /// The slots this process renews.
-    pub held: HeldLeases,
+    /// The slots' leases this process renews.
+    pub leases: HeldLeases,
     /// Where calls are placed.
     pub carrier: Carrier,
     /// Settings.
@@ -34,37 +33,6 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// The dial path's group-committed writes.
     pub(crate) writes: Writes,
-}
-
-/// The dial path's writes that many dials make at once, each gathered into groups
-/// (`crate::group`).
-#[derive(Debug, Clone)]
-pub(crate) struct Writes {
-    /// The attempt inserts (durable).
-    pub(crate) attempts: Group<NewAttempt, Option<Inserted>>,
-    /// The carriers' call ids (committed without a flush).
-    pub(crate) call_sids: Group<CallSid, ()>,
-    /// The attempts' ends (durable).
-    pub(crate) ends: Group<EndRequest, Ended>,
-}
-
-/// Groups written at once per statement: one forming while others commit. 4 measured the
-/// same as 2 in the utilization run (within its noise); more make smaller groups, so more
-/// commits, for no gain once PostgreSQL is the bottleneck.
-const GROUPS_IN_FLIGHT: usize = 2;
-
-/// The most requests in one group: bounds a statement's arrays and its row locks.
-const GROUP_MAX: usize = 256;
-
-impl Writes {
-    /// Starts the writers on the current runtime.
-    fn start(db: &Pool) -> Self {
-        Self {
-            attempts: Group::start(db.clone(), AttemptWriter, GROUPS_IN_FLIGHT, GROUP_MAX),
-            call_sids: Group::start(db.clone(), CallSidWriter, GROUPS_IN_FLIGHT, GROUP_MAX),
-            ends: Group::start(db.clone(), EndWriter, GROUPS_IN_FLIGHT, GROUP_MAX),
-        }
-    }
 }
 
 impl Ctx {
@@ -82,7 +50,7 @@ impl Ctx {
             db,
             limits: Limits::new(redis, config.slot_lease, config.rate_margin)
                 .with_slow_threshold(config.redis_slow),
-            held: HeldLeases::new(std::time::Duration::from_secs(
+            leases: HeldLeases::new(std::time::Duration::from_secs(
                 u64::from(config.call_timeout_secs) + 60,
             )),
             carrier,
@@ -90,5 +58,40 @@ impl Ctx {
             jobs: JobCache::default(),
             shutdown,
         }
+    }
+
+    /// Gives a slot back now, best effort: whether Redis took it. A release that fails is
+    /// never an error of the step that asked: the slot's holder releases it at its next renewal
+    /// pass if the database shows the call over (so a caller that wants that keeps the lease),
+    /// and otherwise the lease runs out.
+    pub(crate) async fn release_slot(
+        &self,
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        attempt_id: Uuid,
+    ) -> bool {
+        match self
+            .limits
+            .release(workspace_id, batch_id, attempt_id)
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%attempt_id, error = %e, "slot not released now; its holder or its lease will");
+                false
+            }
+        }
+    }
+
+    /// The slot of an attempt that will not be renewed any more (never sent, or taken back):
+    /// its lease forgotten and the slot given back now rather than after its lease.
+    pub(crate) async fn give_back_slot(
+        &self,
+        workspace_id: Uuid,
+        batch_id: Uuid,
+        attempt_id: Uuid,
+    ) {
+        self.leases.forget(attempt_id);
+        self.release_slot(workspace_id, batch_id, attempt_id).await;
     }
 }

@@ -21,50 +21,30 @@
 //! read and the attempt's writes ([`crate::attempt`]), the slots and caller ID
 //! ([`crate::acquire`]), the calling-hours and frequency-cap re-checks ([`crate::compliance`]),
 //! the paced carrier request ([`crate::place`]); an existing attempt goes to
-//! [`crate::reconcile`], a call's end to [`crate::end`].
-
-use std::time::Duration;
+//! [`crate::reconcile`], a call's end to [`crate::end`]. Once the attempt is written, whatever
+//! came of it (a refusal, a stopped job, the carrier's answer) is decided by one pure function,
+//! `crate::exit::exit`, and carried out here, in `settle`.
 
 use shared::compliance::hours::parse_zones;
 use shared::compliance::zones_for_number;
-use shared::domain::CallOutcome;
+use shared::domain::ContactState;
 use shared::metrics::HandBack;
 use shared::queue::messages::DialV1;
 use uuid::Uuid;
 
 use crate::acquire::{Acquired, acquire};
-use crate::attempt::{self, Inserted, Placed};
-use crate::carrier::CarrierError;
-use crate::compliance::{Callee, List, last_look, refuse};
+use crate::attempt;
+use crate::compliance::{Callee, List, last_look};
 use crate::ctx::Ctx;
 use crate::end::{EndReport, record_end};
 use crate::error::StepError;
+use crate::exit::{Exit, PlaceError, Written, exit};
 use crate::job::{Gate, Job};
-use crate::place::{CARRIER_BACKOFF, PlaceError, SendClock, carrier_side, place_with_retry};
+use crate::place::{SendClock, place_with_retry};
 use crate::reconcile::reconcile;
+use crate::writes::attempts::Inserted;
 
-/// What a dial did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialResult {
-    /// The call was placed.
-    Dialed {
-        /// The attempt.
-        attempt_id: Uuid,
-        /// The carrier's call id.
-        call_sid: String,
-    },
-    /// The attempt was written but the carrier refused or failed: recorded as this outcome, or
-    /// left open for reconciliation (`None`).
-    NotPlaced(Option<CallOutcome>),
-    /// Not dialed: the contact went back (`queued` or `cancelled`).
-    HandedBack(&'static str),
-    /// The attempt already existed: reconciled, not dialed.
-    Reconciled,
-    /// A stale duplicate: nothing done.
-    Stale,
-    /// Not dialed: the number is on the do-not-call list; the contact ended `suppressed`.
-    Suppressed,
-}
+pub use crate::dial_result::DialResult;
 
 /// How a dial learns where its contact stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,14 +119,13 @@ async fn dial_pass(
             .await?;
             return Ok(Pass::Done(DialResult::Reconciled));
         }
-        if contact.state != "released" || contact.attempts != attempt_no - 1 {
+        if contact.state != ContactState::Released || contact.attempts != attempt_no - 1 {
             return Ok(Pass::Done(DialResult::Stale));
         }
         if contact.do_not_call {
             drop(client);
-            return crate::compliance::suppress(ctx, msg.contact_id)
-                .await
-                .map(Pass::Done);
+            crate::compliance::suppress(ctx, msg.contact_id).await?;
+            return Ok(Pass::Done(DialResult::Suppressed));
         }
     }
     let mut job = ctx.jobs.get(&client, msg.batch_id).await?;
@@ -184,26 +163,21 @@ async fn dial_pass(
         }
         Err(e) => {
             // Nothing was written: give the slot back now rather than after its lease.
-            if let Err(r) = ctx
-                .limits
-                .release(job.workspace_id, msg.batch_id, attempt_id)
-                .await
-            {
-                tracing::warn!(error = %r, "slot not released; its lease will lapse");
-            }
+            ctx.release_slot(job.workspace_id, msg.batch_id, attempt_id)
+                .await;
             return Err(e);
         }
     };
-    ctx.held.hold(attempt_id, job.workspace_id, msg.batch_id);
+    ctx.leases.hold(attempt_id, job.workspace_id, msg.batch_id);
     failpoint_after_insert(ctx);
-    let placed = Placed {
+    let written = Written {
         attempt_id,
         contact_id: msg.contact_id,
         attempt_no,
         workspace_id: job.workspace_id,
         batch_id: msg.batch_id,
     };
-    call(ctx, &job, &placed, inserted, from, clock)
+    call(ctx, &job, &written, inserted, from, clock)
         .await
         .map(Pass::Done)
 }
@@ -219,18 +193,21 @@ async fn not_started(ctx: &Ctx, msg: &DialV1, path: Path, gate: Gate) -> Result<
             ctx.jobs.forget(msg.batch_id);
             Ok(Pass::LookCarefully)
         }
-        Path::Careful => attempt::hand_back(ctx, msg.contact_id, gate)
-            .await
-            .map(Pass::Done),
+        Path::Careful => {
+            shared::metrics::dial_handed_back(HandBack::Job);
+            let state = gate.contact_state();
+            attempt::hand_back(ctx, msg.contact_id, state).await?;
+            Ok(Pass::Done(DialResult::HandedBack(state)))
+        }
     }
 }
 
 /// A written attempt: the compliance rules looked at again (see [`crate::compliance`]), then
-/// the request.
+/// the request; whatever came of it is decided by [`exit`] and carried out by [`settle`].
 async fn call(
     ctx: &Ctx,
     job: &Job,
-    placed: &Placed,
+    written: &Written,
     inserted: Inserted,
     from: String,
     mut clock: SendClock,
@@ -243,24 +220,28 @@ async fn call(
     let callee = Callee { to, zones };
     // The scheduler checked at release; the hours may have closed, or the cap filled, while
     // the contact waited for a slot.
-    if let Some(refusal) = last_look(ctx, job, placed, &callee, List::JustRead).await? {
-        return refuse(ctx, placed, refusal).await;
-    }
-    let request = crate::place::call_request(ctx, job, placed.attempt_id, &callee, from);
-    let sent = place_with_retry(ctx, &request, placed, job, &callee, &mut clock).await;
-    settle(ctx, placed, sent).await
+    let sent = match last_look(ctx, job, written, &callee, List::JustRead).await? {
+        Some(refusal) => Err(PlaceError::Refused(refusal)),
+        None => {
+            let request = crate::place::call_request(ctx, job, written.attempt_id, &callee, from);
+            place_with_retry(ctx, &request, written, job, &callee, &mut clock).await
+        }
+    };
+    settle(ctx, written, exit(sent, ctx.config.service.clock.now())).await
 }
 
-/// What the request's answer makes of the attempt: dialed, taken back, closed, or left for
-/// reconciliation.
-async fn settle(
-    ctx: &Ctx,
-    placed: &Placed,
-    sent: Result<String, PlaceError>,
-) -> Result<DialResult, StepError> {
-    let attempt_id = placed.attempt_id;
-    match sent {
-        Ok(call_sid) => {
+/// Carries out an [`Exit`]: the one place where a written attempt's end on the dial path is
+/// written.
+async fn settle(ctx: &Ctx, written: &Written, exit: Exit) -> Result<DialResult, StepError> {
+    let Written {
+        attempt_id,
+        contact_id,
+        workspace_id,
+        batch_id,
+        ..
+    } = *written;
+    match exit {
+        Exit::Dialed { call_sid } => {
             shared::metrics::call_started();
             attempt::store_call_sid(ctx, attempt_id, &call_sid).await?;
             tracing::debug!(%attempt_id, "dialed");
@@ -269,74 +250,51 @@ async fn settle(
                 call_sid,
             })
         }
-        Err(PlaceError::Stopped(gate)) => {
-            // Paused, cancelled or out of its window while waiting for the start token.
-            attempt::unplace(ctx, placed, gate, Duration::ZERO, HandBack::Job).await
+        Exit::Withdraw {
+            state,
+            delay,
+            why,
+            deferred,
+            note,
+        } => {
+            if let Some(note) = note {
+                tracing::warn!(%attempt_id, ?why, "{note}; contact handed back");
+            }
+            if let Some((reason, until)) = deferred {
+                crate::compliance::deferred(ctx, contact_id, until, reason).await;
+            }
+            shared::metrics::dial_handed_back(why);
+            // No call exists, so the slot goes back first, whatever the database says next.
+            ctx.give_back_slot(workspace_id, batch_id, attempt_id).await;
+            attempt::withdraw(ctx, written, state, delay, deferred.map(|(r, _)| r)).await?;
+            Ok(DialResult::HandedBack(state))
         }
-        Err(PlaceError::Refused(refusal)) => {
-            // The hours closed, the cap filled or the number was listed during that wait.
-            refuse(ctx, placed, refusal).await
+        Exit::Suppress => {
+            shared::metrics::dial_handed_back(HandBack::Compliance);
+            ctx.give_back_slot(workspace_id, batch_id, attempt_id).await;
+            attempt::suppress_written(ctx, written).await?;
+            tracing::info!(%contact_id, "number listed while the call waited; contact suppressed");
+            Ok(DialResult::Suppressed)
         }
-        Err(PlaceError::NoToken(e)) => {
-            // Redis failed before the request left: the call was provably not placed.
-            tracing::warn!(%attempt_id, error = %e, "no start token; contact handed back");
-            attempt::unplace(ctx, placed, Gate::Requeue, CARRIER_BACKOFF, HandBack::Redis).await
-        }
-        Err(PlaceError::Unconfirmed(e)) => {
-            // Past its send window and the row could not be touched: not sent.
-            tracing::warn!(%attempt_id, error = %e, "attempt not confirmed before its request; contact handed back");
-            attempt::unplace(
+        Exit::Close { outcome, reason } => {
+            // Closed by us, as no callback will.
+            record_end(
                 ctx,
-                placed,
-                Gate::Requeue,
-                CARRIER_BACKOFF,
-                HandBack::Database,
+                attempt_id,
+                EndReport::unreported(),
+                Some((outcome, &reason)),
             )
-            .await
+            .await?;
+            Ok(DialResult::NotPlaced(Some(outcome)))
         }
-        Err(PlaceError::TakenBack) => {
-            // The reconciler took the attempt back while it waited (past its send window):
-            // the contact is queued again and someone else's now; only the slot is ours.
-            attempt::give_back_slot(ctx, placed).await;
-            Ok(DialResult::Stale)
-        }
-        Err(PlaceError::Carrier(CarrierError::Rejected { status, body }))
-            if carrier_side(status) =>
-        {
-            // Throttled (429) or our credentials refused (401/403): the carrier's or our
-            // problem, not the contact's, so it is not charged an attempt.
-            tracing::error!(%attempt_id, status, %body, "carrier refused the request; contact handed back");
-            attempt::unplace(
-                ctx,
-                placed,
-                Gate::Requeue,
-                CARRIER_BACKOFF,
-                HandBack::Carrier,
-            )
-            .await
-        }
-        Err(PlaceError::Carrier(CarrierError::Rejected { status, body })) => {
-            let reason = format!("carrier refused: HTTP {status}: {body}");
-            close(ctx, attempt_id, CallOutcome::Failed, &reason).await?;
-            Ok(DialResult::NotPlaced(Some(CallOutcome::Failed)))
-        }
-        Err(PlaceError::Carrier(CarrierError::Unreachable(e))) => {
-            // Never reached the carrier, even after retries: not the contact's fault either.
-            tracing::warn!(%attempt_id, error = %e, "carrier unreachable; contact handed back");
-            attempt::unplace(
-                ctx,
-                placed,
-                Gate::Requeue,
-                CARRIER_BACKOFF,
-                HandBack::Carrier,
-            )
-            .await
-        }
-        Err(PlaceError::Carrier(e)) => {
-            // It may have been placed: never re-send; the callback or the reconciler decides.
-            tracing::warn!(%attempt_id, error = %e, "call state unknown; left for reconciliation");
-            attempt::leave_for_reconciliation(ctx, attempt_id, &e.to_string()).await?;
+        Exit::Reconcile { error } => {
+            tracing::warn!(%attempt_id, %error, "call state unknown; left for reconciliation");
+            attempt::leave_for_reconciliation(ctx, attempt_id, &error).await?;
             Ok(DialResult::NotPlaced(None))
+        }
+        Exit::SlotOnly => {
+            ctx.give_back_slot(workspace_id, batch_id, attempt_id).await;
+            Ok(DialResult::Stale)
         }
     }
 }
@@ -352,21 +310,4 @@ fn failpoint_after_insert(ctx: &Ctx) {
             std::process::abort();
         }
     }
-}
-
-/// Closes an attempt the carrier refused with `outcome`, as no callback will.
-async fn close(
-    ctx: &Ctx,
-    attempt_id: Uuid,
-    outcome: CallOutcome,
-    reason: &str,
-) -> Result<(), StepError> {
-    record_end(
-        ctx,
-        attempt_id,
-        EndReport::unreported(),
-        Some((outcome, reason)),
-    )
-    .await?;
-    Ok(())
 }

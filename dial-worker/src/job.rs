@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::compliance::RecipientHours;
-use shared::domain::MachineDetection;
+use shared::domain::{ContactState, JobState, MachineDetection};
 use shared::schedule::{StoredSchedule, Window};
 use tokio::time::Instant;
 use tokio_postgres::Row;
@@ -26,11 +26,11 @@ pub(crate) enum Gate {
 
 impl Gate {
     /// What a contact handed back becomes.
-    pub(crate) fn contact_state(self) -> &'static str {
+    pub(crate) fn contact_state(self) -> ContactState {
         if self == Gate::Cancel {
-            "cancelled"
+            ContactState::Cancelled
         } else {
-            "queued"
+            ContactState::Queued
         }
     }
 }
@@ -38,7 +38,7 @@ impl Gate {
 /// A job as the dial path needs it, its limits checked once when read.
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
-    pub(crate) state: String,
+    pub(crate) state: JobState,
     pub(crate) workspace_id: Uuid,
     pub(crate) job_limit: u32,
     /// The job's own rate; `None`: the workspace's rate alone bounds it.
@@ -61,10 +61,12 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn gate(&self, now: DateTime<Utc>) -> Gate {
-        match self.state.as_str() {
-            "active" if self.window.is_open(now) => Gate::Go,
-            "active" | "paused" | "created" => Gate::Requeue,
-            _ => Gate::Cancel,
+        if self.state == JobState::Active && self.window.is_open(now) {
+            return Gate::Go;
+        }
+        match self.state.contact_state_when_handed_back() {
+            ContactState::Cancelled => Gate::Cancel,
+            _ => Gate::Requeue,
         }
     }
 }
@@ -169,7 +171,7 @@ const JOB_SQL: &str = "
 
 /// One row of [`JOB_SQL`], as stored.
 struct JobRow {
-    state: String,
+    state: JobState,
     workspace_id: Uuid,
     job_limit: i32,
     job_cps: Option<i32>,
@@ -272,7 +274,7 @@ mod tests {
 
     fn row() -> JobRow {
         JobRow {
-            state: "active".into(),
+            state: JobState::Active,
             workspace_id: Uuid::from_u128(5),
             job_limit: 10,
             job_cps: Some(2),
@@ -326,18 +328,14 @@ mod tests {
     fn only_an_active_job_in_its_window_lets_a_call_start() {
         let now = Utc::now();
         for (state, gate) in [
-            ("active", Gate::Go),
-            ("paused", Gate::Requeue),
-            ("created", Gate::Requeue),
-            ("cancelled", Gate::Cancel),
-            ("completed", Gate::Cancel),
+            (JobState::Active, Gate::Go),
+            (JobState::Paused, Gate::Requeue),
+            (JobState::Created, Gate::Requeue),
+            (JobState::Cancelled, Gate::Cancel),
+            (JobState::Completed, Gate::Cancel),
+            (JobState::Failed, Gate::Cancel),
         ] {
-            let job = JobRow {
-                state: state.into(),
-                ..row()
-            }
-            .into_job(Uuid::nil())
-            .unwrap();
+            let job = JobRow { state, ..row() }.into_job(Uuid::nil()).unwrap();
             assert_eq!(job.gate(now), gate, "{state}");
         }
     }

@@ -3,7 +3,9 @@
 //!
 //! - [`dial`]: one `DialV1` message → one placed call (or a hand-back, or a reconciliation),
 //!   in steps: [`job`] (the job, cached, and whether it lets a call start), [`attempt`] (the
-//!   attempt's SQL), [`acquire`] (slots and caller ID), [`place`] (the paced carrier request);
+//!   attempt's SQL), [`acquire`] (slots and caller ID), [`compliance`] (the last look),
+//!   [`place`] (the paced carrier request); then `exit` (the pure decision: the carrier's
+//!   answer → how the written attempt leaves) carried out in one place, `dial::settle`;
 //! - [`call_event`]: one carrier status event → [`end`] (the outcome recorded once, the contact
 //!   moved on), by [`outcome`] (the pure decision: outcome → next step) and [`payload`] (the
 //!   webhook bodies);
@@ -11,6 +13,23 @@
 //! - [`limits`]: the Redis semaphores, rate limiters and caller-ID counters;
 //! - [`carrier`]: Twilio-compatible REST, or the in-process simulator;
 //! - [`webhooks`]: the outbox and its signed, retried delivery.
+//!
+//! The modules depend on each other in layers, each only on those below it (no cycle):
+//!
+//! 1. vocabulary, rows and pure rules, none taking a `Ctx`: `error`, `config`, `dial_result`,
+//!    `job` (with its cache), `outcome`, `payload`;
+//! 2. the clients: `carrier`, `limits`, `webhooks`, `group`, and `writes` (the group-committed
+//!    statements; they take a pool, never a `Ctx`);
+//! 3. [`ctx`], which holds the clients, and `exit`, the pure decision over `job`'s gate and
+//!    `carrier`'s errors;
+//! 4. the steps, each taking `&Ctx`: `attempt`, `compliance`, `acquire`, `end`, then
+//!    `reconcile` (uses `end`), `place` (uses `attempt`, `compliance`, `acquire`, and
+//!    `reconcile`'s send window), `call_event` (uses `end`), and `dial` on top (uses them all).
+//!
+//! States travel as `shared::domain` enums, read with `FromSql` and bound with `ToSql`; a
+//! group statement whose planner tricks need literal names has them formatted in once from the
+//! enums (`writes`). The rules several services share (suppression, the frequency cap, the job
+//! → contact state rule) are V18's SQL functions (`shared::db::rules`).
 
 pub mod acquire;
 pub mod attempt;
@@ -20,8 +39,10 @@ pub mod compliance;
 pub mod config;
 pub mod ctx;
 pub mod dial;
+mod dial_result;
 pub mod end;
 pub mod error;
+mod exit;
 mod group;
 pub mod job;
 pub mod limits;
@@ -30,13 +51,14 @@ pub mod payload;
 pub mod place;
 pub mod reconcile;
 pub mod webhooks;
+mod writes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use shared::queue::consumer::{ConsumerOptions, Disposition, Incoming};
 use shared::queue::messages::{CallEventV1, DialV1};
-use shared::queue::{Publisher, Stream};
+use shared::queue::{Broker, Publisher, Stream};
 use shared::redis_conn::Redis;
 use shared::startup::Startup;
 use tokio_util::sync::CancellationToken;
@@ -77,14 +99,48 @@ pub async fn spawn(
         .ok_or_else(|| anyhow::anyhow!("Redis was asked for"))?;
 
     let tasks = TaskTracker::new();
-    let carrier = match (carrier, config.carrier) {
-        (Some(c), _) => c,
-        (None, CarrierKind::Twilio) => Carrier::Twilio(carrier::twilio::TwilioCarrier::new(
+    let carrier = match carrier {
+        Some(c) => c,
+        None => configured_carrier(&config, &broker, &tasks, &shutdown),
+    };
+    // Renewals on a connection of their own: they keep the limits true, so they never queue
+    // behind the dials, and a pipeline of thousands may take longer than a dial's call.
+    let lease_redis = Redis::connect_with(&config.service, config.slot_lease / 3).await?;
+    let mut ctx = Ctx::new(db, redis, carrier, config, shutdown.clone());
+    ctx.limits = ctx.limits.with_lease_connection(lease_redis);
+
+    // Cancelled once the dial handlers have drained: until then one may still take a slot,
+    // so the renewer stays up even if it holds nothing at the signal.
+    let dialing_done = CancellationToken::new();
+    spawn_background(&tasks, &ctx, &broker, &dialing_done);
+    spawn_consumers(&tasks, &ctx, &broker, dialing_done);
+    tasks.close();
+
+    let done = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        tasks.wait().await;
+        if let Err(e) = started.finish().await {
+            tracing::warn!(error = %e, "health server failed");
+        }
+    });
+    Ok((addr, done))
+}
+
+/// The carrier the configuration names; the simulator's events are forwarded by a task of
+/// `tasks`.
+fn configured_carrier(
+    config: &Config,
+    broker: &Broker,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Carrier {
+    match config.carrier {
+        CarrierKind::Twilio => Carrier::Twilio(carrier::twilio::TwilioCarrier::new(
             &config.carrier_url,
             &config.carrier_account_sid,
             &config.carrier_auth_token,
         )),
-        (None, CarrierKind::Sim) => {
+        CarrierKind::Sim => {
             let (sim, events) = carrier::sim::SimCarrier::new(Default::default());
             let publisher = Arc::new(Publisher::new(broker.clone()));
             tasks.spawn(carrier::sim::forward_events(
@@ -94,30 +150,27 @@ pub async fn spawn(
             ));
             Carrier::Sim(sim)
         }
-    };
-    // Renewals on a connection of their own: they keep the limits true, so they never queue
-    // behind the dials, and a pipeline of thousands may take longer than a dial's call.
-    let lease_redis = Redis::connect_with(&config.service, config.slot_lease / 3).await?;
-    let mut ctx = Ctx::new(
-        db.clone(),
-        redis.clone(),
-        carrier,
-        config.clone(),
-        shutdown.clone(),
-    );
-    ctx.limits = ctx.limits.with_lease_connection(lease_redis);
+    }
+}
 
+/// The tasks beside the consumers: the limits' wake-ups, the lease renewer (until
+/// `dialing_done`), the reconciler and the webhook delivery.
+fn spawn_background(
+    tasks: &TaskTracker,
+    ctx: &Ctx,
+    broker: &Broker,
+    dialing_done: &CancellationToken,
+) {
+    let config = &ctx.config;
+    let shutdown = &ctx.shutdown;
     tasks.spawn(ctx.limits.wakeups().clone().listen(
         config.service.redis_url.clone(),
         ctx.limits.channel(),
         shutdown.clone(),
     ));
-    // Cancelled once the dial handlers have drained: until then one may still take a slot,
-    // so the renewer stays up even if it holds nothing at the signal.
-    let dialing_done = CancellationToken::new();
-    tasks.spawn(ctx.held.clone().renew_loop(
+    tasks.spawn(ctx.leases.clone().renew_loop(
         ctx.limits.clone(),
-        db.clone(),
+        ctx.db.clone(),
         shutdown.clone(),
         dialing_done.clone(),
         config.service.shutdown_grace,
@@ -128,7 +181,7 @@ pub async fn spawn(
         shutdown.clone(),
     ));
     tasks.spawn(webhooks::delivery::run(
-        db.clone(),
+        ctx.db.clone(),
         webhooks::delivery::DeliverySettings {
             concurrency: config.webhook_concurrency,
             timeout: config.webhook_timeout,
@@ -139,7 +192,17 @@ pub async fn spawn(
         },
         shutdown.clone(),
     ));
+}
 
+/// The dial and call-event consumers; `dialing_done` is cancelled once the dial handlers have
+/// drained.
+fn spawn_consumers(
+    tasks: &TaskTracker,
+    ctx: &Ctx,
+    broker: &Broker,
+    dialing_done: CancellationToken,
+) {
+    let config = &ctx.config;
     let dial_ctx = ctx.clone();
     let dial_consumer = shared::queue::consumer::run(
         broker.clone(),
@@ -152,7 +215,7 @@ pub async fn spawn(
             tag: format!("dial-worker-{}", uuid::Uuid::new_v4()),
             retry: Default::default(),
         },
-        shutdown.clone(),
+        ctx.shutdown.clone(),
         move |incoming: Incoming| {
             let ctx = dial_ctx.clone();
             async move { handle_dial(&ctx, &incoming).await }
@@ -173,22 +236,12 @@ pub async fn spawn(
             tag: format!("dial-worker-events-{}", uuid::Uuid::new_v4()),
             retry: Default::default(),
         },
-        shutdown.clone(),
+        ctx.shutdown.clone(),
         move |incoming: Incoming| {
             let ctx = event_ctx.clone();
             async move { handle_call_event(&ctx, &incoming).await }
         },
     ));
-    tasks.close();
-
-    let done = tokio::spawn(async move {
-        shutdown.cancelled().await;
-        tasks.wait().await;
-        if let Err(e) = started.finish().await {
-            tracing::warn!(error = %e, "health server failed");
-        }
-    });
-    Ok((addr, done))
 }
 
 /// The dial queue's handler.

@@ -9,38 +9,13 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::acquire::{retry_pause, worth_retrying};
-use crate::attempt::{self, Placed};
+use crate::attempt;
 use crate::carrier::{CallRequest, CarrierError};
-use crate::compliance::{Callee, List, Refusal, last_look};
+use crate::compliance::{Callee, List, last_look};
 use crate::ctx::Ctx;
 use crate::error::StepError;
+use crate::exit::{PlaceError, Written};
 use crate::job::{Gate, Job};
-
-/// How long a contact waits before it is released again when the carrier could not take its
-/// call (unreachable, throttling, credentials): long enough not to hammer a carrier that is down.
-pub(crate) const CARRIER_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Carrier refusals that say nothing about the number: throttling and authentication.
-pub(crate) fn carrier_side(status: u16) -> bool {
-    matches!(status, 401 | 403 | 429)
-}
-
-/// Why a call was not handed to the carrier.
-pub(crate) enum PlaceError {
-    /// The job stopped wanting the call while it waited for its start token.
-    Stopped(Gate),
-    /// A compliance rule refused the call after that wait (see [`crate::compliance`]).
-    Refused(Refusal),
-    /// The rate limiter could not be asked.
-    NoToken(redis::RedisError),
-    /// The database could not confirm the request may go: past its send window the attempt's
-    /// row could not be touched, or after a wait the rules could not be read.
-    Unconfirmed(StepError),
-    /// Past its send window, the attempt's row was gone: the reconciler took it back.
-    TakenBack,
-    /// The carrier's answer.
-    Carrier(CarrierError),
-}
 
 /// The carrier request for an attempt written with caller ID `from` to `callee`.
 pub(crate) fn call_request(
@@ -73,14 +48,14 @@ pub(crate) fn call_request(
 pub(crate) async fn place_with_retry(
     ctx: &Ctx,
     req: &CallRequest,
-    placed: &Placed,
+    written: &Written,
     job: &Job,
     callee: &Callee,
     clock: &mut SendClock,
 ) -> Result<String, PlaceError> {
     let mut tries = 0;
     loop {
-        take_start_token(ctx, placed, job, callee, clock).await?;
+        take_start_token(ctx, written, job, callee, clock).await?;
         // Nothing between the token and the request it paces — unless the token took so long
         // that the send window ran out (the wait loop keeps it open, so only a stalled Redis
         // call gets here): then the row is touched first, correctness before pacing.
@@ -102,12 +77,12 @@ pub(crate) async fn place_with_retry(
 /// request, which would bunch starts.
 async fn take_start_token(
     ctx: &Ctx,
-    placed: &Placed,
+    written: &Written,
     job: &Job,
     callee: &Callee,
     clock: &mut SendClock,
 ) -> Result<(), PlaceError> {
-    let batch_id = placed.batch_id;
+    let batch_id = written.batch_id;
     let started = Instant::now();
     let mut retries = 0;
     let mut patient_since = Instant::now();
@@ -154,7 +129,7 @@ async fn take_start_token(
         }
         // A rule the database cannot be asked about refuses the call for now: the contact is
         // handed back and released again later, never called unchecked.
-        match last_look(ctx, fresh, placed, callee, List::ReadAgain).await {
+        match last_look(ctx, fresh, written, callee, List::ReadAgain).await {
             Ok(None) => {}
             Ok(Some(refusal)) => return Err(PlaceError::Refused(refusal)),
             Err(e) => return Err(PlaceError::Unconfirmed(e)),
@@ -255,15 +230,5 @@ mod tests {
             with_dial_id("https://a.example/answer?x=1#top", id),
             format!("https://a.example/answer?x=1&dialId={id}#top")
         );
-    }
-
-    #[test]
-    fn only_throttling_and_credentials_are_the_carriers_side() {
-        for status in [401, 403, 429] {
-            assert!(carrier_side(status), "{status}");
-        }
-        for status in [400, 404, 422, 500, 503] {
-            assert!(!carrier_side(status), "{status}");
-        }
     }
 }

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use shared::domain::CallOutcome;
+use shared::domain::{AttemptState, CallOutcome, ContactState};
 use shared::queue::Broker;
 use tokio::time::Instant;
 use tokio_postgres::Row;
@@ -272,45 +272,12 @@ async fn reconcile_unplaced(
             return close_if_too_old(ctx, attempt_id, created_at).await;
         }
     };
-    let free: Vec<String> = match found {
-        Found::Exact(sid) => vec![sid],
-        Found::Candidates(found) if found.is_empty() => Vec::new(),
-        Found::Candidates(found) => {
-            // Calls other attempts already own are not this one's; and while another open
-            // attempt without a call id calls the same number, a lone call could be either's.
-            let client = ctx.db.get().await?;
-            let owned = client
-                .query(
-                    "SELECT carrier_call_sid FROM dial_attempts WHERE carrier_call_sid = ANY($1)",
-                    &[&found],
-                )
-                .await?
-                .iter()
-                .map(|r| r.try_get("carrier_call_sid"))
-                .collect::<Result<Vec<String>, _>>()?;
-            let free: Vec<String> = found.into_iter().filter(|s| !owned.contains(s)).collect();
-            let rivals: i64 = if free.is_empty() {
-                0
-            } else {
-                client
-                    .query_one(
-                        "SELECT count(*) AS rivals FROM dial_attempts
-                         WHERE to_number = $2 AND id <> $1 AND outcome IS NULL
-                           AND carrier_call_sid IS NULL",
-                        &[&attempt_id, &lookup.to],
-                    )
-                    .await?
-                    .try_get("rivals")?
-            };
-            if rivals > 0 {
-                tracing::warn!(%attempt_id, "another attempt without a call id calls the same number; left open");
-                return close_if_too_old(ctx, attempt_id, created_at).await;
-            }
-            free
-        }
+    let Some(free) = unowned_calls(ctx, attempt_id, &lookup.to, found).await? else {
+        tracing::warn!(%attempt_id, "another attempt without a call id calls the same number; left open");
+        return close_if_too_old(ctx, attempt_id, created_at).await;
     };
     match free.as_slice() {
-        [] => take_back(ctx, attempt_id, updated_at).await,
+        [] => take_back_unplaced(ctx, attempt_id, updated_at).await,
         [sid] => {
             if adopt(ctx, attempt_id, sid).await? {
                 tracing::info!(%attempt_id, "call found at the carrier; its id adopted");
@@ -330,6 +297,46 @@ async fn reconcile_unplaced(
     }
 }
 
+/// The calls the carrier found that may be this attempt's: those no other attempt owns.
+/// `None` while another open attempt without a call id calls the same number `to`, when a
+/// lone call could be either's.
+async fn unowned_calls(
+    ctx: &Ctx,
+    attempt_id: Uuid,
+    to: &str,
+    found: Found,
+) -> Result<Option<Vec<String>>, StepError> {
+    let found = match found {
+        Found::Exact(sid) => return Ok(Some(vec![sid])),
+        Found::Candidates(found) if found.is_empty() => return Ok(Some(Vec::new())),
+        Found::Candidates(found) => found,
+    };
+    let client = ctx.db.get().await?;
+    let owned = client
+        .query(
+            "SELECT carrier_call_sid FROM dial_attempts WHERE carrier_call_sid = ANY($1)",
+            &[&found],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get("carrier_call_sid"))
+        .collect::<Result<Vec<String>, _>>()?;
+    let free: Vec<String> = found.into_iter().filter(|s| !owned.contains(s)).collect();
+    if free.is_empty() {
+        return Ok(Some(free));
+    }
+    let rivals: i64 = client
+        .query_one(
+            "SELECT count(*) AS rivals FROM dial_attempts
+             WHERE to_number = $2 AND id <> $1 AND outcome IS NULL
+               AND carrier_call_sid IS NULL",
+            &[&attempt_id, &to],
+        )
+        .await?
+        .try_get("rivals")?;
+    Ok((rivals == 0).then_some(free))
+}
+
 /// Stores a call id found at the carrier. `false` if the attempt moved on meanwhile, or
 /// another attempt owns that call (the column is unique).
 async fn adopt(ctx: &Ctx, attempt_id: Uuid, sid: &str) -> Result<bool, StepError> {
@@ -337,10 +344,15 @@ async fn adopt(ctx: &Ctx, attempt_id: Uuid, sid: &str) -> Result<bool, StepError
     let adopted = client
         .execute(
             "UPDATE dial_attempts SET carrier_call_sid = $2,
-                 state = CASE WHEN state = 'dialing' THEN 'ringing' ELSE state END,
+                 state = CASE WHEN state = $3 THEN $4 ELSE state END,
                  updated_at = now()
              WHERE id = $1 AND carrier_call_sid IS NULL AND outcome IS NULL",
-            &[&attempt_id, &sid],
+            &[
+                &attempt_id,
+                &sid,
+                &AttemptState::Dialing,
+                &AttemptState::Ringing,
+            ],
         )
         .await;
     match adopted {
@@ -354,7 +366,7 @@ async fn adopt(ctx: &Ctx, attempt_id: Uuid, sid: &str) -> Result<bool, StepError
 /// unchanged since `seen` (no worker touched it to send it, nobody stored a call id) and the
 /// contact is still `dialing` it — the row goes, the contact is `queued` again (due now, its
 /// attempt count restored) or `cancelled` if its job is over; then the slot is given back.
-async fn take_back(
+async fn take_back_unplaced(
     ctx: &Ctx,
     attempt_id: Uuid,
     seen: DateTime<Utc>,
@@ -369,33 +381,29 @@ async fn take_back(
                  FOR UPDATE),
              c AS (
                  UPDATE contacts k SET
-                     state = CASE WHEN b.state IN ('active', 'paused', 'created')
-                                  THEN 'queued' ELSE 'cancelled' END,
+                     state = contact_state_for_job(b.state),
                      attempts = k.attempts - 1, released_at = NULL,
                      next_attempt_at = now(), updated_at = now()
                  FROM a, batches b
                  WHERE k.id = a.contact_id AND b.id = k.batch_id
-                   AND k.state = 'dialing' AND k.attempts = a.attempt_no
+                   AND k.state = $3 AND k.attempts = a.attempt_no
                  RETURNING k.id, k.state)
              DELETE FROM dial_attempts d USING a, c
              WHERE d.id = a.id AND c.id = a.contact_id
              RETURNING d.workspace_id, d.batch_id, c.state AS contact_state",
-            &[&attempt_id, &seen],
+            &[&attempt_id, &seen, &ContactState::Dialing],
         )
         .await?;
     drop(client);
     let Some(row) = row else {
         return Ok(Reconciled::Waiting);
     };
-    let (workspace_id, batch_id, state): (Uuid, Uuid, String) = (
+    let (workspace_id, batch_id, state): (Uuid, Uuid, ContactState) = (
         row.try_get("workspace_id")?,
         row.try_get("batch_id")?,
         row.try_get("contact_state")?,
     );
-    ctx.held.forget(attempt_id);
-    if let Err(e) = ctx.limits.release(workspace_id, batch_id, attempt_id).await {
-        tracing::warn!(error = %e, "slot not released; its lease will lapse");
-    }
+    ctx.give_back_slot(workspace_id, batch_id, attempt_id).await;
     tracing::warn!(
         %attempt_id,
         contact_state = %state,

@@ -9,6 +9,7 @@ use common::*;
 use dial_worker::carrier::Carrier;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimOutcome};
 use dial_worker::dial::{DialResult, dial_one};
+use shared::domain::ContactState;
 use shared::queue::messages::DialV1;
 use testkit::{TestEnv, fixtures};
 use tokio_util::sync::CancellationToken;
@@ -152,7 +153,7 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
     let msg = release(&env, ws.id, la).await;
     assert_eq!(
         dial_one(&ctx, &msg).await.unwrap(),
-        DialResult::HandedBack("queued")
+        DialResult::HandedBack(ContactState::Queued)
     );
     assert!(sim.calls().is_empty());
     assert_eq!(attempts(&env).await, 0);
@@ -195,7 +196,7 @@ async fn closed_hours_and_a_reached_cap_hand_the_contact_back_uncharged() {
     let msg = release(&env, ws.id, capped).await;
     assert_eq!(
         dial_one(&ctx, &msg).await.unwrap(),
-        DialResult::HandedBack("queued")
+        DialResult::HandedBack(ContactState::Queued)
     );
     assert!(sim.calls().is_empty());
     assert_eq!(attempts(&env).await, 1, "only the earlier batch's attempt");

@@ -8,6 +8,7 @@ use common::*;
 use dial_worker::carrier::Carrier;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimOutcome};
 use dial_worker::dial::{DialResult, dial_one};
+use shared::domain::ContactState;
 use shared::queue::Publisher;
 use shared::queue::messages::DialV1;
 use shared::queue::publisher::Outgoing;
@@ -337,9 +338,9 @@ async fn paused_and_cancelled_jobs_hand_their_contacts_back() {
         .await
         .unwrap();
         let want = if batch_id == paused {
-            "queued"
+            ContactState::Queued
         } else {
-            "cancelled"
+            ContactState::Cancelled
         };
         assert_eq!(result, DialResult::HandedBack(want));
     }

@@ -11,6 +11,7 @@ use common::*;
 use dial_worker::carrier::Carrier;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimCarrier, SimOutcome};
 use dial_worker::dial::{DialResult, dial_first_delivery};
+use shared::domain::ContactState;
 use shared::queue::messages::DialV1;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
@@ -193,7 +194,7 @@ async fn a_hand_back_waits_for_the_release_it_undoes() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(result, DialResult::HandedBack("queued"));
+    assert_eq!(result, DialResult::HandedBack(ContactState::Queued));
     let state: String = client
         .query_one("SELECT state FROM contacts WHERE id = $1", &[&contact_id])
         .await

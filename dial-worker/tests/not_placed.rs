@@ -15,6 +15,7 @@ use dial_worker::carrier::Carrier;
 use dial_worker::carrier::sim::{OutcomeRule, SimBehavior, SimCarrier, SimOutcome};
 use dial_worker::carrier::twilio::TwilioCarrier;
 use dial_worker::dial::{DialResult, dial_one};
+use shared::domain::ContactState;
 use testkit::TestEnv;
 use uuid::Uuid;
 
@@ -93,7 +94,7 @@ async fn a_pause_during_the_start_token_wait_hands_the_contact_back() {
     );
     let handed_back = results
         .iter()
-        .filter(|r| **r == DialResult::HandedBack("queued"))
+        .filter(|r| **r == DialResult::HandedBack(ContactState::Queued))
         .count();
     assert_eq!(handed_back, 2, "{results:?}");
     let dialed_to = &sim.calls()[0].to;
@@ -161,7 +162,7 @@ async fn throttling_bad_credentials_and_an_unreachable_carrier_do_not_burn_conta
         );
         assert_eq!(
             dial_one(&ctx, &dial).await.unwrap(),
-            DialResult::HandedBack("queued"),
+            DialResult::HandedBack(ContactState::Queued),
             "{what}"
         );
         let (state, attempts, due_in, rows) = contact(&env, dial.contact_id).await;

@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
 use shared::compliance::{RecipientHours, zones_for_number};
+use shared::domain::ContactState;
 use shared::schedule::Window;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -118,14 +119,8 @@ pub(crate) async fn screen_head(
                         EXISTS (SELECT 1 FROM dnc_numbers d
                                 WHERE d.workspace_id = c.workspace_id
                                   AND d.number = c.phone_number) AS listed,
-                        -- With the cap reached, when its oldest counted attempt leaves the
-                        -- window (then one more call is allowed).
-                        CASE WHEN $6::int IS NOT NULL THEN (
-                            SELECT a.created_at + make_interval(days => $7::int)
-                            FROM dial_attempts a
-                            WHERE a.workspace_id = c.workspace_id AND a.to_number = c.phone_number
-                              AND a.created_at > $2::timestamptz - make_interval(days => $7::int)
-                            ORDER BY a.created_at DESC OFFSET $6::int - 1 LIMIT 1) END AS cap_until
+                        frequency_cap_frees_at(c.workspace_id, c.phone_number, $2::timestamptz,
+                                               $6::int, $7::int) AS cap_until
                  FROM contacts c
                  WHERE c.batch_id = $1 AND c.state = 'queued' AND c.next_attempt_at <= $2
                  ORDER BY c.next_attempt_at, c.row_index
@@ -154,18 +149,10 @@ pub(crate) async fn screen_head(
         .collect();
     let mut screened = 0;
     if !listed.is_empty() {
-        screened += tx
-            .execute(
-                "WITH s AS (
-                     UPDATE contacts SET state = 'failed', last_outcome = 'suppressed',
-                         hold_reason = NULL, updated_at = $2
-                     WHERE id = ANY($1) AND state = 'queued'
-                     RETURNING id)
-                 INSERT INTO contact_events (contact_id, at, kind, reason)
-                 SELECT id, $2, 'suppressed', 'do_not_call' FROM s",
-                &[&listed, &now],
-            )
-            .await?;
+        screened +=
+            shared::db::rules::suppress_contacts(tx, &listed, ContactState::Queued, Some(now))
+                .await?
+                .len() as u64;
     }
 
     let (mut resolve_ids, mut resolve_zones) = (Vec::new(), Vec::new());

@@ -30,10 +30,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use shared::compliance::RecipientHours;
+use shared::domain::{ContactState, JobState};
 use shared::queue::messages::DialV1;
 use shared::queue::publisher::Outgoing;
 use shared::queue::{Publisher, QueueError, Stream};
 use shared::schedule::{StoredSchedule, Window};
+use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -198,9 +201,9 @@ async fn open_jobs(
                     w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
                     w.max_calls_per_number_count, w.max_calls_per_number_days
              FROM batches b JOIN workspaces w ON w.id = b.workspace_id
-             WHERE b.state = 'active'
+             WHERE b.state = $1
              ORDER BY b.priority DESC, b.created_at, b.id",
-            &[],
+            &[&JobState::Active],
         )
         .await?;
     let mut workspaces: Vec<WorkspaceJobs> = Vec::new();
@@ -261,6 +264,82 @@ async fn open_jobs(
     Ok(workspaces)
 }
 
+/// The contacts of job `$1` due at `$2` that the workspace's policy lets go now: queued (`$8`),
+/// in open zones (`$4`, unknown ones when `$5`) and under the frequency cap (`$6` in `$7` days).
+/// The one predicate the due count and the claim share, so they cannot disagree.
+macro_rules! due_contacts {
+    () => {
+        "FROM contacts
+         WHERE batch_id = $1 AND state = $8 AND next_attempt_at <= $2
+           AND ($4::text[] IS NULL
+                OR (timezones <@ $4 AND (cardinality(timezones) > 0 OR $5)))
+           AND frequency_cap_frees_at(workspace_id, phone_number, $2::timestamptz,
+                                      $6::int, $7::int) IS NULL"
+    };
+}
+
+/// How many of a job's contacts are due, up to `$3` ([`due_contacts!`]).
+const DUE_COUNT_SQL: &str = concat!(
+    "SELECT count(*) AS n FROM (SELECT 1 ",
+    due_contacts!(),
+    " LIMIT $3) due"
+);
+
+/// Claims up to `$3` due contacts of a job ([`due_contacts!`], and not on the do-not-call list),
+/// in claim order, moving them to `released` (`$9`).
+const CLAIM_SQL: &str = concat!(
+    "WITH due AS (SELECT id ",
+    due_contacts!(),
+    "
+           AND NOT EXISTS (SELECT 1 FROM dnc_numbers d
+                           WHERE d.workspace_id = contacts.workspace_id
+                             AND d.number = contacts.phone_number)
+         ORDER BY next_attempt_at, row_index
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED)
+     UPDATE contacts c SET state = $9, released_at = $2, updated_at = $2, hold_reason = NULL
+     FROM due WHERE c.id = due.id
+     RETURNING c.id, c.attempts"
+);
+
+/// The two statements over [`due_contacts!`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// [`DUE_COUNT_SQL`].
+    Count,
+    /// [`CLAIM_SQL`].
+    Claim,
+}
+
+/// Runs the `which` statement for `job_id` with at most `limit` contacts.
+async fn query_due(
+    tx: &Transaction<'_>,
+    which: Due,
+    job_id: Uuid,
+    policy: &Policy,
+    limit: u32,
+    now: DateTime<Utc>,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let limit = i64::from(limit);
+    let (open_zones, cap_count, cap_days) =
+        (policy.open_zones(), policy.cap_count(), policy.cap_days());
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &job_id,
+        &now,
+        &limit,
+        &open_zones,
+        &policy.allow_unknown_timezone,
+        &cap_count,
+        &cap_days,
+        &ContactState::Queued,
+        &ContactState::Released,
+    ];
+    match which {
+        Due::Count => tx.query(DUE_COUNT_SQL, &params[..8]).await,
+        Due::Claim => tx.query(CLAIM_SQL, &params).await,
+    }
+}
+
 /// Releases one workspace's due contacts in one transaction. `None` when another scheduler
 /// holds the workspace.
 #[tracing::instrument(skip_all, fields(workspace_id = %workspace.id))]
@@ -273,169 +352,26 @@ async fn release_workspace(
 ) -> Result<Option<u64>, ReleaseError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
-    let mine = tx
-        .query_opt(
-            "SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
-            &[&workspace.id],
-        )
-        .await?;
-    if mine.is_none() {
+    if !lock_workspace(&tx, workspace.id).await? {
         return Ok(None);
     }
-    // Re-read under lock: a job paused or cancelled since the scan is left out, and one whose
-    // row the gateway is changing right now is skipped this tick.
-    let ids: Vec<Uuid> = workspace.jobs.iter().map(|j| j.id).collect();
-    let still_active: Vec<Uuid> = tx
-        .query(
-            "SELECT id FROM batches WHERE id = ANY($1) AND state = 'active'
-             FOR NO KEY UPDATE SKIP LOCKED",
-            &[&ids],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get("id"))
-        .collect();
-    let mut in_flight: HashMap<Uuid, u64> = HashMap::new();
-    for r in tx
-        .query(
-            "SELECT batch_id, count(*) AS n FROM contacts
-             WHERE workspace_id = $1 AND state IN ('released', 'dialing')
-             GROUP BY batch_id",
-            &[&workspace.id],
-        )
-        .await?
-    {
-        let n = unsigned(r.try_get::<_, i64>("n")?, "an in-flight count")?;
-        in_flight.insert(r.try_get("batch_id")?, n);
-    }
-    let workspace_in_flight: u64 = in_flight.values().sum();
-    let workspace_room = u64::from(plan::in_flight_bound(
-        workspace.max_concurrent_dials,
-        settings.in_flight_multiplier,
-    ))
-    .saturating_sub(workspace_in_flight);
-    // Saturating is right here: more room than a u32 holds is still capped by the tick's
-    // own bound just below, so u32::MAX and the true value release the same.
-    let workspace_room = u32::try_from(workspace_room)
-        .unwrap_or(u32::MAX)
-        .min(settings.max_per_workspace_tick);
-
-    let mut demands = Vec::new();
-    // Contacts the compliance screen suppressed or deferred: written even when nothing is
-    // released, so the transaction commits then too.
-    let mut screened = 0;
-    for job in workspace
-        .jobs
-        .iter()
-        .filter(|j| still_active.contains(&j.id))
-    {
-        let bound = plan::in_flight_bound(job.max_concurrent_dials, settings.in_flight_multiplier);
-        // Saturating is right here: the bound is a u32, so more in flight than a u32 holds
-        // leaves no room, exactly as the true count would.
-        let used = u32::try_from(in_flight.get(&job.id).copied().unwrap_or(0)).unwrap_or(u32::MAX);
-        let room = bound.saturating_sub(used);
-        let due = if room == 0 || workspace_room == 0 {
-            0
-        } else {
-            screened += screen_head(&tx, job.id, &job.window, &workspace.policy, room, now).await?;
-            let n: i64 = tx
-                .query_one(
-                    "SELECT count(*) AS n FROM (
-                         SELECT 1 FROM contacts
-                         WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
-                           AND ($4::text[] IS NULL
-                                OR (timezones <@ $4 AND (cardinality(timezones) > 0 OR $5)))
-                           AND ($6::int IS NULL OR (
-                                SELECT count(*) FROM dial_attempts a
-                                WHERE a.workspace_id = contacts.workspace_id
-                                  AND a.to_number = contacts.phone_number
-                                  AND a.created_at > $2::timestamptz - make_interval(days => $7::int)) < $6::int)
-                         LIMIT $3) due",
-                    &[
-                        &job.id,
-                        &now,
-                        &i64::from(room),
-                        &workspace.policy.open_zones(),
-                        &workspace.policy.allow_unknown_timezone,
-                        &workspace.policy.cap_count(),
-                        &workspace.policy.cap_days(),
-                    ],
-                )
-                .await?
-                .try_get("n")?;
-            // At most `room` (the LIMIT), so only a corrupt answer fails this.
-            unsigned(n, "a due count")?
-        };
-        demands.push(JobDemand {
-            id: job.id,
-            priority: job.priority,
-            room,
-            due,
-        });
-    }
+    let active = still_active(&tx, workspace).await?;
+    let in_flight = in_flight(&tx, workspace.id).await?;
+    let workspace_room = workspace_room(workspace, &in_flight, settings);
+    let (demands, screened) = job_demands(
+        &tx,
+        workspace,
+        &active,
+        &in_flight,
+        workspace_room,
+        settings,
+        now,
+    )
+    .await?;
     let grants = plan::allocate(&demands, workspace_room);
-
-    // One list per job: each job's messages are published inside that job's own span, which
-    // continues the batch's trace.
-    let mut per_job: Vec<(Uuid, Vec<Outgoing>)> = Vec::new();
-    for (demand, grant) in demands.iter().zip(grants) {
-        if grant == 0 {
-            continue;
-        }
-        let claimed = tx
-            .query(
-                "WITH due AS (
-                     SELECT id FROM contacts
-                     WHERE batch_id = $1 AND state = 'queued' AND next_attempt_at <= $2
-                       AND ($4::text[] IS NULL
-                            OR (timezones <@ $4 AND (cardinality(timezones) > 0 OR $5)))
-                       AND ($6::int IS NULL OR (
-                            SELECT count(*) FROM dial_attempts a
-                            WHERE a.workspace_id = contacts.workspace_id
-                              AND a.to_number = contacts.phone_number
-                              AND a.created_at > $2::timestamptz - make_interval(days => $7::int)) < $6::int)
-                       AND NOT EXISTS (SELECT 1 FROM dnc_numbers d
-                                       WHERE d.workspace_id = contacts.workspace_id
-                                         AND d.number = contacts.phone_number)
-                     ORDER BY next_attempt_at, row_index
-                     LIMIT $3
-                     FOR UPDATE SKIP LOCKED)
-                 UPDATE contacts c SET state = 'released', released_at = $2, updated_at = $2,
-                     hold_reason = NULL
-                 FROM due WHERE c.id = due.id
-                 RETURNING c.id, c.attempts",
-                &[
-                    &demand.id,
-                    &now,
-                    &i64::from(grant),
-                    &workspace.policy.open_zones(),
-                    &workspace.policy.allow_unknown_timezone,
-                    &workspace.policy.cap_count(),
-                    &workspace.policy.cap_days(),
-                ],
-            )
-            .await?;
-        tracing::debug!(batch_id = %demand.id, released = claimed.len(), "claimed");
-        let mut messages = Vec::with_capacity(claimed.len());
-        for row in claimed {
-            let contact_id: Uuid = row.try_get("id")?;
-            let attempts: u32 =
-                unsigned(row.try_get::<_, i32>("attempts")?, "a contact's attempts")?;
-            // From an i32, so one more always fits.
-            let attempt_no = attempts + 1;
-            let message = DialV1 {
-                batch_id: demand.id,
-                workspace_id: workspace.id,
-                contact_id,
-                attempt_no,
-            };
-            messages.push(Outgoing::json(&message)?.with_id(format!("{contact_id}:{attempt_no}")));
-        }
-        if !messages.is_empty() {
-            per_job.push((demand.id, messages));
-        }
-    }
+    let per_job = claim_all(&tx, workspace, &demands, &grants, now).await?;
     if per_job.is_empty() {
+        // The screen's suppressions and deferrals are kept even when nothing is released.
         if screened > 0 {
             tx.commit().await?;
         } else {
@@ -464,6 +400,169 @@ async fn release_workspace(
     shared::metrics::contacts_released(released);
     tracing::info!(released, "released");
     Ok(Some(released))
+}
+
+/// Locks the workspace's row for this transaction; `false` when another scheduler holds it.
+async fn lock_workspace(tx: &Transaction<'_>, id: Uuid) -> Result<bool, ReleaseError> {
+    let mine = tx
+        .query_opt(
+            "SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
+            &[&id],
+        )
+        .await?;
+    Ok(mine.is_some())
+}
+
+/// The workspace's jobs still active, re-read under lock: a job paused or cancelled since the
+/// scan is left out, and one whose row the gateway is changing right now is skipped this tick.
+async fn still_active(
+    tx: &Transaction<'_>,
+    workspace: &WorkspaceJobs,
+) -> Result<Vec<Uuid>, ReleaseError> {
+    let ids: Vec<Uuid> = workspace.jobs.iter().map(|j| j.id).collect();
+    let rows = tx
+        .query(
+            "SELECT id FROM batches WHERE id = ANY($1) AND state = $2
+             FOR NO KEY UPDATE SKIP LOCKED",
+            &[&ids, &JobState::Active],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get("id")).collect())
+}
+
+/// The workspace's contacts released or dialing, by job.
+async fn in_flight(
+    tx: &Transaction<'_>,
+    workspace_id: Uuid,
+) -> Result<HashMap<Uuid, u64>, ReleaseError> {
+    let mut in_flight = HashMap::new();
+    // Written as the in-flight index's predicate (literal names) so the planner matches it.
+    let rows = tx
+        .query(
+            "SELECT batch_id, count(*) AS n FROM contacts
+             WHERE workspace_id = $1 AND state IN ('released', 'dialing')
+             GROUP BY batch_id",
+            &[&workspace_id],
+        )
+        .await?;
+    for r in rows {
+        let n = unsigned(r.try_get::<_, i64>("n")?, "an in-flight count")?;
+        in_flight.insert(r.try_get("batch_id")?, n);
+    }
+    Ok(in_flight)
+}
+
+/// How many more contacts the workspace may release this tick: its in-flight bound less what
+/// is in flight, and never more than the tick's own bound.
+fn workspace_room(
+    workspace: &WorkspaceJobs,
+    in_flight: &HashMap<Uuid, u64>,
+    settings: &ReleaseSettings,
+) -> u32 {
+    let workspace_in_flight: u64 = in_flight.values().sum();
+    let room = u64::from(plan::in_flight_bound(
+        workspace.max_concurrent_dials,
+        settings.in_flight_multiplier,
+    ))
+    .saturating_sub(workspace_in_flight);
+    // Saturating is right here: more room than a u32 holds is still capped by the tick's
+    // own bound just below, so u32::MAX and the true value release the same.
+    u32::try_from(room)
+        .unwrap_or(u32::MAX)
+        .min(settings.max_per_workspace_tick)
+}
+
+/// A job's room: its in-flight bound less what it has in flight.
+fn job_room(job: &OpenJob, in_flight: &HashMap<Uuid, u64>, settings: &ReleaseSettings) -> u32 {
+    let bound = plan::in_flight_bound(job.max_concurrent_dials, settings.in_flight_multiplier);
+    // Saturating is right here: the bound is a u32, so more in flight than a u32 holds
+    // leaves no room, exactly as the true count would.
+    let used = u32::try_from(in_flight.get(&job.id).copied().unwrap_or(0)).unwrap_or(u32::MAX);
+    bound.saturating_sub(used)
+}
+
+/// Each still-active job's room and due count, after screening the head of its queue; also
+/// how many contacts the screen suppressed or deferred (written even when nothing is
+/// released, so the transaction commits then too).
+async fn job_demands(
+    tx: &Transaction<'_>,
+    workspace: &WorkspaceJobs,
+    active: &[Uuid],
+    in_flight: &HashMap<Uuid, u64>,
+    workspace_room: u32,
+    settings: &ReleaseSettings,
+    now: DateTime<Utc>,
+) -> Result<(Vec<JobDemand>, u64), ReleaseError> {
+    let mut demands = Vec::new();
+    let mut screened = 0;
+    for job in workspace.jobs.iter().filter(|j| active.contains(&j.id)) {
+        let room = job_room(job, in_flight, settings);
+        let due = if room == 0 || workspace_room == 0 {
+            0
+        } else {
+            screened += screen_head(tx, job.id, &job.window, &workspace.policy, room, now).await?;
+            let rows = query_due(tx, Due::Count, job.id, &workspace.policy, room, now).await?;
+            let n: i64 = match rows.first() {
+                Some(row) => row.try_get("n")?,
+                None => 0,
+            };
+            // At most `room` (the LIMIT), so only a corrupt answer fails this.
+            unsigned(n, "a due count")?
+        };
+        demands.push(JobDemand {
+            id: job.id,
+            priority: job.priority,
+            room,
+            due,
+        });
+    }
+    Ok((demands, screened))
+}
+
+/// Claims each job's grant and builds its dial messages: one list per job, so each job's
+/// messages are published inside that job's own span, which continues the batch's trace.
+async fn claim_all(
+    tx: &Transaction<'_>,
+    workspace: &WorkspaceJobs,
+    demands: &[JobDemand],
+    grants: &[u32],
+    now: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Vec<Outgoing>)>, ReleaseError> {
+    let mut per_job = Vec::new();
+    for (demand, &grant) in demands.iter().zip(grants) {
+        if grant == 0 {
+            continue;
+        }
+        let claimed = query_due(tx, Due::Claim, demand.id, &workspace.policy, grant, now).await?;
+        tracing::debug!(batch_id = %demand.id, released = claimed.len(), "claimed");
+        let messages = claimed
+            .iter()
+            .map(|row| dial_message(row, demand.id, workspace.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !messages.is_empty() {
+            per_job.push((demand.id, messages));
+        }
+    }
+    Ok(per_job)
+}
+
+/// The dial message of a claimed contact: its next attempt.
+fn dial_message(
+    row: &tokio_postgres::Row,
+    batch_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<Outgoing, ReleaseError> {
+    let contact_id: Uuid = row.try_get("id")?;
+    let attempts: u32 = unsigned(row.try_get::<_, i32>("attempts")?, "a contact's attempts")?;
+    // From an i32, so one more always fits.
+    let attempt_no = attempts + 1;
+    let message = DialV1 {
+        batch_id,
+        workspace_id,
+        contact_id,
+        attempt_no,
+    };
+    Ok(Outgoing::json(&message)?.with_id(format!("{contact_id}:{attempt_no}")))
 }
 
 /// Publishes each job's dial messages inside a `release_job` span whose parent is the context

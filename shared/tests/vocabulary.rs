@@ -85,3 +85,67 @@ async fn state_and_outcome_columns_accept_exactly_the_enums_names() {
         }
     }
 }
+
+/// Writes `value` into `table.column` as a typed parameter (`ToSql`) and reads it back typed
+/// (`FromSql`) from the column itself.
+async fn round_trip<T>(client: &tokio_postgres::Client, table: &str, column: &str, value: T) -> T
+where
+    T: tokio_postgres::types::ToSql + Sync + for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    let sql = format!("UPDATE {table} SET {column} = $1 RETURNING {column}");
+    client.query_one(&sql, &[&value]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn every_state_and_outcome_round_trips_through_its_column() {
+    let env = TestEnv::new().await;
+    let client = env.db.get().await.unwrap();
+    let ws = fixtures::Workspace::new().insert(&client).await;
+    let batch = fixtures::Batch::new(ws).insert(&client).await;
+    let contact = fixtures::Contacts::new(["+12015550100"])
+        .insert(&client, batch, ws.id)
+        .await[0];
+    client
+        .execute(
+            "INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no, to_number)
+             VALUES (gen_random_uuid(), $1, $2, $3, 1, '+12015550100')",
+            &[&contact, &batch, &ws.id],
+        )
+        .await
+        .unwrap();
+
+    for s in JobState::ALL {
+        assert_eq!(round_trip(&client, "batches", "state", s).await, s);
+    }
+    for s in ContactState::ALL {
+        assert_eq!(round_trip(&client, "contacts", "state", s).await, s);
+    }
+    for s in AttemptState::ALL {
+        assert_eq!(round_trip(&client, "dial_attempts", "state", s).await, s);
+    }
+    for o in CallOutcome::ALL {
+        assert_eq!(round_trip(&client, "dial_attempts", "outcome", o).await, o);
+        assert_eq!(
+            round_trip(&client, "contacts", "last_outcome", Some(o)).await,
+            Some(o)
+        );
+    }
+    // A NULL outcome reads as None; a name the enum does not know is an error, not a string.
+    assert_eq!(
+        round_trip::<Option<CallOutcome>>(&client, "contacts", "last_outcome", None).await,
+        None
+    );
+    let row = client
+        .query_one("SELECT 'canceled'::text AS s, 'x'::varchar AS v", &[])
+        .await
+        .unwrap();
+    assert!(row.try_get::<_, ContactState>("s").is_err());
+    assert!(row.try_get::<_, JobState>("v").is_err());
+    // Typed parameters also bind where PostgreSQL infers varchar or an untyped literal's text.
+    let back: JobState = client
+        .query_one("SELECT $1::varchar", &[&JobState::Paused])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(back, JobState::Paused);
+}

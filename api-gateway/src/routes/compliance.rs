@@ -28,7 +28,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::domain::timing::api_time;
-use shared::domain::{CallOutcome, E164};
+use shared::domain::{CallOutcome, ContactState, E164};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -411,18 +411,10 @@ pub(crate) async fn opt_out(
     .await?;
     // A retry waiting in the queue ends now; a contact released or dialing at this moment is
     // stopped by the scheduler's and the dial worker's own checks of the list.
-    let suppressed = tx
-        .execute(
-            "WITH s AS (
-                 UPDATE contacts SET state = 'failed', last_outcome = 'suppressed',
-                     hold_reason = NULL, updated_at = now()
-                 WHERE id = $1 AND state = 'queued'
-                 RETURNING id)
-             INSERT INTO contact_events (contact_id, at, kind, reason)
-             SELECT id, now(), 'suppressed', 'do_not_call' FROM s",
-            &[&contact_id],
-        )
-        .await?;
+    let suppressed =
+        shared::db::rules::suppress_contacts(&*tx, &[contact_id], ContactState::Queued, None)
+            .await?
+            .len();
     tx.commit().await?;
     Ok(Json(OptedOut {
         dial_id: id,

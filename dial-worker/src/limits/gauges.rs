@@ -22,9 +22,9 @@ impl InFlightGauges {
         &mut self,
         limits: &Limits,
         db: &Pool,
-        held: &[(Uuid, Uuid, Uuid)],
+        lease_keys: &[(Uuid, Uuid, Uuid)],
     ) -> anyhow::Result<()> {
-        let now: HashSet<(Uuid, Uuid)> = held.iter().map(|&(_, ws, job)| (ws, job)).collect();
+        let now: HashSet<(Uuid, Uuid)> = lease_keys.iter().map(|&(_, ws, job)| (ws, job)).collect();
         let pairs: Vec<(Uuid, Uuid)> = now.union(&self.last).copied().collect();
         self.last = now;
         if pairs.is_empty() {

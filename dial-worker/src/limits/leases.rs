@@ -170,9 +170,9 @@ impl HeldLeases {
     /// forgets them (tests drive it directly; [`Self::renew_loop`] does it at the end of the
     /// grace).
     pub async fn hand_over(&self, limits: &Limits) -> Result<(), redis::RedisError> {
-        let held = self.snapshot();
-        limits.hand_over(&held).await?;
-        for (attempt, _, _) in &held {
+        let lease_keys = self.snapshot();
+        limits.hand_over(&lease_keys).await?;
+        for (attempt, _, _) in &lease_keys {
             self.forget(*attempt);
         }
         Ok(())
@@ -201,16 +201,16 @@ impl HeldLeases {
                 Err(e) => tracing::warn!(error = %e, "taking up handed-over calls failed"),
             }
         }
-        let held = self.snapshot();
-        if held.is_empty() {
+        let lease_keys = self.snapshot();
+        if lease_keys.is_empty() {
             return Ok(());
         }
-        let released: HashSet<Uuid> = limits.renew(&held).await?.into_iter().collect();
+        let released: HashSet<Uuid> = limits.renew(&lease_keys).await?.into_iter().collect();
         // Released by whoever recorded the outcome (here or elsewhere): forget them.
         for attempt in &released {
             self.forget(*attempt);
         }
-        let live: Vec<(Uuid, Uuid, Uuid)> = held
+        let live: Vec<(Uuid, Uuid, Uuid)> = lease_keys
             .into_iter()
             .filter(|(attempt, _, _)| !released.contains(attempt))
             .collect();

@@ -235,15 +235,18 @@ impl Limits {
     /// Extends the leases of calls still in flight, in one pipeline. Returns the attempts whose
     /// slot had been released meanwhile (by whichever worker recorded their outcome): those were
     /// not renewed, and their holder should forget them.
-    pub async fn renew(&self, held: &[(Uuid, Uuid, Uuid)]) -> Result<Vec<Uuid>, redis::RedisError> {
-        if held.is_empty() {
+    pub async fn renew(
+        &self,
+        lease_keys: &[(Uuid, Uuid, Uuid)],
+    ) -> Result<Vec<Uuid>, redis::RedisError> {
+        if lease_keys.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.leases.conn.clone();
         let mut released = Vec::new();
         // Pipelines of bounded size: each answers well within the response timeout even on a
         // slow Redis, and Redis serves other clients between them.
-        for chunk in held.chunks(RENEW_CHUNK) {
+        for chunk in lease_keys.chunks(RENEW_CHUNK) {
             let renewed: Vec<i64> = self.renewals(chunk).query_async(&mut conn).await?;
             released.extend(
                 chunk
@@ -260,15 +263,18 @@ impl Limits {
     /// ended): renews their leases, so an adopter has a whole lease period to take them up, and
     /// lists them in the orphans hash. Slots released meanwhile are listed too, harmlessly:
     /// [`Limits::adopt`] skips them.
-    pub async fn hand_over(&self, held: &[(Uuid, Uuid, Uuid)]) -> Result<(), redis::RedisError> {
-        if held.is_empty() {
+    pub async fn hand_over(
+        &self,
+        lease_keys: &[(Uuid, Uuid, Uuid)],
+    ) -> Result<(), redis::RedisError> {
+        if lease_keys.is_empty() {
             return Ok(());
         }
         let mut conn = self.leases.conn.clone();
-        let mut pipe = self.renewals(held);
+        let mut pipe = self.renewals(lease_keys);
         let mut hset = redis::cmd("HSET");
         hset.arg(self.orphans());
-        for (attempt, ws, job) in held {
+        for (attempt, ws, job) in lease_keys {
             hset.arg(attempt.to_string()).arg(format!("{ws}:{job}"));
         }
         pipe.add_command(hset).ignore();
@@ -284,9 +290,9 @@ impl Limits {
     }
 
     /// One `RENEW` per held lease, in one pipeline; each answers 1 (renewed) or 0 (released).
-    fn renewals(&self, held: &[(Uuid, Uuid, Uuid)]) -> redis::Pipeline {
+    fn renewals(&self, lease_keys: &[(Uuid, Uuid, Uuid)]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        for (attempt, ws, job) in held {
+        for (attempt, ws, job) in lease_keys {
             pipe.cmd("EVAL")
                 .arg(scripts::RENEW)
                 .arg(3)

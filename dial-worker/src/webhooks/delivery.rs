@@ -171,14 +171,12 @@ async fn claim(db: &Pool, limit: usize, timeout: Duration) -> Result<Vec<Claimed
         .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
-/// One try of one delivery, recorded on its row.
-#[tracing::instrument(skip_all, fields(delivery_id = %row.id, attempt = row.attempts + 1))]
-async fn send(
-    db: &Pool,
-    http: &reqwest::Client,
-    settings: &DeliverySettings,
-    row: Claimed,
-) -> Result<(), StepError> {
+/// What one post came to: the receiver's status code, or the code (if any) and error; and
+/// whether the failure is permanent (a destination that waiting cannot make usable).
+type Posted = (Result<u16, (Option<u16>, String)>, bool);
+
+/// Checks the destination, then signs and posts one delivery.
+async fn post(http: &reqwest::Client, settings: &DeliverySettings, row: &Claimed) -> Posted {
     let body = serde_json::to_vec(&row.payload).unwrap_or_default();
     let timestamp = Utc::now().timestamp();
     let msg_id = row.id.to_string();
@@ -251,6 +249,18 @@ async fn send(
             result
         }
     };
+    (result, permanent)
+}
+
+/// One try of one delivery, recorded on its row.
+#[tracing::instrument(skip_all, fields(delivery_id = %row.id, attempt = row.attempts + 1))]
+async fn send(
+    db: &Pool,
+    http: &reqwest::Client,
+    settings: &DeliverySettings,
+    row: Claimed,
+) -> Result<(), StepError> {
+    let (result, permanent) = post(http, settings, &row).await;
     let attempts = row.attempts + 1;
     let client = db.get().await?;
     match result {

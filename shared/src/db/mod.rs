@@ -1,9 +1,11 @@
 //! PostgreSQL, the system of record: the connection pool, the embedded migrations, and the
-//! batch counters kept by the database (`counters`).
+//! batch counters kept by the database (`counters`), and the rules written once as SQL
+//! functions (`rules`).
 
 pub mod counters;
 pub mod ingest;
 pub mod migrate;
+pub mod rules;
 
 use std::str::FromStr;
 

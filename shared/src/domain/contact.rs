@@ -9,61 +9,33 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a contact is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContactState {
-    /// Waiting to be released: never dialed yet, or waiting for a retry (`next_attempt_at`).
-    Queued,
-    /// Claimed by the scheduler; a dial message is on its way to a dial worker.
-    Released,
-    /// A dial worker wrote an attempt and is placing (or holding) the call.
-    Dialing,
-    /// Final: a call was answered (by a person, or by a machine: a voicemail).
-    Completed,
-    /// Final: no attempt was answered and no attempt is left (or the last one cannot be retried).
-    Failed,
-    /// Final: its job was cancelled before it was answered.
-    Cancelled,
+use super::names::named_enum;
+
+named_enum! {
+    /// Where a contact is in its life.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ContactState {
+        /// Waiting to be released: never dialed yet, or waiting for a retry (`next_attempt_at`).
+        Queued = "queued",
+        /// Claimed by the scheduler; a dial message is on its way to a dial worker.
+        Released = "released",
+        /// A dial worker wrote an attempt and is placing (or holding) the call.
+        Dialing = "dialing",
+        /// Final: a call was answered (by a person, or by a machine: a voicemail).
+        Completed = "completed",
+        /// Final: no attempt was answered and no attempt is left (or the last one cannot be
+        /// retried).
+        Failed = "failed",
+        /// Final: its job was cancelled before it was answered.
+        Cancelled = "cancelled",
+    }
 }
 
 impl ContactState {
-    /// Every state, in the order of the diagram above.
-    pub const ALL: [ContactState; 6] = [
-        Self::Queued,
-        Self::Released,
-        Self::Dialing,
-        Self::Completed,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    /// The database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Released => "released",
-            Self::Dialing => "dialing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Whether nothing more happens to the contact in this batch.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-}
-
-impl std::fmt::Display for ContactState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

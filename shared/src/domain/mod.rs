@@ -9,6 +9,7 @@
 
 pub mod contact;
 pub mod machine_detection;
+pub mod names;
 pub mod outcome;
 pub mod phone;
 pub mod retry;
@@ -20,6 +21,7 @@ pub mod views;
 
 pub use contact::ContactState;
 pub use machine_detection::MachineDetection;
+pub use names::UnknownName;
 pub use outcome::{AttemptState, CallOutcome};
 pub use phone::E164;
 pub use retry::RetryStrategy;

@@ -4,82 +4,55 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a call is, as the carrier last told us (`dial_attempts.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttemptState {
-    /// Written before the carrier request; the call may not be placed yet.
-    Dialing,
-    /// The carrier accepted the call and it rings.
-    Ringing,
-    /// Answered: connected to the agent.
-    InProgress,
-    /// Over: the outcome is recorded.
-    Ended,
-}
+use super::names::named_enum;
 
-impl AttemptState {
-    /// Every state, in order.
-    pub const ALL: [AttemptState; 4] =
-        [Self::Dialing, Self::Ringing, Self::InProgress, Self::Ended];
-
-    /// The database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Dialing => "dialing",
-            Self::Ringing => "ringing",
-            Self::InProgress => "in-progress",
-            Self::Ended => "ended",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
+named_enum! {
+    /// Where a call is, as the carrier last told us (`dial_attempts.state`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum AttemptState {
+        /// Written before the carrier request; the call may not be placed yet.
+        Dialing = "dialing",
+        /// The carrier accepted the call and it rings.
+        Ringing = "ringing",
+        /// Answered: connected to the agent.
+        InProgress = "in-progress",
+        /// Over: the outcome is recorded.
+        Ended = "ended",
     }
 }
 
-/// The outcome of one attempt (docs/architecture.md#outcome).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum CallOutcome {
-    /// Answered and ended normally.
-    Completed,
-    /// The line was busy: retried after `busyDelay`.
-    Busy,
-    /// Rang out unanswered: retried after `noAnswerDelay`.
-    NoAnswer,
-    /// The carrier could not place the call.
-    Failed,
-    /// An answering machine picked up.
-    Voicemail,
-    /// Cancelled before it connected (pause or cancel of the job). Spelled `cancelled`, like
-    /// every other state of ours; the carrier's own status keeps Twilio's `canceled`. JSON
-    /// written before the rename (a carrier-sim record) still reads.
-    #[serde(alias = "canceled")]
-    Cancelled,
-    /// The worker lost track of the call and the carrier could not tell us: closed without a
-    /// retry so the contact is never dialed twice.
-    Unknown,
-    /// Never dialed: the number is on the workspace's do-not-call list (listed after ingest,
-    /// or opted out). Recorded on the contact only (`contacts.last_outcome`); no attempt is
-    /// written or charged.
-    Suppressed,
+named_enum! {
+    /// The outcome of one attempt (docs/architecture.md#outcome).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum CallOutcome {
+        /// Answered and ended normally.
+        Completed = "completed",
+        /// The line was busy: retried after `busyDelay`.
+        Busy = "busy",
+        /// Rang out unanswered: retried after `noAnswerDelay`.
+        NoAnswer = "no-answer",
+        /// The carrier could not place the call.
+        Failed = "failed",
+        /// An answering machine picked up.
+        Voicemail = "voicemail",
+        /// Cancelled before it connected (pause or cancel of the job). Spelled `cancelled`, like
+        /// every other state of ours; the carrier's own status keeps Twilio's `canceled`. JSON
+        /// written before the rename (a carrier-sim record) still reads.
+        #[serde(alias = "canceled")]
+        Cancelled = "cancelled",
+        /// The worker lost track of the call and the carrier could not tell us: closed without a
+        /// retry so the contact is never dialed twice.
+        Unknown = "unknown",
+        /// Never dialed: the number is on the workspace's do-not-call list (listed after ingest,
+        /// or opted out). Recorded on the contact only (`contacts.last_outcome`); no attempt is
+        /// written or charged.
+        Suppressed = "suppressed",
+    }
 }
 
 impl CallOutcome {
-    /// Every outcome, in a fixed order.
-    pub const ALL: [CallOutcome; 8] = [
-        Self::Completed,
-        Self::Busy,
-        Self::NoAnswer,
-        Self::Failed,
-        Self::Voicemail,
-        Self::Cancelled,
-        Self::Unknown,
-        Self::Suppressed,
-    ];
-
     /// Whether another attempt may follow (busy and no-answer only).
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::Busy | Self::NoAnswer)
@@ -89,31 +62,6 @@ impl CallOutcome {
     /// (`voicemail`). Such an attempt is final and its contact `completed`.
     pub fn is_answered(self) -> bool {
         matches!(self, Self::Completed | Self::Voicemail)
-    }
-
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Completed => "completed",
-            Self::Busy => "busy",
-            Self::NoAnswer => "no-answer",
-            Self::Failed => "failed",
-            Self::Voicemail => "voicemail",
-            Self::Cancelled => "cancelled",
-            Self::Unknown => "unknown",
-            Self::Suppressed => "suppressed",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for CallOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

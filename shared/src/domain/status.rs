@@ -6,61 +6,53 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which API created a batch. Both surfaces show every batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Surface {
-    /// Vogent Batch Dial Jobs: waits in INIT until started through `/paused`.
-    Vogent,
-    /// Dialgen Call Batches: starts itself once ingested.
-    Dialgen,
-}
+use super::ContactState;
+use super::names::named_enum;
 
-impl Surface {
-    /// The database name (`batches.surface`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Vogent => "vogent",
-            Self::Dialgen => "dialgen",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Vogent, Self::Dialgen]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+named_enum! {
+    /// Which API created a batch. Both surfaces show every batch.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Surface {
+        /// Vogent Batch Dial Jobs: waits in INIT until started through `/paused`.
+        Vogent = "vogent",
+        /// Dialgen Call Batches: starts itself once ingested.
+        Dialgen = "dialgen",
     }
 }
 
-/// The job's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Created, not started.
-    Created,
-    /// Started: dials whenever its window is open.
-    Active,
-    /// Paused by its owner.
-    Paused,
-    /// Every contact is final.
-    Completed,
-    /// Stopped by its owner.
-    Cancelled,
-    /// Could not be ingested (chunks lost or a publish failure).
-    Failed,
+named_enum! {
+    /// The job's life (`batches.state`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum JobState {
+        /// Created, not started.
+        Created = "created",
+        /// Started: dials whenever its window is open.
+        Active = "active",
+        /// Paused by its owner.
+        Paused = "paused",
+        /// Every contact is final.
+        Completed = "completed",
+        /// Stopped by its owner.
+        Cancelled = "cancelled",
+        /// Could not be ingested (chunks lost or a publish failure).
+        Failed = "failed",
+    }
 }
 
-/// The rows' life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IngestState {
-    /// Rows still arriving.
-    Ingesting,
-    /// Every chunk committed.
-    Ready,
-    /// Chunks missing after the ingest timeout, or the publish failed.
-    Failed,
+named_enum! {
+    /// The rows' life (`batches.ingest_state`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum IngestState {
+        /// Rows still arriving.
+        Ingesting = "ingesting",
+        /// Every chunk committed.
+        Ready = "ready",
+        /// Chunks missing after the ingest timeout, or the publish failed.
+        Failed = "failed",
+    }
 }
 
 /// A status change that is not allowed from the current state.
@@ -74,36 +66,20 @@ pub struct TransitionError {
 }
 
 impl JobState {
-    /// Every state, in the order of a job's life.
-    pub const ALL: [JobState; 6] = [
-        Self::Created,
-        Self::Active,
-        Self::Paused,
-        Self::Completed,
-        Self::Cancelled,
-        Self::Failed,
-    ];
-
-    /// The database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Active => "active",
-            Self::Paused => "paused",
-            Self::Completed => "completed",
-            Self::Cancelled => "cancelled",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Whether no further change can happen.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Cancelled | Self::Failed)
+    }
+
+    /// What a contact of this job becomes when it is handed back undialed: `queued` while the
+    /// job may still dial (created, active or paused), `cancelled` once it is final. The same
+    /// rule in SQL is `contact_state_for_job(text)` (migration V18); a test holds them equal.
+    pub fn contact_state_when_handed_back(self) -> ContactState {
+        if self.is_final() {
+            ContactState::Cancelled
+        } else {
+            ContactState::Queued
+        }
     }
 
     /// Vogent's `/paused` walk: `paused: false` starts or resumes (INIT→ACTIVE, PAUSED→ACTIVE),
@@ -130,25 +106,6 @@ impl JobState {
         } else {
             Ok(Self::Cancelled)
         }
-    }
-}
-
-impl IngestState {
-    /// Every state, in order.
-    pub const ALL: [IngestState; 3] = [Self::Ingesting, Self::Ready, Self::Failed];
-
-    /// The database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ingesting => "ingesting",
-            Self::Ready => "ready",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
