@@ -21,9 +21,10 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use shared::domain::E164;
 
-use crate::callback::{CallbackSpec, Events, Method, duration_secs};
+use crate::callback::duration_secs;
 use crate::calls::{Call, HangUp, Placed};
 use crate::sim::Sim;
+use crate::subscription::{CallbackSpec, Events, Method};
 
 /// The routes, with `/healthz` and `/readyz` (always ready: the simulator depends on nothing).
 pub fn router(sim: Arc<Sim>) -> Router {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod plan;
 pub mod record;
 pub mod sim;
+pub mod subscription;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
