@@ -31,6 +31,10 @@
 //! enums (`writes`). The rules several services share (suppression, the frequency cap, the job
 //! → contact state rule) are V18's SQL functions (`shared::db::rules`).
 
+// Production code names what it expects instead of unwrapping: `expect` with the invariant that
+// makes the panic impossible, or an error. Tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod acquire;
 pub mod attempt;
 pub mod call_event;

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -97,6 +97,12 @@ impl Hub {
         }
     }
 
+    /// The feeds' map, locked. A panic while it was held cannot have left it half-written (each
+    /// critical section is one map read or write), so a poisoned lock is taken as it is.
+    fn feeds(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Feed>>> {
+        self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The live snapshots of batch `id`; the current one, read at most [`FRESH`] ago, is ready
     /// at once. 404 if no such batch.
     ///
@@ -109,16 +115,13 @@ impl Hub {
         id: Uuid,
     ) -> Result<watch::Receiver<Arc<View>>, ApiError> {
         loop {
-            let cell = self
-                .feeds
-                .lock()
-                .expect("not poisoned")
+            let cell = self.feeds()
                 .entry(id)
                 .or_default()
                 .clone();
             let started = cell.view.get_or_try_init(|| self.start(id, &cell)).await;
             let subscribed = {
-                let mut feeds = self.feeds.lock().expect("not poisoned");
+                let mut feeds = self.feeds();
                 let current = feeds.get(&id).is_some_and(|c| Arc::ptr_eq(c, &cell));
                 match started {
                     // Subscribe under the map's lock, where a refresher that stops forgets its
@@ -153,7 +156,7 @@ impl Hub {
     /// Has batch `id`'s feed, if any page watches it here, read its figures now: a control
     /// route calls this after its change committed, so open pages show it within one read.
     pub fn nudge(&self, id: Uuid) {
-        let feed = self.feeds.lock().expect("not poisoned").get(&id).cloned();
+        let feed = self.feeds().get(&id).cloned();
         if let Some(feed) = feed {
             feed.nudge.notify_one();
         }
@@ -214,7 +217,7 @@ impl Hub {
             // batch has settled (a page must see that the figures are current).
             let nudged = tokio::select! {
                 _ = self.shutdown.cancelled() => {
-                    self.feeds.lock().expect("not poisoned").remove(&id);
+                    self.feeds().remove(&id);
                     break;
                 }
                 _ = tick.tick() => false,
@@ -228,7 +231,7 @@ impl Hub {
                 if since_when.elapsed() >= IDLE_GRACE {
                     // Forget the feed under the map's lock, where subscribers take receivers:
                     // none can have subscribed after this check.
-                    let mut feeds = self.feeds.lock().expect("not poisoned");
+                    let mut feeds = self.feeds();
                     if tx.receiver_count() == 0 {
                         feeds.remove(&id);
                         break;
@@ -268,7 +271,7 @@ impl Hub {
                 }
                 Ok(None) => {
                     // The batch was deleted: its pages keep the last snapshot.
-                    self.feeds.lock().expect("not poisoned").remove(&id);
+                    self.feeds().remove(&id);
                     break;
                 }
                 Err(e) => tracing::warn!(batch_id = %id, error = %e, "monitor refresh failed"),
@@ -284,6 +287,6 @@ impl Hub {
 
     /// How many batches are watched now.
     pub fn watched(&self) -> usize {
-        self.feeds.lock().expect("not poisoned").len()
+        self.feeds().len()
     }
 }
