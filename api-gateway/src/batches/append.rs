@@ -84,6 +84,10 @@ pub fn refusal(state: JobState, ingest: IngestState) -> Option<String> {
                 .to_owned(),
         ),
         IngestState::Failed => Some("the job's ingestion failed; it cannot gain rows".to_owned()),
+        // Hidden batches are never found by a lookup; refused should one ever be.
+        IngestState::Receiving | IngestState::Aborted => {
+            Some("the job is not created yet; retry once it is".to_owned())
+        }
     }
 }
 
