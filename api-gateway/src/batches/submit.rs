@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use shared::domain::Surface;
+use shared::domain::{IngestState, Surface};
 
 use super::model::{Batch, COLUMNS};
 use super::settings::NewBatch;
@@ -93,7 +93,7 @@ pub async fn key_state(
     let Some(row) = client.query_opt(&sql, &[&workspace, &key]).await? else {
         return Ok(KeyState::Free);
     };
-    if row.get::<_, &str>("hidden_state") == "receiving" {
+    if row.try_get::<_, IngestState>("hidden_state")? == IngestState::Receiving {
         return Ok(KeyState::InProgress);
     }
     let fingerprint: Option<Vec<u8>> = row.get("idempotency_fingerprint");
