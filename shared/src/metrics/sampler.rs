@@ -94,15 +94,6 @@ pub async fn sample_database(db: &Pool) -> Result<(), SampleError> {
     Ok(())
 }
 
-/// The job states `batches.state` holds (`JobState`, held by a CHECK constraint); the
-/// `status` label's values.
-pub fn batch_states() -> Vec<&'static str> {
-    crate::domain::JobState::ALL
-        .iter()
-        .map(|s| s.as_str())
-        .collect()
-}
-
 /// A database sample that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
