@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Pool;
 use futures_util::pin_mut;
+use shared::domain::{ContactState, IngestState};
 use shared::queue::messages::IngestChunkV1;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -41,7 +42,7 @@ pub enum ChunkOutcome {
     /// The batch is no longer ingesting (it failed, for example timed out): nothing stored.
     BatchClosed {
         /// The batch's `ingest_state`.
-        ingest_state: String,
+        ingest_state: IngestState,
     },
 }
 
@@ -135,7 +136,7 @@ pub async fn handle_chunk(
     }
     // A batch whose body is still arriving at the gateway (`receiving`) takes chunks like one
     // that is `ingesting`; an `aborted` one (its body proved invalid) drops them.
-    if !accepts_chunks(&batch.ingest_state) {
+    if !accepts_chunks(batch.ingest_state) {
         return Ok(ChunkOutcome::BatchClosed {
             ingest_state: batch.ingest_state,
         });
@@ -257,14 +258,17 @@ pub struct ChunkKey {
 
 /// Whether a batch in this ingest state stores chunks: while the gateway still reads its body
 /// (`receiving`, hidden) and after (`ingesting`). An `aborted`, `failed` or `ready` batch does not.
-pub fn accepts_chunks(ingest_state: &str) -> bool {
-    matches!(ingest_state, "receiving" | "ingesting")
+pub fn accepts_chunks(ingest_state: IngestState) -> bool {
+    ACCEPTING.contains(&ingest_state)
 }
+
+/// The ingest states that store chunks ([`accepts_chunks`]).
+const ACCEPTING: [IngestState; 2] = [IngestState::Receiving, IngestState::Ingesting];
 
 struct BatchRow {
     workspace_id: Uuid,
     default_region: String,
-    ingest_state: String,
+    ingest_state: IngestState,
     chunk_done: bool,
 }
 
@@ -282,12 +286,15 @@ async fn load_batch(
             &[&batch_id, &seq],
         )
         .await?;
-    Ok(row.map(|r| BatchRow {
-        workspace_id: r.get("workspace_id"),
-        default_region: r.get("default_region"),
-        ingest_state: r.get("ingest_state"),
-        chunk_done: r.get("chunk_done"),
-    }))
+    row.map(|r| {
+        Ok(BatchRow {
+            workspace_id: r.try_get("workspace_id")?,
+            default_region: r.try_get("default_region")?,
+            ingest_state: r.try_get("ingest_state")?,
+            chunk_done: r.try_get("chunk_done")?,
+        })
+    })
+    .transpose()
 }
 
 /// Everything [`handle_chunk`] writes, inside the caller's transaction, without committing.
@@ -360,19 +367,25 @@ async fn stage(
                  accepted_rows = accepted_rows + $2 - $4,
                  rejected_rows = rejected_rows + $3 + $4,
                  updated_at = now()
-             WHERE id = $1 AND ingest_state IN ('receiving', 'ingesting')
+             WHERE id = $1 AND ingest_state = ANY ($5)
              RETURNING ingest_state",
-            &[&key.batch_id, &accepted, &rejected, &displaced],
+            &[
+                &key.batch_id,
+                &accepted,
+                &rejected,
+                &displaced,
+                &&ACCEPTING[..],
+            ],
         )
         .await?;
     if open.is_none() {
-        let state: String = txn
+        let state: IngestState = txn
             .query_one(
                 "SELECT ingest_state FROM batches WHERE id = $1",
                 &[&key.batch_id],
             )
             .await?
-            .get("ingest_state");
+            .try_get("ingest_state")?;
         return Ok(ChunkOutcome::BatchClosed {
             ingest_state: state,
         });
@@ -507,9 +520,9 @@ async fn resolve_across_chunks<'p>(
     let numbers: Vec<&str> = candidates.iter().map(|a| a.number.as_str()).collect();
     let existing = txn
         .query(
-            "SELECT phone_number, row_index, state = 'queued' AS queued
+            "SELECT phone_number, row_index, state = $3 AS queued
              FROM contacts WHERE batch_id = $1 AND phone_number = ANY($2)",
-            &[&batch_id, &numbers],
+            &[&batch_id, &numbers, &ContactState::Queued],
         )
         .await?;
     if existing.is_empty() {
@@ -530,9 +543,9 @@ async fn resolve_across_chunks<'p>(
         let gone = txn
             .query(
                 "DELETE FROM contacts
-                 WHERE batch_id = $1 AND row_index = ANY($2) AND state = 'queued'
+                 WHERE batch_id = $1 AND row_index = ANY($2) AND state = $3
                  RETURNING row_index, phone_number",
-                &[&batch_id, &to_displace],
+                &[&batch_id, &to_displace, &ContactState::Queued],
             )
             .await?;
         for r in gone {

@@ -38,7 +38,7 @@ impl Handler {
             Ok(ChunkOutcome::Committed(_) | ChunkOutcome::AlreadyDone) => Disposition::Ack,
             Ok(ChunkOutcome::BatchClosed { ingest_state }) => {
                 tracing::info!(
-                    ingest_state,
+                    %ingest_state,
                     "chunk for a batch no longer ingesting, dropped"
                 );
                 Disposition::Ack

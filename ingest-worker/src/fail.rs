@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
+use shared::domain::{IngestState, JobState};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -27,12 +28,20 @@ pub async fn fail_batch(
 ) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "UPDATE batches SET ingest_state = 'failed', state = 'failed',
+            "UPDATE batches SET ingest_state = $5, state = $6,
                  error = $3, error_code = $4, updated_at = now()
-             WHERE id = $1 AND ingest_state = 'ingesting'
+             WHERE id = $1 AND ingest_state = $7
                AND ($2::uuid IS NULL OR workspace_id = $2)
              RETURNING workspace_id, agent_id, webhooks->>'onBatchFailed' AS on_batch_failed",
-            &[&batch_id, &workspace_id, &error, &error_code],
+            &[
+                &batch_id,
+                &workspace_id,
+                &error,
+                &error_code,
+                &IngestState::Failed,
+                &JobState::Failed,
+                &IngestState::Ingesting,
+            ],
         )
         .await?;
     let Some(row) = row else {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use shared::domain::IngestState;
 use uuid::Uuid;
 
 use crate::fail::{code, fail_batch};
@@ -40,9 +41,9 @@ pub async fn sweep_once(
     // client was never answered 202, so nothing of it may be dialed.
     let stalled = txn
         .query(
-            "SELECT id FROM batches WHERE ingest_state = 'receiving' AND updated_at < $1
+            "SELECT id FROM batches WHERE ingest_state = $3 AND updated_at < $1
              ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-            &[&cutoff, &SWEEP_LIMIT],
+            &[&cutoff, &SWEEP_LIMIT, &IngestState::Receiving],
         )
         .await?;
     for row in stalled {
@@ -60,11 +61,11 @@ pub async fn sweep_once(
             "SELECT b.id, b.expected_chunks,
                     (SELECT count(*) FROM ingest_chunks c WHERE c.batch_id = b.id) AS committed
              FROM batches b
-             WHERE b.ingest_state = 'ingesting' AND b.updated_at < $1
+             WHERE b.ingest_state = $3 AND b.updated_at < $1
              ORDER BY b.updated_at
              LIMIT $2
              FOR UPDATE OF b SKIP LOCKED",
-            &[&cutoff, &SWEEP_LIMIT],
+            &[&cutoff, &SWEEP_LIMIT, &IngestState::Ingesting],
         )
         .await?;
     let mut failed = Vec::with_capacity(due.len());

@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
 use shared::compliance::{RecipientHours, zones_for_number};
+use shared::db::rules;
 use shared::domain::ContactState;
 use shared::schedule::Window;
 use tokio_postgres::Transaction;
@@ -111,6 +112,49 @@ pub(crate) async fn screen_head(
     room: u32,
     now: DateTime<Utc>,
 ) -> Result<u64, tokio_postgres::Error> {
+    let head = read_head(tx, job_id, policy, room, now).await?;
+    if head.is_empty() {
+        return Ok(0);
+    }
+    let listed: Vec<Uuid> = head.iter().filter(|c| c.listed).map(|c| c.id).collect();
+    let mut screened = 0;
+    if !listed.is_empty() {
+        screened += rules::suppress_contacts(tx, &listed, ContactState::Queued, Some(now))
+            .await?
+            .len() as u64;
+    }
+    let plan = plan_screen(&head, window, policy, now);
+    store_zones(tx, &plan.resolved).await?;
+    if plan.deferred.is_empty() {
+        return Ok(screened);
+    }
+    let deferred = defer(tx, &plan.deferred, now).await?;
+    tracing::debug!(%job_id, deferred, "deferred contacts outside their calling hours");
+    Ok(screened + deferred)
+}
+
+/// A contact at the head of the due queue that some rule may stop now.
+#[derive(Debug)]
+struct HeadContact {
+    id: Uuid,
+    phone_number: String,
+    /// `None`: ingested before migration V10, its zones not stored yet.
+    timezones: Option<Vec<String>>,
+    /// On the workspace's do-not-call list.
+    listed: bool,
+    /// Over the frequency cap: when one more call is allowed.
+    cap_until: Option<DateTime<Utc>>,
+}
+
+/// The head of the job's due queue (at most a few times its room, in claim order), only the
+/// contacts that a rule stops now: listed, over the cap, or outside the open zones.
+async fn read_head(
+    tx: &Transaction<'_>,
+    job_id: Uuid,
+    policy: &Policy,
+    room: u32,
+    now: DateTime<Utc>,
+) -> Result<Vec<HeadContact>, tokio_postgres::Error> {
     let head = i64::from(room.saturating_mul(4).clamp(64, 2000));
     let rows = tx
         .query(
@@ -122,7 +166,7 @@ pub(crate) async fn screen_head(
                         frequency_cap_frees_at(c.workspace_id, c.phone_number, $2::timestamptz,
                                                $6::int, $7::int) AS cap_until
                  FROM contacts c
-                 WHERE c.batch_id = $1 AND c.state = 'queued' AND c.next_attempt_at <= $2
+                 WHERE c.batch_id = $1 AND c.state = $8 AND c.next_attempt_at <= $2
                  ORDER BY c.next_attempt_at, c.row_index
                  LIMIT $3) head
              WHERE listed OR cap_until IS NOT NULL OR ($4::text[] IS NOT NULL
@@ -136,91 +180,110 @@ pub(crate) async fn screen_head(
                 &policy.allow_unknown_timezone,
                 &policy.cap_count(),
                 &policy.cap_days(),
+                &ContactState::Queued,
             ],
         )
         .await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let listed: Vec<Uuid> = rows
-        .iter()
-        .filter(|r| r.get::<_, bool>("listed"))
-        .map(|r| r.get("id"))
-        .collect();
-    let mut screened = 0;
-    if !listed.is_empty() {
-        screened +=
-            shared::db::rules::suppress_contacts(tx, &listed, ContactState::Queued, Some(now))
-                .await?
-                .len() as u64;
-    }
+    rows.iter()
+        .map(|r| {
+            Ok(HeadContact {
+                id: r.try_get("id")?,
+                phone_number: r.try_get("phone_number")?,
+                timezones: r.try_get("timezones")?,
+                listed: r.try_get("listed")?,
+                cap_until: r.try_get("cap_until")?,
+            })
+        })
+        .collect()
+}
 
-    let (mut resolve_ids, mut resolve_zones) = (Vec::new(), Vec::new());
-    let (mut defer_ids, mut defer_until, mut defer_reason) = (Vec::new(), Vec::new(), Vec::new());
-    for row in rows.iter().filter(|r| !r.get::<_, bool>("listed")) {
-        let id: Uuid = row.get("id");
-        if let Some(until) = row.get::<_, Option<DateTime<Utc>>>("cap_until") {
-            defer_ids.push(id);
-            defer_until.push(until.max(now + chrono::Duration::seconds(1)));
-            defer_reason.push(DeferReason::FrequencyCap.as_str());
+/// What the screen writes besides suppressions.
+#[derive(Debug, Default, PartialEq)]
+struct ScreenPlan {
+    /// Contacts whose zones were derived from their number now, to store (`&`-joined).
+    resolved: Vec<(Uuid, String)>,
+    /// Contacts to move to their next allowed minute, with the hold reason.
+    deferred: Vec<(Uuid, DateTime<Utc>, &'static str)>,
+}
+
+/// Decides, for the head's contacts not listed, which wait and until when (no I/O): over the
+/// cap, until the cap frees (at least a second from now); otherwise as the recipient's calling
+/// hours with the job's window say, in the contact's zones (derived from its number when not
+/// stored yet).
+fn plan_screen(
+    head: &[HeadContact],
+    window: &Window,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> ScreenPlan {
+    let mut plan = ScreenPlan::default();
+    for c in head.iter().filter(|c| !c.listed) {
+        if let Some(until) = c.cap_until {
+            let until = until.max(now + chrono::Duration::seconds(1));
+            plan.deferred
+                .push((c.id, until, DeferReason::FrequencyCap.as_str()));
             continue;
         }
-        let stored: Option<Vec<String>> = row.get("timezones");
-        let zones: Vec<Tz> = match &stored {
+        let zones: Vec<Tz> = match &c.timezones {
             Some(names) => parse_zones(names),
             None => {
-                let derived = zones_for_number(row.get("phone_number"));
-                resolve_ids.push(id);
-                resolve_zones.push(
-                    derived
-                        .iter()
-                        .map(|t| t.name())
-                        .collect::<Vec<_>>()
-                        .join("&"),
-                );
+                let derived = zones_for_number(&c.phone_number);
+                let joined = derived.iter().map(|t| t.name()).collect::<Vec<_>>();
+                plan.resolved.push((c.id, joined.join("&")));
                 derived
             }
         };
-        if let Verdict::Defer { until, reason } = verdict(
-            window,
-            policy.hours,
-            policy.allow_unknown_timezone,
-            &zones,
-            now,
-        ) {
-            defer_ids.push(id);
-            defer_until.push(until);
-            defer_reason.push(reason.as_str());
+        let hours = (policy.hours, policy.allow_unknown_timezone);
+        if let Verdict::Defer { until, reason } = verdict(window, hours.0, hours.1, &zones, now) {
+            plan.deferred.push((c.id, until, reason.as_str()));
         }
     }
-    if !resolve_ids.is_empty() {
-        tx.execute(
-            "UPDATE contacts c SET timezones = string_to_array(u.z, '&')
-             FROM unnest($1::uuid[], $2::text[]) u(id, z)
-             WHERE c.id = u.id AND c.timezones IS NULL",
-            &[&resolve_ids, &resolve_zones],
-        )
-        .await?;
+    plan
+}
+
+/// Stores the zones derived for contacts ingested before they were stored.
+async fn store_zones(
+    tx: &Transaction<'_>,
+    resolved: &[(Uuid, String)],
+) -> Result<(), tokio_postgres::Error> {
+    if resolved.is_empty() {
+        return Ok(());
     }
-    if defer_ids.is_empty() {
-        return Ok(screened);
-    }
-    let deferred = tx
-        .execute(
-            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])
-                        u(id, until, reason)),
-                  moved AS (
-                 UPDATE contacts c SET next_attempt_at = u.until, hold_reason = u.reason,
-                     updated_at = $4
-                 FROM u WHERE c.id = u.id AND c.state = 'queued'
-                 RETURNING c.id, u.until, u.reason)
-             INSERT INTO contact_events (contact_id, at, kind, reason, detail)
-             SELECT id, $4, 'deferred', reason, jsonb_build_object('until', until) FROM moved",
-            &[&defer_ids, &defer_until, &defer_reason, &now],
-        )
-        .await?;
-    tracing::debug!(%job_id, deferred, "deferred contacts outside their calling hours");
-    Ok(screened + deferred)
+    let (ids, zones): (Vec<Uuid>, Vec<&str>) =
+        resolved.iter().map(|(id, z)| (*id, z.as_str())).unzip();
+    tx.execute(
+        "UPDATE contacts c SET timezones = string_to_array(u.z, '&')
+         FROM unnest($1::uuid[], $2::text[]) u(id, z)
+         WHERE c.id = u.id AND c.timezones IS NULL",
+        &[&ids, &zones],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves each deferred contact still queued to its next allowed minute with its hold reason,
+/// and records a `deferred` event; returns how many moved.
+async fn defer(
+    tx: &Transaction<'_>,
+    deferred: &[(Uuid, DateTime<Utc>, &'static str)],
+    now: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    let ids: Vec<Uuid> = deferred.iter().map(|d| d.0).collect();
+    let until: Vec<DateTime<Utc>> = deferred.iter().map(|d| d.1).collect();
+    let reason: Vec<&str> = deferred.iter().map(|d| d.2).collect();
+    tx.execute(
+        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])
+                    u(id, until, reason)),
+              moved AS (
+             UPDATE contacts c SET next_attempt_at = u.until, hold_reason = u.reason,
+                 updated_at = $4
+             FROM u WHERE c.id = u.id AND c.state = $5
+             RETURNING c.id, u.until, u.reason)
+         INSERT INTO contact_events (contact_id, at, kind, reason, detail)
+         SELECT id, $4, 'deferred', reason, jsonb_build_object('until', until) FROM moved",
+        &[&ids, &until, &reason, &now, &ContactState::Queued],
+    )
+    .await
 }
 
 #[cfg(test)]

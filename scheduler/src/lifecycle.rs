@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::json;
-use shared::domain::Statistics;
 use shared::domain::timing::{api_time, api_time_opt};
+use shared::domain::{ContactState, IngestState, JobState, Statistics};
 use uuid::Uuid;
 
 use crate::release::ReleaseError;
@@ -17,21 +17,32 @@ pub async fn sweep_cancelled(db: &Pool, now: DateTime<Utc>) -> Result<u64, Relea
     let client = db.get().await?;
     let cancelled = client
         .execute(
-            "UPDATE contacts c SET state = 'cancelled', updated_at = $1
+            "UPDATE contacts c SET state = $2, updated_at = $1
              FROM batches b
-             WHERE b.state = 'cancelled' AND b.settled_at IS NULL
-               AND c.batch_id = b.id AND c.state = 'queued'",
-            &[&now],
+             WHERE b.state = $3 AND b.settled_at IS NULL
+               AND c.batch_id = b.id AND c.state = $4",
+            &[
+                &now,
+                &ContactState::Cancelled,
+                &JobState::Cancelled,
+                &ContactState::Queued,
+            ],
         )
         .await?;
     client
         .execute(
             "UPDATE batches b SET settled_at = $1
-             WHERE b.state = 'cancelled' AND b.settled_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id AND c.state = 'queued')
+             WHERE b.state = $2 AND b.settled_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id AND c.state = $3)
                AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id
-                                 AND c.state IN ('released', 'dialing'))",
-            &[&now],
+                                 AND c.state IN ($4, $5))",
+            &[
+                &now,
+                &JobState::Cancelled,
+                &ContactState::Queued,
+                &ContactState::Released,
+                &ContactState::Dialing,
+            ],
         )
         .await?;
     if cancelled > 0 {
@@ -52,12 +63,19 @@ pub async fn requeue_stale(
     };
     let client = db.get().await?;
     // The IN list repeats contacts_in_flight's predicate so the planner walks that small
-    // partial index instead of the whole table.
+    // partial index instead of the whole table (a one-off statement is planned with its
+    // parameters' values, so typed states match the index's predicate).
     let n = client
         .execute(
-            "UPDATE contacts SET state = 'queued', updated_at = $1
-             WHERE state IN ('released', 'dialing') AND state = 'released' AND released_at < $2",
-            &[&now, &(now - timeout)],
+            "UPDATE contacts SET state = $3, updated_at = $1
+             WHERE state IN ($4, $5) AND state = $4 AND released_at < $2",
+            &[
+                &now,
+                &(now - timeout),
+                &ContactState::Queued,
+                &ContactState::Released,
+                &ContactState::Dialing,
+            ],
         )
         .await?;
     if n > 0 {
@@ -69,7 +87,7 @@ pub async fn requeue_stale(
 /// Completes every active, fully ingested job with no contact queued, released or dialing, and
 /// queues its `onBatchComplete` webhook in the same transaction. Returns the completed jobs.
 ///
-/// Safe with several schedulers: the `state = 'active'` guard is re-checked under the row lock,
+/// Safe with several schedulers: the guard on `active` is re-checked under the row lock,
 /// so each job completes (and gets its webhook row) once; the delivery row is also unique on
 /// `(event, subject_id, url)`.
 pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid>, ReleaseError> {
@@ -77,14 +95,22 @@ pub async fn complete_finished(db: &Pool, now: DateTime<Utc>) -> Result<Vec<Uuid
     let tx = client.transaction().await?;
     let done = tx
         .query(
-            "UPDATE batches b SET state = 'completed', completed_at = $1, updated_at = $1
-             WHERE b.state = 'active' AND b.ingest_state = 'ready'
-               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id AND c.state = 'queued')
+            "UPDATE batches b SET state = $2, completed_at = $1, updated_at = $1
+             WHERE b.state = $3 AND b.ingest_state = $4
+               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id AND c.state = $5)
                AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.batch_id = b.id
-                                 AND c.state IN ('released', 'dialing'))
+                                 AND c.state IN ($6, $7))
              RETURNING b.id, b.workspace_id, b.agent_id, b.user_id,
                        b.webhooks->>'onBatchComplete' AS on_batch_complete, b.created_at, b.started_at",
-            &[&now],
+            &[
+                &now,
+                &JobState::Completed,
+                &JobState::Active,
+                &IngestState::Ready,
+                &ContactState::Queued,
+                &ContactState::Released,
+                &ContactState::Dialing,
+            ],
         )
         .await?;
     let mut completed = Vec::with_capacity(done.len());

@@ -436,13 +436,18 @@ async fn in_flight(
     workspace_id: Uuid,
 ) -> Result<HashMap<Uuid, u64>, ReleaseError> {
     let mut in_flight = HashMap::new();
-    // Written as the in-flight index's predicate (literal names) so the planner matches it.
+    // Written as the in-flight index's predicate so the planner matches it (a one-off
+    // statement is planned with its parameters' values).
     let rows = tx
         .query(
             "SELECT batch_id, count(*) AS n FROM contacts
-             WHERE workspace_id = $1 AND state IN ('released', 'dialing')
+             WHERE workspace_id = $1 AND state IN ($2, $3)
              GROUP BY batch_id",
-            &[&workspace_id],
+            &[
+                &workspace_id,
+                &ContactState::Released,
+                &ContactState::Dialing,
+            ],
         )
         .await?;
     for r in rows {

@@ -20,14 +20,12 @@ async fn accepts(client: &tokio_postgres::Client, table: &str, column: &str, val
     }
 }
 
-#[tokio::test]
-async fn state_and_outcome_columns_accept_exactly_the_enums_names() {
-    let env = TestEnv::new().await;
-    let client = env.db.get().await.unwrap();
-    let ws = fixtures::Workspace::new().insert(&client).await;
-    let batch = fixtures::Batch::new(ws).insert(&client).await;
+/// One row in each table with a state or outcome column: a batch, a contact, an attempt.
+async fn one_of_each(client: &tokio_postgres::Client) {
+    let ws = fixtures::Workspace::new().insert(client).await;
+    let batch = fixtures::Batch::new(ws).insert(client).await;
     let contact = fixtures::Contacts::new(["+12015550100"])
-        .insert(&client, batch, ws.id)
+        .insert(client, batch, ws.id)
         .await[0];
     client
         .execute(
@@ -37,6 +35,13 @@ async fn state_and_outcome_columns_accept_exactly_the_enums_names() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn state_and_outcome_columns_accept_exactly_the_enums_names() {
+    let env = TestEnv::new().await;
+    let client = env.db.get().await.unwrap();
+    one_of_each(&client).await;
 
     let columns: [(&str, &str, Vec<&str>); 6] = [
         (
@@ -100,19 +105,7 @@ where
 async fn every_state_and_outcome_round_trips_through_its_column() {
     let env = TestEnv::new().await;
     let client = env.db.get().await.unwrap();
-    let ws = fixtures::Workspace::new().insert(&client).await;
-    let batch = fixtures::Batch::new(ws).insert(&client).await;
-    let contact = fixtures::Contacts::new(["+12015550100"])
-        .insert(&client, batch, ws.id)
-        .await[0];
-    client
-        .execute(
-            "INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no, to_number)
-             VALUES (gen_random_uuid(), $1, $2, $3, 1, '+12015550100')",
-            &[&contact, &batch, &ws.id],
-        )
-        .await
-        .unwrap();
+    one_of_each(&client).await;
 
     for s in JobState::ALL {
         assert_eq!(round_trip(&client, "batches", "state", s).await, s);

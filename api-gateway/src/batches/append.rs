@@ -84,6 +84,10 @@ pub fn refusal(state: JobState, ingest: IngestState) -> Option<String> {
                 .to_owned(),
         ),
         IngestState::Failed => Some("the job's ingestion failed; it cannot gain rows".to_owned()),
+        // Hidden batches are never found by a lookup; refused should one ever be.
+        IngestState::Receiving | IngestState::Aborted => {
+            Some("the job is not created yet; retry once it is".to_owned())
+        }
     }
 }
 
@@ -187,10 +191,10 @@ async fn reserve(
     let total = i64::from(place.first_row) + i64::from(rows);
     let total = i32::try_from(total).map_err(|e| ApiError::Internal(e.into()))?;
     txn.execute(
-        "UPDATE batches SET ingest_state = 'ingesting', expected_chunks = 0, total_rows = $2,
+        "UPDATE batches SET ingest_state = $3, expected_chunks = 0, total_rows = $2,
              updated_at = now()
          WHERE id = $1",
-        &[&id, &total],
+        &[&id, &total, &IngestState::Ingesting],
     )
     .await?;
     txn.commit().await?;
@@ -375,11 +379,11 @@ async fn restore(state: &AppState, id: Uuid) {
         let client = state.db.get().await?;
         client
             .execute(
-                "UPDATE batches SET ingest_state = 'ready',
+                "UPDATE batches SET ingest_state = $2,
                      expected_chunks = (SELECT count(*) FROM ingest_chunks WHERE batch_id = $1),
                      total_rows = accepted_rows + rejected_rows, updated_at = now()
-                 WHERE id = $1 AND ingest_state = 'ingesting'",
-                &[&id],
+                 WHERE id = $1 AND ingest_state = $3",
+                &[&id, &IngestState::Ready, &IngestState::Ingesting],
             )
             .await?;
         Ok::<_, ApiError>(())

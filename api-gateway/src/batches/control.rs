@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use shared::db::Pool;
 use shared::domain::status::TransitionError;
-use shared::domain::{JobState, MachineDetection, Surface};
+use shared::domain::{ContactState, JobState, MachineDetection, Surface};
 
 use super::model::{Batch, COLUMNS, VISIBLE};
 use crate::error::ApiError;
@@ -96,8 +96,8 @@ pub async fn set_paused(
         .map_err(|e| scope.conflict(&batch, e))?;
     if next != batch.state {
         txn.execute(
-            "UPDATE batches SET state = $2, started_at = COALESCE(started_at, CASE WHEN $2 = 'active' THEN now() END), updated_at = now() WHERE id = $1",
-            &[&id, &next.as_str()],
+            "UPDATE batches SET state = $2, started_at = COALESCE(started_at, CASE WHEN $2 = $3 THEN now() END), updated_at = now() WHERE id = $1",
+            &[&id, &next, &JobState::Active],
         )
         .await?;
         if next == JobState::Paused
@@ -201,9 +201,9 @@ pub async fn cancel_queued(db: &Pool, id: Uuid) -> Result<u64, ApiError> {
     let client = db.get().await?;
     let n = client
         .execute(
-            "UPDATE contacts SET state = 'cancelled', updated_at = now()
-             WHERE batch_id = $1 AND state = 'queued'",
-            &[&id],
+            "UPDATE contacts SET state = $2, updated_at = now()
+             WHERE batch_id = $1 AND state = $3",
+            &[&id, &ContactState::Cancelled, &ContactState::Queued],
         )
         .await?;
     Ok(n)

@@ -13,7 +13,7 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use shared::domain::{CallOutcome, JobState, Surface};
+use shared::domain::{CallOutcome, ContactState, IngestState, JobState, Surface};
 
 use super::model::{Batch, COLUMNS, VISIBLE};
 use crate::error::ApiError;
@@ -125,13 +125,21 @@ pub async fn create(
              webhooks, tags, default_region, machine_detection, retry_voicemail_delay_ms,
              retry_of, started_at)
          SELECT $1, workspace_id, surface, $3, agent_id, user_id,
-             CASE WHEN $4 THEN 'active' ELSE 'created' END, 'ready',
+             CASE WHEN $4 THEN $5::text ELSE $6::text END, $7::text,
              max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time,
              from_phone_number_ids, retry_max_attempts, retry_busy_delay_ms, retry_no_answer_delay_ms,
              webhooks, tags, default_region, machine_detection, retry_voicemail_delay_ms,
              id, CASE WHEN $4 THEN now() END
          FROM batches WHERE id = $2",
-        &[&new_id, &id, &name, &(asked_on == Surface::Dialgen)],
+        &[
+            &new_id,
+            &id,
+            &name,
+            &(asked_on == Surface::Dialgen),
+            &JobState::Active,
+            &JobState::Created,
+            &IngestState::Ready,
+        ],
     )
     .await?;
     // A contact of a cancelled batch that was never dialed has no outcome: it counts as
@@ -145,7 +153,7 @@ pub async fn create(
                                 WHERE d.workspace_id = c.workspace_id AND d.number = c.phone_number) AS listed
                  FROM contacts c
                  WHERE c.batch_id = $1
-                   AND COALESCE(c.last_outcome, CASE WHEN c.state = 'cancelled' THEN 'cancelled' END) = ANY($3)
+                   AND COALESCE(c.last_outcome, CASE WHEN c.state = $4 THEN $5::text END) = ANY($3)
              ), copied AS (
                  INSERT INTO contacts (id, batch_id, workspace_id, row_index, external_id, phone_number,
                                        name, email, company, inputs, timezone, timezones)
@@ -162,7 +170,13 @@ pub async fn create(
              )
              SELECT (SELECT count(*) FROM copied)::int AS accepted,
                     (SELECT count(*) FROM listed)::int AS rejected"),
-            &[&id, &new_id, &outcomes],
+            &[
+                &id,
+                &new_id,
+                &outcomes,
+                &ContactState::Cancelled,
+                &CallOutcome::Cancelled,
+            ],
         )
         .await?;
     let accepted: i32 = copied.get("accepted");

@@ -87,11 +87,11 @@ pub async fn held_until(
     Ok(client
         .query_opt(
             "SELECT next_attempt_at FROM contacts
-             WHERE batch_id = $1 AND state = 'queued'
+             WHERE batch_id = $1 AND state = $2
                AND hold_reason IN ('recipient_hours', 'frequency_cap')
                AND isfinite(next_attempt_at)
              ORDER BY next_attempt_at DESC LIMIT 1",
-            &[&batch_id],
+            &[&batch_id, &ContactState::Queued],
         )
         .await?
         .map(|r| r.get("next_attempt_at")))

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use shared::domain::Surface;
+use shared::domain::{IngestState, JobState, Surface};
 
 use super::model::{Batch, COLUMNS};
 use super::settings::NewBatch;
@@ -93,7 +93,7 @@ pub async fn key_state(
     let Some(row) = client.query_opt(&sql, &[&workspace, &key]).await? else {
         return Ok(KeyState::Free);
     };
-    if row.get::<_, &str>("hidden_state") == "receiving" {
+    if row.try_get::<_, IngestState>("hidden_state")? == IngestState::Receiving {
         return Ok(KeyState::InProgress);
     }
     let fingerprint: Option<Vec<u8>> = row.get("idempotency_fingerprint");
@@ -144,9 +144,17 @@ pub async fn insert_hidden(
             "INSERT INTO batches (id, workspace_id, surface, name, agent_id, state, ingest_state,
                  max_concurrent_dials, max_calls_per_second, retry_max_attempts, retry_busy_delay_ms,
                  retry_no_answer_delay_ms, default_region, idempotency_key)
-             VALUES ($1, $2, $3, '', NULL, 'created', 'receiving', 1, 1, 1, 0, 0, $4, $5)
+             VALUES ($1, $2, $3, '', NULL, $6, $7, 1, 1, 1, 0, 0, $4, $5)
              ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-            &[&batch_id, &ws.id, &surface.as_str(), &region, &key],
+            &[
+                &batch_id,
+                &ws.id,
+                &surface,
+                &region,
+                &key,
+                &JobState::Created,
+                &IngestState::Receiving,
+            ],
         )
         .await?;
     Ok(n == 1)

@@ -115,10 +115,7 @@ impl Hub {
         id: Uuid,
     ) -> Result<watch::Receiver<Arc<View>>, ApiError> {
         loop {
-            let cell = self.feeds()
-                .entry(id)
-                .or_default()
-                .clone();
+            let cell = self.feeds().entry(id).or_default().clone();
             let started = cell.view.get_or_try_init(|| self.start(id, &cell)).await;
             let subscribed = {
                 let mut feeds = self.feeds();

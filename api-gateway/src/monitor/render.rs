@@ -10,6 +10,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use shared::domain::CallOutcome;
 use shared::domain::timing::call_duration_secs;
 
 use super::snapshot::{Binds, Limit, SERIES, Snapshot};
@@ -465,7 +466,7 @@ fn recent_rows(s: &Snapshot) -> String {
     }
     let mut out = String::new();
     for c in &s.recent {
-        let outcome = c.outcome.as_deref().unwrap_or("in progress");
+        let outcome = c.outcome.map_or("in progress", CallOutcome::as_str);
         let class = outcome.replace(' ', "-");
         let duration = call_duration_secs(c.answered_at, c.ended_at)
             .map_or_else(|| "—".to_owned(), |d| format!("{d} s"));

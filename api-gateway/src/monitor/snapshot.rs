@@ -40,14 +40,18 @@ pub const SERIES: [&str; 7] = [
     "in progress",
 ];
 
+/// The series of an attempt counted under `outcome` in the minute aggregate (`''` while the
+/// call is in flight, V17).
 fn series_of(outcome: &str) -> usize {
-    match outcome {
-        "completed" => 0,
-        "voicemail" => 1,
-        "busy" => 2,
-        "no-answer" => 3,
-        "failed" => 4,
-        "" => 6,
+    if outcome.is_empty() {
+        return 6;
+    }
+    match CallOutcome::parse(outcome) {
+        Some(CallOutcome::Completed) => 0,
+        Some(CallOutcome::Voicemail) => 1,
+        Some(CallOutcome::Busy) => 2,
+        Some(CallOutcome::NoAnswer) => 3,
+        Some(CallOutcome::Failed) => 4,
         _ => 5,
     }
 }
@@ -148,7 +152,7 @@ pub struct RecentCall {
     pub to_number: String,
     pub contact_name: Option<String>,
     pub attempt_no: i32,
-    pub outcome: Option<String>,
+    pub outcome: Option<CallOutcome>,
     pub created_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,

@@ -24,6 +24,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use bytes::{BufMut, BytesMut};
+use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -444,8 +445,9 @@ pub(crate) struct OptedOut {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ContactEvents {
     contact_id: Uuid,
-    state: String,
-    last_outcome: Option<String>,
+    #[schema(value_type = String)]
+    state: ContactState,
+    last_outcome: Option<CallOutcome>,
     /// recipient_hours, unknown_timezone or frequency_cap while a rule defers it.
     hold_reason: Option<String>,
     #[schema(format = DateTime)]
@@ -494,7 +496,7 @@ pub(crate) enum ContactEvent {
         #[schema(format = DateTime)]
         at: String,
         attempt: i32,
-        outcome: String,
+        outcome: CallOutcome,
         reason: Option<String>,
     },
     /// Another attempt follows (`dueAt` for the next one still waiting).
@@ -532,186 +534,310 @@ pub(crate) async fn events(
 ) -> Result<Json<ContactEvents>, ApiError> {
     let id = path_id(&id, "contact")?;
     let client = state.db.get().await?;
-    let contact = client
-        .query_opt(
-            "SELECT c.state, c.attempts,
-                    CASE WHEN isfinite(c.next_attempt_at) THEN c.next_attempt_at END AS next_attempt_at,
-                    c.released_at, c.updated_at,
-                    c.last_outcome, c.phone_number, c.timezones, c.hold_reason, c.batch_id
-             FROM contacts c WHERE c.id = $1 AND c.workspace_id = $2",
-            &[&id, &ws.id],
-        )
-        .await?
-        .ok_or(ApiError::NotFound("contact"))?;
-    let attempts = client
-        .query(
-            "SELECT id, attempt_no, from_number, created_at, started_at, ended_at, outcome, error
-             FROM dial_attempts WHERE contact_id = $1 ORDER BY attempt_no",
-            &[&id],
-        )
-        .await?;
-    let logged = client
-        .query(
-            "SELECT at, kind, reason, detail FROM contact_events
-             WHERE contact_id = $1 ORDER BY at, id",
-            &[&id],
-        )
-        .await?;
-    let state_name: String = contact.get("state");
-    // The retry decision an end made is the batch's strategy applied to that end (the dial
-    // worker's `EndRow::decide`), so it is derived, never written per call.
-    let batch = Batch::load(&client, ws.id, contact.get("batch_id")).await?;
-    let mut out: Vec<(chrono::DateTime<chrono::Utc>, u8, ContactEvent)> = Vec::new();
-    // Contact ids are UUIDv7, minted by the ingest worker as it stores the row (and by the
-    // database for `POST …/retry` copies). An id without a time (written some other way) is
-    // shown at its batch's creation, the earliest it can have been ingested.
-    let ingested_at = id
-        .get_timestamp()
-        .and_then(|t| {
-            let (s, n) = t.to_unix();
-            chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, n)
+    let contact = TimelineContact::load(&client, id, ws.id).await?;
+    let attempts = TimelineAttempt::load_all(&client, id).await?;
+    let logged = LoggedRow::load_all(&client, id).await?;
+    let batch = Batch::load(&client, ws.id, contact.batch_id).await?;
+    let data = timeline(id, &contact, &attempts, &logged, &batch)?;
+    Ok(Json(ContactEvents {
+        contact_id: id,
+        state: contact.state,
+        last_outcome: contact.last_outcome,
+        hold_reason: contact.hold_reason,
+        next_attempt_at: contact.next_attempt_at.map(api_time),
+        data,
+    }))
+}
+
+/// The contact as its timeline reads it.
+struct TimelineContact {
+    state: ContactState,
+    attempts: i32,
+    /// `None` when not finite (never due again).
+    next_attempt_at: Option<DateTime<Utc>>,
+    released_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    last_outcome: Option<CallOutcome>,
+    phone_number: String,
+    timezones: Option<Vec<String>>,
+    hold_reason: Option<String>,
+    batch_id: Uuid,
+}
+
+impl TimelineContact {
+    async fn load(
+        client: &deadpool_postgres::Client,
+        id: Uuid,
+        workspace_id: Uuid,
+    ) -> Result<Self, ApiError> {
+        let r = client
+            .query_opt(
+                "SELECT c.state, c.attempts,
+                        CASE WHEN isfinite(c.next_attempt_at) THEN c.next_attempt_at END AS next_attempt_at,
+                        c.released_at, c.updated_at,
+                        c.last_outcome, c.phone_number, c.timezones, c.hold_reason, c.batch_id
+                 FROM contacts c WHERE c.id = $1 AND c.workspace_id = $2",
+                &[&id, &workspace_id],
+            )
+            .await?
+            .ok_or(ApiError::NotFound("contact"))?;
+        Ok(Self {
+            state: r.try_get("state")?,
+            attempts: r.try_get("attempts")?,
+            next_attempt_at: r.try_get("next_attempt_at")?,
+            released_at: r.try_get("released_at")?,
+            updated_at: r.try_get("updated_at")?,
+            last_outcome: r.try_get("last_outcome")?,
+            phone_number: r.try_get("phone_number")?,
+            timezones: r.try_get("timezones")?,
+            hold_reason: r.try_get("hold_reason")?,
+            batch_id: r.try_get("batch_id")?,
         })
-        .unwrap_or(batch.created_at);
-    out.push((
-        ingested_at,
-        0,
-        ContactEvent::Ingested {
-            at: api_time(ingested_at),
-            number: contact.get("phone_number"),
-            timezones: contact.get("timezones"),
-            batch_id: batch.id,
-        },
-    ));
-    for r in &logged {
-        let at: chrono::DateTime<chrono::Utc> = r.get("at");
-        let kind: String = r.get("kind");
-        let logged = Logged {
-            at: api_time(at),
-            reason: r.get("reason"),
-            detail: r.get("detail"),
-        };
-        let event = match kind.as_str() {
-            "deferred" => ContactEvent::Deferred(logged),
-            "suppressed" => ContactEvent::Suppressed(logged),
-            "opted_out" => ContactEvent::OptedOut(logged),
-            other => {
-                return Err(ApiError::Internal(anyhow::anyhow!(
-                    "a contact event has an unknown kind {other:?}"
-                )));
-            }
-        };
-        out.push((at, 1, event));
     }
-    let last_no = attempts.len();
+}
+
+/// One of the contact's attempts, as its timeline reads it.
+struct TimelineAttempt {
+    id: Uuid,
+    attempt_no: i32,
+    from_number: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    outcome: Option<CallOutcome>,
+    error: Option<String>,
+}
+
+impl TimelineAttempt {
+    async fn load_all(client: &deadpool_postgres::Client, id: Uuid) -> Result<Vec<Self>, ApiError> {
+        let rows = client
+            .query(
+                "SELECT id, attempt_no, from_number, created_at, started_at, ended_at, outcome, error
+                 FROM dial_attempts WHERE contact_id = $1 ORDER BY attempt_no",
+                &[&id],
+            )
+            .await?;
+        let read = |a: &tokio_postgres::Row| -> Result<Self, tokio_postgres::Error> {
+            Ok(Self {
+                id: a.try_get("id")?,
+                attempt_no: a.try_get("attempt_no")?,
+                from_number: a.try_get("from_number")?,
+                created_at: a.try_get("created_at")?,
+                started_at: a.try_get("started_at")?,
+                ended_at: a.try_get("ended_at")?,
+                outcome: a.try_get("outcome")?,
+                error: a.try_get("error")?,
+            })
+        };
+        Ok(rows.iter().map(read).collect::<Result<_, _>>()?)
+    }
+}
+
+/// A row of `contact_events`.
+struct LoggedRow {
+    at: DateTime<Utc>,
+    kind: String,
+    reason: Option<String>,
+    detail: Option<Value>,
+}
+
+impl LoggedRow {
+    async fn load_all(client: &deadpool_postgres::Client, id: Uuid) -> Result<Vec<Self>, ApiError> {
+        let rows = client
+            .query(
+                "SELECT at, kind, reason, detail FROM contact_events
+                 WHERE contact_id = $1 ORDER BY at, id",
+                &[&id],
+            )
+            .await?;
+        let read = |r: &tokio_postgres::Row| -> Result<Self, tokio_postgres::Error> {
+            Ok(Self {
+                at: r.try_get("at")?,
+                kind: r.try_get("kind")?,
+                reason: r.try_get("reason")?,
+                detail: r.try_get("detail")?,
+            })
+        };
+        Ok(rows.iter().map(read).collect::<Result<_, _>>()?)
+    }
+
+    /// The event it records.
+    fn event(&self) -> Result<ContactEvent, ApiError> {
+        let logged = Logged {
+            at: api_time(self.at),
+            reason: self.reason.clone(),
+            detail: self.detail.clone(),
+        };
+        match self.kind.as_str() {
+            "deferred" => Ok(ContactEvent::Deferred(logged)),
+            "suppressed" => Ok(ContactEvent::Suppressed(logged)),
+            "opted_out" => Ok(ContactEvent::OptedOut(logged)),
+            other => Err(ApiError::Internal(anyhow::anyhow!(
+                "a contact event has an unknown kind {other:?}"
+            ))),
+        }
+    }
+}
+
+/// An event with where it sorts: its time, then its place among events of the same instant.
+type Placed = (DateTime<Utc>, u8, ContactEvent);
+
+/// The contact's events in order, from what was read (no I/O).
+fn timeline(
+    id: Uuid,
+    contact: &TimelineContact,
+    attempts: &[TimelineAttempt],
+    logged: &[LoggedRow],
+    batch: &Batch,
+) -> Result<Vec<ContactEvent>, ApiError> {
+    let mut out: Vec<Placed> = vec![ingested(id, contact, batch)];
+    for r in logged {
+        out.push((r.at, 1, r.event()?));
+    }
     for (i, a) in attempts.iter().enumerate() {
-        let created: chrono::DateTime<chrono::Utc> = a.get("created_at");
-        let attempt_no: i32 = a.get("attempt_no");
-        out.push((
-            created,
-            2,
-            ContactEvent::Released {
-                at: api_time(created),
-                attempt: attempt_no,
-            },
-        ));
-        let started: Option<chrono::DateTime<chrono::Utc>> = a.get("started_at");
-        let dialed = started.unwrap_or(created);
-        out.push((
-            dialed,
-            3,
-            ContactEvent::Dialed {
-                at: api_time(dialed),
-                attempt: attempt_no,
-                dial_id: a.get("id"),
-                caller_id: a.get("from_number"),
-            },
-        ));
-        let outcome: Option<String> = a.get("outcome");
-        if let Some(outcome) = &outcome {
-            let ended: chrono::DateTime<chrono::Utc> = a
-                .get::<_, Option<chrono::DateTime<chrono::Utc>>>("ended_at")
-                .unwrap_or(dialed);
-            out.push((
-                ended,
-                4,
-                ContactEvent::Outcome {
-                    at: api_time(ended),
-                    attempt: attempt_no,
-                    outcome: outcome.clone(),
-                    reason: a.get("error"),
-                },
-            ));
-            // Scheduled when the strategy gave the outcome another attempt: shown even when
-            // the waiting retry was later suppressed, opted out of or cancelled (those follow
-            // as events of their own).
-            // The last end made the contact final itself when the contact still shows it (a
-            // later suppression or opt-out changes `last_outcome`), or when it came after the
-            // job's cancel.
-            let last_outcome: Option<String> = contact.get("last_outcome");
-            let final_at_end = i + 1 == last_no
-                && match state_name.as_str() {
-                    "completed" | "failed" => last_outcome.as_deref() == Some(outcome.as_str()),
-                    "cancelled" => batch.completed_at.is_some_and(|c| ended >= c),
-                    _ => false,
-                };
-            let delay = CallOutcome::parse(outcome)
-                .filter(|_| !final_at_end)
-                .and_then(|o| {
-                    batch
-                        .retry
-                        .next_delay(o, u32::try_from(attempt_no).unwrap_or(u32::MAX))
-                });
-            if let Some(delay) = delay {
-                // The one still waiting shows when it is due now (a deferral may have moved
-                // it); an earlier one, when the strategy made it due.
-                let due: Option<chrono::DateTime<chrono::Utc>> =
-                    if i + 1 == last_no && state_name == "queued" {
-                        contact.get("next_attempt_at")
-                    } else {
-                        chrono::Duration::from_std(delay).ok().map(|d| ended + d)
-                    };
-                out.push((
-                    ended,
-                    5,
-                    ContactEvent::RetryScheduled {
-                        at: api_time(ended),
-                        attempt: attempt_no + 1,
-                        due_at: due.map(api_time),
-                    },
-                ));
-            }
+        let is_last = i + 1 == attempts.len();
+        out.extend(attempt_events(a));
+        if let Some(retry) = retry_after(a, is_last, contact, batch) {
+            out.push(retry);
         }
     }
     // Released and not yet written an attempt: the release itself (an attempt's own release
     // is shown at its start, which follows it within the hand-off).
-    if state_name == "released"
-        && let Some(at) = contact.get::<_, Option<chrono::DateTime<chrono::Utc>>>("released_at")
+    if contact.state == ContactState::Released
+        && let Some(at) = contact.released_at
     {
-        let attempts: i32 = contact.get("attempts");
         out.push((
             at,
             2,
             ContactEvent::Released {
                 at: api_time(at),
-                attempt: attempts + 1,
+                attempt: contact.attempts + 1,
             },
         ));
     }
-    if state_name == "cancelled" {
-        let at: chrono::DateTime<chrono::Utc> = contact.get("updated_at");
+    if contact.state == ContactState::Cancelled {
+        let at = contact.updated_at;
         out.push((at, 6, ContactEvent::Cancelled { at: api_time(at) }));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    Ok(Json(ContactEvents {
-        contact_id: id,
-        state: state_name,
-        last_outcome: contact.get("last_outcome"),
-        hold_reason: contact.get("hold_reason"),
-        next_attempt_at: contact
-            .get::<_, Option<chrono::DateTime<chrono::Utc>>>("next_attempt_at")
-            .map(api_time),
-        data: out.into_iter().map(|(_, _, v)| v).collect(),
-    }))
+    Ok(out.into_iter().map(|(_, _, v)| v).collect())
+}
+
+/// The contact's first event. Contact ids are UUIDv7, minted by the ingest worker as it stores
+/// the row (and by the database for `POST …/retry` copies). An id without a time (written some
+/// other way) is shown at its batch's creation, the earliest it can have been ingested.
+fn ingested(id: Uuid, contact: &TimelineContact, batch: &Batch) -> Placed {
+    let at = id
+        .get_timestamp()
+        .and_then(|t| {
+            let (s, n) = t.to_unix();
+            DateTime::from_timestamp(i64::try_from(s).ok()?, n)
+        })
+        .unwrap_or(batch.created_at);
+    (
+        at,
+        0,
+        ContactEvent::Ingested {
+            at: api_time(at),
+            number: contact.phone_number.clone(),
+            timezones: contact.timezones.clone(),
+            batch_id: batch.id,
+        },
+    )
+}
+
+/// An attempt's release, dial and (once ended) outcome.
+fn attempt_events(a: &TimelineAttempt) -> Vec<Placed> {
+    let dialed = a.started_at.unwrap_or(a.created_at);
+    let mut out = vec![
+        (
+            a.created_at,
+            2,
+            ContactEvent::Released {
+                at: api_time(a.created_at),
+                attempt: a.attempt_no,
+            },
+        ),
+        (
+            dialed,
+            3,
+            ContactEvent::Dialed {
+                at: api_time(dialed),
+                attempt: a.attempt_no,
+                dial_id: a.id,
+                caller_id: a.from_number.clone(),
+            },
+        ),
+    ];
+    if let Some(outcome) = a.outcome {
+        let ended = a.ended_at.unwrap_or(dialed);
+        out.push((
+            ended,
+            4,
+            ContactEvent::Outcome {
+                at: api_time(ended),
+                attempt: a.attempt_no,
+                outcome,
+                reason: a.error.clone(),
+            },
+        ));
+    }
+    out
+}
+
+/// The retry an ended attempt's end scheduled, read from what the dial worker recorded: the
+/// attempt that followed it, or, for the last attempt, the contact not made final by that end
+/// (see [`end_was_final`]). Shown even when the waiting retry was later suppressed, opted out of
+/// or cancelled (those follow as events of their own).
+fn retry_after(
+    a: &TimelineAttempt,
+    is_last: bool,
+    contact: &TimelineContact,
+    batch: &Batch,
+) -> Option<Placed> {
+    let outcome = a.outcome?;
+    let ended = a.ended_at.or(a.started_at).unwrap_or(a.created_at);
+    if is_last && end_was_final(contact, outcome, ended, batch.completed_at) {
+        return None;
+    }
+    // The one still waiting shows when it is due now (a deferral may have moved it); an
+    // earlier one, when the job's strategy made it due (its due time is not recorded).
+    let due = if is_last && contact.state == ContactState::Queued {
+        contact.next_attempt_at
+    } else {
+        batch
+            .retry
+            .next_delay(outcome, u32::try_from(a.attempt_no).unwrap_or(u32::MAX))
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| ended + d)
+    };
+    Some((
+        ended,
+        5,
+        ContactEvent::RetryScheduled {
+            at: api_time(ended),
+            attempt: a.attempt_no + 1,
+            due_at: due.map(api_time),
+        },
+    ))
+}
+
+/// Whether the end of the contact's last attempt (`outcome`, at `ended`) made the contact
+/// final, as the contact records it: it still shows that end's outcome in a final state (a
+/// later suppression or opt-out changes `last_outcome`), or it was cancelled at or before that
+/// end (the job's cancel, `completed_at`, came first). Otherwise the end put it back to wait
+/// for a retry, which it is still waiting for or placing.
+fn end_was_final(
+    contact: &TimelineContact,
+    outcome: CallOutcome,
+    ended: DateTime<Utc>,
+    job_completed_at: Option<DateTime<Utc>>,
+) -> bool {
+    match contact.state {
+        ContactState::Completed | ContactState::Failed => contact.last_outcome == Some(outcome),
+        ContactState::Cancelled => job_completed_at.is_some_and(|c| ended >= c),
+        ContactState::Queued | ContactState::Released | ContactState::Dialing => false,
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::{vogent_dial_status, vogent_system_result_type};
-use shared::domain::{AttemptState, CallOutcome, JobState, Surface, VogentStatus};
+use shared::domain::{AttemptState, CallOutcome, ContactState, JobState, Surface, VogentStatus};
 
 use crate::auth::Workspace;
 use crate::batches::body::VogentRow;
@@ -428,9 +428,9 @@ pub(crate) async fn queue(
     let rows = client
         .query(
             "SELECT id, phone_number, inputs, row_index, attempts, NULLIF(next_attempt_at, '-infinity') AS next_attempt_at, name FROM contacts
-             WHERE batch_id = $1 AND state = 'queued' AND ($2::int IS NULL OR row_index > $2)
+             WHERE batch_id = $1 AND state = $4 AND ($2::int IS NULL OR row_index > $2)
              ORDER BY row_index LIMIT $3",
-            &[&id, &after_row, &fetch],
+            &[&id, &after_row, &fetch, &ContactState::Queued],
         )
         .await?;
     let cursor_of = |r: &tokio_postgres::Row| Cursor {

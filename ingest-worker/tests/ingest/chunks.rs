@@ -405,7 +405,7 @@ async fn a_chunk_for_a_closed_batch_stores_nothing() {
     assert_eq!(
         outcome,
         ChunkOutcome::BatchClosed {
-            ingest_state: "failed".into()
+            ingest_state: shared::domain::IngestState::Failed
         }
     );
     assert!(fixture::contacts(&env.db, &batch).await.is_empty());

@@ -92,7 +92,7 @@ async fn a_stalled_batch_fails_after_the_timeout_and_says_why() {
     assert_eq!(
         late,
         ChunkOutcome::BatchClosed {
-            ingest_state: "failed".into()
+            ingest_state: shared::domain::IngestState::Failed
         }
     );
     assert_eq!(fixture::contacts(&env.db, &batch).await.len(), 5);
@@ -176,7 +176,7 @@ async fn a_stalled_upload_is_aborted_and_its_rows_deleted() {
         .await
         .unwrap();
     assert!(
-        matches!(late, ChunkOutcome::BatchClosed { ref ingest_state } if ingest_state == "aborted"),
+        matches!(late, ChunkOutcome::BatchClosed { ref ingest_state } if *ingest_state == shared::domain::IngestState::Aborted),
         "{late:?}"
     );
     assert!(fixture::contacts(&env.db, &batch).await.is_empty());

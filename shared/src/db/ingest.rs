@@ -3,11 +3,13 @@
 //! chunks). Whichever of them acts last finds the counts equal and finishes the batch.
 
 use tokio_postgres::GenericClient;
+
+use crate::domain::{IngestState, JobState, Surface};
 use uuid::Uuid;
 
 /// Marks the batch `ready` if every expected chunk has committed; a Dialgen batch then starts
 /// itself (`created` → `active`). Returns whether this call finished it. Safe to call any number
-/// of times from any process: the `ingest_state = 'ingesting'` guard makes it happen once.
+/// of times from any process: the guard on `ingesting` makes it happen once.
 pub async fn finish_if_complete(
     client: &impl GenericClient,
     batch_id: Uuid,
@@ -15,15 +17,22 @@ pub async fn finish_if_complete(
     let n = client
         .execute(
             "UPDATE batches b SET
-                 ingest_state = 'ready',
-                 state = CASE WHEN b.surface = 'dialgen' AND b.state = 'created' THEN 'active' ELSE b.state END,
-                 started_at = CASE WHEN b.surface = 'dialgen' AND b.state = 'created' THEN now() ELSE b.started_at END,
+                 ingest_state = $2,
+                 state = CASE WHEN b.surface = $4 AND b.state = $5 THEN $6 ELSE b.state END,
+                 started_at = CASE WHEN b.surface = $4 AND b.state = $5 THEN now() ELSE b.started_at END,
                  updated_at = now()
              WHERE b.id = $1
-               AND b.ingest_state = 'ingesting'
+               AND b.ingest_state = $3
                AND b.expected_chunks > 0
                AND b.expected_chunks = (SELECT count(*) FROM ingest_chunks c WHERE c.batch_id = $1)",
-            &[&batch_id],
+            &[
+                &batch_id,
+                &IngestState::Ready,
+                &IngestState::Ingesting,
+                &Surface::Dialgen,
+                &JobState::Created,
+                &JobState::Active,
+            ],
         )
         .await?;
     Ok(n == 1)
@@ -42,10 +51,16 @@ pub async fn abort_receiving(
 ) -> Result<bool, tokio_postgres::Error> {
     let n = client
         .execute(
-            "UPDATE batches SET ingest_state = 'aborted', state = 'failed', idempotency_key = NULL,
+            "UPDATE batches SET ingest_state = $3, state = $4, idempotency_key = NULL,
                  error = $2, error_code = 'aborted', updated_at = now()
-             WHERE id = $1 AND ingest_state = 'receiving'",
-            &[&batch_id, &reason],
+             WHERE id = $1 AND ingest_state = $5",
+            &[
+                &batch_id,
+                &reason,
+                &IngestState::Aborted,
+                &JobState::Failed,
+                &IngestState::Receiving,
+            ],
         )
         .await?;
     if n == 0 {

@@ -42,7 +42,8 @@ named_enum! {
 }
 
 named_enum! {
-    /// The rows' life (`batches.ingest_state`).
+    /// The rows' life (`batches.ingest_state`). `receiving` and `aborted` are hidden: a batch in
+    /// either is never shown by the API.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     #[serde(rename_all = "lowercase")]
     pub enum IngestState {
@@ -52,6 +53,12 @@ named_enum! {
         Ready = "ready",
         /// Chunks missing after the ingest timeout, or the publish failed.
         Failed = "failed",
+        /// The create request's body is still being read (streamed intake, migration V13): the
+        /// batch is hidden from every list and lookup until it becomes `ingesting`.
+        Receiving = "receiving",
+        /// The body proved invalid (or the client went away) after chunks were published: a
+        /// hidden tombstone whose late chunks are dropped.
+        Aborted = "aborted",
     }
 }
 

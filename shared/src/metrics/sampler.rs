@@ -12,6 +12,7 @@ use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Pool;
+use crate::domain::JobState;
 use crate::queue::{Broker, Stream};
 
 /// How often the sampler reads, by default (about a Prometheus scrape interval).
@@ -74,13 +75,13 @@ pub async fn sample_database(db: &Pool) -> Result<(), SampleError> {
         .query(
             "SELECT s.state, count(b.id) AS n FROM unnest($1::text[]) AS s(state) \
              LEFT JOIN batches b ON b.state = s.state GROUP BY s.state",
-            &[&batch_states()],
+            &[&&JobState::ALL[..]],
         )
         .await?;
     for row in rows {
-        let state: String = row.try_get("state")?;
+        let state: JobState = row.try_get("state")?;
         let count = non_negative(row.try_get("n")?, "batch count")?;
-        super::set_batches(&state, count);
+        super::set_batches(state.as_str(), count);
     }
     let backlog: i64 = client
         .query_one(
@@ -91,15 +92,6 @@ pub async fn sample_database(db: &Pool) -> Result<(), SampleError> {
         .try_get("n")?;
     super::set_webhook_backlog(non_negative(backlog, "webhook backlog")?);
     Ok(())
-}
-
-/// The job states `batches.state` holds (`JobState`, held by a CHECK constraint); the
-/// `status` label's values.
-pub fn batch_states() -> Vec<&'static str> {
-    crate::domain::JobState::ALL
-        .iter()
-        .map(|s| s.as_str())
-        .collect()
 }
 
 /// A database sample that failed.
