@@ -34,6 +34,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Bas
 use lapin::types::{AMQPValue, FieldTable};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::publisher::{Outgoing, PUBLISHED_AT_HEADER};
@@ -226,10 +227,16 @@ where
             shutdown: shutdown.clone(),
         };
         let handler = handler.clone();
-        tokio::spawn(async move {
-            handle(delivery, &handler, settler).await;
-            drop(permit);
-        });
+        // The task keeps the consumer's subscriber and span, as the handler did when it ran
+        // inside the consumer's own task.
+        tokio::spawn(
+            async move {
+                handle(delivery, &handler, settler).await;
+                drop(permit);
+            }
+            .in_current_span()
+            .with_current_subscriber(),
+        );
     }
     if stream_error.is_none() && shutdown.is_cancelled() {
         // Stopping: running handlers finish and ack on this channel before it closes.
