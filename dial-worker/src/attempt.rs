@@ -201,10 +201,16 @@ pub(crate) async fn withdraw(
                  WHERE id = $2 AND state = $7 AND attempts = $5
                    AND EXISTS (SELECT 1 FROM dial_attempts WHERE id = $1
                                AND carrier_call_sid IS NULL AND outcome IS NULL)
-                 RETURNING id)
-             DELETE FROM dial_attempts a USING c
-             WHERE a.id = $1 AND a.contact_id = c.id
-               AND a.carrier_call_sid IS NULL AND a.outcome IS NULL",
+                 RETURNING id),
+             d AS (
+                 DELETE FROM dial_attempts a USING c
+                 WHERE a.id = $1 AND a.contact_id = c.id
+                   AND a.carrier_call_sid IS NULL AND a.outcome IS NULL
+                 RETURNING a.id, a.contact_id, a.workspace_id, a.batch_id, a.attempt_no)
+             INSERT INTO taken_back_attempts
+                 (attempt_id, contact_id, workspace_id, batch_id, attempt_no)
+             SELECT id, contact_id, workspace_id, batch_id, attempt_no FROM d
+             ON CONFLICT (attempt_id) DO NOTHING",
             &[
                 &written.attempt_id,
                 &written.contact_id,

@@ -1,13 +1,17 @@
 //! One carrier status event from the call-events queue: a final one ends the attempt (slot
 //! first, then [`crate::end::record_end`]); a progress one (ringing, answered) updates the
 //! attempt's state.
+//!
+//! An event for an attempt that no longer exists because it was taken back (its request was
+//! not known to have left, so the contact was handed back) is recorded on the attempt's
+//! tombstone ([`record_late`]) and never applied: see docs/reliability.md, "Races closed".
 
 use shared::domain::AttemptState;
 use shared::queue::messages::{CallEventV1, CarrierCallStatus};
 
 use crate::carrier::is_final;
 use crate::ctx::Ctx;
-use crate::end::{EndReport, record_end};
+use crate::end::{EndReport, Recorded, record_end};
 use crate::error::StepError;
 
 /// Handles one call event from the queue.
@@ -39,7 +43,7 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
             }
             None => false,
         };
-        record_end(
+        let recorded = record_end(
             ctx,
             event.attempt_id,
             EndReport {
@@ -53,6 +57,9 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
             None,
         )
         .await?;
+        if recorded == Recorded::NoAttempt {
+            record_late(ctx, event).await?;
+        }
         return Ok(());
     }
     let state = match event.status {
@@ -72,7 +79,7 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
              WHERE id = $1 AND outcome IS NULL",
         )
         .await?;
-    client
+    let updated = client
         .execute(
             &update,
             &[
@@ -85,5 +92,54 @@ pub async fn handle_event(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepErro
             ],
         )
         .await?;
+    drop(client);
+    if updated == 0 {
+        // Ended already (a progress event after the end: nothing to do) or taken back.
+        record_late(ctx, event).await?;
+    }
+    Ok(())
+}
+
+/// Records a carrier event for an attempt that was taken back on its tombstone: the call id,
+/// how many such events came, the last one's status and time; counted and logged. It changes
+/// nothing else — the contact was handed back when the attempt was taken back (it may be
+/// queued, dialled again under a new attempt, or final), so applying the late end could end a
+/// newer attempt's contact or schedule a second retry, and the call it reports is already
+/// over or will end on its own. A loud record is what an operator needs to see that a request
+/// reached the carrier after all. An event for an attempt with no tombstone either (never
+/// written, or its contact deleted) is dropped as before.
+async fn record_late(ctx: &Ctx, event: &CallEventV1) -> Result<(), StepError> {
+    let client = ctx.db.get().await?;
+    let update = client
+        .prepare_cached(
+            "UPDATE taken_back_attempts SET
+                 carrier_call_sid = COALESCE(carrier_call_sid, $2),
+                 late_answers = late_answers + 1,
+                 last_late_status = $3,
+                 last_late_at = $4
+             WHERE attempt_id = $1
+             RETURNING contact_id",
+        )
+        .await?;
+    let row = client
+        .query_opt(
+            &update,
+            &[
+                &event.attempt_id,
+                &event.call_sid,
+                &event.status.as_str(),
+                &event.received_at,
+            ],
+        )
+        .await?;
+    if let Some(row) = row {
+        let contact_id: uuid::Uuid = row.try_get("contact_id")?;
+        shared::metrics::late_callback();
+        tracing::warn!(
+            %contact_id,
+            call_sid = %event.call_sid,
+            "carrier callback for an attempt already taken back; recorded on its tombstone, not applied"
+        );
+    }
     Ok(())
 }

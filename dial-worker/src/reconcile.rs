@@ -364,7 +364,8 @@ async fn adopt(ctx: &Ctx, attempt_id: Uuid, sid: &str) -> Result<bool, StepError
 
 /// Takes back an attempt the carrier has no call for: in one statement, only if the row is
 /// unchanged since `seen` (no worker touched it to send it, nobody stored a call id) and the
-/// contact is still `dialing` it — the row goes, the contact is `queued` again (due now, its
+/// contact is still `dialing` it — the row goes (leaving a tombstone in `taken_back_attempts`
+/// for a late callback to be recorded against), the contact is `queued` again (due now, its
 /// attempt count restored) or `cancelled` if its job is over; then the slot is given back.
 async fn take_back_unplaced(
     ctx: &Ctx,
@@ -387,10 +388,18 @@ async fn take_back_unplaced(
                  FROM a, batches b
                  WHERE k.id = a.contact_id AND b.id = k.batch_id
                    AND k.state = $3 AND k.attempts = a.attempt_no
-                 RETURNING k.id, k.state)
-             DELETE FROM dial_attempts d USING a, c
-             WHERE d.id = a.id AND c.id = a.contact_id
-             RETURNING d.workspace_id, d.batch_id, c.state AS contact_state",
+                 RETURNING k.id, k.state),
+             d AS (
+                 DELETE FROM dial_attempts d USING a, c
+                 WHERE d.id = a.id AND c.id = a.contact_id
+                 RETURNING d.id, d.contact_id, d.workspace_id, d.batch_id, d.attempt_no,
+                           c.state AS contact_state),
+             t AS (
+                 INSERT INTO taken_back_attempts
+                     (attempt_id, contact_id, workspace_id, batch_id, attempt_no)
+                 SELECT id, contact_id, workspace_id, batch_id, attempt_no FROM d
+                 ON CONFLICT (attempt_id) DO NOTHING)
+             SELECT workspace_id, batch_id, contact_state FROM d",
             &[&attempt_id, &seen, &ContactState::Dialing],
         )
         .await?;

@@ -219,6 +219,74 @@ async fn an_attempt_never_sent_is_taken_back_and_dialed_again() {
     assert_eq!(sim.calls().len(), 1);
 }
 
+/// Race 7: the carrier answers for an attempt after it was taken back (its request had left
+/// after all). The answer is neither applied nor lost: the tombstone the take-back left records
+/// it (status, call id, when), the contact stays as the take-back left it, and nothing dials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_callback_for_a_taken_back_attempt_is_recorded_not_applied() {
+    let env = TestEnv::new().await;
+    let ws = workspace(&env, 10).await;
+    let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let (sim, _events) = SimCarrier::new(quick_calls());
+    let ctx = ctx_configured(&env, Carrier::Sim(sim.clone()), &[]);
+    let (msg, attempt) = written_not_sent(&env, &ctx, &ws, batch).await;
+    age(&env, attempt, 60.0).await;
+    reconcile_once(&ctx).await.unwrap();
+    assert_eq!(attempt_row(&env, attempt).await, None, "taken back");
+
+    let received_at = chrono::Utc::now();
+    for status in [
+        shared::queue::messages::CarrierCallStatus::Ringing,
+        shared::queue::messages::CarrierCallStatus::Completed,
+    ] {
+        let late = shared::queue::messages::CallEventV1 {
+            attempt_id: attempt,
+            call_sid: "CAlate".to_owned(),
+            status,
+            answered_by: None,
+            duration_secs: Some(12),
+            received_at,
+        };
+        dial_worker::call_event::handle_event(&ctx, &late)
+            .await
+            .unwrap();
+    }
+
+    let tomb = env
+        .db
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT contact_id, carrier_call_sid, late_answers, last_late_status, last_late_at
+             FROM taken_back_attempts WHERE attempt_id = $1",
+            &[&attempt],
+        )
+        .await
+        .expect("a tombstone for the taken-back attempt");
+    assert_eq!(tomb.get::<_, Uuid>("contact_id"), msg.contact_id);
+    assert_eq!(
+        tomb.get::<_, Option<String>>("carrier_call_sid").as_deref(),
+        Some("CAlate")
+    );
+    assert_eq!(tomb.get::<_, i32>("late_answers"), 2);
+    assert_eq!(
+        tomb.get::<_, Option<String>>("last_late_status").as_deref(),
+        Some("completed")
+    );
+    assert!(
+        tomb.get::<_, Option<chrono::DateTime<chrono::Utc>>>("last_late_at")
+            .is_some()
+    );
+    assert_eq!(
+        contact(&env, msg.contact_id).await,
+        ("queued".to_owned(), 0, 0, true),
+        "the late answer changes nothing about the contact"
+    );
+    assert_eq!(attempt_row(&env, attempt).await, None, "no attempt revived");
+    assert!(sim.calls().is_empty(), "nothing dialled");
+}
+
 /// A redelivered dial message finds an old attempt without a call id: it is taken back then
 /// and there (the periodic pass is not needed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -53,14 +53,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut ticker = tokio::time::interval(config.tick);
     // After a slow tick, wait a full tick rather than bursting to catch up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut skew_reported = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
+        // The instant windows are judged at is the database's, read once per tick: every
+        // scheduler then agrees on it, and a node whose own clock is wrong cannot release
+        // outside a window. Without a reading there is no tick.
+        let now = match database_now(&db, config.service.clock, &mut skew_reported).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the database's clock failed; retrying next tick");
+                continue;
+            }
+        };
         // A tick in progress finishes (it is bounded by the publish timeout), so a claim is
         // never left half done at shutdown.
-        match release_once(&db, &publisher, &config.release, config.service.clock.now()).await {
+        match release_once(&db, &publisher, &config.release, now).await {
             Ok(report) => {
                 if report.released > 0 || !report.completed_jobs.is_empty() {
                     tracing::debug!(?report, "tick");
@@ -73,4 +84,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = sampler.await;
     let _ = folder.await;
     started.finish().await
+}
+
+/// A skew of the node's own clock against the database's worth a warning: beyond it, a node
+/// deciding on its own clock would open and close windows visibly early or late.
+const SKEW_WARNING: chrono::Duration = chrono::Duration::seconds(1);
+
+/// The database's instant for this tick. The node's skew is exported on every reading and
+/// logged when it first exceeds [`SKEW_WARNING`] (and when it is back within it), not on
+/// every tick.
+async fn database_now(
+    db: &shared::db::Pool,
+    clock: shared::clock::Clock,
+    reported: &mut bool,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let client = db.get().await?;
+    let reading = clock.read_database(&client).await?;
+    let skew_secs = reading.skew.num_milliseconds() as f64 / 1000.0;
+    shared::metrics::set_clock_skew("scheduler", skew_secs);
+    let over = reading.skew.abs() > SKEW_WARNING;
+    if over && !*reported {
+        tracing::warn!(
+            skew_secs,
+            "this node's clock is off from the database's; releasing on the database's clock"
+        );
+    } else if !over && *reported {
+        tracing::info!(
+            skew_secs,
+            "this node's clock is back within a second of the database's"
+        );
+    }
+    *reported = over;
+    Ok(reading.now)
 }

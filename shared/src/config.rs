@@ -153,7 +153,8 @@ pub struct ServiceConfig {
     /// `SHUTDOWN_GRACE_SECS`: how long in-flight work may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
     /// `DIALFLEET_CLOCK_OFFSET_SECS` (**tests only**, default 0): shifts the clock the roles
-    /// compare with windows and calling hours; see [`crate::clock`].
+    /// compare with windows and calling hours; `DIALFLEET_LOCAL_CLOCK_SKEW_SECS` (**tests
+    /// only**, default 0) plays a node whose own clock is wrong; see [`crate::clock`].
     pub clock: crate::clock::Clock,
 }
 
@@ -180,7 +181,8 @@ impl ServiceConfig {
             redis_prefix: env.string("REDIS_PREFIX", "dialfleet:"),
             connect_timeout: env.secs("CONNECT_TIMEOUT_SECS", 30)?,
             shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", 25)?,
-            clock: crate::clock::Clock::offset_by(env.parse(crate::clock::OFFSET_VAR, 0i64)?),
+            clock: crate::clock::Clock::offset_by(env.parse(crate::clock::OFFSET_VAR, 0i64)?)
+                .with_local_skew(env.parse(crate::clock::SKEW_VAR, 0i64)?),
         })
     }
 }

@@ -125,6 +125,8 @@ fn every_dashboard_series_is_exposed_once_recorded() {
     metrics::webhook_attempt(Err(metrics::WebhookFailure::Timeout), took);
     metrics::set_webhook_backlog(1);
     metrics::rate_limit_fail_open();
+    metrics::set_clock_skew("test", 0.2);
+    metrics::late_callback();
     let http = [
         ("method", "GET".to_owned()),
         ("route", "/x".to_owned()),

@@ -74,3 +74,85 @@ async fn a_dropped_connection_is_reopened_and_consuming_resumes() {
     shutdown.cancel();
     consumer.await.unwrap();
 }
+
+/// Race 2: a handler still running when the channel is lost does not hold the consumer back.
+/// Its ack belongs to the dead channel (the broker redelivers the message, and handlers are
+/// idempotent), so the consumer reconnects at once and handles new messages while it runs.
+#[tokio::test]
+async fn a_stuck_handler_does_not_delay_the_reconnect() {
+    let env = testkit::TestEnv::new().await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let stuck_started = Arc::new(tokio::sync::Notify::new());
+    let unstick = Arc::new(tokio::sync::Notify::new());
+    let first_stuck = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let shutdown = CancellationToken::new();
+    let consumer = {
+        let (handled, stuck_started, unstick, first_stuck) = (
+            handled.clone(),
+            stuck_started.clone(),
+            unstick.clone(),
+            first_stuck.clone(),
+        );
+        tokio::spawn(consumer::run(
+            env.broker.clone(),
+            ConsumerOptions {
+                stream: Stream::CallEvents,
+                prefetch: 4,
+                concurrency: 2,
+                tag: "reconnect-stuck-test".into(),
+                retry: Default::default(),
+            },
+            shutdown.clone(),
+            move |incoming| {
+                let (handled, stuck_started, unstick, first_stuck) = (
+                    handled.clone(),
+                    stuck_started.clone(),
+                    unstick.clone(),
+                    first_stuck.clone(),
+                );
+                async move {
+                    let body: String = serde_json::from_slice(&incoming.body).unwrap();
+                    // Only the first delivery of "stuck" hangs; its redelivered copy is quick.
+                    if body == "stuck" && first_stuck.swap(false, Ordering::SeqCst) {
+                        stuck_started.notify_one();
+                        unstick.notified().await;
+                        return Disposition::Ack;
+                    }
+                    if body != "stuck" {
+                        handled.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Disposition::Ack
+                }
+            },
+        ))
+    };
+    let publisher = Publisher::new(env.broker.clone());
+    publisher
+        .publish(Stream::CallEvents, Outgoing::json(&"stuck").unwrap())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stuck_started.notified())
+        .await
+        .expect("the stuck handler started");
+
+    env.broker.close().await;
+    publisher
+        .publish(Stream::CallEvents, Outgoing::json(&"after").unwrap())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while handled.load(Ordering::SeqCst) < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no message handled while a handler of the lost channel still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    unstick.notify_one();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), consumer)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}

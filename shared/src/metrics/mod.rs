@@ -135,6 +135,14 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "dialfleet_http_request_duration
 /// reach Redis (it fails open).
 pub const RATE_LIMIT_FAIL_OPEN_TOTAL: &str = "dialfleet_rate_limit_fail_open_total";
 
+// Races.
+/// `role`: how far the node's own clock is ahead of the database's (negative when behind), read
+/// each time the role takes its instant from the database.
+pub const CLOCK_SKEW_SECONDS: &str = "dialfleet_clock_skew_seconds";
+/// Carrier status callbacks for attempts that had been taken back, recorded on the contact
+/// instead of applied.
+pub const LATE_CALLBACKS_TOTAL: &str = "dialfleet_late_callbacks_total";
+
 /// Every instrument, for the documentation and the dashboard test.
 pub const ALL: &[Metric] = &[
     m(
@@ -333,6 +341,18 @@ pub const ALL: &[Metric] = &[
         RATE_LIMIT_FAIL_OPEN_TOTAL,
         Kind::Counter,
         "Requests let through unlimited because the rate limiter could not reach Redis.",
+        &[],
+    ),
+    m(
+        CLOCK_SKEW_SECONDS,
+        Kind::Gauge,
+        "How far the node's clock is ahead of the database's (negative when behind).",
+        &["role"],
+    ),
+    m(
+        LATE_CALLBACKS_TOTAL,
+        Kind::Counter,
+        "Carrier callbacks for attempts already taken back, recorded on the contact, not applied.",
         &[],
     ),
 ];
@@ -668,6 +688,16 @@ pub fn webhook_attempt(result: Result<(), WebhookFailure>, took: Duration) {
             counter!(WEBHOOK_FAILURES_TOTAL, "reason" => reason).increment(1);
         }
     }
+}
+
+/// Sets the skew of this node's clock against the database's, in seconds.
+pub fn set_clock_skew(role: &'static str, seconds: f64) {
+    gauge!(CLOCK_SKEW_SECONDS, "role" => role).set(seconds);
+}
+
+/// Counts a carrier callback that arrived for an attempt already taken back.
+pub fn late_callback() {
+    counter!(LATE_CALLBACKS_TOTAL).increment(1);
 }
 
 /// Counts a request the rate limiter let through because Redis could not answer.

@@ -14,6 +14,15 @@
 //! starts with a clean delivery count, so an outage of any length dead-letters nothing. The
 //! queue's delivery limit ([`super::topology::DELIVERY_LIMIT`]) is left for what a handler
 //! never returns from: a message that crashes its worker every time it is handled.
+//!
+//! # Losing the channel
+//!
+//! Each handler runs as its own task holding one of `concurrency` slots shared by every channel
+//! [`run`] opens. When the channel is lost, the consumer reconnects at once, without waiting
+//! for the handlers still running: their acks belong to the dead channel, so the broker
+//! redelivers their messages anyway, and handlers are idempotent (the dial path is exactly
+//! once by its attempt row). They keep their slots until they return, so the concurrency bound
+//! holds across reconnects. Only shutdown waits for every handler, before closing the channel.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,6 +34,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Bas
 use lapin::types::{AMQPValue, FieldTable};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::publisher::{Outgoing, PUBLISHED_AT_HEADER};
@@ -118,13 +128,23 @@ pub async fn run<H, Fut>(
     handler: H,
 ) where
     H: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Disposition> + Send,
+    Fut: Future<Output = Disposition> + Send + 'static,
 {
     // Dead-letters and retried copies go out on a channel of their own, with confirms.
     let dead_letters = Arc::new(Publisher::new(broker.clone()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
-        match consume(&broker, &options, &shutdown, &handler, &dead_letters).await {
+        match consume(
+            &broker,
+            &options,
+            &shutdown,
+            &handler,
+            &dead_letters,
+            &slots,
+        )
+        .await
+        {
             Ok(()) => break,
             Err(e) => {
                 let delay = backoff_delay(failures);
@@ -137,6 +157,14 @@ pub async fn run<H, Fut>(
             }
         }
     }
+    // Handlers of a lost channel may still run: stopping waits for them too.
+    all_slots(&slots, &options).await;
+}
+
+/// Waits until no handler runs (every slot free).
+async fn all_slots(slots: &tokio::sync::Semaphore, options: &ConsumerOptions) {
+    let all = u32::try_from(options.concurrency.max(1)).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
 }
 
 async fn consume<H, Fut>(
@@ -145,10 +173,11 @@ async fn consume<H, Fut>(
     shutdown: &CancellationToken,
     handler: &H,
     dead_letters: &Arc<Publisher>,
+    slots: &Arc<tokio::sync::Semaphore>,
 ) -> Result<(), QueueError>
 where
     H: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Disposition> + Send,
+    Fut: Future<Output = Disposition> + Send + 'static,
 {
     let channel = broker.channel().await?;
     channel
@@ -165,32 +194,57 @@ where
         .await?;
     tracing::info!(queue = %queue, prefetch = options.prefetch, "consuming");
 
-    let dlx = broker.topology().dead_letter_exchange(options.stream);
-    let stream_error: tokio::sync::Mutex<Option<lapin::Error>> = tokio::sync::Mutex::new(None);
-    consumer
-        .take_until(shutdown.cancelled())
-        .for_each_concurrent(options.concurrency.max(1), |delivery| {
-            let stream_error = &stream_error;
-            let dlx = dlx.as_str();
-            async move {
-                match delivery {
-                    Ok(delivery) => {
-                        let settler = Settler {
-                            stream: options.stream,
-                            side: dead_letters,
-                            dlx,
-                            retry: options.retry,
-                            shutdown,
-                        };
-                        handle(delivery, handler, settler).await
-                    }
-                    Err(e) => *stream_error.lock().await = Some(e),
-                }
+    let dlx: Arc<str> = broker
+        .topology()
+        .dead_letter_exchange(options.stream)
+        .as_str()
+        .into();
+    let mut deliveries = std::pin::pin!(consumer.take_until(shutdown.cancelled()));
+    let mut stream_error = None;
+    loop {
+        // A slot first, then the next delivery: at most `concurrency` handlers run, counting
+        // those of a lost channel still finishing.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let delivery = match deliveries.next().await {
+            None => break,
+            Some(Ok(delivery)) => delivery,
+            Some(Err(e)) => {
+                stream_error = Some(e);
+                break;
             }
-        })
-        .await;
+        };
+        let settler = Settler {
+            stream: options.stream,
+            side: dead_letters.clone(),
+            dlx: dlx.clone(),
+            retry: options.retry,
+            shutdown: shutdown.clone(),
+        };
+        let handler = handler.clone();
+        // The task keeps the consumer's subscriber and span, as the handler did when it ran
+        // inside the consumer's own task.
+        tokio::spawn(
+            async move {
+                handle(delivery, &handler, settler).await;
+                drop(permit);
+            }
+            .in_current_span()
+            .with_current_subscriber(),
+        );
+    }
+    if stream_error.is_none() && shutdown.is_cancelled() {
+        // Stopping: running handlers finish and ack on this channel before it closes.
+        all_slots(slots, options).await;
+    }
+    // Lost: the handlers still running are not waited for (see the module's doc).
     let _ = channel.close(200, "consumer stopping".into()).await;
-    if let Some(e) = stream_error.into_inner() {
+    if let Some(e) = stream_error {
         return Err(e.into());
     }
     if shutdown.is_cancelled() {
@@ -206,16 +260,16 @@ where
 }
 
 /// Where a handled message goes next, and what that needs.
-struct Settler<'a> {
+struct Settler {
     stream: Stream,
     /// Publishes dead-letters and retried copies.
-    side: &'a Publisher,
-    dlx: &'a str,
+    side: Arc<Publisher>,
+    dlx: Arc<str>,
     retry: RetryBackoff,
-    shutdown: &'a CancellationToken,
+    shutdown: CancellationToken,
 }
 
-async fn handle<H, Fut>(delivery: Delivery, handler: &H, settler: Settler<'_>)
+async fn handle<H, Fut>(delivery: Delivery, handler: &H, settler: Settler)
 where
     H: Fn(Incoming) -> Fut,
     Fut: Future<Output = Disposition>,
@@ -272,7 +326,7 @@ fn publish_lag(incoming: &Incoming) -> Option<std::time::Duration> {
         .map(std::time::Duration::from_millis)
 }
 
-impl Settler<'_> {
+impl Settler {
     async fn settle(&self, delivery: Delivery, disposition: Disposition, incoming: Incoming) {
         let acked = match disposition {
             Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
@@ -281,7 +335,7 @@ impl Settler<'_> {
                 tracing::warn!(reason = %reason, "dead-lettering message");
                 let mut parked = outgoing(incoming);
                 parked.headers.push((REASON_HEADER.to_owned(), reason));
-                match self.side.publish_raw(self.dlx, "", parked).await {
+                match self.side.publish_raw(&self.dlx, "", parked).await {
                     Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
                     // Not parked: leave it on its queue rather than lose it.
                     Err(e) => {
