@@ -81,7 +81,6 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-#[ignore = "enabled once h2/h3 land"]
 fn no_function_in_the_service_crates_is_over_100_lines() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();

@@ -10,6 +10,7 @@
 //! Dialgen surface it starts itself, as a Dialgen batch does once ingested; asked through the
 //! Vogent surface it waits in INIT for `/paused`, as a Vogent job does.
 
+use deadpool_postgres::Transaction;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -102,14 +103,7 @@ pub async fn create(
 ) -> Result<Batch, ApiError> {
     let mut client = db.get().await?;
     let txn = client.transaction().await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE} FOR SHARE"
-    );
-    let original = txn
-        .query_opt(&sql, &[&id, &workspace])
-        .await?
-        .ok_or(ApiError::NotFound(what))?;
-    let original = Batch::from_row(&original)?;
+    let original = lock_original(&txn, workspace, id, what).await?;
     if let Some(why) = refusal(original.state) {
         return Err(ApiError::Conflict(why));
     }
@@ -118,6 +112,50 @@ pub async fn create(
         .name
         .unwrap_or_else(|| format!("{} (retry)", original.name));
     let outcomes: Vec<&str> = retry.outcomes.iter().map(|o| o.as_str()).collect();
+    insert_batch(&txn, id, new_id, &name, asked_on).await?;
+    let (accepted, rejected) = copy_contacts(&txn, id, new_id, &outcomes).await?;
+    if let Some(err) = nothing_matched(accepted, rejected, &outcomes) {
+        // Dropping the transaction rolls the new batch back.
+        return Err(err);
+    }
+    txn.execute(
+        "UPDATE batches SET total_rows = $2, accepted_rows = $3, rejected_rows = $4 WHERE id = $1",
+        &[&new_id, &(accepted + rejected), &accepted, &rejected],
+    )
+    .await?;
+    let batch = Batch::load(&txn, workspace, new_id).await?;
+    txn.commit().await?;
+    tracing::info!(batch_id = %new_id, retry_of = %id, accepted, rejected, "retry batch created");
+    Ok(batch)
+}
+
+/// Reads batch `id` of `workspace` and holds it against changes until the transaction ends;
+/// 404 (as `what`) when it is not there or not the workspace's.
+async fn lock_original(
+    txn: &Transaction<'_>,
+    workspace: Uuid,
+    id: Uuid,
+    what: &'static str,
+) -> Result<Batch, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE} FOR SHARE"
+    );
+    let original = txn
+        .query_opt(&sql, &[&id, &workspace])
+        .await?
+        .ok_or(ApiError::NotFound(what))?;
+    Batch::from_row(&original)
+}
+
+/// Inserts batch `new_id` as a copy of batch `id`'s settings, named `name`: started at once
+/// when asked through Dialgen, waiting in INIT when asked through Vogent.
+async fn insert_batch(
+    txn: &Transaction<'_>,
+    id: Uuid,
+    new_id: Uuid,
+    name: &str,
+    asked_on: Surface,
+) -> Result<(), ApiError> {
     txn.execute(
         "INSERT INTO batches (id, workspace_id, surface, name, agent_id, user_id, state, ingest_state,
              max_concurrent_dials, max_calls_per_second, priority, schedule, timezone, scheduled_start_time,
@@ -142,6 +180,17 @@ pub async fn create(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Copies batch `id`'s contacts whose last outcome is one of `outcomes` into batch `new_id`,
+/// the listed numbers as rejected rows; returns (accepted, rejected).
+async fn copy_contacts(
+    txn: &Transaction<'_>,
+    id: Uuid,
+    new_id: Uuid,
+    outcomes: &[&str],
+) -> Result<(i32, i32), ApiError> {
     // A contact of a cancelled batch that was never dialed has no outcome: it counts as
     // `cancelled`.
     let copied = txn
@@ -179,27 +228,20 @@ pub async fn create(
             ],
         )
         .await?;
-    let accepted: i32 = copied.get("accepted");
-    let rejected: i32 = copied.get("rejected");
-    if accepted + rejected == 0 {
-        // Dropping the transaction rolls the new batch back.
-        return Err(ApiError::field(
+    Ok((copied.get("accepted"), copied.get("rejected")))
+}
+
+/// The 422 when no contact matched `outcomes`, copied or rejected.
+fn nothing_matched(accepted: i32, rejected: i32, outcomes: &[&str]) -> Option<ApiError> {
+    (accepted + rejected == 0).then(|| {
+        ApiError::field(
             "outcomes",
             format!(
                 "no contact of this batch ended with {}",
                 outcomes.join(", ")
             ),
-        ));
-    }
-    txn.execute(
-        "UPDATE batches SET total_rows = $2, accepted_rows = $3, rejected_rows = $4 WHERE id = $1",
-        &[&new_id, &(accepted + rejected), &accepted, &rejected],
-    )
-    .await?;
-    let batch = Batch::load(&txn, workspace, new_id).await?;
-    txn.commit().await?;
-    tracing::info!(batch_id = %new_id, retry_of = %id, accepted, rejected, "retry batch created");
-    Ok(batch)
+        )
+    })
 }
 
 /// A UUIDv7 made by the database, as the ingest worker mints contact ids in Rust: the audit

@@ -230,12 +230,29 @@ fn schedule_and_eta(s: &Snapshot) -> (String, String) {
 
 /// Every live fragment of the page.
 pub fn fragments(s: &Snapshot) -> Fragments {
+    let mut f = Fragments {
+        t: BTreeMap::new(),
+        h: BTreeMap::new(),
+        w: BTreeMap::new(),
+    };
+    progress_fragments(s, &mut f);
+    count_fragments(s, &mut f);
+    capacity_fragments(s, &mut f);
+    let (window_text, eta_text) = schedule_and_eta(s);
+    f.t.insert("window", window_text);
+    f.t.insert("eta", eta_text);
+    f.t.insert("updated", time(s.at));
+    f.h.insert("chart", chart_svg(s));
+    f.h.insert("recent", recent_rows(s));
+    f
+}
+
+/// The status, the times and the progress bar with its text.
+fn progress_fragments(s: &Snapshot, f: &mut Fragments) {
     let b = &s.batch;
     let st = &s.statistics;
     let tl = &s.tally;
-    let mut t = BTreeMap::new();
-    let mut h = BTreeMap::new();
-    let mut w = BTreeMap::new();
+    let Fragments { t, w, .. } = f;
     t.insert(
         "status",
         format!(
@@ -267,6 +284,13 @@ pub fn fragments(s: &Snapshot) -> Fragments {
         pct(tl.busy + tl.no_answer + tl.failed + tl.suppressed, st.total),
     );
     w.insert("progress-cancelled", pct(tl.cancelled, st.total));
+}
+
+/// The counts of contacts, by final result and by state and outcome.
+fn count_fragments(s: &Snapshot, f: &mut Fragments) {
+    let b = &s.batch;
+    let st = &s.statistics;
+    let tl = &s.tally;
     for (id, n) in [
         ("n-total", st.total),
         ("n-succeeded", st.succeeded),
@@ -290,8 +314,13 @@ pub fn fragments(s: &Snapshot) -> Fragments {
         ("n-cancelled", tl.cancelled),
         ("n-rejected", i64::from(b.rejected_rows)),
     ] {
-        t.insert(id, n.to_string());
+        f.t.insert(id, n.to_string());
     }
+}
+
+/// Calls in flight and per second against the batch's and the workspace's limits.
+fn capacity_fragments(s: &Snapshot, f: &mut Fragments) {
+    let Fragments { t, w, .. } = f;
     t.insert("in-flight", s.in_flight.to_string());
     t.insert("ws-in-flight", s.workspace_in_flight.to_string());
     let lines = s.lines_limit();
@@ -329,13 +358,6 @@ pub fn fragments(s: &Snapshot) -> Fragments {
         "bar-cps",
         (cps / f64::from(rate.value.max(1)) * 100.0).clamp(0.0, 100.0),
     );
-    let (window_text, eta_text) = schedule_and_eta(s);
-    t.insert("window", window_text);
-    t.insert("eta", eta_text);
-    t.insert("updated", time(s.at));
-    h.insert("chart", chart_svg(s));
-    h.insert("recent", recent_rows(s));
-    Fragments { t, h, w }
 }
 
 /// Bucket sizes in minutes, as a person reads them.
@@ -521,23 +543,49 @@ es.onerror=function(){live.textContent='reconnecting…';};
 /// The whole page of one batch.
 pub fn page(view: &View) -> String {
     let s = &view.snapshot;
-    let b = &s.batch;
-    let f = &view.fragments;
-    let t = |id: &str| esc(f.t.get(id).map(String::as_str).unwrap_or(""));
-    let h = |id: &str| f.h.get(id).cloned().unwrap_or_default();
-    let w = |id: &str| f.w.get(id).copied().unwrap_or(0.0);
-    let counter = |label: &str, id: &str| {
+    let p = Paint(&view.fragments);
+    [
+        head(s, &p),
+        progress_card(&p),
+        counters_card(&p),
+        capacity_card(&p),
+        schedule_card(s, &p),
+        tail(s, &p),
+    ]
+    .concat()
+}
+
+/// A view's fragments as the first paint writes them into the page.
+struct Paint<'a>(&'a Fragments);
+
+impl Paint<'_> {
+    /// A text fragment, escaped.
+    fn t(&self, id: &str) -> String {
+        esc(self.0.t.get(id).map(String::as_str).unwrap_or(""))
+    }
+
+    /// An HTML fragment.
+    fn h(&self, id: &str) -> String {
+        self.0.h.get(id).cloned().unwrap_or_default()
+    }
+
+    /// A bar's width in percent.
+    fn w(&self, id: &str) -> f64 {
+        self.0.w.get(id).copied().unwrap_or(0.0)
+    }
+
+    /// A row of the counters table.
+    fn counter(&self, label: &str, id: &str) -> String {
         format!(
             r#"<tr><td>{label}</td><td class="n" id="{id}">{}</td></tr>"#,
-            t(id)
+            self.t(id)
         )
-    };
-    let legend: String = SERIES
-        .iter()
-        .zip(COLORS)
-        .map(|(name, c)| format!(r#"<span><i style="background:{c}"></i>{name}</span>"#))
-        .collect();
-    let ws_cps = t("ws-limit-cps");
+    }
+}
+
+/// The document head and the batch's header, up to the opening of `<main>`.
+fn head(s: &Snapshot, p: &Paint) -> String {
+    let b = &s.batch;
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -546,15 +594,70 @@ pub fn page(view: &View) -> String {
 <header><h1><span class="clip" title="{name}">{name}</span><span class="pill" id="status">{status}</span></h1>
 <div class="meta">batch <code>{id}</code> · {surface} · agent <span class="clip" title="{agent}">{agent}</span> · created {created} · started <span id="started">{started}</span> · completed <span id="completed-at">{completed_at}</span></div></header>
 <main>
-<section class="card wide"><h2>Progress</h2>
+"#,
+        name = esc(&b.name),
+        status = p.t("status"),
+        id = b.id,
+        surface = b.surface.as_str(),
+        agent = esc(s.agent_name.as_deref().unwrap_or("—")),
+        created = time(b.created_at),
+        started = p.t("started"),
+        completed_at = p.t("completed-at"),
+    )
+}
+
+/// The progress card: the bar and the final counts.
+fn progress_card(p: &Paint) -> String {
+    format!(
+        r#"<section class="card wide"><h2>Progress</h2>
 <div class="bar" aria-label="progress"><span class="done" id="progress-done" style="width:{pd}%"></span><span class="fail" id="progress-failed" style="width:{pf}%"></span><span class="canc" id="progress-cancelled" style="width:{pc}%"></span></div>
 <p id="progress-text">{progress_text}</p>
 <div class="kv"><div><span>contacts</span><b id="n-total">{total}</b></div><div><span>succeeded (a person answered)</span><b id="n-succeeded">{succeeded}</b></div><div><span>voicemail (a machine answered)</span><b id="n-voicemail-all">{voicemail_all}</b></div><div><span>failed</span><b id="n-failed-all">{failed_all}</b></div><div><span>cancelled</span><b id="n-cancelled-all">{cancelled_all}</b></div><div><span>not final yet</span><b id="n-pending">{pending}</b></div></div>
 </section>
-<section class="card"><h2>Contacts by state and outcome</h2><table>
+"#,
+        pd = p.w("progress-done"),
+        pf = p.w("progress-failed"),
+        pc = p.w("progress-cancelled"),
+        progress_text = p.t("progress-text"),
+        total = p.t("n-total"),
+        succeeded = p.t("n-succeeded"),
+        voicemail_all = p.t("n-voicemail-all"),
+        failed_all = p.t("n-failed-all"),
+        cancelled_all = p.t("n-cancelled-all"),
+        pending = p.t("n-pending"),
+    )
+}
+
+/// The card of contacts by state and outcome.
+fn counters_card(p: &Paint) -> String {
+    format!(
+        r#"<section class="card"><h2>Contacts by state and outcome</h2><table>
 {queued}{retry}{deferred}{in_progress}{waiting}{completed}{voicemail}{busy}{no_answer}{failed}{suppressed}{cancelled}{rejected}
 </table></section>
-<section class="card"><h2>Capacity</h2><div class="kv">
+"#,
+        queued = p.counter("queued", "n-queued"),
+        retry = p.counter("&nbsp;&nbsp;of which waiting for a retry", "n-retry"),
+        deferred = p.counter(
+            "&nbsp;&nbsp;of which deferred by a compliance rule",
+            "n-deferred"
+        ),
+        in_progress = p.counter("calls in flight", "n-in-progress"),
+        waiting = p.counter("handed to a dialer, no call yet", "n-waiting"),
+        completed = p.counter("completed", "n-completed"),
+        voicemail = p.counter("voicemail", "n-voicemail"),
+        busy = p.counter("busy", "n-busy"),
+        no_answer = p.counter("no-answer", "n-no-answer"),
+        failed = p.counter("failed", "n-failed"),
+        suppressed = p.counter("suppressed", "n-suppressed"),
+        cancelled = p.counter("cancelled", "n-cancelled"),
+        rejected = p.counter("rejected at ingest", "n-rejected"),
+    )
+}
+
+/// The capacity card: lines and calls per second, the batch's and the workspace's.
+fn capacity_card(p: &Paint) -> String {
+    format!(
+        r#"<section class="card"><h2>Capacity</h2><div class="kv">
 <div><span>calls in flight (this batch)</span><b><span id="in-flight">{in_flight}</span> / <span id="limit-lines">{limit_lines}</span></b></div>
 <div class="bar"><span class="use" id="bar-in-flight" style="width:{bif}%"></span></div>
 <div><span>calls in flight (workspace, all its batches)</span><b><span id="ws-in-flight">{ws_in_flight}</span> / <span id="ws-limit-lines">{ws_max}</span> lines · the workspace's limit</b></div>
@@ -563,70 +666,58 @@ pub fn page(view: &View) -> String {
 <div class="bar"><span class="use" id="bar-cps" style="width:{bcps}%"></span></div>
 <div><span>workspace calls-per-second limit</span><b id="ws-limit-cps">{ws_cps}</b></div>
 </div></section>
-<section class="card"><h2>Schedule and ETA</h2><div class="kv">
+"#,
+        in_flight = p.t("in-flight"),
+        limit_lines = p.t("limit-lines"),
+        bif = p.w("bar-in-flight"),
+        ws_in_flight = p.t("ws-in-flight"),
+        ws_max = p.t("ws-limit-lines"),
+        bwif = p.w("bar-ws-in-flight"),
+        cps = p.t("cps"),
+        limit_cps = p.t("limit-cps"),
+        bcps = p.w("bar-cps"),
+        ws_cps = p.t("ws-limit-cps"),
+    )
+}
+
+/// The schedule and ETA card.
+fn schedule_card(s: &Snapshot, p: &Paint) -> String {
+    let b = &s.batch;
+    format!(
+        r#"<section class="card"><h2>Schedule and ETA</h2><div class="kv">
 <div><span>timezone</span><b>{tz}</b></div>
 <div><span>window</span><b id="window">{window}</b></div>
 <div><span>ETA</span><b id="eta">{eta}</b></div>
 </div></section>
-<section class="card wide"><h2>Calls over time by outcome</h2><div id="chart">{chart}</div><div class="legend">{legend}</div></section>
+"#,
+        tz = esc(&b.timezone),
+        window = p.t("window"),
+        eta = p.t("eta"),
+    )
+}
+
+/// The chart, the recent calls, the footer and the script.
+fn tail(s: &Snapshot, p: &Paint) -> String {
+    let b = &s.batch;
+    let legend: String = SERIES
+        .iter()
+        .zip(COLORS)
+        .map(|(name, c)| format!(r#"<span><i style="background:{c}"></i>{name}</span>"#))
+        .collect();
+    format!(
+        r#"<section class="card wide"><h2>Calls over time by outcome</h2><div id="chart">{chart}</div><div class="legend">{legend}</div></section>
 <section class="card wide"><h2>20 most recent calls</h2><table class="fixed"><colgroup><col style="width:13%"><col style="width:29%"><col style="width:17%"><col style="width:10%"><col style="width:17%"><col style="width:14%"></colgroup><thead><tr><th>started (UTC)</th><th>contact</th><th>{number_column}</th><th>attempt</th><th>outcome</th><th>duration</th></tr></thead><tbody id="recent">{recent}</tbody></table></section>
 </main>
 <footer>updated <span id="updated">{updated}</span> · <span id="live">static</span> · figures are recomputed at most every refresh interval and pushed to this page as they change</footer>
 <script>{SCRIPT}</script>
 </body></html>"#,
-        name = esc(&b.name),
-        status = t("status"),
-        id = b.id,
-        surface = b.surface.as_str(),
-        agent = esc(s.agent_name.as_deref().unwrap_or("—")),
-        created = time(b.created_at),
-        started = t("started"),
-        completed_at = t("completed-at"),
-        pd = w("progress-done"),
-        pf = w("progress-failed"),
-        pc = w("progress-cancelled"),
-        progress_text = t("progress-text"),
-        total = t("n-total"),
-        succeeded = t("n-succeeded"),
-        voicemail_all = t("n-voicemail-all"),
-        failed_all = t("n-failed-all"),
-        cancelled_all = t("n-cancelled-all"),
-        pending = t("n-pending"),
-        queued = counter("queued", "n-queued"),
-        retry = counter("&nbsp;&nbsp;of which waiting for a retry", "n-retry"),
-        deferred = counter(
-            "&nbsp;&nbsp;of which deferred by a compliance rule",
-            "n-deferred"
-        ),
-        in_progress = counter("calls in flight", "n-in-progress"),
-        waiting = counter("handed to a dialer, no call yet", "n-waiting"),
-        completed = counter("completed", "n-completed"),
-        voicemail = counter("voicemail", "n-voicemail"),
-        busy = counter("busy", "n-busy"),
-        no_answer = counter("no-answer", "n-no-answer"),
-        failed = counter("failed", "n-failed"),
-        suppressed = counter("suppressed", "n-suppressed"),
-        cancelled = counter("cancelled", "n-cancelled"),
-        rejected = counter("rejected at ingest", "n-rejected"),
-        in_flight = t("in-flight"),
-        limit_lines = t("limit-lines"),
-        bif = w("bar-in-flight"),
-        ws_in_flight = t("ws-in-flight"),
-        ws_max = t("ws-limit-lines"),
-        bwif = w("bar-ws-in-flight"),
-        cps = t("cps"),
-        limit_cps = t("limit-cps"),
+        chart = p.h("chart"),
         number_column = match b.surface {
             shared::domain::Surface::Vogent => "toNumber",
             shared::domain::Surface::Dialgen => "phoneNumber",
         },
-        bcps = w("bar-cps"),
-        tz = esc(&b.timezone),
-        window = t("window"),
-        eta = t("eta"),
-        chart = h("chart"),
-        recent = h("recent"),
-        updated = t("updated"),
+        recent = p.h("recent"),
+        updated = p.t("updated"),
     )
 }
 
