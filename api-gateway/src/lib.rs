@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod routes;
 pub mod row_stream;
+pub mod strict;
 pub mod validate;
 pub mod workspace;
 

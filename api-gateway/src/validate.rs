@@ -67,6 +67,15 @@ impl Violations {
         }
     }
 
+    /// Records problems found elsewhere (a strict parse's unknown fields and duplicated keys).
+    pub fn extend(&mut self, errors: impl IntoIterator<Item = FieldError>) {
+        for e in errors {
+            if self.0.len() < MAX_DETAILS {
+                self.0.push(e);
+            }
+        }
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

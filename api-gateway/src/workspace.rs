@@ -261,16 +261,12 @@ pub fn parse_tenant_patch(
         }
     }
     changed_read_only.into_result(())?;
-    let de = serde_json::Value::Object(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::BadRequest {
-            message: format!("{field}: {message}"),
-            details: vec![FieldError::new(field, message)],
-        }
-    })
+    let mut unknown = Vec::new();
+    let patch = crate::extract::typed_value(serde_json::Value::Object(body), &mut unknown);
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(unknown));
+    }
+    patch
 }
 
 /// Checks a tenant's patch against the workspace's ceilings and writes it.

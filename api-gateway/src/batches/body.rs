@@ -14,7 +14,8 @@ use shared::queue::messages::IngestChunkV1;
 use shared::queue::messages::RawRow;
 
 use super::held::{self, Held};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError, Problem};
+use crate::strict::{Checked, Findings};
 use crate::validate::{Violations, is_email};
 
 /// The most contacts one batch may hold.
@@ -35,7 +36,7 @@ pub trait RowShape: DeserializeOwned {
 
 /// A Vogent row (seed 000): `inputs` must be a string => string map.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VogentRow {
     /// E.164, or a national number read in `defaultRegion`; an unreadable one is a rejected
     /// row, not a failed request.
@@ -79,7 +80,7 @@ impl RowShape for VogentRow {
 
 /// A Dialgen contact (seed 004).
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DialgenContact {
     #[serde(default)]
     pub(crate) id: Option<String>,
@@ -348,11 +349,12 @@ pub fn parse_reader<R: RowShape>(
         return Err(ParseError::Api(Packer::too_many_error(R::KEY)));
     }
     let header = result.map_err(|e| ParseError::Api(crate::extract::bad_json(e)))?;
-    let Some(header) = header else {
-        return Err(ParseError::Api(ApiError::field(R::KEY, "is required")));
-    };
+    let (header, saw_rows) = header;
     packer.flush().map_err(|_| ParseError::Stopped)?;
-    if packer.rows() == 0 {
+    if !saw_rows {
+        // Answered with the settings' own problems (a misspelled `contacts` is named there).
+        violations.add(R::KEY, "is required");
+    } else if packer.rows() == 0 {
         violations.add(R::KEY, format!("must hold 1 to {MAX_ROWS} contacts"));
     }
     Ok(Parsed {
@@ -403,14 +405,14 @@ struct Top<'a, 'p, R> {
 }
 
 impl<'de, R: RowShape> DeserializeSeed<'de> for Top<'_, '_, R> {
-    type Value = Option<Map<String, Value>>;
+    type Value = (Map<String, Value>, bool);
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de, R: RowShape> Visitor<'de> for Top<'_, '_, R> {
-    type Value = Option<Map<String, Value>>;
+    type Value = (Map<String, Value>, bool);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
@@ -419,21 +421,39 @@ impl<'de, R: RowShape> Visitor<'de> for Top<'_, '_, R> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut header = Map::new();
         let mut saw_rows = false;
+        let findings = Findings::default();
         while let Some(key) = map.next_key::<String>()? {
-            if key == R::KEY {
+            if (key == R::KEY && saw_rows) || header.contains_key(&key) {
+                // Never a merge (two `contacts` arrays used to be concatenated) nor a last
+                // value wins: a 422 names it.
+                self.violations.extend([FieldError::new(
+                    &key,
+                    format!("the key `{key}` appears more than once in this object"),
+                )
+                .problem(Problem::DuplicateKey)]);
+                map.next_value::<de::IgnoredAny>()?;
+            } else if key == R::KEY {
                 saw_rows = true;
                 (self.region_hint)(R::region_hint(&header));
                 map.next_value_seed(Rows::<R> {
                     packer: &mut *self.packer,
                     violations: &mut *self.violations,
                     stopped: &mut *self.stopped,
+                    findings: &findings,
                     _row: PhantomData,
                 })?;
             } else {
-                header.insert(key, map.next_value()?);
+                // Kept whole until the end (the settings are typed then); its own objects are
+                // checked for duplicated keys now.
+                let value = map.next_value_seed(Checked {
+                    path: key.clone(),
+                    findings: &findings,
+                })?;
+                self.violations.extend(findings.take());
+                header.insert(key, value);
             }
         }
-        Ok(saw_rows.then_some(header))
+        Ok((header, saw_rows))
     }
 }
 
@@ -442,7 +462,22 @@ struct Rows<'a, 'p, R> {
     packer: &'a mut Packer<'p>,
     violations: &'a mut Violations,
     stopped: &'a mut bool,
+    findings: &'a Findings,
     _row: PhantomData<R>,
+}
+
+/// One row, read strictly at its path.
+struct StrictRow<'f, R> {
+    path: String,
+    findings: &'f Findings,
+    _row: PhantomData<R>,
+}
+
+impl<'de, R: RowShape> DeserializeSeed<'de> for StrictRow<'_, R> {
+    type Value = R;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<R, D::Error> {
+        crate::strict::deserialize(d, &self.path, self.findings)
+    }
 }
 
 impl<'de, R: RowShape> DeserializeSeed<'de> for Rows<'_, '_, R> {
@@ -460,8 +495,19 @@ impl<'de, R: RowShape> Visitor<'de> for Rows<'_, '_, R> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(row) = seq.next_element::<R>()? {
+        loop {
             let path = format!("{}[{}]", R::KEY, self.packer.rows());
+            let Some(row) = seq.next_element_seed(StrictRow::<R> {
+                path: path.clone(),
+                findings: self.findings,
+                _row: PhantomData,
+            })?
+            else {
+                break;
+            };
+            // A row's unknown fields and duplicated keys make the request a 422 (the packer
+            // stops publishing), and the reading goes on to name every one.
+            self.violations.extend(self.findings.take());
             if self.packer.rows() >= MAX_ROWS {
                 self.packer.too_many = true;
                 return Err(de::Error::custom(format!("more than {MAX_ROWS} contacts")));

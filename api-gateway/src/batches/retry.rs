@@ -21,6 +21,7 @@ use crate::validate::{Text, Violations};
 
 /// The body of `POST …/retry`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetryBody {
     /// The last outcomes whose contacts are called again (`CallOutcome` names).
     #[schema(required = true, value_type = Vec<CallOutcome>, min_items = 1)]

@@ -26,7 +26,7 @@ pub const DEFAULT_CPS: i32 = 10;
 
 /// Vogent's `schedule` object as sent.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleIn {
     #[schema(required = true, value_type = Vec<DayIn>)]
     pub days: Option<Vec<DayIn>>,
@@ -38,7 +38,7 @@ pub struct ScheduleIn {
 
 /// One day of a schedule as sent.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DayIn {
     /// 0 = Sunday … 6 = Saturday.
     #[schema(required = true, value_type = i64, minimum = 0, maximum = 6)]
@@ -49,7 +49,7 @@ pub struct DayIn {
 
 /// One slot as sent.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlotIn {
     /// HH:MM.
     #[schema(required = true, value_type = String, pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -61,7 +61,7 @@ pub struct SlotIn {
 
 /// The Vogent create body (seed 000); the settings of a CSV upload's `job` part.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VogentCreate {
     #[schema(required = true, value_type = Uuid)]
     pub call_agent_id: Option<String>,
@@ -95,7 +95,7 @@ pub struct VogentCreate {
 
 /// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VogentUpdate {
     #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
@@ -121,7 +121,7 @@ pub struct VogentUpdate {
 
 /// The Dialgen create body (seed 004); the settings of a CSV upload's `batch` part.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DialgenCreate {
     #[schema(required = true, value_type = Uuid)]
     pub agent_id: Option<String>,
@@ -140,7 +140,7 @@ pub struct DialgenCreate {
 /// Dialgen's `options`, plus extensions (`maxConcurrentDials`, `fromPhoneNumberIds`,
 /// `schedule`, `name`, `defaultRegion`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DialgenOptions {
     /// Higher first; 5 by default.
     #[schema(minimum = 1, maximum = 10)]
@@ -174,7 +174,7 @@ pub struct DialgenOptions {
 
 /// `retryStrategy` as sent (milliseconds).
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryIn {
     /// 1 … the workspace's ceiling, 3 by default.
     #[schema(minimum = 1)]
@@ -192,7 +192,7 @@ pub struct RetryIn {
 
 /// `webhooks` as sent.
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhooksIn {
     #[schema(pattern = "^https?://[^/?#\\s]+")]
     pub on_call_complete: Option<Text>,
@@ -242,9 +242,16 @@ pub fn check_machine_detection(
     parsed
 }
 
-/// Converts the header map into `T`, a type error being a 400 naming the field.
-pub fn typed<T: serde::de::DeserializeOwned>(header: Map<String, Value>) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(Value::Object(header)).map_err(crate::extract::bad_json)
+/// Converts the header map into `T` strictly: its unknown fields go to `v` (so that one 422
+/// lists them with every other problem), a type error is a 400 naming the field.
+pub fn typed<T: serde::de::DeserializeOwned>(
+    header: Map<String, Value>,
+    v: &mut Violations,
+) -> Result<T, ApiError> {
+    let mut found = Vec::new();
+    let typed = crate::extract::typed_value(Value::Object(header), &mut found);
+    v.extend(found);
+    typed
 }
 
 /// Checks a schedule into the domain type.

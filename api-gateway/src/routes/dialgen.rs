@@ -56,7 +56,7 @@ pub(crate) async fn create(
         rows_key: "contacts",
     };
     let check: stream::CheckHeader = Box::new(|header, ws, violations| {
-        let header: DialgenCreate = settings::typed(header)?;
+        let header: DialgenCreate = settings::typed(header, violations)?;
         Ok(settings::check_dialgen(header, ws, Utc::now(), violations))
     });
     let submitted = if is_multipart(&headers) {

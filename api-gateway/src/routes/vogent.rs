@@ -58,7 +58,7 @@ pub(crate) async fn create(
         rows_key: "rows",
     };
     let check: stream::CheckHeader = Box::new(|header, ws, violations| {
-        let header: VogentCreate = settings::typed(header)?;
+        let header: VogentCreate = settings::typed(header, violations)?;
         Ok(settings::check_vogent(header, ws, violations))
     });
     let submitted = if is_multipart(&headers) {
@@ -364,6 +364,7 @@ fn job_scope(ws: &Workspace) -> Scope {
 
 /// `POST /api/batch_dial_jobs/{id}/paused`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PausedBody {
     /// Required: true pauses, false starts or resumes.
     #[schema(required = true, value_type = bool)]
