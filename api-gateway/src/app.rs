@@ -1,4 +1,4 @@
-//! Building and serving the gateway: state, router, listener.
+//! Building and serving the gateway: router, listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,21 +8,8 @@ use axum::response::IntoResponse;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use shared::db::Pool;
+use crate::state::AppState;
 use shared::queue::{Broker, Publisher};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The system of record.
-    pub db: Pool,
-    /// Confirmed publishing to the ingest and call-event queues.
-    pub publisher: Arc<Publisher>,
-    /// Settings.
-    pub config: Arc<Config>,
-    /// The monitor pages' shared feeds, one per watched batch.
-    pub monitor: Arc<crate::monitor::hub::Hub>,
-}
 
 /// The whole HTTP API.
 pub fn router(state: AppState, readiness: shared::health::Readiness) -> Router {

@@ -6,8 +6,8 @@ use axum::http::request::Parts;
 use uuid::Uuid;
 
 use crate::admin::hash_key;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The authenticated caller's workspace and its settings that requests validate against.
 #[derive(Debug, Clone)]

@@ -15,8 +15,10 @@ pub mod openapi;
 pub mod pagination;
 pub mod routes;
 pub mod row_stream;
+pub mod state;
 pub mod strict;
 pub mod validate;
 pub mod workspace;
 
-pub use app::{AppState, run, spawn};
+pub use app::{run, spawn};
+pub use state::AppState;

@@ -2,6 +2,7 @@
 //! previous one, so pages stay stable while new items are being created.
 
 use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -209,6 +210,23 @@ fn split_page<T>(
         None
     };
     (rows, cursor)
+}
+
+/// `Link: <…>; rel="next"` and `X-Next-Cursor` when another page follows.
+pub fn next_page_headers(
+    headers: &mut HeaderMap,
+    public_url: &str,
+    uri: &Uri,
+    cursor: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(cursor) = cursor else {
+        return Ok(());
+    };
+    let bad = |e: axum::http::header::InvalidHeaderValue| ApiError::Internal(e.into());
+    let link = next_link(public_url, uri, cursor);
+    headers.insert("link", HeaderValue::from_str(&link).map_err(bad)?);
+    headers.insert("x-next-cursor", HeaderValue::from_str(cursor).map_err(bad)?);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,8 +54,8 @@ use super::body::{self, Chunk, Packer, ParseError, RowShape, Stopped};
 use super::held::Held;
 use super::model::{Batch, COLUMNS, VISIBLE};
 use super::stream::{self, BODY_FRAMES, ChannelReader, IN_FLIGHT, READ_BUF};
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::validate::Violations;
 
 /// What an append did.

@@ -5,11 +5,11 @@
 //! its queued contacts to `cancelled` in a statement of its own.
 
 use deadpool_postgres::GenericClient;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use shared::db::Pool;
-use shared::domain::JobState;
+use shared::domain::{JobState, MachineDetection};
 
 use super::model::{Batch, COLUMNS, VISIBLE};
 use crate::error::ApiError;
@@ -80,12 +80,76 @@ pub async fn set_paused(
         if next == JobState::Paused
             && let Some(pending) = batch.pending_settings.as_ref().and_then(Value::as_object)
         {
-            crate::routes::vogent::apply_settings(&txn, id, pending).await?;
+            apply_settings(&txn, id, pending).await?;
         }
     }
     let batch = scope.select(&txn, id, "").await?;
     txn.commit().await?;
     Ok(batch)
+}
+
+/// Writes a settings change (as `PUT` spells it) into the batch's columns.
+pub(crate) async fn apply_settings(
+    client: &impl GenericClient,
+    id: Uuid,
+    change: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let schedule = change.get("schedule");
+    let timezone = schedule
+        .and_then(|s| s.get("timezone"))
+        .and_then(Value::as_str);
+    let ids: Option<Vec<Uuid>> = change
+        .get("fromPhoneNumberIds")
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    // Stored (and kept in `pending`) by its one spelling; anything else is a corrupt row.
+    let machine_detection = match change.get("machineDetection") {
+        None | Some(Value::Null) => None,
+        Some(m) => Some(
+            m.as_str()
+                .and_then(MachineDetection::parse)
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!("bad pending machineDetection {m}"))
+                })?
+                .as_str(),
+        ),
+    };
+    client
+        .execute(
+            "UPDATE batches SET
+                 name = COALESCE($2, name),
+                 max_concurrent_dials = COALESCE($3, max_concurrent_dials),
+                 schedule = COALESCE($4, schedule),
+                 timezone = COALESCE($5, timezone),
+                 from_phone_number_ids = COALESCE($6, from_phone_number_ids),
+                 machine_detection = CASE WHEN $7 THEN $8 ELSE machine_detection END,
+                 webhooks = COALESCE($9, webhooks),
+                 max_calls_per_second = COALESCE($10, max_calls_per_second),
+                 pending_settings = NULL,
+                 updated_at = now()
+             WHERE id = $1",
+            &[
+                &id,
+                &change.get("name").and_then(Value::as_str),
+                &change
+                    .get("maxConcurrentDials")
+                    .and_then(Value::as_i64)
+                    .map(|n| n as i32),
+                &schedule,
+                &timezone,
+                &ids,
+                &change.contains_key("machineDetection"),
+                &machine_detection,
+                &change.get("webhooks"),
+                &change
+                    .get("maxCallsPerSecond")
+                    .and_then(Value::as_i64)
+                    .map(|n| n as i32),
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Cancels batch `id`: commits the job's state first and alone, so no new call starts after

@@ -5,6 +5,7 @@ pub mod append;
 pub mod body;
 pub mod control;
 pub mod csv;
+pub mod eta;
 pub mod export;
 pub mod held;
 pub mod model;

@@ -283,7 +283,7 @@ pub async fn check_status(
     // walk the monitor's ETA takes): a window that closes tonight pushes the end to tomorrow.
     // `None` when the window never opens again.
     let by_rate = if cps > 0.0 {
-        crate::monitor::snapshot::eta(&b.window(), now, pending as f64 / cps)
+        super::eta::eta(&b.window(), now, pending as f64 / cps)
             .map(|end| (end - now).num_milliseconds().max(0) as f64 / 1000.0)
     } else {
         Some(0.0)

@@ -35,9 +35,9 @@ use super::body::{self, Chunk, Packer, ParseError, Parsed, RowShape, Stopped};
 use super::held::{self, Held};
 use super::settings::NewBatch;
 use super::submit::{self, Fingerprint, KeyState, Submitted};
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::validate::Violations;
 
 /// Body frames waiting for the parser.

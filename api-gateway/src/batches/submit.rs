@@ -11,9 +11,9 @@ use shared::domain::Surface;
 
 use super::model::{Batch, COLUMNS};
 use super::settings::NewBatch;
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::validate::Violations;
 
 /// The result of a create request.

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use shared::domain::timing::call_duration_secs;
 
-use super::snapshot::{SERIES, Snapshot, eta};
+use super::snapshot::{SERIES, Snapshot};
+use crate::batches::eta::eta;
 
 /// One live part of the page.
 #[derive(Debug, Clone, Serialize)]

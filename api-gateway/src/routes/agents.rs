@@ -11,11 +11,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::owned::Owned;
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::{Page, page_body};
+use crate::state::AppState;
 use crate::validate::{Text, Violations, is_http_url};
 
 pub fn router() -> Router<AppState> {

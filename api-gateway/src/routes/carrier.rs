@@ -22,10 +22,10 @@ use shared::queue::messages::{CallEventV1, CarrierCallStatus};
 use shared::queue::publisher::Outgoing;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::callback_outbox::{self, PUBLISH_TIMEOUT};
 use crate::error::{ApiError, FieldError};
 use crate::extract::path_id;
+use crate::state::AppState;
 
 /// The carrier callback routes.
 pub fn router() -> Router<AppState> {

@@ -32,12 +32,12 @@ use shared::domain::{CallOutcome, E164};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::model::Batch;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
 use crate::pagination::{Page, page_body};
+use crate::state::AppState;
 use crate::validate::Violations;
 
 pub fn router() -> Router<AppState> {

@@ -17,7 +17,6 @@ use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::{dialgen_call_status, dialgen_contact_status};
 use shared::domain::{ContactState, DialgenCallStatus, DialgenStatus, Surface};
 
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::DialgenContact;
 use crate::batches::csv::{self, is_multipart, multipart};
@@ -30,6 +29,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
 use crate::pagination::{Cursor, PageRequest};
 use crate::row_stream::{self, Framing, Param};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/status/batch", get(calls))
 }
 
-#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", operation_id = "createBatch", request_body(content((DialgenCreate = "application/json"), (crate::openapi::DialgenUpload = "multipart/form-data")), description = "JSON, or a CSV upload: part `file` (the contacts) and part `batch` (the JSON settings)"), params(crate::openapi::IdempotencyKey), responses((status = 202, body = BatchCreated), (status = 409, description = "a replay racing its original: retry", body = ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch", tag = "dialgen", operation_id = "createBatch", request_body(content((DialgenCreate = "application/json"), (crate::openapi::schemas::DialgenUpload = "multipart/form-data")), description = "JSON, or a CSV upload: part `file` (the contacts) and part `batch` (the JSON settings)"), params(crate::openapi::schemas::IdempotencyKey), responses((status = 202, body = BatchCreated), (status = 409, description = "a replay racing its original: retry", body = ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
@@ -322,7 +322,12 @@ pub(crate) async fn list(
         .map(|r| list_item(r, now))
         .collect::<Result<Vec<_>, _>>()?;
     let mut headers = HeaderMap::new();
-    crate::routes::lists::next_page_headers(&mut headers, &state, &uri, cursor.as_deref())?;
+    crate::pagination::next_page_headers(
+        &mut headers,
+        &state.config.public_url,
+        &uri,
+        cursor.as_deref(),
+    )?;
     Ok((headers, Json(items)).into_response())
 }
 

@@ -21,7 +21,6 @@ use uuid::Uuid;
 
 use shared::domain::{DialgenStatus, Surface};
 
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::{DialgenContact, VogentRow};
 use crate::batches::model::{Batch, Job};
@@ -31,9 +30,10 @@ use crate::batches::{append, export, rejected, retry};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::extract::{JsonBody, Query, path_id};
-use crate::pagination::{Page, PageRequest, next_link, page_body};
+use crate::pagination::{Page, PageRequest, next_page_headers, page_body};
 use crate::routes::dialgen::BatchLinks;
 use crate::row_stream::{self, Framing, Param};
+use crate::state::AppState;
 
 /// The 404 nouns of each surface.
 const BATCH: &str = "batch";
@@ -146,29 +146,17 @@ async fn rejected_rows(
     }
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(CSV));
-    next_page_headers(&mut headers, &state, &uri, cursor.as_deref())?;
+    next_page_headers(
+        &mut headers,
+        &state.config.public_url,
+        &uri,
+        cursor.as_deref(),
+    )?;
     Ok((headers, out).into_response())
 }
 
 /// `Content-Type` of every CSV answer.
 const CSV: &str = "text/csv; charset=utf-8";
-
-/// `Link: <…>; rel="next"` and `X-Next-Cursor` when another page follows.
-pub(crate) fn next_page_headers(
-    headers: &mut HeaderMap,
-    state: &AppState,
-    uri: &Uri,
-    cursor: Option<&str>,
-) -> Result<(), ApiError> {
-    let Some(cursor) = cursor else {
-        return Ok(());
-    };
-    let bad = |e: axum::http::header::InvalidHeaderValue| ApiError::Internal(e.into());
-    let link = next_link(&state.config.public_url, uri, cursor);
-    headers.insert("link", HeaderValue::from_str(&link).map_err(bad)?);
-    headers.insert("x-next-cursor", HeaderValue::from_str(cursor).map_err(bad)?);
-    Ok(())
-}
 
 #[utoipa::path(get, path = "/api/v1/batch/{id}/results.csv", tag = "dialgen", operation_id = "exportBatchResults", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, metadata (JSON); streamed", content_type = "text/csv", body = String)))]
 pub(crate) async fn dialgen_results(
@@ -280,7 +268,7 @@ pub(crate) async fn vogent_retry(
     Ok(Json(batch.to_job()))
 }
 
-#[utoipa::path(post, path = "/api/v1/batch/{id}/contacts", tag = "dialgen", operation_id = "appendBatchContacts", params(("id" = String, Path)), request_body = crate::openapi::AppendContacts, responses((status = 202, body = ContactsAppended), (status = 409, description = "the batch is final or still ingesting", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch/{id}/contacts", tag = "dialgen", operation_id = "appendBatchContacts", params(("id" = String, Path)), request_body = crate::openapi::schemas::AppendContacts, responses((status = 202, body = ContactsAppended), (status = 409, description = "the batch is final or still ingesting", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
 pub(crate) async fn dialgen_contacts(
     State(state): State<AppState>,
     ws: Workspace,
@@ -302,7 +290,7 @@ pub(crate) async fn dialgen_contacts(
     ))
 }
 
-#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/rows", tag = "vogent", operation_id = "appendBatchDialJobRows", params(("id" = String, Path)), request_body = crate::openapi::AppendRows, responses((status = 202, body = append::RowsAppended), (status = 409, description = "the job is final or still ingesting", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/rows", tag = "vogent", operation_id = "appendBatchDialJobRows", params(("id" = String, Path)), request_body = crate::openapi::schemas::AppendRows, responses((status = 202, body = append::RowsAppended), (status = 409, description = "the job is final or still ingesting", body = ErrorBody), (status = 422, description = "validation failed", body = ErrorBody)))]
 pub(crate) async fn vogent_rows(
     State(state): State<AppState>,
     ws: Workspace,

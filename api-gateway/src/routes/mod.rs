@@ -13,7 +13,7 @@ pub mod workspace;
 
 use axum::Router;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The API routes (health, metrics and OpenAPI are added by `app`).
 pub fn router() -> Router<AppState> {

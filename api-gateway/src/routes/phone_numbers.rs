@@ -14,11 +14,11 @@ use shared::domain::E164;
 
 use super::agents::ListQuery;
 use super::owned::Owned;
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::{Page, page_body};
+use crate::state::AppState;
 use crate::validate::{Text, Violations};
 
 pub fn router() -> Router<AppState> {

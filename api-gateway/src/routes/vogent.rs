@@ -13,11 +13,8 @@ use uuid::Uuid;
 
 use shared::domain::timing::{api_time, api_time_opt, call_duration_secs};
 use shared::domain::views::{vogent_dial_status, vogent_system_result_type};
-use shared::domain::{
-    AttemptState, CallOutcome, JobState, MachineDetection, Surface, VogentStatus,
-};
+use shared::domain::{AttemptState, CallOutcome, JobState, Surface, VogentStatus};
 
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::batches::body::VogentRow;
 use crate::batches::control::{self, Scope};
@@ -29,6 +26,7 @@ use crate::batches::submit::idempotency_key;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::{Cursor, Page, PageRequest, page_body};
+use crate::state::AppState;
 use crate::validate::{Text, Violations};
 
 pub fn router() -> Router<AppState> {
@@ -42,7 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/dials/{id}", get(dial))
 }
 
-#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", operation_id = "createBatchDialJob", request_body(content((VogentCreate = "application/json"), (crate::openapi::VogentUpload = "multipart/form-data")), description = "JSON, or a CSV upload: part `file` (the rows) and part `job` (the JSON settings)"), params(crate::openapi::IdempotencyKey), responses((status = 200, body = Job), (status = 409, description = "a replay racing its original: retry", body = ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs", tag = "vogent", operation_id = "createBatchDialJob", request_body(content((VogentCreate = "application/json"), (crate::openapi::schemas::VogentUpload = "multipart/form-data")), description = "JSON, or a CSV upload: part `file` (the rows) and part `job` (the JSON settings)"), params(crate::openapi::schemas::IdempotencyKey), responses((status = 200, body = Job), (status = 409, description = "a replay racing its original: retry", body = ErrorBody), (status = 422, description = "validation failed, or idempotency_key_reused: the Idempotency-Key came with another body", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ws: Workspace,
@@ -272,75 +270,11 @@ pub(crate) async fn update(
         )
         .await?;
     } else {
-        apply_settings(&txn, id, &change).await?;
+        control::apply_settings(&txn, id, &change).await?;
     }
     let batch = Batch::load(&txn, ws.id, id).await?;
     txn.commit().await?;
     Ok(Json(batch.to_job()))
-}
-
-/// Writes a settings change (as `PUT` spells it) into the batch's columns.
-pub(crate) async fn apply_settings(
-    client: &impl GenericClient,
-    id: Uuid,
-    change: &Map<String, Value>,
-) -> Result<(), ApiError> {
-    let schedule = change.get("schedule");
-    let timezone = schedule
-        .and_then(|s| s.get("timezone"))
-        .and_then(Value::as_str);
-    let ids: Option<Vec<Uuid>> = change
-        .get("fromPhoneNumberIds")
-        .map(|v| serde_json::from_value(v.clone()))
-        .transpose()
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    // Stored (and kept in `pending`) by its one spelling; anything else is a corrupt row.
-    let machine_detection = match change.get("machineDetection") {
-        None | Some(Value::Null) => None,
-        Some(m) => Some(
-            m.as_str()
-                .and_then(MachineDetection::parse)
-                .ok_or_else(|| {
-                    ApiError::Internal(anyhow::anyhow!("bad pending machineDetection {m}"))
-                })?
-                .as_str(),
-        ),
-    };
-    client
-        .execute(
-            "UPDATE batches SET
-                 name = COALESCE($2, name),
-                 max_concurrent_dials = COALESCE($3, max_concurrent_dials),
-                 schedule = COALESCE($4, schedule),
-                 timezone = COALESCE($5, timezone),
-                 from_phone_number_ids = COALESCE($6, from_phone_number_ids),
-                 machine_detection = CASE WHEN $7 THEN $8 ELSE machine_detection END,
-                 webhooks = COALESCE($9, webhooks),
-                 max_calls_per_second = COALESCE($10, max_calls_per_second),
-                 pending_settings = NULL,
-                 updated_at = now()
-             WHERE id = $1",
-            &[
-                &id,
-                &change.get("name").and_then(Value::as_str),
-                &change
-                    .get("maxConcurrentDials")
-                    .and_then(Value::as_i64)
-                    .map(|n| n as i32),
-                &schedule,
-                &timezone,
-                &ids,
-                &change.contains_key("machineDetection"),
-                &machine_detection,
-                &change.get("webhooks"),
-                &change
-                    .get("maxCallsPerSecond")
-                    .and_then(Value::as_i64)
-                    .map(|n| n as i32),
-            ],
-        )
-        .await?;
-    Ok(())
 }
 
 async fn lock(client: &impl GenericClient, workspace: Uuid, id: Uuid) -> Result<Batch, ApiError> {

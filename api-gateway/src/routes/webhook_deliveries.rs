@@ -12,11 +12,11 @@ use shared::domain::timing::{api_time, api_time_opt};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
 use crate::pagination::{Cursor, Page, PageRequest};
+use crate::state::AppState;
 use crate::validate::Violations;
 
 pub fn router() -> Router<AppState> {

@@ -6,10 +6,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value};
 
-use crate::app::AppState;
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonBody;
+use crate::state::AppState;
 use crate::workspace::{self, RotatedSecret, Settings};
 
 pub fn router() -> Router<AppState> {
