@@ -14,9 +14,12 @@ use shared::queue::messages::IngestChunkV1;
 use shared::queue::messages::RawRow;
 
 use super::held::{self, Held};
+use super::submit::Fingerprint;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::strict::{Checked, Findings};
-use crate::validate::{Violations, is_email};
+use crate::validate::{
+    MAX_COMPANY_CHARS, MAX_ROW_DATA_BYTES, Violations, check_name, is_email, json_size,
+};
 
 /// The most contacts one batch may hold.
 pub const MAX_ROWS: u32 = 100_000;
@@ -61,6 +64,7 @@ impl RowShape for VogentRow {
 
     fn into_raw(self, path: &str, violations: &mut Violations) -> RawRow {
         let inputs = self.inputs.unwrap_or_default();
+        check_row_data(&inputs, &format!("{path}.inputs"), violations);
         for (key, value) in &inputs {
             if !value.is_string() {
                 violations.add(
@@ -112,10 +116,27 @@ impl RowShape for DialgenContact {
 
     fn into_raw(self, path: &str, violations: &mut Violations) -> RawRow {
         if let Some(email) = self.email.as_deref().filter(|e| !is_email(e)) {
+            let shown: String = email.chars().take(80).collect();
             violations.add(
                 format!("{path}.email"),
-                format!("{email:?} is not a valid email address"),
+                format!("{shown:?} is not a valid email address"),
             );
+        }
+        if let Some(name) = &self.name {
+            check_name(name, &format!("{path}.name"), violations);
+        }
+        if self
+            .company
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > MAX_COMPANY_CHARS)
+        {
+            violations.add(
+                format!("{path}.company"),
+                format!("must be at most {MAX_COMPANY_CHARS} characters"),
+            );
+        }
+        if let Some(metadata) = &self.metadata {
+            check_row_data(metadata, &format!("{path}.metadata"), violations);
         }
         if let Some(id) = self
             .id
@@ -140,6 +161,17 @@ impl RowShape for DialgenContact {
             inputs: self.metadata.unwrap_or(Value::Object(Map::new())),
             timezone: check_timezone(self.timezone, path, violations),
         }
+    }
+}
+
+/// A row's `metadata` or `inputs`: at most [`MAX_ROW_DATA_BYTES`] as compact JSON.
+fn check_row_data(value: &impl serde::Serialize, path: &str, violations: &mut Violations) {
+    let size = json_size(value);
+    if size > MAX_ROW_DATA_BYTES {
+        violations.add(
+            path,
+            format!("is {size} bytes as JSON; at most {MAX_ROW_DATA_BYTES} are stored per contact"),
+        );
     }
 }
 
@@ -184,6 +216,8 @@ pub struct Packer<'o> {
     too_many: bool,
     /// Once a row is known to make the request a 422, nothing more is worth publishing.
     discard: bool,
+    /// The `Idempotency-Key` fingerprint, over each row as parsed (see [`Packer::fingerprinted`]).
+    fingerprint: Option<Fingerprint>,
     out: Box<dyn FnMut(Chunk) -> Result<(), Stopped> + Send + 'o>,
 }
 
@@ -204,6 +238,7 @@ impl<'o> Packer<'o> {
             rows: 0,
             too_many: false,
             discard: false,
+            fingerprint: None,
             out: Box::new(out),
         }
     }
@@ -214,6 +249,18 @@ impl<'o> Packer<'o> {
         self.seq = seq;
         self.first_row = first_row;
         self
+    }
+
+    /// Adds each row, as parsed and encoded, to `fingerprint`: a replay is then recognised by
+    /// what it asks for, whatever its whitespace or key order.
+    pub fn fingerprinted(mut self, fingerprint: Fingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// The fingerprint kept, once the rows are read.
+    pub fn take_fingerprint(&mut self) -> Option<Fingerprint> {
+        self.fingerprint.take()
     }
 
     /// Rows read so far.
@@ -260,7 +307,13 @@ impl<'o> Packer<'o> {
         } else {
             self.buf.push(b',');
         }
+        let row_start = self.buf.len();
         serde_json::to_writer(&mut self.buf, &raw).map_err(|e| PushError::Encode(e.into()))?;
+        if let Some(fingerprint) = &mut self.fingerprint {
+            // The encoding is canonical: fields in declaration order, maps sorted by key.
+            fingerprint.update(&self.buf[row_start..]);
+            fingerprint.update(b"\n");
+        }
         held::add(self.buf.len() - before);
         self.in_chunk += 1;
         if self.in_chunk >= CHUNK_ROWS {

@@ -67,7 +67,7 @@ impl RetryBody {
         }
         let name = self.name.map(Text::into_string);
         if let Some(n) = &name
-            && (n.trim().is_empty() || n.len() > 500)
+            && (n.trim().is_empty() || n.trim().chars().count() > crate::validate::MAX_NAME_CHARS)
         {
             v.add("name", "must be 1 to 500 characters");
         }

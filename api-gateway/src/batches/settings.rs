@@ -16,7 +16,7 @@ use shared::domain::{
 
 use crate::auth::Workspace;
 use crate::error::ApiError;
-use crate::validate::{Text, Violations, is_http_url};
+use crate::validate::{MAX_NAME_CHARS, Text, Violations, check_name, is_http_url};
 
 /// Dialgen's documented defaults (API-REFERENCE.md).
 pub const DEFAULT_PRIORITY: i16 = 5;
@@ -401,15 +401,12 @@ pub fn check_ids(ids: &[String], field: &str, v: &mut Violations) -> Vec<Uuid> {
         .collect()
 }
 
-fn check_region(region: Option<&str>, ws: &Workspace, v: &mut Violations) -> String {
+fn check_region(region: Option<&str>, field: &str, ws: &Workspace, v: &mut Violations) -> String {
     match region {
         None => ws.default_region.clone(),
-        Some(r) if r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()) => r.to_owned(),
+        Some(r) if crate::workspace::is_region(r) => r.to_owned(),
         Some(r) => {
-            v.add(
-                "defaultRegion",
-                format!("{r:?} is not a two-letter region code such as \"US\""),
-            );
+            v.add(field, crate::workspace::region_message(r));
             ws.default_region.clone()
         }
     }
@@ -421,8 +418,11 @@ fn required_text(value: Option<&str>, field: &str, v: &mut Violations) -> String
             v.add(field, "is required");
             String::new()
         }
-        Some(s) if s.len() > 500 => {
-            v.add(field, "must be at most 500 characters");
+        Some(s) if s.chars().count() > MAX_NAME_CHARS => {
+            v.add(
+                field,
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            );
             String::new()
         }
         Some(s) => s.to_owned(),
@@ -503,7 +503,7 @@ pub fn check_vogent(input: VogentCreate, ws: &Workspace, v: &mut Violations) -> 
         retry: ws.default_retry,
         webhooks: check_webhooks(input.webhooks, "webhooks", v),
         tags: Vec::new(),
-        default_region: check_region(input.default_region.as_deref(), ws, v),
+        default_region: check_region(input.default_region.as_deref(), "defaultRegion", ws, v),
         machine_detection: check_machine_detection(
             input.machine_detection.as_deref(),
             "machineDetection",
@@ -625,6 +625,9 @@ pub fn check_dialgen(
         "options.fromPhoneNumberIds",
         v,
     );
+    if let Some(name) = &o.name {
+        check_name(name, "options.name", v);
+    }
     let name = o
         .name
         .map(Text::into_string)
@@ -645,7 +648,7 @@ pub fn check_dialgen(
         retry,
         webhooks,
         tags,
-        default_region: check_region(o.default_region.as_deref(), ws, v),
+        default_region: check_region(o.default_region.as_deref(), "options.defaultRegion", ws, v),
         machine_detection: check_machine_detection(
             o.machine_detection.as_deref(),
             "options.machineDetection",

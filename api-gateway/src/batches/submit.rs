@@ -25,8 +25,10 @@ pub struct Submitted {
 }
 
 /// The SHA-256 a request's `Idempotency-Key` is bound to, computed as the body arrives: over
-/// the surface and the body bytes (a JSON body), or over the surface and each part's own digest
-/// (a multipart upload, whose boundary changes at every send).
+/// the surface and the request as parsed (a JSON body: each row as encoded for ingestion, then
+/// the settings with their keys sorted, so whitespace and key order do not matter), or over the
+/// surface and each part's own digest (a multipart upload, whose boundary changes at every
+/// send).
 #[derive(Clone)]
 pub struct Fingerprint(Sha256);
 

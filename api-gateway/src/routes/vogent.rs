@@ -197,7 +197,7 @@ pub(crate) async fn update(
         change.insert("webhooks".into(), hooks);
     }
     if let Some(name) = body.name.as_deref() {
-        if name.trim().is_empty() || name.len() > 500 {
+        if name.trim().is_empty() || name.trim().chars().count() > crate::validate::MAX_NAME_CHARS {
             v.add("name", "must be 1 to 500 characters");
         }
         change.insert("name".into(), json!(name.trim()));
