@@ -433,10 +433,12 @@ impl Intake {
         &self,
         outcome: Result<Submitted, ApiError>,
     ) -> Result<Submitted, ApiError> {
-        if let Err(e) = &outcome
-            && self.region.is_some()
-        {
-            submit::abort(&self.req.state, self.batch_id, &e.to_string()).await;
+        match &outcome {
+            Err(_) if self.region.is_none() => {}
+            // Too large: nothing is left of it (no hidden row either).
+            Err(ApiError::TooLarge(_)) => submit::discard(&self.req.state, self.batch_id).await,
+            Err(e) => submit::abort(&self.req.state, self.batch_id, &e.to_string()).await,
+            Ok(_) => {}
         }
         outcome
     }

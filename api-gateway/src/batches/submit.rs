@@ -286,6 +286,26 @@ pub async fn abort(state: &AppState, batch_id: Uuid, reason: &str) {
     }
 }
 
+/// Removes a hidden batch whose body was too large (413): nothing of it is left, see
+/// `shared::db::ingest::discard_receiving`. A failure is logged, and the ingest workers' sweep
+/// aborts the batch instead.
+pub async fn discard(state: &AppState, batch_id: Uuid) {
+    let result = async {
+        let mut client = state.db.get().await?;
+        let txn = client.transaction().await?;
+        shared::db::ingest::discard_receiving(&*txn, batch_id).await?;
+        txn.commit().await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => tracing::info!(%batch_id, "upload too large; its batch is discarded"),
+        Err(e) => {
+            tracing::error!(%batch_id, error = %e, "discarding an upload failed; the ingest sweep will abort it")
+        }
+    }
+}
+
 /// The `Idempotency-Key` header, if present and sensible.
 pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get("idempotency-key") {

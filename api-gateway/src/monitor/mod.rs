@@ -11,6 +11,7 @@
 
 pub mod hub;
 pub mod render;
+pub mod secret;
 pub mod snapshot;
 pub mod token;
 
