@@ -44,6 +44,7 @@ pub struct VogentRow {
     /// E.164, or a national number read in `defaultRegion`; an unreadable one is a rejected
     /// row, not a failed request.
     pub(crate) to_number: String,
+    /// String values; at most 16,384 bytes as compact JSON.
     #[serde(default)]
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub(crate) inputs: Option<Map<String, Value>>,
@@ -89,12 +90,19 @@ pub struct DialgenContact {
     #[serde(default)]
     pub(crate) id: Option<String>,
     pub(crate) phone_number: String,
+    /// At most 500 characters; "Unknown" when absent.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub(crate) name: Option<String>,
+    /// A valid address, at most 254 characters.
     #[serde(default)]
+    #[schema(max_length = 254, format = "email")]
     pub(crate) email: Option<String>,
+    /// At most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub(crate) company: Option<String>,
+    /// Any JSON object, at most 16,384 bytes as compact JSON.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub(crate) metadata: Option<Value>,
