@@ -76,6 +76,19 @@ impl Violations {
         }
     }
 
+    /// Whether an unknown field or a duplicated key was found: then a type error found later
+    /// (a misspelled required field is also a missing one) joins them in one 422.
+    pub fn has_strict_findings(&self) -> bool {
+        self.0
+            .iter()
+            .any(|e| e.problem != crate::error::Problem::Invalid)
+    }
+
+    /// Everything found.
+    pub fn into_details(self) -> Vec<FieldError> {
+        self.0
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

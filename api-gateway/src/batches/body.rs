@@ -409,7 +409,18 @@ pub fn parse_reader<R: RowShape>(
     if packer.too_many() {
         return Err(ParseError::Api(Packer::too_many_error(R::KEY)));
     }
-    let header = result.map_err(|e| ParseError::Api(crate::extract::bad_json(e)))?;
+    let header = result.map_err(|e| {
+        let bad = crate::extract::bad_json(e);
+        if !violations.has_strict_findings() {
+            return ParseError::Api(bad);
+        }
+        // `nmae` for `name` is also a missing `name`: one 422 says both.
+        let mut details = std::mem::take(violations).into_details();
+        if let ApiError::BadRequest { details: more, .. } = bad {
+            details.extend(more);
+        }
+        ParseError::Api(ApiError::Validation(details))
+    })?;
     let (header, saw_rows) = header;
     packer.flush().map_err(|_| ParseError::Stopped)?;
     if !saw_rows {
@@ -558,17 +569,17 @@ impl<'de, R: RowShape> Visitor<'de> for Rows<'_, '_, R> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         loop {
             let path = format!("{}[{}]", R::KEY, self.packer.rows());
-            let Some(row) = seq.next_element_seed(StrictRow::<R> {
+            let next = seq.next_element_seed(StrictRow::<R> {
                 path: path.clone(),
                 findings: self.findings,
                 _row: PhantomData,
-            })?
-            else {
-                break;
-            };
+            });
             // A row's unknown fields and duplicated keys make the request a 422 (the packer
             // stops publishing), and the reading goes on to name every one.
             self.violations.extend(self.findings.take());
+            let Some(row) = next? else {
+                break;
+            };
             if self.packer.rows() >= MAX_ROWS {
                 self.packer.too_many = true;
                 return Err(de::Error::custom(format!("more than {MAX_ROWS} contacts")));
