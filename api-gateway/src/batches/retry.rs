@@ -27,7 +27,7 @@ pub struct RetryBody {
     #[schema(required = true, value_type = Vec<CallOutcome>, min_items = 1)]
     pub outcomes: Option<Vec<String>>,
     /// The new batch's name; `"<original name> (retry)"` by default.
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
 }
 

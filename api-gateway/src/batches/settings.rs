@@ -97,7 +97,7 @@ pub struct VogentCreate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VogentUpdate {
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
     #[schema(minimum = 1)]
     pub max_concurrent_dials: Option<i64>,
@@ -163,7 +163,7 @@ pub struct DialgenOptions {
     #[schema(value_type = Option<Vec<Uuid>>)]
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
     #[schema(pattern = "^[A-Z]{2}$")]
     pub default_region: Option<String>,
