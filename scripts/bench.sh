@@ -35,8 +35,8 @@ fmt() { LC_ALL=C printf "%'.${2:-0}f" "$1"; }
 echo "==> the local stack (release build)"
 deploy/local/up.sh >"$out/up.log"
 echo "==> the benchmark binaries"
-cargo build --release --quiet -p dial-worker --bin dial-bench --bin bench-chart --features chart
-cargo build --release --quiet -p ingest-worker --bin ingest-bench -p system-tests --bin export-bench
+cargo build --release --quiet -p dialfleet-benches --features chart
+cargo build --release --quiet -p system-tests --bin export-bench
 key="$(sed -n 's/.*"apiKey":"\([^"]*\)".*/\1/p' .dialfleet/dev-workspace.json)"
 
 if wanted ingest; then

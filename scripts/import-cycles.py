@@ -39,14 +39,13 @@ def expand(tree):
             out += [prefix + e for e in expand(p)]
     return out
 
-def resolve(path, here, is_mod_file, mods):
+def resolve(path, here, mods):
     segs = [s for s in path.split('::') if s]
     if not segs: return None
     if segs[0] == 'crate':
         base, segs = [], segs[1:]
     elif segs[0] in ('super', 'self'):
-        base = list(here) if is_mod_file else list(here[:-1])  # dir the file's children live in
-        # `self::` in file m refers to m; `super::` refers to m's parent
+        # `self::` in module m names m; each `super::` goes up one.
         base = list(here)
         while segs and segs[0] in ('super', 'self'):
             if segs[0] == 'super': base = base[:-1]
@@ -70,15 +69,13 @@ def graph(src):
         text = strip(open(f).read())
         # An inline test module's `super::` is the file's own module, not its parent: drop it.
         text = re.split(r'#\[cfg\(test\)\]\s*mod\s+\w+\s*\{', text)[0]
-        is_mod = os.path.basename(f) in ('mod.rs', 'lib.rs')
         paths = []
         for u in re.finditer(r'\buse\s+([^;]+);', text):
             paths += expand(u.group(1))
         paths += re.findall(r'\b(?:crate|super|self)(?:::\w+)+', text)
         for p in paths:
-            t = resolve(p, m, is_mod, mods)
+            t = resolve(p, m, mods)
             if t is not None and t != m and t != ():
-                # a child module's own file is not an import edge from its parent's `mod x;`
                 edges[m].add(t)
     return mods, edges
 

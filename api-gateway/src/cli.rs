@@ -348,130 +348,146 @@ pub async fn batch(
             workspace,
             status,
             limit,
-        } => {
-            let state = status
-                .as_deref()
-                .map(|s| {
-                    JobState::parse(s).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--status must be one of created, active, paused, completed, cancelled, failed, not {s:?}"
-                        )
-                    })
-                })
-                .transpose()?
-                .map(JobState::as_str);
-            anyhow::ensure!(limit >= 1, "--limit must be at least 1");
-            let client = db.get().await?;
-            let sql = format!(
-                "SELECT {COLUMNS} FROM batches
-                 WHERE ($1::uuid IS NULL OR workspace_id = $1) AND ($2::text IS NULL OR state = $2)
-                   AND {VISIBLE}
-                 ORDER BY created_at DESC, id DESC LIMIT $3"
-            );
-            let batches = client
-                .query(&sql, &[&workspace, &state, &limit])
-                .await?
-                .iter()
-                .map(Batch::from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
-            let counts = Counts::load_many(&client, &ids).await?;
-            let all: Vec<BatchSummary> = batches
-                .iter()
-                .map(|b| summary(b, &counts.get(&b.id).copied().unwrap_or_default()))
-                .collect();
-            if as_json {
-                return print_json(&all);
-            }
-            out(format_args!(
-                "{:<36}  {:<9}  {:>15}  {:<36}  NAME",
-                "ID", "STATE", "FINAL/TOTAL", "WORKSPACE"
-            ))?;
-            for s in &all {
-                out(format_args!("{}", summary_line(s)))?;
-            }
-            Ok(())
-        }
-        BatchCommand::Show { id } => {
-            let client = db.get().await?;
-            let b = control::load(&client, id)
-                .await
-                .map_err(|_| anyhow::anyhow!("no batch with id {id}"))?;
-            let counts = Counts::load(&client, id).await?;
-            let s = summary(&b, &counts.contacts);
-            let dashboard = crate::monitor::dashboard_link(config, id, Utc::now());
-            if as_json {
-                let mut v = serde_json::to_value(&s)?;
-                v["maxConcurrentDials"] = json!(b.max_concurrent_dials);
-                v["maxCallsPerSecond"] = json!(b.max_calls_per_second);
-                v["retryStrategy"] = json!(b.retry);
-                v["attempts"] = json!(counts.attempts);
-                v["rows"] = json!({"submitted": b.total_rows, "accepted": b.accepted_rows, "rejected": b.rejected_rows});
-                v["links"] = json!({"dashboard": dashboard});
-                return print_json(&v);
-            }
-            let st = &s.statistics;
-            out(format_args!(
-                "batch {id}\n  name: {}\n  workspace: {}\n  surface: {}\n  state: {} (Vogent {}, Dialgen {})\n  created: {}\n  started: {}\n  completed: {}\n  contacts: {} total, {} final ({}%), {} succeeded, {} voicemail, {} failed, {} cancelled\n  attempts: {}\n  limits: {} in flight, {} calls/s\n  dashboard: {dashboard}",
-                s.name,
-                s.workspace_id,
-                s.surface,
-                s.state.as_str(),
-                s.vogent_status,
-                serde_json::to_value(s.dialgen_status)?
-                    .as_str()
-                    .unwrap_or_default(),
-                s.created_at,
-                s.started_at.as_deref().unwrap_or("—"),
-                s.completed_at.as_deref().unwrap_or("—"),
-                st.total,
-                st.processed,
-                st.percent_complete,
-                st.succeeded,
-                st.voicemail,
-                st.failed,
-                st.cancelled,
-                counts.attempts,
-                b.max_concurrent_dials,
-                b.max_calls_per_second,
-            ))?;
-            Ok(())
-        }
+        } => batch_list(db, workspace, status.as_deref(), limit, as_json).await,
+        BatchCommand::Show { id } => batch_show(db, config, id, as_json).await,
         BatchCommand::Pause { id } | BatchCommand::Resume { id } | BatchCommand::Cancel { id } => {
-            let (b, cancelled) = match command {
-                BatchCommand::Pause { .. } => {
-                    (control::set_paused(db, Scope::Any, id, true).await, None)
-                }
-                BatchCommand::Resume { .. } => {
-                    (control::set_paused(db, Scope::Any, id, false).await, None)
-                }
-                _ => match control::cancel(db, Scope::Any, id).await {
-                    Ok(b) => match control::cancel_queued(db, id).await {
-                        Ok(n) => (Ok(b), Some(n)),
-                        Err(e) => (Err(e), None),
-                    },
-                    Err(e) => (Err(e), None),
-                },
-            };
-            let b = b.map_err(|e| match e {
-                crate::error::ApiError::NotFound(_) => anyhow::anyhow!("no batch with id {id}"),
-                other => anyhow::anyhow!("batch {id}: {other}"),
-            })?;
-            if as_json {
-                let mut v =
-                    json!({"id": b.id, "state": b.state, "vogentStatus": b.vogent_status()});
-                if let Some(n) = cancelled {
-                    v["cancelledContacts"] = json!(n);
-                }
-                return print_json(&v);
-            }
-            match cancelled {
-                Some(n) => out(format_args!(
-                    "batch {id} is cancelled ({n} queued contacts cancelled)"
-                ))?,
-                None => out(format_args!("batch {id} is {}", b.state.as_str()))?,
-            }
-            Ok(())
+            batch_control(db, command, id, as_json).await
         }
     }
+}
+
+/// `batch list`: the newest batches, of one workspace and state if given.
+async fn batch_list(
+    db: &Pool,
+    workspace: Option<Uuid>,
+    status: Option<&str>,
+    limit: i64,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let state = status
+        .map(|s| {
+            JobState::parse(s).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--status must be one of created, active, paused, completed, cancelled, failed, not {s:?}"
+                )
+            })
+        })
+        .transpose()?
+        .map(JobState::as_str);
+    anyhow::ensure!(limit >= 1, "--limit must be at least 1");
+    let client = db.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM batches
+         WHERE ($1::uuid IS NULL OR workspace_id = $1) AND ($2::text IS NULL OR state = $2)
+           AND {VISIBLE}
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    );
+    let batches = client
+        .query(&sql, &[&workspace, &state, &limit])
+        .await?
+        .iter()
+        .map(Batch::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
+    let counts = Counts::load_many(&client, &ids).await?;
+    let all: Vec<BatchSummary> = batches
+        .iter()
+        .map(|b| summary(b, &counts.get(&b.id).copied().unwrap_or_default()))
+        .collect();
+    if as_json {
+        return print_json(&all);
+    }
+    out(format_args!(
+        "{:<36}  {:<9}  {:>15}  {:<36}  NAME",
+        "ID", "STATE", "FINAL/TOTAL", "WORKSPACE"
+    ))?;
+    for s in &all {
+        out(format_args!("{}", summary_line(s)))?;
+    }
+    Ok(())
+}
+
+/// `batch show`: one batch's settings, counts and monitor link.
+async fn batch_show(db: &Pool, config: &Config, id: Uuid, as_json: bool) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    let b = control::load(&client, id)
+        .await
+        .map_err(|_| anyhow::anyhow!("no batch with id {id}"))?;
+    let counts = Counts::load(&client, id).await?;
+    let s = summary(&b, &counts.contacts);
+    let dashboard = crate::monitor::dashboard_link(config, id, Utc::now());
+    if as_json {
+        let mut v = serde_json::to_value(&s)?;
+        v["maxConcurrentDials"] = json!(b.max_concurrent_dials);
+        v["maxCallsPerSecond"] = json!(b.max_calls_per_second);
+        v["retryStrategy"] = json!(b.retry);
+        v["attempts"] = json!(counts.attempts);
+        v["rows"] = json!({"submitted": b.total_rows, "accepted": b.accepted_rows, "rejected": b.rejected_rows});
+        v["links"] = json!({"dashboard": dashboard});
+        return print_json(&v);
+    }
+    let st = &s.statistics;
+    out(format_args!(
+        "batch {id}\n  name: {}\n  workspace: {}\n  surface: {}\n  state: {} (Vogent {}, Dialgen {})\n  created: {}\n  started: {}\n  completed: {}\n  contacts: {} total, {} final ({}%), {} succeeded, {} voicemail, {} failed, {} cancelled\n  attempts: {}\n  limits: {} in flight, {} calls/s\n  dashboard: {dashboard}",
+        s.name,
+        s.workspace_id,
+        s.surface,
+        s.state.as_str(),
+        s.vogent_status,
+        serde_json::to_value(s.dialgen_status)?
+            .as_str()
+            .unwrap_or_default(),
+        s.created_at,
+        s.started_at.as_deref().unwrap_or("—"),
+        s.completed_at.as_deref().unwrap_or("—"),
+        st.total,
+        st.processed,
+        st.percent_complete,
+        st.succeeded,
+        st.voicemail,
+        st.failed,
+        st.cancelled,
+        counts.attempts,
+        b.max_concurrent_dials,
+        b.max_calls_per_second,
+    ))?;
+    Ok(())
+}
+
+/// `batch pause|resume|cancel` (`command`) on batch `id`, in any workspace.
+async fn batch_control(
+    db: &Pool,
+    command: BatchCommand,
+    id: Uuid,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let (b, cancelled) = match command {
+        BatchCommand::Pause { .. } => (control::set_paused(db, Scope::Any, id, true).await, None),
+        BatchCommand::Resume { .. } => (control::set_paused(db, Scope::Any, id, false).await, None),
+        _ => match control::cancel(db, Scope::Any, id).await {
+            Ok(b) => match control::cancel_queued(db, id).await {
+                Ok(n) => (Ok(b), Some(n)),
+                Err(e) => (Err(e), None),
+            },
+            Err(e) => (Err(e), None),
+        },
+    };
+    let b = b.map_err(|e| match e {
+        crate::error::ApiError::NotFound(_) => anyhow::anyhow!("no batch with id {id}"),
+        other => anyhow::anyhow!("batch {id}: {other}"),
+    })?;
+    if as_json {
+        let mut v = json!({"id": b.id, "state": b.state, "vogentStatus": b.vogent_status()});
+        if let Some(n) = cancelled {
+            v["cancelledContacts"] = json!(n);
+        }
+        return print_json(&v);
+    }
+    match cancelled {
+        Some(n) => out(format_args!(
+            "batch {id} is cancelled ({n} queued contacts cancelled)"
+        ))?,
+        None => out(format_args!("batch {id} is {}", b.state.as_str()))?,
+    }
+    Ok(())
 }

@@ -1,6 +1,10 @@
 //! The HTTP edge of dialfleet: the Vogent Batch Dial Jobs and Dialgen Call Batch APIs over one
 //! domain model, plus agents, phone numbers and workspace administration.
 
+// Production code names what it expects instead of unwrapping: `expect` with the invariant that
+// makes the panic impossible, or an error. Tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod admin;
 pub mod app;
 pub mod auth;

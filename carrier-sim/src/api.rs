@@ -21,9 +21,10 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use shared::domain::E164;
 
-use crate::callback::{CallbackSpec, Events, Method, duration_secs};
+use crate::callback::duration_secs;
 use crate::calls::{Call, HangUp, Placed};
 use crate::sim::Sim;
+use crate::subscription::{CallbackSpec, Events, Method};
 
 /// The routes, with `/healthz` and `/readyz` (always ready: the simulator depends on nothing).
 pub fn router(sim: Arc<Sim>) -> Router {
@@ -203,76 +204,12 @@ impl CreateCall {
                 ),
             )
         })?;
-        match form.first("Url") {
-            Some(url) if !http_url(url) => {
-                return Err(ApiError::bad_request(
-                    21205,
-                    format!("Url is not a valid URL: {url}"),
-                ));
-            }
-            Some(_) => {}
-            None if form.first("Twiml").is_some() || form.first("ApplicationSid").is_some() => {}
-            None => {
-                return Err(ApiError::bad_request(
-                    21205,
-                    "Either a 'Url', 'Twiml' or 'ApplicationSid' parameter is required",
-                ));
-            }
-        }
-        if let Some(timeout) = form.first("Timeout")
-            && timeout.parse::<u32>().map_or(true, |t| t == 0)
-        {
-            return Err(ApiError::bad_request(
-                21216,
-                format!("Timeout must be a positive whole number of seconds: {timeout}"),
-            ));
-        }
-        let machine_detection = match form.first("MachineDetection") {
-            None => None,
-            Some(v) if v == "Enable" || v == "DetectMessageEnd" => Some(v.to_owned()),
-            Some(v) => {
-                return Err(ApiError::bad_request(
-                    21221,
-                    format!("MachineDetection must be Enable or DetectMessageEnd: {v}"),
-                ));
-            }
-        };
+        check_answer(form)?;
+        check_timeout(form)?;
+        let machine_detection = machine_detection(form)?;
         let callback = match form.first("StatusCallback") {
             None => None,
-            Some(url) => {
-                if !url.starts_with("http://") || !http_url(url) {
-                    return Err(ApiError::bad_request(
-                        21609,
-                        format!(
-                            "StatusCallback must be an absolute http:// URL (the carrier-sim speaks no TLS): {url}"
-                        ),
-                    ));
-                }
-                let method = match form.first("StatusCallbackMethod") {
-                    None => Method::Post,
-                    Some(m) if m.eq_ignore_ascii_case("POST") => Method::Post,
-                    Some(m) if m.eq_ignore_ascii_case("GET") => Method::Get,
-                    Some(m) => {
-                        return Err(ApiError::bad_request(
-                            21610,
-                            format!("StatusCallbackMethod must be GET or POST: {m}"),
-                        ));
-                    }
-                };
-                let events = Events::parse(form.all("StatusCallbackEvent")).map_err(|bad| {
-                    ApiError::bad_request(
-                        21626,
-                        format!(
-                            "StatusCallbackEvent must be initiated, ringing, answered or completed: {bad}"
-                        ),
-                    )
-                })?;
-                Some(CallbackSpec {
-                    url: url.to_owned(),
-                    method,
-                    events,
-                })
-            }
+            Some(url) => Some(status_callback(form, url)?),
         };
         Ok(Self {
             to,
@@ -282,6 +219,81 @@ impl CreateCall {
             machine_detection,
         })
     }
+}
+
+/// What answers the call: a valid `Url`, or `Twiml` or `ApplicationSid` (which the sim ignores).
+fn check_answer(form: &Form) -> Result<(), ApiError> {
+    match form.first("Url") {
+        Some(url) if !http_url(url) => Err(ApiError::bad_request(
+            21205,
+            format!("Url is not a valid URL: {url}"),
+        )),
+        Some(_) => Ok(()),
+        None if form.first("Twiml").is_some() || form.first("ApplicationSid").is_some() => Ok(()),
+        None => Err(ApiError::bad_request(
+            21205,
+            "Either a 'Url', 'Twiml' or 'ApplicationSid' parameter is required",
+        )),
+    }
+}
+
+/// `Timeout`, if given: a positive whole number of seconds.
+fn check_timeout(form: &Form) -> Result<(), ApiError> {
+    if let Some(timeout) = form.first("Timeout")
+        && timeout.parse::<u32>().map_or(true, |t| t == 0)
+    {
+        return Err(ApiError::bad_request(
+            21216,
+            format!("Timeout must be a positive whole number of seconds: {timeout}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `MachineDetection`, if given: `Enable` or `DetectMessageEnd`.
+fn machine_detection(form: &Form) -> Result<Option<String>, ApiError> {
+    match form.first("MachineDetection") {
+        None => Ok(None),
+        Some(v) if v == "Enable" || v == "DetectMessageEnd" => Ok(Some(v.to_owned())),
+        Some(v) => Err(ApiError::bad_request(
+            21221,
+            format!("MachineDetection must be Enable or DetectMessageEnd: {v}"),
+        )),
+    }
+}
+
+/// The status callback to `url` (`StatusCallback`), with its method and events.
+fn status_callback(form: &Form, url: &str) -> Result<CallbackSpec, ApiError> {
+    if !url.starts_with("http://") || !http_url(url) {
+        return Err(ApiError::bad_request(
+            21609,
+            format!(
+                "StatusCallback must be an absolute http:// URL (the carrier-sim speaks no TLS): {url}"
+            ),
+        ));
+    }
+    let method = match form.first("StatusCallbackMethod") {
+        None => Method::Post,
+        Some(m) if m.eq_ignore_ascii_case("POST") => Method::Post,
+        Some(m) if m.eq_ignore_ascii_case("GET") => Method::Get,
+        Some(m) => {
+            return Err(ApiError::bad_request(
+                21610,
+                format!("StatusCallbackMethod must be GET or POST: {m}"),
+            ));
+        }
+    };
+    let events = Events::parse(form.all("StatusCallbackEvent")).map_err(|bad| {
+        ApiError::bad_request(
+            21626,
+            format!("StatusCallbackEvent must be initiated, ringing, answered or completed: {bad}"),
+        )
+    })?;
+    Ok(CallbackSpec {
+        url: url.to_owned(),
+        method,
+        events,
+    })
 }
 
 /// `Idempotency-Key`, or Twilio's `I-Twilio-Idempotency-Token`.

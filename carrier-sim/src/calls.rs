@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::callback::CallbackSpec;
 use crate::plan::Plan;
+use crate::subscription::CallbackSpec;
 
 /// Twilio's call statuses, as `GET …/Calls/{sid}.json` and callbacks spell them: the same type
 /// the gateway forwards to the dial workers.

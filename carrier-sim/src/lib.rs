@@ -3,6 +3,10 @@
 //! callbacks, and appends every call to a JSON-lines record, the independent witness that tests
 //! read through [`record`]. `docs/carrier-sim.md` describes the API and behaviour.
 
+// Production code names what it expects instead of unwrapping: `expect` with the invariant that
+// makes the panic impossible, or an error. Tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod api;
 pub mod callback;
 pub mod calls;
@@ -10,6 +14,7 @@ pub mod config;
 pub mod plan;
 pub mod record;
 pub mod sim;
+pub mod subscription;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,11 +8,12 @@ use shared::domain::CallOutcome;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::callback::{Event, Notifier, Outbox};
+use crate::callback::{Notifier, Outbox};
 use crate::calls::{Call, CallState, CallStatus, HangUp, Registry};
 use crate::config::Config;
 use crate::plan::{Ending, Planner};
 use crate::record::{CallRecord, Recorder};
+use crate::subscription::Event;
 
 /// What every request handler and call task shares.
 pub struct Sim {

@@ -12,6 +12,10 @@
 //! - [`carrier`]: Twilio-compatible REST, or the in-process simulator;
 //! - [`webhooks`]: the outbox and its signed, retried delivery.
 
+// Production code names what it expects instead of unwrapping: `expect` with the invariant that
+// makes the panic impossible, or an error. Tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod acquire;
 pub mod attempt;
 pub mod call_event;

@@ -426,6 +426,73 @@ struct Resolved<'p> {
     do_not_call: u32,
 }
 
+impl<'p> Resolved<'p> {
+    /// Rejects the rows of `plan` on the do-not-call list (`listed`); returns the others.
+    fn screen_do_not_call(
+        &mut self,
+        plan: &'p Plan,
+        listed: &HashSet<String>,
+    ) -> Vec<&'p Accepted> {
+        let mut candidates: Vec<&'p Accepted> = Vec::with_capacity(plan.accepted.len());
+        for a in &plan.accepted {
+            if listed.contains(a.number.as_str()) {
+                self.do_not_call += 1;
+                self.rejected.push(Rejected {
+                    row_index: a.row_index,
+                    raw_number: Some(a.row.phone_number.clone()),
+                    rejection: Rejection::new(
+                        Reason::DoNotCall,
+                        format!(
+                            "{} is on the workspace's do-not-call list",
+                            a.number.as_str()
+                        ),
+                    ),
+                });
+            } else {
+                candidates.push(a);
+            }
+        }
+        candidates
+    }
+
+    /// Decides each of `candidates` against the contacts other chunks stored with the same
+    /// number (`existing`: number → their row and whether it is still queued): the earlier row
+    /// wins, and a later row still queued is displaced. Returns the rows to displace and, by
+    /// number, the row that displaces each.
+    fn against_existing(
+        &mut self,
+        candidates: Vec<&'p Accepted>,
+        existing: &HashMap<String, (i32, bool)>,
+    ) -> (Vec<i32>, HashMap<String, i32>) {
+        let mut to_displace: Vec<i32> = Vec::new();
+        let mut winner_of: HashMap<String, i32> = HashMap::new();
+        for a in candidates {
+            match existing.get(a.number.as_str()) {
+                None => self.accepted.push(a),
+                Some(&(their_row, queued)) if their_row > a.row_index && queued => {
+                    to_displace.push(their_row);
+                    winner_of.insert(a.number.as_str().to_owned(), a.row_index);
+                    self.accepted.push(a);
+                }
+                Some(&(their_row, queued)) => {
+                    let mut rejection = plan::duplicate_of(their_row);
+                    if !queued && their_row > a.row_index {
+                        rejection.detail.push_str(" (already released for dialing)");
+                    }
+                    self.rejected.push(Rejected {
+                        row_index: a.row_index,
+                        raw_number: Some(a.row.phone_number.clone()),
+                        rejection,
+                    });
+                }
+            }
+        }
+        (to_displace, winner_of)
+    }
+}
+
+/// This chunk's rows against the do-not-call list (`listed`) and the contacts other chunks of
+/// batch `batch_id` stored; displaces (deletes) the later queued duplicates it wins against.
 async fn resolve_across_chunks<'p>(
     txn: &Transaction<'_>,
     batch_id: Uuid,
@@ -439,25 +506,7 @@ async fn resolve_across_chunks<'p>(
         displaced: Vec::new(),
         do_not_call: 0,
     };
-    let mut candidates: Vec<&'p Accepted> = Vec::with_capacity(plan.accepted.len());
-    for a in &plan.accepted {
-        if listed.contains(a.number.as_str()) {
-            out.do_not_call += 1;
-            out.rejected.push(Rejected {
-                row_index: a.row_index,
-                raw_number: Some(a.row.phone_number.clone()),
-                rejection: Rejection::new(
-                    Reason::DoNotCall,
-                    format!(
-                        "{} is on the workspace's do-not-call list",
-                        a.number.as_str()
-                    ),
-                ),
-            });
-        } else {
-            candidates.push(a);
-        }
-    }
+    let candidates = out.screen_do_not_call(plan, listed);
     if candidates.is_empty() || lookup == Lookup::Optimistic {
         out.accepted.extend(candidates);
         return Ok(out);
@@ -481,29 +530,7 @@ async fn resolve_across_chunks<'p>(
             (number, (r.get("row_index"), r.get("queued")))
         })
         .collect();
-    let mut to_displace: Vec<i32> = Vec::new();
-    let mut winner_of: HashMap<String, i32> = HashMap::new();
-    for a in candidates {
-        match existing.get(a.number.as_str()) {
-            None => out.accepted.push(a),
-            Some(&(their_row, queued)) if their_row > a.row_index && queued => {
-                to_displace.push(their_row);
-                winner_of.insert(a.number.as_str().to_owned(), a.row_index);
-                out.accepted.push(a);
-            }
-            Some(&(their_row, queued)) => {
-                let mut rejection = plan::duplicate_of(their_row);
-                if !queued && their_row > a.row_index {
-                    rejection.detail.push_str(" (already released for dialing)");
-                }
-                out.rejected.push(Rejected {
-                    row_index: a.row_index,
-                    raw_number: Some(a.row.phone_number.clone()),
-                    rejection,
-                });
-            }
-        }
-    }
+    let (to_displace, winner_of) = out.against_existing(candidates, &existing);
     if !to_displace.is_empty() {
         // Only what this statement actually deletes is recorded: a contact another chunk
         // displaced (or released) meanwhile makes the COPY collide, and the retry sorts it out.

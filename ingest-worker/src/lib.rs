@@ -7,6 +7,10 @@
 //! - [`consume`]: message to disposition (ack, retry, dead-letter);
 //! - [`timeout`] and [`fail`]: failing batches whose chunks stopped arriving.
 
+// Production code names what it expects instead of unwrapping: `expect` with the invariant that
+// makes the panic impossible, or an error. Tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod chunk;
 pub mod config;
 pub mod consume;

@@ -1,3 +1,7 @@
+// Production code names what it expects instead of unwrapping: `expect` with the invariant that
+// makes the panic impossible, or an error. Tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 use std::process::ExitCode;
 
 use anyhow::Context;

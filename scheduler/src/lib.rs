@@ -6,6 +6,10 @@
 //! - [`plan`] splits a workspace's room among its jobs (pure);
 //! - [`lifecycle`] settles cancelled jobs and completes finished ones.
 
+// Production code names what it expects instead of unwrapping: `expect` with the invariant that
+// makes the panic impossible, or an error. Tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod compliance;
 pub mod config;
 pub mod lifecycle;

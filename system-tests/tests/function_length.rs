@@ -101,7 +101,7 @@ fn no_function_in_the_service_crates_is_over_100_lines() {
         lengths.visit_file(&ast);
         long.extend(lengths.found);
     }
-    long.sort_by(|a, b| b.lines.cmp(&a.lines));
+    long.sort_by_key(|l| std::cmp::Reverse(l.lines));
     let report: Vec<String> = long
         .iter()
         .map(|l| {

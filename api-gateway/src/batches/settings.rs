@@ -522,97 +522,16 @@ pub fn check_dialgen(
     let agent_id = agent_id(input.agent_id.as_deref(), "agentId", v);
     let user_id = required_text(input.user_id.as_deref(), "userId", v);
     let o = input.options.unwrap_or_default();
-    let priority = match o.priority {
-        None => DEFAULT_PRIORITY,
-        Some(p) if (1..=10).contains(&p) => p as i16,
-        Some(_) => {
-            v.add("options.priority", "must be between 1 and 10");
-            DEFAULT_PRIORITY
-        }
-    };
-    let scheduled_start_time =
-        o.scheduled_start_time
-            .as_deref()
-            .and_then(|s| match DateTime::parse_from_rfc3339(s) {
-                Ok(t) if t.with_timezone(&Utc) > now => Some(t.with_timezone(&Utc)),
-                Ok(_) => {
-                    v.add("options.scheduledStartTime", "must be in the future");
-                    None
-                }
-                Err(_) => {
-                    v.add(
-                        "options.scheduledStartTime",
-                        format!("{s:?} is not an RFC 3339 date-time such as 2025-11-16T09:00:00Z"),
-                    );
-                    None
-                }
-            });
-    let timezone = match o.timezone.as_deref() {
-        None => Timezone::UTC,
-        Some(tz) => tz.parse().unwrap_or_else(|e| {
-            v.add("options.timezone", e);
-            Timezone::UTC
-        }),
-    };
+    let priority = check_priority(o.priority, v);
+    let scheduled_start_time = check_start_time(o.scheduled_start_time.as_deref(), now, v);
+    let timezone = check_timezone(o.timezone.as_deref(), v);
     let max_calls_per_second = match o.max_calls_per_second {
         None => DEFAULT_CPS.min(ws.cps_ceiling),
         given => check_rate(given, "options.maxCallsPerSecond", ws, v).unwrap_or(DEFAULT_CPS),
     };
-    let retry_in = o.retry_strategy.unwrap_or_default();
-    let mut retry = RetryStrategy::default();
-    match retry_in.max_attempts {
-        None => {}
-        Some(n) if n >= 1 && n <= i64::from(ws.max_attempts_ceiling) => {
-            retry.max_attempts = n as u32
-        }
-        Some(_) => v.add(
-            "options.retryStrategy.maxAttempts",
-            format!("must be between 1 and {}", ws.max_attempts_ceiling),
-        ),
-    }
-    for (value, field, slot) in [
-        (
-            retry_in.no_answer_delay,
-            "options.retryStrategy.noAnswerDelay",
-            &mut retry.no_answer_delay,
-        ),
-        (
-            retry_in.busy_delay,
-            "options.retryStrategy.busyDelay",
-            &mut retry.busy_delay,
-        ),
-    ] {
-        match value {
-            None => {}
-            Some(ms) if (0..=30 * 24 * 3_600_000).contains(&ms) => *slot = ms as u64,
-            Some(_) => v.add(
-                field,
-                "must be between 0 and 2592000000 milliseconds (30 days)",
-            ),
-        }
-    }
-    match retry_in.voicemail_delay {
-        None => {}
-        Some(ms) if (0..=30 * 24 * 3_600_000).contains(&ms) => {
-            retry.voicemail_delay = Some(ms as u64)
-        }
-        Some(_) => v.add(
-            "options.retryStrategy.voicemailDelay",
-            "must be between 0 and 2592000000 milliseconds (30 days)",
-        ),
-    }
+    let retry = check_retry(o.retry_strategy.unwrap_or_default(), ws, v);
     let webhooks = check_webhooks(o.webhooks, "options.webhooks", v);
-    let tags: Vec<String> = o
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(Text::into_string)
-        .collect();
-    for (i, tag) in tags.iter().enumerate() {
-        if tag.is_empty() || tag.len() > 100 {
-            v.add(format!("options.tags[{i}]"), "must be 1 to 100 characters");
-        }
-    }
+    let tags = check_tags(o.tags.unwrap_or_default(), v);
     let max_concurrent_dials =
         check_concurrency(o.max_concurrent_dials, "options.maxConcurrentDials", ws, v)
             .unwrap_or(ws.max_concurrent_dials);
@@ -655,6 +574,107 @@ pub fn check_dialgen(
             v,
         ),
     }
+}
+
+/// `options.priority`: 1 to 10, [`DEFAULT_PRIORITY`] when absent.
+fn check_priority(value: Option<i64>, v: &mut Violations) -> i16 {
+    match value {
+        None => DEFAULT_PRIORITY,
+        Some(p) if (1..=10).contains(&p) => p as i16,
+        Some(_) => {
+            v.add("options.priority", "must be between 1 and 10");
+            DEFAULT_PRIORITY
+        }
+    }
+}
+
+/// `options.scheduledStartTime`: an RFC 3339 instant after `now`.
+fn check_start_time(
+    value: Option<&str>,
+    now: DateTime<Utc>,
+    v: &mut Violations,
+) -> Option<DateTime<Utc>> {
+    let s = value?;
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) if t.with_timezone(&Utc) > now => Some(t.with_timezone(&Utc)),
+        Ok(_) => {
+            v.add("options.scheduledStartTime", "must be in the future");
+            None
+        }
+        Err(_) => {
+            v.add(
+                "options.scheduledStartTime",
+                format!("{s:?} is not an RFC 3339 date-time such as 2025-11-16T09:00:00Z"),
+            );
+            None
+        }
+    }
+}
+
+/// `options.timezone`: an IANA name, UTC when absent.
+fn check_timezone(value: Option<&str>, v: &mut Violations) -> Timezone {
+    match value {
+        None => Timezone::UTC,
+        Some(tz) => tz.parse().unwrap_or_else(|e| {
+            v.add("options.timezone", e);
+            Timezone::UTC
+        }),
+    }
+}
+
+/// The longest retry delay a batch may ask for: 30 days, in milliseconds.
+const MAX_RETRY_DELAY_MS: i64 = 30 * 24 * 3_600_000;
+
+/// `options.retryStrategy`: the attempts up to the workspace's ceiling, each delay up to
+/// [`MAX_RETRY_DELAY_MS`]; what is absent keeps [`RetryStrategy::default`].
+fn check_retry(input: RetryIn, ws: &Workspace, v: &mut Violations) -> RetryStrategy {
+    let mut retry = RetryStrategy::default();
+    match input.max_attempts {
+        None => {}
+        Some(n) if n >= 1 && n <= i64::from(ws.max_attempts_ceiling) => {
+            retry.max_attempts = n as u32
+        }
+        Some(_) => v.add(
+            "options.retryStrategy.maxAttempts",
+            format!("must be between 1 and {}", ws.max_attempts_ceiling),
+        ),
+    }
+    if let Some(ms) = check_delay(input.no_answer_delay, "noAnswerDelay", v) {
+        retry.no_answer_delay = ms;
+    }
+    if let Some(ms) = check_delay(input.busy_delay, "busyDelay", v) {
+        retry.busy_delay = ms;
+    }
+    if let Some(ms) = check_delay(input.voicemail_delay, "voicemailDelay", v) {
+        retry.voicemail_delay = Some(ms);
+    }
+    retry
+}
+
+/// One delay of `options.retryStrategy` (`field`): `None` when absent or out of range.
+fn check_delay(value: Option<i64>, field: &str, v: &mut Violations) -> Option<u64> {
+    match value {
+        None => None,
+        Some(ms) if (0..=MAX_RETRY_DELAY_MS).contains(&ms) => Some(ms as u64),
+        Some(_) => {
+            v.add(
+                format!("options.retryStrategy.{field}"),
+                "must be between 0 and 2592000000 milliseconds (30 days)",
+            );
+            None
+        }
+    }
+}
+
+/// `options.tags`: each 1 to 100 characters.
+fn check_tags(tags: Vec<Text>, v: &mut Violations) -> Vec<String> {
+    let tags: Vec<String> = tags.into_iter().map(Text::into_string).collect();
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.is_empty() || tag.len() > 100 {
+            v.add(format!("options.tags[{i}]"), "must be 1 to 100 characters");
+        }
+    }
+    tags
 }
 
 #[cfg(test)]

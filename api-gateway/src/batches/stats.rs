@@ -246,64 +246,123 @@ pub async fn check_status(
         .unwrap_or_default();
     let contacts = counters::counts(&groups);
     let attempts = attempts(client, b.id).await?;
-    let elapsed = b.started_at.map(|s| {
-        (now.min(b.completed_at.unwrap_or(now)) - s)
-            .num_milliseconds()
-            .max(0) as f64
-            / 1000.0
-    });
-    let cps = match elapsed {
-        Some(secs) if secs > 0.0 => attempts as f64 / secs,
-        _ => 0.0,
-    };
-    let pending = contacts.total - contacts.processed();
-    // Contacts a compliance rule deferred (docs/compliance.md) wait at least until their next
-    // allowed minute, whatever the rate: the ETA is never earlier than the last of those. The
-    // counts by reason come from the batch counters; the latest allowed minute is one step of
-    // a backward index range, read only when some contact waits for one.
-    let held = |reason: &str| -> i64 {
-        groups
-            .iter()
-            .filter(|g| g.state == ContactState::Queued && g.hold_reason.as_deref() == Some(reason))
-            .map(|g| g.n)
-            .sum()
-    };
-    let (by_hours, unknown_zone, by_cap) = (
-        held("recipient_hours"),
-        held("unknown_timezone"),
-        held("frequency_cap"),
-    );
-    let held_until = if by_hours + by_cap > 0 {
+    let deferred = Deferred::of(&groups);
+    // The latest allowed minute is one step of a backward index range, read only when some
+    // contact waits for one.
+    let held_until = if deferred.recipient_hours + deferred.frequency_cap > 0 {
         held_until(client, b.id).await?
     } else {
         None
     };
-    let wait_secs = held_until.map_or(0.0, |t| (t - now).num_seconds().max(0) as f64);
-    // The calls left, at the rate so far, are spent only while the job's window is open (the
-    // walk the monitor's ETA takes): a window that closes tonight pushes the end to tomorrow.
-    // `None` when the window never opens again.
-    let by_rate = if cps > 0.0 {
-        super::eta::eta(&b.window(), now, pending as f64 / cps)
-            .map(|end| (end - now).num_milliseconds().max(0) as f64 / 1000.0)
-    } else {
-        Some(0.0)
-    };
-    let eta = (pending > 0 && (cps > 0.0 || wait_secs > 0.0))
-        .then(|| by_rate.map(|by_rate| by_rate.max(wait_secs).round()))
-        .flatten();
-    let limit = recent.unwrap_or(10);
+    let performance = Performance::of(b, &contacts, attempts, deferred, held_until, now);
+    let recent_calls = recent_calls(client, b.id, recent.unwrap_or(10)).await?;
+    let rejected = rejected_by_reason(client, b.id).await?;
+    Ok(CheckStatus {
+        batch_id: b.id,
+        status: b.dialgen_status(now),
+        priority: b.priority,
+        statistics: statistics(b, &contacts),
+        performance,
+        timestamps: timestamps(b),
+        recent_calls,
+        webhooks: b.webhooks.clone(),
+        agent_id: b.agent_id,
+        user_id: b.user_id.clone(),
+        rows: RowCounts::of(b),
+        rejected,
+        error: b.error.as_ref().map(|m| BatchError {
+            code: b.error_code.clone(),
+            message: m.clone(),
+        }),
+        retry_of: b.retry_of,
+    })
+}
+
+impl Deferred {
+    /// The queued contacts of a batch's counter `groups`, by the rule that holds them.
+    fn of(groups: &[counters::Group]) -> Self {
+        let held = |reason: &str| -> i64 {
+            groups
+                .iter()
+                .filter(|g| {
+                    g.state == ContactState::Queued && g.hold_reason.as_deref() == Some(reason)
+                })
+                .map(|g| g.n)
+                .sum()
+        };
+        Self {
+            recipient_hours: held("recipient_hours"),
+            unknown_timezone: held("unknown_timezone"),
+            frequency_cap: held("frequency_cap"),
+        }
+    }
+}
+
+impl Performance {
+    /// Batch `b`'s rate so far and what is left of it at `now`: `attempts` calls made,
+    /// `contacts` counted, `deferred` of them held until `held_until` at the latest.
+    fn of(
+        b: &Batch,
+        contacts: &ContactCounts,
+        attempts: i64,
+        deferred: Deferred,
+        held_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let elapsed = b.started_at.map(|s| {
+            (now.min(b.completed_at.unwrap_or(now)) - s)
+                .num_milliseconds()
+                .max(0) as f64
+                / 1000.0
+        });
+        let cps = match elapsed {
+            Some(secs) if secs > 0.0 => attempts as f64 / secs,
+            _ => 0.0,
+        };
+        let pending = contacts.total - contacts.processed();
+        // Contacts a compliance rule deferred (docs/compliance.md) wait at least until their
+        // next allowed minute, whatever the rate: the ETA is never earlier than the last of
+        // those.
+        let wait_secs = held_until.map_or(0.0, |t| (t - now).num_seconds().max(0) as f64);
+        // The calls left, at the rate so far, are spent only while the job's window is open
+        // (the walk the monitor's ETA takes): a window that closes tonight pushes the end to
+        // tomorrow. `None` when the window never opens again.
+        let by_rate = if cps > 0.0 {
+            super::eta::eta(&b.window(), now, pending as f64 / cps)
+                .map(|end| (end - now).num_milliseconds().max(0) as f64 / 1000.0)
+        } else {
+            Some(0.0)
+        };
+        let eta = (pending > 0 && (cps > 0.0 || wait_secs > 0.0))
+            .then(|| by_rate.map(|by_rate| by_rate.max(wait_secs).round()))
+            .flatten();
+        Self {
+            calls_per_second: round2(cps),
+            estimated_time_remaining: eta,
+            elapsed_time: elapsed.map(|e| e.round()),
+            deferred,
+        }
+    }
+}
+
+/// The `limit` latest calls of batch `batch_id` (all of them when `limit` is negative).
+async fn recent_calls(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+    limit: i64,
+) -> Result<Vec<RecentCall>, ApiError> {
     let recent_rows = client
         .query(
             "SELECT a.id, a.carrier_call_sid, a.outcome, a.answered_at, a.ended_at, a.created_at, a.to_number,
                     c.name AS contact_name
              FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id
              WHERE a.batch_id = $1 ORDER BY a.created_at DESC, a.id DESC LIMIT $2",
-            &[&b.id, &(if limit < 0 { i64::MAX } else { limit })],
+            &[&batch_id, &(if limit < 0 { i64::MAX } else { limit })],
         )
         .await?;
     // Each entry is one call: its own outcome's status (a busy call is MISSED even while its
     // contact waits for a retry), the shared duration and time rule.
-    let recent_calls = recent_rows
+    recent_rows
         .iter()
         .map(|r| {
             let outcome = outcome_column(r.get("outcome"))?;
@@ -318,37 +377,17 @@ pub async fn check_status(
                 contact_name: r.get("contact_name"),
             })
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+        .collect()
+}
+
+/// Batch `batch_id`'s rejected rows counted by reason.
+async fn rejected_by_reason(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
     let mut rejected = serde_json::Map::new();
-    for r in client.query("SELECT reason, count(*) AS n FROM rejected_rows WHERE batch_id = $1 GROUP BY reason ORDER BY reason", &[&b.id]).await? {
+    for r in client.query("SELECT reason, count(*) AS n FROM rejected_rows WHERE batch_id = $1 GROUP BY reason ORDER BY reason", &[&batch_id]).await? {
         rejected.insert(r.get::<_, String>("reason"), Value::from(r.get::<_, i64>("n")));
     }
-    Ok(CheckStatus {
-        batch_id: b.id,
-        status: b.dialgen_status(now),
-        priority: b.priority,
-        statistics: statistics(b, &contacts),
-        performance: Performance {
-            calls_per_second: round2(cps),
-            estimated_time_remaining: eta,
-            elapsed_time: elapsed.map(|e| e.round()),
-            deferred: Deferred {
-                recipient_hours: by_hours,
-                unknown_timezone: unknown_zone,
-                frequency_cap: by_cap,
-            },
-        },
-        timestamps: timestamps(b),
-        recent_calls,
-        webhooks: b.webhooks.clone(),
-        agent_id: b.agent_id,
-        user_id: b.user_id.clone(),
-        rows: RowCounts::of(b),
-        rejected,
-        error: b.error.as_ref().map(|m| BatchError {
-            code: b.error_code.clone(),
-            message: m.clone(),
-        }),
-        retry_of: b.retry_of,
-    })
+    Ok(rejected)
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -66,6 +66,12 @@ impl Hub {
         }
     }
 
+    /// The feeds' map, locked. A panic while it was held cannot have left it half-written (each
+    /// critical section is one map read or write), so a poisoned lock is taken as it is.
+    fn feeds(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Feed>>> {
+        self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The live snapshots of batch `id`; the current one is ready at once. 404 if no such batch.
     ///
     /// Pages opened on a cold batch at once share one first read: the first request reads and
@@ -76,15 +82,9 @@ impl Hub {
         id: Uuid,
     ) -> Result<watch::Receiver<Arc<View>>, ApiError> {
         loop {
-            let cell = self
-                .feeds
-                .lock()
-                .expect("not poisoned")
-                .entry(id)
-                .or_default()
-                .clone();
+            let cell = self.feeds().entry(id).or_default().clone();
             let started = cell.get_or_try_init(|| self.start(id)).await;
-            let mut feeds = self.feeds.lock().expect("not poisoned");
+            let mut feeds = self.feeds();
             let current = feeds.get(&id).is_some_and(|c| Arc::ptr_eq(c, &cell));
             match started {
                 // Subscribe under the map's lock, where a refresher that stops forgets its
@@ -148,7 +148,7 @@ impl Hub {
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => {
-                    self.feeds.lock().expect("not poisoned").remove(&id);
+                    self.feeds().remove(&id);
                     break;
                 }
                 _ = tick.tick() => {}
@@ -158,7 +158,7 @@ impl Hub {
                 if since_when.elapsed() >= IDLE_GRACE {
                     // Forget the feed under the map's lock, where subscribers take receivers:
                     // none can have subscribed after this check.
-                    let mut feeds = self.feeds.lock().expect("not poisoned");
+                    let mut feeds = self.feeds();
                     if tx.receiver_count() == 0 {
                         feeds.remove(&id);
                         break;
@@ -194,7 +194,7 @@ impl Hub {
                 }
                 Ok(None) => {
                     // The batch was deleted: its pages keep the last snapshot.
-                    self.feeds.lock().expect("not poisoned").remove(&id);
+                    self.feeds().remove(&id);
                     break;
                 }
                 Err(e) => tracing::warn!(batch_id = %id, error = %e, "monitor refresh failed"),
@@ -210,6 +210,6 @@ impl Hub {
 
     /// How many batches are watched now.
     pub fn watched(&self) -> usize {
-        self.feeds.lock().expect("not poisoned").len()
+        self.feeds().len()
     }
 }

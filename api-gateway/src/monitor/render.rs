@@ -414,54 +414,23 @@ es.onerror=function(){live.textContent='reconnecting…';};
 pub fn page(view: &View) -> String {
     let s = &view.snapshot;
     let b = &s.batch;
-    let f = &view.fragments;
-    let t = |id: &str| esc(f.t.get(id).map(String::as_str).unwrap_or(""));
-    let h = |id: &str| f.h.get(id).cloned().unwrap_or_default();
-    let w = |id: &str| f.w.get(id).copied().unwrap_or(0.0);
-    let counter = |label: &str, id: &str| {
-        format!(
-            r#"<tr><td>{label}</td><td class="n" id="{id}">{}</td></tr>"#,
-            t(id)
-        )
-    };
+    let live = Live(&view.fragments);
     let legend: String = SERIES
         .iter()
         .zip(COLORS)
         .map(|(name, c)| format!(r#"<span><i style="background:{c}"></i>{name}</span>"#))
         .collect();
-    let ws_cps = s
-        .workspace_max_calls_per_second
-        .map_or_else(|| "none".to_owned(), |n| n.to_string());
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="referrer" content="no-referrer"><title>{name} · dialfleet monitor</title><style>{STYLE}</style></head>
 <body>
-<header><h1>{name}<span class="pill" id="status">{status}</span></h1>
-<div class="meta">batch <code>{id}</code> · {surface} · agent {agent} · created {created} · started <span id="started">{started}</span> · completed <span id="completed-at">{completed_at}</span></div></header>
+{header}
 <main>
-<section class="card wide"><h2>Progress</h2>
-<div class="bar" aria-label="progress"><span class="done" id="progress-done" style="width:{pd}%"></span><span class="fail" id="progress-failed" style="width:{pf}%"></span><span class="canc" id="progress-cancelled" style="width:{pc}%"></span></div>
-<p id="progress-text">{progress_text}</p>
-<div class="kv"><div><span>contacts</span><b id="n-total">{total}</b></div><div><span>succeeded (a person answered)</span><b id="n-succeeded">{succeeded}</b></div><div><span>voicemail (a machine answered)</span><b id="n-voicemail-all">{voicemail_all}</b></div><div><span>failed</span><b id="n-failed-all">{failed_all}</b></div><div><span>cancelled</span><b id="n-cancelled-all">{cancelled_all}</b></div><div><span>not final yet</span><b id="n-pending">{pending}</b></div></div>
-</section>
-<section class="card"><h2>Contacts by state and outcome</h2><table>
-{queued}{retry}{deferred}{in_progress}{completed}{voicemail}{busy}{no_answer}{failed}{suppressed}{cancelled}{rejected}
-</table></section>
-<section class="card"><h2>Capacity</h2><div class="kv">
-<div><span>calls in flight (this batch)</span><b><span id="in-flight">{in_flight}</span> / {max_dials} maxConcurrentDials</b></div>
-<div class="bar"><span class="use" id="bar-in-flight" style="width:{bif}%"></span></div>
-<div><span>calls in flight (workspace)</span><b><span id="ws-in-flight">{ws_in_flight}</span> / {ws_max} workspace limit</b></div>
-<div class="bar"><span class="use" id="bar-ws-in-flight" style="width:{bwif}%"></span></div>
-<div><span>calls per second (last 10 s)</span><b><span id="cps">{cps}</span> / {max_cps} maxCallsPerSecond</b></div>
-<div class="bar"><span class="use" id="bar-cps" style="width:{bcps}%"></span></div>
-<div><span>workspace calls-per-second limit</span><b>{ws_cps}</b></div>
-</div></section>
-<section class="card"><h2>Schedule and ETA</h2><div class="kv">
-<div><span>timezone</span><b>{tz}</b></div>
-<div><span>window</span><b id="window">{window}</b></div>
-<div><span>ETA</span><b id="eta">{eta}</b></div>
-</div></section>
+{progress}
+{contacts}
+{capacity}
+{schedule}
 <section class="card wide"><h2>Calls per minute by outcome</h2><div id="chart">{chart}</div><div class="legend">{legend}</div></section>
 <section class="card wide"><h2>20 most recent calls</h2><table><thead><tr><th>started (UTC)</th><th>contact</th><th>number</th><th>attempt</th><th>outcome</th><th>duration</th></tr></thead><tbody id="recent">{recent}</tbody></table></section>
 </main>
@@ -469,53 +438,146 @@ pub fn page(view: &View) -> String {
 <script>{SCRIPT}</script>
 </body></html>"#,
         name = esc(&b.name),
-        status = t("status"),
+        header = header(s, &live),
+        progress = progress(&live),
+        contacts = contacts(&live),
+        capacity = capacity(s, &live),
+        schedule = schedule(s, &live),
+        chart = live.h("chart"),
+        recent = live.h("recent"),
+        updated = live.t("updated"),
+    )
+}
+
+/// A page's live parts by element id, as the first paint shows them (empty when absent).
+struct Live<'a>(&'a Fragments);
+
+impl Live<'_> {
+    /// A text part, escaped.
+    fn t(&self, id: &str) -> String {
+        esc(self.0.t.get(id).map(String::as_str).unwrap_or(""))
+    }
+
+    /// An HTML part.
+    fn h(&self, id: &str) -> String {
+        self.0.h.get(id).cloned().unwrap_or_default()
+    }
+
+    /// A bar's width.
+    fn w(&self, id: &str) -> f64 {
+        self.0.w.get(id).copied().unwrap_or(0.0)
+    }
+
+    /// One row of the contacts table: `label` and the live count `id`.
+    fn counter(&self, label: &str, id: &str) -> String {
+        format!(
+            r#"<tr><td>{label}</td><td class="n" id="{id}">{}</td></tr>"#,
+            self.t(id)
+        )
+    }
+}
+
+/// The page's header: the batch's name, status, ids and times.
+fn header(s: &Snapshot, live: &Live) -> String {
+    let b = &s.batch;
+    format!(
+        r#"<header><h1>{name}<span class="pill" id="status">{status}</span></h1>
+<div class="meta">batch <code>{id}</code> · {surface} · agent {agent} · created {created} · started <span id="started">{started}</span> · completed <span id="completed-at">{completed_at}</span></div></header>"#,
+        name = esc(&b.name),
+        status = live.t("status"),
         id = b.id,
         surface = b.surface.as_str(),
         agent = esc(s.agent_name.as_deref().unwrap_or("—")),
         created = time(b.created_at),
-        started = t("started"),
-        completed_at = t("completed-at"),
-        pd = w("progress-done"),
-        pf = w("progress-failed"),
-        pc = w("progress-cancelled"),
-        progress_text = t("progress-text"),
-        total = t("n-total"),
-        succeeded = t("n-succeeded"),
-        voicemail_all = t("n-voicemail-all"),
-        failed_all = t("n-failed-all"),
-        cancelled_all = t("n-cancelled-all"),
-        pending = t("n-pending"),
-        queued = counter("queued", "n-queued"),
-        retry = counter("&nbsp;&nbsp;of which waiting for a retry", "n-retry"),
-        deferred = counter(
+        started = live.t("started"),
+        completed_at = live.t("completed-at"),
+    )
+}
+
+/// The progress card: the bar and the final counts.
+fn progress(live: &Live) -> String {
+    format!(
+        r#"<section class="card wide"><h2>Progress</h2>
+<div class="bar" aria-label="progress"><span class="done" id="progress-done" style="width:{pd}%"></span><span class="fail" id="progress-failed" style="width:{pf}%"></span><span class="canc" id="progress-cancelled" style="width:{pc}%"></span></div>
+<p id="progress-text">{progress_text}</p>
+<div class="kv"><div><span>contacts</span><b id="n-total">{total}</b></div><div><span>succeeded (a person answered)</span><b id="n-succeeded">{succeeded}</b></div><div><span>voicemail (a machine answered)</span><b id="n-voicemail-all">{voicemail_all}</b></div><div><span>failed</span><b id="n-failed-all">{failed_all}</b></div><div><span>cancelled</span><b id="n-cancelled-all">{cancelled_all}</b></div><div><span>not final yet</span><b id="n-pending">{pending}</b></div></div>
+</section>"#,
+        pd = live.w("progress-done"),
+        pf = live.w("progress-failed"),
+        pc = live.w("progress-cancelled"),
+        progress_text = live.t("progress-text"),
+        total = live.t("n-total"),
+        succeeded = live.t("n-succeeded"),
+        voicemail_all = live.t("n-voicemail-all"),
+        failed_all = live.t("n-failed-all"),
+        cancelled_all = live.t("n-cancelled-all"),
+        pending = live.t("n-pending"),
+    )
+}
+
+/// The contacts card: one row per state and outcome.
+fn contacts(live: &Live) -> String {
+    format!(
+        r#"<section class="card"><h2>Contacts by state and outcome</h2><table>
+{queued}{retry}{deferred}{in_progress}{completed}{voicemail}{busy}{no_answer}{failed}{suppressed}{cancelled}{rejected}
+</table></section>"#,
+        queued = live.counter("queued", "n-queued"),
+        retry = live.counter("&nbsp;&nbsp;of which waiting for a retry", "n-retry"),
+        deferred = live.counter(
             "&nbsp;&nbsp;of which deferred by a compliance rule",
             "n-deferred"
         ),
-        in_progress = counter("in progress", "n-in-progress"),
-        completed = counter("completed", "n-completed"),
-        voicemail = counter("voicemail", "n-voicemail"),
-        busy = counter("busy", "n-busy"),
-        no_answer = counter("no-answer", "n-no-answer"),
-        failed = counter("failed", "n-failed"),
-        suppressed = counter("suppressed", "n-suppressed"),
-        cancelled = counter("cancelled", "n-cancelled"),
-        rejected = counter("rejected at ingest", "n-rejected"),
-        in_flight = t("in-flight"),
+        in_progress = live.counter("in progress", "n-in-progress"),
+        completed = live.counter("completed", "n-completed"),
+        voicemail = live.counter("voicemail", "n-voicemail"),
+        busy = live.counter("busy", "n-busy"),
+        no_answer = live.counter("no-answer", "n-no-answer"),
+        failed = live.counter("failed", "n-failed"),
+        suppressed = live.counter("suppressed", "n-suppressed"),
+        cancelled = live.counter("cancelled", "n-cancelled"),
+        rejected = live.counter("rejected at ingest", "n-rejected"),
+    )
+}
+
+/// The capacity card: calls in flight and per second against their limits.
+fn capacity(s: &Snapshot, live: &Live) -> String {
+    let b = &s.batch;
+    let ws_cps = s
+        .workspace_max_calls_per_second
+        .map_or_else(|| "none".to_owned(), |n| n.to_string());
+    format!(
+        r#"<section class="card"><h2>Capacity</h2><div class="kv">
+<div><span>calls in flight (this batch)</span><b><span id="in-flight">{in_flight}</span> / {max_dials} maxConcurrentDials</b></div>
+<div class="bar"><span class="use" id="bar-in-flight" style="width:{bif}%"></span></div>
+<div><span>calls in flight (workspace)</span><b><span id="ws-in-flight">{ws_in_flight}</span> / {ws_max} workspace limit</b></div>
+<div class="bar"><span class="use" id="bar-ws-in-flight" style="width:{bwif}%"></span></div>
+<div><span>calls per second (last 10 s)</span><b><span id="cps">{cps}</span> / {max_cps} maxCallsPerSecond</b></div>
+<div class="bar"><span class="use" id="bar-cps" style="width:{bcps}%"></span></div>
+<div><span>workspace calls-per-second limit</span><b>{ws_cps}</b></div>
+</div></section>"#,
+        in_flight = live.t("in-flight"),
         max_dials = b.max_concurrent_dials,
-        bif = w("bar-in-flight"),
-        ws_in_flight = t("ws-in-flight"),
+        bif = live.w("bar-in-flight"),
+        ws_in_flight = live.t("ws-in-flight"),
         ws_max = s.workspace_max_concurrent_dials,
-        bwif = w("bar-ws-in-flight"),
-        cps = t("cps"),
+        bwif = live.w("bar-ws-in-flight"),
+        cps = live.t("cps"),
         max_cps = b.max_calls_per_second,
-        bcps = w("bar-cps"),
-        tz = esc(&b.timezone),
-        window = t("window"),
-        eta = t("eta"),
-        chart = h("chart"),
-        recent = h("recent"),
-        updated = t("updated"),
+        bcps = live.w("bar-cps"),
+    )
+}
+
+/// The schedule card: the timezone, the window and the ETA.
+fn schedule(s: &Snapshot, live: &Live) -> String {
+    format!(
+        r#"<section class="card"><h2>Schedule and ETA</h2><div class="kv">
+<div><span>timezone</span><b>{tz}</b></div>
+<div><span>window</span><b id="window">{window}</b></div>
+<div><span>ETA</span><b id="eta">{eta}</b></div>
+</div></section>"#,
+        tz = esc(&s.batch.timezone),
+        window = live.t("window"),
+        eta = live.t("eta"),
     )
 }
 

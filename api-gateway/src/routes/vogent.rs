@@ -179,72 +179,15 @@ pub(crate) async fn update(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<VogentUpdate>,
+    JsonBody(mut body): JsonBody<VogentUpdate>,
 ) -> Result<Json<Job>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     let mut v = Violations::default();
-    if body.rows.is_some() {
-        v.add(
-            "rows",
-            format!(
-                "rows cannot be changed with PUT; add rows with POST /api/batch_dial_jobs/{id}/rows"
-            ),
-        );
-    }
-    let mut change = Map::new();
-    if body.webhooks.is_some() {
-        let hooks = settings::check_webhooks(body.webhooks, "webhooks", &mut v);
-        change.insert("webhooks".into(), hooks);
-    }
-    if let Some(name) = body.name.as_deref() {
-        if name.trim().is_empty() || name.trim().chars().count() > crate::validate::MAX_NAME_CHARS {
-            v.add("name", "must be 1 to 500 characters");
-        }
-        change.insert("name".into(), json!(name.trim()));
-    }
-    if let Some(n) =
-        settings::check_concurrency(body.max_concurrent_dials, "maxConcurrentDials", &ws, &mut v)
-    {
-        change.insert("maxConcurrentDials".into(), json!(n));
-    }
-    if let Some(n) =
-        settings::check_rate(body.max_calls_per_second, "maxCallsPerSecond", &ws, &mut v)
-    {
-        change.insert("maxCallsPerSecond".into(), json!(n));
-    }
-    if let Some(schedule) = body
-        .schedule
-        .as_ref()
-        .and_then(|s| settings::check_schedule(s, "schedule", &mut v))
-    {
-        change.insert("schedule".into(), json!(schedule));
-    }
-    if let Some(md) = &body.machine_detection {
-        // `null` turns detection off; a value must be one of Twilio's.
-        let parsed = md
-            .as_deref()
-            .and_then(|m| settings::check_machine_detection(Some(m), "machineDetection", &mut v));
-        if md.is_none() || parsed.is_some() {
-            change.insert("machineDetection".into(), json!(parsed));
-        }
-    }
+    let from_phone_number_ids = body.from_phone_number_ids.take();
+    let mut change = settings_change(body, id, &ws, &mut v);
     let mut client = state.db.get().await?;
-    if let Some(ids) = body.from_phone_number_ids.as_deref() {
-        let parsed = settings::check_ids(ids, "fromPhoneNumberIds", &mut v);
-        let owned: Vec<Uuid> = client
-            .query("SELECT id FROM phone_numbers WHERE workspace_id = $1 AND deleted_at IS NULL AND id = ANY($2)", &[&ws.id, &parsed])
-            .await?
-            .iter()
-            .map(|r| r.get("id"))
-            .collect();
-        for (i, pid) in parsed.iter().enumerate() {
-            if !owned.contains(pid) {
-                v.add(
-                    format!("fromPhoneNumberIds[{i}]"),
-                    format!("no phone number with id {pid} in this workspace"),
-                );
-            }
-        }
+    if let Some(ids) = from_phone_number_ids.as_deref() {
+        let parsed = owned_phone_numbers(&client, &ws, ids, &mut v).await?;
         change.insert("fromPhoneNumberIds".into(), json!(parsed));
     }
     v.into_result(())?;
@@ -275,6 +218,85 @@ pub(crate) async fn update(
     let batch = Batch::load(&txn, ws.id, id).await?;
     txn.commit().await?;
     Ok(Json(batch.to_job()))
+}
+
+/// The settings a `PUT` of job `id` changes, checked, as `PUT` spells them; the phone numbers
+/// apart (their check reads the database).
+fn settings_change(
+    body: VogentUpdate,
+    id: Uuid,
+    ws: &Workspace,
+    v: &mut Violations,
+) -> Map<String, Value> {
+    if body.rows.is_some() {
+        v.add(
+            "rows",
+            format!(
+                "rows cannot be changed with PUT; add rows with POST /api/batch_dial_jobs/{id}/rows"
+            ),
+        );
+    }
+    let mut change = Map::new();
+    if body.webhooks.is_some() {
+        let hooks = settings::check_webhooks(body.webhooks, "webhooks", v);
+        change.insert("webhooks".into(), hooks);
+    }
+    if let Some(name) = body.name.as_deref() {
+        if name.trim().is_empty() || name.trim().chars().count() > crate::validate::MAX_NAME_CHARS {
+            v.add("name", "must be 1 to 500 characters");
+        }
+        change.insert("name".into(), json!(name.trim()));
+    }
+    if let Some(n) =
+        settings::check_concurrency(body.max_concurrent_dials, "maxConcurrentDials", ws, v)
+    {
+        change.insert("maxConcurrentDials".into(), json!(n));
+    }
+    if let Some(n) = settings::check_rate(body.max_calls_per_second, "maxCallsPerSecond", ws, v) {
+        change.insert("maxCallsPerSecond".into(), json!(n));
+    }
+    if let Some(schedule) = body
+        .schedule
+        .as_ref()
+        .and_then(|s| settings::check_schedule(s, "schedule", v))
+    {
+        change.insert("schedule".into(), json!(schedule));
+    }
+    if let Some(md) = &body.machine_detection {
+        // `null` turns detection off; a value must be one of Twilio's.
+        let parsed = md
+            .as_deref()
+            .and_then(|m| settings::check_machine_detection(Some(m), "machineDetection", v));
+        if md.is_none() || parsed.is_some() {
+            change.insert("machineDetection".into(), json!(parsed));
+        }
+    }
+    change
+}
+
+/// `fromPhoneNumberIds` parsed, each one checked to be a number of the workspace.
+async fn owned_phone_numbers(
+    client: &impl GenericClient,
+    ws: &Workspace,
+    ids: &[String],
+    v: &mut Violations,
+) -> Result<Vec<Uuid>, ApiError> {
+    let parsed = settings::check_ids(ids, "fromPhoneNumberIds", v);
+    let owned: Vec<Uuid> = client
+        .query("SELECT id FROM phone_numbers WHERE workspace_id = $1 AND deleted_at IS NULL AND id = ANY($2)", &[&ws.id, &parsed])
+        .await?
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+    for (i, pid) in parsed.iter().enumerate() {
+        if !owned.contains(pid) {
+            v.add(
+                format!("fromPhoneNumberIds[{i}]"),
+                format!("no phone number with id {pid} in this workspace"),
+            );
+        }
+    }
+    Ok(parsed)
 }
 
 async fn lock(client: &impl GenericClient, workspace: Uuid, id: Uuid) -> Result<Batch, ApiError> {

@@ -2,7 +2,7 @@
 //! carrier-sim's `calls.jsonl`, or the one `dial-bench utilization --record` writes in the same
 //! shape), as a PNG. `scripts/bench.sh` draws `docs/bench-utilization.png` with it.
 //!
-//! `cargo run --release -p dial-worker --features chart --bin bench-chart -- \
+//! `cargo run --release -p dialfleet-benches --features chart --bin bench-chart -- \
 //!     --record calls.jsonl --limit 200 --out docs/bench-utilization.png`
 //!
 //! Built only with the `chart` feature, so the main build never compiles the plotting crate.

@@ -7,7 +7,7 @@
 //! - `ingest-bench direct`: no gateway. Creates a scratch database and queue prefix, starts
 //!   `ingest-worker` processes on them, publishes the chunks itself and times the workers.
 //!
-//! Build both binaries first: `cargo build --release -p ingest-worker`.
+//! Build both binaries first: `cargo build --release -p ingest-worker -p dialfleet-benches`.
 //!
 //! `--dnc 1000000` (mode B) first puts that many numbers on the workspace's do-not-call list
 //! (`--dnc-in-batch N` of them the batch's own): the cost of the DNC check at ingest.

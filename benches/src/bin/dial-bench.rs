@@ -8,7 +8,7 @@
 //!   (Σ durations ÷ 200) divided by the actual time, and the p99 time from a call ending to the
 //!   next call starting in its place.
 //!
-//! `cargo run --release -p dial-worker --bin dial-bench -- all`
+//! `cargo run --release -p dialfleet-benches --bin dial-bench -- all`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
