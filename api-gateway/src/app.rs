@@ -57,11 +57,7 @@ pub async fn spawn(
         std::time::Duration::from_secs(1),
         shutdown.clone(),
     ));
-    if config.monitor_token_secret == crate::config::DEV_MONITOR_TOKEN_SECRET {
-        tracing::warn!(
-            "MONITOR_TOKEN_SECRET is not set: monitor links are signed with the development default, which anyone can forge"
-        );
-    }
+    let config = crate::monitor::secret::resolve(&db, config).await?;
     let monitor = Arc::new(crate::monitor::hub::Hub::new(
         db.clone(),
         config.monitor_refresh,

@@ -119,8 +119,33 @@ pub enum WebhookSecretCommand {
     Show { id: Uuid },
 }
 
+/// Writes one line to stdout. Unlike `println!`, a reader that went away (`… | head -1`) is an
+/// error the command returns, not a panic; [`quiet_on_broken_pipe`] then ends it quietly.
+pub fn out(line: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(line)?;
+    stdout.write_all(b"\n")
+}
+
+/// A command whose output's reader went away has done what it could: success, nothing said
+/// (as `cat` and `ls` behave under `| head`).
+pub fn quiet_on_broken_pipe(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out(format_args!("{}", serde_json::to_string_pretty(value)?))?;
     Ok(())
 }
 
@@ -170,18 +195,18 @@ pub async fn workspace_list(db: &Pool, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         return print_json(&all);
     }
-    println!(
+    out(format_args!(
         "{:<36}  {:>5}  {:>4}  {:<24}  NAME",
         "ID", "DIALS", "CPS", "CREATED"
-    );
+    ))?;
     for s in &all {
         let cps = s
             .max_calls_per_second
             .map_or_else(|| "-".to_owned(), |n| n.to_string());
-        println!(
+        out(format_args!(
             "{:<36}  {:>5}  {:>4}  {:<24}  {}",
             s.id, s.max_concurrent_dials, cps, s.created_at, s.name
-        );
+        ))?;
     }
     Ok(())
 }
@@ -195,7 +220,7 @@ pub async fn workspace_show(db: &Pool, id: Uuid, as_json: bool) -> anyhow::Resul
     if as_json {
         return print_json(&s);
     }
-    println!("{}", settings_text(&s));
+    out(format_args!("{}", settings_text(&s)))?;
     Ok(())
 }
 
@@ -256,7 +281,7 @@ pub async fn workspace_update(
     if as_json {
         return print_json(&s);
     }
-    println!("{}", settings_text(&s));
+    out(format_args!("{}", settings_text(&s)))?;
     Ok(())
 }
 
@@ -267,9 +292,11 @@ pub async fn webhook_secret_show(db: &Pool, id: Uuid, as_json: bool) -> anyhow::
     if as_json {
         return print_json(&s);
     }
-    println!("{}", s.secret);
+    out(format_args!("{}", s.secret))?;
     if let (Some(previous), Some(until)) = (&s.previous_secret, &s.previous_valid_until) {
-        println!("{previous} (replaced; still signs until {until})");
+        out(format_args!(
+            "{previous} (replaced; still signs until {until})"
+        ))?;
     }
     Ok(())
 }
@@ -380,12 +407,12 @@ async fn batch_list(
     if as_json {
         return print_json(&all);
     }
-    println!(
+    out(format_args!(
         "{:<36}  {:<9}  {:>15}  {:<36}  NAME",
         "ID", "STATE", "FINAL/TOTAL", "WORKSPACE"
-    );
+    ))?;
     for s in &all {
-        println!("{}", summary_line(s));
+        out(format_args!("{}", summary_line(s)))?;
     }
     Ok(())
 }
@@ -410,7 +437,7 @@ async fn batch_show(db: &Pool, config: &Config, id: Uuid, as_json: bool) -> anyh
         return print_json(&v);
     }
     let st = &s.statistics;
-    println!(
+    out(format_args!(
         "batch {id}\n  name: {}\n  workspace: {}\n  surface: {}\n  state: {} (Vogent {}, Dialgen {})\n  created: {}\n  started: {}\n  completed: {}\n  contacts: {} total, {} final ({}%), {} succeeded, {} voicemail, {} failed, {} cancelled\n  attempts: {}\n  limits: {} in flight, {} calls/s\n  dashboard: {dashboard}",
         s.name,
         s.workspace_id,
@@ -433,7 +460,7 @@ async fn batch_show(db: &Pool, config: &Config, id: Uuid, as_json: bool) -> anyh
         counts.attempts,
         b.max_concurrent_dials,
         b.max_calls_per_second,
-    );
+    ))?;
     Ok(())
 }
 
@@ -467,8 +494,10 @@ async fn batch_control(
         return print_json(&v);
     }
     match cancelled {
-        Some(n) => println!("batch {id} is cancelled ({n} queued contacts cancelled)"),
-        None => println!("batch {id} is {}", b.state.as_str()),
+        Some(n) => out(format_args!(
+            "batch {id} is cancelled ({n} queued contacts cancelled)"
+        ))?,
+        None => out(format_args!("batch {id} is {}", b.state.as_str()))?,
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ pub struct Config {
     /// `MAX_BODY_BYTES`: the largest request body; sized for 100,000 contacts with metadata.
     pub max_body_bytes: usize,
     /// `MONITOR_TOKEN_SECRET`: signs the tokens of the monitor pages' links (`links.dashboard`).
-    /// The default is for development only: with it anyone can forge a link, so production sets
-    /// its own (the gateway logs a warning when it runs with the default).
+    /// Unset (empty), the installation's own random secret (migration V19) is used, filled in by
+    /// `monitor::secret::resolve` at start; the old development default is never used.
     pub monitor_token_secret: String,
     /// `MONITOR_REFRESH_MS`: how often an open monitor page's figures are recomputed (once per
     /// batch, shared by every page open on it).
@@ -33,7 +33,8 @@ pub struct Config {
     pub rate_limit: crate::rate_limit::Settings,
 }
 
-/// The development default of `MONITOR_TOKEN_SECRET`.
+/// The development default `MONITOR_TOKEN_SECRET` once had: public, so it signs nothing now
+/// (`monitor::secret::resolve` ignores it).
 pub const DEV_MONITOR_TOKEN_SECRET: &str = "dialfleet-dev-monitor-secret-change-me";
 
 impl Config {
@@ -46,7 +47,7 @@ impl Config {
             public_url: env.url("PUBLIC_URL", &format!("http://{addr}"), &["http", "https"])?,
             carrier_auth_token: env.string("CARRIER_AUTH_TOKEN", "sim-token"),
             max_body_bytes: env.parse("MAX_BODY_BYTES", 64 * 1024 * 1024)?,
-            monitor_token_secret: env.string("MONITOR_TOKEN_SECRET", DEV_MONITOR_TOKEN_SECRET),
+            monitor_token_secret: env.string("MONITOR_TOKEN_SECRET", ""),
             monitor_refresh: std::time::Duration::from_millis(
                 env.parse::<u64>("MONITOR_REFRESH_MS", 500)?
                     .clamp(50, 60_000),

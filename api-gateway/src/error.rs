@@ -17,6 +17,21 @@ pub struct FieldError {
     pub field: String,
     /// What is wrong, for a person.
     pub message: String,
+    /// The kind of problem; it chooses the error's `code`.
+    #[serde(skip)]
+    pub problem: Problem,
+}
+
+/// What kind of problem a [`FieldError`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Problem {
+    /// A value that is not acceptable.
+    #[default]
+    Invalid,
+    /// A key the body does not have.
+    UnknownField,
+    /// A key given twice in one object.
+    DuplicateKey,
 }
 
 impl FieldError {
@@ -25,7 +40,14 @@ impl FieldError {
         Self {
             field: field.into(),
             message: message.into(),
+            problem: Problem::Invalid,
         }
+    }
+
+    /// The same error, of kind `problem`.
+    pub fn problem(mut self, problem: Problem) -> Self {
+        self.problem = problem;
+        self
     }
 }
 
@@ -39,7 +61,7 @@ pub struct ErrorBody {
 /// The error itself.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// The kind, one per status (422 has two).
+    /// The kind, one per status (422 has several).
     pub code: ErrorCode,
     /// For a person: the one offending field, or how many there are.
     pub message: String,
@@ -56,6 +78,12 @@ pub enum ErrorCode {
     InvalidInput,
     /// 422
     ValidationFailed,
+    /// 422: the body has a field it does not know (each named, with the known one one edit
+    /// away); the details may list other problems too.
+    UnknownField,
+    /// 422: a key appears twice in one object of the body (never merged); the details may list
+    /// other problems too.
+    DuplicateKey,
     /// 422: the `Idempotency-Key` came with another body.
     IdempotencyKeyReused,
     /// 401
@@ -132,10 +160,16 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, ErrorCode) {
         match self {
             Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, ErrorCode::InvalidInput),
-            Self::Validation(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::ValidationFailed,
-            ),
+            Self::Validation(details) => {
+                let code = if details.iter().any(|d| d.problem == Problem::UnknownField) {
+                    ErrorCode::UnknownField
+                } else if details.iter().any(|d| d.problem == Problem::DuplicateKey) {
+                    ErrorCode::DuplicateKey
+                } else {
+                    ErrorCode::ValidationFailed
+                };
+                (StatusCode::UNPROCESSABLE_ENTITY, code)
+            }
             Self::IdempotencyKeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::IdempotencyKeyReused,

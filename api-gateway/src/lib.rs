@@ -21,6 +21,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod row_stream;
 pub mod state;
+pub mod strict;
 pub mod validate;
 pub mod workspace;
 

@@ -99,6 +99,13 @@ async fn main() -> ExitCode {
     };
     let json = cli.json;
     shared::role::main("api-gateway", async move {
+        cli::quiet_on_broken_pipe(command(cli, json).await)
+    })
+    .await
+}
+
+async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
+    {
         let config = Config::from_env(&Env::from_process())?;
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
@@ -114,7 +121,10 @@ async fn main() -> ExitCode {
                 let applied = shared::db::migrate::run(&config.service.database_url)
                     .await
                     .context("migration failed")?;
-                println!("{}", serde_json::json!({ "applied": applied }));
+                cli::out(format_args!(
+                    "{}",
+                    serde_json::json!({ "applied": applied })
+                ))?;
                 Ok(())
             }
             Command::Workspace {
@@ -136,7 +146,7 @@ async fn main() -> ExitCode {
                 let created =
                     admin::create_workspace_with(&db, &name, max_concurrent_dials, &compliance)
                         .await?;
-                println!("{}", serde_json::to_string(&created)?);
+                cli::out(format_args!("{}", serde_json::to_string(&created)?))?;
                 Ok(())
             }
             Command::Workspace {
@@ -153,6 +163,7 @@ async fn main() -> ExitCode {
             }
             Command::Batch { command } => {
                 let db = shared::db::connect(&config.service).await?;
+                let config = api_gateway::monitor::secret::resolve(&db, config).await?;
                 cli::batch(&db, &config, command, json).await
             }
             Command::WebhookSecret {
@@ -166,7 +177,7 @@ async fn main() -> ExitCode {
             } => {
                 let db = shared::db::connect(&config.service).await?;
                 let created = admin::create_api_key(&db, workspace).await?;
-                println!("{}", serde_json::to_string(&created)?);
+                cli::out(format_args!("{}", serde_json::to_string(&created)?))?;
                 Ok(())
             }
             Command::ApiKey {
@@ -177,12 +188,14 @@ async fn main() -> ExitCode {
                     admin::revoke_api_key(&db, &key_prefix).await?,
                     "no active key with prefix {key_prefix}"
                 );
-                println!("{}", serde_json::json!({ "revoked": key_prefix }));
+                cli::out(format_args!(
+                    "{}",
+                    serde_json::json!({ "revoked": key_prefix })
+                ))?;
                 Ok(())
             }
         }
-    })
-    .await
+    }
 }
 
 /// A command line clap refuses: one line naming what is wrong (an operator's script reads the

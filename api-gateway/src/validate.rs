@@ -67,6 +67,28 @@ impl Violations {
         }
     }
 
+    /// Records problems found elsewhere (a strict parse's unknown fields and duplicated keys).
+    pub fn extend(&mut self, errors: impl IntoIterator<Item = FieldError>) {
+        for e in errors {
+            if self.0.len() < MAX_DETAILS {
+                self.0.push(e);
+            }
+        }
+    }
+
+    /// Whether an unknown field or a duplicated key was found: then a type error found later
+    /// (a misspelled required field is also a missing one) joins them in one 422.
+    pub fn has_strict_findings(&self) -> bool {
+        self.0
+            .iter()
+            .any(|e| e.problem != crate::error::Problem::Invalid)
+    }
+
+    /// Everything found.
+    pub fn into_details(self) -> Vec<FieldError> {
+        self.0
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -90,17 +112,73 @@ pub fn http_url(url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// A pragmatic email check: one `@`, a non-empty local part, a dotted domain, no spaces.
+/// The longest name (a batch's, a job's, a contact's, a `userId`), in characters; the same on
+/// both APIs.
+pub const MAX_NAME_CHARS: usize = 500;
+/// The longest contact `company`, in characters.
+pub const MAX_COMPANY_CHARS: usize = 500;
+/// The longest email address (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// The largest `metadata` (Dialgen) or `inputs` (Vogent, and a CSV's extra columns) of one
+/// contact, in bytes of compact JSON.
+pub const MAX_ROW_DATA_BYTES: usize = 16 * 1024;
+
+/// Checks a name's length at `field` (trimmed, in characters).
+pub fn check_name(name: &str, field: &str, v: &mut Violations) {
+    if name.trim().chars().count() > MAX_NAME_CHARS {
+        v.add(
+            field,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        );
+    }
+}
+
+/// The size of `value` as compact JSON, counted without building it.
+pub fn json_size(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and JSON values always serialize.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// An email address as Dialgen's documentation asks ("a valid address"): one `@`; a local part
+/// of 1 to 64 characters, none of them a space, a control or `"(),:;<>[\]`, no leading,
+/// trailing or doubled dot; a domain of dot-separated labels of letters, digits and inner
+/// hyphens, the last of two letters or more; at most 254 characters in all.
 pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };
-    !local.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !s.chars().any(char::is_whitespace)
+    let local_ok = (1..=64).contains(&local.len())
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !"\"(),:;<>@[\\]".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && domain.len() <= 253
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic));
+    s.chars().count() <= MAX_EMAIL_CHARS && local_ok && domain_ok
 }
 
 /// For a field that may be `null` on purpose (`#[serde(default, deserialize_with =
@@ -134,5 +212,19 @@ mod tests {
         assert!(is_email("jane@example.com"));
         assert!(!is_email("jane@example"));
         assert!(!is_email("jane example@x.com"));
+        assert!(is_email("jane.o'hara+tag@mail.example.co.uk"));
+        for bad in [
+            "a@b.c",
+            "a@-b.com",
+            "a..b@x.com",
+            ".a@x.com",
+            "a@x..com",
+            "a@x.c0m",
+            "a<b@x.com",
+            "a@b@c.com",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        assert!(!is_email(&format!("{}@x.com", "a".repeat(65))));
     }
 }

@@ -280,16 +280,12 @@ pub fn parse_tenant_patch(
         }
     }
     changed_read_only.into_result(())?;
-    let de = serde_json::Value::Object(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::BadRequest {
-            message: format!("{field}: {message}"),
-            details: vec![FieldError::new(field, message)],
-        }
-    })
+    let mut unknown = Vec::new();
+    let patch = crate::extract::typed_value(serde_json::Value::Object(body), &mut unknown);
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(unknown));
+    }
+    patch
 }
 
 /// Checks a tenant's patch against the workspace's ceilings and writes it.
@@ -328,10 +324,7 @@ pub async fn apply_tenant_patch(
     if let Some(r) = patch.default_region.as_deref()
         && !is_region(r)
     {
-        v.add(
-            "defaultRegion",
-            format!("{r:?} is not a two-letter region code such as \"US\""),
-        );
+        v.add("defaultRegion", region_message(r));
     }
     let hours = patch.recipient_calling_hours.as_deref().and_then(|h| {
         match RecipientHours::parse_policy(h) {
@@ -436,7 +429,16 @@ async fn write_compliance(
 
 /// A region code as batches take it: two capital ASCII letters.
 pub fn is_region(r: &str) -> bool {
-    r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase())
+    // Only a region the phone library has metadata for: numbers written without `+` are read
+    // in it, and an unknown one would make every such number a rejected row.
+    r.len() == 2
+        && r.bytes().all(|b| b.is_ascii_uppercase())
+        && phonenumber::metadata::DATABASE.by_id(r).is_some()
+}
+
+/// Why `r` is not a region [`is_region`] accepts.
+pub fn region_message(r: &str) -> String {
+    format!("{r:?} is not a region code the phone number library knows, such as \"US\" or \"GB\"")
 }
 
 /// A rotated secret, shown once.

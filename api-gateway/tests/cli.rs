@@ -178,6 +178,24 @@ async fn workspace_and_webhook_secret_commands() {
     let both = cli.json(&["webhook-secret", "show", &ws]);
     assert_eq!(both["secret"], rotated["secret"]);
     assert_eq!(both["previousSecret"], whole);
+    // `… | head -1`: the reader goes away after the first line; the command ends quietly
+    // (it panicked with a backtrace before).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_api-gateway"))
+        .args(["webhook-secret", "show", &ws])
+        .envs(cli.0.iter().cloned())
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(
+        !stderr.contains("panicked") && stderr.trim().is_empty(),
+        "{stderr}"
+    );
 
     let nobody = uuid::Uuid::now_v7().to_string();
     cli.fails(&["workspace", "show", &nobody], "no workspace with id");

@@ -332,5 +332,13 @@ async fn a_csv_of_100_001_rows_is_413_and_creates_nothing() {
         .iter()
         .map(|r| r.get("ingest_state"))
         .collect();
-    assert_eq!(states, vec!["aborted"]);
+    // A 413 leaves nothing behind, not even a hidden aborted row (issue #29): only the
+    // record that lets the ingest workers drop its chunks still queued.
+    assert!(states.is_empty(), "{states:?}");
+    let discarded: i64 = client
+        .query_one("SELECT count(*) AS n FROM discarded_uploads", &[])
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(discarded, 1);
 }

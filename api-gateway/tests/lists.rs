@@ -498,7 +498,8 @@ async fn retry_and_append_refuse_what_they_cannot_do() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_fields(r, 422).await, vec!["contacts"]);
+    // Both problems: the missing `contacts` and the unknown `rows`.
+    assert_eq!(error_fields(r, 422).await, vec!["contacts", "rows"]);
     let other = app.other_workspace_key().await;
     for (path, body) in [
         (

@@ -126,15 +126,16 @@ async fn the_page_counts_what_the_api_counts_and_the_stream_follows_a_call_endin
     let app = spawn_app().await;
     let run = running_batch(&app, 40).await;
     let id = run.batch_id;
-    let link = api_gateway::monitor::dashboard_link(
-        &api_gateway::config::Config::from_env(&shared::config::Env::from_pairs([(
-            "PUBLIC_URL",
-            app.url(""),
-        )]))
-        .unwrap(),
-        id,
-        Utc::now(),
-    );
+    // Links are signed with the installation's own secret (V19), as the gateway's are.
+    let config = api_gateway::config::Config::from_env(&shared::config::Env::from_pairs([(
+        "PUBLIC_URL",
+        app.url(""),
+    )]))
+    .unwrap();
+    let config = api_gateway::monitor::secret::resolve(&app.env.db, config)
+        .await
+        .unwrap();
+    let link = api_gateway::monitor::dashboard_link(&config, id, Utc::now());
     let html = app
         .http
         .get(&link)
@@ -224,6 +225,9 @@ async fn open_streams_do_not_hold_up_a_shutdown() {
     pairs.push(("GATEWAY_ADDR".into(), "127.0.0.1:0".into()));
     let config =
         api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
+    let config = api_gateway::monitor::secret::resolve(&env.db, config)
+        .await
+        .unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (addr, server) = api_gateway::spawn(config.clone(), shutdown.clone())
         .await
@@ -334,15 +338,15 @@ async fn the_eta_waits_for_contacts_deferred_by_recipient_hours() {
         .as_f64()
         .unwrap();
     assert!(eta >= 5.0 * 3600.0 - 60.0, "{eta}");
-    let link = api_gateway::monitor::dashboard_link(
-        &api_gateway::config::Config::from_env(&shared::config::Env::from_pairs([(
-            "PUBLIC_URL",
-            app.url(""),
-        )]))
-        .unwrap(),
-        id,
-        Utc::now(),
-    );
+    let config = api_gateway::config::Config::from_env(&shared::config::Env::from_pairs([(
+        "PUBLIC_URL",
+        app.url(""),
+    )]))
+    .unwrap();
+    let config = api_gateway::monitor::secret::resolve(&app.env.db, config)
+        .await
+        .unwrap();
+    let link = api_gateway::monitor::dashboard_link(&config, id, Utc::now());
     let html = app
         .http
         .get(&link)

@@ -208,6 +208,9 @@ async fn the_page_in_chromium_counts_as_the_api_and_follows_calls_live() {
         app.url(""),
     )]))
     .unwrap();
+    let config = api_gateway::monitor::secret::resolve(&app.env.db, config)
+        .await
+        .unwrap();
     let link = api_gateway::monitor::dashboard_link(&config, run.batch_id, Utc::now());
 
     let browser = Browser::start().await;

@@ -218,11 +218,65 @@ fn validations_are_in_the_schema() {
         schemas["CreateAgent"]["properties"]["answerUrl"]["pattern"],
         "^https?://[^/?#\\s]+"
     );
-    // The bodies whose unknown fields are refused say so.
-    for name in ["CreateAgent", "CreateNumber", "DncIn", "TenantPatch"] {
+    // Every JSON body refuses unknown fields (issue #29), and says so: each operation's own
+    // schema, and every object schema a body holds.
+    let mut bodies = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(schema) = op["requestBody"]["content"]["application/json"]["schema"]
+                .get("$ref")
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let name = schema.rsplit('/').next().unwrap();
+            bodies += 1;
+            assert_eq!(
+                schemas[name]["additionalProperties"], false,
+                "{method} {path}: {name} refuses unknown fields"
+            );
+        }
+    }
+    assert!(bodies >= 10, "{bodies} JSON bodies documented");
+    for name in [
+        "CreateAgent",
+        "CreateNumber",
+        "DncIn",
+        "TenantPatch",
+        "CapPatch",
+        "RetryPatch",
+        "VogentCreate",
+        "VogentUpdate",
+        "DialgenCreate",
+        "DialgenOptions",
+        "RetryIn",
+        "WebhooksIn",
+        "ScheduleIn",
+        "DayIn",
+        "SlotIn",
+        "VogentRow",
+        "DialgenContact",
+        "RetryBody",
+        "PausedBody",
+    ] {
         assert_eq!(
             schemas[name]["additionalProperties"], false,
             "{name} refuses unknown fields"
+        );
+    }
+    // The lengths are the same on both APIs, and documented.
+    for (schema, field, max) in [
+        ("VogentCreate", "name", 500),
+        ("VogentUpdate", "name", 500),
+        ("DialgenOptions", "name", 500),
+        ("DialgenCreate", "userId", 500),
+        ("DialgenContact", "name", 500),
+        ("DialgenContact", "company", 500),
+        ("DialgenContact", "email", 254),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["maxLength"], max,
+            "{schema}.{field}"
         );
     }
     let upload = &doc["paths"]["/api/batch_dial_jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]

@@ -176,10 +176,14 @@ async fn bad_values_are_named() {
     assert_eq!(error_fields(r, 400).await, ["retryDefaults.maxAttempts"]);
     let r = patch(json!({"colour": "blue"})).await.unwrap();
     assert_eq!(
-        error_fields(r, 400).await,
+        error_fields(r, 422).await,
         ["colour"],
-        "an unknown field is named"
+        "an unknown field is named (a 422 unknown_field, as on every body)"
     );
+    // A region the phone library does not know would make every number written without `+`
+    // a rejected row.
+    let r = patch(json!({"defaultRegion": "XX"})).await.unwrap();
+    assert_eq!(error_fields(r, 422).await, ["defaultRegion"]);
     let r = patch(json!({"id": uuid::Uuid::nil()})).await.unwrap();
     assert_eq!(error_fields(r, 422).await, ["id"]);
     let now: Value = app.get("/api/workspace").send_json().await;

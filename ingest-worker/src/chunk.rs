@@ -123,6 +123,13 @@ pub async fn handle_chunk(
     let seq = plan::seq(&chunk)?;
     let client = db.get().await?;
     let Some(batch) = load_batch(&**client, chunk.batch_id, seq).await? else {
+        // A create request answered 413 leaves no batch row, only this record: its chunks
+        // published before the limit was passed are dropped like an aborted batch's.
+        if shared::db::ingest::was_discarded(&**client, chunk.batch_id).await? {
+            return Ok(ChunkOutcome::BatchClosed {
+                ingest_state: IngestState::Aborted,
+            });
+        }
         return Err(ChunkError::UnknownBatch(chunk.batch_id));
     };
     if batch.workspace_id != chunk.workspace_id {

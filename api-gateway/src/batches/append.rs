@@ -313,10 +313,12 @@ fn spool<R: RowShape>(
         }
     };
     for key in parsed.header.keys() {
-        violations.add(
-            key.clone(),
-            format!("is not accepted here; this route takes only `{}`", R::KEY),
-        );
+        let mut message = format!("unknown field `{key}`: this route takes only `{}`", R::KEY);
+        if crate::strict::did_you_mean(key, &[R::KEY]).is_some() {
+            message.push_str(&format!(", did you mean `{}`?", R::KEY));
+        }
+        violations.extend([crate::error::FieldError::new(key.clone(), message)
+            .problem(crate::error::Problem::UnknownField)]);
     }
     violations.into_result(())?;
     written.flush().map_err(spool_error)?;

@@ -14,8 +14,12 @@ use shared::queue::messages::IngestChunkV1;
 use shared::queue::messages::RawRow;
 
 use super::held::{self, Held};
-use crate::error::ApiError;
-use crate::validate::{Violations, is_email};
+use super::submit::Fingerprint;
+use crate::error::{ApiError, FieldError, Problem};
+use crate::strict::{Checked, Findings};
+use crate::validate::{
+    MAX_COMPANY_CHARS, MAX_ROW_DATA_BYTES, Violations, check_name, is_email, json_size,
+};
 
 /// The most contacts one batch may hold.
 pub const MAX_ROWS: u32 = 100_000;
@@ -35,11 +39,12 @@ pub trait RowShape: DeserializeOwned {
 
 /// A Vogent row (seed 000): `inputs` must be a string => string map.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VogentRow {
     /// E.164, or a national number read in `defaultRegion`; an unreadable one is a rejected
     /// row, not a failed request.
     pub(crate) to_number: String,
+    /// String values; at most 16,384 bytes as compact JSON.
     #[serde(default)]
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub(crate) inputs: Option<Map<String, Value>>,
@@ -60,6 +65,7 @@ impl RowShape for VogentRow {
 
     fn into_raw(self, path: &str, violations: &mut Violations) -> RawRow {
         let inputs = self.inputs.unwrap_or_default();
+        check_row_data(&inputs, &format!("{path}.inputs"), violations);
         for (key, value) in &inputs {
             if !value.is_string() {
                 violations.add(
@@ -79,17 +85,24 @@ impl RowShape for VogentRow {
 
 /// A Dialgen contact (seed 004).
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DialgenContact {
     #[serde(default)]
     pub(crate) id: Option<String>,
     pub(crate) phone_number: String,
+    /// At most 500 characters; "Unknown" when absent.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub(crate) name: Option<String>,
+    /// A valid address, at most 254 characters.
     #[serde(default)]
+    #[schema(max_length = 254, format = "email")]
     pub(crate) email: Option<String>,
+    /// At most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub(crate) company: Option<String>,
+    /// Any JSON object, at most 16,384 bytes as compact JSON.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub(crate) metadata: Option<Value>,
@@ -111,10 +124,27 @@ impl RowShape for DialgenContact {
 
     fn into_raw(self, path: &str, violations: &mut Violations) -> RawRow {
         if let Some(email) = self.email.as_deref().filter(|e| !is_email(e)) {
+            let shown: String = email.chars().take(80).collect();
             violations.add(
                 format!("{path}.email"),
-                format!("{email:?} is not a valid email address"),
+                format!("{shown:?} is not a valid email address"),
             );
+        }
+        if let Some(name) = &self.name {
+            check_name(name, &format!("{path}.name"), violations);
+        }
+        if self
+            .company
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > MAX_COMPANY_CHARS)
+        {
+            violations.add(
+                format!("{path}.company"),
+                format!("must be at most {MAX_COMPANY_CHARS} characters"),
+            );
+        }
+        if let Some(metadata) = &self.metadata {
+            check_row_data(metadata, &format!("{path}.metadata"), violations);
         }
         if let Some(id) = self
             .id
@@ -139,6 +169,17 @@ impl RowShape for DialgenContact {
             inputs: self.metadata.unwrap_or(Value::Object(Map::new())),
             timezone: check_timezone(self.timezone, path, violations),
         }
+    }
+}
+
+/// A row's `metadata` or `inputs`: at most [`MAX_ROW_DATA_BYTES`] as compact JSON.
+fn check_row_data(value: &impl serde::Serialize, path: &str, violations: &mut Violations) {
+    let size = json_size(value);
+    if size > MAX_ROW_DATA_BYTES {
+        violations.add(
+            path,
+            format!("is {size} bytes as JSON; at most {MAX_ROW_DATA_BYTES} are stored per contact"),
+        );
     }
 }
 
@@ -183,6 +224,8 @@ pub struct Packer<'o> {
     too_many: bool,
     /// Once a row is known to make the request a 422, nothing more is worth publishing.
     discard: bool,
+    /// The `Idempotency-Key` fingerprint, over each row as parsed (see [`Packer::fingerprinted`]).
+    fingerprint: Option<Fingerprint>,
     out: Box<dyn FnMut(Chunk) -> Result<(), Stopped> + Send + 'o>,
 }
 
@@ -203,6 +246,7 @@ impl<'o> Packer<'o> {
             rows: 0,
             too_many: false,
             discard: false,
+            fingerprint: None,
             out: Box::new(out),
         }
     }
@@ -213,6 +257,18 @@ impl<'o> Packer<'o> {
         self.seq = seq;
         self.first_row = first_row;
         self
+    }
+
+    /// Adds each row, as parsed and encoded, to `fingerprint`: a replay is then recognised by
+    /// what it asks for, whatever its whitespace or key order.
+    pub fn fingerprinted(mut self, fingerprint: Fingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// The fingerprint kept, once the rows are read.
+    pub fn take_fingerprint(&mut self) -> Option<Fingerprint> {
+        self.fingerprint.take()
     }
 
     /// Rows read so far.
@@ -259,7 +315,13 @@ impl<'o> Packer<'o> {
         } else {
             self.buf.push(b',');
         }
+        let row_start = self.buf.len();
         serde_json::to_writer(&mut self.buf, &raw).map_err(|e| PushError::Encode(e.into()))?;
+        if let Some(fingerprint) = &mut self.fingerprint {
+            // The encoding is canonical: fields in declaration order, maps sorted by key.
+            fingerprint.update(&self.buf[row_start..]);
+            fingerprint.update(b"\n");
+        }
         held::add(self.buf.len() - before);
         self.in_chunk += 1;
         if self.in_chunk >= CHUNK_ROWS {
@@ -347,12 +409,24 @@ pub fn parse_reader<R: RowShape>(
     if packer.too_many() {
         return Err(ParseError::Api(Packer::too_many_error(R::KEY)));
     }
-    let header = result.map_err(|e| ParseError::Api(crate::extract::bad_json(e)))?;
-    let Some(header) = header else {
-        return Err(ParseError::Api(ApiError::field(R::KEY, "is required")));
-    };
+    let header = result.map_err(|e| {
+        let bad = crate::extract::bad_json(e);
+        if !violations.has_strict_findings() {
+            return ParseError::Api(bad);
+        }
+        // `nmae` for `name` is also a missing `name`: one 422 says both.
+        let mut details = std::mem::take(violations).into_details();
+        if let ApiError::BadRequest { details: more, .. } = bad {
+            details.extend(more);
+        }
+        ParseError::Api(ApiError::Validation(details))
+    })?;
+    let (header, saw_rows) = header;
     packer.flush().map_err(|_| ParseError::Stopped)?;
-    if packer.rows() == 0 {
+    if !saw_rows {
+        // Answered with the settings' own problems (a misspelled `contacts` is named there).
+        violations.add(R::KEY, "is required");
+    } else if packer.rows() == 0 {
         violations.add(R::KEY, format!("must hold 1 to {MAX_ROWS} contacts"));
     }
     Ok(Parsed {
@@ -403,14 +477,14 @@ struct Top<'a, 'p, R> {
 }
 
 impl<'de, R: RowShape> DeserializeSeed<'de> for Top<'_, '_, R> {
-    type Value = Option<Map<String, Value>>;
+    type Value = (Map<String, Value>, bool);
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de, R: RowShape> Visitor<'de> for Top<'_, '_, R> {
-    type Value = Option<Map<String, Value>>;
+    type Value = (Map<String, Value>, bool);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
@@ -419,21 +493,39 @@ impl<'de, R: RowShape> Visitor<'de> for Top<'_, '_, R> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut header = Map::new();
         let mut saw_rows = false;
+        let findings = Findings::default();
         while let Some(key) = map.next_key::<String>()? {
-            if key == R::KEY {
+            if (key == R::KEY && saw_rows) || header.contains_key(&key) {
+                // Never a merge (two `contacts` arrays used to be concatenated) nor a last
+                // value wins: a 422 names it.
+                self.violations.extend([FieldError::new(
+                    &key,
+                    format!("the key `{key}` appears more than once in this object"),
+                )
+                .problem(Problem::DuplicateKey)]);
+                map.next_value::<de::IgnoredAny>()?;
+            } else if key == R::KEY {
                 saw_rows = true;
                 (self.region_hint)(R::region_hint(&header));
                 map.next_value_seed(Rows::<R> {
                     packer: &mut *self.packer,
                     violations: &mut *self.violations,
                     stopped: &mut *self.stopped,
+                    findings: &findings,
                     _row: PhantomData,
                 })?;
             } else {
-                header.insert(key, map.next_value()?);
+                // Kept whole until the end (the settings are typed then); its own objects are
+                // checked for duplicated keys now.
+                let value = map.next_value_seed(Checked {
+                    path: key.clone(),
+                    findings: &findings,
+                })?;
+                self.violations.extend(findings.take());
+                header.insert(key, value);
             }
         }
-        Ok(saw_rows.then_some(header))
+        Ok((header, saw_rows))
     }
 }
 
@@ -442,7 +534,22 @@ struct Rows<'a, 'p, R> {
     packer: &'a mut Packer<'p>,
     violations: &'a mut Violations,
     stopped: &'a mut bool,
+    findings: &'a Findings,
     _row: PhantomData<R>,
+}
+
+/// One row, read strictly at its path.
+struct StrictRow<'f, R> {
+    path: String,
+    findings: &'f Findings,
+    _row: PhantomData<R>,
+}
+
+impl<'de, R: RowShape> DeserializeSeed<'de> for StrictRow<'_, R> {
+    type Value = R;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<R, D::Error> {
+        crate::strict::deserialize(d, &self.path, self.findings)
+    }
 }
 
 impl<'de, R: RowShape> DeserializeSeed<'de> for Rows<'_, '_, R> {
@@ -460,8 +567,19 @@ impl<'de, R: RowShape> Visitor<'de> for Rows<'_, '_, R> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(row) = seq.next_element::<R>()? {
+        loop {
             let path = format!("{}[{}]", R::KEY, self.packer.rows());
+            let next = seq.next_element_seed(StrictRow::<R> {
+                path: path.clone(),
+                findings: self.findings,
+                _row: PhantomData,
+            });
+            // A row's unknown fields and duplicated keys make the request a 422 (the packer
+            // stops publishing), and the reading goes on to name every one.
+            self.violations.extend(self.findings.take());
+            let Some(row) = next? else {
+                break;
+            };
             if self.packer.rows() >= MAX_ROWS {
                 self.packer.too_many = true;
                 return Err(de::Error::custom(format!("more than {MAX_ROWS} contacts")));

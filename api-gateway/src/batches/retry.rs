@@ -22,12 +22,13 @@ use crate::validate::{Text, Violations};
 
 /// The body of `POST …/retry`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetryBody {
     /// The last outcomes whose contacts are called again (`CallOutcome` names).
     #[schema(required = true, value_type = Vec<CallOutcome>, min_items = 1)]
     pub outcomes: Option<Vec<String>>,
     /// The new batch's name; `"<original name> (retry)"` by default.
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
 }
 
@@ -67,7 +68,7 @@ impl RetryBody {
         }
         let name = self.name.map(Text::into_string);
         if let Some(n) = &name
-            && (n.trim().is_empty() || n.len() > 500)
+            && (n.trim().is_empty() || n.trim().chars().count() > crate::validate::MAX_NAME_CHARS)
         {
             v.add("name", "must be 1 to 500 characters");
         }

@@ -16,7 +16,7 @@ use shared::domain::{
 
 use crate::auth::Workspace;
 use crate::error::ApiError;
-use crate::validate::{Text, Violations, http_url};
+use crate::validate::{MAX_NAME_CHARS, Text, Violations, check_name, http_url};
 
 /// Dialgen's documented defaults (docs/api.md#vendor-api-reference).
 pub const DEFAULT_PRIORITY: i16 = 5;
@@ -26,7 +26,7 @@ pub const DEFAULT_CPS: i32 = 10;
 
 /// Vogent's `schedule` object as sent.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleIn {
     #[schema(required = true, value_type = Vec<DayIn>)]
     pub days: Option<Vec<DayIn>>,
@@ -38,7 +38,7 @@ pub struct ScheduleIn {
 
 /// One day of a schedule as sent.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DayIn {
     /// 0 = Sunday … 6 = Saturday.
     #[schema(required = true, value_type = i64, minimum = 0, maximum = 6)]
@@ -49,7 +49,7 @@ pub struct DayIn {
 
 /// One slot as sent.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlotIn {
     /// HH:MM.
     #[schema(required = true, value_type = String, pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -61,7 +61,7 @@ pub struct SlotIn {
 
 /// The Vogent create body (seed 000); the settings of a CSV upload's `job` part.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VogentCreate {
     #[schema(required = true, value_type = Uuid)]
     pub call_agent_id: Option<String>,
@@ -95,9 +95,9 @@ pub struct VogentCreate {
 
 /// The Vogent update body (`PUT /api/batch_dial_jobs/{id}`): any subset.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VogentUpdate {
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
     #[schema(minimum = 1)]
     pub max_concurrent_dials: Option<i64>,
@@ -121,7 +121,7 @@ pub struct VogentUpdate {
 
 /// The Dialgen create body (seed 004); the settings of a CSV upload's `batch` part.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DialgenCreate {
     #[schema(required = true, value_type = Uuid)]
     pub agent_id: Option<String>,
@@ -140,7 +140,7 @@ pub struct DialgenCreate {
 /// Dialgen's `options`, plus extensions (`maxConcurrentDials`, `fromPhoneNumberIds`,
 /// `schedule`, `name`, `defaultRegion`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DialgenOptions {
     /// Higher first; 5 by default.
     #[schema(minimum = 1, maximum = 10)]
@@ -163,7 +163,7 @@ pub struct DialgenOptions {
     #[schema(value_type = Option<Vec<Uuid>>)]
     pub from_phone_number_ids: Option<Vec<String>>,
     pub schedule: Option<ScheduleIn>,
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = "\\S")]
     pub name: Option<Text>,
     #[schema(pattern = "^[A-Z]{2}$")]
     pub default_region: Option<String>,
@@ -174,7 +174,7 @@ pub struct DialgenOptions {
 
 /// `retryStrategy` as sent (milliseconds).
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryIn {
     /// 1 … the workspace's ceiling, 3 by default.
     #[schema(minimum = 1)]
@@ -192,7 +192,7 @@ pub struct RetryIn {
 
 /// `webhooks` as sent.
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhooksIn {
     #[schema(pattern = "^https?://[^/?#\\s]+")]
     pub on_call_complete: Option<Text>,
@@ -242,9 +242,16 @@ pub fn check_machine_detection(
     parsed
 }
 
-/// Converts the header map into `T`, a type error being a 400 naming the field.
-pub fn typed<T: serde::de::DeserializeOwned>(header: Map<String, Value>) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(Value::Object(header)).map_err(crate::extract::bad_json)
+/// Converts the header map into `T` strictly: its unknown fields go to `v` (so that one 422
+/// lists them with every other problem), a type error is a 400 naming the field.
+pub fn typed<T: serde::de::DeserializeOwned>(
+    header: Map<String, Value>,
+    v: &mut Violations,
+) -> Result<T, ApiError> {
+    let mut found = Vec::new();
+    let typed = crate::extract::typed_value(Value::Object(header), &mut found);
+    v.extend(found);
+    typed
 }
 
 /// Checks a schedule into the domain type.
@@ -394,15 +401,12 @@ pub fn check_ids(ids: &[String], field: &str, v: &mut Violations) -> Vec<Uuid> {
         .collect()
 }
 
-fn check_region(region: Option<&str>, ws: &Workspace, v: &mut Violations) -> String {
+fn check_region(region: Option<&str>, field: &str, ws: &Workspace, v: &mut Violations) -> String {
     match region {
         None => ws.default_region.clone(),
-        Some(r) if r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()) => r.to_owned(),
+        Some(r) if crate::workspace::is_region(r) => r.to_owned(),
         Some(r) => {
-            v.add(
-                "defaultRegion",
-                format!("{r:?} is not a two-letter region code such as \"US\""),
-            );
+            v.add(field, crate::workspace::region_message(r));
             ws.default_region.clone()
         }
     }
@@ -414,8 +418,11 @@ fn required_text(value: Option<&str>, field: &str, v: &mut Violations) -> String
             v.add(field, "is required");
             String::new()
         }
-        Some(s) if s.len() > 500 => {
-            v.add(field, "must be at most 500 characters");
+        Some(s) if s.chars().count() > MAX_NAME_CHARS => {
+            v.add(
+                field,
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            );
             String::new()
         }
         Some(s) => s.to_owned(),
@@ -528,7 +535,7 @@ pub fn check_vogent(input: VogentCreate, ws: &Workspace, v: &mut Violations) -> 
         retry: ws.default_retry,
         webhooks: check_webhooks(input.webhooks, "webhooks", v),
         tags: Vec::new(),
-        default_region: check_region(input.default_region.as_deref(), ws, v),
+        default_region: check_region(input.default_region.as_deref(), "defaultRegion", ws, v),
         machine_detection: check_machine_detection(
             input.machine_detection.as_deref(),
             "machineDetection",
@@ -569,6 +576,9 @@ pub fn check_dialgen(
         "options.fromPhoneNumberIds",
         v,
     );
+    if let Some(name) = &o.name {
+        check_name(name, "options.name", v);
+    }
     let name = o
         .name
         .map(Text::into_string)
@@ -589,7 +599,7 @@ pub fn check_dialgen(
         retry,
         webhooks,
         tags,
-        default_region: check_region(o.default_region.as_deref(), ws, v),
+        default_region: check_region(o.default_region.as_deref(), "options.defaultRegion", ws, v),
         machine_detection: check_machine_detection(
             o.machine_detection.as_deref(),
             "options.machineDetection",

@@ -4,10 +4,11 @@
 //! Three parties run at once, joined by bounded channels (each full channel makes the one before
 //! it wait, back to the client's TCP window):
 //!
-//! 1. the *pump* (async) reads the body (or the multipart parts), enforces the size limit and
-//!    computes the `Idempotency-Key` fingerprint, and hands body frames on;
+//! 1. the *pump* (async) reads the body (or the multipart parts), enforces the size limit (and
+//!    for an upload computes the `Idempotency-Key` fingerprint), and hands body frames on;
 //! 2. the *parser* (a blocking thread) reads those frames as a `std::io::Read` — serde_json's
-//!    streaming deserializer, or the `csv` reader — validates rows and packs them into chunks;
+//!    streaming deserializer, or the `csv` reader — validates rows and packs them into chunks
+//!    (a JSON body's fingerprint is taken over the rows as parsed);
 //! 3. the *publisher* (async) inserts the batch row, hidden (`ingest_state = 'receiving'`),
 //!    before the first chunk, then publishes each chunk with a few confirms in flight.
 //!
@@ -87,29 +88,36 @@ pub async fn receive_json<R: RowShape + Send + 'static>(
             let (bytes_tx, bytes_rx) = mpsc::channel(BODY_FRAMES);
             let (chunk_tx, chunk_rx) = mpsc::channel(CHUNKS_AHEAD);
             let hint = intake.region_hint.clone();
-            let (batch_id, ws_id) = (intake.batch_id, req.ws.id);
+            let (batch_id, ws_id, surface) = (intake.batch_id, req.ws.id, req.surface);
             let parser = tokio::task::spawn_blocking(move || {
                 let _buffer = Held::new((), READ_BUF);
                 let mut violations = Violations::default();
                 let mut packer = Packer::new(batch_id, ws_id, move |c| {
                     chunk_tx.blocking_send(c).map_err(|_| Stopped)
-                });
+                })
+                .fingerprinted(Fingerprint::json(surface));
                 let reader =
                     std::io::BufReader::with_capacity(READ_BUF, ChannelReader::new(bytes_rx));
                 let parsed =
                     body::parse_reader::<R>(reader, &mut packer, &mut violations, &mut |h| {
                         *hint.lock().unwrap_or_else(|e| e.into_inner()) = h;
                     });
-                (parsed, violations)
+                // The request as parsed, not its bytes: the rows as encoded, then the settings
+                // (a map sorted by key), so the same JSON re-serialised is the same request.
+                let mut fingerprint = packer
+                    .take_fingerprint()
+                    .unwrap_or_else(|| Fingerprint::json(surface));
+                if let Ok(p) = &parsed {
+                    fingerprint.update(b"\0settings\0");
+                    fingerprint.update(&serde_json::to_vec(&p.header).unwrap_or_default());
+                }
+                (parsed, violations, fingerprint)
             });
-            let mut fingerprint = Fingerprint::json(req.surface);
             let limit = req.state.config.max_body_bytes;
-            let (pumped, published) = tokio::join!(
-                pump(body, bytes_tx, limit, Some(&mut fingerprint)),
-                intake.publish(chunk_rx)
-            );
+            let (pumped, published) =
+                tokio::join!(pump(body, bytes_tx, limit, None), intake.publish(chunk_rx));
             let outcome = async {
-                let (parsed, violations) = parser
+                let (parsed, violations, fingerprint) = parser
                     .await
                     .map_err(|e| ApiError::Internal(anyhow::anyhow!("the parser failed: {e}")))?;
                 let Parsed { header, rows } = first_error(pumped, parsed, published)?;
@@ -425,10 +433,12 @@ impl Intake {
         &self,
         outcome: Result<Submitted, ApiError>,
     ) -> Result<Submitted, ApiError> {
-        if let Err(e) = &outcome
-            && self.region.is_some()
-        {
-            submit::abort(&self.req.state, self.batch_id, &e.to_string()).await;
+        match &outcome {
+            Err(_) if self.region.is_none() => {}
+            // Too large: nothing is left of it (no hidden row either).
+            Err(ApiError::TooLarge(_)) => submit::discard(&self.req.state, self.batch_id).await,
+            Err(e) => submit::abort(&self.req.state, self.batch_id, &e.to_string()).await,
+            Ok(_) => {}
         }
         outcome
     }

@@ -25,8 +25,10 @@ pub struct Submitted {
 }
 
 /// The SHA-256 a request's `Idempotency-Key` is bound to, computed as the body arrives: over
-/// the surface and the body bytes (a JSON body), or over the surface and each part's own digest
-/// (a multipart upload, whose boundary changes at every send).
+/// the surface and the request as parsed (a JSON body: each row as encoded for ingestion, then
+/// the settings with their keys sorted, so whitespace and key order do not matter), or over the
+/// surface and each part's own digest (a multipart upload, whose boundary changes at every
+/// send).
 #[derive(Clone)]
 pub struct Fingerprint(Sha256);
 
@@ -288,6 +290,26 @@ pub async fn abort(state: &AppState, batch_id: Uuid, reason: &str) {
         Ok(()) => tracing::info!(%batch_id, reason, "upload aborted; its chunks are discarded"),
         Err(e) => {
             tracing::error!(%batch_id, error = %e, "aborting an upload failed; the ingest sweep will")
+        }
+    }
+}
+
+/// Removes a hidden batch whose body was too large (413): nothing of it is left, see
+/// `shared::db::ingest::discard_receiving`. A failure is logged, and the ingest workers' sweep
+/// aborts the batch instead.
+pub async fn discard(state: &AppState, batch_id: Uuid) {
+    let result = async {
+        let mut client = state.db.get().await?;
+        let txn = client.transaction().await?;
+        shared::db::ingest::discard_receiving(&*txn, batch_id).await?;
+        txn.commit().await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => tracing::info!(%batch_id, "upload too large; its batch is discarded"),
+        Err(e) => {
+            tracing::error!(%batch_id, error = %e, "discarding an upload failed; the ingest sweep will abort it")
         }
     }
 }

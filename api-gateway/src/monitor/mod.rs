@@ -11,6 +11,7 @@
 
 pub mod hub;
 pub mod render;
+pub mod secret;
 pub mod snapshot;
 pub mod token;
 
@@ -41,7 +42,14 @@ pub fn router() -> Router<AppState> {
 /// `links.dashboard` of batch `id`: the page's URL with a token valid for 7 days from `now`.
 pub fn dashboard_link(config: &Config, id: Uuid, now: DateTime<Utc>) -> String {
     let base = config.public_url.trim_end_matches('/');
-    let token = token::issue(config.monitor_token_secret.as_bytes(), id, now);
+    let secret = config.monitor_token_secret.as_bytes();
+    if !token::usable(secret) {
+        // A config `monitor::secret::resolve` never saw: a link without a token (the page
+        // answers 401) rather than one signed with a secret anyone can know.
+        tracing::error!("no monitor secret resolved: the dashboard link carries no token");
+        return format!("{base}/batch/monitor/{id}");
+    }
+    let token = token::issue(secret, id, now);
     format!("{base}/batch/monitor/{id}?token={token}")
 }
 

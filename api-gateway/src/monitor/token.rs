@@ -25,6 +25,12 @@ pub enum TokenError {
     Expired,
 }
 
+/// Whether `secret` may sign and check tokens: not empty, and not the published development
+/// default (anyone could forge a link with it).
+pub fn usable(secret: &[u8]) -> bool {
+    !secret.is_empty() && secret != crate::config::DEV_MONITOR_TOKEN_SECRET.as_bytes()
+}
+
 fn mac(secret: &[u8], batch: Uuid, expires: i64) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     // A domain tag, so that no other HMAC under the same secret can pass as a monitor token.
@@ -47,6 +53,9 @@ pub fn verify(
     now: DateTime<Utc>,
 ) -> Result<(), TokenError> {
     let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
+    if !usable(secret) {
+        return Err(TokenError::Invalid);
+    }
     let (expires, sig) = token.split_once('.').ok_or(TokenError::Invalid)?;
     let expires: i64 = expires.parse().map_err(|_| TokenError::Invalid)?;
     let sig = URL_SAFE_NO_PAD

@@ -146,10 +146,7 @@ pub(crate) async fn add(
             .map_err(|_| {
                 ApiError::TooLarge("the body is too large; send big lists as text/csv".into())
             })?;
-        let input: DncIn = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
-            message: e.to_string(),
-            details: vec![crate::error::FieldError::new("body", e.to_string())],
-        })?;
+        let input: DncIn = crate::extract::parse_json(&bytes)?;
         let mut v = Violations::default();
         let reason = check_reason(input.reason.or(q.reason), &mut v);
         if input.numbers.is_empty() {

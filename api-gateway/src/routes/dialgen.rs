@@ -61,7 +61,7 @@ pub(crate) async fn create(
     };
     let allowed = state.config.webhook_allowed_networks.clone();
     let check: stream::CheckHeader = Box::new(move |header, ws, violations| {
-        let header: DialgenCreate = settings::typed(header)?;
+        let header: DialgenCreate = settings::typed(header, violations)?;
         let batch = settings::check_dialgen(header, ws, Utc::now(), violations);
         settings::check_destinations(&batch.webhooks, "options.webhooks", &allowed, violations);
         Ok(batch)

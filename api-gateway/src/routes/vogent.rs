@@ -57,7 +57,7 @@ pub(crate) async fn create(
     };
     let allowed = state.config.webhook_allowed_networks.clone();
     let check: stream::CheckHeader = Box::new(move |header, ws, violations| {
-        let header: VogentCreate = settings::typed(header)?;
+        let header: VogentCreate = settings::typed(header, violations)?;
         let batch = settings::check_vogent(header, ws, violations);
         settings::check_destinations(&batch.webhooks, "webhooks", &allowed, violations);
         Ok(batch)
@@ -255,7 +255,7 @@ fn settings_change(
         change.insert("webhooks".into(), hooks);
     }
     if let Some(name) = body.name.as_deref() {
-        if name.trim().is_empty() || name.len() > 500 {
+        if name.trim().is_empty() || name.trim().chars().count() > crate::validate::MAX_NAME_CHARS {
             v.add("name", "must be 1 to 500 characters");
         }
         change.insert("name".into(), json!(name.trim()));
@@ -334,6 +334,7 @@ fn job_scope(ws: &Workspace) -> Scope {
 
 /// `POST /api/batch_dial_jobs/{id}/paused`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PausedBody {
     /// Required: true pauses, false starts or resumes.
     #[schema(required = true, value_type = bool)]

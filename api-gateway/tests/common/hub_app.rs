@@ -26,6 +26,9 @@ impl HubApp {
         }
         let config =
             api_gateway::config::Config::from_env(&shared::config::Env::from_pairs(pairs)).unwrap();
+        let config = api_gateway::monitor::secret::resolve(&env.db, config)
+            .await
+            .unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let hub = Arc::new(api_gateway::monitor::hub::Hub::new(
             db.clone(),

@@ -77,3 +77,76 @@ pub async fn abort_receiving(
         .await?;
     Ok(true)
 }
+
+/// Removes a batch whose body is still being received, leaving no row of it (a create request
+/// answered 413 creates nothing, not even a hidden tombstone): its contacts, rejected rows and
+/// counters are deleted with it, and its id is recorded in `discarded_uploads` (migration V19)
+/// so that the ingest workers drop its chunks still queued rather than dead-letter them as a
+/// stranger's. Records older than a week are removed meanwhile. Returns whether it was still
+/// receiving. Run it inside a transaction, for the reason given at [`abort_receiving`].
+pub async fn discard_receiving(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT workspace_id FROM batches WHERE id = $1 AND ingest_state = 'receiving' FOR UPDATE",
+            &[&batch_id],
+        )
+        .await?
+    else {
+        return Ok(false);
+    };
+    let workspace_id: Uuid = row.get("workspace_id");
+    client
+        .execute(
+            "INSERT INTO discarded_uploads (batch_id, workspace_id) VALUES ($1, $2)
+             ON CONFLICT (batch_id) DO NOTHING",
+            &[&batch_id, &workspace_id],
+        )
+        .await?;
+    for table in ["contacts", "rejected_rows", "batches"] {
+        let column = if table == "batches" { "id" } else { "batch_id" };
+        client
+            .execute(
+                &format!("DELETE FROM {table} WHERE {column} = $1"),
+                &[&batch_id],
+            )
+            .await?;
+    }
+    // The counters' triggers recorded the contacts' coming and going: nothing of them is kept.
+    for table in [
+        "batch_counter_deltas",
+        "batch_counters",
+        "batch_minute_deltas",
+        "batch_minutes",
+    ] {
+        client
+            .execute(
+                &format!("DELETE FROM {table} WHERE batch_id = $1"),
+                &[&batch_id],
+            )
+            .await?;
+    }
+    client
+        .execute(
+            "DELETE FROM discarded_uploads WHERE discarded_at < now() - interval '7 days'",
+            &[],
+        )
+        .await?;
+    Ok(true)
+}
+
+/// Whether the gateway discarded `batch_id`'s upload (see [`discard_receiving`]).
+pub async fn was_discarded(
+    client: &impl GenericClient,
+    batch_id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM discarded_uploads WHERE batch_id = $1",
+            &[&batch_id],
+        )
+        .await?
+        .is_some())
+}
