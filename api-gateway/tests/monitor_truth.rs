@@ -38,6 +38,10 @@ async fn page(app: &TestApp, batch: Uuid) -> String {
         app.url(""),
     )]))
     .unwrap();
+    // Links are signed with the installation's own secret (V19), as the gateway's are.
+    let config = api_gateway::monitor::secret::resolve(&app.env.db, config)
+        .await
+        .unwrap();
     let link = api_gateway::monitor::dashboard_link(&config, batch, Utc::now());
     let r = app.http.get(&link).send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -417,7 +417,7 @@ async fn the_vendors_documented_bodies_are_accepted() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    // Seed 004 and API-REFERENCE.md: a Dialgen batch with every documented field.
+    // Seed 004 and the vendor reference (docs/api.md#vendor-api-reference): a Dialgen batch with every documented field.
     let r = app
         .post("/api/v1/batch")
         .json(&json!({

@@ -122,32 +122,10 @@ pub async fn handle_chunk(
 ) -> Result<ChunkOutcome, ChunkError> {
     let seq = plan::seq(&chunk)?;
     let client = db.get().await?;
-    let Some(batch) = load_batch(&**client, chunk.batch_id, seq).await? else {
-        // A create request answered 413 leaves no batch row, only this record: its chunks
-        // published before the limit was passed are dropped like an aborted batch's.
-        if shared::db::ingest::was_discarded(&**client, chunk.batch_id).await? {
-            return Ok(ChunkOutcome::BatchClosed {
-                ingest_state: IngestState::Aborted,
-            });
-        }
-        return Err(ChunkError::UnknownBatch(chunk.batch_id));
+    let batch = match batch_taking(&**client, &chunk, seq).await? {
+        Ok(batch) => batch,
+        Err(outcome) => return Ok(outcome),
     };
-    if batch.workspace_id != chunk.workspace_id {
-        return Err(ChunkError::WorkspaceMismatch {
-            batch_id: chunk.batch_id,
-            claimed: chunk.workspace_id,
-        });
-    }
-    if batch.chunk_done {
-        return Ok(ChunkOutcome::AlreadyDone);
-    }
-    // A batch whose body is still arriving at the gateway (`receiving`) takes chunks like one
-    // that is `ingesting`; an `aborted` one (its body proved invalid) drops them.
-    if !accepts_chunks(batch.ingest_state) {
-        return Ok(ChunkOutcome::BatchClosed {
-            ingest_state: batch.ingest_state,
-        });
-    }
 
     let key = ChunkKey {
         batch_id: chunk.batch_id,
@@ -277,6 +255,42 @@ struct BatchRow {
     default_region: String,
     ingest_state: IngestState,
     chunk_done: bool,
+}
+
+/// The chunk's batch when it takes this chunk; otherwise what the chunk comes to (already
+/// done, or dropped because its batch is closed).
+async fn batch_taking(
+    client: &impl GenericClient,
+    chunk: &IngestChunkV1,
+    seq: i32,
+) -> Result<Result<BatchRow, ChunkOutcome>, ChunkError> {
+    let Some(batch) = load_batch(client, chunk.batch_id, seq).await? else {
+        // A create request answered 413 leaves no batch row, only this record: its chunks
+        // published before the limit was passed are dropped like an aborted batch's.
+        if shared::db::ingest::was_discarded(client, chunk.batch_id).await? {
+            return Ok(Err(ChunkOutcome::BatchClosed {
+                ingest_state: IngestState::Aborted,
+            }));
+        }
+        return Err(ChunkError::UnknownBatch(chunk.batch_id));
+    };
+    if batch.workspace_id != chunk.workspace_id {
+        return Err(ChunkError::WorkspaceMismatch {
+            batch_id: chunk.batch_id,
+            claimed: chunk.workspace_id,
+        });
+    }
+    if batch.chunk_done {
+        return Ok(Err(ChunkOutcome::AlreadyDone));
+    }
+    // A batch whose body is still arriving at the gateway (`receiving`) takes chunks like one
+    // that is `ingesting`; an `aborted` one (its body proved invalid) drops them.
+    if !accepts_chunks(batch.ingest_state) {
+        return Ok(Err(ChunkOutcome::BatchClosed {
+            ingest_state: batch.ingest_state,
+        }));
+    }
+    Ok(Ok(batch))
 }
 
 async fn load_batch(
