@@ -12,6 +12,7 @@
 
 pub mod compliance;
 pub mod config;
+pub mod error;
 pub mod lifecycle;
 pub mod plan;
 pub mod release;

@@ -8,7 +8,7 @@ use shared::domain::timing::{api_time, api_time_opt};
 use shared::domain::{ContactState, IngestState, JobState, Statistics};
 use uuid::Uuid;
 
-use crate::release::ReleaseError;
+use crate::error::ReleaseError;
 
 /// Moves the still-queued contacts of cancelled jobs to `cancelled`. A cancelled job is
 /// revisited each tick until none of its contacts is queued, released or dialing (a call in

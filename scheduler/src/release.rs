@@ -41,6 +41,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::compliance::{OpenZones, Policy, screen_head};
+pub use crate::error::ReleaseError;
 use crate::lifecycle;
 use crate::plan::{self, JobDemand};
 
@@ -91,30 +92,6 @@ pub struct ReleaseReport {
     pub requeued_stale: u64,
     /// Jobs that became `completed`.
     pub completed_jobs: Vec<Uuid>,
-}
-
-/// A step that failed; every variant is worth retrying on the next tick, and nothing of the
-/// failed workspace's release was committed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReleaseError {
-    /// No database connection.
-    #[error("PostgreSQL pool: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
-    /// A statement failed.
-    #[error("PostgreSQL: {0}")]
-    Db(#[from] tokio_postgres::Error),
-    /// The broker refused or lost the dial messages.
-    #[error("publishing dial messages: {0}")]
-    Publish(#[from] QueueError),
-    /// The broker did not confirm in time.
-    #[error("publishing dial messages: no confirm within {0:?}")]
-    PublishTimeout(Duration),
-    /// The batch counters could not be read.
-    #[error("batch counters: {0}")]
-    Counters(#[from] shared::db::counters::CounterError),
-    /// A stored number outside what its column's checks allow (a negative limit or count).
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
 }
 
 /// A stored count or limit as the unsigned number it stands for; a negative one (which the

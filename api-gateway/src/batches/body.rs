@@ -13,8 +13,8 @@ use uuid::Uuid;
 use shared::queue::messages::IngestChunkV1;
 use shared::queue::messages::RawRow;
 
+use super::fingerprint::Fingerprint;
 use super::held::{self, Held};
-use super::submit::Fingerprint;
 use crate::error::{ApiError, FieldError, Problem};
 use crate::strict::{Checked, Findings};
 use crate::validate::{

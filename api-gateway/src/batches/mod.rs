@@ -7,6 +7,7 @@ pub mod control;
 pub mod csv;
 pub mod eta;
 pub mod export;
+pub mod fingerprint;
 pub mod held;
 pub mod model;
 pub mod rejected;

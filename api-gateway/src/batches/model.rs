@@ -233,7 +233,7 @@ impl JobLinks {
     /// The links of job `id`, minted now.
     pub fn of(config: &crate::config::Config, id: Uuid) -> Self {
         Self {
-            dashboard: crate::monitor::dashboard_link(config, id, Utc::now()),
+            dashboard: crate::monitor::link::dashboard_link(config, id, Utc::now()),
         }
     }
 }

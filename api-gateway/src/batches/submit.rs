@@ -3,12 +3,12 @@
 //! for the order of the steps.
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use shared::domain::{IngestState, JobState, Surface};
 
+pub use super::fingerprint::Fingerprint;
 use super::model::{Batch, COLUMNS};
 use super::settings::NewBatch;
 use crate::auth::Workspace;
@@ -22,54 +22,6 @@ pub struct Submitted {
     pub batch: Batch,
     /// False when an earlier request with the same `Idempotency-Key` created it.
     pub created: bool,
-}
-
-/// The SHA-256 a request's `Idempotency-Key` is bound to, computed as the body arrives: over
-/// the surface and the request as parsed (a JSON body: each row as encoded for ingestion, then
-/// the settings with their keys sorted, so whitespace and key order do not matter), or over the
-/// surface and each part's own digest (a multipart upload, whose boundary changes at every
-/// send).
-#[derive(Clone)]
-pub struct Fingerprint(Sha256);
-
-impl Fingerprint {
-    /// Starts the fingerprint of a JSON body on `surface`.
-    pub fn json(surface: Surface) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(surface.as_str().as_bytes());
-        hash.update([0]);
-        Self(hash)
-    }
-
-    /// Starts the fingerprint of a multipart upload on `surface`.
-    pub fn multipart(surface: Surface) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(surface.as_str().as_bytes());
-        hash.update(b"\0multipart\0");
-        Self(hash)
-    }
-
-    /// Starts the digest of one multipart part.
-    pub fn part() -> Self {
-        Self(Sha256::new())
-    }
-
-    /// Adds bytes.
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-
-    /// Adds another fingerprint's digest (a part's), tagged with the part's name.
-    pub fn update_part(&mut self, name: &str, part: Fingerprint) {
-        self.0.update(name.as_bytes());
-        self.0.update([0]);
-        self.0.update(part.finish());
-    }
-
-    /// The digest.
-    pub fn finish(self) -> Vec<u8> {
-        self.0.finalize().to_vec()
-    }
 }
 
 /// What an `Idempotency-Key` refers to already.

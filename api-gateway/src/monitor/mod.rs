@@ -10,10 +10,13 @@
 //!   `default-src 'none'` says so to the browser too); the chart is inline SVG ([`render`]).
 
 pub mod hub;
+pub mod link;
 pub mod render;
 pub mod secret;
 pub mod snapshot;
 pub mod token;
+
+pub use link::dashboard_link;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -24,12 +27,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::Stream;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -37,20 +39,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/batch/monitor/{id}", get(page))
         .route("/batch/monitor/{id}/events", get(events))
-}
-
-/// `links.dashboard` of batch `id`: the page's URL with a token valid for 7 days from `now`.
-pub fn dashboard_link(config: &Config, id: Uuid, now: DateTime<Utc>) -> String {
-    let base = config.public_url.trim_end_matches('/');
-    let secret = config.monitor_token_secret.as_bytes();
-    if !token::usable(secret) {
-        // A config `monitor::secret::resolve` never saw: a link without a token (the page
-        // answers 401) rather than one signed with a secret anyone can know.
-        tracing::error!("no monitor secret resolved: the dashboard link carries no token");
-        return format!("{base}/batch/monitor/{id}");
-    }
-    let token = token::issue(secret, id, now);
-    format!("{base}/batch/monitor/{id}?token={token}")
 }
 
 #[derive(Deserialize)]

@@ -295,7 +295,7 @@ where
         messaging.message_id = incoming.message_id.as_deref().unwrap_or_default(),
         redelivered = incoming.redelivered,
     );
-    let _ = span.set_parent(crate::telemetry::propagation::extract(&incoming));
+    let _ = span.set_parent(crate::telemetry::propagation::extract(&incoming.headers));
     if let Some(lag) = publish_lag(&incoming) {
         crate::metrics::consumer_lag(stream, lag);
     }

@@ -205,7 +205,7 @@ async fn send(
     routing_key: &str,
     mut message: Outgoing,
 ) -> Result<PublisherConfirm, QueueError> {
-    crate::telemetry::propagation::inject(&mut message);
+    crate::telemetry::propagation::inject(&mut message.headers);
     message
         .headers
         .retain(|(name, _)| name != PUBLISHED_AT_HEADER);

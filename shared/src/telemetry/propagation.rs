@@ -10,8 +10,7 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::queue::consumer::Incoming;
-use crate::queue::publisher::Outgoing;
+use std::collections::BTreeMap;
 
 /// The W3C header carrying the trace and parent span ids.
 pub const TRACEPARENT: &str = "traceparent";
@@ -20,27 +19,27 @@ pub const TRACESTATE: &str = "tracestate";
 
 /// Writes the current span's trace context into `message`'s headers, replacing any it carried
 /// (a dead-lettered message is re-published from inside its consumer's span).
-pub fn inject(message: &mut Outgoing) {
-    inject_context(&tracing::Span::current().context(), message);
+pub fn inject(headers: &mut Vec<(String, String)>) {
+    inject_context(&tracing::Span::current().context(), headers);
 }
 
 /// Writes `cx` into `message`'s headers (see [`inject`]).
-pub fn inject_context(cx: &Context, message: &mut Outgoing) {
+pub fn inject_context(cx: &Context, headers: &mut Vec<(String, String)>) {
     let mut fields = Fields::default();
     TraceContextPropagator::new().inject_context(cx, &mut fields);
     if fields.0.is_empty() {
         return;
     }
-    message.headers.retain(|(name, _)| {
+    headers.retain(|(name, _)| {
         !name.eq_ignore_ascii_case(TRACEPARENT) && !name.eq_ignore_ascii_case(TRACESTATE)
     });
-    message.headers.extend(fields.0);
+    headers.extend(fields.0);
 }
 
 /// The trace context `message` carries (an empty context when it carries none or a malformed
 /// one: a bad header starts a new trace, it never fails the message).
-pub fn extract(message: &Incoming) -> Context {
-    TraceContextPropagator::new().extract(&HeaderView(message))
+pub fn extract(headers: &BTreeMap<String, String>) -> Context {
+    TraceContextPropagator::new().extract(&HeaderView(headers))
 }
 
 /// The current span's `traceparent`, to store beside work that crosses PostgreSQL rather than a
@@ -59,13 +58,7 @@ pub fn current_traceparent() -> Option<String> {
 /// The context a stored `traceparent` names (empty when malformed), for
 /// `span.set_parent(...)` (tracing_opentelemetry::OpenTelemetrySpanExt).
 pub fn context_from_traceparent(traceparent: &str) -> Context {
-    let message = Incoming {
-        body: Vec::new(),
-        headers: [(TRACEPARENT.to_owned(), traceparent.to_owned())].into(),
-        redelivered: false,
-        message_id: None,
-    };
-    extract(&message)
+    extract(&[(TRACEPARENT.to_owned(), traceparent.to_owned())].into())
 }
 
 /// Makes the context a stored `traceparent` names the parent of `span` (before it is entered),
@@ -84,22 +77,22 @@ impl Injector for Fields {
     }
 }
 
-struct HeaderView<'a>(&'a Incoming);
+struct HeaderView<'a>(&'a BTreeMap<String, String>);
 
 impl Extractor for HeaderView<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.headers.get(key).map(String::as_str)
+        self.0.get(key).map(String::as_str)
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.headers.keys().map(String::as_str).collect()
+        self.0.keys().map(String::as_str).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
+    use crate::queue::consumer::Incoming;
+    use crate::queue::publisher::Outgoing;
     use opentelemetry::trace::{
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
@@ -129,7 +122,7 @@ mod tests {
         );
         let cx = Context::new().with_remote_span_context(span.clone());
         let mut out = Outgoing::default().with_header(TRACEPARENT, "stale");
-        inject_context(&cx, &mut out);
+        inject_context(&cx, &mut out.headers);
         let traceparents: Vec<_> = out
             .headers
             .iter()
@@ -140,12 +133,15 @@ mod tests {
             traceparents[0].1,
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
-        let back = extract(&incoming(
-            &out.headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect::<Vec<_>>(),
-        ));
+        let back = extract(
+            &incoming(
+                &out.headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .headers,
+        );
         assert_eq!(back.span().span_context().trace_id(), span.trace_id());
         assert_eq!(back.span().span_context().span_id(), span.span_id());
     }
@@ -153,7 +149,7 @@ mod tests {
     #[test]
     fn no_context_writes_nothing() {
         let mut out = Outgoing::default();
-        inject_context(&Context::new(), &mut out);
+        inject_context(&Context::new(), &mut out.headers);
         assert!(out.headers.is_empty());
     }
 
@@ -170,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_malformed_header_starts_a_new_trace() {
-        let cx = extract(&incoming(&[(TRACEPARENT, "not-a-traceparent")]));
+        let cx = extract(&incoming(&[(TRACEPARENT, "not-a-traceparent")]).headers);
         assert!(!cx.span().span_context().is_valid());
     }
 }

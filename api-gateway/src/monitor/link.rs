@@ -1,0 +1,22 @@
+//! `links.dashboard`: the signed URL of a batch's page. A leaf, so the batch model can name it
+//! without depending on the page's handlers.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::token;
+use crate::config::Config;
+
+/// `links.dashboard` of batch `id`: the page's URL with a token valid for 7 days from `now`.
+pub fn dashboard_link(config: &Config, id: Uuid, now: DateTime<Utc>) -> String {
+    let base = config.public_url.trim_end_matches('/');
+    let secret = config.monitor_token_secret.as_bytes();
+    if !token::usable(secret) {
+        // A config `monitor::secret::resolve` never saw: a link without a token (the page
+        // answers 401) rather than one signed with a secret anyone can know.
+        tracing::error!("no monitor secret resolved: the dashboard link carries no token");
+        return format!("{base}/batch/monitor/{id}");
+    }
+    let token = token::issue(secret, id, now);
+    format!("{base}/batch/monitor/{id}?token={token}")
+}
