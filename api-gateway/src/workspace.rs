@@ -579,10 +579,7 @@ pub async fn apply_operator_update(
         anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
     }
     if let Some(r) = &u.default_region {
-        anyhow::ensure!(
-            is_region(r),
-            "--default-region must be two capital letters, such as US"
-        );
+        anyhow::ensure!(is_region(r), "--default-region: {}", region_message(r));
     }
     write_compliance(client, id, &u.compliance).await?;
     client
