@@ -622,6 +622,28 @@ window_hours = 1
     }
 
     #[test]
+    fn oklahoma_automated_calls_open_at_nine() {
+        let pack = shipped();
+        let job = Window::default();
+        let okc = Candidates::for_contact("+14055550100", None, None, vec![tz("America/Chicago")]);
+        assert_eq!(okc.states, [st("OK")].into());
+        // Tuesday 2026-12-08 08:30 CST = 14:30Z.
+        let (reason, rule, next) = held(&decide(
+            &query(&pack, &okc, &job, &[]),
+            utc("2026-12-08T14:30:00Z"),
+        ));
+        assert_eq!(
+            (reason, rule.as_deref()),
+            (HoldReason::StateHours, Some("US-OK-hours"))
+        );
+        assert_eq!(next, Some(utc("2026-12-08T15:00:00Z")));
+        assert_eq!(
+            decide(&query(&pack, &okc, &job, &[]), utc("2026-12-08T15:00:00Z")),
+            Decision::Allowed
+        );
+    }
+
+    #[test]
     fn florida_cap_three_calls_in_24_hours() {
         let pack = shipped();
         let job = Window::default();
