@@ -77,6 +77,14 @@ pub async fn write(
             &[&workspace, &mode.as_str()],
         )
         .await?;
+    // A switch to federal rules moves state law onto the user: the log keeps who and when.
+    match mode {
+        RuleMode::Federal => tracing::warn!(
+            %workspace,
+            "jurisdiction rules set to federal: state rules no longer apply to this workspace"
+        ),
+        RuleMode::Strictest => tracing::info!(%workspace, "jurisdiction rules set to strictest"),
+    }
     Ok(())
 }
 
