@@ -125,6 +125,8 @@ impl Cli {
         let out = self.run(args, extra_env);
         assert!(!out.status.success(), "{args:?} succeeded");
         let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one error line: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
         for s in says {
             assert!(stderr.contains(s), "{args:?}: {stderr}");
         }
