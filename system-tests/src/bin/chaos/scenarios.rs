@@ -150,6 +150,14 @@ fn judge_failover(name: &str, f: &mut Figures) {
         }
         return;
     }
+    // The longest time without a call start from the fault on bounds every role's return
+    // (the fault itself, kill to promotion, included).
+    if f.max_gap_s > FAILOVER_RECOVERY_S {
+        f.violations.push(format!(
+            "no call for {:.1} s > {FAILOVER_RECOVERY_S} s after the fault",
+            f.max_gap_s
+        ));
+    }
     match f.recovery_s {
         Some(r) if r > FAILOVER_RECOVERY_S => f
             .violations
