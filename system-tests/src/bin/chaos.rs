@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The HA scenarios (`rabbitmq-node-loss`, `postgres-failover`, `postgres-failover-async`,
-//! `redis-failover`) each run on a fresh stack whose service is the HA one
+//! `redis-failover`, and `replication-cost`, which measures dials/s with synchronous against
+//! asynchronous replication) each run on a fresh stack whose service is the HA one
 //! (`deploy/local/ha.sh`, on ports and in a directory of their own); the others share one stack.
 //! `--lines N` sets the job's `maxConcurrentDials` (the workspace gets N + 2).
 //!
@@ -19,6 +20,8 @@
 
 #[path = "chaos/check.rs"]
 mod check;
+#[path = "chaos/cost.rs"]
+mod cost;
 #[path = "chaos/ha.rs"]
 mod ha;
 #[path = "chaos/proxy.rs"]

@@ -14,7 +14,7 @@ use crate::proxy::Mode;
 use crate::stack::{Service, Stack};
 
 /// Every scenario, in the order of the full run.
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 21] = [
     "baseline",
     "dial-worker",
     "all-dial-workers",
@@ -35,6 +35,7 @@ pub const ALL: [&str; 20] = [
     "postgres-failover",
     "postgres-failover-async",
     "redis-failover",
+    "replication-cost",
 ];
 
 /// The HA scenarios: the parts of the HA stack each runs on, and whether PostgreSQL's standby
@@ -45,6 +46,7 @@ pub fn ha_parts(name: &str) -> Option<(Vec<&'static str>, bool)> {
         "postgres-failover" => Some((vec!["postgres"], true)),
         "postgres-failover-async" => Some((vec!["postgres"], false)),
         "redis-failover" => Some((vec!["redis"], true)),
+        "replication-cost" => Some((vec!["postgres"], true)),
         _ => None,
     }
 }
@@ -58,7 +60,8 @@ fn known(name: &str) -> Option<&'static str> {
         "rabbitmq-node-loss"
         | "postgres-failover"
         | "postgres-failover-async"
-        | "redis-failover" => return None,
+        | "redis-failover"
+        | "replication-cost" => return None,
         "dial-worker" | "all-dial-workers" => {
             "#17 §7: an attempt written but never placed stays ONGOING"
         }
@@ -97,7 +100,7 @@ struct FaultWindow {
 
 /// The numbers of scenario `index`: distinct across scenarios; the last digit picks the
 /// simulator's outcome (0–5 answered, 6 busy, 7 no-answer, 8 failed, 9 voicemail).
-fn number(index: usize, i: usize) -> String {
+pub(crate) fn number(index: usize, i: usize) -> String {
     format!("+1{:03}{:07}", 300 + index, i)
 }
 
@@ -112,6 +115,8 @@ pub async fn run(stack: &mut Stack, name: &str, index: usize, plan: &Plan) -> Fi
     };
     let result = if name == "ingest" {
         ingest(stack, index, plan, &mut f).await
+    } else if name == "replication-cost" {
+        crate::cost::replication_cost(stack, index, plan, &mut f).await
     } else {
         campaign(stack, name, index, plan, &mut f).await
     };
@@ -120,7 +125,7 @@ pub async fn run(stack: &mut Stack, name: &str, index: usize, plan: &Plan) -> Fi
     }
     f.duration_s = started.elapsed().as_secs_f64();
     check::judge(&mut f, plan.tolerate_17);
-    if ha_parts(name).is_some() {
+    if ha_parts(name).is_some() && name != "replication-cost" {
         judge_failover(name, &mut f);
     }
     if !f.violations.is_empty() {
