@@ -24,6 +24,8 @@ mod check;
 mod cost;
 #[path = "chaos/ha.rs"]
 mod ha;
+#[path = "chaos/plan.rs"]
+mod plan;
 #[path = "chaos/proxy.rs"]
 mod proxy;
 #[path = "chaos/scenarios.rs"]

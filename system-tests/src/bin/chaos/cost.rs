@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::check::{self, Figures};
-use crate::scenarios::{Plan, number};
+use crate::plan::{Plan, number};
 use crate::stack::Stack;
 
 /// Batches dialled at once per mode.
