@@ -124,9 +124,6 @@ pub struct RedisConn {
     response_timeout: Duration,
     /// When the Sentinels were last asked; asked at most once a second.
     last_check: Arc<Mutex<Option<Instant>>>,
-    /// Keys deleted on the new primary when the Sentinels name another
-    /// ([`Redis::forget_on_failover`]).
-    forget: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl RedisConn {
@@ -138,7 +135,6 @@ impl RedisConn {
             target,
             response_timeout,
             last_check: Arc::new(Mutex::new(None)),
-            forget: Arc::default(),
         })
     }
 
@@ -172,15 +168,6 @@ impl RedisConn {
         }
         match manager(&url, self.response_timeout).await {
             Ok(m) => {
-                let forget = self.forget.lock().map(|k| k.clone()).unwrap_or_default();
-                if !forget.is_empty() {
-                    let mut conn = m.clone();
-                    let deleted: Result<(), RedisError> =
-                        redis::cmd("DEL").arg(&forget).query_async(&mut conn).await;
-                    if let Err(e) = deleted {
-                        tracing::warn!(error = %e, "cannot reset keys after the Redis failover");
-                    }
-                }
                 tracing::warn!(primary = %crate::config::redact_url(&url), "Redis primary moved (Sentinel), reconnected");
                 *self.current.write().await = (url, m);
             }
@@ -272,16 +259,6 @@ impl Redis {
             conn,
             prefix: cfg.redis_prefix.clone(),
         })
-    }
-
-    /// Deletes `key` (with the prefix) on the new primary whenever a Sentinel failover moves
-    /// this connection: a promoted replica may lack the primary's last writes, and a key whose
-    /// absence means "rebuild" (the slot semaphores' generation mark) makes the loss a flush,
-    /// which the limits already survive at every instant.
-    pub fn forget_on_failover(&self, key: &str) {
-        if let Ok(mut keys) = self.conn.forget.lock() {
-            keys.push(self.key(key));
-        }
     }
 
     /// Where the primary is (for a connection of its own, such as a subscription).

@@ -88,17 +88,11 @@ pub struct Limits {
     seen_generation: Arc<AtomicBool>,
 }
 
-/// The semaphores' generation mark (without the prefix): missing means "flushed, rebuild".
-const GENERATION_KEY: &str = "slots:gen";
-
 impl Limits {
     /// Limits on `redis` with leases of `lease`; `rate_margin` widens each rate interval (a
     /// second becomes `1 s + rate_margin`) so the jitter between taking a token and the carrier
     /// receiving the request cannot squeeze `rate + 1` starts into one second.
     pub fn new(redis: Redis, lease: Duration, rate_margin: Duration) -> Self {
-        // A promoted replica may lack the last slots taken: losing the mark makes the
-        // failover a flush, rebuilt before any new slot is taken (docs/high-availability.md).
-        redis.forget_on_failover(GENERATION_KEY);
         Self {
             leases: redis.clone(),
             redis,
@@ -174,7 +168,7 @@ impl Limits {
     }
 
     fn generation(&self) -> String {
-        self.redis.key(GENERATION_KEY)
+        self.redis.key("slots:gen")
     }
 
     fn rebuild_end(&self) -> String {
