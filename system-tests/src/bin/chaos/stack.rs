@@ -316,7 +316,14 @@ impl Stack {
         let ha = if opts.ha_parts.is_empty() {
             None
         } else {
-            Some(crate::ha::Ha::start(&dir.join("ha"), &opts.ha_parts, opts.ha_sync).await?)
+            match crate::ha::Ha::start(&dir.join("ha"), &opts.ha_parts, opts.ha_sync).await {
+                Ok(ha) => Some(ha),
+                Err(e) => {
+                    // Nothing of this run is left behind when the HA stack cannot start.
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            }
         };
         let ha_pg = ha.as_ref().filter(|h| h.has("postgres"));
         let admin_url = match (&pg, ha_pg) {
