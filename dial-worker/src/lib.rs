@@ -168,7 +168,7 @@ fn spawn_background(
     let config = &ctx.config;
     let shutdown = &ctx.shutdown;
     tasks.spawn(ctx.limits.wakeups().clone().listen(
-        config.service.redis_url.clone(),
+        shared::redis_conn::RedisTarget::from_config(&config.service),
         ctx.limits.channel(),
         shutdown.clone(),
     ));

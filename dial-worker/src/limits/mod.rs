@@ -393,7 +393,7 @@ impl Limits {
 
     async fn release_chunk(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut shared::redis_conn::RedisConn,
         slots: &[(Uuid, Uuid, Uuid)],
     ) -> Result<(), redis::RedisError> {
         let mut pipe = redis::pipe();

@@ -100,10 +100,16 @@ impl Wakeups {
 
     /// Listens on the release channel until `shutdown`, turning each message into a local
     /// wake-up; resubscribes with backoff when the connection drops.
-    pub async fn listen(self, redis_url: String, channel: String, shutdown: CancellationToken) {
+    /// With Sentinels, each resubscription asks them where the primary is now.
+    pub async fn listen(
+        self,
+        redis: shared::redis_conn::RedisTarget,
+        channel: String,
+        shutdown: CancellationToken,
+    ) {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            match self.listen_once(&redis_url, &channel, &shutdown).await {
+            match self.listen_once(&redis, &channel, &shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
                     let delay = shared::connect::backoff_delay(failures);
@@ -120,11 +126,11 @@ impl Wakeups {
 
     async fn listen_once(
         &self,
-        redis_url: &str,
+        redis: &shared::redis_conn::RedisTarget,
         channel: &str,
         shutdown: &CancellationToken,
     ) -> Result<(), redis::RedisError> {
-        let client = redis::Client::open(redis_url)?;
+        let client = redis::Client::open(redis.primary_url().await?)?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
         let mut messages = pubsub.on_message();
