@@ -252,3 +252,158 @@ async fn after_a_flush_the_counts_are_rebuilt_from_the_open_attempts() {
     assert!(pause < Duration::from_millis(1500), "{pause:?}");
     assert_eq!(other.in_use(ws, job).await.unwrap(), (2, 2));
 }
+
+/// A gateway that starts serving increments the callbacks epoch: the reconcilers catch up at
+/// once, asking about every call silent for 2 s, so callbacks lost while no gateway listened
+/// cost their slots seconds, not `RECONCILE_AFTER_SECS` (60 here: only the catch-up can settle
+/// the call in time). Before, only a broker reconnect triggered a catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_start_makes_the_reconciler_catch_up() {
+    let env = TestEnv::new().await;
+    let ws = workspace(&env, 10).await;
+    let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let msg = released(&env, &ws, batch).await.remove(0);
+    // Its events go nowhere: the call's callbacks are "lost".
+    let (sim, _events) = SimCarrier::new(SimBehavior {
+        ring_ms: (0, 0),
+        talk_ms: (10, 10),
+        rule: OutcomeRule::Always(SimOutcome::Answered),
+        report_answered: false,
+        seed: 4,
+    });
+    let stop = CancellationToken::new();
+    let (_addr, done) = dial_worker::spawn(
+        config(&env, &[("RECONCILE_AFTER_SECS", "60")]),
+        Some(Carrier::Sim(sim.clone())),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let attempt = Uuid::now_v7();
+    let sid = sim
+        .place_call(&CallRequest {
+            attempt_id: attempt,
+            to: "+12015550000".into(),
+            from: "+12015550100".into(),
+            answer_url: "https://agent.example/answer".into(),
+            status_callback: "http://127.0.0.1:9/nowhere".into(),
+            timeout_secs: 30,
+            machine_detection: None,
+        })
+        .unwrap();
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "WITH c AS (UPDATE contacts SET state = 'dialing', attempts = 1, updated_at = now()
+                        WHERE id = $2 RETURNING id, batch_id, workspace_id, phone_number)
+             INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
+                                        to_number, from_number, state, started_at,
+                                        carrier_call_sid, updated_at)
+             SELECT $1, c.id, c.batch_id, c.workspace_id, 1, c.phone_number, '+12015550100',
+                    'ringing', now(), $3, now() - interval '5 s'
+             FROM c",
+            &[&attempt, &msg.contact_id, &sid],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        outcome(&client, attempt).await,
+        None,
+        "nothing settles it by itself"
+    );
+    let mut conn = env.redis.conn.clone();
+    let _: i64 = redis::cmd("INCR")
+        .arg(env.redis.key(shared::redis_conn::CALLBACKS_EPOCH))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while outcome(&client, attempt).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not reconciled after the gateway started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "reconciled {:?} after the gateway started",
+        started.elapsed()
+    );
+    assert_eq!(
+        outcome(&client, attempt).await.as_deref(),
+        Some("completed")
+    );
+    stop.cancel();
+    let _ = done.await;
+}
+
+/// An attempt whose carrier request was answered with a 5xx (the carrier failing, its request
+/// over) is asked about once silent 2 s, not after the send window, the request timeout and the
+/// ring timeout (45 s): no call at the carrier, so it is taken back, its slot given back, and
+/// the contact queued again at once. Before, its line stayed taken for the whole wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attempt_answered_5xx_is_settled_in_seconds() {
+    let env = TestEnv::new().await;
+    let ws = workspace(&env, 10).await;
+    let batch = batch(&env, &new_batch(ws), &numbers("+1201555", 1, 0)).await;
+    let msg = released(&env, &ws, batch).await.remove(0);
+    let (sim, _events) = SimCarrier::new(SimBehavior::default());
+    let ctx = ctx_configured(&env, Carrier::Sim(sim.clone()), &[]);
+    let attempt = Uuid::now_v7();
+    let slot = SlotRequest {
+        attempt_id: attempt,
+        ..request(ws.id, batch, 10)
+    };
+    assert!(matches!(
+        ctx.limits.try_acquire(&slot).await.unwrap(),
+        TryAcquire::Acquired { .. }
+    ));
+    let client = env.db.get().await.unwrap();
+    client
+        .execute(
+            "WITH c AS (UPDATE contacts SET state = 'dialing', attempts = 1, updated_at = now()
+                        WHERE id = $2 RETURNING id, batch_id, workspace_id, phone_number)
+             INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
+                                        to_number, from_number, state, started_at, error,
+                                        updated_at)
+             SELECT $1, c.id, c.batch_id, c.workspace_id, 1, c.phone_number, '+12015550100',
+                    'dialing', now(), $3, now() - interval '3 s'
+             FROM c",
+            &[
+                &attempt,
+                &msg.contact_id,
+                &"carrier unreachable or answered unreadably: HTTP 500 Internal Server Error",
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reconcile_once(&ctx).await.unwrap(), 1, "claimed");
+    let gone = client
+        .query_opt("SELECT 1 FROM dial_attempts WHERE id = $1", &[&attempt])
+        .await
+        .unwrap();
+    assert!(gone.is_none(), "taken back");
+    let state: String = client
+        .query_one(
+            "SELECT state FROM contacts WHERE id = $1",
+            &[&msg.contact_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "queued");
+    assert_eq!(ctx.limits.in_use(ws.id, batch).await.unwrap(), (0, 0));
+    assert!(sim.calls().is_empty(), "nothing dialed here");
+}
+
+async fn outcome(client: &tokio_postgres::Client, attempt: Uuid) -> Option<String> {
+    client
+        .query_one(
+            "SELECT outcome FROM dial_attempts WHERE id = $1",
+            &[&attempt],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
