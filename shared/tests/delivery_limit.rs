@@ -63,3 +63,80 @@ async fn the_broker_counts_channel_closures_toward_the_delivery_limit() {
     );
     assert_eq!(dead + left, 1, "the message is somewhere");
 }
+
+/// The consumer's rule (race 3's fix): a message whose handler is still running each time the
+/// connection drops — returned by lost channels alone, more times than the broker's limit — is
+/// never dead-lettered. Before the fix the broker dead-lettered it at the sixth return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_returned_by_lost_channels_alone_is_not_dead_lettered() {
+    use shared::queue::consumer::{self, ConsumerOptions, Disposition, RETURNS_HEADER};
+    use std::sync::{Arc, Mutex};
+    use tokio_util::sync::CancellationToken;
+
+    let env = testkit::TestEnv::new().await;
+    Publisher::new(env.broker.clone())
+        .publish_all(Stream::Ingest, [Outgoing::default().with_id("m0")])
+        .await
+        .unwrap();
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let release = CancellationToken::new();
+    let stop = CancellationToken::new();
+    let consumer = {
+        let (seen, release) = (seen.clone(), release.clone());
+        tokio::spawn(consumer::run(
+            env.broker.clone(),
+            ConsumerOptions {
+                stream: Stream::Ingest,
+                prefetch: 1,
+                concurrency: 32,
+                tag: "returns".into(),
+                retry: Default::default(),
+            },
+            stop.clone(),
+            move |incoming| {
+                let (seen, release) = (seen.clone(), release.clone());
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .push(incoming.headers.get(RETURNS_HEADER).cloned());
+                    // Still running when the connection drops.
+                    release.cancelled().await;
+                    Disposition::Ack
+                }
+            },
+        ))
+    };
+    let returns = 3 * DELIVERY_LIMIT as usize;
+    for n in 1..=returns {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while seen.lock().unwrap().len() < n {
+            if tokio::time::Instant::now() >= deadline {
+                let dlq = env.broker.topology().dead_letter_queue(Stream::Ingest);
+                let dead = drain(&env, &dlq).await;
+                let seen = seen.lock().unwrap().clone();
+                panic!("delivery {n} never came: {seen:?}; dead-lettered {dead}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        env.broker.close().await;
+    }
+    let dlq = env.broker.topology().dead_letter_queue(Stream::Ingest);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() <= returns {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    release.cancel();
+    stop.cancel();
+    consumer.await.unwrap();
+    assert_eq!(drain(&env, &dlq).await, 0, "dead-lettered by returns alone");
+    let seen = seen.lock().unwrap();
+    eprintln!("returns carried, as the handler saw them: {seen:?}");
+    assert!(
+        seen.last().unwrap().is_some(),
+        "the returns were carried over to a fresh copy: {seen:?}"
+    );
+}
