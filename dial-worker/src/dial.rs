@@ -141,6 +141,10 @@ async fn dial_pass(
         Acquired::Slots { caller_index } => caller_index,
         Acquired::Stopped(gate) => return not_started(ctx, msg, path, gate).await,
     };
+    // Renewed from now on, before the insert that may wait for the pool (see
+    // `HeldLeases::hold_pending`).
+    ctx.leases
+        .hold_pending(attempt_id, job.workspace_id, msg.batch_id);
     let (from_id, from) = match caller_index.and_then(|i| job.callers.get(i as usize)) {
         Some((id, number)) => (Some(*id), number.clone()),
         None => (None, ctx.config.default_caller_id.clone()),
@@ -156,6 +160,7 @@ async fn dial_pass(
             // Paused or cancelled in the meantime, a duplicate, or another delivery won the
             // race: look again, carefully, with fresh data.
             ctx.jobs.forget(msg.batch_id);
+            ctx.leases.forget(attempt_id);
             ctx.limits
                 .release(job.workspace_id, msg.batch_id, attempt_id)
                 .await?;
@@ -163,12 +168,12 @@ async fn dial_pass(
         }
         Err(e) => {
             // Nothing was written: give the slot back now rather than after its lease.
-            ctx.release_slot(job.workspace_id, msg.batch_id, attempt_id)
+            ctx.give_back_slot(job.workspace_id, msg.batch_id, attempt_id)
                 .await;
             return Err(e);
         }
     };
-    ctx.leases.hold(attempt_id, job.workspace_id, msg.batch_id);
+    ctx.leases.written(attempt_id);
     failpoint_after_insert(ctx);
     let written = Written {
         attempt_id,

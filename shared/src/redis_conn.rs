@@ -217,6 +217,12 @@ impl ConnectionLike for RedisConn {
     }
 }
 
+/// The key (under the prefix) a gateway increments each time it starts serving: carrier
+/// callbacks sent while it was down were lost, so the dial workers' reconcilers ask the carrier
+/// about every silent call at once when it changes, instead of waiting for the calls' silence
+/// to reach `RECONCILE_AFTER_SECS`.
+pub const CALLBACKS_EPOCH: &str = "callbacks:epoch";
+
 impl Redis {
     /// How long a request waits for its answer on a connection from [`Redis::connect`]
     /// (redis-rs's default). A caller that sends much at once bounds what it has in flight

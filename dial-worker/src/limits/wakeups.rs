@@ -25,6 +25,8 @@ pub struct Wakeups {
 struct Inner {
     workspaces: Mutex<Pruned<Notify>>,
     gates: Mutex<Pruned<tokio::sync::Mutex<()>>>,
+    /// Asks this process's renewer for a pass now (the counts are being rebuilt).
+    renew: Notify,
 }
 
 /// The size below which a [`Pruned`] map is never pruned.
@@ -85,6 +87,16 @@ impl Wakeups {
             .get_or_insert(batch_id)
     }
 
+    /// Asks the renewer for a pass now; a request made while it is busy is kept for it.
+    pub fn request_renewal(&self) {
+        self.inner.renew.notify_one();
+    }
+
+    /// Resolves when a renewal pass is asked for.
+    pub async fn renewal_requested(&self) {
+        self.inner.renew.notified().await;
+    }
+
     /// Wakes the tasks waiting on `workspace_id`.
     pub fn notify(&self, workspace_id: Uuid) {
         let notify = self
@@ -141,9 +153,10 @@ impl Wakeups {
                     let Some(msg) = msg else {
                         return Err(redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")));
                     };
-                    if let Ok(text) = msg.get_payload::<String>()
-                        && let Ok(ws) = text.parse::<Uuid>()
-                    {
+                    let Ok(text) = msg.get_payload::<String>() else { continue };
+                    if text == super::rebuild::RENEW_NOW {
+                        self.request_renewal();
+                    } else if let Ok(ws) = text.parse::<Uuid>() {
                         self.notify(ws);
                     }
                 }

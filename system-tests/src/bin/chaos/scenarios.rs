@@ -69,8 +69,9 @@ fn known(name: &str) -> Option<&'static str> {
         "gateway" | "rabbitmq" | "carrier-callbacks" => {
             "#17 §7: a lost callback pins its slot until the reconciler (300 s)"
         }
-        "carrier-500" | "carrier-timeout" => {
-            "#17 §7: an ambiguous attempt is never re-dialed (ends unknown)"
+        "carrier-500" => "#29: an attempt answered 5xx is asked about after 2 s",
+        "carrier-timeout" => {
+            "an attempt whose request timed out waits send window + request timeout + ring timeout"
         }
         "postgres" | "redis-down" | "network" | "network-scheduler" => {
             "#17 §1–2: stranding, dead-letter budget"
