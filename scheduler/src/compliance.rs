@@ -204,7 +204,12 @@ async fn read_head(
          WHERE c.batch_id = $1 AND c.state = $6 AND c.next_attempt_at <= $2
          ORDER BY c.next_attempt_at, c.row_index
          LIMIT $3",
-        ages = call_ages_sql("c.workspace_id", "c.phone_number", "$7::float8", "NULL::uuid"),
+        ages = call_ages_sql(
+            "c.workspace_id",
+            "c.phone_number",
+            "$7::float8",
+            "NULL::uuid"
+        ),
     );
     let rows = tx
         .query(

@@ -515,8 +515,16 @@ async fn job_demands(
             )
             .await?;
             out.screened += screened;
-            let rows =
-                query_due(tx, Due::Count, job.id, &workspace.policy, &allowed, room, now).await?;
+            let rows = query_due(
+                tx,
+                Due::Count,
+                job.id,
+                &workspace.policy,
+                &allowed,
+                room,
+                now,
+            )
+            .await?;
             out.allowed.insert(job.id, allowed);
             let n: i64 = match rows.first() {
                 Some(row) => row.try_get("n")?,

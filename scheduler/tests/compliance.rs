@@ -362,7 +362,9 @@ async fn florida_waits_for_its_hours_georgia_goes_and_the_held_cost_idle_ticks()
             "SELECT count(*) AS n FROM contact_events WHERE kind = 'deferred'",
         )
         .await;
-        let r = release_once(&env.db, &publisher, &settings, t).await.unwrap();
+        let r = release_once(&env.db, &publisher, &settings, t)
+            .await
+            .unwrap();
         released += r.released;
         ticks += 1;
         let after = one(
@@ -400,9 +402,14 @@ async fn florida_waits_for_its_hours_georgia_goes_and_the_held_cost_idle_ticks()
     let (rows0, tx0) = db_reads(&env.db).await;
     let idle = 20;
     for s in 1..=idle {
-        let r = release_once(&env.db, &publisher, &settings, t + chrono::Duration::seconds(s))
-            .await
-            .unwrap();
+        let r = release_once(
+            &env.db,
+            &publisher,
+            &settings,
+            t + chrono::Duration::seconds(s),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.released, 0);
     }
     let (rows1, tx1) = db_reads(&env.db).await;
@@ -438,7 +445,9 @@ async fn florida_waits_for_its_hours_georgia_goes_and_the_held_cost_idle_ticks()
         )
         .await
         .unwrap();
-    let r = release_once(&env.db, &publisher, &settings, t).await.unwrap();
+    let r = release_once(&env.db, &publisher, &settings, t)
+        .await
+        .unwrap();
     // The job's bound (2 × 50) less the 10 Georgia contacts still in flight.
     assert_eq!(r.released, 90, "{r:?}");
 }
@@ -487,7 +496,9 @@ async fn a_florida_number_called_three_times_today_is_held_by_the_cap() {
         .await;
     // 10:00 EST.
     let t = at("2026-12-01T15:00:00Z");
-    let r = release_once(&env.db, &publisher, &settings(), t).await.unwrap();
+    let r = release_once(&env.db, &publisher, &settings(), t)
+        .await
+        .unwrap();
     assert_eq!(r.released, 1, "Georgia has no cap");
     let row = client
         .query_one(
@@ -497,7 +508,10 @@ async fn a_florida_number_called_three_times_today_is_held_by_the_cap() {
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("state_call_cap"));
+    assert_eq!(
+        row.get::<_, Option<String>>(0).as_deref(),
+        Some("state_call_cap")
+    );
     let until: chrono::DateTime<chrono::Utc> = row.get(1);
     // The oldest call was 59 minutes before the database's now; the tick's instant stands
     // for that now, so the cap frees 23 h 1 min after it (within the statement's runtime).
@@ -517,4 +531,3 @@ async fn a_florida_number_called_three_times_today_is_held_by_the_cap() {
     assert_eq!(detail["rule"], "US-FL-cap", "{detail}");
     assert_eq!(detail["citation"], "Fla. Stat. 501.616(6)(b)", "{detail}");
 }
-

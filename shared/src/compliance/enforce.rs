@@ -158,12 +158,7 @@ impl Policy<'_> {
     }
 
     fn candidates(&self, c: &Contact<'_>) -> Candidates {
-        Candidates::for_contact(
-            c.number,
-            c.declared_state,
-            c.postal_state,
-            c.zones.to_vec(),
-        )
+        Candidates::for_contact(c.number, c.declared_state, c.postal_state, c.zones.to_vec())
     }
 
     /// Whether a call to `c` may start at `t`, given the instants of the calls already made
@@ -333,7 +328,10 @@ mod tests {
         assert_eq!(unknown.until, t + RECHECK_HELD);
         let mut let_through = on;
         let_through.allow_unknown_timezone = true;
-        assert_eq!(let_through.judge(&contact("+18005550100", &[]), &[], t), None);
+        assert_eq!(
+            let_through.judge(&contact("+18005550100", &[]), &[], t),
+            None
+        );
     }
 
     #[test]
