@@ -80,21 +80,30 @@ pub(crate) async fn last_look(
     };
     // The pack's caps count the workspace's other attempts to the number, this one written
     // first: of two workers racing for the last call, the later to look sees the other's.
-    let calls = match rules.cap_lookback(&contact, now) {
-        Some(window) => {
-            let ages = call_ages(
-                ctx,
-                job.workspace_id,
-                &callee.to,
-                written.attempt_id,
-                window,
-            )
-            .await?;
-            calls_from_ages(&ages, now)
+    if let Some(window) = rules.cap_lookback(&contact, now) {
+        let (sent, unsent) = call_ages(
+            ctx,
+            job.workspace_id,
+            &callee.to,
+            written.attempt_id,
+            window,
+        )
+        .await?;
+        let all: Vec<i64> = sent.iter().chain(&unsent).copied().collect();
+        if let Some(mut hold) = rules.judge(&contact, &calls_from_ages(&all, now), now) {
+            if hold.reason == DeferReason::StateCallCap
+                && rules
+                    .judge(&contact, &calls_from_ages(&sent, now), now)
+                    .is_none()
+            {
+                // Only attempts not yet sent fill the cap: another worker is racing for the
+                // same call. Both may stand down; each looks again after its own short,
+                // attempt-keyed delay, so the next race is unlikely to be a tie.
+                hold.until = now + race_backoff(written.attempt_id);
+            }
+            return Ok(Some(Refusal::Defer(hold)));
         }
-        None => Vec::new(),
-    };
-    if let Some(hold) = rules.judge(&contact, &calls, now) {
+    } else if let Some(hold) = rules.judge(&contact, &[], now) {
         return Ok(Some(Refusal::Defer(hold)));
     }
     if let Some((count, days)) = job.cap
@@ -116,25 +125,42 @@ pub(crate) async fn last_look(
     Ok(None)
 }
 
+/// How long a worker that stood down in a race for a capped number's last call waits before
+/// it looks again: 1 to 5 s, keyed by its attempt so two racers rarely pick the same.
+fn race_backoff(attempt_id: Uuid) -> chrono::Duration {
+    chrono::Duration::milliseconds(1_000 + (attempt_id.as_u128() % 4_000) as i64)
+}
+
 /// The ages (ms before the database's `now()`) of the workspace's attempts to `number` within
-/// `window`, other than `attempt_id`.
+/// `window`, other than `attempt_id`: those sent (or ended) and those not sent yet.
 async fn call_ages(
     ctx: &Ctx,
     workspace_id: Uuid,
     number: &str,
     attempt_id: Uuid,
     window: chrono::Duration,
-) -> Result<Vec<i64>, StepError> {
+) -> Result<(Vec<i64>, Vec<i64>), StepError> {
     let client = ctx.db.get().await?;
     let sql = format!(
-        "SELECT {} AS ages",
-        call_ages_sql("$1::uuid", "$2::text", "$3::float8", "$4::uuid")
+        "SELECT {} AS sent, {} AS unsent",
+        call_ages_sql(
+            "$1::uuid",
+            "$2::text",
+            "$3::float8",
+            "$4::uuid AND (a.carrier_call_sid IS NOT NULL OR a.outcome IS NOT NULL)"
+        ),
+        call_ages_sql(
+            "$1::uuid",
+            "$2::text",
+            "$3::float8",
+            "$4::uuid AND a.carrier_call_sid IS NULL AND a.outcome IS NULL"
+        ),
     );
     let secs = window.num_milliseconds() as f64 / 1000.0;
     let row = client
         .query_one(&sql, &[&workspace_id, &number, &secs, &attempt_id])
         .await?;
-    Ok(row.try_get("ages")?)
+    Ok((row.try_get("sent")?, row.try_get("unsent")?))
 }
 
 /// Whether `number` is on the workspace's do-not-call list.
