@@ -185,6 +185,7 @@ pub(crate) fn exit(sent: Sent, now: DateTime<Utc>) -> Exit {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use shared::compliance::hours::DeferReason;
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()

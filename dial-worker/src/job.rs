@@ -299,6 +299,7 @@ mod tests {
             max_calls_per_number_count: Some(3),
             max_calls_per_number_days: Some(7),
             machine_detection: Some("Enable".into()),
+            jurisdiction_rules: Some("federal".into()),
         }
     }
 
@@ -308,6 +309,7 @@ mod tests {
         assert_eq!((job.job_limit, job.workspace_limit), (10, 50));
         assert_eq!((job.job_cps, job.workspace_cps), (Some(2), None));
         assert_eq!(job.caller_pool, 2);
+        assert_eq!(job.mode, RuleMode::Federal);
         assert_eq!(job.callers[1], (Uuid::from_u128(8), "+14155550102".into()));
         assert_eq!(job.cap, Some((3, 7)));
         assert_eq!(job.machine_detection, Some(MachineDetection::Enable));
