@@ -419,7 +419,7 @@ async fn florida_waits_for_its_hours_georgia_goes_and_the_held_cost_idle_ticks()
         (tx1 - tx0) / idle
     );
     assert!(
-        (rows1 - rows0) / idle < i64::from(florida) / 10,
+        (rows1 - rows0) / idle < florida / 10,
         "an idle tick must not scan the held contacts: {} rows",
         (rows1 - rows0) / idle
     );
@@ -428,7 +428,7 @@ async fn florida_waits_for_its_hours_georgia_goes_and_the_held_cost_idle_ticks()
         "SELECT count(*) AS n FROM contact_events WHERE kind = 'deferred'",
     )
     .await;
-    assert_eq!(events, i64::from(florida), "deferred once each");
+    assert_eq!(events, florida, "deferred once each");
 
     // `federal`: Florida's own hours no longer apply; the held contacts go at their next look.
     client
