@@ -110,6 +110,13 @@ pub enum BatchCommand {
     Resume { id: Uuid },
     /// Cancel a batch; its queued contacts are cancelled.
     Cancel { id: Uuid },
+    /// A fresh monitor link of a batch: read-only (7 days), or with `--control` a control link
+    /// (1 hour) whose page can pause, resume and cancel it.
+    DashboardLink {
+        id: Uuid,
+        #[arg(long)]
+        control: bool,
+    },
 }
 
 /// `api-gateway webhook-secret …`.
@@ -363,7 +370,30 @@ pub async fn batch(
         BatchCommand::Pause { id } | BatchCommand::Resume { id } | BatchCommand::Cancel { id } => {
             batch_control(db, command, id, as_json).await
         }
+        BatchCommand::DashboardLink { id, control } => {
+            batch_dashboard_link(db, config, id, control).await
+        }
     }
+}
+
+/// `batch dashboard-link`: one JSON object, `{"url", "expiresAt", "control"}`, as the mint
+/// routes answer.
+async fn batch_dashboard_link(
+    db: &Pool,
+    config: &Config,
+    id: Uuid,
+    control: bool,
+) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    control::load(&client, id)
+        .await
+        .map_err(|_| anyhow::anyhow!("no batch with id {id}"))?;
+    let grant = match control {
+        true => crate::monitor::token::Grant::Control,
+        false => crate::monitor::token::Grant::View,
+    };
+    let (url, expires) = crate::monitor::link::minted(config, grant, id, Utc::now());
+    print_json(&json!({"url": url, "expiresAt": shared::domain::timing::api_time(expires), "control": control}))
 }
 
 /// `batch list`: the newest batches, of one workspace and state if given.
