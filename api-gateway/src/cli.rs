@@ -393,7 +393,9 @@ async fn batch_dashboard_link(
         false => crate::monitor::token::Grant::View,
     };
     let (url, expires) = crate::monitor::link::minted(config, grant, id, Utc::now());
-    print_json(&json!({"url": url, "expiresAt": shared::domain::timing::api_time(expires), "control": control}))
+    print_json(
+        &json!({"url": url, "expiresAt": shared::domain::timing::api_time(expires), "control": control}),
+    )
 }
 
 /// `batch list`: the newest batches, of one workspace and state if given.
