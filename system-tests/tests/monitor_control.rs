@@ -20,8 +20,13 @@ use chromium::Browser;
 
 /// A Dialgen batch of `n` contacts whose calls are all answered (last digits 0–5).
 async fn batch(stack: &Stack, n: usize, lines: i32) -> String {
+    batch_from(stack, n, lines, 0).await
+}
+
+/// The same, its numbers from `+1201555{first}` on (so two batches' calls can be told apart).
+async fn batch_from(stack: &Stack, n: usize, lines: i32, first: usize) -> String {
     let contacts: Vec<Value> = (0..n)
-        .map(|i| json!({"phoneNumber": format!("+1201555{:04}", (i / 6) * 10 + i % 6), "name": format!("Contact {i}")}))
+        .map(|i| json!({"phoneNumber": format!("+1201555{:04}", first + (i / 6) * 10 + i % 6), "name": format!("Contact {i}")}))
         .collect();
     let body = json!({"agentId": stack.agent, "userId": "u", "contacts": contacts,
                       "options": {"maxConcurrentDials": lines, "maxCallsPerSecond": 5}});
@@ -205,7 +210,211 @@ async fn a_control_link_pauses_resumes_and_cancels_and_a_read_only_link_cannot()
         .eval("return Array.from(document.querySelectorAll('#controls button')).filter(b => !b.disabled).length")
         .await;
     assert_eq!(enabled, 0);
+}
+
+/// The page's watched figures as they change: `[id, text, Date.now()]` for each change of
+/// `status`, `n-succeeded` or `limit-lines`, recorded by a MutationObserver as the event
+/// stream's update lands in the DOM. Returns the browser's clock at install.
+const OBSERVE: &str = "window.__log = []; var ids = ['status', 'n-succeeded', 'limit-lines'], last = {}; \
+    ids.forEach(function (i) { last[i] = document.getElementById(i).textContent; }); \
+    new MutationObserver(function () { var t = Date.now(); ids.forEach(function (i) { \
+      var x = document.getElementById(i).textContent; if (x !== last[i]) { last[i] = x; window.__log.push([i, x, t]); } }); }) \
+    .observe(document.body, {subtree: true, childList: true, characterData: true}); return Date.now();";
+
+/// What the observer has seen: (element id, text, browser time).
+async fn seen(browser: &Browser) -> Vec<(String, String, DateTime<Utc>)> {
+    let log = browser.eval("return window.__log;").await;
+    log.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e[0].as_str().unwrap().to_owned(),
+                e[1].as_str().unwrap().to_owned(),
+                DateTime::from_timestamp_millis(e[2].as_i64().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Makes a change at once (the request is sent at the returned time) and waits until the
+/// page shows `id` with a text that `shows` accepts; returns change → DOM.
+async fn measure(
+    browser: &Browser,
+    id: &str,
+    shows: impl Fn(&str) -> bool,
+    change: reqwest::RequestBuilder,
+) -> chrono::Duration {
+    let at = Utc::now();
+    let r = change.send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some((_, _, t)) = seen(browser)
+            .await
+            .into_iter()
+            .find(|(i, x, t)| i == id && *t >= at && shows(x))
+        {
+            return t - at;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "#{id} did not change within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn staleness_change_to_dom_over_50_changes() {
+    let stack = Stack::builder("monitor-staleness")
+        .workspace_limit(20)
+        .talk_ms(300)
+        .start()
+        .await;
+    let id = batch(&stack, 400, 2).await;
+    let small = batch_from(&stack, 6, 2, 5000).await;
+    let browser = Browser::start().await;
+    browser.goto(&mint(&stack, &id, false).await).await;
+    live(&browser).await;
+    let installed =
+        DateTime::from_timestamp_millis(browser.eval(OBSERVE).await.as_i64().unwrap()).unwrap();
+    let mut lags: Vec<(&str, i64)> = Vec::new();
+
+    // Counts: the k-th call of this batch to end (the simulator's clock) → the page shows at
+    // least k contacts succeeded. Twenty calls that end after the observer is installed.
+    let mine = |c: &&carrier_sim::record::CallRecord| c.to[8..].parse::<usize>().unwrap() < 5000;
+    stack
+        .wait_for("20 calls ended", Duration::from_secs(60), async || {
+            stack
+                .calls()
+                .iter()
+                .filter(mine)
+                .filter(|c| c.ended_at > installed)
+                .count()
+                > 21
+        })
+        .await;
     if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
-        browser.save_screenshot("monitor-cancelled.png").await;
+        browser.save_screenshot("monitor-running.png").await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut ends: Vec<DateTime<Utc>> = stack
+        .calls()
+        .iter()
+        .filter(mine)
+        .map(|c| c.ended_at)
+        .collect();
+    ends.sort();
+    let log = seen(&browser).await;
+    for (k, ended) in ends
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| **e > installed)
+        .take(20)
+    {
+        let shown = log
+            .iter()
+            .find(|(i, x, _)| i == "n-succeeded" && x.parse::<usize>().unwrap() > k)
+            .unwrap_or_else(|| panic!("call {k} never shown"))
+            .2;
+        lags.push(("count", (shown - *ended).num_milliseconds()));
+    }
+
+    // Status and limits: ten rounds of pause, a limit change while paused, resume.
+    let dialgen = |action: &str| stack.post(&format!("/api/v1/batch/{id}/{action}"), json!(null));
+    for round in 0..10 {
+        let lag = measure(
+            &browser,
+            "status",
+            |t| t.starts_with("paused"),
+            dialgen("pause"),
+        )
+        .await;
+        lags.push(("pause", lag.num_milliseconds()));
+        let lines = 3 + round % 2;
+        let put = stack
+            .http
+            .put(format!("{}/api/batch_dial_jobs/{id}", stack.gateway))
+            .bearer_auth(&stack.key)
+            .json(&json!({"maxConcurrentDials": lines}));
+        let lag = measure(
+            &browser,
+            "limit-lines",
+            |t| t.starts_with(&format!("{lines} lines")),
+            put,
+        )
+        .await;
+        lags.push(("limit", lag.num_milliseconds()));
+        let lag = measure(
+            &browser,
+            "status",
+            |t| t.starts_with("processing"),
+            dialgen("resume"),
+        )
+        .await;
+        lags.push(("resume", lag.num_milliseconds()));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let lag = measure(
+        &browser,
+        "status",
+        |t| t.starts_with("cancelled"),
+        dialgen("cancel"),
+    )
+    .await;
+    lags.push(("cancel", lag.num_milliseconds()));
+
+    let mut all: Vec<i64> = lags.iter().map(|(_, ms)| *ms).collect();
+    all.sort();
+    let n = all.len();
+    assert!(n >= 50, "{n} changes");
+    let p = |q: f64| all[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    for kind in ["count", "pause", "limit", "resume", "cancel"] {
+        let mut k: Vec<i64> = lags
+            .iter()
+            .filter(|(w, _)| *w == kind)
+            .map(|(_, ms)| *ms)
+            .collect();
+        k.sort();
+        println!(
+            "{kind}: {} changes, median {} ms, max {} ms",
+            k.len(),
+            k[k.len() / 2],
+            k[k.len() - 1]
+        );
+    }
+    println!(
+        "change -> DOM over {n} changes: p50 {} ms, p99 {} ms, max {} ms",
+        p(0.5),
+        p(0.99),
+        all[n - 1]
+    );
+    // Not a timing assertion: a sanity bound far above the goal (1 s at p99), so that a page
+    // that stopped following at all fails.
+    assert!(all[n - 1] < 5_000, "{lags:?}");
+
+    // The small batch has finished: its page, as a finished batch shows.
+    stack
+        .wait_for(
+            "the small batch to complete",
+            Duration::from_secs(60),
+            async || {
+                let v: Value = stack
+                    .get(&format!("/api/v1/batch/{small}/status"))
+                    .send_json()
+                    .await;
+                v["status"] == "completed"
+            },
+        )
+        .await;
+    browser.goto(&mint(&stack, &small, true).await).await;
+    live(&browser).await;
+    let enabled = browser
+        .eval("return Array.from(document.querySelectorAll('#controls button')).filter(b => !b.disabled).length")
+        .await;
+    assert_eq!(enabled, 0, "no action on a completed batch");
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        browser.save_screenshot("monitor-finished.png").await;
     }
 }
