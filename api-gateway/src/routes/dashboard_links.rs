@@ -39,7 +39,7 @@ pub(crate) struct MintQuery {
 /// A minted monitor link.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct DashboardLink {
+pub(crate) struct BatchDashboardLink {
     /// The page's URL, its token included.
     url: String,
     /// When the link stops opening the page (and, for a control link, acting).
@@ -51,24 +51,24 @@ pub(crate) struct DashboardLink {
 /// Extension: mints the batch's monitor link; `?control=true` mints a control link, valid an
 /// hour, whose page can pause, resume and cancel the batch. Treat a control link like an API
 /// key for this one batch.
-#[utoipa::path(post, path = "/api/v1/batch/{id}/dashboard_link", tag = "dialgen", operation_id = "mintBatchDashboardLink", params(("id" = String, Path, description = "the batch's id"), MintQuery), responses((status = 200, body = DashboardLink), (status = 404, description = "not found in this workspace", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batch/{id}/dashboard_link", tag = "dialgen", operation_id = "mintBatchDashboardLink", params(("id" = String, Path, description = "the batch's id"), MintQuery), responses((status = 200, body = BatchDashboardLink), (status = 404, description = "not found in this workspace", body = ErrorBody)))]
 pub(crate) async fn dialgen(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     Query(q): Query<MintQuery>,
-) -> Result<Json<DashboardLink>, ApiError> {
+) -> Result<Json<BatchDashboardLink>, ApiError> {
     mint(&state, &ws, path_id(&id, "batch")?, "batch", q).await
 }
 
 /// Extension: as `POST /api/v1/batch/{id}/dashboard_link`, for a Vogent job.
-#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/dashboard_link", tag = "vogent", operation_id = "mintBatchDialJobDashboardLink", params(("id" = String, Path, description = "id"), MintQuery), responses((status = 200, body = DashboardLink), (status = 404, description = "not found in this workspace", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/batch_dial_jobs/{id}/dashboard_link", tag = "vogent", operation_id = "mintBatchDialJobDashboardLink", params(("id" = String, Path, description = "id"), MintQuery), responses((status = 200, body = BatchDashboardLink), (status = 404, description = "not found in this workspace", body = ErrorBody)))]
 pub(crate) async fn vogent(
     State(state): State<AppState>,
     ws: Workspace,
     Path(id): Path<String>,
     Query(q): Query<MintQuery>,
-) -> Result<Json<DashboardLink>, ApiError> {
+) -> Result<Json<BatchDashboardLink>, ApiError> {
     let id = path_id(&id, "batch dial job")?;
     mint(&state, &ws, id, "batch dial job", q).await
 }
@@ -79,7 +79,7 @@ async fn mint(
     id: Uuid,
     what: &'static str,
     q: MintQuery,
-) -> Result<Json<DashboardLink>, ApiError> {
+) -> Result<Json<BatchDashboardLink>, ApiError> {
     let client = state.db.get().await?;
     let sql = format!("SELECT 1 FROM batches WHERE id = $1 AND workspace_id = $2 AND {VISIBLE}");
     client
@@ -89,7 +89,7 @@ async fn mint(
     let control = q.control.unwrap_or(false);
     let grant = if control { Grant::Control } else { Grant::View };
     let (url, expires) = link::minted(&state.config, grant, id, Utc::now());
-    Ok(Json(DashboardLink {
+    Ok(Json(BatchDashboardLink {
         url,
         expires_at: api_time(expires),
         control,
