@@ -9,6 +9,7 @@
 //! - **Offline**: the page loads nothing from elsewhere (a Content-Security-Policy of
 //!   `default-src 'none'` says so to the browser too); the chart is inline SVG ([`render`]).
 
+pub mod dials;
 pub mod hub;
 pub mod link;
 pub mod render;
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/batch/monitor/{id}", get(page))
         .route("/batch/monitor/{id}/events", get(events))
+        .merge(dials::router())
 }
 
 #[derive(Deserialize)]
