@@ -120,10 +120,7 @@ async fn a_link_opens_its_own_workspace_only_until_it_expires() {
     let app = spawn_app().await;
     let ws = agent_ids(&app).await;
     let client = app.env.db.get().await.unwrap();
-    let mine = fixtures::Batch::new(ws)
-        .name("Mine")
-        .insert(&client)
-        .await;
+    let mine = fixtures::Batch::new(ws).name("Mine").insert(&client).await;
     let other_key = app.other_workspace_key().await;
     let other_link = {
         let r = mint(&app, &other_key, None).await;

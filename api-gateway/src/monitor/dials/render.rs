@@ -140,6 +140,9 @@ fn eta_text(r: &BatchRow, ws: &WorkspaceFigures, now: DateTime<Utc>) -> String {
             .completed_at
             .map_or_else(|| "ended".to_owned(), |t| format!("ended {}", minute(t)));
     }
+    if b.ingest_state == shared::domain::IngestState::Ingesting {
+        return "rows still arriving".to_owned();
+    }
     let remaining = r.statistics.pending;
     if remaining == 0 {
         return "finishing".to_owned();
@@ -380,7 +383,7 @@ pub fn page(view: &View, req: &Request) -> String {
 <section class="card"><h2>Compliance policy</h2><div class="kv"><div><span>jurisdiction rules</span><b class="clip" id="ws-rules">{rules}</b></div><div><span>do-not-call registry</span><b class="clip" id="ws-registry" title="{registry}">{registry}</b></div></div></section>
 </div>
 <section class="card wide"><h2>Batches</h2>{filters}
-<table class="dials"><colgroup><col style="width:17%"><col style="width:6%"><col style="width:11%"><col style="width:10%"><col style="width:14%"><col style="width:6%"><col style="width:6%"><col style="width:10%"><col style="width:12%"><col style="width:8%"></colgroup>
+<table class="dials"><colgroup><col style="width:16%"><col style="width:6%"><col style="width:12%"><col style="width:9%"><col style="width:15%"><col style="width:6%"><col style="width:6%"><col style="width:10%"><col style="width:12%"><col style="width:8%"></colgroup>
 <thead><tr><th>name</th><th>API</th><th>status</th><th>progress</th><th>outcomes</th><th>lines</th><th>calls/s</th><th>held</th><th>ETA</th><th>actions</th></tr></thead>
 <tbody id="rows">{rows}</tbody></table>
 <div class="pager">{newest}{older}<span id="next-before" hidden>{next}</span></div></section>
