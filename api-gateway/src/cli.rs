@@ -231,6 +231,28 @@ pub async fn workspace_show(db: &Pool, id: Uuid, as_json: bool) -> anyhow::Resul
     Ok(())
 }
 
+/// `workspace dashboard-link ID`: a signed link to the workspace's Batch Dials page, valid
+/// `expires_in` seconds (the API's default when `None`).
+pub async fn workspace_dashboard_link(
+    db: &Pool,
+    config: &Config,
+    id: Uuid,
+    expires_in: Option<i64>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    Settings::load(&client, id)
+        .await
+        .map_err(|_| anyhow::anyhow!("no workspace with id {id}"))?;
+    let link = crate::monitor::dials::link::mint(config, id, chrono::Utc::now(), expires_in)
+        .map_err(|e| anyhow::anyhow!("--expires-in {e}"))?;
+    if as_json {
+        return print_json(&link);
+    }
+    out(format_args!("{}\nexpires {}", link.url, link.expires_at))?;
+    Ok(())
+}
+
 /// `workspace update ID …`.
 pub async fn workspace_update(
     db: &Pool,

@@ -78,6 +78,13 @@ enum WorkspaceCommand {
     Show { id: Uuid },
     /// Change any of a workspace's settings, the limits included.
     Update(WorkspaceUpdateArgs),
+    /// A signed link to the workspace's Batch Dials page (read-only, expiring).
+    DashboardLink {
+        id: Uuid,
+        /// Seconds the link stays valid: 60 to 604800 (7 days); 86400 by default.
+        #[arg(long)]
+        expires_in: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +167,13 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
             } => {
                 cli::workspace_update(&shared::db::connect(&config.service).await?, args, json)
                     .await
+            }
+            Command::Workspace {
+                command: WorkspaceCommand::DashboardLink { id, expires_in },
+            } => {
+                let db = shared::db::connect(&config.service).await?;
+                let config = api_gateway::monitor::secret::resolve(&db, config).await?;
+                cli::workspace_dashboard_link(&db, &config, id, expires_in, json).await
             }
             Command::Batch { command } => {
                 let db = shared::db::connect(&config.service).await?;

@@ -108,6 +108,7 @@ fn operation_ids_are_unique_and_every_route_is_documented() {
         ("/api/workspace", "get"),
         ("/api/workspace", "patch"),
         ("/api/workspace/webhook_secret", "post"),
+        ("/api/workspace/dashboard_link", "post"),
         ("/api/dnc", "post"),
         ("/api/dnc", "get"),
         ("/api/dnc/{number}", "delete"),
@@ -913,6 +914,18 @@ async fn every_route_answers_as_documented() {
     c.send(
         "/api/workspace/webhook_secret",
         app.post("/api/workspace/webhook_secret"),
+    )
+    .await;
+    c.send(
+        "/api/workspace/dashboard_link",
+        app.post("/api/workspace/dashboard_link")
+            .json(&json!({"expiresInSeconds": 3600})),
+    )
+    .await;
+    c.send(
+        "/api/workspace/dashboard_link",
+        app.post("/api/workspace/dashboard_link")
+            .json(&json!({"expiresInSeconds": 1})),
     )
     .await;
 

@@ -12,6 +12,7 @@
 //!   `default-src 'none'` says so to the browser too); the chart is inline SVG ([`render`]).
 
 pub mod act;
+pub mod dials;
 pub mod hub;
 pub mod link;
 pub mod render;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .route("/batch/monitor/{id}", get(page))
         .route("/batch/monitor/{id}/events", get(events))
         .route("/batch/monitor/{id}/control/{action}", post(act::act))
+        .merge(dials::router())
 }
 
 /// The page's credentials: a read-only `token`, or a `control` token.

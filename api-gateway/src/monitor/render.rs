@@ -69,7 +69,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn time(t: DateTime<Utc>) -> String {
+pub fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -78,7 +78,7 @@ fn time_opt(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// `2h 05m`, `3m 10s`, `12s`.
-fn span(d: Duration) -> String {
+pub fn span(d: Duration) -> String {
     let s = d.num_seconds().max(0);
     match s {
         s if s >= 86_400 => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
@@ -88,7 +88,7 @@ fn span(d: Duration) -> String {
     }
 }
 
-fn pct(part: i64, whole: i64) -> f64 {
+pub fn pct(part: i64, whole: i64) -> f64 {
     if whole <= 0 {
         0.0
     } else {
@@ -110,7 +110,7 @@ fn ratio(part: i64, whole: i64) -> String {
 }
 
 /// An effective limit in words: its value, then which setting binds (and the other's value).
-fn limit_text(limit: Limit, unit: &str, batch_setting: &str) -> String {
+pub fn limit_text(limit: Limit, unit: &str, batch_setting: &str) -> String {
     let Limit {
         value,
         binds,
@@ -509,7 +509,7 @@ fn recent_rows(s: &Snapshot) -> String {
     out
 }
 
-const STYLE: &str = r#"
+pub const STYLE: &str = r#"
 :root{--fg:#1d2430;--muted:#6b7280;--line:#e5e7eb;--card:#fff;--bg:#f5f6f8}
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--fg);background:var(--bg)}
 header{padding:18px 24px;background:#111827;color:#f9fafb}header h1{margin:0;font-size:20px;display:flex;align-items:center;gap:8px;min-width:0}

@@ -38,7 +38,7 @@ use crate::routes::{
         dialgen::pause, dialgen::resume, dialgen::cancel,
         dashboard_links::dialgen, dashboard_links::vogent,
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
-        workspace::fetch, workspace::update, workspace::rotate_secret,
+        workspace::fetch, workspace::update, workspace::rotate_secret, workspace::dashboard_link,
         compliance::add, compliance::list, compliance::remove, compliance::opt_out, compliance::events,
         lists::dialgen_rejected, lists::vogent_rejected, lists::dialgen_results, lists::vogent_results,
         lists::dialgen_retry, lists::vogent_retry, lists::dialgen_contacts, lists::vogent_rows,
