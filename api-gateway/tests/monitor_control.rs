@@ -270,3 +270,151 @@ async fn a_read_only_link_never_acts_and_a_control_link_acts_only_with_its_csrf_
     assert_eq!(r.status(), 404);
     assert_eq!(state_of(&app, other).await, "active");
 }
+
+/// The workspace's Batch Dials page: `?control=true` on its mint route gives a control link
+/// whose rows get buttons; its actions take the CSRF header and touch only its own batches.
+#[tokio::test]
+async fn the_batch_dials_control_link_acts_on_its_own_batches_only() {
+    let app = spawn_app().await;
+    let id = batch(&app).await;
+    let now = Utc::now();
+    let view: Value = app.post("/api/workspace/dashboard_link").send_json().await;
+    assert!(view.get("control").is_none(), "{view}");
+    let control: Value = app
+        .post("/api/workspace/dashboard_link?control=true")
+        .send_json()
+        .await;
+    assert_eq!(control["control"], true);
+    let expires: DateTime<Utc> = control["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert!((expires - now).num_minutes() <= 60, "an hour: {expires}");
+    let r = app
+        .post("/api/workspace/dashboard_link?control=true")
+        .json(&serde_json::json!({"expiresInSeconds": 7200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "a control link lives an hour at most");
+
+    let on_app = |url: &str| {
+        let at = url.find("/workspace/").unwrap();
+        app.url(&url[at..])
+    };
+    let view = on_app(view["url"].as_str().unwrap());
+    let control = on_app(control["url"].as_str().unwrap());
+    let html = app
+        .http
+        .get(&view)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("dials-controls"),
+        "no buttons on a read-only link"
+    );
+    let html = app
+        .http
+        .get(&control)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("id=\"dials-controls\""));
+    assert!(
+        html.contains("?control="),
+        "the filter links keep the control token"
+    );
+    let at = html.find("data-csrf=\"").unwrap() + 11;
+    let csrf = html[at..at + html[at..].find('"').unwrap()].to_owned();
+
+    let act = |page: &str, batch: Uuid, action: &str| {
+        let (path, query) = page.split_once('?').unwrap();
+        format!("{path}/control/{batch}/{action}?{query}")
+    };
+    let r = app
+        .http
+        .post(act(&view, id, "pause"))
+        .header("X-Dialfleet-Csrf", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a read-only link never acts");
+    let r = app
+        .http
+        .post(act(&control, id, "pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "no CSRF header");
+    // A batch control link is not a workspace one.
+    let batch_control: Value = app
+        .post(&format!("/api/v1/batch/{id}/dashboard_link?control=true"))
+        .send_json()
+        .await;
+    let token = batch_control["url"]
+        .as_str()
+        .unwrap()
+        .split("control=")
+        .nth(1)
+        .unwrap();
+    let ws_path = control.split_once('?').unwrap().0;
+    let r = app
+        .http
+        .post(format!("{ws_path}/control/{id}/pause?control={token}"))
+        .header("X-Dialfleet-Csrf", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(state_of(&app, id).await, "active");
+
+    let r = app
+        .http
+        .post(act(&control, id, "pause"))
+        .header("X-Dialfleet-Csrf", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(state_of(&app, id).await, "paused");
+
+    // Another workspace's batch, through this workspace's link: not found, unchanged.
+    let other_key = app.other_workspace_key().await;
+    let other = app
+        .request_as(&other_key, reqwest::Method::POST, "/api/agents")
+        .json(&serde_json::json!({"name": "b", "answerUrl": "https://a.example/answer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    let client = app.env.db.get().await.unwrap();
+    let other_ws: Uuid = client
+        .query_one("SELECT id FROM workspaces WHERE name = 'other'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let agent: Uuid = other.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let foreign = Batch::new(WorkspaceIds {
+        id: other_ws,
+        agent_id: agent,
+    })
+    .insert(&client)
+    .await;
+    let r = app
+        .http
+        .post(act(&control, foreign, "cancel"))
+        .header("X-Dialfleet-Csrf", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(state_of(&app, foreign).await, "active");
+}

@@ -7,6 +7,9 @@
 //! and no cookie is involved, so a forged form or `fetch` fails however the browser got the
 //! link. An `Origin` or `Sec-Fetch-Site` that names another site is refused besides.
 //!
+//! A workspace's Batch Dials page acts the same way on each row, with the workspace's control
+//! token (`POST /workspace/{ws}/dials/control/{batch}/{action}`), on its own batches only.
+//!
 //! The action itself is the API's: `batches::control`'s `pause_from_api` and
 //! `cancel_from_api`, the one implementation behind both APIs' routes and the CLI.
 
@@ -24,6 +27,7 @@ use crate::batches::control::{self, Scope};
 use crate::batches::model::Batch;
 use crate::error::ApiError;
 use crate::state::AppState;
+use shared::domain::Surface;
 
 /// The request header that carries the page's CSRF token.
 pub const CSRF_HEADER: &str = "x-dialfleet-csrf";
@@ -75,15 +79,46 @@ pub(crate) async fn act(
         let (Ok(id), Some(action)) = (Uuid::parse_str(&raw_id), Action::parse(&raw_action)) else {
             return Err(ApiError::NotFound("batch action"));
         };
-        permitted(&state, id, &q, &headers)?;
-        let batch = run(&state, id, action).await?;
-        Ok(Acted {
-            action: action.name(),
-            status_text: render::status_text(&batch, Utc::now()),
-            at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        })
-    }
-    .await;
+        permitted(&state, Grant::Control, id, q.control.as_deref(), &headers)?;
+        run(&state, Scope::Any, id, action).await
+    };
+    respond(answer.await)
+}
+
+/// `POST /workspace/{ws}/dials/control/{batch}/{action}?control=…`: a Batch Dials row's button.
+/// The workspace's control token, and a batch of that workspace (another's is 404).
+pub(crate) async fn act_in_workspace(
+    State(state): State<AppState>,
+    Path((raw_ws, raw_id, raw_action)): Path<(String, String, String)>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let answer = async {
+        let (Ok(ws), Ok(id), Some(action)) = (
+            Uuid::parse_str(&raw_ws),
+            Uuid::parse_str(&raw_id),
+            Action::parse(&raw_action),
+        ) else {
+            return Err(ApiError::NotFound("batch action"));
+        };
+        permitted(
+            &state,
+            Grant::WorkspaceControl,
+            ws,
+            q.control.as_deref(),
+            &headers,
+        )?;
+        let scope = Scope::Workspace {
+            id: ws,
+            what: "batch",
+            surface: Surface::Dialgen,
+        };
+        run(&state, scope, id, action).await
+    };
+    respond(answer.await)
+}
+
+fn respond(answer: Result<Acted, ApiError>) -> Response {
     let mut response = match answer {
         Ok(acted) => Json(acted).into_response(),
         Err(e) => e.into_response(),
@@ -94,34 +129,42 @@ pub(crate) async fn act(
     response
 }
 
-/// The same calls as the API's routes: the batch is the control token's, in any workspace.
-async fn run(state: &AppState, id: Uuid, action: Action) -> Result<Batch, ApiError> {
-    match action {
-        Action::Pause => control::pause_from_api(state, Scope::Any, id, true).await,
-        Action::Resume => control::pause_from_api(state, Scope::Any, id, false).await,
-        Action::Cancel => control::cancel_from_api(state, Scope::Any, id).await,
-    }
+/// The same calls as the API's routes (`batches::control`), and what the page shows of them.
+async fn run(state: &AppState, scope: Scope, id: Uuid, action: Action) -> Result<Acted, ApiError> {
+    let batch: Batch = match action {
+        Action::Pause => control::pause_from_api(state, scope, id, true).await?,
+        Action::Resume => control::pause_from_api(state, scope, id, false).await?,
+        Action::Cancel => control::cancel_from_api(state, scope, id).await?,
+    };
+    let now = Utc::now();
+    Ok(Acted {
+        action: action.name(),
+        status_text: render::status_text(&batch, now),
+        at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
 }
 
-/// Whether this request may act on batch `id`: a valid control token for it, its CSRF token
-/// in the header, and nothing saying it comes from another site.
+/// Whether this request may act on `subject` (a batch, or a workspace for
+/// [`Grant::WorkspaceControl`]): a valid control token of `grant` for it, its CSRF token in
+/// the header, and nothing saying it comes from another site.
 fn permitted(
     state: &AppState,
-    id: Uuid,
-    q: &TokenQuery,
+    grant: Grant,
+    subject: Uuid,
+    control: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     let secret = state.config.monitor_token_secret.as_bytes();
-    let Some(control) = q.control.as_deref() else {
+    let Some(control) = control else {
         return Err(ApiError::Forbidden(
             "this link is read-only: pausing, resuming or cancelling needs a control link (mint one with ?control=true)"
                 .into(),
         ));
     };
-    token::verify_grant(secret, Grant::Control, id, Some(control), Utc::now())
+    token::verify_grant(secret, grant, subject, Some(control), Utc::now())
         .map_err(|e| ApiError::Forbidden(format!("{e}: mint a new control link")))?;
     let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-    if !token::csrf_ok(secret, id, control, presented) {
+    if !token::csrf_ok(secret, subject, control, presented) {
         return Err(ApiError::Forbidden(format!(
             "the {CSRF_HEADER} header is missing or wrong: act from the control page itself"
         )));

@@ -13,7 +13,8 @@ pub fn dashboard_link(config: &Config, id: Uuid, now: DateTime<Utc>) -> String {
 }
 
 /// The page's URL for batch `id` with a token of `grant` (`?token=` for a read-only link,
-/// `?control=` for a control link) valid from `now`, and when it expires.
+/// `?control=` for a control link) valid from `now`, and when it expires; for
+/// [`Grant::WorkspaceControl`], `id` is a workspace and the page its Batch Dials page.
 pub fn minted(
     config: &Config,
     grant: Grant,
@@ -29,12 +30,10 @@ pub fn minted(
         return (format!("{base}/batch/monitor/{id}"), now);
     }
     let (token, expires) = token::issue_grant(secret, grant, id, now);
-    let param = match grant {
-        Grant::View => "token",
-        Grant::Control => "control",
+    let url = match grant {
+        Grant::View => format!("{base}/batch/monitor/{id}?token={token}"),
+        Grant::Control => format!("{base}/batch/monitor/{id}?control={token}"),
+        Grant::WorkspaceControl => format!("{base}/workspace/{id}/dials?control={token}"),
     };
-    (
-        format!("{base}/batch/monitor/{id}?{param}={token}"),
-        expires,
-    )
+    (url, expires)
 }

@@ -44,6 +44,10 @@ pub fn router() -> Router<AppState> {
         .route("/batch/monitor/{id}", get(page))
         .route("/batch/monitor/{id}/events", get(events))
         .route("/batch/monitor/{id}/control/{action}", post(act::act))
+        .route(
+            "/workspace/{ws}/dials/control/{id}/{action}",
+            post(act::act_in_workspace),
+        )
         .merge(dials::router())
 }
 

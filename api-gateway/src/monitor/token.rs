@@ -29,6 +29,9 @@ pub enum Grant {
     View,
     /// See the page and pause, resume or cancel the batch (`?control=`).
     Control,
+    /// See a workspace's Batch Dials page and pause, resume or cancel any of its batches
+    /// (`/workspace/{id}/dials?control=`); the token's subject is the workspace id.
+    WorkspaceControl,
 }
 
 impl Grant {
@@ -37,6 +40,7 @@ impl Grant {
         match self {
             Grant::View => "dialfleet-monitor.v1",
             Grant::Control => "dialfleet-monitor-control.v1",
+            Grant::WorkspaceControl => "dialfleet-dials-control.v1",
         }
     }
 
@@ -44,7 +48,7 @@ impl Grant {
     pub fn validity(self) -> Duration {
         match self {
             Grant::View => VALIDITY,
-            Grant::Control => CONTROL_VALIDITY,
+            Grant::Control | Grant::WorkspaceControl => CONTROL_VALIDITY,
         }
     }
 }
@@ -89,10 +93,21 @@ pub fn issue_grant(
     batch: Uuid,
     now: DateTime<Utc>,
 ) -> (String, DateTime<Utc>) {
-    let expires = (now + grant.validity()).timestamp();
-    let sig = mac(secret, grant, batch, expires).finalize().into_bytes();
-    let at = DateTime::from_timestamp(expires, 0).unwrap_or(now);
-    (format!("{expires}.{}", URL_SAFE_NO_PAD.encode(sig)), at)
+    issue_until(secret, grant, batch, now + grant.validity())
+}
+
+/// A token of `grant` for `subject` (a batch, or a workspace for [`Grant::WorkspaceControl`])
+/// that expires at `expires` (whole seconds), and that expiry.
+pub fn issue_until(
+    secret: &[u8],
+    grant: Grant,
+    subject: Uuid,
+    expires: DateTime<Utc>,
+) -> (String, DateTime<Utc>) {
+    let secs = expires.timestamp();
+    let sig = mac(secret, grant, subject, secs).finalize().into_bytes();
+    let at = DateTime::from_timestamp(secs, 0).unwrap_or(expires);
+    (format!("{secs}.{}", URL_SAFE_NO_PAD.encode(sig)), at)
 }
 
 /// Checks a read-only `token` for `batch` at `now`.
@@ -224,6 +239,11 @@ mod tests {
             verify(secret, batch, Some(&c), now),
             Err(TokenError::Invalid),
             "a control token is not a read-only one either"
+        );
+        assert_eq!(
+            verify_grant(secret, Grant::WorkspaceControl, batch, Some(&c), now),
+            Err(TokenError::Invalid),
+            "nor a workspace's"
         );
         assert_eq!(
             verify_grant(

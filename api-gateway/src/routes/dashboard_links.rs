@@ -33,7 +33,7 @@ pub fn router() -> Router<AppState> {
 pub(crate) struct MintQuery {
     /// `true`: a control link (valid 1 hour) whose page has pause, resume and cancel buttons;
     /// otherwise the read-only link of `links.dashboard` (valid 7 days).
-    control: Option<bool>,
+    pub(crate) control: Option<bool>,
 }
 
 /// A minted monitor link.

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Query};
 use crate::monitor::dials::link::{self, DashboardLink, MintError};
 use crate::state::AppState;
 use crate::workspace::{self, RotatedSecret, Settings};
@@ -33,11 +33,14 @@ pub(crate) struct DashboardLinkRequest {
 }
 
 /// Extension: a signed link to the workspace's Batch Dials page, for a browser (which cannot
-/// send the API key). It opens that workspace's page only, read-only, until `expiresAt`.
-#[utoipa::path(post, path = "/api/workspace/dashboard_link", tag = "workspace", operation_id = "mintDashboardLink", request_body(content = DashboardLinkRequest, description = "optional; an empty body takes the defaults"), responses((status = 200, body = DashboardLink), (status = 422, description = "expiresInSeconds out of range, or an unknown field", body = ErrorBody)))]
+/// send the API key). It opens that workspace's page only, read-only, until `expiresAt`. With
+/// `?control=true`, a control link (60 to 3600 seconds, an hour by default) whose rows have
+/// pause, resume and cancel buttons: treat it as the API key for an hour.
+#[utoipa::path(post, path = "/api/workspace/dashboard_link", tag = "workspace", operation_id = "mintDashboardLink", params(crate::routes::dashboard_links::MintQuery), request_body(content = DashboardLinkRequest, description = "optional; an empty body takes the defaults"), responses((status = 200, body = DashboardLink), (status = 422, description = "expiresInSeconds out of range, or an unknown field", body = ErrorBody)))]
 pub(crate) async fn dashboard_link(
     State(state): State<AppState>,
     ws: Workspace,
+    Query(q): Query<crate::routes::dashboard_links::MintQuery>,
     req: Request,
 ) -> Result<Json<DashboardLink>, ApiError> {
     let bytes = crate::extract::read_body(req, &state).await?;
@@ -46,10 +49,16 @@ pub(crate) async fn dashboard_link(
     } else {
         crate::extract::parse_json(&bytes)?
     };
-    link::mint(&state.config, ws.id, Utc::now(), body.expires_in_seconds)
+    let mint = match q.control {
+        Some(true) => link::mint_control,
+        _ => link::mint,
+    };
+    mint(&state.config, ws.id, Utc::now(), body.expires_in_seconds)
         .map(Json)
         .map_err(|e| match e {
-            MintError::Validity => ApiError::field("expiresInSeconds", e.to_string()),
+            MintError::Validity | MintError::ControlValidity => {
+                ApiError::field("expiresInSeconds", e.to_string())
+            }
             MintError::NoSecret => ApiError::Internal(anyhow::anyhow!(e)),
         })
 }

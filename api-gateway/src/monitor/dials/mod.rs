@@ -46,6 +46,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct PageQuery {
     token: Option<String>,
+    /// A control link's token (`?control=true` on the mint route): the rows get buttons.
+    control: Option<String>,
     status: Option<String>,
     before: Option<String>,
 }
@@ -82,8 +84,24 @@ fn authorize(state: &AppState, raw_id: &str, q: &PageQuery) -> Result<PageKey, B
         return Err(refused(StatusCode::FORBIDDEN, "this link is not valid"));
     };
     let secret = state.config.monitor_token_secret.as_bytes();
-    token::verify(secret, workspace, q.token.as_deref(), Utc::now())
-        .map_err(|e| refused(StatusCode::FORBIDDEN, &e.to_string()))?;
+    match q.control.as_deref() {
+        // Judged alone: a bad control token never falls back to `token`.
+        Some(control) => crate::monitor::token::verify_grant(
+            secret,
+            crate::monitor::token::Grant::WorkspaceControl,
+            workspace,
+            Some(control),
+            Utc::now(),
+        )
+        .map_err(|_| {
+            refused(
+                StatusCode::FORBIDDEN,
+                "this control link is not valid or has expired",
+            )
+        })?,
+        None => token::verify(secret, workspace, q.token.as_deref(), Utc::now())
+            .map_err(|e| refused(StatusCode::FORBIDDEN, &e.to_string()))?,
+    }
     let state_filter = match q.status.as_deref() {
         None | Some("" | "all") => None,
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {
@@ -123,8 +141,18 @@ async fn page(
     match state.monitor.dials.subscribe(key, secret(&state)).await {
         Ok(rx) => {
             let view = rx.borrow().clone();
-            let req = render::Request {
-                token: q.token.as_deref().unwrap_or(""),
+            let secret = state.config.monitor_token_secret.as_bytes();
+            let req = match q.control.as_deref() {
+                Some(control) => render::Request {
+                    param: "control",
+                    token: control,
+                    csrf: Some(crate::monitor::token::csrf(secret, key.workspace, control)),
+                },
+                None => render::Request {
+                    param: "token",
+                    token: q.token.as_deref().unwrap_or(""),
+                    csrf: None,
+                },
             };
             html_status(StatusCode::OK, render::page(&view, &req))
         }

@@ -284,6 +284,8 @@ main{display:block}.figures{display:grid;gap:16px;grid-template-columns:repeat(a
 table.dials{table-layout:fixed}table.dials td,table.dials th{vertical-align:top}.small{font-size:12px;color:var(--muted)}
 table.dials a.clip{display:block}.filters a{margin-right:10px}.filters a.on{font-weight:700;color:var(--fg);text-decoration:none}
 .pager{margin-top:10px}td.actions{white-space:nowrap}
+td.actions button{font:inherit;font-size:12px;padding:1px 6px;margin:0 2px 2px 0;border-radius:5px;border:1px solid #9ca3af;background:#f9fafb;cursor:pointer}
+td.actions button.danger{background:#fee2e2;border-color:#c62828;color:#7f1d1d}td.actions button:disabled{opacity:.4;cursor:default}td.actions .result{display:block;white-space:normal}
 "#;
 
 /// Script: puts each update in place, row by row, keeping each row's actions cell.
@@ -305,13 +307,56 @@ live.textContent='live';document.dispatchEvent(new CustomEvent('dials:rows'));})
 es.onerror=function(){live.textContent='reconnecting…';};
 })();"#;
 
-/// What a page request adds to the shared view: its own token, in the filter and pager links.
+/// What a page request adds to the shared view: its own token, in the filter and pager links,
+/// and on a control link the CSRF token its row buttons send.
 pub struct Request<'a> {
+    /// The token's parameter: `token` (read-only) or `control`.
+    pub param: &'static str,
     pub token: &'a str,
+    /// A control link's CSRF token (`monitor::token::csrf` of its control token).
+    pub csrf: Option<String>,
+}
+
+/// The row buttons of a control link: the script fills each row's actions cell (new rows
+/// too, after each update, see `dials:rows`) with pause, resume and cancel, which post to
+/// `…/dials/control/{batch}/{action}` with the CSRF header, as the batch page's buttons do.
+const CONTROL_SCRIPT: &str = r#"(function(){
+var box=document.getElementById('dials-controls'),body=document.getElementById('rows');
+if(!box||!body||!window.fetch)return;
+var csrf=box.getAttribute('data-csrf'),base=location.pathname.replace(/\/$/,'')+'/control/';
+function sync(c){var s=c.parentNode.getAttribute('data-state')||'',fin=/^(completed|cancelled|failed)$/.test(s),busy=c.getAttribute('data-busy')==='1';
+c.querySelector('[data-action=pause]').disabled=busy||fin||s==='paused';
+c.querySelector('[data-action=resume]').disabled=busy||fin||!(s==='paused'||s==='created');
+c.querySelector('[data-action=cancel]').disabled=busy||fin;}
+function fill(){var cells=body.querySelectorAll('td.actions'),i,c;for(i=0;i<cells.length;i++){c=cells[i];
+if(!c.querySelector('button'))c.innerHTML='<button type="button" data-action="pause">Pause</button><button type="button" data-action="resume">Resume</button><button type="button" class="danger" data-action="cancel">Cancel…</button><span class="result small"></span>';
+sync(c);}}
+body.addEventListener('click',function(e){var b=e.target.closest('button[data-action]');if(!b)return;
+var c=b.closest('td.actions'),r=c.parentNode,a=b.getAttribute('data-action'),id=c.getAttribute('data-batch'),out=c.querySelector('.result');
+var name=(r.querySelector('a.clip')||{}).title||id;
+if(a==='cancel'&&!window.confirm('Cancel batch "'+name+'"? No new call will start; calls already connected finish. This cannot be undone.'))return;
+c.setAttribute('data-busy','1');sync(c);out.textContent=a+'…';var t0=Date.now();
+fetch(base+id+'/'+a+location.search,{method:'POST',headers:{'X-Dialfleet-Csrf':csrf},credentials:'omit',cache:'no-store',referrerPolicy:'no-referrer'})
+.then(function(x){return x.json().then(function(j){return {ok:x.ok,j:j};});})
+.then(function(x){c.removeAttribute('data-busy');out.textContent=x.ok?(x.j.action+' done: '+x.j.statusText+' ('+(Date.now()-t0)+' ms)'):('refused: '+((x.j.error&&x.j.error.message)||'error'));sync(c);})
+.catch(function(err){c.removeAttribute('data-busy');out.textContent='failed: '+err;sync(c);});});
+document.addEventListener('dials:rows',fill);fill();
+})();"#;
+
+/// The control bar and script of a control link's page; nothing on a read-only one.
+fn controls(req: &Request) -> String {
+    let Some(csrf) = &req.csrf else {
+        return String::new();
+    };
+    format!(
+        r#"<div class="controls" id="dials-controls" data-csrf="{}"><span class="muted">control link: each row can be paused, resumed and cancelled; anyone holding this link can act until it expires, do not share it</span></div>
+"#,
+        esc(csrf)
+    )
 }
 
 fn query_link(req: &Request, state: Option<JobState>, before: Option<&str>) -> String {
-    let mut q = format!("?token={}", esc(req.token));
+    let mut q = format!("?{}={}", req.param, esc(req.token));
     if let Some(s) = state {
         let _ = write!(q, "&amp;status={}", s.as_str());
     }
@@ -373,7 +418,8 @@ pub fn page(view: &View, req: &Request) -> String {
 <meta name="referrer" content="no-referrer"><title>Batch Dials · {ws_name} · dialfleet</title><style>{STYLE}{DIALS_STYLE}</style></head>
 <body>
 <header><h1><span class="clip" title="{ws_name}">Batch Dials · {ws_name}</span></h1>
-<div class="meta">workspace <code>{ws_id}</code> · every batch of both APIs, newest first</div></header>
+<div class="meta">workspace <code>{ws_id}</code> · every batch of both APIs, newest first</div>
+{controls}</header>
 <main>
 <div class="figures">
 <section class="card"><h2>Lines</h2><div class="kv"><div><span>calls in flight (all batches)</span><b><span id="ws-in-flight">{in_flight}</span> / <span id="ws-lines">{lines}</span></b></div></div>
@@ -389,8 +435,14 @@ pub fn page(view: &View, req: &Request) -> String {
 <div class="pager">{newest}{older}<span id="next-before" hidden>{next}</span></div></section>
 </main>
 <footer>updated <span id="updated">{updated}</span> · <span id="live">static</span> · figures are read at most every refresh interval and pushed to this page as they change</footer>
-<script>{SCRIPT}</script>
+<script>{SCRIPT}</script>{control_script}
 </body></html>"#,
+        controls = controls(req),
+        control_script = if req.csrf.is_some() {
+            format!("<script>{CONTROL_SCRIPT}</script>")
+        } else {
+            String::new()
+        },
         ws_name = esc(&s.workspace.name),
         ws_id = s.key.workspace,
         in_flight = t("ws-in-flight"),
