@@ -418,3 +418,145 @@ async fn staleness_change_to_dom_over_50_changes() {
         browser.save_screenshot("monitor-finished.png").await;
     }
 }
+
+/// The text of the first element `css` selects ("" when there is none).
+async fn text_of(browser: &Browser, css: &str) -> String {
+    browser
+        .eval(&format!(
+            "var e = document.querySelector({css:?}); return e ? e.textContent : '';"
+        ))
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits (up to `within`) until the element `css` selects has a text `done` accepts.
+async fn wait_css(browser: &Browser, css: &str, within: Duration, done: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let t = text_of(browser, css).await;
+        if done(&t) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{css} still {t:?} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_batch_dials_rows_pause_resume_and_cancel_with_a_control_link() {
+    let stack = Stack::builder("dials-control")
+        .workspace_limit(3)
+        .talk_ms(400)
+        .start()
+        .await;
+    let id = batch(&stack, 400, 3).await;
+    let mint_ws = async |control: bool| {
+        let v: Value = stack
+            .post(
+                &format!("/api/workspace/dashboard_link?control={control}"),
+                json!({}),
+            )
+            .send_json()
+            .await;
+        v["url"].as_str().unwrap().to_owned()
+    };
+    let browser = Browser::start().await;
+
+    // Read-only: the actions cells stay empty.
+    browser.goto(&mint_ws(false).await).await;
+    live(&browser).await;
+    let buttons = browser
+        .eval("return document.querySelectorAll('td.actions button').length")
+        .await;
+    assert_eq!(buttons, 0, "a read-only Batch Dials page has no buttons");
+
+    browser.goto(&mint_ws(true).await).await;
+    live(&browser).await;
+    let row = format!("#row-{id} td.actions");
+    stack
+        .wait_for("calls", Duration::from_secs(30), async || {
+            stack.calls().len() >= 6
+        })
+        .await;
+    let act = async |action: &str| {
+        let at = Utc::now();
+        browser
+            .click(&format!("{row} [data-action={action}]"))
+            .await;
+        at
+    };
+    let result = format!("{row} .result");
+
+    let paused = act("pause").await;
+    wait_css(&browser, &result, Duration::from_secs(1), |t| {
+        t.starts_with("pause done")
+    })
+    .await;
+    println!("row pause: {}", text_of(&browser, &result).await);
+    wait_css(
+        &browser,
+        &format!("#row-{id}"),
+        Duration::from_secs(1),
+        |t| t.contains("paused"),
+    )
+    .await;
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        browser.save_screenshot("batch-dials-control.png").await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late = started_after(&stack, paused + chrono::Duration::seconds(1));
+    assert!(
+        late.is_empty(),
+        "calls started after the row's pause: {late:?}"
+    );
+
+    let resumed = act("resume").await;
+    wait_css(&browser, &result, Duration::from_secs(1), |t| {
+        t.starts_with("resume done")
+    })
+    .await;
+    stack
+        .wait_for(
+            "calls after the resume",
+            Duration::from_secs(10),
+            async || !started_after(&stack, resumed).is_empty(),
+        )
+        .await;
+
+    act("cancel").await;
+    let asked = browser
+        .dialog()
+        .await
+        .expect("a cancel asks for confirmation");
+    assert!(asked.contains("Cancel batch"), "{asked}");
+    browser.answer_dialog(false).await;
+    let cancelled = act("cancel").await;
+    assert!(browser.dialog().await.is_some());
+    browser.answer_dialog(true).await;
+    wait_css(&browser, &result, Duration::from_secs(1), |t| {
+        t.starts_with("cancel done")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late = started_after(&stack, cancelled + chrono::Duration::seconds(1));
+    assert!(
+        late.is_empty(),
+        "calls started after the row's cancel: {late:?}"
+    );
+    let status: Value = stack
+        .get(&format!("/api/v1/batch/{id}/status"))
+        .send_json()
+        .await;
+    assert_eq!(status["status"], "cancelled");
+    let enabled = browser
+        .eval(&format!(
+            "return Array.from(document.querySelectorAll('{row} button')).filter(b => !b.disabled).length"
+        ))
+        .await;
+    assert_eq!(enabled, 0, "no action on a cancelled batch's row");
+}

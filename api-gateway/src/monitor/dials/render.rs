@@ -349,7 +349,7 @@ fn controls(req: &Request) -> String {
         return String::new();
     };
     format!(
-        r#"<div class="controls" id="dials-controls" data-csrf="{}"><span class="muted">control link: each row can be paused, resumed and cancelled; anyone holding this link can act until it expires, do not share it</span></div>
+        r#"<style>table.dials col:last-child{{width:19%!important}}</style><div class="controls" id="dials-controls" data-csrf="{}"><span class="muted">control link: each row can be paused, resumed and cancelled; anyone holding this link can act until it expires, do not share it</span></div>
 "#,
         esc(csrf)
     )
