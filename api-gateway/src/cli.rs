@@ -231,20 +231,26 @@ pub async fn workspace_show(db: &Pool, id: Uuid, as_json: bool) -> anyhow::Resul
     Ok(())
 }
 
-/// `workspace dashboard-link ID`: a signed link to the workspace's Batch Dials page, valid
-/// `expires_in` seconds (the API's default when `None`).
+/// `workspace dashboard-link ID [--control]`: a signed link to the workspace's Batch Dials
+/// page (a control link with `--control`), valid `expires_in` seconds (the API's default when
+/// `None`).
 pub async fn workspace_dashboard_link(
     db: &Pool,
     config: &Config,
     id: Uuid,
     expires_in: Option<i64>,
+    control: bool,
     as_json: bool,
 ) -> anyhow::Result<()> {
     let client = db.get().await?;
     Settings::load(&client, id)
         .await
         .map_err(|_| anyhow::anyhow!("no workspace with id {id}"))?;
-    let link = crate::monitor::dials::link::mint(config, id, chrono::Utc::now(), expires_in)
+    let mint = match control {
+        true => crate::monitor::dials::link::mint_control,
+        false => crate::monitor::dials::link::mint,
+    };
+    let link = mint(config, id, chrono::Utc::now(), expires_in)
         .map_err(|e| anyhow::anyhow!("--expires-in {e}"))?;
     if as_json {
         return print_json(&link);

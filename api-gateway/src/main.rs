@@ -81,9 +81,13 @@ enum WorkspaceCommand {
     /// A signed link to the workspace's Batch Dials page (read-only, expiring).
     DashboardLink {
         id: Uuid,
-        /// Seconds the link stays valid: 60 to 604800 (7 days); 86400 by default.
+        /// Seconds the link stays valid: 60 to 604800 (7 days); 86400 by default (a control
+        /// link: 60 to 3600, an hour by default).
         #[arg(long)]
         expires_in: Option<i64>,
+        /// A control link: each row of its page can pause, resume and cancel its batch.
+        #[arg(long)]
+        control: bool,
     },
 }
 
@@ -169,11 +173,16 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                     .await
             }
             Command::Workspace {
-                command: WorkspaceCommand::DashboardLink { id, expires_in },
+                command:
+                    WorkspaceCommand::DashboardLink {
+                        id,
+                        expires_in,
+                        control,
+                    },
             } => {
                 let db = shared::db::connect(&config.service).await?;
                 let config = api_gateway::monitor::secret::resolve(&db, config).await?;
-                cli::workspace_dashboard_link(&db, &config, id, expires_in, json).await
+                cli::workspace_dashboard_link(&db, &config, id, expires_in, control, json).await
             }
             Command::Batch { command } => {
                 let db = shared::db::connect(&config.service).await?;

@@ -405,6 +405,26 @@ async fn the_cli_mints_a_link_that_opens_the_page() {
             .contains(&format!("/workspace/{ws}/dials?token="))
     );
     assert!(lines.next().unwrap().starts_with("expires "));
+    // A control link (h-control): `?control=`, an hour at most.
+    let out = run(&["workspace", "dashboard-link", &ws, "--control", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["control"], true);
+    let url = v["url"].as_str().unwrap();
+    assert!(
+        url.contains(&format!("/workspace/{ws}/dials?control=")),
+        "{url}"
+    );
+    assert_eq!(get_page(&app, url).await.0, 200);
+    let out = run(&[
+        "workspace",
+        "dashboard-link",
+        &ws,
+        "--control",
+        "--expires-in",
+        "7200",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 60 and 3600"));
     for (args, says) in [
         (
             vec!["workspace", "dashboard-link", &ws, "--expires-in", "5"],

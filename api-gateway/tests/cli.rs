@@ -317,7 +317,10 @@ async fn batch_commands() {
     let minted = cli.json(&["batch", "dashboard-link", &id, "--control"]);
     assert_eq!(minted["control"], true);
     let url = minted["url"].as_str().unwrap();
-    assert!(url.contains(&format!("/batch/monitor/{id}?control=")), "{url}");
+    assert!(
+        url.contains(&format!("/batch/monitor/{id}?control=")),
+        "{url}"
+    );
     let minted = cli.json(&["batch", "dashboard-link", &id]);
     assert_eq!(minted["control"], false);
     assert!(minted["url"].as_str().unwrap().contains("?token="));
