@@ -561,7 +561,7 @@ if(a==='cancel'&&!window.confirm('Cancel this batch? No new call will start; cal
 busy=true;sync();out.textContent=a+'…';var t0=Date.now();
 fetch(location.pathname.replace(/\/$/,'')+'/control/'+a+location.search,{method:'POST',headers:{'X-Dialfleet-Csrf':csrf},credentials:'omit',cache:'no-store',referrerPolicy:'no-referrer'})
 .then(function(r){return r.json().then(function(j){return {ok:r.ok,j:j};});})
-.then(function(x){busy=false;if(x.ok){st.textContent=x.j.statusText;out.textContent=x.j.action+' done: '+x.j.statusText+' ('+(Date.now()-t0)+' ms)';}
+.then(function(x){busy=false;if(x.ok){st.textContent=x.j.statusText;out.setAttribute('data-at',x.j.at);out.textContent=x.j.action+' done: '+x.j.statusText+' ('+(Date.now()-t0)+' ms)';}
 else{out.textContent='refused: '+((x.j.error&&x.j.error.message)||'error');}sync();})
 .catch(function(e){busy=false;out.textContent='failed: '+e;sync();});}
 ['pause','resume','cancel'].forEach(function(a){btn(a).addEventListener('click',function(){act(a);});});

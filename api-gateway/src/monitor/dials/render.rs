@@ -338,7 +338,7 @@ if(a==='cancel'&&!window.confirm('Cancel batch "'+name+'"? No new call will star
 c.setAttribute('data-busy','1');sync(c);out.textContent=a+'…';var t0=Date.now();
 fetch(base+id+'/'+a+location.search,{method:'POST',headers:{'X-Dialfleet-Csrf':csrf},credentials:'omit',cache:'no-store',referrerPolicy:'no-referrer'})
 .then(function(x){return x.json().then(function(j){return {ok:x.ok,j:j};});})
-.then(function(x){c.removeAttribute('data-busy');out.textContent=x.ok?(x.j.action+' done: '+x.j.statusText+' ('+(Date.now()-t0)+' ms)'):('refused: '+((x.j.error&&x.j.error.message)||'error'));sync(c);})
+.then(function(x){c.removeAttribute('data-busy');if(x.ok)out.setAttribute('data-at',x.j.at);out.textContent=x.ok?(x.j.action+' done: '+x.j.statusText+' ('+(Date.now()-t0)+' ms)'):('refused: '+((x.j.error&&x.j.error.message)||'error'));sync(c);})
 .catch(function(err){c.removeAttribute('data-busy');out.textContent='failed: '+err;sync(c);});});
 document.addEventListener('dials:rows',fill);fill();
 })();"#;
