@@ -115,6 +115,21 @@ async fn main() -> ExitCode {
     .await
 }
 
+/// `migrate`: creates the database if needed and applies the migrations.
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    shared::db::ensure_database(&config.service.database_url)
+        .await
+        .context("cannot create the database")?;
+    let applied = shared::db::migrate::run(&config.service.database_url)
+        .await
+        .context("migration failed")?;
+    cli::out(format_args!(
+        "{}",
+        serde_json::json!({ "applied": applied })
+    ))?;
+    Ok(())
+}
+
 async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
     {
         let config = Config::from_env(&Env::from_process())?;
@@ -125,19 +140,7 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                     .await
                     .context("api-gateway stopped")
             }
-            Command::Migrate => {
-                shared::db::ensure_database(&config.service.database_url)
-                    .await
-                    .context("cannot create the database")?;
-                let applied = shared::db::migrate::run(&config.service.database_url)
-                    .await
-                    .context("migration failed")?;
-                cli::out(format_args!(
-                    "{}",
-                    serde_json::json!({ "applied": applied })
-                ))?;
-                Ok(())
-            }
+            Command::Migrate => migrate(&config).await,
             Command::Workspace {
                 command:
                     WorkspaceCommand::Create {
