@@ -69,6 +69,10 @@ pub struct WorkspaceUpdateArgs {
     /// `off`.
     #[arg(long)]
     pub max_calls_per_number: Option<String>,
+    /// Which calling rules apply: `strictest` (every candidate state's rules, the default) or
+    /// `federal` (federal rules only: the user is responsible for state law).
+    #[arg(long)]
+    pub jurisdiction_rules: Option<String>,
 }
 
 /// `--recipient-hours` as parsed (`None` = off).
@@ -161,7 +165,7 @@ fn settings_text(s: &Settings) -> String {
         .max_calls_per_second
         .map_or_else(|| "none".to_owned(), |n| n.to_string());
     format!(
-        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
+        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  jurisdiction rules: {rules} (rule pack {pack})\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
         id = s.id,
         name = s.name,
         created = s.created_at,
@@ -184,6 +188,8 @@ fn settings_text(s: &Settings) -> String {
             || "off".to_owned(),
             |c| format!("{} in {} days", c.count, c.days)
         ),
+        rules = s.jurisdiction_rules,
+        pack = s.rules_version,
         prefix = s.webhook_secret.prefix,
         rotated = s.webhook_secret.rotated_at.as_deref().unwrap_or("never"),
         overlap = s
@@ -193,6 +199,25 @@ fn settings_text(s: &Settings) -> String {
             .map(|t| format!("; the previous secret signs too until {t}"))
             .unwrap_or_default(),
     )
+}
+
+/// `workspace create`: the workspace with its compliance policy and jurisdiction rules, and its
+/// first key, printed as JSON.
+pub async fn workspace_create(
+    db: &Pool,
+    name: &str,
+    max_concurrent_dials: i32,
+    compliance: &crate::admin::Compliance,
+    rules: shared::compliance::jurisdiction::RuleMode,
+) -> anyhow::Result<()> {
+    let created =
+        crate::admin::create_workspace_with(db, name, max_concurrent_dials, compliance).await?;
+    if rules != shared::compliance::jurisdiction::RuleMode::default() {
+        let client = db.get().await?;
+        crate::jurisdiction::write(&client, created.workspace_id, rules).await?;
+    }
+    out(format_args!("{}", serde_json::to_string(&created)?))?;
+    Ok(())
 }
 
 /// `workspace list`.
@@ -306,6 +331,12 @@ pub async fn workspace_update(
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--max-calls-per-number: {e}"))?,
         },
+        jurisdiction_rules: args
+            .jurisdiction_rules
+            .as_deref()
+            .map(crate::jurisdiction::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--jurisdiction-rules: {e}"))?,
     };
     anyhow::ensure!(
         !update.is_empty(),

@@ -71,13 +71,17 @@ enum WorkspaceCommand {
         /// `7/7`), or `off` (the default).
         #[arg(long, default_value = "off", value_parser = cli::parse_cap)]
         max_calls_per_number: cli::CapArg,
+        /// Which calling rules apply: `strictest` (every candidate state's rules, the default)
+        /// or `federal` (federal rules only: the user is responsible for state law).
+        #[arg(long, default_value = "strictest", value_parser = api_gateway::jurisdiction::parse)]
+        jurisdiction_rules: shared::compliance::jurisdiction::RuleMode,
     },
     /// Every workspace.
     List,
     /// One workspace's settings.
     Show { id: Uuid },
     /// Change any of a workspace's settings, the limits included.
-    Update(WorkspaceUpdateArgs),
+    Update(Box<WorkspaceUpdateArgs>),
     /// A signed link to the workspace's Batch Dials page (read-only, expiring).
     DashboardLink {
         id: Uuid,
@@ -149,6 +153,7 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                         recipient_hours,
                         allow_unknown_timezone,
                         max_calls_per_number,
+                        jurisdiction_rules,
                     },
             } => {
                 let db = shared::db::connect(&config.service).await?;
@@ -157,11 +162,14 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                     allow_unknown_timezone,
                     max_calls_per_number: max_calls_per_number.0.map(|c| (c.count, c.days)),
                 };
-                let created =
-                    admin::create_workspace_with(&db, &name, max_concurrent_dials, &compliance)
-                        .await?;
-                cli::out(format_args!("{}", serde_json::to_string(&created)?))?;
-                Ok(())
+                cli::workspace_create(
+                    &db,
+                    &name,
+                    max_concurrent_dials,
+                    &compliance,
+                    jurisdiction_rules,
+                )
+                .await
             }
             Command::Workspace {
                 command: WorkspaceCommand::List,
@@ -172,7 +180,7 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
             Command::Workspace {
                 command: WorkspaceCommand::Update(args),
             } => {
-                cli::workspace_update(&shared::db::connect(&config.service).await?, args, json)
+                cli::workspace_update(&shared::db::connect(&config.service).await?, *args, json)
                     .await
             }
             Command::Workspace {
