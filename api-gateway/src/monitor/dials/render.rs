@@ -189,6 +189,7 @@ fn outcomes(r: &BatchRow) -> String {
     .into_iter()
     .filter(|(_, n)| *n > 0)
     .map(|(name, n)| format!("{n} {name}"))
+    .chain((tl.retry_waiting > 0).then(|| format!("{} waiting for a retry", tl.retry_waiting)))
     .collect();
     if parts.is_empty() {
         "—".to_owned()
