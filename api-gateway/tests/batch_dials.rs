@@ -262,6 +262,19 @@ async fn the_page_lists_both_apis_newest_first_filters_and_pages() {
     assert_eq!(status, 400);
     let (status, _) = get_page(&app, &format!("{url}&before=x")).await;
     assert_eq!(status, 400);
+
+    // Made-up cursors cannot start feeds without end: a workspace has at most 32 pages
+    // watched at once (3 are: newest, page 2, paused).
+    let mut refused = 0;
+    for _ in 0..40 {
+        let (status, _) = get_page(&app, &format!("{url}&before={}", Uuid::now_v7())).await;
+        if status == 429 {
+            refused += 1;
+        } else {
+            assert_eq!(status, 200);
+        }
+    }
+    assert_eq!(refused, 40 - (32 - 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
