@@ -262,6 +262,57 @@ async fn the_page_lists_both_apis_newest_first_filters_and_pages() {
     assert_eq!(status, 400);
     let (status, _) = get_page(&app, &format!("{url}&before=x")).await;
     assert_eq!(status, 400);
+
+    // Made-up cursors cannot start feeds without end: a workspace has at most 32 pages
+    // watched at once (3 are: newest, page 2, paused).
+    let mut refused = 0;
+    for _ in 0..40 {
+        let (status, _) = get_page(&app, &format!("{url}&before={}", Uuid::now_v7())).await;
+        if status == 429 {
+            refused += 1;
+        } else {
+            assert_eq!(status, 200);
+        }
+    }
+    assert_eq!(refused, 40 - (32 - 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compliance_card_shows_the_rules_and_the_registrys_freshness() {
+    let app = spawn_app().await;
+    let url = link(&app).await;
+    let (_, html) = get_page(&app, &url).await;
+    assert!(
+        html.contains(r#"id="ws-rules">strictest"#),
+        "the V22 default"
+    );
+    assert!(html.contains(">not required<"));
+    let client = app.env.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE workspaces SET dnc_registry_required = true, jurisdiction_rules = 'federal' WHERE id = $1",
+            &[&app.workspace_id],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO dnc_registry_copies (workspace_id, source, as_of)
+             VALUES ($1, 'national_registry', current_date - 40), ($1, 'national_registry', current_date - 3)",
+            &[&app.workspace_id],
+        )
+        .await
+        .unwrap();
+    let newest: chrono::NaiveDate = client
+        .query_one("SELECT current_date - 3", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // The feed's last read is older than a second by now, or is re-read within one refresh.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, html) = get_page(&app, &url).await;
+    assert!(html.contains(r#"id="ws-rules">federal"#), "{html}");
+    assert!(html.contains(&format!("required, newest copy as of {newest} (fresh)")));
 }
 
 /// Reads server-sent `update` events' data from `stream`, until `done` says so.

@@ -26,6 +26,10 @@ pub const IDLE_GRACE: Duration = Duration::from_secs(10);
 /// How old a feed's last read may be when a page subscribes to it.
 pub const FRESH: Duration = Duration::from_secs(1);
 
+/// At most this many pages (filter × cursor) of one workspace are watched at once: a link's
+/// holder could otherwise start a feed per made-up cursor, each reading for [`IDLE_GRACE`].
+pub const MAX_PAGES_PER_WORKSPACE: usize = 32;
+
 /// What the feeds cost: the work-done figures the cost test and the logs read.
 #[derive(Debug, Default)]
 pub struct FeedStats {
@@ -90,7 +94,19 @@ impl Feeds {
         secret: Arc<[u8]>,
     ) -> Result<watch::Receiver<Arc<View>>, ApiError> {
         loop {
-            let cell = self.feeds().entry(key).or_default().clone();
+            let cell = {
+                let mut feeds = self.feeds();
+                if !feeds.contains_key(&key)
+                    && feeds
+                        .keys()
+                        .filter(|k| k.workspace == key.workspace)
+                        .count()
+                        >= MAX_PAGES_PER_WORKSPACE
+                {
+                    return Err(ApiError::RateLimited(IDLE_GRACE));
+                }
+                feeds.entry(key).or_default().clone()
+            };
             let started = cell
                 .view
                 .get_or_try_init(|| self.start(key, &cell, secret.clone()))

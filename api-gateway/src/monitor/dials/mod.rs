@@ -159,6 +159,10 @@ async fn page(
         Err(ApiError::NotFound(_)) => {
             *refused(StatusCode::NOT_FOUND, "this workspace no longer exists")
         }
+        Err(ApiError::RateLimited(_)) => *refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many pages of this workspace are open at once; close some and try again in 10 seconds",
+        ),
         Err(ApiError::Unavailable(reason)) => {
             tracing::warn!(workspace_id = %key.workspace, %reason, "batch dials: figures unavailable");
             html_status(StatusCode::SERVICE_UNAVAILABLE, batch_render::unavailable())

@@ -189,6 +189,7 @@ fn outcomes(r: &BatchRow) -> String {
     .into_iter()
     .filter(|(_, n)| *n > 0)
     .map(|(name, n)| format!("{n} {name}"))
+    .chain((tl.retry_waiting > 0).then(|| format!("{} waiting for a retry", tl.retry_waiting)))
     .collect();
     if parts.is_empty() {
         "—".to_owned()
@@ -470,4 +471,40 @@ pub fn denied(reason: &str) -> String {
 <p class="muted">Open this page through a link minted by <code>POST /api/workspace/dashboard_link</code> (with the workspace's API key) or <code>api-gateway workspace dashboard-link ID</code>: it opens that workspace's page only, until it expires.</p></section></main></body></html>"#,
         esc(reason)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn ws(required: bool, as_of: Option<NaiveDate>) -> WorkspaceFigures {
+        WorkspaceFigures {
+            name: "w".into(),
+            max_concurrent_dials: 5,
+            max_calls_per_second: None,
+            cps_ceiling: 30,
+            jurisdiction_rules: "strictest".into(),
+            dnc_registry_required: required,
+            registry_as_of: as_of,
+            in_flight: 0,
+            starts_10s: 0,
+        }
+    }
+
+    #[test]
+    fn the_registry_is_fresh_for_31_days_then_stale() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let today = d("2026-12-31");
+        assert_eq!(registry_text(&ws(false, None), today), "not required");
+        assert_eq!(
+            registry_text(&ws(true, Some(d("2026-11-30"))), today),
+            "required, newest copy as of 2026-11-30 (fresh)"
+        );
+        assert!(
+            registry_text(&ws(true, Some(d("2026-11-29"))), today)
+                .starts_with("required, newest copy as of 2026-11-29 (stale")
+        );
+        assert!(registry_text(&ws(true, None), today).contains("no copy imported (stale"));
+    }
 }
