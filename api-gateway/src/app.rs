@@ -76,7 +76,13 @@ pub async fn spawn(
         config: Arc::new(config.clone()),
     };
     let app = router(state, readiness);
-    Ok(shared::health::serve(config.addr, app, shutdown).await?)
+    let served = shared::health::serve(config.addr, app, shutdown.clone()).await?;
+    // Listening now: callbacks from here on arrive; those sent before may be lost.
+    tokio::spawn(crate::callbacks_epoch::announce(
+        config.service.clone(),
+        shutdown,
+    ));
+    Ok(served)
 }
 
 /// Serves until `shutdown` is cancelled.

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod batches;
 pub mod callback_outbox;
+pub mod callbacks_epoch;
 pub mod cli;
 pub mod config;
 pub mod error;

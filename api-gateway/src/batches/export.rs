@@ -5,7 +5,9 @@
 //! Columns: `row` (1-based, as the user counts the list), `contactId`, `id` (Dialgen's own
 //! contact id), `phoneNumber` (E.164), `name`, `status`, `outcome`, `attempts`, `lastCallAt`,
 //! `durationSeconds`, `callerId`, `state` and `postalCode` (where the contact said it is, empty
-//! when not given), then `inputs` (Vogent) or `metadata` (Dialgen) as JSON.
+//! when not given), `holdReason` and `nextAttemptAt` (why and until when a queued contact waits,
+//! `super::waiting`; empty when it does not), then `inputs` (Vogent) or `metadata` (Dialgen) as
+//! JSON.
 //! `status` is the contact's status as Dialgen shows it in `/api/v1/status/batch`
 //! (`shared::domain::views::dialgen_contact_status`: Vogent has no per-contact status), and
 //! `outcome` its last call's outcome in the one vocabulary (`CallOutcome`); the duration follows
@@ -25,15 +27,19 @@ use crate::error::ApiError;
 use crate::row_stream;
 
 /// Every contact of batch `$1` with its latest attempt, in row order.
-pub const SQL: &str = "SELECT c.row_index, c.id, c.external_id, c.phone_number, c.name, c.state,
-        c.last_outcome, c.attempts, c.inputs, c.declared_state, c.postal_code,
+pub const SQL: &str = concat!(
+    "SELECT c.row_index, c.id, c.external_id, c.phone_number, c.name, c.state,
+        c.last_outcome, c.attempts, c.inputs, c.declared_state, c.postal_code, ",
+    super::waiting::columns!(),
+    ",
         a.started_at, a.created_at AS attempt_created_at, a.answered_at, a.ended_at, a.from_number
     FROM contacts c
     LEFT JOIN LATERAL (SELECT d.started_at, d.created_at, d.answered_at, d.ended_at, d.from_number
                        FROM dial_attempts d WHERE d.contact_id = c.id
                        ORDER BY d.attempt_no DESC LIMIT 1) a ON TRUE
     WHERE c.batch_id = $1
-    ORDER BY c.row_index";
+    ORDER BY c.row_index"
+);
 
 /// The header line for a batch created through `surface`.
 pub fn header(surface: Surface) -> Result<Vec<u8>, ApiError> {
@@ -58,6 +64,8 @@ pub fn header(surface: Surface) -> Result<Vec<u8>, ApiError> {
             "callerId",
             "state",
             "postalCode",
+            "holdReason",
+            "nextAttemptAt",
             inputs,
         ],
     )?;
@@ -87,6 +95,7 @@ pub fn line(r: &Row, out: &mut Vec<u8>) -> Result<(), ApiError> {
     let declared: Option<String> = r.get("declared_state");
     let postal: Option<String> = r.get("postal_code");
     let inputs = serde_json::to_string(&inputs).map_err(|e| ApiError::Internal(e.into()))?;
+    let waiting = super::waiting::Waiting::of(r)?;
     row_stream::push_csv(
         out,
         [
@@ -103,6 +112,8 @@ pub fn line(r: &Row, out: &mut Vec<u8>) -> Result<(), ApiError> {
             caller.as_deref().unwrap_or_default(),
             declared.as_deref().unwrap_or_default(),
             postal.as_deref().unwrap_or_default(),
+            waiting.hold_reason.as_deref().unwrap_or_default(),
+            waiting.next_attempt_at.as_deref().unwrap_or_default(),
             inputs.as_str(),
         ],
     )
