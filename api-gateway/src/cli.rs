@@ -114,6 +114,13 @@ pub enum BatchCommand {
     Resume { id: Uuid },
     /// Cancel a batch; its queued contacts are cancelled.
     Cancel { id: Uuid },
+    /// A fresh monitor link of a batch: read-only (7 days), or with `--control` a control link
+    /// (1 hour) whose page can pause, resume and cancel it.
+    DashboardLink {
+        id: Uuid,
+        #[arg(long)]
+        control: bool,
+    },
 }
 
 /// `api-gateway webhook-secret …`.
@@ -246,6 +253,34 @@ pub async fn workspace_show(db: &Pool, id: Uuid, as_json: bool) -> anyhow::Resul
         return print_json(&s);
     }
     out(format_args!("{}", settings_text(&s)))?;
+    Ok(())
+}
+
+/// `workspace dashboard-link ID [--control]`: a signed link to the workspace's Batch Dials
+/// page (a control link with `--control`), valid `expires_in` seconds (the API's default when
+/// `None`).
+pub async fn workspace_dashboard_link(
+    db: &Pool,
+    config: &Config,
+    id: Uuid,
+    expires_in: Option<i64>,
+    control: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    Settings::load(&client, id)
+        .await
+        .map_err(|_| anyhow::anyhow!("no workspace with id {id}"))?;
+    let mint = match control {
+        true => crate::monitor::dials::link::mint_control,
+        false => crate::monitor::dials::link::mint,
+    };
+    let link = mint(config, id, chrono::Utc::now(), expires_in)
+        .map_err(|e| anyhow::anyhow!("--expires-in {e}"))?;
+    if as_json {
+        return print_json(&link);
+    }
+    out(format_args!("{}\nexpires {}", link.url, link.expires_at))?;
     Ok(())
 }
 
@@ -394,7 +429,32 @@ pub async fn batch(
         BatchCommand::Pause { id } | BatchCommand::Resume { id } | BatchCommand::Cancel { id } => {
             batch_control(db, command, id, as_json).await
         }
+        BatchCommand::DashboardLink { id, control } => {
+            batch_dashboard_link(db, config, id, control).await
+        }
     }
+}
+
+/// `batch dashboard-link`: one JSON object, `{"url", "expiresAt", "control"}`, as the mint
+/// routes answer.
+async fn batch_dashboard_link(
+    db: &Pool,
+    config: &Config,
+    id: Uuid,
+    control: bool,
+) -> anyhow::Result<()> {
+    let client = db.get().await?;
+    control::load(&client, id)
+        .await
+        .map_err(|_| anyhow::anyhow!("no batch with id {id}"))?;
+    let grant = match control {
+        true => crate::monitor::token::Grant::Control,
+        false => crate::monitor::token::Grant::View,
+    };
+    let (url, expires) = crate::monitor::link::minted(config, grant, id, Utc::now());
+    print_json(
+        &json!({"url": url, "expiresAt": shared::domain::timing::api_time(expires), "control": control}),
+    )
 }
 
 /// `batch list`: the newest batches, of one workspace and state if given.

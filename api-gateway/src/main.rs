@@ -82,6 +82,17 @@ enum WorkspaceCommand {
     Show { id: Uuid },
     /// Change any of a workspace's settings, the limits included.
     Update(Box<WorkspaceUpdateArgs>),
+    /// A signed link to the workspace's Batch Dials page (read-only, expiring).
+    DashboardLink {
+        id: Uuid,
+        /// Seconds the link stays valid: 60 to 604800 (7 days); 86400 by default (a control
+        /// link: 60 to 3600, an hour by default).
+        #[arg(long)]
+        expires_in: Option<i64>,
+        /// A control link: each row of its page can pause, resume and cancel its batch.
+        #[arg(long)]
+        control: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +119,21 @@ async fn main() -> ExitCode {
     .await
 }
 
+/// `migrate`: creates the database if needed and applies the migrations.
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    shared::db::ensure_database(&config.service.database_url)
+        .await
+        .context("cannot create the database")?;
+    let applied = shared::db::migrate::run(&config.service.database_url)
+        .await
+        .context("migration failed")?;
+    cli::out(format_args!(
+        "{}",
+        serde_json::json!({ "applied": applied })
+    ))?;
+    Ok(())
+}
+
 async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
     {
         let config = Config::from_env(&Env::from_process())?;
@@ -118,19 +144,7 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                     .await
                     .context("api-gateway stopped")
             }
-            Command::Migrate => {
-                shared::db::ensure_database(&config.service.database_url)
-                    .await
-                    .context("cannot create the database")?;
-                let applied = shared::db::migrate::run(&config.service.database_url)
-                    .await
-                    .context("migration failed")?;
-                cli::out(format_args!(
-                    "{}",
-                    serde_json::json!({ "applied": applied })
-                ))?;
-                Ok(())
-            }
+            Command::Migrate => migrate(&config).await,
             Command::Workspace {
                 command:
                     WorkspaceCommand::Create {
@@ -168,6 +182,18 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
             } => {
                 cli::workspace_update(&shared::db::connect(&config.service).await?, *args, json)
                     .await
+            }
+            Command::Workspace {
+                command:
+                    WorkspaceCommand::DashboardLink {
+                        id,
+                        expires_in,
+                        control,
+                    },
+            } => {
+                let db = shared::db::connect(&config.service).await?;
+                let config = api_gateway::monitor::secret::resolve(&db, config).await?;
+                cli::workspace_dashboard_link(&db, &config, id, expires_in, control, json).await
             }
             Command::Batch { command } => {
                 let db = shared::db::connect(&config.service).await?;

@@ -313,6 +313,17 @@ async fn batch_commands() {
         cli.text(&["batch", "show", &id])
             .contains("Spring renewals")
     );
+    // A fresh link: read-only, or a control link with `--control` (an hour).
+    let minted = cli.json(&["batch", "dashboard-link", &id, "--control"]);
+    assert_eq!(minted["control"], true);
+    let url = minted["url"].as_str().unwrap();
+    assert!(
+        url.contains(&format!("/batch/monitor/{id}?control=")),
+        "{url}"
+    );
+    let minted = cli.json(&["batch", "dashboard-link", &id]);
+    assert_eq!(minted["control"], false);
+    assert!(minted["url"].as_str().unwrap().contains("?token="));
 
     assert_eq!(cli.json(&["batch", "pause", &id])["state"], "paused");
     let api: Value = app
@@ -337,6 +348,7 @@ async fn batch_commands() {
     cli.fails(&["batch", "cancel", &id], "cannot be cancelled");
     cli.fails(&["batch", "show", &other], "no batch with id");
     cli.fails(&["batch", "resume", &other], "no batch with id");
+    cli.fails(&["batch", "dashboard-link", &other], "no batch with id");
     cli.fails(
         &["batch", "list", "--status", "running"],
         "--status must be one of",

@@ -95,6 +95,8 @@ fn operation_ids_are_unique_and_every_route_is_documented() {
         ("/api/v1/batch/{id}/pause", "post"),
         ("/api/v1/batch/{id}/resume", "post"),
         ("/api/v1/batch/{id}/cancel", "post"),
+        ("/api/v1/batch/{id}/dashboard_link", "post"),
+        ("/api/batch_dial_jobs/{id}/dashboard_link", "post"),
         ("/api/v1/batch/{id}/rejected", "get"),
         ("/api/v1/batch/{id}/results.csv", "get"),
         ("/api/v1/batch/{id}/retry", "post"),
@@ -106,6 +108,7 @@ fn operation_ids_are_unique_and_every_route_is_documented() {
         ("/api/workspace", "get"),
         ("/api/workspace", "patch"),
         ("/api/workspace/webhook_secret", "post"),
+        ("/api/workspace/dashboard_link", "post"),
         ("/api/dnc", "post"),
         ("/api/dnc", "get"),
         ("/api/dnc/{number}", "delete"),
@@ -765,6 +768,18 @@ async fn every_route_answers_as_documented() {
         app.post(&format!("/api/v1/batch/{run}/pause")),
     )
     .await;
+    for q in ["", "?control=true", "?control=maybe"] {
+        c.send(
+            "/api/v1/batch/{id}/dashboard_link",
+            app.post(&format!("/api/v1/batch/{run}/dashboard_link{q}")),
+        )
+        .await;
+        c.send(
+            "/api/batch_dial_jobs/{id}/dashboard_link",
+            app.post(&format!("/api/batch_dial_jobs/{run}/dashboard_link{q}")),
+        )
+        .await;
+    }
     c.send(
         "/api/v1/batch/{id}/retry",
         app.post(&format!("/api/v1/batch/{run}/retry"))
@@ -899,6 +914,18 @@ async fn every_route_answers_as_documented() {
     c.send(
         "/api/workspace/webhook_secret",
         app.post("/api/workspace/webhook_secret"),
+    )
+    .await;
+    c.send(
+        "/api/workspace/dashboard_link",
+        app.post("/api/workspace/dashboard_link")
+            .json(&json!({"expiresInSeconds": 3600})),
+    )
+    .await;
+    c.send(
+        "/api/workspace/dashboard_link",
+        app.post("/api/workspace/dashboard_link")
+            .json(&json!({"expiresInSeconds": 1})),
     )
     .await;
 

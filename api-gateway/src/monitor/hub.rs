@@ -83,12 +83,19 @@ pub struct Hub {
     shutdown: CancellationToken,
     /// Shared with the refreshers.
     pub stats: Arc<HubStats>,
+    /// The workspaces' Batch Dials pages' feeds.
+    pub dials: Arc<super::dials::feed::Feeds>,
 }
 
 impl Hub {
     /// A hub reading from `db` every `refresh`; its refreshers stop on `shutdown`.
     pub fn new(db: Pool, refresh: Duration, shutdown: CancellationToken) -> Self {
         Self {
+            dials: Arc::new(super::dials::feed::Feeds::new(
+                db.clone(),
+                refresh,
+                shutdown.clone(),
+            )),
             db,
             refresh,
             feeds: Mutex::default(),
@@ -157,6 +164,8 @@ impl Hub {
         if let Some(feed) = feed {
             feed.nudge.notify_one();
         }
+        // The Batch Dials pages that list it follow just as fast.
+        self.dials.nudge_all();
     }
 
     /// Reads the first snapshot of batch `id` and starts its refresher.

@@ -3,12 +3,16 @@
 //! updates as Server-Sent Events.
 //!
 //! - **Access**: the signed, expiring token of [`token`], scoped to the batch; anything else
-//!   gets the 401 page. The token opens these two routes and nothing else.
+//!   gets the 401 page. A read-only token (`?token=`) opens these two routes and nothing else;
+//!   a control token (`?control=`) opens them with the pause, resume and cancel buttons, whose
+//!   `POST /batch/monitor/{id}/control/{action}` ([`act`]) it alone may call.
 //! - **Cost**: figures come from one statement per refresh per *batch* ([`snapshot`]), shared by
 //!   every page and stream open on it ([`hub`]); a request costs a subscription, not a query.
 //! - **Offline**: the page loads nothing from elsewhere (a Content-Security-Policy of
 //!   `default-src 'none'` says so to the browser too); the chart is inline SVG ([`render`]).
 
+pub mod act;
+pub mod dials;
 pub mod hub;
 pub mod link;
 pub mod render;
@@ -26,7 +30,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::Utc;
 use futures_util::Stream;
 use serde::Deserialize;
@@ -39,11 +43,27 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/batch/monitor/{id}", get(page))
         .route("/batch/monitor/{id}/events", get(events))
+        .route("/batch/monitor/{id}/control/{action}", post(act::act))
+        .route(
+            "/workspace/{ws}/dials/control/{id}/{action}",
+            post(act::act_in_workspace),
+        )
+        .merge(dials::router())
 }
 
+/// The page's credentials: a read-only `token`, or a `control` token.
 #[derive(Deserialize)]
-struct TokenQuery {
+pub(crate) struct TokenQuery {
     token: Option<String>,
+    control: Option<String>,
+}
+
+/// What the link that opened the page may do.
+pub(crate) enum Access {
+    /// See the page.
+    View,
+    /// See it and act on the batch; the control token the actions present again.
+    Control(String),
 }
 
 /// What the page's responses say to the browser: never cached (the token is in the URL, the
@@ -72,8 +92,13 @@ fn html_status(status: StatusCode, body: String) -> Response {
     page_headers((status, Html(body)).into_response())
 }
 
-/// The batch id, once the token opens it; otherwise the page to answer with.
-fn authorize(state: &AppState, raw_id: &str, token: Option<&str>) -> Result<Uuid, Box<Response>> {
+/// The batch id and what the link may do, once its token opens it; otherwise the page to
+/// answer with. A `control` parameter is judged alone: a bad one never falls back to `token`.
+fn authorize(
+    state: &AppState,
+    raw_id: &str,
+    q: &TokenQuery,
+) -> Result<(Uuid, Access), Box<Response>> {
     let Ok(id) = Uuid::parse_str(raw_id) else {
         return Err(Box::new(html_status(
             StatusCode::NOT_FOUND,
@@ -81,13 +106,21 @@ fn authorize(state: &AppState, raw_id: &str, token: Option<&str>) -> Result<Uuid
         )));
     };
     let secret = state.config.monitor_token_secret.as_bytes();
-    token::verify(secret, id, token, Utc::now()).map_err(|e| {
+    let (grant, presented) = match &q.control {
+        Some(c) => (token::Grant::Control, Some(c.as_str())),
+        None => (token::Grant::View, q.token.as_deref()),
+    };
+    token::verify_grant(secret, grant, id, presented, Utc::now()).map_err(|e| {
         Box::new(html_status(
             StatusCode::UNAUTHORIZED,
             render::denied(&e.to_string()),
         ))
     })?;
-    Ok(id)
+    let access = match (grant, presented) {
+        (token::Grant::Control, Some(c)) => Access::Control(c.to_owned()),
+        _ => Access::View,
+    };
+    Ok((id, access))
 }
 
 async fn page(
@@ -95,14 +128,21 @@ async fn page(
     Path(raw_id): Path<String>,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    let id = match authorize(&state, &raw_id, q.token.as_deref()) {
-        Ok(id) => id,
+    let (id, access) = match authorize(&state, &raw_id, &q) {
+        Ok(granted) => granted,
         Err(denied) => return *denied,
     };
     match state.monitor.subscribe(id).await {
         Ok(rx) => {
             let view = rx.borrow().clone();
-            html_status(StatusCode::OK, render::page(&view))
+            let html = match access {
+                Access::View => render::page(&view),
+                Access::Control(control) => {
+                    let secret = state.config.monitor_token_secret.as_bytes();
+                    render::page_with_controls(&view, &token::csrf(secret, id, &control))
+                }
+            };
+            html_status(StatusCode::OK, html)
         }
         Err(ApiError::NotFound(_)) => html_status(
             StatusCode::NOT_FOUND,
@@ -123,8 +163,8 @@ async fn events(
     Path(raw_id): Path<String>,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    let id = match authorize(&state, &raw_id, q.token.as_deref()) {
-        Ok(id) => id,
+    let id = match authorize(&state, &raw_id, &q) {
+        Ok((id, _)) => id,
         Err(denied) => return *denied,
     };
     let rx = match state.monitor.subscribe(id).await {

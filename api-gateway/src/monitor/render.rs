@@ -69,7 +69,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn time(t: DateTime<Utc>) -> String {
+pub fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -78,7 +78,7 @@ fn time_opt(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// `2h 05m`, `3m 10s`, `12s`.
-fn span(d: Duration) -> String {
+pub fn span(d: Duration) -> String {
     let s = d.num_seconds().max(0);
     match s {
         s if s >= 86_400 => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
@@ -88,7 +88,7 @@ fn span(d: Duration) -> String {
     }
 }
 
-fn pct(part: i64, whole: i64) -> f64 {
+pub fn pct(part: i64, whole: i64) -> f64 {
     if whole <= 0 {
         0.0
     } else {
@@ -110,7 +110,7 @@ fn ratio(part: i64, whole: i64) -> String {
 }
 
 /// An effective limit in words: its value, then which setting binds (and the other's value).
-fn limit_text(limit: Limit, unit: &str, batch_setting: &str) -> String {
+pub fn limit_text(limit: Limit, unit: &str, batch_setting: &str) -> String {
     let Limit {
         value,
         binds,
@@ -247,23 +247,25 @@ pub fn fragments(s: &Snapshot) -> Fragments {
     f
 }
 
+/// The status pill's text: Dialgen's status at `at`, then Vogent's (`paused · PAUSED`).
+pub fn status_text(b: &crate::batches::model::Batch, at: DateTime<Utc>) -> String {
+    format!(
+        "{} · {}",
+        serde_json::to_value(b.dialgen_status(at))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        b.vogent_status()
+    )
+}
+
 /// The status, the times and the progress bar with its text.
 fn progress_fragments(s: &Snapshot, f: &mut Fragments) {
     let b = &s.batch;
     let st = &s.statistics;
     let tl = &s.tally;
     let Fragments { t, w, .. } = f;
-    t.insert(
-        "status",
-        format!(
-            "{} · {}",
-            serde_json::to_value(b.dialgen_status(s.at))
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            b.vogent_status()
-        ),
-    );
+    t.insert("status", status_text(b, s.at));
     t.insert("started", time_opt(b.started_at));
     t.insert("completed-at", time_opt(b.completed_at));
     // The same ratios as `statistics`, "—" until they have a denominator.
@@ -507,12 +509,15 @@ fn recent_rows(s: &Snapshot) -> String {
     out
 }
 
-const STYLE: &str = r#"
+pub const STYLE: &str = r#"
 :root{--fg:#1d2430;--muted:#6b7280;--line:#e5e7eb;--card:#fff;--bg:#f5f6f8}
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--fg);background:var(--bg)}
 header{padding:18px 24px;background:#111827;color:#f9fafb}header h1{margin:0;font-size:20px;display:flex;align-items:center;gap:8px;min-width:0}
 .clip{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;min-width:0}header h1 .pill{flex:none;margin-left:0}
 .meta .clip{display:inline-block;max-width:24em;vertical-align:bottom}
+.controls{margin-top:10px;display:flex;flex-wrap:wrap;align-items:center;gap:8px;font-size:13px}.controls .muted{color:#9ca3af}
+.controls button{font:inherit;padding:4px 12px;border-radius:6px;border:1px solid #9ca3af;background:#f9fafb;color:#111827;cursor:pointer}
+.controls button.danger{background:#fee2e2;border-color:#c62828;color:#7f1d1d}.controls button:disabled{opacity:.45;cursor:default}
 header .meta{color:#cbd5e1;font-size:13px;margin-top:4px}.pill{display:inline-block;padding:1px 10px;border-radius:99px;background:#2563eb;color:#fff;font-size:12px;margin-left:8px;vertical-align:2px}
 main{padding:18px 24px;display:grid;gap:16px;grid-template-columns:repeat(auto-fit,minmax(300px,1fr))}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 16px;min-width:0}.wide{grid-column:1/-1}
@@ -540,12 +545,50 @@ live.textContent='live';});
 es.onerror=function(){live.textContent='reconnecting…';};
 })();"#;
 
-/// The whole page of one batch.
+/// The buttons' few lines: a cancel is confirmed first; each action is one `fetch` with the
+/// CSRF header (no cookie: `credentials:'omit'`), and its answer (or refusal) is shown at once,
+/// before the event stream brings the figures. The buttons follow the status pill.
+const CONTROL_SCRIPT: &str = r#"(function(){
+var box=document.getElementById('controls'),st=document.getElementById('status'),out=document.getElementById('control-result');
+if(!box||!window.fetch)return;
+var csrf=box.getAttribute('data-csrf'),busy=false;
+function btn(a){return document.getElementById('btn-'+a);}
+function sync(){var s=(st.textContent||'').split(' ')[0],fin=/^(completed|cancelled|failed)$/.test(s);
+btn('pause').disabled=busy||fin||s==='paused';btn('resume').disabled=busy||fin||!(s==='paused'||s==='pending');btn('cancel').disabled=busy||fin;}
+new MutationObserver(sync).observe(st,{childList:true,characterData:true,subtree:true});sync();
+function act(a){
+if(a==='cancel'&&!window.confirm('Cancel this batch? No new call will start; calls already connected finish. This cannot be undone.'))return;
+busy=true;sync();out.textContent=a+'…';var t0=Date.now();
+fetch(location.pathname.replace(/\/$/,'')+'/control/'+a+location.search,{method:'POST',headers:{'X-Dialfleet-Csrf':csrf},credentials:'omit',cache:'no-store',referrerPolicy:'no-referrer'})
+.then(function(r){return r.json().then(function(j){return {ok:r.ok,j:j};});})
+.then(function(x){busy=false;if(x.ok){st.textContent=x.j.statusText;out.setAttribute('data-at',x.j.at);out.textContent=x.j.action+' done: '+x.j.statusText+' ('+(Date.now()-t0)+' ms)';}
+else{out.textContent='refused: '+((x.j.error&&x.j.error.message)||'error');}sync();})
+.catch(function(e){busy=false;out.textContent='failed: '+e;sync();});}
+['pause','resume','cancel'].forEach(function(a){btn(a).addEventListener('click',function(){act(a);});});
+})();"#;
+
+/// The whole page of one batch, read-only.
 pub fn page(view: &View) -> String {
+    page_of(view, "")
+}
+
+/// The page of a control link: the same, with the pause, resume and cancel buttons and the
+/// CSRF token their requests carry.
+pub fn page_with_controls(view: &View, csrf: &str) -> String {
+    let controls = format!(
+        r#"<div class="controls" id="controls" data-csrf="{csrf}"><button type="button" id="btn-pause" data-action="pause">Pause</button><button type="button" id="btn-resume" data-action="resume">Resume</button><button type="button" class="danger" id="btn-cancel" data-action="cancel">Cancel batch…</button><span id="control-result" role="status" aria-live="polite"></span><span class="muted">control link: anyone holding it can act until it expires; do not share it</span></div>
+<script>{CONTROL_SCRIPT}</script>
+"#,
+        csrf = esc(csrf)
+    );
+    page_of(view, &controls)
+}
+
+fn page_of(view: &View, controls: &str) -> String {
     let s = &view.snapshot;
     let p = Paint(&view.fragments);
     [
-        head(s, &p),
+        head(s, &p, controls),
         progress_card(&p),
         counters_card(&p),
         capacity_card(&p),
@@ -584,7 +627,7 @@ impl Paint<'_> {
 }
 
 /// The document head and the batch's header, up to the opening of `<main>`.
-fn head(s: &Snapshot, p: &Paint) -> String {
+fn head(s: &Snapshot, p: &Paint, controls: &str) -> String {
     let b = &s.batch;
     format!(
         r#"<!doctype html>
@@ -592,11 +635,13 @@ fn head(s: &Snapshot, p: &Paint) -> String {
 <meta name="referrer" content="no-referrer"><title>{name} · dialfleet monitor</title><style>{STYLE}</style></head>
 <body>
 <header><h1><span class="clip" title="{name}">{name}</span><span class="pill" id="status">{status}</span></h1>
-<div class="meta">batch <code>{id}</code> · {surface} · agent <span class="clip" title="{agent}">{agent}</span> · created {created} · started <span id="started">{started}</span> · completed <span id="completed-at">{completed_at}</span></div></header>
+<div class="meta">batch <code>{id}</code> · {surface} · agent <span class="clip" title="{agent}">{agent}</span> · created {created} · started <span id="started">{started}</span> · completed <span id="completed-at">{completed_at}</span></div>
+{controls}</header>
 <main>
 "#,
         name = esc(&b.name),
         status = p.t("status"),
+        controls = controls,
         id = b.id,
         surface = b.surface.as_str(),
         agent = esc(s.agent_name.as_deref().unwrap_or("—")),

@@ -106,7 +106,8 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, g: &counters::Group) {
+    /// Counts one counter group.
+    pub fn add(&mut self, g: &counters::Group) {
         let n = g.n;
         self.contacts.add(g.state, g.last_outcome, n);
         if g.last_outcome == Some(CallOutcome::Suppressed) {
@@ -242,21 +243,11 @@ impl Snapshot {
     /// smaller of its own rate and its workspace's, and which one binds; with neither, the
     /// workspace's ceiling.
     pub fn rate_limit(&self) -> Limit {
-        match self.own_calls_per_second {
-            Some(own) => Limit::smaller(own, self.workspace_max_calls_per_second),
-            None => match self.workspace_max_calls_per_second {
-                Some(ws) => Limit {
-                    value: ws,
-                    binds: Binds::Workspace,
-                    other: None,
-                },
-                None => Limit {
-                    value: self.workspace_cps_ceiling,
-                    binds: Binds::Ceiling,
-                    other: None,
-                },
-            },
-        }
+        Limit::rate(
+            self.own_calls_per_second,
+            self.workspace_max_calls_per_second,
+            self.workspace_cps_ceiling,
+        )
     }
 }
 
@@ -281,7 +272,28 @@ pub struct Limit {
 }
 
 impl Limit {
-    fn smaller(batch: i32, workspace: Option<i32>) -> Self {
+    /// The calls per second a batch may start at most, as the dial worker applies them: the
+    /// smaller of its own rate and its workspace's; with neither, the workspace's ceiling.
+    pub fn rate(own: Option<i32>, workspace: Option<i32>, ceiling: i32) -> Self {
+        match own {
+            Some(own) => Limit::smaller(own, workspace),
+            None => match workspace {
+                Some(ws) => Limit {
+                    value: ws,
+                    binds: Binds::Workspace,
+                    other: None,
+                },
+                None => Limit {
+                    value: ceiling,
+                    binds: Binds::Ceiling,
+                    other: None,
+                },
+            },
+        }
+    }
+
+    /// The smaller of a batch's limit and its workspace's, and which binds.
+    pub fn smaller(batch: i32, workspace: Option<i32>) -> Self {
         match workspace {
             None => Limit {
                 value: batch,

@@ -22,7 +22,8 @@ use crate::batches::body::{DialgenContact, VogentRow};
 use crate::batches::settings::{DialgenCreate, VogentCreate};
 use crate::error::ErrorBody;
 use crate::routes::{
-    agents, compliance, dialgen, lists, phone_numbers, vogent, webhook_deliveries, workspace,
+    agents, compliance, dashboard_links, dialgen, lists, phone_numbers, vogent, webhook_deliveries,
+    workspace,
 };
 
 #[derive(OpenApi)]
@@ -35,8 +36,9 @@ use crate::routes::{
         vogent::queue, vogent::dials, vogent::dial,
         dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
         dialgen::pause, dialgen::resume, dialgen::cancel,
+        dashboard_links::dialgen, dashboard_links::vogent,
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
-        workspace::fetch, workspace::update, workspace::rotate_secret,
+        workspace::fetch, workspace::update, workspace::rotate_secret, workspace::dashboard_link,
         compliance::add, compliance::list, compliance::remove, compliance::opt_out, compliance::events,
         lists::dialgen_rejected, lists::vogent_rejected, lists::dialgen_results, lists::vogent_results,
         lists::dialgen_retry, lists::vogent_retry, lists::dialgen_contacts, lists::vogent_rows,

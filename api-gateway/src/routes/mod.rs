@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod carrier;
 pub mod compliance;
+pub mod dashboard_links;
 pub mod dialgen;
 pub mod lists;
 pub mod owned;
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(phone_numbers::router())
         .merge(vogent::router())
         .merge(dialgen::router())
+        .merge(dashboard_links::router())
         .merge(lists::router())
         .merge(carrier::router())
         .merge(compliance::router())

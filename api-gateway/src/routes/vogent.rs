@@ -229,6 +229,8 @@ pub(crate) async fn update(
     }
     let batch = Batch::load(&txn, ws.id, id).await?;
     txn.commit().await?;
+    // A change applied now (the job is not active) reaches open monitor pages at once.
+    state.monitor.nudge(id);
     Ok(Json(batch.to_job()))
 }
 
