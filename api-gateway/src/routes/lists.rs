@@ -312,9 +312,15 @@ mod tests {
     fn surfaces_name_inputs_their_way() {
         let v = String::from_utf8(super::export::header(shared::domain::Surface::Vogent).unwrap())
             .unwrap();
-        assert!(v.ends_with("callerId,state,postalCode,holdReason,nextAttemptAt,inputs\r\n"), "{v}");
+        assert!(
+            v.ends_with("callerId,state,postalCode,holdReason,nextAttemptAt,inputs\r\n"),
+            "{v}"
+        );
         let d = String::from_utf8(super::export::header(shared::domain::Surface::Dialgen).unwrap())
             .unwrap();
-        assert!(d.ends_with("callerId,state,postalCode,holdReason,nextAttemptAt,metadata\r\n"), "{d}");
+        assert!(
+            d.ends_with("callerId,state,postalCode,holdReason,nextAttemptAt,metadata\r\n"),
+            "{d}"
+        );
     }
 }
