@@ -7,6 +7,7 @@ pub mod dialgen;
 pub mod lists;
 pub mod owned;
 pub mod phone_numbers;
+pub mod preflight;
 pub mod vogent;
 pub mod webhook_deliveries;
 pub mod workspace;
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(phone_numbers::router())
         .merge(vogent::router())
         .merge(dialgen::router())
+        .merge(preflight::router())
         .merge(lists::router())
         .merge(carrier::router())
         .merge(compliance::router())

@@ -1,0 +1,515 @@
+//! The verdict for each row of a preflight, pure: what the ingest worker will reject (the same
+//! functions, `shared::rows`, in the same order and with the same chunk boundaries) and, for a
+//! row it will store, what the release will decide at the batch's start (the jurisdiction
+//! engine, `shared::compliance::jurisdiction::engine::decide`, plus the workspace's frequency
+//! cap). The lookups that need the database (the do-not-call list, calls already made to each
+//! number) are handed in, per chunk, by [`super::lookup`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use shared::compliance::FrequencyCap;
+use shared::compliance::hours::RecipientHours;
+use shared::compliance::jurisdiction::{
+    Candidates, Decision, Pack, Query, RuleMode, UsState, decide,
+};
+use shared::domain::E164;
+use shared::queue::messages::RawRow;
+use shared::rows::check::{check_text, duplicate_of};
+use shared::rows::normalize::{NumberCheck, Region, normalize};
+use shared::rows::reject::{Reason, Rejection};
+use shared::schedule::Window;
+
+/// The workspace's policy, as the release reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// `jurisdictionRules`.
+    pub mode: RuleMode,
+    /// The recipient's calling hours (`None`: off).
+    pub hours: Option<RecipientHours>,
+    /// Numbers whose zone is unknown are called (only the job's window applies).
+    pub allow_unknown_timezone: bool,
+    /// The workspace's frequency cap.
+    pub cap: Option<FrequencyCap>,
+}
+
+/// What a row's verdict is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The ingest worker will reject it: the reason code and its detail.
+    Reject(Rejection),
+    /// Stored, but a rule holds it at the batch's start.
+    Hold {
+        /// The `holdReason` it will carry.
+        reason: &'static str,
+        /// The rule's id, when a rule of the pack holds it.
+        rule: Option<String>,
+        /// When it may first be called (`None`: not within the engine's horizon).
+        first_call_at: Option<DateTime<Utc>>,
+    },
+    /// Called as soon as the batch releases it.
+    Call {
+        /// The batch's start.
+        first_call_at: DateTime<Utc>,
+    },
+}
+
+/// One row's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowVerdict {
+    /// The row as the user counts it (1-based), as the batch's rejected list numbers it.
+    pub row: u32,
+    /// E.164 when the number was read, else the number as given.
+    pub phone_number: String,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// A row after the checks that need nothing but the chunk (the ingest worker's `plan`).
+#[derive(Debug)]
+pub struct Screened {
+    /// 0-based row index.
+    pub row_index: u32,
+    /// The number as given.
+    pub raw: String,
+    /// The number and where the contact may be, or why the row is rejected.
+    pub result: Result<Contact, Rejection>,
+}
+
+/// A row the ingest worker would not reject by itself.
+#[derive(Debug)]
+pub struct Contact {
+    /// The number.
+    pub number: E164,
+    /// Its zones: its own `timezone`, else those of its number (as the ingest worker stores).
+    pub zones: Vec<Tz>,
+    /// Its declared `state` and its postal code's state.
+    pub declared: (Option<UsState>, Option<UsState>),
+}
+
+/// The rows of one chunk, checked as the ingest worker's `plan` checks them: text, number,
+/// then duplicates inside the chunk (the first row wins, whatever the later verdicts).
+pub fn screen(
+    first_row: u32,
+    rows: Vec<RawRow>,
+    region: Region,
+    check: NumberCheck,
+) -> Vec<Screened> {
+    let mut seen: HashMap<E164, u32> = HashMap::with_capacity(rows.len());
+    let mut out = Vec::with_capacity(rows.len());
+    for (row_index, row) in (first_row..).zip(rows) {
+        let result = check_text(&row)
+            .and_then(|()| normalize(&row.phone_number, region, check))
+            .and_then(|number| match seen.get(&number) {
+                Some(&earlier) => Err(duplicate_of(earlier as i32)),
+                None => Ok(number),
+            })
+            .map(|number| {
+                seen.insert(number.clone(), row_index);
+                Contact {
+                    zones: zones_of(&row, &number),
+                    declared: declared(&row),
+                    number,
+                }
+            });
+        out.push(Screened {
+            row_index,
+            raw: row.phone_number,
+            result,
+        });
+    }
+    out
+}
+
+/// The zones the ingest worker stores for a row (`contacts.timezones`).
+fn zones_of(row: &RawRow, number: &E164) -> Vec<Tz> {
+    match row.timezone.as_deref().and_then(|t| t.parse::<Tz>().ok()) {
+        Some(tz) => vec![tz],
+        None => shared::compliance::zones_for_number(number.as_str()),
+    }
+}
+
+/// The row's declared `state` and postal code's state. Rows carry neither yet (issue #25's
+/// inputs part adds them); the engine then reads the area code alone.
+fn declared(_row: &RawRow) -> (Option<UsState>, Option<UsState>) {
+    (None, None)
+}
+
+/// What the database knows about a number.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// On the workspace's do-not-call list.
+    pub listed: bool,
+    /// Over the workspace's frequency cap at the start: when it frees.
+    pub cap_until: Option<DateTime<Utc>>,
+    /// Calls placed to it recently (for the pack's caps), oldest first.
+    pub calls: Vec<DateTime<Utc>>,
+}
+
+/// Everything the verdicts of one preflight depend on besides the rows.
+pub struct Judge<'p> {
+    /// The rule pack.
+    pub pack: &'p Pack,
+    /// The workspace's policy.
+    pub policy: Policy,
+    /// The job's window (schedule and `scheduledStartTime`).
+    pub job: Window,
+    /// The batch's start: the first instant, from now (or the asked instant), at which the
+    /// job's own window is open.
+    pub at: DateTime<Utc>,
+    /// Numbers stored by earlier chunks (E.164 digits → row index): a later row with the same
+    /// number is a duplicate of it. Bounded by the batch's 100,000 rows (≈ 2 MB).
+    stored: HashMap<u64, u32>,
+    /// Decisions already made for contacts with no recent calls, by where they may be.
+    memo: HashMap<(Vec<UsState>, bool, Vec<&'static str>), Verdict>,
+}
+
+impl<'p> Judge<'p> {
+    /// A judge for one preflight.
+    pub fn new(pack: &'p Pack, policy: Policy, job: Window, at: DateTime<Utc>) -> Self {
+        Self {
+            pack,
+            policy,
+            job,
+            at,
+            stored: HashMap::new(),
+            memo: HashMap::new(),
+        }
+    }
+
+    /// The verdicts of one chunk's screened rows, given what the database knows about their
+    /// numbers (`known`, by E.164; a number absent is unknown to it). As the ingest worker: a
+    /// listed number is rejected `do_not_call`, then a number an earlier chunk stored is a
+    /// duplicate of that row.
+    pub fn judge(
+        &mut self,
+        rows: Vec<Screened>,
+        known: &HashMap<String, Known>,
+    ) -> Vec<RowVerdict> {
+        let nothing = Known::default();
+        rows.into_iter()
+            .map(|s| {
+                let row = s.row_index + 1;
+                match s.result {
+                    Err(rejection) => RowVerdict {
+                        row,
+                        phone_number: s.raw,
+                        verdict: Verdict::Reject(rejection),
+                    },
+                    Ok(contact) => {
+                        let k = known.get(contact.number.as_str()).unwrap_or(&nothing);
+                        let verdict = self.stored_verdict(s.row_index, &contact, k);
+                        RowVerdict {
+                            row,
+                            phone_number: contact.number.as_str().to_owned(),
+                            verdict,
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn stored_verdict(&mut self, row_index: u32, c: &Contact, k: &Known) -> Verdict {
+        if k.listed {
+            return Verdict::Reject(Rejection::new(
+                Reason::DoNotCall,
+                format!(
+                    "{} is on the workspace's do-not-call list",
+                    c.number.as_str()
+                ),
+            ));
+        }
+        let key = digits(&c.number);
+        if let Some(&earlier) = self.stored.get(&key) {
+            return Verdict::Reject(duplicate_of(earlier as i32));
+        }
+        self.stored.insert(key, row_index);
+        self.release(c, k)
+    }
+
+    /// What the release decides at the start.
+    fn release(&mut self, c: &Contact, k: &Known) -> Verdict {
+        let candidates = Candidates::for_contact(
+            c.number.as_str(),
+            c.declared.0,
+            c.declared.1,
+            c.zones.clone(),
+        );
+        let at = self.at;
+        let first = if k.calls.is_empty() {
+            let key = memo_key(&candidates);
+            match self.memo.get(&key) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = self.decide(&candidates, &[], at);
+                    self.memo.insert(key, v.clone());
+                    v
+                }
+            }
+        } else {
+            self.decide(&candidates, &k.calls, at)
+        };
+        match k.cap_until.filter(|until| *until > at) {
+            None => first,
+            // The workspace's cap is what the release counts first (its deferral); the
+            // number may go once the cap frees and every other rule allows it then.
+            Some(until) => {
+                let then = match self.decide(&candidates, &k.calls, until) {
+                    Verdict::Call { first_call_at } => Some(first_call_at),
+                    Verdict::Hold { first_call_at, .. } => first_call_at,
+                    Verdict::Reject(_) => None,
+                };
+                match first {
+                    Verdict::Call { .. } => Verdict::Hold {
+                        reason: "frequency_cap",
+                        rule: None,
+                        first_call_at: then,
+                    },
+                    Verdict::Hold { reason, rule, .. } => Verdict::Hold {
+                        reason,
+                        rule,
+                        first_call_at: then,
+                    },
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn decide(&self, c: &Candidates, calls: &[DateTime<Utc>], t: DateTime<Utc>) -> Verdict {
+        if c.zones.is_empty() && self.policy.allow_unknown_timezone {
+            // The workspace calls numbers whose zone is unknown: only the job's window.
+            return if self.job.is_open(t) {
+                Verdict::Call { first_call_at: t }
+            } else {
+                Verdict::Hold {
+                    reason: "recipient_hours",
+                    rule: None,
+                    first_call_at: self.job.next_open(t),
+                }
+            };
+        }
+        let q = Query {
+            pack: self.pack,
+            candidates: c,
+            mode: self.policy.mode,
+            job: &self.job,
+            workspace_hours: self.policy.hours,
+            calls,
+        };
+        match decide(&q, t) {
+            Decision::Allowed => Verdict::Call { first_call_at: t },
+            Decision::Held {
+                reason,
+                rule,
+                next_allowed,
+            } => Verdict::Hold {
+                reason: reason.as_str(),
+                rule: rule.map(|r| r.id.clone()),
+                first_call_at: next_allowed,
+            },
+        }
+    }
+}
+
+fn memo_key(c: &Candidates) -> (Vec<UsState>, bool, Vec<&'static str>) {
+    let states: BTreeSet<UsState> = c.states.clone();
+    (
+        states.into_iter().collect(),
+        c.state_unknown,
+        c.zones.iter().map(|z| z.name()).collect(),
+    )
+}
+
+/// An E.164 number as its digits (at most 15, so it fits).
+fn digits(n: &E164) -> u64 {
+    n.as_str()
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .fold(0u64, |acc, b| {
+            acc.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: &str) -> RawRow {
+        RawRow {
+            phone_number: n.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn judge_all(
+        judge: &mut Judge<'_>,
+        chunks: Vec<Vec<RawRow>>,
+        known: &HashMap<String, Known>,
+    ) -> Vec<RowVerdict> {
+        let mut first = 0u32;
+        let mut out = Vec::new();
+        for rows in chunks {
+            let n = rows.len() as u32;
+            let s = screen(first, rows, Region::parse("US"), NumberCheck::Possible);
+            out.extend(judge.judge(s, known));
+            first += n;
+        }
+        out
+    }
+
+    fn reason(v: &RowVerdict) -> &str {
+        match &v.verdict {
+            Verdict::Reject(r) => r.reason.as_str(),
+            Verdict::Hold { reason, .. } => reason,
+            Verdict::Call { .. } => "call",
+        }
+    }
+
+    #[test]
+    fn duplicates_and_do_not_call_as_the_ingest_worker_decides() {
+        let pack = Pack::shipped().unwrap();
+        let policy = Policy {
+            hours: Some(RecipientHours::DEFAULT),
+            ..Default::default()
+        };
+        // Monday 2026-12-07 15:00Z: 10:00 in New York.
+        let mut judge = Judge::new(
+            &pack,
+            policy,
+            Window::default(),
+            utc("2026-12-07T15:00:00Z"),
+        );
+        let mut known = HashMap::new();
+        known.insert(
+            "+12125550199".to_owned(),
+            Known {
+                listed: true,
+                ..Default::default()
+            },
+        );
+        let out = judge_all(
+            &mut judge,
+            vec![
+                vec![
+                    row("+12125550100"),
+                    row("(212) 555-0199"),
+                    row("+1 212 555 0199"),
+                    row("nope"),
+                    row(""),
+                ],
+                vec![
+                    row("+12125550100"),
+                    row("+12125550199"),
+                    row("+12125550101"),
+                ],
+            ],
+            &known,
+        );
+        let got: Vec<(u32, &str)> = out.iter().map(|v| (v.row, reason(v))).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "call"),
+                (2, "do_not_call"),
+                // Inside one chunk the earlier row wins, even when it is listed.
+                (3, "duplicate"),
+                (4, "invalid_number"),
+                (5, "missing_number"),
+                // Across chunks: a stored row wins; a listed one was never stored.
+                (6, "duplicate"),
+                (7, "do_not_call"),
+                (8, "call"),
+            ]
+        );
+        match &out[5].verdict {
+            Verdict::Reject(r) => assert_eq!(r.detail, "duplicate of row 1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn holds_name_their_reason_rule_and_minute() {
+        let pack = Pack::shipped().unwrap();
+        let policy = Policy {
+            hours: Some(RecipientHours::DEFAULT),
+            ..Default::default()
+        };
+        // Monday 2026-12-07 20:30 in New York = 2026-12-08T01:30Z.
+        let at = utc("2026-12-08T01:30:00Z");
+        let mut judge = Judge::new(&pack, policy, Window::default(), at);
+        let mut known = HashMap::new();
+        known.insert(
+            "+14045550103".to_owned(),
+            Known {
+                cap_until: Some(utc("2026-12-08T15:00:00Z")),
+                ..Default::default()
+            },
+        );
+        let out = judge_all(
+            &mut judge,
+            vec![vec![
+                row("+13055550100"), // Florida: 08:00–20:00
+                row("+14045550100"), // Georgia: federal hours
+                row("+12135550100"), // Los Angeles, 17:30
+                row("+14045550103"), // Georgia, over the workspace's cap
+            ]],
+            &known,
+        );
+        assert_eq!(
+            out[0].verdict,
+            Verdict::Hold {
+                reason: "state_hours",
+                rule: Some("US-FL-hours".into()),
+                first_call_at: Some(utc("2026-12-08T13:00:00Z")),
+            }
+        );
+        assert_eq!(out[1].verdict, Verdict::Call { first_call_at: at });
+        assert_eq!(out[2].verdict, Verdict::Call { first_call_at: at });
+        assert_eq!(
+            out[3].verdict,
+            Verdict::Hold {
+                reason: "frequency_cap",
+                rule: None,
+                first_call_at: Some(utc("2026-12-08T15:00:00Z")),
+            }
+        );
+        // Federal: Florida at 20:30 is called.
+        let federal = Policy {
+            mode: RuleMode::Federal,
+            ..policy
+        };
+        let mut judge = Judge::new(&pack, federal, Window::default(), at);
+        let out = judge_all(&mut judge, vec![vec![row("+13055550100")]], &HashMap::new());
+        assert_eq!(out[0].verdict, Verdict::Call { first_call_at: at });
+    }
+
+    #[test]
+    fn unknown_zone_is_held_unless_allowed() {
+        let pack = Pack::shipped().unwrap();
+        let at = utc("2026-12-07T15:00:00Z");
+        let policy = Policy {
+            hours: Some(RecipientHours::DEFAULT),
+            ..Default::default()
+        };
+        // Inmarsat (+870) has no zone in libphonenumber's map.
+        let number = "+870773111632";
+        let mut judge = Judge::new(&pack, policy, Window::default(), at);
+        let out = judge_all(&mut judge, vec![vec![row(number)]], &HashMap::new());
+        assert_eq!(reason(&out[0]), "unknown_timezone", "{out:?}");
+        let allowed = Policy {
+            allow_unknown_timezone: true,
+            ..policy
+        };
+        let mut judge = Judge::new(&pack, allowed, Window::default(), at);
+        let out = judge_all(&mut judge, vec![vec![row(number)]], &HashMap::new());
+        assert_eq!(reason(&out[0]), "call");
+    }
+}
