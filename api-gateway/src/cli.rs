@@ -69,6 +69,10 @@ pub struct WorkspaceUpdateArgs {
     /// `off`.
     #[arg(long)]
     pub max_calls_per_number: Option<String>,
+    /// Which calling rules apply: `strictest` (every candidate state's rules, the default) or
+    /// `federal` (federal rules only: the user is responsible for state law).
+    #[arg(long)]
+    pub jurisdiction_rules: Option<String>,
 }
 
 /// `--recipient-hours` as parsed (`None` = off).
@@ -154,7 +158,7 @@ fn settings_text(s: &Settings) -> String {
         .max_calls_per_second
         .map_or_else(|| "none".to_owned(), |n| n.to_string());
     format!(
-        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
+        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  jurisdiction rules: {rules} (rule pack {pack})\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
         id = s.id,
         name = s.name,
         created = s.created_at,
@@ -177,6 +181,8 @@ fn settings_text(s: &Settings) -> String {
             || "off".to_owned(),
             |c| format!("{} in {} days", c.count, c.days)
         ),
+        rules = s.jurisdiction_rules,
+        pack = s.rules_version,
         prefix = s.webhook_secret.prefix,
         rotated = s.webhook_secret.rotated_at.as_deref().unwrap_or("never"),
         overlap = s
@@ -271,6 +277,12 @@ pub async fn workspace_update(
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--max-calls-per-number: {e}"))?,
         },
+        jurisdiction_rules: args
+            .jurisdiction_rules
+            .as_deref()
+            .map(crate::jurisdiction::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--jurisdiction-rules: {e}"))?,
     };
     anyhow::ensure!(
         !update.is_empty(),

@@ -59,6 +59,12 @@ impl Config {
     /// Reads the settings; a malformed value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let addr = env.addr("GATEWAY_ADDR", "127.0.0.1:8080")?;
+        // The compliance rule pack (COMPLIANCE_RULES_FILE): a bad file refuses the start.
+        let rules = crate::jurisdiction::load(env)?;
+        tracing::info!(
+            rules_version = rules.version(),
+            "compliance rule pack loaded"
+        );
         Ok(Self {
             service: ServiceConfig::from_env(env)?,
             addr,

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod jurisdiction;
 pub mod monitor;
 pub mod openapi;
 pub mod pagination;

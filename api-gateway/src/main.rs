@@ -71,13 +71,17 @@ enum WorkspaceCommand {
         /// `7/7`), or `off` (the default).
         #[arg(long, default_value = "off", value_parser = cli::parse_cap)]
         max_calls_per_number: cli::CapArg,
+        /// Which calling rules apply: `strictest` (every candidate state's rules, the default)
+        /// or `federal` (federal rules only: the user is responsible for state law).
+        #[arg(long, default_value = "strictest", value_parser = api_gateway::jurisdiction::parse)]
+        jurisdiction_rules: shared::compliance::jurisdiction::RuleMode,
     },
     /// Every workspace.
     List,
     /// One workspace's settings.
     Show { id: Uuid },
     /// Change any of a workspace's settings, the limits included.
-    Update(WorkspaceUpdateArgs),
+    Update(Box<WorkspaceUpdateArgs>),
 }
 
 #[derive(Subcommand)]
@@ -135,6 +139,7 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                         recipient_hours,
                         allow_unknown_timezone,
                         max_calls_per_number,
+                        jurisdiction_rules,
                     },
             } => {
                 let db = shared::db::connect(&config.service).await?;
@@ -146,6 +151,15 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                 let created =
                     admin::create_workspace_with(&db, &name, max_concurrent_dials, &compliance)
                         .await?;
+                if jurisdiction_rules != shared::compliance::jurisdiction::RuleMode::default() {
+                    let client = db.get().await?;
+                    api_gateway::jurisdiction::write(
+                        &client,
+                        created.workspace_id,
+                        jurisdiction_rules,
+                    )
+                    .await?;
+                }
                 cli::out(format_args!("{}", serde_json::to_string(&created)?))?;
                 Ok(())
             }
@@ -158,7 +172,7 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
             Command::Workspace {
                 command: WorkspaceCommand::Update(args),
             } => {
-                cli::workspace_update(&shared::db::connect(&config.service).await?, args, json)
+                cli::workspace_update(&shared::db::connect(&config.service).await?, *args, json)
                     .await
             }
             Command::Batch { command } => {

@@ -45,7 +45,8 @@ const COLUMNS: &str = "id, name, created_at, max_concurrent_dials, max_calls_per
     CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END \
         AS previous_webhook_secret_until, \
     recipient_hours_start, recipient_hours_end, allow_unknown_timezone, \
-    max_calls_per_number_count, max_calls_per_number_days, requests_per_second, request_burst";
+    max_calls_per_number_count, max_calls_per_number_days, requests_per_second, request_burst, \
+    jurisdiction_rules";
 
 /// A workspace's settings as the API shows them.
 ///
@@ -82,6 +83,15 @@ pub struct Settings {
     /// At most `count` call attempts to one number in any `days` days, across all the
     /// workspace's batches, or null (off, the default); the tenant's.
     pub max_calls_per_number: Option<FrequencyCap>,
+    /// Which calling rules apply (docs/jurisdiction-rules.md): `strictest` (the default: the
+    /// strictest combination of every candidate state's rules and the federal ones) or
+    /// `federal` (the federal rules only: the user is then responsible for state law); the
+    /// tenant's.
+    #[schema(example = "strictest")]
+    pub jurisdiction_rules: String,
+    /// The release of the compliance rule pack in force (read-only), e.g. `2026.12.1`, with
+    /// `+<operator version>` when the operator's `COMPLIANCE_RULES_FILE` adds rules.
+    pub rules_version: String,
     /// The webhook secret, identified but not shown.
     pub webhook_secret: SecretInfo,
 }
@@ -152,6 +162,8 @@ impl Settings {
                 row.get("max_calls_per_number_count"),
                 row.get("max_calls_per_number_days"),
             ),
+            jurisdiction_rules: row.get(crate::jurisdiction::COLUMN),
+            rules_version: crate::jurisdiction::version().to_owned(),
             webhook_secret: SecretInfo {
                 prefix: secret_prefix(&secret),
                 rotated_at: api_time_opt(row.get("webhook_secret_rotated_at")),
@@ -228,6 +240,8 @@ pub struct TenantPatch {
     #[serde(default, deserialize_with = "crate::validate::present")]
     #[schema(value_type = Option<CapPatch>)]
     pub max_calls_per_number: Option<Option<CapPatch>>,
+    /// `strictest` or `federal` (the user then answers for state law).
+    pub jurisdiction_rules: Option<String>,
 }
 
 /// A new frequency cap, both numbers required.
@@ -272,7 +286,7 @@ pub fn parse_tenant_patch(
         return Err(ApiError::ForbiddenFields(refused));
     }
     let mut changed_read_only = Violations::default();
-    for field in ["id", "name", "createdAt", "webhookSecret"] {
+    for field in ["id", "name", "createdAt", "webhookSecret", "rulesVersion"] {
         if let Some(value) = body.remove(field)
             && value != shown[field]
         {
@@ -345,7 +359,15 @@ pub async fn apply_tenant_patch(
             }
         },
     });
+    let jurisdiction_rules = patch.jurisdiction_rules.as_deref().and_then(|m| {
+        crate::jurisdiction::parse(m)
+            .map_err(|why| v.add("jurisdictionRules", why))
+            .ok()
+    });
     v.into_result(())?;
+    if let Some(mode) = jurisdiction_rules {
+        crate::jurisdiction::write(client, current.id, mode).await?;
+    }
     write_compliance(
         client,
         current.id,
@@ -505,6 +527,8 @@ pub struct OperatorUpdate {
     pub request_burst: Option<i32>,
     /// The tenant's compliance policy, which the operator may set too.
     pub compliance: Compliance,
+    /// `--jurisdiction-rules strictest|federal`.
+    pub jurisdiction_rules: Option<shared::compliance::jurisdiction::RuleMode>,
 }
 
 impl OperatorUpdate {
@@ -522,6 +546,7 @@ impl OperatorUpdate {
             && self.requests_per_second.is_none()
             && self.request_burst.is_none()
             && self.compliance.is_empty()
+            && self.jurisdiction_rules.is_none()
     }
 }
 
@@ -582,6 +607,9 @@ pub async fn apply_operator_update(
         anyhow::ensure!(is_region(r), "--default-region: {}", region_message(r));
     }
     write_compliance(client, id, &u.compliance).await?;
+    if let Some(mode) = u.jurisdiction_rules {
+        crate::jurisdiction::write(client, id, mode).await?;
+    }
     client
         .execute(
             "UPDATE workspaces SET
