@@ -25,6 +25,7 @@
 //! came of it (a refusal, a stopped job, the carrier's answer) is decided by one pure function,
 //! `crate::exit::exit`, and carried out here, in `settle`.
 
+use shared::compliance::enforce::Contact;
 use shared::compliance::hours::parse_zones;
 use shared::compliance::zones_for_number;
 use shared::domain::ContactState;
@@ -215,9 +216,16 @@ async fn call(
     let Inserted {
         to_number: to,
         timezones,
+        declared_state,
+        postal_state,
     } = inserted;
     let zones = timezones.map_or_else(|| zones_for_number(&to), |z| parse_zones(&z));
-    let callee = Callee { to, zones };
+    let callee = Callee {
+        to,
+        zones,
+        declared_state: Contact::state(declared_state.as_deref()),
+        postal_state: Contact::state(postal_state.as_deref()),
+    };
     // The scheduler checked at release; the hours may have closed, or the cap filled, while
     // the contact waited for a slot.
     let sent = match last_look(ctx, job, written, &callee, List::JustRead).await? {
@@ -260,13 +268,13 @@ async fn settle(ctx: &Ctx, written: &Written, exit: Exit) -> Result<DialResult, 
             if let Some(note) = note {
                 tracing::warn!(%attempt_id, ?why, "{note}; contact handed back");
             }
-            if let Some((reason, until)) = deferred {
-                crate::compliance::deferred(ctx, contact_id, until, reason).await;
+            if let Some(hold) = deferred {
+                crate::compliance::deferred(ctx, contact_id, hold).await;
             }
             shared::metrics::dial_handed_back(why);
             // No call exists, so the slot goes back first, whatever the database says next.
             ctx.give_back_slot(workspace_id, batch_id, attempt_id).await;
-            attempt::withdraw(ctx, written, state, delay, deferred.map(|(r, _)| r)).await?;
+            attempt::withdraw(ctx, written, state, delay, deferred.map(|h| h.reason)).await?;
             Ok(DialResult::HandedBack(state))
         }
         Exit::Suppress => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::compliance::RecipientHours;
+use shared::compliance::jurisdiction::RuleMode;
 use shared::domain::{ContactState, JobState, MachineDetection};
 use shared::schedule::{StoredSchedule, Window};
 use tokio::time::Instant;
@@ -55,6 +56,8 @@ pub(crate) struct Job {
     pub(crate) allow_unknown_timezone: bool,
     /// The workspace's frequency cap: at most `.0` attempts to a number in `.1` days.
     pub(crate) cap: Option<(i32, i32)>,
+    /// The workspace's `jurisdictionRules`: which rules of the pack apply.
+    pub(crate) mode: RuleMode,
     /// The job asks the carrier to detect answering machines (`machineDetection`), and how.
     pub(crate) machine_detection: Option<MachineDetection>,
 }
@@ -151,7 +154,8 @@ const JOB_SQL: &str = "
            w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
            COALESCE(chosen.ids, pool.ids, '{}') AS caller_ids,
            COALESCE(chosen.numbers, pool.numbers, '{}') AS caller_numbers,
-           w.max_calls_per_number_count, w.max_calls_per_number_days, b.machine_detection
+           w.max_calls_per_number_count, w.max_calls_per_number_days, b.machine_detection,
+           w.jurisdiction_rules
     FROM batches b
     JOIN workspaces w ON w.id = b.workspace_id
     JOIN agents a ON a.id = b.agent_id
@@ -189,6 +193,7 @@ struct JobRow {
     max_calls_per_number_count: Option<i32>,
     max_calls_per_number_days: Option<i32>,
     machine_detection: Option<String>,
+    jurisdiction_rules: Option<String>,
 }
 
 impl JobRow {
@@ -212,6 +217,7 @@ impl JobRow {
             max_calls_per_number_count: r.try_get("max_calls_per_number_count")?,
             max_calls_per_number_days: r.try_get("max_calls_per_number_days")?,
             machine_detection: r.try_get("machine_detection")?,
+            jurisdiction_rules: r.try_get("jurisdiction_rules")?,
         })
     }
 
@@ -250,6 +256,7 @@ impl JobRow {
             cap: self
                 .max_calls_per_number_count
                 .zip(self.max_calls_per_number_days),
+            mode: shared::compliance::enforce::rule_mode(self.jurisdiction_rules.as_deref()),
             machine_detection: self
                 .machine_detection
                 .as_deref()

@@ -75,8 +75,9 @@ pub use ctx::Ctx;
 /// Connects to its services (retrying with backoff), serves its health endpoints, and works
 /// until `shutdown` is cancelled. The carrier is built from the configuration.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let rules = config.pack.version();
     let (addr, done) = spawn(config, None, shutdown).await?;
-    tracing::info!(%addr, "dial-worker ready");
+    tracing::info!(%addr, rules, "dial-worker ready");
     done.await?;
     Ok(())
 }
