@@ -34,26 +34,11 @@ pub struct Config {
     /// `INGEST_NUMBER_CHECK`, the ingest workers' setting: the preflight reads numbers as they
     /// will (`possible` by default).
     pub number_check: shared::rows::normalize::NumberCheck,
-    /// The jurisdiction rule pack, with the operator's `COMPLIANCE_RULES_FILE` merged in: the
-    /// preflight's verdicts use the rules the release will.
-    pub rules: std::sync::Arc<shared::compliance::jurisdiction::Pack>,
 }
 
 /// The development default `MONITOR_TOKEN_SECRET` once had: public, so it signs nothing now
 /// (`monitor::secret::resolve` ignores it).
 pub const DEV_MONITOR_TOKEN_SECRET: &str = "dialfleet-dev-monitor-secret-change-me";
-
-/// The rule pack: the shipped one, with the operator's file (if named) merged in.
-fn rules(env: &Env) -> Result<shared::compliance::jurisdiction::Pack, ConfigError> {
-    use shared::compliance::jurisdiction::{Pack, RULES_FILE_ENV};
-    let file = env.string(RULES_FILE_ENV, "");
-    let path = (!file.is_empty()).then(|| std::path::Path::new(&file));
-    Pack::load(path).map_err(|e| ConfigError {
-        name: RULES_FILE_ENV.to_owned(),
-        value: file.clone(),
-        reason: e.to_string(),
-    })
-}
 
 impl Config {
     /// Reads the settings; a malformed value names its variable.
@@ -86,7 +71,6 @@ impl Config {
                 "INGEST_NUMBER_CHECK",
                 shared::rows::normalize::NumberCheck::Possible,
             )?,
-            rules: std::sync::Arc::new(rules(env)?),
         })
     }
 }

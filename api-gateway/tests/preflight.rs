@@ -52,6 +52,8 @@ fn contacts() -> Vec<Value> {
     ]
     .iter()
     .map(|n| json!({"phoneNumber": n}))
+    // 8 Georgia, but declared in Florida (issue #25's `state`): state_hours.
+    .chain([json!({"phoneNumber": "+14045550100", "state": "FL"})])
     .collect()
 }
 
@@ -118,6 +120,7 @@ async fn dialgen_json_names_every_row_not_callable_and_creates_nothing() {
             v(4, "reject", "do_not_call"),
             v(5, "hold", "state_hours"),
             v(6, "hold", "unknown_timezone"),
+            v(8, "hold", "state_hours"),
         ]
     );
     let data = answer["data"].as_array().unwrap();
@@ -128,12 +131,12 @@ async fn dialgen_json_names_every_row_not_callable_and_creates_nothing() {
     assert_eq!(data[3]["firstCallAt"], "2026-12-08T13:00:00.000Z");
     assert_eq!(
         answer["rows"],
-        json!({"submitted": 7, "accepted": 4, "rejected": 3})
+        json!({"submitted": 8, "accepted": 5, "rejected": 3})
     );
     assert_eq!(answer["callableNow"], 2);
     assert_eq!(
         answer["held"],
-        json!({"state_hours": 1, "unknown_timezone": 1})
+        json!({"state_hours": 2, "unknown_timezone": 1})
     );
     assert_eq!(answer["firstCallAt"], "2026-12-08T01:30:00.000Z");
     assert_eq!(answer["evaluatedAt"], "2026-12-08T01:30:00.000Z");
@@ -157,7 +160,7 @@ async fn dialgen_json_names_every_row_not_callable_and_creates_nothing() {
         .iter()
         .map(|d| d["row"].as_u64().unwrap())
         .collect();
-    assert_eq!(rows, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(rows, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(all["data"][0]["verdict"], "call");
     assert_eq!(all["data"][0]["firstCallAt"], "2026-12-08T01:30:00.000Z");
 

@@ -330,11 +330,12 @@ impl SecondPass {
     where
         F: FnOnce(&mut dyn Read, &mut Packer<'_>, &mut Violations) -> Result<(), ParseError>,
     {
-        let rules = self.state.config.rules.clone();
+        // The pack loaded at start (`COMPLIANCE_RULES_FILE`), as the release loads it.
+        let rules = crate::jurisdiction::pack();
         let check = self.state.config.number_check;
-        let lookback = lookup::cap_lookback(&rules);
+        let lookback = lookup::cap_lookback(rules);
         let handle = tokio::runtime::Handle::current();
-        let mut judge = Judge::new(&rules, self.policy, self.job.clone(), self.at);
+        let mut judge = Judge::new(rules, self.policy, self.job.clone(), self.at);
         let mut report = Report::new(self.all);
         if tx.blocking_send(Ok(Bytes::from(report.open()))).is_err() {
             return;
@@ -377,7 +378,7 @@ impl SecondPass {
     async fn chunk(
         &self,
         body: &Held<Vec<u8>>,
-        judge: &mut Judge<'_>,
+        judge: &mut Judge,
         check: shared::rows::normalize::NumberCheck,
         lookback: chrono::Duration,
     ) -> Result<Vec<verdict::RowVerdict>, String> {

@@ -5,16 +5,15 @@
 //! cap). The lookups that need the database (the do-not-call list, calls already made to each
 //! number) are handed in, per chunk, by [`super::lookup`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use shared::compliance::FrequencyCap;
-use shared::compliance::hours::RecipientHours;
-use shared::compliance::jurisdiction::{
-    Candidates, Decision, Pack, Query, RuleMode, UsState, decide,
-};
+use shared::compliance::enforce;
+use shared::compliance::hours::{DeferReason, RecipientHours};
+use shared::compliance::jurisdiction::{Pack, PostalCode, RuleMode, UsState};
 use shared::domain::E164;
 use shared::queue::messages::RawRow;
 use shared::rows::check::{check_text, duplicate_of};
@@ -131,10 +130,16 @@ fn zones_of(row: &RawRow, number: &E164) -> Vec<Tz> {
     }
 }
 
-/// The row's declared `state` and postal code's state. Rows carry neither yet (issue #25's
-/// inputs part adds them); the engine then reads the area code alone.
-fn declared(_row: &RawRow) -> (Option<UsState>, Option<UsState>) {
-    (None, None)
+/// The row's declared `state` and its postal code's state, as the ingest worker stores them
+/// (`declared_state`, `postal_state`); the gateway validated both.
+fn declared(row: &RawRow) -> (Option<UsState>, Option<UsState>) {
+    let state = row.state.as_deref().and_then(|s| s.parse::<UsState>().ok());
+    let postal = row
+        .postal_code
+        .as_deref()
+        .and_then(|p| p.parse::<PostalCode>().ok())
+        .and_then(|p| p.state());
+    (state, postal)
 }
 
 /// What the database knows about a number.
@@ -149,9 +154,9 @@ pub struct Known {
 }
 
 /// Everything the verdicts of one preflight depend on besides the rows.
-pub struct Judge<'p> {
+pub struct Judge {
     /// The rule pack.
-    pub pack: &'p Pack,
+    pub pack: &'static Pack,
     /// The workspace's policy.
     pub policy: Policy,
     /// The job's window (schedule and `scheduledStartTime`).
@@ -163,12 +168,12 @@ pub struct Judge<'p> {
     /// number is a duplicate of it. Bounded by the batch's 100,000 rows (≈ 2 MB).
     stored: HashMap<u64, u32>,
     /// Decisions already made for contacts with no recent calls, by where they may be.
-    memo: HashMap<(Vec<UsState>, bool, Vec<&'static str>), Verdict>,
+    memo: HashMap<MemoKey, Verdict>,
 }
 
-impl<'p> Judge<'p> {
+impl Judge {
     /// A judge for one preflight.
-    pub fn new(pack: &'p Pack, policy: Policy, job: Window, at: DateTime<Utc>) -> Self {
+    pub fn new(pack: &'static Pack, policy: Policy, job: Window, at: DateTime<Utc>) -> Self {
         Self {
             pack,
             policy,
@@ -230,99 +235,79 @@ impl<'p> Judge<'p> {
         self.release(c, k)
     }
 
-    /// What the release decides at the start.
+    /// What the release decides at the start, in the scheduler's order: the workspace's cap
+    /// first, then the one decision path (`shared::compliance::enforce`).
     fn release(&mut self, c: &Contact, k: &Known) -> Verdict {
-        let candidates = Candidates::for_contact(
-            c.number.as_str(),
-            c.declared.0,
-            c.declared.1,
-            c.zones.clone(),
-        );
         let at = self.at;
-        let first = if k.calls.is_empty() {
-            let key = memo_key(&candidates);
-            match self.memo.get(&key) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = self.decide(&candidates, &[], at);
-                    self.memo.insert(key, v.clone());
-                    v
-                }
-            }
-        } else {
-            self.decide(&candidates, &k.calls, at)
-        };
-        match k.cap_until.filter(|until| *until > at) {
-            None => first,
-            // The workspace's cap is what the release counts first (its deferral); the
-            // number may go once the cap frees and every other rule allows it then.
-            Some(until) => {
-                let then = match self.decide(&candidates, &k.calls, until) {
-                    Verdict::Call { first_call_at } => Some(first_call_at),
-                    Verdict::Hold { first_call_at, .. } => first_call_at,
-                    Verdict::Reject(_) => None,
-                };
-                match first {
-                    Verdict::Call { .. } => Verdict::Hold {
-                        reason: "frequency_cap",
-                        rule: None,
-                        first_call_at: then,
-                    },
-                    Verdict::Hold { reason, rule, .. } => Verdict::Hold {
-                        reason,
-                        rule,
-                        first_call_at: then,
-                    },
-                    other => other,
-                }
-            }
-        }
-    }
-
-    fn decide(&self, c: &Candidates, calls: &[DateTime<Utc>], t: DateTime<Utc>) -> Verdict {
-        if c.zones.is_empty() && self.policy.allow_unknown_timezone {
-            // The workspace calls numbers whose zone is unknown: only the job's window.
-            return if self.job.is_open(t) {
-                Verdict::Call { first_call_at: t }
-            } else {
-                Verdict::Hold {
-                    reason: "recipient_hours",
-                    rule: None,
-                    first_call_at: self.job.next_open(t),
-                }
+        if let Some(until) = k.cap_until.filter(|until| *until > at) {
+            // The number may go once the cap frees and every other rule allows it then.
+            let then = match self.decide(c, &k.calls, until) {
+                Verdict::Call { first_call_at } => Some(first_call_at),
+                Verdict::Hold { first_call_at, .. } => first_call_at,
+                Verdict::Reject(_) => None,
+            };
+            return Verdict::Hold {
+                reason: DeferReason::FrequencyCap.as_str(),
+                rule: None,
+                first_call_at: then,
             };
         }
-        let q = Query {
+        if !k.calls.is_empty() {
+            return self.decide(c, &k.calls, at);
+        }
+        // Without calls to count, the verdict depends only on where the contact may be.
+        let key = memo_key(c);
+        if let Some(v) = self.memo.get(&key) {
+            return v.clone();
+        }
+        let v = self.decide(c, &[], at);
+        self.memo.insert(key, v.clone());
+        v
+    }
+
+    fn decide(&self, c: &Contact, calls: &[DateTime<Utc>], t: DateTime<Utc>) -> Verdict {
+        let rules = enforce::Policy {
             pack: self.pack,
-            candidates: c,
             mode: self.policy.mode,
             job: &self.job,
-            workspace_hours: self.policy.hours,
-            calls,
+            hours: self.policy.hours,
+            allow_unknown_timezone: self.policy.allow_unknown_timezone,
         };
-        match decide(&q, t) {
-            Decision::Allowed => Verdict::Call { first_call_at: t },
-            Decision::Held {
-                reason,
-                rule,
-                next_allowed,
-            } => Verdict::Hold {
-                reason: reason.as_str(),
-                rule: rule.map(|r| r.id.clone()),
-                first_call_at: next_allowed,
+        let contact = enforce::Contact {
+            number: c.number.as_str(),
+            zones: &c.zones,
+            declared_state: c.declared.0,
+            postal_state: c.declared.1,
+        };
+        match rules.judge(&contact, calls, t) {
+            None => Verdict::Call { first_call_at: t },
+            Some(hold) => Verdict::Hold {
+                reason: hold.reason.as_str(),
+                rule: hold.rule_id().map(str::to_owned),
+                // An unknown zone is looked at again hourly, never called while it stays
+                // unknown: no first call to show.
+                first_call_at: (hold.reason != DeferReason::UnknownTimezone).then_some(hold.until),
             },
         }
     }
 }
 
-fn memo_key(c: &Candidates) -> (Vec<UsState>, bool, Vec<&'static str>) {
-    let states: BTreeSet<UsState> = c.states.clone();
+/// Where a contact may be: what its verdict depends on when no call is counted.
+fn memo_key(c: &Contact) -> MemoKey {
+    let area = c.number.as_str().get(..5).unwrap_or_default();
     (
-        states.into_iter().collect(),
-        c.state_unknown,
+        // The area code (a NANP number's state), the declared and postal states.
+        area.to_owned(),
+        c.declared,
         c.zones.iter().map(|z| z.name()).collect(),
     )
 }
+
+type MemoKey = (
+    String,
+    (Option<UsState>, Option<UsState>),
+    Vec<&'static str>,
+);
 
 /// An E.164 number as its digits (at most 15, so it fits).
 fn digits(n: &E164) -> u64 {
@@ -350,7 +335,7 @@ mod tests {
     }
 
     fn judge_all(
-        judge: &mut Judge<'_>,
+        judge: &mut Judge,
         chunks: Vec<Vec<RawRow>>,
         known: &HashMap<String, Known>,
     ) -> Vec<RowVerdict> {
@@ -375,18 +360,13 @@ mod tests {
 
     #[test]
     fn duplicates_and_do_not_call_as_the_ingest_worker_decides() {
-        let pack = Pack::shipped().unwrap();
+        let pack = enforce::shipped_pack();
         let policy = Policy {
             hours: Some(RecipientHours::DEFAULT),
             ..Default::default()
         };
         // Monday 2026-12-07 15:00Z: 10:00 in New York.
-        let mut judge = Judge::new(
-            &pack,
-            policy,
-            Window::default(),
-            utc("2026-12-07T15:00:00Z"),
-        );
+        let mut judge = Judge::new(pack, policy, Window::default(), utc("2026-12-07T15:00:00Z"));
         let mut known = HashMap::new();
         known.insert(
             "+12125550199".to_owned(),
@@ -437,14 +417,14 @@ mod tests {
 
     #[test]
     fn holds_name_their_reason_rule_and_minute() {
-        let pack = Pack::shipped().unwrap();
+        let pack = enforce::shipped_pack();
         let policy = Policy {
             hours: Some(RecipientHours::DEFAULT),
             ..Default::default()
         };
         // Monday 2026-12-07 20:30 in New York = 2026-12-08T01:30Z.
         let at = utc("2026-12-08T01:30:00Z");
-        let mut judge = Judge::new(&pack, policy, Window::default(), at);
+        let mut judge = Judge::new(pack, policy, Window::default(), at);
         let mut known = HashMap::new();
         known.insert(
             "+14045550103".to_owned(),
@@ -486,14 +466,14 @@ mod tests {
             mode: RuleMode::Federal,
             ..policy
         };
-        let mut judge = Judge::new(&pack, federal, Window::default(), at);
+        let mut judge = Judge::new(pack, federal, Window::default(), at);
         let out = judge_all(&mut judge, vec![vec![row("+13055550100")]], &HashMap::new());
         assert_eq!(out[0].verdict, Verdict::Call { first_call_at: at });
     }
 
     #[test]
     fn unknown_zone_is_held_unless_allowed() {
-        let pack = Pack::shipped().unwrap();
+        let pack = enforce::shipped_pack();
         let at = utc("2026-12-07T15:00:00Z");
         let policy = Policy {
             hours: Some(RecipientHours::DEFAULT),
@@ -501,14 +481,14 @@ mod tests {
         };
         // Inmarsat (+870) has no zone in libphonenumber's map.
         let number = "+870773111632";
-        let mut judge = Judge::new(&pack, policy, Window::default(), at);
+        let mut judge = Judge::new(pack, policy, Window::default(), at);
         let out = judge_all(&mut judge, vec![vec![row(number)]], &HashMap::new());
         assert_eq!(reason(&out[0]), "unknown_timezone", "{out:?}");
         let allowed = Policy {
             allow_unknown_timezone: true,
             ..policy
         };
-        let mut judge = Judge::new(&pack, allowed, Window::default(), at);
+        let mut judge = Judge::new(pack, allowed, Window::default(), at);
         let out = judge_all(&mut judge, vec![vec![row(number)]], &HashMap::new());
         assert_eq!(reason(&out[0]), "call");
     }
