@@ -36,7 +36,7 @@ use shared::queue::messages::IngestChunkV1;
 use shared::rows::normalize::Region;
 use shared::schedule::Window;
 
-use super::body::{self, CHUNK_ROWS, Packer, ParseError, Parsed, RowShape, Stopped};
+use super::body::{self, CHUNK_ROWS, Chunk, Packer, ParseError, Parsed, RowShape, Stopped};
 use super::csv::{self as upload, CsvShape};
 use super::held::Held;
 use super::settings::NewBatch;
@@ -332,31 +332,30 @@ impl SecondPass {
     {
         // The pack loaded at start (`COMPLIANCE_RULES_FILE`), as the release loads it.
         let rules = crate::jurisdiction::pack();
-        let check = self.state.config.number_check;
-        let lookback = lookup::cap_lookback(rules);
-        let handle = tokio::runtime::Handle::current();
-        let mut judge = Judge::new(rules, self.policy, self.job.clone(), self.at);
         let mut report = Report::new(self.all);
         if tx.blocking_send(Ok(Bytes::from(report.open()))).is_err() {
             return;
         }
-        let mut failure: Option<String> = None;
-        let parsed = {
-            let mut packer = Packer::new(Uuid::nil(), self.ws, |chunk| {
-                let result = handle.block_on(self.chunk(&chunk.body, &mut judge, check, lookback));
-                match result {
-                    Ok(verdicts) => tx
-                        .blocking_send(Ok(Bytes::from(report.add(&verdicts))))
-                        .map_err(|_| Stopped),
-                    Err(e) => {
-                        failure = Some(e);
-                        Err(Stopped)
-                    }
-                }
-            });
-            let mut reader = std::io::BufReader::with_capacity(READ_BUF, file);
-            reparse(&mut reader, &mut packer, &mut Violations::default())
-        };
+        // Two stages, so that parsing overlaps judging: this thread parses and packs, the
+        // judge's thread decides each chunk (two chunks wait between them at most).
+        let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+        // The runtime of this blocking thread, for the judge's thread's queries.
+        let handle = tokio::runtime::Handle::current();
+        let (parsed, failure) = std::thread::scope(|scope| {
+            let judging = scope.spawn(|| self.judge_all(&handle, chunks_rx, &mut report, &tx));
+            let parsed = {
+                let mut packer = Packer::new(Uuid::nil(), self.ws, |chunk| {
+                    chunks_tx.send(chunk).map_err(|_| Stopped)
+                });
+                let mut reader = std::io::BufReader::with_capacity(READ_BUF, file);
+                reparse(&mut reader, &mut packer, &mut Violations::default())
+            };
+            drop(chunks_tx);
+            let failure = judging
+                .join()
+                .unwrap_or_else(|_| Some("the preflight's judge panicked".to_owned()));
+            (parsed, failure)
+        });
         let end = match (parsed, failure) {
             (Ok(()), None) => Ok(Bytes::from(report.close(
                 self.at,
@@ -372,6 +371,35 @@ impl SecondPass {
             tracing::error!(error = %e, "the preflight stopped before its end");
         }
         let _ = tx.blocking_send(end.map_err(std::io::Error::other));
+    }
+
+    /// Decides every chunk `rx` yields and writes its entries; the first failure, if any (the
+    /// client going away is none: nobody is left to tell).
+    fn judge_all(
+        &self,
+        handle: &tokio::runtime::Handle,
+        rx: std::sync::mpsc::Receiver<Chunk>,
+        report: &mut Report,
+        tx: &Out,
+    ) -> Option<String> {
+        let rules = crate::jurisdiction::pack();
+        let check = self.state.config.number_check;
+        let lookback = lookup::cap_lookback(rules);
+        let mut judge = Judge::new(rules, self.policy, self.job.clone(), self.at);
+        for chunk in rx {
+            match handle.block_on(self.chunk(&chunk.body, &mut judge, check, lookback)) {
+                Ok(verdicts) => {
+                    if tx
+                        .blocking_send(Ok(Bytes::from(report.add(&verdicts))))
+                        .is_err()
+                    {
+                        return None;
+                    }
+                }
+                Err(e) => return Some(e),
+            }
+        }
+        None
     }
 
     /// One chunk's verdicts.

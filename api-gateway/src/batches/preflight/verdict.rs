@@ -89,37 +89,54 @@ pub struct Contact {
 }
 
 /// The rows of one chunk, checked as the ingest worker's `plan` checks them: text, number,
-/// then duplicates inside the chunk (the first row wins, whatever the later verdicts).
+/// then duplicates inside the chunk (the first row wins, whatever the later verdicts). The
+/// numbers are read on two threads (each row's reading is independent; libphonenumber's
+/// parsing is most of a preflight's work), the duplicates then in row order.
 pub fn screen(
     first_row: u32,
     rows: Vec<RawRow>,
     region: Region,
     check: NumberCheck,
 ) -> Vec<Screened> {
-    let mut seen: HashMap<E164, u32> = HashMap::with_capacity(rows.len());
-    let mut out = Vec::with_capacity(rows.len());
-    for (row_index, row) in (first_row..).zip(rows) {
-        let result = check_text(&row)
-            .and_then(|()| normalize(&row.phone_number, region, check))
-            .and_then(|number| match seen.get(&number) {
-                Some(&earlier) => Err(duplicate_of(earlier as i32)),
-                None => Ok(number),
+    let read = |rows: &[RawRow]| -> Vec<Result<Contact, Rejection>> {
+        rows.iter()
+            .map(|row| {
+                check_text(row)
+                    .and_then(|()| normalize(&row.phone_number, region, check))
+                    .map(|number| Contact {
+                        zones: zones_of(row, &number),
+                        declared: declared(row),
+                        number,
+                    })
             })
-            .map(|number| {
-                seen.insert(number.clone(), row_index);
-                Contact {
-                    zones: zones_of(&row, &number),
-                    declared: declared(&row),
-                    number,
+            .collect()
+    };
+    let (front, back) = rows.split_at(rows.len() / 2);
+    let read_rows = std::thread::scope(|scope| {
+        let later = scope.spawn(|| read(back));
+        let mut all = read(front);
+        // A panic in the thread is a bug in the reading; reading again here surfaces it.
+        all.extend(later.join().unwrap_or_else(|_| read(back)));
+        all
+    });
+    let mut seen: HashMap<E164, u32> = HashMap::with_capacity(rows.len());
+    (first_row..)
+        .zip(rows.into_iter().zip(read_rows))
+        .map(|(row_index, (row, result))| {
+            let result = result.and_then(|c| match seen.get(&c.number) {
+                Some(&earlier) => Err(duplicate_of(earlier as i32)),
+                None => {
+                    seen.insert(c.number.clone(), row_index);
+                    Ok(c)
                 }
             });
-        out.push(Screened {
-            row_index,
-            raw: row.phone_number,
-            result,
-        });
-    }
-    out
+            Screened {
+                row_index,
+                raw: row.phone_number,
+                result,
+            }
+        })
+        .collect()
 }
 
 /// The zones the ingest worker stores for a row (`contacts.timezones`).
