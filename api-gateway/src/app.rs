@@ -82,7 +82,11 @@ pub async fn spawn(
 /// Serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (addr, server) = spawn(config, shutdown).await?;
-    tracing::info!(%addr, "api-gateway listening");
+    tracing::info!(
+        %addr,
+        rules_version = crate::jurisdiction::version(),
+        "api-gateway listening"
+    );
     server.await??;
     Ok(())
 }

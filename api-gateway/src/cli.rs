@@ -194,6 +194,25 @@ fn settings_text(s: &Settings) -> String {
     )
 }
 
+/// `workspace create`: the workspace with its compliance policy and jurisdiction rules, and its
+/// first key, printed as JSON.
+pub async fn workspace_create(
+    db: &Pool,
+    name: &str,
+    max_concurrent_dials: i32,
+    compliance: &crate::admin::Compliance,
+    rules: shared::compliance::jurisdiction::RuleMode,
+) -> anyhow::Result<()> {
+    let created =
+        crate::admin::create_workspace_with(db, name, max_concurrent_dials, compliance).await?;
+    if rules != shared::compliance::jurisdiction::RuleMode::default() {
+        let client = db.get().await?;
+        crate::jurisdiction::write(&client, created.workspace_id, rules).await?;
+    }
+    out(format_args!("{}", serde_json::to_string(&created)?))?;
+    Ok(())
+}
+
 /// `workspace list`.
 pub async fn workspace_list(db: &Pool, as_json: bool) -> anyhow::Result<()> {
     let client = db.get().await?;

@@ -44,13 +44,7 @@ impl Config {
     /// Reads the settings; a malformed value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let addr = env.addr("GATEWAY_ADDR", "127.0.0.1:8080")?;
-        // The compliance rule pack (COMPLIANCE_RULES_FILE): a bad file refuses the start.
-        let rules = crate::jurisdiction::load(env)?;
-        tracing::info!(
-            rules_version = rules.version(),
-            "compliance rule pack loaded"
-        );
-        Ok(Self {
+        let config = Self {
             service: ServiceConfig::from_env(env)?,
             addr,
             public_url: env.url("PUBLIC_URL", &format!("http://{addr}"), &["http", "https"])?,
@@ -71,6 +65,10 @@ impl Config {
                 "INGEST_NUMBER_CHECK",
                 shared::rows::normalize::NumberCheck::Possible,
             )?,
-        })
+        };
+        // The compliance rule pack (COMPLIANCE_RULES_FILE): a bad file refuses the start (its
+        // release is logged when the gateway listens).
+        crate::jurisdiction::load(env)?;
+        Ok(config)
     }
 }

@@ -23,17 +23,32 @@ use shared::config::{ConfigError, Env};
 static LOADED: OnceLock<Pack> = OnceLock::new();
 
 /// Loads the pack named by the environment (the shipped one, plus `COMPLIANCE_RULES_FILE` when
-/// set) and keeps it for the process. A process loads one pack: a later call returns the first
-/// one's outcome for the same file and refuses a different file's errors just the same.
+/// set) and keeps it for the process. A bad file is an error naming the variable, the file and
+/// the rule, on one line. A process keeps the first pack it loads: the gateway loads one.
 pub fn load(env: &Env) -> Result<&'static Pack, ConfigError> {
     let file = env.raw(RULES_FILE_ENV).filter(|f| !f.is_empty());
     let pack =
         Pack::load(file.as_ref().map(PathBuf::from).as_deref()).map_err(|e| ConfigError {
             name: RULES_FILE_ENV.to_owned(),
             value: file.clone().unwrap_or_default(),
-            reason: e.to_string(),
+            reason: one_line(&e.to_string()),
         })?;
     Ok(LOADED.get_or_init(|| pack))
+}
+
+/// A parser's message on one line, so a refused start is one `error:` line: its first line
+/// (where) and its last (what), without the source excerpt between them.
+fn one_line(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [first, .., last] => format!("{first}: {last}"),
+    }
 }
 
 /// The pack loaded at start; the shipped pack if [`load`] was never called (a library user
@@ -77,6 +92,14 @@ pub async fn write(
             &[&workspace, &mode.as_str()],
         )
         .await?;
+    // A switch to federal rules moves state law onto the user: the log keeps who and when.
+    match mode {
+        RuleMode::Federal => tracing::warn!(
+            %workspace,
+            "jurisdiction rules set to federal: state rules no longer apply to this workspace"
+        ),
+        RuleMode::Strictest => tracing::info!(%workspace, "jurisdiction rules set to strictest"),
+    }
     Ok(())
 }
 
@@ -93,6 +116,16 @@ mod tests {
             why.contains("strictest") && why.contains("federal"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn a_parser_message_fits_one_line() {
+        let toml = "f: TOML parse error at line 2, column 1\n  |\n2 | [[rule]]\n  | ^^^\nmissing field `jurisdiction`\n";
+        assert_eq!(
+            one_line(toml),
+            "f: TOML parse error at line 2, column 1: missing field `jurisdiction`"
+        );
+        assert_eq!(one_line("no such file"), "no such file");
     }
 
     #[test]

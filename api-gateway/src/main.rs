@@ -148,20 +148,14 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                     allow_unknown_timezone,
                     max_calls_per_number: max_calls_per_number.0.map(|c| (c.count, c.days)),
                 };
-                let created =
-                    admin::create_workspace_with(&db, &name, max_concurrent_dials, &compliance)
-                        .await?;
-                if jurisdiction_rules != shared::compliance::jurisdiction::RuleMode::default() {
-                    let client = db.get().await?;
-                    api_gateway::jurisdiction::write(
-                        &client,
-                        created.workspace_id,
-                        jurisdiction_rules,
-                    )
-                    .await?;
-                }
-                cli::out(format_args!("{}", serde_json::to_string(&created)?))?;
-                Ok(())
+                cli::workspace_create(
+                    &db,
+                    &name,
+                    max_concurrent_dials,
+                    &compliance,
+                    jurisdiction_rules,
+                )
+                .await
             }
             Command::Workspace {
                 command: WorkspaceCommand::List,

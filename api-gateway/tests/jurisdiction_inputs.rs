@@ -125,6 +125,8 @@ impl Cli {
         let out = self.run(args, extra_env);
         assert!(!out.status.success(), "{args:?} succeeded");
         let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one error line: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
         for s in says {
             assert!(stderr.contains(s), "{args:?}: {stderr}");
         }
@@ -316,6 +318,32 @@ async fn state_and_postal_code_are_validated_and_stored_on_both_surfaces() {
         ]
     );
 
+    // Shown back: each call of status/batch, and results.csv (before the metadata).
+    let calls: Value = app
+        .get(&format!("/api/v1/status/batch?batchId={batch}"))
+        .send_json()
+        .await;
+    assert_eq!(calls["calls"][0]["state"], "FL", "{calls}");
+    assert_eq!(calls["calls"][0]["postalCode"], "33101");
+    assert_eq!(calls["calls"][3]["state"], Value::Null);
+    let csv = app
+        .get(&format!("/api/v1/batch/{batch}/results.csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .ends_with("callerId,state,postalCode,metadata"),
+        "{csv}"
+    );
+    assert!(lines.next().unwrap().ends_with(",FL,33101,{}"), "{csv}");
+
     // Bad values: each named, nothing created.
     let r = app
         .post("/api/v1/batch")
@@ -366,6 +394,12 @@ async fn state_and_postal_code_are_validated_and_stored_on_both_surfaces() {
         places(&app, &job).await,
         [(0, s("MD"), s("21201"), s("MD"))]
     );
+    let queue: Value = app
+        .get(&format!("/api/batch_dial_jobs/{job}/queue"))
+        .send_json()
+        .await;
+    assert_eq!(queue["data"][0]["state"], "MD", "{queue}");
+    assert_eq!(queue["data"][0]["postalCode"], "21201");
     let r = app
         .post("/api/batch_dial_jobs")
         .json(

@@ -248,6 +248,8 @@ async fn results_csv_has_one_line_per_contact_in_row_order() {
             "lastCallAt",
             "durationSeconds",
             "callerId",
+            "state",
+            "postalCode",
             "metadata"
         ]
     );
@@ -259,7 +261,7 @@ async fn results_csv_has_one_line_per_contact_in_row_order() {
         assert_eq!(line[3], format!("+1201555{i:04}"));
         assert_eq!(&line[4], "Ada, \"the\" Countess");
         assert_eq!(
-            serde_json::from_str::<Value>(&line[11]).unwrap(),
+            serde_json::from_str::<Value>(&line[13]).unwrap(),
             json!({"plan": "gold"})
         );
     }

@@ -732,6 +732,31 @@ mod tests {
     }
 
     #[test]
+    fn row_state_and_postal_code_are_validated_and_normalised() {
+        let mut v = Violations::default();
+        assert_eq!(
+            check_state(Some(" fl ".into()), "contacts[0]", &mut v).as_deref(),
+            Some("FL")
+        );
+        assert_eq!(
+            check_postal_code(Some(" 33101-1234 ".into()), "contacts[0]", &mut v).as_deref(),
+            Some("33101-1234")
+        );
+        assert_eq!(check_state(None, "contacts[0]", &mut v), None);
+        assert!(v.is_empty());
+        assert_eq!(check_state(Some("Florida".into()), "rows[2]", &mut v), None);
+        assert_eq!(
+            check_postal_code(Some("3310".into()), "rows[2]", &mut v),
+            None
+        );
+        let err = format!("{:?}", v.into_result(()));
+        assert!(
+            err.contains("rows[2].state") && err.contains("rows[2].postalCode"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn dialgen_defaults_and_email() {
         let body = r#"{"contacts":[{"phoneNumber":"+12015550100"}]}"#;
         let mut v = Violations::default();

@@ -4,7 +4,8 @@
 //!
 //! Columns: `row` (1-based, as the user counts the list), `contactId`, `id` (Dialgen's own
 //! contact id), `phoneNumber` (E.164), `name`, `status`, `outcome`, `attempts`, `lastCallAt`,
-//! `durationSeconds`, `callerId`, then `inputs` (Vogent) or `metadata` (Dialgen) as JSON.
+//! `durationSeconds`, `callerId`, `state` and `postalCode` (where the contact said it is, empty
+//! when not given), then `inputs` (Vogent) or `metadata` (Dialgen) as JSON.
 //! `status` is the contact's status as Dialgen shows it in `/api/v1/status/batch`
 //! (`shared::domain::views::dialgen_contact_status`: Vogent has no per-contact status), and
 //! `outcome` its last call's outcome in the one vocabulary (`CallOutcome`); the duration follows
@@ -25,7 +26,7 @@ use crate::row_stream;
 
 /// Every contact of batch `$1` with its latest attempt, in row order.
 pub const SQL: &str = "SELECT c.row_index, c.id, c.external_id, c.phone_number, c.name, c.state,
-        c.last_outcome, c.attempts, c.inputs,
+        c.last_outcome, c.attempts, c.inputs, c.declared_state, c.postal_code,
         a.started_at, a.created_at AS attempt_created_at, a.answered_at, a.ended_at, a.from_number
     FROM contacts c
     LEFT JOIN LATERAL (SELECT d.started_at, d.created_at, d.answered_at, d.ended_at, d.from_number
@@ -55,6 +56,8 @@ pub fn header(surface: Surface) -> Result<Vec<u8>, ApiError> {
             "lastCallAt",
             "durationSeconds",
             "callerId",
+            "state",
+            "postalCode",
             inputs,
         ],
     )?;
@@ -81,6 +84,8 @@ pub fn line(r: &Row, out: &mut Vec<u8>) -> Result<(), ApiError> {
     let last_call = api_time_opt(started.or(created)).unwrap_or_default();
     let duration = duration.map(|d| d.to_string()).unwrap_or_default();
     let caller: Option<String> = r.get("from_number");
+    let declared: Option<String> = r.get("declared_state");
+    let postal: Option<String> = r.get("postal_code");
     let inputs = serde_json::to_string(&inputs).map_err(|e| ApiError::Internal(e.into()))?;
     row_stream::push_csv(
         out,
@@ -96,6 +101,8 @@ pub fn line(r: &Row, out: &mut Vec<u8>) -> Result<(), ApiError> {
             last_call.as_str(),
             duration.as_str(),
             caller.as_deref().unwrap_or_default(),
+            declared.as_deref().unwrap_or_default(),
+            postal.as_deref().unwrap_or_default(),
             inputs.as_str(),
         ],
     )

@@ -510,12 +510,16 @@ pub(crate) struct BatchCall {
     dial_id: Option<Uuid>,
     /// Extension: the latest call's own status, as `recentCalls` and the webhook show it.
     dial_status: Option<DialgenCallStatus>,
+    /// Extension: the contact's declared US state (`state`), or null.
+    state: Option<String>,
+    /// Extension: the contact's US postal code (`postalCode`), or null.
+    postal_code: Option<String>,
 }
 
 /// A batch's contacts in row order, each with its latest attempt (`$2` the row index to
 /// continue after, `$3` how many: NULL for all).
 const CALLS_SQL: &str = "SELECT c.id AS contact_id, c.row_index, c.state, c.last_outcome, c.phone_number,
-        a.started_at, a.answered_at, a.ended_at, a.error, a.id AS dial_id, a.outcome AS dial_outcome
+        c.declared_state, c.postal_code, a.started_at, a.answered_at, a.ended_at, a.error, a.id AS dial_id, a.outcome AS dial_outcome
     FROM contacts c
     LEFT JOIN LATERAL (SELECT * FROM dial_attempts d WHERE d.contact_id = c.id ORDER BY d.attempt_no DESC LIMIT 1) a ON TRUE
     WHERE c.batch_id = $1 AND ($2::int IS NULL OR c.row_index > $2)
@@ -545,6 +549,8 @@ fn call_json(r: &tokio_postgres::Row) -> Result<BatchCall, ApiError> {
         recording_url: None,
         dial_id,
         dial_status: dial_id.map(|_| dialgen_call_status(dial_outcome)),
+        state: r.get("declared_state"),
+        postal_code: r.get("postal_code"),
     })
 }
 

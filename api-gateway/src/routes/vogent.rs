@@ -414,6 +414,10 @@ pub(crate) struct QueuedRow {
     #[schema(format = DateTime)]
     next_attempt_at: Option<String>,
     name: Option<String>,
+    /// Extension: the row's declared US state (`state`), or null.
+    state: Option<String>,
+    /// Extension: the row's US postal code (`postalCode`), or null.
+    postal_code: Option<String>,
 }
 
 /// The rows still queued: not in progress, not completed (seed 001), in dialing order.
@@ -433,7 +437,8 @@ pub(crate) async fn queue(
     Batch::load(&client, ws.id, id).await?;
     let rows = client
         .query(
-            "SELECT id, phone_number, inputs, row_index, attempts, NULLIF(next_attempt_at, '-infinity') AS next_attempt_at, name FROM contacts
+            "SELECT id, phone_number, inputs, row_index, attempts, NULLIF(next_attempt_at, '-infinity') AS next_attempt_at, name,
+                    declared_state, postal_code FROM contacts
              WHERE batch_id = $1 AND state = $4 AND ($2::int IS NULL OR row_index > $2)
              ORDER BY row_index LIMIT $3",
             &[&id, &after_row, &fetch, &ContactState::Queued],
@@ -451,6 +456,8 @@ pub(crate) async fn queue(
         attempts: r.get("attempts"),
         next_attempt_at: api_time_opt(r.get("next_attempt_at")),
         name: r.get("name"),
+        state: r.get("declared_state"),
+        postal_code: r.get("postal_code"),
     };
     Ok(page.respond(rows, cursor_of, queued))
 }
