@@ -33,6 +33,19 @@ fn body(agent: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({"agentId": agent, "userId": "bench", "contacts": contacts})).unwrap()
 }
 
+/// This process's resident and peak resident memory (the gateway runs in it, with the test).
+fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim().to_owned())
+            .unwrap_or_default()
+    };
+    format!("RSS {}, peak {}", field("VmRSS:"), field("VmHWM:"))
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -57,7 +70,11 @@ async fn preflight_of_100k_rows_against_create() {
     let agent = app.create_agent().await;
     app.create_number("+12015550100").await;
     let body = body(&agent);
-    println!("body: {CONTACTS} contacts, {} bytes", body.len());
+    println!(
+        "body: {CONTACTS} contacts, {} bytes; before: {}",
+        body.len(),
+        memory()
+    );
 
     let mut creates = Vec::new();
     let mut preflights = Vec::new();
@@ -92,6 +109,7 @@ async fn preflight_of_100k_rows_against_create() {
         preflights.push(started.elapsed());
         first_bytes.push(first.unwrap_or_default());
         let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        println!("run {run}: after the preflight: {}", memory());
         println!(
             "run {run}: create 202 in {}, preflight in {} (first byte {}), rows {}, held {}, {} entries, {} bytes",
             secs(creates[run]),
