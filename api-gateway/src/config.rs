@@ -31,6 +31,9 @@ pub struct Config {
     pub webhook_allowed_networks: std::sync::Arc<shared::destination::AllowedNetworks>,
     /// How the per-workspace request rate reaches Redis (`RATE_LIMIT_TIMEOUT_MS`).
     pub rate_limit: crate::rate_limit::Settings,
+    /// `INGEST_NUMBER_CHECK`, the ingest workers' setting: the preflight reads numbers as they
+    /// will (`possible` by default).
+    pub number_check: shared::rows::normalize::NumberCheck,
 }
 
 /// The development default `MONITOR_TOKEN_SECRET` once had: public, so it signs nothing now
@@ -58,6 +61,10 @@ impl Config {
             rate_limit: crate::rate_limit::Settings {
                 timeout: env.millis("RATE_LIMIT_TIMEOUT_MS", 100)?,
             },
+            number_check: env.parse(
+                "INGEST_NUMBER_CHECK",
+                shared::rows::normalize::NumberCheck::Possible,
+            )?,
         };
         // The compliance rule pack (COMPLIANCE_RULES_FILE): a bad file refuses the start (its
         // release is logged when the gateway listens).

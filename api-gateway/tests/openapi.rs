@@ -863,6 +863,27 @@ async fn every_route_answers_as_documented() {
     )
     .await;
 
+    // The preflights (extensions): every row, a refused body.
+    c.send(
+        "/api/v1/batch/preflight",
+        app.post("/api/v1/batch/preflight?rows=all").json(&json!({"agentId": agent, "userId": "u1",
+            "contacts": [{"phoneNumber": "+12015550130"}, {"phoneNumber": "nope"}, {"phoneNumber": "+870773111632"}]})),
+    )
+    .await;
+    c.send(
+        "/api/v1/batch/preflight",
+        app.post("/api/v1/batch/preflight")
+            .json(&json!({"agentId": agent, "userId": "u1", "contacts": [], "colour": 1})),
+    )
+    .await;
+    c.send(
+        "/api/batch_dial_jobs/preflight",
+        app.post("/api/batch_dial_jobs/preflight")
+            .json(&json!({"name": "j", "callAgentId": agent,
+            "maxConcurrentDials": 1, "rows": [{"toNumber": "+12015550131"}]})),
+    )
+    .await;
+
     // Webhook deliveries.
     let delivery = Uuid::now_v7();
     db.execute(

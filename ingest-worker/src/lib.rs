@@ -15,9 +15,9 @@ pub mod chunk;
 pub mod config;
 pub mod consume;
 pub mod fail;
-pub mod normalize;
+pub use shared::rows::normalize;
 pub mod plan;
-pub mod reject;
+pub use shared::rows::reject;
 pub mod timeout;
 
 use chrono::Utc;

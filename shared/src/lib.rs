@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
 pub mod role;
+pub mod rows;
 pub mod schedule;
 pub mod shutdown;
 pub mod startup;

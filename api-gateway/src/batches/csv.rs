@@ -340,14 +340,14 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 }
 
 /// What the multipart reader found besides the file's bytes.
-struct Parts {
-    header: Option<Map<String, Value>>,
-    saw_file: bool,
+pub(super) struct Parts {
+    pub(super) header: Option<Map<String, Value>>,
+    pub(super) saw_file: bool,
     fingerprint: Fingerprint,
 }
 
 /// Reads the parts: the header part whole (it is small), the file streamed into `tx`.
-async fn pump_parts<S: CsvShape>(
+pub(super) async fn pump_parts<S: CsvShape>(
     multipart: &mut Multipart,
     tx: mpsc::Sender<Held<axum::body::Bytes>>,
     req: &Create,

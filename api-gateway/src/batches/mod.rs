@@ -10,6 +10,7 @@ pub mod export;
 pub mod fingerprint;
 pub mod held;
 pub mod model;
+pub mod preflight;
 pub mod rejected;
 pub mod retry;
 pub mod settings;

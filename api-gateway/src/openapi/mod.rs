@@ -22,7 +22,8 @@ use crate::batches::body::{DialgenContact, VogentRow};
 use crate::batches::settings::{DialgenCreate, VogentCreate};
 use crate::error::ErrorBody;
 use crate::routes::{
-    agents, compliance, dashboard_links, dialgen, lists, phone_numbers, vogent, webhook_deliveries,
+    agents, compliance, dashboard_links, dialgen, lists, phone_numbers, preflight, vogent,
+    webhook_deliveries,
     workspace,
 };
 
@@ -37,6 +38,7 @@ use crate::routes::{
         dialgen::create, dialgen::list, dialgen::check_status, dialgen::status_link, dialgen::calls,
         dialgen::pause, dialgen::resume, dialgen::cancel,
         dashboard_links::dialgen, dashboard_links::vogent,
+        preflight::dialgen_preflight, preflight::vogent_preflight,
         webhook_deliveries::list, webhook_deliveries::fetch, webhook_deliveries::retry,
         workspace::fetch, workspace::update, workspace::rotate_secret, workspace::dashboard_link,
         compliance::add, compliance::list, compliance::remove, compliance::opt_out, compliance::events,

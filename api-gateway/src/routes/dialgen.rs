@@ -60,13 +60,7 @@ pub(crate) async fn create(
         region_field: "options.defaultRegion",
         rows_key: "contacts",
     };
-    let allowed = state.config.webhook_allowed_networks.clone();
-    let check: stream::CheckHeader = Box::new(move |header, ws, violations| {
-        let header: DialgenCreate = settings::typed(header, violations)?;
-        let batch = settings::check_dialgen(header, ws, Utc::now(), violations);
-        settings::check_destinations(&batch.webhooks, "options.webhooks", &allowed, violations);
-        Ok(batch)
-    });
+    let check = create_check(&state);
     let submitted = if is_multipart(&headers) {
         let multipart = multipart(req_body).await?;
         csv::receive_csv::<DialgenContact>(req, multipart, check).await?
@@ -85,6 +79,17 @@ pub(crate) async fn create(
             links: BatchLinks::of(&state, id),
         }),
     ))
+}
+
+/// The settings check of a Dialgen create body (also the preflight's).
+pub(crate) fn create_check(state: &AppState) -> stream::CheckHeader {
+    let allowed = state.config.webhook_allowed_networks.clone();
+    Box::new(move |header, ws, violations| {
+        let header: DialgenCreate = settings::typed(header, violations)?;
+        let batch = settings::check_dialgen(header, ws, Utc::now(), violations);
+        settings::check_destinations(&batch.webhooks, "options.webhooks", &allowed, violations);
+        Ok(batch)
+    })
 }
 
 /// The 202 of `POST /api/v1/batch` (seed 004).

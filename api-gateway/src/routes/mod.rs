@@ -8,6 +8,7 @@ pub mod dialgen;
 pub mod lists;
 pub mod owned;
 pub mod phone_numbers;
+pub mod preflight;
 pub mod vogent;
 pub mod webhook_deliveries;
 pub mod workspace;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(vogent::router())
         .merge(dialgen::router())
         .merge(dashboard_links::router())
+        .merge(preflight::router())
         .merge(lists::router())
         .merge(carrier::router())
         .merge(compliance::router())

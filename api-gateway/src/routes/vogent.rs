@@ -56,13 +56,7 @@ pub(crate) async fn create(
         region_field: "defaultRegion",
         rows_key: "rows",
     };
-    let allowed = state.config.webhook_allowed_networks.clone();
-    let check: stream::CheckHeader = Box::new(move |header, ws, violations| {
-        let header: VogentCreate = settings::typed(header, violations)?;
-        let batch = settings::check_vogent(header, ws, violations);
-        settings::check_destinations(&batch.webhooks, "webhooks", &allowed, violations);
-        Ok(batch)
-    });
+    let check = create_check(&state);
     let submitted = if is_multipart(&headers) {
         let multipart = multipart(req_body).await?;
         csv::receive_csv::<VogentRow>(req, multipart, check).await?
@@ -74,6 +68,17 @@ pub(crate) async fn create(
         links: Some(JobLinks::of(&state.config, submitted.batch.id)),
         ..submitted.batch.to_job()
     }))
+}
+
+/// The settings check of a Vogent create body (also the preflight's).
+pub(crate) fn create_check(state: &AppState) -> stream::CheckHeader {
+    let allowed = state.config.webhook_allowed_networks.clone();
+    Box::new(move |header, ws, violations| {
+        let header: VogentCreate = settings::typed(header, violations)?;
+        let batch = settings::check_vogent(header, ws, violations);
+        settings::check_destinations(&batch.webhooks, "webhooks", &allowed, violations);
+        Ok(batch)
+    })
 }
 
 /// The filters of the job list.

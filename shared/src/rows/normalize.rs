@@ -5,10 +5,10 @@
 
 use std::str::FromStr;
 
+use crate::domain::E164;
 use phonenumber::country;
-use shared::domain::E164;
 
-use crate::reject::{Reason, Rejection};
+use super::reject::{Reason, Rejection};
 
 /// Longer inputs are refused before parsing: no real number needs them, and the parser's
 /// regular expressions should not be fed megabytes.

@@ -42,8 +42,8 @@ impl Reason {
 
 impl Reason {
     /// The bounded `reason` label of `dialfleet_contacts_rejected_total`.
-    pub fn metric(self) -> shared::metrics::RejectReason {
-        use shared::metrics::RejectReason as M;
+    pub fn metric(self) -> crate::metrics::RejectReason {
+        use crate::metrics::RejectReason as M;
         match self {
             Reason::MissingNumber | Reason::InvalidNumber => M::InvalidNumber,
             Reason::Duplicate => M::Duplicate,
