@@ -7,6 +7,7 @@
 pub mod cap;
 pub mod hours;
 pub mod jurisdiction;
+pub mod registry;
 pub mod zones;
 
 pub use cap::FrequencyCap;
