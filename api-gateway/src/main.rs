@@ -77,7 +77,7 @@ enum WorkspaceCommand {
     /// One workspace's settings.
     Show { id: Uuid },
     /// Change any of a workspace's settings, the limits included.
-    Update(WorkspaceUpdateArgs),
+    Update(Box<WorkspaceUpdateArgs>),
 }
 
 #[derive(Subcommand)]
@@ -158,8 +158,13 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
             Command::Workspace {
                 command: WorkspaceCommand::Update(args),
             } => {
-                cli::workspace_update(&shared::db::connect(&config.service).await?, args, json)
-                    .await
+                cli::workspace_update(
+                    &shared::db::connect(&config.service).await?,
+                    *args,
+                    &config.webhook_allowed_networks,
+                    json,
+                )
+                .await
             }
             Command::Batch { command } => {
                 let db = shared::db::connect(&config.service).await?;

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod carrier;
 pub mod compliance;
 pub mod dialgen;
+pub mod dnc_registry;
 pub mod lists;
 pub mod owned;
 pub mod phone_numbers;
