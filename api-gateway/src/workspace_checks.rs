@@ -80,6 +80,33 @@ impl Checks {
     }
 }
 
+/// What holds every batch of workspace `id` at `now`, batch-wide: `dnc_registry_stale` while
+/// it relies on the registry without a fresh copy (the scheduler releases nothing of it), else
+/// `None`. Shown as a batch's `holdReason` (check-status, the Vogent job, the monitor page).
+pub async fn batch_hold(
+    client: &impl GenericClient,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<&'static str>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT dnc_registry_required,
+                    (SELECT max(r.as_of) FROM dnc_registry_copies r WHERE r.workspace_id = $1)
+                        AS dnc_registry_as_of
+             FROM workspaces WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.and_then(|r| {
+        RegistryStatus::at(
+            r.get("dnc_registry_required"),
+            r.get("dnc_registry_as_of"),
+            now,
+        )
+        .hold_reason
+    }))
+}
+
 /// A change to the checks; `None` = unchanged, `predial_url: Some(None)` turns the check off.
 #[derive(Debug, Default, Clone)]
 pub struct ChecksPatch {

@@ -174,3 +174,78 @@ async fn a_required_registry_is_held_until_a_fresh_copy_is_imported() {
         .collect();
     assert_eq!(copies, [(day(40), 2), (day(2), 3)]);
 }
+
+/// The registry hold is batch-wide: shown on check-status and the Vogent job (`holdReason`) and
+/// on the monitor page, and gone once a fresh copy is imported.
+#[tokio::test]
+async fn the_registry_hold_shows_on_the_batch_and_its_monitor_page() {
+    let app = spawn_app().await;
+    let agent = app.create_agent().await;
+    let created: Value = app
+        .post("/api/v1/batch")
+        .json(&json!({"agentId": agent, "userId": "u", "contacts": [{"phoneNumber": "+12015550123"}]}))
+        .send_json()
+        .await;
+    let id = created["batchId"].as_str().unwrap().to_owned();
+    let dashboard = created["links"]["dashboard"].as_str().unwrap();
+    let dashboard = app.url(&dashboard[dashboard.find("/batch/monitor/").unwrap()..]);
+    let job = app.create_job(&agent, 1).await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let status = || async {
+        let s: Value = app
+            .get(&format!("/api/v1/batch/check-status?batchId={id}"))
+            .send_json()
+            .await;
+        let j: Value = app
+            .get(&format!("/api/batch_dial_jobs/{job_id}"))
+            .send_json()
+            .await;
+        let page = app
+            .http
+            .get(&dashboard)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (
+            s["holdReason"].clone(),
+            j.get("holdReason").cloned(),
+            page.contains("dnc_registry_stale"),
+        )
+    };
+    assert_eq!(
+        status().await,
+        (Value::Null, None, false),
+        "not relied on: no hold"
+    );
+
+    let r = patch(&app, json!({"dncRegistryRequired": true})).await;
+    assert_eq!(r.status(), 200);
+    // The page reuses a snapshot younger than a second (`monitor::hub::FRESH`).
+    let fresh = || tokio::time::sleep(std::time::Duration::from_millis(1200));
+    fresh().await;
+    assert_eq!(
+        status().await,
+        (
+            json!("dnc_registry_stale"),
+            Some(json!("dnc_registry_stale")),
+            true
+        )
+    );
+
+    let r = app
+        .post("/api/dnc")
+        .json(&json!({"numbers": ["+12015550199"], "source": "national_registry", "asOf": day(0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    fresh().await;
+    assert_eq!(
+        status().await,
+        (Value::Null, None, false),
+        "a fresh copy lifts it"
+    );
+}
