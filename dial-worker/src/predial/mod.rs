@@ -96,11 +96,14 @@ pub(crate) async fn check_before_dial(
 
 async fn read_contact(ctx: &Ctx, contact_id: Uuid) -> Result<Contact, StepError> {
     let client = ctx.db.get().await?;
-    let row = client
-        .query_opt(
+    // Prepared once per connection: a statement given as text costs a second round trip.
+    let read = client
+        .prepare_cached(
             "SELECT phone_number, external_id, name, inputs FROM contacts WHERE id = $1",
-            &[&contact_id],
         )
+        .await?;
+    let row = client
+        .query_opt(&read, &[&contact_id])
         .await?
         .ok_or_else(|| StepError::Invalid("no such contact".into()))?;
     Ok(Contact {
