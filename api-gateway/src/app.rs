@@ -76,13 +76,23 @@ pub async fn spawn(
         config: Arc::new(config.clone()),
     };
     let app = router(state, readiness);
-    Ok(shared::health::serve(config.addr, app, shutdown).await?)
+    let served = shared::health::serve(config.addr, app, shutdown.clone()).await?;
+    // Listening now: callbacks from here on arrive; those sent before may be lost.
+    tokio::spawn(crate::callbacks_epoch::announce(
+        config.service.clone(),
+        shutdown,
+    ));
+    Ok(served)
 }
 
 /// Serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (addr, server) = spawn(config, shutdown).await?;
-    tracing::info!(%addr, "api-gateway listening");
+    tracing::info!(
+        %addr,
+        rules_version = crate::jurisdiction::version(),
+        "api-gateway listening"
+    );
     server.await??;
     Ok(())
 }

@@ -70,6 +70,10 @@ pub struct WorkspaceUpdateArgs {
     /// `off`.
     #[arg(long)]
     pub max_calls_per_number: Option<String>,
+    /// Which calling rules apply: `strictest` (every candidate state's rules, the default) or
+    /// `federal` (federal rules only: the user is responsible for state law).
+    #[arg(long)]
+    pub jurisdiction_rules: Option<String>,
     /// The pre-dial check's URL (POSTed before each call, signed like the webhooks), or `off`.
     #[arg(long)]
     pub predial_url: Option<String>,
@@ -195,7 +199,7 @@ fn settings_text(s: &Settings) -> String {
         .max_calls_per_second
         .map_or_else(|| "none".to_owned(), |n| n.to_string());
     format!(
-        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  pre-dial check: {predial}\n  do-not-call registry: {registry}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
+        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  jurisdiction rules: {rules} (rule pack {pack})\n  pre-dial check: {predial}\n  do-not-call registry: {registry}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
         id = s.id,
         name = s.name,
         created = s.created_at,
@@ -218,6 +222,8 @@ fn settings_text(s: &Settings) -> String {
             || "off".to_owned(),
             |c| format!("{} in {} days", c.count, c.days)
         ),
+        rules = s.jurisdiction_rules,
+        pack = s.rules_version,
         predial = s.checks.predial_url.as_deref().map_or_else(
             || "off".to_owned(),
             |u| format!("{u} (timeout {} ms)", s.checks.predial_timeout_ms)
@@ -242,6 +248,25 @@ fn registry_text(c: &crate::workspace_checks::Checks) -> String {
         (true, Some(hold)) => format!("required; newest copy {newest}: {hold}, nothing released"),
         (true, None) => format!("required; newest copy {newest}, fresh"),
     }
+}
+
+/// `workspace create`: the workspace with its compliance policy and jurisdiction rules, and its
+/// first key, printed as JSON.
+pub async fn workspace_create(
+    db: &Pool,
+    name: &str,
+    max_concurrent_dials: i32,
+    compliance: &crate::admin::Compliance,
+    rules: shared::compliance::jurisdiction::RuleMode,
+) -> anyhow::Result<()> {
+    let created =
+        crate::admin::create_workspace_with(db, name, max_concurrent_dials, compliance).await?;
+    if rules != shared::compliance::jurisdiction::RuleMode::default() {
+        let client = db.get().await?;
+        crate::jurisdiction::write(&client, created.workspace_id, rules).await?;
+    }
+    out(format_args!("{}", serde_json::to_string(&created)?))?;
+    Ok(())
 }
 
 /// `workspace list`.
@@ -329,6 +354,12 @@ pub async fn workspace_update(
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--max-calls-per-number: {e}"))?,
         },
+        jurisdiction_rules: args
+            .jurisdiction_rules
+            .as_deref()
+            .map(crate::jurisdiction::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--jurisdiction-rules: {e}"))?,
         checks,
     };
     anyhow::ensure!(

@@ -41,7 +41,7 @@ impl Config {
     /// Reads the settings; a malformed value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let addr = env.addr("GATEWAY_ADDR", "127.0.0.1:8080")?;
-        Ok(Self {
+        let config = Self {
             service: ServiceConfig::from_env(env)?,
             addr,
             public_url: env.url("PUBLIC_URL", &format!("http://{addr}"), &["http", "https"])?,
@@ -58,6 +58,10 @@ impl Config {
             rate_limit: crate::rate_limit::Settings {
                 timeout: env.millis("RATE_LIMIT_TIMEOUT_MS", 100)?,
             },
-        })
+        };
+        // The compliance rule pack (COMPLIANCE_RULES_FILE): a bad file refuses the start (its
+        // release is logged when the gateway listens).
+        crate::jurisdiction::load(env)?;
+        Ok(config)
     }
 }

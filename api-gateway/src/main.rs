@@ -71,6 +71,10 @@ enum WorkspaceCommand {
         /// `7/7`), or `off` (the default).
         #[arg(long, default_value = "off", value_parser = cli::parse_cap)]
         max_calls_per_number: cli::CapArg,
+        /// Which calling rules apply: `strictest` (every candidate state's rules, the default)
+        /// or `federal` (federal rules only: the user is responsible for state law).
+        #[arg(long, default_value = "strictest", value_parser = api_gateway::jurisdiction::parse)]
+        jurisdiction_rules: shared::compliance::jurisdiction::RuleMode,
     },
     /// Every workspace.
     List,
@@ -135,6 +139,7 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                         recipient_hours,
                         allow_unknown_timezone,
                         max_calls_per_number,
+                        jurisdiction_rules,
                     },
             } => {
                 let db = shared::db::connect(&config.service).await?;
@@ -143,11 +148,14 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
                     allow_unknown_timezone,
                     max_calls_per_number: max_calls_per_number.0.map(|c| (c.count, c.days)),
                 };
-                let created =
-                    admin::create_workspace_with(&db, &name, max_concurrent_dials, &compliance)
-                        .await?;
-                cli::out(format_args!("{}", serde_json::to_string(&created)?))?;
-                Ok(())
+                cli::workspace_create(
+                    &db,
+                    &name,
+                    max_concurrent_dials,
+                    &compliance,
+                    jurisdiction_rules,
+                )
+                .await
             }
             Command::Workspace {
                 command: WorkspaceCommand::List,
@@ -158,13 +166,8 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
             Command::Workspace {
                 command: WorkspaceCommand::Update(args),
             } => {
-                cli::workspace_update(
-                    &shared::db::connect(&config.service).await?,
-                    *args,
-                    &config.webhook_allowed_networks,
-                    json,
-                )
-                .await
+                let db = shared::db::connect(&config.service).await?;
+                cli::workspace_update(&db, *args, &config.webhook_allowed_networks, json).await
             }
             Command::Batch { command } => {
                 let db = shared::db::connect(&config.service).await?;

@@ -46,7 +46,8 @@ const COLUMNS: &str = "id, name, created_at, max_concurrent_dials, max_calls_per
     CASE WHEN previous_webhook_secret_until > now() THEN previous_webhook_secret_until END \
         AS previous_webhook_secret_until, \
     recipient_hours_start, recipient_hours_end, allow_unknown_timezone, \
-    max_calls_per_number_count, max_calls_per_number_days, requests_per_second, request_burst";
+    max_calls_per_number_count, max_calls_per_number_days, requests_per_second, request_burst, \
+    jurisdiction_rules";
 
 /// A workspace's settings as the API shows them.
 ///
@@ -83,6 +84,15 @@ pub struct Settings {
     /// At most `count` call attempts to one number in any `days` days, across all the
     /// workspace's batches, or null (off, the default); the tenant's.
     pub max_calls_per_number: Option<FrequencyCap>,
+    /// Which calling rules apply (docs/jurisdiction-rules.md): `strictest` (the default: the
+    /// strictest combination of every candidate state's rules and the federal ones) or
+    /// `federal` (the federal rules only: the user is then responsible for state law); the
+    /// tenant's.
+    #[schema(example = "strictest")]
+    pub jurisdiction_rules: String,
+    /// The release of the compliance rule pack in force (read-only), e.g. `2026.12.1`, with
+    /// `+<operator version>` when the operator's `COMPLIANCE_RULES_FILE` adds rules.
+    pub rules_version: String,
     /// The webhook secret, identified but not shown.
     pub webhook_secret: SecretInfo,
     /// The pre-dial check and the do-not-call registry's freshness (`crate::workspace_checks`).
@@ -156,6 +166,8 @@ impl Settings {
                 row.get("max_calls_per_number_count"),
                 row.get("max_calls_per_number_days"),
             ),
+            jurisdiction_rules: row.get(crate::jurisdiction::COLUMN),
+            rules_version: crate::jurisdiction::version().to_owned(),
             webhook_secret: SecretInfo {
                 prefix: secret_prefix(&secret),
                 rotated_at: api_time_opt(row.get("webhook_secret_rotated_at")),
@@ -239,6 +251,8 @@ pub struct TenantPatch {
     #[serde(default, deserialize_with = "crate::validate::present")]
     #[schema(value_type = Option<CapPatch>)]
     pub max_calls_per_number: Option<Option<CapPatch>>,
+    /// `strictest` or `federal` (the user then answers for state law).
+    pub jurisdiction_rules: Option<String>,
     /// The pre-dial check's URL (http or https, a public address unless the operator allowed
     /// its network), or `null` to turn it off (absent: unchanged).
     #[serde(default, deserialize_with = "crate::validate::present")]
@@ -305,7 +319,14 @@ pub fn parse_tenant_patch(
         return Err(ApiError::ForbiddenFields(refused));
     }
     let mut changed_read_only = Violations::default();
-    for field in ["id", "name", "createdAt", "webhookSecret", "dncRegistry"] {
+    for field in [
+        "id",
+        "name",
+        "createdAt",
+        "webhookSecret",
+        "rulesVersion",
+        "dncRegistry",
+    ] {
         if let Some(value) = body.remove(field)
             && value != shown[field]
         {
@@ -383,7 +404,15 @@ pub async fn apply_tenant_patch(
             }
         },
     });
+    let jurisdiction_rules = patch.jurisdiction_rules.as_deref().and_then(|m| {
+        crate::jurisdiction::parse(m)
+            .map_err(|why| v.add("jurisdictionRules", why))
+            .ok()
+    });
     v.into_result(())?;
+    if let Some(mode) = jurisdiction_rules {
+        crate::jurisdiction::write(client, current.id, mode).await?;
+    }
     crate::workspace_checks::write(client, current.id, &checks).await?;
     write_compliance(
         client,
@@ -547,6 +576,8 @@ pub struct OperatorUpdate {
     /// The pre-dial check and the registry reliance (checked by the caller:
     /// [`ChecksPatch::problems`]).
     pub checks: ChecksPatch,
+    /// `--jurisdiction-rules strictest|federal`.
+    pub jurisdiction_rules: Option<shared::compliance::jurisdiction::RuleMode>,
 }
 
 impl OperatorUpdate {
@@ -565,6 +596,7 @@ impl OperatorUpdate {
             && self.request_burst.is_none()
             && self.compliance.is_empty()
             && self.checks.is_empty()
+            && self.jurisdiction_rules.is_none()
     }
 }
 
@@ -625,6 +657,9 @@ pub async fn apply_operator_update(
         anyhow::ensure!(is_region(r), "--default-region: {}", region_message(r));
     }
     write_compliance(client, id, &u.compliance).await?;
+    if let Some(mode) = u.jurisdiction_rules {
+        crate::jurisdiction::write(client, id, mode).await?;
+    }
     crate::workspace_checks::write(client, id, &u.checks).await?;
     client
         .execute(

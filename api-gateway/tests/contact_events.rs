@@ -207,3 +207,38 @@ async fn each_decision_is_an_event_in_order_with_its_reason() {
         assert_eq!(kinds(&e), ["ingested"], "{e}");
     }
 }
+
+/// A carrier answer for an attempt that was taken back (race 7: recorded on the V21 tombstone,
+/// never applied) shows in the contact's trail as `late_answer`, after the events before it.
+#[tokio::test]
+async fn a_late_carrier_answer_for_a_taken_back_attempt_is_an_event() {
+    let app = spawn_app().await;
+    let run = running_batch(&app, 20).await;
+    let client = app.env.db.get().await.unwrap();
+    let attempt = uuid::Uuid::now_v7();
+    client
+        .execute(
+            "INSERT INTO taken_back_attempts
+                 (attempt_id, contact_id, workspace_id, batch_id, attempt_no, carrier_call_sid,
+                  taken_back_at, late_answers, last_late_status, last_late_at)
+             SELECT $1, c.id, c.workspace_id, c.batch_id, 1, 'CA-late',
+                    now() - interval '1 minute', 2, 'completed', now()
+             FROM contacts c WHERE c.id = $2",
+            &[&attempt, &run.contacts[19]],
+        )
+        .await
+        .unwrap();
+    let e: Value = app
+        .get(&format!("/api/contacts/{}/events", run.contacts[19]))
+        .send_json()
+        .await;
+    let kinds = kinds(&e);
+    assert_eq!(kinds.last().map(String::as_str), Some("late_answer"), "{e}");
+    let late = e["data"].as_array().unwrap().last().unwrap();
+    assert_eq!(late["dialId"], attempt.to_string(), "{e}");
+    assert_eq!(late["callSid"], "CA-late");
+    assert_eq!(late["status"], "completed");
+    assert_eq!(late["reports"], 2);
+    assert_eq!(late["attempt"], 1);
+    assert!(late["takenBackAt"].is_string(), "{e}");
+}

@@ -220,6 +220,15 @@ async fn results_csv_has_one_line_per_contact_in_row_order() {
             .await
             .unwrap();
     }
+    // Row 4 waits for Florida's hours (issue #25: holds anyone can see).
+    client
+        .execute(
+            "UPDATE contacts SET hold_reason = 'state_hours',
+                 next_attempt_at = '2026-12-02T13:00:00Z' WHERE id = $1",
+            &[&contacts[3]],
+        )
+        .await
+        .unwrap();
     let r = app
         .get(&format!("/api/v1/batch/{id}/results.csv"))
         .send()
@@ -248,6 +257,10 @@ async fn results_csv_has_one_line_per_contact_in_row_order() {
             "lastCallAt",
             "durationSeconds",
             "callerId",
+            "state",
+            "postalCode",
+            "holdReason",
+            "nextAttemptAt",
             "metadata"
         ]
     );
@@ -259,7 +272,7 @@ async fn results_csv_has_one_line_per_contact_in_row_order() {
         assert_eq!(line[3], format!("+1201555{i:04}"));
         assert_eq!(&line[4], "Ada, \"the\" Countess");
         assert_eq!(
-            serde_json::from_str::<Value>(&line[11]).unwrap(),
+            serde_json::from_str::<Value>(&line[15]).unwrap(),
             json!({"plan": "gold"})
         );
     }
@@ -275,6 +288,60 @@ async fn results_csv_has_one_line_per_contact_in_row_order() {
     assert_eq!(
         (&lines[0][5], &lines[0][6], &lines[0][8]),
         ("SCHEDULED", "", "")
+    );
+    assert_eq!((&lines[0][13], &lines[0][14]), ("", ""));
+    assert_eq!(
+        (&lines[3][13], &lines[3][14]),
+        ("state_hours", "2026-12-02T13:00:00.000Z")
+    );
+    assert_eq!(
+        (&lines[2][13], &lines[2][14]),
+        ("", ""),
+        "a final contact waits for nothing"
+    );
+
+    // The same hold in each call of status/batch, each row of the queue, and check-status.
+    let calls: Value = app
+        .get(&format!("/api/v1/status/batch?batchId={id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = calls["calls"].as_array().unwrap();
+    assert_eq!(calls[3]["holdReason"], "state_hours", "{calls:?}");
+    assert_eq!(calls[3]["nextAttemptAt"], "2026-12-02T13:00:00.000Z");
+    assert_eq!(calls[0]["holdReason"], Value::Null);
+    assert_eq!(calls[0]["nextAttemptAt"], Value::Null);
+    let queue: Value = app
+        .get(&format!("/api/batch_dial_jobs/{id}/queue"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let held: Vec<&Value> = queue["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["holdReason"] == "state_hours")
+        .collect();
+    assert_eq!(held.len(), 1, "{queue}");
+    assert_eq!(held[0]["nextAttemptAt"], "2026-12-02T13:00:00.000Z");
+    let status: Value = app
+        .get(&format!("/api/v1/batch/{id}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["statistics"]["held"], 1, "{status}");
+    assert_eq!(
+        status["performance"]["deferred"]["stateHours"], 1,
+        "{status}"
     );
 }
 

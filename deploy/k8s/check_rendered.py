@@ -11,6 +11,27 @@ import yaml
 
 KNOWN_QUEUES = {"dialfleet.ingest", "dialfleet.dial", "dialfleet.call-events"}
 ROLES = {"api-gateway", "ingest-worker", "scheduler", "dial-worker"}
+# The operators' objects of the HA overlay (no offline schema either): checked structurally.
+SERVICE_APIS = ("postgresql.cnpg.io/", "rabbitmq.com/")
+
+
+def check_services(services, problems):
+    """A clustered broker that can lose a node; a PostgreSQL standby that is synchronous."""
+    for doc in services:
+        name, spec = doc["metadata"]["name"], doc.get("spec", {})
+        if doc["kind"] == "RabbitmqCluster":
+            replicas = spec.get("replicas", 1)
+            if replicas < 3 or replicas % 2 == 0:
+                problems.append(f"RabbitmqCluster {name}: replicas {replicas}, needs an odd number >= 3")
+        elif doc["kind"] == "Cluster":
+            if spec.get("instances", 1) < 2:
+                problems.append(f"Cluster {name}: needs a standby (instances >= 2)")
+            sync = spec.get("minSyncReplicas", 0) >= 1 or spec.get("postgresql", {}).get("synchronous")
+            if not sync:
+                problems.append(f"Cluster {name}: the standby must be synchronous "
+                                "(asynchronous replication can lose an attempt row)")
+        else:
+            problems.append(f"{name}: unexpected {doc['apiVersion']}/{doc['kind']}")
 
 
 def main(rendered, out):
@@ -21,9 +42,15 @@ def main(rendered, out):
     for doc in [d for d in docs if "kind" not in d or "name" not in d.get("metadata", {})]:
         problems.append(f"object without kind or name: {doc}")
     docs = [d for d in docs if "kind" in d and "name" in d.get("metadata", {})]
-    core, scaled = [], []
+    core, scaled, services = [], [], []
     for doc in docs:
-        (scaled if doc.get("apiVersion", "").startswith("keda.sh/") else core).append(doc)
+        api = doc.get("apiVersion", "")
+        if api.startswith("keda.sh/"):
+            scaled.append(doc)
+        elif api.startswith(SERVICE_APIS):
+            services.append(doc)
+        else:
+            core.append(doc)
     by_kind = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
@@ -108,10 +135,13 @@ def main(rendered, out):
         if role not in targets:
             problems.append(f"no ScaledObject for {role}")
 
+    check_services(services, problems)
+
     with open(out, "w") as f:
         yaml.safe_dump_all(core, f, sort_keys=False)
     print(f"    rules: {len(docs)} objects checked, {len(scaled)} KEDA ScaledObject(s) checked "
-          "structurally (no offline schema)")
+          f"structurally (no offline schema), {len(services)} service operator object(s) "
+          "structurally")
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     return 1 if problems else 0

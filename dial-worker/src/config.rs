@@ -17,6 +17,10 @@ pub enum CarrierKind {
 /// Everything the dial-worker reads at start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `COMPLIANCE_RULES_FILE`: the compliance rule pack the last look decides with (the
+    /// shipped one, with the operator's file merged in); a pack that does not load stops the
+    /// worker at start.
+    pub pack: &'static shared::compliance::jurisdiction::Pack,
     /// Database, broker and Redis connections.
     pub service: ServiceConfig,
     /// `HEALTH_ADDR`: where `/healthz` and `/readyz` are served.
@@ -124,6 +128,7 @@ impl Config {
             webhook_allowed_networks: env.parse("WEBHOOK_ALLOWED_NETWORKS", Default::default())?,
             predial_retry: env.millis("PREDIAL_RETRY_MS", 30_000)?,
             abort_after_insert: failpoint(env)?,
+            pack: shared::compliance::enforce::load_pack(env)?,
         })
     }
 }

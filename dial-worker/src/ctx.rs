@@ -55,15 +55,19 @@ impl Ctx {
         .build()
         .inspect_err(|e| tracing::error!(error = %e, "cannot build the pre-dial client; every check will hold its contact"))
         .ok();
+        let unplaced_after =
+            std::time::Duration::from_secs(u64::from(config.call_timeout_secs) + 60);
         Self {
             predial_http,
             writes: Writes::start(&db),
-            db,
             limits: Limits::new(redis, config.slot_lease, config.rate_margin)
-                .with_slow_threshold(config.redis_slow),
-            leases: HeldLeases::new(std::time::Duration::from_secs(
-                u64::from(config.call_timeout_secs) + 60,
-            )),
+                .with_slow_threshold(config.redis_slow)
+                .with_rebuild(crate::limits::rebuild::Source {
+                    db: db.clone(),
+                    unplaced_after,
+                }),
+            db,
+            leases: HeldLeases::new(unplaced_after),
             carrier,
             config: Arc::new(config),
             jobs: JobCache::default(),

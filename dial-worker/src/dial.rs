@@ -26,6 +26,7 @@
 //! came of it (a refusal, a stopped job, the carrier's answer) is decided by one pure function,
 //! `crate::exit::exit`, and carried out here, in `settle`.
 
+use shared::compliance::enforce::Contact;
 use shared::compliance::hours::parse_zones;
 use shared::compliance::zones_for_number;
 use shared::domain::ContactState;
@@ -152,6 +153,10 @@ async fn dial_pass(
         Acquired::Slots { caller_index } => caller_index,
         Acquired::Stopped(gate) => return not_started(ctx, msg, path, gate).await,
     };
+    // Renewed from now on, before the insert that may wait for the pool (see
+    // `HeldLeases::hold_pending`).
+    ctx.leases
+        .hold_pending(attempt_id, job.workspace_id, msg.batch_id);
     let (from_id, from) = match caller_index.and_then(|i| job.callers.get(i as usize)) {
         Some((id, number)) => (Some(*id), number.clone()),
         None => (None, ctx.config.default_caller_id.clone()),
@@ -167,6 +172,7 @@ async fn dial_pass(
             // Paused or cancelled in the meantime, a duplicate, or another delivery won the
             // race: look again, carefully, with fresh data.
             ctx.jobs.forget(msg.batch_id);
+            ctx.leases.forget(attempt_id);
             ctx.limits
                 .release(job.workspace_id, msg.batch_id, attempt_id)
                 .await?;
@@ -174,12 +180,12 @@ async fn dial_pass(
         }
         Err(e) => {
             // Nothing was written: give the slot back now rather than after its lease.
-            ctx.release_slot(job.workspace_id, msg.batch_id, attempt_id)
+            ctx.give_back_slot(job.workspace_id, msg.batch_id, attempt_id)
                 .await;
             return Err(e);
         }
     };
-    ctx.leases.hold(attempt_id, job.workspace_id, msg.batch_id);
+    ctx.leases.written(attempt_id);
     failpoint_after_insert(ctx);
     let written = Written {
         attempt_id,
@@ -226,9 +232,16 @@ async fn call(
     let Inserted {
         to_number: to,
         timezones,
+        declared_state,
+        postal_state,
     } = inserted;
     let zones = timezones.map_or_else(|| zones_for_number(&to), |z| parse_zones(&z));
-    let callee = Callee { to, zones };
+    let callee = Callee {
+        to,
+        zones,
+        declared_state: Contact::state(declared_state.as_deref()),
+        postal_state: Contact::state(postal_state.as_deref()),
+    };
     // The scheduler checked at release; the hours may have closed, or the cap filled, while
     // the contact waited for a slot.
     let sent = match last_look(ctx, job, written, &callee, List::JustRead).await? {
@@ -271,13 +284,13 @@ async fn settle(ctx: &Ctx, written: &Written, exit: Exit) -> Result<DialResult, 
             if let Some(note) = note {
                 tracing::warn!(%attempt_id, ?why, "{note}; contact handed back");
             }
-            if let Some((reason, until)) = deferred {
-                crate::compliance::deferred(ctx, contact_id, until, reason).await;
+            if let Some(hold) = deferred {
+                crate::compliance::deferred(ctx, contact_id, hold).await;
             }
             shared::metrics::dial_handed_back(why);
             // No call exists, so the slot goes back first, whatever the database says next.
             ctx.give_back_slot(workspace_id, batch_id, attempt_id).await;
-            attempt::withdraw(ctx, written, state, delay, deferred.map(|(r, _)| r)).await?;
+            attempt::withdraw(ctx, written, state, delay, deferred.map(|h| h.reason)).await?;
             Ok(DialResult::HandedBack(state))
         }
         Exit::Suppress => {

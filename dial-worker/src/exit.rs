@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use shared::compliance::hours::DeferReason;
+use shared::compliance::enforce::Hold;
 use shared::domain::{CallOutcome, ContactState};
 use shared::metrics::HandBack;
 use uuid::Uuid;
@@ -39,11 +39,8 @@ pub(crate) struct Written {
 /// Why the last look (`crate::compliance`) refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// Not now (calling hours, frequency cap): the contact waits until `until`.
-    Defer {
-        until: DateTime<Utc>,
-        reason: DeferReason,
-    },
+    /// Not now (a calling rule, the frequency cap): the contact waits until `hold.until`.
+    Defer(Hold),
     /// The number was put on the do-not-call list after the attempt was written.
     Listed,
 }
@@ -89,9 +86,9 @@ pub(crate) enum Exit {
         state: ContactState,
         delay: Duration,
         why: HandBack,
-        /// A compliance rule holds it: its reason (kept on the contact) and until when (for
-        /// the audit trail).
-        deferred: Option<(DeferReason, DateTime<Utc>)>,
+        /// A compliance rule holds it: its reason (kept on the contact), until when and the
+        /// rule (for the audit trail).
+        deferred: Option<Hold>,
         /// What went wrong, for the log (nothing when the job simply stopped).
         note: Option<String>,
     },
@@ -144,11 +141,11 @@ pub(crate) fn exit(sent: Sent, now: DateTime<Utc>) -> Exit {
         PlaceError::Refused(Refusal::Listed) => Exit::Suppress,
         // The hours closed or the cap filled: it waits for its next allowed minute with its
         // hold reason, exactly as a deferral at release leaves it.
-        PlaceError::Refused(Refusal::Defer { until, reason }) => Exit::Withdraw {
+        PlaceError::Refused(Refusal::Defer(hold)) => Exit::Withdraw {
             state: ContactState::Queued,
-            delay: (until - now).to_std().unwrap_or_default(),
+            delay: (hold.until - now).to_std().unwrap_or_default(),
             why: HandBack::Compliance,
-            deferred: Some((reason, until)),
+            deferred: Some(hold),
             note: None,
         },
         // Redis failed before the request left: the call was provably not placed.
@@ -188,6 +185,7 @@ pub(crate) fn exit(sent: Sent, now: DateTime<Utc>) -> Exit {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use shared::compliance::hours::DeferReason;
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
@@ -244,17 +242,14 @@ mod tests {
     #[test]
     fn a_deferral_waits_until_its_minute_with_its_reason() {
         let until = now() + chrono::Duration::seconds(90);
-        let reason = DeferReason::FrequencyCap;
+        let hold = Hold::plain(DeferReason::FrequencyCap, until);
         assert_eq!(
-            exit(
-                Err(PlaceError::Refused(Refusal::Defer { until, reason })),
-                now()
-            ),
+            exit(Err(PlaceError::Refused(Refusal::Defer(hold))), now()),
             Exit::Withdraw {
                 state: ContactState::Queued,
                 delay: Duration::from_secs(90),
                 why: HandBack::Compliance,
-                deferred: Some((reason, until)),
+                deferred: Some(hold),
                 note: None,
             }
         );
@@ -340,10 +335,10 @@ mod tests {
                 Gate::Cancel
             }),
             2 => PlaceError::Refused(Refusal::Listed),
-            3 => PlaceError::Refused(Refusal::Defer {
+            3 => PlaceError::Refused(Refusal::Defer(Hold::plain(
+                DeferReason::FrequencyCap,
                 until,
-                reason: DeferReason::FrequencyCap,
-            }),
+            ))),
             4 => PlaceError::NoToken(redis_error()),
             5 => PlaceError::Unconfirmed(StepError::ShuttingDown),
             6 => PlaceError::TakenBack,
@@ -375,9 +370,9 @@ mod tests {
                 Exit::Withdraw { delay, deferred, state, .. } => {
                     prop_assert!(!number_refused);
                     prop_assert!(matches!(state, ContactState::Queued | ContactState::Cancelled));
-                    if let Some((_, until)) = deferred {
+                    if let Some(hold) = deferred {
                         prop_assert_eq!(delay.as_secs() as i64, secs.max(0));
-                        prop_assert_eq!(until, now() + chrono::Duration::seconds(secs));
+                        prop_assert_eq!(hold.until, now() + chrono::Duration::seconds(secs));
                     }
                 }
                 Exit::Suppress | Exit::Reconcile { .. } | Exit::SlotOnly => {

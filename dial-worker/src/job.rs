@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::compliance::RecipientHours;
+use shared::compliance::jurisdiction::RuleMode;
 use shared::domain::{ContactState, JobState, MachineDetection};
 use shared::schedule::{StoredSchedule, Window};
 use tokio::time::Instant;
@@ -55,6 +56,8 @@ pub(crate) struct Job {
     pub(crate) allow_unknown_timezone: bool,
     /// The workspace's frequency cap: at most `.0` attempts to a number in `.1` days.
     pub(crate) cap: Option<(i32, i32)>,
+    /// The workspace's `jurisdictionRules`: which rules of the pack apply.
+    pub(crate) mode: RuleMode,
     /// The job asks the carrier to detect answering machines (`machineDetection`), and how.
     pub(crate) machine_detection: Option<MachineDetection>,
     /// The workspace's pre-dial check, `None` when off (`crate::predial`).
@@ -154,6 +157,7 @@ const JOB_SQL: &str = "
            COALESCE(chosen.ids, pool.ids, '{}') AS caller_ids,
            COALESCE(chosen.numbers, pool.numbers, '{}') AS caller_numbers,
            w.max_calls_per_number_count, w.max_calls_per_number_days, b.machine_detection,
+           w.jurisdiction_rules,
            w.predial_url, w.predial_timeout_ms, w.webhook_secret,
            CASE WHEN w.previous_webhook_secret_until > now() THEN w.previous_webhook_secret END
                AS previous_webhook_secret
@@ -194,6 +198,7 @@ struct JobRow {
     max_calls_per_number_count: Option<i32>,
     max_calls_per_number_days: Option<i32>,
     machine_detection: Option<String>,
+    jurisdiction_rules: Option<String>,
     predial_url: Option<String>,
     predial_timeout_ms: i32,
     webhook_secret: String,
@@ -221,6 +226,7 @@ impl JobRow {
             max_calls_per_number_count: r.try_get("max_calls_per_number_count")?,
             max_calls_per_number_days: r.try_get("max_calls_per_number_days")?,
             machine_detection: r.try_get("machine_detection")?,
+            jurisdiction_rules: r.try_get("jurisdiction_rules")?,
             predial_url: r.try_get("predial_url")?,
             predial_timeout_ms: r.try_get("predial_timeout_ms")?,
             webhook_secret: r.try_get("webhook_secret")?,
@@ -263,6 +269,7 @@ impl JobRow {
             cap: self
                 .max_calls_per_number_count
                 .zip(self.max_calls_per_number_days),
+            mode: shared::compliance::enforce::rule_mode(self.jurisdiction_rules.as_deref()),
             machine_detection: self
                 .machine_detection
                 .as_deref()
@@ -313,6 +320,7 @@ mod tests {
             max_calls_per_number_count: Some(3),
             max_calls_per_number_days: Some(7),
             machine_detection: Some("Enable".into()),
+            jurisdiction_rules: Some("federal".into()),
             predial_url: None,
             predial_timeout_ms: 2000,
             webhook_secret: "whsec_AAAA".into(),
@@ -326,6 +334,7 @@ mod tests {
         assert_eq!((job.job_limit, job.workspace_limit), (10, 50));
         assert_eq!((job.job_cps, job.workspace_cps), (Some(2), None));
         assert_eq!(job.caller_pool, 2);
+        assert_eq!(job.mode, RuleMode::Federal);
         assert_eq!(job.callers[1], (Uuid::from_u128(8), "+14155550102".into()));
         assert_eq!(job.cap, Some((3, 7)));
         assert_eq!(job.machine_detection, Some(MachineDetection::Enable));

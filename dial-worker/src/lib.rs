@@ -76,8 +76,9 @@ pub use ctx::Ctx;
 /// Connects to its services (retrying with backoff), serves its health endpoints, and works
 /// until `shutdown` is cancelled. The carrier is built from the configuration.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let rules = config.pack.version();
     let (addr, done) = spawn(config, None, shutdown).await?;
-    tracing::info!(%addr, "dial-worker ready");
+    tracing::info!(%addr, rules, "dial-worker ready");
     done.await?;
     Ok(())
 }
@@ -169,7 +170,7 @@ fn spawn_background(
     let config = &ctx.config;
     let shutdown = &ctx.shutdown;
     tasks.spawn(ctx.limits.wakeups().clone().listen(
-        config.service.redis_url.clone(),
+        shared::redis_conn::RedisTarget::from_config(&config.service),
         ctx.limits.channel(),
         shutdown.clone(),
     ));

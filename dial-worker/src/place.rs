@@ -56,10 +56,15 @@ pub(crate) async fn place_with_retry(
     let mut tries = 0;
     loop {
         take_start_token(ctx, written, job, callee, clock).await?;
-        // Nothing between the token and the request it paces — unless the token took so long
-        // that the send window ran out (the wait loop keeps it open, so only a stalled Redis
-        // call gets here): then the row is touched first, correctness before pacing.
-        clock.confirm(ctx).await?;
+        // Nothing between the token and the request it paces (race 4). If the token took so
+        // long that the send window ran out (the wait loop keeps it open, so only a stalled
+        // Redis call gets here), the row is touched — and that token is let go: the touch may
+        // take as long as the database likes, and a request sent after it would bunch with the
+        // starts paced after ours. A fresh token follows the touch instead (one start fewer,
+        // never one more).
+        if clock.confirm(ctx).await? {
+            continue;
+        }
         match ctx.carrier.place_call(req).await {
             Err(CarrierError::Unreachable(e)) if tries < 3 => {
                 tries += 1;
@@ -169,13 +174,15 @@ impl SendClock {
         }
     }
 
-    /// Makes sure the request may be sent now: inside the window, or the row touched again.
-    async fn confirm(&mut self, ctx: &Ctx) -> Result<(), PlaceError> {
+    /// Makes sure the request may be sent: `false` when inside the window (send now); `true`
+    /// when the row had to be touched again first (take a fresh token: see
+    /// [`place_with_retry`]).
+    async fn confirm(&mut self, ctx: &Ctx) -> Result<bool, PlaceError> {
         if self.written.elapsed() < crate::reconcile::SEND_WINDOW {
-            return Ok(());
+            return Ok(false);
         }
         match self.touch(ctx).await {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(true),
             Ok(false) => Err(PlaceError::TakenBack),
             Err(e) => Err(PlaceError::Unconfirmed(e)),
         }

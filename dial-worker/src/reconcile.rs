@@ -26,8 +26,20 @@
 //! **Placed calls silent past their expected end** — a final callback lost while the gateway or
 //! the broker was down — are asked about by sid once silent `RECONCILE_AFTER_SECS` (20 s), on
 //! passes every 5 s, so a lost callback costs its slot about half a minute. After an outage (a
-//! failed pass, or the broker connection coming back) a pass runs at once and asks about every
-//! call silent for more than [`CATCH_UP_SILENCE`].
+//! failed pass, the broker connection coming back, or a gateway starting to serve, which
+//! increments [`shared::redis_conn::CALLBACKS_EPOCH`]) a pass runs at once, and again
+//! [`CATCH_UP_SILENCE`] later, asking about every call silent for more than that.
+//!
+//! **An attempt the carrier answered with a 5xx** is not known to be placed either, but its
+//! request is over: nobody will send it again, and the carrier has the call or not. It is
+//! asked about once silent [`CATCH_UP_SILENCE`] (not [`unplaced_after`]), and again every pass
+//! while the carrier cannot answer, so a carrier outage costs its slots seconds after the
+//! carrier is back, not the ring timeout and more. (A request that timed out may still reach
+//! the carrier: it waits the whole [`unplaced_after`].)
+//!
+//! **A live call found for an attempt nobody holds** (its worker died, and its slot lapsed)
+//! takes its slot again, here, and this worker renews it until the call ends: the call is
+//! connected, so it counts against the limits, whatever happened to its first lease.
 
 use std::time::Duration;
 
@@ -57,6 +69,10 @@ const PARALLEL: usize = 8;
 
 /// After an outage, placed calls silent this long are asked about at once.
 pub const CATCH_UP_SILENCE: Duration = Duration::from_secs(2);
+
+/// The `error` of an attempt whose carrier request was answered with a 5xx (see
+/// `CarrierError::Transport`), as a `LIKE` pattern: its request is over.
+const ANSWERED_5XX: &str = "%: HTTP 5%";
 
 /// How long an attempt without a call id stays silent before the carrier is asked whether it
 /// exists: the send window, the longest a request may take (`carrier::twilio`'s timeout), and
@@ -127,7 +143,11 @@ async fn reconcile_placed(
             }
             Ok(Reconciled::Ended)
         }
-        Ok(_) => Ok(Reconciled::Waiting),
+        Ok(_) => {
+            // Live: it holds a line, whoever dialed it.
+            hold_live_call(ctx, attempt_id).await?;
+            Ok(Reconciled::Waiting)
+        }
         Err(CarrierError::NotFound) => {
             tracing::warn!(%attempt_id, "carrier does not know the call");
             close_if_too_old(ctx, attempt_id, created_at).await
@@ -145,6 +165,38 @@ async fn reconcile_placed(
             close_if_too_old(ctx, attempt_id, created_at).await
         }
     }
+}
+
+/// A live call's slot, taken again if nobody holds it (race 5: a call adopted, or found live,
+/// after its worker died and its lease lapsed would otherwise not count, and the fleet would
+/// start calls beyond the limit beside it). Taken whatever the counts say — the call is
+/// connected — unless the slot was released meanwhile (its call ended: the tombstone refuses
+/// it). This worker renews it from now on, and releases it when the database shows the end.
+async fn hold_live_call(ctx: &Ctx, attempt_id: Uuid) -> Result<(), StepError> {
+    if ctx.leases.get(attempt_id).is_some() {
+        return Ok(());
+    }
+    let client = ctx.db.get().await?;
+    let Some(row) = client
+        .query_opt(
+            "SELECT workspace_id, batch_id FROM dial_attempts WHERE id = $1 AND outcome IS NULL",
+            &[&attempt_id],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    drop(client);
+    let (ws, job): (Uuid, Uuid) = (row.try_get("workspace_id")?, row.try_get("batch_id")?);
+    match ctx.limits.renew(&[(attempt_id, ws, job)]).await {
+        Ok(released) if released.is_empty() => {
+            ctx.leases.hold(attempt_id, ws, job);
+            tracing::info!(%attempt_id, "live call's slot held again");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(%attempt_id, error = %e, "live call's slot not held again"),
+    }
+    Ok(())
 }
 
 /// Closes an attempt nobody can tell about as `unknown`, once it is `UNKNOWN_AFTER_SECS` old.
@@ -434,14 +486,23 @@ pub async fn reconcile_pass(ctx: &Ctx, placed_silence: Duration) -> Result<usize
             .query(
                 "WITH due AS (
                      SELECT id, updated_at FROM dial_attempts
-                     WHERE outcome IS NULL AND updated_at < now() - make_interval(secs => $1)
-                       AND (carrier_call_sid IS NOT NULL
-                            OR updated_at < now() - make_interval(secs => $2))
+                     WHERE outcome IS NULL
+                       AND ((carrier_call_sid IS NOT NULL
+                             AND updated_at < now() - make_interval(secs => $1))
+                            OR updated_at < now() - make_interval(secs => GREATEST($1, $2))
+                            OR (carrier_call_sid IS NULL AND error LIKE $4
+                                AND updated_at < now() - make_interval(secs => $5)))
                      ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)
                  UPDATE dial_attempts a SET updated_at = now()
                  FROM due WHERE a.id = due.id
                  RETURNING a.id, a.carrier_call_sid, a.created_at, a.updated_at",
-                &[&placed_silence.as_secs_f64(), &unplaced, &CLAIM_LIMIT],
+                &[
+                    &placed_silence.as_secs_f64(),
+                    &unplaced,
+                    &CLAIM_LIMIT,
+                    &ANSWERED_5XX,
+                    &CATCH_UP_SILENCE.as_secs_f64(),
+                ],
             )
             .await?;
         drop(client);
@@ -476,10 +537,26 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<usize, StepError> {
     reconcile_pass(ctx, ctx.config.reconcile_after).await
 }
 
+/// The gateways' start count ([`shared::redis_conn::CALLBACKS_EPOCH`]); `None` when Redis
+/// cannot say (a blip must not look like a gateway start).
+async fn callbacks_epoch(ctx: &Ctx) -> Option<i64> {
+    let redis = ctx.limits.redis();
+    let mut conn = redis.conn.clone();
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(redis.key(shared::redis_conn::CALLBACKS_EPOCH));
+    let get = cmd.query_async::<Option<i64>>(&mut conn);
+    match tokio::time::timeout(Duration::from_secs(1), get).await {
+        Ok(Ok(epoch)) => Some(epoch.unwrap_or(0)),
+        _ => None,
+    }
+}
+
 /// Runs passes every quarter of `RECONCILE_AFTER_SECS` (at most 5 s apart), and one at once
-/// after an outage: when a pass failed (the database was unreachable; retried every second)
-/// and when the broker connection comes back (callbacks may have been lost meanwhile); such a
-/// catch-up pass asks about every call silent for [`CATCH_UP_SILENCE`].
+/// after an outage: when a pass failed (the database was unreachable; retried every second),
+/// when the broker connection comes back and when a gateway starts serving (callbacks may have
+/// been lost meanwhile); such a catch-up pass asks about every call silent for
+/// [`CATCH_UP_SILENCE`], and is repeated once that much later for the calls too young for the
+/// first.
 pub async fn run(ctx: Ctx, broker: Broker, shutdown: CancellationToken) {
     let period =
         (ctx.config.reconcile_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
@@ -487,6 +564,8 @@ pub async fn run(ctx: Ctx, broker: Broker, shutdown: CancellationToken) {
     let mut next_pass = Instant::now() + period;
     let mut failing = false;
     let mut broker_was_up = true;
+    let mut epoch = callbacks_epoch(&ctx).await;
+    let mut again_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -495,10 +574,21 @@ pub async fn run(ctx: Ctx, broker: Broker, shutdown: CancellationToken) {
         let broker_up = broker.is_connected().await;
         let broker_back = broker_up && !broker_was_up;
         broker_was_up = broker_up;
-        if !broker_back && Instant::now() < next_pass {
+        let seen = callbacks_epoch(&ctx).await;
+        let gateway_started = seen.is_some() && epoch.is_some() && seen != epoch;
+        epoch = seen.or(epoch);
+        let outage_over = broker_back || gateway_started;
+        if outage_over {
+            again_at = Some(Instant::now() + CATCH_UP_SILENCE);
+        }
+        let again = again_at.is_some_and(|at| Instant::now() >= at);
+        if again {
+            again_at = None;
+        }
+        if !outage_over && !again && Instant::now() < next_pass {
             continue;
         }
-        let catch_up = broker_back || failing;
+        let catch_up = outage_over || again || failing;
         let silence = if catch_up {
             CATCH_UP_SILENCE
         } else {

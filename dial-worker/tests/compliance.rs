@@ -302,3 +302,149 @@ async fn a_number_listed_during_a_start_token_wait_is_suppressed_not_dialed() {
     assert_eq!(events, 1);
     stop.cancel();
 }
+
+/// The clock offset (seconds) that puts "now" at `hh:mm` today in New York.
+fn offset_to_new_york(hh: u32, mm: u32) -> String {
+    let ny = chrono_tz::America::New_York;
+    let now = chrono::Utc::now();
+    let target = now
+        .with_timezone(&ny)
+        .date_naive()
+        .and_hms_opt(hh, mm, 0)
+        .unwrap()
+        .and_local_timezone(ny)
+        .earliest()
+        .unwrap();
+    (target.with_timezone(&chrono::Utc) - now)
+        .num_seconds()
+        .to_string()
+}
+
+/// The last look takes the rule pack's decision too (issue #25): at 20:30 in Miami a released
+/// Florida contact is handed back uncharged with `state_hours`, its event naming the rule,
+/// its citation and the pack's version; a Georgia number at the same local time is called.
+#[tokio::test]
+async fn florida_after_eight_pm_is_handed_back_georgia_is_called() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let client = env.db.get().await.unwrap();
+    let ws = fixtures::Workspace::new()
+        .numbers(&["+12015550100"])
+        .recipient_hours(8 * 60, 21 * 60)
+        .insert(&client)
+        .await;
+    let sim = sim(&env, answered(), stop.clone());
+    let offset = offset_to_new_york(20, 30);
+    let ctx = dial_worker::Ctx::new(
+        env.db.clone(),
+        env.redis.clone(),
+        Carrier::Sim(sim.clone()),
+        config(&env, &[(shared::clock::OFFSET_VAR, offset.as_str())]),
+        CancellationToken::new(),
+    );
+    let fl = batch(&env, &new_batch(ws), &["+13055550100".to_owned()]).await;
+    let msg = release(&env, ws.id, fl).await;
+    assert_eq!(
+        dial_one(&ctx, &msg).await.unwrap(),
+        DialResult::HandedBack(ContactState::Queued)
+    );
+    assert!(sim.calls().is_empty());
+    assert_eq!(
+        hold_reason(&env, msg.contact_id).await.as_deref(),
+        Some("state_hours")
+    );
+    let detail: serde_json::Value = client
+        .query_one(
+            "SELECT detail FROM contact_events WHERE kind = 'deferred' AND contact_id = $1",
+            &[&msg.contact_id],
+        )
+        .await
+        .unwrap()
+        .get("detail");
+    assert_eq!(detail["rule"], "US-FL-hours", "{detail}");
+    assert_eq!(detail["citation"], "Fla. Stat. 501.616(6)(a)", "{detail}");
+    assert_eq!(detail["version"], "2026.12.0", "{detail}");
+    assert_eq!(detail["by"], "dial-worker", "{detail}");
+
+    let ga = batch(&env, &new_batch(ws), &["+14045550100".to_owned()]).await;
+    let msg = release(&env, ws.id, ga).await;
+    assert!(matches!(
+        dial_one(&ctx, &msg).await.unwrap(),
+        DialResult::Dialed { .. }
+    ));
+    assert_eq!(sim.calls().len(), 1);
+    stop.cancel();
+}
+
+/// Florida's cap under concurrency: the number was called twice today; two contacts of it (two
+/// batches), released together, race through two workers for the third call. Each writes its
+/// attempt and then counts the others', so at most one call is placed; whoever stands down is
+/// held with `state_call_cap`.
+#[tokio::test]
+async fn two_workers_racing_for_the_last_call_under_the_cap_place_at_most_one() {
+    let env = TestEnv::new().await;
+    let stop = CancellationToken::new();
+    let client = env.db.get().await.unwrap();
+    let ws = fixtures::Workspace::new()
+        .numbers(&["+12015550100"])
+        .recipient_hours(8 * 60, 21 * 60)
+        .insert(&client)
+        .await;
+    let number = "+13055550100".to_owned();
+    let earlier = batch(&env, &new_batch(ws), std::slice::from_ref(&number)).await;
+    for n in 1..=2 {
+        client
+            .execute(
+                "INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
+                                            to_number, state, outcome)
+                 SELECT gen_random_uuid(), id, batch_id, workspace_id, $2, phone_number,
+                        'ended', 'busy'
+                 FROM contacts WHERE batch_id = $1",
+                &[&earlier, &n],
+            )
+            .await
+            .unwrap();
+    }
+    let offset = offset_to_new_york(10, 0);
+    let sim = sim(&env, answered(), stop.clone());
+    let workers: Vec<dial_worker::Ctx> = (0..2)
+        .map(|_| {
+            dial_worker::Ctx::new(
+                env.db.clone(),
+                env.redis.clone(),
+                Carrier::Sim(sim.clone()),
+                config(&env, &[(shared::clock::OFFSET_VAR, offset.as_str())]),
+                CancellationToken::new(),
+            )
+        })
+        .collect();
+    for round in 0..5 {
+        let a = batch(&env, &new_batch(ws), std::slice::from_ref(&number)).await;
+        let b = batch(&env, &new_batch(ws), std::slice::from_ref(&number)).await;
+        let (ma, mb) = (release(&env, ws.id, a).await, release(&env, ws.id, b).await);
+        let (ra, rb) = tokio::join!(dial_one(&workers[0], &ma), dial_one(&workers[1], &mb));
+        let placed = [ra.unwrap(), rb.unwrap()]
+            .iter()
+            .filter(|r| matches!(r, DialResult::Dialed { .. }))
+            .count();
+        assert!(
+            sim.calls().len() <= 1,
+            "round {round}: {} calls",
+            sim.calls().len()
+        );
+        for m in [&ma, &mb] {
+            let (state, ..) = contact(&env, m.contact_id).await;
+            if state == "queued" {
+                assert_eq!(
+                    hold_reason(&env, m.contact_id).await.as_deref(),
+                    Some("state_call_cap")
+                );
+            }
+        }
+        if placed == 1 {
+            break;
+        }
+    }
+    assert!(sim.calls().len() <= 1);
+    stop.cancel();
+}

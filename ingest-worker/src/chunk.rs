@@ -582,7 +582,7 @@ async fn resolve_across_chunks<'p>(
     Ok(out)
 }
 
-const CONTACT_COLUMNS: [Type; 12] = [
+const CONTACT_COLUMNS: [Type; 15] = [
     Type::UUID,
     Type::UUID,
     Type::UUID,
@@ -595,7 +595,38 @@ const CONTACT_COLUMNS: [Type; 12] = [
     Type::JSONB,
     Type::TEXT,
     Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
 ];
+
+/// Where a row says it is: its declared `state`, its `postalCode` and the state that code
+/// belongs to (libaddressinput's ZIP prefixes, `shared::compliance::jurisdiction::postal`).
+/// The gateway validated both fields; a value that does not parse here (a message from an older
+/// or foreign publisher) is stored as none rather than failing the chunk.
+fn place_of(a: &Accepted) -> (Option<String>, Option<String>, Option<String>) {
+    use shared::compliance::jurisdiction::{PostalCode, UsState};
+    let declared = a
+        .row
+        .state
+        .as_deref()
+        .and_then(|s| s.parse::<UsState>().ok())
+        .map(|s| s.code().to_owned());
+    let postal = a
+        .row
+        .postal_code
+        .as_deref()
+        .and_then(|p| p.parse::<PostalCode>().ok());
+    let postal_state = postal
+        .as_ref()
+        .and_then(PostalCode::state)
+        .map(|s| s.code().to_owned());
+    (
+        declared,
+        postal.map(|p| p.as_str().to_owned()),
+        postal_state,
+    )
+}
 
 /// The zones the calling-hours rule uses for a row: its own `timezone` (validated by the
 /// gateway), else those of its number (libphonenumber's map); empty when unknown.
@@ -625,7 +656,8 @@ async fn copy_contacts(
     let sink = txn
         .copy_in(
             "COPY contacts (id, batch_id, workspace_id, row_index, external_id, phone_number,
-                            name, email, company, inputs, timezone, timezones) FROM STDIN BINARY",
+                            name, email, company, inputs, timezone, timezones,
+                            declared_state, postal_code, postal_state) FROM STDIN BINARY",
         )
         .await?;
     let writer = BinaryCopyInWriter::new(sink, &CONTACT_COLUMNS);
@@ -633,7 +665,8 @@ async fn copy_contacts(
     for a in rows {
         let id = Uuid::now_v7();
         let zones = zones_of(a);
-        let values: [&(dyn ToSql + Sync); 12] = [
+        let (declared_state, postal_code, postal_state) = place_of(a);
+        let values: [&(dyn ToSql + Sync); 15] = [
             &id,
             &key.batch_id,
             &key.workspace_id,
@@ -646,6 +679,9 @@ async fn copy_contacts(
             &a.row.inputs,
             &a.row.timezone,
             &zones,
+            &declared_state,
+            &postal_code,
+            &postal_state,
         ];
         writer.as_mut().write(&values).await?;
     }

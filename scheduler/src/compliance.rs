@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use shared::compliance::hours::{DeferReason, Verdict, parse_zones, verdict};
+use shared::compliance::enforce::{self, Contact, Hold, call_ages_sql, calls_from_ages};
+use shared::compliance::hours::{DeferReason, parse_zones};
+use shared::compliance::jurisdiction::{Pack, RuleMode};
 use shared::compliance::{RecipientHours, zones_for_number};
 use shared::db::rules;
 use shared::domain::ContactState;
@@ -48,6 +50,8 @@ pub struct Policy {
     /// The frequency cap: at most `.0` attempts to one number in any `.1` days, across the
     /// workspace's batches; `None` = off.
     pub cap: Option<(i32, i32)>,
+    /// `jurisdictionRules`: which rules of the pack apply.
+    pub mode: RuleMode,
 }
 
 impl Policy {
@@ -76,7 +80,29 @@ impl Policy {
             allow_unknown_timezone,
             open_zones,
             cap: None,
+            mode: RuleMode::default(),
         }
+    }
+
+    /// With the workspace's `jurisdictionRules` as stored (unreadable: `strictest`).
+    pub fn with_mode(mut self, stored: Option<&str>) -> Self {
+        self.mode = enforce::rule_mode(stored);
+        self
+    }
+
+    /// How far back the screen reads a number's calls for the pack's caps, in seconds, for SQL
+    /// (`NULL` when no cap can apply: the hours off, or federal rules only with no federal cap).
+    fn cap_lookback_secs(&self, pack: &Pack) -> Option<f64> {
+        self.hours?;
+        pack.rules()
+            .iter()
+            .filter(|r| self.mode == RuleMode::Strictest || r.jurisdiction.is_federal())
+            .filter_map(|r| match r.kind {
+                shared::compliance::jurisdiction::pack::RuleKind::Cap(cap) => Some(cap.window),
+                _ => None,
+            })
+            .max()
+            .map(|w| w.num_milliseconds() as f64 / 1000.0)
     }
 
     /// With a frequency cap (`count` attempts in `days` days), when both are set.
@@ -102,19 +128,23 @@ impl Policy {
 }
 
 /// Screens the head of a job's due queue: contacts whose number is on the do-not-call list end
-/// `suppressed` (never dialed, no attempt charged); closed contacts are deferred to their next
-/// allowed minute. Returns how many it suppressed or deferred.
+/// `suppressed` (never dialed, no attempt charged); every other head contact is judged by the
+/// one decision path ([`enforce::Policy::judge`]: the rule pack, the workspace's hours, the
+/// job's window) and the workspace's frequency cap, and each one held is moved to its next
+/// allowed minute. Returns how many it suppressed or deferred, and the head contacts allowed
+/// now: the claim takes only those, so a contact no rule was asked about is never released.
 pub(crate) async fn screen_head(
     tx: &Transaction<'_>,
     job_id: Uuid,
     window: &Window,
     policy: &Policy,
+    pack: &'static Pack,
     room: u32,
     now: DateTime<Utc>,
-) -> Result<u64, tokio_postgres::Error> {
-    let head = read_head(tx, job_id, policy, room, now).await?;
+) -> Result<(u64, Vec<Uuid>), tokio_postgres::Error> {
+    let head = read_head(tx, job_id, policy, pack, room, now).await?;
     if head.is_empty() {
-        return Ok(0);
+        return Ok((0, Vec::new()));
     }
     let listed: Vec<Uuid> = head.iter().filter(|c| c.listed).map(|c| c.id).collect();
     let mut screened = 0;
@@ -123,64 +153,75 @@ pub(crate) async fn screen_head(
             .await?
             .len() as u64;
     }
-    let plan = plan_screen(&head, window, policy, now);
+    let plan = plan_screen(&head, window, policy, pack, now);
     store_zones(tx, &plan.resolved).await?;
     if plan.deferred.is_empty() {
-        return Ok(screened);
+        return Ok((screened, plan.allowed));
     }
-    let deferred = defer(tx, &plan.deferred, now).await?;
-    tracing::debug!(%job_id, deferred, "deferred contacts outside their calling hours");
-    Ok(screened + deferred)
+    let deferred = defer(tx, &plan.deferred, pack.version(), now).await?;
+    tracing::debug!(%job_id, deferred, "deferred contacts a calling rule holds");
+    Ok((screened + deferred, plan.allowed))
 }
 
-/// A contact at the head of the due queue that some rule may stop now.
+/// A contact at the head of the due queue.
 #[derive(Debug)]
 struct HeadContact {
     id: Uuid,
     phone_number: String,
     /// `None`: ingested before migration V10, its zones not stored yet.
     timezones: Option<Vec<String>>,
+    /// Where it says it is (V22): its `state`, and its postal code's state.
+    declared_state: Option<String>,
+    postal_state: Option<String>,
     /// On the workspace's do-not-call list.
     listed: bool,
     /// Over the frequency cap: when one more call is allowed.
     cap_until: Option<DateTime<Utc>>,
+    /// The ages (ms before the database's `now()`) of the workspace's calls to the number
+    /// within the pack's longest cap window.
+    call_ages_ms: Vec<i64>,
 }
 
-/// The head of the job's due queue (at most a few times its room, in claim order), only the
-/// contacts that a rule stops now: listed, over the cap, or outside the open zones.
+/// The head of the job's due queue: at most a few times its room, in claim order.
 async fn read_head(
     tx: &Transaction<'_>,
     job_id: Uuid,
     policy: &Policy,
+    pack: &Pack,
     room: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<HeadContact>, tokio_postgres::Error> {
     let head = i64::from(room.saturating_mul(4).clamp(64, 2000));
+    let sql = format!(
+        "SELECT c.id, c.phone_number, c.timezones, c.declared_state, c.postal_state,
+                EXISTS (SELECT 1 FROM dnc_numbers d
+                        WHERE d.workspace_id = c.workspace_id
+                          AND d.number = c.phone_number) AS listed,
+                frequency_cap_frees_at(c.workspace_id, c.phone_number, $2::timestamptz,
+                                       $4::int, $5::int) AS cap_until,
+                {ages} AS call_ages
+         FROM contacts c
+         WHERE c.batch_id = $1 AND c.state = $6 AND c.next_attempt_at <= $2
+         ORDER BY c.next_attempt_at, c.row_index
+         LIMIT $3",
+        ages = call_ages_sql(
+            "c.workspace_id",
+            "c.phone_number",
+            "$7::float8",
+            "NULL::uuid"
+        ),
+    );
     let rows = tx
         .query(
-            "SELECT id, phone_number, timezones, listed, cap_until FROM (
-                 SELECT c.id, c.phone_number, c.timezones,
-                        EXISTS (SELECT 1 FROM dnc_numbers d
-                                WHERE d.workspace_id = c.workspace_id
-                                  AND d.number = c.phone_number) AS listed,
-                        frequency_cap_frees_at(c.workspace_id, c.phone_number, $2::timestamptz,
-                                               $6::int, $7::int) AS cap_until
-                 FROM contacts c
-                 WHERE c.batch_id = $1 AND c.state = $8 AND c.next_attempt_at <= $2
-                 ORDER BY c.next_attempt_at, c.row_index
-                 LIMIT $3) head
-             WHERE listed OR cap_until IS NOT NULL OR ($4::text[] IS NOT NULL
-                 AND (timezones IS NULL OR NOT (timezones <@ $4::text[])
-                      OR (cardinality(timezones) = 0 AND NOT $5)))",
+            &sql,
             &[
                 &job_id,
                 &now,
                 &head,
-                &policy.open_zones(),
-                &policy.allow_unknown_timezone,
                 &policy.cap_count(),
                 &policy.cap_days(),
                 &ContactState::Queued,
+                &policy.cap_lookback_secs(pack),
             ],
         )
         .await?;
@@ -190,38 +231,50 @@ async fn read_head(
                 id: r.try_get("id")?,
                 phone_number: r.try_get("phone_number")?,
                 timezones: r.try_get("timezones")?,
+                declared_state: r.try_get("declared_state")?,
+                postal_state: r.try_get("postal_state")?,
                 listed: r.try_get("listed")?,
                 cap_until: r.try_get("cap_until")?,
+                call_ages_ms: r.try_get("call_ages")?,
             })
         })
         .collect()
 }
 
-/// What the screen writes besides suppressions.
+/// What the screen writes besides suppressions, and what it lets go.
 #[derive(Debug, Default, PartialEq)]
 struct ScreenPlan {
     /// Contacts whose zones were derived from their number now, to store (`&`-joined).
     resolved: Vec<(Uuid, String)>,
-    /// Contacts to move to their next allowed minute, with the hold reason.
-    deferred: Vec<(Uuid, DateTime<Utc>, &'static str)>,
+    /// Contacts to move to their next allowed minute, with the hold.
+    deferred: Vec<(Uuid, Hold)>,
+    /// Contacts every rule lets go now.
+    allowed: Vec<Uuid>,
 }
 
 /// Decides, for the head's contacts not listed, which wait and until when (no I/O): over the
-/// cap, until the cap frees (at least a second from now); otherwise as the recipient's calling
-/// hours with the job's window say, in the contact's zones (derived from its number when not
-/// stored yet).
+/// workspace's cap, until it frees (at least a second from now); otherwise as the one decision
+/// path says, in the contact's zones (derived from its number when not stored yet).
 fn plan_screen(
     head: &[HeadContact],
     window: &Window,
     policy: &Policy,
+    pack: &'static Pack,
     now: DateTime<Utc>,
 ) -> ScreenPlan {
     let mut plan = ScreenPlan::default();
+    let rules = enforce::Policy {
+        pack,
+        mode: policy.mode,
+        job: window,
+        hours: policy.hours,
+        allow_unknown_timezone: policy.allow_unknown_timezone,
+    };
     for c in head.iter().filter(|c| !c.listed) {
         if let Some(until) = c.cap_until {
             let until = until.max(now + chrono::Duration::seconds(1));
             plan.deferred
-                .push((c.id, until, DeferReason::FrequencyCap.as_str()));
+                .push((c.id, Hold::plain(DeferReason::FrequencyCap, until)));
             continue;
         }
         let zones: Vec<Tz> = match &c.timezones {
@@ -233,9 +286,16 @@ fn plan_screen(
                 derived
             }
         };
-        let hours = (policy.hours, policy.allow_unknown_timezone);
-        if let Verdict::Defer { until, reason } = verdict(window, hours.0, hours.1, &zones, now) {
-            plan.deferred.push((c.id, until, reason.as_str()));
+        let contact = Contact {
+            number: &c.phone_number,
+            zones: &zones,
+            declared_state: Contact::state(c.declared_state.as_deref()),
+            postal_state: Contact::state(c.postal_state.as_deref()),
+        };
+        let calls = calls_from_ages(&c.call_ages_ms, now);
+        match rules.judge(&contact, &calls, now) {
+            Some(hold) => plan.deferred.push((c.id, hold)),
+            None => plan.allowed.push(c.id),
         }
     }
     plan
@@ -262,26 +322,43 @@ async fn store_zones(
 }
 
 /// Moves each deferred contact still queued to its next allowed minute with its hold reason,
-/// and records a `deferred` event; returns how many moved.
+/// and records a `deferred` event naming the rule, its citation and the pack's version;
+/// returns how many moved.
 async fn defer(
     tx: &Transaction<'_>,
-    deferred: &[(Uuid, DateTime<Utc>, &'static str)],
+    deferred: &[(Uuid, Hold)],
+    version: &str,
     now: DateTime<Utc>,
 ) -> Result<u64, tokio_postgres::Error> {
     let ids: Vec<Uuid> = deferred.iter().map(|d| d.0).collect();
-    let until: Vec<DateTime<Utc>> = deferred.iter().map(|d| d.1).collect();
-    let reason: Vec<&str> = deferred.iter().map(|d| d.2).collect();
+    let until: Vec<DateTime<Utc>> = deferred.iter().map(|d| d.1.until).collect();
+    let reason: Vec<&str> = deferred.iter().map(|d| d.1.reason.as_str()).collect();
+    let rule: Vec<Option<&str>> = deferred.iter().map(|d| d.1.rule_id()).collect();
+    let citation: Vec<Option<&str>> = deferred.iter().map(|d| d.1.citation()).collect();
     tx.execute(
-        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])
-                    u(id, until, reason)),
+        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $6::text[],
+                                         $7::text[])
+                    u(id, until, reason, rule, citation)),
               moved AS (
              UPDATE contacts c SET next_attempt_at = u.until, hold_reason = u.reason,
                  updated_at = $4
              FROM u WHERE c.id = u.id AND c.state = $5
-             RETURNING c.id, u.until, u.reason)
+             RETURNING c.id, u.until, u.reason, u.rule, u.citation)
          INSERT INTO contact_events (contact_id, at, kind, reason, detail)
-         SELECT id, $4, 'deferred', reason, jsonb_build_object('until', until) FROM moved",
-        &[&ids, &until, &reason, &now, &ContactState::Queued],
+         SELECT id, $4, 'deferred', reason,
+                jsonb_build_object('until', until, 'rule', rule, 'citation', citation,
+                                   'version', $8::text)
+         FROM moved",
+        &[
+            &ids,
+            &until,
+            &reason,
+            &now,
+            &ContactState::Queued,
+            &rule,
+            &citation,
+            &version,
+        ],
     )
     .await
 }

@@ -52,6 +52,7 @@ impl Config {
                 publish_timeout: env.millis("SCHEDULER_PUBLISH_TIMEOUT_MS", 5000)?,
                 release_timeout: env.secs("SCHEDULER_RELEASE_TIMEOUT_SECS", 900)?,
                 max_per_workspace_tick: env.parse("SCHEDULER_MAX_RELEASE_PER_TICK", 500)?,
+                pack: shared::compliance::enforce::load_pack(env)?,
             },
         })
     }

@@ -32,7 +32,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let started = Startup::new(&config.service, "scheduler", config.health_addr)
         .start(&shutdown)
         .await?;
-    tracing::info!(addr = %started.health_addr, tick_ms = config.tick.as_millis() as u64, "scheduler ready");
+    tracing::info!(addr = %started.health_addr, tick_ms = config.tick.as_millis() as u64,
+                   rules = config.release.pack.version(), "scheduler ready");
     let (db, broker) = (started.db.clone(), started.broker.clone());
 
     // The sampled gauges (queue depth, batches by state, webhook backlog) come from one role.

@@ -30,6 +30,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use shared::compliance::RecipientHours;
+use shared::compliance::jurisdiction::Pack;
 use shared::domain::{ContactState, JobState};
 use shared::queue::messages::DialV1;
 use shared::queue::publisher::Outgoing;
@@ -62,6 +63,9 @@ pub struct ReleaseSettings {
     /// time a pause may wait for the job's row lock) short when a big job starts; calls start
     /// at most at their CPS limit anyway, so this is far above what dialing consumes.
     pub max_per_workspace_tick: u32,
+    /// The compliance rule pack the release decides with (loaded at start; see
+    /// `shared::compliance::enforce::load_pack`).
+    pub pack: &'static Pack,
 }
 
 impl Default for ReleaseSettings {
@@ -71,6 +75,7 @@ impl Default for ReleaseSettings {
             publish_timeout: Duration::from_secs(5),
             release_timeout: Duration::from_secs(15 * 60),
             max_per_workspace_tick: 500,
+            pack: shared::compliance::enforce::shipped_pack(),
         }
     }
 }
@@ -180,6 +185,7 @@ async fn open_jobs(
                     w.max_concurrent_dials AS workspace_max_concurrent_dials, b.trace_context, b.timezone,
                     w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
                     w.max_calls_per_number_count, w.max_calls_per_number_days,
+                    w.jurisdiction_rules,
                     w.dnc_registry_required,
                     (SELECT max(r.as_of) FROM dnc_registry_copies r
                      WHERE r.workspace_id = w.id) AS dnc_registry_as_of
@@ -238,7 +244,8 @@ async fn open_jobs(
                     .with_cap(
                         row.try_get("max_calls_per_number_count")?,
                         row.try_get("max_calls_per_number_days")?,
-                    ),
+                    )
+                    .with_mode(row.try_get("jurisdiction_rules")?),
                     jobs: Vec::new(),
                 });
                 index.insert(workspace_id, workspaces.len() - 1);
@@ -260,7 +267,8 @@ async fn open_jobs(
 }
 
 /// The contacts of job `$1` due at `$2` that the workspace's policy lets go now: queued (`$8`),
-/// in open zones (`$4`, unknown ones when `$5`) and under the frequency cap (`$6` in `$7` days).
+/// in open zones (`$4`, unknown ones when `$5`), under the frequency cap (`$6` in `$7` days),
+/// and among those the screen judged allowed now (`$9`, [`screen_head`]).
 /// The one predicate the due count and the claim share, so they cannot disagree.
 macro_rules! due_contacts {
     () => {
@@ -269,7 +277,8 @@ macro_rules! due_contacts {
            AND ($4::text[] IS NULL
                 OR (timezones <@ $4 AND (cardinality(timezones) > 0 OR $5)))
            AND frequency_cap_frees_at(workspace_id, phone_number, $2::timestamptz,
-                                      $6::int, $7::int) IS NULL"
+                                      $6::int, $7::int) IS NULL
+           AND id = ANY ($9::uuid[])"
     };
 }
 
@@ -281,7 +290,7 @@ const DUE_COUNT_SQL: &str = concat!(
 );
 
 /// Claims up to `$3` due contacts of a job ([`due_contacts!`], and not on the do-not-call list),
-/// in claim order, moving them to `released` (`$9`).
+/// in claim order, moving them to `released` (`$10`).
 const CLAIM_SQL: &str = concat!(
     "WITH due AS (SELECT id ",
     due_contacts!(),
@@ -292,7 +301,7 @@ const CLAIM_SQL: &str = concat!(
          ORDER BY next_attempt_at, row_index
          LIMIT $3
          FOR UPDATE SKIP LOCKED)
-     UPDATE contacts c SET state = $9, released_at = $2, updated_at = $2, hold_reason = NULL
+     UPDATE contacts c SET state = $10, released_at = $2, updated_at = $2, hold_reason = NULL
      FROM due WHERE c.id = due.id
      RETURNING c.id, c.attempts"
 );
@@ -312,13 +321,14 @@ async fn query_due(
     which: Due,
     job_id: Uuid,
     policy: &Policy,
+    allowed: &[Uuid],
     limit: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
     let limit = i64::from(limit);
     let (open_zones, cap_count, cap_days) =
         (policy.open_zones(), policy.cap_count(), policy.cap_days());
-    let params: [&(dyn ToSql + Sync); 9] = [
+    let params: [&(dyn ToSql + Sync); 10] = [
         &job_id,
         &now,
         &limit,
@@ -327,10 +337,11 @@ async fn query_due(
         &cap_count,
         &cap_days,
         &ContactState::Queued,
+        &allowed,
         &ContactState::Released,
     ];
     match which {
-        Due::Count => tx.query(DUE_COUNT_SQL, &params[..8]).await,
+        Due::Count => tx.query(DUE_COUNT_SQL, &params[..9]).await,
         Due::Claim => tx.query(CLAIM_SQL, &params).await,
     }
 }
@@ -353,7 +364,11 @@ async fn release_workspace(
     let active = still_active(&tx, workspace).await?;
     let in_flight = in_flight(&tx, workspace.id).await?;
     let workspace_room = workspace_room(workspace, &in_flight, settings);
-    let (demands, screened) = job_demands(
+    let Screened {
+        demands,
+        screened,
+        allowed,
+    } = job_demands(
         &tx,
         workspace,
         &active,
@@ -364,7 +379,7 @@ async fn release_workspace(
     )
     .await?;
     let grants = plan::allocate(&demands, workspace_room);
-    let per_job = claim_all(&tx, workspace, &demands, &grants, now).await?;
+    let per_job = claim_all(&tx, workspace, &demands, &grants, &allowed, now).await?;
     if per_job.is_empty() {
         // The screen's suppressions and deferrals are kept even when nothing is released.
         if screened > 0 {
@@ -481,9 +496,17 @@ fn job_room(job: &OpenJob, in_flight: &HashMap<Uuid, u64>, settings: &ReleaseSet
     bound.saturating_sub(used)
 }
 
-/// Each still-active job's room and due count, after screening the head of its queue; also
-/// how many contacts the screen suppressed or deferred (written even when nothing is
-/// released, so the transaction commits then too).
+/// What the screens of one workspace's jobs found: each job's room and due count, how many
+/// contacts they suppressed or deferred (written even when nothing is released, so the
+/// transaction commits then too), and each job's contacts allowed now.
+#[derive(Debug, Default)]
+struct Screened {
+    demands: Vec<JobDemand>,
+    screened: u64,
+    allowed: HashMap<Uuid, Vec<Uuid>>,
+}
+
+/// Each still-active job's room and due count, after screening the head of its queue.
 async fn job_demands(
     tx: &Transaction<'_>,
     workspace: &WorkspaceJobs,
@@ -492,16 +515,35 @@ async fn job_demands(
     workspace_room: u32,
     settings: &ReleaseSettings,
     now: DateTime<Utc>,
-) -> Result<(Vec<JobDemand>, u64), ReleaseError> {
-    let mut demands = Vec::new();
-    let mut screened = 0;
+) -> Result<Screened, ReleaseError> {
+    let mut out = Screened::default();
     for job in workspace.jobs.iter().filter(|j| active.contains(&j.id)) {
         let room = job_room(job, in_flight, settings);
         let due = if room == 0 || workspace_room == 0 {
             0
         } else {
-            screened += screen_head(tx, job.id, &job.window, &workspace.policy, room, now).await?;
-            let rows = query_due(tx, Due::Count, job.id, &workspace.policy, room, now).await?;
+            let (screened, allowed) = screen_head(
+                tx,
+                job.id,
+                &job.window,
+                &workspace.policy,
+                settings.pack,
+                room,
+                now,
+            )
+            .await?;
+            out.screened += screened;
+            let rows = query_due(
+                tx,
+                Due::Count,
+                job.id,
+                &workspace.policy,
+                &allowed,
+                room,
+                now,
+            )
+            .await?;
+            out.allowed.insert(job.id, allowed);
             let n: i64 = match rows.first() {
                 Some(row) => row.try_get("n")?,
                 None => 0,
@@ -509,14 +551,14 @@ async fn job_demands(
             // At most `room` (the LIMIT), so only a corrupt answer fails this.
             unsigned(n, "a due count")?
         };
-        demands.push(JobDemand {
+        out.demands.push(JobDemand {
             id: job.id,
             priority: job.priority,
             room,
             due,
         });
     }
-    Ok((demands, screened))
+    Ok(out)
 }
 
 /// Claims each job's grant and builds its dial messages: one list per job, so each job's
@@ -526,6 +568,7 @@ async fn claim_all(
     workspace: &WorkspaceJobs,
     demands: &[JobDemand],
     grants: &[u32],
+    allowed: &HashMap<Uuid, Vec<Uuid>>,
     now: DateTime<Utc>,
 ) -> Result<Vec<(Uuid, Vec<Outgoing>)>, ReleaseError> {
     let mut per_job = Vec::new();
@@ -533,7 +576,17 @@ async fn claim_all(
         if grant == 0 {
             continue;
         }
-        let claimed = query_due(tx, Due::Claim, demand.id, &workspace.policy, grant, now).await?;
+        let allowed = allowed.get(&demand.id).map_or(&[][..], Vec::as_slice);
+        let claimed = query_due(
+            tx,
+            Due::Claim,
+            demand.id,
+            &workspace.policy,
+            allowed,
+            grant,
+            now,
+        )
+        .await?;
         tracing::debug!(batch_id = %demand.id, released = claimed.len(), "claimed");
         let messages = claimed
             .iter()

@@ -102,6 +102,37 @@ impl Env {
             .map(Duration::from_millis)
     }
 
+    /// A comma-separated list of URLs (an empty list when `default` is empty and the variable
+    /// unset), each of which must start with one of `schemes`.
+    pub fn url_list(
+        &self,
+        name: &str,
+        default: &str,
+        schemes: &[&str],
+    ) -> Result<String, ConfigError> {
+        let value = self.string(name, default);
+        for item in split_list(&value) {
+            if !schemes.iter().any(|s| item.starts_with(&format!("{s}://"))) {
+                return Err(ConfigError {
+                    name: name.to_owned(),
+                    reason: format!(
+                        "expected {} URLs, separated by commas",
+                        schemes.join(" or ")
+                    ),
+                    value,
+                });
+            }
+        }
+        if split_list(&value).is_empty() && !default.is_empty() {
+            return Err(ConfigError {
+                name: name.to_owned(),
+                reason: "expected at least one URL".into(),
+                value,
+            });
+        }
+        Ok(value)
+    }
+
     /// A URL that must start with one of `schemes`; an http(s) one must also parse
     /// (`destination::parse_http_url`).
     pub fn url(&self, name: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
@@ -139,7 +170,8 @@ pub struct ServiceConfig {
     pub database_url: String,
     /// `DATABASE_POOL_SIZE`: connections this process may hold.
     pub database_pool_size: usize,
-    /// `AMQP_URL`: RabbitMQ, which carries work between roles.
+    /// `AMQP_URL`: RabbitMQ, which carries work between roles. Several nodes of one cluster
+    /// are given as a comma-separated list of URIs, tried in turn ([`ServiceConfig::amqp_urls`]).
     pub amqp_url: String,
     /// `QUEUE_PREFIX`: prepended to every exchange and queue name, so several deployments (or
     /// parallel tests) can share one broker without seeing each other's messages.
@@ -148,6 +180,12 @@ pub struct ServiceConfig {
     pub redis_url: String,
     /// `REDIS_PREFIX`: prepended to every Redis key, for the same reason as `QUEUE_PREFIX`.
     pub redis_prefix: String,
+    /// `REDIS_SENTINELS` (default none): comma-separated `redis://host:port` URLs of Sentinels.
+    /// When set, the primary is asked of them (and asked again after a failover) instead of
+    /// using `REDIS_URL`'s host.
+    pub redis_sentinels: Vec<String>,
+    /// `REDIS_SENTINEL_MASTER` (default `dialfleet`): the master name the Sentinels monitor.
+    pub redis_sentinel_master: String,
     /// `CONNECT_TIMEOUT_SECS`: how long start-up keeps retrying an unreachable service.
     pub connect_timeout: Duration,
     /// `SHUTDOWN_GRACE_SECS`: how long in-flight work may take to finish after SIGTERM.
@@ -175,10 +213,12 @@ impl ServiceConfig {
                 &["postgres", "postgresql"],
             )?,
             database_pool_size: env.parse("DATABASE_POOL_SIZE", 16)?,
-            amqp_url: env.url("AMQP_URL", DEFAULT_AMQP_URL, &["amqp", "amqps"])?,
+            amqp_url: env.url_list("AMQP_URL", DEFAULT_AMQP_URL, &["amqp", "amqps"])?,
             queue_prefix: env.string("QUEUE_PREFIX", ""),
             redis_url: env.url("REDIS_URL", DEFAULT_REDIS_URL, &["redis", "rediss"])?,
             redis_prefix: env.string("REDIS_PREFIX", "dialfleet:"),
+            redis_sentinels: split_list(&env.url_list("REDIS_SENTINELS", "", &["redis"])?),
+            redis_sentinel_master: env.string("REDIS_SENTINEL_MASTER", "dialfleet"),
             connect_timeout: env.secs("CONNECT_TIMEOUT_SECS", 30)?,
             shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", 25)?,
             clock: crate::clock::Clock::offset_by(env.parse(crate::clock::OFFSET_VAR, 0i64)?)
@@ -187,8 +227,29 @@ impl ServiceConfig {
     }
 }
 
+impl ServiceConfig {
+    /// The RabbitMQ URIs of `AMQP_URL`, in the order they are tried.
+    pub fn amqp_urls(&self) -> Vec<String> {
+        split_list(&self.amqp_url)
+    }
+}
+
+/// The non-empty, trimmed items of a comma-separated list.
+pub fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Strips the password from a URL before it is logged or shown in an error.
 pub fn redact_url(url: &str) -> String {
+    // A list of nodes (`AMQP_URL`, `REDIS_SENTINELS`): each one redacted.
+    if url.contains(",") && url.matches("://").count() > 1 {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -225,10 +286,31 @@ mod tests {
     }
 
     #[test]
+    fn several_amqp_nodes_are_tried_in_order() {
+        let env = Env::from_pairs([
+            ("AMQP_URL", "amqp://a:1/%2f, amqp://b:2/%2f"),
+            ("REDIS_SENTINELS", "redis://s1:26379,redis://s2:26379"),
+        ]);
+        let cfg = ServiceConfig::from_env(&env).unwrap();
+        assert_eq!(cfg.amqp_urls(), ["amqp://a:1/%2f", "amqp://b:2/%2f"]);
+        assert_eq!(cfg.redis_sentinels.len(), 2);
+        assert_eq!(cfg.redis_sentinel_master, "dialfleet");
+        let bad = Env::from_pairs([("AMQP_URL", "amqp://a:1/%2f,http://b")]);
+        assert_eq!(ServiceConfig::from_env(&bad).unwrap_err().name, "AMQP_URL");
+        let single = ServiceConfig::from_env(&Env::from_pairs::<_, String, String>([])).unwrap();
+        assert_eq!(single.amqp_urls(), [DEFAULT_AMQP_URL]);
+        assert!(single.redis_sentinels.is_empty());
+    }
+
+    #[test]
     fn passwords_are_redacted() {
         assert_eq!(
             redact_url("amqp://guest:secret@host:5672/%2f"),
             "amqp://guest@host:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("amqp://u:p1@a/%2f,amqp://u:p2@b/%2f"),
+            "amqp://u@a/%2f,amqp://u@b/%2f"
         );
         assert_eq!(
             redact_url("redis://127.0.0.1:6379/"),

@@ -329,9 +329,10 @@ async fn a_dial_worker_killed_between_the_attempt_insert_and_the_carrier_request
 
 /// The gateway killed (SIGKILL) for 5 s while calls are talking: their final callbacks fail,
 /// the simulator gives up on them after its retries, and nothing tells the dial workers the
-/// calls ended. With the default settings the reconciler asks the carrier about calls silent
-/// for 20 s (passes every 5 s), so each such call's slot comes back about half a minute after
-/// the call ended — not after `RECONCILE_AFTER_SECS` = 300 and its pass, as before.
+/// calls ended. The restarted gateway increments the callbacks epoch, and the reconcilers ask
+/// the carrier at once about every call silent for 2 s (#29), so each such call's slot comes
+/// back seconds after the restart (measured 2.7–3.6 s after the call ended, for a 5-s outage),
+/// not after `RECONCILE_AFTER_SECS` (20 s, 21–22 s measured before #29; 300 s before #17).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_callback_dropped_while_the_gateway_is_down_costs_at_most_about_30_s_of_a_slot() {
     let bins = role_binaries();
@@ -417,9 +418,11 @@ async fn a_callback_dropped_while_the_gateway_is_down_costs_at_most_about_30_s_o
         !lost.is_empty(),
         "some calls ended while the gateway was down"
     );
+    // The outage itself (5 s) and the catch-up, with room for a loaded machine; the
+    // `RECONCILE_AFTER_SECS` path alone would cost more than 20 s.
     assert!(
-        worst <= 35.0,
-        "a lost callback cost its slot {worst:.1} s (target: about 30 s)"
+        worst <= 15.0,
+        "a lost callback cost its slot {worst:.1} s (target: seconds after the restart)"
     );
     let per_number = stack.calls_per_number();
     assert_eq!(per_number.len(), numbers.len());

@@ -186,7 +186,7 @@ async fn rejected_rows_export_and_retry_by_outcome_follow_the_call_record() {
         assert_eq!(&line[10], from.as_str());
         assert!(!line[8].is_empty(), "lastCallAt: {line:?}");
         assert_eq!(
-            serde_json::from_str::<Value>(&line[11]).unwrap(),
+            serde_json::from_str::<Value>(&line[15]).unwrap(),
             json!({"i": i})
         );
     }
@@ -376,7 +376,7 @@ async fn rows_added_to_a_running_vogent_job_are_dialed_once_with_its_webhooks() 
     let rows: Vec<&str> = export.iter().map(|l| &l[0]).collect();
     assert_eq!(rows, ["1", "2", "3", "4", "5", "7", "9"]);
     assert_eq!(
-        serde_json::from_str::<Value>(&export[4][11]).unwrap(),
+        serde_json::from_str::<Value>(&export[4][15]).unwrap(),
         json!({"k": "v"})
     );
 

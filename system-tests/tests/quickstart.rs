@@ -69,15 +69,42 @@ fn matches(pattern: &str, line: &str) -> bool {
 
 /// The shift that puts the scheduler's and dial workers' clock at 12:00 in New York today, so
 /// the recipients' calling hours (08:00–21:00 their time, the safe default the quickstart runs
-/// under) are open whatever the hour the test runs at.
+/// under) are open whatever the hour the test runs at. The quickstart's numbers (201) name no
+/// single state, so every state rule of the pack applies to them (docs/jurisdiction-rules.md):
+/// on a Sunday or an Alabama holiday the noon of the next day that allows them is taken.
 fn noon_in_new_york() -> i64 {
+    use shared::compliance::enforce::{Contact, Policy, shipped_pack};
     let now = chrono::Utc::now();
-    let local = now.with_timezone(&chrono_tz::America::New_York);
-    let noon = chrono_tz::America::New_York
-        .with_ymd_and_hms(local.year(), local.month(), local.day(), 12, 0, 0)
-        .single()
-        .expect("noon exists every day");
-    (noon.with_timezone(&chrono::Utc) - now).num_seconds()
+    let zones = shared::compliance::zones_for_number("+12015550123");
+    let job = shared::schedule::Window::default();
+    let rules = Policy {
+        pack: shipped_pack(),
+        mode: shared::compliance::jurisdiction::RuleMode::Strictest,
+        job: &job,
+        hours: Some(shared::compliance::RecipientHours::DEFAULT),
+        allow_unknown_timezone: false,
+    };
+    let contact = Contact {
+        number: "+12015550123",
+        zones: &zones,
+        declared_state: None,
+        postal_state: None,
+    };
+    let mut day = now
+        .with_timezone(&chrono_tz::America::New_York)
+        .date_naive();
+    let noon = loop {
+        let noon = chrono_tz::America::New_York
+            .with_ymd_and_hms(day.year(), day.month(), day.day(), 12, 0, 0)
+            .single()
+            .expect("noon exists every day")
+            .with_timezone(&chrono::Utc);
+        if rules.judge(&contact, &[], noon).is_none() {
+            break noon;
+        }
+        day = day.succ_opt().expect("a next day");
+    };
+    (noon - now).num_seconds()
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, V
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use shared::compliance::jurisdiction::{PostalCode, UsState};
 #[cfg(test)]
 use shared::queue::messages::IngestChunkV1;
 use shared::queue::messages::RawRow;
@@ -51,6 +52,16 @@ pub struct VogentRow {
     /// The recipient's IANA timezone (an extension; else derived from the number).
     #[serde(default)]
     pub(crate) timezone: Option<String>,
+    /// The recipient's US state, two letters (an extension: its rules apply besides those of
+    /// the number's area code; docs/jurisdiction-rules.md).
+    #[serde(default)]
+    #[schema(min_length = 2, max_length = 2, example = "FL")]
+    pub(crate) state: Option<String>,
+    /// The recipient's US postal code, `NNNNN` or `NNNNN-NNNN` (an extension: the state it
+    /// belongs to is a candidate jurisdiction too).
+    #[serde(default)]
+    #[schema(example = "33101")]
+    pub(crate) postal_code: Option<String>,
 }
 
 impl RowShape for VogentRow {
@@ -78,6 +89,8 @@ impl RowShape for VogentRow {
             phone_number: self.to_number,
             inputs: Value::Object(inputs),
             timezone: check_timezone(self.timezone, path, violations),
+            state: check_state(self.state, path, violations),
+            postal_code: check_postal_code(self.postal_code, path, violations),
             ..Default::default()
         }
     }
@@ -109,6 +122,16 @@ pub struct DialgenContact {
     /// The recipient's IANA timezone (an extension; else derived from the number).
     #[serde(default)]
     pub(crate) timezone: Option<String>,
+    /// The recipient's US state, two letters (an extension: its rules apply besides those of
+    /// the number's area code; docs/jurisdiction-rules.md).
+    #[serde(default)]
+    #[schema(min_length = 2, max_length = 2, example = "FL")]
+    pub(crate) state: Option<String>,
+    /// The recipient's US postal code, `NNNNN` or `NNNNN-NNNN` (an extension: the state it
+    /// belongs to is a candidate jurisdiction too).
+    #[serde(default)]
+    #[schema(example = "33101")]
+    pub(crate) postal_code: Option<String>,
 }
 
 impl RowShape for DialgenContact {
@@ -168,6 +191,8 @@ impl RowShape for DialgenContact {
             company: self.company,
             inputs: self.metadata.unwrap_or(Value::Object(Map::new())),
             timezone: check_timezone(self.timezone, path, violations),
+            state: check_state(self.state, path, violations),
+            postal_code: check_postal_code(self.postal_code, path, violations),
         }
     }
 }
@@ -191,6 +216,41 @@ fn check_timezone(tz: Option<String>, path: &str, violations: &mut Violations) -
         Ok(t) => Some(t.name().to_owned()),
         Err(e) => {
             violations.add(format!("{path}.timezone"), e);
+            None
+        }
+    }
+}
+
+/// A row's `state`: a USPS code of a state, DC or territory, in either case (422 naming
+/// `{path}.state` otherwise), stored upper case. Shared by every path that reads rows (create,
+/// append, CSV, preflight).
+pub(crate) fn check_state(
+    state: Option<String>,
+    path: &str,
+    violations: &mut Violations,
+) -> Option<String> {
+    let state = state?;
+    match state.parse::<UsState>() {
+        Ok(s) => Some(s.code().to_owned()),
+        Err(e) => {
+            violations.add(format!("{path}.state"), e);
+            None
+        }
+    }
+}
+
+/// A row's `postalCode`: a US ZIP or ZIP+4 (422 naming `{path}.postalCode` otherwise), stored
+/// trimmed. Its state is resolved by the ingest worker.
+pub(crate) fn check_postal_code(
+    code: Option<String>,
+    path: &str,
+    violations: &mut Violations,
+) -> Option<String> {
+    let code = code?;
+    match code.parse::<PostalCode>() {
+        Ok(c) => Some(c.as_str().to_owned()),
+        Err(e) => {
+            violations.add(format!("{path}.postalCode"), e);
             None
         }
     }
@@ -669,6 +729,31 @@ mod tests {
         let mut v = Violations::default();
         parse::<VogentRow>(body.as_bytes(), batch, workspace, &mut v).unwrap();
         assert!(format!("{:?}", v.into_result(())).contains("rows[0].timezone"));
+    }
+
+    #[test]
+    fn row_state_and_postal_code_are_validated_and_normalised() {
+        let mut v = Violations::default();
+        assert_eq!(
+            check_state(Some(" fl ".into()), "contacts[0]", &mut v).as_deref(),
+            Some("FL")
+        );
+        assert_eq!(
+            check_postal_code(Some(" 33101-1234 ".into()), "contacts[0]", &mut v).as_deref(),
+            Some("33101-1234")
+        );
+        assert_eq!(check_state(None, "contacts[0]", &mut v), None);
+        assert!(v.is_empty());
+        assert_eq!(check_state(Some("Florida".into()), "rows[2]", &mut v), None);
+        assert_eq!(
+            check_postal_code(Some("3310".into()), "rows[2]", &mut v),
+            None
+        );
+        let err = format!("{:?}", v.into_result(()));
+        assert!(
+            err.contains("rows[2].state") && err.contains("rows[2].postalCode"),
+            "{err}"
+        );
     }
 
     #[test]

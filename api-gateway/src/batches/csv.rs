@@ -87,7 +87,15 @@ impl<'a> Cells<'a> {
 
 impl CsvShape for DialgenContact {
     const HEADER_PART: &'static str = "batch";
-    const KNOWN: &'static [&'static str] = &["id", "name", "email", "company", "timezone"];
+    const KNOWN: &'static [&'static str] = &[
+        "id",
+        "name",
+        "email",
+        "company",
+        "timezone",
+        "state",
+        "postalCode",
+    ];
 
     fn from_record(cells: Cells<'_>, path: &str, violations: &mut Violations) -> RawRow {
         DialgenContact {
@@ -98,6 +106,8 @@ impl CsvShape for DialgenContact {
             company: cells.get("company"),
             metadata: Some(Value::Object(cells.extra())),
             timezone: cells.get("timezone"),
+            state: cells.get("state"),
+            postal_code: cells.get("postalCode"),
         }
         .into_raw(path, violations)
     }
@@ -105,13 +115,15 @@ impl CsvShape for DialgenContact {
 
 impl CsvShape for VogentRow {
     const HEADER_PART: &'static str = "job";
-    const KNOWN: &'static [&'static str] = &["timezone"];
+    const KNOWN: &'static [&'static str] = &["timezone", "state", "postalCode"];
 
     fn from_record(cells: Cells<'_>, path: &str, violations: &mut Violations) -> RawRow {
         VogentRow {
             to_number: cells.phone(),
             inputs: Some(cells.extra()),
             timezone: cells.get("timezone"),
+            state: cells.get("state"),
+            postal_code: cells.get("postalCode"),
         }
         .into_raw(path, violations)
     }

@@ -4,7 +4,10 @@
 //!
 //! Columns: `row` (1-based, as the user counts the list), `contactId`, `id` (Dialgen's own
 //! contact id), `phoneNumber` (E.164), `name`, `status`, `outcome`, `attempts`, `lastCallAt`,
-//! `durationSeconds`, `callerId`, then `inputs` (Vogent) or `metadata` (Dialgen) as JSON.
+//! `durationSeconds`, `callerId`, `state` and `postalCode` (where the contact said it is, empty
+//! when not given), `holdReason` and `nextAttemptAt` (why and until when a queued contact waits,
+//! `super::waiting`; empty when it does not), then `inputs` (Vogent) or `metadata` (Dialgen) as
+//! JSON.
 //! `status` is the contact's status as Dialgen shows it in `/api/v1/status/batch`
 //! (`shared::domain::views::dialgen_contact_status`: Vogent has no per-contact status), and
 //! `outcome` its last call's outcome in the one vocabulary (`CallOutcome`); the duration follows
@@ -24,15 +27,19 @@ use crate::error::ApiError;
 use crate::row_stream;
 
 /// Every contact of batch `$1` with its latest attempt, in row order.
-pub const SQL: &str = "SELECT c.row_index, c.id, c.external_id, c.phone_number, c.name, c.state,
-        c.last_outcome, c.attempts, c.inputs,
+pub const SQL: &str = concat!(
+    "SELECT c.row_index, c.id, c.external_id, c.phone_number, c.name, c.state,
+        c.last_outcome, c.attempts, c.inputs, c.declared_state, c.postal_code, ",
+    super::waiting::columns!(),
+    ",
         a.started_at, a.created_at AS attempt_created_at, a.answered_at, a.ended_at, a.from_number
     FROM contacts c
     LEFT JOIN LATERAL (SELECT d.started_at, d.created_at, d.answered_at, d.ended_at, d.from_number
                        FROM dial_attempts d WHERE d.contact_id = c.id
                        ORDER BY d.attempt_no DESC LIMIT 1) a ON TRUE
     WHERE c.batch_id = $1
-    ORDER BY c.row_index";
+    ORDER BY c.row_index"
+);
 
 /// The header line for a batch created through `surface`.
 pub fn header(surface: Surface) -> Result<Vec<u8>, ApiError> {
@@ -55,6 +62,10 @@ pub fn header(surface: Surface) -> Result<Vec<u8>, ApiError> {
             "lastCallAt",
             "durationSeconds",
             "callerId",
+            "state",
+            "postalCode",
+            "holdReason",
+            "nextAttemptAt",
             inputs,
         ],
     )?;
@@ -81,7 +92,10 @@ pub fn line(r: &Row, out: &mut Vec<u8>) -> Result<(), ApiError> {
     let last_call = api_time_opt(started.or(created)).unwrap_or_default();
     let duration = duration.map(|d| d.to_string()).unwrap_or_default();
     let caller: Option<String> = r.get("from_number");
+    let declared: Option<String> = r.get("declared_state");
+    let postal: Option<String> = r.get("postal_code");
     let inputs = serde_json::to_string(&inputs).map_err(|e| ApiError::Internal(e.into()))?;
+    let waiting = super::waiting::Waiting::of(r)?;
     row_stream::push_csv(
         out,
         [
@@ -96,6 +110,10 @@ pub fn line(r: &Row, out: &mut Vec<u8>) -> Result<(), ApiError> {
             last_call.as_str(),
             duration.as_str(),
             caller.as_deref().unwrap_or_default(),
+            declared.as_deref().unwrap_or_default(),
+            postal.as_deref().unwrap_or_default(),
+            waiting.hold_reason.as_deref().unwrap_or_default(),
+            waiting.next_attempt_at.as_deref().unwrap_or_default(),
             inputs.as_str(),
         ],
     )

@@ -16,3 +16,4 @@ pub mod settings;
 pub mod stats;
 pub mod stream;
 pub mod submit;
+pub mod waiting;

@@ -4,7 +4,8 @@
 //!
 //! Everything happens in one transaction inside PostgreSQL: the contacts are copied with an
 //! `INSERT … SELECT` (no row passes through the gateway, whatever the batch's size), numbered
-//! 0.. in the original's row order, each keeping its own name, inputs and timezone. Numbers on
+//! 0.. in the original's row order, each keeping its own name, inputs, timezone and
+//! place (declared state, postal code and its state). Numbers on
 //! the workspace's do-not-call list are not copied: they become rejected rows
 //! (`do_not_call`), as ingestion records them. The batch is born `ready`; asked through the
 //! Dialgen surface it starts itself, as a Dialgen batch does once ingested; asked through the
@@ -206,9 +207,11 @@ async fn copy_contacts(
                    AND COALESCE(c.last_outcome, CASE WHEN c.state = $4 THEN $5::text END) = ANY($3)
              ), copied AS (
                  INSERT INTO contacts (id, batch_id, workspace_id, row_index, external_id, phone_number,
-                                       name, email, company, inputs, timezone, timezones)
+                                       name, email, company, inputs, timezone, timezones,
+                                       declared_state, postal_code, postal_state)
                  SELECT {UUID_V7}, $2, workspace_id, new_row, external_id, phone_number,
-                        name, email, company, inputs, timezone, timezones
+                        name, email, company, inputs, timezone, timezones,
+                        declared_state, postal_code, postal_state
                  FROM picked WHERE NOT listed
                  RETURNING 1
              ), listed AS (

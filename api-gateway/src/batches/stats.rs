@@ -77,8 +77,8 @@ pub fn counter_error(e: counters::CounterError) -> ApiError {
     }
 }
 
-/// The latest minute a contact of the batch was deferred to by the recipient hours or the
-/// frequency cap: no ETA is earlier. One step of a backward range of the due index; callers ask
+/// The latest minute a contact of the batch was deferred to by a rule that names one (the
+/// recipient or a state's hours, a no-call day, a cap): no ETA is earlier. One step of a backward range of the due index; callers ask
 /// only when the counters say such contacts wait (else it would walk the queue to no avail).
 pub async fn held_until(
     client: &impl GenericClient,
@@ -88,7 +88,8 @@ pub async fn held_until(
         .query_opt(
             "SELECT next_attempt_at FROM contacts
              WHERE batch_id = $1 AND state = $2
-               AND hold_reason IN ('recipient_hours', 'frequency_cap')
+               AND hold_reason IN ('recipient_hours', 'frequency_cap', 'state_hours',
+                                   'state_no_call_day', 'state_call_cap')
                AND isfinite(next_attempt_at)
              ORDER BY next_attempt_at DESC LIMIT 1",
             &[&batch_id, &ContactState::Queued],
@@ -168,13 +169,19 @@ pub struct Performance {
     pub deferred: Deferred,
 }
 
-/// Contacts deferred by each compliance rule (docs/compliance.md).
+/// Contacts deferred by each compliance rule (docs/compliance.md, docs/jurisdiction-rules.md).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deferred {
     pub recipient_hours: i64,
     pub unknown_timezone: i64,
     pub frequency_cap: i64,
+    /// Outside a candidate state's hours (the rule pack).
+    pub state_hours: i64,
+    /// On a candidate state's no-call day (the rule pack).
+    pub state_no_call_day: i64,
+    /// A candidate state's per-number cap is reached (the rule pack).
+    pub state_call_cap: i64,
 }
 
 /// One entry of `recentCalls`: one call, with its own outcome's status.
@@ -253,11 +260,13 @@ pub async fn check_status(
     let deferred = Deferred::of(&groups);
     // The latest allowed minute is one step of a backward index range, read only when some
     // contact waits for one.
-    let held_until = if deferred.recipient_hours + deferred.frequency_cap > 0 {
+    let held_until = if deferred.to_a_minute() > 0 {
         held_until(client, b.id).await?
     } else {
         None
     };
+    let mut statistics = statistics(b, &contacts);
+    statistics.held = Some(held(&groups));
     let performance = Performance::of(b, &contacts, attempts, deferred, held_until, now);
     let recent_calls = recent_calls(client, b.id, recent.unwrap_or(10)).await?;
     let rejected = rejected_by_reason(client, b.id).await?;
@@ -270,7 +279,7 @@ pub async fn check_status(
         batch_id: b.id,
         status: b.dialgen_status(now),
         priority: b.priority,
-        statistics: statistics(b, &contacts),
+        statistics,
         performance,
         timestamps: timestamps(b),
         recent_calls,
@@ -304,8 +313,29 @@ impl Deferred {
             recipient_hours: held("recipient_hours"),
             unknown_timezone: held("unknown_timezone"),
             frequency_cap: held("frequency_cap"),
+            state_hours: held("state_hours"),
+            state_no_call_day: held("state_no_call_day"),
+            state_call_cap: held("state_call_cap"),
         }
     }
+
+    /// The contacts held to a known minute (the ETA index's reasons).
+    fn to_a_minute(&self) -> i64 {
+        self.recipient_hours
+            + self.frequency_cap
+            + self.state_hours
+            + self.state_no_call_day
+            + self.state_call_cap
+    }
+}
+
+/// `statistics.held`: the queued contacts a rule holds now, whatever the rule.
+fn held(groups: &[counters::Group]) -> i64 {
+    groups
+        .iter()
+        .filter(|g| g.state == ContactState::Queued && g.hold_reason.is_some())
+        .map(|g| g.n)
+        .sum()
 }
 
 impl Performance {

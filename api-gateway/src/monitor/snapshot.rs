@@ -124,7 +124,13 @@ impl Tally {
                 }
                 if matches!(
                     g.hold_reason.as_deref(),
-                    Some("recipient_hours" | "frequency_cap")
+                    Some(
+                        "recipient_hours"
+                            | "frequency_cap"
+                            | "state_hours"
+                            | "state_no_call_day"
+                            | "state_call_cap"
+                    )
                 ) {
                     self.deferred_to_a_minute += n;
                 }

@@ -552,6 +552,25 @@ pub(crate) enum ContactEvent {
         #[schema(format = DateTime)]
         at: String,
     },
+    /// The carrier reported a call for an attempt that had been taken back (no request was
+    /// known to have reached it): recorded, never applied — the contact was handed back at
+    /// `takenBackAt` (docs/reliability.md, race 7). `at` is the last such report.
+    LateAnswer {
+        #[schema(format = DateTime)]
+        at: String,
+        attempt: i32,
+        #[serde(rename = "dialId")]
+        dial_id: Uuid,
+        #[serde(rename = "callSid")]
+        call_sid: Option<String>,
+        /// The carrier's last status for that call.
+        status: Option<String>,
+        /// How many reports came.
+        reports: i32,
+        #[serde(rename = "takenBackAt")]
+        #[schema(format = DateTime)]
+        taken_back_at: String,
+    },
 }
 
 /// An event the scheduler or a dial worker wrote to `contact_events`.
@@ -576,8 +595,10 @@ pub(crate) async fn events(
     let contact = TimelineContact::load(&client, id, ws.id).await?;
     let attempts = TimelineAttempt::load_all(&client, id).await?;
     let logged = LoggedRow::load_all(&client, id).await?;
+    let late = late_answers(&client, id).await?;
     let batch = Batch::load(&client, ws.id, contact.batch_id).await?;
-    let data = timeline(id, &contact, &attempts, &logged, &batch)?;
+    let mut data = timeline(id, &contact, &attempts, &logged, &batch)?;
+    with_late_answers(&mut data, late);
     Ok(Json(ContactEvents {
         contact_id: id,
         state: contact.state,
@@ -714,6 +735,67 @@ impl LoggedRow {
             other => Err(ApiError::Internal(anyhow::anyhow!(
                 "a contact event has an unknown kind {other:?}"
             ))),
+        }
+    }
+}
+
+/// The late answers recorded on the contact's taken-back attempts (V21), with their times.
+async fn late_answers(
+    client: &deadpool_postgres::Client,
+    id: Uuid,
+) -> Result<Vec<(DateTime<Utc>, ContactEvent)>, ApiError> {
+    let rows = client
+        .query(
+            "SELECT attempt_id, attempt_no, carrier_call_sid, last_late_status, late_answers,
+                    taken_back_at, COALESCE(last_late_at, taken_back_at) AS at
+             FROM taken_back_attempts WHERE contact_id = $1 AND late_answers > 0",
+            &[&id],
+        )
+        .await?;
+    let read = |r: &tokio_postgres::Row| -> Result<_, tokio_postgres::Error> {
+        let at: DateTime<Utc> = r.try_get("at")?;
+        let taken_back_at: DateTime<Utc> = r.try_get("taken_back_at")?;
+        Ok((
+            at,
+            ContactEvent::LateAnswer {
+                at: api_time(at),
+                attempt: r.try_get("attempt_no")?,
+                dial_id: r.try_get("attempt_id")?,
+                call_sid: r.try_get("carrier_call_sid")?,
+                status: r.try_get("last_late_status")?,
+                reports: r.try_get("late_answers")?,
+                taken_back_at: api_time(taken_back_at),
+            },
+        ))
+    };
+    Ok(rows.iter().map(read).collect::<Result<_, _>>()?)
+}
+
+/// Places each late answer after every event up to its time (the timeline is in order; a
+/// late answer sorts after the events of the same instant).
+fn with_late_answers(data: &mut Vec<ContactEvent>, late: Vec<(DateTime<Utc>, ContactEvent)>) {
+    for (at, event) in late {
+        let stamp = api_time(at);
+        let pos = data
+            .iter()
+            .position(|e| event_at(e).is_some_and(|t| t > stamp.as_str()))
+            .unwrap_or(data.len());
+        data.insert(pos, event);
+    }
+}
+
+/// When an event happened, as shown (`api_time` strings sort as times).
+fn event_at(e: &ContactEvent) -> Option<&str> {
+    match e {
+        ContactEvent::Ingested { at, .. }
+        | ContactEvent::Released { at, .. }
+        | ContactEvent::Dialed { at, .. }
+        | ContactEvent::Outcome { at, .. }
+        | ContactEvent::RetryScheduled { at, .. }
+        | ContactEvent::Cancelled { at }
+        | ContactEvent::LateAnswer { at, .. } => Some(at),
+        ContactEvent::Deferred(l) | ContactEvent::Suppressed(l) | ContactEvent::OptedOut(l) => {
+            Some(&l.at)
         }
     }
 }

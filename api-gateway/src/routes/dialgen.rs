@@ -26,6 +26,7 @@ use crate::batches::settings::{self, DialgenCreate};
 use crate::batches::stats::{self, CheckStatus, outcome_column};
 use crate::batches::stream;
 use crate::batches::submit::idempotency_key;
+use crate::batches::waiting::{self, Waiting};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
 use crate::pagination::{Cursor, PageRequest};
@@ -505,16 +506,33 @@ pub(crate) struct BatchCall {
     dial_id: Option<Uuid>,
     /// Extension: the latest call's own status, as `recentCalls` and the webhook show it.
     dial_status: Option<DialgenCallStatus>,
+    /// Extension: the contact's declared US state (`state`), or null.
+    state: Option<String>,
+    /// Extension: the contact's US postal code (`postalCode`), or null.
+    postal_code: Option<String>,
+    /// Extension: the rule holding the contact now (`state_hours`, `state_no_call_day`,
+    /// `state_call_cap`, `recipient_hours`, `frequency_cap`, `unknown_timezone`, …); null when
+    /// none.
+    hold_reason: Option<String>,
+    /// Extension: when the contact may next be called (ISO 8601 UTC); null when it is not
+    /// waiting for a time.
+    #[schema(format = DateTime)]
+    next_attempt_at: Option<String>,
 }
 
 /// A batch's contacts in row order, each with its latest attempt (`$2` the row index to
 /// continue after, `$3` how many: NULL for all).
-const CALLS_SQL: &str = "SELECT c.id AS contact_id, c.row_index, c.state, c.last_outcome, c.phone_number,
-        a.started_at, a.answered_at, a.ended_at, a.error, a.id AS dial_id, a.outcome AS dial_outcome
+const CALLS_SQL: &str = concat!(
+    "SELECT c.id AS contact_id, c.row_index, c.state, c.last_outcome, c.phone_number,
+        c.declared_state, c.postal_code,
+        a.started_at, a.answered_at, a.ended_at, a.error, a.id AS dial_id, a.outcome AS dial_outcome, ",
+    waiting::columns!(),
+    "
     FROM contacts c
     LEFT JOIN LATERAL (SELECT * FROM dial_attempts d WHERE d.contact_id = c.id ORDER BY d.attempt_no DESC LIMIT 1) a ON TRUE
     WHERE c.batch_id = $1 AND ($2::int IS NULL OR c.row_index > $2)
-    ORDER BY c.row_index LIMIT $3";
+    ORDER BY c.row_index LIMIT $3"
+);
 
 /// One entry of `/api/v1/status/batch`'s `calls`, from a row of [`CALLS_SQL`].
 fn call_json(r: &tokio_postgres::Row) -> Result<BatchCall, ApiError> {
@@ -530,6 +548,7 @@ fn call_json(r: &tokio_postgres::Row) -> Result<BatchCall, ApiError> {
             .filter(|o| !o.is_answered())
             .map(|o| o.as_str().to_owned())
     });
+    let waiting = Waiting::of(r)?;
     Ok(BatchCall {
         call_id: r.get("contact_id"),
         status: dialgen_contact_status(state, last_outcome),
@@ -540,6 +559,10 @@ fn call_json(r: &tokio_postgres::Row) -> Result<BatchCall, ApiError> {
         recording_url: None,
         dial_id,
         dial_status: dial_id.map(|_| dialgen_call_status(dial_outcome)),
+        state: r.get("declared_state"),
+        postal_code: r.get("postal_code"),
+        hold_reason: waiting.hold_reason,
+        next_attempt_at: waiting.next_attempt_at,
     })
 }
 

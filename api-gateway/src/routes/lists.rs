@@ -158,7 +158,7 @@ async fn rejected_rows(
 /// `Content-Type` of every CSV answer.
 const CSV: &str = "text/csv; charset=utf-8";
 
-#[utoipa::path(get, path = "/api/v1/batch/{id}/results.csv", tag = "dialgen", operation_id = "exportBatchResults", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, metadata (JSON); streamed", content_type = "text/csv", body = String)))]
+#[utoipa::path(get, path = "/api/v1/batch/{id}/results.csv", tag = "dialgen", operation_id = "exportBatchResults", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, state, postalCode, metadata (JSON); streamed", content_type = "text/csv", body = String)))]
 pub(crate) async fn dialgen_results(
     State(state): State<AppState>,
     ws: Workspace,
@@ -167,7 +167,7 @@ pub(crate) async fn dialgen_results(
     results(state, ws, path_id(&id, BATCH)?, BATCH).await
 }
 
-#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/results.csv", tag = "vogent", operation_id = "exportBatchDialJobResults", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, inputs (JSON); streamed", content_type = "text/csv", body = String)))]
+#[utoipa::path(get, path = "/api/batch_dial_jobs/{id}/results.csv", tag = "vogent", operation_id = "exportBatchDialJobResults", params(("id" = String, Path)), responses((status = 200, description = "one CSV line per contact in row order: row, contactId, id, phoneNumber, name, status, outcome, attempts, lastCallAt, durationSeconds, callerId, state, postalCode, inputs (JSON); streamed", content_type = "text/csv", body = String)))]
 pub(crate) async fn vogent_results(
     State(state): State<AppState>,
     ws: Workspace,
@@ -312,9 +312,9 @@ mod tests {
     fn surfaces_name_inputs_their_way() {
         let v = String::from_utf8(super::export::header(shared::domain::Surface::Vogent).unwrap())
             .unwrap();
-        assert!(v.ends_with("callerId,inputs\r\n"), "{v}");
+        assert!(v.ends_with("callerId,state,postalCode,inputs\r\n"), "{v}");
         let d = String::from_utf8(super::export::header(shared::domain::Surface::Dialgen).unwrap())
             .unwrap();
-        assert!(d.ends_with("callerId,metadata\r\n"), "{d}");
+        assert!(d.ends_with("callerId,state,postalCode,metadata\r\n"), "{d}");
     }
 }

@@ -23,6 +23,7 @@ use crate::batches::model::{Batch, COLUMNS, Job, JobLinks, VISIBLE};
 use crate::batches::settings::{self, VogentCreate, VogentUpdate};
 use crate::batches::stream;
 use crate::batches::submit::idempotency_key;
+use crate::batches::waiting::{self, Waiting};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, Query, path_id};
 use crate::pagination::{Cursor, Page, PageRequest, page_body};
@@ -412,10 +413,19 @@ pub(crate) struct QueuedRow {
     #[schema(value_type = Object)]
     inputs: Value,
     attempts: i32,
-    /// When a retry is due; null for a first attempt.
+    /// When it may next be called (a retry's due time, or the minute a compliance rule holds
+    /// it to), ISO 8601 UTC; null for a first attempt not held.
     #[schema(format = DateTime)]
     next_attempt_at: Option<String>,
     name: Option<String>,
+    /// Extension: the row's declared US state (`state`), or null.
+    state: Option<String>,
+    /// Extension: the row's US postal code (`postalCode`), or null.
+    postal_code: Option<String>,
+    /// Extension: the rule holding the row now (`state_hours`, `state_no_call_day`,
+    /// `state_call_cap`, `recipient_hours`, `frequency_cap`, `unknown_timezone`, …); null when
+    /// none.
+    hold_reason: Option<String>,
 }
 
 /// The rows still queued: not in progress, not completed (seed 001), in dialing order.
@@ -435,9 +445,14 @@ pub(crate) async fn queue(
     Batch::load(&client, ws.id, id).await?;
     let rows = client
         .query(
-            "SELECT id, phone_number, inputs, row_index, attempts, NULLIF(next_attempt_at, '-infinity') AS next_attempt_at, name FROM contacts
-             WHERE batch_id = $1 AND state = $4 AND ($2::int IS NULL OR row_index > $2)
-             ORDER BY row_index LIMIT $3",
+            concat!(
+                "SELECT c.id, c.phone_number, c.inputs, c.row_index, c.attempts, c.name,
+                        c.declared_state, c.postal_code, ",
+                waiting::columns!(),
+                " FROM contacts c
+             WHERE c.batch_id = $1 AND c.state = $4 AND ($2::int IS NULL OR c.row_index > $2)
+             ORDER BY c.row_index LIMIT $3"
+            ),
             &[&id, &after_row, &fetch, &ContactState::Queued],
         )
         .await?;
@@ -446,13 +461,19 @@ pub(crate) async fn queue(
             .unwrap_or_default(),
         id: r.get("id"),
     };
-    let queued = |r: &tokio_postgres::Row| QueuedRow {
-        id: r.get("id"),
-        to_number: r.get("phone_number"),
-        inputs: r.get("inputs"),
-        attempts: r.get("attempts"),
-        next_attempt_at: api_time_opt(r.get("next_attempt_at")),
-        name: r.get("name"),
+    let queued = |r: &tokio_postgres::Row| {
+        let waiting = Waiting::of(r).unwrap_or_default();
+        QueuedRow {
+            id: r.get("id"),
+            to_number: r.get("phone_number"),
+            inputs: r.get("inputs"),
+            attempts: r.get("attempts"),
+            next_attempt_at: waiting.next_attempt_at,
+            name: r.get("name"),
+            state: r.get("declared_state"),
+            postal_code: r.get("postal_code"),
+            hold_reason: waiting.hold_reason,
+        }
     };
     Ok(page.respond(rows, cursor_of, queued))
 }

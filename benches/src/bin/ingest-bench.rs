@@ -176,6 +176,8 @@ fn contact(i: u32) -> RawRow {
         company: Some("Acme Corp".to_owned()),
         inputs: json!({"lead_score": i % 100, "account_id": format!("A{i}")}),
         timezone: None,
+        state: None,
+        postal_code: None,
     }
 }
 

@@ -31,10 +31,19 @@ const ADOPT_PER_PASS: usize = 500;
 /// [`HeldLeases::new`]): the default ring timeout of 30 s and a minute of slack.
 pub const UNPLACED_AFTER: Duration = Duration::from_secs(90);
 
-/// The calls in flight that this process dialed or took up: attempt id → (workspace, job).
+/// One held slot: its workspace and job, and whether its attempt is written yet.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    workspace_id: Uuid,
+    batch_id: Uuid,
+    /// Taken, but its attempt not written yet (see [`HeldLeases::hold_pending`]).
+    pending: bool,
+}
+
+/// The calls in flight that this process dialed or took up, by attempt id.
 #[derive(Debug, Clone)]
 pub struct HeldLeases {
-    inner: Arc<Mutex<HashMap<Uuid, (Uuid, Uuid)>>>,
+    inner: Arc<Mutex<HashMap<Uuid, Held>>>,
     unplaced_after: Duration,
 }
 
@@ -59,14 +68,43 @@ impl HeldLeases {
         }
     }
 
-    /// Remembers a slot to renew.
+    /// Remembers a slot to renew, whose attempt is written (the database says when it ends).
     pub fn hold(&self, attempt_id: Uuid, workspace_id: Uuid, batch_id: Uuid) {
-        self.lock().insert(attempt_id, (workspace_id, batch_id));
+        self.insert(attempt_id, workspace_id, batch_id, false);
+    }
+
+    /// Remembers a slot taken for an attempt not written yet, the moment it is taken: renewed
+    /// like any other, but never released for want of its row (the database cannot know it
+    /// yet). So a slow attempt insert — a starved pool — cannot let the lease lapse and the
+    /// slot go to another call while this one goes ahead. [`Self::written`] follows the insert;
+    /// a dial that writes nothing gives the slot back (`Ctx::give_back_slot`).
+    pub fn hold_pending(&self, attempt_id: Uuid, workspace_id: Uuid, batch_id: Uuid) {
+        self.insert(attempt_id, workspace_id, batch_id, true);
+    }
+
+    /// The attempt of a pending slot is written: from now on the database says when it ends.
+    pub fn written(&self, attempt_id: Uuid) {
+        if let Some(held) = self.lock().get_mut(&attempt_id) {
+            held.pending = false;
+        }
+    }
+
+    fn insert(&self, attempt_id: Uuid, workspace_id: Uuid, batch_id: Uuid, pending: bool) {
+        self.lock().insert(
+            attempt_id,
+            Held {
+                workspace_id,
+                batch_id,
+                pending,
+            },
+        );
     }
 
     /// The workspace and job of a slot this process holds.
     pub fn get(&self, attempt_id: Uuid) -> Option<(Uuid, Uuid)> {
-        self.lock().get(&attempt_id).copied()
+        self.lock()
+            .get(&attempt_id)
+            .map(|h| (h.workspace_id, h.batch_id))
     }
 
     /// Forgets a slot (its call ended).
@@ -85,10 +123,22 @@ impl HeldLeases {
     }
 
     fn snapshot(&self) -> Vec<(Uuid, Uuid, Uuid)> {
-        self.lock().iter().map(|(a, (w, j))| (*a, *w, *j)).collect()
+        self.lock()
+            .iter()
+            .map(|(a, h)| (*a, h.workspace_id, h.batch_id))
+            .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Uuid, Uuid)>> {
+    /// The pending slots (attempts not written yet) among those held now.
+    fn pending(&self) -> HashSet<Uuid> {
+        self.lock()
+            .iter()
+            .filter(|(_, h)| h.pending)
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Held>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -121,6 +171,8 @@ impl HeldLeases {
                             continue;
                         }
                         _ = tokio::time::sleep_until(next_pass) => {}
+                        // The counts are being rebuilt after a flush: put ours back now.
+                        _ = limits.wakeups().renewal_requested() => {}
                     }
                     next_pass = Instant::now() + period;
                 }
@@ -202,6 +254,9 @@ impl HeldLeases {
             }
         }
         let lease_keys = self.snapshot();
+        // Read after the snapshot: a slot held since is not in it, and one marked written by
+        // now has its row in the database.
+        let pending = self.pending();
         if lease_keys.is_empty() {
             return Ok(());
         }
@@ -210,9 +265,10 @@ impl HeldLeases {
         for attempt in &released {
             self.forget(*attempt);
         }
+        // Pending slots are renewed, not judged: their rows are not written yet.
         let live: Vec<(Uuid, Uuid, Uuid)> = lease_keys
             .into_iter()
-            .filter(|(attempt, _, _)| !released.contains(attempt))
+            .filter(|(attempt, _, _)| !released.contains(attempt) && !pending.contains(attempt))
             .collect();
         if live.is_empty() {
             return Ok(());

@@ -11,15 +11,19 @@
 //! a second one right before the carrier request, so the jitter of the work in between (writing
 //! the attempt) cannot bunch starts together.
 //!
-//! Redis holds only what may be lost: after a flush the counts start from zero and the holders
-//! put their calls back at their next renewal. Until they have, the counts are too low, so the
-//! semaphores carry a generation mark: when it is missing the fleet takes no new slot for one
-//! rebuild window ([`Limits::rebuild_window`], one renewal period and a margin), and the limits
-//! hold through a flush at the price of that pause. The database, not Redis, guards against
-//! double dials (see `crate::dial`).
+//! Redis holds only what may be lost: after a flush the counts start from zero. Until they are
+//! back they are too low, so the semaphores carry a generation mark: when it is missing the
+//! fleet takes no new slot. The worker that finds it missing first puts the counts back from
+//! the database's open attempts ([`rebuild`]) and asks every holder to renew now, and the fleet
+//! takes slots again [`rebuild::MARGIN`] later; a worker without the database (or a database
+//! too slow to answer) waits the whole rebuild window ([`Limits::rebuild_window`], one renewal
+//! period and a margin) while the holders put their calls back at their next renewal. Either
+//! way the limits hold through a flush. The database, not Redis, guards against double dials
+//! (see `crate::dial`).
 
 pub mod gauges;
 pub mod leases;
+pub mod rebuild;
 pub mod scripts;
 pub mod wakeups;
 pub mod window;
@@ -86,6 +90,8 @@ pub struct Limits {
     /// Whether this process has had an answer from [`scripts::ACQUIRE`] yet (see its first-try
     /// rule).
     seen_generation: Arc<AtomicBool>,
+    /// Where the counts are rebuilt from after a flush (none: the whole window is waited).
+    rebuild: Option<rebuild::Source>,
 }
 
 impl Limits {
@@ -101,7 +107,14 @@ impl Limits {
             rate_margin,
             wakeups: Wakeups::default(),
             seen_generation: Arc::default(),
+            rebuild: None,
         }
+    }
+
+    /// The same limits, rebuilt from `source`'s open attempts after a flush (see [`rebuild`]).
+    pub fn with_rebuild(mut self, source: rebuild::Source) -> Self {
+        self.rebuild = Some(source);
+        self
     }
 
     /// The same limits with renewals, hand-overs and adoptions on `leases` (a connection of
@@ -115,6 +128,11 @@ impl Limits {
     pub fn with_slow_threshold(mut self, slow: Duration) -> Self {
         self.window = Window::new(slow);
         self
+    }
+
+    /// The dial path's Redis connection.
+    pub fn redis(&self) -> &Redis {
+        &self.redis
     }
 
     /// The dial path's Redis window.
@@ -206,8 +224,30 @@ impl Limits {
                 tracing::debug!("slot counts being rebuilt after a Redis flush; waiting");
                 TryAcquire::WorkspaceFull
             }
+            -4 => {
+                self.rebuild_counts().await;
+                TryAcquire::WorkspaceFull
+            }
             _ => TryAcquire::WorkspaceFull,
         })
+    }
+
+    /// This try found the counts lost: put them back from the database, if this process has it.
+    async fn rebuild_counts(&self) {
+        let Some(source) = &self.rebuild else {
+            tracing::warn!("slot counts lost (Redis flushed); waiting for the holders' renewals");
+            return;
+        };
+        match rebuild::rebuild(self, source).await {
+            Ok(calls) => tracing::warn!(
+                calls,
+                "slot counts lost (Redis flushed); rebuilt from the open attempts"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "slot counts lost (Redis flushed) and not rebuilt; waiting for the holders' renewals"
+            ),
+        }
     }
 
     /// One try at a start token: `None` when taken, else how long until the next one. A job
@@ -393,7 +433,7 @@ impl Limits {
 
     async fn release_chunk(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut shared::redis_conn::RedisConn,
         slots: &[(Uuid, Uuid, Uuid)],
     ) -> Result<(), redis::RedisError> {
         let mut pipe = redis::pipe();

@@ -32,7 +32,9 @@ use redis::Script;
 /// ARGV: 1 member, 2 lease µs, 3 workspace limit, 4 job limit, 5 caller-ID pool size (0 = none),
 /// 6 first try of this process (1/0), 7 rebuild window µs.
 /// Returns `{code, caller_index}`: code 1 acquired, -1 job full, -2 workspace full, -3 counts
-/// being rebuilt after a flush; `caller_index` is -1 when there is no pool.
+/// being rebuilt after a flush, -4 the flush found by this very try: the window started, and
+/// this caller rebuilds the counts from the database (see [`super::rebuild`]), which may then
+/// shorten it ([`REBUILT`]); `caller_index` is -1 when there is no pool.
 pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"
@@ -63,7 +65,7 @@ if not redis.call('GET', KEYS[4]) then
   else
     local window = tonumber(ARGV[7])
     redis.call('SET', KEYS[5], string.format('%.0f', now + window), 'PX', math.ceil(window / 1000) + 60000)
-    return {{-3, -1}}
+    return {{-4, -1}}
   end
 end
 if redis.call('ZCOUNT', KEYS[1], live, '+inf') >= tonumber(ARGV[3]) then return {{-2, -1}} end
@@ -191,6 +193,22 @@ local function sweep(key, upto)
   local gone = redis.call('ZRANGEBYSCORE', key, '-inf', string.format('%.0f', upto), 'LIMIT', 0, 64)
   if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
 end
+"#;
+
+/// Ends a rebuild: the counts are back from the database, so the window that keeps new slots
+/// out shrinks to ARGV 1 µs from now (never grows), unless the mark is back already.
+///
+/// KEYS: 1 generation mark, 2 rebuild window end. ARGV: 1 margin µs. Returns 1 when shortened.
+pub const REBUILT: &str = r#"
+if redis.call('GET', KEYS[1]) then return 0 end
+local window_end = redis.call('GET', KEYS[2])
+if not window_end then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local new_end = now + tonumber(ARGV[1])
+if new_end >= tonumber(window_end) then return 0 end
+redis.call('SET', KEYS[2], string.format('%.0f', new_end), 'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 60000)
+return 1
 "#;
 
 /// Sent with `EVAL` in a pipeline: renews an adopted slot only if its lease is still running.

@@ -25,6 +25,8 @@ pub struct Wakeups {
 struct Inner {
     workspaces: Mutex<Pruned<Notify>>,
     gates: Mutex<Pruned<tokio::sync::Mutex<()>>>,
+    /// Asks this process's renewer for a pass now (the counts are being rebuilt).
+    renew: Notify,
 }
 
 /// The size below which a [`Pruned`] map is never pruned.
@@ -85,6 +87,16 @@ impl Wakeups {
             .get_or_insert(batch_id)
     }
 
+    /// Asks the renewer for a pass now; a request made while it is busy is kept for it.
+    pub fn request_renewal(&self) {
+        self.inner.renew.notify_one();
+    }
+
+    /// Resolves when a renewal pass is asked for.
+    pub async fn renewal_requested(&self) {
+        self.inner.renew.notified().await;
+    }
+
     /// Wakes the tasks waiting on `workspace_id`.
     pub fn notify(&self, workspace_id: Uuid) {
         let notify = self
@@ -100,10 +112,16 @@ impl Wakeups {
 
     /// Listens on the release channel until `shutdown`, turning each message into a local
     /// wake-up; resubscribes with backoff when the connection drops.
-    pub async fn listen(self, redis_url: String, channel: String, shutdown: CancellationToken) {
+    /// With Sentinels, each resubscription asks them where the primary is now.
+    pub async fn listen(
+        self,
+        redis: shared::redis_conn::RedisTarget,
+        channel: String,
+        shutdown: CancellationToken,
+    ) {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            match self.listen_once(&redis_url, &channel, &shutdown).await {
+            match self.listen_once(&redis, &channel, &shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
                     let delay = shared::connect::backoff_delay(failures);
@@ -120,11 +138,11 @@ impl Wakeups {
 
     async fn listen_once(
         &self,
-        redis_url: &str,
+        redis: &shared::redis_conn::RedisTarget,
         channel: &str,
         shutdown: &CancellationToken,
     ) -> Result<(), redis::RedisError> {
-        let client = redis::Client::open(redis_url)?;
+        let client = redis::Client::open(redis.primary_url().await?)?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
         let mut messages = pubsub.on_message();
@@ -135,9 +153,10 @@ impl Wakeups {
                     let Some(msg) = msg else {
                         return Err(redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")));
                     };
-                    if let Ok(text) = msg.get_payload::<String>()
-                        && let Ok(ws) = text.parse::<Uuid>()
-                    {
+                    let Ok(text) = msg.get_payload::<String>() else { continue };
+                    if text == super::rebuild::RENEW_NOW {
+                        self.request_renewal();
+                    } else if let Ok(ws) = text.parse::<Uuid>() {
                         self.notify(ws);
                     }
                 }

@@ -36,7 +36,8 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
                                    WHERE d.workspace_id = c.workspace_id
                                      AND d.number = c.phone_number)
                  RETURNING u.attempt_id, u.attempt_no, u.from_number_id, u.from_number,
-                           c.id, c.batch_id, c.workspace_id, c.phone_number, c.timezones),
+                           c.id, c.batch_id, c.workspace_id, c.phone_number, c.timezones,
+                           c.declared_state, c.postal_state),
              a AS (
                  INSERT INTO dial_attempts (id, contact_id, batch_id, workspace_id, attempt_no,
                                             to_number, from_number_id, from_number, state,
@@ -46,16 +47,20 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
                  FROM c
                  ON CONFLICT (contact_id, attempt_no) DO NOTHING
                  RETURNING id)
-             SELECT c.attempt_id AS id, c.phone_number AS to_number, c.timezones FROM c
+             SELECT c.attempt_id AS id, c.phone_number AS to_number, c.timezones,
+                    c.declared_state, c.postal_state FROM c
              WHERE c.attempt_id = ANY (ARRAY(SELECT id FROM a))",
         contact_dialing = ContactState::Dialing, released = ContactState::Released, active = JobState::Active, attempt_dialing = AttemptState::Dialing
     )
 });
 
-/// The attempt as written: the number to call and the contact's stored zones (if any).
+/// The attempt as written: the number to call, the contact's stored zones (if any) and where
+/// it says it is (its declared state, its postal code's state).
 pub(crate) struct Inserted {
     pub(crate) to_number: String,
     pub(crate) timezones: Option<Vec<String>>,
+    pub(crate) declared_state: Option<String>,
+    pub(crate) postal_state: Option<String>,
 }
 
 /// One dial's attempt to write.
@@ -111,6 +116,8 @@ impl crate::group::Write<NewAttempt, Option<Inserted>> for AttemptWriter {
                 Inserted {
                     to_number: r.try_get("to_number")?,
                     timezones: r.try_get("timezones")?,
+                    declared_state: r.try_get("declared_state")?,
+                    postal_state: r.try_get("postal_state")?,
                 },
             );
         }

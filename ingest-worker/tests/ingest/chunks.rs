@@ -30,6 +30,8 @@ async fn rows_are_normalized_and_rejections_kept() {
         company: Some("Acme".into()),
         inputs: json!({"lead_score": 80}),
         timezone: Some("America/Chicago".into()),
+        state: Some("FL".into()),
+        postal_code: Some("73301-0001".into()),
     };
     let mut nul = row("+12015550124");
     nul.company = Some("bad\0".into());
@@ -89,6 +91,34 @@ async fn rows_are_normalized_and_rejections_kept() {
     assert_eq!(r.get::<_, String>("state"), "queued");
     assert!(r.get::<_, bool>("due_now"));
     assert_eq!(r.get::<_, uuid::Uuid>("workspace_id"), batch.workspace_id);
+
+    // Where the row says it is: the declared state and postal code as given, and the postal
+    // code's state resolved from the shipped ZIP data (73301 is Texas, not Oklahoma).
+    let place = client
+        .query_one(
+            "SELECT declared_state, postal_code, postal_state FROM contacts
+             WHERE batch_id = $1 AND row_index = 0",
+            &[&batch.id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            place.get::<_, Option<String>>("declared_state").as_deref(),
+            place.get::<_, Option<String>>("postal_code").as_deref(),
+            place.get::<_, Option<String>>("postal_state").as_deref(),
+        ),
+        (Some("FL"), Some("73301-0001"), Some("TX"))
+    );
+    let other = client
+        .query_one(
+            "SELECT declared_state, postal_code, postal_state FROM contacts
+             WHERE batch_id = $1 AND row_index = 4",
+            &[&batch.id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.get::<_, Option<String>>("postal_state"), None);
 
     let reasons: Vec<(i32, String)> = fixture::rejected(&env.db, &batch)
         .await

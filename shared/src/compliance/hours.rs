@@ -178,6 +178,12 @@ pub enum DeferReason {
     UnknownTimezone,
     /// The workspace's frequency cap for the number is reached.
     FrequencyCap,
+    /// Outside a candidate state's calling hours (the rule pack).
+    StateHours,
+    /// A candidate state's no-call day: a Sunday or a legal holiday (the rule pack).
+    StateNoCallDay,
+    /// A candidate state's rolling cap of calls to one number is reached (the rule pack).
+    StateCallCap,
 }
 
 impl DeferReason {
@@ -187,6 +193,9 @@ impl DeferReason {
             Self::RecipientHours => "recipient_hours",
             Self::UnknownTimezone => "unknown_timezone",
             Self::FrequencyCap => "frequency_cap",
+            Self::StateHours => "state_hours",
+            Self::StateNoCallDay => "state_no_call_day",
+            Self::StateCallCap => "state_call_cap",
         }
     }
 }

@@ -2,9 +2,11 @@
 //! ([`zones`]), the workspace's recipient calling hours and their intersection with a job's
 //! window ([`hours`]), the frequency cap ([`cap`]). The scheduler applies them at release, the
 //! dial worker again just before the carrier request; both read the workspace's policy from the
-//! same columns (migration V10).
+//! same columns (migration V10). [`enforce`] is the one decision path both roles take: the rule
+//! pack's engine (issue #25) with the workspace's hours and the job's window on top.
 
 pub mod cap;
+pub mod enforce;
 pub mod hours;
 pub mod jurisdiction;
 pub mod registry;

@@ -73,6 +73,10 @@ pub struct Statistics {
     pub percent_complete: f64,
     /// `succeeded / (succeeded + voicemail + failed)`, in percent to two decimals; 0 before any.
     pub success_rate: f64,
+    /// Extension (check-status only): contacts waiting on a compliance rule now (a
+    /// `holdReason`); absent where it is not counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<i64>,
 }
 
 impl Statistics {
@@ -99,6 +103,7 @@ impl Statistics {
             } else {
                 percent(counts.completed, decided)
             },
+            held: None,
         }
     }
 }

@@ -15,6 +15,19 @@
 //! queue's delivery limit ([`super::topology::DELIVERY_LIMIT`]) is left for what a handler
 //! never returns from: a message that crashes its worker every time it is handled.
 //!
+//! # Returns are not failures
+//!
+//! RabbitMQ 3.x counts every return of a message toward the quorum queue's delivery limit,
+//! a channel closing with the message unacked included (shown on the suite's broker by
+//! `shared/tests/delivery_limit.rs`): a message prefetched on a channel that was lost a few
+//! times would be dead-lettered though no handler ever failed on it (issue #29, race 3). So a
+//! delivery one return short of the limit (`x-delivery-count` ≥ `DELIVERY_LIMIT - 1`) is not
+//! handled: a fresh copy is published with the returns counted in [`RETURNS_HEADER`], and the
+//! original acked once the copy is confirmed (the copy starts with a clean count). Only a
+//! message returned [`RETURN_LIMIT`] times in all — one that takes its worker down every time
+//! it is handled — is dead-lettered for it. A broker that counts only failed deliveries (4.x)
+//! never gets there.
+//!
 //! # Losing the channel
 //!
 //! Each handler runs as its own task holding one of `concurrency` slots shared by every channel
@@ -47,6 +60,18 @@ pub const REASON_HEADER: &str = "x-dialfleet-reason";
 /// The header that counts how often a message was handed back for a passing failure
 /// (absent: never). It sets the backoff before the next try; it never dead-letters.
 pub const RETRIES_HEADER: &str = "x-dialfleet-retries";
+
+/// The header that counts a message's returns to its queue (channel losses, crashes) carried
+/// over from the copies it replaced (see the module's doc, "Returns are not failures").
+pub const RETURNS_HEADER: &str = "x-dialfleet-returns";
+
+/// How many returns in all dead-letter a message: four times the broker's limit, so that a
+/// few channel losses never do, and a message that crashes its worker every time still ends
+/// in the dead-letter queue.
+pub const RETURN_LIMIT: u32 = 4 * super::topology::DELIVERY_LIMIT as u32;
+
+/// The broker's count of a delivery's earlier returns (quorum queues).
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
 /// How long a message handed back with [`Disposition::Retry`] waits before its copy is
 /// published again: `base × 2^retries`, at most `cap`.
@@ -301,6 +326,10 @@ where
     }
     let started = std::time::Instant::now();
     async move {
+        if let Some(returns) = returns_to_carry(&incoming) {
+            settler.carry_returns(delivery, incoming, returns).await;
+            return;
+        }
         let disposition = handler(incoming.clone()).await;
         let outcome = match &disposition {
             Disposition::Ack => "ack",
@@ -326,7 +355,54 @@ fn publish_lag(incoming: &Incoming) -> Option<std::time::Duration> {
         .map(std::time::Duration::from_millis)
 }
 
+/// The returns to carry over to a fresh copy, when the delivery is one return short of the
+/// broker's limit; `None` to handle it.
+fn returns_to_carry(incoming: &Incoming) -> Option<u32> {
+    let count: u32 = incoming.headers.get(DELIVERY_COUNT_HEADER)?.parse().ok()?;
+    let limit = u32::try_from(super::topology::DELIVERY_LIMIT).unwrap_or(u32::MAX);
+    if count + 1 < limit {
+        return None;
+    }
+    let before: u32 = incoming
+        .headers
+        .get(RETURNS_HEADER)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Some(before.saturating_add(count))
+}
+
 impl Settler {
+    /// Replaces a delivery about to reach the broker's limit by a fresh copy carrying its
+    /// `returns`, or dead-letters it once they reach [`RETURN_LIMIT`].
+    async fn carry_returns(&self, delivery: Delivery, incoming: Incoming, returns: u32) {
+        if returns >= RETURN_LIMIT {
+            let reason = format!("returned {returns} times without being settled");
+            self.settle(delivery, Disposition::DeadLetter(reason), incoming)
+                .await;
+            return;
+        }
+        let mut copy = outgoing(incoming);
+        copy.headers
+            .retain(|(name, _)| name != RETURNS_HEADER && name != DELIVERY_COUNT_HEADER);
+        copy.headers
+            .push((RETURNS_HEADER.to_owned(), returns.to_string()));
+        let settled = match self.side.publish(self.stream, copy).await {
+            Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+            // Not copied: handed back, one more return, still within the broker's limit.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew a returned message's count");
+                requeue(&delivery).await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+        }
+        tracing::info!(
+            returns,
+            "message returned by lost channels republished with a clean count"
+        );
+    }
+
     async fn settle(&self, delivery: Delivery, disposition: Disposition, incoming: Incoming) {
         let acked = match disposition {
             Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
@@ -366,7 +442,8 @@ impl Settler {
             _ = tokio::time::sleep(delay) => {}
         }
         let mut copy = outgoing(incoming);
-        copy.headers.retain(|(name, _)| name != RETRIES_HEADER);
+        copy.headers
+            .retain(|(name, _)| name != RETRIES_HEADER && name != DELIVERY_COUNT_HEADER);
         copy.headers.push((
             RETRIES_HEADER.to_owned(),
             retries.saturating_add(1).to_string(),

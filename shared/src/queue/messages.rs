@@ -46,6 +46,14 @@ pub struct RawRow {
     /// the number (`shared::compliance::zones`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// The contact's declared US state (`state`, USPS code, upper case), validated by the
+    /// gateway; stored as `contacts.declared_state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The contact's US postal code (`postalCode`), validated by the gateway; stored as
+    /// `contacts.postal_code`, and the state it maps to as `contacts.postal_state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
 }
 
 /// A contact released for dialing, published by the scheduler, consumed by a dial worker.

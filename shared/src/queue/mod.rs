@@ -26,6 +26,9 @@ pub enum QueueError {
     /// The broker refused a message (negative confirm), for example because a queue is full.
     #[error("RabbitMQ refused the message (nack)")]
     Nacked,
+    /// No node of `AMQP_URL` accepted a connection in time.
+    #[error("RabbitMQ: {0}")]
+    Unreachable(String),
     /// A message could not be encoded.
     #[error("cannot encode message: {0}")]
     Encode(#[from] serde_json::Error),

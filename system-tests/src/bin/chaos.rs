@@ -6,14 +6,26 @@
 //!
 //! ```text
 //! chaos [--scenarios a,b,c] [--contacts N] [--ingest-contacts N] [--json PATH]
-//!       [--bin-dir DIR] [--lease-secs N] [--cps N] [--deadline-secs N] [--tolerate-17]
+//!       [--bin-dir DIR] [--lease-secs N] [--cps N] [--lines N] [--deadline-secs N] [--tolerate-17]
 //!       [--keep] [--list]
 //! ```
+//!
+//! The HA scenarios (`rabbitmq-node-loss`, `postgres-failover`, `postgres-failover-async`,
+//! `redis-failover`, and `replication-cost`, which measures dials/s with synchronous against
+//! asynchronous replication) each run on a fresh stack whose service is the HA one
+//! (`deploy/local/ha.sh`, on ports and in a directory of their own); the others share one stack.
+//! `--lines N` sets the job's `maxConcurrentDials` (the workspace gets N + 2).
 //!
 //! It starts and stops only its own processes (killed on exit, on Ctrl-C and on panic).
 
 #[path = "chaos/check.rs"]
 mod check;
+#[path = "chaos/cost.rs"]
+mod cost;
+#[path = "chaos/ha.rs"]
+mod ha;
+#[path = "chaos/plan.rs"]
+mod plan;
 #[path = "chaos/proxy.rs"]
 mod proxy;
 #[path = "chaos/scenarios.rs"]
@@ -35,6 +47,7 @@ struct Args {
     lease_secs: u64,
     keep: bool,
     cps: u32,
+    lines: u32,
     deadline: Option<u64>,
     tolerate_17: bool,
 }
@@ -42,7 +55,7 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: chaos [--scenarios a,b,c] [--contacts N] [--ingest-contacts N] [--json PATH] \
-         [--bin-dir DIR] [--lease-secs N] [--cps N] [--deadline-secs N] [--tolerate-17] [--keep] \
+         [--bin-dir DIR] [--lease-secs N] [--cps N] [--lines N] [--deadline-secs N] [--tolerate-17] [--keep] \
          [--list]\nscenarios: {}",
         scenarios::ALL.join(", ")
     );
@@ -60,6 +73,7 @@ fn parse() -> anyhow::Result<Args> {
         lease_secs: 6,
         keep: false,
         cps: 10,
+        lines: 8,
         deadline: None,
         tolerate_17: false,
     };
@@ -76,6 +90,7 @@ fn parse() -> anyhow::Result<Args> {
             "--bin-dir" => args.bin_dir = value().into(),
             "--lease-secs" => args.lease_secs = value().parse()?,
             "--cps" => args.cps = value().parse()?,
+            "--lines" => args.lines = value().parse()?,
             "--deadline-secs" => args.deadline = Some(value().parse()?),
             "--tolerate-17" => args.tolerate_17 = true,
             "--keep" => args.keep = true,
@@ -137,40 +152,145 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let opts = stack::Options {
-        bin_dir: args.bin_dir.clone(),
-        own_postgres: args.scenarios.iter().any(|s| s == "postgres"),
-        lease_secs: args.lease_secs,
-        keep: args.keep,
-    };
     let plan = scenarios::Plan {
         contacts: args.contacts,
         ingest_contacts: args.ingest_contacts,
-        job_limit: 8,
-        workspace_limit: 10,
+        job_limit: args.lines,
+        workspace_limit: args.lines + 2,
         cps: args.cps,
         deadline: args.deadline.map(std::time::Duration::from_secs),
         tolerate_17: args.tolerate_17,
     };
-    eprintln!("chaos: starting the stack");
+    // One stack for the scenarios on the single-node services, one fresh stack per HA scenario
+    // (its fault is for good: a node lost, a standby promoted).
+    let mut groups: Vec<Group> = Vec::new();
+    let plain: Vec<(usize, String)> = args
+        .scenarios
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| scenarios::ha_parts(s).is_none())
+        .map(|(i, s)| (i, s.clone()))
+        .collect();
+    if !plain.is_empty() {
+        groups.push((plain, Vec::new(), true));
+    }
+    for (i, s) in args.scenarios.iter().enumerate() {
+        if let Some((parts, sync)) = scenarios::ha_parts(s) {
+            groups.push((vec![(i, s.clone())], parts, sync));
+        }
+    }
+    let mut results = Vec::new();
+    let mut interrupted_run = false;
+    let mut failed_start = false;
+    let mut no_ha = 0;
+    for (names, ha_parts, ha_sync) in groups {
+        let opts = stack::Options {
+            bin_dir: args.bin_dir.clone(),
+            own_postgres: names.iter().any(|(_, s)| s == "postgres"),
+            lease_secs: args.lease_secs,
+            keep: args.keep,
+            ha_parts,
+            ha_sync,
+        };
+        match run_group(opts, &names, &plan, &mut results).await {
+            Outcome::Done => {}
+            Outcome::Interrupted => {
+                interrupted_run = true;
+                break;
+            }
+            Outcome::NoStack => failed_start = true,
+            Outcome::NoHa => no_ha += 1,
+        }
+    }
+    println!("{}", check::table(&results));
+    let json = serde_json::json!({
+        "contacts": args.contacts,
+        "leaseSecs": args.lease_secs,
+        "jobLimit": plan.job_limit,
+        "workspaceLimit": plan.workspace_limit,
+        "cps": plan.cps,
+        "results": results,
+    });
+    if let Err(e) = std::fs::write(
+        &args.json,
+        serde_json::to_vec_pretty(&json).unwrap_or_default(),
+    ) {
+        eprintln!("chaos: cannot write {}: {e}", args.json.display());
+    }
+    if interrupted_run {
+        return ExitCode::from(130);
+    }
+    if failed_start {
+        return ExitCode::from(2);
+    }
+    // (Each HA group holds one scenario, so one NoHa is one row.)
+    if no_ha > 0 && no_ha == results.len() {
+        // Told apart so CI can skip, saying why, where the HA stack cannot start.
+        return ExitCode::from(3);
+    }
+    if results.iter().any(|f| !f.violations.is_empty()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Scenarios (index, name) run on one stack, its HA parts, and whether its standby is
+/// synchronous.
+type Group = (Vec<(usize, String)>, Vec<&'static str>, bool);
+
+enum Outcome {
+    Done,
+    Interrupted,
+    NoStack,
+    /// `deploy/local/ha.sh` could not start the HA stack (packages missing, ports taken).
+    NoHa,
+}
+
+/// Starts a stack with `opts`, runs `names` on it (index, name), stops it.
+async fn run_group(
+    opts: stack::Options,
+    names: &[(usize, String)],
+    plan: &scenarios::Plan,
+    results: &mut Vec<check::Figures>,
+) -> Outcome {
+    eprintln!(
+        "chaos: starting the stack{}",
+        if opts.ha_parts.is_empty() {
+            String::new()
+        } else {
+            format!(" (HA: {})", opts.ha_parts.join(", "))
+        }
+    );
+    let ha = !opts.ha_parts.is_empty();
     let mut stack = tokio::select! {
         s = stack::Stack::start(opts) => match s {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("chaos: the stack did not start: {e:#}");
-                return ExitCode::from(2);
+                let text = format!("{e:#}");
+                eprintln!("chaos: the stack did not start: {text}");
+                if ha && text.contains("ha.sh") {
+                    // In the table too, so a full run cannot pass without its HA scenarios.
+                    for (_, name) in names {
+                        results.push(check::Figures {
+                            scenario: name.clone(),
+                            violations: vec![format!("the HA stack did not start: {text}")],
+                            ..Default::default()
+                        });
+                    }
+                    return Outcome::NoHa;
+                }
+                return Outcome::NoStack;
             }
         },
-        () = interrupted() => return ExitCode::from(130),
+        () = interrupted() => return Outcome::Interrupted,
     };
     eprintln!("chaos: stack up in {}", stack.dir.display());
-    let mut results = Vec::new();
     let interrupted = {
         let run = async {
-            for (i, name) in args.scenarios.iter().enumerate() {
-                let index = i;
+            for (index, name) in names {
                 eprintln!("chaos: scenario {name}");
-                let f = scenarios::run(&mut stack, name, index, &plan).await;
+                let f = scenarios::run(&mut stack, name, *index, plan).await;
                 eprintln!(
                     "chaos: {name}: {} in {:.0} s",
                     if f.violations.is_empty() {
@@ -189,27 +309,9 @@ async fn main() -> ExitCode {
         }
     };
     stack.shutdown().await;
-    println!("{}", check::table(&results));
-    let json = serde_json::json!({
-        "contacts": args.contacts,
-        "leaseSecs": args.lease_secs,
-        "jobLimit": plan.job_limit,
-        "workspaceLimit": plan.workspace_limit,
-        "cps": plan.cps,
-        "results": results,
-    });
-    if let Err(e) = std::fs::write(
-        &args.json,
-        serde_json::to_vec_pretty(&json).unwrap_or_default(),
-    ) {
-        eprintln!("chaos: cannot write {}: {e}", args.json.display());
-    }
     if interrupted {
-        return ExitCode::from(130);
-    }
-    if results.iter().any(|f| !f.violations.is_empty()) {
-        ExitCode::from(1)
+        Outcome::Interrupted
     } else {
-        ExitCode::SUCCESS
+        Outcome::Done
     }
 }

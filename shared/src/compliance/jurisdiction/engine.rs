@@ -461,19 +461,11 @@ mod tests {
     }
 
     /// The shipped pack plus test-only rules that exercise what the shipped one does not:
-    /// per-weekday hours, holidays on several kinds of date, a short cap.
+    /// holidays on several kinds of date, a short cap. (Per-weekday hours are shipped:
+    /// US-TX-hours.)
     fn test_pack() -> Pack {
         let extra = r#"
 version = "test"
-
-[[rule]]
-id = "T-TX-hours"
-jurisdiction = "US-TX"
-kind = "hours"
-citation = "test"
-source_url = "https://example.test/"
-hours = [{ days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat"], from = "09:00", to = "21:00" },
-         { days = ["Sun"], from = "12:00", to = "21:00" }]
 
 [[rule]]
 id = "T-GA-days"
@@ -581,6 +573,73 @@ window_hours = 1
         assert_eq!(
             held(&decide(&query(&pack, &ga, &job, &[]), late)).0,
             HoldReason::RecipientHours
+        );
+    }
+
+    #[test]
+    fn texas_opens_at_nine_and_at_noon_on_sunday() {
+        let pack = shipped();
+        let job = Window::default();
+        let chicago = vec![tz("America/Chicago")];
+        let dallas = Candidates::for_contact("+12145550100", None, None, chicago.clone());
+        assert_eq!(dallas.states, [st("TX")].into());
+        // Saturday 2026-12-12 08:30 CST = 14:30Z: federal hours are open, Texas's are not.
+        let (reason, rule, next) = held(&decide(
+            &query(&pack, &dallas, &job, &[]),
+            utc("2026-12-12T14:30:00Z"),
+        ));
+        assert_eq!(
+            (reason, rule.as_deref()),
+            (HoldReason::StateHours, Some("US-TX-hours"))
+        );
+        assert_eq!(next, Some(utc("2026-12-12T15:00:00Z")));
+        // Sunday 2026-12-13 11:30 CST is held until noon; 12:30 is allowed.
+        let (_, rule, next) = held(&decide(
+            &query(&pack, &dallas, &job, &[]),
+            utc("2026-12-13T17:30:00Z"),
+        ));
+        assert_eq!(rule.as_deref(), Some("US-TX-hours"));
+        assert_eq!(next, Some(utc("2026-12-13T18:00:00Z")));
+        assert_eq!(
+            decide(
+                &query(&pack, &dallas, &job, &[]),
+                utc("2026-12-13T18:30:00Z")
+            ),
+            Decision::Allowed
+        );
+        // A Georgia number whose postal code is Texan gets Texas's hours; federal mode does not.
+        let postal = Candidates::for_contact("+14045550100", None, Some(st("TX")), chicago);
+        let sat = utc("2026-12-12T14:30:00Z");
+        assert_eq!(
+            held(&decide(&query(&pack, &postal, &job, &[]), sat)).0,
+            HoldReason::StateHours
+        );
+        let federal = Query {
+            mode: RuleMode::Federal,
+            ..query(&pack, &postal, &job, &[])
+        };
+        assert_eq!(decide(&federal, sat), Decision::Allowed);
+    }
+
+    #[test]
+    fn oklahoma_automated_calls_open_at_nine() {
+        let pack = shipped();
+        let job = Window::default();
+        let okc = Candidates::for_contact("+14055550100", None, None, vec![tz("America/Chicago")]);
+        assert_eq!(okc.states, [st("OK")].into());
+        // Tuesday 2026-12-08 08:30 CST = 14:30Z.
+        let (reason, rule, next) = held(&decide(
+            &query(&pack, &okc, &job, &[]),
+            utc("2026-12-08T14:30:00Z"),
+        ));
+        assert_eq!(
+            (reason, rule.as_deref()),
+            (HoldReason::StateHours, Some("US-OK-hours"))
+        );
+        assert_eq!(next, Some(utc("2026-12-08T15:00:00Z")));
+        assert_eq!(
+            decide(&query(&pack, &okc, &job, &[]), utc("2026-12-08T15:00:00Z")),
+            Decision::Allowed
         );
     }
 
@@ -907,7 +966,7 @@ window_hours = 1
         "+16015550100", // MS
         "+12065550100", // WA
         "+14045550100", // GA (test rules)
-        "+12145550100", // TX (test rules)
+        "+12145550100", // TX (per-weekday hours)
         "+18005550100", // toll-free: state unknown
         "+14165550100", // Toronto: not US
     ];

@@ -553,7 +553,7 @@ impl Pack {
         pack.with_overrides(&src, &path.display().to_string())
     }
 
-    /// The release name, e.g. `2026.12.0` (`2026.12.0+acme.3` with an operator file).
+    /// The release name, e.g. `2026.12.1` (`2026.12.1+acme.3` with an operator file).
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -586,7 +586,7 @@ mod tests {
     #[test]
     fn shipped_pack_loads_and_names_its_release() {
         let p = Pack::shipped().unwrap();
-        assert!(!p.version().is_empty());
+        assert_eq!(p.version(), "2026.12.1");
         assert_eq!(Pack::load(None).unwrap(), p);
         let fl = p.rule("US-FL-hours").unwrap();
         assert_eq!(fl.effective, NaiveDate::from_ymd_opt(2021, 7, 1));
@@ -607,6 +607,29 @@ mod tests {
         for r in p.rules() {
             assert!(r.quote.is_some(), "{} has its quote", r.id);
         }
+        // Texas: 09:00-21:00 Monday to Saturday, 12:00-21:00 on Sunday (days[0] is Sunday).
+        let RuleKind::Hours(tx) = &p.rule("US-TX-hours").unwrap().kind else {
+            panic!("US-TX-hours is hours")
+        };
+        let at = |h: &str| h.parse().unwrap();
+        assert_eq!(
+            tx.days[0],
+            Some(DayHours {
+                from: at("12:00"),
+                to: at("21:00")
+            })
+        );
+        assert!(tx.days[1..].iter().all(|d| *d
+            == Some(DayHours {
+                from: at("09:00"),
+                to: at("21:00")
+            })));
+        // The statutes read and found to add nothing are not cited.
+        assert!(
+            p.rules()
+                .iter()
+                .all(|r| !r.citation.contains("310.4") && !r.citation.contains("80.36.390"))
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Figures {
     pub overshoot_ms: i64,
     pub max_starts_per_s: usize,
     pub cps_limit: u32,
+    /// Calls in the record whose attempt row the database does not have (a commit lost, as an
+    /// asynchronous standby's promotion can lose it).
+    pub missing_attempts: usize,
     /// The batch reached `completed`.
     pub completed: bool,
     /// The API's answered count (succeeded + voicemail) and attempt count agree with the record.

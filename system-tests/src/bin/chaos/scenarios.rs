@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::check::{self, Figures};
+pub use crate::plan::{Plan, number};
 use crate::proxy::Mode;
 use crate::stack::{Service, Stack};
 
 /// Every scenario, in the order of the full run.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 21] = [
     "baseline",
     "dial-worker",
     "all-dial-workers",
@@ -31,19 +32,46 @@ pub const ALL: [&str; 16] = [
     "carrier-callbacks",
     "network",
     "network-scheduler",
+    "rabbitmq-node-loss",
+    "postgres-failover",
+    "postgres-failover-async",
+    "redis-failover",
+    "replication-cost",
 ];
+
+/// The HA scenarios: the parts of the HA stack each runs on, and whether PostgreSQL's standby
+/// is synchronous.
+pub fn ha_parts(name: &str) -> Option<(Vec<&'static str>, bool)> {
+    match name {
+        "rabbitmq-node-loss" => Some((vec!["rabbitmq"], true)),
+        "postgres-failover" => Some((vec!["postgres"], true)),
+        "postgres-failover-async" => Some((vec!["postgres"], false)),
+        "redis-failover" => Some((vec!["redis"], true)),
+        "replication-cost" => Some((vec!["postgres"], true)),
+        _ => None,
+    }
+}
+
+/// How long a role may take after a failover to succeed again (issue #26).
+const FAILOVER_RECOVERY_S: f64 = 30.0;
 
 /// What each scenario would fail on until issue #17 lands (shown beside a failure).
 fn known(name: &str) -> Option<&'static str> {
     Some(match name {
+        "rabbitmq-node-loss"
+        | "postgres-failover"
+        | "postgres-failover-async"
+        | "redis-failover"
+        | "replication-cost" => return None,
         "dial-worker" | "all-dial-workers" => {
             "#17 §7: an attempt written but never placed stays ONGOING"
         }
         "gateway" | "rabbitmq" | "carrier-callbacks" => {
             "#17 §7: a lost callback pins its slot until the reconciler (300 s)"
         }
-        "carrier-500" | "carrier-timeout" => {
-            "#17 §7: an ambiguous attempt is never re-dialed (ends unknown)"
+        "carrier-500" => "#29: an attempt answered 5xx is asked about after 2 s",
+        "carrier-timeout" => {
+            "an attempt whose request timed out waits send window + request timeout + ring timeout"
         }
         "postgres" | "redis-down" | "network" | "network-scheduler" => {
             "#17 §1–2: stranding, dead-letter budget"
@@ -52,30 +80,10 @@ fn known(name: &str) -> Option<&'static str> {
     })
 }
 
-/// Settings of a run.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub contacts: usize,
-    pub ingest_contacts: usize,
-    pub job_limit: u32,
-    pub workspace_limit: u32,
-    pub cps: u32,
-    /// How long to wait for completion after the fault (default: 45 s + 3 s per `cps` contacts).
-    pub deadline: Option<Duration>,
-    /// Report what #17 fixes without failing on it.
-    pub tolerate_17: bool,
-}
-
 #[derive(Default)]
 struct FaultWindow {
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
-}
-
-/// The numbers of scenario `index`: distinct across scenarios; the last digit picks the
-/// simulator's outcome (0–5 answered, 6 busy, 7 no-answer, 8 failed, 9 voicemail).
-fn number(index: usize, i: usize) -> String {
-    format!("+1{:03}{:07}", 300 + index, i)
 }
 
 pub async fn run(stack: &mut Stack, name: &str, index: usize, plan: &Plan) -> Figures {
@@ -89,6 +97,8 @@ pub async fn run(stack: &mut Stack, name: &str, index: usize, plan: &Plan) -> Fi
     };
     let result = if name == "ingest" {
         ingest(stack, index, plan, &mut f).await
+    } else if name == "replication-cost" {
+        crate::cost::replication_cost(stack, index, plan, &mut f).await
     } else {
         campaign(stack, name, index, plan, &mut f).await
     };
@@ -97,10 +107,51 @@ pub async fn run(stack: &mut Stack, name: &str, index: usize, plan: &Plan) -> Fi
     }
     f.duration_s = started.elapsed().as_secs_f64();
     check::judge(&mut f, plan.tolerate_17);
+    if ha_parts(name).is_some() && name != "replication-cost" {
+        judge_failover(name, &mut f);
+    }
     if !f.violations.is_empty() {
         f.known = known(name).map(str::to_owned);
     }
     f
+}
+
+/// What a failover adds to the judgement: every role's next call within
+/// [`FAILOVER_RECOVERY_S`] of the failover; and for `postgres-failover-async` the reverse of a
+/// pass: it is there to show that an asynchronous standby loses committed attempts, so it
+/// passes when the loss shows (calls without their attempt row, or numbers called twice) and
+/// fails when it does not.
+fn judge_failover(name: &str, f: &mut Figures) {
+    if name == "postgres-failover-async" {
+        if f.missing_attempts > 0 || f.double_dialed > 0 {
+            f.notes.push(format!(
+                "risk shown, as expected: {} calls placed whose attempt row the promoted standby lacks, {} numbers called twice (violations here: {})",
+                f.missing_attempts,
+                f.double_dialed,
+                if f.violations.is_empty() { "none".to_owned() } else { f.violations.join("; ") }
+            ));
+            f.violations.clear();
+        } else {
+            f.violations
+                .push("the asynchronous failover lost no attempt: the risk did not show".into());
+        }
+        return;
+    }
+    // The longest time without a call start from the fault on bounds every role's return
+    // (the fault itself, kill to promotion, included).
+    if f.max_gap_s > FAILOVER_RECOVERY_S {
+        f.violations.push(format!(
+            "no call for {:.1} s > {FAILOVER_RECOVERY_S} s after the fault",
+            f.max_gap_s
+        ));
+    }
+    match f.recovery_s {
+        Some(r) if r > FAILOVER_RECOVERY_S => f
+            .violations
+            .push(format!("recovery {r:.1} s > {FAILOVER_RECOVERY_S} s")),
+        None if f.calls < f.contacts => f.violations.push("no call after the failover".into()),
+        _ => {}
+    }
 }
 
 fn calls_so_far(stack: &Stack, numbers: &HashSet<String>) -> usize {
@@ -179,11 +230,15 @@ async fn campaign(
         mark(&window, false);
     }
 
-    // Until completed or the deadline.
-    let deadline = Instant::now()
-        + plan.deadline.unwrap_or(Duration::from_secs(
-            45 + 3 * plan.contacts as u64 / u64::from(plan.cps.max(1)),
-        ));
+    // Until completed or the deadline (the asynchronous failover is not expected to complete:
+    // what it shows is there within a minute).
+    let mut wait = plan.deadline.unwrap_or(Duration::from_secs(
+        45 + 3 * plan.contacts as u64 / u64::from(plan.cps.max(1)),
+    ));
+    if name == "postgres-failover-async" {
+        wait = wait.min(Duration::from_secs(60));
+    }
+    let deadline = Instant::now() + wait;
     let mut last = Value::Null;
     while Instant::now() < deadline {
         if let Ok(s) = stack
@@ -242,6 +297,10 @@ async fn campaign(
         .await?;
     let recorded: std::collections::HashMap<String, Option<String>> =
         rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    f.missing_attempts = calls
+        .iter()
+        .filter(|c| !recorded.contains_key(&c.call_sid))
+        .count();
     let mismatched = calls
         .iter()
         .filter(|c| {
@@ -515,7 +574,77 @@ async fn inject(stack: &mut Stack, name: &str, f: &mut Figures) -> anyhow::Resul
             sleep_s(10).await;
             stack.set_role_net("scheduler", Mode::Pass);
         }
+        "rabbitmq-node-loss"
+        | "postgres-failover"
+        | "postgres-failover-async"
+        | "redis-failover" => failover(stack, name, f).await?,
         other => anyhow::bail!("unknown scenario {other}"),
+    }
+    Ok(())
+}
+
+/// The HA faults, each for good (nothing is restarted): the fault window ends when the service
+/// has moved (a new leader needs no action; a standby promoted; the Sentinels' new primary).
+async fn failover(stack: &mut Stack, name: &str, f: &mut Figures) -> anyhow::Result<()> {
+    let ha = stack.ha.as_ref().context("the HA stack")?;
+    match name {
+        "rabbitmq-node-loss" => {
+            let queue = shared::queue::Topology::new(stack.queue_prefix.clone())
+                .queue(shared::queue::Stream::Dial);
+            let node = ha.rabbit_leader(&queue, 1).await?;
+            ha.kill9(&format!("rabbitmq-{node}")).await?;
+            f.notes.push(format!(
+                "node dfha{node}, leader of the dial queue, killed (kill -9, not restarted)"
+            ));
+        }
+        "postgres-failover" | "postgres-failover-async" => {
+            if name == "postgres-failover-async" {
+                // Commits go on on the primary; none reaches the standby from here on.
+                let n = ha.pg_pause_wal_senders().await?;
+                f.notes.push(format!(
+                    "{n} WAL sender stopped (SIGSTOP) 3 s before the kill"
+                ));
+                sleep_s(3).await;
+            }
+            ha.kill9("postgres-primary").await?;
+            // An operator (or Patroni) sees the primary gone, then promotes.
+            sleep_s(1).await;
+            let t = Instant::now();
+            ha.pg_promote().await?;
+            f.notes.push(format!(
+                "primary killed (kill -9), standby promoted (pg_ctl promote) in {:.1} s",
+                t.elapsed().as_secs_f64()
+            ));
+            let until = Instant::now() + Duration::from_secs(30);
+            while let Err(e) = stack.reconnect_db().await {
+                if Instant::now() > until {
+                    return Err(e.context("the suite's own connection to the promoted standby"));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        "redis-failover" => {
+            let old = stack.redis_url.clone();
+            ha.kill9("redis-primary").await?;
+            let t = Instant::now();
+            loop {
+                if let Ok(url) = ha.sentinel_primary().await
+                    && url != old
+                {
+                    f.notes.push(format!(
+                        "primary killed (kill -9); the Sentinels promoted {url} after {:.1} s",
+                        t.elapsed().as_secs_f64()
+                    ));
+                    stack.redis_url = url;
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(60) {
+                    anyhow::bail!("the Sentinels promoted no replica within 60 s");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        other => anyhow::bail!("unknown HA scenario {other}"),
     }
     Ok(())
 }

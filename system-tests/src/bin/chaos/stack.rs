@@ -29,6 +29,11 @@ pub struct Options {
     pub own_postgres: bool,
     pub lease_secs: u64,
     pub keep: bool,
+    /// The parts of the HA stack to run (`deploy/local/ha.sh`): "rabbitmq", "postgres",
+    /// "redis"; the roles reach those through their several endpoints, with no proxy.
+    pub ha_parts: Vec<&'static str>,
+    /// PostgreSQL's standby synchronous (HA stack only).
+    pub ha_sync: bool,
 }
 
 /// One role process, restartable with the same settings and ports.
@@ -244,6 +249,7 @@ pub struct Stack {
     /// Between the carrier and the gateway (status callbacks).
     pub callback_proxy: Proxy,
     pub pg: Option<OwnPostgres>,
+    pub ha: Option<crate::ha::Ha>,
     pub http: reqwest::Client,
     pub db: tokio_postgres::Client,
     pub opts: Options,
@@ -307,9 +313,27 @@ impl Stack {
         } else {
             None
         };
-        let admin_url = match &pg {
-            Some(pg) => format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port),
-            None => std::env::var("CHAOS_DATABASE_URL")
+        let ha = if opts.ha_parts.is_empty() {
+            None
+        } else {
+            match crate::ha::Ha::start(&dir.join("ha"), &opts.ha_parts, opts.ha_sync).await {
+                Ok(ha) => Some(ha),
+                Err(e) => {
+                    // Nothing of this run is left behind when the HA stack cannot start.
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            }
+        };
+        let ha_pg = ha.as_ref().filter(|h| h.has("postgres"));
+        let admin_url = match (&pg, ha_pg) {
+            (_, Some(h)) => format!(
+                "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+                h.var("HA_PG_PRIMARY_PORT")?,
+                h.var("HA_PG_STANDBY_PORT")?
+            ),
+            (Some(pg), None) => format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port),
+            (None, None) => std::env::var("CHAOS_DATABASE_URL")
                 .unwrap_or("postgres://postgres@127.0.0.1:5432/postgres".into()),
         };
         let db_name = format!("dialfleet_chaos_{id}");
@@ -319,23 +343,46 @@ impl Stack {
                 .batch_execute(&format!("CREATE DATABASE {db_name}"))
                 .await?;
         }
-        let db_url = match admin_url
-            .split('?')
-            .next()
-            .unwrap_or(&admin_url)
-            .rsplit_once('/')
-        {
-            Some((server, _)) => format!("{server}/{db_name}"),
+        let (server_db, query) = match admin_url.split_once('?') {
+            Some((s, q)) => (s, format!("?{q}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let db_url = match server_db.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{db_name}{query}"),
             None => bail!("cannot read the database URL {admin_url}"),
         };
         shared::db::migrate::run(&db_url)
             .await
             .context("migrations")?;
         let db = connect_db(&db_url).await?;
-        let redis_url =
-            std::env::var("CHAOS_REDIS_URL").unwrap_or("redis://127.0.0.1:6379/".into());
-        let amqp_url =
-            std::env::var("CHAOS_AMQP_URL").unwrap_or(shared::config::DEFAULT_AMQP_URL.to_owned());
+        let ha_redis = ha.as_ref().filter(|h| h.has("redis"));
+        let redis_url = match ha_redis {
+            Some(h) => h.sentinel_primary().await?,
+            None => std::env::var("CHAOS_REDIS_URL").unwrap_or("redis://127.0.0.1:6379/".into()),
+        };
+        let amqp_url = match ha.as_ref().filter(|h| h.has("rabbitmq")) {
+            Some(h) => h.var("AMQP_URL")?.to_owned(),
+            None => std::env::var("CHAOS_AMQP_URL")
+                .unwrap_or(shared::config::DEFAULT_AMQP_URL.to_owned()),
+        };
+        let ha_services: Vec<Service> = ha
+            .as_ref()
+            .map(|h| {
+                [
+                    (Service::Postgres, "postgres"),
+                    (Service::Redis, "redis"),
+                    (Service::Amqp, "rabbitmq"),
+                ]
+                .into_iter()
+                .filter(|(_, p)| h.has(p))
+                .map(|(s, _)| s)
+                .collect()
+            })
+            .unwrap_or_default();
+        let sentinels = match ha_redis {
+            Some(h) => Some(h.var("REDIS_SENTINELS")?.to_owned()),
+            None => None,
+        };
 
         // The carrier simulator, with its proxies.
         let carrier_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
@@ -362,6 +409,7 @@ impl Stack {
             carrier_proxy,
             callback_proxy,
             pg,
+            ha,
             http: reqwest::Client::new(),
             db,
             opts: opts.clone(),
@@ -411,12 +459,22 @@ impl Stack {
                 (Service::Redis, redis_url.clone(), 6379),
                 (Service::Amqp, amqp_url.clone(), 5672),
             ] {
-                let proxy = Proxy::start(host_port(&url, default)?).await?;
                 let var = match service {
                     Service::Postgres => "DATABASE_URL",
                     Service::Redis => "REDIS_URL",
                     Service::Amqp => "AMQP_URL",
                 };
+                // An HA service is reached by its several endpoints directly: the role must
+                // find the live node by itself.
+                if ha_services.contains(&service) {
+                    env.push((var.into(), url.clone()));
+                    if let (Service::Redis, Some(s)) = (service, &sentinels) {
+                        env.push(("REDIS_SENTINELS".into(), s.clone()));
+                        env.push(("REDIS_SENTINEL_MASTER".into(), "dialfleet".into()));
+                    }
+                    continue;
+                }
+                let proxy = Proxy::start(host_port(&url, default)?).await?;
                 env.push((var.into(), via(&url, proxy.addr)));
                 stack.proxies.insert((name.to_owned(), service), proxy);
             }
@@ -597,9 +655,21 @@ impl Stack {
         Ok(keys.len())
     }
 
+    /// A connection to the first node of `amqp_url` (a list on the HA stack) that answers.
+    pub async fn amqp_connect(&self) -> anyhow::Result<lapin::Connection> {
+        let mut last = None;
+        for url in self.amqp_url.split(',') {
+            match lapin::Connection::connect(url, Default::default()).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| anyhow::anyhow!("no AMQP URL"), anyhow::Error::from))
+    }
+
     /// Messages waiting in the dead-letter queues.
     pub async fn dead_letters(&self) -> anyhow::Result<u32> {
-        let conn = lapin::Connection::connect(&self.amqp_url, Default::default()).await?;
+        let conn = self.amqp_connect().await?;
         let topology = shared::queue::Topology::new(self.queue_prefix.clone());
         let mut total = 0;
         for stream in shared::queue::Stream::ALL {
@@ -639,7 +709,7 @@ impl Stack {
                 ))
                 .await;
         }
-        if let Ok(conn) = lapin::Connection::connect(&self.amqp_url, Default::default()).await {
+        if let Ok(conn) = self.amqp_connect().await {
             if let Ok(channel) = conn.create_channel().await {
                 let _ = shared::queue::Topology::new(self.queue_prefix.clone())
                     .delete(&channel)
@@ -649,6 +719,7 @@ impl Stack {
         }
         let _ = self.flush_redis_prefix().await;
         self.pg = None;
+        self.ha = None;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
