@@ -20,6 +20,7 @@ use crate::batches::model::{Batch, COLUMNS, VISIBLE};
 use crate::batches::stats::{Counts, statistics};
 use crate::config::Config;
 use crate::workspace::{self, OperatorUpdate, Settings};
+use crate::workspace_checks::ChecksPatch;
 
 /// `workspace update`'s flags: any setting, the limits included.
 #[derive(Debug, Args)]
@@ -73,6 +74,46 @@ pub struct WorkspaceUpdateArgs {
     /// `federal` (federal rules only: the user is responsible for state law).
     #[arg(long)]
     pub jurisdiction_rules: Option<String>,
+    /// The pre-dial check's URL (POSTed before each call, signed like the webhooks), or `off`.
+    #[arg(long)]
+    pub predial_url: Option<String>,
+    /// How long the pre-dial check may take, 1 … 10000 ms (default 2000).
+    #[arg(long)]
+    pub predial_timeout_ms: Option<i64>,
+    /// `true`: rely on the national do-not-call registry (no release while the newest copy is
+    /// older than 31 days); `false`: do not.
+    #[arg(long)]
+    pub dnc_registry_required: Option<String>,
+}
+
+/// The pre-dial and registry flags of `workspace update`, checked as `PATCH` checks them.
+fn checks_patch(
+    args: &WorkspaceUpdateArgs,
+    allowed: &shared::destination::AllowedNetworks,
+) -> anyhow::Result<ChecksPatch> {
+    let patch = ChecksPatch {
+        predial_url: args
+            .predial_url
+            .as_deref()
+            .map(|u| (u != "off").then(|| u.to_owned())),
+        predial_timeout_ms: args.predial_timeout_ms,
+        dnc_registry_required: match args.dnc_registry_required.as_deref() {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                anyhow::bail!("--dnc-registry-required must be true or false, not {other:?}")
+            }
+        },
+    };
+    if let Some((field, why)) = patch.problems(allowed).into_iter().next() {
+        let flag = match field {
+            "predialUrl" => "--predial-url",
+            _ => "--predial-timeout-ms",
+        };
+        anyhow::bail!("{flag} {why}");
+    }
+    Ok(patch)
 }
 
 /// `--recipient-hours` as parsed (`None` = off).
@@ -165,7 +206,7 @@ fn settings_text(s: &Settings) -> String {
         .max_calls_per_second
         .map_or_else(|| "none".to_owned(), |n| n.to_string());
     format!(
-        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  jurisdiction rules: {rules} (rule pack {pack})\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
+        "workspace {id}\n  name: {name}\n  created: {created}\n  max concurrent dials: {dials}\n  max calls per second: {cps}\n  ceilings: maxCallsPerSecond {cc}, maxAttempts {ac}\n  API requests: {rps} per second, burst {burst}\n  retry defaults: {ma} attempts, busy {busy} ms, no-answer {na} ms\n  default region: {region}\n  recipient calling hours: {hours}\n  unknown timezones: {unknown}\n  max calls per number: {cap}\n  jurisdiction rules: {rules} (rule pack {pack})\n  pre-dial check: {predial}\n  do-not-call registry: {registry}\n  webhook secret: {prefix}… (rotated {rotated}{overlap})",
         id = s.id,
         name = s.name,
         created = s.created_at,
@@ -190,6 +231,11 @@ fn settings_text(s: &Settings) -> String {
         ),
         rules = s.jurisdiction_rules,
         pack = s.rules_version,
+        predial = s.checks.predial_url.as_deref().map_or_else(
+            || "off".to_owned(),
+            |u| format!("{u} (timeout {} ms)", s.checks.predial_timeout_ms)
+        ),
+        registry = registry_text(&s.checks),
         prefix = s.webhook_secret.prefix,
         rotated = s.webhook_secret.rotated_at.as_deref().unwrap_or("never"),
         overlap = s
@@ -199,6 +245,16 @@ fn settings_text(s: &Settings) -> String {
             .map(|t| format!("; the previous secret signs too until {t}"))
             .unwrap_or_default(),
     )
+}
+
+/// The registry line of `workspace show`.
+fn registry_text(c: &crate::workspace_checks::Checks) -> String {
+    let newest = c.dnc_registry.newest_as_of.as_deref().unwrap_or("none");
+    match (c.dnc_registry_required, c.dnc_registry.hold_reason) {
+        (false, _) => format!("not relied on (newest copy: {newest})"),
+        (true, Some(hold)) => format!("required; newest copy {newest}: {hold}, nothing released"),
+        (true, None) => format!("required; newest copy {newest}, fresh"),
+    }
 }
 
 /// `workspace create`: the workspace with its compliance policy and jurisdiction rules, and its
@@ -288,8 +344,10 @@ pub async fn workspace_dashboard_link(
 pub async fn workspace_update(
     db: &Pool,
     args: WorkspaceUpdateArgs,
+    allowed: &shared::destination::AllowedNetworks,
     as_json: bool,
 ) -> anyhow::Result<()> {
+    let checks = checks_patch(&args, allowed)?;
     let max_calls_per_second = match args.max_calls_per_second.as_deref() {
         None => None,
         Some("none") => Some(None),
@@ -337,6 +395,7 @@ pub async fn workspace_update(
             .map(crate::jurisdiction::parse)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--jurisdiction-rules: {e}"))?,
+        checks,
     };
     anyhow::ensure!(
         !update.is_empty(),

@@ -29,3 +29,4 @@ pub mod workspace;
 
 pub use app::{run, spawn};
 pub use state::AppState;
+pub mod workspace_checks;

@@ -180,8 +180,8 @@ async fn command(cli: Cli, json: bool) -> anyhow::Result<()> {
             Command::Workspace {
                 command: WorkspaceCommand::Update(args),
             } => {
-                cli::workspace_update(&shared::db::connect(&config.service).await?, *args, json)
-                    .await
+                let db = shared::db::connect(&config.service).await?;
+                cli::workspace_update(&db, *args, &config.webhook_allowed_networks, json).await
             }
             Command::Workspace {
                 command:

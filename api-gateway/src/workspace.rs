@@ -27,6 +27,7 @@ use shared::domain::timing::{api_time, api_time_opt};
 
 use crate::error::{ApiError, FieldError};
 use crate::validate::Violations;
+use crate::workspace_checks::{Checks, ChecksPatch};
 
 /// How long the replaced webhook secret keeps signing deliveries after a rotation.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;
@@ -38,7 +39,7 @@ pub const SECRET_PREFIX_LEN: usize = 10;
 /// The longest retry delay a workspace may default to (the one a batch may ask for).
 pub const MAX_RETRY_DELAY_MS: i64 = 30 * 24 * 3_600_000;
 
-/// The columns [`Settings::from_row`] reads, by name.
+/// The columns [`Settings::from_row`] reads, by name (with `crate::workspace_checks::COLUMNS`).
 const COLUMNS: &str = "id, name, created_at, max_concurrent_dials, max_calls_per_second, cps_ceiling, \
     max_attempts_ceiling, default_max_attempts, default_busy_delay_ms, default_no_answer_delay_ms, \
     default_region, webhook_secret, webhook_secret_rotated_at, \
@@ -94,6 +95,9 @@ pub struct Settings {
     pub rules_version: String,
     /// The webhook secret, identified but not shown.
     pub webhook_secret: SecretInfo,
+    /// The pre-dial check and the do-not-call registry's freshness (`crate::workspace_checks`).
+    #[serde(flatten)]
+    pub checks: Checks,
 }
 
 /// How the API writes recipient hours: `HH:MM-HH:MM`, or `off`.
@@ -169,12 +173,16 @@ impl Settings {
                 rotated_at: api_time_opt(row.get("webhook_secret_rotated_at")),
                 previous_valid_until: api_time_opt(row.get("previous_webhook_secret_until")),
             },
+            checks: Checks::from_row(row),
         }
     }
 
     /// One workspace's settings.
     pub async fn load(client: &impl GenericClient, id: Uuid) -> Result<Self, ApiError> {
-        let sql = format!("SELECT {COLUMNS} FROM workspaces WHERE id = $1");
+        let sql = format!(
+            "SELECT {COLUMNS}, {} FROM workspaces WHERE id = $1",
+            crate::workspace_checks::COLUMNS
+        );
         let row = client
             .query_opt(&sql, &[&id])
             .await?
@@ -184,7 +192,10 @@ impl Settings {
 
     /// Every workspace, oldest first (the operator's list).
     pub async fn list(client: &impl GenericClient) -> Result<Vec<Self>, ApiError> {
-        let sql = format!("SELECT {COLUMNS} FROM workspaces ORDER BY created_at, id");
+        let sql = format!(
+            "SELECT {COLUMNS}, {} FROM workspaces ORDER BY created_at, id",
+            crate::workspace_checks::COLUMNS
+        );
         Ok(client
             .query(&sql, &[])
             .await?
@@ -242,6 +253,28 @@ pub struct TenantPatch {
     pub max_calls_per_number: Option<Option<CapPatch>>,
     /// `strictest` or `federal` (the user then answers for state law).
     pub jurisdiction_rules: Option<String>,
+    /// The pre-dial check's URL (http or https, a public address unless the operator allowed
+    /// its network), or `null` to turn it off (absent: unchanged).
+    #[serde(default, deserialize_with = "crate::validate::present")]
+    #[schema(value_type = Option<String>)]
+    pub predial_url: Option<Option<String>>,
+    /// How long the pre-dial check may take, 1 … 10,000 ms.
+    #[schema(minimum = 1, maximum = 10000)]
+    pub predial_timeout_ms: Option<i64>,
+    /// Rely on the national do-not-call registry: no release while the newest copy is older
+    /// than 31 days.
+    pub dnc_registry_required: Option<bool>,
+}
+
+impl TenantPatch {
+    /// The pre-dial and registry settings it changes.
+    fn checks(&self) -> ChecksPatch {
+        ChecksPatch {
+            predial_url: self.predial_url.clone(),
+            predial_timeout_ms: self.predial_timeout_ms,
+            dnc_registry_required: self.dnc_registry_required,
+        }
+    }
 }
 
 /// A new frequency cap, both numbers required.
@@ -286,7 +319,14 @@ pub fn parse_tenant_patch(
         return Err(ApiError::ForbiddenFields(refused));
     }
     let mut changed_read_only = Violations::default();
-    for field in ["id", "name", "createdAt", "webhookSecret", "rulesVersion"] {
+    for field in [
+        "id",
+        "name",
+        "createdAt",
+        "webhookSecret",
+        "rulesVersion",
+        "dncRegistry",
+    ] {
         if let Some(value) = body.remove(field)
             && value != shown[field]
         {
@@ -307,8 +347,13 @@ pub async fn apply_tenant_patch(
     client: &impl GenericClient,
     current: &Settings,
     patch: TenantPatch,
+    allowed: &shared::destination::AllowedNetworks,
 ) -> Result<Settings, ApiError> {
     let mut v = Violations::default();
+    let checks = patch.checks();
+    for (field, why) in checks.problems(allowed) {
+        v.add(field, why);
+    }
     let retry = patch.retry_defaults.unwrap_or_default();
     let max_attempts = retry.max_attempts.and_then(|n| {
         if n >= 1 && n <= i64::from(current.ceilings.max_attempts) {
@@ -368,6 +413,7 @@ pub async fn apply_tenant_patch(
     if let Some(mode) = jurisdiction_rules {
         crate::jurisdiction::write(client, current.id, mode).await?;
     }
+    crate::workspace_checks::write(client, current.id, &checks).await?;
     write_compliance(
         client,
         current.id,
@@ -527,6 +573,9 @@ pub struct OperatorUpdate {
     pub request_burst: Option<i32>,
     /// The tenant's compliance policy, which the operator may set too.
     pub compliance: Compliance,
+    /// The pre-dial check and the registry reliance (checked by the caller:
+    /// [`ChecksPatch::problems`]).
+    pub checks: ChecksPatch,
     /// `--jurisdiction-rules strictest|federal`.
     pub jurisdiction_rules: Option<shared::compliance::jurisdiction::RuleMode>,
 }
@@ -546,6 +595,7 @@ impl OperatorUpdate {
             && self.requests_per_second.is_none()
             && self.request_burst.is_none()
             && self.compliance.is_empty()
+            && self.checks.is_empty()
             && self.jurisdiction_rules.is_none()
     }
 }
@@ -610,6 +660,7 @@ pub async fn apply_operator_update(
     if let Some(mode) = u.jurisdiction_rules {
         crate::jurisdiction::write(client, id, mode).await?;
     }
+    crate::workspace_checks::write(client, id, &u.checks).await?;
     client
         .execute(
             "UPDATE workspaces SET

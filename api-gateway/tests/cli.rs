@@ -210,6 +210,48 @@ async fn workspace_and_webhook_secret_commands() {
         "no workspace with id",
     );
     cli.fails(&["workspace", "update", &ws], "nothing to change");
+    // The pre-dial check and the registry reliance (docs/compliance.md).
+    let checks = cli.json(&[
+        "workspace",
+        "update",
+        &ws,
+        "--predial-url",
+        "https://checks.example.com/predial",
+        "--predial-timeout-ms",
+        "1500",
+        "--dnc-registry-required",
+        "true",
+    ]);
+    assert_eq!(checks["predialUrl"], "https://checks.example.com/predial");
+    assert_eq!(checks["predialTimeoutMs"], 1500);
+    assert_eq!(checks["dncRegistryRequired"], true);
+    assert_eq!(checks["dncRegistry"]["holdReason"], "dnc_registry_stale");
+    let off = cli.json(&["workspace", "update", &ws, "--predial-url", "off"]);
+    assert_eq!(off["predialUrl"], serde_json::Value::Null);
+    cli.fails(
+        &[
+            "workspace",
+            "update",
+            &ws,
+            "--predial-url",
+            "http://10.1.2.3/x",
+        ],
+        "--predial-url must not point to a private or reserved address",
+    );
+    cli.fails(
+        &["workspace", "update", &ws, "--predial-timeout-ms", "10001"],
+        "--predial-timeout-ms must be between 1 and 10000",
+    );
+    cli.fails(
+        &[
+            "workspace",
+            "update",
+            &ws,
+            "--dnc-registry-required",
+            "maybe",
+        ],
+        "--dnc-registry-required must be true or false",
+    );
     cli.fails(
         &["workspace", "update", &ws, "--max-concurrent-dials", "0"],
         "--max-concurrent-dials must be at least 1",

@@ -77,6 +77,9 @@ pub struct Config {
     /// `WEBHOOK_ALLOWED_NETWORKS`: private or reserved networks webhooks may nevertheless go to
     /// (CIDRs, comma-separated; none by default). See `shared::destination`.
     pub webhook_allowed_networks: shared::destination::AllowedNetworks,
+    /// `PREDIAL_RETRY_MS`: how long a contact whose pre-dial check got no usable answer waits
+    /// before it is checked again (default 30 s).
+    pub predial_retry: Duration,
     /// `DIAL_FAILPOINT=abort_after_insert:N`, for fault-injection tests only: abort the process
     /// right after its N-th attempt insert, before that attempt's carrier request.
     pub abort_after_insert: Option<u64>,
@@ -123,6 +126,7 @@ impl Config {
             webhook_retry_for: env.secs("WEBHOOK_RETRY_FOR_SECS", 86_400)?,
             webhook_poll: env.millis("WEBHOOK_POLL_MS", 500)?,
             webhook_allowed_networks: env.parse("WEBHOOK_ALLOWED_NETWORKS", Default::default())?,
+            predial_retry: env.millis("PREDIAL_RETRY_MS", 30_000)?,
             abort_after_insert: failpoint(env)?,
             pack: shared::compliance::enforce::load_pack(env)?,
         })

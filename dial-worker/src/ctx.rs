@@ -33,6 +33,9 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// The dial path's group-committed writes.
     pub(crate) writes: Writes,
+    /// The pre-dial check's client, guarded like the webhooks' (`shared::destination`);
+    /// `None` when it cannot be built, and then every check is unavailable (fail closed).
+    pub(crate) predial_http: Option<reqwest::Client>,
 }
 
 impl Ctx {
@@ -45,9 +48,17 @@ impl Ctx {
         config: Config,
         shutdown: CancellationToken,
     ) -> Self {
+        let predial_http = shared::destination::guarded_client(
+            reqwest::Client::builder(),
+            Arc::new(config.webhook_allowed_networks.clone()),
+        )
+        .build()
+        .inspect_err(|e| tracing::error!(error = %e, "cannot build the pre-dial client; every check will hold its contact"))
+        .ok();
         let unplaced_after =
             std::time::Duration::from_secs(u64::from(config.call_timeout_secs) + 60);
         Self {
+            predial_http,
             writes: Writes::start(&db),
             limits: Limits::new(redis, config.slot_lease, config.rate_margin)
                 .with_slow_threshold(config.redis_slow)

@@ -19,7 +19,8 @@
 //!
 //! The steps, each in a module of its own: the job and its gate ([`crate::job`]), the careful
 //! read and the attempt's writes ([`crate::attempt`]), the slots and caller ID
-//! ([`crate::acquire`]), the calling-hours and frequency-cap re-checks ([`crate::compliance`]),
+//! ([`crate::acquire`]) after the workspace's pre-dial check if it has one
+//! ([`crate::predial`]), the calling-hours and frequency-cap re-checks ([`crate::compliance`]),
 //! the paced carrier request ([`crate::place`]); an existing attempt goes to
 //! [`crate::reconcile`], a call's end to [`crate::end`]. Once the attempt is written, whatever
 //! came of it (a refusal, a stopped job, the carrier's answer) is decided by one pure function,
@@ -134,6 +135,16 @@ async fn dial_pass(
     let gate = job.gate(ctx.config.service.clock.now());
     if gate != Gate::Go {
         return not_started(ctx, msg, path, gate).await;
+    }
+    // The pre-dial check comes before any slot or start token, so its wait holds no line; only
+    // a contact whose release is known to have committed is checked (the careful read).
+    if let Some(predial) = &job.predial {
+        if path == Path::FirstDelivery {
+            return Ok(Pass::LookCarefully);
+        }
+        if let Some(done) = crate::predial::check_before_dial(ctx, predial, msg).await? {
+            return Ok(Pass::Done(done));
+        }
     }
 
     // Wait for both slots (the start token comes right before the request).

@@ -60,6 +60,8 @@ pub(crate) struct Job {
     pub(crate) mode: RuleMode,
     /// The job asks the carrier to detect answering machines (`machineDetection`), and how.
     pub(crate) machine_detection: Option<MachineDetection>,
+    /// The workspace's pre-dial check, `None` when off (`crate::predial`).
+    pub(crate) predial: Option<crate::predial::decide::Predial>,
 }
 
 impl Job {
@@ -155,7 +157,10 @@ const JOB_SQL: &str = "
            COALESCE(chosen.ids, pool.ids, '{}') AS caller_ids,
            COALESCE(chosen.numbers, pool.numbers, '{}') AS caller_numbers,
            w.max_calls_per_number_count, w.max_calls_per_number_days, b.machine_detection,
-           w.jurisdiction_rules
+           w.jurisdiction_rules,
+           w.predial_url, w.predial_timeout_ms, w.webhook_secret,
+           CASE WHEN w.previous_webhook_secret_until > now() THEN w.previous_webhook_secret END
+               AS previous_webhook_secret
     FROM batches b
     JOIN workspaces w ON w.id = b.workspace_id
     JOIN agents a ON a.id = b.agent_id
@@ -194,6 +199,10 @@ struct JobRow {
     max_calls_per_number_days: Option<i32>,
     machine_detection: Option<String>,
     jurisdiction_rules: Option<String>,
+    predial_url: Option<String>,
+    predial_timeout_ms: i32,
+    webhook_secret: String,
+    previous_webhook_secret: Option<String>,
 }
 
 impl JobRow {
@@ -218,6 +227,10 @@ impl JobRow {
             max_calls_per_number_days: r.try_get("max_calls_per_number_days")?,
             machine_detection: r.try_get("machine_detection")?,
             jurisdiction_rules: r.try_get("jurisdiction_rules")?,
+            predial_url: r.try_get("predial_url")?,
+            predial_timeout_ms: r.try_get("predial_timeout_ms")?,
+            webhook_secret: r.try_get("webhook_secret")?,
+            previous_webhook_secret: r.try_get("previous_webhook_secret")?,
         })
     }
 
@@ -261,6 +274,14 @@ impl JobRow {
                 .machine_detection
                 .as_deref()
                 .and_then(MachineDetection::parse),
+            predial: self.predial_url.map(|url| crate::predial::decide::Predial {
+                url,
+                // The column's CHECK keeps it within 1 … 10,000.
+                timeout: Duration::from_millis(u64::try_from(self.predial_timeout_ms).unwrap_or(1)),
+                secrets: std::iter::once(self.webhook_secret)
+                    .chain(self.previous_webhook_secret)
+                    .collect(),
+            }),
         })
     }
 }
@@ -300,6 +321,10 @@ mod tests {
             max_calls_per_number_days: Some(7),
             machine_detection: Some("Enable".into()),
             jurisdiction_rules: Some("federal".into()),
+            predial_url: None,
+            predial_timeout_ms: 2000,
+            webhook_secret: "whsec_AAAA".into(),
+            previous_webhook_secret: None,
         }
     }
 

@@ -53,6 +53,7 @@ pub mod limits;
 pub mod outcome;
 pub mod payload;
 pub mod place;
+pub mod predial;
 pub mod reconcile;
 pub mod webhooks;
 mod writes;

@@ -97,6 +97,9 @@ pub struct ReleaseReport {
     pub requeued_stale: u64,
     /// Jobs that became `completed`.
     pub completed_jobs: Vec<Uuid>,
+    /// Open jobs not released because their workspace relies on the do-not-call registry and
+    /// has no copy fresh enough (`dnc_registry_stale`, `shared::compliance::registry`).
+    pub registry_held_jobs: usize,
 }
 
 /// A stored count or limit as the unsigned number it stands for; a negative one (which the
@@ -182,7 +185,10 @@ async fn open_jobs(
                     w.max_concurrent_dials AS workspace_max_concurrent_dials, b.trace_context, b.timezone,
                     w.recipient_hours_start, w.recipient_hours_end, w.allow_unknown_timezone,
                     w.max_calls_per_number_count, w.max_calls_per_number_days,
-                    w.jurisdiction_rules
+                    w.jurisdiction_rules,
+                    w.dnc_registry_required,
+                    (SELECT max(r.as_of) FROM dnc_registry_copies r
+                     WHERE r.workspace_id = w.id) AS dnc_registry_as_of
              FROM batches b JOIN workspaces w ON w.id = b.workspace_id
              WHERE b.state = $1
              ORDER BY b.priority DESC, b.created_at, b.id",
@@ -204,6 +210,18 @@ async fn open_jobs(
             continue;
         }
         report.open_jobs += 1;
+        // A workspace that relies on the registry is not released without a fresh copy: the
+        // safe harbour of 16 CFR 310.4(b)(3)(iv) and 47 CFR 64.1200(c)(2)(i)(D) needs one no
+        // older than 31 days on the day of the call. Judged at this tick's `now`, so the release
+        // after a fresh import goes on.
+        if shared::compliance::registry::is_stale(
+            row.try_get("dnc_registry_required")?,
+            row.try_get("dnc_registry_as_of")?,
+            now,
+        ) {
+            report.registry_held_jobs += 1;
+            continue;
+        }
         let workspace_id: Uuid = row.try_get("workspace_id")?;
         let slot = match index.get(&workspace_id) {
             Some(&slot) => slot,

@@ -179,6 +179,7 @@ impl Batch {
             retry_of: self.retry_of,
             statistics: None,
             links: None,
+            hold_reason: None,
         }
     }
 }
@@ -219,6 +220,10 @@ pub struct Job {
     /// monitor page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub links: Option<JobLinks>,
+    /// `GET /api/batch_dial_jobs/{id}` only (extension): what holds the whole job now
+    /// (`dnc_registry_stale`); absent when nothing does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_reason: Option<&'static str>,
 }
 
 /// A job's links (extension).

@@ -150,6 +150,10 @@ pub struct CheckStatus {
     pub error: Option<BatchError>,
     /// Extension: the batch whose contacts this one re-calls (`POST …/retry`), or null.
     pub retry_of: Option<Uuid>,
+    /// Extension: what holds the whole batch now, or null: `dnc_registry_stale` while its
+    /// workspace relies on the national do-not-call registry without a copy fresh enough
+    /// (docs/compliance.md); nothing of it is released until one is imported.
+    pub hold_reason: Option<&'static str>,
 }
 
 /// Dialgen's `performance`.
@@ -266,6 +270,11 @@ pub async fn check_status(
     let performance = Performance::of(b, &contacts, attempts, deferred, held_until, now);
     let recent_calls = recent_calls(client, b.id, recent.unwrap_or(10)).await?;
     let rejected = rejected_by_reason(client, b.id).await?;
+    let hold_reason = if b.state.is_final() {
+        None
+    } else {
+        crate::workspace_checks::batch_hold(client, b.workspace_id, now).await?
+    };
     Ok(CheckStatus {
         batch_id: b.id,
         status: b.dialgen_status(now),
@@ -284,6 +293,7 @@ pub async fn check_status(
             message: m.clone(),
         }),
         retry_of: b.retry_of,
+        hold_reason,
     })
 }
 

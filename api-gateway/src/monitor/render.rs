@@ -181,7 +181,11 @@ fn schedule_and_eta(s: &Snapshot) -> (String, String) {
         }
     };
     let remaining = s.statistics.pending;
-    let eta_text = if b.state.is_final() {
+    let eta_text = if let Some(hold) = s.hold_reason {
+        format!(
+            "held ({hold}): the workspace relies on the national do-not-call registry and has no copy from the last 31 days; nothing is called until a fresh copy is imported"
+        )
+    } else if b.state.is_final() {
         match b.completed_at {
             Some(t) => format!("ended {}", time(t)),
             None => "ended".to_owned(),

@@ -190,6 +190,9 @@ pub struct Snapshot {
     /// The latest minute a contact waits for (recipient hours, frequency cap): the ETA is not
     /// earlier.
     pub held_until: Option<DateTime<Utc>>,
+    /// What holds the whole batch (`dnc_registry_stale`: its workspace relies on the
+    /// do-not-call registry without a fresh copy), or `None`.
+    pub hold_reason: Option<&'static str>,
     /// The database's clock when this was read.
     pub at: DateTime<Utc>,
 }
@@ -212,6 +215,7 @@ impl Snapshot {
             && self.chart == other.chart
             && self.recent == other.recent
             && self.held_until == other.held_until
+            && self.hold_reason == other.hold_reason
     }
 
     /// Whether nothing about the batch can change any more: it is final, every contact is final
@@ -342,6 +346,9 @@ pub async fn read(
         "SELECT x.*, w.max_concurrent_dials AS workspace_max_concurrent_dials,
             w.max_calls_per_second AS workspace_max_calls_per_second,
             w.cps_ceiling AS workspace_cps_ceiling,
+            w.dnc_registry_required AS workspace_dnc_registry_required,
+            (SELECT max(r.as_of) FROM dnc_registry_copies r WHERE r.workspace_id = x.workspace_id)
+                AS workspace_dnc_registry_as_of,
             (SELECT name FROM agents WHERE id = x.agent_id) AS agent_name,
             (SELECT coalesce(jsonb_agg(jsonb_build_array(state, last_outcome, hold_reason, n)), '[]')
                FROM ({groups}) s) AS counter_groups,
@@ -397,8 +404,19 @@ pub async fn read(
     } else {
         None
     };
+    let hold_reason = if batch.state.is_final() {
+        None
+    } else {
+        crate::workspace_checks::RegistryStatus::at(
+            row.try_get("workspace_dnc_registry_required")?,
+            row.try_get("workspace_dnc_registry_as_of")?,
+            at,
+        )
+        .hold_reason
+    };
     Ok(Some(Snapshot {
         held_until,
+        hold_reason,
         agent_name: row.try_get("agent_name")?,
         own_calls_per_second: row.try_get("own_calls_per_second")?,
         workspace_max_concurrent_dials: row.try_get("workspace_max_concurrent_dials")?,

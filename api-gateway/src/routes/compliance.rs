@@ -38,6 +38,7 @@ use crate::batches::model::Batch;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Query, path_id};
 use crate::pagination::{Page, page_body};
+use crate::routes::dnc_registry::{self, RegistryCopy};
 use crate::state::AppState;
 use crate::validate::Violations;
 
@@ -96,15 +97,29 @@ pub(crate) struct DncIn {
     #[serde(default)]
     #[schema(max_length = 200)]
     reason: Option<String>,
+    /// With `asOf`: the import is a copy of this registry (`national_registry`).
+    #[serde(default)]
+    source: Option<String>,
+    /// With `source`: the date the copy was taken (`YYYY-MM-DD`, not in the future).
+    #[serde(default, rename = "asOf")]
+    #[schema(format = Date)]
+    as_of: Option<String>,
 }
 
-/// `reason` of a CSV import.
+/// `reason`, `source` and `asOf` of a CSV import.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReasonQuery {
     /// The reason stored with each number (CSV bodies; a JSON body's own `reason` wins).
     #[param(max_length = 200)]
     reason: Option<String>,
+    /// With `asOf`: the upload is a copy of this registry (`national_registry`); recorded
+    /// with the import (docs/compliance.md, "Do-not-call registry freshness").
+    source: Option<String>,
+    /// With `source`: the date the copy was taken (`YYYY-MM-DD`, not in the future).
+    #[serde(rename = "asOf")]
+    #[param(rename = "asOf")]
+    as_of: Option<String>,
 }
 
 /// The answer of `POST /api/dnc`.
@@ -112,6 +127,9 @@ pub(crate) struct ReasonQuery {
 pub(crate) struct DncAdded {
     /// Numbers new to the list.
     added: u64,
+    /// The registry copy recorded with the import, when it was marked as one.
+    #[serde(rename = "registryCopy", skip_serializing_if = "Option::is_none")]
+    registry_copy: Option<RegistryCopy>,
 }
 
 fn check_reason(reason: Option<String>, v: &mut Violations) -> Option<String> {
@@ -135,11 +153,14 @@ pub(crate) async fn add(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+    let now = state.config.service.clock.now();
+    let registry_copy;
     let added = if is_csv {
         let mut v = Violations::default();
         let reason = check_reason(q.reason, &mut v);
+        registry_copy = dnc_registry::read(q.source.as_deref(), q.as_of.as_deref(), now, &mut v);
         v.into_result(())?;
-        import_csv(&state, ws.id, reason.as_deref(), body).await?
+        import_csv(&state, ws.id, reason.as_deref(), registry_copy, body).await?
     } else {
         let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
             .await
@@ -149,6 +170,12 @@ pub(crate) async fn add(
         let input: DncIn = crate::extract::parse_json(&bytes)?;
         let mut v = Violations::default();
         let reason = check_reason(input.reason.or(q.reason), &mut v);
+        registry_copy = dnc_registry::read(
+            input.source.as_deref().or(q.source.as_deref()),
+            input.as_of.as_deref().or(q.as_of.as_deref()),
+            now,
+            &mut v,
+        );
         if input.numbers.is_empty() {
             v.add("numbers", "must hold at least one number");
         }
@@ -171,17 +198,26 @@ pub(crate) async fn add(
             }
         }
         v.into_result(())?;
-        let client = state.db.get().await?;
-        client
+        let mut client = state.db.get().await?;
+        let tx = client.transaction().await?;
+        let added = tx
             .execute(
                 "INSERT INTO dnc_numbers (workspace_id, number, reason)
                  SELECT DISTINCT $1::uuid, n, $3::text FROM unnest($2::text[]) n
                  ON CONFLICT DO NOTHING",
                 &[&ws.id, &numbers, &reason],
             )
-            .await?
+            .await?;
+        if let Some(copy) = registry_copy {
+            dnc_registry::record(&tx, ws.id, copy, numbers.len() as i64).await?;
+        }
+        tx.commit().await?;
+        added
     };
-    Ok(Json(DncAdded { added }))
+    Ok(Json(DncAdded {
+        added,
+        registry_copy,
+    }))
 }
 
 /// Streams a CSV body into a temporary table with `COPY`, then merges it into the list in the
@@ -190,6 +226,7 @@ async fn import_csv(
     state: &AppState,
     workspace_id: Uuid,
     reason: Option<&str>,
+    registry_copy: Option<RegistryCopy>,
     body: Body,
 ) -> Result<u64, ApiError> {
     let mut client = state.db.get().await?;
@@ -202,6 +239,7 @@ async fn import_csv(
     let mut pending = BytesMut::new();
     let mut out = BytesMut::with_capacity(COPY_BUFFER);
     let mut line_no: u64 = 0;
+    let mut numbers: i64 = 0;
     let mut eof = false;
     while !eof {
         match stream.next().await {
@@ -232,6 +270,7 @@ async fn import_csv(
             }
             match normalize_number(field) {
                 Some(n) => {
+                    numbers += 1;
                     out.extend_from_slice(n.as_str().as_bytes());
                     out.put_u8(b'\n');
                 }
@@ -264,6 +303,9 @@ async fn import_csv(
             &[&workspace_id, &reason],
         )
         .await?;
+    if let Some(copy) = registry_copy {
+        dnc_registry::record(&tx, workspace_id, copy, numbers).await?;
+    }
     tx.commit().await?;
     tracing::info!(lines = line_no, added, "do-not-call list imported");
     Ok(added)

@@ -5,6 +5,7 @@ pub mod carrier;
 pub mod compliance;
 pub mod dashboard_links;
 pub mod dialgen;
+pub mod dnc_registry;
 pub mod lists;
 pub mod owned;
 pub mod phone_numbers;

@@ -176,9 +176,16 @@ pub(crate) async fn fetch(
         .unwrap_or_default();
     // Extensions: the job's progress, counted as Dialgen's `statistics` (voicemails apart from
     // successes), and the live monitor page, as Dialgen batches have it.
+    let hold_reason = if batch.state.is_final() {
+        None
+    } else {
+        crate::workspace_checks::batch_hold(&client, ws.id, state.config.service.clock.now())
+            .await?
+    };
     Ok(Json(Job {
         statistics: Some(crate::batches::stats::statistics(&batch, &counts)),
         links: Some(JobLinks::of(&state.config, id)),
+        hold_reason,
         ..batch.to_job()
     }))
 }

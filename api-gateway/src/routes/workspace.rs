@@ -85,7 +85,9 @@ pub(crate) async fn update(
     let tx = client.transaction().await?;
     let current = Settings::load(&tx, ws.id).await?;
     let patch = workspace::parse_tenant_patch(body, &current)?;
-    let settings = workspace::apply_tenant_patch(&tx, &current, patch).await?;
+    let settings =
+        workspace::apply_tenant_patch(&tx, &current, patch, &state.config.webhook_allowed_networks)
+            .await?;
     tx.commit().await?;
     Ok(Json(settings))
 }

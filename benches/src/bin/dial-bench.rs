@@ -8,6 +8,10 @@
 //!   (Σ durations ÷ 200) divided by the actual time, and the p99 time from a call ending to the
 //!   next call starting in its place.
 //!
+//! - `predial`: zero-length calls as `throughput`, run twice: without a pre-dial check, and
+//!   with one answered `{"allow": true}` by a local receiver after 50 ms; dials per second of
+//!   each and their ratio (what the check costs).
+//!
 //! `cargo run --release -p dialfleet-benches --bin dial-bench -- all`
 
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use uuid::Uuid;
 enum Mode {
     Throughput,
     Utilization,
+    Predial,
     All,
 }
 
@@ -85,7 +90,96 @@ async fn main() -> anyhow::Result<()> {
         scratch.drop_all().await;
         r?;
     }
+    if matches!(args.mode, Mode::Predial) {
+        predial(&args).await?;
+    }
     Ok(())
+}
+
+/// How long the benchmark's pre-dial receiver takes to answer.
+const PREDIAL_ANSWER: Duration = Duration::from_millis(50);
+
+/// Dials per second without and with a pre-dial check answered in [`PREDIAL_ANSWER`].
+async fn predial(args: &Args) -> anyhow::Result<()> {
+    println!(
+        "== predial: {} contacts, zero-length calls, {} workers, prefetch {}; check answered in {} ms",
+        args.contacts,
+        args.workers,
+        args.prefetch,
+        PREDIAL_ANSWER.as_millis()
+    );
+    let mut rates = Vec::new();
+    for with_check in [false, true] {
+        let scratch = Scratch::new().await?;
+        let r = predial_run(&scratch, args, with_check).await;
+        scratch.drop_all().await;
+        let rate = r?;
+        println!(
+            "{:<40} {rate:>8.0} dials/s",
+            if with_check {
+                "with the pre-dial check (50 ms):"
+            } else {
+                "without a pre-dial check:"
+            }
+        );
+        rates.push(rate);
+    }
+    let ratio = rates[1] / rates[0].max(1e-9);
+    println!("ratio with ÷ without:                    {ratio:>8.3}");
+    report(serde_json::json!({
+        "figure": "predial", "workers": args.workers, "prefetch": args.prefetch,
+        "answer_ms": PREDIAL_ANSWER.as_millis() as u64,
+        "dials_per_s_without": rates[0], "dials_per_s_with": rates[1], "ratio": ratio,
+    }));
+    Ok(())
+}
+
+/// A receiver on 127.0.0.1 allowing every call after [`PREDIAL_ANSWER`]; its URL.
+async fn predial_receiver() -> anyhow::Result<String> {
+    let app = axum::Router::new().route(
+        "/predial",
+        axum::routing::post(|| async {
+            tokio::time::sleep(PREDIAL_ANSWER).await;
+            axum::Json(serde_json::json!({"allow": true}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}/predial"))
+}
+
+/// One run of `predial`: dials per second, first to last call.
+async fn predial_run(scratch: &Scratch, args: &Args, with_check: bool) -> anyhow::Result<f64> {
+    let n = args.contacts;
+    let dials = fixture(scratch, n, 1_000_000, 1_000_000).await?;
+    if with_check {
+        let url = predial_receiver().await?;
+        let pool = shared::db::connect(&scratch.service).await?;
+        pool.get()
+            .await?
+            .execute("UPDATE workspaces SET predial_url = $1", &[&url])
+            .await?;
+    }
+    let broker = Broker::connect(&scratch.service, "bench").await?;
+    publish(&broker, &dials).await?;
+    let (sim, stop_events) = answering_sim(&broker, (0, 0), 1);
+    let (stop, handles) = start_workers(scratch, &sim, args.workers, args.prefetch).await?;
+    wait_final(scratch, i64::from(n)).await?;
+    let calls = sim.calls();
+    let first = calls.iter().map(|c| c.requested_at).min();
+    let last = calls.iter().map(|c| c.requested_at).max();
+    let span = match (first, last) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    stop.cancel();
+    stop_events.cancel();
+    for h in handles {
+        let _ = h.await;
+    }
+    broker.close().await;
+    Ok(calls.len() as f64 / span.as_secs_f64().max(1e-9))
 }
 
 /// A scratch database, queue prefix and Redis prefix.
@@ -170,6 +264,8 @@ impl Scratch {
             ("HEALTH_ADDR", "127.0.0.1:0".to_owned()),
             ("DIAL_PREFETCH", prefetch.to_string()),
             ("EVENTS_PREFETCH", "256".to_owned()),
+            // The `predial` run's receiver listens on loopback.
+            ("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32".to_owned()),
             (
                 "REDIS_SLOW_MS",
                 std::env::var("REDIS_SLOW_MS").unwrap_or_else(|_| "100".to_owned()),

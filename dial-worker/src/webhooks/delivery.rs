@@ -313,7 +313,7 @@ async fn send(
 
 /// `e` and its causes, `: `-separated: reqwest's own message ("error sending request") says
 /// nothing a receiver's owner can act on.
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {

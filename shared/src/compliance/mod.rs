@@ -9,6 +9,7 @@ pub mod cap;
 pub mod enforce;
 pub mod hours;
 pub mod jurisdiction;
+pub mod registry;
 pub mod zones;
 
 pub use cap::FrequencyCap;

@@ -6,6 +6,7 @@
 //! | `contact_state_for_job(job_state text) RETURNS text` | [`JobState::contact_state_when_handed_back`] |
 //! | `frequency_cap_frees_at(ws_id uuid, to_num text, at_time timestamptz, cap_count int, cap_days int[, except_attempt uuid]) RETURNS timestamptz` | [`frequency_cap_frees_at`]; "under the cap" is `… IS NULL` |
 //! | `suppress_contacts(ids uuid[], from_state text, at_time timestamptz) RETURNS SETOF uuid` | [`suppress_contacts`] |
+//! | `suppress_contacts(ids uuid[], from_state text, at_time timestamptz, why text, why_detail jsonb) RETURNS SETOF uuid` (V25) | [`suppress_contacts_because`] |
 //! | `suppress_unsent_attempt(attempt uuid, contact uuid, attempt_number int, at_time timestamptz) RETURNS SETOF uuid` | [`suppress_unsent_attempt`] |
 //!
 //! A state given to one of them is bound as a typed parameter (`ContactState`'s `ToSql`), so
@@ -29,6 +30,10 @@ use crate::domain::ContactState;
 pub const SUPPRESS_CONTACTS: &str =
     "SELECT suppress_contacts($1::uuid[], $2::text, COALESCE($3::timestamptz, now())) AS id";
 
+/// `suppress_contacts` with the event's reason `$4` and detail `$5` (migration V25).
+pub const SUPPRESS_CONTACTS_BECAUSE: &str = "SELECT suppress_contacts($1::uuid[], $2::text, \
+     COALESCE($3::timestamptz, now()), $4::text, $5::jsonb) AS id";
+
 /// `suppress_unsent_attempt`: a contact `dialing` attempt `$3` whose attempt `$1` was never
 /// sent: the attempt goes (uncharged) and the contact is suppressed, in one call, at `$4`
 /// (NULL: the transaction's `now()`).
@@ -48,6 +53,22 @@ pub async fn suppress_contacts(
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     let rows = client.query(SUPPRESS_CONTACTS, &[&ids, &from, &at]).await?;
+    rows.iter().map(|r| r.try_get("id")).collect()
+}
+
+/// Like [`suppress_contacts`], with the `suppressed` event's reason `why` and `detail` (the
+/// pre-dial check's refusal: reason `predial_denied`, detail `{"reason": "…"}`).
+pub async fn suppress_contacts_because(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+    from: ContactState,
+    at: Option<DateTime<Utc>>,
+    why: &str,
+    detail: &serde_json::Value,
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let rows = client
+        .query(SUPPRESS_CONTACTS_BECAUSE, &[&ids, &from, &at, &why, detail])
+        .await?;
     rows.iter().map(|r| r.try_get("id")).collect()
 }
 
