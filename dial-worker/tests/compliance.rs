@@ -363,7 +363,11 @@ async fn florida_after_eight_pm_is_handed_back_georgia_is_called() {
         .get("detail");
     assert_eq!(detail["rule"], "US-FL-hours", "{detail}");
     assert_eq!(detail["citation"], "Fla. Stat. 501.616(6)(a)", "{detail}");
-    assert_eq!(detail["version"], "2026.12.0", "{detail}");
+    assert_eq!(
+        detail["version"],
+        shared::compliance::enforce::shipped_pack().version(),
+        "{detail}"
+    );
     assert_eq!(detail["by"], "dial-worker", "{detail}");
 
     let ga = batch(&env, &new_batch(ws), &["+14045550100".to_owned()]).await;

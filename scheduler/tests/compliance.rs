@@ -395,7 +395,11 @@ async fn florida_waits_for_its_hours_georgia_goes_and_the_held_cost_idle_ticks()
         .get("detail");
     assert_eq!(detail["rule"], "US-FL-hours", "{detail}");
     assert_eq!(detail["citation"], "Fla. Stat. 501.616(6)(a)", "{detail}");
-    assert_eq!(detail["version"], "2026.12.0", "{detail}");
+    assert_eq!(
+        detail["version"],
+        shared::compliance::enforce::shipped_pack().version(),
+        "{detail}"
+    );
     drain_dial(&env).await;
 
     // Idle ticks: nothing due, nothing read again.
