@@ -339,10 +339,10 @@ async fn state_and_postal_code_are_validated_and_stored_on_both_surfaces() {
         lines
             .next()
             .unwrap()
-            .ends_with("callerId,state,postalCode,metadata"),
+            .ends_with("callerId,state,postalCode,holdReason,nextAttemptAt,metadata"),
         "{csv}"
     );
-    assert!(lines.next().unwrap().ends_with(",FL,33101,{}"), "{csv}");
+    assert!(lines.next().unwrap().ends_with(",FL,33101,,,{}"), "{csv}");
 
     // Bad values: each named, nothing created.
     let r = app
