@@ -23,8 +23,7 @@ use crate::batches::settings::{DialgenCreate, VogentCreate};
 use crate::error::ErrorBody;
 use crate::routes::{
     agents, compliance, dashboard_links, dialgen, lists, phone_numbers, preflight, vogent,
-    webhook_deliveries,
-    workspace,
+    webhook_deliveries, workspace,
 };
 
 #[derive(OpenApi)]

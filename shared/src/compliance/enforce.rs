@@ -341,7 +341,10 @@ mod tests {
         assert_eq!(e.name, RULES_FILE_ENV);
         assert!(e.reason.contains("/nonexistent/rules.toml"), "{e}");
         let none = Env::from_pairs::<_, String, String>([]);
-        assert_eq!(load_pack(&none).unwrap().version(), shipped_pack().version());
+        assert_eq!(
+            load_pack(&none).unwrap().version(),
+            shipped_pack().version()
+        );
         assert_eq!(rule_mode(Some("federal")), RuleMode::Federal);
         assert_eq!(rule_mode(None), RuleMode::Strictest);
     }
