@@ -1,4 +1,4 @@
-//! Races of the dial path named by issue #29's review (1 and 5) and the rebuild of the slot
+//! Races of the dial path named by issue #29's review (1, 4 and 5) and the rebuild of the slot
 //! counts after a Redis flush, against the real PostgreSQL and Redis. Each test failed before
 //! its fix (docs/reliability.md, "Races closed").
 
@@ -101,6 +101,103 @@ async fn a_slot_does_not_lapse_while_its_attempt_insert_waits() {
     assert_eq!(sim.calls().len(), 1);
     stop.cancel();
     renewer.await.unwrap();
+}
+
+/// Race 4: the send window runs out around a granted start token — here because the touch
+/// that keeps it open while the token is awaited hangs (a trigger makes every `UPDATE` of
+/// `dial_attempts` wait for an advisory lock the test holds) for longer than the window. The
+/// token granted after that touch must be let go once the row has been touched again, and the
+/// request sent with a fresh one: at one start a second, a full interval after the released
+/// touch. Sending it with the token granted before that database write (as before the fix)
+/// makes it follow the touch at once.
+///
+/// Failing-first: in `place::place_with_retry`, replace `if clock.confirm(ctx).await? {
+/// continue; }` by `clock.confirm(ctx).await?;` (send after the touch with the same token) and
+/// this test fails with "the request followed the token granted before the touch".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_granted_around_a_lapsed_send_window_is_let_go() {
+    let env = TestEnv::new().await;
+    let ws = workspace(&env, 1).await;
+    let batch = batch(
+        &env,
+        &new_batch(ws)
+            .max_concurrent_dials(1)
+            .max_calls_per_second(1),
+        &numbers("+1201555", 1, 0),
+    )
+    .await;
+    let msg = released(&env, &ws, batch).await.remove(0);
+    let stop = CancellationToken::new();
+    let sim = sim(&env, SimBehavior::default(), stop.clone());
+    let ctx = ctx_configured(&env, Carrier::Sim(sim.clone()), &[]);
+
+    let gate = env.db.get().await.unwrap();
+    gate.batch_execute(
+        "CREATE FUNCTION race4_slow_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$;
+         CREATE TRIGGER race4_slow_touch BEFORE UPDATE ON dial_attempts
+         FOR EACH ROW EXECUTE FUNCTION race4_slow_touch();
+         SELECT pg_advisory_lock(4242);",
+    )
+    .await
+    .unwrap();
+    // The attempt insert waits 3 s for the contact's row lock, so the first token try comes
+    // after half the window and touches the row first.
+    let mut blocker = env.db.get().await.unwrap();
+    let lock = blocker.transaction().await.unwrap();
+    lock.execute(
+        "SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE",
+        &[&msg.contact_id],
+    )
+    .await
+    .unwrap();
+    let dial = {
+        let (ctx, msg) = (ctx.clone(), msg.clone());
+        tokio::spawn(async move { dial_first_delivery(&ctx, &msg).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    lock.rollback().await.unwrap();
+    // The touch hangs; once it has hung for longer than the send window, it is let through.
+    let waiting = std::time::Instant::now();
+    loop {
+        let touches: i64 = gate
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE 'UPDATE dial_attempts SET updated_at%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if touches > 0 {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "the touch never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(dial_worker::reconcile::SEND_WINDOW + Duration::from_millis(500)).await;
+    assert!(sim.calls().is_empty(), "nothing sent while the touch hangs");
+    let released_at = chrono::Utc::now();
+    gate.execute("SELECT pg_advisory_unlock(4242)", &[])
+        .await
+        .unwrap();
+    let result = dial.await.unwrap().unwrap();
+    assert!(matches!(result, DialResult::Dialed { .. }), "{result:?}");
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 1);
+    let after = calls[0].requested_at - released_at;
+    eprintln!("request {after:?} after the touch was let through");
+    // The token granted after the hung touch is one start; the request's own token can only
+    // come one interval (1 s at one start a second) later.
+    assert!(
+        after >= chrono::Duration::milliseconds(900),
+        "the request followed the token granted before the touch: {after:?} after it"
+    );
+    stop.cancel();
 }
 
 /// Race 5: a worker wrote an attempt and placed its call, then died before storing the call
