@@ -4,17 +4,15 @@
 //! a long name cut with an ellipsis, and a forged link refused. Saves a screenshot (to
 //! `docs/batch-dials.png`, shown in docs/monitor.md, with `UPDATE_SCREENSHOTS=1`).
 
-#[path = "common/browser.rs"]
-mod browser;
 mod common;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::browser::Browser;
 use testkit::http::SendJson;
 use uuid::Uuid;
 
-use browser::Browser;
 use common::running::running_batch;
 use common::spawn_app;
 
@@ -161,15 +159,7 @@ async fn the_page_in_chromium_lists_both_apis_and_follows_them_live() {
             >= 2
     );
 
-    let png = browser.screenshot().await;
-    assert!(png.starts_with(b"\x89PNG"));
-    let path = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/batch-dials.png")
-    } else {
-        std::env::temp_dir().join("dialfleet-batch-dials.png")
-    };
-    std::fs::write(&path, &png).unwrap();
-    println!("screenshot: {}", path.display());
+    browser.save_screenshot("batch-dials.png").await;
 
     // The filter: only the paused batch.
     browser

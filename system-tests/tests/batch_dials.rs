@@ -4,17 +4,13 @@
 //! (its figures move while the calls happen), never shows more lines in use than the workspace
 //! allows, and ends with each batch's outcome counts equal to the simulator's record.
 
-#[path = "../../api-gateway/tests/common/browser.rs"]
-mod browser;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use system_tests::stack::Stack;
+use testkit::browser::Browser;
 use testkit::http::SendJson;
-
-use browser::Browser;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_page_follows_both_apis_real_calls_live() {

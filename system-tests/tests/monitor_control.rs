@@ -6,17 +6,13 @@
 //!
 //! Screenshots of the running and the finished page go to `docs/` with `UPDATE_SCREENSHOTS=1`.
 
-#[path = "support/chromium.rs"]
-mod chromium;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use system_tests::stack::Stack;
+use testkit::browser::Browser;
 use testkit::http::SendJson;
-
-use chromium::Browser;
 
 /// How long a test waits for the page to show an answer. The goal is 1 s and the tests print
 /// what they measure; this bound only catches a page that stopped following, so that a loaded
@@ -124,7 +120,7 @@ async fn a_control_link_pauses_resumes_and_cancels_and_a_read_only_link_cannot()
     let id = batch(&stack, 400, 3).await;
     let view = mint(&stack, &id, false).await;
     let control = mint(&stack, &id, true).await;
-    let browser = Browser::start().await;
+    let browser = Browser::start_keeping_dialogs().await;
 
     // The read-only link: no buttons, and a POST from its page (or anywhere) is refused.
     browser.goto(&view).await;
@@ -293,7 +289,7 @@ async fn staleness_change_to_dom_over_50_changes() {
         .await;
     let id = batch(&stack, 400, 2).await;
     let small = batch_from(&stack, 6, 2, 5000).await;
-    let browser = Browser::start().await;
+    let browser = Browser::start_keeping_dialogs().await;
     browser.goto(&mint(&stack, &id, false).await).await;
     live(&browser).await;
     let installed =
@@ -484,7 +480,7 @@ async fn the_batch_dials_rows_pause_resume_and_cancel_with_a_control_link() {
             .await;
         v["url"].as_str().unwrap().to_owned()
     };
-    let browser = Browser::start().await;
+    let browser = Browser::start_keeping_dialogs().await;
 
     // Read-only: the actions cells stay empty.
     browser.goto(&mint_ws(false).await).await;

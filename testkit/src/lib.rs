@@ -8,6 +8,7 @@
 //! Everything is removed when the [`TestEnv`] is dropped, so tests run in parallel under
 //! cargo-nextest and leave nothing behind.
 
+pub mod browser;
 pub mod fixtures;
 pub mod http;
 pub mod otlp;

@@ -27,13 +27,14 @@ use tokio::sync::{Notify, OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::pace::Pace;
 use super::render::View;
 use super::snapshot::{self, Chart, Snapshot};
 use crate::error::ApiError;
 use shared::db::Pool;
 
 /// How long a feed outlives its last watcher.
-pub const IDLE_GRACE: Duration = Duration::from_secs(10);
+pub use super::pace::IDLE_GRACE;
 
 /// How long a settled batch's feed goes on reading: past the 10 s over which calls per second
 /// are counted, so that figure has fallen to zero.
@@ -213,41 +214,19 @@ impl Hub {
         mut chart: Chart,
         mut since: Option<DateTime<Utc>>,
     ) {
-        let mut unwatched_since: Option<Instant> = None;
         let mut settled_since: Option<Instant> = None;
-        let mut tick = tokio::time::interval(self.refresh);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            // A nudge reads now, whether anyone watches yet (a page about to subscribe) or the
-            // batch has settled (a page must see that the figures are current).
-            let nudged = tokio::select! {
-                _ = self.shutdown.cancelled() => {
-                    self.feeds().remove(&id);
-                    break;
-                }
-                _ = tick.tick() => false,
-                _ = feed.nudge.notified() => true,
-            };
-            if nudged {
-                // The next tick a full interval after this read.
-                tick.reset();
-            } else if tx.receiver_count() == 0 {
-                let since_when = *unwatched_since.get_or_insert_with(Instant::now);
-                if since_when.elapsed() >= IDLE_GRACE {
-                    // Forget the feed under the map's lock, where subscribers take receivers:
-                    // none can have subscribed after this check.
-                    let mut feeds = self.feeds();
-                    if tx.receiver_count() == 0 {
-                        feeds.remove(&id);
-                        break;
-                    }
-                }
-                continue;
+        let mut pace = Pace::new(self.refresh).await;
+        // Forgets the feed: at once on shutdown, else under the map's lock, where subscribers
+        // take receivers, and only if still unwatched (none can have subscribed since).
+        let forget = |idle: bool| {
+            let mut feeds = self.feeds();
+            let forgotten = !idle || tx.receiver_count() == 0;
+            if forgotten {
+                feeds.remove(&id);
             }
-            if tx.receiver_count() > 0 {
-                unwatched_since = None;
-            }
+            forgotten
+        };
+        while let Some(nudged) = pace.next(&self.shutdown, &feed.nudge, &tx, forget).await {
             // A finished batch whose every contact is final cannot change any more (final
             // contact states are terminal): once the last figures that move with time (calls
             // in the last 10 s) have settled too, the feed keeps its view and reads nothing.

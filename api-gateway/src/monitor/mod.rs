@@ -15,6 +15,7 @@ pub mod act;
 pub mod dials;
 pub mod hub;
 pub mod link;
+pub mod pace;
 pub mod render;
 pub mod secret;
 pub mod snapshot;

@@ -76,9 +76,44 @@ fn keyed(secret: &[u8], message: &str) -> Hmac<Sha256> {
     mac
 }
 
-fn mac(secret: &[u8], grant: Grant, batch: Uuid, expires: i64) -> Hmac<Sha256> {
+fn mac(secret: &[u8], tag: &str, subject: Uuid, expires: i64) -> Hmac<Sha256> {
     // A domain tag, so that no other HMAC under the same secret can pass as a monitor token.
-    keyed(secret, &format!("{}.{batch}.{expires}", grant.tag()))
+    keyed(secret, &format!("{tag}.{subject}.{expires}"))
+}
+
+/// `<expires>.<signature>`: the HMAC under `secret` of `tag`, `subject` and `expires`.
+pub(crate) fn sign(secret: &[u8], tag: &str, subject: Uuid, expires: i64) -> String {
+    let sig = mac(secret, tag, subject, expires).finalize().into_bytes();
+    format!("{expires}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// Checks a token [`sign`] made with `tag` for `subject` at `now` (the workspace page words
+/// the same three failures its own way).
+pub(crate) fn check(
+    secret: &[u8],
+    tag: &str,
+    subject: Uuid,
+    token: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), TokenError> {
+    let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
+    if !usable(secret) {
+        return Err(TokenError::Invalid);
+    }
+    let (expires, sig) = token.split_once('.').ok_or(TokenError::Invalid)?;
+    let expires: i64 = expires.parse().map_err(|_| TokenError::Invalid)?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| TokenError::Invalid)?;
+    // Constant-time comparison; the expiry is checked only once the signature is known good,
+    // so an expired-but-forged token is "invalid", not "expired".
+    mac(secret, tag, subject, expires)
+        .verify_slice(&sig)
+        .map_err(|_| TokenError::Invalid)?;
+    if now.timestamp() >= expires {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
 }
 
 /// A token for `batch`, valid for [`VALIDITY`] from `now`.
@@ -105,9 +140,8 @@ pub fn issue_until(
     expires: DateTime<Utc>,
 ) -> (String, DateTime<Utc>) {
     let secs = expires.timestamp();
-    let sig = mac(secret, grant, subject, secs).finalize().into_bytes();
     let at = DateTime::from_timestamp(secs, 0).unwrap_or(expires);
-    (format!("{secs}.{}", URL_SAFE_NO_PAD.encode(sig)), at)
+    (sign(secret, grant.tag(), subject, secs), at)
 }
 
 /// Checks a read-only `token` for `batch` at `now`.
@@ -156,24 +190,7 @@ pub fn verify_grant(
     token: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), TokenError> {
-    let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
-    if !usable(secret) {
-        return Err(TokenError::Invalid);
-    }
-    let (expires, sig) = token.split_once('.').ok_or(TokenError::Invalid)?;
-    let expires: i64 = expires.parse().map_err(|_| TokenError::Invalid)?;
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| TokenError::Invalid)?;
-    // Constant-time comparison; the expiry is checked only once the signature is known good,
-    // so an expired-but-forged token is "invalid", not "expired".
-    mac(secret, grant, batch, expires)
-        .verify_slice(&sig)
-        .map_err(|_| TokenError::Invalid)?;
-    if now.timestamp() >= expires {
-        return Err(TokenError::Expired);
-    }
-    Ok(())
+    check(secret, grant.tag(), batch, token, now)
 }
 
 #[cfg(test)]

@@ -18,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use super::render::View;
 use super::snapshot::{self, PageKey};
 use crate::error::ApiError;
+use crate::monitor::pace::Pace;
 use shared::db::Pool;
 
-/// How long a feed outlives its last watcher (as the batch pages' feeds).
-pub const IDLE_GRACE: Duration = Duration::from_secs(10);
+/// How long a feed outlives its last watcher: as the batch pages' feeds, whose [`Pace`] it
+/// shares.
+pub use crate::monitor::pace::IDLE_GRACE;
 
 /// How old a feed's last read may be when a page subscribes to it.
 pub const FRESH: Duration = Duration::from_secs(1);
@@ -190,35 +192,21 @@ impl Feeds {
         tx: watch::Sender<Arc<View>>,
         secret: Arc<[u8]>,
     ) {
-        let mut unwatched_since: Option<Instant> = None;
-        let mut tick = tokio::time::interval(self.refresh);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            let nudged = tokio::select! {
-                _ = self.shutdown.cancelled() => {
-                    self.feeds().remove(&key);
-                    break;
-                }
-                _ = tick.tick() => false,
-                _ = feed.nudge.notified() => true,
-            };
-            if nudged {
-                tick.reset();
-            } else if tx.receiver_count() == 0 {
-                let since = *unwatched_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= IDLE_GRACE {
-                    let mut feeds = self.feeds();
-                    if tx.receiver_count() == 0 {
-                        feeds.remove(&key);
-                        break;
-                    }
-                }
-                continue;
+        let mut pace = Pace::new(self.refresh).await;
+        // As the batch feed's: forgotten under the map's lock, and only if still unwatched.
+        let forget = |idle: bool| {
+            let mut feeds = self.feeds();
+            let forgotten = !idle || tx.receiver_count() == 0;
+            if forgotten {
+                feeds.remove(&key);
             }
-            if tx.receiver_count() > 0 {
-                unwatched_since = None;
-            }
+            forgotten
+        };
+        while pace
+            .next(&self.shutdown, &feed.nudge, &tx, forget)
+            .await
+            .is_some()
+        {
             let read = self.read(&key).await;
             feed.last_read.send_replace(Instant::now());
             match read {

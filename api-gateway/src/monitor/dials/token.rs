@@ -4,12 +4,10 @@
 //! the link is minted ([`MAX_VALIDITY`] at most) and carried in the token, so the server keeps
 //! no state about links.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use uuid::Uuid;
+
+use crate::monitor::token::{TokenError as Rejection, check, sign, usable};
 
 /// How long a link minted without `expiresInSeconds` stays valid. Shorter than a batch link's
 /// 7 days: this page shows every campaign of the workspace.
@@ -30,20 +28,22 @@ pub enum TokenError {
     Expired,
 }
 
-fn mac(secret: &[u8], workspace: Uuid, expires: i64) -> Option<Hmac<Sha256>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
-    mac.update(format!("dialfleet-dials.v1.{workspace}.{expires}").as_bytes());
-    Some(mac)
+/// The domain tag of a workspace page's token, so no batch page's token passes as one.
+const TAG: &str = "dialfleet-dials.v1";
+
+impl From<Rejection> for TokenError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::Missing => TokenError::Missing,
+            Rejection::Invalid => TokenError::Invalid,
+            Rejection::Expired => TokenError::Expired,
+        }
+    }
 }
 
 /// A token for `workspace` that expires at `expires` (whole seconds).
 pub fn issue(secret: &[u8], workspace: Uuid, expires: DateTime<Utc>) -> Option<String> {
-    if !crate::monitor::token::usable(secret) {
-        return None;
-    }
-    let expires = expires.timestamp();
-    let sig = mac(secret, workspace, expires)?.finalize().into_bytes();
-    Some(format!("{expires}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    usable(secret).then(|| sign(secret, TAG, workspace, expires.timestamp()))
 }
 
 /// Checks `token` for `workspace` at `now`.
@@ -53,24 +53,7 @@ pub fn verify(
     token: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), TokenError> {
-    let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
-    if !crate::monitor::token::usable(secret) {
-        return Err(TokenError::Invalid);
-    }
-    let (expires, sig) = token.split_once('.').ok_or(TokenError::Invalid)?;
-    let expires: i64 = expires.parse().map_err(|_| TokenError::Invalid)?;
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| TokenError::Invalid)?;
-    // The expiry is judged only once the signature is good: a forged token is "invalid".
-    mac(secret, workspace, expires)
-        .ok_or(TokenError::Invalid)?
-        .verify_slice(&sig)
-        .map_err(|_| TokenError::Invalid)?;
-    if now.timestamp() >= expires {
-        return Err(TokenError::Expired);
-    }
-    Ok(())
+    check(secret, TAG, workspace, token, now).map_err(TokenError::from)
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! Headless Chromium over WebDriver (Debian's `chromium` and `chromium-driver`, which
-//! `scripts/test.sh` installs when missing), as `api-gateway/tests/monitor_browser.rs` drives
-//! it: the few JSON requests these tests need, over `reqwest`. Both processes end when the
-//! [`Browser`] is dropped.
+//! Headless Chromium over WebDriver for the page tests: Debian's `chromium` and
+//! `chromium-driver` (which `scripts/test.sh` installs when missing), driven by the few JSON
+//! requests these tests need, over `reqwest`. Both processes end, and the profile directory
+//! goes, when the [`Browser`] is dropped.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+
+use crate::http::SendJson;
 
 fn find(var: &str, candidates: &[&str]) -> String {
     if let Ok(path) = std::env::var(var) {
@@ -36,14 +38,25 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver and a session; dialogs (`confirm`) stay open for the test to answer.
+    /// Starts chromedriver and a session; a dialog a page opens is dismissed (WebDriver's
+    /// default).
     pub async fn start() -> Self {
+        Self::launch(None).await
+    }
+
+    /// Starts chromedriver and a session; dialogs (`confirm`) stay open for the test to answer
+    /// with [`Browser::dialog`] and [`Browser::answer_dialog`].
+    pub async fn start_keeping_dialogs() -> Self {
+        Self::launch(Some("ignore")).await
+    }
+
+    async fn launch(prompts: Option<&str>) -> Self {
         let chromium = find(
             "CHROMIUM",
             &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
         );
         let chromedriver = find("CHROMEDRIVER", &["/usr/bin/chromedriver"]);
-        let port = testkit::process::free_addr().port();
+        let port = crate::process::free_addr().port();
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -63,26 +76,25 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let profile = std::env::temp_dir().join(format!("df-chromium-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&profile).unwrap();
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        std::fs::create_dir_all(&profile).expect("a Chromium profile directory");
+        let mut always = json!({
             "browserName": "chrome",
-            "unhandledPromptBehavior": "ignore",
             "goog:chromeOptions": {"binary": chromium, "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,1500",
                 format!("--user-data-dir={}", profile.display()),
             ]}
-        }}});
+        });
+        if let Some(prompts) = prompts {
+            always["unhandledPromptBehavior"] = json!(prompts);
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": always}});
         let r: Value = http
             .post(format!("{base}/session"))
             .json(&caps)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .send_json()
+            .await;
         let session = r["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
@@ -109,14 +121,15 @@ impl Browser {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let r: Value = req.send().await.unwrap().json().await.unwrap();
+        let r: Value = req.send_json().await;
         if r["value"]["error"].is_string() && !tolerate {
             panic!("WebDriver {path}: {r}");
         }
         r["value"].clone()
     }
 
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// One WebDriver command on the session; its `value` (a panic on a WebDriver error).
+    pub async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         self.send(method, path, body, false).await
     }
 
@@ -157,7 +170,15 @@ impl Browser {
         .to_owned()
     }
 
-    /// Clicks the element `css` selects as a user does (a dialog it opens stays open).
+    /// The text of element `id` as a number (a panic when it is not one).
+    pub async fn number(&self, id: &str) -> i64 {
+        let t = self.text(id).await;
+        t.parse()
+            .unwrap_or_else(|_| panic!("#{id} is not a number: {t:?}"))
+    }
+
+    /// Clicks the element `css` selects as a user does (a dialog it opens stays open when the
+    /// session was started with [`Browser::start_keeping_dialogs`]).
     pub async fn click(&self, css: &str) {
         let el = self
             .cmd(
@@ -203,12 +224,13 @@ impl Browser {
     pub async fn screenshot(&self) -> Vec<u8> {
         let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
         base64::engine::general_purpose::STANDARD
-            .decode(b64.as_str().unwrap())
-            .unwrap()
+            .decode(b64.as_str().expect("a base64 screenshot"))
+            .expect("a base64 screenshot")
     }
 
     /// Saves a screenshot as `docs/{name}` when `UPDATE_SCREENSHOTS` is set (so a test run
-    /// leaves the working tree as it was), else in the temporary directory.
+    /// leaves the working tree as it was), else in the temporary directory as
+    /// `dialfleet-{name}`.
     pub async fn save_screenshot(&self, name: &str) {
         let png = self.screenshot().await;
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
@@ -219,7 +241,7 @@ impl Browser {
         } else {
             std::env::temp_dir().join(format!("dialfleet-{name}"))
         };
-        std::fs::write(&path, &png).unwrap();
+        std::fs::write(&path, &png).expect("the screenshot written");
         println!("screenshot: {}", path.display());
     }
 }
