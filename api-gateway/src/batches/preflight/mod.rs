@@ -400,17 +400,16 @@ impl SecondPass {
             };
             spans.screen += started.elapsed();
             let lookup = handle.spawn(self.lookup(&screened, lookback));
-            if let Some(earlier) = pending.replace(Pending { screened, lookup }) {
-                if let Err(stop) = self.finish(handle, earlier, &mut judge, report, tx, &mut spans)
-                {
-                    return stop;
-                }
-            }
-        }
-        if let Some(last) = pending {
-            if let Err(stop) = self.finish(handle, last, &mut judge, report, tx, &mut spans) {
+            if let Some(earlier) = pending.replace(Pending { screened, lookup })
+                && let Err(stop) = self.finish(handle, earlier, &mut judge, report, tx, &mut spans)
+            {
                 return stop;
             }
+        }
+        if let Some(last) = pending
+            && let Err(stop) = self.finish(handle, last, &mut judge, report, tx, &mut spans)
+        {
+            return stop;
         }
         tracing::debug!(
             screen_ms = spans.screen.as_millis() as u64,
