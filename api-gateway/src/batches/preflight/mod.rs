@@ -22,7 +22,9 @@ pub mod lookup;
 pub mod report;
 pub mod verdict;
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Multipart;
@@ -374,7 +376,9 @@ impl SecondPass {
     }
 
     /// Decides every chunk `rx` yields and writes its entries; the first failure, if any (the
-    /// client going away is none: nobody is left to tell).
+    /// client going away is none: nobody is left to tell). Each chunk's lookup runs on the
+    /// runtime while the next chunk is read (the numbers' reading is most of the work, the
+    /// statement mostly waiting), so the two overlap; one chunk waits for its lookup at most.
     fn judge_all(
         &self,
         handle: &tokio::runtime::Handle,
@@ -386,49 +390,110 @@ impl SecondPass {
         let check = self.state.config.number_check;
         let lookback = lookup::cap_lookback(rules);
         let mut judge = Judge::new(rules, self.policy, self.job.clone(), self.at);
+        let mut spans = Spans::default();
+        let mut pending: Option<Pending> = None;
         for chunk in rx {
-            match handle.block_on(self.chunk(&chunk.body, &mut judge, check, lookback)) {
-                Ok(verdicts) => {
-                    if tx
-                        .blocking_send(Ok(Bytes::from(report.add(&verdicts))))
-                        .is_err()
-                    {
-                        return None;
-                    }
-                }
+            let started = Instant::now();
+            let screened = match self.screen(&chunk.body, check) {
+                Ok(screened) => screened,
                 Err(e) => return Some(e),
+            };
+            spans.screen += started.elapsed();
+            let lookup = handle.spawn(self.lookup(&screened, lookback));
+            if let Some(earlier) = pending.replace(Pending { screened, lookup })
+                && let Err(stop) = self.finish(handle, earlier, &mut judge, report, tx, &mut spans)
+            {
+                return stop;
             }
         }
+        if let Some(last) = pending
+            && let Err(stop) = self.finish(handle, last, &mut judge, report, tx, &mut spans)
+        {
+            return stop;
+        }
+        tracing::debug!(
+            screen_ms = spans.screen.as_millis() as u64,
+            lookup_wait_ms = spans.wait.as_millis() as u64,
+            judge_ms = spans.judge.as_millis() as u64,
+            "the preflight's second pass"
+        );
         None
     }
 
-    /// One chunk's verdicts.
-    async fn chunk(
+    /// One chunk's rows, decoded and checked as the ingest worker checks them.
+    fn screen(
         &self,
         body: &Held<Vec<u8>>,
-        judge: &mut Judge,
         check: shared::rows::normalize::NumberCheck,
-        lookback: chrono::Duration,
-    ) -> Result<Vec<verdict::RowVerdict>, String> {
+    ) -> Result<Vec<verdict::Screened>, String> {
         let decoded: IngestChunkV1 =
             serde_json::from_slice(body.get()).map_err(|e| format!("decoding a chunk: {e}"))?;
-        let screened = verdict::screen(decoded.first_row, decoded.rows, self.region, check);
-        let numbers: Vec<&str> = screened
-            .iter()
-            .filter_map(|s| s.result.as_ref().ok().map(|c| c.number.as_str()))
-            .collect();
-        let client = self.state.db.get().await.map_err(|e| e.to_string())?;
-        let known = lookup::known(
-            &**client,
-            self.ws,
-            &numbers,
-            self.at,
-            self.policy.cap,
-            lookback,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        drop(client);
-        Ok(judge.judge(screened, &known))
+        Ok(verdict::screen(
+            decoded.first_row,
+            decoded.rows,
+            self.region,
+            check,
+        ))
     }
+
+    /// What the database knows about the numbers read in `screened` (one statement), as a
+    /// task of its own.
+    fn lookup(
+        &self,
+        screened: &[verdict::Screened],
+        lookback: chrono::Duration,
+    ) -> impl std::future::Future<Output = Result<HashMap<String, verdict::Known>, String>>
+    + Send
+    + 'static {
+        let numbers: Vec<String> = screened
+            .iter()
+            .filter_map(|s| s.result.as_ref().ok().map(|c| c.number.as_str().to_owned()))
+            .collect();
+        let (db, ws, at, cap) = (self.state.db.clone(), self.ws, self.at, self.policy.cap);
+        async move {
+            let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
+            let client = db.get().await.map_err(|e| e.to_string())?;
+            lookup::known(&**client, ws, &numbers, at, cap, lookback)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    /// Waits for a chunk's lookup, then judges it and writes its entries. `Err(None)`: the
+    /// client went away.
+    fn finish(
+        &self,
+        handle: &tokio::runtime::Handle,
+        chunk: Pending,
+        judge: &mut Judge,
+        report: &mut Report,
+        tx: &Out,
+        spans: &mut Spans,
+    ) -> Result<(), Option<String>> {
+        let started = Instant::now();
+        let known = handle
+            .block_on(chunk.lookup)
+            .map_err(|e| Some(format!("the preflight's lookup failed: {e}")))?
+            .map_err(Some)?;
+        let judged = Instant::now();
+        spans.wait += judged - started;
+        let verdicts = judge.judge(chunk.screened, &known);
+        let entries = Bytes::from(report.add(&verdicts));
+        spans.judge += judged.elapsed();
+        tx.blocking_send(Ok(entries)).map_err(|_| None)
+    }
+}
+
+/// A chunk read, its lookup under way.
+struct Pending {
+    screened: Vec<verdict::Screened>,
+    lookup: tokio::task::JoinHandle<Result<HashMap<String, verdict::Known>, String>>,
+}
+
+/// Where the second pass's judging thread spends its time (logged at its end, `debug`).
+#[derive(Default)]
+struct Spans {
+    screen: Duration,
+    wait: Duration,
+    judge: Duration,
 }
