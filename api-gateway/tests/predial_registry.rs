@@ -249,3 +249,24 @@ async fn the_registry_hold_shows_on_the_batch_and_its_monitor_page() {
         "a fresh copy lifts it"
     );
 }
+
+/// A misspelled registry mark on a CSV upload (`?asof=`) is refused, not read as "no mark":
+/// nothing is imported and no copy is recorded (invariant 14).
+#[tokio::test]
+async fn a_misspelled_registry_parameter_is_refused_and_imports_nothing() {
+    let app = spawn_app().await;
+    let r = app
+        .post(&format!("/api/dnc?asof={}", day(1)))
+        .header("content-type", "text/csv")
+        .body("number\n+12015550100\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("asof"), "{body}");
+    let shown: Value = app.get("/api/workspace").send_json().await;
+    assert_eq!(shown["dncRegistry"]["newestAsOf"], Value::Null, "{shown}");
+    let listed: Value = app.get("/api/dnc").send_json().await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "{listed}");
+}

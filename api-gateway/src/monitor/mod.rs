@@ -13,6 +13,7 @@
 
 pub mod act;
 pub mod dials;
+mod headers;
 pub mod hub;
 pub mod link;
 pub mod pace;
@@ -30,7 +31,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use futures_util::Stream;
@@ -39,6 +40,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use headers::html_status;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -65,32 +67,6 @@ pub(crate) enum Access {
     View,
     /// See it and act on the batch; the control token the actions present again.
     Control(String),
-}
-
-/// What the page's responses say to the browser: never cached (the token is in the URL, the
-/// figures are live), never leaked as a referrer, and nothing loaded from anywhere else.
-fn page_headers(mut response: Response) -> Response {
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
-}
-
-fn html_status(status: StatusCode, body: String) -> Response {
-    page_headers((status, Html(body)).into_response())
 }
 
 /// The batch id and what the link may do, once its token opens it; otherwise the page to

@@ -109,6 +109,7 @@ pub(crate) struct DncIn {
 /// `reason`, `source` and `asOf` of a CSV import.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ReasonQuery {
     /// The reason stored with each number (CSV bodies; a JSON body's own `reason` wins).
     #[param(max_length = 200)]

@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 use futures_util::Stream;
@@ -33,6 +33,7 @@ use uuid::Uuid;
 use shared::domain::JobState;
 
 use crate::error::ApiError;
+use crate::monitor::headers::html_status;
 use crate::monitor::render as batch_render;
 use crate::state::AppState;
 use snapshot::PageKey;
@@ -50,28 +51,6 @@ struct PageQuery {
     control: Option<String>,
     status: Option<String>,
     before: Option<String>,
-}
-
-/// The same headers as the batch page: never cached, no referrer, nothing from elsewhere.
-fn html_status(status: StatusCode, body: String) -> Response {
-    let mut response = (status, Html(body)).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
 }
 
 fn refused(status: StatusCode, reason: &str) -> Box<Response> {
